@@ -1,0 +1,91 @@
+//! How results are turned into stored bytes and back.
+//!
+//! Every stored value starts with a one-byte tag naming its format, so records written
+//! today stay readable when another codec is added:
+//!
+//! | tag | meaning |
+//! |---|---|
+//! | `0x01` | JSON of the function's `Ok` value |
+//! | `0x02` | JSON of a stored terminal error (see `store_errors_if`) |
+//!
+//! ```
+//! use stent_core::codec::{self, Stored};
+//!
+//! let bytes = codec::encode_value(&Some(42u32)).unwrap();
+//! assert_eq!(bytes, b"\x0142");
+//! let back: Stored<Option<u32>, ()> = codec::decode("k", &bytes).unwrap();
+//! assert_eq!(back, Stored::Value(Some(42)));
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+
+
+/// Tag of a JSON-encoded `Ok` value.
+pub const TAG_JSON_VALUE: u8 = 0x01;
+/// Tag of a JSON-encoded stored error.
+pub const TAG_JSON_ERROR: u8 = 0x02;
+
+/// A decoded stored value: the function's result or a stored terminal error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored<T, E> {
+    /// The function succeeded with this value.
+    Value(T),
+    /// The function failed with this error, stored because `store_errors_if` said so.
+    Error(E),
+}
+
+fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    out.push(tag);
+    serde_json::to_writer(&mut out, value).map_err(|e| {
+        Error::new(ErrorKind::Encode, format!("result cannot be encoded as JSON: {e}"))
+            .with_source(e)
+    })?;
+    Ok(out)
+}
+
+/// Encodes a function's `Ok` value.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    encode_tagged(TAG_JSON_VALUE, value)
+}
+
+/// Encodes a terminal error to replay.
+pub fn encode_error<E: Serialize + ?Sized>(err: &E) -> Result<Vec<u8>> {
+    encode_tagged(TAG_JSON_ERROR, err)
+}
+
+/// Decodes stored bytes into a value or a stored error; anything else is an
+/// [`ErrorKind::Decode`] error naming `key`.
+pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<Stored<T, E>> {
+    let (tag, body) = bytes
+        .split_first()
+        .ok_or_else(|| Error::decode(key, "stored value is empty (no format tag)"))?;
+    match *tag {
+        TAG_JSON_VALUE => decode_json(key, body, "value").map(Stored::Value),
+        TAG_JSON_ERROR => decode_json(key, body, "stored error").map(Stored::Error),
+        other => Err(Error::decode(
+            key,
+            format!("stored value has unknown format tag 0x{other:02x}"),
+        )),
+    }
+}
+
+/// Decodes the JSON body of a stored value (after its tag) as `T`; `what` names it in the
+/// error message.
+pub fn decode_json<T: DeserializeOwned>(key: &str, body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::decode(
+            key,
+            format!("stored {what} does not decode as {}: {e}", std::any::type_name::<T>()),
+        )
+        .with_source(e)
+    })
+}
+
+/// Decodes stored bytes to generic JSON, for display by admin tools.
+pub fn to_json(key: &str, bytes: &[u8]) -> Result<Stored<serde_json::Value, serde_json::Value>> {
+    decode(key, bytes)
+}

@@ -1,0 +1,890 @@
+//! The wrapper API: [`Stent`], [`DurableBuilder`] and [`Durable`].
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
+
+use crate::codec::{self, TAG_JSON_ERROR, TAG_JSON_VALUE};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::{DefaultKey, KeyScope, KeyStrategy, canonical_args, sha256_hex};
+use crate::record::{Claim, ClaimOutcome, LeaseToken, Namespace, Record, RecordMeta, RecordState, Timestamp};
+use crate::store::ResultStore;
+
+/// Default lease: how long a claim lasts without renewal.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default time a caller waits for another caller's in-flight execution.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// The entry point: a store, and a factory of durable functions over it.
+///
+/// Cheap to clone; clones share the store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use stent_core::{MemoryStore, Stent, Status};
+///
+/// let stent = Stent::new(MemoryStore::new());
+/// let charge = stent
+///     .durable("billing::charge_customer")
+///     .idempotent()
+///     .version("v1")
+///     .key(|(order_id, _amount): &(String, u64)| format!("charge:{order_id}"))
+///     .wrap(|(order_id, amount): (String, u64)| async move {
+///         Ok::<_, Infallible>(format!("receipt-{order_id}-{amount}"))
+///     });
+///
+/// let first = charge.call_traced(("ord-1".into(), 500)).await?;
+/// let again = charge.call_traced(("ord-1".into(), 500)).await?;
+/// assert_eq!(first.outcome.status, Status::Executed);
+/// assert_eq!(again.outcome.status, Status::Replayed);
+/// assert_eq!(again.value, "receipt-ord-1-500");
+/// assert_eq!(again.outcome.key, "billing::charge_customer|v1|charge:ord-1");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Stent {
+    store: Arc<dyn ResultStore>,
+}
+
+impl fmt::Debug for Stent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stent").field("store", &self.store).finish()
+    }
+}
+
+impl Stent {
+    /// Wraps a store.
+    pub fn new(store: impl ResultStore) -> Self {
+        Stent {
+            store: Arc::new(store),
+        }
+    }
+
+    /// Wraps a store that is already shared (as `stent::connect` returns it).
+    pub fn from_arc(store: Arc<dyn ResultStore>) -> Self {
+        Stent { store }
+    }
+
+    /// The store results are kept in.
+    pub fn store(&self) -> &Arc<dyn ResultStore> {
+        &self.store
+    }
+
+    /// Starts describing a durable function. `name` must be stable across deploys and
+    /// processes (it is part of every key): write it out, never derive it from a type path.
+    pub fn durable(&self, name: impl Into<String>) -> DurableBuilder {
+        DurableBuilder {
+            store: Arc::clone(&self.store),
+            config: Config {
+                name: name.into(),
+                version: None,
+                idempotent: false,
+                cached: false,
+                ttl: None,
+                retention: None,
+                lease: DEFAULT_LEASE,
+                in_flight: InFlight::default(),
+                shared_key: false,
+                validate_payload: false,
+                fail_open: false,
+            },
+            key: DefaultKey::new(),
+        }
+    }
+}
+
+/// What a call does when another caller is executing the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InFlight {
+    /// Poll with backoff until the other execution completes (then replay its result), it
+    /// releases (then claim again) or its lease lapses (then take over); give up with
+    /// [`ErrorKind::InFlight`] after `timeout`.
+    Wait {
+        /// How long to wait at most.
+        timeout: Duration,
+    },
+    /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] set.
+    Reject,
+}
+
+impl Default for InFlight {
+    /// `Wait { timeout: 60 s }`.
+    fn default() -> Self {
+        InFlight::Wait {
+            timeout: DEFAULT_WAIT,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    name: String,
+    version: Option<String>,
+    idempotent: bool,
+    cached: bool,
+    ttl: Option<Duration>,
+    retention: Option<Duration>,
+    lease: Duration,
+    in_flight: InFlight,
+    shared_key: bool,
+    validate_payload: bool,
+    fail_open: bool,
+}
+
+/// Describes a durable function before it is [wrapped](Self::wrap).
+///
+/// Choose [`idempotent`](Self::idempotent), [`cached`](Self::cached) or both; with neither,
+/// the function is idempotent (the stronger guarantee).
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `.wrap(...)`"]
+pub struct DurableBuilder<K = DefaultKey> {
+    store: Arc<dyn ResultStore>,
+    config: Config,
+    key: K,
+}
+
+impl<K> fmt::Debug for DurableBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableBuilder").field("config", &self.config).finish()
+    }
+}
+
+impl<K> DurableBuilder<K> {
+    /// Run at most once per key; replay the stored result forever after (or for the
+    /// [`retention`](Self::retention)). Errors are not stored: a failed call can be retried.
+    pub fn idempotent(mut self) -> Self {
+        self.config.idempotent = true;
+        self
+    }
+
+    /// Reuse results; recompute after the [`ttl`](Self::ttl), if one is set.
+    pub fn cached(mut self) -> Self {
+        self.config.cached = true;
+        self
+    }
+
+    /// Part of every key: bumping it starts a new keyspace (old results are ignored).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.config.version = Some(version.into());
+        self
+    }
+
+    /// How long cached results live (default: forever).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = Some(ttl);
+        self
+    }
+
+    /// How long idempotency records are kept after completion (default: forever, as an
+    /// idempotency guarantee should be). After it, the same call executes again.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = Some(retention);
+        self
+    }
+
+    /// How long a claim lasts without renewal (default 30 s). While the function runs the
+    /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
+    /// next caller takes over with `attempt + 1`.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease.max(Duration::from_millis(3));
+        self
+    }
+
+    /// What to do when another caller is executing the same key (default: wait up to 60 s).
+    pub fn in_flight(mut self, policy: InFlight) -> Self {
+        self.config.in_flight = policy;
+        self
+    }
+
+    /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
+    /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
+    /// result is never revealed to it. Useful with custom keys.
+    pub fn validate_payload(mut self) -> Self {
+        self.config.validate_payload = true;
+        self
+    }
+
+    /// For cached functions: when the store fails, run the function anyway instead of
+    /// failing the call. Never applies to idempotency, which always fails closed.
+    pub fn fail_open(mut self) -> Self {
+        self.config.fail_open = true;
+        self
+    }
+
+    /// Custom keys are used as given, not scoped by function name and version: for a
+    /// correlation id that several functions deliberately share.
+    pub fn shared_key(mut self) -> Self {
+        self.config.shared_key = true;
+        self
+    }
+
+    /// Derive keys with `strategy`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
+    /// `{name}|{version}|{custom}`) or any [`KeyStrategy`].
+    pub fn key<K2>(self, strategy: K2) -> DurableBuilder<K2> {
+        DurableBuilder {
+            store: self.store,
+            config: self.config,
+            key: strategy,
+        }
+    }
+
+    /// Always hash the arguments in the key (keeps personal data out of keys and logs).
+    pub fn hashed_key(self) -> DurableBuilder<DefaultKey> {
+        self.key(DefaultKey::hashed())
+    }
+
+    /// Wraps an async function of one argument value (a tuple for several).
+    ///
+    /// The function returns `Result<R, E>`; `R` is stored as JSON, `E` is returned to the
+    /// caller and not stored (see [`Durable::store_errors_if`]).
+    pub fn wrap<A, R, E, F, Fut>(self, f: F) -> Durable<A, R, E>
+    where
+        K: KeyStrategy<A>,
+        A: Serialize + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        self.wrap_with_context(move |args, _ctx| f(args))
+    }
+
+    /// Like [`wrap`](Self::wrap), but the function also receives its [`Execution`]:
+    /// attempt number and a stable operation id to pass to downstream APIs.
+    pub fn wrap_with_context<A, R, E, F, Fut>(self, f: F) -> Durable<A, R, E>
+    where
+        K: KeyStrategy<A>,
+        A: Serialize + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: Fn(A, Execution) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let mut config = self.config;
+        if !config.idempotent && !config.cached {
+            config.idempotent = true;
+        }
+        let fingerprint: Option<FingerprintFn<A>> = if config.validate_payload {
+            Some(Box::new(|args: &A| Ok(sha256_hex(canonical_args(args)?.as_bytes()))))
+        } else {
+            None
+        };
+        Durable {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config,
+                key: Box::new(self.key),
+                fingerprint,
+                func: Box::new(move |args, ctx| Box::pin(f(args, ctx))),
+                store_errors: None,
+            }),
+        }
+    }
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type FingerprintFn<A> = Box<dyn Fn(&A) -> Result<String> + Send + Sync>;
+type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<std::result::Result<R, E>> + Send + Sync>;
+
+struct ErrorStorage<E> {
+    pred: Box<dyn Fn(&E) -> bool + Send + Sync>,
+    encode: fn(&E) -> Result<Vec<u8>>,
+    decode: fn(&str, &[u8]) -> Result<E>,
+}
+
+struct Inner<A, R, E> {
+    store: Arc<dyn ResultStore>,
+    config: Config,
+    key: Box<dyn KeyStrategy<A>>,
+    fingerprint: Option<FingerprintFn<A>>,
+    func: Func<A, R, E>,
+    store_errors: Option<ErrorStorage<E>>,
+}
+
+/// A wrapped function: call it like the original, get idempotency and/or caching.
+///
+/// `Clone + Send + Sync`, cheap to share (one `Arc`). Configure it with
+/// [`store_errors_if`](Self::store_errors_if) and [`fingerprint`](Self::fingerprint)
+/// right after [`wrap`](DurableBuilder::wrap), before cloning it.
+pub struct Durable<A, R, E> {
+    inner: Arc<Inner<A, R, E>>,
+}
+
+impl<A, R, E> Clone for Durable<A, R, E> {
+    fn clone(&self) -> Self {
+        Durable {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A, R, E> fmt::Debug for Durable<A, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durable")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+/// What a call did, as [`Durable::call_traced`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The function ran in this call.
+    Executed,
+    /// The result came from the cache namespace.
+    CacheHit,
+    /// The result of an earlier execution was replayed from the idempotency namespace.
+    Replayed,
+    /// Another caller was executing the key; this call waited and got its result.
+    Joined,
+}
+
+impl Status {
+    /// `executed`, `cache_hit`, `replayed` or `joined`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Executed => "executed",
+            Status::CacheHit => "cache_hit",
+            Status::Replayed => "replayed",
+            Status::Joined => "joined",
+        }
+    }
+
+    /// Whether the result came from the store rather than from running the function here.
+    pub const fn is_hit(self) -> bool {
+        !matches!(self, Status::Executed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a call was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Executed, cache hit, replayed or joined.
+    pub status: Status,
+    /// The attempt that produced the result (1 unless a takeover happened).
+    pub attempt: u32,
+    /// The key the result is stored under.
+    pub key: String,
+}
+
+/// A call's value together with how it was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Traced<R> {
+    /// The function's result.
+    pub value: R,
+    /// How it was obtained.
+    pub outcome: Outcome,
+}
+
+/// What a running function knows about its own execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Execution {
+    /// The durable function's name.
+    pub function: Arc<str>,
+    /// The key of this call.
+    pub key: Arc<str>,
+    /// 1 for the first execution; +1 for each takeover after a crashed owner's lease lapsed.
+    pub attempt: u32,
+    /// Stable across attempts of the same key: pass it to downstream APIs as their
+    /// idempotency key (32 hex characters).
+    pub operation_id: Arc<str>,
+}
+
+tokio::task_local! {
+    static CURRENT: Execution;
+}
+
+impl Execution {
+    /// The execution the current task is running inside, if any.
+    pub fn current() -> Option<Execution> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+}
+
+impl<A, R, E> Durable<A, R, E>
+where
+    A: Serialize + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    fn configure(mut self, f: impl FnOnce(&mut Inner<A, R, E>)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => panic!("configure a Durable right after `wrap`, before cloning it"),
+        }
+        self
+    }
+
+    /// Store errors for which `pred` is true and replay them like results: for terminal
+    /// failures (a card declined) that must not be retried. Other errors are not stored.
+    pub fn store_errors_if(self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
+    where
+        E: Serialize + DeserializeOwned,
+    {
+        self.configure(|inner| {
+            inner.store_errors = Some(ErrorStorage {
+                pred: Box::new(pred),
+                encode: |e| codec::encode_error(e),
+                decode: |key, body| codec::decode_json(key, body, "stored error"),
+            });
+        })
+    }
+
+    /// Validate payloads with a custom fingerprint of the arguments (see
+    /// [`DurableBuilder::validate_payload`]).
+    pub fn fingerprint<S: Into<String>>(
+        self,
+        f: impl Fn(&A) -> S + Send + Sync + 'static,
+    ) -> Self {
+        self.configure(|inner| {
+            inner.config.validate_payload = true;
+            inner.fingerprint = Some(Box::new(move |a| Ok(f(a).into())));
+        })
+    }
+
+    /// The durable function's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The key a call with `args` is stored under.
+    pub fn key_for(&self, args: &A) -> Result<String> {
+        let c = &self.inner.config;
+        let scope = KeyScope {
+            name: &c.name,
+            version: c.version.as_deref(),
+            shared: c.shared_key,
+        };
+        self.inner.key.key(&scope, args)
+    }
+
+    /// Calls the function through the store: executes it, or returns a stored result.
+    pub async fn call(&self, args: A) -> std::result::Result<R, Error<E>> {
+        self.call_traced(args).await.map(|t| t.value)
+    }
+
+    /// Like [`call`](Self::call), and also says how the call was served.
+    pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let key = self.key_for(&args).map_err(Error::into_call_error)?;
+        let span = tracing::debug_span!(
+            "stent.call",
+            function = %self.inner.config.name,
+            key = %key,
+            status = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+        );
+        let result = self.run(key, args).instrument(span.clone()).await;
+        match &result {
+            Ok(t) => {
+                span.record("status", t.outcome.status.as_str());
+                span.record("attempt", t.outcome.attempt);
+            }
+            Err(e) => tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed"),
+        }
+        result
+    }
+
+    async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let inner = &*self.inner;
+        let c = &inner.config;
+        if c.cached {
+            if let Some(hit) = self.cache_lookup(&key).await? {
+                return Ok(hit);
+            }
+        }
+        let traced = if c.idempotent {
+            self.idempotent(key, args).await?
+        } else {
+            let (value, bytes) = self.execute_plain(&key, args).await?;
+            self.cache_store(&key, &bytes).await.map_err(Error::into_call_error)?;
+            return Ok(Traced {
+                value,
+                outcome: Outcome {
+                    status: Status::Executed,
+                    attempt: 1,
+                    key,
+                },
+            });
+        };
+        Ok(traced)
+    }
+
+    fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
+        RecordMeta {
+            function: Some(&self.inner.config.name),
+            version: self.inner.config.version.as_deref(),
+            fingerprint,
+        }
+    }
+
+    /// Cache-namespace read; `None` on a miss (an undecodable value is a miss, and is
+    /// overwritten by the next successful execution).
+    async fn cache_lookup(&self, key: &str) -> std::result::Result<Option<Traced<R>>, Error<E>> {
+        let record = match self.inner.store.get(Namespace::Cache, key).await {
+            Ok(r) => r,
+            Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
+                tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into_call_error()),
+        };
+        let Some(record) = record else { return Ok(None) };
+        let Some(bytes) = record.value.as_deref() else { return Ok(None) };
+        match decode_value::<R>(key, bytes) {
+            Ok(value) => Ok(Some(Traced {
+                value,
+                outcome: Outcome {
+                    status: Status::CacheHit,
+                    attempt: record.attempt,
+                    key: key.to_owned(),
+                },
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn cache_store(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let c = &self.inner.config;
+        match self
+            .inner
+            .store
+            .put(Namespace::Cache, key, bytes, c.ttl, self.meta(None))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // With idempotency on, the idempotency record is the source of truth: a failed
+            // cache write only costs a later lookup.
+            Err(e) if c.fail_open || c.idempotent => {
+                tracing::warn!(error = %e, "cache write failed; result returned uncached");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn execute_plain(&self, key: &str, args: A) -> std::result::Result<(R, Vec<u8>), Error<E>> {
+        let inner = &*self.inner;
+        let exec = Execution {
+            function: inner.config.name.as_str().into(),
+            key: key.into(),
+            attempt: 1,
+            operation_id: sha256_hex(key.as_bytes())[..32].into(),
+        };
+        let fut = (inner.func)(args, exec.clone());
+        let value = CURRENT.scope(exec, fut).await.map_err(Error::function)?;
+        let bytes = codec::encode_value(&value).map_err(Error::into_call_error)?;
+        Ok((value, bytes))
+    }
+
+    async fn idempotent(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let inner = &*self.inner;
+        let c = &inner.config;
+        let store = &inner.store;
+        let fingerprint = match &inner.fingerprint {
+            Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
+            None => None,
+        };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(5);
+        let mut joined = false;
+        loop {
+            let token = LeaseToken::generate();
+            let claim = Claim {
+                token: &token,
+                lease: c.lease,
+                meta: self.meta(fingerprint.as_deref()),
+            };
+            let outcome = store
+                .claim(Namespace::Idempotency, &key, &claim)
+                .await
+                .map_err(Error::into_call_error)?;
+            match outcome {
+                ClaimOutcome::Completed(record) => {
+                    check_fingerprint(&key, fingerprint.as_deref(), &record)?;
+                    let status = if joined { Status::Joined } else { Status::Replayed };
+                    let value = self.replay(&key, &record)?;
+                    if c.cached {
+                        if let Some(bytes) = &record.value {
+                            self.cache_store(&key, bytes).await.map_err(Error::into_call_error)?;
+                        }
+                    }
+                    return Ok(Traced {
+                        value,
+                        outcome: Outcome {
+                            status,
+                            attempt: record.attempt,
+                            key,
+                        },
+                    });
+                }
+                ClaimOutcome::InFlight(record) => {
+                    check_fingerprint(&key, fingerprint.as_deref(), &record)?;
+                    let until_lapse = record
+                        .lease_expires_at
+                        .map(|at| at.since(Timestamp::now()))
+                        .unwrap_or_default();
+                    let timeout = match c.in_flight {
+                        InFlight::Reject => Duration::ZERO,
+                        InFlight::Wait { timeout } => timeout,
+                    };
+                    let waited = started.elapsed();
+                    if waited >= timeout {
+                        return Err(Error::new(
+                            ErrorKind::InFlight,
+                            format!(
+                                "another caller is executing this key (attempt {}){}",
+                                record.attempt,
+                                if timeout.is_zero() {
+                                    String::new()
+                                } else {
+                                    format!("; gave up after waiting {waited:?}")
+                                }
+                            ),
+                        )
+                        .with_key(key)
+                        .with_retry_after(until_lapse.max(Duration::from_millis(1)))
+                        .into_call_error());
+                    }
+                    joined = true;
+                    // Wake up no later than the holder's lease lapses, to take over promptly.
+                    let nap = backoff
+                        .min(until_lapse + Duration::from_millis(2))
+                        .min(timeout - waited);
+                    tokio::time::sleep(nap).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                ClaimOutcome::Acquired { attempt, .. } => {
+                    let value = self.execute_claimed(&key, token, attempt, args).await?;
+                    return Ok(Traced {
+                        value,
+                        outcome: Outcome {
+                            status: Status::Executed,
+                            attempt,
+                            key,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn replay(&self, key: &str, record: &Record) -> std::result::Result<R, Error<E>> {
+        if record.state != RecordState::Completed {
+            return Err(Error::decode(key, "record is not completed").into_call_error());
+        }
+        let bytes = record.value.as_deref().unwrap_or_default();
+        match bytes.first() {
+            Some(&TAG_JSON_ERROR) => match &self.inner.store_errors {
+                Some(s) => Err(Error::function(
+                    (s.decode)(key, &bytes[1..]).map_err(Error::into_call_error)?,
+                )),
+                None => Err(Error::decode(
+                    key,
+                    "the stored result is an error, but this function does not replay stored errors",
+                )
+                .into_call_error()),
+            },
+            _ => decode_value(key, bytes).map_err(Error::into_call_error),
+        }
+    }
+
+    /// Runs the function while holding the claim: renews the lease, records the result,
+    /// and releases the claim on error, panic or cancellation.
+    async fn execute_claimed(
+        &self,
+        key: &str,
+        token: LeaseToken,
+        attempt: u32,
+        args: A,
+    ) -> std::result::Result<R, Error<E>> {
+        let inner = &*self.inner;
+        let c = &inner.config;
+        let store = &inner.store;
+        let mut guard = ReleaseGuard {
+            store: Arc::clone(store),
+            key: key.to_owned(),
+            token,
+            armed: true,
+        };
+        let token = guard.token.clone();
+        if attempt > 1 {
+            tracing::info!(attempt, "taking over after a lapsed lease");
+        }
+        let exec = Execution {
+            function: c.name.as_str().into(),
+            key: key.into(),
+            attempt,
+            operation_id: sha256_hex(key.as_bytes())[..32].into(),
+        };
+        let work = AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();
+        let renew = async {
+            let every = c.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                match store.renew(Namespace::Idempotency, key, &token, c.lease).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::LeaseLost => {
+                        tracing::warn!("lease lost while running; the result will not be recorded");
+                        return std::future::pending::<()>().await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                }
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            r = work => r,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(panic) => {
+                guard.release().await;
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let bytes = match &result {
+            Ok(value) => codec::encode_value(value),
+            Err(e) => match &inner.store_errors {
+                Some(s) if (s.pred)(e) => (s.encode)(e),
+                _ => {
+                    guard.release().await;
+                    return Err(Error::function(result.err().expect("checked above")));
+                }
+            },
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                guard.release().await;
+                return Err(e.into_call_error());
+            }
+        };
+        if let Err(e) = self.complete(key, &token, &bytes).await {
+            if e.kind() == ErrorKind::ValueTooLarge || e.kind() == ErrorKind::Encode {
+                guard.release().await;
+            } else {
+                // Leave the claim: a lost lease belongs to someone else now, and after
+                // a store outage the lease lapses and the next caller takes over.
+                guard.armed = false;
+            }
+            return Err(e.into_call_error());
+        }
+        guard.armed = false;
+        if c.cached {
+            self.cache_store(key, &bytes).await.map_err(Error::into_call_error)?;
+        }
+        result.map_err(Error::function)
+    }
+
+    /// Records the result, retrying transient store errors for up to one lease: the work
+    /// is done, so recording it is worth some patience.
+    async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
+        let c = &self.inner.config;
+        let deadline = Instant::now() + c.lease;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self
+                .inner
+                .store
+                .complete(Namespace::Idempotency, key, token, bytes, c.retention)
+                .await
+            {
+                Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
+                    tracing::warn!(error = %e, "recording the result failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn decode_value<R: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<R> {
+    match bytes.first() {
+        Some(&TAG_JSON_VALUE) => codec::decode_json(key, &bytes[1..], "value"),
+        _ => match codec::decode::<R, serde_json::Value>(key, bytes)? {
+            codec::Stored::Value(v) => Ok(v),
+            codec::Stored::Error(_) => Err(Error::decode(key, "stored value is an error")),
+        },
+    }
+}
+
+fn check_fingerprint<E>(
+    key: &str,
+    ours: Option<&str>,
+    record: &Record,
+) -> std::result::Result<(), Error<E>> {
+    match (ours, record.fingerprint.as_deref()) {
+        (Some(ours), Some(theirs)) if ours != theirs => Err(Error::new(
+            ErrorKind::PayloadMismatch,
+            "this key was already used with different arguments",
+        )
+        .with_key(key)
+        .into_call_error()),
+        _ => Ok(()),
+    }
+}
+
+/// Releases a claim when the call ends without recording a result: awaited on error and
+/// panic, spawned on the runtime when the call's future is dropped (cancellation).
+struct ReleaseGuard {
+    store: Arc<dyn ResultStore>,
+    key: String,
+    token: LeaseToken,
+    armed: bool,
+}
+
+impl ReleaseGuard {
+    async fn release(&mut self) {
+        self.armed = false;
+        if let Err(e) = self
+            .store
+            .release(Namespace::Idempotency, &self.key, &self.token)
+            .await
+        {
+            tracing::warn!(error = %e, "releasing the claim failed; it will lapse with its lease");
+        }
+    }
+}
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let store = Arc::clone(&self.store);
+            let key = std::mem::take(&mut self.key);
+            let token = self.token.clone();
+            handle.spawn(async move {
+                if let Err(e) = store.release(Namespace::Idempotency, &key, &token).await {
+                    tracing::warn!(error = %e, "releasing a cancelled claim failed; it will lapse");
+                }
+            });
+        }
+    }
+}

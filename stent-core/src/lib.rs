@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod codec;
+mod durable;
+pub mod error;
+pub mod key;
+mod memory;
+pub mod record;
+pub mod store;
+
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::durable::{
+    DEFAULT_LEASE, DEFAULT_WAIT, Durable, DurableBuilder, Execution, InFlight, Outcome, Status,
+    Stent, Traced,
+};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};
+pub use crate::memory::MemoryStore;
+pub use crate::record::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
+    RecordState, Timestamp,
+};
+pub use crate::store::ResultStore;
+
+#[doc(hidden)]
+pub use async_trait::async_trait;

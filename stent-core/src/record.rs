@@ -1,0 +1,500 @@
+//! Records and the values that cross the [`ResultStore`](crate::ResultStore) boundary.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The two keyspaces of a store: results of idempotent calls and cached results.
+///
+/// SQL backends name their tables exactly after [`Namespace::as_str`] (optionally prefixed),
+/// so `SELECT key, created_at FROM cache` works from a database shell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Namespace {
+    /// Results of idempotent calls: permanent unless a retention is set.
+    Idempotency,
+    /// Cached results: permanent or with a TTL.
+    Cache,
+}
+
+impl Namespace {
+    /// Both namespaces, in a fixed order.
+    pub const ALL: [Namespace; 2] = [Namespace::Idempotency, Namespace::Cache];
+
+    /// `"idempotency"` or `"cache"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Idempotency => "idempotency",
+            Namespace::Cache => "cache",
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Namespace {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "idempotency" => Ok(Namespace::Idempotency),
+            "cache" => Ok(Namespace::Cache),
+            other => Err(crate::Error::config(format!(
+                "unknown namespace {other:?} (expected \"idempotency\" or \"cache\")"
+            ))),
+        }
+    }
+}
+
+/// Where a record stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordState {
+    /// Claimed by a caller whose lease may still be live; no value yet.
+    InProgress,
+    /// Holds a value.
+    Completed,
+}
+
+impl RecordState {
+    /// `"in_progress"` or `"completed"`, as stored by every backend.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordState::InProgress => "in_progress",
+            RecordState::Completed => "completed",
+        }
+    }
+
+    /// Parses the stored form; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in_progress" => Some(RecordState::InProgress),
+            "completed" => Some(RecordState::Completed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RecordState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A point in time: milliseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The timestamp `ms` milliseconds after the Unix epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        SystemTime::now().into()
+    }
+
+    /// `self + d`, saturating.
+    pub fn add(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(duration_millis(d)))
+    }
+
+    /// How long from `earlier` to `self` (zero when `earlier` is later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+}
+
+/// Whole milliseconds in `d`, rounded up so a non-zero duration never becomes zero,
+/// saturating at `i64::MAX`.
+pub fn duration_millis(d: Duration) -> i64 {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> Self {
+        if t.0 >= 0 {
+            UNIX_EPOCH + Duration::from_millis(t.0 as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(t.0.unsigned_abs())
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T15:54:30.123Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.rem_euclid(1000);
+        let secs = self.0.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A fencing token: proof that the holder owns an in-progress record.
+///
+/// Every successful [`claim`](crate::ResultStore::claim) installs a fresh token;
+/// [`complete`](crate::ResultStore::complete), [`renew`](crate::ResultStore::renew) and
+/// [`release`](crate::ResultStore::release) only act while the token still matches, so a
+/// caller whose lease lapsed and was taken over can never overwrite the new owner's work.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// A new random token (128 bits, hex).
+    pub fn generate() -> Self {
+        LeaseToken(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// Wraps a token read back from a store.
+    pub fn from_string(s: impl Into<String>) -> Self {
+        LeaseToken(s.into())
+    }
+
+    /// The token as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LeaseToken({})", &self.0[..self.0.len().min(8)])
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One stored record, as returned by [`get`](crate::ResultStore::get),
+/// [`claim`](crate::ResultStore::claim) and [`list`](crate::ResultStore::list).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Record {
+    /// The full key.
+    pub key: String,
+    /// In progress or completed.
+    pub state: RecordState,
+    /// The encoded result; `None` while in progress.
+    pub value: Option<Vec<u8>>,
+    /// The token of the current owner, while in progress.
+    pub lease_token: Option<LeaseToken>,
+    /// When the current owner's lease lapses, while in progress.
+    pub lease_expires_at: Option<Timestamp>,
+    /// 1 for the first execution, +1 for every takeover after a lapsed lease.
+    pub attempt: u32,
+    /// The payload fingerprint the record was claimed with, if validation is on.
+    pub fingerprint: Option<String>,
+    /// The wrapped function's name.
+    pub function: Option<String>,
+    /// The wrapped function's version.
+    pub version: Option<String>,
+    /// When the record was first written.
+    pub created_at: Timestamp,
+    /// When the value was stored.
+    pub completed_at: Option<Timestamp>,
+    /// When the record stops being visible; `None` for permanent records.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Record {
+    /// A record with only the required fields set; backends fill in the rest.
+    pub fn new(key: impl Into<String>, state: RecordState, created_at: Timestamp) -> Self {
+        Record {
+            key: key.into(),
+            state,
+            value: None,
+            lease_token: None,
+            lease_expires_at: None,
+            attempt: 1,
+            fingerprint: None,
+            function: None,
+            version: None,
+            created_at,
+            completed_at: None,
+            expires_at: None,
+        }
+    }
+
+    /// Whether the record has expired at `now` (and must be treated as absent).
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+
+    /// Whether an in-progress record's lease has lapsed at `now`.
+    pub fn lease_lapsed(&self, now: Timestamp) -> bool {
+        self.state == RecordState::InProgress && self.lease_expires_at.is_none_or(|e| e <= now)
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("key", &self.key)
+            .field("state", &self.state)
+            .field("value", &self.value.as_ref().map(|v| format!("<{} bytes>", v.len())))
+            .field("lease_token", &self.lease_token)
+            .field("lease_expires_at", &self.lease_expires_at)
+            .field("attempt", &self.attempt)
+            .field("fingerprint", &self.fingerprint)
+            .field("function", &self.function)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("completed_at", &self.completed_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Descriptive fields written with a record, for the admin tools and payload validation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordMeta<'a> {
+    /// The wrapped function's name.
+    pub function: Option<&'a str>,
+    /// The wrapped function's version.
+    pub version: Option<&'a str>,
+    /// A fingerprint of the arguments (payload validation).
+    pub fingerprint: Option<&'a str>,
+}
+
+/// What a [`claim`](crate::ResultStore::claim) asks for.
+#[derive(Clone, Debug)]
+pub struct Claim<'a> {
+    /// The token to install if the claim succeeds.
+    pub token: &'a LeaseToken,
+    /// How long the lease lasts unless renewed.
+    pub lease: Duration,
+    /// Descriptive fields stored with the record.
+    pub meta: RecordMeta<'a>,
+}
+
+/// The answer to a [`claim`](crate::ResultStore::claim). Contention is a normal answer, not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The caller now owns the record and must run the work.
+    Acquired {
+        /// 1 on a fresh key, the previous attempt + 1 on a takeover.
+        attempt: u32,
+        /// When the new lease lapses unless renewed.
+        lease_expires_at: Timestamp,
+    },
+    /// Another caller holds a live lease; the record is returned as it stands.
+    InFlight(Record),
+    /// A result is already stored.
+    Completed(Record),
+}
+
+/// A page of [`list`](crate::ResultStore::list) results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page {
+    /// Records in ascending key order (by the key's UTF-8 bytes).
+    pub records: Vec<Record>,
+    /// Pass to the next `list` call to continue; `None` when there is nothing more.
+    pub next_cursor: Option<String>,
+}
+
+impl Page {
+    /// A page of `records` followed by `next_cursor`.
+    pub fn new(records: Vec<Record>, next_cursor: Option<String>) -> Self {
+        Page {
+            records,
+            next_cursor,
+        }
+    }
+}
+
+/// What a [`list`](crate::ResultStore::list) call asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Only keys that start with this (matched literally: `%`, `_`, `*` are ordinary characters).
+    pub prefix: String,
+    /// Only keys strictly after this one (the previous page's `next_cursor`).
+    pub cursor: Option<String>,
+    /// At most this many records (at least 1).
+    pub limit: usize,
+    /// Include expired records that are not yet purged.
+    pub include_expired: bool,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            prefix: String::new(),
+            cursor: None,
+            limit: 100,
+            include_expired: false,
+        }
+    }
+}
+
+impl ListQuery {
+    /// Every live record, 100 per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Continue after `cursor`.
+    pub fn cursor(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// At most `limit` records per page.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+
+    /// Include expired, not yet purged records.
+    pub fn include_expired(mut self, yes: bool) -> Self {
+        self.include_expired = yes;
+        self
+    }
+
+    /// Whether `key` belongs in this query's range (prefix and cursor).
+    pub fn matches(&self, key: &str) -> bool {
+        key.starts_with(self.prefix.as_str())
+            && self.cursor.as_deref().is_none_or(|c| key > c)
+    }
+}
+
+/// What a store can do, as one flat struct (`Copy`, `Default` = the most conservative answers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The store removes expired records by itself (otherwise `purge_expired` does).
+    pub native_ttl: bool,
+    /// Lease and expiry decisions use the server's clock rather than this process's.
+    pub server_clock: bool,
+    /// Several processes can share the store and keep every guarantee.
+    pub shared: bool,
+    /// The data outlives the process.
+    pub durable: bool,
+    /// Longest key accepted, in bytes.
+    pub max_key_len: Option<usize>,
+    /// Largest value accepted, in bytes.
+    pub max_value_len: Option<usize>,
+}
+
+impl Capabilities {
+    /// All-false, no limits; set fields with the builder methods.
+    pub const fn new() -> Self {
+        Capabilities {
+            native_ttl: false,
+            server_clock: false,
+            shared: false,
+            durable: false,
+            max_key_len: None,
+            max_value_len: None,
+        }
+    }
+
+    /// Sets [`native_ttl`](Self::native_ttl).
+    pub const fn native_ttl(mut self, yes: bool) -> Self {
+        self.native_ttl = yes;
+        self
+    }
+
+    /// Sets [`server_clock`](Self::server_clock).
+    pub const fn server_clock(mut self, yes: bool) -> Self {
+        self.server_clock = yes;
+        self
+    }
+
+    /// Sets [`shared`](Self::shared).
+    pub const fn shared(mut self, yes: bool) -> Self {
+        self.shared = yes;
+        self
+    }
+
+    /// Sets [`durable`](Self::durable).
+    pub const fn durable(mut self, yes: bool) -> Self {
+        self.durable = yes;
+        self
+    }
+
+    /// Sets [`max_key_len`](Self::max_key_len).
+    pub const fn max_key_len(mut self, len: Option<usize>) -> Self {
+        self.max_key_len = len;
+        self
+    }
+
+    /// Sets [`max_value_len`](Self::max_value_len).
+    pub const fn max_value_len(mut self, len: Option<usize>) -> Self {
+        self.max_value_len = len;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_displays_as_rfc3339_utc() {
+        assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(1_795_881_270_123).to_string(),
+            "2026-11-28T15:54:30.123Z"
+        );
+        assert_eq!(Timestamp::from_millis(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn duration_millis_rounds_up_and_saturates() {
+        assert_eq!(duration_millis(Duration::from_micros(1)), 1);
+        assert_eq!(duration_millis(Duration::from_millis(5)), 5);
+        assert_eq!(duration_millis(Duration::MAX), i64::MAX);
+    }
+}

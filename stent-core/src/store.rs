@@ -1,0 +1,231 @@
+//! The storage contract every backend implements.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::record::{Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta, Timestamp};
+
+/// A place to keep results: the one trait every backend implements.
+///
+/// Every method is **one atomic step in the backend's native primitive** (one SQL
+/// statement, one Lua script, one conditional write): two callers racing on the same key
+/// can never both succeed where the contract says only one may. Contention is a normal
+/// return value ([`ClaimOutcome::InFlight`], `false` from `release`), never an error.
+///
+/// The trait is object safe; the wrapper API holds an `Arc<dyn ResultStore>`. Keys are
+/// arbitrary UTF-8 and must round-trip exactly (quotes, `%`, `|`, `*`, newlines, emoji, up
+/// to [`Capabilities::max_key_len`]). Timestamps are UTC milliseconds; stores that decide
+/// time on the client take a [`Clock`](crate::Clock).
+///
+/// Every `# Behavior` bullet below has a case of the same wording in the
+/// `stent-conformance` suite, which every backend runs.
+#[async_trait]
+pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads one record.
+    ///
+    /// # Behavior
+    ///
+    /// - A missing key returns `None`.
+    /// - An expired record returns `None`, even if it is not yet physically removed.
+    /// - A record in progress is returned with its lease (no value).
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>>;
+
+    /// Claims a key for execution.
+    ///
+    /// # Behavior
+    ///
+    /// - An absent or expired key is taken: `Acquired { attempt: 1 }`, with `claim.token`
+    ///   installed and the lease running from now.
+    /// - An in-progress record whose lease has lapsed is taken over:
+    ///   `Acquired { attempt: previous + 1 }`, with the new token; the old token is dead.
+    /// - An in-progress record with a live lease: `InFlight(record)`, nothing changes.
+    /// - A completed, unexpired record: `Completed(record)` with its value, nothing changes.
+    /// - Of any number of concurrent claims on one key, exactly one acquires.
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome>;
+
+    /// Extends the lease of an in-progress record the token owns.
+    ///
+    /// # Behavior
+    ///
+    /// - With the owning token: the lease now lapses `lease` from now; returns that time.
+    /// - With a stale token (taken over, released, completed): `ErrorKind::LeaseLost`, nothing changes.
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp>;
+
+    /// Stores the value of an in-progress record the token owns.
+    ///
+    /// # Behavior
+    ///
+    /// - With the owning token: the record becomes completed with `value`, the lease is
+    ///   cleared, and it expires `ttl` from now (never, if `None`).
+    /// - With a stale token: `ErrorKind::LeaseLost` and **nothing is written** (fencing).
+    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, before anything is sent.
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()>;
+
+    /// Gives up a claim, so the next caller can claim the key at once.
+    ///
+    /// # Behavior
+    ///
+    /// - With the owning token: deletes the in-progress record and returns `true`.
+    /// - Otherwise returns `false` and never deletes anyone else's record or a completed one.
+    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool>;
+
+    /// Writes a completed record unconditionally (the cache's write).
+    ///
+    /// # Behavior
+    ///
+    /// - Creates or replaces the record with `value`, expiring `ttl` from now (never, if `None`).
+    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, before anything is sent.
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()>;
+
+    /// Deletes one record, whatever its state (admin).
+    ///
+    /// # Behavior
+    ///
+    /// - Returns whether a record was there.
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool>;
+
+    /// Lists records in key order (admin; not on any call's path).
+    ///
+    /// # Behavior
+    ///
+    /// - Returns records whose key starts with `query.prefix` literally, after
+    ///   `query.cursor`, at most `query.limit`, in ascending key order.
+    /// - `next_cursor` is `Some` while more records may follow.
+    /// - Expired records are left out unless `query.include_expired`.
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page>;
+
+    /// Deletes every record of the namespace in this store (admin).
+    ///
+    /// # Behavior
+    ///
+    /// - Returns how many records were deleted; the other namespace is untouched.
+    async fn clear(&self, ns: Namespace) -> Result<u64>;
+
+    /// Deletes up to `limit` expired records (admin).
+    ///
+    /// # Behavior
+    ///
+    /// - Deletes only records whose expiry has passed; returns how many.
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: ResultStore + ?Sized> ResultStore for $ty {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+                (**self).get(ns, key).await
+            }
+            async fn claim(
+                &self,
+                ns: Namespace,
+                key: &str,
+                claim: &Claim<'_>,
+            ) -> Result<ClaimOutcome> {
+                (**self).claim(ns, key, claim).await
+            }
+            async fn renew(
+                &self,
+                ns: Namespace,
+                key: &str,
+                token: &LeaseToken,
+                lease: Duration,
+            ) -> Result<Timestamp> {
+                (**self).renew(ns, key, token, lease).await
+            }
+            async fn complete(
+                &self,
+                ns: Namespace,
+                key: &str,
+                token: &LeaseToken,
+                value: &[u8],
+                ttl: Option<Duration>,
+            ) -> Result<()> {
+                (**self).complete(ns, key, token, value, ttl).await
+            }
+            async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+                (**self).release(ns, key, token).await
+            }
+            async fn put(
+                &self,
+                ns: Namespace,
+                key: &str,
+                value: &[u8],
+                ttl: Option<Duration>,
+                meta: RecordMeta<'_>,
+            ) -> Result<()> {
+                (**self).put(ns, key, value, ttl, meta).await
+            }
+            async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+                (**self).delete(ns, key).await
+            }
+            async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+                (**self).list(ns, query).await
+            }
+            async fn clear(&self, ns: Namespace) -> Result<u64> {
+                (**self).clear(ns).await
+            }
+            async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+                (**self).purge_expired(ns, limit).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);
+
+/// Checks a value against [`Capabilities::max_value_len`]: the one place backends
+/// turn an oversized value into [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge).
+pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<()> {
+    match caps.max_value_len {
+        Some(max) if value.len() > max => Err(crate::Error::new(
+            crate::ErrorKind::ValueTooLarge,
+            format!("value of {} bytes exceeds the store's limit of {max} bytes", value.len()),
+        )
+        .with_key(key)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a key against [`Capabilities::max_key_len`].
+pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
+    match caps.max_key_len {
+        Some(max) if key.len() > max => Err(crate::Error::new(
+            crate::ErrorKind::KeyTooLarge,
+            format!("key of {} bytes exceeds the store's limit of {max} bytes", key.len()),
+        )
+        .with_key(key)),
+        _ => Ok(()),
+    }
+}
