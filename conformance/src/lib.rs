@@ -1,1 +1,173 @@
-//! wip
+//! The behaviour suite every stent [`ResultStore`] must pass.
+//!
+//! Each case is a plain `pub async fn(Arc<dyn ResultStore>)` named
+//! `<op>_<expected_behaviour>`, with its contract as a one-line doc comment; it panics with
+//! the offending value when the store breaks the contract. Cases are grouped by area:
+//! [`store_ops`], [`claims`], [`expiry`], [`keys`], [`wrapper`] and [`bad_input`].
+//!
+//! [`conformance_tests!`] stamps one `#[tokio::test]` per case into a test file. It takes a
+//! factory: an async function that receives a unique identifier for the case (lower-case
+//! ASCII letters, digits and `_`, at most 16 bytes, valid as an SQL identifier or a key
+//! prefix) and returns a store isolated to that identifier, so every case runs in
+//! parallel against one server. When the backend cannot be reached the factory returns
+//! `Err(reason)`: the case is skipped with a loud message, and with
+//! `STENT_REQUIRE_BACKENDS=1` it fails instead, so a suite that tested nothing never looks
+//! green.
+//!
+//! # Running the suite against your own store
+//!
+//! ```no_run
+//! // tests/conformance.rs of a backend crate (dev-dependencies: stent-conformance, tokio)
+//! use std::sync::Arc;
+//! use stent_core::{MemoryStore, ResultStore};
+//!
+//! async fn store(_case: String) -> Result<Arc<dyn ResultStore>, String> {
+//!     // Connect here; return Err("why") when the server is not reachable.
+//!     Ok(Arc::new(MemoryStore::new()))
+//! }
+//!
+//! stent_conformance::conformance_tests!(store);
+//! # fn main() {}
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stent_core::ResultStore;
+
+pub mod bad_input;
+pub mod claims;
+pub mod expiry;
+pub mod keys;
+pub mod store_ops;
+mod support;
+pub mod wrapper;
+
+#[doc(hidden)]
+pub use tokio as __tokio;
+
+/// Whether `STENT_REQUIRE_BACKENDS=1` is set: unreachable backends fail instead of skip.
+pub fn backends_required() -> bool {
+    std::env::var("STENT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A fresh identifier for one case run: `c` + 15 random lower-case hex digits.
+pub fn unique_id() -> String {
+    let n: u64 = rand_u64();
+    format!("c{:015x}", n & 0x0fff_ffff_ffff_ffff)
+}
+
+fn rand_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Runs one case: builds an isolated store with `factory`, then runs `case` against it.
+///
+/// An unreachable backend (`Err(reason)` from the factory) skips the case loudly, or
+/// fails it under `STENT_REQUIRE_BACKENDS=1`.
+pub async fn run<F, FFut, C, CFut>(factory: F, name: &str, case: C)
+where
+    F: FnOnce(String) -> FFut,
+    FFut: Future<Output = Result<Arc<dyn ResultStore>, String>>,
+    C: FnOnce(Arc<dyn ResultStore>) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let store = match factory(unique_id()).await {
+        Ok(store) => store,
+        Err(reason) => {
+            if backends_required() {
+                panic!("{name}: backend unavailable and STENT_REQUIRE_BACKENDS=1: {reason}");
+            }
+            eprintln!("SKIPPED {name}: backend unavailable: {reason} (set STENT_REQUIRE_BACKENDS=1 to fail instead)");
+            return;
+        }
+    };
+    // Generous bound: a wedged case fails with its name instead of hanging the run.
+    match tokio::time::timeout(Duration::from_secs(120), case(store)).await {
+        Ok(()) => {}
+        Err(_) => panic!("{name}: did not finish within 120 s"),
+    }
+}
+
+/// Stamps one `#[tokio::test]` per conformance case, each calling `$factory(id)` for an
+/// isolated store (see the [crate docs](crate)).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            store_ops::get_missing_key_returns_none,
+            store_ops::put_then_get_round_trips_value_and_metadata,
+            store_ops::put_replaces_existing_record,
+            store_ops::put_round_trips_every_byte_value,
+            store_ops::put_round_trips_empty_value,
+            store_ops::delete_reports_whether_a_record_was_there,
+            store_ops::namespaces_are_independent,
+            store_ops::list_pages_in_key_order_with_cursor,
+            store_ops::list_matches_prefix_literally,
+            store_ops::clear_empties_only_its_namespace,
+            claims::claim_absent_key_acquires_attempt_one,
+            claims::claim_live_lease_reports_in_flight,
+            claims::claim_completed_returns_the_record,
+            claims::claim_is_exclusive_under_race,
+            claims::claim_after_lease_expiry_takes_over,
+            claims::stale_token_is_refused_after_takeover,
+            claims::complete_stores_value_and_clears_lease,
+            claims::complete_twice_is_refused,
+            claims::renew_extends_the_lease,
+            claims::release_deletes_only_the_owners_claim,
+            claims::release_never_deletes_a_completed_record,
+            expiry::get_hides_expired_records,
+            expiry::claim_on_expired_record_starts_fresh,
+            expiry::purge_expired_deletes_only_expired_records,
+            expiry::list_hides_expired_unless_asked,
+            keys::keys_with_special_characters_round_trip,
+            keys::long_keys_round_trip_or_are_refused_clearly,
+            keys::default_keys_follow_the_seed_format,
+            wrapper::idempotent_call_runs_once_under_64_concurrent_callers,
+            wrapper::idempotent_call_replays_the_stored_result,
+            wrapper::empty_results_replay_exactly,
+            wrapper::errors_are_not_stored_and_a_retry_executes,
+            wrapper::store_errors_if_replays_terminal_errors,
+            wrapper::panic_releases_the_claim,
+            wrapper::cancellation_releases_the_claim,
+            wrapper::takeover_after_crash_runs_attempt_two,
+            wrapper::lease_lost_refuses_to_record_the_result,
+            wrapper::long_running_call_keeps_its_lease,
+            wrapper::in_flight_reject_returns_in_flight_error,
+            wrapper::version_bump_invalidates,
+            wrapper::custom_keys_of_two_functions_never_collide,
+            wrapper::shared_keys_are_shared_across_functions,
+            wrapper::payload_mismatch_is_refused,
+            wrapper::cached_call_expires_after_ttl,
+            wrapper::retention_expires_idempotency_records,
+            wrapper::both_modes_write_cache_and_idempotency,
+            bad_input::unencodable_args_are_a_key_error,
+            bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,
+            bad_input::corrupt_cached_value_is_a_self_healing_miss,
+            bad_input::stored_value_of_wrong_type_is_a_decode_error_naming_the_key,
+            bad_input::oversized_value_is_refused_or_round_trips
+        );
+    };
+    (@cases $factory:path; $($area:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "stent_conformance::__tokio")]
+            async fn $case() {
+                $crate::run($factory, stringify!($case), $crate::$area::$case).await;
+            }
+        )*
+    };
+}

@@ -8,6 +8,10 @@
 //! | `0x01` | JSON of the function's `Ok` value |
 //! | `0x02` | JSON of a stored terminal error (see `store_errors_if`) |
 //!
+//! JSON cannot tell `Some(None)` from `None` in a nested `Option<Option<T>>`: both replay as
+//! `None`. Every other value (including `()`, `None`, `0`, `false` and empty collections)
+//! replays exactly.
+//!
 //! ```
 //! use stent_core::codec::{self, Stored};
 //!
