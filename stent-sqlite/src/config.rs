@@ -1,0 +1,145 @@
+//! The builder, and validation of what it is given.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stent_core::{Clock, Error, Result, SystemClock};
+
+use crate::store::SqliteStore;
+
+/// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `NORMAL`: survives a crash of the process; the last commits may be lost if the
+    /// machine loses power. The default: about 10× faster writes in WAL mode.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is on disk before it returns.
+    Full,
+}
+
+/// Builds a [`SqliteStore`].
+///
+/// ```no_run
+/// # async fn f() -> stent_core::Result<()> {
+/// use std::time::Duration;
+/// use stent_sqlite::{Durability, SqliteStore};
+///
+/// let store = SqliteStore::builder()
+///     .path("stent.db")
+///     .table_prefix("billing_")?         // tables billing_idempotency, billing_cache
+///     .durability(Durability::Full)
+///     .busy_timeout(Duration::from_secs(10))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStoreBuilder {
+    pub(crate) path: PathBuf,
+    pub(crate) table_prefix: String,
+    pub(crate) durability: Durability,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) max_connections: u32,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SqliteStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStoreBuilder")
+            .field("path", &self.path)
+            .field("table_prefix", &self.table_prefix)
+            .field("durability", &self.durability)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl Default for SqliteStoreBuilder {
+    fn default() -> Self {
+        SqliteStoreBuilder {
+            path: PathBuf::from(crate::DEFAULT_PATH),
+            table_prefix: String::new(),
+            durability: Durability::default(),
+            busy_timeout: Duration::from_secs(5),
+            max_connections: 8,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Longest table prefix accepted.
+pub const MAX_PREFIX_LEN: usize = 48;
+
+/// Checks a table prefix: empty, or an ASCII letter followed by letters, digits and `_`.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    let ok = prefix.is_empty()
+        || (prefix.len() <= MAX_PREFIX_LEN
+            && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, digits \
+             or '_', at most {MAX_PREFIX_LEN} characters"
+        )))
+    }
+}
+
+impl SqliteStoreBuilder {
+    /// The database file (created if missing). Default `stent.db`.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = path.as_ref().to_path_buf();
+        self
+    }
+
+    /// Prepended to the table names `idempotency` and `cache`, as is: `app_` gives
+    /// `app_idempotency` and `app_cache`. An ASCII letter, then letters, digits and `_`.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        validate_prefix(&prefix)?;
+        self.table_prefix = prefix;
+        Ok(self)
+    }
+
+    /// How durable each commit is (default [`Durability::Normal`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long a statement waits for another connection's write lock (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Size of the connection pool (default 8; writes are serialized by SQLite anyway).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The clock leases and expiry are decided by (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens the database, switches it to WAL, and creates the tables if they are missing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) when the file is not a SQLite
+    /// database, is read-only, cannot be created, or holds a table of the same name that
+    /// is not a stent table.
+    pub async fn build(self) -> Result<SqliteStore> {
+        SqliteStore::open_with(self).await
+    }
+}

@@ -1,0 +1,71 @@
+//! The one place sqlx errors become stent errors.
+
+use std::path::Path;
+
+use stent_core::{Error, ErrorKind};
+
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_NOMEM: i32 = 7;
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_TOOBIG: i32 = 18;
+const SQLITE_NOTADB: i32 = 26;
+
+/// The primary result code of a database error, if it is one.
+fn primary_code(err: &sqlx::Error) -> Option<i32> {
+    match err {
+        sqlx::Error::Database(db) => db.code()?.parse::<i32>().ok().map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// Converts an error from an operation on `key` (if any).
+pub(crate) fn convert(err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
+    let (kind, retryable) = match primary_code(&err) {
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => (ErrorKind::Busy, true),
+        Some(SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL) => (ErrorKind::Unavailable, true),
+        Some(SQLITE_READONLY | SQLITE_CANTOPEN | SQLITE_NOTADB | SQLITE_CORRUPT) => (ErrorKind::Store, false),
+        Some(SQLITE_TOOBIG) => (ErrorKind::ValueTooLarge, false),
+        Some(_) => (ErrorKind::Store, false),
+        None => match &err {
+            sqlx::Error::PoolTimedOut => (ErrorKind::Busy, true),
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                (ErrorKind::Unavailable, true)
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => (ErrorKind::Decode, false),
+            _ => (ErrorKind::Store, false),
+        },
+    };
+    let mut e = Error::new(kind, format!("SQLite {what} failed"))
+        .set_retryable(retryable)
+        .with_source(err);
+    if let Some(key) = key {
+        e = e.with_key(key);
+    }
+    e
+}
+
+/// Converts an error met while opening `path`, naming the file and what is wrong with it.
+pub(crate) fn open_error(err: sqlx::Error, path: &Path) -> Error {
+    let path = path.display();
+    let message = match primary_code(&err) {
+        Some(SQLITE_NOTADB) => format!("{path} is not a SQLite database"),
+        Some(SQLITE_READONLY) => format!("{path} is read-only; stent needs to write to it"),
+        Some(SQLITE_CANTOPEN) => {
+            format!("cannot open {path} (does its directory exist, and is it writable?)")
+        }
+        Some(SQLITE_CORRUPT) => format!("{path} is corrupt"),
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => {
+            return convert(err, &format!("opening {path}"), None);
+        }
+        _ => match &err {
+            sqlx::Error::Io(_) => format!("cannot open {path}"),
+            _ => format!("opening {path} failed"),
+        },
+    };
+    Error::new(ErrorKind::Config, message).with_source(err)
+}
