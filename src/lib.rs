@@ -1,1 +1,95 @@
-//! wip
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::sync::Arc;
+
+pub use stent_core::{
+    Capabilities, Claim, ClaimOutcome, Clock, DEFAULT_LEASE, DEFAULT_WAIT, DefaultKey, Durable,
+    DurableBuilder, Error, ErrorKind, Execution, InFlight, KeyScope, KeyStrategy, LeaseToken,
+    ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, Record, RecordMeta,
+    RecordState, Result, ResultStore, Status, Stent, SystemClock, Timestamp, Traced, async_trait,
+    clock, codec, error, key, record, store,
+};
+
+// ---- backends (one block per cargo feature) ----
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
+
+// ---- end of backends ----
+
+/// Opens the store a URL names, with whichever backends are compiled in.
+///
+/// | URL | store | feature |
+/// |---|---|---|
+/// | `memory://` | [`MemoryStore`] (this process only) | always |
+/// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` | `sqlite` (default) |
+///
+/// A URL whose backend is not compiled in is an [`ErrorKind::Config`] error naming the
+/// feature to enable; an unknown scheme names the known ones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent::Result<()> {
+/// let store = stent::connect("memory://").await?;
+/// let stent = stent::Stent::from_arc(store);
+/// # let _ = stent;
+/// let err = stent::connect("mongodb://localhost").await.unwrap_err();
+/// assert_eq!(err.kind(), stent::ErrorKind::Config);
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        "sqlite" => {
+            #[cfg(feature = "sqlite")]
+            return Ok(Arc::new(SqliteStore::connect(url).await?));
+            #[cfg(not(feature = "sqlite"))]
+            return Err(missing_feature(scheme, "sqlite"));
+        }
+        _ => Err(Error::config(format!(
+            "unknown store URL scheme {:?} in {}: expected one of memory://, sqlite://",
+            scheme,
+            redact(url)
+        ))),
+    }
+}
+
+#[allow(dead_code)]
+fn missing_feature(scheme: &str, feature: &str) -> Error {
+    Error::config(format!(
+        "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
+    ))
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
+        assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");
+        assert_eq!(redact("memory://"), "memory://");
+    }
+}

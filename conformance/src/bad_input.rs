@@ -93,9 +93,10 @@ pub async fn stored_value_of_wrong_type_is_a_decode_error_naming_the_key(store: 
     assert!(store.get(IDEM, &key).await.unwrap().is_some());
 }
 
-/// A value over the store's size limit is `ValueTooLarge` and the claim is released; without a limit, 1 MiB round-trips.
+/// A value over the store's size limit is `ValueTooLarge` and the claim is released; under it, 1 MiB round-trips.
 pub async fn oversized_value_is_refused_or_round_trips(store: Arc<dyn ResultStore>) {
-    let max = store.capabilities().max_value_len;
+    // Limits past a few MiB (SQLite's 1 GB) are not worth allocating in a test.
+    let max = store.capabilities().max_value_len.filter(|&m| m <= 8 << 20);
     let size = max.map_or(1 << 20, |m| m + 1);
     let f = Stent::from_arc(store.clone())
         .durable("blobs::make")
