@@ -34,21 +34,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Idempotency: a payment retried three times is charged once.
     println!("\n1. idempotent payment, called three times");
     let charges = Arc::new(AtomicU32::new(0));
-    let charge_customer = stent.durable("billing::charge_customer").idempotent().wrap({
-        let charges = Arc::clone(&charges);
-        move |(order_id, amount): (String, u64)| {
+    let charge_customer = stent
+        .durable("billing::charge_customer")
+        .idempotent()
+        .wrap({
             let charges = Arc::clone(&charges);
-            async move {
-                charges.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(format!("receipt:{order_id}:{amount}"))
+            move |(order_id, amount): (String, u64)| {
+                let charges = Arc::clone(&charges);
+                async move {
+                    charges.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(format!("receipt:{order_id}:{amount}"))
+                }
             }
-        }
-    });
+        });
     for _ in 0..3 {
-        let t = charge_customer.call_traced(("ord-1001".into(), 4999)).await?;
+        let t = charge_customer
+            .call_traced(("ord-1001".into(), 4999))
+            .await?;
         show("charge_customer(\"ord-1001\", 4999)", &t);
     }
-    println!("  gateway charged {} time(s) in this run", charges.load(Ordering::SeqCst));
+    println!(
+        "  gateway charged {} time(s) in this run",
+        charges.load(Ordering::SeqCst)
+    );
 
     // 2. Caching: an expensive computation is reused.
     println!("\n2. cached computation (TTL 1 h)");
@@ -72,7 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .durable("etl::process_data")
             .cached()
             .version(version)
-            .wrap(move |x: i64| async move { Ok::<_, Infallible>(if version == "v1" { x * 2 } else { x * 3 }) });
+            .wrap(move |x: i64| async move {
+                Ok::<_, Infallible>(if version == "v1" { x * 2 } else { x * 3 })
+            });
         let t = process_data.call_traced(14).await?;
         show(&format!("process_data(14) @ {version}"), &t);
     }
@@ -82,10 +92,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let process_order = stent
         .durable("orders::process_order")
         .idempotent()
-        .key(|(order_id, _timestamp, _retry): &(String, String, u32)| format!("process_order:{order_id}"))
-        .wrap(|(order_id, _timestamp, retry): (String, String, u32)| async move {
-            Ok::<_, Infallible>(format!("order {order_id} processed on try {retry}"))
-        });
+        .key(|(order_id, _timestamp, _retry): &(String, String, u32)| {
+            format!("process_order:{order_id}")
+        })
+        .wrap(
+            |(order_id, _timestamp, retry): (String, String, u32)| async move {
+                Ok::<_, Infallible>(format!("order {order_id} processed on try {retry}"))
+            },
+        );
     for retry in 0..3 {
         let t = process_order
             .call_traced(("o-77".into(), format!("2026-11-28T10:0{retry}:00Z"), retry))

@@ -6,9 +6,9 @@ use std::sync::Arc;
 pub use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, DEFAULT_LEASE, DEFAULT_WAIT, DefaultKey, Durable,
     DurableBuilder, Error, ErrorKind, Execution, InFlight, KeyScope, KeyStrategy, LeaseToken,
-    ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, Record, RecordMeta,
-    RecordState, Result, ResultStore, Status, Stent, SystemClock, Timestamp, Traced, async_trait,
-    clock, codec, error, key, record, store,
+    ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, Record, RecordMeta, RecordState,
+    Result, ResultStore, Status, Stent, SystemClock, Timestamp, Traced, async_trait, clock, codec,
+    error, key, record, store,
 };
 
 // ---- backends (one block per cargo feature) ----
@@ -16,6 +16,10 @@ pub use stent_core::{
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use stent_redis::{RedisStore, RedisStoreBuilder};
 
 // ---- end of backends ----
 
@@ -73,7 +77,11 @@ pub fn redact(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
             format!("{scheme}://{masked}@{host}{tail}")
         }
         None => url.to_owned(),
@@ -86,7 +94,10 @@ mod tests {
 
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
         assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");

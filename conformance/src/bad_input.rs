@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use stent_core::{ClaimOutcome, ErrorKind, LeaseToken, ResultStore, Stent, Status};
+use stent_core::{ClaimOutcome, ErrorKind, LeaseToken, ResultStore, Status, Stent};
 
 use crate::support::{CACHE, IDEM, LIVE, claim, meta};
 
@@ -38,16 +38,19 @@ pub async fn unencodable_args_are_a_key_error(store: Arc<dyn ResultStore>) {
 /// Corrupt bytes in an idempotency record are a `Decode` error naming the key; the record is kept and nothing re-runs.
 pub async fn corrupt_idempotency_record_is_a_decode_error_and_kept(store: Arc<dyn ResultStore>) {
     let runs = Arc::new(AtomicU32::new(0));
-    let f = Stent::from_arc(store.clone()).durable("payments::charge").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |_: ()| {
+    let f = Stent::from_arc(store.clone())
+        .durable("payments::charge")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(1u8)
+            move |_: ()| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(1u8)
+                }
             }
-        }
-    });
+        });
     let key = f.key_for(&()).unwrap();
     for garbage in [&b"\x01{not json"[..], b"\xff\xfe", b""] {
         store.put(IDEM, &key, garbage, None, meta()).await.unwrap();
@@ -55,9 +58,17 @@ pub async fn corrupt_idempotency_record_is_a_decode_error_and_kept(store: Arc<dy
         assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
         assert_eq!(e.key(), Some(key.as_str()));
         let r = store.get(IDEM, &key).await.unwrap().expect("record kept");
-        assert_eq!(r.value.as_deref(), Some(garbage), "record must not be overwritten");
+        assert_eq!(
+            r.value.as_deref(),
+            Some(garbage),
+            "record must not be overwritten"
+        );
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 0, "never re-execute because of a decoding problem");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "never re-execute because of a decoding problem"
+    );
 }
 
 /// An undecodable cached value is a miss: the function runs and overwrites it.
@@ -67,29 +78,49 @@ pub async fn corrupt_cached_value_is_a_self_healing_miss(store: Arc<dyn ResultSt
         .cached()
         .wrap(|n: u32| async move { Ok::<_, Infallible>(vec![n; 3]) });
     let key = f.key_for(&4).unwrap();
-    store.put(CACHE, &key, b"\x01\"not a vec\"", None, meta()).await.unwrap();
+    store
+        .put(CACHE, &key, b"\x01\"not a vec\"", None, meta())
+        .await
+        .unwrap();
     let t = f.call_traced(4).await.unwrap();
-    assert_eq!((t.value, t.outcome.status), (vec![4, 4, 4], Status::Executed));
-    assert_eq!(f.call_traced(4).await.unwrap().outcome.status, Status::CacheHit);
+    assert_eq!(
+        (t.value, t.outcome.status),
+        (vec![4, 4, 4], Status::Executed)
+    );
+    assert_eq!(
+        f.call_traced(4).await.unwrap().outcome.status,
+        Status::CacheHit
+    );
     let r = store.get(CACHE, &key).await.unwrap().unwrap();
     assert_eq!(r.value.as_deref(), Some(&b"\x01[4,4,4]"[..]));
 }
 
 /// A stored value of the wrong type is a `Decode` error that names the key and the expected type.
-pub async fn stored_value_of_wrong_type_is_a_decode_error_naming_the_key(store: Arc<dyn ResultStore>) {
+pub async fn stored_value_of_wrong_type_is_a_decode_error_naming_the_key(
+    store: Arc<dyn ResultStore>,
+) {
     let f = Stent::from_arc(store.clone())
         .durable("counters::get")
         .idempotent()
         .wrap(|_: ()| async { Ok::<_, Infallible>(5u64) });
     let key = f.key_for(&()).unwrap();
     let token = LeaseToken::generate();
-    assert!(matches!(claim(&*store, IDEM, &key, &token, LIVE).await, ClaimOutcome::Acquired { .. }));
-    store.complete(IDEM, &key, &token, b"\x01\"five\"", None).await.unwrap();
+    assert!(matches!(
+        claim(&*store, IDEM, &key, &token, LIVE).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    store
+        .complete(IDEM, &key, &token, b"\x01\"five\"", None)
+        .await
+        .unwrap();
     let e = f.call(()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert_eq!(e.key(), Some(key.as_str()));
     let msg = e.to_string();
-    assert!(msg.contains("u64") && msg.contains("counters::get"), "{msg}");
+    assert!(
+        msg.contains("u64") && msg.contains("counters::get"),
+        "{msg}"
+    );
     assert!(store.get(IDEM, &key).await.unwrap().is_some());
 }
 
@@ -108,7 +139,10 @@ pub async fn oversized_value_is_refused_or_round_trips(store: Arc<dyn ResultStor
             let e = f.call(()).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::ValueTooLarge, "{e}");
             assert_eq!(store.get(IDEM, &key).await.unwrap(), None, "claim released");
-            let e = store.put(CACHE, "big", &vec![0u8; size], None, meta()).await.unwrap_err();
+            let e = store
+                .put(CACHE, "big", &vec![0u8; size], None, meta())
+                .await
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::ValueTooLarge);
         }
         None => {

@@ -12,13 +12,23 @@ pub async fn claim_absent_key_acquires_attempt_one(store: Arc<dyn ResultStore>) 
     let token = LeaseToken::generate();
     let before = Timestamp::now();
     match claim(&*store, IDEM, "k", &token, LIVE).await {
-        ClaimOutcome::Acquired { attempt, lease_expires_at } => {
+        ClaimOutcome::Acquired {
+            attempt,
+            lease_expires_at,
+        } => {
             assert_eq!(attempt, 1);
-            assert!(lease_expires_at > before, "lease already over: {lease_expires_at}");
+            assert!(
+                lease_expires_at > before,
+                "lease already over: {lease_expires_at}"
+            );
         }
         other => panic!("expected Acquired, got {other:?}"),
     }
-    let r = store.get(IDEM, "k").await.unwrap().expect("in-progress record");
+    let r = store
+        .get(IDEM, "k")
+        .await
+        .unwrap()
+        .expect("in-progress record");
     assert_eq!(r.state, RecordState::InProgress);
     assert_eq!(r.value, None);
     assert_eq!(r.lease_token.as_ref(), Some(&token));
@@ -45,7 +55,10 @@ pub async fn claim_live_lease_reports_in_flight(store: Arc<dyn ResultStore>) {
 /// A completed key returns `Completed` with its value and is not claimed again.
 pub async fn claim_completed_returns_the_record(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", LIVE).await;
-    store.complete(IDEM, "k", &token, b"\x01\"done\"", None).await.unwrap();
+    store
+        .complete(IDEM, "k", &token, b"\x01\"done\"", None)
+        .await
+        .unwrap();
     match claim(&*store, IDEM, "k", &LeaseToken::generate(), LIVE).await {
         ClaimOutcome::Completed(r) => {
             assert_eq!(r.value.as_deref(), Some(&b"\x01\"done\""[..]));
@@ -107,20 +120,33 @@ pub async fn stale_token_is_refused_after_takeover(store: Arc<dyn ResultStore>) 
     let (stale, _) = acquire(&*store, IDEM, "k", SHORT).await;
     let fresh = LeaseToken::generate();
     eventually("takeover", || async {
-        matches!(claim(&*store, IDEM, "k", &fresh, LIVE).await, ClaimOutcome::Acquired { .. })
-            .then_some(())
+        matches!(
+            claim(&*store, IDEM, "k", &fresh, LIVE).await,
+            ClaimOutcome::Acquired { .. }
+        )
+        .then_some(())
     })
     .await;
-    let e = store.complete(IDEM, "k", &stale, b"stale", None).await.unwrap_err();
+    let e = store
+        .complete(IDEM, "k", &stale, b"stale", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost, "{e}");
     let e = store.renew(IDEM, "k", &stale, LIVE).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost, "{e}");
     assert!(!store.release(IDEM, "k", &stale).await.unwrap());
-    let r = store.get(IDEM, "k").await.unwrap().expect("new owner's record survives");
+    let r = store
+        .get(IDEM, "k")
+        .await
+        .unwrap()
+        .expect("new owner's record survives");
     assert_eq!(r.state, RecordState::InProgress);
     assert_eq!(r.value, None);
     assert_eq!(r.lease_token, Some(fresh.clone()));
-    store.complete(IDEM, "k", &fresh, b"fresh", None).await.unwrap();
+    store
+        .complete(IDEM, "k", &fresh, b"fresh", None)
+        .await
+        .unwrap();
     let r = store.get(IDEM, "k").await.unwrap().unwrap();
     assert_eq!(r.value.as_deref(), Some(&b"fresh"[..]));
 }
@@ -128,7 +154,10 @@ pub async fn stale_token_is_refused_after_takeover(store: Arc<dyn ResultStore>) 
 /// `complete` stores the value, marks the record completed and clears the lease.
 pub async fn complete_stores_value_and_clears_lease(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", LIVE).await;
-    store.complete(IDEM, "k", &token, b"\x01[1,2]", None).await.unwrap();
+    store
+        .complete(IDEM, "k", &token, b"\x01[1,2]", None)
+        .await
+        .unwrap();
     let r = store.get(IDEM, "k").await.unwrap().unwrap();
     assert_eq!(r.state, RecordState::Completed);
     assert_eq!(r.value.as_deref(), Some(&b"\x01[1,2]"[..]));
@@ -143,8 +172,14 @@ pub async fn complete_stores_value_and_clears_lease(store: Arc<dyn ResultStore>)
 /// A second `complete` with the same token is refused: the first result stands.
 pub async fn complete_twice_is_refused(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", LIVE).await;
-    store.complete(IDEM, "k", &token, b"first", None).await.unwrap();
-    let e = store.complete(IDEM, "k", &token, b"second", None).await.unwrap_err();
+    store
+        .complete(IDEM, "k", &token, b"first", None)
+        .await
+        .unwrap();
+    let e = store
+        .complete(IDEM, "k", &token, b"second", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost);
     let r = store.get(IDEM, "k").await.unwrap().unwrap();
     assert_eq!(r.value.as_deref(), Some(&b"first"[..]));
@@ -154,7 +189,10 @@ pub async fn complete_twice_is_refused(store: Arc<dyn ResultStore>) {
 pub async fn renew_extends_the_lease(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", Duration::from_millis(400)).await;
     let until = store.renew(IDEM, "k", &token, LIVE).await.unwrap();
-    assert!(until > Timestamp::now().add(Duration::from_secs(10)), "renewed until {until}");
+    assert!(
+        until > Timestamp::now().add(Duration::from_secs(10)),
+        "renewed until {until}"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     match claim(&*store, IDEM, "k", &LeaseToken::generate(), LIVE).await {
         ClaimOutcome::InFlight(r) => assert_eq!(r.attempt, 1),
@@ -167,7 +205,12 @@ pub async fn renew_extends_the_lease(store: Arc<dyn ResultStore>) {
 /// `release` with the owning token deletes the claim (the key is free at once); any other token does nothing.
 pub async fn release_deletes_only_the_owners_claim(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", LIVE).await;
-    assert!(!store.release(IDEM, "k", &LeaseToken::generate()).await.unwrap());
+    assert!(
+        !store
+            .release(IDEM, "k", &LeaseToken::generate())
+            .await
+            .unwrap()
+    );
     assert!(store.get(IDEM, "k").await.unwrap().is_some());
     assert!(store.release(IDEM, "k", &token).await.unwrap());
     assert_eq!(store.get(IDEM, "k").await.unwrap(), None);

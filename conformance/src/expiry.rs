@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stent_core::{ClaimOutcome, ListQuery, LeaseToken, ResultStore};
+use stent_core::{ClaimOutcome, LeaseToken, ListQuery, ResultStore};
 
 use crate::support::{CACHE, IDEM, LIVE, acquire, claim, eventually, meta};
 
@@ -11,13 +11,28 @@ const TTL: Duration = Duration::from_millis(300);
 
 /// A record is visible before its TTL and `None` after it, removed or not.
 pub async fn get_hides_expired_records(store: Arc<dyn ResultStore>) {
-    store.put(CACHE, "ttl", b"v", Some(Duration::from_secs(5)), meta()).await.unwrap();
-    let r = store.get(CACHE, "ttl").await.unwrap().expect("visible before its TTL");
+    store
+        .put(CACHE, "ttl", b"v", Some(Duration::from_secs(5)), meta())
+        .await
+        .unwrap();
+    let r = store
+        .get(CACHE, "ttl")
+        .await
+        .unwrap()
+        .expect("visible before its TTL");
     let expires = r.expires_at.expect("expires_at set");
     assert!(expires > r.created_at);
-    store.put(CACHE, "short", b"v", Some(TTL), meta()).await.unwrap();
+    store
+        .put(CACHE, "short", b"v", Some(TTL), meta())
+        .await
+        .unwrap();
     eventually("record expires", || async {
-        store.get(CACHE, "short").await.unwrap().is_none().then_some(())
+        store
+            .get(CACHE, "short")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
 }
@@ -25,7 +40,10 @@ pub async fn get_hides_expired_records(store: Arc<dyn ResultStore>) {
 /// An expired completed record is claimed afresh: attempt 1, not a takeover.
 pub async fn claim_on_expired_record_starts_fresh(store: Arc<dyn ResultStore>) {
     let (token, _) = acquire(&*store, IDEM, "k", LIVE).await;
-    store.complete(IDEM, "k", &token, b"old", Some(TTL)).await.unwrap();
+    store
+        .complete(IDEM, "k", &token, b"old", Some(TTL))
+        .await
+        .unwrap();
     let attempt = eventually("expired record is claimable", || async {
         match claim(&*store, IDEM, "k", &LeaseToken::generate(), LIVE).await {
             ClaimOutcome::Acquired { attempt, .. } => Some(attempt),
@@ -42,12 +60,33 @@ pub async fn claim_on_expired_record_starts_fresh(store: Arc<dyn ResultStore>) {
 
 /// `purge_expired` deletes expired records only, and counts them.
 pub async fn purge_expired_deletes_only_expired_records(store: Arc<dyn ResultStore>) {
-    store.put(CACHE, "gone-1", b"v", Some(TTL), meta()).await.unwrap();
-    store.put(CACHE, "gone-2", b"v", Some(TTL), meta()).await.unwrap();
-    store.put(CACHE, "forever", b"v", None, meta()).await.unwrap();
-    store.put(CACHE, "later", b"v", Some(Duration::from_secs(3600)), meta()).await.unwrap();
+    store
+        .put(CACHE, "gone-1", b"v", Some(TTL), meta())
+        .await
+        .unwrap();
+    store
+        .put(CACHE, "gone-2", b"v", Some(TTL), meta())
+        .await
+        .unwrap();
+    store
+        .put(CACHE, "forever", b"v", None, meta())
+        .await
+        .unwrap();
+    store
+        .put(
+            CACHE,
+            "later",
+            b"v",
+            Some(Duration::from_secs(3600)),
+            meta(),
+        )
+        .await
+        .unwrap();
     let (_token, _) = acquire(&*store, CACHE, "running", LIVE).await;
-    store.put(IDEM, "other-ns", b"v", Some(TTL), meta()).await.unwrap();
+    store
+        .put(IDEM, "other-ns", b"v", Some(TTL), meta())
+        .await
+        .unwrap();
     eventually("both records expire", || async {
         (store.get(CACHE, "gone-1").await.unwrap().is_none()
             && store.get(CACHE, "gone-2").await.unwrap().is_none())
@@ -63,24 +102,46 @@ pub async fn purge_expired_deletes_only_expired_records(store: Arc<dyn ResultSto
         }
     }
     assert_eq!(purged, 2);
-    let left = store.list(CACHE, &ListQuery::new().include_expired(true)).await.unwrap();
+    let left = store
+        .list(CACHE, &ListQuery::new().include_expired(true))
+        .await
+        .unwrap();
     let keys: Vec<_> = left.records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["forever", "later", "running"]);
-    let other = store.list(IDEM, &ListQuery::new().include_expired(true)).await.unwrap();
-    assert_eq!(other.records.len(), 1, "purge must not touch the other namespace");
+    let other = store
+        .list(IDEM, &ListQuery::new().include_expired(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.records.len(),
+        1,
+        "purge must not touch the other namespace"
+    );
 }
 
 /// `list` leaves expired records out unless `include_expired` is set.
 pub async fn list_hides_expired_unless_asked(store: Arc<dyn ResultStore>) {
-    store.put(CACHE, "e", b"v", Some(TTL), meta()).await.unwrap();
+    store
+        .put(CACHE, "e", b"v", Some(TTL), meta())
+        .await
+        .unwrap();
     store.put(CACHE, "f", b"v", None, meta()).await.unwrap();
     eventually("record expires", || async {
         store.get(CACHE, "e").await.unwrap().is_none().then_some(())
     })
     .await;
     let live = store.list(CACHE, &ListQuery::new()).await.unwrap();
-    assert_eq!(live.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["f"]);
-    let all = store.list(CACHE, &ListQuery::new().include_expired(true)).await.unwrap();
+    assert_eq!(
+        live.records
+            .iter()
+            .map(|r| r.key.as_str())
+            .collect::<Vec<_>>(),
+        ["f"]
+    );
+    let all = store
+        .list(CACHE, &ListQuery::new().include_expired(true))
+        .await
+        .unwrap();
     // A store with native TTL may already have removed it; one without must still show it.
     let keys: Vec<_> = all.records.iter().map(|r| r.key.as_str()).collect();
     if store.capabilities().native_ttl {

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use stent_core::{ClaimOutcome, ErrorKind, LeaseToken, ListQuery, ResultStore, Stent, Status};
+use stent_core::{ClaimOutcome, ErrorKind, LeaseToken, ListQuery, ResultStore, Status, Stent};
 
 use crate::support::{CACHE, IDEM, LIVE, claim, meta};
 
@@ -25,21 +25,50 @@ const AWKWARD: &[&str] = &[
 pub async fn keys_with_special_characters_round_trip(store: Arc<dyn ResultStore>) {
     for (i, key) in AWKWARD.iter().enumerate() {
         let value = format!("value-{i}");
-        store.put(CACHE, key, value.as_bytes(), None, meta()).await.unwrap();
-        let r = store.get(CACHE, key).await.unwrap().unwrap_or_else(|| panic!("{key:?} lost"));
+        store
+            .put(CACHE, key, value.as_bytes(), None, meta())
+            .await
+            .unwrap();
+        let r = store
+            .get(CACHE, key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{key:?} lost"));
         assert_eq!(r.key, *key);
         assert_eq!(r.value.as_deref(), Some(value.as_bytes()), "{key:?}");
         let token = LeaseToken::generate();
-        assert!(matches!(claim(&*store, IDEM, key, &token, LIVE).await, ClaimOutcome::Acquired { .. }));
-        store.complete(IDEM, key, &token, value.as_bytes(), None).await.unwrap();
+        assert!(matches!(
+            claim(&*store, IDEM, key, &token, LIVE).await,
+            ClaimOutcome::Acquired { .. }
+        ));
+        store
+            .complete(IDEM, key, &token, value.as_bytes(), None)
+            .await
+            .unwrap();
     }
-    let listed = store.list(CACHE, &ListQuery::new().limit(1000)).await.unwrap();
+    let listed = store
+        .list(CACHE, &ListQuery::new().limit(1000))
+        .await
+        .unwrap();
     let mut expected: Vec<&str> = AWKWARD.to_vec();
     expected.sort_unstable();
     let got: Vec<&str> = listed.records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(got, expected);
-    assert!(store.delete(CACHE, "'; DROP TABLE cache; --").await.unwrap());
-    assert_eq!(store.list(CACHE, &ListQuery::new().limit(1000)).await.unwrap().records.len(), AWKWARD.len() - 1);
+    assert!(
+        store
+            .delete(CACHE, "'; DROP TABLE cache; --")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .list(CACHE, &ListQuery::new().limit(1000))
+            .await
+            .unwrap()
+            .records
+            .len(),
+        AWKWARD.len() - 1
+    );
 }
 
 /// A 4 KiB key round-trips, or is refused with `KeyTooLarge` when over the store's declared limit.
@@ -48,18 +77,32 @@ pub async fn long_keys_round_trip_or_are_refused_clearly(store: Arc<dyn ResultSt
     assert_eq!(key.len(), 4096);
     match store.capabilities().max_key_len {
         Some(max) if key.len() > max => {
-            let e = store.put(CACHE, &key, b"v", None, meta()).await.unwrap_err();
+            let e = store
+                .put(CACHE, &key, b"v", None, meta())
+                .await
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::KeyTooLarge, "{e}");
             let long_ok: String = "k".repeat(max);
-            store.put(CACHE, &long_ok, b"v", None, meta()).await.unwrap();
+            store
+                .put(CACHE, &long_ok, b"v", None, meta())
+                .await
+                .unwrap();
             assert!(store.get(CACHE, &long_ok).await.unwrap().is_some());
         }
         _ => {
             store.put(CACHE, &key, b"v", None, meta()).await.unwrap();
-            let r = store.get(CACHE, &key).await.unwrap().expect("long key record");
+            let r = store
+                .get(CACHE, &key)
+                .await
+                .unwrap()
+                .expect("long key record");
             assert_eq!(r.key, key);
             let cut = &key[..4000];
-            assert_eq!(store.get(CACHE, cut).await.unwrap(), None, "key must not be truncated");
+            assert_eq!(
+                store.get(CACHE, cut).await.unwrap(),
+                None,
+                "key must not be truncated"
+            );
         }
     }
 }
@@ -72,19 +115,35 @@ pub async fn default_keys_follow_the_seed_format(store: Arc<dyn ResultStore>) {
         .idempotent()
         .wrap(|_user: String| async { Ok::<_, Infallible>(true) });
     let t = f.call_traced("user-123".into()).await.unwrap();
-    assert_eq!(t.outcome.key, r#"emails::send_welcome_email|None|["user-123"]"#);
+    assert_eq!(
+        t.outcome.key,
+        r#"emails::send_welcome_email|None|["user-123"]"#
+    );
     assert_eq!(t.outcome.status, Status::Executed);
     assert!(store.get(IDEM, &t.outcome.key).await.unwrap().is_some());
     let big = "x".repeat(300);
     let t = f.call_traced(big).await.unwrap();
-    assert!(t.outcome.key.starts_with("emails::send_welcome_email|None|sha256:"), "{}", t.outcome.key);
+    assert!(
+        t.outcome
+            .key
+            .starts_with("emails::send_welcome_email|None|sha256:"),
+        "{}",
+        t.outcome.key
+    );
     assert!(t.outcome.key.len() <= 200);
     let hashed = stent
         .durable("users::lookup")
         .hashed_key()
         .version("v2")
         .wrap(|_email: String| async { Ok::<_, Infallible>(1u8) });
-    let t = hashed.call_traced("someone@example.com".into()).await.unwrap();
-    assert!(!t.outcome.key.contains("someone"), "hashed key leaks args: {}", t.outcome.key);
+    let t = hashed
+        .call_traced("someone@example.com".into())
+        .await
+        .unwrap();
+    assert!(
+        !t.outcome.key.contains("someone"),
+        "hashed key leaks args: {}",
+        t.outcome.key
+    );
     assert!(t.outcome.key.starts_with("users::lookup|v2|sha256:"));
 }

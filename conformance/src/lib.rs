@@ -92,7 +92,9 @@ where
             if backends_required() {
                 panic!("{name}: backend unavailable and STENT_REQUIRE_BACKENDS=1: {reason}");
             }
-            eprintln!("SKIPPED {name}: backend unavailable: {reason} (set STENT_REQUIRE_BACKENDS=1 to fail instead)");
+            eprintln!(
+                "SKIPPED {name}: backend unavailable: {reason} (set STENT_REQUIRE_BACKENDS=1 to fail instead)"
+            );
             return;
         }
     };

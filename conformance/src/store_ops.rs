@@ -21,7 +21,10 @@ pub async fn put_then_get_round_trips_value_and_metadata(store: Arc<dyn ResultSt
         version: Some("v7"),
         fingerprint: Some("fp-1"),
     };
-    store.put(CACHE, "k", b"\x01{\"a\":1}", None, m).await.unwrap();
+    store
+        .put(CACHE, "k", b"\x01{\"a\":1}", None, m)
+        .await
+        .unwrap();
     let r = store.get(CACHE, "k").await.unwrap().expect("record");
     assert_eq!(r.key, "k");
     assert_eq!(r.state, RecordState::Completed);
@@ -44,7 +47,13 @@ pub async fn put_then_get_round_trips_value_and_metadata(store: Arc<dyn ResultSt
 /// A second `put` replaces the value and the expiry of the first.
 pub async fn put_replaces_existing_record(store: Arc<dyn ResultStore>) {
     store
-        .put(CACHE, "k", b"one", Some(std::time::Duration::from_secs(3600)), meta())
+        .put(
+            CACHE,
+            "k",
+            b"one",
+            Some(std::time::Duration::from_secs(3600)),
+            meta(),
+        )
         .await
         .unwrap();
     store.put(CACHE, "k", b"two", None, meta()).await.unwrap();
@@ -78,9 +87,15 @@ pub async fn delete_reports_whether_a_record_was_there(store: Arc<dyn ResultStor
 
 /// The same key in the two namespaces names two different records.
 pub async fn namespaces_are_independent(store: Arc<dyn ResultStore>) {
-    store.put(CACHE, "same", b"cache", None, meta()).await.unwrap();
+    store
+        .put(CACHE, "same", b"cache", None, meta())
+        .await
+        .unwrap();
     assert_eq!(store.get(IDEM, "same").await.unwrap(), None);
-    store.put(IDEM, "same", b"idem", None, meta()).await.unwrap();
+    store
+        .put(IDEM, "same", b"idem", None, meta())
+        .await
+        .unwrap();
     let c = store.get(CACHE, "same").await.unwrap().unwrap();
     let i = store.get(IDEM, "same").await.unwrap().unwrap();
     assert_eq!(c.value.as_deref(), Some(&b"cache"[..]));
@@ -90,7 +105,10 @@ pub async fn namespaces_are_independent(store: Arc<dyn ResultStore>) {
 /// `list` returns prefix matches in ascending key order, `limit` at a time, with a cursor.
 pub async fn list_pages_in_key_order_with_cursor(store: Arc<dyn ResultStore>) {
     for k in ["a3", "b1", "a1", "a2", "a4", "a5"] {
-        store.put(CACHE, k, k.as_bytes(), None, meta()).await.unwrap();
+        store
+            .put(CACHE, k, k.as_bytes(), None, meta())
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -100,7 +118,11 @@ pub async fn list_pages_in_key_order_with_cursor(store: Arc<dyn ResultStore>) {
             .list(CACHE, &ListQuery::new().prefix("a").limit(2).cursor(cursor))
             .await
             .unwrap();
-        assert!(page.records.len() <= 2, "page over limit: {:?}", page.records);
+        assert!(
+            page.records.len() <= 2,
+            "page over limit: {:?}",
+            page.records
+        );
         seen.extend(page.records.iter().map(|r| r.key.clone()));
         pages += 1;
         assert!(pages < 10, "list never ended");
@@ -110,7 +132,10 @@ pub async fn list_pages_in_key_order_with_cursor(store: Arc<dyn ResultStore>) {
         }
     }
     assert_eq!(seen, ["a1", "a2", "a3", "a4", "a5"]);
-    let all = store.list(CACHE, &ListQuery::new().limit(100)).await.unwrap();
+    let all = store
+        .list(CACHE, &ListQuery::new().limit(100))
+        .await
+        .unwrap();
     assert_eq!(all.records.len(), 6);
     assert_eq!(all.next_cursor, None);
     assert_eq!(all.records[0].value.as_deref(), Some(&b"a1"[..]));
@@ -129,7 +154,10 @@ pub async fn list_matches_prefix_literally(store: Arc<dyn ResultStore>) {
         ("a?", "a?c"),
         ("a\\", "a\\c"),
     ] {
-        let page = store.list(CACHE, &ListQuery::new().prefix(prefix)).await.unwrap();
+        let page = store
+            .list(CACHE, &ListQuery::new().prefix(prefix))
+            .await
+            .unwrap();
         let keys: Vec<_> = page.records.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, [expect], "prefix {prefix:?}");
     }
@@ -142,7 +170,14 @@ pub async fn clear_empties_only_its_namespace(store: Arc<dyn ResultStore>) {
     }
     store.put(IDEM, "kept", b"v", None, meta()).await.unwrap();
     assert_eq!(store.clear(CACHE).await.unwrap(), 3);
-    assert!(store.list(CACHE, &ListQuery::new()).await.unwrap().records.is_empty());
+    assert!(
+        store
+            .list(CACHE, &ListQuery::new())
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
     assert!(store.get(IDEM, "kept").await.unwrap().is_some());
     assert_eq!(store.clear(CACHE).await.unwrap(), 0);
 }

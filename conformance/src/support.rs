@@ -31,7 +31,15 @@ pub(crate) async fn claim(
     lease: Duration,
 ) -> ClaimOutcome {
     store
-        .claim(ns, key, &Claim { token, lease, meta: meta() })
+        .claim(
+            ns,
+            key,
+            &Claim {
+                token,
+                lease,
+                meta: meta(),
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("claim({key:?}) failed: {e}"))
 }

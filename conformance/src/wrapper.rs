@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use stent_core::{
-    ClaimOutcome, ErrorKind, Execution, InFlight, LeaseToken, ResultStore, Stent, Status,
+    ClaimOutcome, ErrorKind, Execution, InFlight, LeaseToken, ResultStore, Status, Stent,
 };
 
 use crate::support::{CACHE, IDEM, LIVE, SHORT, acquire, claim, eventually};
@@ -22,17 +22,20 @@ fn count(c: &AtomicU32) -> u32 {
 /// 64 concurrent callers on one key: the function runs exactly once and all get its value.
 pub async fn idempotent_call_runs_once_under_64_concurrent_callers(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store).durable("payments::charge").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |(order, amount): (String, u64)| {
+    let f = Stent::from_arc(store)
+        .durable("payments::charge")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok::<_, Infallible>(format!("{order}:{amount}:run{n}"))
+            move |(order, amount): (String, u64)| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, Infallible>(format!("{order}:{amount}:run{n}"))
+                }
             }
-        }
-    });
+        });
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let tasks: Vec<_> = (0..64)
         .map(|_| {
@@ -46,7 +49,10 @@ pub async fn idempotent_call_runs_once_under_64_concurrent_callers(store: Arc<dy
         .collect();
     let mut executed = 0;
     for t in tasks {
-        let t = t.await.unwrap().unwrap_or_else(|e| panic!("caller failed: {e}"));
+        let t = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("caller failed: {e}"));
         assert_eq!(t.value, "ord-1:500:run1");
         if t.outcome.status == Status::Executed {
             executed += 1;
@@ -59,16 +65,19 @@ pub async fn idempotent_call_runs_once_under_64_concurrent_callers(store: Arc<dy
 /// A second call with the same arguments replays the stored value without running the function.
 pub async fn idempotent_call_replays_the_stored_result(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store).durable("emails::send").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |user: String| {
+    let f = Stent::from_arc(store)
+        .durable("emails::send")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(vec![user, "sent".to_string()])
+            move |user: String| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(vec![user, "sent".to_string()])
+                }
             }
-        }
-    });
+        });
     let first = f.call_traced("u1".into()).await.unwrap();
     assert_eq!(first.outcome.status, Status::Executed);
     assert_eq!(first.outcome.attempt, 1);
@@ -101,7 +110,12 @@ pub async fn empty_results_replay_exactly(store: Arc<dyn ResultStore>) {
             assert_eq!(f.call(()).await.unwrap(), $value);
             let again = f.call_traced(()).await.unwrap();
             assert_eq!(again.value, $value, $name);
-            assert!(again.outcome.status.is_hit(), "{}: {:?}", $name, again.outcome);
+            assert!(
+                again.outcome.status.is_hit(),
+                "{}: {:?}",
+                $name,
+                again.outcome
+            );
             assert_eq!(count(&runs), 1, "{} re-executed", $name);
         }};
     }
@@ -116,23 +130,33 @@ pub async fn empty_results_replay_exactly(store: Arc<dyn ResultStore>) {
 /// A function error is returned as-is and not stored: the next call executes again.
 pub async fn errors_are_not_stored_and_a_retry_executes(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store.clone()).durable("flaky").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |_: ()| {
+    let f = Stent::from_arc(store.clone())
+        .durable("flaky")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                match runs.fetch_add(1, Ordering::SeqCst) {
-                    0 => Err("gateway timeout".to_string()),
-                    _ => Ok(42u32),
+            move |_: ()| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    match runs.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err("gateway timeout".to_string()),
+                        _ => Ok(42u32),
+                    }
                 }
             }
-        }
-    });
+        });
     let e = f.call(()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Function);
-    assert_eq!(e.function_error().map(String::as_str), Some("gateway timeout"));
+    assert_eq!(
+        e.function_error().map(String::as_str),
+        Some("gateway timeout")
+    );
     let key = f.key_for(&()).unwrap();
-    assert_eq!(store.get(IDEM, &key).await.unwrap(), None, "failed claim must be released");
+    assert_eq!(
+        store.get(IDEM, &key).await.unwrap(),
+        None,
+        "failed claim must be released"
+    );
     assert_eq!(f.call(()).await.unwrap(), 42);
     assert_eq!(f.call(()).await.unwrap(), 42);
     assert_eq!(count(&runs), 2);
@@ -161,11 +185,25 @@ pub async fn store_errors_if_replays_terminal_errors(store: Arc<dyn ResultStore>
         .store_errors_if(|e: &String| e.starts_with("card"));
     for _ in 0..3 {
         let e = f.call("declined".into()).await.unwrap_err();
-        assert_eq!(e.function_error().map(String::as_str), Some("card declined"));
+        assert_eq!(
+            e.function_error().map(String::as_str),
+            Some("card declined")
+        );
     }
-    assert_eq!(count(&runs), 1, "terminal error must be replayed, not re-run");
+    assert_eq!(
+        count(&runs),
+        1,
+        "terminal error must be replayed, not re-run"
+    );
     for _ in 0..2 {
-        assert_eq!(f.call("other".into()).await.unwrap_err().function_error().unwrap(), "network");
+        assert_eq!(
+            f.call("other".into())
+                .await
+                .unwrap_err()
+                .function_error()
+                .unwrap(),
+            "network"
+        );
     }
     assert_eq!(count(&runs), 3, "transient errors are not stored");
 }
@@ -173,42 +211,55 @@ pub async fn store_errors_if_replays_terminal_errors(store: Arc<dyn ResultStore>
 /// A panicking function releases its claim, then the panic continues; the next call runs.
 pub async fn panic_releases_the_claim(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store.clone()).durable("panicky").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |_: ()| {
+    let f = Stent::from_arc(store.clone())
+        .durable("panicky")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("boom");
+            move |_: ()| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("boom");
+                    }
+                    Ok::<_, Infallible>("recovered".to_string())
                 }
-                Ok::<_, Infallible>("recovered".to_string())
             }
-        }
-    });
+        });
     let f2 = f.clone();
     let joined = tokio::spawn(async move { f2.call(()).await }).await;
     assert!(joined.unwrap_err().is_panic());
     let key = f.key_for(&()).unwrap();
-    assert_eq!(store.get(IDEM, &key).await.unwrap(), None, "claim released before the panic resumed");
+    assert_eq!(
+        store.get(IDEM, &key).await.unwrap(),
+        None,
+        "claim released before the panic resumed"
+    );
     let t = f.call_traced(()).await.unwrap();
-    assert_eq!((t.value, t.outcome.status, t.outcome.attempt), ("recovered".to_string(), Status::Executed, 1));
+    assert_eq!(
+        (t.value, t.outcome.status, t.outcome.attempt),
+        ("recovered".to_string(), Status::Executed, 1)
+    );
 }
 
 /// Dropping a call's future releases its claim, so the next call runs at once.
 pub async fn cancellation_releases_the_claim(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store.clone()).durable("slow").idempotent().wrap({
-        let runs = Arc::clone(&runs);
-        move |_: ()| {
+    let f = Stent::from_arc(store.clone())
+        .durable("slow")
+        .idempotent()
+        .wrap({
             let runs = Arc::clone(&runs);
-            async move {
-                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
+            move |_: ()| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Ok::<_, Infallible>(7u8)
                 }
-                Ok::<_, Infallible>(7u8)
             }
-        }
-    });
+        });
     let key = f.key_for(&()).unwrap();
     let cancelled = tokio::time::timeout(Duration::from_millis(300), f.call(())).await;
     assert!(cancelled.is_err(), "the call should have been cancelled");
@@ -216,12 +267,11 @@ pub async fn cancellation_releases_the_claim(store: Arc<dyn ResultStore>) {
         store.get(IDEM, &key).await.unwrap().is_none().then_some(())
     })
     .await;
-    let t = f
-        .clone()
-        .call_traced(())
-        .await
-        .unwrap();
-    assert_eq!((t.value, t.outcome.status, t.outcome.attempt), (7, Status::Executed, 1));
+    let t = f.clone().call_traced(()).await.unwrap();
+    assert_eq!(
+        (t.value, t.outcome.status, t.outcome.attempt),
+        (7, Status::Executed, 1)
+    );
 }
 
 /// When the owner crashed (its lease lapses), the next caller takes over with attempt 2, visible to the function.
@@ -242,31 +292,37 @@ pub async fn takeover_after_crash_runs_attempt_two(store: Arc<dyn ResultStore>) 
     assert_eq!(t.value.1, 2, "the function sees its attempt number");
     assert_eq!(t.value.2.len(), 32);
     let again = f.call_traced("j1".into()).await.unwrap();
-    assert_eq!((again.outcome.status, again.outcome.attempt), (Status::Replayed, 2));
+    assert_eq!(
+        (again.outcome.status, again.outcome.attempt),
+        (Status::Replayed, 2)
+    );
     assert_eq!(again.value.2, t.value.2, "operation id is stable");
 }
 
 /// When another caller took the key over mid-run, completion is refused with `LeaseLost` and nothing is recorded.
 pub async fn lease_lost_refuses_to_record_the_result(store: Arc<dyn ResultStore>) {
     let thief = LeaseToken::generate();
-    let f = Stent::from_arc(store.clone()).durable("stolen").idempotent().wrap({
-        let store = Arc::clone(&store);
-        let thief = thief.clone();
-        move |_: ()| {
+    let f = Stent::from_arc(store.clone())
+        .durable("stolen")
+        .idempotent()
+        .wrap({
             let store = Arc::clone(&store);
             let thief = thief.clone();
-            async move {
-                let key = Execution::current().expect("inside an execution").key;
-                // Simulate a takeover: the record vanishes and someone else claims it.
-                store.delete(IDEM, &key).await.unwrap();
-                assert!(matches!(
-                    claim(&*store, IDEM, &key, &thief, LIVE).await,
-                    ClaimOutcome::Acquired { .. }
-                ));
-                Ok::<_, Infallible>("mine".to_string())
+            move |_: ()| {
+                let store = Arc::clone(&store);
+                let thief = thief.clone();
+                async move {
+                    let key = Execution::current().expect("inside an execution").key;
+                    // Simulate a takeover: the record vanishes and someone else claims it.
+                    store.delete(IDEM, &key).await.unwrap();
+                    assert!(matches!(
+                        claim(&*store, IDEM, &key, &thief, LIVE).await,
+                        ClaimOutcome::Acquired { .. }
+                    ));
+                    Ok::<_, Infallible>("mine".to_string())
+                }
             }
-        }
-    });
+        });
     let e = f.call(()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost, "{e}");
     let key = f.key_for(&()).unwrap();
@@ -303,7 +359,10 @@ pub async fn long_running_call_keeps_its_lease(store: Arc<dyn ResultStore>) {
         let f = f.clone();
         joiners.push(tokio::spawn(async move { f.call_traced(()).await }));
     }
-    assert_eq!(owner.await.unwrap().unwrap().outcome.status, Status::Executed);
+    assert_eq!(
+        owner.await.unwrap().unwrap().outcome.status,
+        Status::Executed
+    );
     for j in joiners {
         let t = j.await.unwrap().unwrap();
         assert_eq!(t.value, "report");
@@ -328,10 +387,16 @@ pub async fn in_flight_reject_returns_in_flight_error(store: Arc<dyn ResultStore
     let waiting = Stent::from_arc(store)
         .durable("busy")
         .idempotent()
-        .in_flight(InFlight::Wait { timeout: Duration::from_millis(300) })
+        .in_flight(InFlight::Wait {
+            timeout: Duration::from_millis(300),
+        })
         .wrap(|_: ()| async { Ok::<_, Infallible>(1u8) });
     let e = waiting.call(()).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InFlight, "wait policy gives up after its timeout");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InFlight,
+        "wait policy gives up after its timeout"
+    );
 }
 
 /// A new version is a new keyspace: it executes again, and the old version still replays.
@@ -340,22 +405,32 @@ pub async fn version_bump_invalidates(store: Arc<dyn ResultStore>) {
     let runs = counter();
     let make = |version: &str| {
         let runs = Arc::clone(&runs);
-        stent.durable("process_data").cached().version(version).wrap(move |x: u32| {
-            let runs = Arc::clone(&runs);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(x * 2)
-            }
-        })
+        stent
+            .durable("process_data")
+            .cached()
+            .version(version)
+            .wrap(move |x: u32| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(x * 2)
+                }
+            })
     };
     let v1 = make("v1");
     let v2 = make("v2");
     assert_eq!(v1.call(21).await.unwrap(), 42);
-    assert_eq!(v1.call_traced(21).await.unwrap().outcome.status, Status::CacheHit);
+    assert_eq!(
+        v1.call_traced(21).await.unwrap().outcome.status,
+        Status::CacheHit
+    );
     let t = v2.call_traced(21).await.unwrap();
     assert_eq!(t.outcome.status, Status::Executed);
     assert_eq!(t.outcome.key, "process_data|v2|[21]");
-    assert_eq!(v1.call_traced(21).await.unwrap().outcome.status, Status::CacheHit);
+    assert_eq!(
+        v1.call_traced(21).await.unwrap().outcome.status,
+        Status::CacheHit
+    );
     assert_eq!(count(&runs), 2);
 }
 
@@ -366,17 +441,24 @@ pub async fn custom_keys_of_two_functions_never_collide(store: Arc<dyn ResultSto
         .durable("orders::process")
         .idempotent()
         .key(|(id, _retry): &(String, u32)| format!("order:{id}"))
-        .wrap(|(id, _): (String, u32)| async move { Ok::<_, Infallible>(format!("processed {id}")) });
+        .wrap(
+            |(id, _): (String, u32)| async move { Ok::<_, Infallible>(format!("processed {id}")) },
+        );
     let b = stent
         .durable("orders::refund")
         .idempotent()
         .key(|(id, _retry): &(String, u32)| format!("order:{id}"))
-        .wrap(|(id, _): (String, u32)| async move { Ok::<_, Infallible>(format!("refunded {id}")) });
+        .wrap(
+            |(id, _): (String, u32)| async move { Ok::<_, Infallible>(format!("refunded {id}")) },
+        );
     assert_eq!(a.call(("o1".into(), 0)).await.unwrap(), "processed o1");
     assert_eq!(b.call(("o1".into(), 0)).await.unwrap(), "refunded o1");
     // The retry counter is not part of the key: a retry replays.
     let t = a.call_traced(("o1".into(), 5)).await.unwrap();
-    assert_eq!((t.value.as_str(), t.outcome.status), ("processed o1", Status::Replayed));
+    assert_eq!(
+        (t.value.as_str(), t.outcome.status),
+        ("processed o1", Status::Replayed)
+    );
     assert_eq!(t.outcome.key, "orders::process|None|order:o1");
 }
 
@@ -421,7 +503,10 @@ pub async fn payload_mismatch_is_refused(store: Arc<dyn ResultStore>) {
     assert_eq!(f.call(("o1".into(), 500)).await.unwrap(), "charged o1 500");
     let e = f.call(("o1".into(), 999)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PayloadMismatch);
-    assert!(!e.to_string().contains("charged"), "must not reveal the stored result: {e}");
+    assert!(
+        !e.to_string().contains("charged"),
+        "must not reveal the stored result: {e}"
+    );
 }
 
 /// A cached result is reused until its TTL, then recomputed.
@@ -443,7 +528,11 @@ pub async fn cached_call_expires_after_ttl(store: Arc<dyn ResultStore>) {
         });
     assert_eq!(f.call("2026-01-01".into()).await.unwrap(), "2026-01-01:0");
     let key = f.key_for(&"2026-01-01".to_string()).unwrap();
-    let r = store.get(CACHE, &key).await.unwrap().expect("cached record");
+    let r = store
+        .get(CACHE, &key)
+        .await
+        .unwrap()
+        .expect("cached record");
     assert!(r.expires_at.is_some());
     let recomputed = eventually("the cached value expires", || async {
         let t = f.call_traced("2026-01-01".into()).await.unwrap();
@@ -498,10 +587,19 @@ pub async fn both_modes_write_cache_and_idempotency(store: Arc<dyn ResultStore>)
     assert_eq!(t.outcome.status, Status::Executed);
     assert!(store.get(IDEM, &t.outcome.key).await.unwrap().is_some());
     assert!(store.get(CACHE, &t.outcome.key).await.unwrap().is_some());
-    assert_eq!(f.call_traced("d1".into()).await.unwrap().outcome.status, Status::CacheHit);
+    assert_eq!(
+        f.call_traced("d1".into()).await.unwrap().outcome.status,
+        Status::CacheHit
+    );
     // With the cache entry gone, the idempotency record still prevents re-execution.
     store.clear(CACHE).await.unwrap();
-    assert_eq!(f.call_traced("d1".into()).await.unwrap().outcome.status, Status::Replayed);
-    assert!(store.get(CACHE, &t.outcome.key).await.unwrap().is_some(), "replay refills the cache");
+    assert_eq!(
+        f.call_traced("d1".into()).await.unwrap().outcome.status,
+        Status::Replayed
+    );
+    assert!(
+        store.get(CACHE, &t.outcome.key).await.unwrap().is_some(),
+        "replay refills the cache"
+    );
     assert_eq!(count(&runs), 1);
 }

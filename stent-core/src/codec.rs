@@ -26,7 +26,6 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 
-
 /// Tag of a JSON-encoded `Ok` value.
 pub const TAG_JSON_VALUE: u8 = 0x01;
 /// Tag of a JSON-encoded stored error.
@@ -45,8 +44,11 @@ fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
     out.push(tag);
     serde_json::to_writer(&mut out, value).map_err(|e| {
-        Error::new(ErrorKind::Encode, format!("result cannot be encoded as JSON: {e}"))
-            .with_source(e)
+        Error::new(
+            ErrorKind::Encode,
+            format!("result cannot be encoded as JSON: {e}"),
+        )
+        .with_source(e)
     })?;
     Ok(out)
 }
@@ -63,7 +65,10 @@ pub fn encode_error<E: Serialize + ?Sized>(err: &E) -> Result<Vec<u8>> {
 
 /// Decodes stored bytes into a value or a stored error; anything else is an
 /// [`ErrorKind::Decode`] error naming `key`.
-pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<Stored<T, E>> {
+pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<Stored<T, E>> {
     let (tag, body) = bytes
         .split_first()
         .ok_or_else(|| Error::decode(key, "stored value is empty (no format tag)"))?;
@@ -83,7 +88,10 @@ pub fn decode_json<T: DeserializeOwned>(key: &str, body: &[u8], what: &str) -> R
     serde_json::from_slice(body).map_err(|e| {
         Error::decode(
             key,
-            format!("stored {what} does not decode as {}: {e}", std::any::type_name::<T>()),
+            format!(
+                "stored {what} does not decode as {}: {e}",
+                std::any::type_name::<T>()
+            ),
         )
         .with_source(e)
     })

@@ -15,7 +15,9 @@ use tracing::Instrument as _;
 use crate::codec::{self, TAG_JSON_ERROR, TAG_JSON_VALUE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{DefaultKey, KeyScope, KeyStrategy, canonical_args, sha256_hex};
-use crate::record::{Claim, ClaimOutcome, LeaseToken, Namespace, Record, RecordMeta, RecordState, Timestamp};
+use crate::record::{
+    Claim, ClaimOutcome, LeaseToken, Namespace, Record, RecordMeta, RecordState, Timestamp,
+};
 use crate::store::ResultStore;
 
 /// Default lease: how long a claim lasts without renewal.
@@ -154,7 +156,9 @@ pub struct DurableBuilder<K = DefaultKey> {
 
 impl<K> fmt::Debug for DurableBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DurableBuilder").field("config", &self.config).finish()
+        f.debug_struct("DurableBuilder")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -274,7 +278,9 @@ impl<K> DurableBuilder<K> {
             config.idempotent = true;
         }
         let fingerprint: Option<FingerprintFn<A>> = if config.validate_payload {
-            Some(Box::new(|args: &A| Ok(sha256_hex(canonical_args(args)?.as_bytes()))))
+            Some(Box::new(|args: &A| {
+                Ok(sha256_hex(canonical_args(args)?.as_bytes()))
+            }))
         } else {
             None
         };
@@ -451,10 +457,7 @@ where
 
     /// Validate payloads with a custom fingerprint of the arguments (see
     /// [`DurableBuilder::validate_payload`]).
-    pub fn fingerprint<S: Into<String>>(
-        self,
-        f: impl Fn(&A) -> S + Send + Sync + 'static,
-    ) -> Self {
+    pub fn fingerprint<S: Into<String>>(self, f: impl Fn(&A) -> S + Send + Sync + 'static) -> Self {
         self.configure(|inner| {
             inner.config.validate_payload = true;
             inner.fingerprint = Some(Box::new(move |a| Ok(f(a).into())));
@@ -506,16 +509,18 @@ where
     async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
-        if c.cached {
-            if let Some(hit) = self.cache_lookup(&key).await? {
-                return Ok(hit);
-            }
+        if c.cached
+            && let Some(hit) = self.cache_lookup(&key).await?
+        {
+            return Ok(hit);
         }
         let traced = if c.idempotent {
             self.idempotent(key, args).await?
         } else {
             let (value, bytes) = self.execute_plain(&key, args).await?;
-            self.cache_store(&key, &bytes).await.map_err(Error::into_call_error)?;
+            self.cache_store(&key, &bytes)
+                .await
+                .map_err(Error::into_call_error)?;
             return Ok(Traced {
                 value,
                 outcome: Outcome {
@@ -547,8 +552,12 @@ where
             }
             Err(e) => return Err(e.into_call_error()),
         };
-        let Some(record) = record else { return Ok(None) };
-        let Some(bytes) = record.value.as_deref() else { return Ok(None) };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let Some(bytes) = record.value.as_deref() else {
+            return Ok(None);
+        };
         match decode_value::<R>(key, bytes) {
             Ok(value) => Ok(Some(Traced {
                 value,
@@ -584,7 +593,11 @@ where
         }
     }
 
-    async fn execute_plain(&self, key: &str, args: A) -> std::result::Result<(R, Vec<u8>), Error<E>> {
+    async fn execute_plain(
+        &self,
+        key: &str,
+        args: A,
+    ) -> std::result::Result<(R, Vec<u8>), Error<E>> {
         let inner = &*self.inner;
         let exec = Execution {
             function: inner.config.name.as_str().into(),
@@ -623,12 +636,18 @@ where
             match outcome {
                 ClaimOutcome::Completed(record) => {
                     check_fingerprint(&key, fingerprint.as_deref(), &record)?;
-                    let status = if joined { Status::Joined } else { Status::Replayed };
+                    let status = if joined {
+                        Status::Joined
+                    } else {
+                        Status::Replayed
+                    };
                     let value = self.replay(&key, &record)?;
-                    if c.cached {
-                        if let Some(bytes) = &record.value {
-                            self.cache_store(&key, bytes).await.map_err(Error::into_call_error)?;
-                        }
+                    if c.cached
+                        && let Some(bytes) = &record.value
+                    {
+                        self.cache_store(&key, bytes)
+                            .await
+                            .map_err(Error::into_call_error)?;
                     }
                     return Ok(Traced {
                         value,
@@ -738,12 +757,16 @@ where
             attempt,
             operation_id: sha256_hex(key.as_bytes())[..32].into(),
         };
-        let work = AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();
+        let work =
+            AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();
         let renew = async {
             let every = c.lease / 3;
             loop {
                 tokio::time::sleep(every).await;
-                match store.renew(Namespace::Idempotency, key, &token, c.lease).await {
+                match store
+                    .renew(Namespace::Idempotency, key, &token, c.lease)
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::LeaseLost => {
                         tracing::warn!("lease lost while running; the result will not be recorded");
@@ -794,7 +817,9 @@ where
         }
         guard.armed = false;
         if c.cached {
-            self.cache_store(key, &bytes).await.map_err(Error::into_call_error)?;
+            self.cache_store(key, &bytes)
+                .await
+                .map_err(Error::into_call_error)?;
         }
         result.map_err(Error::function)
     }

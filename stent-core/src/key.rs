@@ -37,7 +37,11 @@ impl KeyScope<'_> {
 
     /// A custom key part as stored: scoped, unless the function opted into shared keys.
     pub fn custom(&self, part: String) -> String {
-        if self.shared { part } else { self.scoped(&part) }
+        if self.shared {
+            part
+        } else {
+            self.scoped(&part)
+        }
     }
 }
 
@@ -146,14 +150,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// ```
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     let mut out = String::new();
-    value.serialize(Canon { out: &mut out, top: false })?;
+    value.serialize(Canon {
+        out: &mut out,
+        top: false,
+    })?;
     Ok(out)
 }
 
 /// The canonical JSON of a call's arguments, as a positional array (see [`DefaultKey`]).
 pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
     let mut out = String::with_capacity(32);
-    args.serialize(Canon { out: &mut out, top: true })?;
+    args.serialize(Canon {
+        out: &mut out,
+        top: true,
+    })?;
     Ok(out)
 }
 
@@ -241,9 +251,7 @@ impl<'a> Canon<'a> {
             Some(n) => self.scalar(|o| {
                 let _ = write!(o, "{n}");
             }),
-            None => Err(KeyErr(format!(
-                "non-finite float {v} has no JSON form"
-            ))),
+            None => Err(KeyErr(format!("non-finite float {v} has no JSON form"))),
         }
     }
 }
@@ -467,8 +475,12 @@ macro_rules! seq_impl {
     )*};
 }
 
-seq_impl!(SerializeSeq::serialize_element, SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field, SerializeTupleVariant::serialize_field);
+seq_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 struct Obj<'a> {
     out: &'a mut String,
@@ -583,7 +595,9 @@ impl ser::SerializeStructVariant for Obj<'_> {
 struct MapKey;
 
 fn key_err(what: &str) -> KeyErr {
-    KeyErr(format!("a map key must be a string, an integer or a bool, not {what}"))
+    KeyErr(format!(
+        "a map key must be a string, an integer or a bool, not {what}"
+    ))
 }
 
 macro_rules! key_int {
@@ -622,7 +636,10 @@ impl ser::Serializer for MapKey {
     fn serialize_none(self) -> std::result::Result<String, KeyErr> {
         Err(key_err("None"))
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> std::result::Result<String, KeyErr> {
+    fn serialize_some<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+    ) -> std::result::Result<String, KeyErr> {
         value.serialize(self)
     }
     fn serialize_unit(self) -> std::result::Result<String, KeyErr> {
@@ -705,7 +722,11 @@ mod tests {
     use super::*;
 
     fn scope() -> KeyScope<'static> {
-        KeyScope { name: "f", version: None, shared: false }
+        KeyScope {
+            name: "f",
+            version: None,
+            shared: false,
+        }
     }
 
     #[test]
@@ -729,19 +750,32 @@ mod tests {
         let mut m = HashMap::new();
         m.insert("y".to_string(), true);
         m.insert("x".to_string(), false);
-        let s = S { z: 1, a: "q\"\n\u{1}é", m };
+        let s = S {
+            z: 1,
+            a: "q\"\n\u{1}é",
+            m,
+        };
         assert_eq!(
             canonical_json(&s).unwrap(),
             r#"{"a":"q\"\n\u0001é","m":{"x":false,"y":true},"z":1}"#
         );
         let expected = serde_json::to_string(&serde_json::json!({"a": "q\"\n\u{1}é"})).unwrap();
-        assert_eq!(canonical_json(&BTreeMap::from([("a", "q\"\n\u{1}é")])).unwrap(), expected);
+        assert_eq!(
+            canonical_json(&BTreeMap::from([("a", "q\"\n\u{1}é")])).unwrap(),
+            expected
+        );
     }
 
     #[test]
     fn unencodable_args_are_key_errors() {
-        assert_eq!(canonical_args(&f64::NAN).unwrap_err().kind(), ErrorKind::Key);
-        assert_eq!(canonical_args(&(1, f32::INFINITY)).unwrap_err().kind(), ErrorKind::Key);
+        assert_eq!(
+            canonical_args(&f64::NAN).unwrap_err().kind(),
+            ErrorKind::Key
+        );
+        assert_eq!(
+            canonical_args(&(1, f32::INFINITY)).unwrap_err().kind(),
+            ErrorKind::Key
+        );
         let m = HashMap::from([((1, 2), "v")]);
         assert_eq!(canonical_args(&m).unwrap_err().kind(), ErrorKind::Key);
     }
@@ -760,7 +794,10 @@ mod tests {
     fn custom_keys_are_scoped_unless_shared() {
         let f = |id: &String| format!("corr:{id}");
         assert_eq!(f.key(&scope(), &"1".to_string()).unwrap(), "f|None|corr:1");
-        let shared = KeyScope { shared: true, ..scope() };
+        let shared = KeyScope {
+            shared: true,
+            ..scope()
+        };
         assert_eq!(f.key(&shared, &"1".to_string()).unwrap(), "corr:1");
     }
 }

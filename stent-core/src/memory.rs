@@ -102,9 +102,8 @@ impl MemoryStore {
         key: &str,
         token: &LeaseToken,
     ) -> Option<&'m mut Record> {
-        map.get_mut(key).filter(|r| {
-            r.state == RecordState::InProgress && r.lease_token.as_ref() == Some(token)
-        })
+        map.get_mut(key)
+            .filter(|r| r.state == RecordState::InProgress && r.lease_token.as_ref() == Some(token))
     }
 }
 
@@ -122,7 +121,11 @@ impl ResultStore for MemoryStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         let now = self.now();
-        Ok(self.map(ns).get(key).filter(|r| !r.is_expired(now)).cloned())
+        Ok(self
+            .map(ns)
+            .get(key)
+            .filter(|r| !r.is_expired(now))
+            .cloned())
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {

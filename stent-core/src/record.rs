@@ -102,7 +102,8 @@ impl Timestamp {
         SystemTime::now().into()
     }
 
-    /// `self + d`, saturating.
+    /// `self + d`, saturating (also available as `+`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(duration_millis(d)))
     }
@@ -116,8 +117,16 @@ impl Timestamp {
 /// Whole milliseconds in `d`, rounded up so a non-zero duration never becomes zero,
 /// saturating at `i64::MAX`.
 pub fn duration_millis(d: Duration) -> i64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, d: Duration) -> Timestamp {
+        Timestamp::add(self, d)
+    }
 }
 
 impl From<SystemTime> for Timestamp {
@@ -275,7 +284,10 @@ impl fmt::Debug for Record {
         f.debug_struct("Record")
             .field("key", &self.key)
             .field("state", &self.state)
-            .field("value", &self.value.as_ref().map(|v| format!("<{} bytes>", v.len())))
+            .field(
+                "value",
+                &self.value.as_ref().map(|v| format!("<{} bytes>", v.len())),
+            )
             .field("lease_token", &self.lease_token)
             .field("lease_expires_at", &self.lease_expires_at)
             .field("attempt", &self.attempt)
@@ -404,8 +416,7 @@ impl ListQuery {
 
     /// Whether `key` belongs in this query's range (prefix and cursor).
     pub fn matches(&self, key: &str) -> bool {
-        key.starts_with(self.prefix.as_str())
-            && self.cursor.as_deref().is_none_or(|c| key > c)
+        key.starts_with(self.prefix.as_str()) && self.cursor.as_deref().is_none_or(|c| key > c)
     }
 }
 
@@ -483,12 +494,18 @@ mod tests {
 
     #[test]
     fn timestamp_displays_as_rfc3339_utc() {
-        assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(0).to_string(),
+            "1970-01-01T00:00:00.000Z"
+        );
         assert_eq!(
             Timestamp::from_millis(1_795_881_270_123).to_string(),
             "2026-11-28T15:54:30.123Z"
         );
-        assert_eq!(Timestamp::from_millis(-1).to_string(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::from_millis(-1).to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

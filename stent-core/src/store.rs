@@ -7,7 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::record::{Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta, Timestamp};
+use crate::record::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
+    Timestamp,
+};
 
 /// A place to keep results: the one trait every backend implements.
 ///
@@ -211,7 +214,10 @@ pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<(
     match caps.max_value_len {
         Some(max) if value.len() > max => Err(crate::Error::new(
             crate::ErrorKind::ValueTooLarge,
-            format!("value of {} bytes exceeds the store's limit of {max} bytes", value.len()),
+            format!(
+                "value of {} bytes exceeds the store's limit of {max} bytes",
+                value.len()
+            ),
         )
         .with_key(key)),
         _ => Ok(()),
@@ -223,7 +229,10 @@ pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
     match caps.max_key_len {
         Some(max) if key.len() > max => Err(crate::Error::new(
             crate::ErrorKind::KeyTooLarge,
-            format!("key of {} bytes exceeds the store's limit of {max} bytes", key.len()),
+            format!(
+                "key of {} bytes exceeds the store's limit of {max} bytes",
+                key.len()
+            ),
         )
         .with_key(key)),
         _ => Ok(()),

@@ -81,7 +81,9 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     let ok = prefix.is_empty()
         || (prefix.len() <= MAX_PREFIX_LEN
             && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'));
     if ok {
         Ok(())
     } else {

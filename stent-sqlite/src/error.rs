@@ -28,7 +28,9 @@ pub(crate) fn convert(err: sqlx::Error, what: &str, key: Option<&str>) -> Error 
     let (kind, retryable) = match primary_code(&err) {
         Some(SQLITE_BUSY | SQLITE_LOCKED) => (ErrorKind::Busy, true),
         Some(SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL) => (ErrorKind::Unavailable, true),
-        Some(SQLITE_READONLY | SQLITE_CANTOPEN | SQLITE_NOTADB | SQLITE_CORRUPT) => (ErrorKind::Store, false),
+        Some(SQLITE_READONLY | SQLITE_CANTOPEN | SQLITE_NOTADB | SQLITE_CORRUPT) => {
+            (ErrorKind::Store, false)
+        }
         Some(SQLITE_TOOBIG) => (ErrorKind::ValueTooLarge, false),
         Some(_) => (ErrorKind::Store, false),
         None => match &err {

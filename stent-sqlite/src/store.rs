@@ -51,7 +51,10 @@ impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.inner.path)
-            .field("tables", &[&self.inner.idempotency.table, &self.inner.cache.table])
+            .field(
+                "tables",
+                &[&self.inner.idempotency.table, &self.inner.cache.table],
+            )
             .finish()
     }
 }
@@ -80,7 +83,11 @@ impl SqliteStore {
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| Error::config(format!("not a sqlite URL: {url:?} (expected sqlite://path)")))?;
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "not a sqlite URL: {url:?} (expected sqlite://path)"
+                ))
+            })?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(Error::config(format!("sqlite URL {url:?} names no file")));
@@ -153,7 +160,12 @@ impl SqliteStore {
     /// Creates the tables if missing, and checks that existing ones are stent's.
     async fn migrate(&self) -> Result<()> {
         let path = &self.inner.path;
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| open_error(e, path))?;
+        let mut conn = self
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| open_error(e, path))?;
         // Fails at once on a read-only file, before anything else is attempted.
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
@@ -163,12 +175,18 @@ impl SqliteStore {
         'ns: for ns in Namespace::ALL {
             let st = self.stmts(ns);
             for sql in &st.create {
-                if let Err(e) = sqlx::query(AssertSqlSafe(sql.as_str())).execute(&mut *conn).await {
+                if let Err(e) = sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .execute(&mut *conn)
+                    .await
+                {
                     result = Err(open_error(e, path));
                     break 'ns;
                 }
             }
-            if let Err(e) = sqlx::query(AssertSqlSafe(st.probe.clone())).execute(&mut *conn).await {
+            if let Err(e) = sqlx::query(AssertSqlSafe(st.probe.clone()))
+                .execute(&mut *conn)
+                .await
+            {
                 result = Err(Error::config(format!(
                     "{} has a table {:?} that is not a stent table; choose a table prefix",
                     path.display(),
@@ -213,14 +231,21 @@ fn ms(t: Option<Timestamp>) -> Option<i64> {
 
 fn decode_row(row: &SqliteRow, key: &str) -> Result<Record> {
     let bad = |e: sqlx::Error| {
-        Error::decode(key, format!("stored record has a column of the wrong type: {e}")).with_source(e)
+        Error::decode(
+            key,
+            format!("stored record has a column of the wrong type: {e}"),
+        )
+        .with_source(e)
     };
     let state: String = row.try_get("state").map_err(bad)?;
     let state = RecordState::parse(&state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
     let attempt: i64 = row.try_get("attempt").map_err(bad)?;
     let ts = |col: &str| -> Result<Option<Timestamp>> {
-        Ok(row.try_get::<Option<i64>, _>(col).map_err(bad)?.map(Timestamp::from_millis))
+        Ok(row
+            .try_get::<Option<i64>, _>(col)
+            .map_err(bad)?
+            .map(Timestamp::from_millis))
     };
     let mut record = Record::new(
         row.try_get::<String, _>("key").map_err(bad)?,
@@ -262,22 +287,25 @@ impl ResultStore for SqliteStore {
             let now = self.now();
             // Reading first keeps the hot path (a completed key) free of write locks.
             match self.fetch_live(ns, key, now).await? {
-                Some(r) if r.state == RecordState::Completed => return Ok(ClaimOutcome::Completed(r)),
+                Some(r) if r.state == RecordState::Completed => {
+                    return Ok(ClaimOutcome::Completed(r));
+                }
                 Some(r) if !r.lease_lapsed(now) => return Ok(ClaimOutcome::InFlight(r)),
                 _ => {}
             }
             let lease_expires_at = now.add(claim.lease);
-            let acquired: Option<i64> = sqlx::query_scalar(AssertSqlSafe(self.stmts(ns).claim.clone()))
-                .bind(key)
-                .bind(claim.token.as_str())
-                .bind(lease_expires_at.as_millis())
-                .bind(claim.meta.fingerprint)
-                .bind(claim.meta.function)
-                .bind(claim.meta.version)
-                .bind(now.as_millis())
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(|e| convert(e, "claim", Some(key)))?;
+            let acquired: Option<i64> =
+                sqlx::query_scalar(AssertSqlSafe(self.stmts(ns).claim.clone()))
+                    .bind(key)
+                    .bind(claim.token.as_str())
+                    .bind(lease_expires_at.as_millis())
+                    .bind(claim.meta.fingerprint)
+                    .bind(claim.meta.function)
+                    .bind(claim.meta.version)
+                    .bind(now.as_millis())
+                    .fetch_optional(&self.inner.pool)
+                    .await
+                    .map_err(|e| convert(e, "claim", Some(key)))?;
             if let Some(attempt) = acquired {
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
@@ -303,7 +331,11 @@ impl ResultStore for SqliteStore {
             .execute(&self.inner.pool)
             .await
             .map_err(|e| convert(e, "renew", Some(key)))?;
-        if done.rows_affected() == 1 { Ok(until) } else { Err(Error::lease_lost(key)) }
+        if done.rows_affected() == 1 {
+            Ok(until)
+        } else {
+            Err(Error::lease_lost(key))
+        }
     }
 
     async fn complete(
@@ -325,7 +357,11 @@ impl ResultStore for SqliteStore {
             .execute(&self.inner.pool)
             .await
             .map_err(|e| convert(e, "complete", Some(key)))?;
-        if done.rows_affected() == 1 { Ok(()) } else { Err(Error::lease_lost(key)) }
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::lease_lost(key))
+        }
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
