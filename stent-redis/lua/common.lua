@@ -1,0 +1,54 @@
+-- Prepended to every stent script. KEYS[1] is the record's hash; every script touches
+-- only that key, so each one is atomic and cluster-safe. Time always comes from the
+-- server's clock, in milliseconds since the Unix epoch.
+local key = KEYS[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers as decimal strings: Lua numbers are doubles, and their default formatting
+-- would turn large ones into exponent notation.
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function expired(expires_ms, now)
+  local e = tonumber(expires_ms)
+  return e ~= nil and e <= now
+end
+
+-- Reads `...` fields of the record. Returns nil and a reply naming the foreign type when
+-- the key holds something other than a hash: a record is never read as, or written over,
+-- a value someone else put there.
+local function fields(...)
+  local r = redis.pcall('HMGET', key, ...)
+  if type(r) == 'table' and r['err'] then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'hash' then
+      error(r['err'])
+    end
+    return nil, {'wrongtype', t}
+  end
+  return r
+end
+
+-- Same guard for scripts that write without reading first.
+local function foreign_type()
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= 'hash' then
+    return {'wrongtype', t}
+  end
+  return nil
+end
+
+local function set_expiry(now, ttl_ms, grace_ms)
+  if ttl_ms == '' then
+    return
+  end
+  local expires = now + tonumber(ttl_ms)
+  redis.call('HSET', key, 'expires_ms', int(expires))
+  redis.call('PEXPIREAT', key, int(expires + tonumber(grace_ms)))
+end
+

@@ -1,0 +1,347 @@
+//! The builder: connection targets, URL parsing, the key prefix and its validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use stent_core::{Error, Result};
+
+use crate::store::RedisStore;
+use crate::{DEFAULT_EXPIRY_GRACE, DEFAULT_MAX_VALUE_LEN, DEFAULT_PREFIX, MAX_VALUE_LEN_LIMIT};
+
+/// Where the store connects: one server, or the seed nodes of a Redis Cluster.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+/// Connection settings shared by both targets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) response: Option<Duration>,
+    pub(crate) retries: usize,
+}
+
+/// Configures and connects a [`RedisStore`].
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
+/// use std::time::Duration;
+/// use stent_redis::RedisStore;
+///
+/// let store = RedisStore::builder()
+///     .url("redis://127.0.0.1:6379/0")
+///     .prefix("billing")
+///     .response_timeout(Some(Duration::from_secs(2)))
+///     .build()
+///     .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct RedisStoreBuilder {
+    target: Option<Target>,
+    /// The target as given, with any password masked: what `Debug` and errors show.
+    shown: String,
+    prefix: String,
+    timeouts: Timeouts,
+    max_value_len: usize,
+    expiry_grace: Duration,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        RedisStoreBuilder {
+            target: None,
+            shown: String::from("<no URL>"),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(5),
+                response: Some(Duration::from_secs(10)),
+                retries: 3,
+            },
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            expiry_grace: DEFAULT_EXPIRY_GRACE,
+        }
+    }
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("target", &self.shown)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.timeouts.connect)
+            .field("response_timeout", &self.timeouts.response)
+            .field("retries", &self.timeouts.retries)
+            .field("max_value_len", &self.max_value_len)
+            .field("expiry_grace", &self.expiry_grace)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// A builder with the defaults: prefix [`DEFAULT_PREFIX`], 5 s connect timeout,
+    /// 10 s response timeout, 3 reconnection attempts per call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connects to the server at `url`.
+    ///
+    /// Standalone: `redis://[[user]:password@]host[:port][/db]` or
+    /// `redis+unix:///path/to/redis.sock`. A Redis Cluster:
+    /// `redis+cluster://[[user]:password@]host:port,host:port,...` (any reachable subset
+    /// of the nodes; the rest are discovered), or [`cluster`](Self::cluster).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.shown = redact(&url);
+        self.target = Some(match url.split_once("://") {
+            Some((scheme, rest)) if scheme.ends_with("+cluster") => {
+                let scheme = scheme.trim_end_matches("+cluster");
+                Target::Cluster(cluster_nodes(scheme, rest))
+            }
+            _ => Target::Standalone(url),
+        });
+        self
+    }
+
+    /// Connects to a Redis Cluster through these seed nodes, each `host:port` or a
+    /// `redis://` URL (credentials are taken from the first one).
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .map(Into::into)
+            .map(|n| {
+                if n.contains("://") {
+                    n
+                } else {
+                    format!("redis://{n}")
+                }
+            })
+            .collect();
+        self.shown = format!(
+            "cluster {:?}",
+            nodes.iter().map(|n| redact(n)).collect::<Vec<_>>()
+        );
+        self.target = Some(Target::Cluster(nodes));
+        self
+    }
+
+    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), so several
+    /// applications can share one database.
+    ///
+    /// Checked by [`build`](Self::build): not empty, at most 256 bytes, and free of
+    /// whitespace, control characters and the glob characters `* ? [ ] \` (which would
+    /// make the `SCAN` patterns of `list`, `clear` and `purge_expired` match other keys).
+    /// Prefixes must not nest (`app` and `app:cache` would share keys).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one connection attempt may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long one command may wait for its reply (default 10 s; `None` waits forever).
+    /// A timed-out call fails with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.response = timeout;
+        self
+    }
+
+    /// How many times a call retries a lost connection, with a short exponential backoff,
+    /// before it fails with [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable)
+    /// (default 3). The store keeps reconnecting on later calls either way.
+    pub fn retries(mut self, retries: usize) -> Self {
+        self.timeouts.retries = retries;
+        self
+    }
+
+    /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`],
+    /// at most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with
+    /// [`ErrorKind::ValueTooLarge`](stent_core::ErrorKind::ValueTooLarge) before anything is sent.
+    pub fn max_value_len(mut self, max: usize) -> Self {
+        self.max_value_len = max;
+        self
+    }
+
+    /// How long an expired record stays in Redis before Redis deletes it by itself
+    /// (default [`DEFAULT_EXPIRY_GRACE`]).
+    ///
+    /// Expired records are invisible at once, whatever the grace: every read checks the
+    /// record's expiry against the server's clock. The grace only keeps them listable
+    /// with `include_expired` and countable by `purge_expired` for a while; set it to
+    /// zero to have Redis drop them the moment they expire.
+    pub fn expiry_grace(mut self, grace: Duration) -> Self {
+        self.expiry_grace = grace;
+        self
+    }
+
+    /// Checks the settings and connects.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for a missing or malformed
+    /// URL, an invalid prefix or a refused password (the password never appears in the
+    /// message); [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) when the
+    /// server cannot be reached.
+    pub async fn build(self) -> Result<RedisStore> {
+        validate_prefix(&self.prefix)?;
+        if self.max_value_len > MAX_VALUE_LEN_LIMIT {
+            return Err(Error::config(format!(
+                "max_value_len {} exceeds Redis's limit of {MAX_VALUE_LEN_LIMIT} bytes per value",
+                self.max_value_len
+            )));
+        }
+        let Some(target) = self.target else {
+            return Err(Error::config(
+                "no Redis URL: call `url(...)` or `cluster(...)` on the builder",
+            ));
+        };
+        if let Target::Cluster(nodes) = &target {
+            if nodes.is_empty() {
+                return Err(Error::config(format!(
+                    "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
+                    self.shown
+                )));
+            }
+        }
+        RedisStore::open(
+            target,
+            self.shown,
+            self.prefix,
+            self.timeouts,
+            self.max_value_len,
+            self.expiry_grace,
+        )
+        .await
+    }
+}
+
+/// Splits the node list of a `redis+cluster://` URL into one `redis://` URL per node,
+/// each carrying the credentials and the query of the whole URL.
+fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(i) => (&authority[..=i], &authority[i + 1..]),
+        None => ("", authority),
+    };
+    hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{scheme}://{userinfo}{h}{tail}"))
+        .collect()
+}
+
+/// Masks the password of a connection URL: `redis://user:secret@host` becomes
+/// `redis://user:***@host`. Anything without credentials is returned as is.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Checks a key prefix once, at build time.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    const RULE: &str = "a prefix may not contain whitespace, control characters or the glob \
+                        characters * ? [ ] \\";
+    if prefix.is_empty() {
+        return Err(Error::config("the Redis key prefix is empty"));
+    }
+    if prefix.len() > 256 {
+        return Err(Error::config(format!(
+            "the Redis key prefix is {} bytes long; at most 256 are allowed",
+            prefix.len()
+        )));
+    }
+    for (i, c) in prefix.chars().enumerate() {
+        let problem = match c {
+            ' ' => "a space",
+            c if c.is_whitespace() => "whitespace",
+            c if c.is_control() => "a control character",
+            '*' | '?' | '[' | ']' | '\\' => "a glob character",
+            _ => continue,
+        };
+        return Err(Error::config(format!(
+            "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; {RULE}",
+            i + 1
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_only_the_password() {
+        assert_eq!(redact("redis://:hunter2@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("redis://user:p@ss@h"), "redis://user:***@h");
+        assert_eq!(redact("redis://user@h"), "redis://user@h");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact("redis://h/?x=a@b"), "redis://h/?x=a@b");
+        assert_eq!(
+            redact("redis+cluster://:pw@a:1,b:2"),
+            "redis+cluster://:***@a:1,b:2"
+        );
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn cluster_urls_split_into_nodes_with_credentials() {
+        assert_eq!(
+            cluster_nodes("redis", ":pw@a:7101, b:7102,c:7103/"),
+            [
+                "redis://:pw@a:7101/",
+                "redis://:pw@b:7102/",
+                "redis://:pw@c:7103/"
+            ]
+        );
+        assert_eq!(cluster_nodes("redis", "a:1"), ["redis://a:1"]);
+        assert!(cluster_nodes("redis", "").is_empty());
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        for ok in ["stent", "app:stent", "c0123abc", "{tag}", "ünï"] {
+            validate_prefix(ok).unwrap();
+        }
+        for (bad, says) in [
+            ("", "empty"),
+            ("a b", "a space"),
+            ("a\tb", "whitespace"),
+            ("a\u{7}", "control"),
+            ("a*", "glob"),
+            ("a?", "glob"),
+            ("a[b]", "glob"),
+            ("a\\b", "glob"),
+        ] {
+            let e = validate_prefix(bad).unwrap_err();
+            assert_eq!(e.kind(), stent_core::ErrorKind::Config);
+            assert!(e.to_string().contains(says), "{bad:?}: {e}");
+        }
+        assert!(validate_prefix(&"p".repeat(257)).is_err());
+    }
+}

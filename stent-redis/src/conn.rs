@@ -1,0 +1,173 @@
+//! One connection type over a standalone server and a Redis Cluster, and `SCAN` over
+//! every master.
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use std::time::Duration;
+
+use crate::config::{Target, Timeouts};
+
+/// Keys per `SCAN` page.
+const SCAN_COUNT: usize = 1000;
+
+/// A cheap-to-clone handle that reconnects by itself: a [`ConnectionManager`] for one
+/// server, a [`ClusterConnection`] (which follows the cluster's slot map) for a cluster.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub(crate) async fn open(target: &Target, t: Timeouts) -> RedisResult<Conn> {
+        match target {
+            Target::Standalone(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(t.connect))
+                    .set_response_timeout(t.response)
+                    .set_number_of_retries(t.retries)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1));
+                Ok(Conn::Standalone(
+                    ConnectionManager::new_with_config(client, config).await?,
+                ))
+            }
+            Target::Cluster(nodes) => {
+                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(t.connect)
+                    // Redirections during resharding use retries too: keep a few.
+                    .retries(u32::try_from(t.retries).unwrap_or(u32::MAX).max(2))
+                    .min_retry_wait(20)
+                    .max_retry_wait(1000);
+                if let Some(response) = t.response {
+                    builder = builder
+                        .response_timeout(response)
+                        .overall_response_timeout(Some(response * 3));
+                }
+                let client = builder.build()?;
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// Where a full `SCAN` must look: the one server, or one slot of every cluster master.
+    async fn scan_nodes(&mut self) -> RedisResult<Vec<Option<RoutingInfo>>> {
+        let Conn::Cluster(_) = self else {
+            return Ok(vec![None]);
+        };
+        let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
+        let mut masters: Vec<(Vec<u8>, i64, u16)> = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                let Value::Array(parts) = range else { continue };
+                let (Some(Value::Int(start)), Some(Value::Array(node))) =
+                    (parts.first(), parts.get(2))
+                else {
+                    continue;
+                };
+                let host = match node.first() {
+                    Some(Value::BulkString(h)) => h.clone(),
+                    _ => Vec::new(),
+                };
+                let port = match node.get(1) {
+                    Some(Value::Int(p)) => *p,
+                    _ => 0,
+                };
+                if !masters.iter().any(|(h, p, _)| *h == host && *p == port) {
+                    let slot = u16::try_from(*start).unwrap_or_default();
+                    masters.push((host, port, slot));
+                }
+            }
+        }
+        Ok(masters
+            .into_iter()
+            .map(|(_, _, slot)| {
+                Some(RoutingInfo::SingleNode(
+                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+                ))
+            })
+            .collect())
+    }
+
+    /// Starts a `SCAN` for hashes matching `pattern` over every master.
+    pub(crate) async fn scan(&self, pattern: Vec<u8>) -> RedisResult<Scan> {
+        let mut conn = self.clone();
+        let nodes = conn.scan_nodes().await?;
+        Ok(Scan {
+            conn,
+            pattern,
+            nodes,
+            cursor: 0,
+        })
+    }
+}
+
+/// A `SCAN` in progress, one page at a time. Like `SCAN` itself, it may return a key
+/// twice and may miss keys created or deleted while it runs.
+pub(crate) struct Scan {
+    conn: Conn,
+    pattern: Vec<u8>,
+    nodes: Vec<Option<RoutingInfo>>,
+    cursor: u64,
+}
+
+impl Scan {
+    /// The next page of keys; `None` once every node has been scanned.
+    pub(crate) async fn next_page(&mut self) -> RedisResult<Option<Vec<Vec<u8>>>> {
+        let Some(node) = self.nodes.last().cloned() else {
+            return Ok(None);
+        };
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(self.cursor)
+            .arg("MATCH")
+            .arg(&self.pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .arg("TYPE")
+            .arg("hash");
+        let (cursor, keys): (u64, Vec<Vec<u8>>) = match (&mut self.conn, node) {
+            (Conn::Cluster(c), Some(route)) => {
+                let v = c.route_command(cmd, route).await?;
+                redis::from_redis_value(v)?
+            }
+            (conn, _) => cmd.query_async(conn).await?,
+        };
+        self.cursor = cursor;
+        if cursor == 0 {
+            self.nodes.pop();
+        }
+        Ok(Some(keys))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}

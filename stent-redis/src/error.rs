@@ -1,0 +1,130 @@
+//! The one place Redis errors become stent errors.
+
+use redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
+use stent_core::{Error, ErrorKind};
+
+/// Converts a driver error. `what` says what was being done ("claim", "connecting to
+/// redis://…"); `key` is the stent key concerned, when there is one.
+pub(crate) fn from_redis(err: RedisError, what: &str, key: Option<&str>) -> Error {
+    let (kind, hint) = classify(&err);
+    let message = match hint {
+        Some(hint) => format!("{what}: {hint}"),
+        None => format!("{what} failed"),
+    };
+    let mut e = Error::new(kind, message).with_source(err);
+    if let Some(key) = key {
+        e = e.with_key(key);
+    }
+    e
+}
+
+fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
+    let code = err.code().unwrap_or_default();
+    match err.kind() {
+        RedisKind::AuthenticationFailed => {
+            return (
+                ErrorKind::Config,
+                Some("authentication failed; check the username and password"),
+            );
+        }
+        RedisKind::InvalidClientConfig => {
+            return (ErrorKind::Config, Some("invalid connection settings"));
+        }
+        RedisKind::Io | RedisKind::ClusterConnectionNotFound => {
+            return (
+                ErrorKind::Unavailable,
+                Some("the Redis server cannot be reached"),
+            );
+        }
+        RedisKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly,
+        ) => {
+            return (
+                ErrorKind::Unavailable,
+                Some("the Redis server is not ready"),
+            );
+        }
+        _ => {}
+    }
+    if err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped() {
+        return (
+            ErrorKind::Unavailable,
+            Some("the Redis server cannot be reached"),
+        );
+    }
+    match code {
+        "NOAUTH" | "WRONGPASS" => (
+            ErrorKind::Config,
+            Some("authentication failed; check the username and password"),
+        ),
+        "NOPERM" => (
+            ErrorKind::Config,
+            Some("the Redis user lacks a permission the store needs"),
+        ),
+        "WRONGTYPE" => (
+            ErrorKind::Decode,
+            Some("the Redis key holds a value of another type"),
+        ),
+        "BUSY" => (
+            ErrorKind::Busy,
+            Some("the Redis server is busy running a script"),
+        ),
+        "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" => (
+            ErrorKind::Unavailable,
+            Some("the Redis server is not ready"),
+        ),
+        _ => (ErrorKind::Store, None),
+    }
+}
+
+/// A key of the store's prefix that holds something other than a record hash.
+pub(crate) fn wrong_type(key: &str, redis_key: &[u8], found: &str) -> Error {
+    Error::decode(
+        key,
+        format!(
+            "Redis key {:?} holds a {found}, not a stent record (a hash); it was left untouched",
+            String::from_utf8_lossy(redis_key)
+        ),
+    )
+}
+
+/// A script answered something this version does not understand.
+pub(crate) fn unexpected(what: &str, key: Option<&str>, reply: &str) -> Error {
+    let e = Error::new(
+        ErrorKind::Store,
+        format!("{what}: unexpected reply from Redis: {reply}"),
+    );
+    match key {
+        Some(key) => e.with_key(key),
+        None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_retryable_and_auth_errors_are_config() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = from_redis(refused, "claim", Some("k"));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(e.is_retryable());
+        assert_eq!(e.key(), Some("k"));
+
+        let auth = RedisError::from((
+            RedisKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        let e = from_redis(auth, "connecting to redis://:***@h", None);
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(!e.is_retryable());
+
+        let other = RedisError::from((RedisKind::Client, "something else"));
+        assert_eq!(from_redis(other, "x", None).kind(), ErrorKind::Store);
+    }
+}

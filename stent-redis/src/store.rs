@@ -1,0 +1,483 @@
+//! [`RedisStore`]: the [`ResultStore`] implementation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use redis::{Script, Value};
+use stent_core::store::{check_key_len, check_value_len};
+use stent_core::{
+    Capabilities, Claim, ClaimOutcome, Error, LeaseToken, ListQuery, Namespace, Page, Record,
+    RecordMeta, Result, ResultStore, Timestamp,
+};
+
+use crate::URL_ENV;
+use crate::config::{RedisStoreBuilder, Target, Timeouts};
+use crate::conn::{Conn, Scan};
+use crate::error::{from_redis, unexpected, wrong_type};
+use crate::hash::{decode_record, meta_args};
+use crate::scripts::{self, Reply};
+
+/// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
+/// stay exact in Lua's double-precision numbers.
+const MAX_MS: i64 = 10_000_000_000_000;
+
+/// Records fetched per round of a `list`.
+const LIST_BATCH: usize = 64;
+
+/// A [`ResultStore`] in Redis, standalone or Redis Cluster.
+///
+/// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every operation is one
+/// Lua script on that one key, so it is atomic, and cluster-safe by construction. Leases
+/// and expiry are decided by the server's clock, in milliseconds; expired records are
+/// deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
+/// itself after a server restart or a failover: calls made while the server is away fail
+/// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
+/// use stent_core::Stent;
+/// use stent_redis::RedisStore;
+///
+/// let stent = Stent::new(RedisStore::connect("redis://127.0.0.1:6379").await?);
+/// # let _ = stent; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Conn,
+    shown: String,
+    prefix: String,
+    caps: Capabilities,
+    grace_ms: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.inner.conn {
+            Conn::Standalone(_) => "standalone",
+            Conn::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStore")
+            .field("target", &self.inner.shown)
+            .field("mode", &mode)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` with the default settings (see [`RedisStoreBuilder::url`] for
+    /// the URL forms, including `redis+cluster://`).
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder().url(url).build().await
+    }
+
+    /// Connects to the URL in the `STENT_REDIS_URL` environment variable.
+    pub async fn from_env() -> Result<Self> {
+        match std::env::var(URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Self::connect(url.trim()).await,
+            _ => Err(Error::config(format!(
+                "{URL_ENV} is not set; set it to a URL such as redis://127.0.0.1:6379"
+            ))),
+        }
+    }
+
+    /// A builder, for a prefix, timeouts or a cluster.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::new()
+    }
+
+    /// The key prefix: every record lives at `{prefix}:{namespace}:{key}`.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub(crate) async fn open(
+        target: Target,
+        shown: String,
+        prefix: String,
+        timeouts: Timeouts,
+        max_value_len: usize,
+        grace: Duration,
+    ) -> Result<Self> {
+        let conn = Conn::open(&target, timeouts)
+            .await
+            .map_err(|e| from_redis(e, &format!("connecting to {shown}"), None))?;
+        let caps = Capabilities::new()
+            .native_ttl(true)
+            .server_clock(true)
+            .shared(true)
+            .durable(true)
+            .max_value_len(Some(max_value_len));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                shown,
+                prefix,
+                caps,
+                grace_ms: clamp_ms(grace).to_string(),
+            }),
+        })
+    }
+
+    /// `{prefix}:{namespace}:`, the start of every key of the namespace.
+    fn base(&self, ns: Namespace) -> String {
+        format!("{}:{}:", self.inner.prefix, ns.as_str())
+    }
+
+    fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
+        let mut k = self.base(ns).into_bytes();
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    /// Runs `script` on the record of `key`, turning a foreign type into a typed error.
+    async fn run(
+        &self,
+        op: &str,
+        script: &Script,
+        redis_key: &[u8],
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Reply> {
+        let mut invocation = script.key(redis_key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.inner.conn.clone();
+        let value: Value = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| from_redis(e, op, Some(key)))?;
+        let shown = format!("{value:?}");
+        let reply = Reply::parse(value).ok_or_else(|| unexpected(op, Some(key), &shown))?;
+        match reply.tag.as_str() {
+            "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
+            "corrupt" => Err(Error::decode(
+                key,
+                format!(
+                    "Redis hash {:?} is not a valid stent record (field `{}`); it was left untouched",
+                    String::from_utf8_lossy(redis_key),
+                    reply.text(0).unwrap_or("?")
+                ),
+            )),
+            _ => Ok(reply),
+        }
+    }
+
+    /// Reads one record; `include_expired` keeps records past their expiry.
+    async fn fetch(
+        &self,
+        ns: Namespace,
+        key: &str,
+        include_expired: bool,
+    ) -> Result<Option<Record>> {
+        let flag: &[u8] = if include_expired { b"1" } else { b"0" };
+        let rk = self.redis_key(ns, key);
+        let reply = self.run("get", &scripts::GET, &rk, key, &[flag]).await?;
+        match reply.tag.as_str() {
+            "none" => Ok(None),
+            "record" => decode_record(key, &reply.rest[1..]).map(Some),
+            _ => Err(unexpected("get", Some(key), &reply.tag)),
+        }
+    }
+
+    /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
+    /// master of a cluster), unsorted and possibly repeated.
+    async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
+        let base = self.base(ns);
+        let mut pattern = glob_escape(&base);
+        pattern.extend(glob_escape(prefix));
+        pattern.push(b'*');
+        let scan = self
+            .inner
+            .conn
+            .scan(pattern)
+            .await
+            .map_err(|e| from_redis(e, "scan", None))?;
+        Ok(KeyPages {
+            scan,
+            base,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// Deletes `keys` (only the expired ones when `expired_only`); returns how many went.
+    async fn delete_many(&self, ns: Namespace, keys: &[String], expired_only: bool) -> Result<u64> {
+        let flag: &[u8] = if expired_only { b"1" } else { b"0" };
+        let deleted = try_join_all(keys.iter().map(|key| async move {
+            let rk = self.redis_key(ns, key);
+            let reply = self
+                .run("delete", &scripts::DELETE, &rk, key, &[flag])
+                .await?;
+            Ok::<_, Error>(u64::from(reply.tag == "deleted"))
+        }))
+        .await?;
+        Ok(deleted.into_iter().sum())
+    }
+}
+
+/// A scan of one namespace, yielding stent keys.
+struct KeyPages {
+    scan: Scan,
+    base: String,
+    prefix: String,
+}
+
+impl KeyPages {
+    async fn next(&mut self) -> Result<Option<Vec<String>>> {
+        let Some(page) = self
+            .scan
+            .next_page()
+            .await
+            .map_err(|e| from_redis(e, "scan", None))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            page.into_iter()
+                .filter_map(|k| k.strip_prefix(self.base.as_bytes()).map(<[u8]>::to_vec))
+                .filter_map(|k| String::from_utf8(k).ok())
+                .filter(|k| k.starts_with(self.prefix.as_str()))
+                .collect(),
+        ))
+    }
+}
+
+/// Milliseconds in `d`, rounded up and clamped to [`MAX_MS`].
+fn clamp_ms(d: Duration) -> i64 {
+    stent_core::record::duration_millis(d).min(MAX_MS)
+}
+
+fn ttl_arg(ttl: Option<Duration>) -> String {
+    ttl.map(|t| clamp_ms(t).to_string()).unwrap_or_default()
+}
+
+/// `s` with the glob characters of `SCAN MATCH` escaped, so it matches literally.
+fn glob_escape(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    for &b in s.as_bytes() {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[async_trait]
+impl ResultStore for RedisStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.caps
+    }
+
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+        self.fetch(ns, key, false).await
+    }
+
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        check_key_len(&self.inner.caps, key)?;
+        let rk = self.redis_key(ns, key);
+        let lease = clamp_ms(claim.lease).to_string();
+        let mut args: Vec<&[u8]> = vec![claim.token.as_str().as_bytes(), lease.as_bytes()];
+        args.extend(meta_args(&claim.meta).into_iter().map(str::as_bytes));
+        let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
+        match reply.tag.as_str() {
+            "acquired" => match (reply.int(1), reply.int(2)) {
+                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    lease_expires_at: Timestamp::from_millis(until),
+                }),
+                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+            },
+            "completed" => Ok(ClaimOutcome::Completed(decode_record(
+                key,
+                &reply.rest[1..],
+            )?)),
+            "in_flight" => Ok(ClaimOutcome::InFlight(decode_record(
+                key,
+                &reply.rest[1..],
+            )?)),
+            other => Err(unexpected("claim", Some(key), other)),
+        }
+    }
+
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp> {
+        let rk = self.redis_key(ns, key);
+        let lease = clamp_ms(lease).to_string();
+        let args: [&[u8]; 2] = [token.as_str().as_bytes(), lease.as_bytes()];
+        let reply = self.run("renew", &scripts::RENEW, &rk, key, &args).await?;
+        match (reply.tag.as_str(), reply.int(0)) {
+            ("renewed", Some(until)) => Ok(Timestamp::from_millis(until)),
+            ("lost", _) => Err(Error::lease_lost(key)),
+            (other, _) => Err(unexpected("renew", Some(key), other)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        check_value_len(&self.inner.caps, key, value)?;
+        let rk = self.redis_key(ns, key);
+        let ttl = ttl_arg(ttl);
+        let args: [&[u8]; 4] = [
+            token.as_str().as_bytes(),
+            value,
+            ttl.as_bytes(),
+            self.inner.grace_ms.as_bytes(),
+        ];
+        let reply = self
+            .run("complete", &scripts::COMPLETE, &rk, key, &args)
+            .await?;
+        match reply.tag.as_str() {
+            "completed" => Ok(()),
+            "lost" => Err(Error::lease_lost(key)),
+            other => Err(unexpected("complete", Some(key), other)),
+        }
+    }
+
+    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+        let rk = self.redis_key(ns, key);
+        let reply = self
+            .run(
+                "release",
+                &scripts::RELEASE,
+                &rk,
+                key,
+                &[token.as_str().as_bytes()],
+            )
+            .await?;
+        match reply.tag.as_str() {
+            "released" => Ok(true),
+            "kept" => Ok(false),
+            other => Err(unexpected("release", Some(key), other)),
+        }
+    }
+
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()> {
+        check_key_len(&self.inner.caps, key)?;
+        check_value_len(&self.inner.caps, key, value)?;
+        let rk = self.redis_key(ns, key);
+        let ttl = ttl_arg(ttl);
+        let mut args: Vec<&[u8]> = vec![value, ttl.as_bytes(), self.inner.grace_ms.as_bytes()];
+        args.extend(meta_args(&meta).into_iter().map(str::as_bytes));
+        let reply = self.run("put", &scripts::PUT, &rk, key, &args).await?;
+        match reply.tag.as_str() {
+            "stored" => Ok(()),
+            other => Err(unexpected("put", Some(key), other)),
+        }
+    }
+
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        Ok(self.delete_many(ns, &[key.to_owned()], false).await? == 1)
+    }
+
+    /// Collects the matching keys of the namespace with `SCAN` (on every master of a
+    /// cluster), sorts them by their UTF-8 bytes, then reads records from the cursor on:
+    /// an admin operation whose cost grows with the number of matching keys.
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+        let mut pages = self.pages(ns, &query.prefix).await?;
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await? {
+            keys.extend(page.into_iter().filter(|k| query.matches(k)));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+
+        let limit = query.limit.max(1);
+        let mut records = Vec::with_capacity(limit + 1);
+        for batch in keys.chunks(LIST_BATCH) {
+            let fetched = try_join_all(
+                batch
+                    .iter()
+                    .map(|key| self.fetch(ns, key, query.include_expired)),
+            )
+            .await?;
+            records.extend(fetched.into_iter().flatten());
+            if records.len() > limit {
+                break;
+            }
+        }
+        let next_cursor = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| r.key.clone())
+        } else {
+            None
+        };
+        Ok(Page::new(records, next_cursor))
+    }
+
+    async fn clear(&self, ns: Namespace) -> Result<u64> {
+        let mut pages = self.pages(ns, "").await?;
+        let mut deleted = 0;
+        while let Some(keys) = pages.next().await? {
+            deleted += self.delete_many(ns, &keys, false).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+        let limit = limit as u64;
+        let mut pages = self.pages(ns, "").await?;
+        let mut purged = 0;
+        while purged < limit {
+            let Some(keys) = pages.next().await? else {
+                break;
+            };
+            for chunk in keys.chunks(LIST_BATCH) {
+                let room = usize::try_from(limit - purged).unwrap_or(usize::MAX);
+                if room == 0 {
+                    break;
+                }
+                purged += self
+                    .delete_many(ns, &chunk[..chunk.len().min(room)], true)
+                    .await?;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(
+            glob_escape("a*b?[c]\\d:e"),
+            b"a\\*b\\?\\[c\\]\\\\d:e".to_vec()
+        );
+    }
+
+    #[test]
+    fn durations_are_clamped_for_lua() {
+        assert_eq!(clamp_ms(Duration::from_micros(1)), 1);
+        assert_eq!(clamp_ms(Duration::MAX), MAX_MS);
+        assert_eq!(ttl_arg(None), "");
+    }
+}
