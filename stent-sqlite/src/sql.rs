@@ -13,6 +13,9 @@ fn readable(col: &str) -> String {
     )
 }
 
+/// Version of the table layout, recorded in `{prefix}stent_schema`.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_ms, attempt, \
      fingerprint, function, version, created_ms, completed_ms, expires_ms";
 
@@ -20,7 +23,10 @@ pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) table: String,
-    pub(crate) create: Vec<String>,
+    pub(crate) create_table: String,
+    pub(crate) create_index: String,
+    pub(crate) create_schema: String,
+    pub(crate) record_schema: String,
     pub(crate) probe: Arc<str>,
     pub(crate) get: Arc<str>,
     pub(crate) claim: Arc<str>,
@@ -41,8 +47,7 @@ impl Statements {
         let live = |now: &str| format!("(expires_ms IS NULL OR expires_ms > {now})");
         let s = |sql: String| -> Arc<str> { sql.into() };
         Statements {
-            create: vec![
-                format!(
+            create_table: format!(
                     "CREATE TABLE IF NOT EXISTS {t} (
     key              TEXT PRIMARY KEY NOT NULL,
     state            TEXT NOT NULL CHECK (state IN ('in_progress', 'completed')),
@@ -64,11 +69,18 @@ impl Statements {
                     readable("completed_ms"),
                     readable("expires_ms")
                 ),
-                format!(
-                    "CREATE INDEX IF NOT EXISTS \"{table}_expires_ms\" ON {t} (expires_ms) \
-                     WHERE expires_ms IS NOT NULL"
-                ),
-            ],
+            create_index: format!(
+                "CREATE INDEX IF NOT EXISTS \"{table}_expires_ms\" ON {t} (expires_ms) \
+                 WHERE expires_ms IS NOT NULL"
+            ),
+            create_schema: format!(
+                "CREATE TABLE IF NOT EXISTS \"{prefix}stent_schema\" \
+                 (component TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL)"
+            ),
+            record_schema: format!(
+                "INSERT INTO \"{prefix}stent_schema\" (component, version) VALUES ('sqlite', {SCHEMA_VERSION}) \
+                 ON CONFLICT (component) DO UPDATE SET version = excluded.version"
+            ),
             probe: s(format!("SELECT {COLUMNS} FROM {t} LIMIT 0")),
             get: s(format!("SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND {}", live("?2"))),
             // One statement: take an absent, expired or lapsed key; leave anything else as is

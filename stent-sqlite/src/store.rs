@@ -172,34 +172,58 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(e, path))?;
         let mut result = Ok(());
-        'ns: for ns in Namespace::ALL {
+        for ns in Namespace::ALL {
             let st = self.stmts(ns);
-            for sql in &st.create {
+            result = self.create(&mut conn, st).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            // Records the schema version, and proves at open that the file is writable
+            // (SQLite opens a read-only file without complaint and fails the first write).
+            for sql in [
+                &self.inner.idempotency.create_schema,
+                &self.inner.idempotency.record_schema,
+            ] {
                 if let Err(e) = sqlx::query(AssertSqlSafe(sql.as_str()))
                     .execute(&mut *conn)
                     .await
                 {
                     result = Err(open_error(e, path));
-                    break 'ns;
+                    break;
                 }
-            }
-            if let Err(e) = sqlx::query(AssertSqlSafe(st.probe.clone()))
-                .execute(&mut *conn)
-                .await
-            {
-                result = Err(Error::config(format!(
-                    "{} has a table {:?} that is not a stent table; choose a table prefix",
-                    path.display(),
-                    st.table
-                ))
-                .with_source(e));
-                break;
             }
         }
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         let ended = sqlx::query(end).execute(&mut *conn).await;
         result?;
         ended.map_err(|e| open_error(e, path))?;
+        Ok(())
+    }
+
+    async fn create(&self, conn: &mut sqlx::SqliteConnection, st: &Statements) -> Result<()> {
+        let path = &self.inner.path;
+        sqlx::query(AssertSqlSafe(st.create_table.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| open_error(e, path))?;
+        // An existing table of the same name may be someone else's: check before indexing it.
+        sqlx::query(AssertSqlSafe(st.probe.clone()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                Error::config(format!(
+                    "{} has a table {:?} that is not a stent table; choose a table prefix",
+                    path.display(),
+                    st.table
+                ))
+                .with_source(e)
+            })?;
+        sqlx::query(AssertSqlSafe(st.create_index.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| open_error(e, path))?;
         Ok(())
     }
 

@@ -1,0 +1,276 @@
+//! SQLite specifics: opening bad files, the tables as plain SQL, injected time.
+
+use std::time::Duration;
+
+use stent_core::{ErrorKind, ManualClock, Namespace, RecordMeta, ResultStore, Stent, Timestamp};
+use stent_sqlite::SqliteStore;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test]
+async fn invalid_table_prefix_is_a_config_error_at_build_time() {
+    for bad in [
+        "1abc",
+        "a b",
+        "x;drop",
+        "caché",
+        "a-b",
+        "\"q\"",
+        &"a".repeat(49),
+    ] {
+        let e = SqliteStore::builder().table_prefix(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}");
+        assert!(e.to_string().contains("table prefix"), "{e}");
+    }
+    let dir = tmp();
+    let store = SqliteStore::builder()
+        .path(dir.path().join("p.db"))
+        .table_prefix("app_")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(store.table(Namespace::Cache), "app_cache");
+    assert_eq!(store.table(Namespace::Idempotency), "app_idempotency");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sqlite_is_refused_at_open() {
+    let dir = tmp();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are my notes, not a database ".repeat(100)).unwrap();
+    let e = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("is not a SQLite database"), "{e}");
+    let content = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        content.starts_with("these are my notes"),
+        "the file must be left alone"
+    );
+}
+
+const READ_ONLY_CHILD: &str = "STENT_SQLITE_READ_ONLY_CHILD";
+
+#[tokio::test]
+async fn a_read_only_database_is_refused_at_open() {
+    if let Ok(path) = std::env::var(READ_ONLY_CHILD) {
+        let e = SqliteStore::open(&path).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("read-only"), "{e}");
+        return;
+    }
+    let dir = tmp();
+    let path = dir.path().join("ro.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    if !is_root() {
+        let e = SqliteStore::open(&path).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("read-only"), "{e}");
+        return;
+    }
+    // Root writes through file permissions, so the check runs as an unprivileged user.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_read_only_database_is_refused_at_open",
+            "--nocapture",
+        ])
+        .env(READ_ONLY_CHILD, &path)
+        .output()
+        .expect("setpriv (util-linux) runs the check as nobody");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_a_clear_error() {
+    let e = SqliteStore::open("/nonexistent-dir/sub/stent.db")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("/nonexistent-dir/sub/stent.db"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_table_named_cache_is_refused_not_altered() {
+    let dir = tmp();
+    let path = dir.path().join("app.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        sqlx::query("CREATE TABLE mine_cache (id INTEGER PRIMARY KEY, payload TEXT)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO mine_cache (payload) VALUES ('precious')")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let e = SqliteStore::builder()
+        .path(&path)
+        .table_prefix("mine_")
+        .unwrap()
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("not a stent table"), "{e}");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (payload,): (String,) = sqlx::query_as("SELECT payload FROM mine_cache")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(payload, "precious");
+}
+
+#[tokio::test]
+async fn the_guides_sql_query_reads_keys_and_readable_times() {
+    let dir = tmp();
+    let path = dir.path().join("stent.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let f = Stent::new(store.clone())
+        .durable("expensive_computation")
+        .cached()
+        .wrap(|h: String| async move { Ok::<_, std::convert::Infallible>(h.len()) });
+    f.call("hash-1".into()).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, created_at FROM cache")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, r#"expensive_computation|None|["hash-1"]"#);
+    let created = &rows[0].1;
+    let now = Timestamp::now().to_string(); // 2026-11-28T15:54:30.123Z
+    assert_eq!(created.len(), "2026-11-28 15:54:30.123".len(), "{created}");
+    assert_eq!(&created[..10], &now[..10], "{created} vs {now}");
+    assert_eq!(&created[10..11], " ");
+    // The same query from the sqlite3 shell, when one is installed.
+    if let Ok(out) = std::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg("SELECT key, created_at FROM cache")
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.trim(), format!("{}|{}", rows[0].0, created));
+    }
+    // "Clear Cache" from the guide, by hand, is seen by stent at once.
+    sqlx::query("DELETE FROM cache")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.get(Namespace::Cache, &rows[0].0).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_column_of_the_wrong_type_is_a_decode_error_naming_the_key_and_kept() {
+    let dir = tmp();
+    let store = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    store
+        .put(
+            Namespace::Idempotency,
+            "charge:o1",
+            b"\x01\"r\"",
+            None,
+            RecordMeta::default(),
+        )
+        .await
+        .unwrap();
+    sqlx::query("UPDATE idempotency SET attempt = 'not a number' WHERE key = 'charge:o1'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let e = store
+        .get(Namespace::Idempotency, "charge:o1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert_eq!(e.key(), Some("charge:o1"));
+    sqlx::query("UPDATE idempotency SET attempt = 1, state = 'weird' WHERE key = 'charge:o1'")
+        .execute(store.pool())
+        .await
+        .err()
+        .expect("the state column is checked by the schema");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM idempotency")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "nothing deleted because of a decode failure");
+}
+
+#[tokio::test]
+async fn an_injected_clock_decides_leases_and_expiry() {
+    let dir = tmp();
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let store = SqliteStore::builder()
+        .path(dir.path().join("clock.db"))
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    store
+        .put(
+            Namespace::Cache,
+            "k",
+            b"v",
+            Some(Duration::from_secs(60)),
+            RecordMeta::default(),
+        )
+        .await
+        .unwrap();
+    let r = store.get(Namespace::Cache, "k").await.unwrap().unwrap();
+    assert_eq!(r.created_at, Timestamp::from_millis(1_800_000_000_000));
+    assert_eq!(
+        r.expires_at,
+        Some(Timestamp::from_millis(1_800_000_060_000))
+    );
+    clock.advance(Duration::from_secs(59));
+    assert!(store.get(Namespace::Cache, "k").await.unwrap().is_some());
+    clock.advance(Duration::from_secs(1));
+    assert!(store.get(Namespace::Cache, "k").await.unwrap().is_none());
+    assert_eq!(store.purge_expired(Namespace::Cache, 10).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn urls_name_the_file_and_options() {
+    let dir = tmp();
+    let url = format!(
+        "sqlite://{}?table_prefix=u_",
+        dir.path().join("u.db").display()
+    );
+    let store = SqliteStore::connect(&url).await.unwrap();
+    assert_eq!(store.table(Namespace::Cache), "u_cache");
+    for bad in [
+        "postgres://x",
+        "sqlite://",
+        "sqlite://a.db?nope=1",
+        "sqlite://a.db?table_prefix=1x",
+    ] {
+        let e = SqliteStore::connect(bad).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
+    }
+}
