@@ -213,8 +213,7 @@ async fn a_column_of_the_wrong_type_is_a_decode_error_naming_the_key_and_kept() 
     sqlx::query("UPDATE idempotency SET attempt = 1, state = 'weird' WHERE key = 'charge:o1'")
         .execute(store.pool())
         .await
-        .err()
-        .expect("the state column is checked by the schema");
+        .expect_err("the state column is checked by the schema");
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM idempotency")
         .fetch_one(store.pool())
         .await
