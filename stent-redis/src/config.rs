@@ -207,12 +207,20 @@ impl RedisStoreBuilder {
                 "no Redis URL: call `url(...)` or `cluster(...)` on the builder",
             ));
         };
-        if let Target::Cluster(nodes) = &target {
-            if nodes.is_empty() {
-                return Err(Error::config(format!(
-                    "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
-                    self.shown
-                )));
+        if let Target::Cluster(nodes) = &target
+            && nodes.is_empty()
+        {
+            return Err(Error::config(format!(
+                "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
+                self.shown
+            )));
+        }
+        match &target {
+            Target::Standalone(url) => check_url(url, &self.shown)?,
+            Target::Cluster(nodes) => {
+                for node in nodes {
+                    check_url(node, &self.shown)?;
+                }
             }
         }
         RedisStore::open(
@@ -224,6 +232,25 @@ impl RedisStoreBuilder {
             self.expiry_grace,
         )
         .await
+    }
+}
+
+/// Parses a URL the way the driver will, to refuse a malformed one with a clear message
+/// before any connection is tried.
+fn check_url(url: &str, shown: &str) -> Result<()> {
+    match redis::IntoConnectionInfo::into_connection_info(url) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // The driver's messages name the problem, never the URL: "Redis URL did not
+            // parse - InvalidClientConfig".
+            let why = e.to_string();
+            let why = why.split(" - ").next().unwrap_or_default();
+            Err(Error::config(format!(
+                "invalid Redis URL {shown:?} ({why}): expected \
+                 redis://[[user]:password@]host[:port][/db], redis+unix:///path/to/socket or \
+                 redis+cluster://host:port,host:port"
+            )))
+        }
     }
 }
 
