@@ -21,6 +21,10 @@ pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stent_redis::{RedisStore, RedisStoreBuilder};
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
+
 // ---- end of backends ----
 
 /// Opens the store a URL names, with whichever backends are compiled in.

@@ -1,0 +1,197 @@
+//! The builder, and validation of what it is given.
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use stent_core::{Error, Result};
+
+use crate::error::redact;
+use crate::store::PostgresStore;
+
+/// Longest table prefix accepted: the longest name stent derives from it
+/// (`{prefix}idempotency_expires_at`) must fit PostgreSQL's 63-byte identifiers.
+pub const MAX_PREFIX_LEN: usize = 40;
+
+/// Longest schema name accepted (PostgreSQL's identifier limit).
+pub const MAX_SCHEMA_LEN: usize = 63;
+
+/// Where the connections come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Nothing given yet: `build` reads [`ENV_URL`](crate::ENV_URL).
+    Env,
+    /// A connection URL.
+    Url(String),
+    /// A pool the caller owns.
+    Pool(PgPool),
+}
+
+/// Builds a [`PostgresStore`].
+///
+/// ```no_run
+/// # async fn f() -> stent_core::Result<()> {
+/// use std::time::Duration;
+/// use stent_postgres::PostgresStore;
+///
+/// let store = PostgresStore::builder()
+///     .url("postgres://app:secret@db.internal:5432/app")
+///     .schema("stent")?              // tables stent.billing_idempotency, stent.billing_cache
+///     .table_prefix("billing_")?
+///     .max_connections(16)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStoreBuilder {
+    pub(crate) source: Source,
+    pub(crate) table_prefix: String,
+    pub(crate) schema: Option<String>,
+    pub(crate) max_connections: u32,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) create_tables: bool,
+}
+
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Env => format!("${}", crate::ENV_URL),
+            Source::Url(url) => redact(url),
+            Source::Pool(pool) => format!("caller's pool ({} connections)", pool.size()),
+        };
+        f.debug_struct("PostgresStoreBuilder")
+            .field("source", &source)
+            .field("table_prefix", &self.table_prefix)
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("create_tables", &self.create_tables)
+            .finish()
+    }
+}
+
+impl Default for PostgresStoreBuilder {
+    fn default() -> Self {
+        PostgresStoreBuilder {
+            source: Source::Env,
+            table_prefix: String::new(),
+            schema: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            create_tables: true,
+        }
+    }
+}
+
+/// Checks an identifier stent puts in SQL: a lower-case ASCII letter, then lower-case
+/// letters, digits and `_` (so it needs no quoting in `psql` either).
+fn plain_identifier(s: &str, max: usize) -> bool {
+    s.len() <= max
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Checks a table prefix: empty, or a plain identifier of at most [`MAX_PREFIX_LEN`] bytes.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() || plain_identifier(prefix, MAX_PREFIX_LEN) {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "invalid table prefix {prefix:?}: use a lower-case ASCII letter followed by \
+             lower-case letters, digits or '_', at most {MAX_PREFIX_LEN} characters"
+        )))
+    }
+}
+
+/// Checks a schema name: a plain identifier that PostgreSQL does not reserve (`pg_*`).
+pub(crate) fn validate_schema(schema: &str) -> Result<()> {
+    if !plain_identifier(schema, MAX_SCHEMA_LEN) {
+        return Err(Error::config(format!(
+            "invalid schema {schema:?}: use a lower-case ASCII letter followed by lower-case \
+             letters, digits or '_', at most {MAX_SCHEMA_LEN} characters"
+        )));
+    }
+    if schema.starts_with("pg_") {
+        return Err(Error::config(format!(
+            "invalid schema {schema:?}: names starting with \"pg_\" are reserved by PostgreSQL"
+        )));
+    }
+    Ok(())
+}
+
+impl PostgresStoreBuilder {
+    /// The server to connect to: `postgres://user:password@host:port/database?options`
+    /// (see the [crate docs](crate) for every form). Default: the URL in
+    /// [`STENT_POSTGRES_URL`](crate::ENV_URL).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Source::Url(url.into());
+        self
+    }
+
+    /// Uses a pool the caller owns instead of opening one; [`max_connections`](Self::max_connections)
+    /// and [`acquire_timeout`](Self::acquire_timeout) are then the pool's business.
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.source = Source::Pool(pool);
+        self
+    }
+
+    /// Prepended to the table names `idempotency` and `cache`, as is: `app_` gives
+    /// `app_idempotency` and `app_cache`. A lower-case ASCII letter, then lower-case
+    /// letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        validate_prefix(&prefix)?;
+        self.table_prefix = prefix;
+        Ok(self)
+    }
+
+    /// The schema the tables live in, created if missing. Default: none, so table names
+    /// are resolved through the connection's `search_path` (usually `public`).
+    pub fn schema(mut self, schema: impl Into<String>) -> Result<Self> {
+        let schema = schema.into();
+        validate_schema(&schema)?;
+        self.schema = Some(schema);
+        Ok(self)
+    }
+
+    /// Size of the connection pool stent opens (default 10).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long an operation waits for a connection, including connecting to a server
+    /// that refuses, before failing with a retryable
+    /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (default 5 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Whether [`build`](Self::build) creates missing tables and checks existing ones
+    /// (default `true`). Turn it off when the application's role may not run DDL and the
+    /// tables are created elsewhere, e.g. by [`PostgresStore::migrate`] run from a role
+    /// that may; an operation on a missing table then fails with an error saying so.
+    pub fn create_tables(mut self, yes: bool) -> Self {
+        self.create_tables = yes;
+        self
+    }
+
+    /// Connects, creates the schema and tables if they are missing, and checks that
+    /// existing tables are stent's (unless [`create_tables(false)`](Self::create_tables)).
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Config`](stent_core::ErrorKind::Config): a malformed URL, a wrong
+    ///   password, a database that does not exist, a table of the same name that is not
+    ///   a stent table, or a database encoding that cannot hold UTF-8 keys. Messages
+    ///   never contain the password.
+    /// - [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (retryable): the
+    ///   server cannot be reached within the [acquire timeout](Self::acquire_timeout).
+    pub async fn build(self) -> Result<PostgresStore> {
+        PostgresStore::open_with(self).await
+    }
+}

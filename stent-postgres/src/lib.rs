@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod sql;
+mod store;
+
+pub use crate::config::{MAX_PREFIX_LEN, MAX_SCHEMA_LEN, PostgresStoreBuilder};
+pub use crate::store::{MAX_KEY_LEN, MAX_VALUE_LEN, PostgresStore};
+
+/// The environment variable [`PostgresStore::from_env`] reads the server's URL from.
+pub const ENV_URL: &str = "STENT_POSTGRES_URL";

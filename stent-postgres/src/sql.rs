@@ -1,0 +1,197 @@
+//! Every SQL statement the store runs, built once per table.
+//!
+//! Table and schema names are validated identifiers (see `config.rs`); every value is a
+//! bound parameter. Every time is the server's: `now()`, the start of the statement's own
+//! transaction, so one statement decides with one instant.
+
+use std::sync::Arc;
+
+use stent_core::Namespace;
+
+/// Serializes concurrent table creation (`pg_advisory_xact_lock` key): two
+/// `CREATE TABLE IF NOT EXISTS` racing can otherwise fail on `pg_type`'s unique index.
+pub(crate) const MIGRATION_LOCK: i64 = 0x7374_656e_745f_6d67; // "stent_mg"
+
+/// Epoch milliseconds of a `timestamptz` column, rounded down.
+fn ms(col: &str) -> String {
+    format!("floor(extract(epoch FROM {col}) * 1000)::int8")
+}
+
+/// `now()` plus a bound number of milliseconds (`NULL` stays `NULL`).
+fn later(param: &str) -> String {
+    format!("now() + {param}::int8 * interval '1 millisecond'")
+}
+
+/// The select list every record-returning statement uses, and the names it yields.
+fn columns() -> String {
+    format!(
+        "key, state, value, lease_token, {} AS lease_expires_ms, attempt, fingerprint, \
+         function, version, {} AS created_ms, {} AS completed_ms, {} AS expires_ms",
+        ms("lease_expires_at"),
+        ms("created_at"),
+        ms("completed_at"),
+        ms("expires_at")
+    )
+}
+
+const NAMES: &str = "key, state, value, lease_token, lease_expires_ms, attempt, fingerprint, \
+     function, version, created_ms, completed_ms, expires_ms";
+
+const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
+
+/// The statements for one namespace's table.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    /// The table's name as shown to people: `schema.table` or `table`.
+    pub(crate) display: String,
+    /// The table's and its index's names, quoted, for `to_regclass`.
+    pub(crate) relations: [String; 2],
+    pub(crate) create: Vec<String>,
+    pub(crate) probe: Arc<str>,
+    pub(crate) get: Arc<str>,
+    pub(crate) claim: Arc<str>,
+    pub(crate) renew: Arc<str>,
+    pub(crate) complete: Arc<str>,
+    pub(crate) release: Arc<str>,
+    pub(crate) put: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    /// Indexed by `[after_cursor][bounded]`: the key range is `> $1` or `>= $1`, with
+    /// or without `< $2`, so every variant is one btree range scan.
+    pub(crate) list: [[Arc<str>; 2]; 2],
+    pub(crate) clear: Arc<str>,
+    pub(crate) purge: Arc<str>,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: Option<&str>, prefix: &str, ns: Namespace) -> Self {
+        let name = format!("{prefix}{}", ns.as_str());
+        let index = format!("{name}_expires_at");
+        let (t, qindex, display) = match schema {
+            Some(s) => (
+                format!("\"{s}\".\"{name}\""),
+                format!("\"{s}\".\"{index}\""),
+                format!("{s}.{name}"),
+            ),
+            None => (format!("\"{name}\""), format!("\"{index}\""), name.clone()),
+        };
+        let cols = columns();
+        let s = |sql: String| -> Arc<str> { sql.into() };
+        let list = |after: bool, bounded: bool| {
+            s(format!(
+                "SELECT {cols} FROM {t}
+                 WHERE key {} $1 {} AND starts_with(key, $3)
+                   AND ($4 OR {LIVE})
+                 ORDER BY key LIMIT $5",
+                if after { ">" } else { ">=" },
+                if bounded {
+                    "AND key < $2"
+                } else {
+                    "AND $2::text IS NULL"
+                },
+            ))
+        };
+        Statements {
+            create: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (
+    key              TEXT COLLATE \"C\" PRIMARY KEY,
+    state            TEXT NOT NULL CHECK (state IN ('in_progress', 'completed')),
+    value            BYTEA,
+    lease_token      TEXT,
+    lease_expires_at TIMESTAMPTZ,
+    attempt          INTEGER NOT NULL DEFAULT 1,
+    fingerprint      TEXT,
+    function         TEXT,
+    version          TEXT,
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    completed_at     TIMESTAMPTZ,
+    expires_at       TIMESTAMPTZ
+)"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS \"{index}\" ON {t} (expires_at) \
+                     WHERE expires_at IS NOT NULL"
+                ),
+            ],
+            probe: s(format!("SELECT {cols} FROM {t} LIMIT 0")),
+            get: s(format!("SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}")),
+            // One statement, three steps. `cur` reads the record as it stands; only when
+            // it is absent, expired or has a lapsed lease does `ins` write, so a completed
+            // or in-flight key costs a read and takes no row lock. `ins` decides again on
+            // the row it locks (ON CONFLICT's WHERE sees the latest committed version), so
+            // of any number of racing claims exactly one returns `acquired`. A row that
+            // committed after this statement's snapshot is invisible to `cur` and refused
+            // by `ins`: then nothing comes back and the caller runs the statement again.
+            claim: s(format!(
+                "WITH cur AS (
+                     SELECT {cols},
+                            {LIVE} AND (state = 'completed' OR lease_expires_at > now()) AS standing
+                     FROM {t} WHERE key = $1
+                 ),
+                 ins AS (
+                     INSERT INTO {t} AS r (key, state, lease_token, lease_expires_at, attempt,
+                                          fingerprint, function, version, created_at)
+                     SELECT $1, 'in_progress', $2, {lease}, 1, $4, $5, $6, now()
+                     WHERE NOT EXISTS (SELECT 1 FROM cur WHERE standing)
+                     ON CONFLICT (key) DO UPDATE SET
+                         attempt = CASE WHEN r.expires_at <= now() THEN 1 ELSE r.attempt + 1 END,
+                         created_at = CASE WHEN r.expires_at <= now() THEN now() ELSE r.created_at END,
+                         state = 'in_progress', value = NULL,
+                         lease_token = excluded.lease_token,
+                         lease_expires_at = excluded.lease_expires_at,
+                         fingerprint = excluded.fingerprint, function = excluded.function,
+                         version = excluded.version, completed_at = NULL, expires_at = NULL
+                     WHERE r.expires_at <= now()
+                        OR (r.state = 'in_progress'
+                            AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
+                     RETURNING {cols}
+                 )
+                 SELECT true AS acquired, {NAMES} FROM ins
+                 UNION ALL
+                 SELECT false, {NAMES} FROM cur WHERE standing AND NOT EXISTS (SELECT 1 FROM ins)",
+                lease = later("$3"),
+            )),
+            renew: s(format!(
+                "UPDATE {t} SET lease_expires_at = {}
+                 WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'
+                 RETURNING {}",
+                later("$3"),
+                ms("lease_expires_at")
+            )),
+            complete: s(format!(
+                "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL,
+                     lease_expires_at = NULL, completed_at = now(), expires_at = {}
+                 WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'",
+                later("$4")
+            )),
+            release: s(format!(
+                "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"
+            )),
+            put: s(format!(
+                "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version,
+                                 created_at, completed_at, expires_at)
+                 VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), {})
+                 ON CONFLICT (key) DO UPDATE SET
+                     state = 'completed', value = excluded.value, lease_token = NULL,
+                     lease_expires_at = NULL, attempt = 1, fingerprint = excluded.fingerprint,
+                     function = excluded.function, version = excluded.version,
+                     created_at = excluded.created_at, completed_at = excluded.completed_at,
+                     expires_at = excluded.expires_at",
+                later("$6")
+            )),
+            delete: s(format!("DELETE FROM {t} WHERE key = $1")),
+            list: [[list(false, false), list(false, true)], [list(true, false), list(true, true)]],
+            clear: s(format!("DELETE FROM {t}")),
+            // Oldest first, through the partial index on expires_at; rows another session
+            // is deleting are skipped rather than waited for.
+            purge: s(format!(
+                "DELETE FROM {t} WHERE key IN (
+                     SELECT key FROM {t} WHERE expires_at <= now()
+                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   AND expires_at <= now()"
+            )),
+            relations: [t.clone(), qindex],
+            display,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Bad configuration is a `Config` error that names the problem, and no message or
+//! `Debug` output ever shows the password.
+
+use std::time::Duration;
+
+use stent_core::{Error, ErrorKind};
+use stent_postgres::{PostgresStore, PostgresStoreBuilder};
+
+use crate::cluster::{self, PASSWORD};
+use crate::support;
+
+/// Asserts a config error whose text names `needle` and shows no `secret`, in Display and Debug.
+fn assert_config(e: &Error, needle: &str, secret: &str) {
+    let shown = format!("{e}\n{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Config, "{shown}");
+    assert!(!e.is_retryable(), "{shown}");
+    assert!(
+        shown.contains(needle),
+        "the error should name {needle:?}: {shown}"
+    );
+    assert!(
+        !shown.contains(secret),
+        "password {secret:?} leaked: {shown}"
+    );
+}
+
+async fn connect(url: &str) -> Error {
+    PostgresStore::builder()
+        .url(url)
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .expect_err(url)
+}
+
+#[tokio::test]
+async fn malformed_urls_are_config_errors_without_the_password() {
+    for (url, needle) in [
+        (
+            "mysql://app:hunter2-pw@127.0.0.1/db",
+            "not a PostgreSQL URL",
+        ),
+        (
+            "postgres://app:hunter2-pw@127.0.0.1:notaport/db",
+            "app:***@127.0.0.1:notaport/db",
+        ),
+        (
+            "postgres://app:hunter2-pw@127.0.0.1/db?sslmode=sometimes",
+            "sslmode",
+        ),
+        ("localhost:5432", "not a PostgreSQL URL"),
+    ] {
+        assert_config(&connect(url).await, needle, "hunter2");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_database_is_a_config_error_naming_it() {
+    let Some(url) = support::url_or_skip("a_missing_database_is_a_config_error_naming_it") else {
+        return;
+    };
+    // Same server, a database that does not exist, and a password (ignored by trust auth).
+    let (base, _) = url.rsplit_once('/').expect("URL with a database");
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let url = format!("postgres://postgres:hunter2-pw@{host}/stent_no_such_database");
+    assert_config(
+        &connect(&url).await,
+        "\"stent_no_such_database\" does not exist",
+        "hunter2",
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_config_error_that_never_shows_it() {
+    let Some(server) =
+        cluster::start_or_skip("a_wrong_password_is_a_config_error_that_never_shows_it")
+    else {
+        return;
+    };
+    let e = connect(&server.url("wrong-Passw0rd", "postgres")).await;
+    assert_config(&e, "password", "wrong-Passw0rd");
+    // Percent-encoded, and as a query option: the decoded text must not show either.
+    let e = connect(&server.url("wr%40ng-Passw0rd", "postgres")).await;
+    assert_config(&e, "password", "wr@ng-Passw0rd");
+    let url = server
+        .url("", "postgres")
+        .replace("postgres:@", "postgres@");
+    let e = connect(&format!("{url}?password=wrong-Passw0rd")).await;
+    assert_config(&e, "password", "wrong-Passw0rd");
+    // The right one works.
+    PostgresStore::connect(&server.url(PASSWORD, "postgres"))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn invalid_prefixes_and_schemas_are_refused_by_name() {
+    for prefix in [
+        "app-",
+        "App_",
+        "1app",
+        "a b",
+        "x\";DROP TABLE cache;--",
+        &"p".repeat(41),
+    ] {
+        let e = PostgresStore::builder().table_prefix(prefix).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("table prefix"), "{e}");
+    }
+    for schema in ["", "Public", "pg_stent", "a.b", "s\"x", &"s".repeat(64)] {
+        let e = PostgresStore::builder().schema(schema).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("schema"), "{e}");
+    }
+    assert!(PostgresStore::builder().table_prefix("").is_ok());
+    assert!(
+        PostgresStore::builder()
+            .table_prefix("p".repeat(40))
+            .is_ok()
+    );
+    assert!(PostgresStore::builder().schema("stent_2").is_ok());
+}
+
+#[test]
+fn builder_debug_redacts_the_password() {
+    let b: PostgresStoreBuilder =
+        PostgresStore::builder().url("postgres://app:hunter2-pw@db:5432/app?password=hunter2-pw");
+    let shown = format!("{b:?}");
+    assert!(
+        shown.contains("postgres://app:***@db:5432/app?password=***"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+/// `from_env` reads `STENT_POSTGRES_URL`, and says so when it is missing.
+#[tokio::test]
+async fn from_env_reads_stent_postgres_url() {
+    const CHILD: &str = "STENT_PG_PROOF_FROM_ENV_CHILD";
+    match std::env::var(CHILD).as_deref() {
+        Ok("unset") => {
+            let e = PostgresStore::from_env().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(
+                e.to_string().contains("STENT_POSTGRES_URL is not set"),
+                "{e}"
+            );
+            return;
+        }
+        Ok("set") => {
+            let store = PostgresStore::from_env().await.unwrap();
+            assert!(format!("{store:?}").contains("@"), "{store:?}");
+            return;
+        }
+        _ => {}
+    }
+    let Some(url) = support::url_or_skip("from_env_reads_stent_postgres_url") else {
+        return;
+    };
+    support::sweep_old_schemas(&url).await;
+    // The child's tables go to a fresh schema through the URL's search_path option.
+    let schema = support::schema_for(&format!("env{}", std::process::id()));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let exe = std::env::current_exe().unwrap();
+    let name = format!(
+        "{}::from_env_reads_stent_postgres_url",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
+    );
+    for (mode, env) in [("unset", None), ("set", Some(scoped.as_str()))] {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["--exact", &name, "--nocapture"]).env(CHILD, mode);
+        match env {
+            Some(url) => cmd.env(stent_postgres::ENV_URL, url),
+            None => cmd.env_remove(stent_postgres::ENV_URL),
+        };
+        let out = cmd.output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "child ({mode}) failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
+    )
+    .bind(&schema)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["cache", "idempotency"]);
+}

@@ -1,0 +1,251 @@
+//! What the statements do inside the server: no lock on a hit, safe concurrent
+//! migration, a caller's pool, and keys at the length limit.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
+use stent_core::{
+    Claim, ClaimOutcome, ErrorKind, LeaseToken, ListQuery, Namespace, RecordMeta, ResultStore,
+};
+use stent_postgres::{MAX_KEY_LEN, PostgresStore};
+
+use crate::support;
+
+const IDEM: Namespace = Namespace::Idempotency;
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn store(test: &str, id: &str) -> Option<(PostgresStore, String)> {
+    let url = support::url_or_skip(test)?;
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&format!("{id}{}", std::process::id()));
+    let store = PostgresStore::builder()
+        .url(url)
+        .schema(schema.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    Some((store, schema))
+}
+
+async fn claim(store: &PostgresStore, key: &str, token: &LeaseToken) -> ClaimOutcome {
+    let c = Claim {
+        token,
+        lease: LEASE,
+        meta: RecordMeta::default(),
+    };
+    store.claim(IDEM, key, &c).await.unwrap()
+}
+
+/// `(xmin, xmax)` of a row: a new version changes xmin, a row lock sets xmax.
+async fn versions(pool: &PgPool, schema: &str, key: &str) -> (String, String) {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT xmin::text, xmax::text FROM \"{schema}\".idempotency WHERE key = $1"
+    )))
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A claim on a completed or in-flight key reads only: no new row version, no row lock
+/// (so no transaction id and no WAL flush on the hit path).
+#[tokio::test]
+async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
+    let Some((store, schema)) = store(
+        "claim_on_a_completed_or_in_flight_key_takes_no_row_lock",
+        "hit",
+    )
+    .await
+    else {
+        return;
+    };
+    let owner = LeaseToken::generate();
+    assert!(matches!(
+        claim(&store, "done", &owner).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    store
+        .complete(IDEM, "done", &owner, b"v", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        claim(&store, "running", &LeaseToken::generate()).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    for key in ["done", "running"] {
+        let before = versions(store.pool(), &schema, key).await;
+        assert_eq!(before.1, "0", "{key}: row already locked");
+        for _ in 0..3 {
+            match claim(&store, key, &LeaseToken::generate()).await {
+                ClaimOutcome::Completed(_) | ClaimOutcome::InFlight(_) => {}
+                other => panic!("{key}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            versions(store.pool(), &schema, key).await,
+            before,
+            "{key}: the claim wrote or locked"
+        );
+    }
+}
+
+/// Many stores creating the same tables at once all succeed (the advisory lock
+/// serializes `CREATE TABLE IF NOT EXISTS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connections_create_the_tables_once() {
+    let Some(url) = support::url_or_skip("concurrent_first_connections_create_the_tables_once")
+    else {
+        return;
+    };
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&format!("mig{}", std::process::id()));
+    let builds: Vec<_> = (0..8)
+        .map(|_| {
+            let b = PostgresStore::builder()
+                .url(url.as_str())
+                .schema(schema.as_str())
+                .unwrap();
+            tokio::spawn(b.build())
+        })
+        .collect();
+    for b in builds {
+        let store = b
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("concurrent migration failed: {e}"));
+        store.migrate().await.unwrap();
+    }
+}
+
+/// `new(pool)` uses the caller's pool; its connection options (here a search_path)
+/// decide where unqualified tables go.
+#[tokio::test]
+async fn new_reuses_the_callers_pool() {
+    let Some(url) = support::url_or_skip("new_reuses_the_callers_pool") else {
+        return;
+    };
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&format!("pool{}", std::process::id()));
+    let admin = PgPool::connect(&url).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let opts = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(3)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let store = PostgresStore::new(pool.clone()).await.unwrap();
+    store
+        .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\".cache"
+    )))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(store.table(Namespace::Cache), "cache");
+    assert!(pool.size() >= 1 && pool.size() <= 3);
+}
+
+/// With `create_tables(false)` nothing is created: a missing table is a clear error
+/// pointing at `migrate`, which creates it.
+#[tokio::test]
+async fn without_create_tables_migrate_creates_them() {
+    let Some(url) = support::url_or_skip("without_create_tables_migrate_creates_them") else {
+        return;
+    };
+    let schema = support::schema_for(&format!("nomig{}", std::process::id()));
+    let store = PostgresStore::builder()
+        .url(url)
+        .schema(schema.as_str())
+        .unwrap()
+        .create_tables(false)
+        .build()
+        .await
+        .unwrap();
+    let e = store.get(IDEM, "k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Store);
+    assert!(e.to_string().contains("migrate"), "{e}");
+    store.migrate().await.unwrap();
+    assert_eq!(store.get(IDEM, "k").await.unwrap(), None);
+    assert_eq!(store.table(IDEM), format!("{schema}.idempotency"));
+}
+
+/// A key of exactly the limit is stored even when it does not compress; one byte more,
+/// or a NUL, is refused before anything is sent.
+#[tokio::test]
+async fn keys_at_the_limit_are_indexed_and_beyond_it_refused() {
+    let Some((store, _)) = store(
+        "keys_at_the_limit_are_indexed_and_beyond_it_refused",
+        "keys",
+    )
+    .await
+    else {
+        return;
+    };
+    // Pseudo-random printable text: nothing for TOAST compression to shrink.
+    let mut x: u32 = 0x9e37_79b9;
+    let key: String = (0..MAX_KEY_LEN)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from(b'!' + (x % 94) as u8)
+        })
+        .collect();
+    let token = LeaseToken::generate();
+    assert!(matches!(
+        claim(&store, &key, &token).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    store
+        .complete(IDEM, &key, &token, b"v", None)
+        .await
+        .unwrap();
+    assert_eq!(store.get(IDEM, &key).await.unwrap().unwrap().key, key);
+    let page = store
+        .list(IDEM, &ListQuery::new().prefix(&key[..100]))
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 1);
+
+    let longer = format!("{key}x");
+    let e = store
+        .claim(
+            IDEM,
+            &longer,
+            &Claim {
+                token: &token,
+                lease: LEASE,
+                meta: RecordMeta::default(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KeyTooLarge, "{e}");
+    let e = store
+        .put(IDEM, "nul\0key", b"v", None, RecordMeta::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    // No key holds a NUL, so such a prefix lists nothing.
+    assert!(
+        store
+            .list(IDEM, &ListQuery::new().prefix("\0"))
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+}
