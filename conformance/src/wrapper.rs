@@ -20,13 +20,15 @@ fn count(c: &AtomicU32) -> u32 {
 }
 
 /// 64 concurrent callers on one key: the function runs exactly once and all get its value.
+///
+/// Half the callers share one wrapped function (and may coalesce in-process); the other half
+/// each build their own, so every one of them races at the store.
 pub async fn idempotent_call_runs_once_under_64_concurrent_callers(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store)
-        .durable("payments::charge")
-        .idempotent()
-        .wrap({
-            let runs = Arc::clone(&runs);
+    let stent = Stent::from_arc(store);
+    let make = || {
+        let runs = Arc::clone(&runs);
+        stent.durable("payments::charge").idempotent().wrap(
             move |(order, amount): (String, u64)| {
                 let runs = Arc::clone(&runs);
                 async move {
@@ -34,12 +36,14 @@ pub async fn idempotent_call_runs_once_under_64_concurrent_callers(store: Arc<dy
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, Infallible>(format!("{order}:{amount}:run{n}"))
                 }
-            }
-        });
+            },
+        )
+    };
+    let shared = make();
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let f = f.clone();
+        .map(|i| {
+            let f = if i % 2 == 0 { shared.clone() } else { make() };
             let barrier = Arc::clone(&barrier);
             tokio::spawn(async move {
                 barrier.wait().await;

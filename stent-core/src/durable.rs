@@ -292,6 +292,7 @@ impl<K> DurableBuilder<K> {
                 fingerprint,
                 func: Box::new(move |args, ctx| Box::pin(f(args, ctx))),
                 store_errors: None,
+                flights: Flights::default(),
             }),
         }
     }
@@ -314,6 +315,7 @@ struct Inner<A, R, E> {
     fingerprint: Option<FingerprintFn<A>>,
     func: Func<A, R, E>,
     store_errors: Option<ErrorStorage<E>>,
+    flights: Flights,
 }
 
 /// A wrapped function: call it like the original, get idempotency and/or caching.
@@ -507,6 +509,57 @@ where
     }
 
     async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let fingerprint = match &self.inner.fingerprint {
+            Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
+            None => None,
+        };
+        // Identical concurrent calls in this process share one trip to the store.
+        let flight_key = match &fingerprint {
+            Some(fp) => format!("{key}\0{fp}"),
+            None => key.clone(),
+        };
+        let leader = match self.inner.flights.join(&flight_key) {
+            Flight::Leader(leader) => leader,
+            Flight::Follower(mut rx) => {
+                if let Ok(landed) = rx.wait_for(Option::is_some).await {
+                    let landed = landed
+                        .as_ref()
+                        .map(Arc::clone)
+                        .expect("checked by wait_for");
+                    if let Ok(value) = decode_value::<R>(&key, &landed.bytes) {
+                        return Ok(Traced {
+                            value,
+                            outcome: Outcome {
+                                status: Status::Joined,
+                                attempt: landed.attempt,
+                                key,
+                            },
+                        });
+                    }
+                }
+                // The leader failed or was cancelled: go to the store like anyone else.
+                return self.run_alone(key, fingerprint, args).await;
+            }
+        };
+        let result = self.run_alone(key, fingerprint, args).await;
+        if let Ok(t) = &result
+            && leader.has_followers()
+            && let Ok(bytes) = codec::encode_value(&t.value)
+        {
+            leader.land(Landed {
+                bytes,
+                attempt: t.outcome.attempt,
+            });
+        }
+        result
+    }
+
+    async fn run_alone(
+        &self,
+        key: String,
+        fingerprint: Option<String>,
+        args: A,
+    ) -> std::result::Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         if c.cached
@@ -514,23 +567,21 @@ where
         {
             return Ok(hit);
         }
-        let traced = if c.idempotent {
-            self.idempotent(key, args).await?
-        } else {
-            let (value, bytes) = self.execute_plain(&key, args).await?;
-            self.cache_store(&key, &bytes)
-                .await
-                .map_err(Error::into_call_error)?;
-            return Ok(Traced {
-                value,
-                outcome: Outcome {
-                    status: Status::Executed,
-                    attempt: 1,
-                    key,
-                },
-            });
-        };
-        Ok(traced)
+        if c.idempotent {
+            return self.idempotent(key, fingerprint, args).await;
+        }
+        let (value, bytes) = self.execute_plain(&key, args).await?;
+        self.cache_store(&key, &bytes)
+            .await
+            .map_err(Error::into_call_error)?;
+        Ok(Traced {
+            value,
+            outcome: Outcome {
+                status: Status::Executed,
+                attempt: 1,
+                key,
+            },
+        })
     }
 
     fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
@@ -611,14 +662,15 @@ where
         Ok((value, bytes))
     }
 
-    async fn idempotent(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+    async fn idempotent(
+        &self,
+        key: String,
+        fingerprint: Option<String>,
+        args: A,
+    ) -> std::result::Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         let store = &inner.store;
-        let fingerprint = match &inner.fingerprint {
-            Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
-            None => None,
-        };
         let started = Instant::now();
         let mut backoff = Duration::from_millis(5);
         let mut joined = false;
@@ -910,6 +962,73 @@ impl Drop for ReleaseGuard {
                     tracing::warn!(error = %e, "releasing a cancelled claim failed; it will lapse");
                 }
             });
+        }
+    }
+}
+
+/// A result one call obtained, handed to identical calls that waited on it.
+struct Landed {
+    bytes: Vec<u8>,
+    attempt: u32,
+}
+
+type LandedSlot = Option<Arc<Landed>>;
+
+/// Calls in flight in this process, by key: the first caller leads, later ones follow.
+#[derive(Default)]
+struct Flights {
+    map: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<tokio::sync::watch::Sender<LandedSlot>>>,
+    >,
+}
+
+enum Flight<'a> {
+    Leader(LeaderGuard<'a>),
+    Follower(tokio::sync::watch::Receiver<LandedSlot>),
+}
+
+impl Flights {
+    fn join(&self, key: &str) -> Flight<'_> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(key) {
+            return Flight::Follower(tx.subscribe());
+        }
+        let tx = Arc::new(tokio::sync::watch::Sender::new(None));
+        map.insert(key.to_owned(), Arc::clone(&tx));
+        Flight::Leader(LeaderGuard {
+            flights: self,
+            key: key.to_owned(),
+            tx,
+        })
+    }
+}
+
+/// Removes the flight when the leader's call ends, however it ends; followers of a
+/// leader that never landed a result see the channel close and go to the store themselves.
+struct LeaderGuard<'a> {
+    flights: &'a Flights,
+    key: String,
+    tx: Arc<tokio::sync::watch::Sender<LandedSlot>>,
+}
+
+impl LeaderGuard<'_> {
+    fn has_followers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    fn land(&self, landed: Landed) {
+        self.tx.send_replace(Some(Arc::new(landed)));
+    }
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(&self.key)
+            .is_some_and(|tx| Arc::ptr_eq(tx, &self.tx))
+        {
+            map.remove(&self.key);
         }
     }
 }
