@@ -1,0 +1,460 @@
+//! The builder, and validation of what it is given.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use stent_core::{Clock, Error, Namespace, Result, SystemClock};
+
+use crate::store::DynamoDbStore;
+
+/// Region used with an endpoint override when none is configured: local servers
+/// (moto, DynamoDB Local) accept any region.
+const LOCAL_REGION: &str = "us-east-1";
+
+/// Longest key prefix accepted.
+const MAX_PREFIX_LEN: usize = 64;
+
+/// Builds a [`DynamoDbStore`].
+///
+/// By default the AWS SDK is configured from the environment (the standard credential
+/// chain, the region from `AWS_REGION` or the profile); every setting below overrides it.
+/// With [`client`](Self::client), the given client is used exactly as configured and the
+/// endpoint, region, credentials, timeout and retry settings here are ignored.
+///
+/// ```no_run
+/// # async fn f() -> stent_core::Result<()> {
+/// use std::time::Duration;
+/// use stent_dynamodb::DynamoDbStore;
+///
+/// let store = DynamoDbStore::builder()
+///     .table("app-results")?
+///     .key_prefix("billing")?                     // several apps can share one table
+///     .endpoint_url("http://127.0.0.1:5599")?     // a local server; omit for AWS
+///     .region("eu-west-1")
+///     .timeout(Duration::from_secs(5))
+///     .build()
+///     .await?;
+/// store.ensure_table().await?;                    // development: create the table
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DynamoDbStoreBuilder {
+    pub(crate) table: String,
+    pub(crate) key_prefix: String,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) source: Source,
+}
+
+/// Where the SDK client comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Configured from the environment by `aws-config`.
+    Environment,
+    /// Built from this configuration (with the builder's overrides).
+    SdkConfig(Box<SdkConfig>),
+    /// Used exactly as given.
+    Client(Client),
+}
+
+impl fmt::Debug for DynamoDbStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Environment => "environment",
+            Source::SdkConfig(_) => "sdk_config",
+            Source::Client(_) => "client",
+        };
+        f.debug_struct("DynamoDbStoreBuilder")
+            .field("table", &self.table)
+            .field("key_prefix", &self.key_prefix)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field("credentials", &self.credentials.as_ref().map(|_| "<static>"))
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("clock", &self.clock)
+            .field("source", &source)
+            .finish()
+    }
+}
+
+impl Default for DynamoDbStoreBuilder {
+    fn default() -> Self {
+        DynamoDbStoreBuilder {
+            table: crate::DEFAULT_TABLE.to_owned(),
+            key_prefix: String::new(),
+            endpoint_url: None,
+            region: None,
+            credentials: None,
+            timeout: crate::DEFAULT_TIMEOUT,
+            max_attempts: 3,
+            clock: Arc::new(SystemClock),
+            source: Source::Environment,
+        }
+    }
+}
+
+/// Checks a table name against DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
+pub(crate) fn validate_table(name: &str) -> Result<()> {
+    let ok = (3..=255).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "invalid DynamoDB table name {name:?}: use 3 to 255 characters of A-Z, a-z, 0-9, \
+             '_', '-' and '.'"
+        )))
+    }
+}
+
+/// Checks a key prefix: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`, and not a namespace
+/// name (so the partition keys of prefixed and unprefixed stores can never collide).
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    let ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        && Namespace::ALL.iter().all(|ns| ns.as_str() != prefix);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, a-z, \
+             0-9, '_', '-', '.' and ':', other than \"idempotency\" and \"cache\""
+        )))
+    }
+}
+
+/// Checks an endpoint override: an `http://` or `https://` URL with a host.
+pub(crate) fn validate_endpoint(url: &str) -> Result<()> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with(['/', '?', '#', ':']) => Ok(()),
+        _ => Err(Error::config(format!(
+            "invalid DynamoDB endpoint {url:?}: expected http://host:port or https://host"
+        ))),
+    }
+}
+
+impl DynamoDbStoreBuilder {
+    /// The table (default [`DEFAULT_TABLE`](crate::DEFAULT_TABLE)): 3 to 255 characters of
+    /// `A-Z a-z 0-9 _ - .`, as DynamoDB requires.
+    pub fn table(mut self, name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        validate_table(&name)?;
+        self.table = name;
+        Ok(self)
+    }
+
+    /// Keeps this store's records apart from others in the same table: partition keys
+    /// become `{prefix}#{namespace}#{key}`. 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        validate_prefix(&prefix)?;
+        self.key_prefix = prefix;
+        Ok(self)
+    }
+
+    /// Sends requests to this endpoint instead of AWS's, e.g. `http://127.0.0.1:5599` for
+    /// moto or DynamoDB Local. With an endpoint override and no region configured anywhere,
+    /// the region is `us-east-1`.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Result<Self> {
+        let url = url.into();
+        validate_endpoint(&url)?;
+        self.endpoint_url = Some(url);
+        Ok(self)
+    }
+
+    /// The AWS region, overriding `AWS_REGION` and the profile.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Static credentials, overriding the standard credential chain (for local servers,
+    /// any values work).
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "stent-dynamodb",
+        ));
+        self
+    }
+
+    /// How long one operation may take, SDK retries included (default
+    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it the call fails with a
+    /// retryable [`Unavailable`](stent_core::ErrorKind::Unavailable) error.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many times the SDK tries one request on throttling, 5xx and connection errors
+    /// before giving up (default 3, at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The clock leases and expiry are decided by (default: the system clock). Processes
+    /// sharing a table need synchronized clocks.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Starts from this SDK configuration instead of the environment; the endpoint, region,
+    /// credentials, timeout and retry settings of this builder still apply when set.
+    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+        self.source = Source::SdkConfig(Box::new(config.clone()));
+        self
+    }
+
+    /// Uses this client exactly as configured.
+    pub fn client(mut self, client: Client) -> Self {
+        self.source = Source::Client(client);
+        self
+    }
+
+    /// Configures the SDK client (from the environment unless given one). Sends no request:
+    /// a missing table shows at the first operation, or create it with
+    /// [`DynamoDbStore::ensure_table`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) when no region is configured
+    /// and no endpoint override is set.
+    pub async fn build(self) -> Result<DynamoDbStore> {
+        let (client, endpoint) = match &self.source {
+            Source::Client(client) => (client.clone(), None),
+            Source::SdkConfig(config) => (
+                Client::from_conf(self.overrides(config)),
+                self.endpoint_url.clone().or_else(|| config.endpoint_url().map(str::to_owned)),
+            ),
+            Source::Environment => {
+                let config = self.load_environment().await;
+                (Client::new(&config), config.endpoint_url().map(str::to_owned))
+            }
+        };
+        if client.config().region().is_none() {
+            return Err(Error::config(
+                "no AWS region is configured for DynamoDB: set AWS_REGION, a profile region, \
+                 or DynamoDbStoreBuilder::region",
+            ));
+        }
+        Ok(DynamoDbStore::new(client, endpoint, self.table, self.key_prefix, self.clock))
+    }
+
+    async fn load_environment(&self) -> SdkConfig {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .timeout_config(self.timeout_config())
+            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
+        loader = match (&self.region, &self.endpoint_url) {
+            (Some(region), _) => loader.region(Region::new(region.clone())),
+            (None, Some(_)) => loader.region(
+                RegionProviderChain::default_provider().or_else(Region::from_static(LOCAL_REGION)),
+            ),
+            (None, None) => loader,
+        };
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(credentials) = &self.credentials {
+            loader = loader.credentials_provider(credentials.clone());
+        }
+        loader.load().await
+    }
+
+    fn overrides(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
+        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(self.timeout_config())
+            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
+        if let Some(region) = &self.region {
+            config = config.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            config = config.endpoint_url(url);
+            if self.region.is_none() && sdk.region().is_none() {
+                config = config.region(Region::from_static(LOCAL_REGION));
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            config = config.credentials_provider(credentials.clone());
+        }
+        config.build()
+    }
+
+    fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .operation_timeout(self.timeout)
+            .build()
+    }
+}
+
+/// A builder configured from `STENT_DYNAMODB_URL` (endpoint override; unset or empty for
+/// AWS) and `STENT_DYNAMODB_TABLE`, read through `var`.
+pub(crate) fn builder_from_vars(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<DynamoDbStoreBuilder> {
+    let mut builder = DynamoDbStoreBuilder::default();
+    if let Some(url) = var(crate::URL_ENV).filter(|u| !u.is_empty()) {
+        builder = builder.endpoint_url(url).map_err(|e| named(e, crate::URL_ENV))?;
+    }
+    if let Some(table) = var(crate::TABLE_ENV).filter(|t| !t.is_empty()) {
+        builder = builder.table(table).map_err(|e| named(e, crate::TABLE_ENV))?;
+    }
+    Ok(builder)
+}
+
+fn named(err: Error, var: &str) -> Error {
+    Error::config(format!("{var}: {}", err.message()))
+}
+
+/// A builder configured from `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`.
+pub(crate) fn builder_from_url(url: &str) -> Result<DynamoDbStoreBuilder> {
+    let rest = url.strip_prefix("dynamodb://").ok_or_else(|| {
+        Error::config(format!("not a dynamodb URL: {url:?} (expected dynamodb://table)"))
+    })?;
+    let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut builder = DynamoDbStoreBuilder::default();
+    if !table.is_empty() {
+        builder = builder.table(table)?;
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)
+            .ok_or_else(|| Error::config(format!("bad percent-encoding in {pair:?} in {url:?}")))?;
+        builder = match name {
+            "endpoint" => builder.endpoint_url(value)?,
+            "region" => builder.region(value),
+            "prefix" => builder.key_prefix(value)?,
+            _ => {
+                return Err(Error::config(format!(
+                    "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
+                )));
+            }
+        };
+    }
+    Ok(builder)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stent_core::ErrorKind;
+
+    #[test]
+    fn table_names_follow_dynamodb_rules() {
+        for ok in ["abc", "stent", "my-app.results_v2", &"t".repeat(255)] {
+            validate_table(ok).unwrap();
+        }
+        for bad in ["", "ab", "has space", "slash/name", "ünï", &"t".repeat(256)] {
+            let e = validate_table(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn prefixes_cannot_collide_with_namespaces() {
+        validate_prefix("c0123456789abcdef").unwrap();
+        validate_prefix("app:billing-v2").unwrap();
+        for bad in ["", "a#b", "idempotency", "cache", "with space", &"p".repeat(65)] {
+            assert_eq!(validate_prefix(bad).unwrap_err().kind(), ErrorKind::Config, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        validate_endpoint("http://127.0.0.1:5599").unwrap();
+        validate_endpoint("https://dynamodb.eu-west-1.amazonaws.com").unwrap();
+        for bad in ["127.0.0.1:5599", "http://", "ftp://h", "http://:80"] {
+            let e = validate_endpoint(bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn environment_sets_endpoint_and_table() {
+        let b = builder_from_vars(|name| match name {
+            "STENT_DYNAMODB_URL" => Some("http://127.0.0.1:5599".into()),
+            "STENT_DYNAMODB_TABLE" => Some("results".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(b.endpoint_url.as_deref(), Some("http://127.0.0.1:5599"));
+        assert_eq!(b.table, "results");
+        let b = builder_from_vars(|_| None).unwrap();
+        assert_eq!((b.endpoint_url, b.table.as_str()), (None, crate::DEFAULT_TABLE));
+        let e = builder_from_vars(|name| (name == "STENT_DYNAMODB_TABLE").then(|| "x".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("STENT_DYNAMODB_TABLE") && e.to_string().contains("\"x\""), "{e}");
+    }
+
+    #[test]
+    fn urls_name_table_endpoint_region_and_prefix() {
+        let b = builder_from_url(
+            "dynamodb://results?endpoint=http%3A%2F%2F127.0.0.1%3A5599&region=eu-west-1&prefix=app",
+        )
+        .unwrap();
+        assert_eq!(b.table, "results");
+        assert_eq!(b.endpoint_url.as_deref(), Some("http://127.0.0.1:5599"));
+        assert_eq!(b.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(b.key_prefix, "app");
+        let b = builder_from_url("dynamodb://?endpoint=http://localhost:8000").unwrap();
+        assert_eq!(b.table, crate::DEFAULT_TABLE);
+        assert_eq!(b.endpoint_url.as_deref(), Some("http://localhost:8000"));
+        for bad in ["redis://x", "dynamodb://t", "dynamodb://table?colour=red", "dynamodb://table?prefix=%zz"] {
+            assert_eq!(builder_from_url(bad).unwrap_err().kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let b = DynamoDbStoreBuilder::default().credentials("AKIDEXAMPLE", "wJalrXUtnFEMI");
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"), "{shown}");
+    }
+}

@@ -1,0 +1,235 @@
+//! The one place AWS SDK errors become stent errors.
+
+use std::error::Error as StdError;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use stent_core::{Error, ErrorKind};
+
+/// What an error is about: the operation, the table and where requests go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context<'a> {
+    pub(crate) op: &'a str,
+    pub(crate) table: &'a str,
+    /// The endpoint override, or a description of the AWS endpoint.
+    pub(crate) endpoint: &'a str,
+    pub(crate) key: Option<&'a str>,
+}
+
+/// How a service error answer is classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    MissingTable,
+    Throttled,
+    ServerFault,
+    ValueTooLarge,
+    KeyTooLarge,
+    Credentials,
+    Rejected,
+}
+
+/// Classifies a service error by its code, message and HTTP status.
+pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
+    let message = message.unwrap_or_default();
+    match code.unwrap_or_default() {
+        "ResourceNotFoundException" => Class::MissingTable,
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "LimitExceededException"
+        | "TransactionConflictException" => Class::Throttled,
+        "InternalServerError" | "InternalFailure" | "ServiceUnavailable" => Class::ServerFault,
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignatureException"
+        | "MissingAuthenticationTokenException"
+        | "ExpiredTokenException"
+        | "AccessDeniedException" => Class::Credentials,
+        "ValidationException" if message.contains("Item size") => Class::ValueTooLarge,
+        "ValidationException" if message.contains("key") && message.contains("size") => Class::KeyTooLarge,
+        _ if status.is_some_and(|s| s >= 500) => Class::ServerFault,
+        _ => Class::Rejected,
+    }
+}
+
+/// Converts the error of one SDK operation.
+pub(crate) fn convert<E>(err: SdkError<E, HttpResponse>, cx: &Context<'_>) -> Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let Context { op, table, endpoint, .. } = *cx;
+    let (kind, retryable, message) = match &err {
+        SdkError::ServiceError(_) => {
+            let code = err.code().unwrap_or("unknown error");
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            match classify(err.code(), err.message(), status) {
+                Class::MissingTable => (
+                    ErrorKind::Config,
+                    false,
+                    format!(
+                        "DynamoDB table {table:?} does not exist at {endpoint}; create it with \
+                         DynamoDbStore::ensure_table() (development) or your infrastructure tooling"
+                    ),
+                ),
+                Class::Throttled => (
+                    ErrorKind::Busy,
+                    true,
+                    format!("DynamoDB throttled {op} on table {table:?} ({code}); retry later"),
+                ),
+                Class::ServerFault => (
+                    ErrorKind::Unavailable,
+                    true,
+                    format!("DynamoDB at {endpoint} failed {op} on table {table:?} ({code})"),
+                ),
+                Class::ValueTooLarge => (
+                    ErrorKind::ValueTooLarge,
+                    false,
+                    format!("DynamoDB refused {op} on table {table:?}: the item is over 400 KB"),
+                ),
+                Class::KeyTooLarge => (
+                    ErrorKind::KeyTooLarge,
+                    false,
+                    format!("DynamoDB refused {op} on table {table:?}: the partition key is too long"),
+                ),
+                Class::Credentials => (
+                    ErrorKind::Config,
+                    false,
+                    format!(
+                        "DynamoDB at {endpoint} refused the credentials for {op} on table \
+                         {table:?} ({code}); check the AWS credentials and IAM permissions"
+                    ),
+                ),
+                Class::Rejected => (
+                    ErrorKind::Store,
+                    false,
+                    format!("DynamoDB refused {op} on table {table:?} ({code})"),
+                ),
+            }
+        }
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Unavailable,
+            true,
+            format!("DynamoDB at {endpoint} did not answer {op} on table {table:?} in time"),
+        ),
+        SdkError::DispatchFailure(failure) => {
+            let transient = failure.is_io()
+                || failure.is_timeout()
+                || failure.as_other().is_some();
+            if transient {
+                (
+                    ErrorKind::Unavailable,
+                    true,
+                    format!(
+                        "cannot reach DynamoDB at {endpoint} ({op} on table {table:?}): {}",
+                        root_cause(&err)
+                    ),
+                )
+            } else {
+                (
+                    ErrorKind::Config,
+                    false,
+                    format!(
+                        "could not send {op} on table {table:?} to DynamoDB at {endpoint} \
+                         (credentials, region or endpoint?): {}",
+                        root_cause(&err)
+                    ),
+                )
+            }
+        }
+        SdkError::ResponseError(_) => (
+            ErrorKind::Unavailable,
+            true,
+            format!(
+                "unreadable answer from {endpoint} to {op} on table {table:?} (is it a \
+                 DynamoDB endpoint?)"
+            ),
+        ),
+        SdkError::ConstructionFailure(_) => (
+            ErrorKind::Config,
+            false,
+            format!("could not build the DynamoDB {op} request for table {table:?}"),
+        ),
+        _ => (
+            ErrorKind::Store,
+            false,
+            format!("DynamoDB {op} on table {table:?} failed"),
+        ),
+    };
+    let source: Box<dyn StdError + Send + Sync> = match err.into_source() {
+        Ok(source) => source,
+        Err(err) => Box::new(err),
+    };
+    let mut e = Error::new(kind, message).set_retryable(retryable).with_source(source);
+    if let Some(key) = cx.key {
+        e = e.with_key(key);
+    }
+    e
+}
+
+/// The innermost cause of an error, which for connection failures says what happened
+/// (e.g. "Connection refused (os error 111)").
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ConnectorError;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    const CX: Context<'static> = Context {
+        op: "get_item",
+        table: "results",
+        endpoint: "http://127.0.0.1:1",
+        key: Some("k"),
+    };
+
+    #[test]
+    fn throttling_and_server_faults_are_retryable() {
+        for code in ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"] {
+            assert_eq!(classify(Some(code), None, Some(400)), Class::Throttled, "{code}");
+        }
+        assert_eq!(classify(Some("InternalServerError"), None, Some(500)), Class::ServerFault);
+        assert_eq!(classify(Some("Whatever"), None, Some(503)), Class::ServerFault);
+        assert_eq!(classify(Some("ResourceNotFoundException"), None, Some(400)), Class::MissingTable);
+        assert_eq!(
+            classify(Some("ValidationException"), Some("Item size has exceeded the maximum allowed size"), Some(400)),
+            Class::ValueTooLarge
+        );
+        assert_eq!(classify(Some("ValidationException"), Some("bad expression"), Some(400)), Class::Rejected);
+    }
+
+    #[test]
+    fn connection_failures_are_retryable_and_name_the_endpoint() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err: SdkError<GetItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        let e = convert(err, &CX);
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(e.is_retryable());
+        assert_eq!(e.key(), Some("k"));
+        let shown = e.to_string();
+        assert!(shown.contains("http://127.0.0.1:1") && shown.contains("Connection refused"), "{shown}");
+    }
+
+    #[test]
+    fn timeouts_are_retryable() {
+        let err: SdkError<GetItemError, HttpResponse> = SdkError::timeout_error("operation timed out");
+        let e = convert(err, &CX);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unavailable, true));
+    }
+
+    #[test]
+    fn construction_failures_are_configuration_errors() {
+        let err: SdkError<GetItemError, HttpResponse> = SdkError::construction_failure("no region");
+        let e = convert(err, &CX);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Config, false));
+        assert!(e.to_string().contains("results"), "{e}");
+    }
+}

@@ -1,0 +1,38 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod schema;
+mod store;
+
+use std::time::Duration;
+
+pub use crate::config::DynamoDbStoreBuilder;
+pub use crate::store::DynamoDbStore;
+
+/// The table used unless [`DynamoDbStoreBuilder::table`] (or `STENT_DYNAMODB_TABLE`) names another.
+pub const DEFAULT_TABLE: &str = "stent";
+
+/// The environment variable [`DynamoDbStore::from_env`] reads an endpoint override from
+/// (a local server such as moto or DynamoDB Local).
+pub const URL_ENV: &str = "STENT_DYNAMODB_URL";
+
+/// The environment variable [`DynamoDbStore::from_env`] reads the table name from.
+pub const TABLE_ENV: &str = "STENT_DYNAMODB_TABLE";
+
+/// The largest value stored: DynamoDB's 400 KB item limit, less 8 KiB for the key and the
+/// other attributes of the item.
+pub const MAX_VALUE_LEN: usize = 400 * 1024 - 8 * 1024;
+
+/// DynamoDB's limit on a partition key value, in bytes. The longest key a store accepts is
+/// this less its key prefix and namespace (see [`Capabilities::max_key_len`](stent_core::Capabilities::max_key_len)).
+pub const MAX_PARTITION_KEY_LEN: usize = 2048;
+
+/// The attribute DynamoDB's own TTL deletes expired items by (epoch seconds);
+/// [`DynamoDbStore::ensure_table`] enables TTL on it.
+pub const TTL_ATTRIBUTE: &str = "ttl";
+
+/// How long one request may take, retries included, unless
+/// [`DynamoDbStoreBuilder::timeout`] sets another.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
