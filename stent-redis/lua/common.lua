@@ -19,11 +19,11 @@ local function expired(expires_ms, now)
   return e ~= nil and e <= now
 end
 
--- Reads `...` fields of the record. Returns nil and a reply naming the foreign type when
--- the key holds something other than a hash: a record is never read as, or written over,
--- a value someone else put there.
-local function fields(...)
-  local r = redis.pcall('HMGET', key, ...)
+-- Runs a read of the record. When the key holds something other than a hash, returns nil
+-- and a reply naming that type instead: a record is never read as, or written over, a
+-- value someone else put there.
+local function read(...)
+  local r = redis.pcall(...)
   if type(r) == 'table' and r['err'] then
     local t = redis.call('TYPE', key)['ok']
     if t == 'hash' then
@@ -32,23 +32,5 @@ local function fields(...)
     return nil, {'wrongtype', t}
   end
   return r
-end
-
--- Same guard for scripts that write without reading first.
-local function foreign_type()
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= 'hash' then
-    return {'wrongtype', t}
-  end
-  return nil
-end
-
-local function set_expiry(now, ttl_ms, grace_ms)
-  if ttl_ms == '' then
-    return
-  end
-  local expires = now + tonumber(ttl_ms)
-  redis.call('HSET', key, 'expires_ms', int(expires))
-  redis.call('PEXPIREAT', key, int(expires + tonumber(grace_ms)))
 end
 

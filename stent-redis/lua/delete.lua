@@ -1,6 +1,6 @@
--- delete: remove the record whatever its state.
--- ARGV: '1' to delete only when expired (purge). Reply: {'deleted'} | {'absent'} | {'wrongtype', type}
-local f, foreign = fields('expires_ms')
+-- delete: remove the record whatever its state; with ARGV[1] == '1', only if it expired
+-- (purge). Reply: {'deleted'} | {'absent'} | {'wrongtype', type}
+local f, foreign = read('HMGET', key, 'expires_ms')
 if not f then
   return foreign
 end

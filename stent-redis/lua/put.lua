@@ -1,18 +1,32 @@
 -- put: create or replace a completed record.
 -- ARGV: value, ttl_ms ('' = never expires), grace_ms, then field/value pairs of metadata.
 -- Reply: {'stored'} | {'wrongtype', type}
-local foreign = foreign_type()
-if foreign then
+local n, foreign = read('HLEN', key)
+if not n then
   return foreign
 end
+if n > 0 then
+  redis.call('DEL', key)
+end
 local now = now_ms()
-redis.call('DEL', key)
-redis.call('HSET', key,
+local fields = {
   'state', 'completed',
   'value', ARGV[1],
   'attempt', '1',
   'created_ms', int(now),
   'completed_ms', int(now),
-  unpack(ARGV, 4))
-set_expiry(now, ARGV[2], ARGV[3])
+}
+for i = 4, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+local expires
+if ARGV[2] ~= '' then
+  expires = now + tonumber(ARGV[2])
+  fields[#fields + 1] = 'expires_ms'
+  fields[#fields + 1] = int(expires)
+end
+redis.call('HSET', key, unpack(fields))
+if expires then
+  redis.call('PEXPIREAT', key, int(expires + tonumber(ARGV[3])))
+end
 return {'stored'}

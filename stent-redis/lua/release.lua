@@ -1,6 +1,6 @@
 -- release: delete the in-progress record the token owns, and nothing else.
 -- ARGV: token. Reply: {'released'} | {'kept'} | {'wrongtype', type}
-local f, foreign = fields('state', 'lease_token')
+local f, foreign = read('HMGET', key, 'state', 'lease_token')
 if not f then
   return foreign
 end

@@ -1,6 +1,6 @@
 -- renew: move the lease of a record the token owns.
 -- ARGV: token, lease_ms. Reply: {'renewed', lease_expires_ms} | {'lost'} | {'wrongtype', type}
-local f, foreign = fields('state', 'lease_token')
+local f, foreign = read('HMGET', key, 'state', 'lease_token')
 if not f then
   return foreign
 end

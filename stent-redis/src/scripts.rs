@@ -1,17 +1,62 @@
 //! The Lua scripts (`lua/*.lua`), one per multi-step transition, and their replies.
 //!
-//! Each script is `lua/common.lua` followed by its own file. [`redis::Script`] sends
-//! `EVALSHA` and, when the server answers `NOSCRIPT` (first use, restart, failover),
-//! loads the script and retries once.
+//! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
+//! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
+//! LOAD` (on every master of a cluster) and the call is sent once more.
 
 use std::sync::LazyLock;
 
-use redis::{Script, Value};
+use redis::{Cmd, ErrorKind, RedisResult, ServerErrorKind, Value};
+
+use crate::conn::Conn;
+
+/// One script: its source and SHA-1.
+pub(crate) struct Lua {
+    source: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Lua {
+            source,
+            sha: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// Runs the script on `key` with `args`.
+    pub(crate) async fn invoke(
+        &self,
+        conn: &mut Conn,
+        key: &[u8],
+        args: &[&[u8]],
+    ) -> RedisResult<Value> {
+        let mut cmd = Cmd::with_capacity(
+            4 + args.len(),
+            64 + key.len() + args.iter().map(|a| a.len()).sum::<usize>(),
+        );
+        cmd.arg("EVALSHA").arg(&self.sha).arg(1).arg(key);
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(self.source)
+                    .query_async::<Value>(conn)
+                    .await?;
+                cmd.query_async(conn).await
+            }
+            result => result,
+        }
+    }
+}
 
 macro_rules! script {
     ($file:literal) => {
         LazyLock::new(|| {
-            Script::new(concat!(
+            Lua::new(concat!(
                 include_str!("../lua/common.lua"),
                 include_str!(concat!("../lua/", $file))
             ))
@@ -19,13 +64,12 @@ macro_rules! script {
     };
 }
 
-pub(crate) static GET: LazyLock<Script> = script!("get.lua");
-pub(crate) static CLAIM: LazyLock<Script> = script!("claim.lua");
-pub(crate) static RENEW: LazyLock<Script> = script!("renew.lua");
-pub(crate) static COMPLETE: LazyLock<Script> = script!("complete.lua");
-pub(crate) static RELEASE: LazyLock<Script> = script!("release.lua");
-pub(crate) static PUT: LazyLock<Script> = script!("put.lua");
-pub(crate) static DELETE: LazyLock<Script> = script!("delete.lua");
+pub(crate) static CLAIM: LazyLock<Lua> = script!("claim.lua");
+pub(crate) static RENEW: LazyLock<Lua> = script!("renew.lua");
+pub(crate) static COMPLETE: LazyLock<Lua> = script!("complete.lua");
+pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
+pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
+pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
 
 /// A script's reply: a tag followed by byte strings.
 #[derive(Debug)]
@@ -35,21 +79,28 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// Splits a script's array reply. `None` for any other shape.
-    pub(crate) fn parse(value: Value) -> Option<Reply> {
+    /// Splits a script's array reply; any other shape is handed back.
+    pub(crate) fn parse(value: Value) -> Result<Reply, Value> {
         let Value::Array(items) = value else {
-            return None;
+            return Err(value);
         };
+        let shape_ok = matches!(items.first(), Some(Value::BulkString(_)))
+            && items
+                .iter()
+                .all(|v| matches!(v, Value::BulkString(_) | Value::Int(_)));
+        if !shape_ok {
+            return Err(Value::Array(items));
+        }
         let mut words = items.into_iter().map(|v| match v {
-            Value::BulkString(b) => Some(b),
-            Value::SimpleString(s) => Some(s.into_bytes()),
-            Value::Int(n) => Some(n.to_string().into_bytes()),
-            Value::Okay => Some(b"OK".to_vec()),
-            _ => None,
+            Value::BulkString(b) => b,
+            Value::Int(n) => n.to_string().into_bytes(),
+            _ => unreachable!("checked above"),
         });
-        let tag = String::from_utf8(words.next()??).ok()?;
-        let rest = words.collect::<Option<Vec<_>>>()?;
-        Some(Reply { tag, rest })
+        let tag = words.next().unwrap_or_default();
+        Ok(Reply {
+            tag: String::from_utf8_lossy(&tag).into_owned(),
+            rest: words.collect(),
+        })
     }
 
     /// The `i`-th element after the tag, as text.
@@ -69,10 +120,11 @@ mod tests {
 
     #[test]
     fn every_script_is_common_plus_its_own_file() {
-        for s in [&GET, &CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE] {
-            assert_eq!(s.get_hash().len(), 40);
+        for s in [&CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE] {
+            assert_eq!(s.sha.len(), 40);
+            assert!(s.source.starts_with("-- Prepended to every stent script"));
         }
-        assert_ne!(GET.get_hash(), CLAIM.get_hash());
+        assert_ne!(CLAIM.sha, RENEW.sha);
     }
 
     #[test]
@@ -85,7 +137,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.tag, "acquired");
         assert_eq!((r.int(0), r.int(1), r.int(2)), (Some(12), Some(3), None));
-        assert!(Reply::parse(Value::Nil).is_none());
-        assert!(Reply::parse(Value::Array(vec![])).is_none());
+        assert!(Reply::parse(Value::Nil).is_err());
+        assert!(Reply::parse(Value::Array(vec![])).is_err());
     }
 }

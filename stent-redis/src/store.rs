@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{Script, Value};
+use redis::Value;
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, LeaseToken, ListQuery, Namespace, Page, Record,
@@ -18,7 +18,7 @@ use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
 use crate::hash::{decode_record, meta_args};
-use crate::scripts::{self, Reply};
+use crate::scripts::{self, Lua, Reply};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
@@ -29,10 +29,10 @@ const LIST_BATCH: usize = 64;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
-/// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every operation is one
-/// Lua script on that one key, so it is atomic, and cluster-safe by construction. Leases
-/// and expiry are decided by the server's clock, in milliseconds; expired records are
-/// deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
+/// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every transition is one
+/// Lua script on that one key (a read, one pipelined `HGETALL`), so it is atomic, and
+/// cluster-safe by construction. Leases and expiry are decided by the server's clock, in
+/// milliseconds; expired records are deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
 /// itself after a server restart or a failover: calls made while the server is away fail
 /// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
 ///
@@ -141,22 +141,18 @@ impl RedisStore {
     async fn run(
         &self,
         op: &str,
-        script: &Script,
+        script: &Lua,
         redis_key: &[u8],
         key: &str,
         args: &[&[u8]],
     ) -> Result<Reply> {
-        let mut invocation = script.key(redis_key);
-        for arg in args {
-            invocation.arg(*arg);
-        }
         let mut conn = self.inner.conn.clone();
-        let value: Value = invocation
-            .invoke_async(&mut conn)
+        let value = script
+            .invoke(&mut conn, redis_key, args)
             .await
             .map_err(|e| from_redis(e, op, Some(key)))?;
-        let shown = format!("{value:?}");
-        let reply = Reply::parse(value).ok_or_else(|| unexpected(op, Some(key), &shown))?;
+        let reply = Reply::parse(value)
+            .map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))?;
         match reply.tag.as_str() {
             "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
             "corrupt" => Err(Error::decode(
@@ -172,20 +168,61 @@ impl RedisStore {
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
+    ///
+    /// One round trip, no script: `HGETALL` and the server's `TIME` in one pipeline, so
+    /// the hit path costs what a plain read does and expiry is still judged by the
+    /// server's clock.
     async fn fetch(
         &self,
         ns: Namespace,
         key: &str,
         include_expired: bool,
     ) -> Result<Option<Record>> {
-        let flag: &[u8] = if include_expired { b"1" } else { b"0" };
         let rk = self.redis_key(ns, key);
-        let reply = self.run("get", &scripts::GET, &rk, key, &[flag]).await?;
-        match reply.tag.as_str() {
-            "none" => Ok(None),
-            "record" => decode_record(key, &reply.rest[1..]).map(Some),
-            _ => Err(unexpected("get", Some(key), &reply.tag)),
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().cmd("HGETALL").arg(&rk).cmd("TIME");
+        let mut conn = self.inner.conn.clone();
+        let replies: Vec<redis::RedisResult<Value>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| from_redis(e, "get", Some(key)))?;
+        let mut replies = replies.into_iter();
+        let (Some(fields), Some(time)) = (replies.next(), replies.next()) else {
+            return Err(unexpected("get", Some(key), "fewer than two replies"));
+        };
+        let fields = match fields {
+            Ok(fields) => fields,
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                let found: String = redis::cmd("TYPE")
+                    .arg(&rk)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| from_redis(e, "get", Some(key)))?;
+                return Err(wrong_type(key, &rk, &found));
+            }
+            Err(e) => return Err(from_redis(e, "get", Some(key))),
+        };
+        let pairs = match fields {
+            Value::Array(items) => items,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
+            other => return Err(unexpected("get", Some(key), &format!("{other:?}"))),
+        };
+        if pairs.is_empty() {
+            return Ok(None);
         }
+        let pairs = pairs
+            .into_iter()
+            .map(|v| match v {
+                Value::BulkString(b) => Ok(b),
+                other => Err(unexpected("get", Some(key), &format!("{other:?}"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let record = decode_record(key, &pairs)?;
+        let now = server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?;
+        if !include_expired && record.is_expired(now) {
+            return Ok(None);
+        }
+        Ok(Some(record))
     }
 
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
@@ -250,6 +287,12 @@ impl KeyPages {
     }
 }
 
+/// The reply of `TIME` (seconds and microseconds) as a timestamp.
+fn server_time(reply: redis::RedisResult<Value>) -> redis::RedisResult<Timestamp> {
+    let (secs, micros): (i64, i64) = redis::from_redis_value(reply?)?;
+    Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
+}
+
 /// Milliseconds in `d`, rounded up and clamped to [`MAX_MS`].
 fn clamp_ms(d: Duration) -> i64 {
     stent_core::record::duration_millis(d).min(MAX_MS)
@@ -289,21 +332,15 @@ impl ResultStore for RedisStore {
         args.extend(meta_args(&claim.meta).into_iter().map(str::as_bytes));
         let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
         match reply.tag.as_str() {
-            "acquired" => match (reply.int(1), reply.int(2)) {
+            "acquired" => match (reply.int(0), reply.int(1)) {
                 (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
                     lease_expires_at: Timestamp::from_millis(until),
                 }),
                 _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
             },
-            "completed" => Ok(ClaimOutcome::Completed(decode_record(
-                key,
-                &reply.rest[1..],
-            )?)),
-            "in_flight" => Ok(ClaimOutcome::InFlight(decode_record(
-                key,
-                &reply.rest[1..],
-            )?)),
+            "completed" => Ok(ClaimOutcome::Completed(decode_record(key, &reply.rest)?)),
+            "in_flight" => Ok(ClaimOutcome::InFlight(decode_record(key, &reply.rest)?)),
             other => Err(unexpected("claim", Some(key), other)),
         }
     }

@@ -283,3 +283,17 @@ async fn hash_that_is_not_a_record_is_a_decode_error_and_left_untouched() {
         "an admin delete still removes it"
     );
 }
+
+#[tokio::test]
+async fn from_env_connects_to_stent_redis_url() {
+    if url("from_env_connects_to_stent_redis_url").is_none() {
+        return;
+    }
+    let store = RedisStore::from_env().await.unwrap();
+    assert_eq!(store.prefix(), stent_redis::DEFAULT_PREFIX);
+    let debug = format!("{store:?}");
+    assert!(
+        debug.contains("standalone") && debug.contains("prefix"),
+        "{debug}"
+    );
+}
