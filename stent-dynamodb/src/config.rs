@@ -81,7 +81,10 @@ impl fmt::Debug for DynamoDbStoreBuilder {
             .field("key_prefix", &self.key_prefix)
             .field("endpoint_url", &self.endpoint_url)
             .field("region", &self.region)
-            .field("credentials", &self.credentials.as_ref().map(|_| "<static>"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<static>"),
+            )
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("clock", &self.clock)
@@ -109,7 +112,9 @@ impl Default for DynamoDbStoreBuilder {
 /// Checks a table name against DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
 pub(crate) fn validate_table(name: &str) -> Result<()> {
     let ok = (3..=255).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -140,7 +145,9 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// Checks an endpoint override: an `http://` or `https://` URL with a host.
 pub(crate) fn validate_endpoint(url: &str) -> Result<()> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with(['/', '?', '#', ':']) => Ok(()),
         _ => Err(Error::config(format!(
@@ -249,11 +256,16 @@ impl DynamoDbStoreBuilder {
             Source::Client(client) => (client.clone(), None),
             Source::SdkConfig(config) => (
                 Client::from_conf(self.overrides(config)),
-                self.endpoint_url.clone().or_else(|| config.endpoint_url().map(str::to_owned)),
+                self.endpoint_url
+                    .clone()
+                    .or_else(|| config.endpoint_url().map(str::to_owned)),
             ),
             Source::Environment => {
                 let config = self.load_environment().await;
-                (Client::new(&config), config.endpoint_url().map(str::to_owned))
+                (
+                    Client::new(&config),
+                    config.endpoint_url().map(str::to_owned),
+                )
             }
         };
         if client.config().region().is_none() {
@@ -262,7 +274,13 @@ impl DynamoDbStoreBuilder {
                  or DynamoDbStoreBuilder::region",
             ));
         }
-        Ok(DynamoDbStore::new(client, endpoint, self.table, self.key_prefix, self.clock))
+        Ok(DynamoDbStore::new(
+            client,
+            endpoint,
+            self.table,
+            self.key_prefix,
+            self.clock,
+        ))
     }
 
     async fn load_environment(&self) -> SdkConfig {
@@ -323,10 +341,14 @@ pub(crate) fn builder_from_vars(
 ) -> Result<DynamoDbStoreBuilder> {
     let mut builder = DynamoDbStoreBuilder::default();
     if let Some(url) = var(crate::URL_ENV).filter(|u| !u.is_empty()) {
-        builder = builder.endpoint_url(url).map_err(|e| named(e, crate::URL_ENV))?;
+        builder = builder
+            .endpoint_url(url)
+            .map_err(|e| named(e, crate::URL_ENV))?;
     }
     if let Some(table) = var(crate::TABLE_ENV).filter(|t| !t.is_empty()) {
-        builder = builder.table(table).map_err(|e| named(e, crate::TABLE_ENV))?;
+        builder = builder
+            .table(table)
+            .map_err(|e| named(e, crate::TABLE_ENV))?;
     }
     Ok(builder)
 }
@@ -338,7 +360,9 @@ fn named(err: Error, var: &str) -> Error {
 /// A builder configured from `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`.
 pub(crate) fn builder_from_url(url: &str) -> Result<DynamoDbStoreBuilder> {
     let rest = url.strip_prefix("dynamodb://").ok_or_else(|| {
-        Error::config(format!("not a dynamodb URL: {url:?} (expected dynamodb://table)"))
+        Error::config(format!(
+            "not a dynamodb URL: {url:?} (expected dynamodb://table)"
+        ))
     })?;
     let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut builder = DynamoDbStoreBuilder::default();
@@ -401,8 +425,19 @@ mod tests {
     fn prefixes_cannot_collide_with_namespaces() {
         validate_prefix("c0123456789abcdef").unwrap();
         validate_prefix("app:billing-v2").unwrap();
-        for bad in ["", "a#b", "idempotency", "cache", "with space", &"p".repeat(65)] {
-            assert_eq!(validate_prefix(bad).unwrap_err().kind(), ErrorKind::Config, "{bad:?}");
+        for bad in [
+            "",
+            "a#b",
+            "idempotency",
+            "cache",
+            "with space",
+            &"p".repeat(65),
+        ] {
+            assert_eq!(
+                validate_prefix(bad).unwrap_err().kind(),
+                ErrorKind::Config,
+                "{bad:?}"
+            );
         }
     }
 
@@ -427,10 +462,16 @@ mod tests {
         assert_eq!(b.endpoint_url.as_deref(), Some("http://127.0.0.1:5599"));
         assert_eq!(b.table, "results");
         let b = builder_from_vars(|_| None).unwrap();
-        assert_eq!((b.endpoint_url, b.table.as_str()), (None, crate::DEFAULT_TABLE));
+        assert_eq!(
+            (b.endpoint_url, b.table.as_str()),
+            (None, crate::DEFAULT_TABLE)
+        );
         let e = builder_from_vars(|name| (name == "STENT_DYNAMODB_TABLE").then(|| "x".into()))
             .unwrap_err();
-        assert!(e.to_string().contains("STENT_DYNAMODB_TABLE") && e.to_string().contains("\"x\""), "{e}");
+        assert!(
+            e.to_string().contains("STENT_DYNAMODB_TABLE") && e.to_string().contains("\"x\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -446,8 +487,17 @@ mod tests {
         let b = builder_from_url("dynamodb://?endpoint=http://localhost:8000").unwrap();
         assert_eq!(b.table, crate::DEFAULT_TABLE);
         assert_eq!(b.endpoint_url.as_deref(), Some("http://localhost:8000"));
-        for bad in ["redis://x", "dynamodb://t", "dynamodb://table?colour=red", "dynamodb://table?prefix=%zz"] {
-            assert_eq!(builder_from_url(bad).unwrap_err().kind(), ErrorKind::Config, "{bad}");
+        for bad in [
+            "redis://x",
+            "dynamodb://t",
+            "dynamodb://table?colour=red",
+            "dynamodb://table?prefix=%zz",
+        ] {
+            assert_eq!(
+                builder_from_url(bad).unwrap_err().kind(),
+                ErrorKind::Config,
+                "{bad}"
+            );
         }
     }
 
@@ -455,6 +505,9 @@ mod tests {
     fn debug_hides_credentials() {
         let b = DynamoDbStoreBuilder::default().credentials("AKIDEXAMPLE", "wJalrXUtnFEMI");
         let shown = format!("{b:?}");
-        assert!(!shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"),
+            "{shown}"
+        );
     }
 }

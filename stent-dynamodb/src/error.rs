@@ -1,6 +1,7 @@
 //! The one place AWS SDK errors become stent errors.
 
 use std::error::Error as StdError;
+use std::fmt;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -47,7 +48,9 @@ pub(crate) fn classify(code: Option<&str>, message: Option<&str>, status: Option
         | "ExpiredTokenException"
         | "AccessDeniedException" => Class::Credentials,
         "ValidationException" if message.contains("Item size") => Class::ValueTooLarge,
-        "ValidationException" if message.contains("key") && message.contains("size") => Class::KeyTooLarge,
+        "ValidationException" if message.contains("key") && message.contains("size") => {
+            Class::KeyTooLarge
+        }
         _ if status.is_some_and(|s| s >= 500) => Class::ServerFault,
         _ => Class::Rejected,
     }
@@ -58,7 +61,12 @@ pub(crate) fn convert<E>(err: SdkError<E, HttpResponse>, cx: &Context<'_>) -> Er
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let Context { op, table, endpoint, .. } = *cx;
+    let Context {
+        op,
+        table,
+        endpoint,
+        ..
+    } = *cx;
     let (kind, retryable, message) = match &err {
         SdkError::ServiceError(_) => {
             let code = err.code().unwrap_or("unknown error");
@@ -90,7 +98,9 @@ where
                 Class::KeyTooLarge => (
                     ErrorKind::KeyTooLarge,
                     false,
-                    format!("DynamoDB refused {op} on table {table:?}: the partition key is too long"),
+                    format!(
+                        "DynamoDB refused {op} on table {table:?}: the partition key is too long"
+                    ),
                 ),
                 Class::Credentials => (
                     ErrorKind::Config,
@@ -113,17 +123,12 @@ where
             format!("DynamoDB at {endpoint} did not answer {op} on table {table:?} in time"),
         ),
         SdkError::DispatchFailure(failure) => {
-            let transient = failure.is_io()
-                || failure.is_timeout()
-                || failure.as_other().is_some();
+            let transient = failure.is_io() || failure.is_timeout() || failure.as_other().is_some();
             if transient {
                 (
                     ErrorKind::Unavailable,
                     true,
-                    format!(
-                        "cannot reach DynamoDB at {endpoint} ({op} on table {table:?}): {}",
-                        root_cause(&err)
-                    ),
+                    format!("cannot reach DynamoDB at {endpoint} ({op} on table {table:?})"),
                 )
             } else {
                 (
@@ -131,8 +136,7 @@ where
                     false,
                     format!(
                         "could not send {op} on table {table:?} to DynamoDB at {endpoint} \
-                         (credentials, region or endpoint?): {}",
-                        root_cause(&err)
+                         (credentials, region or endpoint?)"
                     ),
                 )
             }
@@ -160,21 +164,51 @@ where
         Ok(source) => source,
         Err(err) => Box::new(err),
     };
-    let mut e = Error::new(kind, message).set_retryable(retryable).with_source(source);
+    let mut e = Error::new(kind, message)
+        .set_retryable(retryable)
+        .with_source(Cause::new(source));
     if let Some(key) = cx.key {
         e = e.with_key(key);
     }
     e
 }
 
-/// The innermost cause of an error, which for connection failures says what happened
-/// (e.g. "Connection refused (os error 111)").
-fn root_cause(err: &(dyn StdError + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
+/// The SDK's error, displayed with its whole chain of causes: the SDK's own errors show
+/// only their category ("io error"), while what happened ("Connection refused") is deeper.
+#[derive(Debug)]
+struct Cause {
+    chain: String,
+    inner: Box<dyn StdError + Send + Sync>,
+}
+
+impl Cause {
+    fn new(inner: Box<dyn StdError + Send + Sync>) -> Self {
+        let mut parts: Vec<String> = Vec::new();
+        let mut next: Option<&(dyn StdError + 'static)> = Some(&*inner);
+        while let Some(err) = next {
+            let shown = err.to_string();
+            if parts.last() != Some(&shown) {
+                parts.push(shown);
+            }
+            next = err.source();
+        }
+        Cause {
+            chain: parts.join(": "),
+            inner,
+        }
     }
-    cause.to_string()
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.chain)
+    }
+}
+
+impl StdError for Cause {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.inner)
+    }
 }
 
 #[cfg(test)]
@@ -192,22 +226,51 @@ mod tests {
 
     #[test]
     fn throttling_and_server_faults_are_retryable() {
-        for code in ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"] {
-            assert_eq!(classify(Some(code), None, Some(400)), Class::Throttled, "{code}");
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+        ] {
+            assert_eq!(
+                classify(Some(code), None, Some(400)),
+                Class::Throttled,
+                "{code}"
+            );
         }
-        assert_eq!(classify(Some("InternalServerError"), None, Some(500)), Class::ServerFault);
-        assert_eq!(classify(Some("Whatever"), None, Some(503)), Class::ServerFault);
-        assert_eq!(classify(Some("ResourceNotFoundException"), None, Some(400)), Class::MissingTable);
         assert_eq!(
-            classify(Some("ValidationException"), Some("Item size has exceeded the maximum allowed size"), Some(400)),
+            classify(Some("InternalServerError"), None, Some(500)),
+            Class::ServerFault
+        );
+        assert_eq!(
+            classify(Some("Whatever"), None, Some(503)),
+            Class::ServerFault
+        );
+        assert_eq!(
+            classify(Some("ResourceNotFoundException"), None, Some(400)),
+            Class::MissingTable
+        );
+        assert_eq!(
+            classify(
+                Some("ValidationException"),
+                Some("Item size has exceeded the maximum allowed size"),
+                Some(400)
+            ),
             Class::ValueTooLarge
         );
-        assert_eq!(classify(Some("ValidationException"), Some("bad expression"), Some(400)), Class::Rejected);
+        assert_eq!(
+            classify(
+                Some("ValidationException"),
+                Some("bad expression"),
+                Some(400)
+            ),
+            Class::Rejected
+        );
     }
 
     #[test]
     fn connection_failures_are_retryable_and_name_the_endpoint() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let err: SdkError<GetItemError, HttpResponse> =
             SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
         let e = convert(err, &CX);
@@ -215,12 +278,16 @@ mod tests {
         assert!(e.is_retryable());
         assert_eq!(e.key(), Some("k"));
         let shown = e.to_string();
-        assert!(shown.contains("http://127.0.0.1:1") && shown.contains("Connection refused"), "{shown}");
+        assert!(
+            shown.contains("http://127.0.0.1:1") && shown.contains("Connection refused"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn timeouts_are_retryable() {
-        let err: SdkError<GetItemError, HttpResponse> = SdkError::timeout_error("operation timed out");
+        let err: SdkError<GetItemError, HttpResponse> =
+            SdkError::timeout_error("operation timed out");
         let e = convert(err, &CX);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unavailable, true));
     }

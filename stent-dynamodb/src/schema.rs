@@ -138,7 +138,11 @@ pub(crate) fn claim_update(
 }
 
 fn meta_fields<'a>(meta: &RecordMeta<'a>) -> [(&'static str, Option<&'a str>); 3] {
-    [(FUNCTION, meta.function), (VERSION, meta.version), (FINGERPRINT, meta.fingerprint)]
+    [
+        (FUNCTION, meta.function),
+        (VERSION, meta.version),
+        (FINGERPRINT, meta.fingerprint),
+    ]
 }
 
 /// The item of an unconditional `put`: a completed record, attempt 1.
@@ -192,9 +196,7 @@ pub(crate) fn complete_update(
         values.insert(":ttl".to_owned(), n(ttl_seconds(expires)));
     }
     ClaimUpdate {
-        expression: format!(
-            "SET {set} REMOVE #lease_token, #lease_expires_ms, #lease_attempt"
-        ),
+        expression: format!("SET {set} REMOVE #lease_token, #lease_expires_ms, #lease_attempt"),
         values,
     }
 }
@@ -228,7 +230,10 @@ impl<'a> Fields<'a> {
     pub(crate) fn number(&self, attr: &str) -> Result<Option<i64>> {
         match self.item.get(attr) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| self.wrong(attr, "an integer")),
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| self.wrong(attr, "an integer")),
             Some(_) => Err(self.wrong(attr, "a number")),
         }
     }
@@ -273,7 +278,10 @@ mod tests {
 
     #[test]
     fn names_come_from_the_expressions() {
-        let got = names(&["#state = :x AND begins_with(#pk, :p)", "SET #lease_attempt = #a"]);
+        let got = names(&[
+            "#state = :x AND begins_with(#pk, :p)",
+            "SET #lease_attempt = #a",
+        ]);
         let mut keys: Vec<_> = got.keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["#a", "#lease_attempt", "#pk", "#state"]);
@@ -283,11 +291,21 @@ mod tests {
     #[test]
     fn claim_uses_every_value_it_binds() {
         let token = LeaseToken::generate();
-        let meta = RecordMeta { function: Some("f"), version: None, fingerprint: Some("fp") };
-        let u = claim_update(&token, Timestamp::from_millis(1), Timestamp::from_millis(2), &meta);
+        let meta = RecordMeta {
+            function: Some("f"),
+            version: None,
+            fingerprint: Some("fp"),
+        };
+        let u = claim_update(
+            &token,
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+            &meta,
+        );
         for placeholder in u.values.keys() {
             assert!(
-                u.expression.contains(placeholder.as_str()) || CLAIM_CONDITION.contains(placeholder.as_str()),
+                u.expression.contains(placeholder.as_str())
+                    || CLAIM_CONDITION.contains(placeholder.as_str()),
                 "{placeholder} unused in {}",
                 u.expression
             );
@@ -304,25 +322,49 @@ mod tests {
 
     #[test]
     fn decode_reads_a_put_item() {
-        let meta = RecordMeta { function: Some("f"), version: Some("v1"), fingerprint: None };
+        let meta = RecordMeta {
+            function: Some("f"),
+            version: Some("v1"),
+            fingerprint: None,
+        };
         let now = Timestamp::from_millis(1_000);
-        let item = put_item("p#cache#k".into(), b"", now, Some(Timestamp::from_millis(2_500)), &meta);
+        let item = put_item(
+            "p#cache#k".into(),
+            b"",
+            now,
+            Some(Timestamp::from_millis(2_500)),
+            &meta,
+        );
         let r = decode(&item, "k").unwrap();
         assert_eq!(r.state, RecordState::Completed);
         assert_eq!(r.value.as_deref(), Some(&b""[..]));
-        assert_eq!((r.function.as_deref(), r.version.as_deref(), r.fingerprint), (Some("f"), Some("v1"), None));
+        assert_eq!(
+            (r.function.as_deref(), r.version.as_deref(), r.fingerprint),
+            (Some("f"), Some("v1"), None)
+        );
         assert_eq!(r.expires_at, Some(Timestamp::from_millis(2_500)));
         assert_eq!(item[TTL], n(3));
     }
 
     #[test]
     fn decode_names_the_key_on_bad_items() {
-        let mut item = put_item("pk".into(), b"v", Timestamp::from_millis(1), None, &RecordMeta::default());
+        let mut item = put_item(
+            "pk".into(),
+            b"v",
+            Timestamp::from_millis(1),
+            None,
+            &RecordMeta::default(),
+        );
         item.insert(ATTEMPT.into(), s("three"));
         let e = decode(&item, "the-key").unwrap_err();
         assert_eq!(e.key(), Some("the-key"));
         assert!(e.to_string().contains("attempt"), "{e}");
         item.insert(STATE.into(), s("weird"));
-        assert!(decode(&item, "k").unwrap_err().to_string().contains("weird"));
+        assert!(
+            decode(&item, "k")
+                .unwrap_err()
+                .to_string()
+                .contains("weird")
+        );
     }
 }

@@ -159,7 +159,13 @@ impl DynamoDbStore {
     /// prefix (use [`builder`](Self::builder) and [`DynamoDbStoreBuilder::client`] for more).
     pub fn from_client(client: Client, table: &str) -> Result<Self> {
         config::validate_table(table)?;
-        Ok(Self::new(client, None, table.to_owned(), String::new(), Arc::new(stent_core::SystemClock)))
+        Ok(Self::new(
+            client,
+            None,
+            table.to_owned(),
+            String::new(),
+            Arc::new(stent_core::SystemClock),
+        ))
     }
 
     /// The SDK client, for your own requests against the table.
@@ -238,10 +244,19 @@ impl DynamoDbStore {
     }
 
     async fn describe_table(&self) -> Result<Option<TableDescription>> {
-        let out = self.inner.client.describe_table().table_name(&self.inner.table).send().await;
+        let out = self
+            .inner
+            .client
+            .describe_table()
+            .table_name(&self.inner.table)
+            .send()
+            .await;
         match out {
             Ok(out) => Ok(out.table),
-            Err(e) if e.as_service_error().is_some_and(DescribeTableError::is_resource_not_found_exception) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(DescribeTableError::is_resource_not_found_exception) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(convert(e, &self.cx("describe_table", None))),
@@ -280,7 +295,12 @@ impl DynamoDbStore {
                 Ok(())
             }
             // Another process created it first.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(convert(e, &self.cx("create_table", None))),
         }
     }
@@ -344,7 +364,9 @@ impl DynamoDbStore {
             .enabled(true)
             .attribute_name(crate::TTL_ATTRIBUTE)
             .build()
-            .map_err(|e| Error::new(ErrorKind::Store, "invalid TTL specification").with_source(e))?;
+            .map_err(|e| {
+                Error::new(ErrorKind::Store, "invalid TTL specification").with_source(e)
+            })?;
         let out = self
             .inner
             .client
@@ -356,7 +378,10 @@ impl DynamoDbStore {
         match out {
             Ok(_) => Ok(()),
             // A concurrent ensure_table enabled it first.
-            Err(e) if ProvideErrorMetadata::message(&e).is_some_and(|m| m.contains("already enabled")) => {
+            Err(e)
+                if ProvideErrorMetadata::message(&e)
+                    .is_some_and(|m| m.contains("already enabled")) =>
+            {
                 Ok(())
             }
             Err(e) => Err(convert(e, &self.cx("update_time_to_live", None))),
@@ -445,9 +470,12 @@ impl DynamoDbStore {
             let mut requests = chunk
                 .iter()
                 .map(|pk| {
-                    let delete = DeleteRequest::builder().key(PK, s(pk.as_str())).build().map_err(|e| {
-                        Error::new(ErrorKind::Store, "invalid delete request").with_source(e)
-                    })?;
+                    let delete = DeleteRequest::builder()
+                        .key(PK, s(pk.as_str()))
+                        .build()
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Store, "invalid delete request").with_source(e)
+                        })?;
                     Ok(WriteRequest::builder().delete_request(delete).build())
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -519,7 +547,8 @@ impl DynamoDbStore {
 
 /// Whether a conditional write was refused because its condition did not hold.
 fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    matches!(err, SdkError::ServiceError(_)) && err.code() == Some("ConditionalCheckFailedException")
+    matches!(err, SdkError::ServiceError(_))
+        && err.code() == Some("ConditionalCheckFailedException")
 }
 
 /// The item a failed conditional update returned (`ALL_OLD`).
@@ -537,7 +566,9 @@ impl ResultStore for DynamoDbStore {
             .native_ttl(true)
             .shared(true)
             .durable(true)
-            .max_key_len(Some(crate::MAX_PARTITION_KEY_LEN - self.inner.idempotency.len()))
+            .max_key_len(Some(
+                crate::MAX_PARTITION_KEY_LEN - self.inner.idempotency.len(),
+            ))
             .max_value_len(Some(crate::MAX_VALUE_LEN))
     }
 
@@ -567,10 +598,15 @@ impl ResultStore for DynamoDbStore {
                 .key(PK, pk.clone())
                 .update_expression(&update.expression)
                 .condition_expression(CLAIM_CONDITION)
-                .set_expression_attribute_names(Some(schema::names(&[&update.expression, CLAIM_CONDITION])))
+                .set_expression_attribute_names(Some(schema::names(&[
+                    &update.expression,
+                    CLAIM_CONDITION,
+                ])))
                 .set_expression_attribute_values(Some(update.values))
                 .return_values(ReturnValue::UpdatedNew)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             let old = match out {
@@ -590,10 +626,10 @@ impl ResultStore for DynamoDbStore {
                 },
                 Err(e) => return Err(convert(e, &cx)),
             };
-            if let Some(old) = old {
-                if let Some(outcome) = self.contended(&old, key, claim.token, now, lease_until)? {
-                    return Ok(outcome);
-                }
+            if let Some(old) = old
+                && let Some(outcome) = self.contended(&old, key, claim.token, now, lease_until)?
+            {
+                return Ok(outcome);
             }
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
@@ -650,7 +686,10 @@ impl ResultStore for DynamoDbStore {
             .key(PK, pk)
             .update_expression(&update.expression)
             .condition_expression(OWNED_CONDITION)
-            .set_expression_attribute_names(Some(schema::names(&[&update.expression, OWNED_CONDITION])))
+            .set_expression_attribute_names(Some(schema::names(&[
+                &update.expression,
+                OWNED_CONDITION,
+            ])))
             .set_expression_attribute_values(Some(update.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -667,7 +706,11 @@ impl ResultStore for DynamoDbStore {
                         && f.number(schema::COMPLETED_MS).ok().flatten() == Some(now.as_millis())
                         && f.bytes(schema::VALUE).ok().flatten().as_deref() == Some(value)
                 });
-                if done { Ok(()) } else { Err(Error::lease_lost(key)) }
+                if done {
+                    Ok(())
+                } else {
+                    Err(Error::lease_lost(key))
+                }
             }
             Err(e) => Err(convert(e, &self.cx("complete (update_item)", Some(key)))),
         }
@@ -705,7 +748,13 @@ impl ResultStore for DynamoDbStore {
         check_value_len(&self.capabilities(), key, value)?;
         check_key_len(&self.capabilities(), key)?;
         let now = self.now();
-        let item = schema::put_item(self.partition_key(ns, key), value, now, ttl.map(|t| now.add(t)), &meta);
+        let item = schema::put_item(
+            self.partition_key(ns, key),
+            value,
+            now,
+            ttl.map(|t| now.add(t)),
+            &meta,
+        );
         self.inner
             .client
             .put_item()
@@ -741,7 +790,8 @@ impl ResultStore for DynamoDbStore {
         let now = self.now();
         let base = self.ns_prefix(ns);
         let mut filter = "begins_with(#pk, :prefix)".to_owned();
-        let mut values = HashMap::from([(":prefix".to_owned(), s(format!("{base}{}", query.prefix)))]);
+        let mut values =
+            HashMap::from([(":prefix".to_owned(), s(format!("{base}{}", query.prefix)))]);
         if let Some(cursor) = &query.cursor {
             filter.push_str(" AND #pk > :after");
             values.insert(":after".to_owned(), s(format!("{base}{cursor}")));
@@ -809,7 +859,10 @@ impl ResultStore for DynamoDbStore {
                     match request.send().await {
                         Ok(_) => Ok(1),
                         Err(e) if is_condition_failure(&e) => Ok(0),
-                        Err(e) => Err(convert::<DeleteItemError>(e, &self.cx("purge_expired (delete_item)", None))),
+                        Err(e) => Err(convert::<DeleteItemError>(
+                            e,
+                            &self.cx("purge_expired (delete_item)", None),
+                        )),
                     }
                 }
             })

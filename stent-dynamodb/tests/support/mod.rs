@@ -19,8 +19,9 @@ const TURN_PORT: u16 = 5598;
 
 /// The shared server's endpoint, or why there is none.
 pub(crate) fn moto_url() -> std::result::Result<String, String> {
-    std::env::var("STENT_DYNAMODB_URL")
-        .map_err(|_| "STENT_DYNAMODB_URL is not set (scripts/test starts moto and sets it)".to_owned())
+    std::env::var("STENT_DYNAMODB_URL").map_err(|_| {
+        "STENT_DYNAMODB_URL is not set (scripts/test starts moto and sets it)".to_owned()
+    })
 }
 
 /// Whether a missing server fails the run (`STENT_REQUIRE_BACKENDS=1`) instead of skipping.
@@ -87,7 +88,13 @@ impl ResultStore for WithTurn {
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         self.store.claim(ns, key, claim).await
     }
-    async fn renew(&self, ns: Namespace, key: &str, token: &LeaseToken, lease: Duration) -> Result<Timestamp> {
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp> {
         self.store.renew(ns, key, token, lease).await
     }
     async fn complete(
