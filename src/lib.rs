@@ -25,6 +25,10 @@ pub use stent_redis::{RedisStore, RedisStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
+
 // ---- end of backends ----
 
 /// Opens the store a URL names, with whichever backends are compiled in.
