@@ -4,12 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use stent_core::{Clock, Error, Namespace, Result, SystemClock};
 
@@ -231,13 +233,15 @@ impl DynamoDbStoreBuilder {
     }
 
     /// Starts from this SDK configuration instead of the environment; the endpoint, region,
-    /// credentials, timeout and retry settings of this builder still apply when set.
+    /// credentials, timeout and retry settings of this builder still apply when set, and
+    /// this crate's HTTP client is used when the configuration has none.
     pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
         self.source = Source::SdkConfig(Box::new(config.clone()));
         self
     }
 
-    /// Uses this client exactly as configured.
+    /// Uses this client exactly as configured. It needs an HTTP client: `aws-sdk-dynamodb`'s
+    /// default features provide one.
     pub fn client(mut self, client: Client) -> Self {
         self.source = Source::Client(client);
         self
@@ -284,17 +288,17 @@ impl DynamoDbStoreBuilder {
     }
 
     async fn load_environment(&self) -> SdkConfig {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
+            .http_client(https_client())
             .timeout_config(self.timeout_config())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         loader = match (&self.region, &self.endpoint_url) {
             (Some(region), _) => loader.region(Region::new(region.clone())),
+            // Not the default chain: it would ask EC2 instance metadata, slowly, off EC2.
             (None, Some(_)) => loader.region(
-                RegionProviderChain::default_provider().or_else(Region::from_static(LOCAL_REGION)),
+                RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                    .or_else(ProfileFileRegionProvider::new())
+                    .or_else(Region::from_static(LOCAL_REGION)),
             ),
             (None, None) => loader,
         };
@@ -308,7 +312,11 @@ impl DynamoDbStoreBuilder {
     }
 
     fn overrides(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
-        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if sdk.http_client().is_none() {
+            config = config.http_client(https_client());
+        }
+        config = config
             .timeout_config(self.timeout_config())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         if let Some(region) = &self.region {
@@ -332,6 +340,13 @@ impl DynamoDbStoreBuilder {
             .operation_timeout(self.timeout)
             .build()
     }
+}
+
+/// The HTTP client of stores this crate configures: hyper with rustls on *ring*.
+fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// A builder configured from `STENT_DYNAMODB_URL` (endpoint override; unset or empty for

@@ -5,7 +5,10 @@ use std::fmt;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use stent_core::{Error, ErrorKind};
+
+use crate::schema::Item;
 
 /// What an error is about: the operation, the table and where requests go.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +174,41 @@ where
         e = e.with_key(key);
     }
     e
+}
+
+/// Whether a conditional write was refused because its condition did not hold: contention,
+/// a normal answer rather than an error.
+pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    matches!(err, SdkError::ServiceError(_))
+        && err.code() == Some("ConditionalCheckFailedException")
+}
+
+/// The item a conditional update returned when its condition failed (`ALL_OLD`).
+pub(crate) fn condition_failure_item(
+    err: &SdkError<UpdateItemError, HttpResponse>,
+) -> Option<Item> {
+    match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+        _ => None,
+    }
+}
+
+/// Whether the service answered with `code` (e.g. `ResourceInUseException`).
+pub(crate) fn is_service_error<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+    code: &str,
+) -> bool {
+    matches!(err, SdkError::ServiceError(_)) && err.code() == Some(code)
+}
+
+/// Whether enabling TTL failed only because it is already enabled (by a concurrent caller).
+pub(crate) fn is_ttl_already_enabled<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    is_service_error(err, "ValidationException")
+        && err.message().is_some_and(|m| m.contains("already enabled"))
 }
 
 /// The SDK's error, displayed with its whole chain of causes: the SDK's own errors show

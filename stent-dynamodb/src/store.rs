@@ -7,11 +7,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
     ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableDescription,
@@ -25,7 +20,10 @@ use stent_core::{
 };
 
 use crate::config::{self, DynamoDbStoreBuilder};
-use crate::error::{Context, convert};
+use crate::error::{
+    Context, condition_failure_item, convert, is_condition_failure, is_service_error,
+    is_ttl_already_enabled,
+};
 use crate::schema::{
     self, CLAIM_CONDITION, COMPLETED_TOKEN, Fields, IN_PROGRESS, Item, OWNED_CONDITION, PK, n, s,
 };
@@ -253,12 +251,7 @@ impl DynamoDbStore {
             .await;
         match out {
             Ok(out) => Ok(out.table),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(DescribeTableError::is_resource_not_found_exception) =>
-            {
-                Ok(None)
-            }
+            Err(e) if is_service_error(&e, "ResourceNotFoundException") => Ok(None),
             Err(e) => Err(convert(e, &self.cx("describe_table", None))),
         }
     }
@@ -295,12 +288,7 @@ impl DynamoDbStore {
                 Ok(())
             }
             // Another process created it first.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_service_error(&e, "ResourceInUseException") => Ok(()),
             Err(e) => Err(convert(e, &self.cx("create_table", None))),
         }
     }
@@ -378,12 +366,7 @@ impl DynamoDbStore {
         match out {
             Ok(_) => Ok(()),
             // A concurrent ensure_table enabled it first.
-            Err(e)
-                if ProvideErrorMetadata::message(&e)
-                    .is_some_and(|m| m.contains("already enabled")) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_ttl_already_enabled(&e) => Ok(()),
             Err(e) => Err(convert(e, &self.cx("update_time_to_live", None))),
         }
     }
@@ -545,20 +528,6 @@ impl DynamoDbStore {
     }
 }
 
-/// Whether a conditional write was refused because its condition did not hold.
-fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    matches!(err, SdkError::ServiceError(_))
-        && err.code() == Some("ConditionalCheckFailedException")
-}
-
-/// The item a failed conditional update returned (`ALL_OLD`).
-fn old_item(err: &SdkError<UpdateItemError, HttpResponse>) -> Option<Item> {
-    match err.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl ResultStore for DynamoDbStore {
     fn capabilities(&self) -> Capabilities {
@@ -620,7 +589,7 @@ impl ResultStore for DynamoDbStore {
                         lease_expires_at: lease_until,
                     });
                 }
-                Err(e) if is_condition_failure(&e) => match old_item(&e) {
+                Err(e) if is_condition_failure(&e) => match condition_failure_item(&e) {
                     Some(item) => Some(item),
                     None => self.get_item(ns, key).await?,
                 },
@@ -699,7 +668,7 @@ impl ResultStore for DynamoDbStore {
             Err(e) if is_condition_failure(&e) => {
                 // This very request was applied, but its answer was lost and the SDK sent it
                 // again: same token, same time, same value. Any other second completion is refused.
-                let done = old_item(&e).is_some_and(|old| {
+                let done = condition_failure_item(&e).is_some_and(|old| {
                     let f = Fields::new(&old, key);
                     f.string(schema::STATE).ok().flatten() == Some(schema::COMPLETED)
                         && f.string(COMPLETED_TOKEN).ok().flatten() == Some(token.as_str())
@@ -859,10 +828,7 @@ impl ResultStore for DynamoDbStore {
                     match request.send().await {
                         Ok(_) => Ok(1),
                         Err(e) if is_condition_failure(&e) => Ok(0),
-                        Err(e) => Err(convert::<DeleteItemError>(
-                            e,
-                            &self.cx("purge_expired (delete_item)", None),
-                        )),
+                        Err(e) => Err(convert(e, &self.cx("purge_expired (delete_item)", None))),
                     }
                 }
             })
