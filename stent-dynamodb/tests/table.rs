@@ -1,13 +1,17 @@
 //! The table as DynamoDB sees it: TTL enabled on `ttl` in epoch seconds, expired items
-//! hidden while still stored, and the admin scans paging through more than one `Scan` page
-//! and more than one 25-item batch.
+//! hidden while still stored, requests the SDK sends twice (after losing an answer) taking
+//! effect once, and the admin scans paging through more than one `Scan` page and more than
+//! one 25-item batch.
 
 mod support;
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
-use stent_core::{ListQuery, ManualClock, Namespace, RecordMeta, ResultStore, Timestamp};
+use stent_core::{
+    Claim, ClaimOutcome, ErrorKind, LeaseToken, ListQuery, ManualClock, Namespace, RecordMeta,
+    ResultStore, Timestamp,
+};
 use stent_dynamodb::DynamoDbStore;
 
 /// A store under a fresh prefix on the shared server, or `None` when the test should be skipped.
@@ -170,4 +174,69 @@ async fn admin_operations_page_through_several_scan_pages_and_batches() {
             .unwrap()
             .is_some()
     );
+}
+
+/// The SDK resends a request whose answer it lost (a timeout, a dropped connection). With
+/// the clock standing still, sending the same claim or completion again is exactly that
+/// resend: it is recognised as already applied. Anything else stays refused.
+#[tokio::test]
+async fn a_resent_claim_or_completion_takes_effect_once() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let Some(store) = store(Some(clock.clone())).await else {
+        return;
+    };
+    let ns = Namespace::Idempotency;
+    let token = LeaseToken::generate();
+    let claim = Claim {
+        token: &token,
+        lease: Duration::from_secs(30),
+        meta: RecordMeta::default(),
+    };
+    for _ in 0..2 {
+        match store.claim(ns, "k", &claim).await.unwrap() {
+            ClaimOutcome::Acquired {
+                attempt,
+                lease_expires_at,
+            } => {
+                assert_eq!(attempt, 1);
+                assert_eq!(lease_expires_at, Timestamp::from_millis(1_800_000_030_000));
+            }
+            other => panic!("the resent claim is the same claim: {other:?}"),
+        }
+    }
+    let other = LeaseToken::generate();
+    let rival = Claim {
+        token: &other,
+        ..claim.clone()
+    };
+    assert!(matches!(
+        store.claim(ns, "k", &rival).await.unwrap(),
+        ClaimOutcome::InFlight(_)
+    ));
+
+    store
+        .complete(ns, "k", &token, b"result", None)
+        .await
+        .unwrap();
+    store
+        .complete(ns, "k", &token, b"result", None)
+        .await
+        .unwrap();
+    let e = store
+        .complete(ns, "k", &token, b"another", None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LeaseLost);
+    clock.advance(Duration::from_millis(1));
+    let e = store
+        .complete(ns, "k", &token, b"result", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::LeaseLost,
+        "a later completion is a second completion"
+    );
+    let r = store.get(ns, "k").await.unwrap().unwrap();
+    assert_eq!((r.value.as_deref(), r.attempt), (Some(&b"result"[..]), 1));
 }

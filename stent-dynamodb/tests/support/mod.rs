@@ -53,10 +53,15 @@ pub(crate) struct Turn(#[allow(dead_code)] TcpListener);
 
 /// Waits for the turn.
 pub(crate) async fn turn() -> Turn {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         match TcpListener::bind(("127.0.0.1", TURN_PORT)) {
             Ok(listener) => return Turn(listener),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "127.0.0.1:{TURN_PORT} stayed taken for 5 minutes: is another program using it?"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("cannot take the test turn on 127.0.0.1:{TURN_PORT}: {e}"),
