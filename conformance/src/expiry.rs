@@ -101,7 +101,12 @@ pub async fn purge_expired_deletes_only_expired_records(store: Arc<dyn ResultSto
             break;
         }
     }
-    assert_eq!(purged, 2);
+    if store.capabilities().native_ttl {
+        // The store may have removed some of them itself already.
+        assert!(purged <= 2, "purged {purged}, only 2 had expired");
+    } else {
+        assert_eq!(purged, 2);
+    }
     let left = store
         .list(CACHE, &ListQuery::new().include_expired(true))
         .await

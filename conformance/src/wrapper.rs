@@ -338,29 +338,33 @@ pub async fn lease_lost_refuses_to_record_the_result(store: Arc<dyn ResultStore>
 /// A function running 5x longer than its lease is not duplicated: the lease is renewed.
 pub async fn long_running_call_keeps_its_lease(store: Arc<dyn ResultStore>) {
     let runs = counter();
-    let f = Stent::from_arc(store)
-        .durable("reports::generate")
-        .idempotent()
-        .lease(Duration::from_millis(300))
-        .wrap({
-            let runs = Arc::clone(&runs);
-            move |_: ()| {
+    let stent = Stent::from_arc(store);
+    let make = || {
+        let runs = Arc::clone(&runs);
+        stent
+            .durable("reports::generate")
+            .idempotent()
+            .lease(Duration::from_millis(1000))
+            .wrap(move |_: ()| {
                 let runs = Arc::clone(&runs);
                 async move {
                     runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    tokio::time::sleep(Duration::from_millis(5000)).await;
                     Ok::<_, Infallible>("report".to_string())
                 }
-            }
-        });
+            })
+    };
+    let start = tokio::time::Instant::now();
     let owner = tokio::spawn({
-        let f = f.clone();
+        let f = make();
         async move { f.call_traced(()).await }
     });
     let mut joiners = Vec::new();
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        let f = f.clone();
+    // Joiners arrive after the first lease would have lapsed without renewal; each has its
+    // own wrapped function, so it waits at the store rather than in this process.
+    for at in [1200, 2400, 3600] {
+        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        let f = make();
         joiners.push(tokio::spawn(async move { f.call_traced(()).await }));
     }
     assert_eq!(

@@ -521,21 +521,36 @@ where
         let leader = match self.inner.flights.join(&flight_key) {
             Flight::Leader(leader) => leader,
             Flight::Follower(mut rx) => {
-                if let Ok(landed) = rx.wait_for(Option::is_some).await {
-                    let landed = landed
-                        .as_ref()
-                        .map(Arc::clone)
-                        .expect("checked by wait_for");
-                    if let Ok(value) = decode_value::<R>(&key, &landed.bytes) {
-                        return Ok(Traced {
-                            value,
-                            outcome: Outcome {
-                                status: Status::Joined,
-                                attempt: landed.attempt,
-                                key,
-                            },
-                        });
+                // Followers obey the in-flight policy exactly as callers in other processes do.
+                let timeout = match self.inner.config.in_flight {
+                    InFlight::Reject => Duration::ZERO,
+                    InFlight::Wait { timeout } => timeout,
+                };
+                let landed = match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await
+                {
+                    Err(_elapsed) => {
+                        return Err(Error::new(
+                            ErrorKind::InFlight,
+                            "an identical call in this process is executing this key",
+                        )
+                        .with_key(key)
+                        .with_retry_after(Duration::from_millis(100))
+                        .into_call_error());
                     }
+                    Ok(Ok(slot)) => slot.clone(),
+                    Ok(Err(_closed)) => None,
+                };
+                if let Some(landed) = landed
+                    && let Ok(value) = decode_value::<R>(&key, &landed.bytes)
+                {
+                    return Ok(Traced {
+                        value,
+                        outcome: Outcome {
+                            status: Status::Joined,
+                            attempt: landed.attempt,
+                            key,
+                        },
+                    });
                 }
                 // The leader failed or was cancelled: go to the store like anyone else.
                 return self.run_alone(key, fingerprint, args).await;
@@ -880,12 +895,12 @@ where
     /// is done, so recording it is worth some patience.
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
         let c = &self.inner.config;
+        let store = &self.inner.store;
         let deadline = Instant::now() + c.lease;
         let mut backoff = Duration::from_millis(10);
+        let mut retried = false;
         loop {
-            match self
-                .inner
-                .store
+            match store
                 .complete(Namespace::Idempotency, key, token, bytes, c.retention)
                 .await
             {
@@ -893,6 +908,20 @@ where
                     tracing::warn!(error = %e, "recording the result failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                    retried = true;
+                }
+                // An attempt whose reply was lost may have been applied: if the record now
+                // holds exactly this result, it was ours.
+                Err(e) if retried && e.kind() == ErrorKind::LeaseLost => {
+                    match store.get(Namespace::Idempotency, key).await {
+                        Ok(Some(r))
+                            if r.state == RecordState::Completed
+                                && r.value.as_deref() == Some(bytes) =>
+                        {
+                            return Ok(());
+                        }
+                        _ => return Err(e),
+                    }
                 }
                 other => return other,
             }

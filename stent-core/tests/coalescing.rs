@@ -5,76 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use stent_core::{
-    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, MemoryStore, Namespace, Page, Record,
-    RecordMeta, Result, ResultStore, Status, Stent, Timestamp,
-};
+use stent_core::{MemoryStore, Status, Stent};
 
-/// Counts claims, delegating everything to a MemoryStore.
-#[derive(Debug, Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    claims: AtomicU32,
-}
-
-#[async_trait]
-impl ResultStore for CountingStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.inner.get(ns, key).await
-    }
-    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(ns, key, claim).await
-    }
-    async fn renew(
-        &self,
-        ns: Namespace,
-        key: &str,
-        t: &LeaseToken,
-        l: Duration,
-    ) -> Result<Timestamp> {
-        self.inner.renew(ns, key, t, l).await
-    }
-    async fn complete(
-        &self,
-        ns: Namespace,
-        key: &str,
-        t: &LeaseToken,
-        v: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        self.inner.complete(ns, key, t, v, ttl).await
-    }
-    async fn release(&self, ns: Namespace, key: &str, t: &LeaseToken) -> Result<bool> {
-        self.inner.release(ns, key, t).await
-    }
-    async fn put(
-        &self,
-        ns: Namespace,
-        key: &str,
-        v: &[u8],
-        ttl: Option<Duration>,
-        m: RecordMeta<'_>,
-    ) -> Result<()> {
-        self.inner.put(ns, key, v, ttl, m).await
-    }
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        self.inner.delete(ns, key).await
-    }
-    async fn list(&self, ns: Namespace, q: &ListQuery) -> Result<Page> {
-        self.inner.list(ns, q).await
-    }
-    async fn clear(&self, ns: Namespace) -> Result<u64> {
-        self.inner.clear(ns).await
-    }
-    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        self.inner.purge_expired(ns, limit).await
-    }
-}
+mod support;
+use support::CountingStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_calls_share_one_claim() {
@@ -174,4 +108,48 @@ async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
         out.push(t.await.unwrap());
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_obey_the_in_flight_policy() {
+    use stent_core::{ErrorKind, InFlight};
+    let release = Arc::new(tokio::sync::Notify::new());
+    let make = |policy: InFlight| {
+        let release = Arc::clone(&release);
+        Stent::new(MemoryStore::new())
+            .durable("held")
+            .idempotent()
+            .in_flight(policy)
+            .wrap(move |_: ()| {
+                let release = Arc::clone(&release);
+                async move {
+                    release.notified().await;
+                    Ok::<_, Infallible>(1u8)
+                }
+            })
+    };
+    for policy in [
+        InFlight::Reject,
+        InFlight::Wait {
+            timeout: Duration::from_millis(200),
+        },
+    ] {
+        let f = make(policy);
+        let leader = tokio::spawn({
+            let f = f.clone();
+            async move { f.call(()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let e = f.call(()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InFlight, "{policy:?}: {e}");
+        assert!(e.is_retryable());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{policy:?} waited {:?}",
+            started.elapsed()
+        );
+        release.notify_one();
+        assert_eq!(leader.await.unwrap().unwrap(), 1);
+    }
 }

@@ -1,7 +1,8 @@
 //! Several processes sharing one database file keep every guarantee.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stent_core::{Status, Stent};
@@ -37,7 +38,7 @@ async fn child(path: String) {
                     .execute(&pool)
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(1000)).await;
                 Ok::<_, Infallible>(format!("{order}:{amount}:pid{}", std::process::id()))
             }
         });
@@ -51,7 +52,12 @@ async fn child(path: String) {
         .collect();
     for t in tasks {
         let t = t.await.unwrap().expect("call failed");
-        println!("RESULT {} {}", t.outcome.status, t.value);
+        println!(
+            "RESULT {} {} {}",
+            std::process::id(),
+            t.outcome.status,
+            t.value
+        );
     }
 }
 
@@ -68,7 +74,8 @@ async fn sixty_four_callers_in_four_processes_execute_once() {
         .execute(store.pool())
         .await
         .unwrap();
-    let start = now_ms() + 1500;
+    // Children start together at a common instant, so they really overlap.
+    let start = now_ms() + 3000;
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
@@ -79,12 +86,15 @@ async fn sixty_four_callers_in_four_processes_execute_once() {
                 ])
                 .env(CHILD_DB, &path)
                 .env(CHILD_START_MS, start.to_string())
-                .output()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("child process starts")
         })
         .collect();
     let mut results = Vec::new();
     for child in children {
-        let out = child.unwrap();
+        let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -100,20 +110,39 @@ async fn sixty_four_callers_in_four_processes_execute_once() {
         );
     }
     assert_eq!(results.len(), PROCESSES * TASKS_PER_PROCESS);
-    let values: std::collections::HashSet<_> = results
+    let parsed: Vec<(&str, &str, &str)> = results
         .iter()
-        .map(|r| r.split_once(' ').unwrap().1)
+        .map(|r| {
+            let mut parts = r.splitn(3, ' ');
+            (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            )
+        })
         .collect();
+    let values: HashSet<_> = parsed.iter().map(|p| p.2).collect();
     assert_eq!(
         values.len(),
         1,
         "every caller gets the same value: {values:?}"
     );
-    let executed = results
+    let executed: Vec<_> = parsed
         .iter()
-        .filter(|r| r.starts_with(Status::Executed.as_str()))
-        .count();
-    assert_eq!(executed, 1, "{results:#?}");
+        .filter(|p| p.1 == Status::Executed.as_str())
+        .collect();
+    assert_eq!(executed.len(), 1, "{results:#?}");
+    let owner = executed[0].0;
+    // Callers in other processes waited on the running execution: the processes overlapped.
+    let joined_elsewhere: HashSet<_> = parsed
+        .iter()
+        .filter(|p| p.0 != owner && p.1 == Status::Joined.as_str())
+        .map(|p| p.0)
+        .collect();
+    assert!(
+        !joined_elsewhere.is_empty(),
+        "no other process overlapped: {results:#?}"
+    );
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM ledger")
         .fetch_one(store.pool())
         .await
