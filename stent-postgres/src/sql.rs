@@ -182,13 +182,14 @@ impl Statements {
             delete: s(format!("DELETE FROM {t} WHERE key = $1")),
             list: [[list(false, false), list(false, true)], [list(true, false), list(true, true)]],
             clear: s(format!("DELETE FROM {t}")),
-            // Oldest first, through the partial index on expires_at; rows another session
-            // is deleting are skipped rather than waited for.
+            // Oldest first, through the partial index on expires_at, then straight to each
+            // row by its address: the cost follows `limit`, not the number of expired rows.
+            // The lock keeps every picked row as it was checked (still expired, same address);
+            // rows another session holds are skipped rather than waited for.
             purge: s(format!(
-                "DELETE FROM {t} WHERE key IN (
-                     SELECT key FROM {t} WHERE expires_at <= now()
-                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-                   AND expires_at <= now()"
+                "DELETE FROM {t} WHERE ctid = ANY (ARRAY(
+                     SELECT ctid FROM {t} WHERE expires_at <= now()
+                     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
             )),
             relations: [t.clone(), qindex],
             display,

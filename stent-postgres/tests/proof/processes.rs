@@ -150,23 +150,28 @@ async fn child(schema: &str) {
     let pool = store.pool().clone();
     let pid = std::process::id() as i32;
     let ledger = format!("INSERT INTO \"{schema}\".ledger (pid, attempt) VALUES ($1, $2)");
-    let charge = Stent::new(store)
-        .durable("proof::charge")
-        .idempotent()
-        .wrap_with_context(move |order: String, exec| {
-            let pool = pool.clone();
-            let ledger = ledger.clone();
-            async move {
-                sqlx::query(AssertSqlSafe(ledger))
-                    .bind(pid)
-                    .bind(exec.attempt as i32)
-                    .execute(&pool)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok::<_, String>(format!("{order}:charged-by-{pid}"))
-            }
-        });
+    // One wrapper per caller: identical calls through one wrapper would share a single
+    // trip to the store, and every one of the 64 callers must race at the store.
+    let stent = Stent::new(store);
+    let charge = || {
+        let (pool, ledger) = (pool.clone(), ledger.clone());
+        stent
+            .durable("proof::charge")
+            .idempotent()
+            .wrap_with_context(move |order: String, exec| {
+                let (pool, ledger) = (pool.clone(), ledger.clone());
+                async move {
+                    sqlx::query(AssertSqlSafe(ledger))
+                        .bind(pid)
+                        .bind(exec.attempt as i32)
+                        .execute(&pool)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, String>(format!("{order}:charged-by-{pid}"))
+                }
+            })
+    };
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&support::url().unwrap())
         .await
         .unwrap();
@@ -197,7 +202,7 @@ async fn child(schema: &str) {
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS_PER_PROCESS));
     let callers: Vec<_> = (0..CALLERS_PER_PROCESS)
         .map(|_| {
-            let charge = charge.clone();
+            let charge = charge();
             let barrier = Arc::clone(&barrier);
             tokio::spawn(async move {
                 barrier.wait().await;
