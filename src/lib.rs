@@ -37,9 +37,13 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 /// |---|---|---|
 /// | `memory://` | [`MemoryStore`] (this process only) | always |
 /// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` | `sqlite` (default) |
+/// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` | `postgres` |
+/// | `redis://host:6379`, `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` | `redis` |
+/// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` | `dynamodb` |
 ///
 /// A URL whose backend is not compiled in is an [`ErrorKind::Config`] error naming the
-/// feature to enable; an unknown scheme names the known ones.
+/// feature to enable; an unknown scheme names the known ones. Passwords never appear in
+/// error messages.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent::Result<()> {
@@ -60,8 +64,27 @@ pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
             #[cfg(not(feature = "sqlite"))]
             return Err(missing_feature(scheme, "sqlite"));
         }
+        "postgres" | "postgresql" => {
+            #[cfg(feature = "postgres")]
+            return Ok(Arc::new(PostgresStore::connect(url).await?));
+            #[cfg(not(feature = "postgres"))]
+            return Err(missing_feature(scheme, "postgres"));
+        }
+        "redis" | "rediss" | "redis+unix" | "redis+cluster" => {
+            #[cfg(feature = "redis")]
+            return Ok(Arc::new(RedisStore::connect(url).await?));
+            #[cfg(not(feature = "redis"))]
+            return Err(missing_feature(scheme, "redis"));
+        }
+        "dynamodb" => {
+            #[cfg(feature = "dynamodb")]
+            return Ok(Arc::new(DynamoDbStore::connect(url).await?));
+            #[cfg(not(feature = "dynamodb"))]
+            return Err(missing_feature(scheme, "dynamodb"));
+        }
         _ => Err(Error::config(format!(
-            "unknown store URL scheme {:?} in {}: expected one of memory://, sqlite://",
+            "unknown store URL scheme {:?} in {}: expected memory://, sqlite://, postgres://, \
+             redis://, redis+cluster:// or dynamodb://",
             scheme,
             redact(url)
         ))),

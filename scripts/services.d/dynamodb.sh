@@ -44,6 +44,12 @@ start_dynamodb() {
     wait_port 127.0.0.1 "$port" 60
   fi
   export STENT_DYNAMODB_URL=${STENT_DYNAMODB_URL:-http://127.0.0.1:$port}
+  # The local server takes any credentials; programs that read the SDK's standard chain
+  # (stent::connect, the CLI) find these instead of probing instance metadata.
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
+  export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+  export AWS_REGION=${AWS_REGION:-us-east-1}
+  export AWS_EC2_METADATA_DISABLED=true
 }
 
 start_dynamodb
