@@ -56,7 +56,7 @@ async fn unknown_and_malformed_urls_are_config_errors_without_secrets() {
         "no-scheme",
         "sqlite://",
     ] {
-        let e = stent::connect(url).await.err().expect(url);
+        let e = stent::connect(url).await.expect_err(url);
         assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
@@ -106,7 +106,7 @@ async fn urls_of_backends_not_compiled_in_name_the_feature() {
         ("dynamodb://table", "dynamodb", cfg!(feature = "dynamodb")),
     ] {
         if !on {
-            let e = stent::connect(url).await.err().expect(url);
+            let e = stent::connect(url).await.expect_err(url);
             assert_eq!(e.kind(), ErrorKind::Config);
             assert!(
                 e.to_string()
