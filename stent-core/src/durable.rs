@@ -19,6 +19,7 @@ use crate::record::{
     Claim, ClaimOutcome, LeaseToken, Namespace, Record, RecordMeta, RecordState, Timestamp,
 };
 use crate::store::ResultStore;
+use crate::{observe, progress};
 
 /// Default lease: how long a claim lasts without renewal.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -489,21 +490,33 @@ where
 
     /// Like [`call`](Self::call), and also says how the call was served.
     pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
-        let key = self.key_for(&args).map_err(Error::into_call_error)?;
-        let span = tracing::debug_span!(
-            "stent.call",
-            function = %self.inner.config.name,
-            key = %key,
-            status = tracing::field::Empty,
-            attempt = tracing::field::Empty,
-        );
-        let result = self.run(key, args).instrument(span.clone()).await;
-        match &result {
-            Ok(t) => {
-                span.record("status", t.outcome.status.as_str());
-                span.record("attempt", t.outcome.attempt);
+        let started = Instant::now();
+        let started_at = Timestamp::now();
+        let name = &self.inner.config.name;
+        let (key, result) = match self.key_for(&args) {
+            Err(e) => (String::new(), Err(e.into_call_error())),
+            Ok(key) => {
+                let span = tracing::debug_span!(
+                    "stent.call",
+                    function = %name,
+                    key = %key,
+                    status = tracing::field::Empty,
+                    attempt = tracing::field::Empty,
+                );
+                let result = self.run(key.clone(), args).instrument(span.clone()).await;
+                match &result {
+                    Ok(t) => {
+                        span.record("status", t.outcome.status.as_str());
+                        span.record("attempt", t.outcome.attempt);
+                    }
+                    Err(e) => tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed"),
+                }
+                (key, result)
             }
-            Err(e) => tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed"),
+        };
+        observe::call(name, &result, started.elapsed());
+        if progress::in_scope() {
+            progress::record(name, &key, &result, started_at).await;
         }
         result
     }
@@ -671,6 +684,7 @@ where
             attempt: 1,
             operation_id: sha256_hex(key.as_bytes())[..32].into(),
         };
+        observe::execution(&inner.config.name, 1);
         let fut = (inner.func)(args, exec.clone());
         let value = CURRENT.scope(exec, fut).await.map_err(Error::function)?;
         let bytes = codec::encode_value(&value).map_err(Error::into_call_error)?;
@@ -753,6 +767,9 @@ where
                         .with_retry_after(until_lapse.max(Duration::from_millis(1)))
                         .into_call_error());
                     }
+                    if !joined {
+                        observe::in_flight_wait(&c.name);
+                    }
                     joined = true;
                     // Wake up no later than the holder's lease lapses, to take over promptly.
                     let nap = backoff
@@ -818,6 +835,7 @@ where
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
+        observe::execution(&c.name, attempt);
         let exec = Execution {
             function: c.name.as_str().into(),
             key: key.into(),

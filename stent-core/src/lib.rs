@@ -7,6 +7,8 @@ mod durable;
 pub mod error;
 pub mod key;
 mod memory;
+pub mod observe;
+pub mod progress;
 pub mod record;
 pub mod store;
 
@@ -18,6 +20,7 @@ pub use crate::durable::{
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};
 pub use crate::memory::MemoryStore;
+pub use crate::progress::{ExecutionState, ProgressEntry};
 pub use crate::record::{
     Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
     RecordState, Timestamp,

@@ -1,0 +1,90 @@
+//! Metrics, through the `metrics` facade crate (cargo feature `metrics`).
+//!
+//! | metric | kind | labels | counts |
+//! |---|---|---|---|
+//! | `stent_calls_total` | counter | `function`, `outcome` | every call; outcome = `executed`, `cache_hit`, `replayed`, `joined`, `failed` (the function's error) or `error` |
+//! | `stent_executions_total` | counter | `function` | runs of the wrapped function |
+//! | `stent_cache_hits_total` | counter | `function` | results served from the cache namespace |
+//! | `stent_replays_total` | counter | `function` | results replayed from the idempotency namespace |
+//! | `stent_in_flight_waits_total` | counter | `function` | calls that found the key in flight elsewhere and waited |
+//! | `stent_takeovers_total` | counter | `function` | executions that took over a lapsed lease (attempt > 1) |
+//! | `stent_lease_lost_total` | counter | `function` | completions refused by fencing |
+//! | `stent_payload_mismatches_total` | counter | `function` | calls refused by payload validation |
+//! | `stent_store_errors_total` | counter | `function`, `kind` | calls failed by the store (`unavailable`, `busy`, `store`, `decode`, …) |
+//! | `stent_call_duration_seconds` | histogram | `function`, `outcome` | call latency |
+//!
+//! Without the feature every function here compiles to nothing.
+
+use std::time::Duration;
+
+#[cfg(feature = "metrics")]
+use crate::durable::Status;
+use crate::durable::Traced;
+use crate::error::{Error, ErrorKind};
+
+/// The `outcome` label of a finished call.
+#[cfg(feature = "metrics")]
+fn outcome_label<R, E>(result: &Result<Traced<R>, Error<E>>) -> &'static str {
+    match result {
+        Ok(t) => t.outcome.status.as_str(),
+        Err(e) if e.kind() == ErrorKind::Function => "failed",
+        Err(_) => "error",
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, elapsed: Duration) {
+    use metrics::{counter, histogram};
+    let outcome = outcome_label(result);
+    let f = function.to_owned();
+    counter!("stent_calls_total", "function" => f.clone(), "outcome" => outcome).increment(1);
+    match result {
+        Ok(t) => match t.outcome.status {
+            Status::CacheHit => counter!("stent_cache_hits_total", "function" => f.clone()).increment(1),
+            Status::Replayed => counter!("stent_replays_total", "function" => f.clone()).increment(1),
+            Status::Executed | Status::Joined => {}
+        },
+        Err(e) => match e.kind() {
+            ErrorKind::Function | ErrorKind::Key | ErrorKind::Encode | ErrorKind::InFlight => {}
+            ErrorKind::LeaseLost => counter!("stent_lease_lost_total", "function" => f.clone()).increment(1),
+            ErrorKind::PayloadMismatch => {
+                counter!("stent_payload_mismatches_total", "function" => f.clone()).increment(1)
+            }
+            kind => counter!("stent_store_errors_total", "function" => f.clone(), "kind" => kind.as_str())
+                .increment(1),
+        },
+    }
+    histogram!("stent_call_duration_seconds", "function" => f, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn call<R, E>(
+    _function: &str,
+    _result: &Result<Traced<R>, Error<E>>,
+    _elapsed: Duration,
+) {
+}
+
+/// The wrapped function is about to run.
+pub(crate) fn execution(function: &str, attempt: u32) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("stent_executions_total", "function" => function.to_owned()).increment(1);
+        if attempt > 1 {
+            metrics::counter!("stent_takeovers_total", "function" => function.to_owned())
+                .increment(1);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (function, attempt);
+}
+
+/// A call found its key in flight elsewhere and starts waiting.
+pub(crate) fn in_flight_wait(function: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("stent_in_flight_waits_total", "function" => function.to_owned())
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = function;
+}

@@ -1,0 +1,230 @@
+//! The per-execution progress log: which steps an execution ran, and which were cache hits.
+//!
+//! Calls made inside [`Stent::run_execution`] are recorded, one entry per call, and read
+//! back with [`Stent::state_of`], as the guide's Debugging section shows:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
+//! use std::convert::Infallible;
+//! use stent_core::{MemoryStore, Stent};
+//!
+//! let stent = Stent::new(MemoryStore::new());
+//! let expensive_computation = stent
+//!     .durable("expensive_computation")
+//!     .cached()
+//!     .wrap(|h: String| async move { Ok::<_, Infallible>(h.len()) });
+//!
+//! stent
+//!     .run_execution("exec-1", async {
+//!         expensive_computation.call("hash-1".into()).await?; // computes
+//!         expensive_computation.call("hash-1".into()).await?; // cache hit
+//!         Ok::<_, stent_core::Error<Infallible>>(())
+//!     })
+//!     .await
+//!     .unwrap();
+//!
+//! let state = stent.state_of("exec-1").await?;
+//! for progress in &state.progress {
+//!     if progress.status == "cache_hit" {
+//!         println!("Cache hit for {}", progress.step);
+//!     }
+//! }
+//! assert_eq!(state.progress[0].status, "executed");
+//! assert_eq!(state.progress[1].status, "cache_hit");
+//! # Ok(()) }
+//! ```
+//!
+//! # Where it lives
+//!
+//! Entries are records in the store's **cache** namespace, under the key
+//! `stent:progress|{execution id}|{sequence}`, as JSON, and expire after
+//! [`PROGRESS_RETENTION`] (7 days). They are debugging aids, not state: `stent cache clear`
+//! removes them with the rest of the cache, and recording one never fails a call (a failed
+//! write is logged). Recording costs one write per call, only inside an execution.
+//!
+//! The scope is a task-local: calls made in tasks spawned from inside the execution are
+//! not recorded unless those tasks run their own `run_execution` with the same id.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::durable::{Status, Stent, Traced};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{ListQuery, Namespace, RecordMeta, Timestamp};
+use crate::store::ResultStore;
+
+/// Key prefix of progress entries in the cache namespace.
+pub const PROGRESS_PREFIX: &str = "stent:progress|";
+/// How long progress entries are kept.
+pub const PROGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One call made inside an execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProgressEntry {
+    /// The durable function's name.
+    pub step: String,
+    /// `executed`, `cache_hit` (served from the cache or replayed from the idempotency
+    /// namespace, as the guide names it), `joined` (got another caller's result) or `failed`.
+    pub status: String,
+    /// The precise outcome: `executed`, `cache_hit`, `replayed`, `joined`, or the error kind.
+    pub detail: String,
+    /// The attempt that produced the result (0 when the call failed before one).
+    pub attempt: u32,
+    /// The call's key (empty when the arguments gave no key).
+    pub key: String,
+    /// When the call started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Timestamp,
+}
+
+/// What an execution did, step by step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutionState {
+    /// The execution id.
+    pub id: String,
+    /// One entry per call, in call order.
+    pub progress: Vec<ProgressEntry>,
+}
+
+pub(crate) struct Scope {
+    id: Arc<str>,
+    store: Arc<dyn ResultStore>,
+    next: AtomicU32,
+}
+
+tokio::task_local! {
+    static SCOPE: Arc<Scope>;
+}
+
+fn entry_prefix(id: &str) -> String {
+    format!("{PROGRESS_PREFIX}{id}|")
+}
+
+/// Whether the current task runs inside an execution.
+pub(crate) fn in_scope() -> bool {
+    SCOPE.try_with(|_| ()).is_ok()
+}
+
+/// Appends an entry for a finished call to the current execution's log, if there is one.
+pub(crate) async fn record<R, E>(
+    step: &str,
+    key: &str,
+    result: &std::result::Result<Traced<R>, Error<E>>,
+    started_at: Timestamp,
+) {
+    let Ok(scope) = SCOPE.try_with(Arc::clone) else {
+        return;
+    };
+    let (status, detail, attempt) = match result {
+        Ok(t) => {
+            let status = match t.outcome.status {
+                Status::Executed => "executed",
+                Status::CacheHit | Status::Replayed => "cache_hit",
+                Status::Joined => "joined",
+            };
+            (status, t.outcome.status.as_str(), t.outcome.attempt)
+        }
+        Err(e) => ("failed", e.kind().as_str(), 0),
+    };
+    let entry = ProgressEntry {
+        step: step.to_owned(),
+        status: status.to_owned(),
+        detail: detail.to_owned(),
+        attempt,
+        key: key.to_owned(),
+        started_at,
+        finished_at: Timestamp::now(),
+    };
+    let seq = scope.next.fetch_add(1, Ordering::SeqCst);
+    let entry_key = format!("{}{seq:08}", entry_prefix(&scope.id));
+    let written = match codec::encode_value(&entry) {
+        Ok(bytes) => {
+            let meta = RecordMeta {
+                function: Some(step),
+                ..RecordMeta::default()
+            };
+            scope
+                .store
+                .put(
+                    Namespace::Cache,
+                    &entry_key,
+                    &bytes,
+                    Some(PROGRESS_RETENTION),
+                    meta,
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, execution = %scope.id, "recording progress failed");
+    }
+}
+
+impl Stent {
+    /// Runs `fut` as execution `id`: every durable call made inside it (in this task) is
+    /// recorded in the progress log, readable with [`state_of`](Self::state_of).
+    ///
+    /// Running the same id again appends to its log.
+    pub async fn run_execution<F: Future>(&self, id: impl Into<String>, fut: F) -> F::Output {
+        let id: Arc<str> = id.into().into();
+        // Continue numbering after entries an earlier run of this id left.
+        let next = match self.state_of(&id).await {
+            Ok(state) => u32::try_from(state.progress.len()).unwrap_or(u32::MAX),
+            Err(_) => 0,
+        };
+        let scope = Arc::new(Scope {
+            id,
+            store: Arc::clone(self.store()),
+            next: AtomicU32::new(next),
+        });
+        SCOPE.scope(scope, fut).await
+    }
+
+    /// The progress log of execution `id`, in call order (empty if it recorded nothing).
+    pub async fn state_of(&self, id: &str) -> Result<ExecutionState> {
+        let prefix = entry_prefix(id);
+        let mut progress = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store()
+                .list(
+                    Namespace::Cache,
+                    &ListQuery::new()
+                        .prefix(prefix.clone())
+                        .limit(500)
+                        .cursor(cursor),
+                )
+                .await?;
+            for record in page.records {
+                let bytes = record.value.unwrap_or_default();
+                match codec::decode::<ProgressEntry, serde_json::Value>(&record.key, &bytes)? {
+                    codec::Stored::Value(entry) => progress.push(entry),
+                    codec::Stored::Error(_) => {
+                        return Err(
+                            Error::new(ErrorKind::Decode, "progress entry holds an error")
+                                .with_key(record.key),
+                        );
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(ExecutionState {
+            id: id.to_owned(),
+            progress,
+        })
+    }
+}
