@@ -7,11 +7,9 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use stent_core::{InFlight, LeaseToken, MemoryStore, Namespace, ResultStore, Stent};
 
-fn counter(
-    snapshot: &[(String, Vec<(String, String)>, DebugValue)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+type Sample = (String, Vec<(String, String)>, DebugValue);
+
+fn counter(snapshot: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
     snapshot
         .iter()
         .filter(|(n, l, _)| {
