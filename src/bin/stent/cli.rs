@@ -1,0 +1,98 @@
+//! The command line, as clap parses it.
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+/// Inspect and clean the results stent keeps, in any store.
+#[derive(Debug, Parser)]
+#[command(name = "stent", version)]
+#[command(after_help = "Exit status: 0 on success, 1 on error, 2 on a usage error.")]
+pub(crate) struct Args {
+    /// The store's URL.
+    ///
+    /// sqlite://stent.db, postgres://user@host/db, redis://host:6379,
+    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://
+    #[arg(
+        long,
+        global = true,
+        env = "STENT_STORE",
+        hide_env_values = true,
+        default_value = "sqlite://stent.db",
+        value_name = "URL"
+    )]
+    pub(crate) store: String,
+
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Do not ask before deleting or releasing anything.
+    #[arg(long, short = 'y', global = true)]
+    pub(crate) yes: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Cached results (the `cache` namespace).
+    #[command(subcommand)]
+    Cache(RecordCommand),
+    /// Results of idempotent calls (the `idempotency` namespace).
+    #[command(subcommand)]
+    Idempotency(IdempotencyCommand),
+    /// Counts per namespace and state, value bytes, expired records not yet purged.
+    Stats,
+}
+
+/// What both namespaces offer.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordCommand {
+    /// List records in key order.
+    Ls(LsArgs),
+    /// Show one record: state, timestamps, attempt, size and its decoded value.
+    Show(KeyArg),
+    /// Delete one record, whatever its state.
+    Rm(KeyArg),
+    /// Delete every record of the namespace.
+    Clear,
+    /// Delete the records whose expiry has passed.
+    Purge,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdempotencyCommand {
+    #[command(flatten)]
+    Record(RecordCommand),
+    /// Free a stuck in-progress record so the next call runs at once.
+    Release(KeyArg),
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct LsArgs {
+    /// Only keys starting with this (matched literally).
+    #[arg(long, default_value = "")]
+    pub(crate) prefix: String,
+    /// Show at most this many records; 0 shows them all.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub(crate) limit: usize,
+    /// Include expired records that are not purged yet.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct KeyArg {
+    /// The record's full key, as `ls` shows it.
+    pub(crate) key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Args::command().debug_assert();
+    }
+}

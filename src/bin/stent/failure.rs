@@ -1,0 +1,102 @@
+//! What a command that did not succeed reports: one line, no secrets.
+
+use std::fmt;
+
+/// An error for the user: printed as `error: {message}`, exit status 1.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+        }
+    }
+
+    /// The message as one line, with every form of the store URL's password masked.
+    pub(crate) fn to_line(&self, store_url: &str) -> String {
+        let mut line: String = self
+            .message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        for secret in secrets(store_url) {
+            line = line.replace(&secret, "***");
+        }
+        line
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<stent::Error> for Failure {
+    fn from(e: stent::Error) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+/// The passwords a store URL carries (in its user info or a `password=` option), raw and
+/// percent-decoded.
+fn secrets(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some((_, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            found.push(password.to_owned());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some(("password", password)) = pair.split_once('=') {
+                found.push(password.to_owned());
+            }
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|s| percent_decode(s)).collect();
+    found.extend(decoded);
+    found.retain(|s| !s.is_empty());
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found.dedup();
+    found
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_every_form() {
+        let url = "postgres://u:p%40ss@host/db?password=other";
+        let f = Failure::new("p%40ss p@ss other\nsecond line");
+        assert_eq!(f.to_line(url), "*** *** *** second line");
+        assert_eq!(Failure::new("fine").to_line("sqlite://x.db"), "fine");
+    }
+}
