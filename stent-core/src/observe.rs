@@ -20,7 +20,9 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 use crate::durable::Status;
 use crate::durable::Traced;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
+#[cfg(feature = "metrics")]
+use crate::error::ErrorKind;
 
 /// The `outcome` label of a finished call.
 #[cfg(feature = "metrics")]
