@@ -71,7 +71,7 @@ pub(crate) enum IdempotencyCommand {
 #[derive(Debug, ClapArgs)]
 pub(crate) struct LsArgs {
     /// Only keys starting with this (matched literally).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub(crate) prefix: String,
     /// Show at most this many records; 0 shows them all.
     #[arg(long, default_value_t = 100, value_name = "N")]
