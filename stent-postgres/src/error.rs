@@ -118,7 +118,8 @@ fn classify_sqlstate(db: &dyn DatabaseError) -> (ErrorKind, bool) {
 pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
     let (kind, retryable) = classify(&err);
     let message = match sqlstate(&err).as_deref() {
-        Some("42P01") => format!(
+        // undefined_table, undefined_function
+        Some("42P01" | "42883") => format!(
             "PostgreSQL {what} failed: a stent table is missing on {} (run PostgresStore::migrate)",
             target.name
         ),

@@ -12,30 +12,16 @@ use stent_core::Namespace;
 /// `CREATE TABLE IF NOT EXISTS` racing can otherwise fail on `pg_type`'s unique index.
 pub(crate) const MIGRATION_LOCK: i64 = 0x7374_656e_745f_6d67; // "stent_mg"
 
-/// Epoch milliseconds of a `timestamptz` column, rounded down.
-fn ms(col: &str) -> String {
-    format!("floor(extract(epoch FROM {col}) * 1000)::int8")
-}
-
 /// `now()` plus a bound number of milliseconds (`NULL` stays `NULL`).
 fn later(param: &str) -> String {
     format!("now() + {param}::int8 * interval '1 millisecond'")
 }
 
-/// The select list every record-returning statement uses, and the names it yields.
-fn columns() -> String {
-    format!(
-        "key, state, value, lease_token, {} AS lease_expires_ms, attempt, fingerprint, \
-         function, version, {} AS created_ms, {} AS completed_ms, {} AS expires_ms",
-        ms("lease_expires_at"),
-        ms("created_at"),
-        ms("completed_at"),
-        ms("expires_at")
-    )
-}
-
-const NAMES: &str = "key, state, value, lease_token, lease_expires_ms, attempt, fingerprint, \
-     function, version, created_ms, completed_ms, expires_ms";
+/// The columns every record-returning statement yields, in this order. Times come back
+/// as `timestamptz` and are decoded on the client (see `store.rs`), so the server spends
+/// nothing converting them.
+const COLUMNS: &str = "key, state, value, lease_token, lease_expires_at, attempt, fingerprint, \
+     function, version, created_at, completed_at, expires_at";
 
 const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
@@ -46,6 +32,8 @@ pub(crate) struct Statements {
     pub(crate) display: String,
     /// The table's and its index's names, quoted, for `to_regclass`.
     pub(crate) relations: [String; 2],
+    /// The claim function's signature, quoted, for `to_regprocedure`.
+    pub(crate) function: String,
     pub(crate) create: Vec<String>,
     pub(crate) probe: Arc<str>,
     pub(crate) get: Arc<str>,
@@ -66,15 +54,17 @@ impl Statements {
     pub(crate) fn new(schema: Option<&str>, prefix: &str, ns: Namespace) -> Self {
         let name = format!("{prefix}{}", ns.as_str());
         let index = format!("{name}_expires_at");
-        let (t, qindex, display) = match schema {
-            Some(s) => (
-                format!("\"{s}\".\"{name}\""),
-                format!("\"{s}\".\"{index}\""),
-                format!("{s}.{name}"),
-            ),
-            None => (format!("\"{name}\""), format!("\"{index}\""), name.clone()),
+        let claim_fn = format!("{name}_claim");
+        let qualify = |n: &str| match schema {
+            Some(s) => format!("\"{s}\".\"{n}\""),
+            None => format!("\"{n}\""),
         };
-        let cols = columns();
+        let (t, qindex, qfn) = (qualify(&name), qualify(&index), qualify(&claim_fn));
+        let display = match schema {
+            Some(s) => format!("{s}.{name}"),
+            None => name.clone(),
+        };
+        let cols = COLUMNS;
         let s = |sql: String| -> Arc<str> { sql.into() };
         let list = |after: bool, bounded: bool| {
             s(format!(
@@ -112,51 +102,66 @@ impl Statements {
                     "CREATE INDEX IF NOT EXISTS \"{index}\" ON {t} (expires_at) \
                      WHERE expires_at IS NOT NULL"
                 ),
+                // The write half of a claim: absent, expired or lapsed → taken, decided again
+                // on the row it locks (ON CONFLICT's WHERE sees the latest committed version).
+                // PL/pgSQL keeps its plan for the session. It returns a table rather than
+                // the table's row type, so the table can be dropped on its own.
+                format!(
+                    "CREATE OR REPLACE FUNCTION {qfn}(
+    k text, tok text, lease_ms bigint, fp text, fname text, ver text
+) RETURNS TABLE (
+    key text, state text, value bytea, lease_token text, lease_expires_at timestamptz,
+    attempt integer, fingerprint text, function text, version text,
+    created_at timestamptz, completed_at timestamptz, expires_at timestamptz
+) LANGUAGE plpgsql VOLATILE AS $claim$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    INSERT INTO {t} AS r (key, state, lease_token, lease_expires_at, attempt,
+                         fingerprint, function, version, created_at)
+    VALUES (k, 'in_progress', tok, {lease}, 1, fp, fname, ver, now())
+    ON CONFLICT (key) DO UPDATE SET
+        attempt = CASE WHEN r.expires_at <= now() THEN 1 ELSE r.attempt + 1 END,
+        created_at = CASE WHEN r.expires_at <= now() THEN now() ELSE r.created_at END,
+        state = 'in_progress', value = NULL,
+        lease_token = excluded.lease_token, lease_expires_at = excluded.lease_expires_at,
+        fingerprint = excluded.fingerprint, function = excluded.function,
+        version = excluded.version, completed_at = NULL, expires_at = NULL
+    WHERE r.expires_at <= now()
+       OR (r.state = 'in_progress' AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
+    RETURNING r.key, r.state, r.value, r.lease_token, r.lease_expires_at, r.attempt,
+              r.fingerprint, r.function, r.version, r.created_at, r.completed_at, r.expires_at;
+END
+$claim$",
+                    lease = later("lease_ms"),
+                ),
             ],
             probe: s(format!("SELECT {cols} FROM {t} LIMIT 0")),
             get: s(format!("SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}")),
-            // One statement, three steps. `cur` reads the record as it stands; only when
-            // it is absent, expired or has a lapsed lease does `ins` write, so a completed
-            // or in-flight key costs a read and takes no row lock. `ins` decides again on
-            // the row it locks (ON CONFLICT's WHERE sees the latest committed version), so
-            // of any number of racing claims exactly one returns `acquired`. A row that
-            // committed after this statement's snapshot is invisible to `cur` and refused
-            // by `ins`: then nothing comes back and the caller runs the statement again.
+            // One statement. `cur` reads the record as it stands; only when it is absent,
+            // expired or has a lapsed lease is the claim function called (a one-time filter
+            // gates it), so a completed or in-flight key costs a plain read: no row lock, no
+            // transaction id, and none of the executor set-up an INSERT costs even when it
+            // writes nothing. Of any number of racing claims exactly one gets a row back
+            // from the function; a row that committed after this statement's snapshot is
+            // invisible to `cur` and refused by the function, and then nothing comes back
+            // and the caller runs the statement again.
             claim: s(format!(
                 "WITH cur AS (
                      SELECT {cols},
                             {LIVE} AND (state = 'completed' OR lease_expires_at > now()) AS standing
                      FROM {t} WHERE key = $1
-                 ),
-                 ins AS (
-                     INSERT INTO {t} AS r (key, state, lease_token, lease_expires_at, attempt,
-                                          fingerprint, function, version, created_at)
-                     SELECT $1, 'in_progress', $2, {lease}, 1, $4, $5, $6, now()
-                     WHERE NOT EXISTS (SELECT 1 FROM cur WHERE standing)
-                     ON CONFLICT (key) DO UPDATE SET
-                         attempt = CASE WHEN r.expires_at <= now() THEN 1 ELSE r.attempt + 1 END,
-                         created_at = CASE WHEN r.expires_at <= now() THEN now() ELSE r.created_at END,
-                         state = 'in_progress', value = NULL,
-                         lease_token = excluded.lease_token,
-                         lease_expires_at = excluded.lease_expires_at,
-                         fingerprint = excluded.fingerprint, function = excluded.function,
-                         version = excluded.version, completed_at = NULL, expires_at = NULL
-                     WHERE r.expires_at <= now()
-                        OR (r.state = 'in_progress'
-                            AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
-                     RETURNING {cols}
                  )
-                 SELECT true AS acquired, {NAMES} FROM ins
+                 SELECT false AS acquired, {cols} FROM cur WHERE standing
                  UNION ALL
-                 SELECT false, {NAMES} FROM cur WHERE standing AND NOT EXISTS (SELECT 1 FROM ins)",
-                lease = later("$3"),
+                 SELECT true, {cols} FROM {qfn}($1, $2, $3, $4, $5, $6)
+                 WHERE NOT EXISTS (SELECT 1 FROM cur WHERE standing)"
             )),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}
                  WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'
-                 RETURNING {}",
+                 RETURNING lease_expires_at",
                 later("$3"),
-                ms("lease_expires_at")
             )),
             complete: s(format!(
                 "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL,
@@ -180,7 +185,10 @@ impl Statements {
                 later("$6")
             )),
             delete: s(format!("DELETE FROM {t} WHERE key = $1")),
-            list: [[list(false, false), list(false, true)], [list(true, false), list(true, true)]],
+            list: [
+                [list(false, false), list(false, true)],
+                [list(true, false), list(true, true)],
+            ],
             clear: s(format!("DELETE FROM {t}")),
             // Oldest first, through the partial index on expires_at, then straight to each
             // row by its address: the cost follows `limit`, not the number of expired rows.
@@ -192,6 +200,7 @@ impl Statements {
                      ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
             )),
             relations: [t.clone(), qindex],
+            function: format!("{qfn}(text, text, bigint, text, text, text)"),
             display,
         }
     }

@@ -6,7 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo, PgValueFormat,
+    PgValueRef, Postgres,
+};
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
@@ -213,7 +218,10 @@ impl PostgresStore {
                 sqlx::query(AssertSqlSafe(sql.as_str()))
                     .execute(&mut *tx)
                     .await
-                    .map_err(fail(&format!("creating table {}", st.display)))?;
+                    .map_err(fail(&format!(
+                        "creating {} (table, index, claim function)",
+                        st.display
+                    )))?;
             }
         }
         tx.commit()
@@ -225,14 +233,20 @@ impl PostgresStore {
     /// Whether every table and index exists already (then no DDL, and no privilege to
     /// run it, is needed).
     async fn tables_exist(&self, conn: &mut PgConnection) -> Result<bool> {
-        let names: Vec<&str> = Namespace::ALL
+        let relations: Vec<&str> = Namespace::ALL
             .iter()
             .flat_map(|&ns| self.stmts(ns).relations.iter().map(String::as_str))
             .collect();
+        let functions: Vec<&str> = Namespace::ALL
+            .iter()
+            .map(|&ns| self.stmts(ns).function.as_str())
+            .collect();
         sqlx::query_scalar(
-            "SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) AS n",
+            "SELECT (SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) AS n)
+                AND (SELECT bool_and(to_regprocedure(f) IS NOT NULL) FROM unnest($2::text[]) AS f)",
         )
-        .bind(names)
+        .bind(relations)
+        .bind(functions)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| migrate_error(e, &self.inner.target, "looking up the tables".into()))
@@ -392,6 +406,37 @@ const CAPABILITIES: Capabilities = Capabilities::new()
     .max_key_len(Some(MAX_KEY_LEN))
     .max_value_len(Some(MAX_VALUE_LEN));
 
+/// A `timestamptz` as PostgreSQL sends it in binary: microseconds since 2000-01-01 UTC.
+struct Instant(Timestamp);
+
+/// 2000-01-01T00:00:00Z in Unix milliseconds.
+const PG_EPOCH_MS: i64 = 946_684_800_000;
+
+impl sqlx::Type<Postgres> for Instant {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(TIMESTAMPTZ)
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        ty.oid() == Some(TIMESTAMPTZ)
+    }
+}
+
+const TIMESTAMPTZ: Oid = Oid(1184);
+
+impl sqlx::Decode<'_, Postgres> for Instant {
+    fn decode(value: PgValueRef<'_>) -> std::result::Result<Self, BoxDynError> {
+        match value.format() {
+            PgValueFormat::Binary => {
+                let micros = i64::from_be_bytes(value.as_bytes()?.try_into()?);
+                let ms = micros.div_euclid(1000).saturating_add(PG_EPOCH_MS);
+                Ok(Instant(Timestamp::from_millis(ms)))
+            }
+            PgValueFormat::Text => Err("timestamptz in text format (expected binary)".into()),
+        }
+    }
+}
+
 fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
     let bad = |e: sqlx::Error| {
         Error::decode(
@@ -404,27 +449,27 @@ fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
     let ts = |col: &str| -> Result<Option<Timestamp>> {
         Ok(row
-            .try_get::<Option<i64>, _>(col)
+            .try_get::<Option<Instant>, _>(col)
             .map_err(bad)?
-            .map(Timestamp::from_millis))
+            .map(|t| t.0))
     };
     let mut record = Record::new(
         row.try_get::<String, _>("key").map_err(bad)?,
         state,
-        ts("created_ms")?.unwrap_or_default(),
+        ts("created_at")?.unwrap_or_default(),
     );
     record.value = row.try_get("value").map_err(bad)?;
     record.lease_token = row
         .try_get::<Option<String>, _>("lease_token")
         .map_err(bad)?
         .map(LeaseToken::from_string);
-    record.lease_expires_at = ts("lease_expires_ms")?;
+    record.lease_expires_at = ts("lease_expires_at")?;
     record.attempt = u32::try_from(row.try_get::<i32, _>("attempt").map_err(bad)?).unwrap_or(1);
     record.fingerprint = row.try_get("fingerprint").map_err(bad)?;
     record.function = row.try_get("function").map_err(bad)?;
     record.version = row.try_get("version").map_err(bad)?;
-    record.completed_at = ts("completed_ms")?;
-    record.expires_at = ts("expires_ms")?;
+    record.completed_at = ts("completed_at")?;
+    record.expires_at = ts("expires_at")?;
     Ok(record)
 }
 
@@ -499,16 +544,15 @@ impl ResultStore for PostgresStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         check_key(key)?;
-        let until: Option<i64> = sqlx::query_scalar(AssertSqlSafe(self.stmts(ns).renew.clone()))
-            .bind(key)
-            .bind(token.as_str())
-            .bind(millis(lease))
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(self.fail("renew", Some(key)))?;
-        until
-            .map(Timestamp::from_millis)
-            .ok_or_else(|| Error::lease_lost(key))
+        let until: Option<Instant> =
+            sqlx::query_scalar(AssertSqlSafe(self.stmts(ns).renew.clone()))
+                .bind(key)
+                .bind(token.as_str())
+                .bind(millis(lease))
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(self.fail("renew", Some(key)))?;
+        until.map(|t| t.0).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn complete(
