@@ -854,3 +854,42 @@ fn a_missing_sqlite_file_is_reported_not_created() {
     stent(&url, &["cache", "ls"]).error("no SQLite database at");
     assert!(!path.exists());
 }
+
+/// `stent progress ID` shows an execution's steps as `Stent::state_of` reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_each_step_of_an_execution() {
+    let t = sqlite_target("").await;
+    let stent = stent::Stent::from_arc(t.store.clone());
+    let compute = stent
+        .durable("expensive_computation")
+        .cached()
+        .wrap(|h: String| async move { Ok::<_, std::convert::Infallible>(h.len()) });
+    stent
+        .run_execution("exec-7", async {
+            compute.call("hash-1".into()).await.unwrap();
+            compute.call("hash-1".into()).await.unwrap();
+        })
+        .await;
+    let doc = t.cli(&["--json", "progress", "exec-7"]).json();
+    let statuses: Vec<_> = doc["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["step"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("expensive_computation", "executed"),
+            ("expensive_computation", "cache_hit")
+        ]
+    );
+    let table = t.cli(&["progress", "exec-7"]).ok().stdout;
+    assert!(
+        table.contains("cache_hit") && table.contains("expensive_computation"),
+        "{table}"
+    );
+    let missing = t.cli(&["progress", "exec-unknown"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert_eq!(missing.stderr.lines().count(), 1, "{missing:?}");
+}

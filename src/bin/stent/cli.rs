@@ -43,6 +43,14 @@ pub(crate) enum Command {
     Idempotency(IdempotencyCommand),
     /// Counts per namespace and state, value bytes, expired records not yet purged.
     Stats,
+    /// The progress log of one execution (`Stent::run_execution`): each step and its status.
+    Progress(ExecutionArg),
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct ExecutionArg {
+    /// The execution id given to `run_execution`.
+    pub(crate) execution: String,
 }
 
 /// What both namespaces offer.

@@ -43,6 +43,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             session.release(Namespace::Idempotency, &arg.key).await?
         }
         Command::Stats => session.stats().await?,
+        Command::Progress(arg) => session.progress(&arg.execution).await?,
     };
     term::print(&text)
 }
@@ -253,6 +254,56 @@ impl Session {
         Ok(format!(
             "released {ns} record {}: the next call runs it\n",
             quoted(key)
+        ))
+    }
+
+    async fn progress(&self, execution: &str) -> Result<String, Failure> {
+        let state = stent::Stent::from_arc(Arc::clone(&self.store))
+            .state_of(execution)
+            .await?;
+        if state.progress.is_empty() {
+            return Err(Failure::new(format!(
+                "no progress recorded for execution {}",
+                quoted(execution)
+            )));
+        }
+        if self.json {
+            let steps: Vec<Value> = state
+                .progress
+                .iter()
+                .map(|p| {
+                    json!({
+                        "step": p.step,
+                        "status": p.status,
+                        "detail": p.detail,
+                        "attempt": p.attempt,
+                        "key": p.key,
+                        "started_at": p.started_at.to_string(),
+                        "finished_at": p.finished_at.to_string(),
+                    })
+                })
+                .collect();
+            return json_doc(json!({ "execution": state.id, "progress": steps }));
+        }
+        let mut table = Table::new([
+            "#", "STEP", "STATUS", "DETAIL", "ATTEMPT", "STARTED", "TOOK", "KEY",
+        ]);
+        for (i, p) in state.progress.iter().enumerate() {
+            table.row([
+                (i + 1).to_string(),
+                p.step.clone(),
+                p.status.clone(),
+                p.detail.clone(),
+                p.attempt.to_string(),
+                p.started_at.to_string(),
+                output::duration(p.finished_at.since(p.started_at)),
+                output::key(&p.key).into_owned(),
+            ]);
+        }
+        Ok(format!(
+            "execution {}\n\n{}",
+            quoted(&state.id),
+            table.render()
         ))
     }
 
