@@ -104,19 +104,15 @@ impl Statements {
                 ),
                 // The write half of a claim: absent, expired or lapsed → taken, decided again
                 // on the row it locks (ON CONFLICT's WHERE sees the latest committed version).
-                // PL/pgSQL keeps its plan for the session. It returns a table rather than
-                // the table's row type, so the table can be dropped on its own.
+                // Returns the new attempt number, or NULL when another claim got there first.
+                // PL/pgSQL keeps its plan for the session.
                 format!(
                     "CREATE OR REPLACE FUNCTION {qfn}(
     k text, tok text, lease_ms bigint, fp text, fname text, ver text
-) RETURNS TABLE (
-    key text, state text, value bytea, lease_token text, lease_expires_at timestamptz,
-    attempt integer, fingerprint text, function text, version text,
-    created_at timestamptz, completed_at timestamptz, expires_at timestamptz
-) LANGUAGE plpgsql VOLATILE AS $claim$
-#variable_conflict use_column
+) RETURNS integer LANGUAGE plpgsql VOLATILE AS $claim$
+DECLARE
+    taken integer;
 BEGIN
-    RETURN QUERY
     INSERT INTO {t} AS r (key, state, lease_token, lease_expires_at, attempt,
                          fingerprint, function, version, created_at)
     VALUES (k, 'in_progress', tok, {lease}, 1, fp, fname, ver, now())
@@ -129,8 +125,8 @@ BEGIN
         version = excluded.version, completed_at = NULL, expires_at = NULL
     WHERE r.expires_at <= now()
        OR (r.state = 'in_progress' AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
-    RETURNING r.key, r.state, r.value, r.lease_token, r.lease_expires_at, r.attempt,
-              r.fingerprint, r.function, r.version, r.created_at, r.completed_at, r.expires_at;
+    RETURNING r.attempt INTO taken;
+    RETURN taken;
 END
 $claim$",
                     lease = later("lease_ms"),
@@ -138,24 +134,28 @@ $claim$",
             ],
             probe: s(format!("SELECT {cols} FROM {t} LIMIT 0")),
             get: s(format!("SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}")),
-            // One statement. `cur` reads the record as it stands; only when it is absent,
-            // expired or has a lapsed lease is the claim function called (a one-time filter
-            // gates it), so a completed or in-flight key costs a plain read: no row lock, no
-            // transaction id, and none of the executor set-up an INSERT costs even when it
-            // writes nothing. Of any number of racing claims exactly one gets a row back
-            // from the function; a row that committed after this statement's snapshot is
-            // invisible to `cur` and refused by the function, and then nothing comes back
-            // and the caller runs the statement again.
+            // One statement that reads the record as it stands (or a row of NULLs when
+            // there is none) and calls the claim function only when the record is absent,
+            // expired or has a lapsed lease: CASE evaluates the branch it takes and no
+            // other. A completed or in-flight key therefore costs a plain read: no row
+            // lock, no transaction id, and none of the executor set-up an INSERT costs even
+            // when it writes nothing. `taken` is the new attempt when this claim acquired;
+            // NULL with `standing` false means another claim got there first (a row that
+            // committed after this statement's snapshot), and the caller runs it again.
+            // `now()` is the transaction's start, so `lease_until` is the lease written.
             claim: s(format!(
-                "WITH cur AS (
-                     SELECT {cols},
-                            {LIVE} AND (state = 'completed' OR lease_expires_at > now()) AS standing
-                     FROM {t} WHERE key = $1
-                 )
-                 SELECT false AS acquired, {cols} FROM cur WHERE standing
-                 UNION ALL
-                 SELECT true, {cols} FROM {qfn}($1, $2, $3, $4, $5, $6)
-                 WHERE NOT EXISTS (SELECT 1 FROM cur WHERE standing)"
+                "SELECT c.*,
+                        CASE WHEN c.standing THEN NULL ELSE {qfn}($1, $2, $3, $4, $5, $6) END AS taken,
+                        {lease} AS lease_until
+                 FROM (
+                     SELECT {tcols},
+                            coalesce({tlive} AND (t.state = 'completed' OR t.lease_expires_at > now()), false)
+                                AS standing
+                     FROM (VALUES (1)) AS one (x) LEFT JOIN {t} AS t ON t.key = $1
+                 ) AS c",
+                lease = later("$3"),
+                tcols = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+                tlive = "(t.expires_at IS NULL OR t.expires_at > now())",
             )),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}

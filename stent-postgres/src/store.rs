@@ -508,6 +508,7 @@ impl ResultStore for PostgresStore {
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key(key)?;
+        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
             let row = sqlx::query(AssertSqlSafe(self.stmts(ns).claim.clone()))
                 .bind(key)
@@ -516,22 +517,24 @@ impl ResultStore for PostgresStore {
                 .bind(claim.meta.fingerprint)
                 .bind(claim.meta.function)
                 .bind(claim.meta.version)
-                .fetch_optional(&self.inner.pool)
+                .fetch_one(&self.inner.pool)
                 .await
-                .map_err(self.fail("claim", Some(key)))?;
-            let Some(row) = row else { continue };
-            let acquired: bool = row
-                .try_get("acquired")
-                .map_err(self.fail("claim", Some(key)))?;
-            let record = decode_row(&row, key)?;
-            return Ok(match (acquired, record.state) {
-                (true, _) => ClaimOutcome::Acquired {
-                    attempt: record.attempt,
-                    lease_expires_at: record.lease_expires_at.unwrap_or_default(),
-                },
-                (false, RecordState::Completed) => ClaimOutcome::Completed(record),
-                (false, RecordState::InProgress) => ClaimOutcome::InFlight(record),
-            });
+                .map_err(fail)?;
+            if let Some(attempt) = row.try_get::<Option<i32>, _>("taken").map_err(fail)? {
+                let until: Instant = row.try_get("lease_until").map_err(fail)?;
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                    lease_expires_at: until.0,
+                });
+            }
+            if row.try_get::<bool, _>("standing").map_err(fail)? {
+                let record = decode_row(&row, key)?;
+                return Ok(match record.state {
+                    RecordState::Completed => ClaimOutcome::Completed(record),
+                    RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
+            }
+            // Another claim took the key after this statement's snapshot: read it again.
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
