@@ -1,7 +1,7 @@
 //! The whole conformance suite against the PostgreSQL server in `STENT_POSTGRES_URL`,
 //! one schema per case (`stent_test_<unix secs>_<case id>`, tables `app_idempotency` and
 //! `app_cache`), so every case runs in parallel against one database. Schemas older than
-//! an hour are dropped when a run starts.
+//! ten minutes are dropped when a run starts.
 
 use std::sync::Arc;
 use std::time::Duration;

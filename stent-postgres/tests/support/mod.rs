@@ -9,8 +9,9 @@ use sqlx::{Connection as _, PgConnection};
 /// Every schema a test creates starts with this, then the creation time in Unix seconds.
 pub(crate) const SCHEMA_PREFIX: &str = "stent_test_";
 
-/// Schemas of earlier runs are dropped once they are this old.
-const KEEP: Duration = Duration::from_secs(3600);
+/// Schemas of earlier runs are dropped once they are this old: far past the 120 s a case may
+/// take, so no running case loses its tables.
+const KEEP: Duration = Duration::from_secs(600);
 
 /// The server in `STENT_POSTGRES_URL`, or why there is none.
 pub(crate) fn url() -> Result<String, String> {
@@ -31,9 +32,9 @@ pub(crate) fn schema_for(id: &str) -> String {
     format!("{SCHEMA_PREFIX}{}_{id}", unix_secs())
 }
 
-/// Drops the schemas test runs left behind more than an hour ago, once per process: a
+/// Drops the schemas test runs left behind more than ten minutes ago, once per process: a
 /// case cannot drop its own (its store lives until the case's runtime ends), so the
-/// database keeps at most an hour of runs.
+/// database keeps at most ten minutes of runs.
 pub(crate) async fn sweep_old_schemas(url: &str) {
     static SWEPT: AtomicBool = AtomicBool::new(false);
     if SWEPT.swap(true, Ordering::SeqCst) {
