@@ -50,11 +50,16 @@ pub(crate) struct Statements {
     pub(crate) purge: Arc<str>,
 }
 
+/// Version of the claim function's shape, part of its name (`{table}_claim_v2`).
+pub(crate) const CLAIM_FUNCTION_VERSION: u32 = 2;
+
 impl Statements {
     pub(crate) fn new(schema: Option<&str>, prefix: &str, ns: Namespace) -> Self {
         let name = format!("{prefix}{}", ns.as_str());
         let index = format!("{name}_expires_at");
-        let claim_fn = format!("{name}_claim");
+        // The layout version is part of the name: a database holding an older function of
+        // another shape gets the current one created beside it instead of a failing claim.
+        let claim_fn = format!("{name}_claim_v{CLAIM_FUNCTION_VERSION}");
         let qualify = |n: &str| match schema {
             Some(s) => format!("\"{s}\".\"{n}\""),
             None => format!("\"{n}\""),
