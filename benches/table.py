@@ -2,10 +2,15 @@
 
 Usage: python3 benches/table.py CRITERION_DIR BENCHMARKS_MD
 
-Reads every CRITERION_DIR/**/new/benchmark.json with the median of its estimates.json, and
-CRITERION_DIR/stent-bench-runs.json (written by scripts/bench: machine, time and load of each
-bench's last run), then rewrites the part of BENCHMARKS_MD between the two markers below.
+Reads CRITERION_DIR/stent-bench-runs.json, written by scripts/bench: the machine, and for each
+bench the medians criterion wrote (target/criterion/**/new/estimates.json) in each pass, with
+the load before and during it. Every number shown is the median over the passes, and every
+ratio the median of the per-pass ratios. Benchmarks without a recorded pass are read from
+CRITERION_DIR/**/new/ directly, as one pass. Rewrites the part of BENCHMARKS_MD between the
+two markers below.
 """
+
+import statistics
 
 import json
 import pathlib
@@ -64,26 +69,54 @@ def fmt_rate(per_s):
 
 
 class Table:
-    def __init__(self, results):
-        self.r = results
+    """Per benchmark, its median in each pass: {full_id: {pass: {"ns", "elements"}}}."""
+
+    def __init__(self, criterion, runs):
+        self.p = {}
+        for entry in runs.get("benches", {}).values():
+            for i, one in enumerate(entry.get("passes", [])):
+                for full_id, m in one.get("medians", {}).items():
+                    self.p.setdefault(full_id, {})[i] = m
+        for full_id, m in criterion.items():
+            self.p.setdefault(full_id, {0: m})
+
+    def _per_pass(self, full_id, value):
+        return {i: value(m) for i, m in self.p.get(full_id, {}).items() if value(m)}
+
+    @staticmethod
+    def _rate(m):
+        return m["elements"] / m["ns"] * 1e9 if m.get("elements") else None
 
     def ns(self, full_id):
-        got = self.r.get(full_id)
-        return got["ns"] if got else None
+        v = self._per_pass(full_id, lambda m: m["ns"])
+        return statistics.median(v.values()) if v else None
 
     def rate(self, full_id):
-        got = self.r.get(full_id)
-        if not got or not got["elements"]:
-            return None
-        return got["elements"] / got["ns"] * 1e9
+        v = self._per_pass(full_id, self._rate)
+        return statistics.median(v.values()) if v else None
+
+    def _ratios(self, a, b, value):
+        va, vb = self._per_pass(a, value), self._per_pass(b, value)
+        return [va[i] / vb[i] for i in va if i in vb]
 
     def ratio(self, a, b):
-        a, b = self.ns(a), self.ns(b)
-        return a / b if a and b else None
+        r = self._ratios(a, b, lambda m: m["ns"])
+        return statistics.median(r) if r else None
+
+    def ratio_range(self, a, b):
+        r = self._ratios(a, b, lambda m: m["ns"])
+        return (min(r), max(r)) if len(r) > 1 else None
 
     def rate_ratio(self, a, b):
-        a, b = self.rate(a), self.rate(b)
-        return a / b if a and b else None
+        r = self._ratios(a, b, self._rate)
+        return statistics.median(r) if r else None
+
+
+def with_range(t, a, b):
+    r, spread = t.ratio(a, b), t.ratio_range(a, b)
+    if spread is None:
+        return fmt_ratio(r)
+    return f"{fmt_ratio(r)} ({spread[0]:.2f}–{spread[1]:.2f})"
 
 
 def verdict(ok):
@@ -102,14 +135,22 @@ def generate(t, runs):
         f"{machine.get('memory', '?')} of memory; {machine.get('rustc', '?')}."
     )
     out.append("")
-    out.append("| bench | run at (UTC) | 1-min load before | load during (min / mean / max) |")
-    out.append("|---|---|---|---|")
+    out.append(
+        "| bench | first pass at (UTC) | passes | 1-min load before each pass "
+        "| load during (min / mean / max) |"
+    )
+    out.append("|---|---|---|---|---|")
     for name, run in sorted(runs.get("benches", {}).items()):
-        during = run.get("load_during") or []
-        during_s = " / ".join(f"{x:.2f}" for x in during) if during else "–"
-        out.append(
-            f"| {name} | {run.get('date', '?')} | {run.get('load_before', 0):.2f} | {during_s} |"
+        passes = run.get("passes", [])
+        before = ", ".join(f"{p['load_before']:.2f}" for p in passes) or "–"
+        during = [p["load_during"] for p in passes if p.get("load_during")]
+        during_s = (
+            f"{min(d[0] for d in during):.2f} / {statistics.mean(d[1] for d in during):.2f} "
+            f"/ {max(d[2] for d in during):.2f}"
+            if during
+            else "–"
         )
+        out.append(f"| {name} | {run.get('date', '?')} | {len(passes)} | {before} | {during_s} |")
     out.append("")
 
     out.append("### Hit: a stored result, read back")
@@ -208,22 +249,24 @@ def generate(t, runs):
 
     out.append("### Targets")
     out.append("")
-    out.append("| target | measured | verdict |")
+    out.append("| target | measured: median of the passes (range) | verdict |")
     out.append("|---|---|---|")
     for b in NETWORK:
         for what, name in [("idempotent_replay", "replay"), ("cache_hit", "cache hit")]:
-            r = t.ratio(f"{b}/hit/{what}", f"{b}/hit/raw_read")
+            a, raw = f"{b}/hit/{what}", f"{b}/hit/raw_read"
+            r = t.ratio(a, raw)
             if r is not None:
                 out.append(
-                    f"| {NAMES[b]}: {name} ÷ raw read ≤ {HIT_RATIO} | {fmt_ratio(r)} "
+                    f"| {NAMES[b]}: {name} ÷ raw read ≤ {HIT_RATIO} | {with_range(t, a, raw)} "
                     f"| {verdict(r <= HIT_RATIO)} |"
                 )
     for b in STORES:
-        r = t.ratio(f"{b}/miss/idempotent_first_call", f"{b}/miss/raw_two_writes")
+        a, raw = f"{b}/miss/idempotent_first_call", f"{b}/miss/raw_two_writes"
+        r = t.ratio(a, raw)
         if r is not None:
             out.append(
                 f"| {NAMES[b]}: idempotent first call ÷ two raw writes ≤ {MISS_RATIO} "
-                f"| {fmt_ratio(r)} | {verdict(r <= MISS_RATIO)} |"
+                f"| {with_range(t, a, raw)} | {verdict(r <= MISS_RATIO)} |"
             )
     hit = t.ns("core/memory/cache_hit")
     if hit is not None:
@@ -245,11 +288,12 @@ def generate(t, runs):
                 f"(hits 64 ÷ 1 ≥ {SCALING} × raw 64 ÷ 1) | {ours:.2f} vs {raw:.2f} "
                 f"| {verdict(ours >= SCALING * raw)} |"
             )
-    r = t.ratio(f"{cached}/stent_cache_hit", f"{cached}/cached_crate_hit")
+    a, theirs = f"{cached}/stent_cache_hit", f"{cached}/cached_crate_hit"
+    r = t.ratio(a, theirs)
     if r is not None:
         out.append(
             f"| on par with `cached` on a Redis hit (stent ÷ cached ≤ {CACHED_PAR}) "
-            f"| {fmt_ratio(r)} | {verdict(r <= CACHED_PAR)} |"
+            f"| {with_range(t, a, theirs)} | {verdict(r <= CACHED_PAR)} |"
         )
     return "\n".join(out)
 
@@ -258,7 +302,7 @@ def main():
     root, md = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     runs_file = root / "stent-bench-runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
-    body = generate(Table(load_results(root)), runs)
+    body = generate(Table(load_results(root), runs), runs)
     text = md.read_text() if md.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     if START not in text or END not in text:
         sys.exit(f"{md} lacks the markers of its generated part")

@@ -1,0 +1,294 @@
+//! A cross-check of the benches' ratios that load drift cannot move: the variants of one
+//! comparison alternate in 40 rounds of 200 calls each, and each variant's median round is
+//! reported. Criterion measures one benchmark after another; on a shared machine a burst of other
+//! work between two of them moves their ratio, here it touches every variant alike.
+//!
+//! ```text
+//! cargo run --release -p stent-benches --example interleaved -- redis     # STENT_REDIS_URL
+//! cargo run --release -p stent-benches --example interleaved -- postgres  # STENT_POSTGRES_URL
+//! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
+//! ```
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cached::AsyncRedisCache;
+use cached::macros::concurrent_cached;
+use sqlx::AssertSqlSafe;
+use stent::{Namespace, PostgresStore, RedisStore, ResultStore, Stent};
+use stent_benches::{Functions, env_url, hit_args, runtime, stored_value};
+
+const ROUNDS: usize = 40;
+const CALLS: u32 = 200;
+
+/// One variant: its name and one call of it.
+type Variant<'a> = (
+    &'a str,
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>,
+);
+
+async fn compare(variants: Vec<Variant<'_>>) {
+    let mut rounds: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, call)) in variants.iter().enumerate() {
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                call().await;
+            }
+            rounds[i].push(started.elapsed() / CALLS);
+        }
+    }
+    let first = median(&mut rounds[0]);
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let m = median(&mut rounds[i]);
+        println!(
+            "{name:>36}: {m:>10.1?}  ({:.2} × {})",
+            m.as_secs_f64() / first.as_secs_f64(),
+            variants[0].0
+        );
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The benchmarked function as the `cached` crate's users write it.
+#[concurrent_cached(
+    map_error = r##"|e| format!("{e:?}")"##,
+    ty = "AsyncRedisCache<String, String>",
+    key = "String",
+    convert = r##"{ format!("{id}:{amount}") }"##,
+    create = r##"{
+        AsyncRedisCache::builder("quote")
+            .namespace("stent-bench-interleaved")
+            .connection_string(&env_url("STENT_REDIS_URL"))
+            .ttl(Duration::from_secs(600))
+            .build()
+            .await
+            .expect("connecting the cached crate to STENT_REDIS_URL")
+    }"##
+)]
+async fn quote(id: String, amount: u64) -> Result<String, String> {
+    Ok(format!("receipt-{id}-{amount}"))
+}
+
+async fn redis(with_cached: bool) {
+    let url = env_url("STENT_REDIS_URL");
+    let client = redis::Client::open(url.as_str()).expect("STENT_REDIS_URL");
+    let conn = client
+        .get_connection_manager()
+        .await
+        .expect("connecting to STENT_REDIS_URL");
+    let store = RedisStore::builder()
+        .url(url.as_str())
+        .prefix("stent-bench-interleaved")
+        .build()
+        .await
+        .expect("connecting stent to STENT_REDIS_URL");
+    let f = Functions::new(&Stent::new(store.clone()));
+    f.cached.call(hit_args()).await.expect("seeding");
+    f.idempotent.call(hit_args()).await.expect("seeding");
+    let key = f.cached.key_for(&hit_args()).expect("a key");
+    let redis_key = format!("stent-bench-interleaved:cache:{key}");
+    let get_key = "stent-bench-interleaved:raw-get";
+    redis::cmd("SET")
+        .arg(get_key)
+        .arg(stored_value("ord-000042"))
+        .exec_async(&mut conn.clone())
+        .await
+        .expect("SET");
+    let (conn, store, f, key, rk) = (&conn, &store, &f, key.as_str(), redis_key.as_str());
+
+    let mut variants: Vec<Variant<'_>> = vec![
+        (
+            "raw HGETALL",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let _: redis::Value = redis::cmd("HGETALL")
+                        .arg(rk)
+                        .query_async(&mut c)
+                        .await
+                        .expect("HGETALL");
+                })
+            }),
+        ),
+        (
+            "HGETALL + TIME pipeline",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let _: Vec<redis::Value> = redis::pipe()
+                        .cmd("HGETALL")
+                        .arg(rk)
+                        .cmd("TIME")
+                        .query_async(&mut c)
+                        .await
+                        .expect("pipeline");
+                })
+            }),
+        ),
+        (
+            "RedisStore::get",
+            Box::new(move || {
+                Box::pin(async move {
+                    assert!(
+                        store
+                            .get(Namespace::Cache, key)
+                            .await
+                            .expect("get")
+                            .is_some()
+                    );
+                })
+            }),
+        ),
+        (
+            "stent cache hit",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.cached.call(hit_args()).await.expect("hit");
+                })
+            }),
+        ),
+    ];
+    if with_cached {
+        let (id, amount) = hit_args();
+        quote(id, amount).await.expect("seeding cached");
+        variants.push((
+            "raw GET",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(get_key)
+                        .query_async(&mut c)
+                        .await
+                        .expect("GET");
+                    assert!(value.is_some());
+                })
+            }),
+        ));
+        variants.push((
+            "cached crate hit",
+            Box::new(move || {
+                Box::pin(async move {
+                    let (id, amount) = hit_args();
+                    quote(id, amount).await.expect("hit");
+                })
+            }),
+        ));
+    } else {
+        variants.push((
+            "stent idempotent replay",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.idempotent.call(hit_args()).await.expect("replay");
+                })
+            }),
+        ));
+    }
+    compare(variants).await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
+    redis::cmd("DEL")
+        .arg(get_key)
+        .exec_async(&mut conn.clone())
+        .await
+        .expect("DEL");
+}
+
+async fn postgres() {
+    let store = PostgresStore::builder()
+        .url(env_url("STENT_POSTGRES_URL"))
+        .table_prefix("bench_")
+        .expect("a table prefix")
+        .build()
+        .await
+        .expect("connecting stent to STENT_POSTGRES_URL");
+    let f = Functions::new(&Stent::new(store.clone()));
+    f.cached.call(hit_args()).await.expect("seeding");
+    f.idempotent.call(hit_args()).await.expect("seeding");
+    let key = f.cached.key_for(&hit_args()).expect("a key");
+    let table = store.table(Namespace::Cache).to_owned();
+    let narrow = format!("SELECT value FROM \"{table}\" WHERE key = $1");
+    let wide = format!(
+        "SELECT key, state, value, lease_token, lease_expires_at, attempt, fingerprint, \
+         function, version, created_at, completed_at, expires_at FROM \"{table}\" \
+         WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())"
+    );
+    let pool = store.pool().clone();
+    let (pool, store, f, key) = (&pool, &store, &f, key.as_str());
+    let (narrow, wide) = (narrow.as_str(), wide.as_str());
+    let query = move |sql: &'static str| -> Variant<'_> {
+        let text = if sql == "narrow" { narrow } else { wide };
+        (
+            if sql == "narrow" {
+                "raw SELECT value"
+            } else {
+                "SELECT of the 12 columns get reads"
+            },
+            Box::new(move || {
+                Box::pin(async move {
+                    let row = sqlx::query(AssertSqlSafe(text))
+                        .bind(key)
+                        .fetch_optional(pool)
+                        .await
+                        .expect("SELECT");
+                    assert!(row.is_some());
+                })
+            }),
+        )
+    };
+    compare(vec![
+        query("narrow"),
+        query("wide"),
+        (
+            "PostgresStore::get",
+            Box::new(move || {
+                Box::pin(async move {
+                    assert!(
+                        store
+                            .get(Namespace::Cache, key)
+                            .await
+                            .expect("get")
+                            .is_some()
+                    );
+                })
+            }),
+        ),
+        (
+            "stent cache hit",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.cached.call(hit_args()).await.expect("hit");
+                })
+            }),
+        ),
+        (
+            "stent idempotent replay",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.idempotent.call(hit_args()).await.expect("replay");
+                })
+            }),
+        ),
+    ])
+    .await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
+}
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_default();
+    let rt = runtime();
+    match what.as_str() {
+        "redis" => rt.block_on(redis(false)),
+        "cached" => rt.block_on(redis(true)),
+        "postgres" => rt.block_on(postgres()),
+        _ => panic!("which comparison? redis, postgres or cached"),
+    }
+}
