@@ -490,8 +490,9 @@ where
 
     /// Like [`call`](Self::call), and also says how the call was served.
     pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
-        let started = Instant::now();
-        let started_at = Timestamp::now();
+        // Clocks are read only for what needs them: the latency histogram and the progress log.
+        let started = observe::ENABLED.then(Instant::now);
+        let started_at = progress::in_scope().then(Timestamp::now);
         let name = &self.inner.config.name;
         let (key, result) = match self.key_for(&args) {
             Err(e) => (String::new(), Err(e.into_call_error())),
@@ -503,19 +504,29 @@ where
                     status = tracing::field::Empty,
                     attempt = tracing::field::Empty,
                 );
-                let result = self.run(key.clone(), args).instrument(span.clone()).await;
-                match &result {
-                    Ok(t) => {
-                        span.record("status", t.outcome.status.as_str());
-                        span.record("attempt", t.outcome.attempt);
+                let result = if span.is_disabled() {
+                    // No subscriber wants the span: skip entering it on every poll.
+                    self.run(key.clone(), args).await
+                } else {
+                    let result = self.run(key.clone(), args).instrument(span.clone()).await;
+                    match &result {
+                        Ok(t) => {
+                            span.record("status", t.outcome.status.as_str());
+                            span.record("attempt", t.outcome.attempt);
+                        }
+                        Err(e) => {
+                            tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed")
+                        }
                     }
-                    Err(e) => tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed"),
-                }
+                    result
+                };
                 (key, result)
             }
         };
-        observe::call(name, &result, started.elapsed());
-        if progress::in_scope() {
+        if let Some(started) = started {
+            observe::call(name, &result, started.elapsed());
+        }
+        if let Some(started_at) = started_at {
             progress::record(name, &key, &result, started_at).await;
         }
         result
@@ -527,20 +538,19 @@ where
             None => None,
         };
         // Identical concurrent calls in this process share one trip to the store.
-        let flight_key = match &fingerprint {
-            Some(fp) => format!("{key}\0{fp}"),
-            None => key.clone(),
+        let flight = match &fingerprint {
+            Some(fp) => self.inner.flights.join(&format!("{key}\0{fp}")),
+            None => self.inner.flights.join(&key),
         };
-        let leader = match self.inner.flights.join(&flight_key) {
+        let leader = match flight {
             Flight::Leader(leader) => leader,
-            Flight::Follower(mut rx) => {
+            Flight::Follower(slot) => {
                 // Followers obey the in-flight policy exactly as callers in other processes do.
                 let timeout = match self.inner.config.in_flight {
                     InFlight::Reject => Duration::ZERO,
                     InFlight::Wait { timeout } => timeout,
                 };
-                let landed = match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await
-                {
+                let landed = match tokio::time::timeout(timeout, slot.wait()).await {
                     Err(_elapsed) => {
                         return Err(Error::new(
                             ErrorKind::InFlight,
@@ -550,8 +560,7 @@ where
                         .with_retry_after(Duration::from_millis(100))
                         .into_call_error());
                     }
-                    Ok(Ok(slot)) => slot.clone(),
-                    Ok(Err(_closed)) => None,
+                    Ok(landed) => landed,
                 };
                 if let Some(landed) = landed
                     && let Ok(value) = decode_value::<R>(&key, &landed.bytes)
@@ -598,7 +607,7 @@ where
         if c.idempotent {
             return self.idempotent(key, fingerprint, args).await;
         }
-        let (value, bytes) = self.execute_plain(&key, args).await?;
+        let (value, bytes) = Box::pin(self.execute_plain(&key, args)).await?;
         self.cache_store(&key, &bytes)
             .await
             .map_err(Error::into_call_error)?;
@@ -779,7 +788,8 @@ where
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
                 ClaimOutcome::Acquired { attempt, .. } => {
-                    let value = self.execute_claimed(&key, token, attempt, args).await?;
+                    // Boxed: a replay's future need not carry the execution's state.
+                    let value = Box::pin(self.execute_claimed(&key, token, attempt, args)).await?;
                     return Ok(Traced {
                         value,
                         outcome: Outcome {
@@ -1019,63 +1029,96 @@ struct Landed {
     attempt: u32,
 }
 
-type LandedSlot = Option<Arc<Landed>>;
+/// One call in flight: where its leader leaves the result for the followers.
+#[derive(Default)]
+struct Slot {
+    landed: std::sync::OnceLock<Landed>,
+    done: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+    followers: std::sync::atomic::AtomicUsize,
+}
+
+impl Slot {
+    /// Waits until the leader's call has ended; its result, if it landed one.
+    async fn wait(&self) -> Option<&Landed> {
+        use std::sync::atomic::Ordering;
+        // Created before the check, so a `notify_waiters` after the check still wakes it.
+        let done = self.done.notified();
+        if !self.closed.load(Ordering::Acquire) {
+            done.await;
+        }
+        self.landed.get()
+    }
+}
 
 /// Calls in flight in this process, by key: the first caller leads, later ones follow.
 #[derive(Default)]
 struct Flights {
-    map: std::sync::Mutex<
-        std::collections::HashMap<String, Arc<tokio::sync::watch::Sender<LandedSlot>>>,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Slot>>>,
 }
 
 enum Flight<'a> {
     Leader(LeaderGuard<'a>),
-    Follower(tokio::sync::watch::Receiver<LandedSlot>),
+    Follower(Arc<Slot>),
 }
 
 impl Flights {
     fn join(&self, key: &str) -> Flight<'_> {
+        use std::sync::atomic::Ordering;
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = map.get(key) {
-            return Flight::Follower(tx.subscribe());
+        if let Some(slot) = map.get(key) {
+            slot.followers.fetch_add(1, Ordering::Relaxed);
+            return Flight::Follower(Arc::clone(slot));
         }
-        let tx = Arc::new(tokio::sync::watch::Sender::new(None));
-        map.insert(key.to_owned(), Arc::clone(&tx));
+        let key: Arc<str> = Arc::from(key);
+        let slot = Arc::new(Slot::default());
+        map.insert(Arc::clone(&key), Arc::clone(&slot));
         Flight::Leader(LeaderGuard {
             flights: self,
-            key: key.to_owned(),
-            tx,
+            key,
+            slot,
         })
     }
 }
 
 /// Removes the flight when the leader's call ends, however it ends; followers of a
-/// leader that never landed a result see the channel close and go to the store themselves.
+/// leader that never landed a result find no result and go to the store themselves.
 struct LeaderGuard<'a> {
     flights: &'a Flights,
-    key: String,
-    tx: Arc<tokio::sync::watch::Sender<LandedSlot>>,
+    key: Arc<str>,
+    slot: Arc<Slot>,
 }
 
 impl LeaderGuard<'_> {
     fn has_followers(&self) -> bool {
-        self.tx.receiver_count() > 0
+        self.slot
+            .followers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     fn land(&self, landed: Landed) {
-        self.tx.send_replace(Some(Arc::new(landed)));
+        // Only the leader sets it, once.
+        let _ = self.slot.landed.set(landed);
     }
 }
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map
-            .get(&self.key)
-            .is_some_and(|tx| Arc::ptr_eq(tx, &self.tx))
+        use std::sync::atomic::Ordering;
         {
-            map.remove(&self.key);
+            let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map
+                .get(&self.key)
+                .is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+            {
+                map.remove(&self.key);
+            }
+        }
+        // No follower can join once the entry is gone.
+        self.slot.closed.store(true, Ordering::Release);
+        if self.slot.followers.load(Ordering::Relaxed) > 0 {
+            self.slot.done.notify_waiters();
         }
     }
 }

@@ -194,11 +194,35 @@ impl From<KeyErr> for Error {
     }
 }
 
+/// Whether any of the eight bytes in `w` must be escaped in a JSON string: below 0x20,
+/// `"` or `\`. Exact for the whole word (the usual has-zero-byte expressions), so plain text
+/// is skipped eight bytes at a time; bytes of multi-byte characters are never special.
+fn needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+    let quote = w ^ (LO * u64::from(b'"'));
+    let quote = quote.wrapping_sub(LO) & !quote & HI;
+    let backslash = w ^ (LO * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(LO) & !backslash & HI;
+    (control | quote | backslash) != 0
+}
+
 fn write_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8)
+            && let Ok(word) = <[u8; 8]>::try_from(chunk)
+            && !needs_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let b = bytes[i];
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -208,15 +232,20 @@ fn write_str(out: &mut String, s: &str) {
             0x08 => "\\b",
             0x0c => "\\f",
             0..=0x1f => "",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
         out.push_str(&s[start..i]);
         if esc.is_empty() {
             let _ = write!(out, "\\u{b:04x}");
         } else {
             out.push_str(esc);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -720,6 +749,27 @@ mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        // Specials at every offset of an eight-byte word, among multi-byte characters.
+        let pieces = [
+            "a", "\"", "\\", "\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "€", "𝄞", "\t",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in 0..200 {
+            let mut s = String::new();
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            let mut out = String::new();
+            write_str(&mut out, &s);
+            assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
 
     fn scope() -> KeyScope<'static> {
         KeyScope {

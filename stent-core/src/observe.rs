@@ -24,6 +24,9 @@ use crate::error::Error;
 #[cfg(feature = "metrics")]
 use crate::error::ErrorKind;
 
+/// Whether calls are measured: the wrapper reads a clock for each call only when they are.
+pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
+
 /// The `outcome` label of a finished call.
 #[cfg(feature = "metrics")]
 fn outcome_label<R, E>(result: &Result<Traced<R>, Error<E>>) -> &'static str {
