@@ -116,14 +116,15 @@ async fn redis(with_cached: bool) {
             }),
         ),
         (
-            "HGETALL + TIME pipeline",
+            "HGETALL + PTTL pipeline",
             Box::new(move || {
                 Box::pin(async move {
                     let mut c = conn.clone();
                     let _: Vec<redis::Value> = redis::pipe()
                         .cmd("HGETALL")
                         .arg(rk)
-                        .cmd("TIME")
+                        .cmd("PTTL")
+                        .arg(rk)
                         .query_async(&mut c)
                         .await
                         .expect("pipeline");

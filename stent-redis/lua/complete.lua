@@ -14,8 +14,10 @@ if ARGV[3] == '' then
   redis.call('HSET', key, 'state', 'completed', 'value', ARGV[2], 'completed_ms', int(now))
 else
   local expires = now + tonumber(ARGV[3])
+  local purge = expires + tonumber(ARGV[4])
+  -- purge_ms: when Redis deletes it; with PTTL, a read learns the server's time from the key.
   redis.call('HSET', key, 'state', 'completed', 'value', ARGV[2], 'completed_ms', int(now),
-    'expires_ms', int(expires))
-  redis.call('PEXPIREAT', key, int(expires + tonumber(ARGV[4])))
+    'expires_ms', int(expires), 'purge_ms', int(purge))
+  redis.call('PEXPIREAT', key, int(purge))
 end
 return {'completed'}

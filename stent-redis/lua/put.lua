@@ -24,6 +24,9 @@ if ARGV[2] ~= '' then
   expires = now + tonumber(ARGV[2])
   fields[#fields + 1] = 'expires_ms'
   fields[#fields + 1] = int(expires)
+  -- When Redis deletes it: with PTTL, a read learns the server's time from the key alone.
+  fields[#fields + 1] = 'purge_ms'
+  fields[#fields + 1] = int(expires + tonumber(ARGV[3]))
 end
 redis.call('HSET', key, unpack(fields))
 if expires then

@@ -169,9 +169,11 @@ impl RedisStore {
 
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
-    /// One round trip, no script: `HGETALL` and the server's `TIME` in one pipeline, so
-    /// the hit path costs what a plain read does and expiry is still judged by the
-    /// server's clock.
+    /// One round trip to the key's own node, no script: `HGETALL` and `PTTL` of the hash in
+    /// one pipeline. Expiry is judged by the server's clock: a record with an expiry carries
+    /// `purge_ms`, the instant its `PEXPIREAT` deletes it, so the server's time is `purge_ms`
+    /// less the `PTTL` it reports. A record without `purge_ms` (written before it existed)
+    /// costs a second trip for `TIME`.
     async fn fetch(
         &self,
         ns: Namespace,
@@ -180,14 +182,18 @@ impl RedisStore {
     ) -> Result<Option<Record>> {
         let rk = self.redis_key(ns, key);
         let mut pipe = redis::pipe();
-        pipe.ignore_errors().cmd("HGETALL").arg(&rk).cmd("TIME");
+        pipe.ignore_errors()
+            .cmd("HGETALL")
+            .arg(&rk)
+            .cmd("PTTL")
+            .arg(&rk);
         let mut conn = self.inner.conn.clone();
         let replies: Vec<redis::RedisResult<Value>> = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| from_redis(e, "get", Some(key)))?;
         let mut replies = replies.into_iter();
-        let (Some(fields), Some(time)) = (replies.next(), replies.next()) else {
+        let (Some(fields), Some(pttl)) = (replies.next(), replies.next()) else {
             return Err(unexpected("get", Some(key), "fewer than two replies"));
         };
         let fields = match fields {
@@ -218,8 +224,24 @@ impl RedisStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let record = decode_record(key, &pairs)?;
-        let now = server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?;
-        if !include_expired && record.is_expired(now) {
+        if include_expired || record.expires_at.is_none() {
+            return Ok(Some(record));
+        }
+        let purge_ms = pairs
+            .chunks_exact(2)
+            .find(|pair| pair[0] == b"purge_ms")
+            .and_then(|pair| std::str::from_utf8(&pair[1]).ok()?.parse::<i64>().ok());
+        let pttl = pttl
+            .ok()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok());
+        let now = match (purge_ms, pttl) {
+            (Some(purge_ms), Some(pttl)) if pttl >= 0 => Timestamp::from_millis(purge_ms - pttl),
+            _ => {
+                let time = redis::cmd("TIME").query_async(&mut conn).await;
+                server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?
+            }
+        };
+        if record.is_expired(now) {
             return Ok(None);
         }
         Ok(Some(record))

@@ -1,0 +1,129 @@
+//! A read judges expiry by the clock of the node that holds the key: `purge_ms` less the
+//! key's `PTTL`, or the server's `TIME` for a hash written without `purge_ms`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use stent_core::{Namespace, RecordMeta, ResultStore};
+use stent_redis::RedisStore;
+
+fn url() -> Option<String> {
+    match std::env::var("STENT_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if stent_conformance::backends_required() => {
+            panic!("STENT_REDIS_URL is not set and STENT_REQUIRE_BACKENDS=1")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: STENT_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+fn prefix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("expclock{}x{nanos}", std::process::id())
+}
+
+async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
+}
+
+#[tokio::test]
+async fn records_with_an_expiry_carry_purge_ms_and_expire_on_the_server_clock() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let store = RedisStore::builder()
+        .url(&url)
+        .prefix(&prefix)
+        .expiry_grace(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    store
+        .put(
+            Namespace::Cache,
+            "k",
+            b"\x01\"v\"",
+            Some(Duration::from_millis(300)),
+            RecordMeta::default(),
+        )
+        .await
+        .unwrap();
+    let rk = format!("{prefix}:cache:k");
+    let (expires, purge): (i64, i64) = redis::cmd("HMGET")
+        .arg(&rk)
+        .arg("expires_ms")
+        .arg("purge_ms")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(purge - expires, 30_000, "purge_ms is expires_ms + grace");
+    let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&rk)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pexpiretime, purge, "PEXPIREAT is purge_ms");
+    assert!(store.get(Namespace::Cache, "k").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store.get(Namespace::Cache, "k").await.unwrap().is_none(),
+        "expired on the server's clock, though Redis keeps the hash for the grace"
+    );
+    assert!(conn.exists::<_, bool>(&rk).await.unwrap());
+    store.clear(Namespace::Cache).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hash_without_purge_ms_is_judged_by_the_servers_time() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let store = RedisStore::builder()
+        .url(&url)
+        .prefix(&prefix)
+        .build()
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let now = server_ms(&mut conn).await;
+    for (key, expires) in [("past", now - 1_000), ("future", now + 60_000)] {
+        let rk = format!("{prefix}:cache:{key}");
+        let _: () = conn
+            .hset_multiple(
+                &rk,
+                &[
+                    ("state", "completed".to_owned()),
+                    ("value", "\x01\"v\"".to_owned()),
+                    ("attempt", "1".to_owned()),
+                    ("created_ms", (now - 2_000).to_string()),
+                    ("completed_ms", (now - 2_000).to_string()),
+                    ("expires_ms", expires.to_string()),
+                ],
+            )
+            .await
+            .unwrap();
+        let _: () = conn.pexpire(&rk, 120_000).await.unwrap();
+    }
+    assert!(store.get(Namespace::Cache, "past").await.unwrap().is_none());
+    let record = store
+        .get(Namespace::Cache, "future")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.value.as_deref(), Some(&b"\x01\"v\""[..]));
+    store.clear(Namespace::Cache).await.unwrap();
+}
