@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use stent::{Durable, Namespace, Status, Stent};
+use stent::{
+    Claim, ClaimOutcome, Durable, LeaseToken, Namespace, RecordMeta, ResultStore, Status, Stent,
+};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -116,6 +118,8 @@ pub struct Functions {
     pub idempotent: Fun,
     /// `.cached()`: reuses the stored result.
     pub cached: Fun,
+    /// The store both functions use, for the store's own operations without the wrapper.
+    pub store: Arc<dyn ResultStore>,
 }
 
 impl Functions {
@@ -124,6 +128,7 @@ impl Functions {
         Functions {
             idempotent: stent.durable("bench::charge").idempotent().wrap(receipt),
             cached: stent.durable("bench::quote").cached().wrap(receipt),
+            store: Arc::clone(stent.store()),
         }
     }
 }
@@ -269,6 +274,28 @@ fn bench_hit<R: Raw>(
         b.to_async(rt)
             .iter(|| async move { cached.call(hit_args()).await.expect("cache hit") });
     });
+    // The store's claim alone, as the replay makes it: what the backend's atomic primitive
+    // costs next to the raw read, and what the wrapper adds around it.
+    let idem_key = idem.key_for(&hit_args()).expect("a key");
+    let (store, idem_key) = (&f.store, idem_key.as_str());
+    g.bench_function("store_claim", |b| {
+        b.to_async(rt).iter(|| async move {
+            let token = LeaseToken::generate();
+            let claim = Claim {
+                token: &token,
+                lease: Duration::from_secs(30),
+                meta: RecordMeta {
+                    function: Some("bench::charge"),
+                    ..RecordMeta::default()
+                },
+            };
+            let outcome = store
+                .claim(Namespace::Idempotency, idem_key, &claim)
+                .await
+                .expect("claim");
+            assert!(matches!(outcome, ClaimOutcome::Completed(_)));
+        });
+    });
     let key = cached.key_for(&hit_args()).expect("a key");
     let (raw, key) = (raw.as_ref(), key.as_str());
     g.bench_function("raw_read", |b| {
@@ -303,6 +330,37 @@ fn bench_miss<R: Raw>(
             let r = cached.call_traced((fresh.next(), 500)).await.expect("call");
             debug_assert_eq!(r.outcome.status, Status::Executed);
             r.value
+        });
+    });
+    // The store's claim and completion alone, as the first call makes them.
+    let store = &f.store;
+    g.bench_function("store_claim_complete", |b| {
+        b.to_async(rt).iter(|| async move {
+            let key = format!("store|{}", fresh.next());
+            let token = LeaseToken::generate();
+            let claim = Claim {
+                token: &token,
+                lease: Duration::from_secs(30),
+                meta: RecordMeta {
+                    function: Some("bench::charge"),
+                    ..RecordMeta::default()
+                },
+            };
+            let outcome = store
+                .claim(Namespace::Idempotency, &key, &claim)
+                .await
+                .expect("claim");
+            assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
+            store
+                .complete(
+                    Namespace::Idempotency,
+                    &key,
+                    &token,
+                    &stored_value(&key),
+                    None,
+                )
+                .await
+                .expect("complete");
         });
     });
     let raw = raw.as_ref();
