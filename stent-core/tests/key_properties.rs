@@ -228,7 +228,7 @@ proptest! {
     /// Non-finite floats anywhere in the arguments are a key error; finite ones never are.
     #[test]
     fn non_finite_floats_anywhere_are_key_errors(args in prop::collection::vec(
-            prop::collection::btree_map("[a-c]", prop::collection::vec(any::<f64>(), 0..3), 0..3), 0..3)) {
+            prop::collection::btree_map("[a-c]", prop::collection::vec(prop::num::f64::ANY, 0..3), 0..3), 0..3)) {
         let all_finite = args.iter().flat_map(|m| m.values()).flatten().all(|f| f.is_finite());
         match key_result(&args) {
             Ok(_) => prop_assert!(all_finite),
@@ -241,7 +241,7 @@ proptest! {
     fn arbitrary_typed_arguments_never_panic(s in any::<String>(), c in any::<char>(),
                                              i in any::<i128>(), u in any::<u128>(),
                                              bytes in prop::collection::vec(any::<u8>(), 0..64),
-                                             f in any::<f32>(), shape in 0u8..5,
+                                             f in prop::num::f32::ANY, shape in 0u8..5,
                                              nested in prop::option::of(prop::option::of(any::<bool>()))) {
         #[derive(Serialize)]
         enum Shape<'a> { Unit, Newtype(&'a str), Tuple(i128, u128), Struct { f: f32, c: char }, Map(HashMap<&'a str, Vec<u8>>) }
