@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use stent_core::testkit::{Fault, FaultStore, Op};
 use stent_core::{
-    DurableBuilder, ErrorKind, InFlight, ManualClock, MemoryStore, Namespace, RecordState,
+    Clock, DurableBuilder, ErrorKind, InFlight, ManualClock, MemoryStore, Namespace, RecordState,
     ResultStore, Status, Stent, Timestamp,
 };
 
@@ -240,7 +240,7 @@ async fn renew_failure_is_retried_and_the_lease_kept() {
         }
     });
     let key = f.key_for(&1).unwrap();
-    let first_lease = clock.now_plus(LEASE);
+    let first_lease = clock.now() + LEASE;
     let running = tokio::spawn({
         let f = f.clone();
         async move { f.call_traced(1).await }
@@ -677,14 +677,4 @@ async fn cache_read_failure_with_idempotency_fails_closed_even_with_fail_open() 
         f.call_traced(1).await.unwrap().outcome.status,
         Status::Executed
     );
-}
-
-trait NowPlus {
-    fn now_plus(&self, d: Duration) -> Timestamp;
-}
-
-impl NowPlus for ManualClock {
-    fn now_plus(&self, d: Duration) -> Timestamp {
-        stent_core::Clock::now(self) + d
-    }
 }
