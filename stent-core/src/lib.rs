@@ -11,6 +11,9 @@ pub mod observe;
 pub mod progress;
 pub mod record;
 pub mod store;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::durable::{

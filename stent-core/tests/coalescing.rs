@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use stent_core::testkit::{FaultStore, Op};
 use stent_core::{MemoryStore, Status, Stent};
-
-mod support;
-use support::CountingStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_calls_share_one_claim() {
-    let store = Arc::new(CountingStore::default());
+    let store = FaultStore::new(MemoryStore::new());
     let runs = Arc::new(AtomicU32::new(0));
-    let f = Stent::from_arc(store.clone())
+    let f = Stent::new(store.clone())
         .durable("slow")
         .idempotent()
         .wrap({
@@ -49,14 +47,10 @@ async fn concurrent_identical_calls_share_one_claim() {
         statuses.iter().filter(|s| **s == Status::Joined).count(),
         49
     );
-    assert_eq!(
-        store.claims.load(Ordering::SeqCst),
-        1,
-        "followers never touch the store"
-    );
+    assert_eq!(store.calls(Op::Claim), 1, "followers never touch the store");
     // Different arguments are different flights.
     assert_eq!(f.call(2).await.unwrap(), 3);
-    assert_eq!(store.claims.load(Ordering::SeqCst), 2);
+    assert_eq!(store.calls(Op::Claim), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

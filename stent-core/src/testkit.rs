@@ -1,0 +1,516 @@
+//! Tools for testing code built on stent: a store that fails on cue.
+//!
+//! Available with the `testkit` cargo feature:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! stent-core = { version = "0.1", features = ["testkit"] }
+//! ```
+//!
+//! [`FaultStore`] wraps any [`ResultStore`] and, by [`Fault`] rules, fails, delays or
+//! "loses the reply of" chosen calls of chosen operations, while counting every call.
+//! It answers the question a user of an idempotent function has to ask: *what does my
+//! code see when the store breaks at this exact step?*
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::convert::Infallible;
+//! use stent_core::testkit::{FaultStore, Op};
+//! use stent_core::{ErrorKind, MemoryStore, Status, Stent};
+//!
+//! // The first claim fails as if the connection dropped; everything else works.
+//! let store = FaultStore::new(MemoryStore::new()).fail_nth(Op::Claim, 1);
+//! let stent = Stent::new(store.clone());
+//! let charge = stent
+//!     .durable("billing::charge")
+//!     .idempotent()
+//!     .wrap(|order: String| async move { Ok::<_, Infallible>(format!("receipt-{order}")) });
+//!
+//! let err = charge.call("o-1".into()).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Unavailable);
+//! assert!(err.is_retryable());
+//!
+//! // Retrying is safe: the function runs once and its result is recorded.
+//! let t = charge.call_traced("o-1".into()).await.unwrap();
+//! assert_eq!(t.outcome.status, Status::Executed);
+//! assert_eq!(store.calls(Op::Claim), 2);
+//! assert_eq!(store.calls(Op::Complete), 1);
+//! assert_eq!(store.injected(Op::Claim), 1);
+//! # }
+//! ```
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
+    Timestamp,
+};
+use crate::store::ResultStore;
+
+/// One kind of [`ResultStore`] operation, as [`Fault`] rules and call counters name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`ResultStore::get`].
+    Get,
+    /// [`ResultStore::claim`].
+    Claim,
+    /// [`ResultStore::renew`].
+    Renew,
+    /// [`ResultStore::complete`].
+    Complete,
+    /// [`ResultStore::release`].
+    Release,
+    /// [`ResultStore::put`].
+    Put,
+    /// [`ResultStore::delete`].
+    Delete,
+    /// [`ResultStore::list`].
+    List,
+    /// [`ResultStore::clear`].
+    Clear,
+    /// [`ResultStore::purge_expired`].
+    PurgeExpired,
+}
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 10] = [
+        Op::Get,
+        Op::Claim,
+        Op::Renew,
+        Op::Complete,
+        Op::Release,
+        Op::Put,
+        Op::Delete,
+        Op::List,
+        Op::Clear,
+        Op::PurgeExpired,
+    ];
+
+    /// The method's name: `"get"`, `"claim"`, …, `"purge_expired"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Claim => "claim",
+            Op::Renew => "renew",
+            Op::Complete => "complete",
+            Op::Release => "release",
+            Op::Put => "put",
+            Op::Delete => "delete",
+            Op::List => "list",
+            Op::Clear => "clear",
+            Op::PurgeExpired => "purge_expired",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a [`Fault`] does to the calls it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// Return an error; the inner store is not called.
+    Fail,
+    /// Wait, then call the inner store.
+    Delay(Duration),
+    /// Call the inner store, drop its answer and return an error: the operation took
+    /// effect but the caller cannot know it (a connection lost before the reply).
+    LoseReply,
+}
+
+type MakeError = Arc<dyn Fn(Op, u64) -> Error + Send + Sync>;
+
+/// A rule of a [`FaultStore`]: which calls of which operation to disturb, and how.
+///
+/// Calls of each operation are numbered from 1 in the order they reach the store, counted
+/// from the store's creation. A rule matches every call unless narrowed with
+/// [`nth`](Self::nth), [`from`](Self::from) or [`calls`](Self::calls).
+///
+/// Failing rules return a retryable [`ErrorKind::Unavailable`] unless told otherwise with
+/// [`error`](Self::error) or [`error_with`](Self::error_with).
+///
+/// ```
+/// use std::time::Duration;
+/// use stent_core::ErrorKind;
+/// use stent_core::testkit::{Fault, Op};
+///
+/// let outage = Fault::fail(Op::Complete).calls(2..=4);
+/// let slow_reads = Fault::delay(Op::Get, Duration::from_millis(50));
+/// let full_disk = Fault::fail(Op::Put).from(10).error(ErrorKind::Store);
+/// let lost_ack = Fault::lose_reply(Op::Complete).nth(1);
+/// # let _ = (outage, slow_reads, full_disk, lost_ack);
+/// ```
+#[derive(Clone)]
+#[must_use = "a fault does nothing until it is added to a FaultStore"]
+pub struct Fault {
+    op: Op,
+    first: u64,
+    last: u64,
+    action: Action,
+    error: Option<MakeError>,
+}
+
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Fault");
+        s.field("op", &self.op)
+            .field("action", &self.action)
+            .field("first", &self.first);
+        if self.last != u64::MAX {
+            s.field("last", &self.last);
+        }
+        s.field("custom_error", &self.error.is_some()).finish()
+    }
+}
+
+impl Fault {
+    fn new(op: Op, action: Action) -> Self {
+        Fault {
+            op,
+            first: 1,
+            last: u64::MAX,
+            action,
+            error: None,
+        }
+    }
+
+    /// Fails calls of `op` with an error, without calling the inner store.
+    pub fn fail(op: Op) -> Self {
+        Self::new(op, Action::Fail)
+    }
+
+    /// Delays calls of `op` by `by` before they reach the inner store. A caller that
+    /// gives up during the delay (its future is dropped) leaves the store untouched.
+    pub fn delay(op: Op, by: Duration) -> Self {
+        Self::new(op, Action::Delay(by))
+    }
+
+    /// Lets calls of `op` take effect in the inner store, then replaces the answer with an
+    /// error, as when a connection drops after the server applied a write but before its
+    /// reply arrived.
+    pub fn lose_reply(op: Op) -> Self {
+        Self::new(op, Action::LoseReply)
+    }
+
+    /// Only the `n`th call (counting from 1).
+    pub fn nth(self, n: u64) -> Self {
+        self.calls(n..=n)
+    }
+
+    /// Every call from the `n`th on (counting from 1).
+    pub fn from(self, n: u64) -> Self {
+        self.calls(n..)
+    }
+
+    /// The calls whose numbers (counting from 1) fall in `range`.
+    pub fn calls(mut self, range: impl RangeBounds<u64>) -> Self {
+        self.first = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n.saturating_add(1),
+            Bound::Unbounded => 1,
+        };
+        self.last = match range.end_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n.saturating_sub(1),
+            Bound::Unbounded => u64::MAX,
+        };
+        self
+    }
+
+    /// Fails with an error of `kind` (retryable when the kind usually is) instead of
+    /// [`ErrorKind::Unavailable`].
+    pub fn error(self, kind: ErrorKind) -> Self {
+        self.error_with(move |op, n| Error::new(kind, injected_message(op, n, "failed")))
+    }
+
+    /// Fails with the error `make(op, call_number)` returns.
+    pub fn error_with(mut self, make: impl Fn(Op, u64) -> Error + Send + Sync + 'static) -> Self {
+        self.error = Some(Arc::new(make));
+        self
+    }
+
+    fn matches(&self, op: Op, n: u64) -> bool {
+        self.op == op && (self.first..=self.last).contains(&n)
+    }
+
+    fn make_error(&self, op: Op, n: u64) -> Error {
+        match (&self.error, self.action) {
+            (Some(make), _) => make(op, n),
+            (None, Action::LoseReply) => Error::new(
+                ErrorKind::Unavailable,
+                injected_message(op, n, "took effect, but its reply was lost"),
+            ),
+            (None, _) => Error::new(ErrorKind::Unavailable, injected_message(op, n, "failed")),
+        }
+    }
+}
+
+fn injected_message(op: Op, n: u64, what: &str) -> String {
+    format!("injected fault: {op} call #{n} {what}")
+}
+
+struct Shared {
+    faults: Mutex<Vec<Fault>>,
+    calls: [AtomicU64; Op::ALL.len()],
+    injected: [AtomicU64; Op::ALL.len()],
+}
+
+/// What to do with one call, decided when it arrives.
+struct Plan {
+    delay: Duration,
+    fail: Option<Error>,
+    lose_reply: Option<Error>,
+}
+
+/// A [`ResultStore`] wrapper that fails, delays or loses the replies of chosen calls.
+///
+/// Every call of every operation is counted ([`calls`](Self::calls)); calls matched by a
+/// [`Fault`] rule are disturbed and counted again ([`injected`](Self::injected)). Rules
+/// are added while building ([`with`](Self::with) and the `fail_nth`-style shorthands)
+/// or at any time later ([`inject`](Self::inject), [`heal`](Self::heal)), so a test can
+/// take the store down and bring it back in the middle of a call.
+///
+/// When several rules match one call, their delays add up, then a failing rule wins over
+/// a lost reply. [`capabilities`](ResultStore::capabilities) is passed through untouched.
+///
+/// Clones share the rules and counters (and the inner store, when `S` clones share their
+/// data, as [`MemoryStore`](crate::MemoryStore) clones do): hand one clone to
+/// [`Stent`](crate::Stent) and keep another to steer and inspect.
+pub struct FaultStore<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for FaultStore<S> {
+    fn clone(&self) -> Self {
+        FaultStore {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for FaultStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultStore")
+            .field("inner", &self.inner)
+            .field("faults", &*self.faults())
+            .finish()
+    }
+}
+
+impl<S: Default> Default for FaultStore<S> {
+    fn default() -> Self {
+        Self::new(S::default())
+    }
+}
+
+impl<S> FaultStore<S> {
+    /// Wraps `inner` with no rules: every call passes through (and is counted).
+    pub fn new(inner: S) -> Self {
+        FaultStore {
+            inner,
+            shared: Arc::new(Shared {
+                faults: Mutex::new(Vec::new()),
+                calls: Default::default(),
+                injected: Default::default(),
+            }),
+        }
+    }
+
+    /// Adds a rule (builder style).
+    pub fn with(self, fault: Fault) -> Self {
+        self.inject(fault);
+        self
+    }
+
+    /// Fails the `n`th call of `op` with a retryable [`ErrorKind::Unavailable`].
+    pub fn fail_nth(self, op: Op, n: u64) -> Self {
+        self.with(Fault::fail(op).nth(n))
+    }
+
+    /// Fails every call of `op` from the `n`th on with a retryable [`ErrorKind::Unavailable`].
+    pub fn fail_from(self, op: Op, n: u64) -> Self {
+        self.with(Fault::fail(op).from(n))
+    }
+
+    /// Delays the `n`th call of `op` by `by`.
+    pub fn delay_nth(self, op: Op, n: u64, by: Duration) -> Self {
+        self.with(Fault::delay(op, by).nth(n))
+    }
+
+    /// Lets the `n`th call of `op` take effect, then reports its reply lost (a retryable
+    /// [`ErrorKind::Unavailable`]).
+    pub fn lose_reply_nth(self, op: Op, n: u64) -> Self {
+        self.with(Fault::lose_reply(op).nth(n))
+    }
+
+    /// Adds a rule now; it applies to calls that arrive from now on.
+    pub fn inject(&self, fault: Fault) {
+        self.faults().push(fault);
+    }
+
+    /// Removes every rule: the store works again.
+    pub fn heal(&self) {
+        self.faults().clear();
+    }
+
+    /// How many calls of `op` have reached this store, disturbed or not.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.shared.calls[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many calls of `op` a rule failed, delayed or lost the reply of.
+    pub fn injected(&self, op: Op) -> u64 {
+        self.shared.injected[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// The wrapped store (to inspect what really got written).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner store.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Vec<Fault>> {
+        // Rules are plain data; a panic elsewhere cannot leave them half-updated.
+        self.shared.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn plan(&self, op: Op) -> Plan {
+        let n = self.shared.calls[op.index()].fetch_add(1, Ordering::SeqCst) + 1;
+        let mut plan = Plan {
+            delay: Duration::ZERO,
+            fail: None,
+            lose_reply: None,
+        };
+        let mut hit = false;
+        for fault in self.faults().iter().filter(|f| f.matches(op, n)) {
+            hit = true;
+            match fault.action {
+                Action::Delay(d) => plan.delay = plan.delay.saturating_add(d),
+                Action::Fail => {
+                    plan.fail.get_or_insert_with(|| fault.make_error(op, n));
+                }
+                Action::LoseReply => {
+                    plan.lose_reply
+                        .get_or_insert_with(|| fault.make_error(op, n));
+                }
+            }
+        }
+        if hit {
+            self.shared.injected[op.index()].fetch_add(1, Ordering::SeqCst);
+        }
+        plan
+    }
+
+    /// Runs one call of `op` through the rules: delay, then fail, or apply and maybe
+    /// drop the answer.
+    async fn run<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let plan = self.plan(op);
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        if let Some(e) = plan.fail {
+            return Err(e);
+        }
+        let answer = call.await;
+        match plan.lose_reply {
+            Some(e) => Err(e),
+            None => answer,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: ResultStore> ResultStore for FaultStore<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+        self.run(Op::Get, self.inner.get(ns, key)).await
+    }
+
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        self.run(Op::Claim, self.inner.claim(ns, key, claim)).await
+    }
+
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp> {
+        self.run(Op::Renew, self.inner.renew(ns, key, token, lease))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.run(
+            Op::Complete,
+            self.inner.complete(ns, key, token, value, ttl),
+        )
+        .await
+    }
+
+    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+        self.run(Op::Release, self.inner.release(ns, key, token))
+            .await
+    }
+
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()> {
+        self.run(Op::Put, self.inner.put(ns, key, value, ttl, meta))
+            .await
+    }
+
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        self.run(Op::Delete, self.inner.delete(ns, key)).await
+    }
+
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+        self.run(Op::List, self.inner.list(ns, query)).await
+    }
+
+    async fn clear(&self, ns: Namespace) -> Result<u64> {
+        self.run(Op::Clear, self.inner.clear(ns)).await
+    }
+
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+        self.run(Op::PurgeExpired, self.inner.purge_expired(ns, limit))
+            .await
+    }
+}
