@@ -9,8 +9,10 @@
 //! | `0x02` | JSON of a stored terminal error (see `store_errors_if`) |
 //!
 //! JSON cannot tell `Some(None)` from `None` in a nested `Option<Option<T>>`: both replay as
-//! `None`. Every other value (including `()`, `None`, `0`, `false` and empty collections)
-//! replays exactly.
+//! `None`. JSON has no form for NaN or the infinities: a result holding one fails to encode
+//! with [`ErrorKind::Encode`] (nothing is stored, the call returns the error) instead of being
+//! stored as `null`. Every other value (including `()`, `None`, `0`, `false`, empty
+//! collections and every finite float, to the bit) replays exactly.
 //!
 //! ```
 //! use stent_core::codec::{self, Stored};
@@ -50,6 +52,15 @@ fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
         )
         .with_source(e)
     })?;
+    // serde_json writes NaN and the infinities as `null`, which would replay as something
+    // else (or fail to decode, forever). Only output holding a `null` can hide one.
+    if out.windows(4).any(|w| w == b"null") && crate::key::has_non_finite_float(value) {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "result cannot be encoded as JSON: it holds a NaN or an infinite float, \
+             which JSON has no form for",
+        ));
+    }
     Ok(out)
 }
 

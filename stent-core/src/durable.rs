@@ -948,7 +948,18 @@ where
                         {
                             return Ok(());
                         }
-                        _ => return Err(e),
+                        Ok(_) => return Err(e),
+                        // Whether the lost attempt was applied is unknown: a later call
+                        // replays the result if it was, and runs again if it was not.
+                        Err(read) => {
+                            return Err(Error::new(
+                                ErrorKind::Unavailable,
+                                "the result may have been recorded: a reply was lost and \
+                                 reading the record back failed; call again",
+                            )
+                            .with_key(key)
+                            .with_source(read));
+                        }
                     }
                 }
                 other => return other,

@@ -157,6 +157,19 @@ pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(out)
 }
 
+/// How the error of a NaN or infinite float starts.
+const NON_FINITE: &str = "non-finite float";
+
+/// Whether `value` holds a NaN or an infinite float, which JSON cannot represent.
+pub(crate) fn has_non_finite_float<T: Serialize + ?Sized>(value: &T) -> bool {
+    let mut out = String::new();
+    let result = value.serialize(Canon {
+        out: &mut out,
+        top: false,
+    });
+    matches!(result, Err(KeyErr(msg)) if msg.starts_with(NON_FINITE))
+}
+
 /// The canonical JSON of a call's arguments, as a positional array (see [`DefaultKey`]).
 pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
     let mut out = String::with_capacity(32);
@@ -280,7 +293,7 @@ impl<'a> Canon<'a> {
             Some(n) => self.scalar(|o| {
                 let _ = write!(o, "{n}");
             }),
-            None => Err(KeyErr(format!("non-finite float {v} has no JSON form"))),
+            None => Err(KeyErr(format!("{NON_FINITE} {v} has no JSON form"))),
         }
     }
 }

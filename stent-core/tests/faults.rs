@@ -418,8 +418,6 @@ async fn complete_reply_lost_is_read_back_and_the_call_succeeds() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Durable::complete returns LeaseLost (\"nothing was written\", not retryable) when \
-            the read-back after a lost reply fails, although the result was recorded"]
 async fn complete_reply_lost_with_failed_read_back_is_a_retryable_error_not_lease_lost() {
     let (store, _clock) = store();
     let store = store.lose_reply_nth(Op::Complete, 1).fail_nth(Op::Get, 1);
