@@ -90,8 +90,11 @@ pub(super) async fn start(server: Server) -> Result<String, String> {
     spawn_watchdog(&name, run.watch, &[&lock_path, &url_path])?;
     let image = server.image();
     let began = Instant::now();
-    let started = match tokio::time::timeout(START_TIMEOUT, launch(server, &image, &name, &run))
-        .await
+    let started = match tokio::time::timeout(
+        START_TIMEOUT + Duration::from_secs(30),
+        launch(server, &image, &name, &run),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Err(format!(
@@ -226,7 +229,9 @@ async fn launch(server: Server, image: &str, name: &str, run: &Run) -> Result<St
                 .with_cmd(["-c", "fsync=off"]);
             let container = create(postgres, image_name, tag, name, server, run).await?;
             let (host, port) = address(&container, 5432.tcp()).await?;
-            Ok(format!("postgres://postgres:postgres@{host}:{port}/postgres"))
+            Ok(format!(
+                "postgres://postgres:postgres@{host}:{port}/postgres"
+            ))
         }
         Server::Redis => {
             let redis = GenericImage::new(image_name, tag)
@@ -282,7 +287,6 @@ async fn create<I: Image>(
         .await
         .map_err(|e| format!("{image_name}:{tag}: {e}"))
 }
-
 
 async fn host<I: Image>(container: &ContainerAsync<I>) -> Result<String, String> {
     let host = container
