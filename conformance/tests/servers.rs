@@ -5,10 +5,8 @@
 //! and output. None of them needs a server or a Docker daemon: the daemon is pointed at a
 //! socket that does not exist.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use stent_conformance::servers::{self, Server};
 use stent_core::ResultStore;
@@ -35,7 +33,13 @@ fn probe(name: &str, env: &[(&str, &str)]) -> Output {
     }
     command.env("DOCKER_HOST", NO_DOCKER);
     command.envs(env.iter().copied());
-    command.output().expect("the probe runs")
+    let output = command.output().expect("the probe runs");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("running 1 test"),
+        "the probe {name} did not run: {}",
+        text(&output)
+    );
+    output
 }
 
 fn text(output: &Output) -> String {
@@ -47,13 +51,6 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn scratch_log(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("stent-servers-{}", stent_conformance::unique_id()));
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
-    dir.join(name)
-}
-
 #[test]
 fn env_url_is_used_as_given_without_docker() {
     let output = probe(
@@ -61,29 +58,6 @@ fn env_url_is_used_as_given_without_docker() {
         &[("STENT_REDIS_URL", "redis://db.invalid:6390")],
     );
     assert!(output.status.success(), "{}", text(&output));
-}
-
-#[cfg(feature = "containers")]
-#[test]
-fn no_docker_is_an_error_naming_the_variable_and_is_logged() {
-    let log = scratch_log("containers.log");
-    let began = Instant::now();
-    let output = probe(
-        "probe_no_docker",
-        &[("STENT_CONTAINERS_LOG", log.to_str().expect("a UTF-8 path"))],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(
-        began.elapsed() < Duration::from_secs(60),
-        "an absent Docker daemon took {:?} to report",
-        began.elapsed()
-    );
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        logged.contains("could not start container stent-conformance-postgres-p"),
-        "container log: {logged:?}"
-    );
-    let _ = std::fs::remove_dir_all(log.parent().unwrap_or(Path::new("/nonexistent")));
 }
 
 #[test]
@@ -133,21 +107,6 @@ async fn probe_env_url() {
     );
 }
 
-#[cfg(feature = "containers")]
-#[tokio::test]
-#[ignore = "a probe: run in a child process by no_docker_is_an_error_naming_the_variable_and_is_logged"]
-async fn probe_no_docker() {
-    let reason = servers::url(Server::Postgres)
-        .await
-        .expect_err("no URL and no Docker daemon");
-    assert!(
-        reason.starts_with("STENT_POSTGRES_URL is not set, and no container could be started"),
-        "{reason}"
-    );
-    // The outcome is kept: the next case of the binary does not try again.
-    assert_eq!(servers::url(Server::Postgres).await, Err(reason));
-}
-
 #[tokio::test]
 #[ignore = "a probe: run in a child process by the unreachable_backend tests"]
 async fn probe_unreachable_backend() {
@@ -168,4 +127,56 @@ fn probe_images() {
     assert_eq!(Server::Redis.image(), "local/redis:7");
     assert_eq!(Server::RedisCluster.image(), "local/redis:7");
     assert_eq!(Server::DynamoDb.image(), "local/dynamodb-moto:5.2");
+}
+
+/// With the `containers` feature: a container is tried, and its failure is the reason.
+#[cfg(feature = "containers")]
+mod containers {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn scratch_log(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("stent-servers-{}", stent_conformance::unique_id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        dir.join(name)
+    }
+
+    #[test]
+    fn no_docker_is_an_error_naming_the_variable_and_is_logged() {
+        let log = scratch_log("containers.log");
+        let began = Instant::now();
+        let output = probe(
+            "containers::probe_no_docker",
+            &[("STENT_CONTAINERS_LOG", log.to_str().expect("a UTF-8 path"))],
+        );
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "an absent Docker daemon took {:?} to report",
+            began.elapsed()
+        );
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            logged.contains("could not start container stent-conformance-postgres-p"),
+            "container log: {logged:?}"
+        );
+        let _ = std::fs::remove_dir_all(log.parent().unwrap_or(Path::new("/nonexistent")));
+    }
+
+    #[tokio::test]
+    #[ignore = "a probe: run in a child process by no_docker_is_an_error_naming_the_variable_and_is_logged"]
+    async fn probe_no_docker() {
+        let reason = servers::url(Server::Postgres)
+            .await
+            .expect_err("no URL and no Docker daemon");
+        assert!(
+            reason.starts_with("STENT_POSTGRES_URL is not set, and no container could be started"),
+            "{reason}"
+        );
+        // The outcome is kept: the next case of the binary does not try again.
+        assert_eq!(servers::url(Server::Postgres).await, Err(reason));
+    }
 }
