@@ -38,7 +38,12 @@ start_docker() {
     return 0
   fi
   if ! command -v dockerd >/dev/null 2>&1; then
-    apt_install docker.io
+    # debootstrap builds the base image, which a machine without Docker lacks too.
+    apt_install docker.io debootstrap
+  fi
+  # A daemon that was killed leaves its pid file, and a new one refuses to start over it.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    rm -f /var/run/docker.pid
   fi
   echo "starting dockerd (log: $services_dir/dockerd.log)"
   setsid nohup dockerd >"$services_dir/dockerd.log" 2>&1 </dev/null &

@@ -113,8 +113,12 @@ impl Server {
             OnceCell::const_new(),
             OnceCell::const_new(),
         ];
-        let index = Server::ALL.iter().position(|s| *s == self).unwrap_or(0);
-        &CELLS[index]
+        &CELLS[match self {
+            Server::Postgres => 0,
+            Server::Redis => 1,
+            Server::RedisCluster => 2,
+            Server::DynamoDb => 3,
+        }]
     }
 }
 

@@ -13,9 +13,19 @@ use stent_core::ResultStore;
 
 const NO_DOCKER: &str = "unix:///nonexistent/stent-test/docker.sock";
 
+/// What a probe did: its output, and what it wrote to its own container log.
+struct Probe {
+    output: Output,
+    log: String,
+}
+
 /// Runs the probe `name` in a child process with `env` set and every variable the probes
-/// read cleared otherwise.
-fn probe(name: &str, env: &[(&str, &str)]) -> Output {
+/// read cleared otherwise; its container log is a file of its own.
+fn probe(name: &str, env: &[(&str, &str)]) -> Probe {
+    let dir =
+        std::env::temp_dir().join(format!("stent-servers-{}", stent_conformance::unique_id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let log = dir.join("containers.log");
     let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
     command.args([
         name,
@@ -32,14 +42,17 @@ fn probe(name: &str, env: &[(&str, &str)]) -> Output {
         command.env_remove(server.env_image());
     }
     command.env("DOCKER_HOST", NO_DOCKER);
+    command.env("STENT_CONTAINERS_LOG", &log);
     command.envs(env.iter().copied());
     let output = command.output().expect("the probe runs");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("running 1 test"),
         "the probe {name} did not run: {}",
         text(&output)
     );
-    output
+    Probe { output, log }
 }
 
 fn text(output: &Output) -> String {
@@ -53,7 +66,7 @@ fn text(output: &Output) -> String {
 
 #[test]
 fn env_url_is_used_as_given_without_docker() {
-    let output = probe(
+    let Probe { output, .. } = probe(
         "probe_env_url",
         &[("STENT_REDIS_URL", "redis://db.invalid:6390")],
     );
@@ -62,7 +75,7 @@ fn env_url_is_used_as_given_without_docker() {
 
 #[test]
 fn unreachable_backend_is_skipped_loudly() {
-    let output = probe("probe_unreachable_backend", &[]);
+    let Probe { output, .. } = probe("probe_unreachable_backend", &[]);
     assert!(output.status.success(), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -74,7 +87,7 @@ fn unreachable_backend_is_skipped_loudly() {
 
 #[test]
 fn unreachable_backend_fails_under_require_backends() {
-    let output = probe(
+    let Probe { output, .. } = probe(
         "probe_unreachable_backend",
         &[("STENT_REQUIRE_BACKENDS", "1")],
     );
@@ -88,7 +101,7 @@ fn unreachable_backend_fails_under_require_backends() {
 
 #[test]
 fn image_comes_from_its_variable_or_the_official_one() {
-    let output = probe(
+    let Probe { output, .. } = probe(
         "probe_images",
         &[
             ("STENT_REDIS_IMAGE", "local/redis:7"),
@@ -132,38 +145,24 @@ fn probe_images() {
 /// With the `containers` feature: a container is tried, and its failure is the reason.
 #[cfg(feature = "containers")]
 mod containers {
-    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
     use super::*;
 
-    fn scratch_log(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("stent-servers-{}", stent_conformance::unique_id()));
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        dir.join(name)
-    }
-
     #[test]
     fn no_docker_is_an_error_naming_the_variable_and_is_logged() {
-        let log = scratch_log("containers.log");
         let began = Instant::now();
-        let output = probe(
-            "containers::probe_no_docker",
-            &[("STENT_CONTAINERS_LOG", log.to_str().expect("a UTF-8 path"))],
-        );
+        let Probe { output, log } = probe("containers::probe_no_docker", &[]);
         assert!(output.status.success(), "{}", text(&output));
         assert!(
             began.elapsed() < Duration::from_secs(60),
             "an absent Docker daemon took {:?} to report",
             began.elapsed()
         );
-        let logged = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
-            logged.contains("could not start container stent-conformance-postgres-p"),
-            "container log: {logged:?}"
+            log.contains("could not start container stent-conformance-postgres-p"),
+            "container log: {log:?}"
         );
-        let _ = std::fs::remove_dir_all(log.parent().unwrap_or(Path::new("/nonexistent")));
     }
 
     #[tokio::test]
