@@ -23,6 +23,8 @@
 //! `POSTGRES_HOST_AUTH_METHOD=trust`, with the official image's readiness lines; Redis on
 //! port 6379 logging `Ready to accept connections`, running `sh -c …` as given (the
 //! cluster); a DynamoDB API on port 8000 (DynamoDB Local's), ready once it answers HTTP.
+//! The cluster's nodes announce `127.0.0.1`, so it needs a daemon whose published ports are
+//! on the tests' loopback (a local one).
 //!
 //! [testcontainers]: https://docs.rs/testcontainers
 

@@ -249,9 +249,9 @@ async fn launch(server: Server, image: &str, name: &str, run: &Run) -> Result<St
             for port in ports {
                 cluster = cluster.with_mapped_port(port, port.tcp());
             }
-            let container = create(cluster, image_name, tag, name, server, run).await?;
-            let host = host(&container).await?;
-            let nodes: Vec<String> = ports.iter().map(|p| format!("{host}:{p}")).collect();
+            create(cluster, image_name, tag, name, server, run).await?;
+            // The nodes announce 127.0.0.1: clients must reach the published ports there.
+            let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
             Ok(format!("redis+cluster://{}", nodes.join(",")))
         }
         Server::DynamoDb => {
@@ -288,29 +288,31 @@ async fn create<I: Image>(
         .map_err(|e| format!("{image_name}:{tag}: {e}"))
 }
 
-async fn host<I: Image>(container: &ContainerAsync<I>) -> Result<String, String> {
+/// The address the host reaches the container's published port `port` at: the loopback
+/// when the port answers there (a local daemon, even one that testcontainers takes for a
+/// daemon outside this container because of `/.dockerenv`), else the daemon's host as
+/// testcontainers sees it.
+async fn address<I: Image>(
+    container: &ContainerAsync<I>,
+    port: ContainerPort,
+) -> Result<(String, u16), String> {
+    let port = container
+        .get_host_port_ipv4(port)
+        .await
+        .map_err(|e| format!("the host port of {port}: {e}"))?;
+    let loopback = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await;
+    if matches!(loopback, Ok(Ok(_))) {
+        return Ok(("127.0.0.1".to_owned(), port));
+    }
     let host = container
         .get_host()
         .await
         .map_err(|e| format!("the container's host: {e}"))?
         .to_string();
-    // Published ports are bound on IPv4; "localhost" may resolve to ::1 first.
-    Ok(if host == "localhost" {
-        "127.0.0.1".to_owned()
-    } else {
-        host
-    })
-}
-
-async fn address<I: Image>(
-    container: &ContainerAsync<I>,
-    port: ContainerPort,
-) -> Result<(String, u16), String> {
-    let host = host(container).await?;
-    let port = container
-        .get_host_port_ipv4(port)
-        .await
-        .map_err(|e| format!("the host port of {port}: {e}"))?;
     Ok((host, port))
 }
 
