@@ -16,6 +16,7 @@ const NO_DOCKER: &str = "unix:///nonexistent/stent-test/docker.sock";
 /// What a probe did: its output, and what it wrote to its own container log.
 struct Probe {
     output: Output,
+    #[cfg_attr(not(feature = "containers"), allow(dead_code))]
     log: String,
 }
 
