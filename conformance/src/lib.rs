@@ -1,34 +1,4 @@
-//! The behaviour suite every stent [`ResultStore`] must pass.
-//!
-//! Each case is a plain `pub async fn(Arc<dyn ResultStore>)` named
-//! `<op>_<expected_behaviour>`, with its contract as a one-line doc comment; it panics with
-//! the offending value when the store breaks the contract. Cases are grouped by area:
-//! [`store_ops`], [`claims`], [`expiry`], [`keys`], [`wrapper`] and [`bad_input`].
-//!
-//! [`conformance_tests!`] stamps one `#[tokio::test]` per case into a test file. It takes a
-//! factory: an async function that receives a unique identifier for the case (lower-case
-//! ASCII letters, digits and `_`, at most 16 bytes, valid as an SQL identifier or a key
-//! prefix) and returns a store isolated to that identifier, so every case runs in
-//! parallel against one server. When the backend cannot be reached the factory returns
-//! `Err(reason)`: the case is skipped with a loud message, and with
-//! `STENT_REQUIRE_BACKENDS=1` it fails instead, so a suite that tested nothing never looks
-//! green.
-//!
-//! # Running the suite against your own store
-//!
-//! ```no_run
-//! // tests/conformance.rs of a backend crate (dev-dependencies: stent-conformance, tokio)
-//! use std::sync::Arc;
-//! use stent_core::{MemoryStore, ResultStore};
-//!
-//! async fn store(_case: String) -> Result<Arc<dyn ResultStore>, String> {
-//!     // Connect here; return Err("why") when the server is not reachable.
-//!     Ok(Arc::new(MemoryStore::new()))
-//! }
-//!
-//! stent_conformance::conformance_tests!(store);
-//! # fn main() {}
-//! ```
+#![doc = include_str!("../README.md")]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +10,7 @@ pub mod bad_input;
 pub mod claims;
 pub mod expiry;
 pub mod keys;
+pub mod servers;
 pub mod store_ops;
 mod support;
 pub mod wrapper;

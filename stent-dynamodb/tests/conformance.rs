@@ -1,11 +1,13 @@
 //! The whole conformance suite against a DynamoDB-API server (`STENT_DYNAMODB_URL`, e.g.
-//! moto started by scripts/test): all cases share one table, each under its own key prefix,
+//! moto started by scripts/test; else a container, see `stent_conformance::servers`): all
+//! cases share one table, each under its own key prefix,
 //! and they take turns on the server (see `support::turn`).
 
 mod support;
 
 use std::sync::Arc;
 
+use stent_conformance::servers::{self, Server};
 use stent_core::ResultStore;
 use tokio::sync::OnceCell;
 
@@ -13,7 +15,7 @@ use tokio::sync::OnceCell;
 static TABLE_READY: OnceCell<Result<(), String>> = OnceCell::const_new();
 
 async fn dynamodb(case: String) -> Result<Arc<dyn ResultStore>, String> {
-    let url = support::moto_url()?;
+    let url = servers::url(Server::DynamoDb).await?;
     let store = support::builder(&url, support::TABLE, &case)
         .build()
         .await

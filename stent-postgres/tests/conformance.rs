@@ -1,18 +1,19 @@
-//! The whole conformance suite against the PostgreSQL server in `STENT_POSTGRES_URL`,
-//! one schema per case (`stent_test_<unix secs>_<case id>`, tables `app_idempotency` and
+//! The whole conformance suite against PostgreSQL: the server in `STENT_POSTGRES_URL`, else
+//! a container (see `stent_conformance::servers`), one schema per case (`stent_test_<unix secs>_<case id>`, tables `app_idempotency` and
 //! `app_cache`), so every case runs in parallel against one database. Schemas older than
 //! ten minutes are dropped when a run starts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use stent_conformance::servers::{self, Server};
 use stent_core::ResultStore;
 use stent_postgres::PostgresStore;
 
 mod support;
 
 async fn postgres(case: String) -> Result<Arc<dyn ResultStore>, String> {
-    let url = support::url()?;
+    let url = servers::url(Server::Postgres).await?;
     support::sweep_old_schemas(&url).await;
     let store = PostgresStore::builder()
         .url(url)

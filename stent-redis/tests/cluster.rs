@@ -1,18 +1,17 @@
-//! The conformance suite against a Redis Cluster at `STENT_REDIS_CLUSTER_URL`
-//! (`redis+cluster://host:port,host:port,...`; `scripts/test` starts one).
+//! The conformance suite against a Redis Cluster: the one at `STENT_REDIS_CLUSTER_URL`
+//! (`redis+cluster://host:port,host:port,...`; `scripts/test` starts one), else three
+//! masters in a container (see `stent_conformance::servers`).
 //!
 //! Each case gets its own key prefix (the case's unique id), so all cases share one cluster.
 
 use std::sync::Arc;
 
+use stent_conformance::servers::{self, Server};
 use stent_core::ResultStore;
 use stent_redis::RedisStore;
 
 async fn redis_cluster(case: String) -> Result<Arc<dyn ResultStore>, String> {
-    let url = std::env::var("STENT_REDIS_CLUSTER_URL").map_err(|_| {
-        "STENT_REDIS_CLUSTER_URL is not set (e.g. redis+cluster://127.0.0.1:7101,127.0.0.1:7102)"
-            .to_owned()
-    })?;
+    let url = servers::url(Server::RedisCluster).await?;
     let store = RedisStore::builder()
         .url(url)
         .prefix(case)
