@@ -17,6 +17,9 @@ pub use stent_core::{
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub use stent_core::testkit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stent_redis::{RedisStore, RedisStoreBuilder};
