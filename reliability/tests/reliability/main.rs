@@ -1,0 +1,6 @@
+//! The fault matrix: every scenario against every backend, each in processes of its own.
+//! `RELIABILITY.md` at the repository root reports the figures these tests print
+//! (`FIGURE …` lines on stderr; run with `--no-capture` to see them).
+
+mod crash_takeover;
+mod support;
