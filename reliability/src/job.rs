@@ -178,6 +178,8 @@ pub enum Report {
 pub struct CallReport {
     /// The worker's process id.
     pub pid: u32,
+    /// The key the wrapper derived.
+    pub key: String,
     /// `executed`, `replayed`, `joined` or `cache_hit`.
     pub status: String,
     /// The attempt that produced the value.
@@ -393,6 +395,7 @@ impl Job {
                     .unwrap_or_else(|e| panic!("the taker's call failed: {e}"));
                 report(&Report::Call(CallReport {
                     pid,
+                    key: t.outcome.key.clone(),
                     status: t.outcome.status.to_string(),
                     attempt: t.outcome.attempt,
                     value: t.value,
@@ -422,6 +425,7 @@ impl Job {
                                 .unwrap_or_else(|e| panic!("a long call failed: {e}"));
                             CallReport {
                                 pid,
+                                key: t.outcome.key.clone(),
                                 status: t.outcome.status.to_string(),
                                 attempt: t.outcome.attempt,
                                 value: t.value,

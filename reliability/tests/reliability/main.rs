@@ -3,4 +3,5 @@
 //! (`FIGURE …` lines on stderr; run with `--no-capture` to see them).
 
 mod crash_takeover;
+mod long_running;
 mod support;
