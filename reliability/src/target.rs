@@ -4,8 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use stent_core::{Namespace, Result, ResultStore};
+use stent_core::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
+    Result, ResultStore, Timestamp,
+};
+use tokio::sync::Semaphore;
 use stent_dynamodb::DynamoDbStore;
 use stent_postgres::PostgresStore;
 use stent_redis::RedisStore;
@@ -60,8 +65,11 @@ pub struct Target {
     /// backend's default: scenarios that stop the server keep it short, so calls fail
     /// promptly and retryably instead of waiting out the outage.
     pub timeout_ms: Option<u64>,
-    /// Connection pool size per process for the SQL backends (default: the store's).
+    /// Connections per process: the pool size of the SQL backends; for DynamoDB, how many
+    /// requests one process has in flight at once (default: the store's own limits).
     pub connections: Option<u32>,
+    /// How many times the DynamoDB client tries one request (default: the store's).
+    pub attempts: Option<u32>,
 }
 
 impl Target {
@@ -73,6 +81,7 @@ impl Target {
             scope: scope.into(),
             timeout_ms: None,
             connections: None,
+            attempts: None,
         }
     }
 
@@ -85,6 +94,12 @@ impl Target {
     /// Sets [`connections`](Self::connections).
     pub fn connections(mut self, n: u32) -> Self {
         self.connections = Some(n);
+        self
+    }
+
+    /// Sets [`attempts`](Self::attempts).
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.attempts = Some(n);
         self
     }
 
@@ -130,7 +145,16 @@ impl Target {
                 }
                 Arc::new(b.build().await?)
             }
-            Backend::DynamoDb => Arc::new(self.dynamodb().await?),
+            Backend::DynamoDb => {
+                let store = self.dynamodb().await?;
+                match self.connections {
+                    Some(n) => Arc::new(Limited {
+                        store,
+                        permits: Semaphore::new(n as usize),
+                    }),
+                    None => Arc::new(store),
+                }
+            }
         })
     }
 
@@ -142,7 +166,10 @@ impl Target {
             .region("us-east-1")
             .credentials("test", "test");
         if let Some(t) = self.timeout_ms.map(Duration::from_millis) {
-            b = b.timeout(t).max_attempts(2);
+            b = b.timeout(t);
+        }
+        if let Some(n) = self.attempts {
+            b = b.max_attempts(n);
         }
         b.build().await
     }
@@ -195,5 +222,86 @@ impl Target {
             }
             Backend::Sqlite | Backend::DynamoDb => Ok(()),
         }
+    }
+}
+
+/// A store whose operations wait for one of a fixed number of permits: what a connection
+/// pool does for the SQL backends, for an HTTP store.
+#[derive(Debug)]
+struct Limited<S> {
+    store: S,
+    permits: Semaphore,
+}
+
+impl<S> Limited<S> {
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.permits.acquire().await.expect("the semaphore is never closed")
+    }
+}
+
+#[async_trait]
+impl<S: ResultStore> ResultStore for Limited<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+        let _p = self.permit().await;
+        self.store.get(ns, key).await
+    }
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        let _p = self.permit().await;
+        self.store.claim(ns, key, claim).await
+    }
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp> {
+        let _p = self.permit().await;
+        self.store.renew(ns, key, token, lease).await
+    }
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let _p = self.permit().await;
+        self.store.complete(ns, key, token, value, ttl).await
+    }
+    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+        let _p = self.permit().await;
+        self.store.release(ns, key, token).await
+    }
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()> {
+        let _p = self.permit().await;
+        self.store.put(ns, key, value, ttl, meta).await
+    }
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        let _p = self.permit().await;
+        self.store.delete(ns, key).await
+    }
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+        let _p = self.permit().await;
+        self.store.list(ns, query).await
+    }
+    async fn clear(&self, ns: Namespace) -> Result<u64> {
+        let _p = self.permit().await;
+        self.store.clear(ns).await
+    }
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+        let _p = self.permit().await;
+        self.store.purge_expired(ns, limit).await
     }
 }

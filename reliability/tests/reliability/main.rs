@@ -4,4 +4,5 @@
 
 mod crash_takeover;
 mod long_running;
+mod many_processes;
 mod support;
