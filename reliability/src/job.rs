@@ -265,6 +265,8 @@ impl Summary {
 /// One call attempt of a [`Task::Restart`] worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// The calling process.
+    pub pid: u32,
     /// The key called.
     pub key: String,
     /// When the call started.
@@ -348,16 +350,18 @@ impl Job {
             Task::Own { key } => {
                 let f = {
                     let (store, ledger) = (Arc::clone(&store), ledger.clone());
-                    stent.durable("reliability::crash").idempotent().lease(lease).wrap_with_context(
-                        move |key: String, exec: Execution| {
+                    stent
+                        .durable("reliability::crash")
+                        .idempotent()
+                        .lease(lease)
+                        .wrap_with_context(move |key: String, exec: Execution| {
                             let (store, ledger) = (Arc::clone(&store), ledger.clone());
                             async move {
                                 ledger.append(&key, exec.attempt);
                                 inside(&*store, &exec).await;
                                 std::future::pending::<Result<String, Infallible>>().await
                             }
-                        },
-                    )
+                        })
                 };
                 report(&Report::Ready { pid });
                 wait_for_file(&self.go, Duration::from_secs(120), "start line").await;
@@ -379,7 +383,11 @@ impl Job {
                             async move {
                                 ledger.append(&key, exec.attempt);
                                 wait_for_file(&hold, Duration::from_secs(60), "hold").await;
-                                Ok::<_, Infallible>(value_of(&key, std::process::id(), exec.attempt))
+                                Ok::<_, Infallible>(value_of(
+                                    &key,
+                                    std::process::id(),
+                                    exec.attempt,
+                                ))
                             }
                         })
                 };
@@ -565,6 +573,7 @@ async fn call_through_outage(
             match result {
                 Ok(t) => {
                     events.push(Event {
+                        pid: std::process::id(),
                         key: key.clone(),
                         start_ms,
                         end_ms,
@@ -579,6 +588,7 @@ async fn call_through_outage(
                 }
                 Err(e) => {
                     events.push(Event {
+                        pid: std::process::id(),
                         key: key.clone(),
                         start_ms,
                         end_ms,

@@ -98,9 +98,7 @@ impl RedisServer {
             .map_err(|e| format!("redis-server: {e}"))?;
         self.child = Some(child);
         let port = self.port;
-        wait_until(Duration::from_secs(30), "redis-server", || {
-            redis_pong(port)
-        })
+        wait_until(Duration::from_secs(30), "redis-server", || redis_pong(port))
     }
 }
 
@@ -280,7 +278,10 @@ impl PostgresServer {
     ///
     /// `pg_ctl` fails.
     pub fn crash(&self) -> Result<(), String> {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
     }
 
     /// Starts the server (again), waiting until it accepts connections.
@@ -315,7 +316,10 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let _ = self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 }
 

@@ -10,11 +10,11 @@ use stent_core::{
     Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
     Result, ResultStore, Timestamp,
 };
-use tokio::sync::Semaphore;
 use stent_dynamodb::DynamoDbStore;
 use stent_postgres::PostgresStore;
 use stent_redis::RedisStore;
 use stent_sqlite::SqliteStore;
+use tokio::sync::Semaphore;
 
 /// The table DynamoDB scenarios use (each on a server of its own).
 pub const DYNAMODB_TABLE: &str = "stent_reliability";
@@ -235,7 +235,10 @@ struct Limited<S> {
 
 impl<S> Limited<S> {
     async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.permits.acquire().await.expect("the semaphore is never closed")
+        self.permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 }
 

@@ -78,8 +78,8 @@ async fn killed_owner_is_taken_over_at_attempt_2(backend: Backend) {
         .await
         .unwrap()
         .expect("the dead owner's record");
-    let lapse_at = (at_death.attempt == 1)
-        .then(|| at_death.lease_expires_at.expect("a lease").as_millis());
+    let lapse_at =
+        (at_death.attempt == 1).then(|| at_death.lease_expires_at.expect("a lease").as_millis());
 
     let takeover = ledger
         .wait_for(LEASE + Duration::from_secs(30), |e| e.attempt == 2)
@@ -92,7 +92,10 @@ async fn killed_owner_is_taken_over_at_attempt_2(backend: Backend) {
         .await
         .unwrap()
         .expect("the taken-over record");
-    assert_eq!((running.state, running.attempt), (RecordState::InProgress, 2));
+    assert_eq!(
+        (running.state, running.attempt),
+        (RecordState::InProgress, 2)
+    );
     assert_ne!(running.lease_token.as_ref(), Some(&dead));
     let e = store
         .complete(Namespace::Idempotency, &key, &dead, b"forged", None)

@@ -5,4 +5,5 @@
 mod crash_takeover;
 mod long_running;
 mod many_processes;
+mod server_restart;
 mod support;

@@ -79,18 +79,31 @@ async fn every_key_runs_once(backend: Backend, calls_per_task: Option<usize>) {
     let by_key = fx.ledger().by_key();
     assert_eq!(by_key.len(), KEYS, "every key executed");
     for (key, runs) in &by_key {
-        assert_eq!(runs.len(), 1, "{key} executed {} times: {runs:?}", runs.len());
+        assert_eq!(
+            runs.len(),
+            1,
+            "{key} executed {} times: {runs:?}",
+            runs.len()
+        );
         let run = &runs[0];
         assert_eq!(run.attempt, 1, "{key}: {run:?}");
         let expected = value_of(key, run.pid, run.attempt);
         for s in &summaries {
             if let Some(v) = s.values.get(key) {
-                assert_eq!(v, &expected, "process {} got another value for {key}", s.pid);
+                assert_eq!(
+                    v, &expected,
+                    "process {} got another value for {key}",
+                    s.pid
+                );
             }
         }
     }
     let executions: usize = by_key.values().map(Vec::len).sum();
-    assert_eq!(statuses.get("executed"), Some(&(KEYS as u64)), "{statuses:?}");
+    assert_eq!(
+        statuses.get("executed"),
+        Some(&(KEYS as u64)),
+        "{statuses:?}"
+    );
     let callers_per_key: BTreeSet<usize> = (0..KEYS)
         .map(|i| {
             let key = stent_reliability::job::Shape::key(i);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stent_reliability::servers::MotoServer;
-use stent_reliability::{Backend, Job, Ledger, Report, Task, Target, backends_required};
+use stent_reliability::{Backend, Job, Ledger, Report, Target, Task, backends_required};
 use tempfile::TempDir;
 
 /// The worker binary.
@@ -146,11 +146,7 @@ pub(crate) async fn fixture(backend: Backend, scenario: &str, test: &str) -> Opt
 /// Prints one measured figure line: `FIGURE <scenario> <backend> key=value …`.
 pub(crate) fn figure(scenario: &str, backend: Backend, pairs: &[(&str, String)]) {
     let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    eprintln!(
-        "FIGURE {scenario} {} {}",
-        backend.name(),
-        pairs.join(" ")
-    );
+    eprintln!("FIGURE {scenario} {} {}", backend.name(), pairs.join(" "));
 }
 
 /// The [`Report::Call`]s among `reports`.
