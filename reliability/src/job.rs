@@ -211,6 +211,9 @@ pub struct Summary {
     pub unfinished: u64,
     /// From the start line to the last call's end.
     pub elapsed_ms: u64,
+    /// Requests sent to the server, when the store counts them (DynamoDB with a request
+    /// limit, see [`Target::connections`](crate::Target::connections)).
+    pub store_operations: u64,
 }
 
 impl Summary {
@@ -469,6 +472,7 @@ impl Job {
                     summary.merge(h.await.expect("a task panicked"));
                 }
                 summary.elapsed_ms = elapsed_ms(started);
+                summary.store_operations = crate::target::limited_operations();
                 report(&Report::Summary(summary));
             }
             Task::Restart {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -233,12 +234,24 @@ struct Limited<S> {
     permits: Semaphore,
 }
 
+/// Operations sent by [`Limited`] stores in this process.
+static OPERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many operations this process's request-limited stores (DynamoDB with
+/// [`Target::connections`]) have sent to the server.
+pub fn limited_operations() -> u64 {
+    OPERATIONS.load(Ordering::Relaxed)
+}
+
 impl<S> Limited<S> {
     async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.permits
+        let permit = self
+            .permits
             .acquire()
             .await
-            .expect("the semaphore is never closed")
+            .expect("the semaphore is never closed");
+        OPERATIONS.fetch_add(1, Ordering::Relaxed);
+        permit
     }
 }
 

@@ -96,6 +96,7 @@ async fn restart_under_concurrent_calls_loses_nothing(backend: Backend) {
         "{}_restart_under_concurrent_calls_loses_nothing",
         backend.name()
     );
+    let turn = support::turn().await;
     let mut server = match Server::start(backend) {
         Ok(s) => s,
         Err(reason) => {
@@ -106,7 +107,7 @@ async fn restart_under_concurrent_calls_loses_nothing(backend: Backend) {
     let target = Target::new(backend, server.url(), "reliability")
         .timeout(STORE_TIMEOUT)
         .connections(4);
-    let fx = Fixture::own(target);
+    let fx = Fixture::own(target, turn);
     fx.target.prepare().await.unwrap();
     let keys = if backend == Backend::DynamoDb {
         60

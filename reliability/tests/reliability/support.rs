@@ -1,8 +1,9 @@
 //! What every scenario needs: a target of its own on each backend, a scratch directory
 //! for the ledger and start files, and figures printed for RELIABILITY.md.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stent_reliability::servers::MotoServer;
 use stent_reliability::{Backend, Job, Ledger, Report, Target, Task, backends_required};
@@ -14,20 +15,53 @@ pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_stent-reliability-worker");
 /// Time for a worker to start and connect, or for a job to finish, on a loaded machine.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
-/// A scenario's store and scratch directory (and its own DynamoDB-API server).
+/// The loopback port whose listener is the suite's turn (see [`turn`]).
+const TURN_PORT: u16 = 5597;
+
+/// Holding the turn means no other scenario of this suite runs meanwhile, in this process
+/// or another (nextest runs each test in its own).
+///
+/// Scenarios start up to eight processes and time leases of a few hundred milliseconds:
+/// on a two-core machine, two of them at once would measure each other. The turn is a
+/// listener on a fixed loopback port, which the system releases when its holder exits,
+/// however it exits.
+pub(crate) struct Turn(#[allow(dead_code)] TcpListener);
+
+/// Waits for the turn.
+pub(crate) async fn turn() -> Turn {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match TcpListener::bind(("127.0.0.1", TURN_PORT)) {
+            Ok(listener) => return Turn(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    Instant::now() < deadline,
+                    "127.0.0.1:{TURN_PORT} stayed taken for 10 minutes: is another program using it?"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot take the suite's turn on 127.0.0.1:{TURN_PORT}: {e}"),
+        }
+    }
+}
+
+/// A scenario's store and scratch directory (and its own DynamoDB-API server), held with
+/// the suite's turn.
 pub(crate) struct Fixture {
     pub(crate) target: Target,
     pub(crate) dir: TempDir,
     _moto: Option<MotoServer>,
+    _turn: Turn,
 }
 
 impl Fixture {
     /// A target on the server the scenario started itself.
-    pub(crate) fn own(target: Target) -> Fixture {
+    pub(crate) fn own(target: Target, turn: Turn) -> Fixture {
         Fixture {
             target,
             dir: scratch(),
             _moto: None,
+            _turn: turn,
         }
     }
 
@@ -103,6 +137,7 @@ fn env(test: &str, var: &str) -> Option<String> {
 /// shared one answers one request at a time, and these scenarios would hold it for
 /// seconds).
 pub(crate) async fn fixture(backend: Backend, scenario: &str, test: &str) -> Option<Fixture> {
+    let turn = turn().await;
     let id = unique(scenario);
     let dir = scratch();
     let mut moto = None;
@@ -140,6 +175,7 @@ pub(crate) async fn fixture(backend: Backend, scenario: &str, test: &str) -> Opt
         target,
         dir,
         _moto: moto,
+        _turn: turn,
     })
 }
 
