@@ -315,6 +315,9 @@ async fn restart_under_concurrent_calls_loses_nothing(backend: Backend) {
             ),
         ],
     );
+    // The server goes before the fixture gives up the suite's turn.
+    drop(server);
+    drop(fx);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
