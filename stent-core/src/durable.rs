@@ -855,9 +855,13 @@ where
         let work =
             AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();
         let renew = async {
+            // Fixed rate: a slow renewal does not push the next one later, so the lease
+            // keeps two thirds of its length as margin however slow the store is.
             let every = c.lease / 3;
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                tokio::time::sleep(every).await;
+                ticks.tick().await;
                 match store
                     .renew(Namespace::Idempotency, key, &token, c.lease)
                     .await
