@@ -8,6 +8,9 @@
 //! - `{backend}/miss`: an idempotent first call (claim + complete) and a cache miss (get +
 //!   put), and the raw driver's two writes of a fresh record (created in progress, then
 //!   completed) and its read + write of a fresh record;
+//! - next to both, the store's own `claim` (replay) and `claim` + `complete` (first call)
+//!   called through `ResultStore` without the wrapper, which splits each ratio into the
+//!   backend primitive's cost and the wrapper's;
 //! - `{backend}/contention`: 64 tasks calling one key (a first call that one task executes
 //!   while the others join it, and a cache hit), and 1, 8 and 64 tasks on distinct keys
 //!   (cache hits next to the raw driver's reads), as throughput.
