@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
-use stent::{Namespace, PostgresStore, RedisStore, ResultStore, Stent};
+use stent::{
+    Claim, ClaimOutcome, LeaseToken, Namespace, PostgresStore, RecordMeta, RedisStore, ResultStore,
+    Stent,
+};
 use stent_benches::{Functions, env_url, hit_args, runtime, stored_value};
 
 const ROUNDS: usize = 40;
@@ -213,6 +216,8 @@ async fn postgres() {
     f.cached.call(hit_args()).await.expect("seeding");
     f.idempotent.call(hit_args()).await.expect("seeding");
     let key = f.cached.key_for(&hit_args()).expect("a key");
+    let idem_key = f.idempotent.key_for(&hit_args()).expect("a key");
+    let idem_key = idem_key.as_str();
     let table = store.table(Namespace::Cache).to_owned();
     let narrow = format!("SELECT value FROM \"{table}\" WHERE key = $1");
     let wide = format!(
@@ -265,6 +270,27 @@ async fn postgres() {
             Box::new(move || {
                 Box::pin(async move {
                     f.cached.call(hit_args()).await.expect("hit");
+                })
+            }),
+        ),
+        (
+            "PostgresStore::claim (completed)",
+            Box::new(move || {
+                Box::pin(async move {
+                    let token = LeaseToken::generate();
+                    let claim = Claim {
+                        token: &token,
+                        lease: Duration::from_secs(30),
+                        meta: RecordMeta {
+                            function: Some("bench::charge"),
+                            ..RecordMeta::default()
+                        },
+                    };
+                    let outcome = store
+                        .claim(Namespace::Idempotency, idem_key, &claim)
+                        .await
+                        .expect("claim");
+                    assert!(matches!(outcome, ClaimOutcome::Completed(_)));
                 })
             }),
         ),
