@@ -15,11 +15,8 @@ use std::time::{Duration, Instant};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
-use stent::{
-    Claim, ClaimOutcome, LeaseToken, Namespace, PostgresStore, RecordMeta, RedisStore, ResultStore,
-    Stent,
-};
-use stent_benches::{Functions, env_url, hit_args, runtime, stored_value};
+use stent::{ClaimOutcome, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
+use stent_benches::{Functions, env_url, hit_args, runtime, store_claim, stored_value};
 
 const ROUNDS: usize = 40;
 const CALLS: u32 = 200;
@@ -277,19 +274,7 @@ async fn postgres() {
             "PostgresStore::claim (completed)",
             Box::new(move || {
                 Box::pin(async move {
-                    let token = LeaseToken::generate();
-                    let claim = Claim {
-                        token: &token,
-                        lease: Duration::from_secs(30),
-                        meta: RecordMeta {
-                            function: Some("bench::charge"),
-                            ..RecordMeta::default()
-                        },
-                    };
-                    let outcome = store
-                        .claim(Namespace::Idempotency, idem_key, &claim)
-                        .await
-                        .expect("claim");
+                    let (_, outcome) = store_claim(store, idem_key).await;
                     assert!(matches!(outcome, ClaimOutcome::Completed(_)));
                 })
             }),

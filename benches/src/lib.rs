@@ -150,6 +150,26 @@ pub fn stored_value(id: &str) -> Vec<u8> {
     stent::codec::encode_value(&format!("receipt-{id}-500")).expect("a string encodes")
 }
 
+/// The store's own `claim` of `key` in the idempotency namespace, made as the idempotent
+/// bench function's call makes it (a fresh token, the default lease, its name): the backend's
+/// atomic primitive without the wrapper. Returns the token and the outcome.
+pub async fn store_claim(store: &dyn ResultStore, key: &str) -> (LeaseToken, ClaimOutcome) {
+    let token = LeaseToken::generate();
+    let claim = Claim {
+        token: &token,
+        lease: stent::DEFAULT_LEASE,
+        meta: RecordMeta {
+            function: Some("bench::charge"),
+            ..RecordMeta::default()
+        },
+    };
+    let outcome = store
+        .claim(Namespace::Idempotency, key, &claim)
+        .await
+        .expect("claim");
+    (token, outcome)
+}
+
 /// What the raw driver of a backend does in place of stent, on the same server and on
 /// the same records.
 pub trait Raw: Send + Sync + 'static {
@@ -283,19 +303,7 @@ fn bench_hit<R: Raw>(
     let (store, idem_key) = (&f.store, idem_key.as_str());
     g.bench_function("store_claim", |b| {
         b.to_async(rt).iter(|| async move {
-            let token = LeaseToken::generate();
-            let claim = Claim {
-                token: &token,
-                lease: Duration::from_secs(30),
-                meta: RecordMeta {
-                    function: Some("bench::charge"),
-                    ..RecordMeta::default()
-                },
-            };
-            let outcome = store
-                .claim(Namespace::Idempotency, idem_key, &claim)
-                .await
-                .expect("claim");
+            let (_, outcome) = store_claim(store.as_ref(), idem_key).await;
             assert!(matches!(outcome, ClaimOutcome::Completed(_)));
         });
     });
@@ -340,19 +348,7 @@ fn bench_miss<R: Raw>(
     g.bench_function("store_claim_complete", |b| {
         b.to_async(rt).iter(|| async move {
             let key = format!("store|{}", fresh.next());
-            let token = LeaseToken::generate();
-            let claim = Claim {
-                token: &token,
-                lease: Duration::from_secs(30),
-                meta: RecordMeta {
-                    function: Some("bench::charge"),
-                    ..RecordMeta::default()
-                },
-            };
-            let outcome = store
-                .claim(Namespace::Idempotency, &key, &claim)
-                .await
-                .expect("claim");
+            let (token, outcome) = store_claim(store.as_ref(), &key).await;
             assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
             store
                 .complete(

@@ -149,11 +149,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// assert!(stent_core::key::canonical_json(&f64::NAN).is_err());
 /// ```
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    let mut out = String::new();
-    value.serialize(Canon {
-        out: &mut out,
-        top: false,
-    })?;
+    Ok(canon(value, false)?)
+}
+
+/// Canonical JSON of `value`; `top` writes a call's arguments as a positional array.
+fn canon<T: Serialize + ?Sized>(value: &T, top: bool) -> std::result::Result<String, KeyErr> {
+    let mut out = String::with_capacity(32);
+    value.serialize(Canon { out: &mut out, top })?;
     Ok(out)
 }
 
@@ -162,22 +164,12 @@ const NON_FINITE: &str = "non-finite float";
 
 /// Whether `value` holds a NaN or an infinite float, which JSON cannot represent.
 pub(crate) fn has_non_finite_float<T: Serialize + ?Sized>(value: &T) -> bool {
-    let mut out = String::new();
-    let result = value.serialize(Canon {
-        out: &mut out,
-        top: false,
-    });
-    matches!(result, Err(KeyErr(msg)) if msg.starts_with(NON_FINITE))
+    matches!(canon(value, false), Err(KeyErr(msg)) if msg.starts_with(NON_FINITE))
 }
 
 /// The canonical JSON of a call's arguments, as a positional array (see [`DefaultKey`]).
 pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    let mut out = String::with_capacity(32);
-    args.serialize(Canon {
-        out: &mut out,
-        top: true,
-    })?;
-    Ok(out)
+    Ok(canon(args, true)?)
 }
 
 /// The error of canonical serialization, turned into [`ErrorKind::Key`].
