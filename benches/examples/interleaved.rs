@@ -7,6 +7,8 @@
 //! cargo run --release -p stent-benches --example interleaved -- redis     # STENT_REDIS_URL
 //! cargo run --release -p stent-benches --example interleaved -- postgres  # STENT_POSTGRES_URL
 //! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
+//! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
+//! cargo run --release -p stent-benches --example interleaved -- cluster-miss  # STENT_REDIS_CLUSTER_URL
 //! ```
 
 use std::future::Future;
@@ -16,7 +18,9 @@ use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{ClaimOutcome, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
-use stent_benches::{Functions, env_url, hit_args, runtime, store_claim, stored_value};
+use stent_benches::{
+    Fresh, Functions, Raw, RedisRaw, env_url, hit_args, runtime, store_claim, stored_value,
+};
 
 const ROUNDS: usize = 40;
 const CALLS: u32 = 200;
@@ -181,6 +185,17 @@ async fn redis(with_cached: bool) {
             }),
         ));
     } else {
+        let idem_key = f.idempotent.key_for(&hit_args()).expect("a key");
+        let idem_key: &str = Box::leak(idem_key.into_boxed_str());
+        variants.push((
+            "RedisStore::claim (completed)",
+            Box::new(move || {
+                Box::pin(async move {
+                    let (_, outcome) = store_claim(store, idem_key).await;
+                    assert!(matches!(outcome, ClaimOutcome::Completed(_)));
+                })
+            }),
+        ));
         variants.push((
             "stent idempotent replay",
             Box::new(move || {
@@ -199,6 +214,90 @@ async fn redis(with_cached: bool) {
         .exec_async(&mut conn.clone())
         .await
         .expect("DEL");
+}
+
+/// The raw driver's two writes of a fresh record, as a variant.
+fn two_hsets<'a, C>(raw: RedisRaw<C>, fresh: &'a Fresh, value: &'a [u8]) -> Variant<'a>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let raw: &'a RedisRaw<C> = Box::leak(Box::new(raw));
+    (
+        "raw two HSETs",
+        Box::new(move || Box::pin(async move { raw.two_writes(&fresh.next(), value).await })),
+    )
+}
+
+/// First calls on fresh keys: the raw driver's two writes, the store's claim + complete, and
+/// stent's idempotent first call, on standalone Redis or (`cluster`) Redis Cluster.
+async fn redis_miss(cluster: bool) {
+    let prefix = "stent-bench-interleaved-miss";
+    let (url, builder) = if cluster {
+        let url = env_url("STENT_REDIS_CLUSTER_URL");
+        (url.clone(), RedisStore::builder().url(url))
+    } else {
+        let url = env_url("STENT_REDIS_URL");
+        (url.clone(), RedisStore::builder().url(url))
+    };
+    let store = builder
+        .prefix(prefix)
+        .build()
+        .await
+        .expect("connecting stent to Redis");
+    let f = Functions::new(&Stent::new(store.clone()));
+    let fresh = Fresh::new("miss");
+    let value = stored_value("ord-000042");
+    let (f, store, fresh, value) = (&f, &store, &fresh, value.as_slice());
+    let raw: Variant<'_> = if cluster {
+        let nodes: Vec<String> = url
+            .trim_start_matches("redis+cluster://")
+            .split(',')
+            .map(|n| format!("redis://{n}"))
+            .collect();
+        let conn = redis::cluster::ClusterClient::new(nodes)
+            .expect("cluster URL")
+            .get_async_connection()
+            .await
+            .expect("connecting to the cluster");
+        two_hsets(RedisRaw::new(conn, prefix), fresh, value)
+    } else {
+        let conn = redis::Client::open(url.as_str())
+            .expect("STENT_REDIS_URL")
+            .get_connection_manager()
+            .await
+            .expect("connecting to STENT_REDIS_URL");
+        two_hsets(RedisRaw::new(conn, prefix), fresh, value)
+    };
+    compare(vec![
+        raw,
+        (
+            "RedisStore::claim + complete",
+            Box::new(move || {
+                Box::pin(async move {
+                    let key = fresh.next();
+                    let (token, outcome) = store_claim(store, &key).await;
+                    assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
+                    store
+                        .complete(Namespace::Idempotency, &key, &token, value, None)
+                        .await
+                        .expect("complete");
+                })
+            }),
+        ),
+        (
+            "stent idempotent first call",
+            Box::new(move || {
+                Box::pin(async move {
+                    let id = fresh.next();
+                    f.idempotent.call((id, 500)).await.expect("first call");
+                })
+            }),
+        ),
+    ])
+    .await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
 }
 
 async fn postgres() {
@@ -300,7 +399,9 @@ fn main() {
     match what.as_str() {
         "redis" => rt.block_on(redis(false)),
         "cached" => rt.block_on(redis(true)),
+        "redis-miss" => rt.block_on(redis_miss(false)),
+        "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
-        _ => panic!("which comparison? redis, postgres or cached"),
+        _ => panic!("which comparison? redis, redis-miss, cluster-miss, postgres or cached"),
     }
 }

@@ -34,3 +34,14 @@ local function read(...)
   return r
 end
 
+
+-- When Redis deletes a record that expires at `expires`: after the grace, or, without one,
+-- the moment it expires (Redis keeps a key through the millisecond of its PEXPIREAT, hence
+-- one less). A record whose purge_ms is before its expires_ms is live for as long as it exists.
+local function purge_at(expires, grace_ms)
+  local grace = tonumber(grace_ms)
+  if grace == 0 then
+    return expires - 1
+  end
+  return expires + grace
+end

@@ -14,7 +14,7 @@ if ARGV[3] == '' then
   redis.call('HSET', key, 'state', 'completed', 'value', ARGV[2], 'completed_ms', int(now))
 else
   local expires = now + tonumber(ARGV[3])
-  local purge = expires + tonumber(ARGV[4])
+  local purge = purge_at(expires, ARGV[4])
   -- purge_ms: when Redis deletes it; with PTTL, a read learns the server's time from the key.
   redis.call('HSET', key, 'state', 'completed', 'value', ARGV[2], 'completed_ms', int(now),
     'expires_ms', int(expires), 'purge_ms', int(purge))

@@ -26,10 +26,10 @@ if ARGV[2] ~= '' then
   fields[#fields + 1] = int(expires)
   -- When Redis deletes it: with PTTL, a read learns the server's time from the key alone.
   fields[#fields + 1] = 'purge_ms'
-  fields[#fields + 1] = int(expires + tonumber(ARGV[3]))
+  fields[#fields + 1] = int(purge_at(expires, ARGV[3]))
 end
 redis.call('HSET', key, unpack(fields))
 if expires then
-  redis.call('PEXPIREAT', key, int(expires + tonumber(ARGV[3])))
+  redis.call('PEXPIREAT', key, int(purge_at(expires, ARGV[3])))
 end
 return {'stored'}

@@ -177,10 +177,11 @@ impl RedisStoreBuilder {
     /// How long an expired record stays in Redis before Redis deletes it by itself
     /// (default [`DEFAULT_EXPIRY_GRACE`]).
     ///
-    /// Expired records are invisible at once, whatever the grace: every read checks the
-    /// record's expiry against the server's clock. The grace only keeps them listable
-    /// with `include_expired` and countable by `purge_expired` for a while; set it to
-    /// zero to have Redis drop them the moment they expire.
+    /// Expired records are invisible at once, whatever the grace. The grace only keeps
+    /// them listable with `include_expired` and countable by `purge_expired` for a while,
+    /// at a price: a read must then also ask for the key's `PTTL` to judge expiry by the
+    /// server's clock. With no grace (the default) Redis drops a record the moment it
+    /// expires, so a record that is there is live.
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
         self

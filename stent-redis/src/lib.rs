@@ -27,5 +27,7 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 64 << 20;
 pub const MAX_VALUE_LEN_LIMIT: usize = 512_000_000 - 64 * 1024;
 
 /// How long an expired record stays in Redis, invisible, before Redis deletes it by
-/// itself, unless [`RedisStoreBuilder::expiry_grace`] sets another.
-pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::from_secs(60);
+/// itself, unless [`RedisStoreBuilder::expiry_grace`] sets another: none, so Redis deletes
+/// a record the moment it expires, and a read needs nothing but the record's hash (a grace
+/// adds the key's `PTTL` to every read, to judge expiry by the server's clock).
+pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::ZERO;

@@ -24,13 +24,8 @@ impl Lua {
         }
     }
 
-    /// Runs the script on `key` with `args`.
-    pub(crate) async fn invoke(
-        &self,
-        conn: &mut Conn,
-        key: &[u8],
-        args: &[&[u8]],
-    ) -> RedisResult<Value> {
+    /// The `EVALSHA` command running the script on `key` with `args`.
+    pub(crate) fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Cmd {
         let mut cmd = Cmd::with_capacity(
             4 + args.len(),
             64 + key.len() + args.iter().map(|a| a.len()).sum::<usize>(),
@@ -39,18 +34,40 @@ impl Lua {
         for arg in args {
             cmd.arg(*arg);
         }
+        cmd
+    }
+
+    /// Loads the script into the server (every master of a cluster).
+    pub(crate) async fn load(&self, conn: &mut Conn) -> RedisResult<()> {
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(self.source)
+            .query_async::<Value>(conn)
+            .await
+            .map(drop)
+    }
+
+    /// Runs the script on `key` with `args`.
+    pub(crate) async fn invoke(
+        &self,
+        conn: &mut Conn,
+        key: &[u8],
+        args: &[&[u8]],
+    ) -> RedisResult<Value> {
+        let cmd = self.cmd(key, args);
         match cmd.query_async(conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(self.source)
-                    .query_async::<Value>(conn)
-                    .await?;
+            Err(e) if is_no_script(&e) => {
+                self.load(conn).await?;
                 cmd.query_async(conn).await
             }
             result => result,
         }
     }
+}
+
+/// Whether the server answered `NOSCRIPT`: the script must be loaded first.
+pub(crate) fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 macro_rules! script {

@@ -9,8 +9,8 @@ use futures_util::future::try_join_all;
 use redis::Value;
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
-    Capabilities, Claim, ClaimOutcome, Error, LeaseToken, ListQuery, Namespace, Page, Record,
-    RecordMeta, Result, ResultStore, Timestamp,
+    Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
+    Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
 
 use crate::URL_ENV;
@@ -151,29 +151,57 @@ impl RedisStore {
             .invoke(&mut conn, redis_key, args)
             .await
             .map_err(|e| from_redis(e, op, Some(key)))?;
-        let reply = Reply::parse(value)
-            .map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))?;
-        match reply.tag.as_str() {
-            "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
-            "corrupt" => Err(Error::decode(
-                key,
-                format!(
-                    "Redis hash {:?} is not a valid stent record (field `{}`); it was left untouched",
-                    String::from_utf8_lossy(redis_key),
-                    reply.text(0).unwrap_or("?")
-                ),
-            )),
-            _ => Ok(reply),
+        checked(op, redis_key, key, value)
+    }
+
+    /// One round of a claim: the script, then `HGETALL` of the same key in the same
+    /// pipeline (one round trip, one node). The script only decides; when it finds the key
+    /// completed or in flight, the record comes from the `HGETALL` reply.
+    async fn claim_round(
+        &self,
+        redis_key: &[u8],
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<(Reply, redis::RedisResult<Value>)> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(scripts::CLAIM.cmd(redis_key, args))
+            .cmd("HGETALL")
+            .arg(redis_key);
+        let mut conn = self.inner.conn.clone();
+        let mut loaded = false;
+        loop {
+            let replies: Vec<redis::RedisResult<Value>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| from_redis(e, "claim", Some(key)))?;
+            let mut replies = replies.into_iter();
+            let (Some(script), Some(fields)) = (replies.next(), replies.next()) else {
+                return Err(unexpected("claim", Some(key), "fewer than two replies"));
+            };
+            match script {
+                Err(e) if scripts::is_no_script(&e) && !loaded => {
+                    scripts::CLAIM
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| from_redis(e, "claim", Some(key)))?;
+                    loaded = true;
+                }
+                Err(e) => return Err(from_redis(e, "claim", Some(key))),
+                Ok(value) => return Ok((checked("claim", redis_key, key, value)?, fields)),
+            }
         }
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
-    /// One round trip to the key's own node, no script: `HGETALL` and `PTTL` of the hash in
-    /// one pipeline. Expiry is judged by the server's clock: a record with an expiry carries
-    /// `purge_ms`, the instant its `PEXPIREAT` deletes it, so the server's time is `purge_ms`
-    /// less the `PTTL` it reports. A record without `purge_ms` (written before it existed)
-    /// costs a second trip for `TIME`.
+    /// One round trip to the key's own node, no script. Expiry is judged by the server's
+    /// clock. A record Redis deletes before it expires (`purge_ms` before `expires_ms`, as
+    /// written without a grace) needs no clock at all: Redis never returns a key past its
+    /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `HGETALL`.
+    /// With a grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms`
+    /// less the `PTTL`. A record without `purge_ms` (written before it existed) costs a
+    /// second trip for `TIME`.
     async fn fetch(
         &self,
         ns: Namespace,
@@ -181,58 +209,46 @@ impl RedisStore {
         include_expired: bool,
     ) -> Result<Option<Record>> {
         let rk = self.redis_key(ns, key);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("HGETALL")
-            .arg(&rk)
-            .cmd("PTTL")
-            .arg(&rk);
         let mut conn = self.inner.conn.clone();
-        let replies: Vec<redis::RedisResult<Value>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| from_redis(e, "get", Some(key)))?;
-        let mut replies = replies.into_iter();
-        let (Some(fields), Some(pttl)) = (replies.next(), replies.next()) else {
-            return Err(unexpected("get", Some(key), "fewer than two replies"));
+        let (fields, pttl) = if self.inner.grace_ms == "0" || include_expired {
+            let fields = redis::cmd("HGETALL").arg(&rk).query_async(&mut conn).await;
+            (fields, None)
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors()
+                .cmd("HGETALL")
+                .arg(&rk)
+                .cmd("PTTL")
+                .arg(&rk);
+            let replies: Vec<redis::RedisResult<Value>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| from_redis(e, "get", Some(key)))?;
+            let mut replies = replies.into_iter();
+            let (Some(fields), Some(pttl)) = (replies.next(), replies.next()) else {
+                return Err(unexpected("get", Some(key), "fewer than two replies"));
+            };
+            (fields, Some(pttl))
         };
-        let fields = match fields {
-            Ok(fields) => fields,
-            Err(e) if e.code() == Some("WRONGTYPE") => {
-                let found: String = redis::cmd("TYPE")
-                    .arg(&rk)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| from_redis(e, "get", Some(key)))?;
-                return Err(wrong_type(key, &rk, &found));
-            }
-            Err(e) => return Err(from_redis(e, "get", Some(key))),
-        };
-        let pairs = match fields {
-            Value::Array(items) => items,
-            Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
-            other => return Err(unexpected("get", Some(key), &format!("{other:?}"))),
-        };
-        if pairs.is_empty() {
+        let Some(pairs) = self.hash_pairs(&mut conn, fields, &rk, "get", key).await? else {
             return Ok(None);
-        }
-        let pairs = pairs
-            .into_iter()
-            .map(|v| match v {
-                Value::BulkString(b) => Ok(b),
-                other => Err(unexpected("get", Some(key), &format!("{other:?}"))),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        };
         let record = decode_record(key, &pairs)?;
-        if include_expired || record.expires_at.is_none() {
+        let Some(expires_at) = record.expires_at else {
+            return Ok(Some(record));
+        };
+        if include_expired {
             return Ok(Some(record));
         }
         let purge_ms = pairs
             .chunks_exact(2)
             .find(|pair| pair[0] == b"purge_ms")
             .and_then(|pair| std::str::from_utf8(&pair[1]).ok()?.parse::<i64>().ok());
+        if purge_ms.is_some_and(|p| p < expires_at.as_millis()) {
+            return Ok(Some(record));
+        }
         let pttl = pttl
-            .ok()
+            .and_then(|r| r.ok())
             .and_then(|v| redis::from_redis_value::<i64>(v).ok());
         let now = match (purge_ms, pttl) {
             (Some(purge_ms), Some(pttl)) if pttl >= 0 => Timestamp::from_millis(purge_ms - pttl),
@@ -247,6 +263,44 @@ impl RedisStore {
         Ok(Some(record))
     }
 
+    /// The field/value pairs of an `HGETALL` reply; `None` when the key is absent.
+    async fn hash_pairs(
+        &self,
+        conn: &mut Conn,
+        reply: redis::RedisResult<Value>,
+        redis_key: &[u8],
+        op: &str,
+        key: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        let fields = match reply {
+            Ok(fields) => fields,
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                let found: String = redis::cmd("TYPE")
+                    .arg(redis_key)
+                    .query_async(conn)
+                    .await
+                    .map_err(|e| from_redis(e, op, Some(key)))?;
+                return Err(wrong_type(key, redis_key, &found));
+            }
+            Err(e) => return Err(from_redis(e, op, Some(key))),
+        };
+        let pairs = match fields {
+            Value::Array(items) => items,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
+            other => return Err(unexpected(op, Some(key), &format!("{other:?}"))),
+        };
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        pairs
+            .into_iter()
+            .map(|v| match v {
+                Value::BulkString(b) => Ok(b),
+                other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
     /// master of a cluster), unsorted and possibly repeated.
     async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
@@ -309,6 +363,24 @@ impl KeyPages {
     }
 }
 
+/// A script's reply, with the foreign-type and corrupt-record replies turned into errors.
+fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply> {
+    let reply =
+        Reply::parse(value).map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))?;
+    match reply.tag.as_str() {
+        "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
+        "corrupt" => Err(Error::decode(
+            key,
+            format!(
+                "Redis hash {:?} is not a valid stent record (field `{}`); it was left untouched",
+                String::from_utf8_lossy(redis_key),
+                reply.text(0).unwrap_or("?")
+            ),
+        )),
+        _ => Ok(reply),
+    }
+}
+
 /// The reply of `TIME` (seconds and microseconds) as a timestamp.
 fn server_time(reply: redis::RedisResult<Value>) -> redis::RedisResult<Timestamp> {
     let (secs, micros): (i64, i64) = redis::from_redis_value(reply?)?;
@@ -352,19 +424,39 @@ impl ResultStore for RedisStore {
         let lease = clamp_ms(claim.lease).to_string();
         let mut args: Vec<&[u8]> = vec![claim.token.as_str().as_bytes(), lease.as_bytes()];
         args.extend(meta_args(&claim.meta).into_iter().map(str::as_bytes));
-        let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
-        match reply.tag.as_str() {
-            "acquired" => match (reply.int(0), reply.int(1)) {
-                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    lease_expires_at: Timestamp::from_millis(until),
-                }),
-                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
-            },
-            "completed" => Ok(ClaimOutcome::Completed(decode_record(key, &reply.rest)?)),
-            "in_flight" => Ok(ClaimOutcome::InFlight(decode_record(key, &reply.rest)?)),
-            other => Err(unexpected("claim", Some(key), other)),
+        // A few rounds at most: another round is needed only when the record changed
+        // between the script and the read pipelined after it (deleted, or expired and
+        // taken), which needs another writer to act in that instant.
+        for _ in 0..8 {
+            let (reply, fields) = self.claim_round(&rk, key, &args).await?;
+            match reply.tag.as_str() {
+                "acquired" => {
+                    return match (reply.int(0), reply.int(1)) {
+                        (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
+                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                            lease_expires_at: Timestamp::from_millis(until),
+                        }),
+                        _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+                    };
+                }
+                "completed" | "in_flight" => {
+                    let mut conn = self.inner.conn.clone();
+                    let Some(pairs) = self
+                        .hash_pairs(&mut conn, fields, &rk, "claim", key)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    let record = decode_record(key, &pairs)?;
+                    return Ok(match record.state {
+                        RecordState::Completed => ClaimOutcome::Completed(record),
+                        RecordState::InProgress => ClaimOutcome::InFlight(record),
+                    });
+                }
+                other => return Err(unexpected("claim", Some(key), other)),
+            }
         }
+        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
 
     async fn renew(

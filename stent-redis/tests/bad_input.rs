@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 use stent_core::{
-    Claim, ErrorKind, LeaseToken, ListQuery, Namespace, RecordMeta, ResultStore, Stent,
+    Claim, ErrorKind, LeaseToken, ListQuery, Namespace, RecordMeta, ResultStore, Status, Stent,
 };
 use stent_redis::RedisStore;
 
@@ -296,4 +296,85 @@ async fn from_env_connects_to_stent_redis_url() {
         debug.contains("standalone") && debug.contains("prefix"),
         "{debug}"
     );
+}
+
+#[tokio::test]
+async fn hash_without_a_state_is_a_decode_error_on_claim_and_left_untouched() {
+    let Some(url) = url("hash_without_a_state_is_a_decode_error_on_claim_and_left_untouched")
+    else {
+        return;
+    };
+    let prefix = unique("nostate");
+    let store = RedisStore::builder()
+        .url(url.as_str())
+        .prefix(prefix.as_str())
+        .build()
+        .await
+        .unwrap();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{prefix}:idempotency:h");
+    let _: () = raw.hset(&key, "value", "someone else's").await.unwrap();
+    let token = LeaseToken::generate();
+    let claim = Claim {
+        token: &token,
+        lease: Duration::from_secs(30),
+        meta: RecordMeta::default(),
+    };
+    let e = store
+        .claim(Namespace::Idempotency, "h", &claim)
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind(), e.key()), (ErrorKind::Decode, Some("h")), "{e}");
+    assert!(e.to_string().contains("state"), "{e}");
+    let fields: Vec<String> = raw.hkeys(&key).await.unwrap();
+    assert_eq!(fields, ["value"], "left untouched");
+    let _: () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn scripts_flushed_from_the_server_are_loaded_again() {
+    let Some(url) = url("scripts_flushed_from_the_server_are_loaded_again") else {
+        return;
+    };
+    let prefix = unique("noscript");
+    let store = RedisStore::builder()
+        .url(url.as_str())
+        .prefix(prefix.as_str())
+        .build()
+        .await
+        .unwrap();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stent = Stent::new(store.clone());
+    let f = stent
+        .durable("noscript")
+        .idempotent()
+        .wrap(|n: u32| async move { Ok::<_, Infallible>(n * 2) });
+    for round in 0..2 {
+        // Every round starts with an empty script cache (as after a restart or a failover):
+        // the first claim of the round meets NOSCRIPT, loads the script and goes on.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let executed = f.call_traced(21).await.unwrap();
+        assert_eq!(executed.value, 42);
+        let expected = if round == 0 {
+            Status::Executed
+        } else {
+            Status::Replayed
+        };
+        assert_eq!(executed.outcome.status, expected, "round {round}");
+    }
+    for ns in Namespace::ALL {
+        store.clear(ns).await.unwrap();
+    }
 }

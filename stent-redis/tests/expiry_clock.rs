@@ -1,5 +1,7 @@
-//! A read judges expiry by the clock of the node that holds the key: `purge_ms` less the
-//! key's `PTTL`, or the server's `TIME` for a hash written without `purge_ms`.
+//! A read judges expiry by the clock of the node that holds the key: without a grace Redis
+//! deletes a record the moment it expires, so a record that is there is live; with one,
+//! `purge_ms` less the key's `PTTL`; the server's `TIME` for a hash written without
+//! `purge_ms`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,4 +128,87 @@ async fn a_hash_without_purge_ms_is_judged_by_the_servers_time() {
         .unwrap();
     assert_eq!(record.value.as_deref(), Some(&b"\x01\"v\""[..]));
     store.clear(Namespace::Cache).await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let store = RedisStore::builder()
+        .url(&url)
+        .prefix(&prefix)
+        .build()
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (ns, key) in [(Namespace::Cache, "put"), (Namespace::Idempotency, "done")] {
+        let rk = format!("{prefix}:{}:{key}", ns.as_str());
+        if ns == Namespace::Cache {
+            store
+                .put(
+                    ns,
+                    key,
+                    b"\x01\"v\"",
+                    Some(Duration::from_millis(300)),
+                    RecordMeta::default(),
+                )
+                .await
+                .unwrap();
+        } else {
+            let token = stent_core::LeaseToken::generate();
+            let claim = stent_core::Claim {
+                token: &token,
+                lease: Duration::from_secs(30),
+                meta: RecordMeta::default(),
+            };
+            store.claim(ns, key, &claim).await.unwrap();
+            store
+                .complete(
+                    ns,
+                    key,
+                    &token,
+                    b"\x01\"v\"",
+                    Some(Duration::from_millis(300)),
+                )
+                .await
+                .unwrap();
+        }
+        let (expires, purge): (i64, i64) = redis::cmd("HMGET")
+            .arg(&rk)
+            .arg("expires_ms")
+            .arg("purge_ms")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            purge,
+            expires - 1,
+            "{key}: Redis keeps a key through its PEXPIREAT's millisecond"
+        );
+        let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&rk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(pexpiretime, purge, "{key}: PEXPIREAT is purge_ms");
+        let record = store
+            .get(ns, key)
+            .await
+            .unwrap()
+            .expect("live before expiry");
+        assert_eq!(record.value.as_deref(), Some(&b"\x01\"v\""[..]));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for (ns, key) in [(Namespace::Cache, "put"), (Namespace::Idempotency, "done")] {
+        assert!(store.get(ns, key).await.unwrap().is_none(), "{key} expired");
+        let rk = format!("{prefix}:{}:{key}", ns.as_str());
+        assert!(
+            !conn.exists::<_, bool>(&rk).await.unwrap(),
+            "{key}: Redis deleted it when it expired"
+        );
+    }
 }
