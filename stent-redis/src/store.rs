@@ -154,9 +154,10 @@ impl RedisStore {
         checked(op, redis_key, key, value)
     }
 
-    /// One round of a claim: the script, then `HGETALL` of the same key in the same
-    /// pipeline (one round trip, one node). The script only decides; when it finds the key
-    /// completed or in flight, the record comes from the `HGETALL` reply.
+    /// One round of a claim: `HGETALL` of the key, then the script, in one pipeline (one
+    /// round trip, one node). The script only decides; when it finds the key completed or
+    /// in flight, the record comes from the `HGETALL` reply (empty when the key was absent,
+    /// as on a first call).
     async fn claim_round(
         &self,
         redis_key: &[u8],
@@ -165,9 +166,9 @@ impl RedisStore {
     ) -> Result<(Reply, redis::RedisResult<Value>)> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors()
-            .add_command(scripts::CLAIM.cmd(redis_key, args))
             .cmd("HGETALL")
-            .arg(redis_key);
+            .arg(redis_key)
+            .add_command(scripts::CLAIM.cmd(redis_key, args));
         let mut conn = self.inner.conn.clone();
         let mut loaded = false;
         loop {
@@ -176,7 +177,7 @@ impl RedisStore {
                 .await
                 .map_err(|e| from_redis(e, "claim", Some(key)))?;
             let mut replies = replies.into_iter();
-            let (Some(script), Some(fields)) = (replies.next(), replies.next()) else {
+            let (Some(fields), Some(script)) = (replies.next(), replies.next()) else {
                 return Err(unexpected("claim", Some(key), "fewer than two replies"));
             };
             match script {
@@ -425,8 +426,8 @@ impl ResultStore for RedisStore {
         let mut args: Vec<&[u8]> = vec![claim.token.as_str().as_bytes(), lease.as_bytes()];
         args.extend(meta_args(&claim.meta).into_iter().map(str::as_bytes));
         // A few rounds at most: another round is needed only when the record changed
-        // between the script and the read pipelined after it (deleted, or expired and
-        // taken), which needs another writer to act in that instant.
+        // between the read and the script pipelined after it, which needs another writer
+        // to act in that instant.
         for _ in 0..8 {
             let (reply, fields) = self.claim_round(&rk, key, &args).await?;
             match reply.tag.as_str() {
@@ -439,7 +440,7 @@ impl ResultStore for RedisStore {
                         _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
                     };
                 }
-                "completed" | "in_flight" => {
+                tag @ ("completed" | "in_flight") => {
                     let mut conn = self.inner.conn.clone();
                     let Some(pairs) = self
                         .hash_pairs(&mut conn, fields, &rk, "claim", key)
@@ -448,10 +449,21 @@ impl ResultStore for RedisStore {
                         continue;
                     };
                     let record = decode_record(key, &pairs)?;
-                    return Ok(match record.state {
-                        RecordState::Completed => ClaimOutcome::Completed(record),
-                        RecordState::InProgress => ClaimOutcome::InFlight(record),
-                    });
+                    match record.state {
+                        // The record read must be the one the script found completed.
+                        RecordState::Completed
+                            if tag == "completed"
+                                && reply.int(0) == Some(record.created_at.as_millis())
+                                && reply.int(1)
+                                    == record.completed_at.map(Timestamp::as_millis) =>
+                        {
+                            return Ok(ClaimOutcome::Completed(record));
+                        }
+                        RecordState::InProgress if tag == "in_flight" => {
+                            return Ok(ClaimOutcome::InFlight(record));
+                        }
+                        _ => continue,
+                    }
                 }
                 other => return Err(unexpected("claim", Some(key), other)),
             }
