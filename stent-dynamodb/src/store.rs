@@ -44,14 +44,16 @@ const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// [key prefixes](DynamoDbStoreBuilder::key_prefix)) can share a table. Every state
 /// transition is one conditional write:
 ///
-/// - **claim** is one `UpdateItem` conditioned on `attribute_not_exists(pk) OR <expired>
-///   OR <lease lapsed>`, with `ReturnValuesOnConditionCheckFailure = ALL_OLD`: a contended
-///   claim costs one round trip and returns the record that stands. `UpdateItem` rather
-///   than `PutItem` because the attempt number must be the previous one + 1 on a takeover
-///   and 1 otherwise, which `SET attempt = if_not_exists(lease_attempt, :zero) + :one`
-///   computes inside the same write (`lease_attempt` exists only while in progress).
+/// - **claim** of an absent or expired key is one `PutItem` of the whole in-progress item,
+///   conditioned on `attribute_not_exists(pk) OR <expired>`, with
+///   `ReturnValuesOnConditionCheckFailure = ALL_OLD`: a contended claim (a completed record,
+///   a live lease) costs one round trip and returns the record that stands. A lapsed lease
+///   fails that condition too; its takeover is a second `PutItem`, whose attempt is the
+///   returned record's + 1 and whose condition is that the same lease still stands, still
+///   lapsed, so a renewal or a rival takeover in between wins over it.
 /// - **complete**, **renew** and **release** are conditioned on
-///   `lease_token = :token AND state = :in_progress` (fencing).
+///   `lease_token = :token AND state = :in_progress` (fencing). Complete sets the state,
+///   value and times and leaves the lease attributes (reads ignore them once completed).
 /// - Reads are strongly consistent and always re-check expiry: DynamoDB deletes expired
 ///   items on its own schedule (up to days later), and local servers never do.
 ///
@@ -529,33 +531,40 @@ impl DynamoDbStore {
         }
     }
 
-    /// What the record a claim's write found means, unless it is for the claim to replace
-    /// (expired, or a lapsed lease): then the record back.
+    /// What the record a claim's write failed on means.
     fn contended(
         record: Record,
         token: &LeaseToken,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> std::result::Result<ClaimOutcome, Record> {
+    ) -> Found {
         let applied = record.state == RecordState::InProgress
             && record.lease_token.as_ref() == Some(token)
             && record.created_at == now
             && record.lease_expires_at == Some(lease_until);
         if applied {
             // This very request was applied, but its answer was lost and the SDK sent it again.
-            return Ok(ClaimOutcome::Acquired {
+            return Found::Outcome(ClaimOutcome::Acquired {
                 attempt: record.attempt,
                 lease_expires_at: lease_until,
             });
         }
         if record.is_expired(now) || record.lease_lapsed(now) {
-            return Err(record);
+            return Found::Replaceable(record);
         }
-        Ok(match record.state {
+        Found::Outcome(match record.state {
             RecordState::Completed => ClaimOutcome::Completed(record),
             RecordState::InProgress => ClaimOutcome::InFlight(record),
         })
     }
+}
+
+/// What the record a claim's write failed on means.
+enum Found {
+    /// The claim's answer: the record stands (or is this claim's own, resent).
+    Outcome(ClaimOutcome),
+    /// Expired, or a lapsed lease: for the claim to replace.
+    Replaceable(Record),
 }
 
 #[async_trait]
@@ -612,8 +621,8 @@ impl ResultStore for DynamoDbStore {
                 Some(Some(seen)) => schema::decode(&seen, key)?,
             };
             let seen = match Self::contended(seen, claim.token, now, lease_until) {
-                Ok(outcome) => return Ok(outcome),
-                Err(seen) => seen,
+                Found::Outcome(outcome) => return Ok(outcome),
+                Found::Replaceable(seen) => seen,
             };
             if !seen.lease_lapsed(now) {
                 // Expired, so the write would have replaced it: the record was read after the
@@ -636,7 +645,9 @@ impl ResultStore for DynamoDbStore {
                 }
                 Some(Some(seen)) => {
                     let seen = schema::decode(&seen, key)?;
-                    if let Ok(outcome) = Self::contended(seen, claim.token, now, lease_until) {
+                    if let Found::Outcome(outcome) =
+                        Self::contended(seen, claim.token, now, lease_until)
+                    {
                         return Ok(outcome);
                     }
                 }
