@@ -5,6 +5,7 @@ use std::fmt;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use stent_core::{Error, ErrorKind};
 
@@ -185,14 +186,35 @@ pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(
         && err.code() == Some("ConditionalCheckFailedException")
 }
 
-/// The item a conditional update returned when its condition failed (`ALL_OLD`).
-pub(crate) fn condition_failure_item(
-    err: &SdkError<UpdateItemError, HttpResponse>,
-) -> Option<Item> {
-    match err.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
-        _ => None,
+/// The error of a conditional write that can carry the item its condition failed on.
+pub(crate) trait ConditionalWriteError {
+    /// The item returned with a failed condition (`ALL_OLD`), if any.
+    fn failed_on(&self) -> Option<&Item>;
+}
+
+impl ConditionalWriteError for UpdateItemError {
+    fn failed_on(&self) -> Option<&Item> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(e) => e.item(),
+            _ => None,
+        }
     }
+}
+
+impl ConditionalWriteError for PutItemError {
+    fn failed_on(&self) -> Option<&Item> {
+        match self {
+            PutItemError::ConditionalCheckFailedException(e) => e.item(),
+            _ => None,
+        }
+    }
+}
+
+/// The item a conditional write returned when its condition failed (`ALL_OLD`).
+pub(crate) fn condition_failure_item<E: ConditionalWriteError>(
+    err: &SdkError<E, HttpResponse>,
+) -> Option<Item> {
+    err.as_service_error()?.failed_on().cloned()
 }
 
 /// Whether the service answered with `code` (e.g. `ResourceInUseException`).

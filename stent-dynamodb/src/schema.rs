@@ -28,30 +28,34 @@ pub(crate) const CREATED_MS: &str = "created_ms";
 pub(crate) const COMPLETED_MS: &str = "completed_ms";
 pub(crate) const EXPIRES_MS: &str = "expires_ms";
 
-/// The claim's `:zero`, `:one` and state placeholders.
+/// The values of `state`.
 pub(crate) const IN_PROGRESS: &str = "in_progress";
 pub(crate) const COMPLETED: &str = "completed";
 
-/// Claim: take an absent key, an expired record, or an in-progress record whose lease
-/// lapsed; anything else fails the condition and comes back whole (`ALL_OLD`).
-pub(crate) const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #expires_ms <= :now \
-     OR (#state = :in_progress AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now))";
+/// Claim of an absent or expired key: a `PutItem` of the new in-progress item under this
+/// condition. Anything else (a completed record, a lease, live or lapsed) fails it and comes
+/// back whole (`ALL_OLD`); a lapsed lease is then taken over by a second conditional write
+/// ([`takeover_condition`]), the only claim that takes two.
+pub(crate) const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #expires_ms <= :now";
 
-/// The attempt of the running lease. It exists only while a record is in progress (complete
-/// removes it, put never writes it), so the claim's
-/// `if_not_exists(#lease_attempt, :zero) + :one` is 1 on an absent or expired record and
-/// the previous attempt + 1 on a takeover: one conditional write, no read first.
+/// The attempt of the running lease, written by every claim with the same number as
+/// `attempt`. stent itself computes a takeover's attempt from the record it takes over;
+/// the attribute is kept for stores of earlier versions sharing the table, whose claim
+/// computes `if_not_exists(lease_attempt, 0) + 1`. Complete removes it, so that claim
+/// finds 1 on an expired completed record.
 pub(crate) const LEASE_ATTEMPT: &str = "lease_attempt";
 
-/// The token that completed a record, kept so a completion the SDK retried after a lost
-/// response is recognised as already done instead of reported as a lost lease.
+/// The token that completed a record, in items completed by earlier versions (which
+/// removed `lease_token` on completion). Read to recognise a retried completion; no longer
+/// written: a completed record keeps its `lease_token`, which says the same.
 pub(crate) const COMPLETED_TOKEN: &str = "completed_token";
 
 /// The attribute DynamoDB's own TTL deletes by: epoch seconds, rounded up so DynamoDB
 /// never deletes a record before stent stops showing it.
 pub(crate) const TTL: &str = crate::TTL_ATTRIBUTE;
 
-/// complete / renew / release: only while the token owns the in-progress record.
+/// complete / renew / release: only while the token owns the in-progress record. The state
+/// test is needed: a completed record keeps the `lease_token` that completed it.
 pub(crate) const OWNED_CONDITION: &str = "#lease_token = :token AND #state = :in_progress";
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -88,53 +92,58 @@ pub(crate) fn names(exprs: &[&str]) -> HashMap<String, String> {
     map
 }
 
-/// The update expression and values of a claim.
-pub(crate) struct ClaimUpdate {
-    pub(crate) expression: String,
-    pub(crate) values: HashMap<String, AttributeValue>,
-}
-
-/// Builds the claim's update: install the lease, bump the attempt, drop any old value, and
-/// write the metadata (removing what `meta` leaves out, as a fresh record would lack it).
-pub(crate) fn claim_update(
+/// The item a claim writes: in progress under `token` until `lease_until`, attempt
+/// `attempt`, and only the metadata `meta` carries (the `PutItem` replaces the whole item,
+/// so nothing of an expired or lapsed record survives).
+pub(crate) fn claim_item(
+    pk: AttributeValue,
     token: &LeaseToken,
     now: Timestamp,
     lease_until: Timestamp,
+    attempt: u32,
     meta: &RecordMeta<'_>,
-) -> ClaimUpdate {
-    let mut set = vec![
-        "#state = :in_progress".to_owned(),
-        "#lease_token = :token".to_owned(),
-        "#lease_expires_ms = :lease_until".to_owned(),
-        format!("#{LEASE_ATTEMPT} = if_not_exists(#{LEASE_ATTEMPT}, :zero) + :one"),
-        format!("#{ATTEMPT} = if_not_exists(#{LEASE_ATTEMPT}, :zero) + :one"),
-        "#created_ms = :now".to_owned(),
-    ];
-    let mut remove: Vec<String> = [VALUE, COMPLETED_MS, COMPLETED_TOKEN, EXPIRES_MS, TTL]
-        .iter()
-        .map(|a| format!("#{a}"))
-        .collect();
-    let mut values = HashMap::from([
-        (":in_progress".to_owned(), s(IN_PROGRESS)),
-        (":token".to_owned(), s(token.as_str())),
-        (":lease_until".to_owned(), n(lease_until.as_millis())),
-        (":zero".to_owned(), n(0)),
-        (":one".to_owned(), n(1)),
-        (":now".to_owned(), n(now.as_millis())),
+) -> Item {
+    let mut item = HashMap::from([
+        (PK.to_owned(), pk),
+        (STATE.to_owned(), s(IN_PROGRESS)),
+        (LEASE_TOKEN.to_owned(), s(token.as_str())),
+        (LEASE_EXPIRES_MS.to_owned(), n(lease_until.as_millis())),
+        (ATTEMPT.to_owned(), n(attempt.into())),
+        (LEASE_ATTEMPT.to_owned(), n(attempt.into())),
+        (CREATED_MS.to_owned(), n(now.as_millis())),
     ]);
     for (attr, v) in meta_fields(meta) {
-        match v {
-            Some(v) => {
-                set.push(format!("#{attr} = :{attr}"));
-                values.insert(format!(":{attr}"), s(v));
-            }
-            None => remove.push(format!("#{attr}")),
+        if let Some(v) = v {
+            item.insert(attr.to_owned(), s(v));
         }
     }
-    ClaimUpdate {
-        expression: format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")),
-        values,
-    }
+    item
+}
+
+/// The condition and values of the takeover of `seen`, an in-progress record whose lease
+/// had lapsed at `now`: it still holds the same lease (so its attempt is still the one the
+/// takeover adds 1 to), and that lease has still lapsed (its owner did not renew it since).
+pub(crate) fn takeover_condition(
+    seen: &Record,
+    now: Timestamp,
+) -> (&'static str, HashMap<String, AttributeValue>) {
+    let mut values = HashMap::from([
+        (":in_progress".to_owned(), s(IN_PROGRESS)),
+        (":now".to_owned(), n(now.as_millis())),
+    ]);
+    let condition = match &seen.lease_token {
+        Some(token) => {
+            values.insert(":seen".to_owned(), s(token.as_str()));
+            "#lease_token = :seen AND #state = :in_progress \
+             AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
+        }
+        // Not written by stent, but a record without a token can still be taken over.
+        None => {
+            "attribute_not_exists(#lease_token) AND #state = :in_progress \
+             AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
+        }
+    };
+    (condition, values)
 }
 
 fn meta_fields<'a>(meta: &RecordMeta<'a>) -> [(&'static str, Option<&'a str>); 3] {
@@ -173,16 +182,23 @@ pub(crate) fn put_item(
     item
 }
 
-/// The update expression and values of `complete`.
+/// An update expression and the values it binds.
+pub(crate) struct Update {
+    pub(crate) expression: String,
+    pub(crate) values: HashMap<String, AttributeValue>,
+}
+
+/// The update of `complete` (under [`OWNED_CONDITION`], whose values it binds too): the
+/// state, the value and the times. The lease attributes stay (reads ignore them on a
+/// completed record), which keeps the expression short: the server parses and validates
+/// it on every request.
 pub(crate) fn complete_update(
     token: &LeaseToken,
     value: &[u8],
     now: Timestamp,
     expires: Option<Timestamp>,
-) -> ClaimUpdate {
-    let mut set = "#state = :completed, #value = :value, #completed_ms = :now, \
-                   #completed_token = :token"
-        .to_owned();
+) -> Update {
+    let mut set = "#state = :completed, #value = :value, #completed_ms = :now".to_owned();
     let mut values = HashMap::from([
         (":completed".to_owned(), s(COMPLETED)),
         (":in_progress".to_owned(), s(IN_PROGRESS)),
@@ -195,8 +211,8 @@ pub(crate) fn complete_update(
         values.insert(":expires".to_owned(), n(expires.as_millis()));
         values.insert(":ttl".to_owned(), n(ttl_seconds(expires)));
     }
-    ClaimUpdate {
-        expression: format!("SET {set} REMOVE #lease_token, #lease_expires_ms, #lease_attempt"),
+    Update {
+        expression: format!("SET {set} REMOVE #{LEASE_ATTEMPT}"),
         values,
     }
 }
@@ -259,8 +275,12 @@ pub(crate) fn decode(item: &Item, key: &str) -> Result<Record> {
         .ok_or_else(|| Error::decode(key, format!("stored item has unknown state {state:?}")))?;
     let mut record = Record::new(key, state, f.time(CREATED_MS)?.unwrap_or_default());
     record.value = f.bytes(VALUE)?;
-    record.lease_token = f.string(LEASE_TOKEN)?.map(LeaseToken::from_string);
-    record.lease_expires_at = f.time(LEASE_EXPIRES_MS)?;
+    // A completed record keeps the lease attributes of the claim that completed it; its
+    // lease is over all the same.
+    if state == RecordState::InProgress {
+        record.lease_token = f.string(LEASE_TOKEN)?.map(LeaseToken::from_string);
+        record.lease_expires_at = f.time(LEASE_EXPIRES_MS)?;
+    }
     record.attempt = f
         .number(ATTEMPT)?
         .map_or(1, |a| u32::try_from(a).unwrap_or(u32::MAX));
@@ -288,30 +308,78 @@ mod tests {
         assert_eq!(got["#lease_attempt"], "lease_attempt");
     }
 
+    /// Every `:value` an expression's request binds appears in its expressions: DynamoDB
+    /// refuses a request with an unused one.
+    fn assert_all_used(values: &HashMap<String, AttributeValue>, exprs: &[&str]) {
+        for placeholder in values.keys() {
+            assert!(
+                exprs.iter().any(|e| e.contains(placeholder.as_str())),
+                "{placeholder} unused in {exprs:?}"
+            );
+        }
+    }
+
     #[test]
-    fn claim_uses_every_value_it_binds() {
+    fn complete_and_takeover_use_every_value_they_bind() {
+        let token = LeaseToken::generate();
+        let now = Timestamp::from_millis(1);
+        for expires in [None, Some(Timestamp::from_millis(9))] {
+            let u = complete_update(&token, b"v", now, expires);
+            assert_all_used(&u.values, &[&u.expression, OWNED_CONDITION]);
+            assert_eq!(u.expression.contains("#ttl"), expires.is_some());
+        }
+        let mut seen = Record::new("k", RecordState::InProgress, now);
+        let (condition, values) = takeover_condition(&seen, now);
+        assert_all_used(&values, &[condition]);
+        assert!(condition.contains("attribute_not_exists(#lease_token)"));
+        seen.lease_token = Some(token);
+        let (condition, values) = takeover_condition(&seen, now);
+        assert_all_used(&values, &[condition]);
+        assert!(condition.contains("#lease_token = :seen"));
+    }
+
+    #[test]
+    fn a_claim_item_has_only_the_metadata_given() {
         let token = LeaseToken::generate();
         let meta = RecordMeta {
             function: Some("f"),
             version: None,
             fingerprint: Some("fp"),
         };
-        let u = claim_update(
+        let item = claim_item(
+            s("pk"),
             &token,
             Timestamp::from_millis(1),
             Timestamp::from_millis(2),
+            3,
             &meta,
         );
-        for placeholder in u.values.keys() {
-            assert!(
-                u.expression.contains(placeholder.as_str())
-                    || CLAIM_CONDITION.contains(placeholder.as_str()),
-                "{placeholder} unused in {}",
-                u.expression
-            );
-        }
-        assert!(u.expression.contains("#version") && !u.values.contains_key(":version"));
-        assert!(u.expression.ends_with("#ttl, #version"), "{}", u.expression);
+        let r = decode(&item, "k").unwrap();
+        assert_eq!(r.state, RecordState::InProgress);
+        assert_eq!((r.attempt, r.lease_token.as_ref()), (3, Some(&token)));
+        assert_eq!(r.lease_expires_at, Some(Timestamp::from_millis(2)));
+        assert_eq!(item[LEASE_ATTEMPT], n(3));
+        assert_eq!(
+            (r.function.as_deref(), r.version, r.fingerprint.as_deref()),
+            (Some("f"), None, Some("fp"))
+        );
+        assert!(!item.contains_key(VALUE) && !item.contains_key(EXPIRES_MS));
+    }
+
+    #[test]
+    fn a_completed_record_shows_no_lease() {
+        let token = LeaseToken::generate();
+        let mut item = claim_item(
+            s("pk"),
+            &token,
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+            1,
+            &RecordMeta::default(),
+        );
+        item.insert(STATE.into(), s(COMPLETED));
+        let r = decode(&item, "k").unwrap();
+        assert_eq!((r.lease_token, r.lease_expires_at), (None, None));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableDescription,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, WriteRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableDescription, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus, WriteRequest,
 };
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use stent_core::store::{check_key_len, check_value_len};
@@ -44,14 +44,16 @@ const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// [key prefixes](DynamoDbStoreBuilder::key_prefix)) can share a table. Every state
 /// transition is one conditional write:
 ///
-/// - **claim** is one `UpdateItem` conditioned on `attribute_not_exists(pk) OR <expired>
-///   OR <lease lapsed>`, with `ReturnValuesOnConditionCheckFailure = ALL_OLD`: a contended
-///   claim costs one round trip and returns the record that stands. `UpdateItem` rather
-///   than `PutItem` because the attempt number must be the previous one + 1 on a takeover
-///   and 1 otherwise, which `SET attempt = if_not_exists(lease_attempt, :zero) + :one`
-///   computes inside the same write (`lease_attempt` exists only while in progress).
+/// - **claim** of an absent or expired key is one `PutItem` of the whole in-progress item,
+///   conditioned on `attribute_not_exists(pk) OR <expired>`, with
+///   `ReturnValuesOnConditionCheckFailure = ALL_OLD`: a contended claim (a completed record,
+///   a live lease) costs one round trip and returns the record that stands. A lapsed lease
+///   fails that condition too; its takeover is a second `PutItem`, whose attempt is the
+///   returned record's + 1 and whose condition is that the same lease still stands, still
+///   lapsed, so a renewal or a rival takeover in between wins over it.
 /// - **complete**, **renew** and **release** are conditioned on
-///   `lease_token = :token AND state = :in_progress` (fencing).
+///   `lease_token = :token AND state = :in_progress` (fencing). Complete sets the state,
+///   value and times and leaves the lease attributes (reads ignore them once completed).
 /// - Reads are strongly consistent and always re-check expiry: DynamoDB deletes expired
 ///   items on its own schedule (up to days later), and local servers never do.
 ///
@@ -497,35 +499,72 @@ impl DynamoDbStore {
         Ok(())
     }
 
-    /// What a claim that failed its condition found, as the outcome it means.
-    fn contended(
+    /// A claim's `PutItem` of `item` under `condition`: `None` when written, otherwise the
+    /// item that failed the condition (`Some(None)` when there is none any more).
+    async fn put_claim(
         &self,
-        old: &Item,
+        ns: Namespace,
         key: &str,
+        item: Item,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Option<Option<Item>>> {
+        let out = self
+            .inner
+            .client
+            .put_item()
+            .table_name(&self.inner.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(schema::names(&[condition])))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(None),
+            Err(e) if is_condition_failure(&e) => match condition_failure_item(&e) {
+                Some(item) => Ok(Some(Some(item))),
+                None => Ok(Some(self.get_item(ns, key).await?)),
+            },
+            Err(e) => Err(convert(e, &self.cx("claim (put_item)", Some(key)))),
+        }
+    }
+
+    /// What the record a claim's write failed on means.
+    fn contended(
+        record: Record,
         token: &LeaseToken,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> Result<Option<ClaimOutcome>> {
-        let record = schema::decode(old, key)?;
+    ) -> Found {
         let applied = record.state == RecordState::InProgress
             && record.lease_token.as_ref() == Some(token)
             && record.created_at == now
             && record.lease_expires_at == Some(lease_until);
         if applied {
             // This very request was applied, but its answer was lost and the SDK sent it again.
-            return Ok(Some(ClaimOutcome::Acquired {
+            return Found::Outcome(ClaimOutcome::Acquired {
                 attempt: record.attempt,
                 lease_expires_at: lease_until,
-            }));
+            });
         }
         if record.is_expired(now) || record.lease_lapsed(now) {
-            return Ok(None);
+            return Found::Replaceable(record);
         }
-        Ok(Some(match record.state {
+        Found::Outcome(match record.state {
             RecordState::Completed => ClaimOutcome::Completed(record),
             RecordState::InProgress => ClaimOutcome::InFlight(record),
-        }))
+        })
     }
+}
+
+/// What the record a claim's write failed on means.
+enum Found {
+    /// The claim's answer: the record stands (or is this claim's own, resent).
+    Outcome(ClaimOutcome),
+    /// Expired, or a lapsed lease: for the claim to replace.
+    Replaceable(Record),
 }
 
 #[async_trait]
@@ -552,53 +591,67 @@ impl ResultStore for DynamoDbStore {
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         let pk = self.pk(ns, key)?;
-        let cx = self.cx("claim (update_item)", Some(key));
-        // A few rounds at most: another round is only needed when the server did not return
-        // the conflicting item and it changed before it could be read.
+        // A few rounds at most: another round is only needed when the record changed between
+        // the write that failed and the next (a takeover lost to another, a record gone).
         for _ in 0..8 {
             let now = self.now();
             let lease_until = now.add(claim.lease);
-            let update = schema::claim_update(claim.token, now, lease_until, &claim.meta);
-            let out = self
-                .inner
-                .client
-                .update_item()
-                .table_name(&self.inner.table)
-                .key(PK, pk.clone())
-                .update_expression(&update.expression)
-                .condition_expression(CLAIM_CONDITION)
-                .set_expression_attribute_names(Some(schema::names(&[
-                    &update.expression,
-                    CLAIM_CONDITION,
-                ])))
-                .set_expression_attribute_values(Some(update.values))
-                .return_values(ReturnValue::UpdatedNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
+            let item = |attempt| {
+                schema::claim_item(
+                    pk.clone(),
+                    claim.token,
+                    now,
+                    lease_until,
+                    attempt,
+                    &claim.meta,
                 )
-                .send()
-                .await;
-            let old = match out {
-                Ok(out) => {
-                    let attempt = match out.attributes() {
-                        Some(new) => Fields::new(new, key).number(schema::ATTEMPT)?,
-                        None => None,
-                    };
+            };
+            let values = HashMap::from([(":now".to_owned(), n(now.as_millis()))]);
+            let seen = match self
+                .put_claim(ns, key, item(1), CLAIM_CONDITION, values)
+                .await?
+            {
+                None => {
                     return Ok(ClaimOutcome::Acquired {
-                        attempt: attempt.map_or(1, |a| u32::try_from(a).unwrap_or(u32::MAX)),
+                        attempt: 1,
                         lease_expires_at: lease_until,
                     });
                 }
-                Err(e) if is_condition_failure(&e) => match condition_failure_item(&e) {
-                    Some(item) => Some(item),
-                    None => self.get_item(ns, key).await?,
-                },
-                Err(e) => return Err(convert(e, &cx)),
+                Some(None) => continue,
+                Some(Some(seen)) => schema::decode(&seen, key)?,
             };
-            if let Some(old) = old
-                && let Some(outcome) = self.contended(&old, key, claim.token, now, lease_until)?
+            let seen = match Self::contended(seen, claim.token, now, lease_until) {
+                Found::Outcome(outcome) => return Ok(outcome),
+                Found::Replaceable(seen) => seen,
+            };
+            if !seen.lease_lapsed(now) {
+                // Expired, so the write would have replaced it: the record was read after the
+                // write failed (nothing came back with it) and changed meanwhile.
+                continue;
+            }
+            // The rare second write of a claim: the takeover of a lapsed lease, whose attempt
+            // is the one it replaces + 1, so it depends on the record just returned.
+            let attempt = seen.attempt.saturating_add(1);
+            let (condition, values) = schema::takeover_condition(&seen, now);
+            match self
+                .put_claim(ns, key, item(attempt), condition, values)
+                .await?
             {
-                return Ok(outcome);
+                None => {
+                    return Ok(ClaimOutcome::Acquired {
+                        attempt,
+                        lease_expires_at: lease_until,
+                    });
+                }
+                Some(Some(seen)) => {
+                    let seen = schema::decode(&seen, key)?;
+                    if let Found::Outcome(outcome) =
+                        Self::contended(seen, claim.token, now, lease_until)
+                    {
+                        return Ok(outcome);
+                    }
+                }
+                Some(None) => {}
             }
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
@@ -668,10 +721,13 @@ impl ResultStore for DynamoDbStore {
             Err(e) if is_condition_failure(&e) => {
                 // This very request was applied, but its answer was lost and the SDK sent it
                 // again: same token, same time, same value. Any other second completion is refused.
+                // A completed record keeps the token that completed it in `lease_token`
+                // (`completed_token` in items of earlier versions).
                 let done = condition_failure_item(&e).is_some_and(|old| {
                     let f = Fields::new(&old, key);
+                    let completed_by = |attr| f.string(attr).ok().flatten() == Some(token.as_str());
                     f.string(schema::STATE).ok().flatten() == Some(schema::COMPLETED)
-                        && f.string(COMPLETED_TOKEN).ok().flatten() == Some(token.as_str())
+                        && (completed_by(schema::LEASE_TOKEN) || completed_by(COMPLETED_TOKEN))
                         && f.number(schema::COMPLETED_MS).ok().flatten() == Some(now.as_millis())
                         && f.bytes(schema::VALUE).ok().flatten().as_deref() == Some(value)
                 });
