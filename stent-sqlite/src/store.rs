@@ -18,11 +18,11 @@ use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
     Page, Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::config::{Durability, SqliteStoreBuilder};
 use crate::error::{convert, open_error};
 use crate::sql::Statements;
-use tokio::sync::{Mutex, MutexGuard};
 
 /// SQLite's own limit on a BLOB or TEXT value (`SQLITE_MAX_LENGTH`), in bytes.
 const MAX_VALUE_LEN: usize = 1_000_000_000;
@@ -441,9 +441,10 @@ impl ResultStore for SqliteStore {
                 Some(r) if !r.lease_lapsed(now) => return Ok(ClaimOutcome::InFlight(r)),
                 _ => {}
             }
-            let mut own = match own {
-                Some(own) => own,
-                None => self.own().await.map_err(failed)?,
+            let (mut own, now) = match own {
+                Some(own) => (own, now),
+                // The lease starts when the claim runs, not before the wait for the connection.
+                None => (self.own().await.map_err(failed)?, self.now()),
             };
             let lease_expires_at = now.add(claim.lease);
             let q = sqlx::query(AssertSqlSafe(self.stmts(ns).claim.clone()))
