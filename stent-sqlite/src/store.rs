@@ -57,13 +57,14 @@ const MAX_VALUE_LEN: usize = 1_000_000_000;
 ///
 /// What a statement costs is mostly the pool: through it, a statement pays round trips to a
 /// connection's thread to acquire and release it, several times the statement's own work on
-/// a held connection. Measured interleaved (`benches/examples/sqlite_requests.rs`, a file in
-/// WAL mode), a replay takes about 0.2–0.3 × a raw `SELECT` through the pool (1.4 × the same
-/// `SELECT` on a held connection), and a first call 0.4–0.8 × a raw `INSERT` then `UPDATE`
-/// through the pool (1.4 × the two on a held connection). A claim that writes first (the
-/// `INSERT` on every call, a read when it returns nothing) would save a first call the read,
-/// a few microseconds, but make every replay a write: about twice as slow, and holding the
-/// database's write lock.
+/// a held connection. Measured interleaved (`benches/examples/sqlite_requests.rs`), a replay
+/// takes about 0.3 × a raw `SELECT` through the pool (a file in memory: 0.6 ×) and 1.4 × the
+/// same `SELECT` on a held connection; a first call about 0.5 × a raw `INSERT` then `UPDATE`
+/// through the pool (in memory: 0.8 ×) and 1.3–1.8 × the two on a held connection. A claim
+/// that writes first (the `INSERT` on every call, a read when it returns nothing) would save
+/// a first call the read, a few microseconds on the held connection, but make every replay
+/// a write: about twice as slow, holding the database's write lock, and waiting for writers
+/// in other processes.
 ///
 /// Cheap to clone: clones share the connection and the pool.
 #[derive(Clone)]
