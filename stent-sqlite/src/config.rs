@@ -116,13 +116,16 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// How long a statement waits for another connection's write lock (default 5 s).
+    /// How long a statement waits for a write lock held by another process, or by a
+    /// connection of your own on the [pool](SqliteStore::pool) (default 5 s). The store's own
+    /// writes never wait for each other here: they queue in the store.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
     }
 
-    /// Size of the connection pool (default 8; writes are serialized by SQLite anyway).
+    /// Size of the connection pool that reads run on (default 8). The store's writes run on
+    /// one more connection of its own, one at a time (SQLite serializes writes anyway).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self

@@ -1,5 +1,7 @@
 //! SQLite specifics: opening bad files, the tables as plain SQL, injected time.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use stent_core::{ErrorKind, ManualClock, Namespace, RecordMeta, ResultStore, Stent, Timestamp};
@@ -272,4 +274,48 @@ async fn urls_name_the_file_and_options() {
         let e = SqliteStore::connect(bad).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_on_distinct_keys_queue_in_the_store_not_in_sqlites_lock() {
+    let dir = tmp();
+    // No busy timeout: a write that met another connection's write lock would fail at once.
+    let store = SqliteStore::builder()
+        .path(dir.path().join("many.db"))
+        .busy_timeout(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let f = Stent::new(store.clone())
+        .durable("billing::charge")
+        .idempotent()
+        .wrap({
+            let runs = Arc::clone(&runs);
+            move |order: String| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, std::convert::Infallible>(format!("receipt:{order}")) }
+            }
+        });
+    for round in 0..3 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let f = f.clone();
+            // Rounds 1 and 2 replay round 0's keys next to first calls of new ones.
+            let order = format!("ord-{}", if i % 2 == 0 { i } else { 64 * round + i });
+            tasks.spawn(async move { (order.clone(), f.call(order).await) });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (order, result) = joined.unwrap();
+            let value = result.unwrap_or_else(|e| panic!("round {round}, {order}: {e}"));
+            assert_eq!(value, format!("receipt:{order}"));
+        }
+    }
+    // 32 even keys, and 32 odd keys in each of the three rounds.
+    assert_eq!(runs.load(Ordering::SeqCst), 32 + 3 * 32);
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM idempotency WHERE state = 'completed'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 128);
 }
