@@ -55,8 +55,16 @@ pub fn env_url(var: &str) -> String {
     }
 }
 
-/// The runtime every bench runs on: two workers, as many as the benchmark machine's cores.
+/// The runtime every bench runs on: two workers, as many as the benchmark machine's cores;
+/// a single-threaded one when `STENT_BENCH_RUNTIME=current_thread`, which leaves out the cost
+/// of waking another thread.
 pub fn runtime() -> Runtime {
+    if std::env::var("STENT_BENCH_RUNTIME").is_ok_and(|v| v == "current_thread") {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start a tokio runtime");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -30,7 +30,7 @@ const LIST_BATCH: usize = 64;
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
 /// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every transition is one
-/// Lua script on that one key (a read, one pipelined `HGETALL`), so it is atomic, and
+/// Lua script on that one key (a read: one `HGETALL`; a claim pipelines one before its script), so it is atomic, and
 /// cluster-safe by construction. Leases and expiry are decided by the server's clock, in
 /// milliseconds; expired records are deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
 /// itself after a server restart or a failover: calls made while the server is away fail
