@@ -25,7 +25,7 @@ impl Lua {
     }
 
     /// The `EVALSHA` command running the script on `key` with `args`.
-    pub(crate) fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Cmd {
+    fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Cmd {
         let mut cmd = Cmd::with_capacity(
             4 + args.len(),
             64 + key.len() + args.iter().map(|a| a.len()).sum::<usize>(),
@@ -38,7 +38,7 @@ impl Lua {
     }
 
     /// Loads the script into the server (every master of a cluster).
-    pub(crate) async fn load(&self, conn: &mut Conn) -> RedisResult<()> {
+    async fn load(&self, conn: &mut Conn) -> RedisResult<()> {
         redis::cmd("SCRIPT")
             .arg("LOAD")
             .arg(self.source)
@@ -63,10 +63,40 @@ impl Lua {
             result => result,
         }
     }
+
+    /// Runs `before`, then the script on `key` with `args`, in one pipeline (one round
+    /// trip): `before`'s reply, its error kept, and the script's.
+    pub(crate) async fn invoke_after(
+        &self,
+        conn: &mut Conn,
+        before: Cmd,
+        key: &[u8],
+        args: &[&[u8]],
+    ) -> RedisResult<(RedisResult<Value>, Value)> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(before)
+            .add_command(self.cmd(key, args));
+        let mut loaded = false;
+        loop {
+            let replies: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+            let mut replies = replies.into_iter();
+            let (Some(first), Some(script)) = (replies.next(), replies.next()) else {
+                return Err((ErrorKind::Parse, "fewer than two replies").into());
+            };
+            match script {
+                Err(e) if is_no_script(&e) && !loaded => {
+                    self.load(conn).await?;
+                    loaded = true;
+                }
+                script => return Ok((first, script?)),
+            }
+        }
+    }
 }
 
 /// Whether the server answered `NOSCRIPT`: the script must be loaded first.
-pub(crate) fn is_no_script(e: &redis::RedisError) -> bool {
+fn is_no_script(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 

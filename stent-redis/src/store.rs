@@ -30,8 +30,8 @@ const LIST_BATCH: usize = 64;
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
 /// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every transition is one
-/// Lua script on that one key (a read: one `HGETALL`; a claim pipelines one before its script), so it is atomic, and
-/// cluster-safe by construction. Leases and expiry are decided by the server's clock, in
+/// Lua script on that one key (a read: one `HGETALL`; a claim pipelines one before its
+/// script), so it is atomic, and cluster-safe by construction. Leases and expiry are decided by the server's clock, in
 /// milliseconds; expired records are deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
 /// itself after a server restart or a failover: calls made while the server is away fail
 /// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
@@ -164,34 +164,14 @@ impl RedisStore {
         key: &str,
         args: &[&[u8]],
     ) -> Result<(Reply, redis::RedisResult<Value>)> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("HGETALL")
-            .arg(redis_key)
-            .add_command(scripts::CLAIM.cmd(redis_key, args));
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(redis_key);
         let mut conn = self.inner.conn.clone();
-        let mut loaded = false;
-        loop {
-            let replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| from_redis(e, "claim", Some(key)))?;
-            let mut replies = replies.into_iter();
-            let (Some(fields), Some(script)) = (replies.next(), replies.next()) else {
-                return Err(unexpected("claim", Some(key), "fewer than two replies"));
-            };
-            match script {
-                Err(e) if scripts::is_no_script(&e) && !loaded => {
-                    scripts::CLAIM
-                        .load(&mut conn)
-                        .await
-                        .map_err(|e| from_redis(e, "claim", Some(key)))?;
-                    loaded = true;
-                }
-                Err(e) => return Err(from_redis(e, "claim", Some(key))),
-                Ok(value) => return Ok((checked("claim", redis_key, key, value)?, fields)),
-            }
-        }
+        let (fields, script) = scripts::CLAIM
+            .invoke_after(&mut conn, hgetall, redis_key, args)
+            .await
+            .map_err(|e| from_redis(e, "claim", Some(key)))?;
+        Ok((checked("claim", redis_key, key, script)?, fields))
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
@@ -231,7 +211,7 @@ impl RedisStore {
             };
             (fields, Some(pttl))
         };
-        let Some(pairs) = self.hash_pairs(&mut conn, fields, &rk, "get", key).await? else {
+        let Some(pairs) = hash_pairs(&mut conn, fields, &rk, "get", key).await? else {
             return Ok(None);
         };
         let record = decode_record(key, &pairs)?;
@@ -264,44 +244,6 @@ impl RedisStore {
         Ok(Some(record))
     }
 
-    /// The field/value pairs of an `HGETALL` reply; `None` when the key is absent.
-    async fn hash_pairs(
-        &self,
-        conn: &mut Conn,
-        reply: redis::RedisResult<Value>,
-        redis_key: &[u8],
-        op: &str,
-        key: &str,
-    ) -> Result<Option<Vec<Vec<u8>>>> {
-        let fields = match reply {
-            Ok(fields) => fields,
-            Err(e) if e.code() == Some("WRONGTYPE") => {
-                let found: String = redis::cmd("TYPE")
-                    .arg(redis_key)
-                    .query_async(conn)
-                    .await
-                    .map_err(|e| from_redis(e, op, Some(key)))?;
-                return Err(wrong_type(key, redis_key, &found));
-            }
-            Err(e) => return Err(from_redis(e, op, Some(key))),
-        };
-        let pairs = match fields {
-            Value::Array(items) => items,
-            Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
-            other => return Err(unexpected(op, Some(key), &format!("{other:?}"))),
-        };
-        if pairs.is_empty() {
-            return Ok(None);
-        }
-        pairs
-            .into_iter()
-            .map(|v| match v {
-                Value::BulkString(b) => Ok(b),
-                other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
-    }
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
     /// master of a cluster), unsorted and possibly repeated.
     async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
@@ -382,6 +324,44 @@ fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply>
     }
 }
 
+/// The field/value pairs of an `HGETALL` reply; `None` when the key is absent.
+async fn hash_pairs(
+    conn: &mut Conn,
+    reply: redis::RedisResult<Value>,
+    redis_key: &[u8],
+    op: &str,
+    key: &str,
+) -> Result<Option<Vec<Vec<u8>>>> {
+    let fields = match reply {
+        Ok(fields) => fields,
+        Err(e) if e.code() == Some("WRONGTYPE") => {
+            let found: String = redis::cmd("TYPE")
+                .arg(redis_key)
+                .query_async(conn)
+                .await
+                .map_err(|e| from_redis(e, op, Some(key)))?;
+            return Err(wrong_type(key, redis_key, &found));
+        }
+        Err(e) => return Err(from_redis(e, op, Some(key))),
+    };
+    let pairs = match fields {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
+        other => return Err(unexpected(op, Some(key), &format!("{other:?}"))),
+    };
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    pairs
+        .into_iter()
+        .map(|v| match v {
+            Value::BulkString(b) => Ok(b),
+            other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 /// The reply of `TIME` (seconds and microseconds) as a timestamp.
 fn server_time(reply: redis::RedisResult<Value>) -> redis::RedisResult<Timestamp> {
     let (secs, micros): (i64, i64) = redis::from_redis_value(reply?)?;
@@ -442,9 +422,7 @@ impl ResultStore for RedisStore {
                 }
                 tag @ ("completed" | "in_flight") => {
                     let mut conn = self.inner.conn.clone();
-                    let Some(pairs) = self
-                        .hash_pairs(&mut conn, fields, &rk, "claim", key)
-                        .await?
+                    let Some(pairs) = hash_pairs(&mut conn, fields, &rk, "claim", key).await?
                     else {
                         continue;
                     };

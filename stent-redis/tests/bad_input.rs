@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 use stent_core::{
     Claim, ErrorKind, LeaseToken, ListQuery, Namespace, RecordMeta, ResultStore, Status, Stent,
 };
@@ -32,6 +33,22 @@ fn unique(tag: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{tag}{}x{nanos}", std::process::id())
+}
+
+/// A store under `prefix`, and a plain connection to the same server.
+async fn store_and_raw(url: &str, prefix: &str) -> (RedisStore, MultiplexedConnection) {
+    let store = RedisStore::builder()
+        .url(url)
+        .prefix(prefix)
+        .build()
+        .await
+        .unwrap();
+    let raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (store, raw)
 }
 
 /// `url` with `user:password@` put in front of its host.
@@ -151,17 +168,7 @@ async fn key_of_another_type_is_a_decode_error_naming_the_key_and_left_untouched
         return;
     };
     let prefix = unique("badtype");
-    let store = RedisStore::builder()
-        .url(url.as_str())
-        .prefix(prefix.as_str())
-        .build()
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut raw) = store_and_raw(&url, &prefix).await;
     let idem_key = format!("{prefix}:idempotency:k");
     let cache_key = format!("{prefix}:cache:k");
     let _: () = raw.set(&idem_key, "hand-written").await.unwrap();
@@ -252,17 +259,7 @@ async fn hash_that_is_not_a_record_is_a_decode_error_and_left_untouched() {
         return;
     };
     let prefix = unique("badhash");
-    let store = RedisStore::builder()
-        .url(url.as_str())
-        .prefix(prefix.as_str())
-        .build()
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut raw) = store_and_raw(&url, &prefix).await;
     let key = format!("{prefix}:idempotency:h");
     let _: () = raw.hset(&key, "state", "exploded").await.unwrap();
     let ns = Namespace::Idempotency;
@@ -305,17 +302,7 @@ async fn hash_without_a_state_is_a_decode_error_on_claim_and_left_untouched() {
         return;
     };
     let prefix = unique("nostate");
-    let store = RedisStore::builder()
-        .url(url.as_str())
-        .prefix(prefix.as_str())
-        .build()
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut raw) = store_and_raw(&url, &prefix).await;
     let key = format!("{prefix}:idempotency:h");
     let _: () = raw.hset(&key, "value", "someone else's").await.unwrap();
     let token = LeaseToken::generate();
@@ -341,17 +328,7 @@ async fn scripts_flushed_from_the_server_are_loaded_again() {
         return;
     };
     let prefix = unique("noscript");
-    let store = RedisStore::builder()
-        .url(url.as_str())
-        .prefix(prefix.as_str())
-        .build()
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut raw) = store_and_raw(&url, &prefix).await;
     let stent = Stent::new(store.clone());
     let f = stent
         .durable("noscript")

@@ -30,6 +30,24 @@ fn prefix() -> String {
     format!("expclock{}x{nanos}", std::process::id())
 }
 
+/// A store under `prefix` (with `grace`, if any), and a plain connection to the same server.
+async fn store_and_conn(
+    url: &str,
+    prefix: &str,
+    grace: Option<Duration>,
+) -> (RedisStore, redis::aio::MultiplexedConnection) {
+    let mut builder = RedisStore::builder().url(url).prefix(prefix);
+    if let Some(grace) = grace {
+        builder = builder.expiry_grace(grace);
+    }
+    let conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (builder.build().await.unwrap(), conn)
+}
+
 async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
     secs * 1000 + micros / 1000
@@ -39,18 +57,7 @@ async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
 async fn records_with_an_expiry_carry_purge_ms_and_expire_on_the_server_clock() {
     let Some(url) = url() else { return };
     let prefix = prefix();
-    let store = RedisStore::builder()
-        .url(&url)
-        .prefix(&prefix)
-        .expiry_grace(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut conn) = store_and_conn(&url, &prefix, Some(Duration::from_secs(30))).await;
     store
         .put(
             Namespace::Cache,
@@ -90,17 +97,7 @@ async fn records_with_an_expiry_carry_purge_ms_and_expire_on_the_server_clock() 
 async fn a_hash_without_purge_ms_is_judged_by_the_servers_time() {
     let Some(url) = url() else { return };
     let prefix = prefix();
-    let store = RedisStore::builder()
-        .url(&url)
-        .prefix(&prefix)
-        .build()
-        .await
-        .unwrap();
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
     let now = server_ms(&mut conn).await;
     for (key, expires) in [("past", now - 1_000), ("future", now + 60_000)] {
         let rk = format!("{prefix}:cache:{key}");
@@ -134,17 +131,7 @@ async fn a_hash_without_purge_ms_is_judged_by_the_servers_time() {
 async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
     let Some(url) = url() else { return };
     let prefix = prefix();
-    let store = RedisStore::builder()
-        .url(&url)
-        .prefix(&prefix)
-        .build()
-        .await
-        .unwrap();
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
     for (ns, key) in [(Namespace::Cache, "put"), (Namespace::Idempotency, "done")] {
         let rk = format!("{prefix}:{}:{key}", ns.as_str());
         if ns == Namespace::Cache {

@@ -55,16 +55,12 @@ const MAX_VALUE_LEN: usize = 1_000_000_000;
 /// - a first call is that read, the claim (`INSERT … ON CONFLICT … RETURNING`) and the
 ///   completion (`UPDATE`), the read and the claim back to back on the store's connection.
 ///
-/// What a statement costs is mostly the pool: through it, a statement pays round trips to a
-/// connection's thread to acquire and release it, several times the statement's own work on
-/// a held connection. Measured interleaved (`benches/examples/sqlite_requests.rs`), a replay
-/// takes about 0.3 × a raw `SELECT` through the pool (a file in memory: 0.6 ×) and 1.4 × the
-/// same `SELECT` on a held connection; a first call about 0.5 × a raw `INSERT` then `UPDATE`
-/// through the pool (in memory: 0.8 ×) and 1.3–1.8 × the two on a held connection. A claim
-/// that writes first (the `INSERT` on every call, a read when it returns nothing) would save
-/// a first call the read, a few microseconds on the held connection, but make every replay
-/// a write: about twice as slow, holding the database's write lock, and waiting for writers
-/// in other processes.
+/// What a statement costs is mostly the round trips to a connection's thread: through the
+/// pool it pays for acquiring and releasing the connection as well. A claim that writes
+/// first (the `INSERT` on every call, a read when it returns nothing) would save a first
+/// call the read, but make every replay a write: about twice as slow, holding the
+/// database's write lock, and waiting for writers in other processes. BENCHMARKS.md gives
+/// the measured costs (`benches/examples/sqlite_requests.rs`).
 ///
 /// Cheap to clone: clones share the connection and the pool.
 #[derive(Clone)]
@@ -658,6 +654,26 @@ mod tests {
         token
     }
 
+    /// A claim of `key` made while a write holds the store's connection: it must not write
+    /// until the connection is free (checked 200 ms on), then it goes on.
+    async fn claim_behind_a_write(store: &SqliteStore, key: &str) -> ClaimOutcome {
+        let held = store.inner.conn.lock().await;
+        let waiting = tokio::spawn({
+            let (store, key) = (store.clone(), key.to_owned());
+            async move { claim(&store, &key, &LeaseToken::generate()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a write ran while the connection was held"
+        );
+        drop(held);
+        tokio::time::timeout(PATIENCE, waiting)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     fn clock() -> ManualClock {
         ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
     }
@@ -709,22 +725,8 @@ mod tests {
         let stale = acquire(&store, "lapsed").await;
         clock.advance(LEASE);
 
-        let held = store.inner.conn.lock().await;
-        let waiting = tokio::spawn({
-            let store = store.clone();
-            async move { claim(&store, "lapsed", &LeaseToken::generate()).await }
-        });
-        // The read found a lapsed lease; the takeover is a write, so it waits its turn.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !waiting.is_finished(),
-            "a write ran while the connection was held"
-        );
-        drop(held);
-        let outcome = tokio::time::timeout(PATIENCE, waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        // The read finds a lapsed lease; the takeover is a write, so it waits its turn.
+        let outcome = claim_behind_a_write(&store, "lapsed").await;
         assert!(
             matches!(outcome, ClaimOutcome::Acquired { attempt: 2, .. }),
             "{outcome:?}"
@@ -740,21 +742,7 @@ mod tests {
     async fn a_fresh_key_read_on_the_pool_is_claimed_once_the_connection_is_free() {
         let (dir, clock) = (tempfile::tempdir().unwrap(), clock());
         let store = store(&dir, &clock).await;
-        let held = store.inner.conn.lock().await;
-        let waiting = tokio::spawn({
-            let store = store.clone();
-            async move { claim(&store, "fresh", &LeaseToken::generate()).await }
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !waiting.is_finished(),
-            "a write ran while the connection was held"
-        );
-        drop(held);
-        let outcome = tokio::time::timeout(PATIENCE, waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        let outcome = claim_behind_a_write(&store, "fresh").await;
         assert!(
             matches!(outcome, ClaimOutcome::Acquired { attempt: 1, .. }),
             "{outcome:?}"
