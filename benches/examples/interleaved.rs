@@ -187,6 +187,56 @@ async fn redis(with_cached: bool) {
     } else {
         let idem_key = f.idempotent.key_for(&hit_args()).expect("a key");
         let idem_key: &str = Box::leak(idem_key.into_boxed_str());
+        let idem_rk: &str =
+            Box::leak(format!("stent-bench-interleaved:idempotency:{idem_key}").into_boxed_str());
+        for (name, body) in [
+            ("EVALSHA return 1", "return 1"),
+            (
+                "EVALSHA HMGET",
+                "return redis.call('HMGET', KEYS[1], 'state', 'expires_ms')",
+            ),
+        ] {
+            let script: &'static redis::Script = Box::leak(Box::new(redis::Script::new(body)));
+            let _: redis::Value = script
+                .key(idem_rk)
+                .invoke_async(&mut conn.clone())
+                .await
+                .expect("load");
+            let sha: &'static str = Box::leak(script.get_hash().to_owned().into_boxed_str());
+            variants.push((
+                name,
+                Box::new(move || {
+                    Box::pin(async move {
+                        let mut c = conn.clone();
+                        let _: redis::Value = redis::cmd("EVALSHA")
+                            .arg(sha)
+                            .arg(1)
+                            .arg(idem_rk)
+                            .query_async(&mut c)
+                            .await
+                            .expect("EVALSHA");
+                    })
+                }),
+            ));
+            variants.push((
+                Box::leak(format!("HGETALL + {name}").into_boxed_str()),
+                Box::new(move || {
+                    Box::pin(async move {
+                        let mut c = conn.clone();
+                        let _: Vec<redis::Value> = redis::pipe()
+                            .cmd("HGETALL")
+                            .arg(idem_rk)
+                            .cmd("EVALSHA")
+                            .arg(sha)
+                            .arg(1)
+                            .arg(idem_rk)
+                            .query_async(&mut c)
+                            .await
+                            .expect("pipeline");
+                    })
+                }),
+            ));
+        }
         variants.push((
             "RedisStore::claim (completed)",
             Box::new(move || {
