@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p stent-benches --example interleaved -- redis     # STENT_REDIS_URL
+//! cargo run --release -p stent-benches --example interleaved -- cluster   # STENT_REDIS_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- postgres  # STENT_POSTGRES_URL
 //! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
 //! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
-use stent::{ClaimOutcome, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
+use stent::{ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
 use stent_benches::{
     Fresh, Functions, Raw, RedisRaw, env_url, hit_args, runtime, store_claim, stored_value,
 };
@@ -78,19 +79,37 @@ async fn quote(id: String, amount: u64) -> Result<String, String> {
     Ok(format!("receipt-{id}-{amount}"))
 }
 
-async fn redis(with_cached: bool) {
-    let url = env_url("STENT_REDIS_URL");
-    let client = redis::Client::open(url.as_str()).expect("STENT_REDIS_URL");
-    let conn = client
-        .get_connection_manager()
-        .await
-        .expect("connecting to STENT_REDIS_URL");
+async fn redis(with_cached: bool, cluster: bool) {
+    if cluster {
+        let url = env_url("STENT_REDIS_CLUSTER_URL");
+        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
+            .expect("cluster URL")
+            .get_async_connection()
+            .await
+            .expect("connecting to the cluster");
+        redis_hits(conn, &url, with_cached).await;
+    } else {
+        let url = env_url("STENT_REDIS_URL");
+        let conn = redis::Client::open(url.as_str())
+            .expect("STENT_REDIS_URL")
+            .get_connection_manager()
+            .await
+            .expect("connecting to STENT_REDIS_URL");
+        redis_hits(conn, &url, with_cached).await;
+    }
+}
+
+/// Hits on a stored key, through `conn` and a store on the same server (`url`).
+async fn redis_hits<C>(conn: C, url: &str, with_cached: bool)
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
     let store = RedisStore::builder()
-        .url(url.as_str())
+        .url(url)
         .prefix("stent-bench-interleaved")
         .build()
         .await
-        .expect("connecting stent to STENT_REDIS_URL");
+        .expect("connecting stent to Redis");
     let f = Functions::new(&Stent::new(store.clone()));
     f.cached.call(hit_args()).await.expect("seeding");
     f.idempotent.call(hit_args()).await.expect("seeding");
@@ -266,6 +285,84 @@ async fn redis(with_cached: bool) {
         .expect("DEL");
 }
 
+/// The node URLs of a `redis+cluster://` URL.
+fn cluster_nodes(url: &str) -> Vec<String> {
+    url.trim_start_matches("redis+cluster://")
+        .split(',')
+        .map(|n| format!("redis://{n}"))
+        .collect()
+}
+
+/// What a first call asks of the server, sent by the raw driver: the claim pipeline
+/// (`HGETALL`, then `EVALSHA` of stent's claim script), then `EVALSHA` of its completion
+/// script, with the arguments the store sends. Next to the store's claim + complete, it
+/// splits the time between the server's scripts and the store's own code.
+async fn bare_scripts<'a, C>(
+    conn: C,
+    prefix: &'a str,
+    fresh: &'a Fresh,
+    value: &'a [u8],
+) -> Variant<'a>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let common = include_str!("../../stent-redis/lua/common.lua");
+    let mut shas = Vec::new();
+    for script in [
+        include_str!("../../stent-redis/lua/claim.lua"),
+        include_str!("../../stent-redis/lua/complete.lua"),
+    ] {
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(format!("{common}{script}"))
+            .query_async(&mut conn.clone())
+            .await
+            .expect("SCRIPT LOAD");
+        shas.push(sha);
+    }
+    let (claim, complete): (&'a str, &'a str) = (
+        Box::leak(shas[0].clone().into_boxed_str()),
+        Box::leak(shas[1].clone().into_boxed_str()),
+    );
+    let conn: &'a C = Box::leak(Box::new(conn));
+    (
+        "bare claim pipeline + complete script",
+        Box::new(move || {
+            Box::pin(async move {
+                let mut c = conn.clone();
+                let key = format!("{prefix}:idempotency:{}", fresh.next());
+                let token = LeaseToken::generate();
+                let (_, acquired): (redis::Value, Vec<redis::Value>) = redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(&key)
+                    .cmd("EVALSHA")
+                    .arg(claim)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(token.as_str())
+                    .arg(30_000)
+                    .arg("function")
+                    .arg("bench::charge")
+                    .query_async(&mut c)
+                    .await
+                    .expect("claim pipeline");
+                assert_eq!(acquired.len(), 3, "acquired");
+                let _: redis::Value = redis::cmd("EVALSHA")
+                    .arg(complete)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(token.as_str())
+                    .arg(value)
+                    .arg("")
+                    .arg(0)
+                    .query_async(&mut c)
+                    .await
+                    .expect("complete script");
+            })
+        }),
+    )
+}
+
 /// The raw driver's two writes of a fresh record, as a variant.
 fn two_hsets<'a, C>(raw: RedisRaw<C>, fresh: &'a Fresh, value: &'a [u8]) -> Variant<'a>
 where
@@ -299,12 +396,7 @@ async fn redis_miss(cluster: bool) {
     let value = stored_value("ord-000042");
     let (f, store, fresh, value) = (&f, &store, &fresh, value.as_slice());
     let raw: Variant<'_> = if cluster {
-        let nodes: Vec<String> = url
-            .trim_start_matches("redis+cluster://")
-            .split(',')
-            .map(|n| format!("redis://{n}"))
-            .collect();
-        let conn = redis::cluster::ClusterClient::new(nodes)
+        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
             .expect("cluster URL")
             .get_async_connection()
             .await
@@ -318,8 +410,24 @@ async fn redis_miss(cluster: bool) {
             .expect("connecting to STENT_REDIS_URL");
         two_hsets(RedisRaw::new(conn, prefix), fresh, value)
     };
+    let scripts: Variant<'_> = if cluster {
+        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
+            .expect("cluster URL")
+            .get_async_connection()
+            .await
+            .expect("connecting to the cluster");
+        bare_scripts(conn, prefix, fresh, value).await
+    } else {
+        let conn = redis::Client::open(url.as_str())
+            .expect("STENT_REDIS_URL")
+            .get_connection_manager()
+            .await
+            .expect("connecting to STENT_REDIS_URL");
+        bare_scripts(conn, prefix, fresh, value).await
+    };
     compare(vec![
         raw,
+        scripts,
         (
             "RedisStore::claim + complete",
             Box::new(move || {
@@ -447,11 +555,14 @@ fn main() {
     let what = std::env::args().nth(1).unwrap_or_default();
     let rt = runtime();
     match what.as_str() {
-        "redis" => rt.block_on(redis(false)),
-        "cached" => rt.block_on(redis(true)),
+        "redis" => rt.block_on(redis(false, false)),
+        "cluster" => rt.block_on(redis(false, true)),
+        "cached" => rt.block_on(redis(true, false)),
         "redis-miss" => rt.block_on(redis_miss(false)),
         "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
-        _ => panic!("which comparison? redis, redis-miss, cluster-miss, postgres or cached"),
+        _ => {
+            panic!("which comparison? redis, cluster, redis-miss, cluster-miss, postgres or cached")
+        }
     }
 }
