@@ -10,6 +10,7 @@
 //! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
 //! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
 //! cargo run --release -p stent-benches --example interleaved -- cluster-miss  # STENT_REDIS_CLUSTER_URL
+//! cargo run --release -p stent-benches --example interleaved -- postgres-miss # first calls
 //! ```
 
 use std::future::Future;
@@ -110,6 +111,16 @@ where
         .build()
         .await
         .expect("connecting stent to Redis");
+    // The same store without a timer on each reply (what the raw connections here do
+    // on a cluster: the `redis` crate's cluster client times nothing by default).
+    let untimed = RedisStore::builder()
+        .url(url)
+        .prefix("stent-bench-interleaved")
+        .response_timeout(None)
+        .build()
+        .await
+        .expect("connecting stent to Redis");
+    let untimed = &untimed;
     let f = Functions::new(&Stent::new(store.clone()));
     f.cached.call(hit_args()).await.expect("seeding");
     f.idempotent.call(hit_args()).await.expect("seeding");
@@ -160,6 +171,20 @@ where
                 Box::pin(async move {
                     assert!(
                         store
+                            .get(Namespace::Cache, key)
+                            .await
+                            .expect("get")
+                            .is_some()
+                    );
+                })
+            }),
+        ),
+        (
+            "RedisStore::get, no response timeout",
+            Box::new(move || {
+                Box::pin(async move {
+                    assert!(
+                        untimed
                             .get(Namespace::Cache, key)
                             .await
                             .expect("get")
@@ -458,6 +483,84 @@ async fn redis_miss(cluster: bool) {
     }
 }
 
+/// First calls on PostgreSQL: the raw driver's two writes (as the `postgres` bench makes
+/// them), the store's claim + complete, and the wrapper.
+async fn postgres_miss() {
+    let store = PostgresStore::builder()
+        .url(env_url("STENT_POSTGRES_URL"))
+        .table_prefix("bench_")
+        .expect("a table prefix")
+        .build()
+        .await
+        .expect("connecting stent to STENT_POSTGRES_URL");
+    let f = Functions::new(&Stent::new(store.clone()));
+    let fresh = Fresh::new("pg-miss");
+    let value = stored_value("ord-000042");
+    let idem = store.table(Namespace::Idempotency).to_owned();
+    let insert = format!(
+        "INSERT INTO \"{idem}\" (key, state, lease_token, lease_expires_at) \
+         VALUES ($1, 'in_progress', $2, now() + interval '30 seconds')"
+    );
+    let complete = format!(
+        "UPDATE \"{idem}\" SET state = 'completed', value = $2, lease_token = NULL, \
+         lease_expires_at = NULL, completed_at = now() WHERE key = $1"
+    );
+    let pool = store.pool().clone();
+    let (pool, store, f, fresh, value) = (&pool, &store, &f, &fresh, value.as_slice());
+    let (insert, complete) = (insert.as_str(), complete.as_str());
+    compare(vec![
+        (
+            "raw INSERT + UPDATE",
+            Box::new(move || {
+                Box::pin(async move {
+                    let key = fresh.next();
+                    sqlx::query(AssertSqlSafe(insert))
+                        .bind(&key)
+                        .bind("token")
+                        .execute(pool)
+                        .await
+                        .expect("INSERT");
+                    sqlx::query(AssertSqlSafe(complete))
+                        .bind(&key)
+                        .bind(value)
+                        .execute(pool)
+                        .await
+                        .expect("UPDATE");
+                })
+            }),
+        ),
+        (
+            "PostgresStore::claim + complete",
+            Box::new(move || {
+                Box::pin(async move {
+                    let key = fresh.next();
+                    let (token, outcome) = store_claim(store, &key).await;
+                    assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
+                    store
+                        .complete(Namespace::Idempotency, &key, &token, value, None)
+                        .await
+                        .expect("complete");
+                })
+            }),
+        ),
+        (
+            "stent idempotent first call",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.idempotent
+                        .call((fresh.next(), 500))
+                        .await
+                        .expect("first call");
+                })
+            }),
+        ),
+    ])
+    .await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
+}
+
 async fn postgres() {
     let store = PostgresStore::builder()
         .url(env_url("STENT_POSTGRES_URL"))
@@ -561,8 +664,12 @@ fn main() {
         "redis-miss" => rt.block_on(redis_miss(false)),
         "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
+        "postgres-miss" => rt.block_on(postgres_miss()),
         _ => {
-            panic!("which comparison? redis, cluster, redis-miss, cluster-miss, postgres or cached")
+            panic!(
+                "which comparison? redis, cluster, redis-miss, cluster-miss, postgres, postgres-miss \
+             or cached"
+            )
         }
     }
 }
