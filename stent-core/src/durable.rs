@@ -1,5 +1,6 @@
 //! The wrapper API: [`Stent`], [`DurableBuilder`] and [`Durable`].
 
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -1080,19 +1081,25 @@ enum Flight<'a> {
 impl Flights {
     fn join(&self, key: &str) -> Flight<'_> {
         use std::sync::atomic::Ordering;
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = map.get(key) {
-            slot.followers.fetch_add(1, Ordering::Relaxed);
-            return Flight::Follower(Arc::clone(slot));
-        }
+        // One hash of the key per call: `entry` finds and inserts in one lookup (a
+        // follower, the rare case, pays for the leader's key it does not keep).
         let key: Arc<str> = Arc::from(key);
-        let slot = Arc::new(Slot::default());
-        map.insert(Arc::clone(&key), Arc::clone(&slot));
-        Flight::Leader(LeaderGuard {
-            flights: self,
-            key,
-            slot,
-        })
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.entry(Arc::clone(&key)) {
+            Entry::Occupied(found) => {
+                let slot = found.get();
+                slot.followers.fetch_add(1, Ordering::Relaxed);
+                Flight::Follower(Arc::clone(slot))
+            }
+            Entry::Vacant(free) => {
+                let slot = Arc::clone(free.insert(Arc::new(Slot::default())));
+                Flight::Leader(LeaderGuard {
+                    flights: self,
+                    key,
+                    slot,
+                })
+            }
+        }
     }
 }
 
@@ -1123,11 +1130,12 @@ impl Drop for LeaderGuard<'_> {
         use std::sync::atomic::Ordering;
         {
             let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-            if map
-                .get(&self.key)
-                .is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+            // One lookup: take the entry out, and put it back in the rare case that it
+            // is another leader's.
+            if let Some((key, slot)) = map.remove_entry(&self.key)
+                && !Arc::ptr_eq(&slot, &self.slot)
             {
-                map.remove(&self.key);
+                map.insert(key, slot);
             }
         }
         // No follower can join once the entry is gone.

@@ -53,6 +53,9 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
+    /// `{prefix}:{namespace}:` of the idempotency and the cache namespace, built once:
+    /// every call starts its key with one.
+    bases: [String; 2],
     caps: Capabilities,
     grace_ms: String,
 }
@@ -119,6 +122,8 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 shown,
+                bases: [Namespace::Idempotency, Namespace::Cache]
+                    .map(|ns| format!("{prefix}:{}:", ns.as_str())),
                 prefix,
                 caps,
                 grace_ms: clamp_ms(grace).to_string(),
@@ -127,12 +132,17 @@ impl RedisStore {
     }
 
     /// `{prefix}:{namespace}:`, the start of every key of the namespace.
-    fn base(&self, ns: Namespace) -> String {
-        format!("{}:{}:", self.inner.prefix, ns.as_str())
+    fn base(&self, ns: Namespace) -> &str {
+        match ns {
+            Namespace::Idempotency => &self.inner.bases[0],
+            Namespace::Cache => &self.inner.bases[1],
+        }
     }
 
     fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
-        let mut k = self.base(ns).into_bytes();
+        let base = self.base(ns);
+        let mut k = Vec::with_capacity(base.len() + key.len());
+        k.extend_from_slice(base.as_bytes());
         k.extend_from_slice(key.as_bytes());
         k
     }
@@ -247,7 +257,7 @@ impl RedisStore {
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
     /// master of a cluster), unsorted and possibly repeated.
     async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
-        let base = self.base(ns);
+        let base = self.base(ns).to_owned();
         let mut pattern = glob_escape(&base);
         pattern.extend(glob_escape(prefix));
         pattern.push(b'*');
