@@ -9,7 +9,8 @@ if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then
   return {'lost'}
 end
 local now = now_ms()
-redis.call('HDEL', key, 'lease_token', 'lease_expires_ms')
+-- The lease fields stay: a completed record's are never read (every script checks the
+-- state first, and the client drops them), and each call in a script costs the server.
 if ARGV[3] == '' then
   redis.call('HSET', key, 'state', 'completed', 'value', ARGV[2], 'completed_ms', int(now))
 else

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `state` | `in_progress` or `completed` |
 //! | `value` | the encoded result (completed records) |
-//! | `lease_token`, `lease_expires_ms` | the owner's token and lease end (in progress) |
+//! | `lease_token`, `lease_expires_ms` | the owner's token and lease end (in progress; a completed record keeps its last ones, which nothing reads) |
 //! | `attempt` | 1, +1 per takeover |
 //! | `fingerprint`, `function`, `version` | metadata, present when set |
 //! | `created_ms`, `completed_ms`, `expires_ms` | UTC milliseconds since the epoch |
@@ -78,8 +78,13 @@ pub(crate) fn decode_record(key: &str, pairs: &[Vec<u8>]) -> Result<Record> {
             "completed record hash has no `value` field",
         ));
     }
-    if record.state == RecordState::InProgress {
-        record.value = None;
+    match record.state {
+        RecordState::InProgress => record.value = None,
+        // Completion leaves the last lease in the hash: it no longer belongs to anyone.
+        RecordState::Completed => {
+            record.lease_token = None;
+            record.lease_expires_at = None;
+        }
     }
     Ok(record)
 }
@@ -143,6 +148,25 @@ mod tests {
             (Some("f"), Some(""), None)
         );
         assert_eq!(r.created_at, Timestamp::from_millis(1000));
+    }
+
+    #[test]
+    fn a_completed_record_shows_no_lease() {
+        let r = decode_record(
+            "k",
+            &pairs(&[
+                ("state", b"completed"),
+                ("value", b"v"),
+                ("lease_token", b"abc"),
+                ("lease_expires_ms", b"2000"),
+                ("created_ms", b"1000"),
+                ("completed_ms", b"1500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.state, RecordState::Completed);
+        assert_eq!((r.lease_token, r.lease_expires_at), (None, None));
+        assert_eq!(r.value.as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
