@@ -32,7 +32,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use stent::{ClaimOutcome, DynamoDbStore, LeaseToken, Namespace, ResultStore};
-use stent_benches::{Fresh, env_url, now_ms, run_tag, runtime, store_claim, stored_value};
+use stent_benches::{
+    Fresh, env_url, now_ms, run_tag, runtime, store_claim, store_claim_complete, stored_value,
+};
 
 const TABLE: &str = "stent_requests";
 
@@ -372,13 +374,7 @@ fn variants(x: &Bench) -> Vec<(&'static str, Call<'_>)> {
             "store claim + complete",
             Box::new(move || {
                 Box::pin(async move {
-                    let key = x.fresh.next();
-                    let (token, outcome) = store_claim(store, &key).await;
-                    assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
-                    store
-                        .complete(Namespace::Idempotency, &key, &token, &x.value, None)
-                        .await
-                        .expect("complete");
+                    store_claim_complete(store, &x.fresh.next(), &x.value).await;
                 })
             }),
         ),

@@ -21,7 +21,8 @@ use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
 use stent_benches::{
-    Fresh, Functions, Raw, RedisRaw, env_url, hit_args, runtime, store_claim, stored_value,
+    Fresh, Functions, Raw, RedisRaw, env_url, hit_args, runtime, store_claim, store_claim_complete,
+    stored_value,
 };
 
 const ROUNDS: usize = 40;
@@ -457,13 +458,7 @@ async fn redis_miss(cluster: bool) {
             "RedisStore::claim + complete",
             Box::new(move || {
                 Box::pin(async move {
-                    let key = fresh.next();
-                    let (token, outcome) = store_claim(store, &key).await;
-                    assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
-                    store
-                        .complete(Namespace::Idempotency, &key, &token, value, None)
-                        .await
-                        .expect("complete");
+                    store_claim_complete(store, &fresh.next(), value).await;
                 })
             }),
         ),
@@ -533,13 +528,7 @@ async fn postgres_miss() {
             "PostgresStore::claim + complete",
             Box::new(move || {
                 Box::pin(async move {
-                    let key = fresh.next();
-                    let (token, outcome) = store_claim(store, &key).await;
-                    assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
-                    store
-                        .complete(Namespace::Idempotency, &key, &token, value, None)
-                        .await
-                        .expect("complete");
+                    store_claim_complete(store, &fresh.next(), value).await;
                 })
             }),
         ),

@@ -37,7 +37,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection as _};
 use stent::{ClaimOutcome, Namespace, ResultStore, SqliteStore, Stent};
 use stent_benches::{
-    Fresh, Functions, hit_args, now_ms, run_tag, runtime, store_claim, stored_value,
+    Fresh, Functions, hit_args, now_ms, run_tag, runtime, store_claim, store_claim_complete,
+    stored_value,
 };
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -256,12 +257,7 @@ async fn single(store: &SqliteStore, path: &std::path::Path) {
         Box::new(move || {
             Box::pin(async move {
                 let key = format!("store|{}", fresh.next());
-                let (token, outcome) = store_claim(store.as_ref(), &key).await;
-                assert!(matches!(outcome, ClaimOutcome::Acquired { .. }));
-                store
-                    .complete(Namespace::Idempotency, &key, &token, value, None)
-                    .await
-                    .expect("complete");
+                store_claim_complete(store.as_ref(), &key, value).await;
             })
         }),
     ));
