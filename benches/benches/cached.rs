@@ -1,7 +1,7 @@
 //! A Redis cache hit through stent next to the `cached` crate's Redis store
 //! (`#[concurrent_cached]` over its `AsyncRedisCache`) on the same server, and the two
-//! plain reads they are made of (`HGETALL` for stent's hash records, `GET` for `cached`'s
-//! string values).
+//! plain reads they are made of (`GET` of stent's record string, `GET` of `cached`'s
+//! string value).
 //!
 //! `cargo bench -p stent-benches --bench cached`
 
@@ -82,12 +82,12 @@ fn versus_cached(c: &mut Criterion) {
     });
     let key = cached.key_for(&hit_args()).expect("a key");
     let (raw, key) = (&raw, key.as_str());
-    g.bench_function("raw_hgetall", |b| {
+    g.bench_function("raw_get_record", |b| {
         b.to_async(&rt)
             .iter(|| async move { assert!(raw.read(Namespace::Cache, key).await) });
     });
     let (conn, get_key) = (&conn, get_key.as_str());
-    g.bench_function("raw_get", |b| {
+    g.bench_function("raw_get_plain", |b| {
         b.to_async(&rt).iter(|| async move {
             let mut conn = conn.clone();
             let value: Option<Vec<u8>> = redis::cmd("GET")

@@ -138,31 +138,16 @@ where
 
     let mut variants: Vec<Variant<'_>> = vec![
         (
-            "raw HGETALL",
+            "raw GET",
             Box::new(move || {
                 Box::pin(async move {
                     let mut c = conn.clone();
-                    let _: redis::Value = redis::cmd("HGETALL")
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
                         .arg(rk)
                         .query_async(&mut c)
                         .await
-                        .expect("HGETALL");
-                })
-            }),
-        ),
-        (
-            "HGETALL + PTTL pipeline",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let _: Vec<redis::Value> = redis::pipe()
-                        .cmd("HGETALL")
-                        .arg(rk)
-                        .cmd("PTTL")
-                        .arg(rk)
-                        .query_async(&mut c)
-                        .await
-                        .expect("pipeline");
+                        .expect("GET");
+                    assert!(value.is_some());
                 })
             }),
         ),
@@ -207,7 +192,7 @@ where
         let (id, amount) = hit_args();
         quote(id, amount).await.expect("seeding cached");
         variants.push((
-            "raw GET",
+            "raw GET of a plain value",
             Box::new(move || {
                 Box::pin(async move {
                     let mut c = conn.clone();
@@ -234,54 +219,40 @@ where
         let idem_key: &str = Box::leak(idem_key.into_boxed_str());
         let idem_rk: &str =
             Box::leak(format!("stent-bench-interleaved:idempotency:{idem_key}").into_boxed_str());
-        for (name, body) in [
-            ("EVALSHA return 1", "return 1"),
-            (
-                "EVALSHA HMGET",
-                "return redis.call('HMGET', KEYS[1], 'state', 'expires_ms')",
-            ),
-        ] {
-            let script: &'static redis::Script = Box::leak(Box::new(redis::Script::new(body)));
-            let _: redis::Value = script
-                .key(idem_rk)
-                .invoke_async(&mut conn.clone())
-                .await
-                .expect("load");
-            let sha: &'static str = Box::leak(script.get_hash().to_owned().into_boxed_str());
-            variants.push((
-                name,
-                Box::new(move || {
-                    Box::pin(async move {
-                        let mut c = conn.clone();
-                        let _: redis::Value = redis::cmd("EVALSHA")
-                            .arg(sha)
-                            .arg(1)
-                            .arg(idem_rk)
-                            .query_async(&mut c)
-                            .await
-                            .expect("EVALSHA");
-                    })
-                }),
-            ));
-            variants.push((
-                Box::leak(format!("HGETALL + {name}").into_boxed_str()),
-                Box::new(move || {
-                    Box::pin(async move {
-                        let mut c = conn.clone();
-                        let _: Vec<redis::Value> = redis::pipe()
-                            .cmd("HGETALL")
-                            .arg(idem_rk)
-                            .cmd("EVALSHA")
-                            .arg(sha)
-                            .arg(1)
-                            .arg(idem_rk)
-                            .query_async(&mut c)
-                            .await
-                            .expect("pipeline");
-                    })
-                }),
-            ));
-        }
+        variants.push((
+            "raw GET of the idempotency record",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(idem_rk)
+                        .query_async(&mut c)
+                        .await
+                        .expect("GET");
+                    assert!(value.is_some());
+                })
+            }),
+        ));
+        variants.push((
+            "bare SET NX GET (a replay's claim)",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let token = LeaseToken::generate();
+                    let value: Option<Vec<u8>> = redis::cmd("SET")
+                        .arg(idem_rk)
+                        .arg(claim_record(&token))
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(HORIZON_MS)
+                        .query_async(&mut c)
+                        .await
+                        .expect("SET NX GET");
+                    assert!(value.is_some());
+                })
+            }),
+        ));
         variants.push((
             "RedisStore::claim (completed)",
             Box::new(move || {
@@ -319,10 +290,21 @@ fn cluster_nodes(url: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a first call asks of the server, sent by the raw driver: the claim pipeline
-/// (`HGETALL`, then `EVALSHA` of stent's claim script), then `EVALSHA` of its completion
-/// script, with the arguments the store sends. Next to the store's claim + complete, it
-/// splits the time between the server's scripts and the store's own code.
+/// The `PX` of a natively claimed record (`stent_redis`'s layout).
+const HORIZON_MS: i64 = 10_000_000_000_000;
+
+/// The record a claim of `bench::charge` writes with `SET … NX GET`, as the store builds it.
+fn claim_record(token: &LeaseToken) -> String {
+    format!(
+        "stent1|in_progress|{}|1||||||30000|{HORIZON_MS}|17|f13:bench::charge",
+        token.as_str()
+    )
+}
+
+/// What a first call asks of the server, sent by the raw driver: the claim (`SET … NX GET`
+/// of a new record), then `EVALSHA` of stent's completion script, with the arguments the
+/// store sends. Next to the store's claim + complete, it splits the time between the
+/// server's work and the store's own code.
 async fn bare_scripts<'a, C>(
     conn: C,
     prefix: &'a str,
@@ -333,46 +315,35 @@ where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
 {
     let common = include_str!("../../stent-redis/lua/common.lua");
-    let mut shas = Vec::new();
-    for script in [
-        include_str!("../../stent-redis/lua/claim.lua"),
-        include_str!("../../stent-redis/lua/complete.lua"),
-    ] {
-        let sha: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(format!("{common}{script}"))
-            .query_async(&mut conn.clone())
-            .await
-            .expect("SCRIPT LOAD");
-        shas.push(sha);
-    }
-    let (claim, complete): (&'a str, &'a str) = (
-        Box::leak(shas[0].clone().into_boxed_str()),
-        Box::leak(shas[1].clone().into_boxed_str()),
-    );
+    let complete: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(format!(
+            "{common}{}",
+            include_str!("../../stent-redis/lua/complete.lua")
+        ))
+        .query_async(&mut conn.clone())
+        .await
+        .expect("SCRIPT LOAD");
+    let complete: &'a str = Box::leak(complete.into_boxed_str());
     let conn: &'a C = Box::leak(Box::new(conn));
     (
-        "bare claim pipeline + complete script",
+        "bare SET NX GET + complete script",
         Box::new(move || {
             Box::pin(async move {
                 let mut c = conn.clone();
                 let key = format!("{prefix}:idempotency:{}", fresh.next());
                 let token = LeaseToken::generate();
-                let (_, acquired): (redis::Value, Vec<redis::Value>) = redis::pipe()
-                    .cmd("HGETALL")
+                let found: Option<Vec<u8>> = redis::cmd("SET")
                     .arg(&key)
-                    .cmd("EVALSHA")
-                    .arg(claim)
-                    .arg(1)
-                    .arg(&key)
-                    .arg(token.as_str())
-                    .arg(30_000)
-                    .arg("function")
-                    .arg("bench::charge")
+                    .arg(claim_record(&token))
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(HORIZON_MS)
                     .query_async(&mut c)
                     .await
-                    .expect("claim pipeline");
-                assert_eq!(acquired.len(), 3, "acquired");
+                    .expect("SET NX GET");
+                assert!(found.is_none(), "acquired");
                 let _: redis::Value = redis::cmd("EVALSHA")
                     .arg(complete)
                     .arg(1)
@@ -390,13 +361,13 @@ where
 }
 
 /// The raw driver's two writes of a fresh record, as a variant.
-fn two_hsets<'a, C>(raw: RedisRaw<C>, fresh: &'a Fresh, value: &'a [u8]) -> Variant<'a>
+fn two_sets<'a, C>(raw: RedisRaw<C>, fresh: &'a Fresh, value: &'a [u8]) -> Variant<'a>
 where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
 {
     let raw: &'a RedisRaw<C> = Box::leak(Box::new(raw));
     (
-        "raw two HSETs",
+        "raw two SETs",
         Box::new(move || Box::pin(async move { raw.two_writes(&fresh.next(), value).await })),
     )
 }
@@ -427,14 +398,14 @@ async fn redis_miss(cluster: bool) {
             .get_async_connection()
             .await
             .expect("connecting to the cluster");
-        two_hsets(RedisRaw::new(conn, prefix), fresh, value)
+        two_sets(RedisRaw::new(conn, prefix), fresh, value)
     } else {
         let conn = redis::Client::open(url.as_str())
             .expect("STENT_REDIS_URL")
             .get_connection_manager()
             .await
             .expect("connecting to STENT_REDIS_URL");
-        two_hsets(RedisRaw::new(conn, prefix), fresh, value)
+        two_sets(RedisRaw::new(conn, prefix), fresh, value)
     };
     let scripts: Variant<'_> = if cluster {
         let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))

@@ -457,7 +457,7 @@ fn bench_contention<R: Raw>(
 }
 
 /// Redis commands on a connection of their own (a `ConnectionManager` for one server, a
-/// `ClusterConnection` for a cluster), against the record hashes stent keeps.
+/// `ClusterConnection` for a cluster), against the record strings stent keeps.
 #[derive(Clone)]
 pub struct RedisRaw<C> {
     conn: C,
@@ -493,68 +493,49 @@ where
 {
     async fn read(&self, ns: Namespace, key: &str) -> bool {
         let mut conn = self.conn.clone();
-        let fields: redis::Value = redis::cmd("HGETALL")
+        let record: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.redis_key(ns, key))
             .query_async(&mut conn)
             .await
-            .expect("HGETALL");
-        match fields {
-            redis::Value::Array(items) => !items.is_empty(),
-            redis::Value::Map(pairs) => !pairs.is_empty(),
-            other => panic!("HGETALL answered {other:?}"),
-        }
+            .expect("GET");
+        record.is_some()
     }
 
     async fn two_writes(&self, key: &str, value: &[u8]) {
         let mut conn = self.conn.clone();
         let rk = self.redis_key(Namespace::Idempotency, key);
         let now = now_ms();
-        redis::cmd("HSET")
+        redis::cmd("SET")
             .arg(&rk)
-            .arg("state")
-            .arg("in_progress")
-            .arg("lease_token")
-            .arg("token")
-            .arg("lease_expires_ms")
-            .arg(now + 30_000)
-            .arg("attempt")
-            .arg(1)
-            .arg("created_ms")
-            .arg(now)
+            .arg(format!(
+                "stent1|in_progress|0123456789abcdef0123456789abcdef|1|{now}|{}||||||0|",
+                now + 30_000
+            ))
             .exec_async(&mut conn)
             .await
-            .expect("HSET");
-        redis::cmd("HSET")
+            .expect("SET");
+        let done = now_ms();
+        let mut record = format!("stent1|completed||1|{now}||{done}|||||0|").into_bytes();
+        record.extend_from_slice(value);
+        redis::cmd("SET")
             .arg(&rk)
-            .arg("state")
-            .arg("completed")
-            .arg("value")
-            .arg(value)
-            .arg("completed_ms")
-            .arg(now_ms())
+            .arg(record)
             .exec_async(&mut conn)
             .await
-            .expect("HSET");
+            .expect("SET");
     }
 
     async fn read_then_write(&self, key: &str, value: &[u8]) {
         assert!(!self.read(Namespace::Cache, key).await);
         let mut conn = self.conn.clone();
         let now = now_ms();
-        redis::cmd("HSET")
+        let mut record = format!("stent1|completed||1|{now}||{now}|||||0|").into_bytes();
+        record.extend_from_slice(value);
+        redis::cmd("SET")
             .arg(self.redis_key(Namespace::Cache, key))
-            .arg("state")
-            .arg("completed")
-            .arg("value")
-            .arg(value)
-            .arg("attempt")
-            .arg(1)
-            .arg("created_ms")
-            .arg(now)
-            .arg("completed_ms")
-            .arg(now)
+            .arg(record)
             .exec_async(&mut conn)
             .await
-            .expect("HSET");
+            .expect("SET");
     }
 }

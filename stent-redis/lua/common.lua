@@ -1,7 +1,9 @@
--- Prepended to every stent script. KEYS[1] is the record's hash; every script touches
+-- Prepended to every stent script. KEYS[1] is the record's key; every script touches
 -- only that key, so each one is atomic and cluster-safe. Time always comes from the
--- server's clock, in milliseconds since the Unix epoch.
+-- server's clock, in milliseconds since the Unix epoch. The layout of a record (one
+-- string: a header, then metadata and value) is described in src/layout.rs.
 local key = KEYS[1]
+local MARK = 'stent1'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -19,21 +21,67 @@ local function expired(expires_ms, now)
   return e ~= nil and e <= now
 end
 
--- Runs a read of the record. When the key holds something other than a hash, returns nil
--- and a reply naming that type instead: a record is never read as, or written over, a
--- value someone else put there.
-local function read(...)
-  local r = redis.pcall(...)
+-- The record at `key`: nil when the key is absent. When the key holds something that is
+-- not a record (another type, or a string without the mark), returns false and a reply
+-- naming what is there instead: a record is never read as, or written over, a value
+-- someone else put there. A record with the mark but a broken header answers 'corrupt'.
+local function load()
+  local r = redis.pcall('GET', key)
   if type(r) == 'table' and r['err'] then
     local t = redis.call('TYPE', key)['ok']
-    if t == 'hash' then
+    if t == 'string' then
       error(r['err'])
     end
-    return nil, {'wrongtype', t}
+    return false, {'wrongtype', t}
   end
-  return r
+  if not r then
+    return nil
+  end
+  if string.sub(r, 1, 7) ~= MARK .. '|' then
+    return false, {'wrongtype', 'string'}
+  end
+  local h = {}
+  local i = 8
+  for n = 1, 11 do
+    local j = string.find(r, '|', i, true)
+    if not j then
+      return false, {'corrupt', 'header'}
+    end
+    h[n] = string.sub(r, i, j - 1)
+    i = j + 1
+  end
+  local meta_len = tonumber(h[11])
+  if not meta_len then
+    return false, {'corrupt', 'meta_len'}
+  end
+  return {
+    state = h[1], token = h[2], attempt = h[3], created = h[4], lease = h[5],
+    completed = h[6], expires = h[7], purge = h[8], lease_ms = h[9], horizon = h[10],
+    meta = string.sub(r, i, i + meta_len - 1), raw = r,
+  }
 end
 
+-- A record claimed natively (by SET NX, which cannot read the clock) has no created_ms:
+-- it was claimed at the key's PEXPIRETIME less horizon_ms, and its lease ends lease_ms
+-- later. Writes those times into `rec`. A key without an expiry (-1) settles far in the
+-- past: its lease has lapsed.
+local function settle(rec)
+  if rec.created ~= '' then
+    return
+  end
+  local at = redis.call('PEXPIRETIME', key) - (tonumber(rec.horizon) or 0)
+  rec.created = int(at)
+  rec.lease = int(at + (tonumber(rec.lease_ms) or 0))
+  rec.lease_ms = ''
+  rec.horizon = ''
+end
+
+-- The string of `rec` followed by `value`.
+local function encode(rec, value)
+  return table.concat({MARK, rec.state, rec.token, rec.attempt, rec.created, rec.lease,
+    rec.completed, rec.expires, rec.purge, rec.lease_ms, rec.horizon, #rec.meta, ''}, '|')
+    .. rec.meta .. (value or '')
+end
 
 -- When Redis deletes a record that expires at `expires`: after the grace, or, without one,
 -- the moment it expires (Redis keeps a key through the millisecond of its PEXPIREAT, hence
@@ -44,4 +92,26 @@ local function purge_at(expires, grace_ms)
     return expires - 1
   end
   return expires + grace
+end
+
+-- Writes a completed record: `rec` with `value`, expiring `ttl_ms` from `now` ('' = never).
+local function write_completed(rec, value, now, ttl_ms, grace_ms)
+  rec.state = 'completed'
+  rec.token = ''
+  rec.lease = ''
+  rec.completed = int(now)
+  rec.lease_ms = ''
+  rec.horizon = ''
+  if ttl_ms == '' then
+    rec.expires = ''
+    rec.purge = ''
+    redis.call('SET', key, encode(rec, value))
+  else
+    local expires = now + tonumber(ttl_ms)
+    local purge = purge_at(expires, grace_ms)
+    rec.expires = int(expires)
+    -- purge_ms: when Redis deletes it; with PTTL, a read learns the server's time from the key.
+    rec.purge = int(purge)
+    redis.call('SET', key, encode(rec, value), 'PXAT', int(purge))
+  end
 end

@@ -1,35 +1,17 @@
--- put: create or replace a completed record.
--- ARGV: value, ttl_ms ('' = never expires), grace_ms, then field/value pairs of metadata.
+-- put: create or replace a completed record (a broken one too: the cache heals itself).
+-- ARGV: value, ttl_ms ('' = never expires), grace_ms, metadata block.
 -- Reply: {'stored'} | {'wrongtype', type}
-local n, foreign = read('HLEN', key)
-if not n then
-  return foreign
-end
-if n > 0 then
-  redis.call('DEL', key)
+local t = redis.call('TYPE', key)['ok']
+if t ~= 'none' then
+  if t ~= 'string' then
+    return {'wrongtype', t}
+  end
+  -- Only the mark is read: an old value may be large.
+  if redis.call('GETRANGE', key, 0, 6) ~= MARK .. '|' then
+    return {'wrongtype', 'string'}
+  end
 end
 local now = now_ms()
-local fields = {
-  'state', 'completed',
-  'value', ARGV[1],
-  'attempt', '1',
-  'created_ms', int(now),
-  'completed_ms', int(now),
-}
-for i = 4, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-local expires
-if ARGV[2] ~= '' then
-  expires = now + tonumber(ARGV[2])
-  fields[#fields + 1] = 'expires_ms'
-  fields[#fields + 1] = int(expires)
-  -- When Redis deletes it: with PTTL, a read learns the server's time from the key alone.
-  fields[#fields + 1] = 'purge_ms'
-  fields[#fields + 1] = int(purge_at(expires, ARGV[3]))
-end
-redis.call('HSET', key, unpack(fields))
-if expires then
-  redis.call('PEXPIREAT', key, int(purge_at(expires, ARGV[3])))
-end
+local rec = {attempt = '1', created = int(now), meta = ARGV[4]}
+write_completed(rec, ARGV[1], now, ARGV[2], ARGV[3])
 return {'stored'}

@@ -93,7 +93,7 @@ impl Conn {
             .collect())
     }
 
-    /// Starts a `SCAN` for hashes matching `pattern` over every master.
+    /// Starts a `SCAN` for strings matching `pattern` over every master.
     pub(crate) async fn scan(&self, pattern: Vec<u8>) -> RedisResult<Scan> {
         let mut conn = self.clone();
         let nodes = conn.scan_nodes().await?;
@@ -128,7 +128,7 @@ impl Scan {
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .arg("TYPE")
-            .arg("hash");
+            .arg("string");
         let (cursor, keys): (u64, Vec<Vec<u8>>) = match (&mut self.conn, node) {
             (Conn::Cluster(c), Some(route)) => {
                 let v = c.route_command(cmd, route).await?;

@@ -81,12 +81,12 @@ fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
     }
 }
 
-/// A key of the store's prefix that holds something other than a record hash.
+/// A key of the store's prefix that holds something other than a record.
 pub(crate) fn wrong_type(key: &str, redis_key: &[u8], found: &str) -> Error {
     Error::decode(
         key,
         format!(
-            "Redis key {:?} holds a {found}, not a stent record (a hash); it was left untouched",
+            "Redis key {:?} holds a {found}, not a stent record; it was left untouched",
             String::from_utf8_lossy(redis_key)
         ),
     )

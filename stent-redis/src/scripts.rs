@@ -63,36 +63,6 @@ impl Lua {
             result => result,
         }
     }
-
-    /// Runs `before`, then the script on `key` with `args`, in one pipeline (one round
-    /// trip): `before`'s reply, its error kept, and the script's.
-    pub(crate) async fn invoke_after(
-        &self,
-        conn: &mut Conn,
-        before: Cmd,
-        key: &[u8],
-        args: &[&[u8]],
-    ) -> RedisResult<(RedisResult<Value>, Value)> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .add_command(before)
-            .add_command(self.cmd(key, args));
-        let mut loaded = false;
-        loop {
-            let replies: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-            let mut replies = replies.into_iter();
-            let (Some(first), Some(script)) = (replies.next(), replies.next()) else {
-                return Err((ErrorKind::Parse, "fewer than two replies").into());
-            };
-            match script {
-                Err(e) if is_no_script(&e) && !loaded => {
-                    self.load(conn).await?;
-                    loaded = true;
-                }
-                script => return Ok((first, script?)),
-            }
-        }
-    }
 }
 
 /// Whether the server answered `NOSCRIPT`: the script must be loaded first.
@@ -117,6 +87,7 @@ pub(crate) static COMPLETE: LazyLock<Lua> = script!("complete.lua");
 pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
 pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
 pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
+pub(crate) static READ: LazyLock<Lua> = script!("read.lua");
 
 /// A script's reply: a tag followed by byte strings.
 #[derive(Debug)]
@@ -167,7 +138,7 @@ mod tests {
 
     #[test]
     fn every_script_is_common_plus_its_own_file() {
-        for s in [&CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE] {
+        for s in [&CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE, &READ] {
             assert_eq!(s.sha.len(), 40);
             assert!(s.source.starts_with("-- Prepended to every stent script"));
         }

@@ -17,7 +17,7 @@ use crate::URL_ENV;
 use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::hash::{decode_record, meta_args};
+use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record};
 use crate::scripts::{self, Lua, Reply};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
@@ -29,10 +29,15 @@ const LIST_BATCH: usize = 64;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
-/// Each record is one Redis hash at `{prefix}:{namespace}:{key}`; every transition is one
-/// Lua script on that one key (a read: one `HGETALL`; a claim pipelines one before its
-/// script), so it is atomic, and cluster-safe by construction. Leases and expiry are decided by the server's clock, in
-/// milliseconds; expired records are deleted by Redis itself (native TTL). Clones share one connection, which reconnects by
+/// Each record is one Redis string at `{prefix}:{namespace}:{key}`, and every operation
+/// one atomic step on that one key, so it is cluster-safe by construction: a read is one
+/// `GET`; a claim is one `SET … NX GET`, which takes an absent key and answers a completed
+/// record in the same command (a replay costs what a `GET` costs); the other transitions,
+/// and a claim that finds a record in progress, are one Lua script each. Leases and expiry
+/// are decided by the server's clock, in milliseconds; expired records are deleted by
+/// Redis itself (native TTL). The one exception: the `lease_expires_at` of a claim answered
+/// [`Acquired`](ClaimOutcome::Acquired) straight from `SET … NX` is the caller's clock plus
+/// the lease (the record itself holds the server's time). Clones share one connection, which reconnects by
 /// itself after a server restart or a failover: calls made while the server is away fail
 /// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
 ///
@@ -164,24 +169,45 @@ impl RedisStore {
         checked(op, redis_key, key, value)
     }
 
-    /// One round of a claim: `HGETALL` of the key, then the script, in one pipeline (one
-    /// round trip, one node). The script only decides; when it finds the key completed or
-    /// in flight, the record comes from the `HGETALL` reply (empty when the key was absent,
-    /// as on a first call).
-    async fn claim_round(
+    /// The claim script, for what `SET … NX GET` cannot settle on its own.
+    async fn claim_script(
         &self,
-        redis_key: &[u8],
+        rk: &[u8],
         key: &str,
-        args: &[&[u8]],
-    ) -> Result<(Reply, redis::RedisResult<Value>)> {
-        let mut hgetall = redis::cmd("HGETALL");
-        hgetall.arg(redis_key);
-        let mut conn = self.inner.conn.clone();
-        let (fields, script) = scripts::CLAIM
-            .invoke_after(&mut conn, hgetall, redis_key, args)
-            .await
-            .map_err(|e| from_redis(e, "claim", Some(key)))?;
-        Ok((checked("claim", redis_key, key, script)?, fields))
+        claim: &Claim<'_>,
+        lease_ms: i64,
+    ) -> Result<ClaimOutcome> {
+        let meta = encode_meta(&claim.meta);
+        let lease = lease_ms.to_string();
+        let horizon = HORIZON_MS.to_string();
+        let args: [&[u8]; 4] = [
+            claim.token.as_str().as_bytes(),
+            lease.as_bytes(),
+            &meta,
+            horizon.as_bytes(),
+        ];
+        let reply = self.run("claim", &scripts::CLAIM, rk, key, &args).await?;
+        match (reply.tag.as_str(), reply.rest.first()) {
+            ("acquired", _) => match (reply.int(0), reply.int(1)) {
+                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    lease_expires_at: Timestamp::from_millis(until),
+                }),
+                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+            },
+            ("completed", Some(raw)) => Ok(ClaimOutcome::Completed(decode(key, raw)?.record)),
+            ("in_flight", Some(raw)) => {
+                let mut stored = decode(key, raw)?;
+                match (reply.int(1), reply.int(2)) {
+                    (Some(created), Some(until)) => {
+                        stored.settle(created, until);
+                        Ok(ClaimOutcome::InFlight(stored.record))
+                    }
+                    _ => Err(unexpected("claim", Some(key), "malformed in_flight reply")),
+                }
+            }
+            (other, _) => Err(unexpected("claim", Some(key), other)),
+        }
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
@@ -189,25 +215,20 @@ impl RedisStore {
     /// One round trip to the key's own node, no script. Expiry is judged by the server's
     /// clock. A record Redis deletes before it expires (`purge_ms` before `expires_ms`, as
     /// written without a grace) needs no clock at all: Redis never returns a key past its
-    /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `HGETALL`.
-    /// With a grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms`
-    /// less the `PTTL`. A record without `purge_ms` (written before it existed) costs a
-    /// second trip for `TIME`.
-    async fn fetch(
-        &self,
-        ns: Namespace,
-        key: &str,
-        include_expired: bool,
-    ) -> Result<Option<Record>> {
+    /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
+    /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
+    /// `PTTL`. A record claimed natively and not yet touched by a script is read again by
+    /// a script, which works its times out from the key's expiry.
+    async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
-        let (fields, pttl) = if self.inner.grace_ms == "0" || include_expired {
-            let fields = redis::cmd("HGETALL").arg(&rk).query_async(&mut conn).await;
-            (fields, None)
+        let (reply, pttl) = if self.inner.grace_ms == "0" || include_expired {
+            let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
+            (reply, None)
         } else {
             let mut pipe = redis::pipe();
             pipe.ignore_errors()
-                .cmd("HGETALL")
+                .cmd("GET")
                 .arg(&rk)
                 .cmd("PTTL")
                 .arg(&rk);
@@ -216,42 +237,55 @@ impl RedisStore {
                 .await
                 .map_err(|e| from_redis(e, "get", Some(key)))?;
             let mut replies = replies.into_iter();
-            let (Some(fields), Some(pttl)) = (replies.next(), replies.next()) else {
+            let (Some(reply), Some(pttl)) = (replies.next(), replies.next()) else {
                 return Err(unexpected("get", Some(key), "fewer than two replies"));
             };
-            (fields, Some(pttl))
+            (reply, Some(pttl))
         };
-        let Some(pairs) = hash_pairs(&mut conn, fields, &rk, "get", key).await? else {
-            return Ok(None);
+        let stored = match found(&mut conn, reply, &rk, "get", key).await? {
+            Found::Record(stored) => stored,
+            other => return Ok(other),
         };
-        let record = decode_record(key, &pairs)?;
-        let Some(expires_at) = record.expires_at else {
-            return Ok(Some(record));
-        };
-        if include_expired {
-            return Ok(Some(record));
+        if stored.pending.is_some() {
+            return self.read_settled(&rk, key, include_expired).await;
         }
-        let purge_ms = pairs
-            .chunks_exact(2)
-            .find(|pair| pair[0] == b"purge_ms")
-            .and_then(|pair| std::str::from_utf8(&pair[1]).ok()?.parse::<i64>().ok());
-        if purge_ms.is_some_and(|p| p < expires_at.as_millis()) {
-            return Ok(Some(record));
+        if include_expired || stored.live_while_present() {
+            return Ok(Found::Record(stored));
         }
         let pttl = pttl
             .and_then(|r| r.ok())
             .and_then(|v| redis::from_redis_value::<i64>(v).ok());
-        let now = match (purge_ms, pttl) {
+        let now = match (stored.purge_ms, pttl) {
             (Some(purge_ms), Some(pttl)) if pttl >= 0 => Timestamp::from_millis(purge_ms - pttl),
             _ => {
                 let time = redis::cmd("TIME").query_async(&mut conn).await;
                 server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?
             }
         };
-        if record.is_expired(now) {
-            return Ok(None);
+        Ok(live(stored, now))
+    }
+
+    /// Reads a natively claimed record through the read script, which works out its
+    /// creation and lease end from the key's expiry.
+    async fn read_settled(&self, rk: &[u8], key: &str, include_expired: bool) -> Result<Found> {
+        let reply = self.run("get", &scripts::READ, rk, key, &[]).await?;
+        match (reply.tag.as_str(), reply.rest.first()) {
+            ("absent", _) => Ok(Found::Absent),
+            ("record", Some(raw)) => {
+                let mut stored = decode(key, raw)?;
+                if stored.pending.is_some() {
+                    let (Some(created), Some(until)) = (reply.int(1), reply.int(2)) else {
+                        return Err(unexpected("get", Some(key), "malformed record reply"));
+                    };
+                    stored.settle(created, until);
+                }
+                match reply.int(3) {
+                    Some(now) if !include_expired => Ok(live(stored, Timestamp::from_millis(now))),
+                    _ => Ok(Found::Record(stored)),
+                }
+            }
+            (other, _) => Err(unexpected("get", Some(key), other)),
         }
-        Ok(Some(record))
     }
 
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
@@ -275,13 +309,30 @@ impl RedisStore {
     }
 
     /// Deletes `keys` (only the expired ones when `expired_only`); returns how many went.
-    async fn delete_many(&self, ns: Namespace, keys: &[String], expired_only: bool) -> Result<u64> {
+    /// A key that holds something other than a record is an error, unless `skip_foreign`
+    /// (`clear` and `purge` pass over what is not theirs).
+    async fn delete_many(
+        &self,
+        ns: Namespace,
+        keys: &[String],
+        expired_only: bool,
+        skip_foreign: bool,
+    ) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
         let deleted = try_join_all(keys.iter().map(|key| async move {
             let rk = self.redis_key(ns, key);
-            let reply = self
-                .run("delete", &scripts::DELETE, &rk, key, &[flag])
-                .await?;
+            let mut conn = self.inner.conn.clone();
+            let value = scripts::DELETE
+                .invoke(&mut conn, &rk, &[flag])
+                .await
+                .map_err(|e| from_redis(e, "delete", Some(key)))?;
+            if skip_foreign
+                && matches!(&value, Value::Array(items)
+                    if items.first() == Some(&Value::BulkString(b"wrongtype".to_vec())))
+            {
+                return Ok(0);
+            }
+            let reply = checked("delete", &rk, key, value)?;
             Ok::<_, Error>(u64::from(reply.tag == "deleted"))
         }))
         .await?;
@@ -325,7 +376,7 @@ fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply>
         "corrupt" => Err(Error::decode(
             key,
             format!(
-                "Redis hash {:?} is not a valid stent record (field `{}`); it was left untouched",
+                "Redis key {:?} holds a broken stent record (`{}`); it was left untouched",
                 String::from_utf8_lossy(redis_key),
                 reply.text(0).unwrap_or("?")
             ),
@@ -334,42 +385,61 @@ fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply>
     }
 }
 
-/// The field/value pairs of an `HGETALL` reply; `None` when the key is absent.
-async fn hash_pairs(
+/// What a read found at a record's key.
+#[allow(clippy::large_enum_variant)] // moved once per read; boxing would allocate on every hit
+enum Found {
+    Absent,
+    /// Something that is not a record: a value of this type (a string without the mark
+    /// is `string`), never touched.
+    Foreign(String),
+    Record(Stored),
+}
+
+impl Found {
+    /// The record, `None` when absent; something foreign is an error.
+    fn into_record(self, key: &str, redis_key: &[u8]) -> Result<Option<Record>> {
+        match self {
+            Found::Absent => Ok(None),
+            Found::Foreign(found) => Err(wrong_type(key, redis_key, &found)),
+            Found::Record(stored) => Ok(Some(stored.record)),
+        }
+    }
+}
+
+/// `stored` if it is live at `now`, by the server's clock.
+fn live(stored: Stored, now: Timestamp) -> Found {
+    if stored.record.is_expired(now) {
+        Found::Absent
+    } else {
+        Found::Record(stored)
+    }
+}
+
+/// Reads the reply of a `GET` of a record's key (a `SET … GET` too).
+async fn found(
     conn: &mut Conn,
     reply: redis::RedisResult<Value>,
     redis_key: &[u8],
     op: &str,
     key: &str,
-) -> Result<Option<Vec<Vec<u8>>>> {
-    let fields = match reply {
-        Ok(fields) => fields,
+) -> Result<Found> {
+    match reply {
+        Ok(Value::Nil) => Ok(Found::Absent),
+        Ok(Value::BulkString(bytes)) if is_record(&bytes) => {
+            Ok(Found::Record(decode(key, &bytes)?))
+        }
+        Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
+        Ok(other) => Err(unexpected(op, Some(key), &format!("{other:?}"))),
         Err(e) if e.code() == Some("WRONGTYPE") => {
             let found: String = redis::cmd("TYPE")
                 .arg(redis_key)
                 .query_async(conn)
                 .await
                 .map_err(|e| from_redis(e, op, Some(key)))?;
-            return Err(wrong_type(key, redis_key, &found));
+            Ok(Found::Foreign(found))
         }
-        Err(e) => return Err(from_redis(e, op, Some(key))),
-    };
-    let pairs = match fields {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
-        other => return Err(unexpected(op, Some(key), &format!("{other:?}"))),
-    };
-    if pairs.is_empty() {
-        return Ok(None);
+        Err(e) => Err(from_redis(e, op, Some(key))),
     }
-    pairs
-        .into_iter()
-        .map(|v| match v {
-            Value::BulkString(b) => Ok(b),
-            other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
 }
 
 /// The reply of `TIME` (seconds and microseconds) as a timestamp.
@@ -406,57 +476,48 @@ impl ResultStore for RedisStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.fetch(ns, key, false).await
+        self.fetch(ns, key, false)
+            .await?
+            .into_record(key, &self.redis_key(ns, key))
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key_len(&self.inner.caps, key)?;
-        let rk = self.redis_key(ns, key);
-        let lease = clamp_ms(claim.lease).to_string();
-        let mut args: Vec<&[u8]> = vec![claim.token.as_str().as_bytes(), lease.as_bytes()];
-        args.extend(meta_args(&claim.meta).into_iter().map(str::as_bytes));
-        // A few rounds at most: another round is needed only when the record changed
-        // between the read and the script pipelined after it, which needs another writer
-        // to act in that instant.
-        for _ in 0..8 {
-            let (reply, fields) = self.claim_round(&rk, key, &args).await?;
-            match reply.tag.as_str() {
-                "acquired" => {
-                    return match (reply.int(0), reply.int(1)) {
-                        (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
-                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                            lease_expires_at: Timestamp::from_millis(until),
-                        }),
-                        _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
-                    };
-                }
-                tag @ ("completed" | "in_flight") => {
-                    let mut conn = self.inner.conn.clone();
-                    let Some(pairs) = hash_pairs(&mut conn, fields, &rk, "claim", key).await?
-                    else {
-                        continue;
-                    };
-                    let record = decode_record(key, &pairs)?;
-                    match record.state {
-                        // The record read must be the one the script found completed.
-                        RecordState::Completed
-                            if tag == "completed"
-                                && reply.int(0) == Some(record.created_at.as_millis())
-                                && reply.int(1)
-                                    == record.completed_at.map(Timestamp::as_millis) =>
-                        {
-                            return Ok(ClaimOutcome::Completed(record));
-                        }
-                        RecordState::InProgress if tag == "in_flight" => {
-                            return Ok(ClaimOutcome::InFlight(record));
-                        }
-                        _ => continue,
-                    }
-                }
-                other => return Err(unexpected("claim", Some(key), other)),
-            }
+        if claim.token.as_str().contains('|') {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "a lease token containing `|` cannot be stored in a Redis record",
+            )
+            .with_key(key));
         }
-        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
+        let rk = self.redis_key(ns, key);
+        let lease_ms = clamp_ms(claim.lease);
+        // One native command settles the common cases: it writes the record unless the key
+        // exists, and answers what is there.
+        let mut set = redis::cmd("SET");
+        set.arg(&rk)
+            .arg(claim_record(claim.token, lease_ms, &claim.meta))
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(HORIZON_MS);
+        let mut conn = self.inner.conn.clone();
+        let reply = set.query_async(&mut conn).await;
+        match found(&mut conn, reply, &rk, "claim", key).await? {
+            Found::Absent => Ok(ClaimOutcome::Acquired {
+                attempt: 1,
+                lease_expires_at: Timestamp::now().add(claim.lease),
+            }),
+            Found::Foreign(found) => Err(wrong_type(key, &rk, &found)),
+            Found::Record(stored)
+                if stored.record.state == RecordState::Completed && stored.live_while_present() =>
+            {
+                Ok(ClaimOutcome::Completed(stored.record))
+            }
+            // In progress, or completed and maybe expired (with a grace): the script
+            // decides by the server's clock.
+            Found::Record(_) => self.claim_script(&rk, key, claim, lease_ms).await,
+        }
     }
 
     async fn renew(
@@ -534,8 +595,8 @@ impl ResultStore for RedisStore {
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
         let ttl = ttl_arg(ttl);
-        let mut args: Vec<&[u8]> = vec![value, ttl.as_bytes(), self.inner.grace_ms.as_bytes()];
-        args.extend(meta_args(&meta).into_iter().map(str::as_bytes));
+        let meta = encode_meta(&meta);
+        let args: [&[u8]; 4] = [value, ttl.as_bytes(), self.inner.grace_ms.as_bytes(), &meta];
         let reply = self.run("put", &scripts::PUT, &rk, key, &args).await?;
         match reply.tag.as_str() {
             "stored" => Ok(()),
@@ -544,7 +605,10 @@ impl ResultStore for RedisStore {
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        Ok(self.delete_many(ns, &[key.to_owned()], false).await? == 1)
+        Ok(self
+            .delete_many(ns, &[key.to_owned()], false, false)
+            .await?
+            == 1)
     }
 
     /// Collects the matching keys of the namespace with `SCAN` (on every master of a
@@ -568,7 +632,10 @@ impl ResultStore for RedisStore {
                     .map(|key| self.fetch(ns, key, query.include_expired)),
             )
             .await?;
-            records.extend(fetched.into_iter().flatten());
+            records.extend(fetched.into_iter().filter_map(|found| match found {
+                Found::Record(stored) => Some(stored.record),
+                Found::Absent | Found::Foreign(_) => None,
+            }));
             if records.len() > limit {
                 break;
             }
@@ -586,7 +653,7 @@ impl ResultStore for RedisStore {
         let mut pages = self.pages(ns, "").await?;
         let mut deleted = 0;
         while let Some(keys) = pages.next().await? {
-            deleted += self.delete_many(ns, &keys, false).await?;
+            deleted += self.delete_many(ns, &keys, false, true).await?;
         }
         Ok(deleted)
     }
@@ -605,7 +672,7 @@ impl ResultStore for RedisStore {
                     break;
                 }
                 purged += self
-                    .delete_many(ns, &chunk[..chunk.len().min(room)], true)
+                    .delete_many(ns, &chunk[..chunk.len().min(room)], true, true)
                     .await?;
             }
         }

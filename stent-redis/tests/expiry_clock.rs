@@ -1,7 +1,7 @@
 //! A read judges expiry by the clock of the node that holds the key: without a grace Redis
 //! deletes a record the moment it expires, so a record that is there is live; with one,
-//! `purge_ms` less the key's `PTTL`; the server's `TIME` for a hash written without
-//! `purge_ms`.
+//! `purge_ms` less the key's `PTTL`; the server's `TIME` for a record written without
+//! `purge_ms`. A record claimed natively (`SET … NX`) takes its times from the key's expiry.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +48,23 @@ async fn store_and_conn(
     (builder.build().await.unwrap(), conn)
 }
 
+/// The header fields of the record at `rk` (`stent1`, state, token, attempt, created_ms,
+/// lease_expires_ms, completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len).
+async fn header(conn: &mut redis::aio::MultiplexedConnection, rk: &str) -> Vec<String> {
+    let raw: Vec<u8> = conn.get(rk).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let fields: Vec<String> = text.splitn(13, '|').take(12).map(str::to_owned).collect();
+    assert_eq!(fields.len(), 12, "{text}");
+    assert_eq!(fields[0], "stent1");
+    fields
+}
+
+fn ms(field: &str) -> i64 {
+    field
+        .parse()
+        .unwrap_or_else(|_| panic!("{field:?} is not a number"))
+}
+
 async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
     secs * 1000 + micros / 1000
@@ -69,13 +86,8 @@ async fn records_with_an_expiry_carry_purge_ms_and_expire_on_the_server_clock() 
         .await
         .unwrap();
     let rk = format!("{prefix}:cache:k");
-    let (expires, purge): (i64, i64) = redis::cmd("HMGET")
-        .arg(&rk)
-        .arg("expires_ms")
-        .arg("purge_ms")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let h = header(&mut conn, &rk).await;
+    let (expires, purge) = (ms(&h[7]), ms(&h[8]));
     assert_eq!(purge - expires, 30_000, "purge_ms is expires_ms + grace");
     let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
         .arg(&rk)
@@ -87,34 +99,23 @@ async fn records_with_an_expiry_carry_purge_ms_and_expire_on_the_server_clock() 
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
         store.get(Namespace::Cache, "k").await.unwrap().is_none(),
-        "expired on the server's clock, though Redis keeps the hash for the grace"
+        "expired on the server's clock, though Redis keeps the record for the grace"
     );
     assert!(conn.exists::<_, bool>(&rk).await.unwrap());
     store.clear(Namespace::Cache).await.unwrap();
 }
 
 #[tokio::test]
-async fn a_hash_without_purge_ms_is_judged_by_the_servers_time() {
+async fn a_record_without_purge_ms_is_judged_by_the_servers_time() {
     let Some(url) = url() else { return };
     let prefix = prefix();
     let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
     let now = server_ms(&mut conn).await;
     for (key, expires) in [("past", now - 1_000), ("future", now + 60_000)] {
         let rk = format!("{prefix}:cache:{key}");
-        let _: () = conn
-            .hset_multiple(
-                &rk,
-                &[
-                    ("state", "completed".to_owned()),
-                    ("value", "\x01\"v\"".to_owned()),
-                    ("attempt", "1".to_owned()),
-                    ("created_ms", (now - 2_000).to_string()),
-                    ("completed_ms", (now - 2_000).to_string()),
-                    ("expires_ms", expires.to_string()),
-                ],
-            )
-            .await
-            .unwrap();
+        let created = now - 2_000;
+        let record = format!("stent1|completed||1|{created}||{created}|{expires}||||0|\x01\"v\"");
+        let _: () = conn.set(&rk, record).await.unwrap();
         let _: () = conn.pexpire(&rk, 120_000).await.unwrap();
     }
     assert!(store.get(Namespace::Cache, "past").await.unwrap().is_none());
@@ -164,13 +165,8 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
                 .await
                 .unwrap();
         }
-        let (expires, purge): (i64, i64) = redis::cmd("HMGET")
-            .arg(&rk)
-            .arg("expires_ms")
-            .arg("purge_ms")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let h = header(&mut conn, &rk).await;
+        let (expires, purge) = (ms(&h[7]), ms(&h[8]));
         assert_eq!(
             purge,
             expires - 1,
@@ -198,4 +194,75 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
             "{key}: Redis deleted it when it expired"
         );
     }
+}
+
+#[tokio::test]
+async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
+    let ns = Namespace::Idempotency;
+    let rk = format!("{prefix}:idempotency:k");
+    let token = stent_core::LeaseToken::generate();
+    let lease = Duration::from_secs(30);
+    let claim = stent_core::Claim {
+        token: &token,
+        lease,
+        meta: RecordMeta::default(),
+    };
+    let before = server_ms(&mut conn).await;
+    assert!(matches!(
+        store.claim(ns, "k", &claim).await.unwrap(),
+        stent_core::ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
+    let after = server_ms(&mut conn).await;
+    let h = header(&mut conn, &rk).await;
+    assert_eq!(
+        (h[4].as_str(), h[5].as_str()),
+        ("", ""),
+        "no clock in SET NX"
+    );
+    assert_eq!((ms(&h[9]), ms(&h[10])), (30_000, 10_000_000_000_000));
+
+    // Read, and found in flight: created when the key's expiry says, by the server's clock.
+    let read = store.get(ns, "k").await.unwrap().unwrap();
+    let created = read.created_at.as_millis();
+    assert!(
+        (before..=after).contains(&created),
+        "{before} <= {created} <= {after}"
+    );
+    assert_eq!(read.lease_expires_at.unwrap().as_millis(), created + 30_000);
+    let other = stent_core::LeaseToken::generate();
+    let second = stent_core::Claim {
+        token: &other,
+        lease,
+        meta: RecordMeta::default(),
+    };
+    match store.claim(ns, "k", &second).await.unwrap() {
+        stent_core::ClaimOutcome::InFlight(r) => {
+            assert_eq!(r.created_at.as_millis(), created);
+            assert_eq!(r.lease_expires_at.unwrap().as_millis(), created + 30_000);
+            assert_eq!(r.lease_token, Some(token.clone()));
+        }
+        other => panic!("expected in flight, got {other:?}"),
+    }
+
+    // The first script to touch it writes the times out.
+    let until = store
+        .renew(ns, "k", &token, lease)
+        .await
+        .unwrap()
+        .as_millis();
+    let h = header(&mut conn, &rk).await;
+    assert_eq!((ms(&h[4]), ms(&h[5])), (created, until));
+    assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""));
+    store.complete(ns, "k", &token, b"v", None).await.unwrap();
+    let done = store.get(ns, "k").await.unwrap().unwrap();
+    assert_eq!(done.created_at.as_millis(), created);
+    let pttl: i64 = conn.pttl(&rk).await.unwrap();
+    assert_eq!(
+        pttl, -1,
+        "a completed record without a retention never expires"
+    );
+    store.clear(ns).await.unwrap();
 }

@@ -1,0 +1,315 @@
+//! The record layout: one Redis string per record, a `|`-separated header, then the
+//! metadata and the value, readable with `redis-cli GET`.
+//!
+//! ```text
+//! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
+//! ```
+//!
+//! | field | content |
+//! |---|---|
+//! | `stent1` | the layout's mark: a string without it is not a record, and is never touched |
+//! | `state` | `in_progress` or `completed` |
+//! | `lease_token`, `lease_expires_ms` | the owner's token and lease end (in progress) |
+//! | `attempt` | 1, +1 per takeover |
+//! | `created_ms`, `completed_ms`, `expires_ms` | UTC milliseconds since the epoch, by the server's clock |
+//! | `purge_ms` | when Redis deletes the record (its `PEXPIREAT`) |
+//! | `lease_ms`, `horizon_ms` | only in a record claimed natively (below) |
+//! | `meta_len`, `<meta>` | the length of the metadata, then `function`, `version` and `fingerprint`, each as a letter (`f`, `v`, `p`), its length in bytes, `:` and its bytes; absent ones are left out |
+//! | `<value>` | the encoded result (completed records) |
+//!
+//! A claim of an absent key is one native command, `SET key record NX GET PX horizon_ms`:
+//! it writes the record unless the key exists, and answers the record that is there, so a
+//! replay costs what a `GET` costs. That command cannot read the server's clock, so the
+//! record it writes leaves `created_ms` and `lease_expires_ms` empty and carries `lease_ms`
+//! and `horizon_ms` instead: the claim was made at the key's `PEXPIRETIME` less
+//! `horizon_ms`, by the server's clock, and its lease ends `lease_ms` later. The first
+//! script to touch the record (renew, complete, takeover) writes the times out.
+
+use stent_core::{Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
+
+/// The first header field of every record.
+pub(crate) const MARK: &[u8] = b"stent1|";
+
+/// The `PX` of a record claimed natively, so that its claim time can be read back from
+/// the key's expiry: about 317 years, so in effect never (an in-progress record stays
+/// until it is completed, released or taken over).
+pub(crate) const HORIZON_MS: i64 = 10_000_000_000_000;
+
+/// Header fields after the mark.
+const FIELDS: usize = 11;
+
+/// A record as stored, with what the header says beyond the [`Record`].
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) record: Record,
+    /// `(lease_ms, horizon_ms)` of a record claimed natively, whose creation and lease end
+    /// follow from the key's `PEXPIRETIME`; `created_at` and `lease_expires_at` are unset.
+    pub(crate) pending: Option<(i64, i64)>,
+    /// When Redis deletes the record.
+    pub(crate) purge_ms: Option<i64>,
+}
+
+impl Stored {
+    /// Whether Redis keeps the record only while it is live: it has no expiry, or Redis
+    /// deletes it before it expires (no grace). Such a record is live whenever it exists.
+    pub(crate) fn live_while_present(&self) -> bool {
+        match self.record.expires_at {
+            None => true,
+            Some(expires) => self.purge_ms.is_some_and(|p| p < expires.as_millis()),
+        }
+    }
+
+    /// Sets the creation and lease end of a natively claimed record, as a script worked
+    /// them out from the key's `PEXPIRETIME`.
+    pub(crate) fn settle(&mut self, created_ms: i64, lease_expires_ms: i64) {
+        self.pending = None;
+        self.record.created_at = Timestamp::from_millis(created_ms);
+        self.record.lease_expires_at = Some(Timestamp::from_millis(lease_expires_ms));
+    }
+}
+
+/// The metadata block: `f`, `v`, `p` for function, version and fingerprint, each followed
+/// by its length, `:` and its bytes; absent fields are left out, so `None` and `Some("")`
+/// stay distinct.
+pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (tag, value) in [
+        (b'f', meta.function),
+        (b'v', meta.version),
+        (b'p', meta.fingerprint),
+    ] {
+        if let Some(value) = value {
+            out.push(tag);
+            out.extend_from_slice(value.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+    out
+}
+
+/// The record a native claim writes: in progress, attempt 1, its times left to the key's
+/// expiry (see the module docs).
+pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &RecordMeta<'_>) -> Vec<u8> {
+    let meta = encode_meta(meta);
+    let mut out = Vec::with_capacity(96 + meta.len());
+    out.extend_from_slice(MARK);
+    out.extend_from_slice(b"in_progress|");
+    out.extend_from_slice(token.as_str().as_bytes());
+    out.extend_from_slice(b"|1||||||");
+    out.extend_from_slice(format!("{lease_ms}|{HORIZON_MS}|{}|", meta.len()).as_bytes());
+    out.extend_from_slice(&meta);
+    out
+}
+
+/// Whether `bytes` are in this layout at all (they start with the mark); a string that
+/// is not is someone else's.
+pub(crate) fn is_record(bytes: &[u8]) -> bool {
+    bytes.starts_with(MARK)
+}
+
+/// Reads a record; `bytes` must start with [`MARK`].
+pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
+    let corrupt = |what: &str| Error::decode(key, format!("stored record: {what}"));
+    let mut rest = bytes
+        .strip_prefix(MARK)
+        .ok_or_else(|| corrupt("it does not start with `stent1|`"))?;
+    let mut h: [&str; FIELDS] = [""; FIELDS];
+    for (i, field) in h.iter_mut().enumerate() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'|')
+            .ok_or_else(|| corrupt(&format!("the header ends after {i} fields")))?;
+        *field =
+            std::str::from_utf8(&rest[..end]).map_err(|_| corrupt("the header is not UTF-8"))?;
+        rest = &rest[end + 1..];
+    }
+    let [
+        state,
+        token,
+        attempt,
+        created,
+        lease,
+        completed,
+        expires,
+        purge,
+        lease_ms,
+        horizon,
+        meta_len,
+    ] = h;
+    let state = RecordState::parse(state)
+        .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
+    let meta_len: usize = number(key, "meta_len", meta_len)?;
+    if meta_len > rest.len() {
+        return Err(corrupt("the metadata is cut short"));
+    }
+    let (meta, value) = rest.split_at(meta_len);
+    let mut record = Record::new(key, state, Timestamp::default());
+    decode_meta(key, meta, &mut record)?;
+    let attempt: u64 = number(key, "attempt", attempt)?;
+    record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
+    record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
+    let purge_ms = optional(key, "purge_ms", purge)?;
+    let mut pending = None;
+    match optional(key, "created_ms", created)? {
+        Some(created) => record.created_at = Timestamp::from_millis(created),
+        None => {
+            let (Some(lease_ms), Some(horizon)) = (
+                optional(key, "lease_ms", lease_ms)?,
+                optional(key, "horizon_ms", horizon)?,
+            ) else {
+                return Err(corrupt(
+                    "no `created_ms`, and no `lease_ms` and `horizon_ms` to find it",
+                ));
+            };
+            pending = Some((lease_ms, horizon));
+        }
+    }
+    match state {
+        RecordState::InProgress => {
+            if !token.is_empty() {
+                record.lease_token = Some(LeaseToken::from_string(token));
+            }
+            record.lease_expires_at =
+                optional(key, "lease_expires_ms", lease)?.map(Timestamp::from_millis);
+        }
+        RecordState::Completed => record.value = Some(value.to_vec()),
+    }
+    Ok(Stored {
+        record,
+        pending,
+        purge_ms,
+    })
+}
+
+fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
+    let corrupt = || Error::decode(key, "stored record: the metadata is malformed");
+    while let Some((&tag, rest)) = meta.split_first() {
+        let colon = rest.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
+        let len: usize = std::str::from_utf8(&rest[..colon])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(corrupt)?;
+        let rest = &rest[colon + 1..];
+        if len > rest.len() {
+            return Err(corrupt());
+        }
+        let (value, rest) = rest.split_at(len);
+        let value = String::from_utf8(value.to_vec())
+            .map_err(|_| Error::decode(key, "stored record: the metadata is not UTF-8"))?;
+        match tag {
+            b'f' => record.function = Some(value),
+            b'v' => record.version = Some(value),
+            b'p' => record.fingerprint = Some(value),
+            _ => return Err(corrupt()),
+        }
+        meta = rest;
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(key: &str, field: &str, value: &str) -> Result<T> {
+    value.parse().map_err(|_| {
+        Error::decode(
+            key,
+            format!("stored record: field `{field}` is {value:?}, not a number"),
+        )
+    })
+}
+
+fn optional(key: &str, field: &str, value: &str) -> Result<Option<i64>> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        number(key, field, value).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_native_claim_reads_back_once_settled() {
+        let token = LeaseToken::from_string(TOKEN);
+        let meta = RecordMeta {
+            function: Some("f|n"),
+            version: None,
+            fingerprint: Some(""),
+        };
+        let bytes = claim_record(&token, 30_000, &meta);
+        assert!(is_record(&bytes));
+        let mut s = decode("k", &bytes).unwrap();
+        assert_eq!(s.pending, Some((30_000, HORIZON_MS)));
+        s.settle(1_000, 31_000);
+        let r = s.record;
+        assert_eq!(r.state, RecordState::InProgress);
+        assert_eq!(r.lease_token, Some(token));
+        assert_eq!(r.attempt, 1);
+        assert_eq!(r.created_at, Timestamp::from_millis(1_000));
+        assert_eq!(r.lease_expires_at, Some(Timestamp::from_millis(31_000)));
+        assert_eq!(
+            (
+                r.function.as_deref(),
+                r.version.as_deref(),
+                r.fingerprint.as_deref()
+            ),
+            (Some("f|n"), None, Some(""))
+        );
+        assert_eq!(r.value, None);
+    }
+
+    #[test]
+    fn a_completed_record_shows_its_value_and_no_lease() {
+        let bytes = b"stent1|completed||2|1000||1500|9000|8999|||4|f1:xv|a|ue";
+        let s = decode("k", bytes).unwrap();
+        assert!(s.live_while_present());
+        let r = s.record;
+        assert_eq!(r.state, RecordState::Completed);
+        assert_eq!((r.lease_token, r.lease_expires_at), (None, None));
+        assert_eq!(r.value.as_deref(), Some(&b"v|a|ue"[..]));
+        assert_eq!(r.function.as_deref(), Some("x"));
+        assert_eq!(r.attempt, 2);
+        assert_eq!(r.expires_at, Some(Timestamp::from_millis(9000)));
+        assert_eq!(s.purge_ms, Some(8999));
+    }
+
+    #[test]
+    fn a_grace_makes_presence_no_proof_of_life() {
+        let s = decode("k", b"stent1|completed||1|1000||1000|9000|39000|||0|v").unwrap();
+        assert!(!s.live_while_present());
+    }
+
+    #[test]
+    fn rejects_broken_records_naming_the_key() {
+        for broken in [
+            &b"stent1|exploded||1|1||||||||0|"[..],
+            b"stent1|completed||1|1|",
+            b"stent1|completed||x|1||||||||0|",
+            b"stent1|completed||1|soon||||||||0|",
+            b"stent1|completed||1|||||||||0|",
+            b"stent1|completed||1|1||||||||9|v",
+            b"stent1|completed||1|1||||||||2|q0:",
+            b"stent1|completed||1|1||||||||4|f9:x",
+            b"stent1|\xff||1|1||||||||0|",
+            b"hand-written",
+        ] {
+            let e = decode("k", broken).unwrap_err();
+            assert_eq!(e.kind(), stent_core::ErrorKind::Decode);
+            assert_eq!(e.key(), Some("k"));
+        }
+    }
+
+    #[test]
+    fn meta_leaves_out_absent_fields() {
+        let meta = RecordMeta {
+            function: Some("f"),
+            version: None,
+            fingerprint: Some(""),
+        };
+        assert_eq!(encode_meta(&meta), b"f1:fp0:");
+    }
+}
