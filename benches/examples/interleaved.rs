@@ -310,54 +310,67 @@ async fn bare_scripts<'a, C>(
     prefix: &'a str,
     fresh: &'a Fresh,
     value: &'a [u8],
-) -> Variant<'a>
+) -> Vec<Variant<'a>>
 where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
 {
     let common = include_str!("../../stent-redis/lua/common.lua");
-    let complete: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(format!(
-            "{common}{}",
-            include_str!("../../stent-redis/lua/complete.lua")
-        ))
-        .query_async(&mut conn.clone())
-        .await
-        .expect("SCRIPT LOAD");
-    let complete: &'a str = Box::leak(complete.into_boxed_str());
     let conn: &'a C = Box::leak(Box::new(conn));
-    (
-        "bare SET NX GET + complete script",
-        Box::new(move || {
-            Box::pin(async move {
-                let mut c = conn.clone();
-                let key = format!("{prefix}:idempotency:{}", fresh.next());
-                let token = LeaseToken::generate();
-                let found: Option<Vec<u8>> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(claim_record(&token))
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("PX")
-                    .arg(HORIZON_MS)
-                    .query_async(&mut c)
-                    .await
-                    .expect("SET NX GET");
-                assert!(found.is_none(), "acquired");
-                let _: redis::Value = redis::cmd("EVALSHA")
-                    .arg(complete)
-                    .arg(1)
-                    .arg(&key)
-                    .arg(token.as_str())
-                    .arg(value)
-                    .arg("")
-                    .arg(0)
-                    .query_async(&mut c)
-                    .await
-                    .expect("complete script");
-            })
-        }),
-    )
+    let mut variants: Vec<Variant<'a>> = Vec::new();
+    for (name, source) in [
+        (
+            "bare SET NX GET + complete script",
+            format!(
+                "{common}{}",
+                include_str!("../../stent-redis/lua/complete.lua")
+            ),
+        ),
+        (
+            "bare SET NX GET + a script that only answers",
+            "return {'completed'}".to_owned(),
+        ),
+    ] {
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(source)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("SCRIPT LOAD");
+        let complete: &'a str = Box::leak(sha.into_boxed_str());
+        variants.push((
+            name,
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let key = format!("{prefix}:idempotency:{}", fresh.next());
+                    let token = LeaseToken::generate();
+                    let found: Option<Vec<u8>> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(claim_record(&token))
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(HORIZON_MS)
+                        .query_async(&mut c)
+                        .await
+                        .expect("SET NX GET");
+                    assert!(found.is_none(), "acquired");
+                    let _: redis::Value = redis::cmd("EVALSHA")
+                        .arg(complete)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(token.as_str())
+                        .arg(value)
+                        .arg("")
+                        .arg(0)
+                        .query_async(&mut c)
+                        .await
+                        .expect("complete script");
+                })
+            }),
+        ));
+    }
+    variants
 }
 
 /// The raw driver's two writes of a fresh record, as a variant.
@@ -407,7 +420,7 @@ async fn redis_miss(cluster: bool) {
             .expect("connecting to STENT_REDIS_URL");
         two_sets(RedisRaw::new(conn, prefix), fresh, value)
     };
-    let scripts: Variant<'_> = if cluster {
+    let scripts: Vec<Variant<'_>> = if cluster {
         let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
             .expect("cluster URL")
             .get_async_connection()
@@ -422,28 +435,26 @@ async fn redis_miss(cluster: bool) {
             .expect("connecting to STENT_REDIS_URL");
         bare_scripts(conn, prefix, fresh, value).await
     };
-    compare(vec![
-        raw,
-        scripts,
-        (
-            "RedisStore::claim + complete",
-            Box::new(move || {
-                Box::pin(async move {
-                    store_claim_complete(store, &fresh.next(), value).await;
-                })
-            }),
-        ),
-        (
-            "stent idempotent first call",
-            Box::new(move || {
-                Box::pin(async move {
-                    let id = fresh.next();
-                    f.idempotent.call((id, 500)).await.expect("first call");
-                })
-            }),
-        ),
-    ])
-    .await;
+    let mut variants = vec![raw];
+    variants.extend(scripts);
+    variants.push((
+        "RedisStore::claim + complete",
+        Box::new(move || {
+            Box::pin(async move {
+                store_claim_complete(store, &fresh.next(), value).await;
+            })
+        }),
+    ));
+    variants.push((
+        "stent idempotent first call",
+        Box::new(move || {
+            Box::pin(async move {
+                let id = fresh.next();
+                f.idempotent.call((id, 500)).await.expect("first call");
+            })
+        }),
+    ));
+    compare(variants).await;
     for ns in Namespace::ALL {
         store.clear(ns).await.expect("clearing");
     }
