@@ -69,7 +69,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match self.inner.conn {
             Conn::Standalone(_) => "standalone",
-            Conn::Cluster(_) => "cluster",
+            Conn::Cluster(..) => "cluster",
         };
         f.debug_struct("RedisStore")
             .field("target", &self.inner.shown)
