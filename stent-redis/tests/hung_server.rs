@@ -74,10 +74,10 @@ impl Server {
         let url = format!("redis://127.0.0.1:{}", self.port);
         loop {
             let conn = redis::Client::open(url.as_str()).and_then(|c| c.get_connection());
-            if let Ok(mut conn) = conn {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return conn;
-                }
+            if let Ok(mut conn) = conn
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return conn;
             }
             assert!(
                 Instant::now() < deadline,
