@@ -329,6 +329,18 @@ where
             "bare SET NX GET + a script that only answers",
             "return {'completed'}".to_owned(),
         ),
+        (
+            "bare SET NX GET + a script of one SET",
+            "redis.call('SET', KEYS[1], 'stent1|completed||1|0||0|||||0|' .. ARGV[2]) \
+             return {'completed'}"
+                .to_owned(),
+        ),
+        (
+            "bare SET NX GET + a script of GET, TIME, SET",
+            "local r = redis.call('GET', KEYS[1]) local t = redis.call('TIME') \
+             redis.call('SET', KEYS[1], r .. ARGV[2]) return {'completed'}"
+                .to_owned(),
+        ),
     ] {
         let sha: String = redis::cmd("SCRIPT")
             .arg("LOAD")

@@ -15,6 +15,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The server's time in milliseconds as a decimal string, made from TIME's two strings:
+-- turning a Lua number into a string costs the server more than the rest of a completion.
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. string.sub('00000' .. t[2], -6, -4)
+end
+
 -- Integers as decimal strings: Lua numbers are doubles, and their default formatting
 -- would turn large ones into exponent notation.
 local function int(n)
@@ -26,6 +33,16 @@ local function expired(expires_ms, now)
   return e ~= nil and e <= now
 end
 
+-- The reply for a GET of `key` that failed with `err`: the key holds another type (a
+-- 'wrongtype' reply naming it); any other failure is raised.
+local function not_a_string(err)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'string' then
+    error(err['err'])
+  end
+  return {'wrongtype', t}
+end
+
 -- The record at `key`: nil when the key is absent. When the key holds something that is
 -- not a record (another type, or a string without the mark), returns false and a reply
 -- naming what is there instead: a record is never read as, or written over, a value
@@ -33,11 +50,7 @@ end
 local function load()
   local r = redis.pcall('GET', key)
   if type(r) == 'table' and r['err'] then
-    local t = redis.call('TYPE', key)['ok']
-    if t == 'string' then
-      error(r['err'])
-    end
-    return false, {'wrongtype', t}
+    return false, not_a_string(r)
   end
   if not r then
     return nil
@@ -91,24 +104,25 @@ local function purge_at(expires, grace_ms)
   return expires + grace
 end
 
--- Writes a completed record: `rec` with `value`, expiring `ttl_ms` from `now` ('' = never).
-local function write_completed(rec, value, now, ttl_ms, grace_ms)
-  rec.state = 'completed'
-  rec.token = ''
-  rec.lease = ''
-  rec.completed = int(now)
-  rec.lease_ms = ''
-  rec.horizon = ''
+-- expires_ms and purge_ms of a record completed at `now` (text) that lives `ttl_ms`
+-- ('' and '' when ttl_ms is '': it never expires).
+local function expiry(now, ttl_ms, grace_ms)
   if ttl_ms == '' then
-    rec.expires = ''
-    rec.purge = ''
-    redis.call('SET', key, encode(rec, value))
+    return '', ''
+  end
+  local expires = tonumber(now) + tonumber(ttl_ms)
+  -- purge_ms: when Redis deletes it; with PTTL, a read learns the server's time from the key.
+  return int(expires), int(purge_at(expires, grace_ms))
+end
+
+-- Writes a completed record (every argument a string; see src/layout.rs), deleted by Redis
+-- at `purge` unless that is ''.
+local function write_completed(attempt, created, now, expires, purge, meta_len, meta, value)
+  local record = table.concat({MARK, '|completed||', attempt, '|', created, '||', now, '|',
+    expires, '|', purge, '|||', meta_len, '|', meta, value})
+  if purge == '' then
+    redis.call('SET', key, record)
   else
-    local expires = now + tonumber(ttl_ms)
-    local purge = purge_at(expires, grace_ms)
-    rec.expires = int(expires)
-    -- purge_ms: when Redis deletes it; with PTTL, a read learns the server's time from the key.
-    rec.purge = int(purge)
-    redis.call('SET', key, encode(rec, value), 'PXAT', int(purge))
+    redis.call('SET', key, record, 'PXAT', purge)
   end
 end

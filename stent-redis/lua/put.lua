@@ -1,5 +1,5 @@
 -- put: create or replace a completed record (a broken one too: the cache heals itself).
--- ARGV: value, ttl_ms ('' = never expires), grace_ms, metadata block.
+-- ARGV: value, ttl_ms ('' = never expires), grace_ms, metadata block, its length.
 -- Reply: {'stored'} | {'wrongtype', type}
 local t = redis.call('TYPE', key)['ok']
 if t ~= 'none' then
@@ -11,7 +11,7 @@ if t ~= 'none' then
     return {'wrongtype', 'string'}
   end
 end
-local now = now_ms()
-local rec = {attempt = '1', created = int(now), meta = ARGV[4]}
-write_completed(rec, ARGV[1], now, ARGV[2], ARGV[3])
+local now = now_text()
+local expires, purge = expiry(now, ARGV[2], ARGV[3])
+write_completed('1', now, now, expires, purge, ARGV[5], ARGV[4], ARGV[1])
 return {'stored'}

@@ -596,7 +596,14 @@ impl ResultStore for RedisStore {
         let rk = self.redis_key(ns, key);
         let ttl = ttl_arg(ttl);
         let meta = encode_meta(&meta);
-        let args: [&[u8]; 4] = [value, ttl.as_bytes(), self.inner.grace_ms.as_bytes(), &meta];
+        let meta_len = meta.len().to_string();
+        let args: [&[u8]; 5] = [
+            value,
+            ttl.as_bytes(),
+            self.inner.grace_ms.as_bytes(),
+            &meta,
+            meta_len.as_bytes(),
+        ];
         let reply = self.run("put", &scripts::PUT, &rk, key, &args).await?;
         match reply.tag.as_str() {
             "stored" => Ok(()),
