@@ -200,7 +200,7 @@ def generate(t, runs):
     out.append("")
     out.append(
         "The replay is one `claim` and the first call a `claim` and a `complete`, each the "
-        "backend's atomic primitive (an SQL statement, a Lua script, a conditional write). "
+        "backend's atomic primitive (an SQL statement, a native Redis command or a Lua script, a conditional write). "
         "*store* is that primitive called through `ResultStore` alone; the first two ratios are "
         "the primitive's own cost next to the raw driver's plain read or writes, the last two "
         "what the wrapper adds around it."
