@@ -256,9 +256,39 @@ async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
     let h = header(&mut conn, &rk).await;
     assert_eq!((ms(&h[4]), ms(&h[5])), (created, until));
     assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""));
+    let before = server_ms(&mut conn).await;
     store.complete(ns, "k", &token, b"v", None).await.unwrap();
+    let after = server_ms(&mut conn).await;
     let done = store.get(ns, "k").await.unwrap().unwrap();
     assert_eq!(done.created_at.as_millis(), created);
+    let completed = done.completed_at.unwrap().as_millis();
+    assert!(
+        (before..=after).contains(&completed),
+        "completed by the server's clock: {before} <= {completed} <= {after}"
+    );
+
+    // A put's times are the server's too, and its expiry follows from them.
+    let before = server_ms(&mut conn).await;
+    store
+        .put(
+            Namespace::Cache,
+            "p",
+            b"v",
+            Some(Duration::from_secs(60)),
+            RecordMeta::default(),
+        )
+        .await
+        .unwrap();
+    let after = server_ms(&mut conn).await;
+    let put = store.get(Namespace::Cache, "p").await.unwrap().unwrap();
+    let at = put.created_at.as_millis();
+    assert!(
+        (before..=after).contains(&at),
+        "{before} <= {at} <= {after}"
+    );
+    assert_eq!(put.completed_at.unwrap().as_millis(), at);
+    assert_eq!(put.expires_at.unwrap().as_millis(), at + 60_000);
+    store.clear(Namespace::Cache).await.unwrap();
     let pttl: i64 = conn.pttl(&rk).await.unwrap();
     assert_eq!(
         pttl, -1,
