@@ -6,123 +6,50 @@
 //! Each test starts its own `redis-server` on a free loopback port, so freezing it touches
 //! no other test.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stent_core::{Claim, ErrorKind, LeaseToken, Namespace, RecordMeta, ResultStore};
 use stent_redis::RedisStore;
 
-/// A `redis-server` child process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
+mod support;
 
-impl Server {
-    /// Starts a server; with `cluster`, a one-node cluster that holds every slot.
-    fn start(cluster: bool) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("stent-hung-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if cluster {
-            cmd.args(["--cluster-enabled", "yes"]);
-        }
-        let server = Server {
-            child: cmd.spawn().expect("starting redis-server"),
-            port,
-            dir,
-        };
-        let mut conn = server.wait_ready();
-        if cluster {
-            let _: () = redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(0)
-                .arg(16383)
-                .query(&mut conn)
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster never became ok: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        server
+use support::{Server, free_port, redis_server_available};
+
+/// Starts a private server in `dir`; with `cluster`, a one-node cluster that holds every
+/// slot.
+fn start(dir: &std::path::Path, cluster: bool) -> Server {
+    let mut args = vec!["--save", "", "--appendonly", "no"];
+    if cluster {
+        args.extend(["--cluster-enabled", "yes"]);
     }
-
-    fn wait_ready(&self) -> redis::Connection {
+    let server = Server::start(free_port(), dir, &args).expect("starting redis-server");
+    if cluster {
+        let mut conn = server.wait_ready();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query(&mut conn)
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("redis://127.0.0.1:{}", self.port);
         loop {
-            let conn = redis::Client::open(url.as_str()).and_then(|c| c.get_connection());
-            if let Ok(mut conn) = conn
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return conn;
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+            if info.contains("cluster_state:ok") {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on {} never answered",
-                self.port
+                "the cluster never became ok: {info}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn redis_server_available(test: &str) -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            !stent_conformance::backends_required(),
-            "redis-server is not installed and STENT_REQUIRE_BACKENDS=1"
-        );
-        eprintln!("SKIPPED {test}: redis-server is not installed");
-    }
-    found
+    server
 }
 
 async fn frozen_server_fails_calls_then_recovers(cluster: bool) {
-    let server = Server::start(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), cluster);
     let scheme = if cluster { "redis+cluster" } else { "redis" };
     let store = RedisStore::builder()
         .url(format!("{scheme}://127.0.0.1:{}", server.port))

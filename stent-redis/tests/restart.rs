@@ -7,9 +7,6 @@
 //! SIGKILL mid-run.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,88 +15,19 @@ use stent_redis::RedisStore;
 
 const TEST: &str = "redis_restart_gives_retryable_errors_then_recovers_without_rerunning";
 
-/// A `redis-server` child process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
+mod support;
 
-impl Server {
-    fn start(port: u16, dir: &Path) -> std::io::Result<Server> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let server = Server { child, port };
-        server.wait_ready();
-        Ok(server)
-    }
+use support::{Server, free_port};
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("redis://127.0.0.1:{}", self.port);
-        loop {
-            let pong = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if pong.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} never answered",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis_server_available() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            !stent_conformance::backends_required(),
-            "redis-server is not installed and STENT_REQUIRE_BACKENDS=1"
-        );
-        eprintln!("SKIPPED {TEST}: redis-server is not installed");
-    }
-    found
-}
+/// The server's persistence: an append-only file synced on every write.
+const DURABLE: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
 
 type Runs = Arc<Mutex<HashMap<String, u32>>>;
 
@@ -121,12 +49,12 @@ fn counted(stent: &Stent, runs: &Runs) -> Durable<(String, u64), String, std::co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_gives_retryable_errors_then_recovers_without_rerunning() {
-    if !redis_server_available() {
+    if !support::redis_server_available(TEST) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = Server::start(port, dir.path()).unwrap();
+    let mut server = Server::start(port, dir.path(), DURABLE).unwrap();
     let store = RedisStore::connect(format!("redis://127.0.0.1:{port}"))
         .await
         .unwrap();
@@ -182,7 +110,7 @@ async fn redis_restart_gives_retryable_errors_then_recovers_without_rerunning() 
     );
 
     // The server comes back on the same port, with what it had recorded.
-    let mut server = Server::start(port, dir.path()).unwrap();
+    let mut server = Server::start(port, dir.path(), DURABLE).unwrap();
     let back = Instant::now();
 
     // The same store, never rebuilt: retried calls succeed once it has reconnected.
