@@ -137,20 +137,7 @@ where
     let (conn, store, f, key, rk) = (&conn, &store, &f, key.as_str(), redis_key.as_str());
 
     let mut variants: Vec<Variant<'_>> = vec![
-        (
-            "raw GET",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let value: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(rk)
-                        .query_async(&mut c)
-                        .await
-                        .expect("GET");
-                    assert!(value.is_some());
-                })
-            }),
-        ),
+        raw_get("raw GET", conn, rk),
         (
             "RedisStore::get",
             Box::new(move || {
@@ -191,20 +178,7 @@ where
     if with_cached {
         let (id, amount) = hit_args();
         quote(id, amount).await.expect("seeding cached");
-        variants.push((
-            "raw GET of a plain value",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let value: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(get_key)
-                        .query_async(&mut c)
-                        .await
-                        .expect("GET");
-                    assert!(value.is_some());
-                })
-            }),
-        ));
+        variants.push(raw_get("raw GET of a plain value", conn, get_key));
         variants.push((
             "cached crate hit",
             Box::new(move || {
@@ -219,20 +193,7 @@ where
         let idem_key: &str = Box::leak(idem_key.into_boxed_str());
         let idem_rk: &str =
             Box::leak(format!("stent-bench-interleaved:idempotency:{idem_key}").into_boxed_str());
-        variants.push((
-            "raw GET of the idempotency record",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let value: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(idem_rk)
-                        .query_async(&mut c)
-                        .await
-                        .expect("GET");
-                    assert!(value.is_some());
-                })
-            }),
-        ));
+        variants.push(raw_get("raw GET of the idempotency record", conn, idem_rk));
         variants.push((
             "bare SET NX GET (a replay's claim)",
             Box::new(move || {
@@ -280,6 +241,27 @@ where
         .exec_async(&mut conn.clone())
         .await
         .expect("DEL");
+}
+
+/// A raw `GET` of `key` on `conn` that finds a value, as a variant.
+fn raw_get<'a, C>(name: &'a str, conn: &'a C, key: &'a str) -> Variant<'a>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    (
+        name,
+        Box::new(move || {
+            Box::pin(async move {
+                let mut c = conn.clone();
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .expect("GET");
+                assert!(value.is_some());
+            })
+        }),
+    )
 }
 
 /// The node URLs of a `redis+cluster://` URL.

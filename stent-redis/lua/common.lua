@@ -43,11 +43,12 @@ local function not_a_string(err)
   return {'wrongtype', t}
 end
 
--- The record at `key`: nil when the key is absent. When the key holds something that is
--- not a record (another type, or a string without the mark), returns false and a reply
--- naming what is there instead: a record is never read as, or written over, a value
--- someone else put there. A record with the mark but a broken header answers 'corrupt'.
-local function load()
+-- The string at `key` and its header's fields (state, lease_token, attempt, created_ms,
+-- lease_expires_ms, completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len, and
+-- where the metadata starts), read with one pattern match; no fields when the header does
+-- not match (see not_a_record). Nil when the key is absent; false and a 'wrongtype' reply
+-- when it holds another type.
+local function read_record()
   local r = redis.pcall('GET', key)
   if type(r) == 'table' and r['err'] then
     return false, not_a_string(r)
@@ -55,14 +56,33 @@ local function load()
   if not r then
     return nil
   end
-  -- One pattern match reads the whole header (a loop of finds costs the server more).
-  local state, token, attempt, created, lease, completed, expires, purge, lease_ms, horizon,
-    meta_len, at = string.match(r, HEADER)
+  return r, string.match(r, HEADER)
+end
+
+-- The reply for a string whose header does not match: someone else's value without the
+-- mark ('wrongtype'), a broken record with it ('corrupt').
+local function not_a_record(r)
+  if string.sub(r, 1, 7) ~= MARK .. '|' then
+    return {'wrongtype', 'string'}
+  end
+  return {'corrupt', 'header'}
+end
+
+-- The record at `key` as a table: nil when the key is absent. When the key holds something
+-- that is not a record (another type, a string without the mark) or a broken record,
+-- returns false and the reply naming it instead: a record is never read as, or written
+-- over, a value someone else put there.
+local function load()
+  local r, state, token, attempt, created, lease, completed, expires, purge, lease_ms,
+    horizon, meta_len, at = read_record()
+  if r == false then
+    return false, state -- the reply naming the type the key holds
+  end
+  if not r then
+    return nil
+  end
   if not state then
-    if string.sub(r, 1, 7) ~= MARK .. '|' then
-      return false, {'wrongtype', 'string'}
-    end
-    return false, {'corrupt', 'header'}
+    return false, not_a_record(r)
   end
   return {
     state = state, token = token, attempt = attempt, created = created, lease = lease,

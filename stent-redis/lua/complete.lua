@@ -1,30 +1,21 @@
 -- complete: store the value of a record the token owns; a stale token writes nothing.
 -- ARGV: token, value, ttl_ms ('' = never expires), grace_ms.
 -- Reply: {'completed'} | {'lost'} | {'wrongtype', type} | {'corrupt', what}
--- Half of every first call, so it reads no more than it must: the owner's record starts
--- with its state and token, and a completed record keeps only the attempt, the creation
--- time and the metadata of the rest (an in-progress record holds no value: what follows
--- its header is the metadata).
-local r = redis.pcall('GET', key)
-if type(r) == 'table' and r['err'] then
-  return not_a_string(r)
+-- Half of every first call, so it builds no table of the record: a completed record keeps
+-- the attempt, the creation time and the metadata (an in-progress record holds no value:
+-- what follows its header is the metadata).
+local r, state, token, attempt, created, _, _, _, _, _, horizon, meta_len, at = read_record()
+if r == false then
+  return state -- the reply naming the type the key holds
 end
 if not r then
   return {'lost'}
 end
-local head = MARK .. '|in_progress|' .. ARGV[1] .. '|'
-if string.sub(r, 1, #head) ~= head then
-  if string.sub(r, 1, 7) ~= MARK .. '|' then
-    return {'wrongtype', 'string'}
-  end
-  return {'lost'}
+if not state then
+  return not_a_record(r)
 end
--- After the token: attempt, created_ms, then lease_expires_ms, completed_ms, expires_ms,
--- purge_ms and lease_ms (not kept), horizon_ms, meta_len, and where the metadata starts.
-local attempt, created, horizon, meta_len, at = string.match(r,
-  '^([^|]*)|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|(%d+)|()', #head + 1)
-if not attempt then
-  return {'corrupt', 'header'}
+if state ~= 'in_progress' or token ~= ARGV[1] then
+  return {'lost'}
 end
 if created == '' then
   -- Claimed by SET NX: created when the key's expiry says (see settle).

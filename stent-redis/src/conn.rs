@@ -152,11 +152,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Standalone(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c, None) => c.req_packed_command(cmd),
-            Conn::Cluster(c, Some(timeout)) => {
-                let timeout = *timeout;
-                Box::pin(timed(Some(timeout), c.req_packed_command(cmd)))
-            }
+            Conn::Cluster(c, timeout) => Box::pin(timed(*timeout, c.req_packed_command(cmd))),
         }
     }
 
@@ -168,14 +164,10 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c, None) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c, Some(timeout)) => {
-                let timeout = *timeout;
-                Box::pin(timed(
-                    Some(timeout),
-                    c.req_packed_commands(pipeline, offset, count),
-                ))
-            }
+            Conn::Cluster(c, timeout) => Box::pin(timed(
+                *timeout,
+                c.req_packed_commands(pipeline, offset, count),
+            )),
         }
     }
 

@@ -90,15 +90,15 @@ pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
 
 /// The record a native claim writes: in progress, attempt 1, its times left to the key's
 /// expiry (see the module docs).
-pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &RecordMeta<'_>) -> Vec<u8> {
-    let meta = encode_meta(meta);
+/// `meta` is the metadata block ([`encode_meta`]).
+pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + meta.len());
     out.extend_from_slice(MARK);
     out.extend_from_slice(b"in_progress|");
     out.extend_from_slice(token.as_str().as_bytes());
     out.extend_from_slice(b"|1||||||");
     out.extend_from_slice(format!("{lease_ms}|{HORIZON_MS}|{}|", meta.len()).as_bytes());
-    out.extend_from_slice(&meta);
+    out.extend_from_slice(meta);
     out
 }
 
@@ -240,7 +240,7 @@ mod tests {
             version: None,
             fingerprint: Some(""),
         };
-        let bytes = claim_record(&token, 30_000, &meta);
+        let bytes = claim_record(&token, 30_000, &encode_meta(&meta));
         assert!(is_record(&bytes));
         let mut s = decode("k", &bytes).unwrap();
         assert_eq!(s.pending, Some((30_000, HORIZON_MS)));

@@ -176,14 +176,14 @@ impl RedisStore {
         key: &str,
         claim: &Claim<'_>,
         lease_ms: i64,
+        meta: &[u8],
     ) -> Result<ClaimOutcome> {
-        let meta = encode_meta(&claim.meta);
         let lease = lease_ms.to_string();
         let horizon = HORIZON_MS.to_string();
         let args: [&[u8]; 4] = [
             claim.token.as_str().as_bytes(),
             lease.as_bytes(),
-            &meta,
+            meta,
             horizon.as_bytes(),
         ];
         let reply = self.run("claim", &scripts::CLAIM, rk, key, &args).await?;
@@ -326,13 +326,11 @@ impl RedisStore {
                 .invoke(&mut conn, &rk, &[flag])
                 .await
                 .map_err(|e| from_redis(e, "delete", Some(key)))?;
-            if skip_foreign
-                && matches!(&value, Value::Array(items)
-                    if items.first() == Some(&Value::BulkString(b"wrongtype".to_vec())))
-            {
+            let reply = parsed("delete", key, value)?;
+            if skip_foreign && reply.tag == "wrongtype" {
                 return Ok(0);
             }
-            let reply = checked("delete", &rk, key, value)?;
+            let reply = check(&rk, key, reply)?;
             Ok::<_, Error>(u64::from(reply.tag == "deleted"))
         }))
         .await?;
@@ -369,8 +367,16 @@ impl KeyPages {
 
 /// A script's reply, with the foreign-type and corrupt-record replies turned into errors.
 fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply> {
-    let reply =
-        Reply::parse(value).map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))?;
+    check(redis_key, key, parsed(op, key, value)?)
+}
+
+/// A script's reply, of any tag.
+fn parsed(op: &str, key: &str, value: Value) -> Result<Reply> {
+    Reply::parse(value).map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))
+}
+
+/// `reply`, with the foreign-type and corrupt-record replies turned into errors.
+fn check(redis_key: &[u8], key: &str, reply: Reply) -> Result<Reply> {
     match reply.tag.as_str() {
         "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
         "corrupt" => Err(Error::decode(
@@ -393,17 +399,6 @@ enum Found {
     /// is `string`), never touched.
     Foreign(String),
     Record(Stored),
-}
-
-impl Found {
-    /// The record, `None` when absent; something foreign is an error.
-    fn into_record(self, key: &str, redis_key: &[u8]) -> Result<Option<Record>> {
-        match self {
-            Found::Absent => Ok(None),
-            Found::Foreign(found) => Err(wrong_type(key, redis_key, &found)),
-            Found::Record(stored) => Ok(Some(stored.record)),
-        }
-    }
 }
 
 /// `stored` if it is live at `now`, by the server's clock.
@@ -476,9 +471,11 @@ impl ResultStore for RedisStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.fetch(ns, key, false)
-            .await?
-            .into_record(key, &self.redis_key(ns, key))
+        match self.fetch(ns, key, false).await? {
+            Found::Absent => Ok(None),
+            Found::Record(stored) => Ok(Some(stored.record)),
+            Found::Foreign(found) => Err(wrong_type(key, &self.redis_key(ns, key), &found)),
+        }
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
@@ -492,11 +489,12 @@ impl ResultStore for RedisStore {
         }
         let rk = self.redis_key(ns, key);
         let lease_ms = clamp_ms(claim.lease);
+        let meta = encode_meta(&claim.meta);
         // One native command settles the common cases: it writes the record unless the key
         // exists, and answers what is there.
         let mut set = redis::cmd("SET");
         set.arg(&rk)
-            .arg(claim_record(claim.token, lease_ms, &claim.meta))
+            .arg(claim_record(claim.token, lease_ms, &meta))
             .arg("NX")
             .arg("GET")
             .arg("PX")
@@ -516,7 +514,7 @@ impl ResultStore for RedisStore {
             }
             // In progress, or completed and maybe expired (with a grace): the script
             // decides by the server's clock.
-            Found::Record(_) => self.claim_script(&rk, key, claim, lease_ms).await,
+            Found::Record(_) => self.claim_script(&rk, key, claim, lease_ms, &meta).await,
         }
     }
 
