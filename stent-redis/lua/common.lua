@@ -68,29 +68,6 @@ local function not_a_record(r)
   return {'corrupt', 'header'}
 end
 
--- The record at `key` as a table: nil when the key is absent. When the key holds something
--- that is not a record (another type, a string without the mark) or a broken record,
--- returns false and the reply naming it instead: a record is never read as, or written
--- over, a value someone else put there.
-local function load()
-  local r, state, token, attempt, created, lease, completed, expires, purge, lease_ms,
-    horizon, meta_len, at = read_record()
-  if r == false then
-    return false, state -- the reply naming the type the key holds
-  end
-  if not r then
-    return nil
-  end
-  if not state then
-    return false, not_a_record(r)
-  end
-  return {
-    state = state, token = token, attempt = attempt, created = created, lease = lease,
-    completed = completed, expires = expires, purge = purge, lease_ms = lease_ms,
-    horizon = horizon, meta = string.sub(r, at, at + tonumber(meta_len) - 1), raw = r,
-  }
-end
-
 -- A record claimed natively (by SET NX, which cannot read the clock) has no created_ms:
 -- it was claimed at the key's PEXPIRETIME less horizon_ms, and its lease ends lease_ms
 -- later. Writes those times into `rec`. A key without an expiry (-1) settles far in the
@@ -111,6 +88,63 @@ local function encode(rec, value)
   return table.concat({MARK, rec.state, rec.token, rec.attempt, rec.created, rec.lease,
     rec.completed, rec.expires, rec.purge, rec.lease_ms, rec.horizon, #rec.meta, ''}, '|')
     .. rec.meta .. (value or '')
+end
+
+-- A record completed natively (SET … IFEQ, which cannot read the clock either) has no
+-- created_ms and completed_ms: it was completed at the key's PEXPIRETIME less horizon_ms
+-- (the PX it was written with), and created lease_ms (its age then) before that; its
+-- expires_ms is '+' and its time to live, or '' (it never expires). Works the times out
+-- and writes them into `rec` and the key, whose expiry then is the record's purge_ms (none
+-- when it never expires).
+local function settle_completed(rec, value)
+  local pexp = redis.call('PEXPIRETIME', key)
+  local at = pexp - (tonumber(rec.horizon) or 0)
+  if pexp < 0 then
+    at = now_ms() -- someone removed the key's expiry: the completion time is lost
+  end
+  rec.completed = int(at)
+  rec.created = int(at - (tonumber(rec.lease_ms) or 0))
+  rec.lease_ms = ''
+  rec.horizon = ''
+  local ttl = string.match(rec.expires, '^%+(%d+)$')
+  if ttl and pexp >= 0 then
+    rec.expires = int(at + tonumber(ttl))
+    rec.purge = int(pexp)
+    rec.raw = encode(rec, value)
+    redis.call('SET', key, rec.raw, 'KEEPTTL')
+  else
+    rec.expires = ttl and int(at + tonumber(ttl)) or ''
+    rec.purge = ''
+    rec.raw = encode(rec, value)
+    redis.call('SET', key, rec.raw)
+  end
+end
+
+-- The record at `key` as a table: nil when the key is absent. When the key holds something
+-- that is not a record (another type, a string without the mark) or a broken record,
+-- returns false and the reply naming it instead: a record is never read as, or written
+-- over, a value someone else put there.
+local function load()
+  local r, state, token, attempt, created, lease, completed, expires, purge, lease_ms,
+    horizon, meta_len, at = read_record()
+  if r == false then
+    return false, state -- the reply naming the type the key holds
+  end
+  if not r then
+    return nil
+  end
+  if not state then
+    return false, not_a_record(r)
+  end
+  local rec = {
+    state = state, token = token, attempt = attempt, created = created, lease = lease,
+    completed = completed, expires = expires, purge = purge, lease_ms = lease_ms,
+    horizon = horizon, meta = string.sub(r, at, at + tonumber(meta_len) - 1), raw = r,
+  }
+  if state == 'completed' and completed == '' and horizon ~= '' then
+    settle_completed(rec, string.sub(r, at + tonumber(meta_len)))
+  end
+  return rec
 end
 
 -- When Redis deletes a record that expires at `expires`: after the grace, or, without one,

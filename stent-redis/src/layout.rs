@@ -13,7 +13,7 @@
 //! | `attempt` | 1, +1 per takeover |
 //! | `created_ms`, `completed_ms`, `expires_ms` | UTC milliseconds since the epoch, by the server's clock |
 //! | `purge_ms` | when Redis deletes the record (its `PEXPIREAT`) |
-//! | `lease_ms`, `horizon_ms` | only in a record claimed natively (below) |
+//! | `lease_ms`, `horizon_ms` | only in a record claimed or completed natively (below) |
 //! | `meta_len`, `<meta>` | the length of the metadata, then `function`, `version` and `fingerprint`, each as a letter (`f`, `v`, `p`), its length in bytes, `:` and its bytes; absent ones are left out |
 //! | `<value>` | the encoded result (completed records) |
 //!
@@ -24,6 +24,17 @@
 //! and `horizon_ms` instead: the claim was made at the key's `PEXPIRETIME` less
 //! `horizon_ms`, by the server's clock, and its lease ends `lease_ms` later. The first
 //! script to touch the record (renew, complete, takeover) writes the times out.
+//!
+//! On a server with conditional writes (`SET … IFEQ`: Valkey 8.1+, Redis 8.4+), the
+//! completion of a natively claimed record is one native command too: `SET key completed
+//! IFEQ claimed PX px_ms`, where `claimed` is the exact record the claim wrote, so it
+//! writes only while the record is still that claim's (same token, untouched). Anything
+//! else falls back to the completion script. That record leaves `created_ms`,
+//! `completed_ms` and `purge_ms` empty as well: `horizon_ms` holds the `PX` it was written
+//! with (the time to live, less a millisecond or plus the grace; the horizon when it never
+//! expires), `lease_ms` its age at completion (by the caller's clock), and `expires_ms` is
+//! `+` and its time to live (empty: never). It was completed at the key's `PEXPIRETIME`
+//! less `horizon_ms`. The first read of it (a script) writes the times out.
 
 use stent_core::{Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
 
@@ -102,6 +113,28 @@ pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Ve
     out
 }
 
+/// The record a native completion writes (`SET … IFEQ` of the record [`claim_record`]
+/// wrote, with `PX px_ms`): completed, attempt 1, claimed `age_ms` before, living `ttl_ms`
+/// (`None`: for ever); its times are left to the key's expiry (see the module docs).
+pub(crate) fn native_completed_record(
+    age_ms: i64,
+    ttl_ms: Option<i64>,
+    px_ms: i64,
+    meta: &[u8],
+    value: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + meta.len() + value.len());
+    out.extend_from_slice(MARK);
+    out.extend_from_slice(b"completed||1||||");
+    if let Some(ttl) = ttl_ms {
+        out.extend_from_slice(format!("+{ttl}").as_bytes());
+    }
+    out.extend_from_slice(format!("||{age_ms}|{px_ms}|{}|", meta.len()).as_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(value);
+    out
+}
+
 /// Whether `bytes` are in this layout at all (they start with the mark); a string that
 /// is not is someone else's.
 pub(crate) fn is_record(bytes: &[u8]) -> bool {
@@ -148,8 +181,6 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     decode_meta(key, meta, &mut record)?;
     let attempt: u64 = number(key, "attempt", attempt)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-    record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
-    record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     let purge_ms = optional(key, "purge_ms", purge)?;
     let mut pending = None;
     match optional(key, "created_ms", created)? {
@@ -165,6 +196,23 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
             };
             pending = Some((lease_ms, horizon));
         }
+    }
+    if pending.is_some() && state == RecordState::Completed {
+        // Completed natively: its times follow from the key's expiry, and only a script
+        // can read that (see the module docs). `expires_ms` is `+ttl_ms` or empty.
+        if !(completed.is_empty()
+            && (expires.is_empty()
+                || expires
+                    .strip_prefix('+')
+                    .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty())))
+        {
+            return Err(corrupt(
+                "a natively completed record with times written out",
+            ));
+        }
+    } else {
+        record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
+        record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     }
     match state {
         RecordState::InProgress => {

@@ -1,8 +1,10 @@
 //! [`RedisStore`]: the [`ResultStore`] implementation.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
@@ -17,7 +19,9 @@ use crate::URL_ENV;
 use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record};
+use crate::layout::{
+    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, native_completed_record,
+};
 use crate::scripts::{self, Lua, Reply};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
@@ -26,6 +30,9 @@ const MAX_MS: i64 = 10_000_000_000_000;
 
 /// Records fetched per round of a `list`.
 const LIST_BATCH: usize = 64;
+
+/// Native claims remembered for their completion at most (see [`NativeClaims`]).
+const NATIVE_CLAIMS: usize = 4096;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
@@ -63,6 +70,51 @@ struct Inner {
     bases: [String; 2],
     caps: Capabilities,
     grace_ms: String,
+    natives: NativeClaims,
+}
+
+/// The claims this store made natively and has not completed yet, by token: a completion
+/// compares the record against the exact bytes its claim wrote (`SET … IFEQ`).
+struct NativeClaims {
+    /// Whether the server takes `SET … IFEQ`; cleared at the first syntax error.
+    supported: AtomicBool,
+    claims: Mutex<HashMap<String, Native>>,
+}
+
+/// What a native claim wrote.
+struct Native {
+    redis_key: Vec<u8>,
+    record: Vec<u8>,
+    /// Where the metadata starts in `record` (it runs to the end).
+    meta_at: usize,
+    at: Instant,
+    lease: Duration,
+}
+
+impl NativeClaims {
+    fn remember(&self, token: &LeaseToken, native: Native) {
+        if !self.supported.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if claims.len() >= NATIVE_CLAIMS {
+            // Claims never completed nor released (a caller that gave up): past their lease,
+            // another caller may have taken them over anyway.
+            claims.retain(|_, n| n.at.elapsed() < n.lease);
+            if claims.len() >= NATIVE_CLAIMS {
+                return;
+            }
+        }
+        claims.insert(token.as_str().to_owned(), native);
+    }
+
+    fn take(&self, token: &LeaseToken) -> Option<Native> {
+        if !self.supported.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.remove(token.as_str())
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -132,6 +184,10 @@ impl RedisStore {
                 prefix,
                 caps,
                 grace_ms: clamp_ms(grace).to_string(),
+                natives: NativeClaims {
+                    supported: AtomicBool::new(true),
+                    claims: Mutex::new(HashMap::new()),
+                },
             }),
         })
     }
@@ -167,6 +223,67 @@ impl RedisStore {
             .await
             .map_err(|e| from_redis(e, op, Some(key)))?;
         checked(op, redis_key, key, value)
+    }
+
+    /// Completes a natively claimed record with one `SET … IFEQ` (see the layout's module
+    /// docs). `false` when it wrote nothing and the completion script must decide: the
+    /// record is no longer the one the claim wrote, the key holds another type, or the
+    /// server has no `IFEQ` (remembered: the store stops trying).
+    async fn complete_natively(
+        &self,
+        key: &str,
+        native: &Native,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let grace_ms: i64 = self.inner.grace_ms.parse().unwrap_or(0);
+        let (ttl_ms, px_ms) = match ttl.map(clamp_ms) {
+            None => (None, HORIZON_MS),
+            // Without a grace Redis deletes the record the millisecond before it expires,
+            // as the completion script has it.
+            Some(t) if grace_ms == 0 && t >= 2 => (Some(t), t - 1),
+            Some(t) if grace_ms > 0 => (Some(t), t + grace_ms),
+            Some(_) => return Ok(false),
+        };
+        let age_ms = i64::try_from(native.at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let record = native_completed_record(
+            age_ms,
+            ttl_ms,
+            px_ms,
+            &native.record[native.meta_at..],
+            value,
+        );
+        let mut conn = self.inner.conn.clone();
+        let reply: redis::RedisResult<Value> = redis::cmd("SET")
+            .arg(&native.redis_key)
+            .arg(record)
+            .arg("IFEQ")
+            .arg(&native.record)
+            .arg("PX")
+            .arg(px_ms)
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(Value::Okay) => Ok(true),
+            Ok(Value::Nil) => Ok(false),
+            Ok(other) => Err(unexpected("complete", Some(key), &format!("{other:?}"))),
+            Err(e) if e.code() == Some("WRONGTYPE") => Ok(false),
+            Err(e)
+                if e.code() == Some("ERR")
+                    && e.detail().is_some_and(|d| d.contains("syntax error")) =>
+            {
+                // No IFEQ here (Redis before 8.4, Valkey before 8.1): a syntax error.
+                self.inner.natives.supported.store(false, Ordering::Relaxed);
+                self.inner
+                    .natives
+                    .claims
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                Ok(false)
+            }
+            Err(e) => Err(from_redis(e, "complete", Some(key))),
+        }
     }
 
     /// The claim script, for what `SET … NX GET` cannot settle on its own.
@@ -490,11 +607,12 @@ impl ResultStore for RedisStore {
         let rk = self.redis_key(ns, key);
         let lease_ms = clamp_ms(claim.lease);
         let meta = encode_meta(&claim.meta);
+        let record = claim_record(claim.token, lease_ms, &meta);
         // One native command settles the common cases: it writes the record unless the key
         // exists, and answers what is there.
         let mut set = redis::cmd("SET");
         set.arg(&rk)
-            .arg(claim_record(claim.token, lease_ms, &meta))
+            .arg(&record)
             .arg("NX")
             .arg("GET")
             .arg("PX")
@@ -502,13 +620,28 @@ impl ResultStore for RedisStore {
         let mut conn = self.inner.conn.clone();
         let reply = set.query_async(&mut conn).await;
         match found(&mut conn, reply, &rk, "claim", key).await? {
-            Found::Absent => Ok(ClaimOutcome::Acquired {
-                attempt: 1,
-                lease_expires_at: Timestamp::now().add(claim.lease),
-            }),
+            Found::Absent => {
+                let meta_at = record.len() - meta.len();
+                self.inner.natives.remember(
+                    claim.token,
+                    Native {
+                        redis_key: rk,
+                        record,
+                        meta_at,
+                        at: Instant::now(),
+                        lease: claim.lease,
+                    },
+                );
+                Ok(ClaimOutcome::Acquired {
+                    attempt: 1,
+                    lease_expires_at: Timestamp::now().add(claim.lease),
+                })
+            }
             Found::Foreign(found) => Err(wrong_type(key, &rk, &found)),
             Found::Record(stored)
-                if stored.record.state == RecordState::Completed && stored.live_while_present() =>
+                if stored.record.state == RecordState::Completed
+                    && stored.pending.is_none()
+                    && stored.live_while_present() =>
             {
                 Ok(ClaimOutcome::Completed(stored.record))
             }
@@ -525,6 +658,8 @@ impl ResultStore for RedisStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
+        // The script rewrites the record: a completion can no longer compare it.
+        self.inner.natives.take(token);
         let rk = self.redis_key(ns, key);
         let lease = clamp_ms(lease).to_string();
         let args: [&[u8]; 2] = [token.as_str().as_bytes(), lease.as_bytes()];
@@ -546,6 +681,12 @@ impl ResultStore for RedisStore {
     ) -> Result<()> {
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
+        if let Some(native) = self.inner.natives.take(token)
+            && native.redis_key == rk
+            && self.complete_natively(key, &native, value, ttl).await?
+        {
+            return Ok(());
+        }
         let ttl = ttl_arg(ttl);
         let args: [&[u8]; 4] = [
             token.as_str().as_bytes(),
@@ -564,6 +705,7 @@ impl ResultStore for RedisStore {
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+        self.inner.natives.take(token);
         let rk = self.redis_key(ns, key);
         let reply = self
             .run(

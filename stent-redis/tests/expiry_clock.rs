@@ -165,6 +165,13 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
                 .await
                 .unwrap();
         }
+        // Read first: a record completed natively has its times written out by its first read.
+        let record = store
+            .get(ns, key)
+            .await
+            .unwrap()
+            .expect("live before expiry");
+        assert_eq!(record.value.as_deref(), Some(&b"\x01\"v\""[..]));
         let h = header(&mut conn, &rk).await;
         let (expires, purge) = (ms(&h[7]), ms(&h[8]));
         assert_eq!(
@@ -178,12 +185,6 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
             .await
             .unwrap();
         assert_eq!(pexpiretime, purge, "{key}: PEXPIREAT is purge_ms");
-        let record = store
-            .get(ns, key)
-            .await
-            .unwrap()
-            .expect("live before expiry");
-        assert_eq!(record.value.as_deref(), Some(&b"\x01\"v\""[..]));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     for (ns, key) in [(Namespace::Cache, "put"), (Namespace::Idempotency, "done")] {
@@ -294,5 +295,193 @@ async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
         pttl, -1,
         "a completed record without a retention never expires"
     );
+    store.clear(ns).await.unwrap();
+}
+
+/// Whether the server takes `SET … IFEQ` (Valkey 8.1+, Redis 8.4+); `STENT_REDIS_IFEQ=1`
+/// says it must.
+async fn has_ifeq(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> bool {
+    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
+        .arg(format!("{prefix}:probe"))
+        .arg("v")
+        .arg("IFEQ")
+        .arg("w")
+        .query_async(conn)
+        .await;
+    let supported = match probe {
+        Ok(redis::Value::Nil) => true,
+        Err(e) if e.detail().is_some_and(|d| d.contains("syntax error")) => false,
+        other => panic!("unexpected reply to SET … IFEQ: {other:?}"),
+    };
+    if std::env::var("STENT_REDIS_IFEQ").is_ok_and(|v| v == "1") {
+        assert!(
+            supported,
+            "STENT_REDIS_IFEQ=1, but the server has no SET … IFEQ"
+        );
+    }
+    supported
+}
+
+fn claim_of(token: &stent_core::LeaseToken) -> stent_core::Claim<'_> {
+    stent_core::Claim {
+        token,
+        lease: Duration::from_secs(30),
+        meta: RecordMeta {
+            function: Some("f"),
+            ..RecordMeta::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_completion_is_one_native_set_where_the_server_has_ifeq() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
+    let native = has_ifeq(&mut conn, &prefix).await;
+    let ns = Namespace::Idempotency;
+    for (key, ttl) in [("ttl", Some(Duration::from_secs(60))), ("forever", None)] {
+        let rk = format!("{prefix}:idempotency:{key}");
+        let token = stent_core::LeaseToken::generate();
+        let before = server_ms(&mut conn).await;
+        store.claim(ns, key, &claim_of(&token)).await.unwrap();
+        store.complete(ns, key, &token, b"v", ttl).await.unwrap();
+        let after = server_ms(&mut conn).await;
+        let h = header(&mut conn, &rk).await;
+        if native {
+            // One SET … IFEQ: no clock, the times follow from the key's expiry.
+            assert_eq!(h[1], "completed");
+            assert_eq!(
+                (h[4].as_str(), h[5].as_str(), h[6].as_str(), h[8].as_str()),
+                ("", "", "", ""),
+                "{key}: no times written by a native completion"
+            );
+            let expect = match ttl {
+                Some(_) => ("+60000", 59_999),
+                None => ("", 10_000_000_000_000),
+            };
+            assert_eq!((h[7].as_str(), ms(&h[10])), expect, "{key}");
+            assert!(
+                (0..=after - before).contains(&ms(&h[9])),
+                "{key}: age {}",
+                h[9]
+            );
+        } else {
+            assert!(
+                ms(&h[6]) >= before,
+                "{key}: the completion script writes the times"
+            );
+        }
+        let done = store.get(ns, key).await.unwrap().expect("completed");
+        assert_eq!(done.value.as_deref(), Some(&b"v"[..]));
+        assert_eq!(done.function.as_deref(), Some("f"));
+        let completed = done.completed_at.unwrap().as_millis();
+        assert!(
+            (before..=after).contains(&completed),
+            "{key}: completed by the server's clock: {before} <= {completed} <= {after}"
+        );
+        let created = done.created_at.as_millis();
+        assert!(
+            (before - 5..=completed).contains(&created),
+            "{key}: {before} <= {created} <= {completed}"
+        );
+        assert_eq!(
+            done.expires_at.map(|t| t.as_millis()),
+            ttl.map(|_| completed + 60_000)
+        );
+        // The read wrote the times out, and the key's expiry is the record's purge_ms.
+        let h = header(&mut conn, &rk).await;
+        assert_eq!((ms(&h[4]), ms(&h[6])), (created, completed), "{key}");
+        assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "{key}");
+        let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&rk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        match ttl {
+            Some(_) => assert_eq!(pexpiretime, completed + 60_000 - 1, "{key}"),
+            None => assert_eq!(pexpiretime, -1, "{key}: never expires"),
+        }
+        // A replay answers the same record.
+        let other = stent_core::LeaseToken::generate();
+        match store.claim(ns, key, &claim_of(&other)).await.unwrap() {
+            stent_core::ClaimOutcome::Completed(r) => assert_eq!(r, done),
+            other => panic!("{key}: expected completed, got {other:?}"),
+        }
+    }
+
+    // Taken over in between: the compare fails, the script answers, nothing is written.
+    let (old, new) = (
+        stent_core::LeaseToken::generate(),
+        stent_core::LeaseToken::generate(),
+    );
+    let short = stent_core::Claim {
+        token: &old,
+        lease: Duration::from_millis(50),
+        meta: RecordMeta::default(),
+    };
+    store.claim(ns, "lapsed", &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(matches!(
+        store.claim(ns, "lapsed", &claim_of(&new)).await.unwrap(),
+        stent_core::ClaimOutcome::Acquired { attempt: 2, .. }
+    ));
+    let lost = store.complete(ns, "lapsed", &old, b"stale", None).await;
+    assert_eq!(
+        lost.unwrap_err().kind(),
+        stent_core::ErrorKind::LeaseLost,
+        "fenced"
+    );
+    store
+        .complete(ns, "lapsed", &new, b"fresh", None)
+        .await
+        .unwrap();
+    let r = store.get(ns, "lapsed").await.unwrap().unwrap();
+    assert_eq!((r.value.as_deref(), r.attempt), (Some(&b"fresh"[..]), 2));
+    store.clear(ns).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_native_completion_with_a_grace_keeps_the_record_for_the_grace() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let grace = Duration::from_secs(30);
+    let (store, mut conn) = store_and_conn(&url, &prefix, Some(grace)).await;
+    let native = has_ifeq(&mut conn, &prefix).await;
+    let ns = Namespace::Idempotency;
+    let rk = format!("{prefix}:idempotency:k");
+    let token = stent_core::LeaseToken::generate();
+    store.claim(ns, "k", &claim_of(&token)).await.unwrap();
+    store
+        .complete(ns, "k", &token, b"v", Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    if native {
+        assert_eq!(
+            ms(&header(&mut conn, &rk).await[10]),
+            30_300,
+            "PX is ttl + grace"
+        );
+    }
+    let done = store.get(ns, "k").await.unwrap().expect("live");
+    let completed = done.completed_at.unwrap().as_millis();
+    assert_eq!(done.expires_at.unwrap().as_millis(), completed + 300);
+    let h = header(&mut conn, &rk).await;
+    assert_eq!(
+        ms(&h[8]),
+        completed + 300 + 30_000,
+        "purge_ms is expires_ms + grace"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.get(ns, "k").await.unwrap().is_none(), "expired");
+    assert!(
+        conn.exists::<_, bool>(&rk).await.unwrap(),
+        "kept for the grace"
+    );
+    let other = stent_core::LeaseToken::generate();
+    assert!(matches!(
+        store.claim(ns, "k", &claim_of(&other)).await.unwrap(),
+        stent_core::ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
     store.clear(ns).await.unwrap();
 }
