@@ -8,6 +8,8 @@
 //! cargo run --release -p stent-benches --example interleaved -- cluster   # STENT_REDIS_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- postgres  # STENT_POSTGRES_URL
 //! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
+//! cargo run --release -p stent-benches --example interleaved -- valkey    # STENT_VALKEY_URL
+//! cargo run --release -p stent-benches --example interleaved -- valkey-miss   # first calls
 //! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
 //! cargo run --release -p stent-benches --example interleaved -- cluster-miss  # STENT_REDIS_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- postgres-miss # first calls
@@ -91,12 +93,12 @@ async fn redis(with_cached: bool, cluster: bool) {
             .expect("connecting to the cluster");
         redis_hits(conn, &url, with_cached).await;
     } else {
-        let url = env_url("STENT_REDIS_URL");
+        let url = env_url(standalone());
         let conn = redis::Client::open(url.as_str())
-            .expect("STENT_REDIS_URL")
+            .expect("a Redis URL")
             .get_connection_manager()
             .await
-            .expect("connecting to STENT_REDIS_URL");
+            .expect("connecting to the standalone server");
         redis_hits(conn, &url, with_cached).await;
     }
 }
@@ -364,6 +366,53 @@ where
             }),
         ));
     }
+    // Where the server takes SET … IFEQ (Valkey 8.1+, Redis 8.4+), the completion the store
+    // makes instead of the script: one native command.
+    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
+        .arg(format!("{prefix}:probe"))
+        .arg("v")
+        .arg("IFEQ")
+        .arg("w")
+        .query_async(&mut conn.clone())
+        .await;
+    if matches!(probe, Ok(redis::Value::Nil)) {
+        variants.push((
+            "bare SET NX GET + SET IFEQ",
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = conn.clone();
+                    let key = format!("{prefix}:idempotency:{}", fresh.next());
+                    let token = LeaseToken::generate();
+                    let claimed = claim_record(&token);
+                    let found: Option<Vec<u8>> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&claimed)
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(HORIZON_MS)
+                        .query_async(&mut c)
+                        .await
+                        .expect("SET NX GET");
+                    assert!(found.is_none(), "acquired");
+                    let mut done =
+                        b"stent1|completed||1||||||0|10000000000000|17|f13:bench::charge".to_vec();
+                    done.extend_from_slice(value);
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(done)
+                        .arg("IFEQ")
+                        .arg(&claimed)
+                        .arg("PX")
+                        .arg(HORIZON_MS)
+                        .query_async(&mut c)
+                        .await
+                        .expect("SET IFEQ");
+                    assert!(set.is_some(), "completed");
+                })
+            }),
+        ));
+    }
     variants
 }
 
@@ -387,7 +436,7 @@ async fn redis_miss(cluster: bool) {
         let url = env_url("STENT_REDIS_CLUSTER_URL");
         (url.clone(), RedisStore::builder().url(url))
     } else {
-        let url = env_url("STENT_REDIS_URL");
+        let url = env_url(standalone());
         (url.clone(), RedisStore::builder().url(url))
     };
     let store = builder
@@ -408,10 +457,10 @@ async fn redis_miss(cluster: bool) {
         two_sets(RedisRaw::new(conn, prefix), fresh, value)
     } else {
         let conn = redis::Client::open(url.as_str())
-            .expect("STENT_REDIS_URL")
+            .expect("a Redis URL")
             .get_connection_manager()
             .await
-            .expect("connecting to STENT_REDIS_URL");
+            .expect("connecting to the standalone server");
         two_sets(RedisRaw::new(conn, prefix), fresh, value)
     };
     let scripts: Vec<Variant<'_>> = if cluster {
@@ -423,10 +472,10 @@ async fn redis_miss(cluster: bool) {
         bare_scripts(conn, prefix, fresh, value).await
     } else {
         let conn = redis::Client::open(url.as_str())
-            .expect("STENT_REDIS_URL")
+            .expect("a Redis URL")
             .get_connection_manager()
             .await
-            .expect("connecting to STENT_REDIS_URL");
+            .expect("connecting to the standalone server");
         bare_scripts(conn, prefix, fresh, value).await
     };
     let mut variants = vec![raw];
@@ -619,21 +668,32 @@ async fn postgres() {
     }
 }
 
+/// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
+static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn standalone() -> &'static str {
+    STANDALONE.get().copied().unwrap_or("STENT_REDIS_URL")
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_default();
+    if what.starts_with("valkey") {
+        STANDALONE.set("STENT_VALKEY_URL").expect("set once");
+    }
     let rt = runtime();
     match what.as_str() {
         "redis" => rt.block_on(redis(false, false)),
         "cluster" => rt.block_on(redis(false, true)),
         "cached" => rt.block_on(redis(true, false)),
-        "redis-miss" => rt.block_on(redis_miss(false)),
+        "redis-miss" | "valkey-miss" => rt.block_on(redis_miss(false)),
+        "valkey" => rt.block_on(redis(false, false)),
         "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
         "postgres-miss" => rt.block_on(postgres_miss()),
         _ => {
             panic!(
-                "which comparison? redis, cluster, redis-miss, cluster-miss, postgres, postgres-miss \
-             or cached"
+                "which comparison? redis, cluster, valkey, redis-miss, cluster-miss, valkey-miss, \
+             postgres, postgres-miss or cached"
             )
         }
     }

@@ -27,7 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use stent::{
-    Claim, ClaimOutcome, Durable, LeaseToken, Namespace, RecordMeta, ResultStore, Status, Stent,
+    Claim, ClaimOutcome, Durable, LeaseToken, Namespace, RecordMeta, RedisStore, ResultStore,
+    Status, Stent,
 };
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
@@ -538,4 +539,38 @@ where
             .await
             .expect("SET");
     }
+}
+
+/// A standalone server of the Redis protocol (the URL in the environment variable `env`)
+/// through stent, next to plain commands on a connection of the same kind
+/// (`ConnectionManager`), as bench `name`; keys under `prefix`.
+pub fn bench_standalone_redis(
+    c: &mut Criterion,
+    env: &str,
+    name: &'static str,
+    prefix: &'static str,
+) {
+    let url = env_url(env);
+    let rt = runtime();
+    let (store, conn) = rt.block_on(async {
+        let store = RedisStore::builder()
+            .url(url.as_str())
+            .prefix(prefix)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("connecting stent to {env}: {e}"));
+        let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("{env}: {e}"));
+        let conn = client
+            .get_connection_manager()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {env}: {e}"));
+        (store, conn)
+    });
+    let backend = Backend {
+        name,
+        stent: Stent::new(store),
+        raw: RedisRaw::new(conn, prefix),
+        slow: false,
+    };
+    bench_backend(c, &rt, backend);
 }
