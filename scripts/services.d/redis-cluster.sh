@@ -11,11 +11,11 @@ redis_cluster_state() { # port field
   redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 
-redis_cluster_node() { # dir port
+redis_cluster_node() { # dir port [server binary]
   # A node's config file remembers the cluster it was part of; a fresh node needs a fresh
   # file (nothing else is kept: --save "" --appendonly no).
   rm -f "$1/nodes-$2.conf"
-  redis-server --port "$2" --bind 127.0.0.1 --daemonize yes \
+  "${3:-redis-server}" --port "$2" --bind 127.0.0.1 --daemonize yes \
     --cluster-enabled yes --cluster-config-file "$1/nodes-$2.conf" \
     --cluster-node-timeout 5000 --save "" --appendonly no \
     --dir "$1" --logfile "$1/redis-$2.log" --pidfile "$1/redis-$2.pid"
@@ -49,9 +49,13 @@ redis_cluster_fresh() { # port...
   done
 }
 
-start_redis_cluster() {
-  local ports=(${STENT_REDIS_CLUSTER_PORTS:-7101 7102 7103})
-  local dir="$services_dir/redis-cluster"
+# With arguments, another cluster of the same shape (scripts/services.d/valkey.sh): the
+# server binary, its ports and its directory's name; its URL is left in $cluster_url and
+# STENT_REDIS_CLUSTER_URL is not touched.
+start_redis_cluster() { # [server ports dir-name]
+  local server=${1:-redis-server}
+  local ports=(${2:-${STENT_REDIS_CLUSTER_PORTS:-7101 7102 7103}})
+  local dir="$services_dir/${3:-redis-cluster}" label=${3:-Redis Cluster}
   local p nodes=() url="" i
   mkdir -p "$dir"
 
@@ -59,8 +63,8 @@ start_redis_cluster() {
     nodes+=("127.0.0.1:$p")
     url+="${url:+,}127.0.0.1:$p"
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "starting Redis Cluster node on 127.0.0.1:$p"
-      redis_cluster_node "$dir" "$p"
+      echo "starting $label node on 127.0.0.1:$p"
+      redis_cluster_node "$dir" "$p" "$server"
     fi
   done
   for p in "${ports[@]}"; do
@@ -73,7 +77,7 @@ start_redis_cluster() {
     else
       # Half formed or broken (a node restarted on its own forgot the cluster): nothing
       # is persisted, so start every node afresh.
-      echo "resetting the broken Redis Cluster ${nodes[*]}"
+      echo "resetting the broken $label ${nodes[*]}"
       for p in "${ports[@]}"; do
         redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
       done
@@ -82,26 +86,27 @@ start_redis_cluster() {
           (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break
           sleep 0.1
         done
-        redis_cluster_node "$dir" "$p"
+        redis_cluster_node "$dir" "$p" "$server"
       done
       for p in "${ports[@]}"; do
         wait_port 127.0.0.1 "$p" 30
       done
     fi
-    echo "forming the Redis Cluster ${nodes[*]}"
+    echo "forming the $label ${nodes[*]}"
     redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
       cat "$dir/create.log" >&2
       return 1
     }
     if ! redis_cluster_healthy 300 "${ports[@]}"; then
-      echo "the Redis Cluster ${nodes[*]} did not become healthy" >&2
+      echo "the $label ${nodes[*]} did not become healthy" >&2
       for p in "${ports[@]}"; do
         redis-cli -p "$p" cluster info >&2 || true
       done
       return 1
     fi
   fi
-  export STENT_REDIS_CLUSTER_URL=${STENT_REDIS_CLUSTER_URL:-redis+cluster://$url}
+  cluster_url=redis+cluster://$url
+  [ -n "${1:-}" ] || export STENT_REDIS_CLUSTER_URL=${STENT_REDIS_CLUSTER_URL:-$cluster_url}
 }
 
 start_redis_cluster

@@ -5,8 +5,10 @@
 # downloads the tarball, checks its sha256, builds valkey-server in a scratch directory
 # (a few minutes) and keeps only the binary, in $services_dir/valkey-9.1.2/; later runs
 # reuse it. Starts it on 127.0.0.1:${STENT_VALKEY_PORT:-6390} unless a Valkey already
-# answers there, and exports:
-#   STENT_VALKEY_URL   redis://127.0.0.1:PORT
+# answers there, and a 3-master Valkey cluster on ${STENT_VALKEY_CLUSTER_PORTS:-7201 7202 7203}
+# (formed as scripts/services.d/redis-cluster.sh forms Redis's), and exports:
+#   STENT_VALKEY_URL           redis://127.0.0.1:PORT
+#   STENT_VALKEY_CLUSTER_URL   redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
 # A preset STENT_VALKEY_URL is used as given: nothing is built or started. Safe to run
 # again: a running server is left as it is.
 
@@ -95,6 +97,10 @@ start_valkey() {
     wait_port 127.0.0.1 "$port" 30 || return 1
   fi
   export STENT_VALKEY_URL=redis://127.0.0.1:$port
+  if [ -z "${STENT_VALKEY_CLUSTER_URL:-}" ]; then
+    start_redis_cluster "$server" "${STENT_VALKEY_CLUSTER_PORTS:-7201 7202 7203}" valkey-cluster || return 1
+    export STENT_VALKEY_CLUSTER_URL=$cluster_url
+  fi
 }
 
 start_valkey

@@ -22,3 +22,78 @@ async fn redis_cluster(case: String) -> Result<Arc<dyn ResultStore>, String> {
 }
 
 stent_conformance::conformance_tests!(redis_cluster);
+
+/// On nodes with `SET … IFEQ` (Valkey 8.1+, Redis 8.4+; `STENT_REDIS_IFEQ=1` says they must
+/// have it) a completion is that one native command, on whichever node holds the key; on
+/// others the completion script writes the times. Either way the record reads back whole.
+#[tokio::test]
+async fn a_completion_is_native_on_nodes_with_ifeq() {
+    use redis::AsyncCommands;
+    use stent_core::{Claim, LeaseToken, Namespace, RecordMeta};
+
+    let url = match servers::url(Server::RedisCluster).await {
+        Ok(url) => url,
+        Err(why) if stent_conformance::backends_required() => panic!("{why}"),
+        Err(why) => return eprintln!("SKIPPED: {why}"),
+    };
+    let nodes: Vec<String> = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .map(|n| format!("redis://{n}"))
+        .collect();
+    let mut conn = redis::cluster::ClusterClient::new(nodes)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let prefix = format!("native-ifeq-{}", std::process::id());
+    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
+        .arg(format!("{prefix}:probe"))
+        .arg("v")
+        .arg("IFEQ")
+        .arg("w")
+        .query_async(&mut conn)
+        .await;
+    let native = match probe {
+        Ok(redis::Value::Nil) => true,
+        Err(e) if e.detail().is_some_and(|d| d.contains("syntax error")) => false,
+        other => panic!("unexpected reply to SET … IFEQ: {other:?}"),
+    };
+    if std::env::var("STENT_REDIS_IFEQ").is_ok_and(|v| v == "1") {
+        assert!(
+            native,
+            "STENT_REDIS_IFEQ=1, but the cluster has no SET … IFEQ"
+        );
+    }
+    let store = RedisStore::builder()
+        .url(url)
+        .prefix(prefix.clone())
+        .build()
+        .await
+        .unwrap();
+    let ns = Namespace::Idempotency;
+    // Keys on several slots, so on several masters.
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        let token = LeaseToken::generate();
+        let claim = Claim {
+            token: &token,
+            lease: std::time::Duration::from_secs(30),
+            meta: RecordMeta::default(),
+        };
+        store.claim(ns, key, &claim).await.unwrap();
+        store.complete(ns, key, &token, b"v", None).await.unwrap();
+        let raw: Vec<u8> = conn
+            .get(format!("{prefix}:idempotency:{key}"))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let fields: Vec<&str> = text.split('|').collect();
+        assert_eq!(fields[1], "completed", "{text}");
+        // completed_ms (field 6) is left to the key's expiry by a native completion only.
+        assert_eq!(fields[6].is_empty(), native, "{key}: {text}");
+        let read = store.get(ns, key).await.unwrap().expect("completed");
+        assert_eq!(read.value.as_deref(), Some(&b"v"[..]));
+        assert!(read.completed_at.is_some());
+    }
+    store.clear(ns).await.unwrap();
+}
