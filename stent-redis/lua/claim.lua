@@ -6,7 +6,7 @@
 -- ARGV: token, lease_ms, metadata block, horizon_ms.
 -- Reply: {'acquired', attempt, lease_expires_ms} | {'in_flight', record, created_ms, lease_expires_ms}
 --      | {'completed', record} | {'corrupt', what} | {'wrongtype', type}
-local rec, foreign = load()
+local rec, foreign = load(true)
 if rec == false then
   return foreign
 end

@@ -90,41 +90,39 @@ local function encode(rec, value)
     .. rec.meta .. (value or '')
 end
 
--- A record completed natively (SET … IFEQ, which cannot read the clock either) has no
--- created_ms and completed_ms: it was completed at the key's PEXPIRETIME less horizon_ms
--- (the PX it was written with), and created lease_ms (its age then) before that; its
--- expires_ms is '+' and its time to live, or '' (it never expires). Works the times out
--- and writes them into `rec` and the key, whose expiry then is the record's purge_ms (none
--- when it never expires).
-local function settle_completed(rec, value)
+-- A record completed natively (SET … IFEQ, which cannot read the clock either) with a time
+-- to live has no created_ms, completed_ms and purge_ms: it was completed at the key's
+-- PEXPIRETIME less horizon_ms (the PX it was written with), and created lease_ms (its age
+-- then) before that; its expires_ms is '~' and its time to live ('~' is no number, so an
+-- older stent that does not know the form never judges the record expired). Works the
+-- times out into `rec`; with `write_out`, also into the key (best effort: a server that
+-- refuses writes, out of memory say, still answers the read), keeping its expiry, which is
+-- the record's purge_ms.
+local function settle_completed(rec, value, write_out)
   local pexp = redis.call('PEXPIRETIME', key)
   local at = pexp - (tonumber(rec.horizon) or 0)
   if pexp < 0 then
     at = now_ms() -- someone removed the key's expiry: the completion time is lost
   end
+  local ttl = string.sub(rec.expires, 2)
   rec.completed = int(at)
   rec.created = int(at - (tonumber(rec.lease_ms) or 0))
+  rec.expires = int(at + tonumber(ttl))
+  rec.purge = pexp >= 0 and int(pexp) or ''
   rec.lease_ms = ''
   rec.horizon = ''
-  local ttl = string.match(rec.expires, '^%+(%d+)$')
-  if ttl and pexp >= 0 then
-    rec.expires = int(at + tonumber(ttl))
-    rec.purge = int(pexp)
-    rec.raw = encode(rec, value)
-    redis.call('SET', key, rec.raw, 'KEEPTTL')
-  else
-    rec.expires = ttl and int(at + tonumber(ttl)) or ''
-    rec.purge = ''
-    rec.raw = encode(rec, value)
-    redis.call('SET', key, rec.raw)
+  rec.raw = encode(rec, value)
+  if write_out then
+    redis.pcall('SET', key, rec.raw, 'KEEPTTL')
   end
 end
 
 -- The record at `key` as a table: nil when the key is absent. When the key holds something
 -- that is not a record (another type, a string without the mark) or a broken record,
 -- returns false and the reply naming it instead: a record is never read as, or written
--- over, a value someone else put there.
-local function load()
+-- over, a value someone else put there. A record completed natively comes back with its
+-- times worked out, and written into the key too with `write_out` (see settle_completed).
+local function load(write_out)
   local r, state, token, attempt, created, lease, completed, expires, purge, lease_ms,
     horizon, meta_len, at = read_record()
   if r == false then
@@ -141,8 +139,11 @@ local function load()
     completed = completed, expires = expires, purge = purge, lease_ms = lease_ms,
     horizon = horizon, meta = string.sub(r, at, at + tonumber(meta_len) - 1), raw = r,
   }
-  if state == 'completed' and completed == '' and horizon ~= '' then
-    settle_completed(rec, string.sub(r, at + tonumber(meta_len)))
+  if state == 'completed' and completed == '' then
+    if created ~= '' or lease_ms == '' or horizon == '' or not string.match(expires, '^~%d+$') then
+      return false, {'corrupt', 'times'}
+    end
+    settle_completed(rec, string.sub(r, at + tonumber(meta_len)), write_out)
   end
   return rec
 end

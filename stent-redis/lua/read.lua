@@ -2,7 +2,7 @@
 -- worked out from the key's expiry, and the server's time.
 -- Reply: {'record', record, created_ms, lease_expires_ms, now_ms} | {'absent'}
 --      | {'wrongtype', type} | {'corrupt', what}
-local rec, foreign = load()
+local rec, foreign = load(true)
 if rec == false then
   return foreign
 end

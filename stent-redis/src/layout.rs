@@ -27,14 +27,20 @@
 //!
 //! On a server with conditional writes (`SET … IFEQ`: Valkey 8.1+, Redis 8.4+), the
 //! completion of a natively claimed record is one native command too: `SET key completed
-//! IFEQ claimed PX px_ms`, where `claimed` is the exact record the claim wrote, so it
-//! writes only while the record is still that claim's (same token, untouched). Anything
-//! else falls back to the completion script. That record leaves `created_ms`,
-//! `completed_ms` and `purge_ms` empty as well: `horizon_ms` holds the `PX` it was written
-//! with (the time to live, less a millisecond or plus the grace; the horizon when it never
-//! expires), `lease_ms` its age at completion (by the caller's clock), and `expires_ms` is
-//! `+` and its time to live (empty: never). It was completed at the key's `PEXPIRETIME`
-//! less `horizon_ms`. The first read of it (a script) writes the times out.
+//! IFEQ claimed`, where `claimed` is the exact record the claim wrote, so it writes only
+//! while the record is still that claim's (same token, untouched). Anything else falls back
+//! to the completion script.
+//!
+//! - With a time to live the command carries `PX px_ms`, and the record leaves
+//!   `created_ms`, `completed_ms` and `purge_ms` empty: `horizon_ms` holds `px_ms` (the
+//!   time to live less a millisecond, or plus the grace), `lease_ms` its age at completion
+//!   (by the caller's clock), and `expires_ms` is `~` and the time to live (`~` so that no
+//!   reader takes it for a time). It was completed at the key's `PEXPIRETIME` less
+//!   `horizon_ms`; the first read of it (a script) writes the times out.
+//! - A result kept for ever gets no expiry at all (a key with one could be evicted under a
+//!   `volatile-*` policy), so nothing on the server records when it was completed: its
+//!   `created_ms` and `completed_ms` are the caller's clock. They decide nothing (the record
+//!   never expires).
 
 use stent_core::{Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
 
@@ -113,23 +119,47 @@ pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Ve
     out
 }
 
-/// The record a native completion writes (`SET … IFEQ` of the record [`claim_record`]
-/// wrote, with `PX px_ms`): completed, attempt 1, claimed `age_ms` before, living `ttl_ms`
-/// (`None`: for ever); its times are left to the key's expiry (see the module docs).
-pub(crate) fn native_completed_record(
+/// The record a native completion with a time to live writes (`SET … IFEQ` of the record
+/// [`claim_record`] wrote, with `PX px_ms`): completed, attempt 1, claimed `age_ms` before,
+/// living `ttl_ms`; its times are left to the key's expiry (see the module docs).
+pub(crate) fn pending_completed_record(
     age_ms: i64,
-    ttl_ms: Option<i64>,
+    ttl_ms: i64,
     px_ms: i64,
     meta: &[u8],
     value: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + meta.len() + value.len());
     out.extend_from_slice(MARK);
-    out.extend_from_slice(b"completed||1||||");
-    if let Some(ttl) = ttl_ms {
-        out.extend_from_slice(format!("+{ttl}").as_bytes());
-    }
-    out.extend_from_slice(format!("||{age_ms}|{px_ms}|{}|", meta.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "completed||1||||~{ttl_ms}||{age_ms}|{px_ms}|{}|",
+            meta.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(meta);
+    out.extend_from_slice(value);
+    out
+}
+
+/// The record a native completion of a result kept for ever writes, with the caller's
+/// times (see the module docs): completed, attempt 1, no expiry.
+pub(crate) fn lasting_completed_record(
+    created_ms: i64,
+    completed_ms: i64,
+    meta: &[u8],
+    value: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + meta.len() + value.len());
+    out.extend_from_slice(MARK);
+    out.extend_from_slice(
+        format!(
+            "completed||1|{created_ms}||{completed_ms}|||||{}|",
+            meta.len()
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(meta);
     out.extend_from_slice(value);
     out
@@ -201,10 +231,9 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         // Completed natively: its times follow from the key's expiry, and only a script
         // can read that (see the module docs). `expires_ms` is `+ttl_ms` or empty.
         if !(completed.is_empty()
-            && (expires.is_empty()
-                || expires
-                    .strip_prefix('+')
-                    .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty())))
+            && expires
+                .strip_prefix('~')
+                .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())))
         {
             return Err(corrupt(
                 "a natively completed record with times written out",
@@ -349,6 +378,43 @@ mod tests {
             assert_eq!(e.kind(), stent_core::ErrorKind::Decode);
             assert_eq!(e.key(), Some("k"));
         }
+    }
+
+    #[test]
+    fn a_native_completion_with_a_ttl_leaves_its_times_to_a_script() {
+        let bytes = pending_completed_record(12, 60_000, 59_999, b"f1:x", b"val");
+        assert_eq!(
+            &bytes[..],
+            &b"stent1|completed||1||||~60000||12|59999|4|f1:xval"[..]
+        );
+        let s = decode("k", &bytes).unwrap();
+        assert_eq!(s.pending, Some((12, 59_999)));
+        assert_eq!((s.record.completed_at, s.record.expires_at), (None, None));
+        assert_eq!(s.record.value.as_deref(), Some(&b"val"[..]));
+        // `~` and nothing else: a reader must never take the time to live for a time.
+        for broken in [
+            &b"stent1|completed||1||||+60000||12|59999|0|"[..],
+            b"stent1|completed||1||||60000||12|59999|0|",
+            b"stent1|completed||1||||~||12|59999|0|",
+            b"stent1|completed||1||||||12|59999|0|",
+        ] {
+            assert!(
+                decode("k", broken).is_err(),
+                "{}",
+                String::from_utf8_lossy(broken)
+            );
+        }
+    }
+
+    #[test]
+    fn a_native_completion_kept_for_ever_is_written_out() {
+        let bytes = lasting_completed_record(1_000, 1_500, b"", b"v");
+        let s = decode("k", &bytes).unwrap();
+        assert_eq!(s.pending, None);
+        assert!(s.live_while_present());
+        assert_eq!(s.record.created_at, Timestamp::from_millis(1_000));
+        assert_eq!(s.record.completed_at, Some(Timestamp::from_millis(1_500)));
+        assert_eq!(s.record.expires_at, None);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{
-    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, native_completed_record,
+    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, lasting_completed_record,
+    pending_completed_record,
 };
 use crate::scripts::{self, Lua, Reply};
 
@@ -78,18 +79,27 @@ struct Inner {
 /// The claims this store made natively and has not completed yet, by token: a completion
 /// compares the record against the exact bytes its claim wrote (`SET … IFEQ`).
 struct NativeClaims {
-    /// Whether the server takes `SET … IFEQ`; cleared at the first syntax error.
+    /// Whether the server takes `SET … IFEQ`; cleared at the first `ERR` reply to one (a
+    /// syntax error where the option is unknown), for the life of the store.
     supported: AtomicBool,
-    claims: Mutex<HashMap<String, Native>>,
+    claims: Mutex<Claims>,
 }
 
-/// What a native claim wrote.
+#[derive(Default)]
+struct Claims {
+    by_token: HashMap<String, Native>,
+    /// When the claims past their lease were last dropped.
+    swept: Option<Instant>,
+}
+
+/// What a native claim wrote, and when it was sent.
 struct Native {
     redis_key: Vec<u8>,
     record: Vec<u8>,
     /// Where the metadata starts in `record` (it runs to the end).
     meta_at: usize,
     at: Instant,
+    at_wall: Timestamp,
     lease: Duration,
 }
 
@@ -99,23 +109,34 @@ impl NativeClaims {
             return;
         }
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        if claims.len() >= NATIVE_CLAIMS {
-            // Claims never completed nor released (a caller that gave up): past their lease,
-            // another caller may have taken them over anyway.
-            claims.retain(|_, n| n.at.elapsed() < n.lease);
-            if claims.len() >= NATIVE_CLAIMS {
+        if claims.by_token.len() >= NATIVE_CLAIMS {
+            // Claims never completed nor released (a caller that gave up): past their
+            // lease, another caller may have taken them over anyway. Swept at most once a
+            // second; until then a claim beyond the bound completes by the script.
+            if claims
+                .swept
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return;
+            }
+            claims.swept = Some(Instant::now());
+            claims.by_token.retain(|_, n| n.at.elapsed() < n.lease);
+            if claims.by_token.len() >= NATIVE_CLAIMS {
                 return;
             }
         }
-        claims.insert(token.as_str().to_owned(), native);
+        claims.by_token.insert(token.as_str().to_owned(), native);
     }
 
     fn take(&self, token: &LeaseToken) -> Option<Native> {
-        if !self.supported.load(Ordering::Relaxed) {
-            return None;
-        }
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.remove(token.as_str())
+        claims.by_token.remove(token.as_str())
+    }
+
+    fn give_up(&self) {
+        self.supported.store(false, Ordering::Relaxed);
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.by_token = HashMap::new();
     }
 }
 
@@ -188,7 +209,7 @@ impl RedisStore {
                 grace_ms: clamp_ms(grace).to_string(),
                 natives: NativeClaims {
                     supported: AtomicBool::new(true),
-                    claims: Mutex::new(HashMap::new()),
+                    claims: Mutex::new(Claims::default()),
                 },
             }),
         })
@@ -238,50 +259,51 @@ impl RedisStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        let grace_ms: i64 = self.inner.grace_ms.parse().unwrap_or(0);
-        let (ttl_ms, px_ms) = match ttl.map(clamp_ms) {
-            None => (None, HORIZON_MS),
-            // Without a grace Redis deletes the record the millisecond before it expires,
-            // as the completion script has it.
-            Some(t) if grace_ms == 0 && t >= 2 => (Some(t), t - 1),
-            Some(t) if grace_ms > 0 => (Some(t), t + grace_ms),
-            Some(_) => return Ok(false),
-        };
-        let age_ms = i64::try_from(native.at.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let record = native_completed_record(
-            age_ms,
-            ttl_ms,
-            px_ms,
-            &native.record[native.meta_at..],
-            value,
-        );
+        let meta = &native.record[native.meta_at..];
+        let mut set = redis::cmd("SET");
+        set.arg(&native.redis_key);
+        match ttl.map(clamp_ms) {
+            // Kept for ever: no expiry, and the caller's times.
+            None => {
+                let created = native.at_wall.as_millis();
+                set.arg(lasting_completed_record(
+                    created,
+                    Timestamp::now().as_millis().max(created),
+                    meta,
+                    value,
+                ))
+                .arg("IFEQ")
+                .arg(&native.record);
+            }
+            Some(ttl_ms) => {
+                let grace_ms: i64 = self.inner.grace_ms.parse().unwrap_or(0);
+                // Without a grace Redis deletes the record the millisecond before it
+                // expires, as the completion script has it.
+                let px_ms = match grace_ms {
+                    0 if ttl_ms >= 2 => ttl_ms - 1,
+                    0 => return Ok(false),
+                    grace => ttl_ms + grace,
+                };
+                let age_ms = i64::try_from(native.at.elapsed().as_millis()).unwrap_or(i64::MAX);
+                set.arg(pending_completed_record(age_ms, ttl_ms, px_ms, meta, value))
+                    .arg("IFEQ")
+                    .arg(&native.record)
+                    .arg("PX")
+                    .arg(px_ms);
+            }
+        }
         let mut conn = self.inner.conn.clone();
-        let reply: redis::RedisResult<Value> = redis::cmd("SET")
-            .arg(&native.redis_key)
-            .arg(record)
-            .arg("IFEQ")
-            .arg(&native.record)
-            .arg("PX")
-            .arg(px_ms)
-            .query_async(&mut conn)
-            .await;
+        let reply: redis::RedisResult<Value> = set.query_async(&mut conn).await;
         match reply {
             Ok(Value::Okay) => Ok(true),
             Ok(Value::Nil) => Ok(false),
             Ok(other) => Err(unexpected("complete", Some(key), &format!("{other:?}"))),
             Err(e) if e.code() == Some("WRONGTYPE") => Ok(false),
-            Err(e)
-                if e.code() == Some("ERR")
-                    && e.detail().is_some_and(|d| d.contains("syntax error")) =>
-            {
-                // No IFEQ here (Redis before 8.4, Valkey before 8.1): a syntax error.
-                self.inner.natives.supported.store(false, Ordering::Relaxed);
-                self.inner
-                    .natives
-                    .claims
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+            // A server that does not know the option answers `ERR syntax error` (Redis
+            // before 8.4, Valkey before 8.1), or some other `ERR`: the script it is.
+            // Availability errors (`LOADING`, `READONLY`, `OOM`, …) are errors.
+            Err(e) if e.code() == Some("ERR") => {
+                self.inner.natives.give_up();
                 Ok(false)
             }
             Err(e) => Err(from_redis(e, "complete", Some(key))),
@@ -336,8 +358,9 @@ impl RedisStore {
     /// written without a grace) needs no clock at all: Redis never returns a key past its
     /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
     /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL`. A record claimed natively and not yet touched by a script is read again by
-    /// a script, which works its times out from the key's expiry.
+    /// `PTTL`. A record claimed natively and not yet rewritten by a script, or completed
+    /// natively with a time to live and not yet read, is read again by a script, which
+    /// works its times out from the key's expiry.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
@@ -620,6 +643,7 @@ impl ResultStore for RedisStore {
             .arg("PX")
             .arg(HORIZON_MS);
         let mut conn = self.inner.conn.clone();
+        let (at, at_wall) = (Instant::now(), Timestamp::now());
         let reply = set.query_async(&mut conn).await;
         match found(&mut conn, reply, &rk, "claim", key).await? {
             Found::Absent => {
@@ -630,7 +654,8 @@ impl ResultStore for RedisStore {
                         redis_key: rk,
                         record,
                         meta_at,
-                        at: Instant::now(),
+                        at,
+                        at_wall,
                         lease: claim.lease,
                     },
                 );

@@ -81,7 +81,8 @@ async fn a_completion_is_native_on_nodes_with_ifeq() {
             meta: RecordMeta::default(),
         };
         store.claim(ns, key, &claim).await.unwrap();
-        store.complete(ns, key, &token, b"v", None).await.unwrap();
+        let ttl = Some(std::time::Duration::from_secs(60));
+        store.complete(ns, key, &token, b"v", ttl).await.unwrap();
         let raw: Vec<u8> = conn
             .get(format!("{prefix}:idempotency:{key}"))
             .await
