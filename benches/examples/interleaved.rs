@@ -340,17 +340,7 @@ where
                     let mut c = conn.clone();
                     let key = format!("{prefix}:idempotency:{}", fresh.next());
                     let token = LeaseToken::generate();
-                    let found: Option<Vec<u8>> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(claim_record(&token))
-                        .arg("NX")
-                        .arg("GET")
-                        .arg("PX")
-                        .arg(HORIZON_MS)
-                        .query_async(&mut c)
-                        .await
-                        .expect("SET NX GET");
-                    assert!(found.is_none(), "acquired");
+                    native_claim(&mut c, &key, &claim_record(&token)).await;
                     let _: redis::Value = redis::cmd("EVALSHA")
                         .arg(complete)
                         .arg(1)
@@ -384,17 +374,7 @@ where
                     let key = format!("{prefix}:idempotency:{}", fresh.next());
                     let token = LeaseToken::generate();
                     let claimed = claim_record(&token);
-                    let found: Option<Vec<u8>> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&claimed)
-                        .arg("NX")
-                        .arg("GET")
-                        .arg("PX")
-                        .arg(HORIZON_MS)
-                        .query_async(&mut c)
-                        .await
-                        .expect("SET NX GET");
-                    assert!(found.is_none(), "acquired");
+                    native_claim(&mut c, &key, &claimed).await;
                     let mut done =
                         b"stent1|completed||1||||||0|10000000000000|17|f13:bench::charge".to_vec();
                     done.extend_from_slice(value);
@@ -414,6 +394,25 @@ where
         ));
     }
     variants
+}
+
+/// The claim of the fresh `key` as the store makes it natively: `SET … NX GET` of the
+/// in-progress record `claimed`, which must find nothing.
+async fn native_claim<C>(conn: &mut C, key: &str, claimed: &str)
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let found: Option<Vec<u8>> = redis::cmd("SET")
+        .arg(key)
+        .arg(claimed)
+        .arg("NX")
+        .arg("GET")
+        .arg("PX")
+        .arg(HORIZON_MS)
+        .query_async(conn)
+        .await
+        .expect("SET NX GET");
+    assert!(found.is_none(), "acquired");
 }
 
 /// The raw driver's two writes of a fresh record, as a variant.

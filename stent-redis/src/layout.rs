@@ -109,14 +109,14 @@ pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
 /// expiry (see the module docs).
 /// `meta` is the metadata block ([`encode_meta`]).
 pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96 + meta.len());
-    out.extend_from_slice(MARK);
-    out.extend_from_slice(b"in_progress|");
-    out.extend_from_slice(token.as_str().as_bytes());
-    out.extend_from_slice(b"|1||||||");
-    out.extend_from_slice(format!("{lease_ms}|{HORIZON_MS}|{}|", meta.len()).as_bytes());
-    out.extend_from_slice(meta);
-    out
+    assemble(
+        format_args!(
+            "in_progress|{}|1||||||{lease_ms}|{HORIZON_MS}|",
+            token.as_str()
+        ),
+        meta,
+        b"",
+    )
 }
 
 /// The record a native completion with a time to live writes (`SET … IFEQ` of the record
@@ -129,18 +129,11 @@ pub(crate) fn pending_completed_record(
     meta: &[u8],
     value: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + meta.len() + value.len());
-    out.extend_from_slice(MARK);
-    out.extend_from_slice(
-        format!(
-            "completed||1||||~{ttl_ms}||{age_ms}|{px_ms}|{}|",
-            meta.len()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(meta);
-    out.extend_from_slice(value);
-    out
+    assemble(
+        format_args!("completed||1||||~{ttl_ms}||{age_ms}|{px_ms}|"),
+        meta,
+        value,
+    )
 }
 
 /// The record a native completion of a result kept for ever writes, with the caller's
@@ -151,15 +144,21 @@ pub(crate) fn lasting_completed_record(
     meta: &[u8],
     value: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + meta.len() + value.len());
+    assemble(
+        format_args!("completed||1|{created_ms}||{completed_ms}|||||"),
+        meta,
+        value,
+    )
+}
+
+/// The mark, `fields` (the header up to `meta_len`, each field ended by `|`), the length of
+/// `meta` and its `|`, `meta`, then `value`.
+fn assemble(fields: std::fmt::Arguments<'_>, meta: &[u8], value: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(96 + meta.len() + value.len());
     out.extend_from_slice(MARK);
-    out.extend_from_slice(
-        format!(
-            "completed||1|{created_ms}||{completed_ms}|||||{}|",
-            meta.len()
-        )
-        .as_bytes(),
-    );
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{fields}{}|", meta.len());
     out.extend_from_slice(meta);
     out.extend_from_slice(value);
     out

@@ -72,6 +72,8 @@ struct Inner {
     /// every call starts its key with one.
     bases: [String; 2],
     caps: Capabilities,
+    /// The expiry grace in milliseconds, and as the text the scripts take.
+    grace: i64,
     grace_ms: String,
     natives: NativeClaims,
 }
@@ -206,6 +208,7 @@ impl RedisStore {
                     .map(|ns| format!("{prefix}:{}:", ns.as_str())),
                 prefix,
                 caps,
+                grace: clamp_ms(grace),
                 grace_ms: clamp_ms(grace).to_string(),
                 natives: NativeClaims {
                     supported: AtomicBool::new(true),
@@ -276,10 +279,9 @@ impl RedisStore {
                 .arg(&native.record);
             }
             Some(ttl_ms) => {
-                let grace_ms: i64 = self.inner.grace_ms.parse().unwrap_or(0);
                 // Without a grace Redis deletes the record the millisecond before it
                 // expires, as the completion script has it.
-                let px_ms = match grace_ms {
+                let px_ms = match self.inner.grace {
                     0 if ttl_ms >= 2 => ttl_ms - 1,
                     0 => return Ok(false),
                     grace => ttl_ms + grace,
@@ -364,7 +366,7 @@ impl RedisStore {
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
-        let (reply, pttl) = if self.inner.grace_ms == "0" || include_expired {
+        let (reply, pttl) = if self.inner.grace == 0 || include_expired {
             let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
             (reply, None)
         } else {

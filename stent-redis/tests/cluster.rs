@@ -10,6 +10,8 @@ use stent_conformance::servers::{self, Server};
 use stent_core::ResultStore;
 use stent_redis::RedisStore;
 
+mod support;
+
 async fn redis_cluster(case: String) -> Result<Arc<dyn ResultStore>, String> {
     let url = servers::url(Server::RedisCluster).await?;
     let store = RedisStore::builder()
@@ -47,24 +49,7 @@ async fn a_completion_is_native_on_nodes_with_ifeq() {
         .await
         .unwrap();
     let prefix = format!("native-ifeq-{}", std::process::id());
-    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
-        .arg(format!("{prefix}:probe"))
-        .arg("v")
-        .arg("IFEQ")
-        .arg("w")
-        .query_async(&mut conn)
-        .await;
-    let native = match probe {
-        Ok(redis::Value::Nil) => true,
-        Err(e) if e.detail().is_some_and(|d| d.contains("syntax error")) => false,
-        other => panic!("unexpected reply to SET … IFEQ: {other:?}"),
-    };
-    if std::env::var("STENT_REDIS_IFEQ").is_ok_and(|v| v == "1") {
-        assert!(
-            native,
-            "STENT_REDIS_IFEQ=1, but the cluster has no SET … IFEQ"
-        );
-    }
+    let native = support::has_ifeq(&mut conn, &prefix).await;
     let store = RedisStore::builder()
         .url(url)
         .prefix(prefix.clone())

@@ -9,6 +9,8 @@ use redis::AsyncCommands;
 use stent_core::{Namespace, RecordMeta, ResultStore};
 use stent_redis::RedisStore;
 
+mod support;
+
 fn url() -> Option<String> {
     match std::env::var("STENT_REDIS_URL") {
         Ok(url) => Some(url),
@@ -298,30 +300,6 @@ async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
     store.clear(ns).await.unwrap();
 }
 
-/// Whether the server takes `SET … IFEQ` (Valkey 8.1+, Redis 8.4+); `STENT_REDIS_IFEQ=1`
-/// says it must.
-async fn has_ifeq(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> bool {
-    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
-        .arg(format!("{prefix}:probe"))
-        .arg("v")
-        .arg("IFEQ")
-        .arg("w")
-        .query_async(conn)
-        .await;
-    let supported = match probe {
-        Ok(redis::Value::Nil) => true,
-        Err(e) if e.detail().is_some_and(|d| d.contains("syntax error")) => false,
-        other => panic!("unexpected reply to SET … IFEQ: {other:?}"),
-    };
-    if std::env::var("STENT_REDIS_IFEQ").is_ok_and(|v| v == "1") {
-        assert!(
-            supported,
-            "STENT_REDIS_IFEQ=1, but the server has no SET … IFEQ"
-        );
-    }
-    supported
-}
-
 fn claim_of(token: &stent_core::LeaseToken) -> stent_core::Claim<'_> {
     stent_core::Claim {
         token,
@@ -338,7 +316,7 @@ async fn a_completion_is_one_native_set_where_the_server_has_ifeq() {
     let Some(url) = url() else { return };
     let prefix = prefix();
     let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
-    let native = has_ifeq(&mut conn, &prefix).await;
+    let native = support::has_ifeq(&mut conn, &prefix).await;
     let ns = Namespace::Idempotency;
     for (key, ttl) in [("ttl", Some(Duration::from_secs(60))), ("forever", None)] {
         let rk = format!("{prefix}:idempotency:{key}");
@@ -443,7 +421,7 @@ async fn a_native_completion_with_a_grace_keeps_the_record_for_the_grace() {
     let prefix = prefix();
     let grace = Duration::from_secs(30);
     let (store, mut conn) = store_and_conn(&url, &prefix, Some(grace)).await;
-    let native = has_ifeq(&mut conn, &prefix).await;
+    let native = support::has_ifeq(&mut conn, &prefix).await;
     let ns = Namespace::Idempotency;
     let rk = format!("{prefix}:idempotency:k");
     let token = stent_core::LeaseToken::generate();
