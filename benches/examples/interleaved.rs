@@ -13,9 +13,13 @@
 //! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
 //! cargo run --release -p stent-benches --example interleaved -- cluster-miss  # STENT_REDIS_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- postgres-miss # first calls
+//! cargo run --release -p stent-benches --example interleaved -- redis-tasks   # 1 and 64 tasks
+//! cargo run --release -p stent-benches --example interleaved -- valkey-tasks  # on distinct keys
+//! cargo run --release -p stent-benches --example interleaved -- postgres-tasks
 //! ```
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cached::AsyncRedisCache;
@@ -23,8 +27,8 @@ use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
 use stent_benches::{
-    Fresh, Functions, Raw, RedisRaw, env_url, hit_args, runtime, store_claim, store_claim_complete,
-    stored_value,
+    Fresh, Functions, PostgresRaw, Raw, RedisRaw, distinct_throughput, env_url, hit_args, runtime,
+    store_claim, store_claim_complete, stored_value,
 };
 
 const ROUNDS: usize = 40;
@@ -667,6 +671,44 @@ async fn postgres() {
     }
 }
 
+/// Distinct-key throughput on the standalone server, next to a `ConnectionManager`'s `GET`s.
+async fn redis_tasks() {
+    let url = env_url(standalone());
+    let prefix = "stent-bench-interleaved";
+    let store = RedisStore::builder()
+        .url(url.as_str())
+        .prefix(prefix)
+        .build()
+        .await
+        .expect("connecting stent to Redis");
+    let conn = redis::Client::open(url.as_str())
+        .expect("a Redis URL")
+        .get_connection_manager()
+        .await
+        .expect("connecting to the standalone server");
+    let f = Functions::new(&Stent::new(store.clone()));
+    distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
+}
+
+/// Distinct-key throughput on PostgreSQL, next to sqlx's `SELECT value` on the store's pool.
+async fn postgres_tasks() {
+    let store = PostgresStore::builder()
+        .url(env_url("STENT_POSTGRES_URL"))
+        .table_prefix("bench_")
+        .expect("a table prefix")
+        .build()
+        .await
+        .expect("connecting stent to STENT_POSTGRES_URL");
+    let f = Functions::new(&Stent::new(store.clone()));
+    distinct_throughput(&f, Arc::new(PostgresRaw::new(&store))).await;
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
+}
+
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -689,10 +731,12 @@ fn main() {
         "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
         "postgres-miss" => rt.block_on(postgres_miss()),
+        "redis-tasks" | "valkey-tasks" => rt.block_on(redis_tasks()),
+        "postgres-tasks" => rt.block_on(postgres_tasks()),
         _ => {
             panic!(
                 "which comparison? redis, cluster, valkey, redis-miss, cluster-miss, valkey-miss, \
-             postgres, postgres-miss or cached"
+             postgres, postgres-miss, cached, redis-tasks, valkey-tasks or postgres-tasks"
             )
         }
     }

@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use stent::{
-    Claim, ClaimOutcome, Durable, LeaseToken, Namespace, RecordMeta, RedisStore, ResultStore,
-    Status, Stent,
+    Claim, ClaimOutcome, Durable, LeaseToken, Namespace, PostgresStore, RecordMeta, RedisStore,
+    ResultStore, Status, Stent,
 };
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
@@ -455,6 +455,159 @@ fn bench_contention<R: Raw>(
         });
     }
     g.finish();
+}
+
+/// Distinct-key throughput, drift-free: cache hits through `f` next to `raw`'s reads of the
+/// same records, by 1 and by 64 tasks at once, the four variants alternating in rounds (as in
+/// the `interleaved` example). Prints each variant's median calls per second and the growth
+/// from 1 to 64 tasks of both, the figure the contention target compares.
+pub async fn distinct_throughput<R: Raw>(f: &Functions, raw: Arc<R>) {
+    const ROUNDS: usize = 30;
+    /// Calls per round and variant: enough to outlast a scheduler tick.
+    const CALLS: usize = 1280;
+    let most = *CONCURRENCY.iter().max().unwrap_or(&1);
+    for i in 0..most {
+        f.cached.call(distinct_args(i)).await.expect("seeding");
+    }
+    let keys: Arc<[Arc<str>]> = (0..most)
+        .map(|i| f.cached.key_for(&distinct_args(i)).expect("a key").into())
+        .collect();
+    assert!(
+        raw.read(Namespace::Cache, &keys[0]).await,
+        "the raw driver finds no record"
+    );
+    let levels = [1, most];
+    let names = ["stent cache hits", "store gets", "raw reads"];
+    // [variant][level]: calls per second of each round.
+    let mut rates = vec![vec![Vec::new(); levels.len()]; names.len()];
+    for _ in 0..ROUNDS {
+        for (l, &n) in levels.iter().enumerate() {
+            for (v, rate) in rates.iter_mut().enumerate() {
+                let started = std::time::Instant::now();
+                for _ in 0..CALLS / n {
+                    let mut tasks = JoinSet::new();
+                    for (i, key) in keys[..n].iter().enumerate() {
+                        match v {
+                            0 => {
+                                let fun = f.cached.clone();
+                                tasks.spawn(async move {
+                                    fun.call(distinct_args(i)).await.expect("call");
+                                });
+                            }
+                            1 => {
+                                let (store, key) = (Arc::clone(&f.store), Arc::clone(key));
+                                tasks.spawn(async move {
+                                    let found = store.get(Namespace::Cache, &key).await;
+                                    assert!(found.expect("get").is_some());
+                                });
+                            }
+                            _ => {
+                                let (raw, key) = (Arc::clone(&raw), Arc::clone(key));
+                                tasks.spawn(async move {
+                                    assert!(raw.read(Namespace::Cache, &key).await);
+                                });
+                            }
+                        }
+                    }
+                    tasks.join_all().await;
+                }
+                rate[l].push(CALLS as f64 / started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut growth = vec![0.0; names.len()];
+    for (v, name) in names.into_iter().enumerate() {
+        let one = median(&mut rates[v][0]);
+        let all = median(&mut rates[v][1]);
+        growth[v] = all / one;
+        println!(
+            "{name:>20}: 1 task {one:>9.0}/s, {most} tasks {all:>9.0}/s, {most} ÷ 1 = {:.2}",
+            growth[v]
+        );
+    }
+    println!(
+        "{:>20}: stent's growth ÷ the raw driver's = {:.2} (target ≥ 0.85)",
+        "",
+        growth[0] / growth[names.len() - 1]
+    );
+}
+
+/// sqlx on the pool stent uses, against stent's own tables.
+#[derive(Debug)]
+pub struct PostgresRaw {
+    pool: sqlx::PgPool,
+    read: [String; 2],
+    insert_in_progress: String,
+    complete: String,
+    upsert: String,
+}
+
+impl PostgresRaw {
+    /// Statements against `store`'s tables, on its pool.
+    pub fn new(store: &PostgresStore) -> Self {
+        let table = |ns| format!("\"{}\"", store.table(ns));
+        let (idem, cache) = (table(Namespace::Idempotency), table(Namespace::Cache));
+        PostgresRaw {
+            pool: store.pool().clone(),
+            read: [idem.clone(), cache.clone()]
+                .map(|t| format!("SELECT value FROM {t} WHERE key = $1")),
+            insert_in_progress: format!(
+                "INSERT INTO {idem} (key, state, lease_token, lease_expires_at) \
+                 VALUES ($1, 'in_progress', $2, now() + interval '30 seconds')"
+            ),
+            complete: format!(
+                "UPDATE {idem} SET state = 'completed', value = $2, lease_token = NULL, \
+                 lease_expires_at = NULL, completed_at = now() WHERE key = $1"
+            ),
+            upsert: format!(
+                "INSERT INTO {cache} (key, state, value, completed_at) \
+                 VALUES ($1, 'completed', $2, now()) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 completed_at = excluded.completed_at"
+            ),
+        }
+    }
+}
+
+impl Raw for PostgresRaw {
+    async fn read(&self, ns: Namespace, key: &str) -> bool {
+        let sql = &self.read[usize::from(ns == Namespace::Cache)];
+        let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("SELECT");
+        row.is_some()
+    }
+
+    async fn two_writes(&self, key: &str, value: &[u8]) {
+        sqlx::query(sqlx::AssertSqlSafe(self.insert_in_progress.as_str()))
+            .bind(key)
+            .bind("token")
+            .execute(&self.pool)
+            .await
+            .expect("INSERT");
+        sqlx::query(sqlx::AssertSqlSafe(self.complete.as_str()))
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .expect("UPDATE");
+    }
+
+    async fn read_then_write(&self, key: &str, value: &[u8]) {
+        assert!(!self.read(Namespace::Cache, key).await);
+        sqlx::query(sqlx::AssertSqlSafe(self.upsert.as_str()))
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .expect("INSERT");
+    }
 }
 
 /// Redis commands on a connection of their own (a `ConnectionManager` for one server, a

@@ -23,6 +23,30 @@ fn later(param: &str) -> String {
 const COLUMNS: &str = "key, state, value, lease_token, lease_expires_at, attempt, fingerprint, \
      function, version, created_at, completed_at, expires_at";
 
+/// Where each of [`COLUMNS`] is in a record-returning row, and the claim's own columns after
+/// them. Rows are read by position: a lookup by name hashes and compares the name, for every
+/// column of every row.
+pub(crate) mod col {
+    pub(crate) const KEY: usize = 0;
+    pub(crate) const STATE: usize = 1;
+    pub(crate) const VALUE: usize = 2;
+    pub(crate) const LEASE_TOKEN: usize = 3;
+    pub(crate) const LEASE_EXPIRES_AT: usize = 4;
+    pub(crate) const ATTEMPT: usize = 5;
+    pub(crate) const FINGERPRINT: usize = 6;
+    pub(crate) const FUNCTION: usize = 7;
+    pub(crate) const VERSION: usize = 8;
+    pub(crate) const CREATED_AT: usize = 9;
+    pub(crate) const COMPLETED_AT: usize = 10;
+    pub(crate) const EXPIRES_AT: usize = 11;
+    /// The claim's: whether the record stands (completed, or in flight on a live lease).
+    pub(crate) const STANDING: usize = 12;
+    /// The claim's: the new attempt number when this claim acquired the key.
+    pub(crate) const TAKEN: usize = 13;
+    /// The claim's: the lease this claim would hold.
+    pub(crate) const LEASE_UNTIL: usize = 14;
+}
+
 const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
 /// The statements for one namespace's table.
@@ -70,7 +94,11 @@ impl Statements {
             None => name.clone(),
         };
         let cols = COLUMNS;
-        let s = |sql: String| -> Arc<str> { sql.into() };
+        // One space between words: sqlx hashes and compares a statement's text on every
+        // execution to find its prepared statement, and the layout above is only for reading.
+        let s = |sql: String| -> Arc<str> {
+            sql.split_whitespace().collect::<Vec<_>>().join(" ").into()
+        };
         let list = |after: bool, bounded: bool| {
             s(format!(
                 "SELECT {cols} FROM {t}
@@ -208,5 +236,42 @@ $claim$",
             function: format!("{qfn}(text, text, bigint, text, text, text)"),
             display,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_positions_follow_the_column_list() {
+        let names: Vec<&str> = COLUMNS.split(", ").collect();
+        let positions = [
+            ("key", col::KEY),
+            ("state", col::STATE),
+            ("value", col::VALUE),
+            ("lease_token", col::LEASE_TOKEN),
+            ("lease_expires_at", col::LEASE_EXPIRES_AT),
+            ("attempt", col::ATTEMPT),
+            ("fingerprint", col::FINGERPRINT),
+            ("function", col::FUNCTION),
+            ("version", col::VERSION),
+            ("created_at", col::CREATED_AT),
+            ("completed_at", col::COMPLETED_AT),
+            ("expires_at", col::EXPIRES_AT),
+        ];
+        assert_eq!(names.len(), positions.len());
+        for (name, at) in positions {
+            assert_eq!(names[at], name);
+        }
+        // The claim yields the record's columns, then its own three, in this order.
+        let claim = Statements::new(None, "t_", Namespace::Idempotency).claim;
+        let select = &claim[..claim.find("FROM (").expect("the claim's outer FROM")];
+        let standing = select.find("c.*").expect("the record's columns first");
+        let taken = select.find("AS taken").expect("taken");
+        let until = select.find("AS lease_until").expect("lease_until");
+        assert!(standing < taken && taken < until);
+        assert_eq!((col::STANDING, col::TAKEN, col::LEASE_UNTIL), (12, 13, 14));
+        assert!(claim.contains("AS standing"));
     }
 }

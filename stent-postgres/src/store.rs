@@ -21,7 +21,7 @@ use stent_core::{
 
 use crate::config::{PostgresStoreBuilder, Source};
 use crate::error::{Target, connect_error, convert, migrate_error, redact};
-use crate::sql::{MIGRATION_LOCK, Statements};
+use crate::sql::{MIGRATION_LOCK, Statements, col};
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
 /// (about 2.7 KB), and a key needs headroom below that.
@@ -444,32 +444,32 @@ fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
             format!("stored record has a column of the wrong type: {e}"),
         )
     };
-    let state: String = row.try_get("state").map_err(bad)?;
-    let state = RecordState::parse(&state)
+    let state: &str = row.try_get(col::STATE).map_err(bad)?;
+    let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let ts = |col: &str| -> Result<Option<Timestamp>> {
+    let ts = |at: usize| -> Result<Option<Timestamp>> {
         Ok(row
-            .try_get::<Option<Instant>, _>(col)
+            .try_get::<Option<Instant>, _>(at)
             .map_err(bad)?
             .map(|t| t.0))
     };
     let mut record = Record::new(
-        row.try_get::<String, _>("key").map_err(bad)?,
+        row.try_get::<String, _>(col::KEY).map_err(bad)?,
         state,
-        ts("created_at")?.unwrap_or_default(),
+        ts(col::CREATED_AT)?.unwrap_or_default(),
     );
-    record.value = row.try_get("value").map_err(bad)?;
+    record.value = row.try_get(col::VALUE).map_err(bad)?;
     record.lease_token = row
-        .try_get::<Option<String>, _>("lease_token")
+        .try_get::<Option<String>, _>(col::LEASE_TOKEN)
         .map_err(bad)?
         .map(LeaseToken::from_string);
-    record.lease_expires_at = ts("lease_expires_at")?;
-    record.attempt = u32::try_from(row.try_get::<i32, _>("attempt").map_err(bad)?).unwrap_or(1);
-    record.fingerprint = row.try_get("fingerprint").map_err(bad)?;
-    record.function = row.try_get("function").map_err(bad)?;
-    record.version = row.try_get("version").map_err(bad)?;
-    record.completed_at = ts("completed_at")?;
-    record.expires_at = ts("expires_at")?;
+    record.lease_expires_at = ts(col::LEASE_EXPIRES_AT)?;
+    record.attempt = u32::try_from(row.try_get::<i32, _>(col::ATTEMPT).map_err(bad)?).unwrap_or(1);
+    record.fingerprint = row.try_get(col::FINGERPRINT).map_err(bad)?;
+    record.function = row.try_get(col::FUNCTION).map_err(bad)?;
+    record.version = row.try_get(col::VERSION).map_err(bad)?;
+    record.completed_at = ts(col::COMPLETED_AT)?;
+    record.expires_at = ts(col::EXPIRES_AT)?;
     Ok(record)
 }
 
@@ -520,14 +520,14 @@ impl ResultStore for PostgresStore {
                 .fetch_one(&self.inner.pool)
                 .await
                 .map_err(fail)?;
-            if let Some(attempt) = row.try_get::<Option<i32>, _>("taken").map_err(fail)? {
-                let until: Instant = row.try_get("lease_until").map_err(fail)?;
+            if let Some(attempt) = row.try_get::<Option<i32>, _>(col::TAKEN).map_err(fail)? {
+                let until: Instant = row.try_get(col::LEASE_UNTIL).map_err(fail)?;
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(1),
                     lease_expires_at: until.0,
                 });
             }
-            if row.try_get::<bool, _>("standing").map_err(fail)? {
+            if row.try_get::<bool, _>(col::STANDING).map_err(fail)? {
                 let record = decode_row(&row, key)?;
                 return Ok(match record.state {
                     RecordState::Completed => ClaimOutcome::Completed(record),
@@ -656,8 +656,8 @@ impl ResultStore for PostgresStore {
             .map_err(self.fail("list", None))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: String = row.try_get("key").map_err(self.fail("list", None))?;
-            records.push(decode_row(row, &key)?);
+            let key: &str = row.try_get(col::KEY).map_err(self.fail("list", None))?;
+            records.push(decode_row(row, key)?);
         }
         let next_cursor = if records.len() > limit {
             records.truncate(limit);

@@ -1,6 +1,7 @@
 //! The Lua scripts (`lua/*.lua`), one per multi-step transition, and their replies.
 //!
-//! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
+//! Each script is `lua/common.lua` followed by its own file (`set_if_equal.lua` stands
+//! alone), sent as `EVALSHA`; when the
 //! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
 //! LOAD` (on every master of a cluster) and the call is sent once more.
 
@@ -88,6 +89,9 @@ pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
 pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
 pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
 pub(crate) static READ: LazyLock<Lua> = script!("read.lua");
+/// `SET … IFEQ` where the server lacks it; it needs nothing from `common.lua`.
+pub(crate) static SET_IF_EQUAL: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../lua/set_if_equal.lua")));
 
 /// A script's reply: a tag followed by byte strings.
 #[derive(Debug)]

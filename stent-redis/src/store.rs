@@ -82,8 +82,9 @@ struct Inner {
 /// compares the record against the exact bytes its claim wrote (`SET … IFEQ`).
 struct NativeClaims {
     /// Whether the server takes `SET … IFEQ`; cleared at the first `ERR` reply to one (a
-    /// syntax error where the option is unknown), for the life of the store.
-    supported: AtomicBool,
+    /// syntax error where the option is unknown), for the life of the store, which then
+    /// sends the same write as a script of the same meaning (`set_if_equal.lua`).
+    ifeq: AtomicBool,
     claims: Mutex<Claims>,
 }
 
@@ -107,9 +108,6 @@ struct Native {
 
 impl NativeClaims {
     fn remember(&self, token: &LeaseToken, native: Native) {
-        if !self.supported.load(Ordering::Relaxed) {
-            return;
-        }
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         if claims.by_token.len() >= NATIVE_CLAIMS {
             // Claims never completed nor released (a caller that gave up): past their
@@ -135,10 +133,12 @@ impl NativeClaims {
         claims.by_token.remove(token.as_str())
     }
 
-    fn give_up(&self) {
-        self.supported.store(false, Ordering::Relaxed);
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.by_token = HashMap::new();
+    fn has_ifeq(&self) -> bool {
+        self.ifeq.load(Ordering::Relaxed)
+    }
+
+    fn without_ifeq(&self) {
+        self.ifeq.store(false, Ordering::Relaxed);
     }
 }
 
@@ -211,7 +211,7 @@ impl RedisStore {
                 grace: clamp_ms(grace),
                 grace_ms: clamp_ms(grace).to_string(),
                 natives: NativeClaims {
-                    supported: AtomicBool::new(true),
+                    ifeq: AtomicBool::new(true),
                     claims: Mutex::new(Claims::default()),
                 },
             }),
@@ -252,9 +252,11 @@ impl RedisStore {
     }
 
     /// Completes a natively claimed record with one `SET … IFEQ` (see the layout's module
-    /// docs). `false` when it wrote nothing and the completion script must decide: the
-    /// record is no longer the one the claim wrote, the key holds another type, or the
-    /// server has no `IFEQ` (remembered: the store stops trying).
+    /// docs), or where the server has no `IFEQ` (remembered: the store stops trying) with
+    /// `set_if_equal.lua`, a script of the same meaning that neither parses the record nor
+    /// reads the clock. `false` when it wrote nothing and the completion script must
+    /// decide: the record is no longer the one the claim wrote, or the key holds another
+    /// type.
     async fn complete_natively(
         &self,
         key: &str,
@@ -263,20 +265,12 @@ impl RedisStore {
         ttl: Option<Duration>,
     ) -> Result<bool> {
         let meta = &native.record[native.meta_at..];
-        let mut set = redis::cmd("SET");
-        set.arg(&native.redis_key);
-        match ttl.map(clamp_ms) {
+        let (completed, px_ms) = match ttl.map(clamp_ms) {
             // Kept for ever: no expiry, and the caller's times.
             None => {
                 let created = native.at_wall.as_millis();
-                set.arg(lasting_completed_record(
-                    created,
-                    Timestamp::now().as_millis().max(created),
-                    meta,
-                    value,
-                ))
-                .arg("IFEQ")
-                .arg(&native.record);
+                let done = Timestamp::now().as_millis().max(created);
+                (lasting_completed_record(created, done, meta, value), None)
             }
             Some(ttl_ms) => {
                 // Without a grace Redis deletes the record the millisecond before it
@@ -287,28 +281,45 @@ impl RedisStore {
                     grace => ttl_ms + grace,
                 };
                 let age_ms = i64::try_from(native.at.elapsed().as_millis()).unwrap_or(i64::MAX);
-                set.arg(pending_completed_record(age_ms, ttl_ms, px_ms, meta, value))
-                    .arg("IFEQ")
-                    .arg(&native.record)
-                    .arg("PX")
-                    .arg(px_ms);
+                let record = pending_completed_record(age_ms, ttl_ms, px_ms, meta, value);
+                (record, Some(px_ms))
+            }
+        };
+        let mut conn = self.inner.conn.clone();
+        if self.inner.natives.has_ifeq() {
+            let mut set = redis::cmd("SET");
+            set.arg(&native.redis_key)
+                .arg(&completed)
+                .arg("IFEQ")
+                .arg(&native.record);
+            if let Some(px_ms) = px_ms {
+                set.arg("PX").arg(px_ms);
+            }
+            let reply: redis::RedisResult<Value> = set.query_async(&mut conn).await;
+            match reply {
+                Ok(Value::Okay) => return Ok(true),
+                Ok(Value::Nil) => return Ok(false),
+                Ok(other) => return Err(unexpected("complete", Some(key), &format!("{other:?}"))),
+                Err(e) if e.code() == Some("WRONGTYPE") => return Ok(false),
+                // A server that does not know the option answers `ERR syntax error` (Redis
+                // before 8.4, Valkey before 8.1), or some other `ERR`: the script it is,
+                // from now on. Availability errors (`LOADING`, `READONLY`, `OOM`, …) are
+                // errors.
+                Err(e) if e.code() == Some("ERR") => self.inner.natives.without_ifeq(),
+                Err(e) => return Err(from_redis(e, "complete", Some(key))),
             }
         }
-        let mut conn = self.inner.conn.clone();
-        let reply: redis::RedisResult<Value> = set.query_async(&mut conn).await;
+        let px = px_ms.map(|ms| ms.to_string());
+        let mut args: Vec<&[u8]> = vec![&native.record, &completed];
+        args.extend(px.as_deref().map(str::as_bytes));
+        let reply = scripts::SET_IF_EQUAL
+            .invoke(&mut conn, &native.redis_key, &args)
+            .await
+            .map_err(|e| from_redis(e, "complete", Some(key)))?;
         match reply {
-            Ok(Value::Okay) => Ok(true),
-            Ok(Value::Nil) => Ok(false),
-            Ok(other) => Err(unexpected("complete", Some(key), &format!("{other:?}"))),
-            Err(e) if e.code() == Some("WRONGTYPE") => Ok(false),
-            // A server that does not know the option answers `ERR syntax error` (Redis
-            // before 8.4, Valkey before 8.1), or some other `ERR`: the script it is.
-            // Availability errors (`LOADING`, `READONLY`, `OOM`, …) are errors.
-            Err(e) if e.code() == Some("ERR") => {
-                self.inner.natives.give_up();
-                Ok(false)
-            }
-            Err(e) => Err(from_redis(e, "complete", Some(key))),
+            Value::Int(1) => Ok(true),
+            Value::Int(0) => Ok(false),
+            other => Err(unexpected("complete", Some(key), &format!("{other:?}"))),
         }
     }
 

@@ -25,11 +25,12 @@ async fn redis_cluster(case: String) -> Result<Arc<dyn ResultStore>, String> {
 
 stent_conformance::conformance_tests!(redis_cluster);
 
-/// On nodes with `SET … IFEQ` (Valkey 8.1+, Redis 8.4+; `STENT_REDIS_IFEQ=1` says they must
-/// have it) a completion is that one native command, on whichever node holds the key; on
-/// others the completion script writes the times. Either way the record reads back whole.
+/// A completion is one conditional write on whichever node holds the key: `SET … IFEQ` on
+/// nodes that have it (Valkey 8.1+, Redis 8.4+; `STENT_REDIS_IFEQ=1` says they must), a
+/// script of the same meaning on others. Neither reads a clock, and the record reads back
+/// whole.
 #[tokio::test]
-async fn a_completion_is_native_on_nodes_with_ifeq() {
+async fn a_completion_is_one_conditional_write_on_every_node() {
     use redis::AsyncCommands;
     use stent_core::{Claim, LeaseToken, Namespace, RecordMeta};
 
@@ -49,7 +50,7 @@ async fn a_completion_is_native_on_nodes_with_ifeq() {
         .await
         .unwrap();
     let prefix = format!("native-ifeq-{}", std::process::id());
-    let native = support::has_ifeq(&mut conn, &prefix).await;
+    support::has_ifeq(&mut conn, &prefix).await;
     let store = RedisStore::builder()
         .url(url)
         .prefix(prefix.clone())
@@ -75,8 +76,9 @@ async fn a_completion_is_native_on_nodes_with_ifeq() {
         let text = String::from_utf8_lossy(&raw).into_owned();
         let fields: Vec<&str> = text.split('|').collect();
         assert_eq!(fields[1], "completed", "{text}");
-        // completed_ms (field 6) is left to the key's expiry by a native completion only.
-        assert_eq!(fields[6].is_empty(), native, "{key}: {text}");
+        // completed_ms (field 6) is left to the key's expiry: `SET … IFEQ`, or a script of
+        // the same meaning on nodes without it, reads no clock.
+        assert!(fields[6].is_empty(), "{key}: {text}");
         let read = store.get(ns, key).await.unwrap().expect("completed");
         assert_eq!(read.value.as_deref(), Some(&b"v"[..]));
         assert!(read.completed_at.is_some());
