@@ -25,11 +25,12 @@
 //! `horizon_ms`, by the server's clock, and its lease ends `lease_ms` later. The first
 //! script to touch the record (renew, complete, takeover) writes the times out.
 //!
-//! On a server with conditional writes (`SET … IFEQ`: Valkey 8.1+, Redis 8.4+), the
-//! completion of a natively claimed record is one native command too: `SET key completed
+//! The completion of a natively claimed record is one conditional write: `SET key completed
 //! IFEQ claimed`, where `claimed` is the exact record the claim wrote, so it writes only
-//! while the record is still that claim's (same token, untouched). Anything else falls back
-//! to the completion script.
+//! while the record is still that claim's (same token, untouched). Valkey 8.1+ and Redis
+//! 8.4+ take it natively; older servers run `lua/set_if_equal.lua`, a script of the same
+//! meaning that parses nothing and reads no clock. Anything else falls back to the
+//! completion script.
 //!
 //! - With a time to live the command carries `PX px_ms`, and the record leaves
 //!   `created_ms`, `completed_ms` and `purge_ms` empty: `horizon_ms` holds `px_ms` (the
@@ -119,7 +120,7 @@ pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Ve
     )
 }
 
-/// The record a native completion with a time to live writes (`SET … IFEQ` of the record
+/// The record a native completion with a time to live writes (`SET … IFEQ`, or its script, of the record
 /// [`claim_record`] wrote, with `PX px_ms`): completed, attempt 1, claimed `age_ms` before,
 /// living `ttl_ms`; its times are left to the key's expiry (see the module docs).
 pub(crate) fn pending_completed_record(

@@ -40,10 +40,10 @@ const NATIVE_CLAIMS: usize = 4096;
 /// Each record is one Redis string at `{prefix}:{namespace}:{key}`, and every operation
 /// one atomic step on that one key, so it is cluster-safe by construction: a read is one
 /// `GET`; a claim is one `SET … NX GET`, which takes an absent key and answers a completed
-/// record in the same command (a replay costs what a `GET` costs); on a server with
-/// `SET … IFEQ` (Valkey 8.1+, Redis 8.4+) the completion of such a claim is one native
-/// command as well; the other transitions, and a claim that finds a record in progress,
-/// are one Lua script each. Leases and expiry
+/// record in the same command (a replay costs what a `GET` costs); the completion of such
+/// a claim is one conditional write, `SET … IFEQ` of the claimed record (native on Valkey
+/// 8.1+ and Redis 8.4+, a script of the same meaning before); the other transitions, and a
+/// claim that finds a record in progress, are one Lua script each. Leases and expiry
 /// are decided by the server's clock, in milliseconds; expired records are deleted by
 /// Redis itself (native TTL). The one exception: the `lease_expires_at` of a claim answered
 /// [`Acquired`](ClaimOutcome::Acquired) straight from `SET … NX` is the caller's clock plus

@@ -318,7 +318,7 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
     let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
     // `SET … IFEQ` where the server has it (required under STENT_REDIS_IFEQ=1), a script of
     // the same meaning where it has not: the same record either way.
-    support::has_ifeq(&mut conn, &prefix).await;
+    let ifeq = support::has_ifeq(&mut conn, &prefix).await;
     let ns = Namespace::Idempotency;
     for (key, ttl) in [("ttl", Some(Duration::from_secs(60))), ("forever", None)] {
         let rk = format!("{prefix}:idempotency:{key}");
@@ -384,6 +384,18 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
             other => panic!("{key}: expected completed, got {other:?}"),
         }
     }
+
+    // The script stands in only where the server has no `IFEQ`: nothing else loads it.
+    let sha = redis::Script::new(include_str!("../lua/set_if_equal.lua"))
+        .get_hash()
+        .to_owned();
+    let loaded: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(loaded, [!ifeq], "set_if_equal.lua loaded: IFEQ is {ifeq}");
 
     // Taken over in between: the compare fails, the script answers, nothing is written.
     let (old, new) = (
