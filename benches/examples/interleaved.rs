@@ -360,8 +360,39 @@ where
             }),
         ));
     }
+    // The completion the store sends where the server has no SET … IFEQ: the script that
+    // compares the whole record with the claimed one and sets it.
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(include_str!("../../stent-redis/lua/set_if_equal.lua"))
+        .query_async(&mut conn.clone())
+        .await
+        .expect("SCRIPT LOAD");
+    let set_if_equal: &'a str = Box::leak(sha.into_boxed_str());
+    variants.push((
+        "bare SET NX GET + set_if_equal script",
+        Box::new(move || {
+            Box::pin(async move {
+                let mut c = conn.clone();
+                let key = format!("{prefix}:idempotency:{}", fresh.next());
+                let token = LeaseToken::generate();
+                let claimed = claim_record(&token);
+                native_claim(&mut c, &key, &claimed).await;
+                let set: i64 = redis::cmd("EVALSHA")
+                    .arg(set_if_equal)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&claimed)
+                    .arg(completed_record(value))
+                    .query_async(&mut c)
+                    .await
+                    .expect("set_if_equal script");
+                assert_eq!(set, 1, "completed");
+            })
+        }),
+    ));
     // Where the server takes SET … IFEQ (Valkey 8.1+, Redis 8.4+), the completion the store
-    // makes instead of the script: one native command.
+    // makes instead: one native command.
     let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
         .arg(format!("{prefix}:probe"))
         .arg("v")
@@ -379,16 +410,11 @@ where
                     let token = LeaseToken::generate();
                     let claimed = claim_record(&token);
                     native_claim(&mut c, &key, &claimed).await;
-                    let mut done =
-                        b"stent1|completed||1||||||0|10000000000000|17|f13:bench::charge".to_vec();
-                    done.extend_from_slice(value);
                     let set: Option<String> = redis::cmd("SET")
                         .arg(&key)
-                        .arg(done)
+                        .arg(completed_record(value))
                         .arg("IFEQ")
                         .arg(&claimed)
-                        .arg("PX")
-                        .arg(HORIZON_MS)
                         .query_async(&mut c)
                         .await
                         .expect("SET IFEQ");
@@ -398,6 +424,14 @@ where
         ));
     }
     variants
+}
+
+/// A completed record of `bench::charge` holding `value`, kept for ever, as a native
+/// completion writes it (`stent_redis`'s layout).
+fn completed_record(value: &[u8]) -> Vec<u8> {
+    let mut done = b"stent1|completed||1|1||1|||||17|f13:bench::charge".to_vec();
+    done.extend_from_slice(value);
+    done
 }
 
 /// The claim of the fresh `key` as the store makes it natively: `SET … NX GET` of the
