@@ -290,9 +290,10 @@ fn claim_record(token: &LeaseToken) -> String {
 }
 
 /// What a first call asks of the server, sent by the raw driver: the claim (`SET … NX GET`
-/// of a new record), then `EVALSHA` of stent's completion script, with the arguments the
-/// store sends. Next to the store's claim + complete, it splits the time between the
-/// server's work and the store's own code.
+/// of a new record), then the completion the store sends (`set_if_equal.lua`, or `SET …
+/// IFEQ` where the server has it), next to stent's full completion script and scripts that
+/// do less. Next to the store's claim + complete, it splits the time between the server's
+/// work and the store's own code.
 async fn bare_scripts<'a, C>(
     conn: C,
     prefix: &'a str,
