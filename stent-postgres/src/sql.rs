@@ -45,6 +45,28 @@ pub(crate) mod col {
     pub(crate) const TAKEN: usize = 13;
     /// The claim's: the lease this claim would hold.
     pub(crate) const LEASE_UNTIL: usize = 14;
+
+    /// The name of the column at `at`, for error messages.
+    pub(crate) fn name(at: usize) -> &'static str {
+        const NAMES: [&str; 15] = [
+            "key",
+            "state",
+            "value",
+            "lease_token",
+            "lease_expires_at",
+            "attempt",
+            "fingerprint",
+            "function",
+            "version",
+            "created_at",
+            "completed_at",
+            "expires_at",
+            "standing",
+            "taken",
+            "lease_until",
+        ];
+        NAMES.get(at).copied().unwrap_or("?")
+    }
 }
 
 const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
@@ -263,7 +285,12 @@ mod tests {
         assert_eq!(names.len(), positions.len());
         for (name, at) in positions {
             assert_eq!(names[at], name);
+            assert_eq!(col::name(at), name);
         }
+        assert_eq!(
+            [col::STANDING, col::TAKEN, col::LEASE_UNTIL].map(col::name),
+            ["standing", "taken", "lease_until"]
+        );
         // The claim yields the record's columns, then its own three, in this order.
         let claim = Statements::new(None, "t_", Namespace::Idempotency).claim;
         let select = &claim[..claim.find("FROM (").expect("the claim's outer FROM")];

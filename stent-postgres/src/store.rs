@@ -437,37 +437,42 @@ impl sqlx::Decode<'_, Postgres> for Instant {
     }
 }
 
-fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
-    let bad = |e: sqlx::Error| {
+/// Column `at` of a record's row, or a decode error naming the key and the column.
+fn column<'r, T>(row: &'r PgRow, at: usize, key: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(at).map_err(|e| {
         Error::decode(
             key,
-            format!("stored record has a column of the wrong type: {e}"),
+            format!(
+                "stored record's column `{}` has the wrong type: {e}",
+                col::name(at)
+            ),
         )
-    };
-    let state: &str = row.try_get(col::STATE).map_err(bad)?;
+    })
+}
+
+fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
+    let state: &str = column(row, col::STATE, key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
     let ts = |at: usize| -> Result<Option<Timestamp>> {
-        Ok(row
-            .try_get::<Option<Instant>, _>(at)
-            .map_err(bad)?
-            .map(|t| t.0))
+        Ok(column::<Option<Instant>>(row, at, key)?.map(|t| t.0))
     };
     let mut record = Record::new(
-        row.try_get::<String, _>(col::KEY).map_err(bad)?,
+        column::<String>(row, col::KEY, key)?,
         state,
         ts(col::CREATED_AT)?.unwrap_or_default(),
     );
-    record.value = row.try_get(col::VALUE).map_err(bad)?;
-    record.lease_token = row
-        .try_get::<Option<String>, _>(col::LEASE_TOKEN)
-        .map_err(bad)?
-        .map(LeaseToken::from_string);
+    record.value = column(row, col::VALUE, key)?;
+    record.lease_token =
+        column::<Option<String>>(row, col::LEASE_TOKEN, key)?.map(LeaseToken::from_string);
     record.lease_expires_at = ts(col::LEASE_EXPIRES_AT)?;
-    record.attempt = u32::try_from(row.try_get::<i32, _>(col::ATTEMPT).map_err(bad)?).unwrap_or(1);
-    record.fingerprint = row.try_get(col::FINGERPRINT).map_err(bad)?;
-    record.function = row.try_get(col::FUNCTION).map_err(bad)?;
-    record.version = row.try_get(col::VERSION).map_err(bad)?;
+    record.attempt = u32::try_from(column::<i32>(row, col::ATTEMPT, key)?).unwrap_or(1);
+    record.fingerprint = column(row, col::FINGERPRINT, key)?;
+    record.function = column(row, col::FUNCTION, key)?;
+    record.version = column(row, col::VERSION, key)?;
     record.completed_at = ts(col::COMPLETED_AT)?;
     record.expires_at = ts(col::EXPIRES_AT)?;
     Ok(record)

@@ -250,3 +250,60 @@ async fn keys_at_the_limit_are_indexed_and_beyond_it_refused() {
             .is_empty()
     );
 }
+
+/// A row whose column holds another type than stent's (a table altered by hand) is a
+/// `Decode` error that names the key and the column, on every path that reads records, and
+/// the row is left as it is.
+#[tokio::test]
+async fn a_column_of_another_type_is_a_decode_error_naming_it() {
+    let Some((store, schema)) = store(
+        "a_column_of_another_type_is_a_decode_error_naming_it",
+        "coltype",
+    )
+    .await
+    else {
+        return;
+    };
+    let token = LeaseToken::generate();
+    assert!(matches!(
+        claim(&store, "k", &token).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    store.complete(IDEM, "k", &token, b"v", None).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE \"{schema}\".idempotency ALTER COLUMN version TYPE integer USING 7"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // A new store: PostgreSQL refuses statements prepared before the change of type.
+    let url = support::url_or_skip("a_column_of_another_type_is_a_decode_error_naming_it")
+        .expect("checked above");
+    let store = PostgresStore::builder()
+        .url(url)
+        .schema(schema.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let by_get = store.get(IDEM, "k").await.unwrap_err();
+    let other = LeaseToken::generate();
+    let c = Claim {
+        token: &other,
+        lease: LEASE,
+        meta: RecordMeta::default(),
+    };
+    let by_claim = store.claim(IDEM, "k", &c).await.unwrap_err();
+    for e in [by_get, by_claim] {
+        assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+        assert_eq!(e.key(), Some("k"), "{e}");
+        assert!(e.to_string().contains("column `version`"), "{e}");
+    }
+    let kept: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{schema}\".idempotency WHERE key = 'k'"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(kept, 7, "the row is left as it is");
+}
