@@ -90,19 +90,11 @@ async fn quote(id: String, amount: u64) -> Result<String, String> {
 async fn redis(with_cached: bool, cluster: bool) {
     if cluster {
         let url = env_url("STENT_REDIS_CLUSTER_URL");
-        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
-            .expect("cluster URL")
-            .get_async_connection()
-            .await
-            .expect("connecting to the cluster");
+        let conn = cluster_conn(&url).await;
         redis_hits(conn, &url, with_cached).await;
     } else {
         let url = env_url(standalone());
-        let conn = redis::Client::open(url.as_str())
-            .expect("a Redis URL")
-            .get_connection_manager()
-            .await
-            .expect("connecting to the standalone server");
+        let conn = manager(&url).await;
         redis_hits(conn, &url, with_cached).await;
     }
 }
@@ -239,9 +231,7 @@ where
         ));
     }
     compare(variants).await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(store).await;
     redis::cmd("DEL")
         .arg(get_key)
         .exec_async(&mut conn.clone())
@@ -268,6 +258,42 @@ where
             })
         }),
     )
+}
+
+/// A `ConnectionManager` on the standalone server at `url`.
+async fn manager(url: &str) -> redis::aio::ConnectionManager {
+    redis::Client::open(url)
+        .expect("a Redis URL")
+        .get_connection_manager()
+        .await
+        .expect("connecting to the standalone server")
+}
+
+/// A cluster connection to the nodes of the `redis+cluster://` URL `url`.
+async fn cluster_conn(url: &str) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster_nodes(url))
+        .expect("cluster URL")
+        .get_async_connection()
+        .await
+        .expect("connecting to the cluster")
+}
+
+/// The store every PostgreSQL comparison uses (`STENT_POSTGRES_URL`, `bench_` tables).
+async fn postgres_store() -> PostgresStore {
+    PostgresStore::builder()
+        .url(env_url("STENT_POSTGRES_URL"))
+        .table_prefix("bench_")
+        .expect("a table prefix")
+        .build()
+        .await
+        .expect("connecting stent to STENT_POSTGRES_URL")
+}
+
+/// Empties both namespaces of `store` after a comparison.
+async fn clear(store: &dyn ResultStore) {
+    for ns in Namespace::ALL {
+        store.clear(ns).await.expect("clearing");
+    }
 }
 
 /// The node URLs of a `redis+cluster://` URL.
@@ -487,33 +513,17 @@ async fn redis_miss(cluster: bool) {
     let value = stored_value("ord-000042");
     let (f, store, fresh, value) = (&f, &store, &fresh, value.as_slice());
     let raw: Variant<'_> = if cluster {
-        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
-            .expect("cluster URL")
-            .get_async_connection()
-            .await
-            .expect("connecting to the cluster");
+        let conn = cluster_conn(&url).await;
         two_sets(RedisRaw::new(conn, prefix), fresh, value)
     } else {
-        let conn = redis::Client::open(url.as_str())
-            .expect("a Redis URL")
-            .get_connection_manager()
-            .await
-            .expect("connecting to the standalone server");
+        let conn = manager(&url).await;
         two_sets(RedisRaw::new(conn, prefix), fresh, value)
     };
     let scripts: Vec<Variant<'_>> = if cluster {
-        let conn = redis::cluster::ClusterClient::new(cluster_nodes(&url))
-            .expect("cluster URL")
-            .get_async_connection()
-            .await
-            .expect("connecting to the cluster");
+        let conn = cluster_conn(&url).await;
         bare_scripts(conn, prefix, fresh, value).await
     } else {
-        let conn = redis::Client::open(url.as_str())
-            .expect("a Redis URL")
-            .get_connection_manager()
-            .await
-            .expect("connecting to the standalone server");
+        let conn = manager(&url).await;
         bare_scripts(conn, prefix, fresh, value).await
     };
     let mut variants = vec![raw];
@@ -536,21 +546,13 @@ async fn redis_miss(cluster: bool) {
         }),
     ));
     compare(variants).await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(store).await;
 }
 
 /// First calls on PostgreSQL: the raw driver's two writes (as the `postgres` bench makes
 /// them), the store's claim + complete, and the wrapper.
 async fn postgres_miss() {
-    let store = PostgresStore::builder()
-        .url(env_url("STENT_POSTGRES_URL"))
-        .table_prefix("bench_")
-        .expect("a table prefix")
-        .build()
-        .await
-        .expect("connecting stent to STENT_POSTGRES_URL");
+    let store = postgres_store().await;
     let f = Functions::new(&Stent::new(store.clone()));
     let fresh = Fresh::new("pg-miss");
     let value = stored_value("ord-000042");
@@ -608,19 +610,11 @@ async fn postgres_miss() {
         ),
     ])
     .await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(store).await;
 }
 
 async fn postgres() {
-    let store = PostgresStore::builder()
-        .url(env_url("STENT_POSTGRES_URL"))
-        .table_prefix("bench_")
-        .expect("a table prefix")
-        .build()
-        .await
-        .expect("connecting stent to STENT_POSTGRES_URL");
+    let store = postgres_store().await;
     let f = Functions::new(&Stent::new(store.clone()));
     f.cached.call(hit_args()).await.expect("seeding");
     f.idempotent.call(hit_args()).await.expect("seeding");
@@ -701,9 +695,7 @@ async fn postgres() {
         ),
     ])
     .await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(store).await;
 }
 
 /// Distinct-key throughput on the standalone server, next to a `ConnectionManager`'s `GET`s.
@@ -716,32 +708,18 @@ async fn redis_tasks() {
         .build()
         .await
         .expect("connecting stent to Redis");
-    let conn = redis::Client::open(url.as_str())
-        .expect("a Redis URL")
-        .get_connection_manager()
-        .await
-        .expect("connecting to the standalone server");
+    let conn = manager(&url).await;
     let f = Functions::new(&Stent::new(store.clone()));
     distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(&store).await;
 }
 
 /// Distinct-key throughput on PostgreSQL, next to sqlx's `SELECT value` on the store's pool.
 async fn postgres_tasks() {
-    let store = PostgresStore::builder()
-        .url(env_url("STENT_POSTGRES_URL"))
-        .table_prefix("bench_")
-        .expect("a table prefix")
-        .build()
-        .await
-        .expect("connecting stent to STENT_POSTGRES_URL");
+    let store = postgres_store().await;
     let f = Functions::new(&Stent::new(store.clone()));
     distinct_throughput(&f, Arc::new(PostgresRaw::new(&store))).await;
-    for ns in Namespace::ALL {
-        store.clear(ns).await.expect("clearing");
-    }
+    clear(&store).await;
 }
 
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.

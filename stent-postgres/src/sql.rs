@@ -17,15 +17,11 @@ fn later(param: &str) -> String {
     format!("now() + {param}::int8 * interval '1 millisecond'")
 }
 
-/// The columns every record-returning statement yields, in this order. Times come back
-/// as `timestamptz` and are decoded on the client (see `store.rs`), so the server spends
-/// nothing converting them.
-const COLUMNS: &str = "key, state, value, lease_token, lease_expires_at, attempt, fingerprint, \
-     function, version, created_at, completed_at, expires_at";
-
-/// Where each of [`COLUMNS`] is in a record-returning row, and the claim's own columns after
-/// them. Rows are read by position: a lookup by name hashes and compares the name, for every
-/// column of every row.
+/// Where each column is in a record-returning row: a record's twelve columns, which every
+/// such statement yields first and in this order, then the claim's own three. Rows are read
+/// by position: a lookup by name hashes and compares the name, for every column of every
+/// row. Times come back as `timestamptz` and are decoded on the client (see `store.rs`), so
+/// the server spends nothing converting them.
 pub(crate) mod col {
     pub(crate) const KEY: usize = 0;
     pub(crate) const STATE: usize = 1;
@@ -46,25 +42,30 @@ pub(crate) mod col {
     /// The claim's: the lease this claim would hold.
     pub(crate) const LEASE_UNTIL: usize = 14;
 
+    /// Every column's name, by position.
+    pub(crate) const NAMES: [&str; 15] = [
+        "key",
+        "state",
+        "value",
+        "lease_token",
+        "lease_expires_at",
+        "attempt",
+        "fingerprint",
+        "function",
+        "version",
+        "created_at",
+        "completed_at",
+        "expires_at",
+        "standing",
+        "taken",
+        "lease_until",
+    ];
+
+    /// The record's columns: those before the claim's own.
+    pub(crate) const RECORD: &[&str] = NAMES.split_at(STANDING).0;
+
     /// The name of the column at `at`, for error messages.
     pub(crate) fn name(at: usize) -> &'static str {
-        const NAMES: [&str; 15] = [
-            "key",
-            "state",
-            "value",
-            "lease_token",
-            "lease_expires_at",
-            "attempt",
-            "fingerprint",
-            "function",
-            "version",
-            "created_at",
-            "completed_at",
-            "expires_at",
-            "standing",
-            "taken",
-            "lease_until",
-        ];
         NAMES.get(at).copied().unwrap_or("?")
     }
 }
@@ -115,7 +116,7 @@ impl Statements {
             Some(s) => format!("{s}.{name}"),
             None => name.clone(),
         };
-        let cols = COLUMNS;
+        let cols = col::RECORD.join(", ");
         // One space between words: sqlx hashes and compares a statement's text on every
         // execution to find its prepared statement, and the layout above is only for reading.
         let s = |sql: String| -> Arc<str> {
@@ -209,7 +210,7 @@ $claim$",
                      FROM (VALUES (1)) AS one (x) LEFT JOIN {t} AS t ON t.key = $1
                  ) AS c",
                 lease = later("$3"),
-                tcols = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+                tcols = col::RECORD.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
                 tlive = "(t.expires_at IS NULL OR t.expires_at > now())",
             )),
             renew: s(format!(
@@ -267,7 +268,6 @@ mod tests {
 
     #[test]
     fn column_positions_follow_the_column_list() {
-        let names: Vec<&str> = COLUMNS.split(", ").collect();
         let positions = [
             ("key", col::KEY),
             ("state", col::STATE),
@@ -282,9 +282,9 @@ mod tests {
             ("completed_at", col::COMPLETED_AT),
             ("expires_at", col::EXPIRES_AT),
         ];
-        assert_eq!(names.len(), positions.len());
+        assert_eq!(col::RECORD.len(), positions.len());
         for (name, at) in positions {
-            assert_eq!(names[at], name);
+            assert_eq!(col::RECORD[at], name);
             assert_eq!(col::name(at), name);
         }
         assert_eq!(

@@ -20,14 +20,18 @@ async fn store(test: &str, id: &str) -> Option<(PostgresStore, String)> {
     let url = support::url_or_skip(test)?;
     support::sweep_old_schemas(&url).await;
     let schema = support::schema_for(&format!("{id}{}", std::process::id()));
-    let store = PostgresStore::builder()
+    Some((open(&url, &schema).await, schema))
+}
+
+/// A store on the tables of `schema`, with a pool of its own.
+async fn open(url: &str, schema: &str) -> PostgresStore {
+    PostgresStore::builder()
         .url(url)
-        .schema(schema.as_str())
+        .schema(schema)
         .unwrap()
         .build()
         .await
-        .unwrap();
-    Some((store, schema))
+        .unwrap()
 }
 
 async fn claim(store: &PostgresStore, key: &str, token: &LeaseToken) -> ClaimOutcome {
@@ -279,13 +283,7 @@ async fn a_column_of_another_type_is_a_decode_error_naming_it() {
     // A new store: PostgreSQL refuses statements prepared before the change of type.
     let url = support::url_or_skip("a_column_of_another_type_is_a_decode_error_naming_it")
         .expect("checked above");
-    let store = PostgresStore::builder()
-        .url(url)
-        .schema(schema.as_str())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let store = open(&url, &schema).await;
     let by_get = store.get(IDEM, "k").await.unwrap_err();
     let other = LeaseToken::generate();
     let c = Claim {
