@@ -190,28 +190,28 @@ $claim$",
             ],
             probe: s(format!("SELECT {cols} FROM {t} LIMIT 0")),
             get: s(format!("SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}")),
-            // One statement that reads the record as it stands (or a row of NULLs when
-            // there is none) and calls the claim function only when the record is absent,
-            // expired or has a lapsed lease: CASE evaluates the branch it takes and no
-            // other. A completed or in-flight key therefore costs a plain read: no row
-            // lock, no transaction id, and none of the executor set-up an INSERT costs even
-            // when it writes nothing. `taken` is the new attempt when this claim acquired;
-            // NULL with `standing` false means another claim got there first (a row that
-            // committed after this statement's snapshot), and the caller runs it again.
-            // `now()` is the transaction's start, so `lease_until` is the lease written.
+            // One statement that reads the record as it stands and calls the claim function
+            // only when it does not stand (absent, expired, or in flight on a lapsed lease).
+            // The first branch is the plain read of a standing record; `LIMIT 1` stops the
+            // `Append` as soon as that branch yields its row, so the second branch, and the
+            // function in it, runs only when there is no standing record. A completed or
+            // in-flight key therefore costs a primary-key read: no row lock, no transaction
+            // id, and none of the executor set-up an INSERT costs even when it writes
+            // nothing. The second branch's row has only the claim's own columns: `taken` is
+            // the new attempt when this claim acquired; NULL means another claim got there
+            // first (a row that committed after this statement's snapshot), and the caller
+            // runs the statement again. `now()` is the transaction's start, so `lease_until`
+            // is the lease written.
             claim: s(format!(
-                "SELECT c.*,
-                        CASE WHEN c.standing THEN NULL ELSE {qfn}($1, $2, $3, $4, $5, $6) END AS taken,
-                        {lease} AS lease_until
-                 FROM (
-                     SELECT {tcols},
-                            coalesce({tlive} AND (t.state = 'completed' OR t.lease_expires_at > now()), false)
-                                AS standing
-                     FROM (VALUES (1)) AS one (x) LEFT JOIN {t} AS t ON t.key = $1
-                 ) AS c",
+                "(SELECT {cols}, true AS standing, NULL::int4 AS taken,
+                         NULL::timestamptz AS lease_until
+                  FROM {t} WHERE key = $1 AND {LIVE}
+                    AND (state = 'completed' OR lease_expires_at > now()))
+                 UNION ALL
+                 (SELECT {nulls}, false, {qfn}($1, $2, $3, $4, $5, $6), {lease})
+                 LIMIT 1",
                 lease = later("$3"),
-                tcols = col::RECORD.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-                tlive = "(t.expires_at IS NULL OR t.expires_at > now())",
+                nulls = vec!["NULL"; col::RECORD.len()].join(", "),
             )),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}
@@ -291,14 +291,21 @@ mod tests {
             [col::STANDING, col::TAKEN, col::LEASE_UNTIL].map(col::name),
             ["standing", "taken", "lease_until"]
         );
-        // The claim yields the record's columns, then its own three, in this order.
+        // The claim yields the record's columns, then its own three, in this order, and
+        // its second branch as many columns as its first.
         let claim = Statements::new(None, "t_", Namespace::Idempotency).claim;
-        let select = &claim[..claim.find("FROM (").expect("the claim's outer FROM")];
-        let standing = select.find("c.*").expect("the record's columns first");
+        let select = &claim[..claim.find(" FROM ").expect("the first branch's FROM")];
+        assert!(select.starts_with(&format!("(SELECT {}, ", col::RECORD.join(", "))));
+        let standing = select.find("AS standing").expect("standing");
         let taken = select.find("AS taken").expect("taken");
         let until = select.find("AS lease_until").expect("lease_until");
         assert!(standing < taken && taken < until);
         assert_eq!((col::STANDING, col::TAKEN, col::LEASE_UNTIL), (12, 13, 14));
-        assert!(claim.contains("AS standing"));
+        let second = &claim[claim.find("UNION ALL").expect("the second branch")..];
+        assert_eq!(
+            second.matches("NULL, ").count() + ["false", "claim", "lease"].len(),
+            col::NAMES.len()
+        );
+        assert!(claim.ends_with("LIMIT 1"));
     }
 }
