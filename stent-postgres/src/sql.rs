@@ -18,16 +18,20 @@ fn later(param: &str) -> String {
 }
 
 /// Where each column is in a record-returning row: a record's twelve columns, which every
-/// such statement yields first and in this order, then the claim's own three. Rows are read
-/// by position: a lookup by name hashes and compares the name, for every column of every
-/// row. Times come back as `timestamptz` and are decoded on the client (see `store.rs`), so
-/// the server spends nothing converting them.
+/// such statement yields in this order. Rows are read by position: a lookup by name hashes
+/// and compares the name, for every column of every row. Times come back as `timestamptz`
+/// and are decoded on the client (see `store.rs`), so the server spends nothing converting
+/// them.
 pub(crate) mod col {
     pub(crate) const KEY: usize = 0;
+    /// NULL only in a claim's own row (see the claim statement): no record stands.
     pub(crate) const STATE: usize = 1;
     pub(crate) const VALUE: usize = 2;
     pub(crate) const LEASE_TOKEN: usize = 3;
+    /// In a claim's own row: the lease this claim holds if it acquired the key.
     pub(crate) const LEASE_EXPIRES_AT: usize = 4;
+    /// In a claim's own row: the new attempt number when this claim acquired the key,
+    /// NULL when another claim got there first.
     pub(crate) const ATTEMPT: usize = 5;
     pub(crate) const FINGERPRINT: usize = 6;
     pub(crate) const FUNCTION: usize = 7;
@@ -35,15 +39,9 @@ pub(crate) mod col {
     pub(crate) const CREATED_AT: usize = 9;
     pub(crate) const COMPLETED_AT: usize = 10;
     pub(crate) const EXPIRES_AT: usize = 11;
-    /// The claim's: whether the record stands (completed, or in flight on a live lease).
-    pub(crate) const STANDING: usize = 12;
-    /// The claim's: the new attempt number when this claim acquired the key.
-    pub(crate) const TAKEN: usize = 13;
-    /// The claim's: the lease this claim would hold.
-    pub(crate) const LEASE_UNTIL: usize = 14;
 
-    /// Every column's name, by position.
-    pub(crate) const NAMES: [&str; 15] = [
+    /// Every column's name, by position: the table's columns in the table's order.
+    pub(crate) const NAMES: [&str; 12] = [
         "key",
         "state",
         "value",
@@ -56,13 +54,7 @@ pub(crate) mod col {
         "created_at",
         "completed_at",
         "expires_at",
-        "standing",
-        "taken",
-        "lease_until",
     ];
-
-    /// The record's columns: those before the claim's own.
-    pub(crate) const RECORD: &[&str] = NAMES.split_at(STANDING).0;
 
     /// The name of the column at `at`, for error messages.
     pub(crate) fn name(at: usize) -> &'static str {
@@ -116,7 +108,7 @@ impl Statements {
             Some(s) => format!("{s}.{name}"),
             None => name.clone(),
         };
-        let cols = col::RECORD.join(", ");
+        let cols = col::NAMES.join(", ");
         // One space between words: sqlx hashes and compares a statement's text on every
         // execution to find its prepared statement, and the layout above is only for reading.
         let s = |sql: String| -> Arc<str> {
@@ -192,26 +184,36 @@ $claim$",
             get: s(format!("SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}")),
             // One statement that reads the record as it stands and calls the claim function
             // only when it does not stand (absent, expired, or in flight on a lapsed lease).
-            // The first branch is the plain read of a standing record; `LIMIT 1` stops the
-            // `Append` as soon as that branch yields its row, so the second branch, and the
-            // function in it, runs only when there is no standing record. A completed or
-            // in-flight key therefore costs a primary-key read: no row lock, no transaction
-            // id, and none of the executor set-up an INSERT costs even when it writes
-            // nothing. The second branch's row has only the claim's own columns: `taken` is
-            // the new attempt when this claim acquired; NULL means another claim got there
-            // first (a row that committed after this statement's snapshot), and the caller
-            // runs the statement again. `now()` is the transaction's start, so `lease_until`
-            // is the lease written.
+            // The first branch is the plain read of a standing record, every column in the
+            // table's order, so the scan hands its tuples on without a projection; `LIMIT 1`
+            // stops the `Append` as soon as that branch yields its row, so the second
+            // branch, and the function in it, runs only when no record stands. A completed
+            // or in-flight key therefore costs a primary-key read: no row lock, no
+            // transaction id, and none of the executor set-up an INSERT costs even when it
+            // writes nothing.
+            //
+            // The second branch is the claim's own row, told by its NULL `state`: `attempt`
+            // is the new attempt when this claim acquired the key, and `lease_expires_at`
+            // the lease it holds (`now()` is the transaction's start, so it is the lease
+            // written). A NULL `attempt` means another claim got there first (a row that
+            // committed after this statement's snapshot), and the caller runs the
+            // statement again. Columns of its own would cost every replay a projection.
             claim: s(format!(
-                "(SELECT {cols}, true AS standing, NULL::int4 AS taken,
-                         NULL::timestamptz AS lease_until
-                  FROM {t} WHERE key = $1 AND {LIVE}
+                "(SELECT {cols} FROM {t} WHERE key = $1 AND {LIVE}
                     AND (state = 'completed' OR lease_expires_at > now()))
                  UNION ALL
-                 (SELECT {nulls}, false, {qfn}($1, $2, $3, $4, $5, $6), {lease})
+                 (SELECT {claim_row})
                  LIMIT 1",
-                lease = later("$3"),
-                nulls = vec!["NULL"; col::RECORD.len()].join(", "),
+                claim_row = col::NAMES
+                    .iter()
+                    .enumerate()
+                    .map(|(at, _)| match at {
+                        col::LEASE_EXPIRES_AT => later("$3"),
+                        col::ATTEMPT => format!("{qfn}($1, $2, $3, $4, $5, $6)"),
+                        _ => "NULL".to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}
@@ -282,30 +284,40 @@ mod tests {
             ("completed_at", col::COMPLETED_AT),
             ("expires_at", col::EXPIRES_AT),
         ];
-        assert_eq!(col::RECORD.len(), positions.len());
+        assert_eq!(col::NAMES.len(), positions.len());
         for (name, at) in positions {
-            assert_eq!(col::RECORD[at], name);
+            assert_eq!(col::NAMES[at], name);
             assert_eq!(col::name(at), name);
         }
-        assert_eq!(
-            [col::STANDING, col::TAKEN, col::LEASE_UNTIL].map(col::name),
-            ["standing", "taken", "lease_until"]
-        );
-        // The claim yields the record's columns, then its own three, in this order, and
-        // its second branch as many columns as its first.
+        // The claim's first branch yields the record's columns in this order; its second
+        // branch as many, with the claim's own values at `lease_expires_at` and `attempt`.
         let claim = Statements::new(None, "t_", Namespace::Idempotency).claim;
-        let select = &claim[..claim.find(" FROM ").expect("the first branch's FROM")];
-        assert!(select.starts_with(&format!("(SELECT {}, ", col::RECORD.join(", "))));
-        let standing = select.find("AS standing").expect("standing");
-        let taken = select.find("AS taken").expect("taken");
-        let until = select.find("AS lease_until").expect("lease_until");
-        assert!(standing < taken && taken < until);
-        assert_eq!((col::STANDING, col::TAKEN, col::LEASE_UNTIL), (12, 13, 14));
-        let second = &claim[claim.find("UNION ALL").expect("the second branch")..];
-        assert_eq!(
-            second.matches("NULL, ").count() + ["false", "claim", "lease"].len(),
-            col::NAMES.len()
-        );
+        assert!(claim.starts_with(&format!("(SELECT {} FROM ", col::NAMES.join(", "))));
+        let second = &claim[claim.find("UNION ALL (SELECT ").expect("the second branch")..];
+        let second = &second["UNION ALL (SELECT ".len()..second.rfind(')').unwrap()];
+        let fields: Vec<String> = {
+            // Split on the top-level commas only (the function call has commas inside).
+            let (mut depth, mut field, mut out) = (0, String::new(), Vec::new());
+            for ch in second.chars() {
+                match ch {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.push(field.trim().to_owned());
+                        field.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                field.push(ch);
+            }
+            out.push(field.trim().to_owned());
+            out
+        };
+        assert_eq!(fields.len(), col::NAMES.len());
+        assert!(fields[col::LEASE_EXPIRES_AT].starts_with("now() + $3"));
+        assert!(fields[col::ATTEMPT].contains("_claim_v"));
+        assert_eq!(fields[col::STATE], "NULL");
         assert!(claim.ends_with("LIMIT 1"));
     }
 }

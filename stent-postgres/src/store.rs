@@ -525,18 +525,20 @@ impl ResultStore for PostgresStore {
                 .fetch_one(&self.inner.pool)
                 .await
                 .map_err(fail)?;
-            if let Some(attempt) = row.try_get::<Option<i32>, _>(col::TAKEN).map_err(fail)? {
-                let until: Instant = row.try_get(col::LEASE_UNTIL).map_err(fail)?;
-                return Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(1),
-                    lease_expires_at: until.0,
-                });
-            }
-            if row.try_get::<bool, _>(col::STANDING).map_err(fail)? {
+            // A record that stands has a state; the claim's own row has none (see the
+            // claim statement), and holds the attempt it took and its lease.
+            if column::<Option<&str>>(&row, col::STATE, key)?.is_some() {
                 let record = decode_row(&row, key)?;
                 return Ok(match record.state {
                     RecordState::Completed => ClaimOutcome::Completed(record),
                     RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
+            }
+            if let Some(attempt) = row.try_get::<Option<i32>, _>(col::ATTEMPT).map_err(fail)? {
+                let until: Instant = row.try_get(col::LEASE_EXPIRES_AT).map_err(fail)?;
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                    lease_expires_at: until.0,
                 });
             }
             // Another claim took the key after this statement's snapshot: read it again.

@@ -95,6 +95,36 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
             "{key}: the claim wrote or locked"
         );
     }
+    // The same claims through connections that may not write: the claim function (an
+    // INSERT) never runs for a record that stands, and does for one that does not.
+    let url = support::url().unwrap();
+    let opts = PgConnectOptions::from_str(&url).unwrap().options([
+        ("search_path", schema.as_str()),
+        ("default_transaction_read_only", "on"),
+    ]);
+    let pool = PgPoolOptions::new().connect_with(opts).await.unwrap();
+    let reader = PostgresStore::builder()
+        .pool(pool)
+        .create_tables(false)
+        .build()
+        .await
+        .unwrap();
+    for key in ["done", "running"] {
+        match claim(&reader, key, &LeaseToken::generate()).await {
+            ClaimOutcome::Completed(_) | ClaimOutcome::InFlight(_) => {}
+            other => panic!("{key}: unexpected {other:?}"),
+        }
+    }
+    let c = Claim {
+        token: &LeaseToken::generate(),
+        lease: LEASE,
+        meta: RecordMeta::default(),
+    };
+    let refused = reader.claim(IDEM, "absent", &c).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("read-only"),
+        "an absent key's claim must write: {refused}"
+    );
 }
 
 /// Many stores creating the same tables at once all succeed (the advisory lock
