@@ -336,6 +336,9 @@ INTERLEAVED = [
     ("redis", "redis", "redis-miss", "redis-tasks", "RedisStore"),
     ("valkey", "valkey", "valkey-miss", "valkey-tasks", "RedisStore"),
     ("redis_cluster", "cluster", "cluster-miss", None, "RedisStore"),
+    ("dynamodb", "dynamodb", "dynamodb-miss", None, "DynamoDbStore"),
+    # SQLite is embedded: its hit targets are not judged (see the criterion targets).
+    ("sqlite", None, "sqlite-miss", None, "SqliteStore"),
 ]
 LINE = re.compile(r"^\s*(.+?):\s+([\d.]+)(ns|µs|ms)\s+\(([\d.]+) × (.+)\)$")
 GROWTH = re.compile(r"stent's growth ÷ the raw driver's = ([\d.]+)")

@@ -16,6 +16,9 @@
 //! cargo run --release -p stent-benches --example interleaved -- redis-tasks   # 1 and 64 tasks
 //! cargo run --release -p stent-benches --example interleaved -- valkey-tasks  # on distinct keys
 //! cargo run --release -p stent-benches --example interleaved -- postgres-tasks
+//! cargo run --release -p stent-benches --example interleaved -- sqlite-miss   # a temporary file
+//! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
+//! cargo run --release -p stent-benches --example interleaved -- dynamodb-miss
 //! ```
 
 use std::future::Future;
@@ -25,7 +28,10 @@ use std::time::{Duration, Instant};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
-use stent::{ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, Stent};
+use stent::{
+    ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, SqliteStore, Stent,
+};
+use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
     Fresh, Functions, PostgresRaw, Raw, RedisRaw, distinct_throughput, env_url, hit_args, runtime,
     store_claim, store_claim_complete, stored_value,
@@ -41,14 +47,19 @@ type Variant<'a> = (
 );
 
 async fn compare(variants: Vec<Variant<'_>>) {
+    compare_calls(variants, CALLS).await;
+}
+
+/// [`compare`] with `calls` calls of each variant per round.
+async fn compare_calls(variants: Vec<Variant<'_>>, calls: u32) {
     let mut rounds: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for _ in 0..ROUNDS {
         for (i, (_, call)) in variants.iter().enumerate() {
             let started = Instant::now();
-            for _ in 0..CALLS {
+            for _ in 0..calls {
                 call().await;
             }
-            rounds[i].push(started.elapsed() / CALLS);
+            rounds[i].push(started.elapsed() / calls);
         }
     }
     let first = median(&mut rounds[0]);
@@ -722,6 +733,141 @@ async fn postgres_tasks() {
     clear(&store).await;
 }
 
+/// Hits on any backend: the raw driver's read of the cached record, the store's `get`, a
+/// cache hit, the store's `claim` of a completed key and a replay. `store` names the store
+/// as the targets table looks it up; `calls` per variant and round (moto is slow).
+async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    let f = Functions::new(stent);
+    f.cached.call(hit_args()).await.expect("seeding");
+    f.idempotent.call(hit_args()).await.expect("seeding");
+    let key = f.cached.key_for(&hit_args()).expect("a key");
+    let idem_key = f.idempotent.key_for(&hit_args()).expect("a key");
+    let names = [
+        format!("{store}::get"),
+        format!("{store}::claim (completed)"),
+    ];
+    let backend = stent.store().as_ref();
+    let (f, key, idem_key) = (&f, key.as_str(), idem_key.as_str());
+    compare_calls(
+        vec![
+            (
+                "raw read",
+                Box::new(move || {
+                    Box::pin(async move {
+                        assert!(raw.read(Namespace::Cache, key).await);
+                    })
+                }),
+            ),
+            (
+                names[0].as_str(),
+                Box::new(move || {
+                    Box::pin(async move {
+                        let found = backend.get(Namespace::Cache, key).await.expect("get");
+                        assert!(found.is_some());
+                    })
+                }),
+            ),
+            (
+                "stent cache hit",
+                Box::new(move || {
+                    Box::pin(async move {
+                        f.cached.call(hit_args()).await.expect("hit");
+                    })
+                }),
+            ),
+            (
+                names[1].as_str(),
+                Box::new(move || {
+                    Box::pin(async move {
+                        let (_, outcome) = store_claim(backend, idem_key).await;
+                        assert!(matches!(outcome, ClaimOutcome::Completed(_)));
+                    })
+                }),
+            ),
+            (
+                "stent idempotent replay",
+                Box::new(move || {
+                    Box::pin(async move {
+                        f.idempotent.call(hit_args()).await.expect("replay");
+                    })
+                }),
+            ),
+        ],
+        calls,
+    )
+    .await;
+    clear(backend).await;
+}
+
+/// First calls on any backend: the raw driver's two writes of a fresh record, the store's
+/// claim + complete, and the wrapper's first call.
+async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    let f = Functions::new(stent);
+    let fresh = Fresh::new("miss");
+    let value = stored_value("ord-000042");
+    let name = format!("{store}::claim + complete");
+    let backend = stent.store().as_ref();
+    let (f, fresh, value) = (&f, &fresh, value.as_slice());
+    compare_calls(
+        vec![
+            (
+                "raw two writes",
+                Box::new(move || {
+                    Box::pin(async move {
+                        raw.two_writes(&fresh.next(), value).await;
+                    })
+                }),
+            ),
+            (
+                name.as_str(),
+                Box::new(move || {
+                    Box::pin(async move {
+                        store_claim_complete(backend, &fresh.next(), value).await;
+                    })
+                }),
+            ),
+            (
+                "stent idempotent first call",
+                Box::new(move || {
+                    Box::pin(async move {
+                        f.idempotent
+                            .call((fresh.next(), 500))
+                            .await
+                            .expect("first call");
+                    })
+                }),
+            ),
+        ],
+        calls,
+    )
+    .await;
+    clear(backend).await;
+}
+
+/// SQLite first calls: a store on a file of a temporary directory, as the `sqlite` bench.
+async fn sqlite_miss() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .expect("opening the SQLite file");
+    let raw = SqliteRaw::new(&store);
+    misses(&Stent::new(store), &raw, "SqliteStore", CALLS).await;
+}
+
+/// moto's calls take milliseconds: fewer per round.
+const MOTO_CALLS: u32 = 10;
+
+async fn dynamodb(miss: bool) {
+    let store = dynamodb_store().await;
+    let raw = DynamoDbRaw::new(store.clone());
+    let stent = Stent::new(store);
+    if miss {
+        misses(&stent, &raw, "DynamoDbStore", MOTO_CALLS).await;
+    } else {
+        hits(&stent, &raw, "DynamoDbStore", MOTO_CALLS).await;
+    }
+}
+
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -746,10 +892,14 @@ fn main() {
         "postgres-miss" => rt.block_on(postgres_miss()),
         "redis-tasks" | "valkey-tasks" => rt.block_on(redis_tasks()),
         "postgres-tasks" => rt.block_on(postgres_tasks()),
+        "sqlite-miss" => rt.block_on(sqlite_miss()),
+        "dynamodb" => rt.block_on(dynamodb(false)),
+        "dynamodb-miss" => rt.block_on(dynamodb(true)),
         _ => {
             panic!(
                 "which comparison? redis, cluster, valkey, redis-miss, cluster-miss, valkey-miss, \
-             postgres, postgres-miss, cached, redis-tasks, valkey-tasks or postgres-tasks"
+             postgres, postgres-miss, cached, redis-tasks, valkey-tasks, postgres-tasks, \
+             sqlite-miss, dynamodb or dynamodb-miss"
             )
         }
     }

@@ -18,6 +18,8 @@
 //! Servers come from the same environment variables the tests use; a bench whose variable
 //! is unset panics with its name. `scripts/bench` starts the servers and runs everything.
 
+pub mod raw;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
