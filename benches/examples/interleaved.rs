@@ -1,5 +1,5 @@
 //! A cross-check of the benches' ratios that load drift cannot move: the variants of one
-//! comparison alternate in 40 rounds of 200 calls each, and each variant's median round is
+//! comparison alternate in 40 rounds of 200 calls each (10 on moto), and each variant's median round is
 //! reported. Criterion measures one benchmark after another; on a shared machine a burst of other
 //! work between two of them moves their ratio, here it touches every variant alike.
 //!
@@ -737,6 +737,9 @@ async fn postgres_tasks() {
 /// cache hit, the store's `claim` of a completed key and a replay. `store` names the store
 /// as the targets table looks it up; `calls` per variant and round (moto is slow).
 async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    let backend = stent.store().as_ref();
+    // A run cut short leaves its records in a server that outlives it (moto's table).
+    clear(backend).await;
     let f = Functions::new(stent);
     f.cached.call(hit_args()).await.expect("seeding");
     f.idempotent.call(hit_args()).await.expect("seeding");
@@ -746,7 +749,6 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
         format!("{store}::get"),
         format!("{store}::claim (completed)"),
     ];
-    let backend = stent.store().as_ref();
     let (f, key, idem_key) = (&f, key.as_str(), idem_key.as_str());
     compare_calls(
         vec![
@@ -802,11 +804,13 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
 /// First calls on any backend: the raw driver's two writes of a fresh record, the store's
 /// claim + complete, and the wrapper's first call.
 async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    let backend = stent.store().as_ref();
+    // Fresh keys repeat from run to run: a run cut short must not leave them taken.
+    clear(backend).await;
     let f = Functions::new(stent);
     let fresh = Fresh::new("miss");
     let value = stored_value("ord-000042");
     let name = format!("{store}::claim + complete");
-    let backend = stent.store().as_ref();
     let (f, fresh, value) = (&f, &fresh, value.as_slice());
     compare_calls(
         vec![

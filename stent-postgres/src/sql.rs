@@ -317,7 +317,16 @@ mod tests {
         assert_eq!(fields.len(), col::NAMES.len());
         assert!(fields[col::LEASE_EXPIRES_AT].starts_with("now() + $3"));
         assert!(fields[col::ATTEMPT].contains("_claim_v"));
-        assert_eq!(fields[col::STATE], "NULL");
+        for (at, field) in fields.iter().enumerate() {
+            if at != col::LEASE_EXPIRES_AT && at != col::ATTEMPT {
+                assert_eq!(field, "NULL", "column {}", col::name(at));
+            }
+        }
+        // The first branch reads only a record that stands: live, and completed or on a
+        // live lease.
+        let first = &claim[..claim.find("UNION ALL").unwrap()];
+        assert!(first.contains(LIVE));
+        assert!(first.contains("AND (state = 'completed' OR lease_expires_at > now())"));
         assert!(claim.ends_with("LIMIT 1"));
     }
 }
