@@ -560,68 +560,12 @@ async fn redis_miss(cluster: bool) {
     clear(store).await;
 }
 
-/// First calls on PostgreSQL: the raw driver's two writes (as the `postgres` bench makes
-/// them), the store's claim + complete, and the wrapper.
+/// First calls on PostgreSQL: the raw driver's `INSERT` + `UPDATE` (as the `postgres` bench
+/// makes them), the store's claim + complete, and the wrapper.
 async fn postgres_miss() {
     let store = postgres_store().await;
-    let f = Functions::new(&Stent::new(store.clone()));
-    let fresh = Fresh::new("pg-miss");
-    let value = stored_value("ord-000042");
-    let idem = store.table(Namespace::Idempotency).to_owned();
-    let insert = format!(
-        "INSERT INTO \"{idem}\" (key, state, lease_token, lease_expires_at) \
-         VALUES ($1, 'in_progress', $2, now() + interval '30 seconds')"
-    );
-    let complete = format!(
-        "UPDATE \"{idem}\" SET state = 'completed', value = $2, lease_token = NULL, \
-         lease_expires_at = NULL, completed_at = now() WHERE key = $1"
-    );
-    let pool = store.pool().clone();
-    let (pool, store, f, fresh, value) = (&pool, &store, &f, &fresh, value.as_slice());
-    let (insert, complete) = (insert.as_str(), complete.as_str());
-    compare(vec![
-        (
-            "raw INSERT + UPDATE",
-            Box::new(move || {
-                Box::pin(async move {
-                    let key = fresh.next();
-                    sqlx::query(AssertSqlSafe(insert))
-                        .bind(&key)
-                        .bind("token")
-                        .execute(pool)
-                        .await
-                        .expect("INSERT");
-                    sqlx::query(AssertSqlSafe(complete))
-                        .bind(&key)
-                        .bind(value)
-                        .execute(pool)
-                        .await
-                        .expect("UPDATE");
-                })
-            }),
-        ),
-        (
-            "PostgresStore::claim + complete",
-            Box::new(move || {
-                Box::pin(async move {
-                    store_claim_complete(store, &fresh.next(), value).await;
-                })
-            }),
-        ),
-        (
-            "stent idempotent first call",
-            Box::new(move || {
-                Box::pin(async move {
-                    f.idempotent
-                        .call((fresh.next(), 500))
-                        .await
-                        .expect("first call");
-                })
-            }),
-        ),
-    ])
-    .await;
-    clear(store).await;
+    let raw = PostgresRaw::new(&store);
+    misses(&Stent::new(store), &raw, "PostgresStore", CALLS).await;
 }
 
 async fn postgres() {

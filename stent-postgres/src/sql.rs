@@ -17,6 +17,19 @@ fn later(param: &str) -> String {
     format!("now() + {param}::int8 * interval '1 millisecond'")
 }
 
+/// The claim statement's second branch: the claim's own row, in the record's columns. Its
+/// `state` is NULL; `attempt` is what the claim function `qfn` returns (the new attempt, or
+/// NULL when another claim got there first) and `lease_expires_at` the lease it wrote.
+fn claim_row(qfn: &str) -> Vec<String> {
+    (0..col::NAMES.len())
+        .map(|at| match at {
+            col::LEASE_EXPIRES_AT => later("$3"),
+            col::ATTEMPT => format!("{qfn}($1, $2, $3, $4, $5, $6)"),
+            _ => "NULL".to_owned(),
+        })
+        .collect()
+}
+
 /// Where each column is in a record-returning row: a record's twelve columns, which every
 /// such statement yields in this order. Rows are read by position: a lookup by name hashes
 /// and compares the name, for every column of every row. Times come back as `timestamptz`
@@ -204,16 +217,7 @@ $claim$",
                  UNION ALL
                  (SELECT {claim_row})
                  LIMIT 1",
-                claim_row = col::NAMES
-                    .iter()
-                    .enumerate()
-                    .map(|(at, _)| match at {
-                        col::LEASE_EXPIRES_AT => later("$3"),
-                        col::ATTEMPT => format!("{qfn}($1, $2, $3, $4, $5, $6)"),
-                        _ => "NULL".to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                claim_row = claim_row(&qfn).join(", "),
             )),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}
@@ -293,30 +297,14 @@ mod tests {
         // branch as many, with the claim's own values at `lease_expires_at` and `attempt`.
         let claim = Statements::new(None, "t_", Namespace::Idempotency).claim;
         assert!(claim.starts_with(&format!("(SELECT {} FROM ", col::NAMES.join(", "))));
-        let second = &claim[claim.find("UNION ALL (SELECT ").expect("the second branch")..];
-        let second = &second["UNION ALL (SELECT ".len()..second.rfind(')').unwrap()];
-        let fields: Vec<String> = {
-            // Split on the top-level commas only (the function call has commas inside).
-            let (mut depth, mut field, mut out) = (0, String::new(), Vec::new());
-            for ch in second.chars() {
-                match ch {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    ',' if depth == 0 => {
-                        out.push(field.trim().to_owned());
-                        field.clear();
-                        continue;
-                    }
-                    _ => {}
-                }
-                field.push(ch);
-            }
-            out.push(field.trim().to_owned());
-            out
-        };
+        let fields = claim_row("f");
+        assert!(claim.contains(&format!(
+            "UNION ALL (SELECT {}) LIMIT 1",
+            claim_row("\"t_idempotency_claim_v2\"").join(", ")
+        )));
         assert_eq!(fields.len(), col::NAMES.len());
         assert!(fields[col::LEASE_EXPIRES_AT].starts_with("now() + $3"));
-        assert!(fields[col::ATTEMPT].contains("_claim_v"));
+        assert_eq!(fields[col::ATTEMPT], "f($1, $2, $3, $4, $5, $6)");
         for (at, field) in fields.iter().enumerate() {
             if at != col::LEASE_EXPIRES_AT && at != col::ATTEMPT {
                 assert_eq!(field, "NULL", "column {}", col::name(at));

@@ -12,7 +12,7 @@ use sqlx::postgres::{
     PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo, PgValueFormat,
     PgValueRef, Postgres,
 };
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
@@ -527,7 +527,7 @@ impl ResultStore for PostgresStore {
                 .map_err(fail)?;
             // A record that stands has a state; the claim's own row has none (see the
             // claim statement), and holds the attempt it took and its lease.
-            if column::<Option<&str>>(&row, col::STATE, key)?.is_some() {
+            if !row.try_get_raw(col::STATE).map_err(fail)?.is_null() {
                 let record = decode_row(&row, key)?;
                 return Ok(match record.state {
                     RecordState::Completed => ClaimOutcome::Completed(record),
