@@ -1,7 +1,9 @@
 //! A cross-check of the benches' ratios that load drift cannot move: the variants of one
-//! comparison alternate in 40 rounds of 200 calls each (10 on moto), and each variant's median round is
-//! reported. Criterion measures one benchmark after another; on a shared machine a burst of other
-//! work between two of them moves their ratio, here it touches every variant alike.
+//! comparison alternate in 120 rounds of 64 calls each (10 on moto), each round in a rotated
+//! order, and each variant's median round is reported with the median of its per-round ratios
+//! to the first variant. Criterion measures one benchmark after another; on a shared machine a
+//! burst of other work between two of them moves their ratio, here it touches the variants of a
+//! round alike.
 //!
 //! ```text
 //! cargo run --release -p stent-benches --example interleaved -- redis     # STENT_REDIS_URL
@@ -37,8 +39,8 @@ use stent_benches::{
     store_claim, store_claim_complete, stored_value,
 };
 
-const ROUNDS: usize = 40;
-const CALLS: u32 = 200;
+const ROUNDS: usize = 120;
+const CALLS: u32 = 64;
 
 /// One variant: its name and one call of it.
 type Variant<'a> = (
@@ -46,28 +48,47 @@ type Variant<'a> = (
     Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>,
 );
 
+/// Work run before each variant's round, untimed.
+type Between<'a> = Option<Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>>;
+
 async fn compare(variants: Vec<Variant<'_>>) {
-    compare_calls(variants, CALLS).await;
+    compare_calls(variants, CALLS, None).await;
 }
 
-/// [`compare`] with `calls` calls of each variant per round.
-async fn compare_calls(variants: Vec<Variant<'_>>, calls: u32) {
-    let mut rounds: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    for _ in 0..ROUNDS {
-        for (i, (_, call)) in variants.iter().enumerate() {
+/// [`compare`] with `calls` calls of each variant per round, and `between` run (untimed)
+/// before each variant's round.
+///
+/// Every round times each variant once, starting from a different variant each round so
+/// that no variant always follows the same one. A variant's time is its median round; its
+/// ratio is the median, over the rounds, of its round's time ÷ the first variant's in the
+/// same round, so that load which drifts from one round to the next cancels in each ratio.
+async fn compare_calls(variants: Vec<Variant<'_>>, calls: u32, between: Between<'_>) {
+    let n = variants.len();
+    let mut rounds: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); n];
+    for r in 0..ROUNDS {
+        for k in 0..n {
+            let i = (r + k) % n;
+            if let Some(between) = &between {
+                between().await;
+            }
             let started = Instant::now();
             for _ in 0..calls {
-                call().await;
+                (variants[i].1)().await;
             }
             rounds[i].push(started.elapsed() / calls);
         }
     }
-    let first = median(&mut rounds[0]);
     for (i, (name, _)) in variants.iter().enumerate() {
-        let m = median(&mut rounds[i]);
+        let mut ratios: Vec<f64> = rounds[i]
+            .iter()
+            .zip(&rounds[0])
+            .map(|(t, base)| t.as_secs_f64() / base.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let m = median(&mut rounds[i].clone());
         println!(
             "{name:>36}: {m:>10.1?}  ({:.2} × {})",
-            m.as_secs_f64() / first.as_secs_f64(),
+            ratios[ratios.len() / 2],
             variants[0].0
         );
     }
@@ -740,6 +761,7 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
             ),
         ],
         calls,
+        Some(Box::new(move || Box::pin(raw.settle()))),
     )
     .await;
     clear(backend).await;
@@ -787,6 +809,7 @@ async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
             ),
         ],
         calls,
+        Some(Box::new(move || Box::pin(raw.settle()))),
     )
     .await;
     clear(backend).await;

@@ -206,6 +206,13 @@ pub trait Raw: Send + Sync + 'static {
     /// One read and one write of a fresh record of the cache namespace, as a cache miss
     /// makes them.
     fn read_then_write(&self, key: &str, value: &[u8]) -> impl Future<Output = ()> + Send;
+
+    /// Brings the server back to the same state before each timed round of the interleaved
+    /// comparisons, untimed: nothing by default. SQLite checkpoints its write-ahead log here,
+    /// so that the checkpoint a round's writes would trip lands on no variant.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// One backend: a store wrapped in a [`Stent`], and the raw driver next to it.

@@ -105,6 +105,13 @@ impl Raw for SqliteRaw {
             .await
             .expect("INSERT");
     }
+
+    async fn settle(&self) {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .expect("checkpoint");
+    }
 }
 
 /// The SDK client the store uses, against the store's table and items.
