@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,6 +58,54 @@ struct Inner {
     schema: Option<String>,
     idempotency: Statements,
     cache: Statements,
+    /// How the recent claims of each namespace went, by [`Namespace`] order.
+    trends: [Trend; 2],
+}
+
+/// Which statement a claim runs first, from how the store's recent claims went.
+///
+/// The claim statement reads a standing record and takes an absent key in one round trip,
+/// but its `UNION ALL … LIMIT 1` costs the server more executor set-up than a plain read.
+/// While claims mostly find a record standing (a client retrying, keys in flight), a
+/// claim reads first with the plain read of its first branch, and runs the claim
+/// statement only when nothing stands; a key it then finds absent costs one more round
+/// trip. Every claim that found a record counts one up, every claim that took a key
+/// [`TOOK`](Self::TOOK) down, so the plain read goes first only when replays outnumber
+/// first calls by more than that: about what the extra round trip of a first call costs
+/// next to what the union costs a replay. Both ways decide the same, atomically: the
+/// trend only chooses the cheaper way.
+#[derive(Debug, Default)]
+struct Trend(AtomicI32);
+
+impl Trend {
+    /// What a claim that took the key weighs against one that found a record.
+    const TOOK: i32 = 8;
+    /// The count stays within ±this: a workload that changes is followed within a few
+    /// dozen claims.
+    const BOUND: i32 = 64;
+
+    fn reads_first(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+
+    /// A claim found a record standing.
+    fn found(&self) {
+        self.add(1);
+    }
+
+    /// A claim took the key.
+    fn took(&self) {
+        self.add(-Self::TOOK);
+    }
+
+    fn add(&self, by: i32) {
+        let now = self.0.load(Ordering::Relaxed);
+        let next = (now + by).clamp(-Self::BOUND, Self::BOUND);
+        // Saturated, a steady workload writes nothing: no cache line moves between cores.
+        if next != now {
+            self.0.store(next, Ordering::Relaxed);
+        }
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -157,6 +206,7 @@ impl PostgresStore {
                 ),
                 cache: Statements::new(b.schema.as_deref(), &b.table_prefix, Namespace::Cache),
                 schema: b.schema,
+                trends: Default::default(),
             }),
         };
         let mut first = first;
@@ -280,6 +330,10 @@ impl PostgresStore {
             }
         }
         Ok(())
+    }
+
+    fn trend(&self, ns: Namespace) -> &Trend {
+        &self.inner.trends[usize::from(ns == Namespace::Cache)]
     }
 
     fn stmts(&self, ns: Namespace) -> &Statements {
@@ -453,6 +507,14 @@ where
     })
 }
 
+/// The outcome of a claim that found `record` standing.
+fn standing(record: Record) -> Result<ClaimOutcome> {
+    Ok(match record.state {
+        RecordState::Completed => ClaimOutcome::Completed(record),
+        RecordState::InProgress => ClaimOutcome::InFlight(record),
+    })
+}
+
 fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
     let state: &str = column(row, col::STATE, key)?;
     let state = RecordState::parse(state)
@@ -514,6 +576,18 @@ impl ResultStore for PostgresStore {
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
+        let trend = self.trend(ns);
+        if trend.reads_first() {
+            let row = sqlx::query(AssertSqlSafe(self.stmts(ns).standing.clone()))
+                .bind(key)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(fail)?;
+            if let Some(row) = row {
+                trend.found();
+                return standing(decode_row(&row, key)?);
+            }
+        }
         for _ in 0..CLAIM_ROUNDS {
             let row = sqlx::query(AssertSqlSafe(self.stmts(ns).claim.clone()))
                 .bind(key)
@@ -528,14 +602,12 @@ impl ResultStore for PostgresStore {
             // A record that stands has a state; the claim's own row has none (see the
             // claim statement), and holds the attempt it took and its lease.
             if !row.try_get_raw(col::STATE).map_err(fail)?.is_null() {
-                let record = decode_row(&row, key)?;
-                return Ok(match record.state {
-                    RecordState::Completed => ClaimOutcome::Completed(record),
-                    RecordState::InProgress => ClaimOutcome::InFlight(record),
-                });
+                trend.found();
+                return standing(decode_row(&row, key)?);
             }
             if let Some(attempt) = row.try_get::<Option<i32>, _>(col::ATTEMPT).map_err(fail)? {
                 let until: Instant = row.try_get(col::LEASE_EXPIRES_AT).map_err(fail)?;
+                trend.took();
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(1),
                     lease_expires_at: until.0,
@@ -696,6 +768,41 @@ impl ResultStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_read_first_only_while_records_standing_outnumber_keys_taken() {
+        let trend = Trend::default();
+        assert!(!trend.reads_first(), "a new store claims in one statement");
+        trend.found();
+        assert!(trend.reads_first());
+        trend.took();
+        assert!(!trend.reads_first());
+        // Seven replays for one first call are not enough; nine are.
+        let mixed = Trend::default();
+        for _ in 0..10 {
+            mixed.took();
+            for _ in 0..7 {
+                mixed.found();
+            }
+        }
+        assert!(!mixed.reads_first());
+        let retried = Trend::default();
+        for _ in 0..10 {
+            retried.took();
+            for _ in 0..9 {
+                retried.found();
+            }
+        }
+        assert!(retried.reads_first());
+        // Bounded: a long run of replays is undone by a handful of first calls.
+        for _ in 0..10_000 {
+            retried.found();
+        }
+        for _ in 0..Trend::BOUND / Trend::TOOK {
+            retried.took();
+        }
+        assert!(!retried.reads_first());
+    }
 
     #[test]
     fn prefix_end_is_the_first_string_past_the_prefix() {

@@ -127,6 +127,148 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
     );
 }
 
+/// How often the single connection of `store`'s pool ran the plain read of a standing
+/// record and the claim statement (its union), from `pg_prepared_statements`.
+async fn runs(store: &PostgresStore) -> (i64, i64) {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let count = |union: bool| {
+        rows.iter()
+            .filter(|(s, _)| s.contains("lease_expires_at > now()"))
+            .filter(|(s, _)| s.contains("UNION ALL") == union)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    (count(false), count(true))
+}
+
+/// While claims keep finding records standing, a claim reads first with a plain `SELECT`
+/// (no union), and still decides a key that does not stand exactly as the claim statement
+/// does: one taker among concurrent claims, a lapsed lease taken over. First calls bring
+/// back the one statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_read_first_while_records_stand() {
+    let Some((store, schema)) = store("claims_read_first_while_records_stand", "first").await
+    else {
+        return;
+    };
+    let single = PostgresStore::builder()
+        .url(support::url().unwrap())
+        .schema(&schema)
+        .unwrap()
+        .max_connections(1)
+        .build()
+        .await
+        .unwrap();
+    let replay = |store: PostgresStore| async move {
+        match claim(&store, "done", &LeaseToken::generate()).await {
+            ClaimOutcome::Completed(r) => assert_eq!(r.value.as_deref(), Some(&b"v"[..])),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let owner = LeaseToken::generate();
+    assert!(matches!(
+        claim(&single, "done", &owner).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    single
+        .complete(IDEM, "done", &owner, b"v", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs(&single).await,
+        (0, 1),
+        "a new store claims in one statement"
+    );
+    // One replay after a first call: still the one statement (a first call weighs more).
+    replay(single.clone()).await;
+    assert_eq!(runs(&single).await, (0, 2));
+    for _ in 0..16 {
+        replay(single.clone()).await;
+    }
+    let (plain, union) = runs(&single).await;
+    assert!(
+        plain >= 8 && plain + union == 18,
+        "replays read first: {plain} and {union}"
+    );
+    replay(single.clone()).await;
+    assert_eq!(
+        runs(&single).await,
+        (plain + 1, union),
+        "a replay is the plain read alone"
+    );
+    // A key that does not stand costs the plain read, then the claim statement.
+    assert!(matches!(
+        claim(&single, "fresh", &LeaseToken::generate()).await,
+        ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
+    assert_eq!(runs(&single).await, (plain + 2, union + 1));
+
+    // 64 claims of one absent key at once, reading first: exactly one takes the key.
+    for _ in 0..16 {
+        replay(store.clone()).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let store = store.clone();
+        tasks.spawn(async move { claim(&store, "contended", &LeaseToken::generate()).await });
+    }
+    let outcomes = tasks.join_all().await;
+    let taken = outcomes
+        .iter()
+        .filter(|o| matches!(o, ClaimOutcome::Acquired { attempt: 1, .. }))
+        .count();
+    let waiting = outcomes
+        .iter()
+        .filter(|o| matches!(o, ClaimOutcome::InFlight(_)))
+        .count();
+    assert_eq!((taken, waiting), (1, 63), "{outcomes:?}");
+
+    // A lapsed lease, read first, is taken over by the claim statement.
+    let short = Claim {
+        token: &LeaseToken::generate(),
+        lease: Duration::from_millis(1),
+        meta: RecordMeta::default(),
+    };
+    assert!(matches!(
+        single.claim(IDEM, "lapsing", &short).await.unwrap(),
+        ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..16 {
+        replay(single.clone()).await;
+    }
+    let (plain, union) = runs(&single).await;
+    let next = LeaseToken::generate();
+    assert!(matches!(
+        claim(&single, "lapsing", &next).await,
+        ClaimOutcome::Acquired { attempt: 2, .. }
+    ));
+    assert_eq!(runs(&single).await, (plain + 1, union + 1));
+    single
+        .complete(IDEM, "lapsing", &next, b"w", None)
+        .await
+        .unwrap();
+
+    // First calls bring the one statement back.
+    for i in 0..16 {
+        assert!(matches!(
+            claim(&single, &format!("fresh-{i}"), &LeaseToken::generate()).await,
+            ClaimOutcome::Acquired { .. }
+        ));
+    }
+    let (plain, union) = runs(&single).await;
+    assert!(matches!(
+        claim(&single, "fresh-last", &LeaseToken::generate()).await,
+        ClaimOutcome::Acquired { .. }
+    ));
+    assert_eq!(runs(&single).await, (plain, union + 1));
+}
+
 /// Many stores creating the same tables at once all succeed (the advisory lock
 /// serializes `CREATE TABLE IF NOT EXISTS`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
