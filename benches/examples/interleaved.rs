@@ -42,14 +42,11 @@ use stent_benches::{
 const ROUNDS: usize = 120;
 const CALLS: u32 = 64;
 
-/// One variant: its name and one call of it.
-type Variant<'a> = (
-    &'a str,
-    Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>,
-);
+/// One call of a variant, or of the work between rounds.
+type Call<'a> = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>;
 
-/// Work run before each variant's round, untimed.
-type Between<'a> = Option<Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>>;
+/// One variant: its name and one call of it.
+type Variant<'a> = (&'a str, Call<'a>);
 
 async fn compare(variants: Vec<Variant<'_>>) {
     compare_calls(variants, CALLS, None).await;
@@ -62,7 +59,7 @@ async fn compare(variants: Vec<Variant<'_>>) {
 /// that no variant always follows the same one. A variant's time is its median round; its
 /// ratio is the median, over the rounds, of its round's time ÷ the first variant's in the
 /// same round, so that load which drifts from one round to the next cancels in each ratio.
-async fn compare_calls(variants: Vec<Variant<'_>>, calls: u32, between: Between<'_>) {
+async fn compare_calls(variants: Vec<Variant<'_>>, calls: u32, between: Option<Call<'_>>) {
     let n = variants.len();
     let mut rounds: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); n];
     for r in 0..ROUNDS {

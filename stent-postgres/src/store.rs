@@ -777,22 +777,18 @@ mod tests {
         assert!(trend.reads_first());
         trend.took();
         assert!(!trend.reads_first());
+        // Ten first calls, each followed by `replays` replays.
+        let mixed = |replays: usize| {
+            let trend = Trend::default();
+            for _ in 0..10 {
+                trend.took();
+                (0..replays).for_each(|_| trend.found());
+            }
+            trend
+        };
         // Seven replays for one first call are not enough; nine are.
-        let mixed = Trend::default();
-        for _ in 0..10 {
-            mixed.took();
-            for _ in 0..7 {
-                mixed.found();
-            }
-        }
-        assert!(!mixed.reads_first());
-        let retried = Trend::default();
-        for _ in 0..10 {
-            retried.took();
-            for _ in 0..9 {
-                retried.found();
-            }
-        }
+        assert!(!mixed(7).reads_first());
+        let retried = mixed(9);
         assert!(retried.reads_first());
         // Bounded: a long run of replays is undone by a handful of first calls.
         for _ in 0..10_000 {
