@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         return Err(ChargeError::Declined(format!("card refused for {amount}")));
                     }
                     gateway.charges.fetch_add(1, Ordering::SeqCst);
-                    Ok(format!("ch_{}", &exec.operation_id[..12]))
+                    Ok(format!("ch_{}", &exec.operation_id()[..12]))
                 }
             }
         })

@@ -285,7 +285,7 @@ pub async fn takeover_after_crash_runs_attempt_two(store: Arc<dyn ResultStore>) 
         .idempotent()
         .wrap_with_context(|job: String, exec: Execution| async move {
             assert_eq!(Execution::current().as_ref(), Some(&exec));
-            Ok::<_, Infallible>((job, exec.attempt, exec.operation_id.to_string()))
+            Ok::<_, Infallible>((job, exec.attempt, exec.operation_id()))
         });
     let key = f.key_for(&"j1".to_string()).unwrap();
     // A "crashed" owner: claimed with a short lease, never renewed, never completed.

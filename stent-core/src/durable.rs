@@ -414,9 +414,6 @@ pub struct Execution {
     pub key: Arc<str>,
     /// 1 for the first execution; +1 for each takeover after a crashed owner's lease lapsed.
     pub attempt: u32,
-    /// Stable across attempts of the same key: pass it to downstream APIs as their
-    /// idempotency key (32 hex characters).
-    pub operation_id: Arc<str>,
 }
 
 tokio::task_local! {
@@ -427,6 +424,32 @@ impl Execution {
     /// The execution the current task is running inside, if any.
     pub fn current() -> Option<Execution> {
         CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Stable across attempts of the same key: pass it to downstream APIs as their
+    /// idempotency key. 32 hex characters, the first half of the SHA-256 of the key, so the
+    /// same key gives the same id in every process and every release.
+    ///
+    /// Computed when asked for: a function that does not need it does not pay for it.
+    ///
+    /// ```
+    /// # use stent_core::{Execution, MemoryStore, Stent};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let charge = Stent::new(MemoryStore::new())
+    ///     .durable("payments::charge")
+    ///     .idempotent()
+    ///     .wrap_with_context(|order: String, exec: Execution| async move {
+    ///         Ok::<_, std::convert::Infallible>(exec.operation_id())
+    ///     });
+    /// let id = charge.call("ord-1".to_owned()).await.unwrap();
+    /// assert_eq!(id.len(), 32);
+    /// assert_eq!(charge.call("ord-1".to_owned()).await.unwrap(), id); // replayed
+    /// # }
+    /// ```
+    pub fn operation_id(&self) -> String {
+        let mut id = sha256_hex(self.key.as_bytes());
+        id.truncate(32);
+        id
     }
 }
 
@@ -692,7 +715,6 @@ where
             function: inner.config.name.as_str().into(),
             key: key.into(),
             attempt: 1,
-            operation_id: sha256_hex(key.as_bytes())[..32].into(),
         };
         observe::execution(&inner.config.name, 1);
         let fut = (inner.func)(args, exec.clone());
@@ -851,7 +873,6 @@ where
             function: c.name.as_str().into(),
             key: key.into(),
             attempt,
-            operation_id: sha256_hex(key.as_bytes())[..32].into(),
         };
         let work =
             AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();

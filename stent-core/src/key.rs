@@ -135,7 +135,14 @@ impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 /// The canonical JSON of a value: object keys sorted, no whitespace.
@@ -843,6 +850,19 @@ mod tests {
         assert_eq!(key.len(), "f|None|sha256:".len() + 64);
         let key = DefaultKey::hashed().key(&scope(), &"a").unwrap();
         assert_eq!(key, format!("f|None|sha256:{}", sha256_hex(br#"["a"]"#)));
+    }
+
+    #[test]
+    fn sha256_hex_is_the_lower_case_digest() {
+        // FIPS 180-2's test vectors: the keys of every release depend on these digits.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
