@@ -29,6 +29,7 @@ NAMES = {
     "redis": "Redis",
     "valkey": "Valkey 9.1",
     "redis_cluster": "Redis Cluster (3 masters)",
+    "valkey_cluster": "Valkey 9.1 Cluster (3 masters)",
     "dynamodb": "DynamoDB API (moto)",
 }
 HIT_RATIO, MISS_RATIO, SCALING, CACHED_PAR = 1.15, 1.15, 0.85, 1.05
@@ -342,7 +343,9 @@ INTERLEAVED = [
     ("postgres", "postgres", "postgres-miss", "postgres-tasks", "PostgresStore"),
     ("redis", "redis", "redis-miss", "redis-tasks", "RedisStore"),
     ("valkey", "valkey", "valkey-miss", "valkey-tasks", "RedisStore"),
-    ("redis_cluster", "cluster", "cluster-miss", None, "RedisStore"),
+    ("redis_cluster", "cluster", "cluster-miss", "cluster-tasks", "RedisStore"),
+    # No criterion bench of its own: the `valkey` bench runs these modes too.
+    ("valkey_cluster", "valkey-cluster", "valkey-cluster-miss", "valkey-cluster-tasks", "RedisStore"),
     ("dynamodb", "dynamodb", "dynamodb-miss", None, "DynamoDbStore"),
     # SQLite is embedded: its hit targets are not judged (see the criterion targets).
     ("sqlite", None, "sqlite-miss", None, "SqliteStore"),

@@ -18,6 +18,10 @@
 //! cargo run --release -p stent-benches --example interleaved -- redis-tasks   # 1 and 64 tasks
 //! cargo run --release -p stent-benches --example interleaved -- valkey-tasks  # on distinct keys
 //! cargo run --release -p stent-benches --example interleaved -- postgres-tasks
+//! cargo run --release -p stent-benches --example interleaved -- cluster-tasks
+//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster   # STENT_VALKEY_CLUSTER_URL
+//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-miss
+//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-tasks
 //! cargo run --release -p stent-benches --example interleaved -- sqlite-miss   # a temporary file
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb-miss
@@ -118,7 +122,7 @@ async fn quote(id: String, amount: u64) -> Result<String, String> {
 
 async fn redis(with_cached: bool, cluster: bool) {
     if cluster {
-        let url = env_url("STENT_REDIS_CLUSTER_URL");
+        let url = env_url(clustered());
         let conn = cluster_conn(&url).await;
         redis_hits(conn, &url, with_cached).await;
     } else {
@@ -526,7 +530,7 @@ where
 async fn redis_miss(cluster: bool) {
     let prefix = "stent-bench-interleaved-miss";
     let (url, builder) = if cluster {
-        let url = env_url("STENT_REDIS_CLUSTER_URL");
+        let url = env_url(clustered());
         (url.clone(), RedisStore::builder().url(url))
     } else {
         let url = env_url(standalone());
@@ -672,8 +676,8 @@ async fn postgres() {
 }
 
 /// Distinct-key throughput on the standalone server, next to a `ConnectionManager`'s `GET`s.
-async fn redis_tasks() {
-    let url = env_url(standalone());
+async fn redis_tasks(cluster: bool) {
+    let url = env_url(if cluster { clustered() } else { standalone() });
     let prefix = "stent-bench-interleaved";
     let store = RedisStore::builder()
         .url(url.as_str())
@@ -681,9 +685,14 @@ async fn redis_tasks() {
         .build()
         .await
         .expect("connecting stent to Redis");
-    let conn = manager(&url).await;
     let f = Functions::new(&Stent::new(store.clone()));
-    distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
+    if cluster {
+        let conn = cluster_conn(&url).await;
+        distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
+    } else {
+        let conn = manager(&url).await;
+        distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
+    }
     clear(&store).await;
 }
 
@@ -843,31 +852,44 @@ fn standalone() -> &'static str {
     STANDALONE.get().copied().unwrap_or("STENT_REDIS_URL")
 }
 
+/// The variable naming the cluster of the `cluster*` and `valkey-cluster*` comparisons.
+static CLUSTERED: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn clustered() -> &'static str {
+    CLUSTERED
+        .get()
+        .copied()
+        .unwrap_or("STENT_REDIS_CLUSTER_URL")
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_default();
     if what.starts_with("valkey") {
         STANDALONE.set("STENT_VALKEY_URL").expect("set once");
+        CLUSTERED.set("STENT_VALKEY_CLUSTER_URL").expect("set once");
     }
     let rt = runtime();
     match what.as_str() {
         "redis" => rt.block_on(redis(false, false)),
-        "cluster" => rt.block_on(redis(false, true)),
+        "cluster" | "valkey-cluster" => rt.block_on(redis(false, true)),
         "cached" => rt.block_on(redis(true, false)),
         "redis-miss" | "valkey-miss" => rt.block_on(redis_miss(false)),
         "valkey" => rt.block_on(redis(false, false)),
-        "cluster-miss" => rt.block_on(redis_miss(true)),
+        "cluster-miss" | "valkey-cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
         "postgres-miss" => rt.block_on(postgres_miss()),
-        "redis-tasks" | "valkey-tasks" => rt.block_on(redis_tasks()),
+        "redis-tasks" | "valkey-tasks" => rt.block_on(redis_tasks(false)),
+        "cluster-tasks" | "valkey-cluster-tasks" => rt.block_on(redis_tasks(true)),
         "postgres-tasks" => rt.block_on(postgres_tasks()),
         "sqlite-miss" => rt.block_on(sqlite_miss()),
         "dynamodb" => rt.block_on(dynamodb(false)),
         "dynamodb-miss" => rt.block_on(dynamodb(true)),
         _ => {
             panic!(
-                "which comparison? redis, cluster, valkey, redis-miss, cluster-miss, valkey-miss, \
-             postgres, postgres-miss, cached, redis-tasks, valkey-tasks, postgres-tasks, \
-             sqlite-miss, dynamodb or dynamodb-miss"
+                "which comparison? redis, cluster, valkey, valkey-cluster, redis-miss, cluster-miss, \
+             valkey-miss, valkey-cluster-miss, postgres, postgres-miss, cached, redis-tasks, \
+             cluster-tasks, valkey-tasks, valkey-cluster-tasks, postgres-tasks, sqlite-miss, \
+             dynamodb or dynamodb-miss"
             )
         }
     }

@@ -11,9 +11,16 @@
 //! first call on a fresh key), `miss` (a cache miss on a fresh key), `get` (the store's `get`
 //! alone), `key` (key derivation alone). The second argument is the number of calls
 //! (default 10 000); the difference between two counts is the cost of the calls between them.
+//!
+//! The same paths prefixed `redis-` (`redis-hit`, `redis-get`, …) run over a `RedisStore` on
+//! `STENT_REDIS_URL`, and `redis-raw` is the raw driver's `GET` of the cached record: what the
+//! profiler counts is then the client's own work per call, the part of a call that limits
+//! throughput when many tasks share the machine's cores.
 
-use stent::{MemoryStore, Namespace, ResultStore, Stent};
-use stent_benches::{Fresh, Functions, hit_args};
+use std::sync::Arc;
+
+use stent::{MemoryStore, Namespace, RedisStore, ResultStore, Stent};
+use stent_benches::{Fresh, Functions, Raw, RedisRaw, env_url, hit_args};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -26,9 +33,33 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let store = MemoryStore::new();
-    let f = Functions::new(&Stent::new(store.clone()));
-    let fresh = Fresh::new("profile");
+    let prefix = "stent-profile";
+    let (path, redis) = match path.strip_prefix("redis-") {
+        Some(rest) => {
+            let url = env_url("STENT_REDIS_URL");
+            let (store, conn) = rt.block_on(async {
+                let store = RedisStore::builder()
+                    .url(url.as_str())
+                    .prefix(prefix)
+                    .build()
+                    .await
+                    .expect("connecting stent to STENT_REDIS_URL");
+                let client = redis::Client::open(url.as_str()).expect("STENT_REDIS_URL");
+                let conn = redis::aio::ConnectionManager::new(client)
+                    .await
+                    .expect("connecting to STENT_REDIS_URL");
+                (store, conn)
+            });
+            (rest.to_owned(), Some((store, RedisRaw::new(conn, prefix))))
+        }
+        None => (path, None),
+    };
+    let store: Arc<dyn ResultStore> = match &redis {
+        Some((store, _)) => Arc::new(store.clone()),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let f = Functions::new(&Stent::from_arc(Arc::clone(&store)));
+    let fresh = Fresh::new(stent_benches::run_tag());
     rt.block_on(async {
         f.idempotent.call(hit_args()).await.expect("seeding");
         f.cached.call(hit_args()).await.expect("seeding");
@@ -54,7 +85,33 @@ fn main() {
                 "key" => drop(std::hint::black_box(
                     f.idempotent.key_for(&hit_args()).expect("a key"),
                 )),
-                other => panic!("unknown path {other} (hit, replay, first-call, miss, get, key)"),
+                "sizes" => {
+                    // What a task spawned for one call carries: its future, inline.
+                    let hit = f.cached.call(hit_args());
+                    let replay = f.idempotent.call(hit_args());
+                    let get = store.get(Namespace::Cache, &key);
+                    println!(
+                        "future sizes: call {} B, idempotent call {} B, store get {} B",
+                        std::mem::size_of_val(&hit),
+                        std::mem::size_of_val(&replay),
+                        std::mem::size_of_val(&get)
+                    );
+                    break;
+                }
+                "raw" => {
+                    let (_, raw) = redis.as_ref().expect("`raw` is `redis-raw`");
+                    assert!(raw.read(Namespace::Cache, &key).await);
+                }
+                other => panic!(
+                    "unknown path {other} (hit, replay, first-call, miss, get, key, each also \
+                     with `redis-`, and redis-raw)"
+                ),
+            }
+        }
+        if redis.is_some() {
+            // The server outlives the run: leave nothing of it behind.
+            for ns in Namespace::ALL {
+                store.clear(ns).await.expect("clearing");
             }
         }
     });

@@ -521,6 +521,12 @@ where
         let (key, result) = match self.key_for(&args) {
             Err(e) => (String::new(), Err(e.into_call_error())),
             Ok(key) => {
+                // The progress log needs the key after the call; otherwise it moves in.
+                let kept = if started_at.is_some() {
+                    key.clone()
+                } else {
+                    String::new()
+                };
                 let span = tracing::debug_span!(
                     "stent.call",
                     function = %name,
@@ -530,9 +536,9 @@ where
                 );
                 let result = if span.is_disabled() {
                     // No subscriber wants the span: skip entering it on every poll.
-                    self.run(key.clone(), args).await
+                    self.run(key, args).await
                 } else {
-                    let result = self.run(key.clone(), args).instrument(span.clone()).await;
+                    let result = self.run(key, args).instrument(span.clone()).await;
                     match &result {
                         Ok(t) => {
                             span.record("status", t.outcome.status.as_str());
@@ -544,7 +550,7 @@ where
                     }
                     result
                 };
-                (key, result)
+                (kept, result)
             }
         };
         if let Some(started) = started {
@@ -603,15 +609,14 @@ where
             }
         };
         let result = self.run_alone(key, fingerprint, args).await;
-        if let Ok(t) = &result
-            && leader.has_followers()
-            && let Ok(bytes) = codec::encode_value(&t.value)
-        {
-            leader.land(Landed {
+        leader.finish(|| {
+            let t = result.as_ref().ok()?;
+            let bytes = codec::encode_value(&t.value).ok()?;
+            Some(Landed {
                 bytes,
                 attempt: t.outcome.attempt,
-            });
-        }
+            })
+        });
         result
     }
 
@@ -624,9 +629,16 @@ where
         let inner = &*self.inner;
         let c = &inner.config;
         if c.cached
-            && let Some(hit) = self.cache_lookup(&key).await?
+            && let Some((value, attempt)) = self.cache_lookup(&key).await?
         {
-            return Ok(hit);
+            return Ok(Traced {
+                value,
+                outcome: Outcome {
+                    status: Status::CacheHit,
+                    attempt,
+                    key,
+                },
+            });
         }
         if c.idempotent {
             return self.idempotent(key, fingerprint, args).await;
@@ -653,9 +665,9 @@ where
         }
     }
 
-    /// Cache-namespace read; `None` on a miss (an undecodable value is a miss, and is
-    /// overwritten by the next successful execution).
-    async fn cache_lookup(&self, key: &str) -> std::result::Result<Option<Traced<R>>, Error<E>> {
+    /// Cache-namespace read: the value and its attempt, `None` on a miss (an undecodable
+    /// value is a miss, and is overwritten by the next successful execution).
+    async fn cache_lookup(&self, key: &str) -> std::result::Result<Option<(R, u32)>, Error<E>> {
         let record = match self.inner.store.get(Namespace::Cache, key).await {
             Ok(r) => r,
             Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
@@ -671,14 +683,7 @@ where
             return Ok(None);
         };
         match decode_value::<R>(key, bytes) {
-            Ok(value) => Ok(Some(Traced {
-                value,
-                outcome: Outcome {
-                    status: Status::CacheHit,
-                    attempt: record.attempt,
-                    key: key.to_owned(),
-                },
-            })),
+            Ok(value) => Ok(Some((value, record.attempt))),
             Err(e) => {
                 tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
                 Ok(None)
@@ -1066,13 +1071,13 @@ struct Landed {
     attempt: u32,
 }
 
-/// One call in flight: where its leader leaves the result for the followers.
+/// One call in flight that others wait on: where its leader leaves the result for them.
+/// Made by the first follower; a leader nobody joins never allocates one.
 #[derive(Default)]
 struct Slot {
     landed: std::sync::OnceLock<Landed>,
     done: tokio::sync::Notify,
     closed: std::sync::atomic::AtomicBool,
-    followers: std::sync::atomic::AtomicUsize,
 }
 
 impl Slot {
@@ -1089,10 +1094,29 @@ impl Slot {
 }
 
 /// Calls in flight in this process, by key: the first caller leads, later ones follow.
+///
+/// Every call joins and leaves here, from whichever worker thread runs it, so the map is
+/// split into shards by key, each on its own cache lines: calls on different keys rarely
+/// take the same lock or pull the same memory from the other core. The keys are hashed
+/// with a fast seeded hasher rather than SipHash.
 #[derive(Default)]
 struct Flights {
-    map: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Slot>>>,
+    hasher: foldhash::fast::RandomState,
+    shards: [Shard; SHARDS],
 }
+
+/// How many shards the calls in flight are split into.
+const SHARDS: usize = 16;
+
+/// One shard of [`Flights`], aligned so that no two share a cache line (or its neighbour,
+/// which some cores fetch in pairs).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(std::sync::Mutex<FlightMap>);
+
+/// A key in flight, and the slot its followers wait on once there is one.
+type FlightMap =
+    std::collections::HashMap<Arc<str>, Option<Arc<Slot>>, foldhash::fast::RandomState>;
 
 enum Flight<'a> {
     Leader(LeaderGuard<'a>),
@@ -1100,24 +1124,29 @@ enum Flight<'a> {
 }
 
 impl Flights {
+    fn shard(&self, key: &str) -> &std::sync::Mutex<FlightMap> {
+        use std::hash::BuildHasher as _;
+        // The hash's high bits: the shard's map indexes by the low bits of its own hash.
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 60) as usize % SHARDS].0
+    }
+
     fn join(&self, key: &str) -> Flight<'_> {
-        use std::sync::atomic::Ordering;
-        // One hash of the key per call: `entry` finds and inserts in one lookup (a
-        // follower, the rare case, pays for the leader's key it does not keep).
+        // `entry` finds and inserts in one lookup (a follower, the rare case, pays for the
+        // leader's key it does not keep).
         let key: Arc<str> = Arc::from(key);
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
         match map.entry(Arc::clone(&key)) {
-            Entry::Occupied(found) => {
-                let slot = found.get();
-                slot.followers.fetch_add(1, Ordering::Relaxed);
+            Entry::Occupied(mut found) => {
+                let slot = found.get_mut().get_or_insert_with(Arc::default);
                 Flight::Follower(Arc::clone(slot))
             }
             Entry::Vacant(free) => {
-                let slot = Arc::clone(free.insert(Arc::new(Slot::default())));
+                free.insert(None);
                 Flight::Leader(LeaderGuard {
                     flights: self,
                     key,
-                    slot,
+                    done: false,
                 })
             }
         }
@@ -1128,41 +1157,50 @@ impl Flights {
 /// leader that never landed a result find no result and go to the store themselves.
 struct LeaderGuard<'a> {
     flights: &'a Flights,
+    /// The same allocation as the map's key: it tells this leader's entry from a later one's.
     key: Arc<str>,
-    slot: Arc<Slot>,
+    done: bool,
 }
 
 impl LeaderGuard<'_> {
-    fn has_followers(&self) -> bool {
-        self.slot
-            .followers
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
+    /// Ends the flight: no one joins it from now on, and whoever joined is woken with what
+    /// `landed` makes (called only if someone did) or with nothing, to go to the store.
+    fn finish(mut self, landed: impl FnOnce() -> Option<Landed>) {
+        self.leave(landed);
     }
 
-    fn land(&self, landed: Landed) {
-        // Only the leader sets it, once.
-        let _ = self.slot.landed.set(landed);
+    fn leave(&mut self, landed: impl FnOnce() -> Option<Landed>) {
+        use std::sync::atomic::Ordering;
+        self.done = true;
+        let slot = {
+            let shard = self.flights.shard(&self.key);
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            match map.remove_entry(&self.key) {
+                Some((key, slot)) if Arc::ptr_eq(&key, &self.key) => slot,
+                // Defensive: not this leader's entry, so it goes back.
+                Some((key, slot)) => {
+                    map.insert(key, slot);
+                    None
+                }
+                None => None,
+            }
+        };
+        // No follower can join once the entry is gone.
+        if let Some(slot) = slot {
+            if let Some(landed) = landed() {
+                // Only the leader sets it, once.
+                let _ = slot.landed.set(landed);
+            }
+            slot.closed.store(true, Ordering::Release);
+            slot.done.notify_waiters();
+        }
     }
 }
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        {
-            let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-            // One lookup: take the entry out, and put it back in the rare case that it
-            // is another leader's.
-            if let Some((key, slot)) = map.remove_entry(&self.key)
-                && !Arc::ptr_eq(&slot, &self.slot)
-            {
-                map.insert(key, slot);
-            }
-        }
-        // No follower can join once the entry is gone.
-        self.slot.closed.store(true, Ordering::Release);
-        if self.slot.followers.load(Ordering::Relaxed) > 0 {
-            self.slot.done.notify_waiters();
+        if !self.done {
+            self.leave(|| None);
         }
     }
 }

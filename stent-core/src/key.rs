@@ -123,13 +123,26 @@ impl DefaultKey {
 
 impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String> {
-        let json = canonical_args(args)?;
+        // One buffer: the scope, then the canonical JSON written after it.
         let version = scope.version.unwrap_or("None");
-        if scope.name.len() + version.len() + 2 + json.len() <= self.max_len {
-            Ok(scope.scoped(&json))
-        } else {
-            Ok(scope.scoped(&format!("sha256:{}", sha256_hex(json.as_bytes()))))
+        let mut key = String::with_capacity(scope.name.len() + version.len() + 2 + 48);
+        key.push_str(scope.name);
+        key.push('|');
+        key.push_str(version);
+        key.push('|');
+        let prefix = key.len();
+        args.serialize(Canon {
+            out: &mut key,
+            top: true,
+        })
+        .map_err(Error::from)?;
+        if key.len() > self.max_len {
+            let digest = sha256_hex(&key.as_bytes()[prefix..]);
+            key.truncate(prefix);
+            key.push_str("sha256:");
+            key.push_str(&digest);
         }
+        Ok(key)
     }
 }
 
