@@ -89,7 +89,7 @@ impl Stent {
         DurableBuilder {
             store: Arc::clone(&self.store),
             config: Config {
-                name: name.into(),
+                name: Arc::from(name.into()),
                 version: None,
                 idempotent: false,
                 cached: false,
@@ -131,7 +131,8 @@ impl Default for InFlight {
 
 #[derive(Clone, Debug)]
 struct Config {
-    name: String,
+    /// Shared with every [`Execution`] of the function.
+    name: Arc<str>,
     version: Option<String>,
     idempotent: bool,
     cached: bool,
@@ -717,7 +718,7 @@ where
     ) -> std::result::Result<(R, Vec<u8>), Error<E>> {
         let inner = &*self.inner;
         let exec = Execution {
-            function: inner.config.name.as_str().into(),
+            function: Arc::clone(&inner.config.name),
             key: key.into(),
             attempt: 1,
         };
@@ -863,9 +864,11 @@ where
         let inner = &*self.inner;
         let c = &inner.config;
         let store = &inner.store;
+        // One copy of the key, shared by the guard and the execution.
+        let shared_key: Arc<str> = key.into();
         let mut guard = ReleaseGuard {
             store: Arc::clone(store),
-            key: key.to_owned(),
+            key: Arc::clone(&shared_key),
             token,
             armed: true,
         };
@@ -875,8 +878,8 @@ where
         }
         observe::execution(&c.name, attempt);
         let exec = Execution {
-            function: c.name.as_str().into(),
-            key: key.into(),
+            function: Arc::clone(&c.name),
+            key: shared_key,
             attempt,
         };
         let work =
@@ -1029,7 +1032,7 @@ fn check_fingerprint<E>(
 /// panic, spawned on the runtime when the call's future is dropped (cancellation).
 struct ReleaseGuard {
     store: Arc<dyn ResultStore>,
-    key: String,
+    key: Arc<str>,
     token: LeaseToken,
     armed: bool,
 }
@@ -1054,7 +1057,7 @@ impl Drop for ReleaseGuard {
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let store = Arc::clone(&self.store);
-            let key = std::mem::take(&mut self.key);
+            let key = Arc::clone(&self.key);
             let token = self.token.clone();
             handle.spawn(async move {
                 if let Err(e) = store.release(Namespace::Idempotency, &key, &token).await {
