@@ -12,15 +12,19 @@
 //! alone), `key` (key derivation alone). The second argument is the number of calls
 //! (default 10 000); the difference between two counts is the cost of the calls between them.
 //!
+//! `claim-complete` is the store's own claim and completion of a fresh key, without the wrapper.
 //! The same paths prefixed `redis-` (`redis-hit`, `redis-get`, …) run over a `RedisStore` on
-//! `STENT_REDIS_URL`, and `redis-raw` is the raw driver's `GET` of the cached record: what the
+//! `STENT_REDIS_URL`, prefixed `cluster-` over one on `STENT_REDIS_CLUSTER_URL`, and
+//! `redis-raw` is the raw driver's `GET` of the cached record: what the
 //! profiler counts is then the client's own work per call, the part of a call that limits
 //! throughput when many tasks share the machine's cores.
 
 use std::sync::Arc;
 
 use stent::{MemoryStore, Namespace, RedisStore, ResultStore, Stent};
-use stent_benches::{Fresh, Functions, Raw, RedisRaw, env_url, hit_args};
+use stent_benches::{
+    Fresh, Functions, Raw, RedisRaw, env_url, hit_args, store_claim_complete, stored_value,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -34,26 +38,34 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let prefix = "stent-profile";
-    let (path, redis) = match path.strip_prefix("redis-") {
-        Some(rest) => {
-            let url = env_url("STENT_REDIS_URL");
-            let (store, conn) = rt.block_on(async {
-                let store = RedisStore::builder()
-                    .url(url.as_str())
-                    .prefix(prefix)
-                    .build()
-                    .await
-                    .expect("connecting stent to STENT_REDIS_URL");
-                let client = redis::Client::open(url.as_str()).expect("STENT_REDIS_URL");
-                let conn = redis::aio::ConnectionManager::new(client)
-                    .await
-                    .expect("connecting to STENT_REDIS_URL");
-                (store, conn)
-            });
-            (rest.to_owned(), Some((store, RedisRaw::new(conn, prefix))))
-        }
-        None => (path, None),
+    let (path, server) = match (path.strip_prefix("redis-"), path.strip_prefix("cluster-")) {
+        (Some(rest), _) => (rest.to_owned(), Some("STENT_REDIS_URL")),
+        (_, Some(rest)) => (rest.to_owned(), Some("STENT_REDIS_CLUSTER_URL")),
+        _ => (path, None),
     };
+    let redis = server.map(|var| {
+        let url = env_url(var);
+        rt.block_on(async {
+            let store = RedisStore::builder()
+                .url(url.as_str())
+                .prefix(prefix)
+                .build()
+                .await
+                .unwrap_or_else(|e| panic!("connecting stent to {var}: {e}"));
+            // The raw driver's read, on standalone Redis only.
+            let raw = match var {
+                "STENT_REDIS_URL" => {
+                    let client = redis::Client::open(url.as_str()).expect("STENT_REDIS_URL");
+                    let conn = redis::aio::ConnectionManager::new(client)
+                        .await
+                        .expect("connecting to STENT_REDIS_URL");
+                    Some(RedisRaw::new(conn, prefix))
+                }
+                _ => None,
+            };
+            (store, raw)
+        })
+    });
     let store: Arc<dyn ResultStore> = match &redis {
         Some((store, _)) => Arc::new(store.clone()),
         None => Arc::new(MemoryStore::new()),
@@ -64,6 +76,7 @@ fn main() {
         f.idempotent.call(hit_args()).await.expect("seeding");
         f.cached.call(hit_args()).await.expect("seeding");
         let key = f.cached.key_for(&hit_args()).expect("a key");
+        let value = stored_value("ord-000042");
         for _ in 0..calls {
             match path.as_str() {
                 "hit" => drop(f.cached.call(hit_args()).await.expect("hit")),
@@ -98,13 +111,17 @@ fn main() {
                     );
                     break;
                 }
+                "claim-complete" => {
+                    store_claim_complete(&*store, &fresh.next(), &value).await;
+                }
                 "raw" => {
-                    let (_, raw) = redis.as_ref().expect("`raw` is `redis-raw`");
+                    let raw = redis.as_ref().and_then(|(_, raw)| raw.as_ref());
+                    let raw = raw.expect("`raw` is `redis-raw`");
                     assert!(raw.read(Namespace::Cache, &key).await);
                 }
                 other => panic!(
-                    "unknown path {other} (hit, replay, first-call, miss, get, key, each also \
-                     with `redis-`, and redis-raw)"
+                    "unknown path {other} (hit, replay, first-call, miss, get, key, \
+                     claim-complete, each also with `redis-` or `cluster-`, and redis-raw)"
                 ),
             }
         }
