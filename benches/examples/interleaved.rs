@@ -776,6 +776,18 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
 /// First calls on any backend: the raw driver's two writes of a fresh record, the store's
 /// claim + complete, and the wrapper's first call.
 async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    misses_with(stent, raw, store, calls, Vec::new()).await;
+}
+
+/// [`misses`] with `extra` variants after the raw driver's two writes, for reference (the
+/// ratios stay to the first variant).
+async fn misses_with<'a, R: Raw>(
+    stent: &'a Stent,
+    raw: &'a R,
+    store: &str,
+    calls: u32,
+    extra: Vec<Variant<'a>>,
+) {
     let backend = stent.store().as_ref();
     // Fresh keys repeat from run to run: a run cut short must not leave them taken.
     clear(backend).await;
@@ -783,37 +795,45 @@ async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
     let fresh = Fresh::new("miss");
     let value = stored_value("ord-000042");
     let name = format!("{store}::claim + complete");
-    let (f, fresh, value) = (&f, &fresh, value.as_slice());
+    // Leaked, to outlive `extra`'s borrows (a variant's lifetime cannot shrink).
+    let (f, fresh, value): (&'a Functions, &'a Fresh, &'a [u8]) = (
+        Box::leak(Box::new(f)),
+        Box::leak(Box::new(fresh)),
+        Box::leak(value.into_boxed_slice()),
+    );
+    let name: &'a str = Box::leak(name.into_boxed_str());
+    let mut variants: Vec<Variant<'a>> = vec![(
+        "raw two writes",
+        Box::new(move || {
+            Box::pin(async move {
+                raw.two_writes(&fresh.next(), value).await;
+            })
+        }),
+    )];
+    variants.extend(extra);
+    variants.extend::<Vec<Variant<'a>>>(vec![
+        (
+            name,
+            Box::new(move || {
+                Box::pin(async move {
+                    store_claim_complete(backend, &fresh.next(), value).await;
+                })
+            }),
+        ),
+        (
+            "stent idempotent first call",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.idempotent
+                        .call((fresh.next(), 500))
+                        .await
+                        .expect("first call");
+                })
+            }),
+        ),
+    ]);
     compare_calls(
-        vec![
-            (
-                "raw two writes",
-                Box::new(move || {
-                    Box::pin(async move {
-                        raw.two_writes(&fresh.next(), value).await;
-                    })
-                }),
-            ),
-            (
-                name.as_str(),
-                Box::new(move || {
-                    Box::pin(async move {
-                        store_claim_complete(backend, &fresh.next(), value).await;
-                    })
-                }),
-            ),
-            (
-                "stent idempotent first call",
-                Box::new(move || {
-                    Box::pin(async move {
-                        f.idempotent
-                            .call((fresh.next(), 500))
-                            .await
-                            .expect("first call");
-                    })
-                }),
-            ),
-        ],
+        variants,
         calls,
         Some(Box::new(move || Box::pin(raw.settle()))),
     )
@@ -828,7 +848,25 @@ async fn sqlite_miss() {
         .await
         .expect("opening the SQLite file");
     let raw = SqliteRaw::new(&store);
-    misses(&Stent::new(store), &raw, "SqliteStore", CALLS).await;
+    // The store writes on a connection of its own; the raw driver's two writes through the
+    // pool pay its acquire and release around each statement. The same two writes on one
+    // held connection show what the statements cost alone.
+    let held = tokio::sync::Mutex::new(raw.connection().await);
+    let fresh = Fresh::new("held");
+    let (raw_ref, held, fresh) = (&raw, &held, &fresh);
+    let value = stored_value("ord-000042");
+    let value: &[u8] = Box::leak(value.into_boxed_slice());
+    let extra: Vec<Variant<'_>> = vec![(
+        "raw two writes, one held connection",
+        Box::new(move || {
+            Box::pin(async move {
+                let mut conn = held.lock().await;
+                raw_ref.two_writes_on(&mut conn, &fresh.next(), value).await;
+            })
+        }),
+    )];
+    let stent = Stent::new(store);
+    misses_with(&stent, &raw, "SqliteStore", CALLS, extra).await;
 }
 
 /// moto's calls take milliseconds: fewer per round.

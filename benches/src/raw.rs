@@ -65,6 +65,34 @@ impl SqliteRaw {
     }
 }
 
+impl SqliteRaw {
+    /// [`Raw::two_writes`] on one connection held for the run, as the store holds its own:
+    /// the same statements without the pool's acquire and release around each.
+    pub async fn two_writes_on(&self, conn: &mut sqlx::SqliteConnection, key: &str, value: &[u8]) {
+        let now = now_ms();
+        sqlx::query(AssertSqlSafe(self.insert_in_progress.as_str()))
+            .bind(key)
+            .bind("token")
+            .bind(now + 30_000)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .expect("INSERT");
+        sqlx::query(AssertSqlSafe(self.complete.as_str()))
+            .bind(key)
+            .bind(value)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await
+            .expect("UPDATE");
+    }
+
+    /// One of the pool's connections, to hold.
+    pub async fn connection(&self) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+        self.pool.acquire().await.expect("a connection of the pool")
+    }
+}
+
 impl Raw for SqliteRaw {
     async fn read(&self, ns: Namespace, key: &str) -> bool {
         let sql = &self.read[usize::from(ns == Namespace::Cache)];

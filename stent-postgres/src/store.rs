@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +13,7 @@ use sqlx::postgres::{
     PgValueRef, Postgres,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
-use stent_core::store::{check_key_len, check_value_len};
+use stent_core::store::{ClaimTrend, check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
     Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
@@ -58,54 +57,20 @@ struct Inner {
     schema: Option<String>,
     idempotency: Statements,
     cache: Statements,
-    /// How the recent claims of each namespace went, by [`Namespace`] order.
-    trends: [Trend; 2],
-}
-
-/// Which statement a claim runs first, from how the store's recent claims went.
-///
-/// The claim statement reads a standing record and takes an absent key in one round trip,
-/// but its `UNION ALL … LIMIT 1` costs the server more executor set-up than a plain read.
-/// While claims mostly find a record standing (a client retrying, keys in flight), a
-/// claim reads first with the plain read of its first branch, and runs the claim
-/// statement only when nothing stands; a key it then finds absent costs one more round
-/// trip. Every claim that found a record counts one up, every claim that took a key
-/// [`TOOK`](Self::TOOK) down, so the plain read goes first only when replays outnumber
-/// first calls by more than that: about what the extra round trip of a first call costs
-/// next to what the union costs a replay. Both ways decide the same, atomically: the
-/// trend only chooses the cheaper way.
-#[derive(Debug, Default)]
-struct Trend(AtomicI32);
-
-impl Trend {
-    /// What a claim that took the key weighs against one that found a record.
-    const TOOK: i32 = 8;
-    /// The count stays within ±this: a workload that changes is followed within a few
-    /// dozen claims.
-    const BOUND: i32 = 64;
-
-    fn reads_first(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
-    }
-
-    /// A claim found a record standing.
-    fn found(&self) {
-        self.add(1);
-    }
-
-    /// A claim took the key.
-    fn took(&self) {
-        self.add(-Self::TOOK);
-    }
-
-    fn add(&self, by: i32) {
-        let now = self.0.load(Ordering::Relaxed);
-        let next = (now + by).clamp(-Self::BOUND, Self::BOUND);
-        // Saturated, a steady workload writes nothing: no cache line moves between cores.
-        if next != now {
-            self.0.store(next, Ordering::Relaxed);
-        }
-    }
+    /// How the recent claims of each namespace went, by [`Namespace`] order: which
+    /// statement a claim runs first.
+    ///
+    /// The claim statement reads a standing record and takes an absent key in one round trip,
+    /// but its `UNION ALL … LIMIT 1` costs the server more executor set-up than a plain read.
+    /// While claims mostly find a record standing (a client retrying, keys in flight), a
+    /// claim reads first with the plain read of its first branch, and runs the claim
+    /// statement only when nothing stands; a key it then finds absent costs one more round
+    /// trip. Every claim that found a record counts one up, every claim that took a key
+    /// [`TOOK`](ClaimTrend::TOOK) down, so the plain read goes first only when replays outnumber
+    /// first calls by more than that: about what the extra round trip of a first call costs
+    /// next to what the union costs a replay. Both ways decide the same, atomically: the
+    /// trend ([`ClaimTrend`]) only chooses the cheaper way.
+    trends: [ClaimTrend; 2],
 }
 
 impl fmt::Debug for PostgresStore {
@@ -332,7 +297,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn trend(&self, ns: Namespace) -> &Trend {
+    fn trend(&self, ns: Namespace) -> &ClaimTrend {
         &self.inner.trends[usize::from(ns == Namespace::Cache)]
     }
 
@@ -771,7 +736,7 @@ mod tests {
 
     #[test]
     fn claims_read_first_only_while_records_standing_outnumber_keys_taken() {
-        let trend = Trend::default();
+        let trend = ClaimTrend::default();
         assert!(!trend.reads_first(), "a new store claims in one statement");
         trend.found();
         assert!(trend.reads_first());
@@ -779,7 +744,7 @@ mod tests {
         assert!(!trend.reads_first());
         // Ten first calls, each followed by `replays` replays.
         let mixed = |replays: usize| {
-            let trend = Trend::default();
+            let trend = ClaimTrend::default();
             for _ in 0..10 {
                 trend.took();
                 (0..replays).for_each(|_| trend.found());
@@ -794,7 +759,7 @@ mod tests {
         for _ in 0..10_000 {
             retried.found();
         }
-        for _ in 0..Trend::BOUND / Trend::TOOK {
+        for _ in 0..ClaimTrend::BOUND / ClaimTrend::TOOK {
             retried.took();
         }
         assert!(!retried.reads_first());

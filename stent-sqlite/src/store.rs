@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, Sqlite, SqliteConnection};
-use stent_core::store::check_value_len;
+use stent_core::store::{ClaimTrend, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
     Page, Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
@@ -45,22 +45,27 @@ const MAX_VALUE_LEN: usize = 1_000_000_000;
 /// handing it out: an in-process connection has no peer to lose, and the ping is a round
 /// trip to the connection's thread.
 ///
-/// A [`claim`](ResultStore::claim) reads first and writes only when the key is absent,
-/// expired or its lease has lapsed:
+/// A [`claim`](ResultStore::claim) goes one of two ways, and decides the same either way
+/// (the claim statement, `INSERT … ON CONFLICT … RETURNING`, takes a key only if it is
+/// absent, expired or its lease has lapsed):
 ///
-/// - a replay (a completed key) or an in-flight key is one read and never takes SQLite's
-///   write lock, so it never waits for a writer in another process. The read runs on the
-///   store's connection when that is free, and on the pool when a write holds it, so a
-///   replay never queues behind writes either;
-/// - a first call is that read, the claim (`INSERT … ON CONFLICT … RETURNING`) and the
-///   completion (`UPDATE`), the read and the claim back to back on the store's connection.
+/// - **reading first**, while the store's recent claims mostly found a record standing: a
+///   replay (a completed key) or an in-flight key is one read and never takes SQLite's write
+///   lock, so it never waits for a writer in another process. The read runs on the store's
+///   connection when that is free, and on the pool when a write holds it, so a replay never
+///   queues behind writes either; a first call is then the read, the claim and the
+///   completion;
+/// - **writing first**, while they mostly took keys (and in a new store): a first call is
+///   the claim and the completion, two statements; a replay is the claim, which takes
+///   nothing, then the read.
+///
+/// A claim that found a record counts one way and a claim that took a key eight times the
+/// other ([`ClaimTrend`]): claims read first while replays outnumber first calls by more
+/// than eight to one.
 ///
 /// What a statement costs is mostly the round trips to a connection's thread: through the
-/// pool it pays for acquiring and releasing the connection as well. A claim that writes
-/// first (the `INSERT` on every call, a read when it returns nothing) would save a first
-/// call the read, but make every replay a write: about twice as slow, holding the
-/// database's write lock, and waiting for writers in other processes. BENCHMARKS.md gives
-/// the measured costs (`benches/examples/sqlite_requests.rs`).
+/// pool it pays for acquiring and releasing the connection as well. BENCHMARKS.md gives the
+/// measured costs (`benches/examples/sqlite_requests.rs`).
 ///
 /// Cheap to clone: clones share the connection and the pool.
 #[derive(Clone)]
@@ -78,6 +83,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     idempotency: Statements,
     cache: Statements,
+    /// How the recent claims of each namespace went, by [`Namespace`] order: whether a
+    /// claim reads first (see the struct docs).
+    trends: [ClaimTrend; 2],
 }
 
 impl fmt::Debug for SqliteStore {
@@ -237,6 +245,7 @@ impl SqliteStore {
                 clock: b.clock,
                 idempotency: Statements::new(&b.table_prefix, Namespace::Idempotency),
                 cache: Statements::new(&b.table_prefix, Namespace::Cache),
+                trends: Default::default(),
             }),
         };
         store.migrate().await?;
@@ -422,21 +431,31 @@ impl ResultStore for SqliteStore {
         // A few rounds at most: each lost round means the record changed between the read
         // and the claim statement, which needs a writer in another process (or, when the
         // read ran on the pool, in this one) to act in that gap.
+        let trend = &self.inner.trends[usize::from(ns == Namespace::Cache)];
+        let mut read_first = trend.reads_first();
         for _ in 0..8 {
             let now = self.now();
-            // The read runs on the store's connection when it is free, so a first call keeps
-            // it for the claim; when a write holds it, on the pool, so a replay never waits.
-            let mut own = match self.inner.conn.try_lock() {
-                Ok(guard) => Some(self.connected(guard).await.map_err(failed)?),
-                Err(_) => None,
-            };
-            // Reading first keeps replays and in-flight keys free of SQLite's write lock.
-            match self.fetch_live(own.as_mut(), ns, key, now).await? {
-                Some(r) if r.state == RecordState::Completed => {
-                    return Ok(ClaimOutcome::Completed(r));
+            let mut own = None;
+            if read_first {
+                // The read runs on the store's connection when it is free, so a first call
+                // keeps it for the claim; when a write holds it, on the pool, so a replay
+                // never waits.
+                own = match self.inner.conn.try_lock() {
+                    Ok(guard) => Some(self.connected(guard).await.map_err(failed)?),
+                    Err(_) => None,
+                };
+                // Reading first keeps replays and in-flight keys free of SQLite's write lock.
+                match self.fetch_live(own.as_mut(), ns, key, now).await? {
+                    Some(r) if r.state == RecordState::Completed => {
+                        trend.found();
+                        return Ok(ClaimOutcome::Completed(r));
+                    }
+                    Some(r) if !r.lease_lapsed(now) => {
+                        trend.found();
+                        return Ok(ClaimOutcome::InFlight(r));
+                    }
+                    _ => {}
                 }
-                Some(r) if !r.lease_lapsed(now) => return Ok(ClaimOutcome::InFlight(r)),
-                _ => {}
             }
             let (mut own, now) = match own {
                 Some(own) => (own, now),
@@ -455,11 +474,14 @@ impl ResultStore for SqliteStore {
             let row = own.fetch_optional(q).await.map_err(failed)?;
             if let Some(row) = row {
                 let attempt: i64 = row.try_get(0).map_err(failed)?;
+                trend.took();
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
                     lease_expires_at,
                 });
             }
+            // Not taken: a record stands. The next round reads it.
+            read_first = true;
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
@@ -611,13 +633,16 @@ impl ResultStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    //! The claim's two read paths, chosen by whether a write holds the store's connection.
+    //! The claim's two ways (reading or writing first), and its two read paths, chosen by
+    //! whether a write holds the store's connection.
 
     use std::time::Duration;
 
     use stent_core::{
         Claim, ClaimOutcome, LeaseToken, ManualClock, Namespace, RecordMeta, ResultStore, Timestamp,
     };
+
+    use stent_core::store::ClaimTrend;
 
     use super::SqliteStore;
 
@@ -678,6 +703,49 @@ mod tests {
         ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
     }
 
+    /// Leans `store`'s claims of [`NS`] to reading first, as a run of replays does.
+    fn reading_first(store: &SqliteStore) {
+        let trend = &store.inner.trends[usize::from(NS == Namespace::Cache)];
+        (0..ClaimTrend::BOUND).for_each(|_| trend.found());
+        assert!(trend.reads_first());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_write_first_until_replays_outnumber_first_calls() {
+        let (dir, clock) = (tempfile::tempdir().unwrap(), clock());
+        let store = store(&dir, &clock).await;
+        let token = acquire(&store, "done").await;
+        store
+            .complete(NS, "done", &token, b"v", None)
+            .await
+            .unwrap();
+        // Writing first (a new store, then a key taken): a replay is the claim statement
+        // first, so it waits for the store's connection.
+        match claim_behind_a_write(&store, "done").await {
+            ClaimOutcome::Completed(r) => assert_eq!(r.value.as_deref(), Some(&b"v"[..])),
+            other => panic!("expected the completed record, got {other:?}"),
+        }
+        // Replays that outnumber the first call eight to one turn claims to reading first.
+        for _ in 0..ClaimTrend::TOOK {
+            claim(&store, "done", &LeaseToken::generate()).await;
+        }
+        let held = store.inner.conn.lock().await;
+        let outcome =
+            tokio::time::timeout(PATIENCE, claim(&store, "done", &LeaseToken::generate()))
+                .await
+                .expect("reading first, a replay must not wait for the store's connection");
+        assert!(matches!(outcome, ClaimOutcome::Completed(_)), "{outcome:?}");
+        drop(held);
+        // A run of first calls turns them back.
+        for i in 0..ClaimTrend::BOUND / ClaimTrend::TOOK + 1 {
+            acquire(&store, &format!("fresh-{i}")).await;
+        }
+        match claim_behind_a_write(&store, "done").await {
+            ClaimOutcome::Completed(_) => {}
+            other => panic!("expected the completed record, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_replay_reads_on_the_pool_while_a_write_holds_the_connection() {
         let (dir, clock) = (tempfile::tempdir().unwrap(), clock());
@@ -688,6 +756,7 @@ mod tests {
             .await
             .unwrap();
 
+        reading_first(&store);
         let held = store.inner.conn.lock().await;
         let outcome =
             tokio::time::timeout(PATIENCE, claim(&store, "done", &LeaseToken::generate()))
@@ -706,6 +775,7 @@ mod tests {
         let store = store(&dir, &clock).await;
         let token = acquire(&store, "running").await;
 
+        reading_first(&store);
         let held = store.inner.conn.lock().await;
         let outcome =
             tokio::time::timeout(PATIENCE, claim(&store, "running", &LeaseToken::generate()))
@@ -724,6 +794,7 @@ mod tests {
         let store = store(&dir, &clock).await;
         let stale = acquire(&store, "lapsed").await;
         clock.advance(LEASE);
+        reading_first(&store);
 
         // The read finds a lapsed lease; the takeover is a write, so it waits its turn.
         let outcome = claim_behind_a_write(&store, "lapsed").await;
@@ -742,6 +813,7 @@ mod tests {
     async fn a_fresh_key_read_on_the_pool_is_claimed_once_the_connection_is_free() {
         let (dir, clock) = (tempfile::tempdir().unwrap(), clock());
         let store = store(&dir, &clock).await;
+        reading_first(&store);
         let outcome = claim_behind_a_write(&store, "fresh").await;
         assert!(
             matches!(outcome, ClaimOutcome::Acquired { attempt: 1, .. }),
