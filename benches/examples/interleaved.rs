@@ -23,6 +23,7 @@
 //! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-miss
 //! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-tasks
 //! cargo run --release -p stent-benches --example interleaved -- sqlite-miss   # a temporary file
+//! cargo run --release -p stent-benches --example interleaved -- sqlite-tasks
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb-miss
 //! ```
@@ -696,6 +697,17 @@ async fn redis_tasks(cluster: bool) {
     clear(&store).await;
 }
 
+/// Distinct-key throughput on SQLite (a file of a temporary directory), next to sqlx's
+/// `SELECT value` on the store's pool.
+async fn sqlite_tasks() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .expect("opening the SQLite file");
+    let f = Functions::new(&Stent::new(store.clone()));
+    distinct_throughput(&f, Arc::new(SqliteRaw::new(&store))).await;
+}
+
 /// Distinct-key throughput on PostgreSQL, next to sqlx's `SELECT value` on the store's pool.
 async fn postgres_tasks() {
     let store = postgres_store().await;
@@ -920,6 +932,7 @@ fn main() {
         "cluster-tasks" | "valkey-cluster-tasks" => rt.block_on(redis_tasks(true)),
         "postgres-tasks" => rt.block_on(postgres_tasks()),
         "sqlite-miss" => rt.block_on(sqlite_miss()),
+        "sqlite-tasks" => rt.block_on(sqlite_tasks()),
         "dynamodb" => rt.block_on(dynamodb(false)),
         "dynamodb-miss" => rt.block_on(dynamodb(true)),
         _ => {
@@ -927,7 +940,7 @@ fn main() {
                 "which comparison? redis, cluster, valkey, valkey-cluster, redis-miss, cluster-miss, \
              valkey-miss, valkey-cluster-miss, postgres, postgres-miss, cached, redis-tasks, \
              cluster-tasks, valkey-tasks, valkey-cluster-tasks, postgres-tasks, sqlite-miss, \
-             dynamodb or dynamodb-miss"
+             sqlite-tasks, dynamodb or dynamodb-miss"
             )
         }
     }
