@@ -697,13 +697,20 @@ async fn redis_tasks(cluster: bool) {
     clear(&store).await;
 }
 
-/// Distinct-key throughput on SQLite (a file of a temporary directory), next to sqlx's
-/// `SELECT value` on the store's pool.
-async fn sqlite_tasks() {
+/// A store on a file of a temporary directory, as the `sqlite` bench; the file goes with the
+/// directory.
+async fn temp_sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = SqliteStore::open(dir.path().join("bench.db"))
         .await
         .expect("opening the SQLite file");
+    (dir, store)
+}
+
+/// Distinct-key throughput on SQLite (a file of a temporary directory), next to sqlx's
+/// `SELECT value` on the store's pool.
+async fn sqlite_tasks() {
+    let (_dir, store) = temp_sqlite().await;
     let f = Functions::new(&Stent::new(store.clone()));
     distinct_throughput(&f, Arc::new(SqliteRaw::new(&store))).await;
 }
@@ -855,10 +862,7 @@ async fn misses_with<'a, R: Raw>(
 
 /// SQLite first calls: a store on a file of a temporary directory, as the `sqlite` bench.
 async fn sqlite_miss() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = SqliteStore::open(dir.path().join("bench.db"))
-        .await
-        .expect("opening the SQLite file");
+    let (_dir, store) = temp_sqlite().await;
     let raw = SqliteRaw::new(&store);
     // The store writes on a connection of its own; the raw driver's two writes through the
     // pool pay its acquire and release around each statement. The same two writes on one

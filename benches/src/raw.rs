@@ -65,23 +65,36 @@ impl SqliteRaw {
     }
 }
 
+/// One of [`SqliteRaw`]'s statements, bound and ready to run on a pool or a connection.
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
 impl SqliteRaw {
-    /// [`Raw::two_writes`] on one connection held for the run, as the store holds its own:
-    /// the same statements without the pool's acquire and release around each.
-    pub async fn two_writes_on(&self, conn: &mut sqlx::SqliteConnection, key: &str, value: &[u8]) {
+    /// The first of [`Raw::two_writes`]: the in-progress record of `key`.
+    fn insert_claimed<'q>(&'q self, key: &'q str) -> SqliteQuery<'q> {
         let now = now_ms();
         sqlx::query(AssertSqlSafe(self.insert_in_progress.as_str()))
             .bind(key)
             .bind("token")
             .bind(now + 30_000)
             .bind(now)
-            .execute(&mut *conn)
-            .await
-            .expect("INSERT");
+    }
+
+    /// The second of [`Raw::two_writes`]: `key` completed with `value`.
+    fn update_completed<'q>(&'q self, key: &'q str, value: &'q [u8]) -> SqliteQuery<'q> {
         sqlx::query(AssertSqlSafe(self.complete.as_str()))
             .bind(key)
             .bind(value)
             .bind(now_ms())
+    }
+
+    /// [`Raw::two_writes`] on one connection held for the run, as the store holds its own:
+    /// the same statements without the pool's acquire and release around each.
+    pub async fn two_writes_on(&self, conn: &mut sqlx::SqliteConnection, key: &str, value: &[u8]) {
+        self.insert_claimed(key)
+            .execute(&mut *conn)
+            .await
+            .expect("INSERT");
+        self.update_completed(key, value)
             .execute(&mut *conn)
             .await
             .expect("UPDATE");
@@ -105,19 +118,11 @@ impl Raw for SqliteRaw {
     }
 
     async fn two_writes(&self, key: &str, value: &[u8]) {
-        let now = now_ms();
-        sqlx::query(AssertSqlSafe(self.insert_in_progress.as_str()))
-            .bind(key)
-            .bind("token")
-            .bind(now + 30_000)
-            .bind(now)
+        self.insert_claimed(key)
             .execute(&self.pool)
             .await
             .expect("INSERT");
-        sqlx::query(AssertSqlSafe(self.complete.as_str()))
-            .bind(key)
-            .bind(value)
-            .bind(now_ms())
+        self.update_completed(key, value)
             .execute(&self.pool)
             .await
             .expect("UPDATE");
