@@ -22,6 +22,12 @@
 //! cargo run --release -p stent-benches --example interleaved -- valkey-cluster   # STENT_VALKEY_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-miss
 //! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-tasks
+//! cargo run --release -p stent-benches --example interleaved -- redis8   # STENT_REDIS8_URL
+//! cargo run --release -p stent-benches --example interleaved -- redis8-miss
+//! cargo run --release -p stent-benches --example interleaved -- redis8-tasks
+//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster   # STENT_REDIS8_CLUSTER_URL
+//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-miss
+//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-tasks
 //! cargo run --release -p stent-benches --example interleaved -- sqlite-miss   # a temporary file
 //! cargo run --release -p stent-benches --example interleaved -- sqlite-tasks
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
@@ -916,24 +922,39 @@ fn clustered() -> &'static str {
         .unwrap_or("STENT_REDIS_CLUSTER_URL")
 }
 
+/// The servers that run the Redis comparisons under a prefix of their own (`valkey-miss`,
+/// `redis8-cluster`, …): the prefix and the variables naming the server and the cluster.
+const PREFIXED: [(&str, &str, &str); 2] = [
+    ("valkey", "STENT_VALKEY_URL", "STENT_VALKEY_CLUSTER_URL"),
+    ("redis8", "STENT_REDIS8_URL", "STENT_REDIS8_CLUSTER_URL"),
+];
+
 fn main() {
-    let what = std::env::args().nth(1).unwrap_or_default();
-    if what.starts_with("valkey") {
-        STANDALONE.set("STENT_VALKEY_URL").expect("set once");
-        CLUSTERED.set("STENT_VALKEY_CLUSTER_URL").expect("set once");
+    let mut what = std::env::args().nth(1).unwrap_or_default();
+    for (prefix, server, cluster) in PREFIXED {
+        if let Some(rest) = what.strip_prefix(prefix) {
+            STANDALONE.set(server).expect("set once");
+            CLUSTERED.set(cluster).expect("set once");
+            what = match rest.strip_prefix('-') {
+                None if rest.is_empty() => "redis".to_owned(),
+                Some(rest) if rest.starts_with("cluster") => rest.to_owned(),
+                Some(rest) => format!("redis-{rest}"),
+                None => String::new(),
+            };
+            break;
+        }
     }
     let rt = runtime();
     match what.as_str() {
         "redis" => rt.block_on(redis(false, false)),
-        "cluster" | "valkey-cluster" => rt.block_on(redis(false, true)),
+        "cluster" => rt.block_on(redis(false, true)),
         "cached" => rt.block_on(redis(true, false)),
-        "redis-miss" | "valkey-miss" => rt.block_on(redis_miss(false)),
-        "valkey" => rt.block_on(redis(false, false)),
-        "cluster-miss" | "valkey-cluster-miss" => rt.block_on(redis_miss(true)),
+        "redis-miss" => rt.block_on(redis_miss(false)),
+        "cluster-miss" => rt.block_on(redis_miss(true)),
         "postgres" => rt.block_on(postgres()),
         "postgres-miss" => rt.block_on(postgres_miss()),
-        "redis-tasks" | "valkey-tasks" => rt.block_on(redis_tasks(false)),
-        "cluster-tasks" | "valkey-cluster-tasks" => rt.block_on(redis_tasks(true)),
+        "redis-tasks" => rt.block_on(redis_tasks(false)),
+        "cluster-tasks" => rt.block_on(redis_tasks(true)),
         "postgres-tasks" => rt.block_on(postgres_tasks()),
         "sqlite-miss" => rt.block_on(sqlite_miss()),
         "sqlite-tasks" => rt.block_on(sqlite_tasks()),
@@ -941,10 +962,10 @@ fn main() {
         "dynamodb-miss" => rt.block_on(dynamodb(true)),
         _ => {
             panic!(
-                "which comparison? redis, cluster, valkey, valkey-cluster, redis-miss, cluster-miss, \
-             valkey-miss, valkey-cluster-miss, postgres, postgres-miss, cached, redis-tasks, \
-             cluster-tasks, valkey-tasks, valkey-cluster-tasks, postgres-tasks, sqlite-miss, \
-             sqlite-tasks, dynamodb or dynamodb-miss"
+                "which comparison? redis, redis-miss, redis-tasks, cluster, cluster-miss, \
+             cluster-tasks (each also as valkey… and redis8…: valkey-miss, redis8-cluster, …), \
+             postgres, postgres-miss, postgres-tasks, cached, sqlite-miss, sqlite-tasks, \
+             dynamodb or dynamodb-miss"
             )
         }
     }
