@@ -17,7 +17,9 @@
 //! `STENT_REDIS_URL`, prefixed `cluster-` over one on `STENT_REDIS_CLUSTER_URL`, and
 //! `redis-raw` is the raw driver's `GET` of the cached record: what the
 //! profiler counts is then the client's own work per call, the part of a call that limits
-//! throughput when many tasks share the machine's cores.
+//! throughput when many tasks share the machine's cores. A run over Redis clears what it
+//! wrote at the end; with `STENT_PROFILE_KEEP=1` it leaves the keys (under `stent-profile:`,
+//! cleared by the next run without it), so that the count holds the calls alone.
 
 use std::sync::Arc;
 
@@ -125,7 +127,7 @@ fn main() {
                 ),
             }
         }
-        if redis.is_some() {
+        if redis.is_some() && std::env::var_os("STENT_PROFILE_KEEP").is_none() {
             // The server outlives the run: leave nothing of it behind.
             for ns in Namespace::ALL {
                 store.clear(ns).await.expect("clearing");
