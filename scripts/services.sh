@@ -43,7 +43,7 @@ start_built_server() {
     if ! curl -fsSL --retry 3 -o "$tmp/orig.tar.gz" "$url"; then
       echo "downloading $url failed" >&2
       status=1
-    elif sum=$(sha256sum "$tmp/orig.tar.gz" | cut -d' ' -f1) && [ "$sum" != "$sha256" ]; then
+    elif ! sum=$(sha256sum "$tmp/orig.tar.gz" | cut -d' ' -f1) || [ "$sum" != "$sha256" ]; then
       echo "SHA-256 MISMATCH for $url:" >&2
       echo "  expected $sha256" >&2
       echo "  got      $sum" >&2
