@@ -44,6 +44,10 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 /// | `redis://host:6379`, `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` | `redis` |
 /// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` | `dynamodb` |
 ///
+/// Where to find a store's records goes in the URL too: `sqlite://app.db?table_prefix=billing_`,
+/// `postgres://…/db?schema=stent&table_prefix=billing_`, `redis://host:6379?prefix=billing`,
+/// as the backends' builders would set them.
+///
 /// A URL whose backend is not compiled in is an [`ErrorKind::Config`] error naming the
 /// feature to enable; an unknown scheme names the known ones. Passwords never appear in
 /// error messages.

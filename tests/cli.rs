@@ -157,20 +157,14 @@ async fn postgres_target(private: bool) -> Option<Target> {
             _dir: None,
         });
     }
-    // A schema of its own, which the binary reaches through the connection's search_path.
+    // A schema of its own, named in the URL as the binary takes it.
     let schema = unique("pg");
-    let store = stent::PostgresStore::builder()
-        .url(&url)
-        .schema(&schema)
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}schema={schema}");
     Some(Target {
         label: "postgres",
-        url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
-        store: Arc::new(store),
+        store: stent::connect(&url).await.unwrap(),
+        url,
         _dir: None,
     })
 }
@@ -178,7 +172,7 @@ async fn postgres_target(private: bool) -> Option<Target> {
 #[cfg(feature = "postgres")]
 async fn drop_postgres_schema(target: &Target) {
     let url = std::env::var("STENT_POSTGRES_URL").unwrap();
-    let schema = target.url.rsplit("%3D").next().unwrap();
+    let schema = target.url.rsplit("schema=").next().unwrap();
     let store = stent::PostgresStore::connect(&url).await.unwrap();
     // The schema name is one of `unique`'s: letters, digits and underscores.
     let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
@@ -199,37 +193,19 @@ async fn redis_target(var: &str, label: &'static str) -> Option<Target> {
     })
 }
 
-/// A standalone Redis database of its own: the URL cannot name a key prefix, so the
-/// database number isolates what `clear` and `purge` see. Numbers follow the process id,
-/// skipping any database that holds stent records.
+/// A key prefix of its own on the server or cluster in `var`, named in the URL as the
+/// binary takes it (`?prefix=`), so that `clear` and `purge` see this test's records only.
 #[cfg(feature = "redis")]
-async fn private_redis_target() -> Option<Target> {
-    let base = url_from_env("STENT_REDIS_URL")?;
-    let (server, query) = match base.split_once('?') {
-        Some((s, q)) => (s, format!("?{q}")),
-        None => (base.as_str(), String::new()),
-    };
-    let (scheme, rest) = server.split_once("://").unwrap();
-    let host = rest.split('/').next().unwrap();
-    for i in 0..15 {
-        let db = 1 + (std::process::id() + i) % 15;
-        let url = format!("{scheme}://{host}/{db}{query}");
-        let store = stent::connect(&url).await.unwrap();
-        let query = ListQuery::new().limit(1).include_expired(true);
-        let mut empty = true;
-        for ns in Namespace::ALL {
-            empty &= store.list(ns, &query).await.unwrap().records.is_empty();
-        }
-        if empty {
-            return Some(Target {
-                label: "redis",
-                url,
-                store,
-                _dir: None,
-            });
-        }
-    }
-    panic!("every Redis database 1..=15 of {base} holds stent records");
+async fn private_redis_target(var: &str, label: &'static str) -> Option<Target> {
+    let base = url_from_env(var)?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}prefix={}", unique("redis"));
+    Some(Target {
+        label,
+        store: stent::connect(&url).await.unwrap(),
+        url,
+        _dir: None,
+    })
 }
 
 /// A key prefix of its own in a shared table.
@@ -777,7 +753,15 @@ async fn redis_cluster_records_are_listed_shown_released_and_removed() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_namespaces_are_counted_purged_and_cleared() {
-    if let Some(t) = private_redis_target().await {
+    if let Some(t) = private_redis_target("STENT_REDIS_URL", "redis").await {
+        whole_namespaces_are_counted_purged_and_cleared(&t).await;
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_namespaces_are_counted_purged_and_cleared() {
+    if let Some(t) = private_redis_target("STENT_REDIS_CLUSTER_URL", "redis_cluster").await {
         whole_namespaces_are_counted_purged_and_cleared(&t).await;
     }
 }

@@ -126,8 +126,21 @@ impl PostgresStoreBuilder {
     /// The server to connect to: `postgres://user:password@host:port/database?options`
     /// (see the [crate docs](crate) for every form). Default: the URL in
     /// [`STENT_POSTGRES_URL`](crate::ENV_URL).
+    ///
+    /// Two query parameters are stent's, not the driver's: `table_prefix=` and `schema=`
+    /// set what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set
+    /// (whichever is called last wins; [`build`](Self::build) checks them), so that a URL
+    /// alone reaches any store: `postgres://host/db?schema=stent&table_prefix=billing_`.
+    /// In `STENT_POSTGRES_URL` they apply where the builder sets nothing of its own.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.source = Source::Url(url.into());
+        let (url, options) = take_options(&url.into());
+        if let Some(prefix) = options.table_prefix {
+            self.table_prefix = prefix;
+        }
+        if options.schema.is_some() {
+            self.schema = options.schema;
+        }
+        self.source = Source::Url(url);
         self
     }
 
@@ -191,7 +204,110 @@ impl PostgresStoreBuilder {
     ///   never contain the password.
     /// - [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (retryable): the
     ///   server cannot be reached within the [acquire timeout](Self::acquire_timeout).
-    pub async fn build(self) -> Result<PostgresStore> {
+    pub async fn build(mut self) -> Result<PostgresStore> {
+        if let (Source::Env, Ok(url)) = (&self.source, std::env::var(crate::ENV_URL)) {
+            let (url, options) = take_options(&url);
+            // The builder's own settings win over the environment's.
+            if self.table_prefix.is_empty()
+                && let Some(prefix) = options.table_prefix
+            {
+                self.table_prefix = prefix;
+            }
+            if self.schema.is_none() {
+                self.schema = options.schema;
+            }
+            self.source = Source::Url(url);
+        }
+        validate_prefix(&self.table_prefix)?;
+        if let Some(schema) = &self.schema {
+            validate_schema(schema)?;
+        }
         PostgresStore::open_with(self).await
+    }
+}
+
+/// stent's own parameters of a connection URL's query.
+#[derive(Debug, Default, PartialEq)]
+struct UrlOptions {
+    table_prefix: Option<String>,
+    schema: Option<String>,
+}
+
+/// Takes `table_prefix=` and `schema=` out of a URL's query: the URL the driver is
+/// given, and their values as written (identifiers need no escaping; anything else is
+/// refused by `build`).
+fn take_options(url: &str) -> (String, UrlOptions) {
+    let mut options = UrlOptions::default();
+    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let Some((base, query)) = head.split_once('?') else {
+        return (url.to_owned(), options);
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("table_prefix", v)) => {
+                options.table_prefix = Some(v.to_owned());
+                false
+            }
+            Some(("schema", v)) => {
+                options.schema = Some(v.to_owned());
+                false
+            }
+            _ => !pair.is_empty(),
+        })
+        .collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out.push_str(fragment);
+    (out, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stent_s_options_are_taken_out_of_the_url() {
+        let plain = "postgres://u@h:5432/db";
+        assert_eq!(
+            take_options(plain),
+            (plain.to_owned(), UrlOptions::default())
+        );
+        let (url, options) = take_options(
+            "postgres://u@h/db?sslmode=require&schema=stent&table_prefix=app_&options=-c%20x#f",
+        );
+        assert_eq!(url, "postgres://u@h/db?sslmode=require&options=-c%20x#f");
+        assert_eq!(
+            options,
+            UrlOptions {
+                table_prefix: Some("app_".into()),
+                schema: Some("stent".into()),
+            }
+        );
+        assert_eq!(
+            take_options("postgres://h/db?schema=s").0,
+            "postgres://h/db"
+        );
+    }
+
+    #[test]
+    fn url_options_and_builder_calls_follow_the_order_of_the_calls() {
+        let b = PostgresStoreBuilder::default()
+            .table_prefix("early_")
+            .unwrap()
+            .url("postgres://h/db?table_prefix=url_&schema=s");
+        assert_eq!(
+            (b.table_prefix.as_str(), b.schema.as_deref()),
+            ("url_", Some("s"))
+        );
+        let b = PostgresStoreBuilder::default()
+            .url("postgres://h/db?table_prefix=url_")
+            .table_prefix("late_")
+            .unwrap();
+        assert_eq!(b.table_prefix, "late_");
+        assert!(matches!(b.source, Source::Url(ref u) if u == "postgres://h/db"));
     }
 }

@@ -94,8 +94,16 @@ impl RedisStoreBuilder {
     /// `redis+unix:///path/to/redis.sock`. A Redis Cluster:
     /// `redis+cluster://[[user]:password@]host:port,host:port,...` (any reachable subset
     /// of the nodes; the rest are discovered), or [`cluster`](Self::cluster).
+    ///
+    /// A `prefix=` in the query sets the key prefix as [`prefix`](Self::prefix) does
+    /// (whichever is called last wins), so that a URL alone reaches a store of any prefix:
+    /// `redis://host:6379/0?prefix=billing`. The value is percent-decoded; the other query
+    /// parameters go to the driver as written.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let url = url.into();
+        let (url, prefix) = take_prefix(&url.into());
+        if let Some(prefix) = prefix {
+            self.prefix = prefix;
+        }
         self.shown = redact(&url);
         self.target = Some(match url.split_once("://") {
             Some((scheme, rest)) if scheme.ends_with("+cluster") => {
@@ -255,6 +263,58 @@ fn check_url(url: &str, shown: &str) -> Result<()> {
     }
 }
 
+/// Takes stent's `prefix=` parameter out of a URL's query: the URL the driver is given,
+/// and the prefix, percent-decoded (a value that does not decode to UTF-8 is kept as
+/// written, for `build` to judge).
+fn take_prefix(url: &str) -> (String, Option<String>) {
+    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let Some((base, query)) = head.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut prefix = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("prefix=") {
+            Some(value) => {
+                prefix = Some(percent_decode(value));
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out.push_str(fragment);
+    (out, prefix)
+}
+
+/// `%XX` sequences decoded; anything that does not decode to UTF-8 is returned as written.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_owned())
+}
+
 /// Splits the node list of a `redis+cluster://` URL into one `redis://` URL per node,
 /// each carrying the credentials and the query of the whole URL.
 fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
@@ -335,6 +395,48 @@ mod tests {
             "redis+cluster://:***@a:1,b:2"
         );
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_prefix_in_the_query_is_taken_out_of_the_url() {
+        assert_eq!(
+            take_prefix("redis://h:6379"),
+            ("redis://h:6379".into(), None)
+        );
+        assert_eq!(
+            take_prefix("redis://h:6379/0?prefix=billing"),
+            ("redis://h:6379/0".into(), Some("billing".into()))
+        );
+        assert_eq!(
+            take_prefix("redis+unix:///run/r.sock?db=2&prefix=a%3Ab&protocol=resp3#x"),
+            (
+                "redis+unix:///run/r.sock?db=2&protocol=resp3#x".into(),
+                Some("a:b".into())
+            )
+        );
+        assert_eq!(
+            take_prefix("redis+cluster://:pw@a:1,b:2/?prefix=p"),
+            ("redis+cluster://:pw@a:1,b:2/".into(), Some("p".into()))
+        );
+        // The last one counts; an empty one is refused by `build` (see validate_prefix).
+        assert_eq!(
+            take_prefix("redis://h?prefix=a&prefix=").1,
+            Some(String::new())
+        );
+        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
+        assert_eq!(percent_decode("%ff"), "%ff");
+        let builder = RedisStoreBuilder::new()
+            .prefix("early")
+            .url("redis://h?prefix=url");
+        assert_eq!(builder.prefix, "url");
+        let builder = RedisStoreBuilder::new()
+            .url("redis://h?prefix=url")
+            .prefix("late");
+        assert_eq!(builder.prefix, "late");
+        assert_eq!(
+            RedisStoreBuilder::new().url("redis://h").prefix,
+            DEFAULT_PREFIX
+        );
     }
 
     #[test]

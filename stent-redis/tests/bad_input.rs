@@ -149,6 +149,46 @@ async fn invalid_prefixes_are_refused_at_build_time() {
 }
 
 #[tokio::test]
+async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_builders() {
+    let Some(url) =
+        url("a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_builders")
+    else {
+        return;
+    };
+    let prefix = unique("urlprefix");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = RedisStore::connect(format!("{url}{sep}prefix={prefix}"))
+        .await
+        .unwrap();
+    assert_eq!(store.prefix(), prefix);
+    store
+        .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
+        .await
+        .unwrap();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let exists: bool = raw.exists(format!("{prefix}:cache:k")).await.unwrap();
+    assert!(exists, "the record is not under {prefix}:cache:");
+    store.clear(Namespace::Cache).await.unwrap();
+
+    // Refused before any connection, as from `prefix`: nothing listens at NOWHERE.
+    for (bad, problem) in [
+        ("my%20app", "a space"),
+        ("app*", "a glob character"),
+        ("", "empty"),
+    ] {
+        let e = RedisStore::connect(format!("{NOWHERE}?prefix={bad}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}: {e}");
+        assert!(e.to_string().contains(problem), "{bad:?}: {e}");
+    }
+}
+
+#[tokio::test]
 async fn unreachable_server_is_a_retryable_unavailable_error() {
     let e = RedisStore::builder()
         .url(NOWHERE)

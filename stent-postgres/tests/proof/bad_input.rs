@@ -122,6 +122,48 @@ fn invalid_prefixes_and_schemas_are_refused_by_name() {
     assert!(PostgresStore::builder().schema("stent_2").is_ok());
 }
 
+/// `?schema=` and `?table_prefix=` in the URL place the tables as the builder's calls do,
+/// and are checked as strictly, before any connection.
+#[tokio::test]
+async fn url_options_place_the_tables_and_are_checked_like_the_builders() {
+    for (query, needle) in [
+        ("table_prefix=App-", "table prefix"),
+        ("schema=pg_x", "schema"),
+        ("schema=a.b&table_prefix=ok_", "schema"),
+    ] {
+        // Nothing listens on port 1: a Config error proves the check came first.
+        let e = connect(&format!("postgres://u@127.0.0.1:1/db?{query}")).await;
+        assert_config(&e, needle, "no password");
+    }
+    let Some(url) =
+        support::url_or_skip("url_options_place_the_tables_and_are_checked_like_the_builders")
+    else {
+        return;
+    };
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&format!("urlopts{}", std::process::id()));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = PostgresStore::connect(&format!("{url}{sep}schema={schema}&table_prefix=viaurl_"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.table(stent_core::Namespace::Cache),
+        format!("{schema}.viaurl_cache")
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+         ORDER BY 1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["viaurl_cache", "viaurl_idempotency"]);
+}
+
 #[test]
 fn builder_debug_redacts_the_password() {
     let b: PostgresStoreBuilder =
@@ -134,7 +176,8 @@ fn builder_debug_redacts_the_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
 }
 
-/// `from_env` reads `STENT_POSTGRES_URL`, and says so when it is missing.
+/// `from_env` reads `STENT_POSTGRES_URL` (stent's `table_prefix=` in it included), and says
+/// so when it is missing.
 #[tokio::test]
 async fn from_env_reads_stent_postgres_url() {
     const CHILD: &str = "STENT_PG_PROOF_FROM_ENV_CHILD";
@@ -169,7 +212,8 @@ async fn from_env_reads_stent_postgres_url() {
         .await
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    // And with stent's own option, which the environment's URL takes as `url` does.
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}&table_prefix=env_");
     let exe = std::env::current_exe().unwrap();
     let name = format!(
         "{}::from_env_reads_stent_postgres_url",
@@ -197,5 +241,5 @@ async fn from_env_reads_stent_postgres_url() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(tables, ["cache", "idempotency"]);
+    assert_eq!(tables, ["env_cache", "env_idempotency"]);
 }
