@@ -10,7 +10,10 @@ pub(crate) struct Args {
     /// The store's URL.
     ///
     /// sqlite://stent.db, postgres://user@host/db, redis://host:6379,
-    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://
+    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://.
+    /// A store built with a prefix, schema or table prefix: sqlite://app.db?table_prefix=P,
+    /// postgres://…/db?schema=S&table_prefix=P, redis://host:6379?prefix=P,
+    /// dynamodb://TABLE?prefix=P&…
     #[arg(
         long,
         global = true,
