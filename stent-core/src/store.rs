@@ -293,3 +293,45 @@ pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Takes the parameters named `names` out of a connection URL's query, for a backend whose
+/// URL carries options of its own next to the driver's (a key prefix, a schema): the URL
+/// without them, the driver's parameters and any fragment as written, and each taken
+/// parameter as `(name, value)` in the order they appear, values as written (a backend
+/// decodes and checks them).
+///
+/// ```
+/// use stent_core::store::take_url_params;
+///
+/// let (url, taken) = take_url_params("redis://h:6379/0?protocol=resp3&prefix=app#x", &["prefix"]);
+/// assert_eq!(url, "redis://h:6379/0?protocol=resp3#x");
+/// assert_eq!(taken, [("prefix", "app".to_owned())]);
+/// assert_eq!(take_url_params("redis://h?prefix=a", &["prefix"]).0, "redis://h");
+/// ```
+pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n str, String)>) {
+    let mut taken = Vec::new();
+    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let Some((base, query)) = head.split_once('?') else {
+        return (url.to_owned(), taken);
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match names.iter().find(|n| **n == name && pair.contains('=')) {
+                Some(n) => {
+                    taken.push((*n, value.to_owned()));
+                    false
+                }
+                None => !pair.is_empty(),
+            }
+        })
+        .collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out.push_str(fragment);
+    (out, taken)
+}

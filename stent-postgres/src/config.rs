@@ -235,34 +235,17 @@ struct UrlOptions {
 
 /// Takes `table_prefix=` and `schema=` out of a URL's query: the URL the driver is
 /// given, and their values as written (identifiers need no escaping; anything else is
-/// refused by `build`).
+/// refused by `build`). The last of each counts.
 fn take_options(url: &str) -> (String, UrlOptions) {
+    let (url, taken) = stent_core::store::take_url_params(url, &["table_prefix", "schema"]);
     let mut options = UrlOptions::default();
-    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
-    let Some((base, query)) = head.split_once('?') else {
-        return (url.to_owned(), options);
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.split_once('=') {
-            Some(("table_prefix", v)) => {
-                options.table_prefix = Some(v.to_owned());
-                false
-            }
-            Some(("schema", v)) => {
-                options.schema = Some(v.to_owned());
-                false
-            }
-            _ => !pair.is_empty(),
-        })
-        .collect();
-    let mut out = base.to_owned();
-    if !kept.is_empty() {
-        out.push('?');
-        out.push_str(&kept.join("&"));
+    for (name, value) in taken {
+        match name {
+            "table_prefix" => options.table_prefix = Some(value),
+            _ => options.schema = Some(value),
+        }
     }
-    out.push_str(fragment);
-    (out, options)
+    (url, options)
 }
 
 #[cfg(test)]

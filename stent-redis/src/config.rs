@@ -264,31 +264,10 @@ fn check_url(url: &str, shown: &str) -> Result<()> {
 }
 
 /// Takes stent's `prefix=` parameter out of a URL's query: the URL the driver is given,
-/// and the prefix, percent-decoded (a value that does not decode to UTF-8 is kept as
-/// written, for `build` to judge).
+/// and the prefix (the last one given), percent-decoded.
 fn take_prefix(url: &str) -> (String, Option<String>) {
-    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
-    let Some((base, query)) = head.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut prefix = None;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("prefix=") {
-            Some(value) => {
-                prefix = Some(percent_decode(value));
-                false
-            }
-            None => !pair.is_empty(),
-        })
-        .collect();
-    let mut out = base.to_owned();
-    if !kept.is_empty() {
-        out.push('?');
-        out.push_str(&kept.join("&"));
-    }
-    out.push_str(fragment);
-    (out, prefix)
+    let (url, taken) = stent_core::store::take_url_params(url, &["prefix"]);
+    (url, taken.last().map(|(_, v)| percent_decode(v)))
 }
 
 /// `%XX` sequences decoded; anything that does not decode to UTF-8 is returned as written.
