@@ -317,10 +317,12 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match names.iter().find(|n| **n == name && pair.contains('=')) {
-                Some(n) => {
-                    taken.push((*n, value.to_owned()));
+            let ours = pair
+                .split_once('=')
+                .and_then(|(name, value)| Some((*names.iter().find(|n| **n == name)?, value)));
+            match ours {
+                Some((name, value)) => {
+                    taken.push((name, value.to_owned()));
                     false
                 }
                 None => !pair.is_empty(),
@@ -334,4 +336,38 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
     }
     out.push_str(fragment);
     (out, taken)
+}
+
+/// The bytes `s` stands for with its `%XX` escapes decoded; a `%` not followed by two hex
+/// digits is kept as written. What to make of bytes that are not UTF-8 is the caller's
+/// choice.
+///
+/// ```
+/// use stent_core::store::percent_decode;
+///
+/// assert_eq!(percent_decode("a%20b%3a"), b"a b:");
+/// assert_eq!(percent_decode("50%zz%"), b"50%zz%");
+/// ```
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }

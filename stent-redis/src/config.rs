@@ -272,26 +272,7 @@ fn take_prefix(url: &str) -> (String, Option<String>) {
 
 /// `%XX` sequences decoded; anything that does not decode to UTF-8 is returned as written.
 fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| value.to_owned())
+    String::from_utf8(stent_core::store::percent_decode(value)).unwrap_or_else(|_| value.to_owned())
 }
 
 /// Splits the node list of a `redis+cluster://` URL into one `redis://` URL per node,
