@@ -40,6 +40,7 @@ struct Inner {
     caps: Capabilities,
     idempotency: Mutex<BTreeMap<String, Record>>,
     cache: Mutex<BTreeMap<String, Record>>,
+    progress: Mutex<BTreeMap<String, Record>>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -72,6 +73,7 @@ impl MemoryStore {
                 caps: Capabilities::new(),
                 idempotency: Mutex::default(),
                 cache: Mutex::default(),
+                progress: Mutex::default(),
             }),
         }
     }
@@ -87,6 +89,7 @@ impl MemoryStore {
         let m = match ns {
             Namespace::Idempotency => &self.inner.idempotency,
             Namespace::Cache => &self.inner.cache,
+            Namespace::Progress => &self.inner.progress,
         };
         // A panic while holding the lock cannot leave a record half-written (every
         // update is a single assignment), so a poisoned map is still consistent.

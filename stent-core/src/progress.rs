@@ -36,10 +36,11 @@
 //!
 //! # Where it lives
 //!
-//! Entries are records in the store's **cache** namespace, under the key
+//! Entries are records in the store's own **progress** namespace
+//! ([`Namespace::Progress`]: a `progress` table in SQL stores), under the key
 //! `stent:progress|{execution id}|{sequence}`, as JSON, and expire after
-//! [`PROGRESS_RETENTION`] (7 days). They are debugging aids, not state: `stent cache clear`
-//! removes them with the rest of the cache, and recording one never fails a call (a failed
+//! [`PROGRESS_RETENTION`] (7 days). They are debugging history, not a cache: clearing the
+//! cache (`stent cache clear`) leaves them, and recording one never fails a call (a failed
 //! write is logged). Recording costs one write per call, only inside an execution.
 //!
 //! The scope is a task-local: calls made in tasks spawned from inside the execution are
@@ -58,7 +59,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::record::{ListQuery, Namespace, RecordMeta, Timestamp};
 use crate::store::ResultStore;
 
-/// Key prefix of progress entries in the cache namespace.
+/// Key prefix of progress entries in the progress namespace.
 pub const PROGRESS_PREFIX: &str = "stent:progress|";
 /// How long progress entries are kept.
 pub const PROGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -154,7 +155,7 @@ pub(crate) async fn record<R, E>(
             scope
                 .store
                 .put(
-                    Namespace::Cache,
+                    Namespace::Progress,
                     &entry_key,
                     &bytes,
                     Some(PROGRESS_RETENTION),
@@ -198,7 +199,7 @@ impl Stent {
             let page = self
                 .store()
                 .list(
-                    Namespace::Cache,
+                    Namespace::Progress,
                     &ListQuery::new()
                         .prefix(prefix.clone())
                         .limit(500)

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The two keyspaces of a store: results of idempotent calls and cached results.
+/// The keyspaces of a store: results of idempotent calls, cached results, and the
+/// per-execution progress log (kept apart so that clearing caches never erases it).
 ///
 /// SQL backends name their tables exactly after [`Namespace::as_str`] (optionally prefixed),
 /// so `SELECT key, created_at FROM cache` works from a database shell.
@@ -13,17 +14,25 @@ pub enum Namespace {
     Idempotency,
     /// Cached results: permanent or with a TTL.
     Cache,
+    /// The per-execution progress log ([`Stent::run_execution`](crate::Stent::run_execution)):
+    /// debugging history, not a cache, so `clear(Cache)` leaves it alone.
+    Progress,
 }
 
 impl Namespace {
-    /// Both namespaces, in a fixed order.
-    pub const ALL: [Namespace; 2] = [Namespace::Idempotency, Namespace::Cache];
+    /// Every namespace, in a fixed order.
+    pub const ALL: [Namespace; 3] = [
+        Namespace::Idempotency,
+        Namespace::Cache,
+        Namespace::Progress,
+    ];
 
-    /// `"idempotency"` or `"cache"`.
+    /// `"idempotency"`, `"cache"` or `"progress"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Namespace::Idempotency => "idempotency",
             Namespace::Cache => "cache",
+            Namespace::Progress => "progress",
         }
     }
 }
@@ -41,8 +50,9 @@ impl std::str::FromStr for Namespace {
         match s {
             "idempotency" => Ok(Namespace::Idempotency),
             "cache" => Ok(Namespace::Cache),
+            "progress" => Ok(Namespace::Progress),
             other => Err(crate::Error::config(format!(
-                "unknown namespace {other:?} (expected \"idempotency\" or \"cache\")"
+                "unknown namespace {other:?} (expected \"idempotency\", \"cache\" or \"progress\")"
             ))),
         }
     }
