@@ -46,11 +46,7 @@ fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
     out.push(tag);
     serde_json::to_writer(&mut out, value).map_err(|e| {
-        Error::new(
-            ErrorKind::Encode,
-            format!("result cannot be encoded as JSON: {e}"),
-        )
-        .with_source(e)
+        Error::new(ErrorKind::Encode, "result cannot be encoded as JSON").with_source(e)
     })?;
     // serde_json writes NaN and the infinities as `null`, which would replay as something
     // else (or fail to decode, forever). Only output holding a `null` can hide one.
@@ -100,15 +96,58 @@ pub fn decode_json<T: DeserializeOwned>(key: &str, body: &[u8], what: &str) -> R
         Error::decode(
             key,
             format!(
-                "stored {what} does not decode as {}: {e}",
-                std::any::type_name::<T>()
+                "stored {what} does not decode as {}",
+                short_type_name::<T>()
             ),
         )
         .with_source(e)
     })
 }
 
+/// `T`'s name without module paths: `Vec<String>`, not `alloc::vec::Vec<alloc::string::String>`.
+fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut short = String::with_capacity(full.len());
+    let mut word = String::new();
+    let mut rest = full;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else if c == ':' && rest.starts_with(':') {
+            // `word` was a path segment: drop it with its `::`.
+            rest = &rest[1..];
+            word.clear();
+        } else {
+            short.push_str(&word);
+            word.clear();
+            short.push(c);
+        }
+    }
+    short.push_str(&word);
+    short
+}
+
 /// Decodes stored bytes to generic JSON, for display by admin tools.
 pub fn to_json(key: &str, bytes: &[u8]) -> Result<Stored<serde_json::Value, serde_json::Value>> {
     decode(key, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_drop_module_paths() {
+        assert_eq!(short_type_name::<String>(), "String");
+        assert_eq!(
+            short_type_name::<Vec<Option<String>>>(),
+            "Vec<Option<String>>"
+        );
+        assert_eq!(short_type_name::<(u64, bool)>(), "(u64, bool)");
+        assert_eq!(
+            short_type_name::<std::collections::HashMap<String, Vec<u8>>>(),
+            "HashMap<String, Vec<u8>>"
+        );
+    }
 }

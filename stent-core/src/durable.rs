@@ -95,7 +95,7 @@ impl Stent {
                 cached: false,
                 ttl: None,
                 retention: None,
-                lease: DEFAULT_LEASE,
+                lease: None,
                 in_flight: InFlight::default(),
                 shared_key: false,
                 validate_payload: false,
@@ -138,11 +138,59 @@ struct Config {
     cached: bool,
     ttl: Option<Duration>,
     retention: Option<Duration>,
-    lease: Duration,
+    /// `None`: [`DEFAULT_LEASE`].
+    lease: Option<Duration>,
     in_flight: InFlight,
     shared_key: bool,
     validate_payload: bool,
     fail_open: bool,
+}
+
+impl Config {
+    fn lease(&self) -> Duration {
+        self.lease.unwrap_or(DEFAULT_LEASE)
+    }
+
+    /// Refuses a name or version that would make keys ambiguous, and settings that do
+    /// nothing in the chosen mode (a reader would expect them to).
+    fn check(&self) -> Result<()> {
+        KeyScope {
+            name: &self.name,
+            version: self.version.as_deref(),
+            shared: self.shared_key,
+        }
+        .check()?;
+        let refuse = |setting: &str, why: &str| {
+            Err(Error::config(format!(
+                "{setting} has no effect on function {:?}: {why}",
+                &*self.name
+            )))
+        };
+        if self.ttl.is_some() && !self.cached {
+            return refuse(
+                ".ttl(…)",
+                "it is not cached (add .cached(); idempotency records are kept for .retention(…))",
+            );
+        }
+        if !self.idempotent {
+            if self.retention.is_some() {
+                return refuse(
+                    ".retention(…)",
+                    "it is not idempotent (cached results live for .ttl(…))",
+                );
+            }
+            if self.lease.is_some() {
+                return refuse(".lease(…)", "it is not idempotent, so it holds no lease");
+            }
+        }
+        if self.fail_open && !self.cached {
+            return refuse(
+                ".fail_open()",
+                "it is not cached, and idempotency fails closed",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Describes a durable function before it is [wrapped](Self::wrap).
@@ -185,14 +233,18 @@ impl<K> DurableBuilder<K> {
         self
     }
 
-    /// How long cached results live (default: forever).
+    /// How long cached results live (default: forever). Only for [cached](Self::cached)
+    /// functions: on a function that is not, every call fails with [`ErrorKind::Config`]
+    /// (idempotency records are kept for the [`retention`](Self::retention)).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = Some(ttl);
         self
     }
 
     /// How long idempotency records are kept after completion (default: forever, as an
-    /// idempotency guarantee should be). After it, the same call executes again.
+    /// idempotency guarantee should be). After it, the same call executes again. Only for
+    /// idempotent functions: on a cache-only function, every call fails with
+    /// [`ErrorKind::Config`] (cached results live for the [`ttl`](Self::ttl)).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.config.retention = Some(retention);
         self
@@ -200,9 +252,11 @@ impl<K> DurableBuilder<K> {
 
     /// How long a claim lasts without renewal (default 30 s). While the function runs the
     /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
-    /// next caller takes over with `attempt + 1`.
+    /// next caller takes over with `attempt + 1`. Only for idempotent functions (a
+    /// cache-only function holds no lease): on others, every call fails with
+    /// [`ErrorKind::Config`].
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.config.lease = lease.max(Duration::from_millis(3));
+        self.config.lease = Some(lease.max(Duration::from_millis(3)));
         self
     }
 
@@ -221,7 +275,8 @@ impl<K> DurableBuilder<K> {
     }
 
     /// For cached functions: when the store fails, run the function anyway instead of
-    /// failing the call. Never applies to idempotency, which always fails closed.
+    /// failing the call. Never applies to idempotency, which always fails closed. On a
+    /// function that is not cached, every call fails with [`ErrorKind::Config`].
     pub fn fail_open(mut self) -> Self {
         self.config.fail_open = true;
         self
@@ -253,6 +308,24 @@ impl<K> DurableBuilder<K> {
     ///
     /// The function returns `Result<R, E>`; `R` is stored as JSON, `E` is returned to the
     /// caller and not stored (see [`Durable::store_errors_if`]).
+    ///
+    /// A function described with an invalid name or version (see [`KeyScope::check`]), or
+    /// with a setting that does nothing in its mode (a [`ttl`](Self::ttl) on a function that
+    /// is not cached, say), is still wrapped, and every call of it fails with
+    /// [`ErrorKind::Config`] before anything is sent to the store; [`Durable::check`] reports
+    /// the same error at start-up.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use stent_core::{ErrorKind, MemoryStore, Stent};
+    /// let stent = Stent::new(MemoryStore::new());
+    /// let f = stent
+    ///     .durable("reports::monthly")
+    ///     .idempotent()
+    ///     .ttl(Duration::from_secs(60)) // a ttl applies to cached results
+    ///     .wrap(|month: u32| async move { Ok::<_, std::convert::Infallible>(month) });
+    /// assert_eq!(f.check().unwrap_err().kind(), ErrorKind::Config);
+    /// ```
     pub fn wrap<A, R, E, F, Fut>(self, f: F) -> Durable<A, R, E>
     where
         K: KeyStrategy<A>,
@@ -280,6 +353,7 @@ impl<K> DurableBuilder<K> {
         if !config.idempotent && !config.cached {
             config.idempotent = true;
         }
+        let invalid = config.check().err().map(|e| e.message().to_owned());
         let fingerprint: Option<FingerprintFn<A>> = if config.validate_payload {
             Some(Box::new(|args: &A| {
                 Ok(sha256_hex(canonical_args(args)?.as_bytes()))
@@ -295,6 +369,7 @@ impl<K> DurableBuilder<K> {
                 fingerprint,
                 func: Box::new(move |args, ctx| Box::pin(f(args, ctx))),
                 store_errors: None,
+                invalid,
                 flights: Flights::default(),
             }),
         }
@@ -318,6 +393,9 @@ struct Inner<A, R, E> {
     fingerprint: Option<FingerprintFn<A>>,
     func: Func<A, R, E>,
     store_errors: Option<ErrorStorage<E>>,
+    /// Why every call fails ([`ErrorKind::Config`]), when the function was described with
+    /// a setting it cannot take.
+    invalid: Option<String>,
     flights: Flights,
 }
 
@@ -470,11 +548,20 @@ where
 
     /// Store errors for which `pred` is true and replay them like results: for terminal
     /// failures (a card declined) that must not be retried. Other errors are not stored.
+    /// Only for idempotent functions (a cache never stores errors): on a cache-only
+    /// function, every call fails with [`ErrorKind::Config`].
     pub fn store_errors_if(self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
     where
         E: Serialize + DeserializeOwned,
     {
         self.configure(|inner| {
+            if !inner.config.idempotent && inner.invalid.is_none() {
+                inner.invalid = Some(format!(
+                    ".store_errors_if(…) has no effect on function {:?}: it is not idempotent, \
+                     and a cache never stores errors",
+                    &*inner.config.name
+                ));
+            }
             inner.store_errors = Some(ErrorStorage {
                 pred: Box::new(pred),
                 encode: |e| codec::encode_error(e),
@@ -497,8 +584,19 @@ where
         &self.inner.config.name
     }
 
+    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error
+    /// every call returns (an invalid name or version, or a setting that does nothing in
+    /// the function's mode; see [`DurableBuilder::wrap`]). Nothing is sent to the store.
+    pub fn check(&self) -> Result<()> {
+        match &self.inner.invalid {
+            Some(why) => Err(Error::config(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The key a call with `args` is stored under.
     pub fn key_for(&self, args: &A) -> Result<String> {
+        self.check()?;
         let c = &self.inner.config;
         let scope = KeyScope {
             name: &c.name,
@@ -564,9 +662,16 @@ where
     }
 
     async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let started = Instant::now();
         let fingerprint = match &self.inner.fingerprint {
             Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
             None => None,
+        };
+        let timeout = match self.inner.config.in_flight {
+            // Rejecting: an identical call in this process is a conflict like one in
+            // another process, met at the store, so both get the same error.
+            InFlight::Reject => return self.run_alone(key, fingerprint, args, started).await,
+            InFlight::Wait { timeout } => timeout,
         };
         // Identical concurrent calls in this process share one trip to the store.
         let flight = match &fingerprint {
@@ -576,23 +681,12 @@ where
         let leader = match flight {
             Flight::Leader(leader) => leader,
             Flight::Follower(slot) => {
-                // Followers obey the in-flight policy exactly as callers in other processes do.
-                let timeout = match self.inner.config.in_flight {
-                    InFlight::Reject => Duration::ZERO,
-                    InFlight::Wait { timeout } => timeout,
-                };
-                let landed = match tokio::time::timeout(timeout, slot.wait()).await {
-                    Err(_elapsed) => {
-                        return Err(Error::new(
-                            ErrorKind::InFlight,
-                            "an identical call in this process is executing this key",
-                        )
-                        .with_key(key)
-                        .with_retry_after(Duration::from_millis(100))
-                        .into_call_error());
-                    }
-                    Ok(landed) => landed,
-                };
+                // A follower that waited its whole timeout goes to the store with no time
+                // left: it gets the error a caller in another process would.
+                let landed = tokio::time::timeout(timeout, slot.wait())
+                    .await
+                    .ok()
+                    .flatten();
                 if let Some(landed) = landed
                     && let Ok(value) = decode_value::<R>(&key, &landed.bytes)
                 {
@@ -606,10 +700,10 @@ where
                     });
                 }
                 // The leader failed or was cancelled: go to the store like anyone else.
-                return self.run_alone(key, fingerprint, args).await;
+                return self.run_alone(key, fingerprint, args, started).await;
             }
         };
-        let result = self.run_alone(key, fingerprint, args).await;
+        let result = self.run_alone(key, fingerprint, args, started).await;
         leader.finish(|| {
             let t = result.as_ref().ok()?;
             let bytes = codec::encode_value(&t.value).ok()?;
@@ -621,16 +715,20 @@ where
         result
     }
 
+    /// The call's way through the store; `started` is when the call began, from which
+    /// the in-flight policy's timeout runs.
     async fn run_alone(
         &self,
         key: String,
         fingerprint: Option<String>,
         args: A,
+        started: Instant,
     ) -> std::result::Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
+        let fingerprint = fingerprint.as_deref();
         if c.cached
-            && let Some((value, attempt)) = self.cache_lookup(&key).await?
+            && let Some((value, attempt)) = self.cache_lookup(&key, fingerprint).await?
         {
             return Ok(Traced {
                 value,
@@ -642,10 +740,10 @@ where
             });
         }
         if c.idempotent {
-            return self.idempotent(key, fingerprint, args).await;
+            return self.idempotent(key, fingerprint, args, started).await;
         }
         let (value, bytes) = Box::pin(self.execute_plain(&key, args)).await?;
-        self.cache_store(&key, &bytes)
+        self.cache_store(&key, &bytes, fingerprint)
             .await
             .map_err(Error::into_call_error)?;
         Ok(Traced {
@@ -668,7 +766,15 @@ where
 
     /// Cache-namespace read: the value and its attempt, `None` on a miss (an undecodable
     /// value is a miss, and is overwritten by the next successful execution).
-    async fn cache_lookup(&self, key: &str) -> std::result::Result<Option<(R, u32)>, Error<E>> {
+    ///
+    /// With payload validation, a value stored with another fingerprint is
+    /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
+    /// neither is revealed.
+    async fn cache_lookup(
+        &self,
+        key: &str,
+        fingerprint: Option<&str>,
+    ) -> std::result::Result<Option<(R, u32)>, Error<E>> {
         let record = match self.inner.store.get(Namespace::Cache, key).await {
             Ok(r) => r,
             Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
@@ -680,6 +786,12 @@ where
         let Some(record) = record else {
             return Ok(None);
         };
+        if fingerprint.is_some() {
+            if record.fingerprint.is_none() {
+                return Ok(None);
+            }
+            check_fingerprint(key, fingerprint, &record)?;
+        }
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
@@ -692,12 +804,12 @@ where
         }
     }
 
-    async fn cache_store(&self, key: &str, bytes: &[u8]) -> Result<()> {
+    async fn cache_store(&self, key: &str, bytes: &[u8], fingerprint: Option<&str>) -> Result<()> {
         let c = &self.inner.config;
         match self
             .inner
             .store
-            .put(Namespace::Cache, key, bytes, c.ttl, self.meta(None))
+            .put(Namespace::Cache, key, bytes, c.ttl, self.meta(fingerprint))
             .await
         {
             Ok(()) => Ok(()),
@@ -732,21 +844,21 @@ where
     async fn idempotent(
         &self,
         key: String,
-        fingerprint: Option<String>,
+        fingerprint: Option<&str>,
         args: A,
+        started: Instant,
     ) -> std::result::Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         let store = &inner.store;
-        let started = Instant::now();
         let mut backoff = Duration::from_millis(5);
         let mut joined = false;
         loop {
             let token = LeaseToken::generate();
             let claim = Claim {
                 token: &token,
-                lease: c.lease,
-                meta: self.meta(fingerprint.as_deref()),
+                lease: c.lease(),
+                meta: self.meta(fingerprint),
             };
             let outcome = store
                 .claim(Namespace::Idempotency, &key, &claim)
@@ -754,7 +866,7 @@ where
                 .map_err(Error::into_call_error)?;
             match outcome {
                 ClaimOutcome::Completed(record) => {
-                    check_fingerprint(&key, fingerprint.as_deref(), &record)?;
+                    check_fingerprint(&key, fingerprint, &record)?;
                     let status = if joined {
                         Status::Joined
                     } else {
@@ -764,7 +876,7 @@ where
                     if c.cached
                         && let Some(bytes) = &record.value
                     {
-                        self.cache_store(&key, bytes)
+                        self.cache_store(&key, bytes, fingerprint)
                             .await
                             .map_err(Error::into_call_error)?;
                     }
@@ -778,7 +890,7 @@ where
                     });
                 }
                 ClaimOutcome::InFlight(record) => {
-                    check_fingerprint(&key, fingerprint.as_deref(), &record)?;
+                    check_fingerprint(&key, fingerprint, &record)?;
                     let until_lapse = record
                         .lease_expires_at
                         .map(|at| at.since(Timestamp::now()))
@@ -818,7 +930,9 @@ where
                 }
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
-                    let value = Box::pin(self.execute_claimed(&key, token, attempt, args)).await?;
+                    let value =
+                        Box::pin(self.execute_claimed(&key, fingerprint, token, attempt, args))
+                            .await?;
                     return Ok(Traced {
                         value,
                         outcome: Outcome {
@@ -857,6 +971,7 @@ where
     async fn execute_claimed(
         &self,
         key: &str,
+        fingerprint: Option<&str>,
         token: LeaseToken,
         attempt: u32,
         args: A,
@@ -887,13 +1002,13 @@ where
         let renew = async {
             // Fixed rate: a slow renewal does not push the next one later, so the lease
             // keeps two thirds of its length as margin however slow the store is.
-            let every = c.lease / 3;
+            let every = c.lease() / 3;
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
                 match store
-                    .renew(Namespace::Idempotency, key, &token, c.lease)
+                    .renew(Namespace::Idempotency, key, &token, c.lease())
                     .await
                 {
                     Ok(_) => {}
@@ -946,7 +1061,7 @@ where
         }
         guard.armed = false;
         if c.cached {
-            self.cache_store(key, &bytes)
+            self.cache_store(key, &bytes, fingerprint)
                 .await
                 .map_err(Error::into_call_error)?;
         }
@@ -958,7 +1073,7 @@ where
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
         let c = &self.inner.config;
         let store = &self.inner.store;
-        let deadline = Instant::now() + c.lease;
+        let deadline = Instant::now() + c.lease();
         let mut backoff = Duration::from_millis(10);
         let mut retried = false;
         loop {

@@ -102,6 +102,10 @@ enum Repr<E> {
 /// [retryable](Self::is_retryable) flag and, for store failures, the driver error as its
 /// [`source`](std::error::Error::source). Driver types never appear in the signature.
 ///
+/// `Display` is one sentence: the kind, the message and the key. It does not repeat the
+/// source, which is reached through [`source`](std::error::Error::source) (as error
+/// reporters that print the chain expect).
+///
 /// ```
 /// use stent_core::{Error, ErrorKind};
 ///
@@ -294,9 +298,6 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 write!(f, "{}: {}", d.kind, d.message)?;
                 if let Some(key) = &d.key {
                     write!(f, " (key {})", Elided(key))?;
-                }
-                if let Some(source) = &d.source {
-                    write!(f, ": {source}")?;
                 }
                 Ok(())
             }

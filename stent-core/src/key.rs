@@ -11,6 +11,20 @@ use crate::error::{Error, ErrorKind, Result};
 /// Longest key the default strategy writes out in full; longer ones hash the arguments.
 pub const DEFAULT_MAX_KEY_LEN: usize = 200;
 
+/// Longest key a durable function stores as given: every store holds keys of this length,
+/// so a key that works on one store works on all of them. Longer keys are stored in their
+/// hashed form (see [`KeyScope::custom`]).
+pub const PORTABLE_KEY_LEN: usize = 1024;
+
+/// Longest function name [`Stent::durable`](crate::Stent::durable) accepts, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Longest version [`DurableBuilder::version`](crate::DurableBuilder::version) accepts, in bytes.
+pub const MAX_VERSION_LEN: usize = 128;
+
+/// How the arguments part of a hashed key starts: `sha256:` and 64 hex digits follow the scope.
+const HASHED: &str = "sha256:";
+
 /// What a key is scoped to: the wrapped function's name and version.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyScope<'a> {
@@ -23,6 +37,36 @@ pub struct KeyScope<'a> {
 }
 
 impl KeyScope<'_> {
+    /// Checks that the scope reads back unambiguously from a key: the name and the version
+    /// hold no `|` (which ends each of them in `{name}|{version}|…`), no control character
+    /// (a NUL cannot be stored everywhere), are not empty and not longer than
+    /// [`MAX_NAME_LEN`] / [`MAX_VERSION_LEN`] bytes, and the version is not `None` (the word
+    /// that stands for "no version").
+    ///
+    /// ```
+    /// use stent_core::KeyScope;
+    ///
+    /// let ok = KeyScope { name: "billing::charge", version: Some("v2"), shared: false };
+    /// assert!(ok.check().is_ok());
+    /// let bad = KeyScope { name: "f|x", version: None, shared: false };
+    /// assert!(bad.check().unwrap_err().to_string().contains("'|'"));
+    /// let bad = KeyScope { name: "f", version: Some("None"), shared: false };
+    /// assert!(bad.check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<()> {
+        check_part("function name", self.name, MAX_NAME_LEN)?;
+        if let Some(version) = self.version {
+            check_part("version", version, MAX_VERSION_LEN)?;
+            if version == "None" {
+                return Err(Error::config(
+                    "version \"None\" is refused: it is how keys spell \"no version\", so it \
+                     would share keys with the unversioned function",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `{name}|{version or None}|{part}`, the shape of every scoped key.
     pub fn scoped(&self, part: &str) -> String {
         let version = self.version.unwrap_or("None");
@@ -36,13 +80,58 @@ impl KeyScope<'_> {
     }
 
     /// A custom key part as stored: scoped, unless the function opted into shared keys.
+    ///
+    /// The part is stored as given when the whole key is at most [`PORTABLE_KEY_LEN`]
+    /// bytes, holds no NUL and the part does not start with `sha256:`; otherwise the part
+    /// becomes `sha256:<hex>` of its bytes, so every store holds the key and two different
+    /// parts never share one.
+    ///
+    /// ```
+    /// use stent_core::KeyScope;
+    ///
+    /// let scope = KeyScope { name: "f", version: None, shared: false };
+    /// assert_eq!(scope.custom("order:1".into()), "f|None|order:1");
+    /// assert!(scope.custom("x".repeat(2000)).starts_with("f|None|sha256:"));
+    /// assert!(scope.custom("nul\0byte".into()).starts_with("f|None|sha256:"));
+    /// ```
     pub fn custom(&self, part: String) -> String {
+        let scope_len = if self.shared {
+            0
+        } else {
+            self.name.len() + self.version.map_or(4, str::len) + 2
+        };
+        let part = if scope_len + part.len() > PORTABLE_KEY_LEN
+            || part.contains('\0')
+            || part.starts_with(HASHED)
+        {
+            let mut hashed = String::with_capacity(HASHED.len() + 64);
+            hashed.push_str(HASHED);
+            hashed.push_str(&sha256_hex(part.as_bytes()));
+            hashed
+        } else {
+            part
+        };
         if self.shared {
             part
         } else {
             self.scoped(&part)
         }
     }
+}
+
+fn check_part(what: &str, value: &str, max: usize) -> Result<()> {
+    let problem = if value.is_empty() {
+        "is empty".to_owned()
+    } else if value.len() > max {
+        format!("is {} bytes long (at most {max})", value.len())
+    } else if value.contains('|') {
+        "contains '|', which separates the parts of a key".to_owned()
+    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
+        format!("contains the control character {c:?}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(format!("{what} {value:?} {problem}")))
 }
 
 /// Turns a call's arguments into the key its result is stored under.
@@ -88,7 +177,7 @@ where
 /// [`ErrorKind::Key`] error, never a silent fallback.
 ///
 /// When the whole key would be longer than the bound (default
-/// [`DEFAULT_MAX_KEY_LEN`] bytes), the arguments part becomes `sha256:<hex>` of the
+/// [`DEFAULT_MAX_KEY_LEN`] bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes `sha256:<hex>` of the
 /// canonical JSON. [`DefaultKey::hashed`] always hashes, which keeps personal data out
 /// of keys and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +204,8 @@ impl DefaultKey {
         DefaultKey { max_len: 0 }
     }
 
-    /// Hash the arguments when the key would be longer than `max_len` bytes.
+    /// Hash the arguments when the key would be longer than `max_len` bytes (or
+    /// [`PORTABLE_KEY_LEN`], whichever is less).
     pub fn max_len(max_len: usize) -> Self {
         DefaultKey { max_len }
     }
@@ -136,7 +226,7 @@ impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
             top: true,
         })
         .map_err(Error::from)?;
-        if key.len() > self.max_len {
+        if key.len() > self.max_len.min(PORTABLE_KEY_LEN) {
             let digest = sha256_hex(&key.as_bytes()[prefix..]);
             key.truncate(prefix);
             key.push_str("sha256:");

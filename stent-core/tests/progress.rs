@@ -53,11 +53,14 @@ async fn executions_record_each_call_with_its_status() {
     assert_eq!(state.progress.len(), 6);
     assert_eq!(state.progress[5].status, "cache_hit");
     assert!(stent.state_of("unknown").await.unwrap().progress.is_empty());
-    // Entries live in the cache namespace and expire.
+    // Entries live in their own namespace and expire.
     let r = store
-        .get(Namespace::Cache, "stent:progress|wf-1|00000000")
+        .get(Namespace::Progress, "stent:progress|wf-1|00000000")
         .await
         .unwrap()
         .expect("entry");
     assert!(r.expires_at.is_some());
+    // Clearing the cache keeps the debugging history.
+    assert!(store.clear(Namespace::Cache).await.unwrap() > 0);
+    assert_eq!(stent.state_of("wf-1").await.unwrap().progress.len(), 6);
 }

@@ -36,8 +36,19 @@ impl fmt::Display for Failure {
 }
 
 impl From<stent::Error> for Failure {
+    /// The error's sentence, then each cause in its chain that the line does not say yet.
     fn from(e: stent::Error) -> Self {
-        Failure::new(e.to_string())
+        let mut line = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = c.source();
+        }
+        Failure::new(line)
     }
 }
 
