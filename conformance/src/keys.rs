@@ -147,3 +147,72 @@ pub async fn default_keys_follow_the_seed_format(store: Arc<dyn ResultStore>) {
     );
     assert!(t.outcome.key.starts_with("users::lookup|v2|sha256:"));
 }
+
+/// Custom keys every store holds alike: a NUL, 10 KB, emoji, control characters, a key that
+/// looks hashed. Each executes once, replays, and stays apart from the others; keys past
+/// 1024 bytes, with a NUL or starting with `sha256:` are stored as `{scope}|sha256:<hex>`.
+pub async fn custom_keys_are_portable_across_stores(store: Arc<dyn ResultStore>) {
+    let hostile: Vec<String> = vec![
+        "nul\0byte".into(),
+        "\0".into(),
+        "k".repeat(10 * 1024),
+        "🦀".repeat(600),
+        "k".repeat(1024 - "keys::portable|None|".len()),
+        "k".repeat(1025 - "keys::portable|None|".len()),
+        format!("sha256:{}", "0".repeat(64)),
+        "tab\tnewline\nbell\u{7}".into(),
+        "emoji 🦀 and ünïcödé".into(),
+    ];
+    let stent = Stent::from_arc(store.clone());
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let f = stent
+        .durable("keys::portable")
+        .idempotent()
+        .cached()
+        .key(|k: &String| k.clone())
+        .wrap({
+            let runs = Arc::clone(&runs);
+            move |k: String| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, Infallible>(k.len())
+                }
+            }
+        });
+    let mut keys = std::collections::BTreeSet::new();
+    for k in &hostile {
+        let t = f
+            .call_traced(k.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((t.value, t.outcome.status), (k.len(), Status::Executed));
+        let as_given = format!("keys::portable|None|{k}");
+        if as_given.len() <= 1024 && !k.contains('\0') && !k.starts_with("sha256:") {
+            assert_eq!(t.outcome.key, as_given);
+        } else {
+            assert!(
+                t.outcome.key.starts_with("keys::portable|None|sha256:")
+                    && t.outcome.key.len() == "keys::portable|None|sha256:".len() + 64,
+                "{}",
+                t.outcome.key
+            );
+        }
+        assert!(store.get(IDEM, &t.outcome.key).await.unwrap().is_some());
+        keys.insert(t.outcome.key);
+    }
+    assert_eq!(
+        keys.len(),
+        hostile.len(),
+        "two custom keys shared a stored key"
+    );
+    store.clear(CACHE).await.unwrap();
+    for k in &hostile {
+        let t = f.call_traced(k.clone()).await.unwrap();
+        assert_eq!((t.value, t.outcome.status), (k.len(), Status::Replayed));
+    }
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst) as usize,
+        hostile.len()
+    );
+}

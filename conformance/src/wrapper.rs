@@ -611,3 +611,128 @@ pub async fn both_modes_write_cache_and_idempotency(store: Arc<dyn ResultStore>)
     );
     assert_eq!(count(&runs), 1);
 }
+
+/// With payload validation, a cache hit is checked like a replay: other arguments under the
+/// same key are `PayloadMismatch` (cache only, and cache in front of idempotency), the stored
+/// value is never revealed, and a cached value stored without a fingerprint is a miss.
+pub async fn payload_validation_guards_cache_hits(store: Arc<dyn ResultStore>) {
+    for (name, idempotent) in [("pay::cached", false), ("pay::both", true)] {
+        let runs = counter();
+        let builder = Stent::from_arc(store.clone()).durable(name).cached();
+        let builder = if idempotent {
+            builder.idempotent()
+        } else {
+            builder
+        };
+        let f = builder
+            .validate_payload()
+            .key(|o: &(String, u64)| o.0.clone())
+            .wrap({
+                let runs = Arc::clone(&runs);
+                move |(id, amount): (String, u64)| {
+                    let runs = Arc::clone(&runs);
+                    async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Infallible>(format!("SECRET-{id}-{amount}"))
+                    }
+                }
+            });
+        let first = f.call_traced(("o-1".into(), 100)).await.unwrap();
+        assert_eq!(first.value, "SECRET-o-1-100");
+        let cached = store.get(CACHE, &first.outcome.key).await.unwrap().unwrap();
+        assert!(
+            cached.fingerprint.is_some(),
+            "{name}: cache write keeps the fingerprint"
+        );
+        let hit = f.call_traced(("o-1".into(), 100)).await.unwrap();
+        assert_eq!(hit.outcome.status, Status::CacheHit, "{name}");
+        let e = f.call_traced(("o-1".into(), 999)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PayloadMismatch, "{name}: {e:?}");
+        assert!(
+            !format!("{e:?}").contains("SECRET"),
+            "{name} revealed: {e:?}"
+        );
+        assert_eq!(count(&runs), 1, "{name}");
+    }
+    // A value cached by a function without validation carries no fingerprint: a validating
+    // function sharing the key cannot tell whose arguments made it, so it recomputes.
+    let stent = Stent::from_arc(store.clone());
+    let plain = stent
+        .durable("pay::shared")
+        .cached()
+        .key(|o: &(String, u64)| o.0.clone())
+        .shared_key()
+        .wrap(
+            |(id, a): (String, u64)| async move { Ok::<_, Infallible>(format!("SECRET-{id}-{a}")) },
+        );
+    let checked = stent
+        .durable("pay::shared")
+        .cached()
+        .validate_payload()
+        .key(|o: &(String, u64)| o.0.clone())
+        .shared_key()
+        .wrap(|(id, a): (String, u64)| async move { Ok::<_, Infallible>(format!("own-{id}-{a}")) });
+    plain.call(("o-2".into(), 1)).await.unwrap();
+    let t = checked.call_traced(("o-2".into(), 2)).await.unwrap();
+    assert_eq!(
+        (t.value.as_str(), t.outcome.status),
+        ("own-o-2-2", Status::Executed)
+    );
+    assert_eq!(
+        checked
+            .call_traced(("o-2".into(), 2))
+            .await
+            .unwrap()
+            .outcome
+            .status,
+        Status::CacheHit
+    );
+    assert_eq!(
+        checked.call(("o-2".into(), 1)).await.unwrap_err().kind(),
+        ErrorKind::PayloadMismatch
+    );
+}
+
+/// With `InFlight::Reject`, an identical call in the same process meets the conflict at the
+/// store, as a call from another process does: `InFlight` with `retry_after` the time until
+/// the running call's lease lapses.
+pub async fn in_flight_reject_in_process_reports_the_lease(store: Arc<dyn ResultStore>) {
+    let lease = Duration::from_secs(20);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let f = Stent::from_arc(store)
+        .durable("busy::in_process")
+        .idempotent()
+        .lease(lease)
+        .in_flight(InFlight::Reject)
+        .wrap({
+            let (started, finish) = (Arc::clone(&started), Arc::clone(&finish));
+            move |_: ()| {
+                let (started, finish) = (Arc::clone(&started), Arc::clone(&finish));
+                async move {
+                    started.notify_one();
+                    finish.notified().await;
+                    Ok::<_, Infallible>(7u8)
+                }
+            }
+        });
+    let running = tokio::spawn({
+        let f = f.clone();
+        async move { f.call(()).await }
+    });
+    started.notified().await;
+    let e = f.call(()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InFlight, "{e:?}");
+    assert!(e.is_retryable());
+    let after = e.retry_after().expect("retry_after");
+    assert!(
+        after > lease / 2 && after <= lease,
+        "retry_after {after:?} should be the running call's remaining lease (of {lease:?})"
+    );
+    finish.notify_one();
+    assert_eq!(running.await.unwrap().unwrap(), 7);
+    assert_eq!(
+        f.call_traced(()).await.unwrap().outcome.status,
+        Status::Replayed
+    );
+}

@@ -293,3 +293,84 @@ fn deep_nesting_has_a_key() {
         assert_eq!(canonical.len(), depth * 2 + 4, "{depth}");
     }
 }
+
+/// A name or version drawn from characters that matter at the scope's boundaries.
+fn scope_part() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[a-z|:N one\\[\\]\"\u{0}]{0,6}").expect("regex")
+}
+
+/// The key of `(name, version, custom part or args)` when the scope is accepted.
+fn scoped_key(name: &str, version: Option<&str>, custom: Option<&str>, args: u8) -> Option<String> {
+    let scope = KeyScope {
+        name,
+        version,
+        shared: false,
+    };
+    scope.check().ok()?;
+    Some(match custom {
+        Some(part) => scope.custom(part.to_owned()),
+        None => DefaultKey::new()
+            .key(&scope, &args)
+            .expect("a u8 has a key"),
+    })
+}
+
+proptest! {
+    /// Distinct (name, version, arguments) never give the same key: a name or version that
+    /// could blur the `|` boundaries is refused instead.
+    #[test]
+    fn distinct_scopes_and_arguments_never_share_a_key(
+        a in (scope_part(), proptest::option::of(scope_part()), proptest::option::of(scope_part()), 0u8..3),
+        b in (scope_part(), proptest::option::of(scope_part()), proptest::option::of(scope_part()), 0u8..3),
+    ) {
+        let ka = scoped_key(&a.0, a.1.as_deref(), a.2.as_deref(), a.3);
+        let kb = scoped_key(&b.0, b.1.as_deref(), b.2.as_deref(), b.3);
+        if let (Some(ka), Some(kb)) = (ka, kb) {
+            // A default key's arguments are a JSON array, never a custom part's text
+            // unless the custom part spells that array: compare like with like.
+            let same_kind = a.2.is_some() == b.2.is_some();
+            if same_kind && a != b {
+                prop_assert_ne!(ka, kb);
+            }
+        }
+    }
+}
+
+#[test]
+fn names_and_versions_that_blur_the_scope_are_refused() {
+    let check = |name: &str, version: Option<&str>| {
+        KeyScope {
+            name,
+            version,
+            shared: false,
+        }
+        .check()
+    };
+    // The collision this rule prevents: both would be "f|x|None|[1]".
+    assert!(check("f|x", None).is_err());
+    assert!(check("f", Some("x|None")).is_err());
+    assert!(
+        check("f", Some("None")).is_err(),
+        "None stands for no version"
+    );
+    assert!(check("", None).is_err());
+    assert!(check("f", Some("")).is_err());
+    assert!(check("nul\0", None).is_err());
+    assert!(check(&"n".repeat(stent_core::key::MAX_NAME_LEN + 1), None).is_err());
+    assert!(check("f", Some(&"v".repeat(stent_core::key::MAX_VERSION_LEN + 1))).is_err());
+    for ok in [
+        "billing::charge_customer",
+        "emails.send",
+        "ünïcödé 🦀",
+        "a:b/c",
+    ] {
+        assert!(check(ok, Some("v2")).is_ok(), "{ok}");
+        assert!(check(ok, None).is_ok(), "{ok}");
+    }
+    let e = check("f|x", None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(
+        e.to_string(),
+        "config: function name \"f|x\" contains '|', which separates the parts of a key"
+    );
+}
