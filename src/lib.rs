@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 pub use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, DEFAULT_LEASE, DEFAULT_WAIT, DefaultKey, Durable,
-    DurableBuilder, Error, ErrorKind, Execution, InFlight, KeyScope, KeyStrategy, LeaseToken,
-    ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, Record, RecordMeta, RecordState,
-    Result, ResultStore, Status, Stent, SystemClock, Timestamp, Traced, async_trait, clock, codec,
-    error, key, record, store,
+    DurableBuilder, Error, ErrorKind, Execution, ExecutionState, InFlight, KeyScope, KeyStrategy,
+    LeaseToken, ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, ProgressEntry,
+    Record, RecordMeta, RecordState, Result, ResultStore, Status, Stent, SystemClock, Timestamp,
+    Traced, async_trait, clock, codec, error, key, observe, progress, record, store,
 };
 
 // ---- backends (one block per cargo feature) ----
