@@ -126,6 +126,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     let t = daily_digest.call_traced("u-7".into()).await?;
     println!("daily digest: {} ({})", t.outcome.key, t.outcome.status);
+
+    // Design for idempotency: after a crash, a takeover runs the function again, so the
+    // function must leave the same state when run twice. Setting a counter does; adding to
+    // one (`increment_counter`) would count a re-run twice.
+    let counters = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let set_counter = stent.durable("counters::set").idempotent().wrap({
+        let counters = Arc::clone(&counters);
+        move |(counter_id, value): (String, i64)| {
+            let counters = Arc::clone(&counters);
+            async move {
+                counters.lock().expect("counters").insert(counter_id, value);
+                Ok::<_, ChargeError>(value)
+            }
+        }
+    });
+    set_counter.call(("visits".into(), 42)).await?;
+    set_counter.call(("visits".into(), 42)).await?;
+    println!(
+        "counter visits: {:?}",
+        counters.lock().expect("counters").get("visits")
+    );
     Ok(())
 }
 
