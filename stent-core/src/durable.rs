@@ -111,12 +111,16 @@ impl Stent {
 pub enum InFlight {
     /// Poll with backoff until the other execution completes (then replay its result), it
     /// releases (then claim again) or its lease lapses (then take over); give up with
-    /// [`ErrorKind::InFlight`] after `timeout`.
+    /// [`ErrorKind::InFlight`] after `timeout`. An identical call in the same process
+    /// waits for the running call's result without touching the store ([`Status::Joined`]).
     Wait {
         /// How long to wait at most.
         timeout: Duration,
     },
-    /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] set.
+    /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] the time until
+    /// the running call's lease lapses. Identical calls in one process are not coalesced
+    /// under this policy: they meet at the store, as calls from other processes do, so
+    /// both get the same error.
     Reject,
 }
 
