@@ -1,0 +1,296 @@
+//! The call path: key, in-process coalescing, the cache, then the idempotent path.
+
+use super::*;
+
+impl<A, R, E> Durable<A, R, E>
+where
+    A: Serialize + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    /// Calls the function through the store: executes it, or returns a stored result.
+    pub async fn call(&self, args: A) -> std::result::Result<R, Error<E>> {
+        self.call_traced(args).await.map(|t| t.value)
+    }
+
+    /// Like [`call`](Self::call), and also says how the call was served.
+    pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        // Clocks are read only for what needs them: the latency histogram and the progress log.
+        let started = observe::ENABLED.then(Instant::now);
+        let started_at = progress::in_scope().then(Timestamp::now);
+        let name = &self.inner.config.name;
+        let (key, result) = match self.key_for(&args) {
+            Err(e) => (String::new(), Err(e.into_call_error())),
+            Ok(key) => {
+                // The progress log needs the key after the call; otherwise it moves in.
+                let kept = if started_at.is_some() {
+                    key.clone()
+                } else {
+                    String::new()
+                };
+                let span = tracing::debug_span!(
+                    "stent.call",
+                    function = %name,
+                    key = %key,
+                    status = tracing::field::Empty,
+                    attempt = tracing::field::Empty,
+                );
+                let result = if span.is_disabled() {
+                    // No subscriber wants the span: skip entering it on every poll.
+                    self.run(key, args).await
+                } else {
+                    let result = self.run(key, args).instrument(span.clone()).await;
+                    match &result {
+                        Ok(t) => {
+                            span.record("status", t.outcome.status.as_str());
+                            span.record("attempt", t.outcome.attempt);
+                        }
+                        Err(e) => {
+                            tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed")
+                        }
+                    }
+                    result
+                };
+                (kept, result)
+            }
+        };
+        if let Some(started) = started {
+            observe::call(name, &result, started.elapsed());
+        }
+        if let Some(started_at) = started_at {
+            progress::record(name, &key, &result, started_at).await;
+        }
+        result
+    }
+
+    async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let started = Instant::now();
+        let fingerprint = match &self.inner.fingerprint {
+            Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
+            None => None,
+        };
+        let timeout = match self.inner.config.in_flight {
+            // Rejecting: an identical call in this process is a conflict like one in
+            // another process, met at the store, so both get the same error.
+            InFlight::Reject => return self.run_alone(key, fingerprint, args, started).await,
+            InFlight::Wait { timeout } => timeout,
+        };
+        // Identical concurrent calls in this process share one trip to the store.
+        let flight = match &fingerprint {
+            Some(fp) => self.inner.flights.join(&format!("{key}\0{fp}")),
+            None => self.inner.flights.join(&key),
+        };
+        let leader = match flight {
+            Flight::Leader(leader) => leader,
+            Flight::Follower(slot) => {
+                // A follower that waited its whole timeout goes to the store with no time
+                // left: it gets the error a caller in another process would.
+                let landed = tokio::time::timeout(timeout, slot.wait())
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(landed) = landed
+                    && let Ok(value) = decode_value::<R>(&key, &landed.bytes)
+                {
+                    return Ok(Traced {
+                        value,
+                        outcome: Outcome {
+                            status: Status::Joined,
+                            attempt: landed.attempt,
+                            key,
+                        },
+                    });
+                }
+                // The leader failed or was cancelled: go to the store like anyone else.
+                return self.run_alone(key, fingerprint, args, started).await;
+            }
+        };
+        let result = self.run_alone(key, fingerprint, args, started).await;
+        leader.finish(|| {
+            let t = result.as_ref().ok()?;
+            let bytes = codec::encode_value(&t.value).ok()?;
+            Some(Landed {
+                bytes,
+                attempt: t.outcome.attempt,
+            })
+        });
+        result
+    }
+
+    /// The call's way through the store; `started` is when the call began, from which
+    /// the in-flight policy's timeout runs.
+    async fn run_alone(
+        &self,
+        key: String,
+        fingerprint: Option<String>,
+        args: A,
+        started: Instant,
+    ) -> std::result::Result<Traced<R>, Error<E>> {
+        let inner = &*self.inner;
+        let c = &inner.config;
+        let fingerprint = fingerprint.as_deref();
+        if c.cached
+            && let Some((value, attempt)) = self.cache_lookup(&key, fingerprint).await?
+        {
+            return Ok(Traced {
+                value,
+                outcome: Outcome {
+                    status: Status::CacheHit,
+                    attempt,
+                    key,
+                },
+            });
+        }
+        if c.idempotent {
+            return self.idempotent(key, fingerprint, args, started).await;
+        }
+        let (value, bytes) = Box::pin(self.execute_plain(&key, args)).await?;
+        self.cache_store(&key, &bytes, fingerprint)
+            .await
+            .map_err(Error::into_call_error)?;
+        Ok(Traced {
+            value,
+            outcome: Outcome {
+                status: Status::Executed,
+                attempt: 1,
+                key,
+            },
+        })
+    }
+
+    pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
+        RecordMeta {
+            function: Some(&self.inner.config.name),
+            version: self.inner.config.version.as_deref(),
+            fingerprint,
+        }
+    }
+
+    /// Cache-namespace read: the value and its attempt, `None` on a miss (an undecodable
+    /// value is a miss, and is overwritten by the next successful execution).
+    ///
+    /// With payload validation, a value stored with another fingerprint is
+    /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
+    /// neither is revealed.
+    async fn cache_lookup(
+        &self,
+        key: &str,
+        fingerprint: Option<&str>,
+    ) -> std::result::Result<Option<(R, u32)>, Error<E>> {
+        let record = match self.inner.store.get(Namespace::Cache, key).await {
+            Ok(r) => r,
+            Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
+                tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into_call_error()),
+        };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if fingerprint.is_some() {
+            if record.fingerprint.is_none() {
+                return Ok(None);
+            }
+            check_fingerprint(key, fingerprint, &record)?;
+        }
+        let Some(bytes) = record.value.as_deref() else {
+            return Ok(None);
+        };
+        match decode_value::<R>(key, bytes) {
+            Ok(value) => Ok(Some((value, record.attempt))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) async fn cache_store(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        fingerprint: Option<&str>,
+    ) -> Result<()> {
+        let c = &self.inner.config;
+        match self
+            .inner
+            .store
+            .put(Namespace::Cache, key, bytes, c.ttl, self.meta(fingerprint))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // With idempotency on, the idempotency record is the source of truth: a failed
+            // cache write only costs a later lookup.
+            Err(e) if c.fail_open || c.idempotent => {
+                tracing::warn!(error = %e, "cache write failed; result returned uncached");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn execute_plain(
+        &self,
+        key: &str,
+        args: A,
+    ) -> std::result::Result<(R, Vec<u8>), Error<E>> {
+        let inner = &*self.inner;
+        let exec = Execution {
+            function: Arc::clone(&inner.config.name),
+            key: key.into(),
+            attempt: 1,
+        };
+        observe::execution(&inner.config.name, 1);
+        let fut = (inner.func)(args, exec.clone());
+        let value = CURRENT.scope(exec, fut).await.map_err(Error::function)?;
+        let bytes = codec::encode_value(&value).map_err(Error::into_call_error)?;
+        Ok((value, bytes))
+    }
+
+    pub(super) fn replay(&self, key: &str, record: &Record) -> std::result::Result<R, Error<E>> {
+        if record.state != RecordState::Completed {
+            return Err(Error::decode(key, "record is not completed").into_call_error());
+        }
+        let bytes = record.value.as_deref().unwrap_or_default();
+        match bytes.first() {
+            Some(&TAG_JSON_ERROR) => match &self.inner.store_errors {
+                Some(s) => Err(Error::function(
+                    (s.decode)(key, &bytes[1..]).map_err(Error::into_call_error)?,
+                )),
+                None => Err(Error::decode(
+                    key,
+                    "the stored result is an error, but this function does not replay stored errors",
+                )
+                .into_call_error()),
+            },
+            _ => decode_value(key, bytes).map_err(Error::into_call_error),
+        }
+    }
+}
+
+pub(super) fn decode_value<R: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<R> {
+    match bytes.first() {
+        Some(&TAG_JSON_VALUE) => codec::decode_json(key, &bytes[1..], "value"),
+        _ => match codec::decode::<R, serde_json::Value>(key, bytes)? {
+            codec::Stored::Value(v) => Ok(v),
+            codec::Stored::Error(_) => Err(Error::decode(key, "stored value is an error")),
+        },
+    }
+}
+
+pub(super) fn check_fingerprint<E>(
+    key: &str,
+    ours: Option<&str>,
+    record: &Record,
+) -> std::result::Result<(), Error<E>> {
+    match (ours, record.fingerprint.as_deref()) {
+        (Some(ours), Some(theirs)) if ours != theirs => Err(Error::new(
+            ErrorKind::PayloadMismatch,
+            "this key was already used with different arguments",
+        )
+        .with_key(key)
+        .into_call_error()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,621 @@
+//! The wrapper API: [`Stent`], [`DurableBuilder`] and [`Durable`].
+//!
+//! This file holds the builder, its configuration and the types a call returns; the call
+//! path is in `call.rs`, everything that touches a lease in `lease.rs`, and the coalescing
+//! of identical calls in one process in `flights.rs`.
+
+mod call;
+mod flights;
+mod lease;
+
+use flights::{Flight, Flights, Landed};
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
+
+use crate::codec::{self, TAG_JSON_ERROR, TAG_JSON_VALUE};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::{DefaultKey, KeyScope, KeyStrategy, canonical_args, sha256_hex};
+use crate::record::{
+    Claim, ClaimOutcome, LeaseToken, Namespace, Record, RecordMeta, RecordState, Timestamp,
+};
+use crate::store::ResultStore;
+use crate::{observe, progress};
+
+/// Default lease: how long a claim lasts without renewal.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default time a caller waits for another caller's in-flight execution.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// The entry point: a store, and a factory of durable functions over it.
+///
+/// Cheap to clone; clones share the store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use stent_core::{MemoryStore, Stent, Status};
+///
+/// let stent = Stent::new(MemoryStore::new());
+/// let charge = stent
+///     .durable("billing::charge_customer")
+///     .idempotent()
+///     .version("v1")
+///     .key(|(order_id, _amount): &(String, u64)| format!("charge:{order_id}"))
+///     .wrap(|(order_id, amount): (String, u64)| async move {
+///         Ok::<_, Infallible>(format!("receipt-{order_id}-{amount}"))
+///     });
+///
+/// let first = charge.call_traced(("ord-1".into(), 500)).await?;
+/// let again = charge.call_traced(("ord-1".into(), 500)).await?;
+/// assert_eq!(first.outcome.status, Status::Executed);
+/// assert_eq!(again.outcome.status, Status::Replayed);
+/// assert_eq!(again.value, "receipt-ord-1-500");
+/// assert_eq!(again.outcome.key, "billing::charge_customer|v1|charge:ord-1");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Stent {
+    store: Arc<dyn ResultStore>,
+}
+
+impl fmt::Debug for Stent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stent").field("store", &self.store).finish()
+    }
+}
+
+impl Stent {
+    /// Wraps a store.
+    pub fn new(store: impl ResultStore) -> Self {
+        Stent {
+            store: Arc::new(store),
+        }
+    }
+
+    /// Wraps a store that is already shared (as `stent::connect` returns it).
+    pub fn from_arc(store: Arc<dyn ResultStore>) -> Self {
+        Stent { store }
+    }
+
+    /// The store results are kept in.
+    pub fn store(&self) -> &Arc<dyn ResultStore> {
+        &self.store
+    }
+
+    /// Starts describing a durable function. `name` must be stable across deploys and
+    /// processes (it is part of every key): write it out, never derive it from a type path.
+    pub fn durable(&self, name: impl Into<String>) -> DurableBuilder {
+        DurableBuilder {
+            store: Arc::clone(&self.store),
+            config: Config {
+                name: Arc::from(name.into()),
+                version: None,
+                idempotent: false,
+                cached: false,
+                ttl: None,
+                retention: None,
+                lease: None,
+                in_flight: InFlight::default(),
+                shared_key: false,
+                validate_payload: false,
+                fail_open: false,
+            },
+            key: DefaultKey::new(),
+        }
+    }
+}
+
+/// What a call does when another caller is executing the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InFlight {
+    /// Poll with backoff until the other execution completes (then replay its result), it
+    /// releases (then claim again) or its lease lapses (then take over); give up with
+    /// [`ErrorKind::InFlight`] after `timeout`. An identical call in the same process
+    /// waits for the running call's result without touching the store ([`Status::Joined`]).
+    Wait {
+        /// How long to wait at most.
+        timeout: Duration,
+    },
+    /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] the time until
+    /// the running call's lease lapses. Identical calls in one process are not coalesced
+    /// under this policy: they meet at the store, as calls from other processes do, so
+    /// both get the same error.
+    Reject,
+}
+
+impl Default for InFlight {
+    /// `Wait { timeout: 60 s }`.
+    fn default() -> Self {
+        InFlight::Wait {
+            timeout: DEFAULT_WAIT,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    /// Shared with every [`Execution`] of the function.
+    name: Arc<str>,
+    version: Option<String>,
+    idempotent: bool,
+    cached: bool,
+    ttl: Option<Duration>,
+    retention: Option<Duration>,
+    /// `None`: [`DEFAULT_LEASE`].
+    lease: Option<Duration>,
+    in_flight: InFlight,
+    shared_key: bool,
+    validate_payload: bool,
+    fail_open: bool,
+}
+
+impl Config {
+    fn lease(&self) -> Duration {
+        self.lease.unwrap_or(DEFAULT_LEASE)
+    }
+
+    /// Refuses a name or version that would make keys ambiguous, and settings that do
+    /// nothing in the chosen mode (a reader would expect them to).
+    fn check(&self) -> Result<()> {
+        KeyScope {
+            name: &self.name,
+            version: self.version.as_deref(),
+            shared: self.shared_key,
+        }
+        .check()?;
+        let refuse = |setting: &str, why: &str| {
+            Err(Error::config(format!(
+                "{setting} has no effect on function {:?}: {why}",
+                &*self.name
+            )))
+        };
+        if self.ttl.is_some() && !self.cached {
+            return refuse(
+                ".ttl(…)",
+                "it is not cached (add .cached(); idempotency records are kept for .retention(…))",
+            );
+        }
+        if !self.idempotent {
+            if self.retention.is_some() {
+                return refuse(
+                    ".retention(…)",
+                    "it is not idempotent (cached results live for .ttl(…))",
+                );
+            }
+            if self.lease.is_some() {
+                return refuse(".lease(…)", "it is not idempotent, so it holds no lease");
+            }
+        }
+        if self.fail_open && !self.cached {
+            return refuse(
+                ".fail_open()",
+                "it is not cached, and idempotency fails closed",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Describes a durable function before it is [wrapped](Self::wrap).
+///
+/// Choose [`idempotent`](Self::idempotent), [`cached`](Self::cached) or both; with neither,
+/// the function is idempotent (the stronger guarantee).
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `.wrap(...)`"]
+pub struct DurableBuilder<K = DefaultKey> {
+    store: Arc<dyn ResultStore>,
+    config: Config,
+    key: K,
+}
+
+impl<K> fmt::Debug for DurableBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableBuilder")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<K> DurableBuilder<K> {
+    /// Run at most once per key; replay the stored result forever after (or for the
+    /// [`retention`](Self::retention)). Errors are not stored: a failed call can be retried.
+    pub fn idempotent(mut self) -> Self {
+        self.config.idempotent = true;
+        self
+    }
+
+    /// Reuse results; recompute after the [`ttl`](Self::ttl), if one is set.
+    pub fn cached(mut self) -> Self {
+        self.config.cached = true;
+        self
+    }
+
+    /// Part of every key: bumping it starts a new keyspace (old results are ignored).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.config.version = Some(version.into());
+        self
+    }
+
+    /// How long cached results live (default: forever). Only for [cached](Self::cached)
+    /// functions: on a function that is not, every call fails with [`ErrorKind::Config`]
+    /// (idempotency records are kept for the [`retention`](Self::retention)).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = Some(ttl);
+        self
+    }
+
+    /// How long idempotency records are kept after completion (default: forever, as an
+    /// idempotency guarantee should be). After it, the same call executes again. Only for
+    /// idempotent functions: on a cache-only function, every call fails with
+    /// [`ErrorKind::Config`] (cached results live for the [`ttl`](Self::ttl)).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = Some(retention);
+        self
+    }
+
+    /// How long a claim lasts without renewal (default 30 s). While the function runs the
+    /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
+    /// next caller takes over with `attempt + 1`. Only for idempotent functions (a
+    /// cache-only function holds no lease): on others, every call fails with
+    /// [`ErrorKind::Config`].
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = Some(lease.max(Duration::from_millis(3)));
+        self
+    }
+
+    /// What to do when another caller is executing the same key (default: wait up to 60 s).
+    pub fn in_flight(mut self, policy: InFlight) -> Self {
+        self.config.in_flight = policy;
+        self
+    }
+
+    /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
+    /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
+    /// result is never revealed to it. Useful with custom keys.
+    pub fn validate_payload(mut self) -> Self {
+        self.config.validate_payload = true;
+        self
+    }
+
+    /// For cached functions: when the store fails, run the function anyway instead of
+    /// failing the call. Never applies to idempotency, which always fails closed. On a
+    /// function that is not cached, every call fails with [`ErrorKind::Config`].
+    pub fn fail_open(mut self) -> Self {
+        self.config.fail_open = true;
+        self
+    }
+
+    /// Custom keys are used as given, not scoped by function name and version: for a
+    /// correlation id that several functions deliberately share.
+    pub fn shared_key(mut self) -> Self {
+        self.config.shared_key = true;
+        self
+    }
+
+    /// Derive keys with `strategy`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
+    /// `{name}|{version}|{custom}`) or any [`KeyStrategy`].
+    pub fn key<K2>(self, strategy: K2) -> DurableBuilder<K2> {
+        DurableBuilder {
+            store: self.store,
+            config: self.config,
+            key: strategy,
+        }
+    }
+
+    /// Always hash the arguments in the key (keeps personal data out of keys and logs).
+    pub fn hashed_key(self) -> DurableBuilder<DefaultKey> {
+        self.key(DefaultKey::hashed())
+    }
+
+    /// Wraps an async function of one argument value (a tuple for several).
+    ///
+    /// The function returns `Result<R, E>`; `R` is stored as JSON, `E` is returned to the
+    /// caller and not stored (see [`Durable::store_errors_if`]).
+    ///
+    /// A function described with an invalid name or version (see [`KeyScope::check`]), or
+    /// with a setting that does nothing in its mode (a [`ttl`](Self::ttl) on a function that
+    /// is not cached, say), is still wrapped, and every call of it fails with
+    /// [`ErrorKind::Config`] before anything is sent to the store; [`Durable::check`] reports
+    /// the same error at start-up.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use stent_core::{ErrorKind, MemoryStore, Stent};
+    /// let stent = Stent::new(MemoryStore::new());
+    /// let f = stent
+    ///     .durable("reports::monthly")
+    ///     .idempotent()
+    ///     .ttl(Duration::from_secs(60)) // a ttl applies to cached results
+    ///     .wrap(|month: u32| async move { Ok::<_, std::convert::Infallible>(month) });
+    /// assert_eq!(f.check().unwrap_err().kind(), ErrorKind::Config);
+    /// ```
+    pub fn wrap<A, R, E, F, Fut>(self, f: F) -> Durable<A, R, E>
+    where
+        K: KeyStrategy<A>,
+        A: Serialize + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        self.wrap_with_context(move |args, _ctx| f(args))
+    }
+
+    /// Like [`wrap`](Self::wrap), but the function also receives its [`Execution`]:
+    /// attempt number and a stable operation id to pass to downstream APIs.
+    pub fn wrap_with_context<A, R, E, F, Fut>(self, f: F) -> Durable<A, R, E>
+    where
+        K: KeyStrategy<A>,
+        A: Serialize + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: Fn(A, Execution) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let mut config = self.config;
+        if !config.idempotent && !config.cached {
+            config.idempotent = true;
+        }
+        let invalid = config.check().err().map(|e| e.message().to_owned());
+        let fingerprint: Option<FingerprintFn<A>> = if config.validate_payload {
+            Some(Box::new(|args: &A| {
+                Ok(sha256_hex(canonical_args(args)?.as_bytes()))
+            }))
+        } else {
+            None
+        };
+        Durable {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config,
+                key: Box::new(self.key),
+                fingerprint,
+                func: Box::new(move |args, ctx| Box::pin(f(args, ctx))),
+                store_errors: None,
+                invalid,
+                flights: Flights::default(),
+            }),
+        }
+    }
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type FingerprintFn<A> = Box<dyn Fn(&A) -> Result<String> + Send + Sync>;
+type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<std::result::Result<R, E>> + Send + Sync>;
+
+struct ErrorStorage<E> {
+    pred: Box<dyn Fn(&E) -> bool + Send + Sync>,
+    encode: fn(&E) -> Result<Vec<u8>>,
+    decode: fn(&str, &[u8]) -> Result<E>,
+}
+
+struct Inner<A, R, E> {
+    store: Arc<dyn ResultStore>,
+    config: Config,
+    key: Box<dyn KeyStrategy<A>>,
+    fingerprint: Option<FingerprintFn<A>>,
+    func: Func<A, R, E>,
+    store_errors: Option<ErrorStorage<E>>,
+    /// Why every call fails ([`ErrorKind::Config`]), when the function was described with
+    /// a setting it cannot take.
+    invalid: Option<String>,
+    flights: Flights,
+}
+
+/// A wrapped function: call it like the original, get idempotency and/or caching.
+///
+/// `Clone + Send + Sync`, cheap to share (one `Arc`). Configure it with
+/// [`store_errors_if`](Self::store_errors_if) and [`fingerprint`](Self::fingerprint)
+/// right after [`wrap`](DurableBuilder::wrap), before cloning it.
+pub struct Durable<A, R, E> {
+    inner: Arc<Inner<A, R, E>>,
+}
+
+impl<A, R, E> Clone for Durable<A, R, E> {
+    fn clone(&self) -> Self {
+        Durable {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A, R, E> fmt::Debug for Durable<A, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durable")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+/// What a call did, as [`Durable::call_traced`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The function ran in this call.
+    Executed,
+    /// The result came from the cache namespace.
+    CacheHit,
+    /// The result of an earlier execution was replayed from the idempotency namespace.
+    Replayed,
+    /// Another caller was executing the key; this call waited and got its result.
+    Joined,
+}
+
+impl Status {
+    /// `executed`, `cache_hit`, `replayed` or `joined`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Executed => "executed",
+            Status::CacheHit => "cache_hit",
+            Status::Replayed => "replayed",
+            Status::Joined => "joined",
+        }
+    }
+
+    /// Whether the result came from the store rather than from running the function here.
+    pub const fn is_hit(self) -> bool {
+        !matches!(self, Status::Executed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a call was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Executed, cache hit, replayed or joined.
+    pub status: Status,
+    /// The attempt that produced the result (1 unless a takeover happened).
+    pub attempt: u32,
+    /// The key the result is stored under.
+    pub key: String,
+}
+
+/// A call's value together with how it was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Traced<R> {
+    /// The function's result.
+    pub value: R,
+    /// How it was obtained.
+    pub outcome: Outcome,
+}
+
+/// What a running function knows about its own execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Execution {
+    /// The durable function's name.
+    pub function: Arc<str>,
+    /// The key of this call.
+    pub key: Arc<str>,
+    /// 1 for the first execution; +1 for each takeover after a crashed owner's lease lapsed.
+    pub attempt: u32,
+}
+
+tokio::task_local! {
+    static CURRENT: Execution;
+}
+
+impl Execution {
+    /// The execution the current task is running inside, if any.
+    pub fn current() -> Option<Execution> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Stable across attempts of the same key: pass it to downstream APIs as their
+    /// idempotency key. 32 hex characters, the first half of the SHA-256 of the key, so the
+    /// same key gives the same id in every process and every release.
+    ///
+    /// Computed when asked for: a function that does not need it does not pay for it.
+    ///
+    /// ```
+    /// # use stent_core::{Execution, MemoryStore, Stent};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let charge = Stent::new(MemoryStore::new())
+    ///     .durable("payments::charge")
+    ///     .idempotent()
+    ///     .wrap_with_context(|order: String, exec: Execution| async move {
+    ///         Ok::<_, std::convert::Infallible>(exec.operation_id())
+    ///     });
+    /// let id = charge.call("ord-1".to_owned()).await.unwrap();
+    /// assert_eq!(id.len(), 32);
+    /// assert_eq!(charge.call("ord-1".to_owned()).await.unwrap(), id); // replayed
+    /// # }
+    /// ```
+    pub fn operation_id(&self) -> String {
+        let mut id = sha256_hex(self.key.as_bytes());
+        id.truncate(32);
+        id
+    }
+}
+
+impl<A, R, E> Durable<A, R, E>
+where
+    A: Serialize + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    fn configure(mut self, f: impl FnOnce(&mut Inner<A, R, E>)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => panic!("configure a Durable right after `wrap`, before cloning it"),
+        }
+        self
+    }
+
+    /// Store errors for which `pred` is true and replay them like results: for terminal
+    /// failures (a card declined) that must not be retried. Other errors are not stored.
+    /// Only for idempotent functions (a cache never stores errors): on a cache-only
+    /// function, every call fails with [`ErrorKind::Config`].
+    pub fn store_errors_if(self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
+    where
+        E: Serialize + DeserializeOwned,
+    {
+        self.configure(|inner| {
+            if !inner.config.idempotent && inner.invalid.is_none() {
+                inner.invalid = Some(format!(
+                    ".store_errors_if(…) has no effect on function {:?}: it is not idempotent, \
+                     and a cache never stores errors",
+                    &*inner.config.name
+                ));
+            }
+            inner.store_errors = Some(ErrorStorage {
+                pred: Box::new(pred),
+                encode: |e| codec::encode_error(e),
+                decode: |key, body| codec::decode_json(key, body, "stored error"),
+            });
+        })
+    }
+
+    /// Validate payloads with a custom fingerprint of the arguments (see
+    /// [`DurableBuilder::validate_payload`]).
+    pub fn fingerprint<S: Into<String>>(self, f: impl Fn(&A) -> S + Send + Sync + 'static) -> Self {
+        self.configure(|inner| {
+            inner.config.validate_payload = true;
+            inner.fingerprint = Some(Box::new(move |a| Ok(f(a).into())));
+        })
+    }
+
+    /// The durable function's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error
+    /// every call returns (an invalid name or version, or a setting that does nothing in
+    /// the function's mode; see [`DurableBuilder::wrap`]). Nothing is sent to the store.
+    pub fn check(&self) -> Result<()> {
+        match &self.inner.invalid {
+            Some(why) => Err(Error::config(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The key a call with `args` is stored under.
+    pub fn key_for(&self, args: &A) -> Result<String> {
+        self.check()?;
+        let c = &self.inner.config;
+        let scope = KeyScope {
+            name: &c.name,
+            version: c.version.as_deref(),
+            shared: c.shared_key,
+        };
+        self.inner.key.key(&scope, args)
+    }
+}
