@@ -68,9 +68,9 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{prefix}:{namespace}:` of the idempotency and the cache namespace, built once:
-    /// every call starts its key with one.
-    bases: [String; 2],
+    /// `{prefix}:{namespace}:` of each namespace, in the order of [`Namespace::ALL`], built
+    /// once: every call starts its key with one.
+    bases: [String; 3],
     caps: Capabilities,
     /// The expiry grace in milliseconds, and as the text the scripts take.
     grace: i64,
@@ -204,8 +204,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 shown,
-                bases: [Namespace::Idempotency, Namespace::Cache]
-                    .map(|ns| format!("{prefix}:{}:", ns.as_str())),
+                bases: Namespace::ALL.map(|ns| format!("{prefix}:{}:", ns.as_str())),
                 prefix,
                 caps,
                 grace: clamp_ms(grace),
@@ -223,6 +222,7 @@ impl RedisStore {
         match ns {
             Namespace::Idempotency => &self.inner.bases[0],
             Namespace::Cache => &self.inner.bases[1],
+            Namespace::Progress => &self.inner.bases[2],
         }
     }
 
