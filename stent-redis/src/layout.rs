@@ -1,5 +1,14 @@
-//! The record layout: one Redis string per record, a `|`-separated header, then the
-//! metadata and the value, readable with `redis-cli GET`.
+//! The key and record layout: one Redis string per record, at
+//! `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the metadata
+//! and the value, readable with `redis-cli GET`.
+//!
+//! In the key, the prefix has each `%` written `%25` and each `:` written `%3A`, so it
+//! holds no `:` and its end is the key's first `:`; the namespace (`idempotency`, `cache`,
+//! `progress`) runs to the second. A Redis key therefore names one prefix and one
+//! namespace, and no store's `{escaped prefix}:{namespace}:` starts another's: no `SCAN`
+//! of one store's namespace can match a key of another store, whatever the two prefixes
+//! are. Anything else in the prefix is kept as written (so a prefix without `%` and `:`
+//! reads as is, and braces in it still make a cluster hash tag).
 //!
 //! ```text
 //! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
@@ -43,7 +52,9 @@
 //!   `created_ms` and `completed_ms` are the caller's clock. They decide nothing (the record
 //!   never expires).
 
-use stent_core::{Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
+use stent_core::{
+    Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,
+};
 
 /// The first header field of every record.
 pub(crate) const MARK: &[u8] = b"stent1|";
@@ -55,6 +66,23 @@ pub(crate) const HORIZON_MS: i64 = 10_000_000_000_000;
 
 /// Header fields after the mark.
 const FIELDS: usize = 11;
+
+/// `{escaped prefix}:{namespace}:`, the start of every key of the namespace (see the
+/// module docs).
+pub(crate) fn key_base(prefix: &str, ns: Namespace) -> String {
+    let mut base = String::with_capacity(prefix.len() + ns.as_str().len() + 2);
+    for c in prefix.chars() {
+        match c {
+            '%' => base.push_str("%25"),
+            ':' => base.push_str("%3A"),
+            c => base.push(c),
+        }
+    }
+    base.push(':');
+    base.push_str(ns.as_str());
+    base.push(':');
+    base
+}
 
 /// A record as stored, with what the header says beyond the [`Record`].
 #[derive(Debug)]
@@ -306,6 +334,46 @@ fn optional(key: &str, field: &str, value: &str) -> Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_bases_escape_the_prefix() {
+        assert_eq!(key_base("stent", Namespace::Cache), "stent:cache:");
+        assert_eq!(key_base("{t}*", Namespace::Progress), "{t}*:progress:");
+        assert_eq!(
+            key_base("a:b%3A", Namespace::Idempotency),
+            "a%3Ab%253A:idempotency:"
+        );
+    }
+
+    #[test]
+    fn no_key_base_starts_another() {
+        let stems = [
+            "", "P", "a", "{x}", "%", "%3A", "%25", ":", "\\", "*", "?", "[b]",
+        ];
+        let mut prefixes = Vec::new();
+        for a in stems {
+            for b in stems {
+                for ns in ["", ":cache", ":idempotency", ":progress", ":cache:cache"] {
+                    prefixes.push(format!("{a}{b}{ns}"));
+                    prefixes.push(format!("{a}{ns}{b}"));
+                }
+            }
+        }
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let bases: Vec<(String, String)> = prefixes
+            .iter()
+            .flat_map(|p| Namespace::ALL.map(|ns| (format!("{p:?} {ns}"), key_base(p, ns))))
+            .collect();
+        for (one, base) in &bases {
+            for (other, other_base) in &bases {
+                assert!(
+                    one == other || !other_base.starts_with(base.as_str()),
+                    "{one} ({base}) starts {other} ({other_base})"
+                );
+            }
+        }
+    }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 

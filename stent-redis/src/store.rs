@@ -20,8 +20,8 @@ use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{
-    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, lasting_completed_record,
-    pending_completed_record,
+    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base,
+    lasting_completed_record, pending_completed_record,
 };
 use crate::scripts::{self, Lua, Reply};
 
@@ -37,7 +37,8 @@ const NATIVE_CLAIMS: usize = 4096;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
-/// Each record is one Redis string at `{prefix}:{namespace}:{key}`, and every operation
+/// Each record is one Redis string at `{prefix}:{namespace}:{key}` (with `%` and `:` in the
+/// prefix written `%25` and `%3A`, so that no two prefixes share keys), and every operation
 /// one atomic step on that one key, so it is cluster-safe by construction: a read is one
 /// `GET`; a claim is one `SET … NX GET`, which takes an absent key and answers a completed
 /// record in the same command (a replay costs what a `GET` costs); the completion of such
@@ -68,9 +69,9 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{prefix}:{namespace}:` of the idempotency and the cache namespace, built once:
-    /// every call starts its key with one.
-    bases: [String; 2],
+    /// `{escaped prefix}:{namespace}:` of each namespace (see [`key_base`]), in the order
+    /// of [`Namespace::ALL`], built once: every call starts its key with one.
+    bases: [String; 3],
     caps: Capabilities,
     /// The expiry grace in milliseconds, and as the text the scripts take.
     grace: i64,
@@ -178,7 +179,8 @@ impl RedisStore {
         RedisStoreBuilder::new()
     }
 
-    /// The key prefix: every record lives at `{prefix}:{namespace}:{key}`.
+    /// The key prefix, as given: every record lives at `{prefix}:{namespace}:{key}`, with
+    /// `%` and `:` in the prefix written `%25` and `%3A`.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
     }
@@ -204,8 +206,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 shown,
-                bases: [Namespace::Idempotency, Namespace::Cache]
-                    .map(|ns| format!("{prefix}:{}:", ns.as_str())),
+                bases: Namespace::ALL.map(|ns| key_base(&prefix, ns)),
                 prefix,
                 caps,
                 grace: clamp_ms(grace),
@@ -218,11 +219,12 @@ impl RedisStore {
         })
     }
 
-    /// `{prefix}:{namespace}:`, the start of every key of the namespace.
+    /// `{escaped prefix}:{namespace}:`, the start of every key of the namespace.
     fn base(&self, ns: Namespace) -> &str {
         match ns {
             Namespace::Idempotency => &self.inner.bases[0],
             Namespace::Cache => &self.inner.bases[1],
+            Namespace::Progress => &self.inner.bases[2],
         }
     }
 

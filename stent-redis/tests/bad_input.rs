@@ -128,10 +128,6 @@ async fn debug_output_masks_the_password() {
 async fn invalid_prefixes_are_refused_at_build_time() {
     for (prefix, problem) in [
         ("my app", "a space"),
-        ("app*", "a glob character"),
-        ("app?", "a glob character"),
-        ("app[1]", "a glob character"),
-        ("app\\x", "a glob character"),
         ("app\n", "whitespace"),
         ("app\u{1b}", "a control character"),
         ("", "empty"),
@@ -157,10 +153,10 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
     };
     let prefix = unique("urlprefix");
     let sep = if url.contains('?') { '&' } else { '?' };
-    let store = RedisStore::connect(format!("{url}{sep}prefix={prefix}"))
+    let store = RedisStore::connect(format!("{url}{sep}prefix={prefix}%3Aa%25*"))
         .await
         .unwrap();
-    assert_eq!(store.prefix(), prefix);
+    assert_eq!(store.prefix(), format!("{prefix}:a%*"));
     store
         .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
         .await
@@ -170,14 +166,18 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let exists: bool = raw.exists(format!("{prefix}:cache:k")).await.unwrap();
-    assert!(exists, "the record is not under {prefix}:cache:");
+    // `:` and `%` of the prefix are escaped in keys, so that no prefix nests in another.
+    let exists: bool = raw
+        .exists(format!("{prefix}%3Aa%25*:cache:k"))
+        .await
+        .unwrap();
+    assert!(exists, "the record is not under {prefix}%3Aa%25*:cache:");
     store.clear(Namespace::Cache).await.unwrap();
 
     // Refused before any connection, as from `prefix`: nothing listens at NOWHERE.
     for (bad, problem) in [
         ("my%20app", "a space"),
-        ("app*", "a glob character"),
+        ("app%0A", "whitespace"),
         ("", "empty"),
     ] {
         let e = RedisStore::connect(format!("{NOWHERE}?prefix={bad}"))
