@@ -8,6 +8,7 @@ pub mod error;
 pub mod key;
 mod memory;
 pub mod observe;
+mod outcome;
 pub mod progress;
 pub mod record;
 pub mod store;

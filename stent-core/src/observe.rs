@@ -17,12 +17,11 @@
 
 use std::time::Duration;
 
-#[cfg(feature = "metrics")]
-use crate::durable::Status;
-use crate::durable::Traced;
 use crate::error::Error;
 #[cfg(feature = "metrics")]
 use crate::error::ErrorKind;
+#[cfg(feature = "metrics")]
+use crate::outcome::{Status, Traced};
 
 /// Whether calls are measured: the wrapper reads a clock for each call only when they are.
 pub(crate) const ENABLED: bool = cfg!(feature = "metrics");

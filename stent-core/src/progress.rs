@@ -1,7 +1,7 @@
 //! The per-execution progress log: which steps an execution ran, and which were cache hits.
 //!
-//! Calls made inside [`Stent::run_execution`] are recorded, one entry per call, and read
-//! back with [`Stent::state_of`], as the guide's Debugging section shows:
+//! Calls made inside [`Stent::run_execution`](crate::Stent::run_execution) are recorded, one entry per call, and read
+//! back with [`Stent::state_of`](crate::Stent::state_of), as the guide's Debugging section shows:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
@@ -54,8 +54,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::durable::{Status, Stent, Traced};
 use crate::error::{Error, ErrorKind, Result};
+use crate::outcome::{Status, Traced};
 use crate::record::{ListQuery, Namespace, RecordMeta, Timestamp};
 use crate::store::ResultStore;
 
@@ -118,7 +118,7 @@ pub(crate) fn in_scope() -> bool {
 pub(crate) async fn record<R, E>(
     step: &str,
     key: &str,
-    result: &std::result::Result<Traced<R>, Error<E>>,
+    result: &Result<Traced<R>, Error<E>>,
     started_at: Timestamp,
 ) {
     let Ok(scope) = SCOPE.try_with(Arc::clone) else {
@@ -170,62 +170,59 @@ pub(crate) async fn record<R, E>(
     }
 }
 
-impl Stent {
-    /// Runs `fut` as execution `id`: every durable call made inside it (in this task) is
-    /// recorded in the progress log, readable with [`state_of`](Self::state_of).
-    ///
-    /// Running the same id again appends to its log.
-    pub async fn run_execution<F: Future>(&self, id: impl Into<String>, fut: F) -> F::Output {
-        let id: Arc<str> = id.into().into();
-        // Continue numbering after entries an earlier run of this id left.
-        let next = match self.state_of(&id).await {
-            Ok(state) => u32::try_from(state.progress.len()).unwrap_or(u32::MAX),
-            Err(_) => 0,
-        };
-        let scope = Arc::new(Scope {
-            id,
-            store: Arc::clone(self.store()),
-            next: AtomicU32::new(next),
-        });
-        SCOPE.scope(scope, fut).await
-    }
+/// Runs `fut` as execution `id` of the log in `store` (see [`Stent::run_execution`](crate::Stent::run_execution)).
+pub(crate) async fn run<F: Future>(
+    store: &Arc<dyn ResultStore>,
+    id: Arc<str>,
+    fut: F,
+) -> F::Output {
+    // Continue numbering after entries an earlier run of this id left.
+    let next = match read(&**store, &id).await {
+        Ok(state) => u32::try_from(state.progress.len()).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    };
+    let scope = Arc::new(Scope {
+        id,
+        store: Arc::clone(store),
+        next: AtomicU32::new(next),
+    });
+    SCOPE.scope(scope, fut).await
+}
 
-    /// The progress log of execution `id`, in call order (empty if it recorded nothing).
-    pub async fn state_of(&self, id: &str) -> Result<ExecutionState> {
-        let prefix = entry_prefix(id);
-        let mut progress = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store()
-                .list(
-                    Namespace::Progress,
-                    &ListQuery::new()
-                        .prefix(prefix.clone())
-                        .limit(500)
-                        .cursor(cursor),
-                )
-                .await?;
-            for record in page.records {
-                let bytes = record.value.unwrap_or_default();
-                match codec::decode::<ProgressEntry, serde_json::Value>(&record.key, &bytes)? {
-                    codec::Stored::Value(entry) => progress.push(entry),
-                    codec::Stored::Error(_) => {
-                        return Err(
-                            Error::new(ErrorKind::Decode, "progress entry holds an error")
-                                .with_key(record.key),
-                        );
-                    }
+/// The progress log of execution `id` in `store` (see [`Stent::state_of`](crate::Stent::state_of)).
+pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionState> {
+    let prefix = entry_prefix(id);
+    let mut progress = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(
+                Namespace::Progress,
+                &ListQuery::new()
+                    .prefix(prefix.clone())
+                    .limit(500)
+                    .cursor(cursor),
+            )
+            .await?;
+        for record in page.records {
+            let bytes = record.value.unwrap_or_default();
+            match codec::decode::<ProgressEntry, serde_json::Value>(&record.key, &bytes)? {
+                codec::Stored::Value(entry) => progress.push(entry),
+                codec::Stored::Error(_) => {
+                    return Err(
+                        Error::new(ErrorKind::Decode, "progress entry holds an error")
+                            .with_key(record.key),
+                    );
                 }
             }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
         }
-        Ok(ExecutionState {
-            id: id.to_owned(),
-            progress,
-        })
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
     }
+    Ok(ExecutionState {
+        id: id.to_owned(),
+        progress,
+    })
 }

@@ -9,12 +9,12 @@ where
     E: Send + 'static,
 {
     /// Calls the function through the store: executes it, or returns a stored result.
-    pub async fn call(&self, args: A) -> std::result::Result<R, Error<E>> {
+    pub async fn call(&self, args: A) -> Result<R, Error<E>> {
         self.call_traced(args).await.map(|t| t.value)
     }
 
     /// Like [`call`](Self::call), and also says how the call was served.
-    pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+    pub async fn call_traced(&self, args: A) -> Result<Traced<R>, Error<E>> {
         // Clocks are read only for what needs them: the latency histogram and the progress log.
         let started = observe::ENABLED.then(Instant::now);
         let started_at = progress::in_scope().then(Timestamp::now);
@@ -63,7 +63,7 @@ where
         result
     }
 
-    async fn run(&self, key: String, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+    async fn run(&self, key: String, args: A) -> Result<Traced<R>, Error<E>> {
         let started = Instant::now();
         let fingerprint = match &self.inner.fingerprint {
             Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
@@ -125,7 +125,7 @@ where
         fingerprint: Option<String>,
         args: A,
         started: Instant,
-    ) -> std::result::Result<Traced<R>, Error<E>> {
+    ) -> Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         let fingerprint = fingerprint.as_deref();
@@ -176,7 +176,7 @@ where
         &self,
         key: &str,
         fingerprint: Option<&str>,
-    ) -> std::result::Result<Option<(R, u32)>, Error<E>> {
+    ) -> Result<Option<(R, u32)>, Error<E>> {
         let record = match self.inner.store.get(Namespace::Cache, key).await {
             Ok(r) => r,
             Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
@@ -230,11 +230,7 @@ where
         }
     }
 
-    async fn execute_plain(
-        &self,
-        key: &str,
-        args: A,
-    ) -> std::result::Result<(R, Vec<u8>), Error<E>> {
+    async fn execute_plain(&self, key: &str, args: A) -> Result<(R, Vec<u8>), Error<E>> {
         let inner = &*self.inner;
         let exec = Execution {
             function: Arc::clone(&inner.config.name),
@@ -248,7 +244,7 @@ where
         Ok((value, bytes))
     }
 
-    pub(super) fn replay(&self, key: &str, record: &Record) -> std::result::Result<R, Error<E>> {
+    pub(super) fn replay(&self, key: &str, record: &Record) -> Result<R, Error<E>> {
         if record.state != RecordState::Completed {
             return Err(Error::decode(key, "record is not completed").into_call_error());
         }
@@ -283,7 +279,7 @@ pub(super) fn check_fingerprint<E>(
     key: &str,
     ours: Option<&str>,
     record: &Record,
-) -> std::result::Result<(), Error<E>> {
+) -> Result<(), Error<E>> {
     match (ours, record.fingerprint.as_deref()) {
         (Some(ours), Some(theirs)) if ours != theirs => Err(Error::new(
             ErrorKind::PayloadMismatch,

@@ -16,7 +16,7 @@ where
         fingerprint: Option<&str>,
         args: A,
         started: Instant,
-    ) -> std::result::Result<Traced<R>, Error<E>> {
+    ) -> Result<Traced<R>, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         let store = &inner.store;
@@ -124,7 +124,7 @@ where
         token: LeaseToken,
         attempt: u32,
         args: A,
-    ) -> std::result::Result<R, Error<E>> {
+    ) -> Result<R, Error<E>> {
         let inner = &*self.inner;
         let c = &inner.config;
         let store = &inner.store;

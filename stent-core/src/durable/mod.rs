@@ -10,6 +10,8 @@ mod lease;
 
 use flights::{Flight, Flights, Landed};
 
+pub use crate::outcome::{Outcome, Status, Traced};
+
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -90,6 +92,19 @@ impl Stent {
     /// The store results are kept in.
     pub fn store(&self) -> &Arc<dyn ResultStore> {
         &self.store
+    }
+
+    /// Runs `fut` as execution `id`: every durable call made inside it (in this task) is
+    /// recorded in the progress log, readable with [`state_of`](Self::state_of).
+    ///
+    /// Running the same id again appends to its log.
+    pub async fn run_execution<F: Future>(&self, id: impl Into<String>, fut: F) -> F::Output {
+        progress::run(&self.store, id.into().into(), fut).await
+    }
+
+    /// The progress log of execution `id`, in call order (empty if it recorded nothing).
+    pub async fn state_of(&self, id: &str) -> Result<progress::ExecutionState> {
+        progress::read(&*self.store, id).await
     }
 
     /// Starts describing a durable function. `name` must be stable across deploys and
@@ -436,64 +451,6 @@ impl<A, R, E> fmt::Debug for Durable<A, R, E> {
             .field("store", &self.inner.store)
             .finish()
     }
-}
-
-/// What a call did, as [`Durable::call_traced`] reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// The function ran in this call.
-    Executed,
-    /// The result came from the cache namespace.
-    CacheHit,
-    /// The result of an earlier execution was replayed from the idempotency namespace.
-    Replayed,
-    /// Another caller was executing the key; this call waited and got its result.
-    Joined,
-}
-
-impl Status {
-    /// `executed`, `cache_hit`, `replayed` or `joined`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::Executed => "executed",
-            Status::CacheHit => "cache_hit",
-            Status::Replayed => "replayed",
-            Status::Joined => "joined",
-        }
-    }
-
-    /// Whether the result came from the store rather than from running the function here.
-    pub const fn is_hit(self) -> bool {
-        !matches!(self, Status::Executed)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a call was served.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Outcome {
-    /// Executed, cache hit, replayed or joined.
-    pub status: Status,
-    /// The attempt that produced the result (1 unless a takeover happened).
-    pub attempt: u32,
-    /// The key the result is stored under.
-    pub key: String,
-}
-
-/// A call's value together with how it was served.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Traced<R> {
-    /// The function's result.
-    pub value: R,
-    /// How it was obtained.
-    pub outcome: Outcome,
 }
 
 /// What a running function knows about its own execution.

@@ -1,0 +1,61 @@
+//! How a call was served: [`Status`], [`Outcome`] and [`Traced`].
+
+use std::fmt;
+
+/// What a call did, as [`Durable::call_traced`](crate::Durable::call_traced) reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The function ran in this call.
+    Executed,
+    /// The result came from the cache namespace.
+    CacheHit,
+    /// The result of an earlier execution was replayed from the idempotency namespace.
+    Replayed,
+    /// Another caller was executing the key; this call waited and got its result.
+    Joined,
+}
+
+impl Status {
+    /// `executed`, `cache_hit`, `replayed` or `joined`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Executed => "executed",
+            Status::CacheHit => "cache_hit",
+            Status::Replayed => "replayed",
+            Status::Joined => "joined",
+        }
+    }
+
+    /// Whether the result came from the store rather than from running the function here.
+    pub const fn is_hit(self) -> bool {
+        !matches!(self, Status::Executed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a call was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Executed, cache hit, replayed or joined.
+    pub status: Status,
+    /// The attempt that produced the result (1 unless a takeover happened).
+    pub attempt: u32,
+    /// The key the result is stored under.
+    pub key: String,
+}
+
+/// A call's value together with how it was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Traced<R> {
+    /// The function's result.
+    pub value: R,
+    /// How it was obtained.
+    pub outcome: Outcome,
+}
