@@ -36,7 +36,7 @@ pub(crate) enum Source {
 ///
 /// let store = PostgresStore::builder()
 ///     .url("postgres://app:secret@db.internal:5432/app")
-///     .schema("stent")?              // tables stent.billing_idempotency, stent.billing_cache
+///     .schema("stent")?              // tables stent.billing_idempotency, stent.billing_cache, …
 ///     .table_prefix("billing_")?
 ///     .max_connections(16)
 ///     .acquire_timeout(Duration::from_secs(2))
@@ -151,8 +151,8 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Prepended to the table names `idempotency` and `cache`, as is: `app_` gives
-    /// `app_idempotency` and `app_cache`. A lower-case ASCII letter, then lower-case
+    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter, then lower-case
     /// letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
