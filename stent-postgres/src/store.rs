@@ -357,6 +357,7 @@ async fn connect_url(
             "not a PostgreSQL URL: {shown:?} (expected postgres://user:password@host:port/database)"
         )));
     }
+    crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
     let unparsed = Target::new(shown.clone(), None, Some(url));
     let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(e, &unparsed))?;
     let target = target_of(&opts, Some(url));
