@@ -62,6 +62,9 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 ///   any other parameter to the Redis driver.
 /// - A PostgreSQL URL names its user (`postgres://USER@host/db` or `?user=USER`), or the
 ///   `PGUSER` variable does, as for `psql`; no user at all is an error, never a guess.
+/// - A DynamoDB URL carries no credentials: they come from the AWS environment
+///   (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, …), and a store
+///   without any fails here, naming the variables to set, not at its first call.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent::Result<()> {
