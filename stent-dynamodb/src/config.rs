@@ -11,9 +11,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::config::{
+    Credentials, ProvideCredentials as _, Region, SharedCredentialsProvider, SharedHttpClient,
+};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use stent_core::{Clock, Error, Namespace, Result, SystemClock};
+use stent_core::{Clock, Error, ErrorKind, Namespace, Result, SystemClock};
 
 use crate::store::DynamoDbStore;
 
@@ -140,7 +142,10 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     } else {
         Err(Error::config(format!(
             "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, a-z, \
-             0-9, '_', '-', '.' and ':', other than \"idempotency\" and \"cache\""
+             0-9, '_', '-', '.' and ':', other than a namespace name ({})",
+            Namespace::ALL
+                .map(|ns| format!("{:?}", ns.as_str()))
+                .join(", ")
         )))
     }
 }
@@ -247,28 +252,42 @@ impl DynamoDbStoreBuilder {
         self
     }
 
-    /// Configures the SDK client (from the environment unless given one). Sends no request:
-    /// a missing table shows at the first operation, or create it with
-    /// [`DynamoDbStore::ensure_table`].
+    /// Configures the SDK client (from the environment unless given one) and resolves its
+    /// credentials once, so that missing credentials show here rather than at the first
+    /// call (a [`client`](Self::client) given as is keeps its own, unchecked). Sends no request to DynamoDB: a missing table shows at the first operation, or
+    /// create it with [`DynamoDbStore::ensure_table`].
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) when no region is configured
-    /// and no endpoint override is set.
+    /// - [`ErrorKind::Config`] when no region is configured and no endpoint override is
+    ///   set, or when no credentials resolve (the message names the variables to set:
+    ///   `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE`; or use
+    ///   [`credentials`](Self::credentials)).
+    /// - [`ErrorKind::Unavailable`] (retryable) when a credential source failed or timed out
+    ///   (instance metadata, STS).
     pub async fn build(self) -> Result<DynamoDbStore> {
-        let (client, endpoint) = match &self.source {
-            Source::Client(client) => (client.clone(), None),
+        // The credentials to resolve now: those the client will sign with (a client given
+        // as is keeps its own, unchecked).
+        let (client, endpoint, credentials) = match &self.source {
+            Source::Client(client) => (client.clone(), None, Check::Skip),
             Source::SdkConfig(config) => (
                 Client::from_conf(self.overrides(config)),
                 self.endpoint_url
                     .clone()
                     .or_else(|| config.endpoint_url().map(str::to_owned)),
+                Check::Provider(
+                    self.credentials
+                        .clone()
+                        .map(SharedCredentialsProvider::new)
+                        .or_else(|| config.credentials_provider()),
+                ),
             ),
             Source::Environment => {
                 let config = self.load_environment().await;
                 (
                     Client::new(&config),
                     config.endpoint_url().map(str::to_owned),
+                    Check::Provider(config.credentials_provider()),
                 )
             }
         };
@@ -277,6 +296,12 @@ impl DynamoDbStoreBuilder {
                 "no AWS region is configured for DynamoDB: set AWS_REGION, a profile region, \
                  or DynamoDbStoreBuilder::region",
             ));
+        }
+        let described = endpoint
+            .clone()
+            .unwrap_or_else(|| "the AWS endpoint".to_owned());
+        if let Check::Provider(provider) = credentials {
+            check_credentials(provider, self.timeout, &described).await?;
         }
         Ok(DynamoDbStore::new(
             client,
@@ -339,6 +364,35 @@ impl DynamoDbStoreBuilder {
             .connect_timeout(self.timeout.min(Duration::from_secs(3)))
             .operation_timeout(self.timeout)
             .build()
+    }
+}
+
+/// Whether [`DynamoDbStoreBuilder::build`] resolves credentials.
+enum Check {
+    /// Resolve these (`None`: the configuration has no credentials provider).
+    Provider(Option<SharedCredentialsProvider>),
+    /// A client given as is.
+    Skip,
+}
+
+/// Resolves the client's credentials once, so that a store without credentials fails when
+/// it is built, saying what to set, instead of at its first call (where the SDK, having
+/// tried every source, reports the last one: often instance metadata, off EC2).
+async fn check_credentials(
+    provider: Option<SharedCredentialsProvider>,
+    timeout: Duration,
+    endpoint: &str,
+) -> Result<()> {
+    let provider = provider.ok_or_else(|| crate::error::no_credentials_provider(endpoint))?;
+    match tokio::time::timeout(timeout, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(crate::error::credentials_error(e, endpoint)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "resolving AWS credentials for DynamoDB at {endpoint} took more than {timeout:?}"
+            ),
+        )),
     }
 }
 
@@ -422,7 +476,6 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stent_core::ErrorKind;
 
     #[test]
     fn table_names_follow_dynamodb_rules() {
@@ -445,6 +498,7 @@ mod tests {
             "a#b",
             "idempotency",
             "cache",
+            "progress",
             "with space",
             &"p".repeat(65),
         ] {

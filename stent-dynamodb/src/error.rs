@@ -3,6 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -269,6 +270,37 @@ impl StdError for Cause {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         Some(&*self.inner)
     }
+}
+
+/// What to set when no credentials resolve.
+const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for a local \
+     server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
+     give them with DynamoDbStoreBuilder::credentials";
+
+/// Converts the failure to resolve credentials when a store is built: no credentials, or a
+/// broken configuration, is a [`ErrorKind::Config`] error saying what to set; a provider that
+/// timed out or failed (instance metadata, STS) is [`ErrorKind::Unavailable`] and retryable.
+pub(crate) fn credentials_error(err: CredentialsError, endpoint: &str) -> Error {
+    match &err {
+        CredentialsError::CredentialsNotLoaded(_) => Error::config(format!(
+            "no AWS credentials found for DynamoDB at {endpoint}: {SET_CREDENTIALS}"
+        )),
+        CredentialsError::InvalidConfiguration(_) => Error::config(format!(
+            "the AWS credentials configuration is invalid ({err}); {SET_CREDENTIALS}"
+        )),
+        _ => Error::new(
+            ErrorKind::Unavailable,
+            format!("resolving AWS credentials for DynamoDB at {endpoint} failed ({err})"),
+        ),
+    }
+    .with_source(err)
+}
+
+/// The error when the client has no credentials provider at all.
+pub(crate) fn no_credentials_provider(endpoint: &str) -> Error {
+    Error::config(format!(
+        "the DynamoDB client for {endpoint} has no credentials provider: {SET_CREDENTIALS}"
+    ))
 }
 
 #[cfg(test)]

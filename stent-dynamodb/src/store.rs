@@ -77,8 +77,8 @@ struct Inner {
     key_prefix: String,
     endpoint: String,
     clock: Arc<dyn Clock>,
-    idempotency: String,
-    cache: String,
+    /// Each namespace's partition-key prefix, by [`Namespace`] order.
+    ns_prefixes: [String; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for DynamoDbStore {
@@ -114,8 +114,7 @@ impl DynamoDbStore {
         };
         DynamoDbStore {
             inner: Arc::new(Inner {
-                idempotency: ns_prefix(Namespace::Idempotency),
-                cache: ns_prefix(Namespace::Cache),
+                ns_prefixes: Namespace::ALL.map(ns_prefix),
                 client,
                 table,
                 key_prefix,
@@ -374,10 +373,7 @@ impl DynamoDbStore {
     }
 
     fn ns_prefix(&self, ns: Namespace) -> &str {
-        match ns {
-            Namespace::Idempotency => &self.inner.idempotency,
-            Namespace::Cache => &self.inner.cache,
-        }
+        &self.inner.ns_prefixes[ns as usize]
     }
 
     fn pk(&self, ns: Namespace, key: &str) -> Result<AttributeValue> {
@@ -574,8 +570,16 @@ impl ResultStore for DynamoDbStore {
             .native_ttl(true)
             .shared(true)
             .durable(true)
+            // The same limit in every namespace: the longest namespace prefix decides.
             .max_key_len(Some(
-                crate::MAX_PARTITION_KEY_LEN - self.inner.idempotency.len(),
+                crate::MAX_PARTITION_KEY_LEN
+                    - self
+                        .inner
+                        .ns_prefixes
+                        .iter()
+                        .map(String::len)
+                        .max()
+                        .unwrap_or(0),
             ))
             .max_value_len(Some(crate::MAX_VALUE_LEN))
     }

@@ -240,3 +240,35 @@ async fn a_resent_claim_or_completion_takes_effect_once() {
     let r = store.get(ns, "k").await.unwrap().unwrap();
     assert_eq!((r.value.as_deref(), r.attempt), (Some(&b"result"[..]), 1));
 }
+
+/// Every namespace has partition keys of its own (`{prefix}#progress#…` for the progress
+/// log), and clearing one leaves the others.
+#[tokio::test]
+async fn every_namespace_has_its_own_keys_and_clearing_one_leaves_the_others() {
+    let Some(store) = store(None).await else {
+        return;
+    };
+    for ns in Namespace::ALL {
+        store
+            .put(ns, "k", ns.as_str().as_bytes(), None, RecordMeta::default())
+            .await
+            .unwrap();
+    }
+    let pk = store.partition_key(Namespace::Progress, "k");
+    assert_eq!(pk, format!("{}#progress#k", store.key_prefix()));
+    let item = raw_item(&store, Namespace::Progress, "k")
+        .await
+        .expect("stored");
+    assert_eq!(
+        item["value"],
+        AttributeValue::B(b"progress".to_vec().into())
+    );
+    assert_eq!(store.clear(Namespace::Cache).await.unwrap(), 1);
+    for ns in [Namespace::Idempotency, Namespace::Progress] {
+        let r = store.get(ns, "k").await.unwrap().expect("kept");
+        assert_eq!(r.value.as_deref(), Some(ns.as_str().as_bytes()));
+    }
+    let e = DynamoDbStore::builder().key_prefix("progress").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("\"progress\""), "{e}");
+}

@@ -36,7 +36,7 @@ pub(crate) enum Source {
 ///
 /// let store = PostgresStore::builder()
 ///     .url("postgres://app:secret@db.internal:5432/app")
-///     .schema("stent")?              // tables stent.billing_idempotency, stent.billing_cache
+///     .schema("stent")?              // tables stent.billing_idempotency, stent.billing_cache, …
 ///     .table_prefix("billing_")?
 ///     .max_connections(16)
 ///     .acquire_timeout(Duration::from_secs(2))
@@ -130,7 +130,7 @@ impl PostgresStoreBuilder {
     /// Two query parameters are stent's, not the driver's: `table_prefix=` and `schema=`
     /// set what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set
     /// (whichever is called last wins; [`build`](Self::build) checks them), so that a URL
-    /// alone reaches any store: `postgres://host/db?schema=stent&table_prefix=billing_`.
+    /// alone reaches any store: `postgres://user@host/db?schema=stent&table_prefix=billing_`.
     /// In `STENT_POSTGRES_URL` they apply where the builder sets nothing of its own.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         let (url, options) = take_options(&url.into());
@@ -151,8 +151,8 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Prepended to the table names `idempotency` and `cache`, as is: `app_` gives
-    /// `app_idempotency` and `app_cache`. A lower-case ASCII letter, then lower-case
+    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter, then lower-case
     /// letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
@@ -248,9 +248,107 @@ fn take_options(url: &str) -> (String, UrlOptions) {
     (url, options)
 }
 
+/// The connection parameters the driver understands in a URL's query (sqlx's names and
+/// their aliases); stent's own `schema` and `table_prefix` are taken out before.
+const DRIVER_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Checks what the driver would let pass silently: a query parameter it does not know
+/// (it would ignore it), and a URL that names no user (it would use the operating system's
+/// user name, or a placeholder where there is none). The user comes from the URL
+/// (`postgres://USER@host/db` or `?user=USER`) or from `PGUSER`, as for `psql`; `pguser` is
+/// the `PGUSER` variable, read by the caller. `shown` is the URL without its password.
+pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<()> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = location.split_once('/').map_or(location, |(a, _)| a);
+    let mut user = authority
+        .rsplit_once('@')
+        .map(|(userinfo, _)| userinfo.split_once(':').map_or(userinfo, |(u, _)| u))
+        .filter(|u| !u.is_empty())
+        .is_some();
+    let mut unknown = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "user" && !value.is_empty() {
+            user = true;
+        }
+        let known =
+            DRIVER_PARAMS.contains(&name) || (name.starts_with("options[") && name.ends_with(']'));
+        if !known {
+            unknown.push(format!("{name:?}"));
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Error::config(format!(
+            "unknown option{} {} in PostgreSQL URL {shown:?} (known: schema, table_prefix, {})",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            DRIVER_PARAMS.join(", ")
+        )));
+    }
+    if !user && pguser.is_none_or(str::is_empty) {
+        return Err(Error::config(format!(
+            "PostgreSQL URL {shown:?} names no user: write one in the URL \
+             (postgres://USER@host/database, or ?user=USER) or set PGUSER"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_name_a_user_and_only_known_options() {
+        let ok = |url: &str, pguser| check_url(url, url, pguser).unwrap();
+        ok("postgres://app@h/db", None);
+        ok(
+            "postgres://app:secret@h:5432/db?sslmode=require&options=-c%20x",
+            None,
+        );
+        ok("postgres:///db?host=/var/run/postgresql&user=app", None);
+        ok("postgresql://h/db?options[search_path]=app", Some("app"));
+        ok("postgres://h/db", Some("from-env"));
+        for url in [
+            "postgres://h/db",
+            "postgres://:pw@h/db",
+            "postgres://h/db?user=",
+        ] {
+            let e = check_url(url, url, None).unwrap_err();
+            assert_eq!(e.kind(), stent_core::ErrorKind::Config);
+            assert!(e.to_string().contains("PGUSER"), "{e}");
+        }
+        assert!(check_url("postgres://h/db", "postgres://h/db", Some("")).is_err());
+        let e = check_url(
+            "postgres://u@h/db?sslmode=require&shema=x&x",
+            "postgres://u@h/db",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(r#"options "shema", "x" in"#), "{e}");
+        assert!(e.to_string().contains("table_prefix"), "{e}");
+    }
 
     #[test]
     fn stent_s_options_are_taken_out_of_the_url() {

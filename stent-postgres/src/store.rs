@@ -42,7 +42,7 @@ const CLAIM_ROUNDS: usize = 8;
 /// A [`ResultStore`] in a PostgreSQL database: shared by any number of processes and
 /// machines, with every lease and expiry decided by the server's clock.
 ///
-/// Two tables, `idempotency` and `cache` (optionally prefixed, optionally in a schema);
+/// Three tables, `idempotency`, `cache` and `progress` (optionally prefixed, optionally in a schema);
 /// every state transition is one SQL statement that the server executes atomically.
 ///
 /// Cheap to clone: clones share the connection pool.
@@ -55,8 +55,8 @@ struct Inner {
     pool: PgPool,
     target: Target,
     schema: Option<String>,
-    idempotency: Statements,
-    cache: Statements,
+    /// Each namespace's statements, by [`Namespace`] order.
+    stmts: [Statements; Namespace::ALL.len()],
     /// How the recent claims of each namespace went, by [`Namespace`] order: which
     /// statement a claim runs first.
     ///
@@ -70,7 +70,7 @@ struct Inner {
     /// first calls by more than that: about what the extra round trip of a first call costs
     /// next to what the union costs a replay. Both ways decide the same, atomically: the
     /// trend ([`ClaimTrend`]) only chooses the cheaper way.
-    trends: [ClaimTrend; 2],
+    trends: [ClaimTrend; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for PostgresStore {
@@ -79,7 +79,7 @@ impl fmt::Debug for PostgresStore {
             .field("server", &self.inner.target)
             .field(
                 "tables",
-                &[&self.inner.idempotency.display, &self.inner.cache.display],
+                &self.inner.stmts.each_ref().map(|st| st.display.as_str()),
             )
             .finish()
     }
@@ -164,12 +164,8 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 target,
-                idempotency: Statements::new(
-                    b.schema.as_deref(),
-                    &b.table_prefix,
-                    Namespace::Idempotency,
-                ),
-                cache: Statements::new(b.schema.as_deref(), &b.table_prefix, Namespace::Cache),
+                stmts: Namespace::ALL
+                    .map(|ns| Statements::new(b.schema.as_deref(), &b.table_prefix, ns)),
                 schema: b.schema,
                 trends: Default::default(),
             }),
@@ -267,7 +263,7 @@ impl PostgresStore {
         .map_err(|e| migrate_error(e, &self.inner.target, "looking up the tables".into()))
     }
 
-    /// Checks that both tables exist and have stent's columns.
+    /// Checks that every table exists and have stent's columns.
     async fn check_tables(&self, conn: &mut PgConnection) -> Result<()> {
         let target = &self.inner.target;
         for ns in Namespace::ALL {
@@ -298,14 +294,11 @@ impl PostgresStore {
     }
 
     fn trend(&self, ns: Namespace) -> &ClaimTrend {
-        &self.inner.trends[usize::from(ns == Namespace::Cache)]
+        &self.inner.trends[ns as usize]
     }
 
     fn stmts(&self, ns: Namespace) -> &Statements {
-        match ns {
-            Namespace::Idempotency => &self.inner.idempotency,
-            Namespace::Cache => &self.inner.cache,
-        }
+        &self.inner.stmts[ns as usize]
     }
 
     fn fail<'a>(
@@ -364,6 +357,7 @@ async fn connect_url(
             "not a PostgreSQL URL: {shown:?} (expected postgres://user:password@host:port/database)"
         )));
     }
+    crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
     let unparsed = Target::new(shown.clone(), None, Some(url));
     let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(e, &unparsed))?;
     let target = target_of(&opts, Some(url));

@@ -30,7 +30,7 @@ pub enum Durability {
 ///
 /// let store = SqliteStore::builder()
 ///     .path("stent.db")
-///     .table_prefix("billing_")?         // tables billing_idempotency, billing_cache
+///     .table_prefix("billing_")?         // tables billing_idempotency, billing_cache, …
 ///     .durability(Durability::Full)
 ///     .busy_timeout(Duration::from_secs(10))
 ///     .build()
@@ -101,8 +101,9 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Prepended to the table names `idempotency` and `cache`, as is: `app_` gives
-    /// `app_idempotency` and `app_cache`. An ASCII letter, then letters, digits and `_`.
+    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. An ASCII letter, then
+    /// letters, digits and `_`.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         validate_prefix(&prefix)?;

@@ -6,15 +6,24 @@ use std::sync::Arc;
 
 use stent_core::Namespace;
 
-/// Human-readable UTC text for an epoch-milliseconds column, e.g. `2026-11-28 15:54:30.123`.
+/// Human-readable UTC text for an epoch-milliseconds column, in the format every part of
+/// stent shows a time in (RFC 3339, UTC, milliseconds): `2026-11-28T15:54:30.123Z`.
 fn readable(col: &str) -> String {
     format!(
-        "strftime('%Y-%m-%d %H:%M:%S', {col} / 1000, 'unixepoch') || printf('.%03d', {col} % 1000)"
+        "strftime('%Y-%m-%dT%H:%M:%S', {col} / 1000, 'unixepoch') || printf('.%03dZ', {col} % 1000)"
     )
 }
 
-/// Version of the table layout, recorded in `{prefix}stent_schema`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Version of the table layout, recorded in `{prefix}stent_schema`. Version 2 writes the
+/// readable time columns as `…T…Z` (version 1 wrote `2026-11-28 15:54:30.123`).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The generated columns that show a time in readable form, and the column each shows.
+const READABLE: [(&str, &str); 3] = [
+    ("created_at", "created_ms"),
+    ("completed_at", "completed_ms"),
+    ("expires_at", "expires_ms"),
+];
 
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_ms, attempt, \
      fingerprint, function, version, created_ms, completed_ms, expires_ms";
@@ -27,6 +36,9 @@ pub(crate) struct Statements {
     pub(crate) create_index: String,
     pub(crate) create_schema: String,
     pub(crate) record_schema: String,
+    pub(crate) schema_version: String,
+    /// Rewrites a version-1 table's readable time columns in today's format.
+    pub(crate) upgrade_from_v1: Vec<String>,
     pub(crate) probe: Arc<str>,
     pub(crate) get: Arc<str>,
     pub(crate) claim: Arc<str>,
@@ -61,13 +73,13 @@ impl Statements {
     created_ms       INTEGER NOT NULL,
     completed_ms     INTEGER,
     expires_ms       INTEGER,
-    created_at       TEXT GENERATED ALWAYS AS ({}) VIRTUAL,
-    completed_at     TEXT GENERATED ALWAYS AS ({}) VIRTUAL,
-    expires_at       TEXT GENERATED ALWAYS AS ({}) VIRTUAL
+    {}
 )",
-                    readable("created_ms"),
-                    readable("completed_ms"),
-                    readable("expires_ms")
+                    READABLE.map(|(col, ms)| format!(
+                        "{col:<16} TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
+                        readable(ms)
+                    ))
+                    .join(",\n    ")
                 ),
             create_index: format!(
                 "CREATE INDEX IF NOT EXISTS \"{table}_expires_ms\" ON {t} (expires_ms) \
@@ -81,6 +93,21 @@ impl Statements {
                 "INSERT INTO \"{prefix}stent_schema\" (component, version) VALUES ('sqlite', {SCHEMA_VERSION}) \
                  ON CONFLICT (component) DO UPDATE SET version = excluded.version"
             ),
+            schema_version: format!(
+                "SELECT version FROM \"{prefix}stent_schema\" WHERE component = 'sqlite'"
+            ),
+            upgrade_from_v1: READABLE
+                .iter()
+                .flat_map(|(col, ms)| {
+                    [
+                        format!("ALTER TABLE {t} DROP COLUMN {col}"),
+                        format!(
+                            "ALTER TABLE {t} ADD COLUMN {col} TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
+                            readable(ms)
+                        ),
+                    ]
+                })
+                .collect(),
             probe: s(format!("SELECT {COLUMNS} FROM {t} LIMIT 0")),
             get: s(format!("SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND {}", live("?2"))),
             // One statement: take an absent, expired or lapsed key; leave anything else as is

@@ -29,7 +29,7 @@ const MAX_VALUE_LEN: usize = 1_000_000_000;
 
 /// A [`ResultStore`] in a SQLite database file: the embedded default.
 ///
-/// Two tables, `idempotency` and `cache` (optionally prefixed), in WAL mode; every state
+/// Three tables, `idempotency`, `cache` and `progress` (optionally prefixed), in WAL mode; every state
 /// transition is one SQL statement. Several processes may share one file and keep every
 /// guarantee: SQLite serializes the writes. Time comes from a [`Clock`] (the system clock
 /// by default); leases compare against it, so processes sharing a file need synchronized
@@ -81,11 +81,11 @@ struct Inner {
     options: SqliteConnectOptions,
     path: PathBuf,
     clock: Arc<dyn Clock>,
-    idempotency: Statements,
-    cache: Statements,
+    /// Each namespace's statements, by [`Namespace`] order.
+    stmts: [Statements; Namespace::ALL.len()],
     /// How the recent claims of each namespace went, by [`Namespace`] order: whether a
     /// claim reads first (see the struct docs).
-    trends: [ClaimTrend; 2],
+    trends: [ClaimTrend; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for SqliteStore {
@@ -94,7 +94,7 @@ impl fmt::Debug for SqliteStore {
             .field("path", &self.inner.path)
             .field(
                 "tables",
-                &[&self.inner.idempotency.table, &self.inner.cache.table],
+                &self.inner.stmts.each_ref().map(|st| st.table.as_str()),
             )
             .finish()
     }
@@ -243,8 +243,7 @@ impl SqliteStore {
                 options,
                 path: b.path,
                 clock: b.clock,
-                idempotency: Statements::new(&b.table_prefix, Namespace::Idempotency),
-                cache: Statements::new(&b.table_prefix, Namespace::Cache),
+                stmts: Namespace::ALL.map(|ns| Statements::new(&b.table_prefix, ns)),
                 trends: Default::default(),
             }),
         };
@@ -262,34 +261,45 @@ impl SqliteStore {
             .execute(&mut *conn)
             .await
             .map_err(|e| open_error(e, path))?;
-        let mut result = Ok(());
-        for ns in Namespace::ALL {
-            let st = self.stmts(ns);
-            result = self.create(conn, st).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        if result.is_ok() {
-            // Records the schema version, and proves at open that the file is writable
-            // (SQLite opens a read-only file without complaint and fails the first write).
-            for sql in [
-                &self.inner.idempotency.create_schema,
-                &self.inner.idempotency.record_schema,
-            ] {
-                if let Err(e) = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .execute(&mut *conn)
-                    .await
-                {
-                    result = Err(open_error(e, path));
-                    break;
-                }
-            }
-        }
+        let result = self.create_all(conn).await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         let ended = sqlx::query(end).execute(&mut *conn).await;
         result?;
         ended.map_err(|e| open_error(e, path))?;
+        Ok(())
+    }
+
+    /// Creates what is missing and brings older layouts up to date, inside `migrate`'s
+    /// transaction.
+    async fn create_all(&self, conn: &mut sqlx::SqliteConnection) -> Result<()> {
+        let path = &self.inner.path;
+        let first = self.stmts(Namespace::Idempotency);
+        // Creating the schema table first also proves at open that the file is writable
+        // (SQLite opens a read-only file without complaint and fails the first write).
+        sqlx::query(AssertSqlSafe(first.create_schema.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| open_error(e, path))?;
+        let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(first.schema_version.as_str()))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| open_error(e, path))?;
+        for ns in Namespace::ALL {
+            let st = self.stmts(ns);
+            self.create(conn, st).await?;
+            if version == Some(1) {
+                for sql in &st.upgrade_from_v1 {
+                    sqlx::query(AssertSqlSafe(sql.as_str()))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| open_error(e, path))?;
+                }
+            }
+        }
+        sqlx::query(AssertSqlSafe(first.record_schema.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| open_error(e, path))?;
         Ok(())
     }
 
@@ -319,10 +329,7 @@ impl SqliteStore {
     }
 
     fn stmts(&self, ns: Namespace) -> &Statements {
-        match ns {
-            Namespace::Idempotency => &self.inner.idempotency,
-            Namespace::Cache => &self.inner.cache,
-        }
+        &self.inner.stmts[ns as usize]
     }
 
     fn now(&self) -> Timestamp {
@@ -431,7 +438,7 @@ impl ResultStore for SqliteStore {
         // A few rounds at most: each lost round means the record changed between the read
         // and the claim statement, which needs a writer in another process (or, when the
         // read ran on the pool, in this one) to act in that gap.
-        let trend = &self.inner.trends[usize::from(ns == Namespace::Cache)];
+        let trend = &self.inner.trends[ns as usize];
         let mut read_first = trend.reads_first();
         for _ in 0..8 {
             let now = self.now();
@@ -705,7 +712,7 @@ mod tests {
 
     /// Leans `store`'s claims of [`NS`] to reading first, as a run of replays does.
     fn reading_first(store: &SqliteStore) {
-        let trend = &store.inner.trends[usize::from(NS == Namespace::Cache)];
+        let trend = &store.inner.trends[NS as usize];
         (0..ClaimTrend::BOUND).for_each(|_| trend.found());
         assert!(trend.reads_first());
     }

@@ -36,6 +36,132 @@ async fn invalid_table_prefix_is_a_config_error_at_build_time() {
         .unwrap();
     assert_eq!(store.table(Namespace::Cache), "app_cache");
     assert_eq!(store.table(Namespace::Idempotency), "app_idempotency");
+    assert_eq!(store.table(Namespace::Progress), "app_progress");
+}
+
+#[tokio::test]
+async fn every_namespace_has_its_own_table_and_clearing_one_leaves_the_others() {
+    let dir = tmp();
+    let store = SqliteStore::builder()
+        .path(dir.path().join("ns.db"))
+        .table_prefix("app_")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    for ns in Namespace::ALL {
+        store
+            .put(ns, "k", ns.as_str().as_bytes(), None, RecordMeta::default())
+            .await
+            .unwrap();
+    }
+    let (progress,): (Vec<u8>,) = sqlx::query_as("SELECT value FROM app_progress WHERE key = 'k'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(progress, b"progress");
+    assert_eq!(store.clear(Namespace::Cache).await.unwrap(), 1);
+    for ns in [Namespace::Idempotency, Namespace::Progress] {
+        let r = store.get(ns, "k").await.unwrap().expect("kept");
+        assert_eq!(r.value.as_deref(), Some(ns.as_str().as_bytes()));
+    }
+}
+
+/// The readable columns of every table, as `(created_at, completed_at, expires_at)`.
+async fn readable_times(store: &SqliteStore, ns: Namespace) -> (String, String, String) {
+    let sql = format!(
+        "SELECT created_at, completed_at, expires_at FROM {} WHERE key = 'k'",
+        store.table(ns)
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn readable_time_columns_are_utc_marked_z_as_everywhere_else() {
+    let dir = tmp();
+    let clock = ManualClock::new(Timestamp::from_millis(1_796_333_548_123));
+    let store = SqliteStore::builder()
+        .path(dir.path().join("times.db"))
+        .clock(clock)
+        .build()
+        .await
+        .unwrap();
+    for ns in Namespace::ALL {
+        store
+            .put(
+                ns,
+                "k",
+                b"v",
+                Some(Duration::from_millis(60_005)),
+                RecordMeta::default(),
+            )
+            .await
+            .unwrap();
+        let (created, completed, expires) = readable_times(&store, ns).await;
+        assert_eq!(created, "2026-12-03T21:32:28.123Z", "{ns}");
+        assert_eq!(
+            created,
+            Timestamp::from_millis(1_796_333_548_123).to_string()
+        );
+        assert_eq!(completed, created, "{ns}");
+        assert_eq!(expires, "2026-12-03T21:33:28.128Z", "{ns}");
+    }
+}
+
+#[tokio::test]
+async fn a_version_1_file_gets_the_readable_times_of_today_on_open() {
+    let dir = tmp();
+    let path = dir.path().join("v1.db");
+    let clock = ManualClock::new(Timestamp::from_millis(1_796_333_548_123));
+    let store = SqliteStore::builder()
+        .path(&path)
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    store
+        .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
+        .await
+        .unwrap();
+    // The layout version 1 wrote: no `T`, no zone.
+    for sql in [
+        "ALTER TABLE cache DROP COLUMN created_at",
+        "ALTER TABLE cache ADD COLUMN created_at TEXT GENERATED ALWAYS AS \
+         (strftime('%Y-%m-%d %H:%M:%S', created_ms / 1000, 'unixepoch') \
+          || printf('.%03d', created_ms % 1000)) VIRTUAL",
+        "UPDATE stent_schema SET version = 1 WHERE component = 'sqlite'",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    assert_eq!(
+        readable_times(&store, Namespace::Cache).await.0,
+        "2026-12-03 21:32:28.123"
+    );
+    drop(store);
+    let store = SqliteStore::builder()
+        .path(&path)
+        .clock(clock)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        readable_times(&store, Namespace::Cache).await.0,
+        "2026-12-03T21:32:28.123Z"
+    );
+    let (version,): (i64,) = sqlx::query_as("SELECT version FROM stent_schema")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
+    let r = store
+        .get(Namespace::Cache, "k")
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(r.value.as_deref(), Some(&b"v"[..]));
 }
 
 #[tokio::test]
@@ -163,9 +289,9 @@ async fn the_guides_sql_query_reads_keys_and_readable_times() {
     assert_eq!(rows[0].0, r#"expensive_computation|None|["hash-1"]"#);
     let created = &rows[0].1;
     let now = Timestamp::now().to_string(); // 2026-11-28T15:54:30.123Z
-    assert_eq!(created.len(), "2026-11-28 15:54:30.123".len(), "{created}");
-    assert_eq!(&created[..10], &now[..10], "{created} vs {now}");
-    assert_eq!(&created[10..11], " ");
+    assert_eq!(created.len(), now.len(), "{created}");
+    assert_eq!(&created[..11], &now[..11], "{created} vs {now}");
+    assert!(created.ends_with('Z'), "{created}");
     // The same query from the sqlite3 shell, when one is installed.
     if let Ok(out) = std::process::Command::new("sqlite3")
         .arg(&path)

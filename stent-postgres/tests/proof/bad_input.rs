@@ -161,7 +161,10 @@ async fn url_options_place_the_tables_and_are_checked_like_the_builders() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(tables, ["viaurl_cache", "viaurl_idempotency"]);
+    assert_eq!(
+        tables,
+        ["viaurl_cache", "viaurl_idempotency", "viaurl_progress"]
+    );
 }
 
 #[test]
@@ -241,5 +244,5 @@ async fn from_env_reads_stent_postgres_url() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(tables, ["env_cache", "env_idempotency"]);
+    assert_eq!(tables, ["env_cache", "env_idempotency", "env_progress"]);
 }

@@ -477,3 +477,57 @@ async fn a_column_of_another_type_is_a_decode_error_naming_it() {
     .unwrap();
     assert_eq!(kept, 7, "the row is left as it is");
 }
+
+/// Every namespace has a table of its own, prefixed and in the schema, and clearing one
+/// leaves the others (the progress log survives `stent cache clear`). A database whose
+/// tables predate the progress namespace gets its `progress` table on connect.
+#[tokio::test]
+async fn every_namespace_has_its_own_table_and_clearing_one_leaves_the_others() {
+    let Some(url) = support::url_or_skip(
+        "every_namespace_has_its_own_table_and_clearing_one_leaves_the_others",
+    ) else {
+        return;
+    };
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&format!("ns{}", std::process::id()));
+    let build = || {
+        PostgresStore::builder()
+            .url(url.as_str())
+            .schema(schema.as_str())
+            .unwrap()
+            .table_prefix("app_")
+            .unwrap()
+            .build()
+    };
+    let store = build().await.unwrap();
+    assert_eq!(
+        store.table(Namespace::Progress),
+        format!("{schema}.app_progress")
+    );
+    let admin = PgPool::connect(&url).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP TABLE \"{schema}\".app_progress CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let store = build().await.unwrap();
+    for ns in Namespace::ALL {
+        store
+            .put(ns, "k", ns.as_str().as_bytes(), None, RecordMeta::default())
+            .await
+            .unwrap();
+    }
+    let value: Vec<u8> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT value FROM \"{schema}\".app_progress WHERE key = 'k'"
+    )))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(value, b"progress");
+    assert_eq!(store.clear(Namespace::Cache).await.unwrap(), 1);
+    for ns in [Namespace::Idempotency, Namespace::Progress] {
+        let r = store.get(ns, "k").await.unwrap().expect("kept");
+        assert_eq!(r.value.as_deref(), Some(ns.as_str().as_bytes()));
+    }
+}
