@@ -829,7 +829,7 @@ fn bad_store_urls_are_one_line_errors_without_secrets() {
             "mongodb://u:hunter2@localhost/x",
             "unknown store URL scheme \"mongodb\"",
         ),
-        ("no-scheme", "unknown store URL scheme"),
+        ("no-scheme", "not a store URL"),
         ("postgres://u:hunter2@127.0.0.1:1/db", "postgres"),
         ("postgres://u:hunter2@[::1/db", "postgres"),
         ("redis://:hunter2@127.0.0.1:1", "redis"),
