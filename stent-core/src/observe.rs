@@ -21,7 +21,8 @@ use crate::error::Error;
 #[cfg(feature = "metrics")]
 use crate::error::ErrorKind;
 #[cfg(feature = "metrics")]
-use crate::outcome::{Status, Traced};
+use crate::outcome::Status;
+use crate::outcome::Traced;
 
 /// Whether calls are measured: the wrapper reads a clock for each call only when they are.
 pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
