@@ -130,6 +130,7 @@ macro_rules! conformance_tests {
             wrapper::retention_expires_idempotency_records,
             wrapper::both_modes_write_cache_and_idempotency,
             wrapper::payload_validation_guards_cache_hits,
+            wrapper::payload_validation_guards_joins,
             wrapper::in_flight_reject_in_process_reports_the_lease,
             bad_input::unencodable_args_are_a_key_error,
             bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,

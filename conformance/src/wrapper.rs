@@ -736,3 +736,41 @@ pub async fn in_flight_reject_in_process_reports_the_lease(store: Arc<dyn Result
         Status::Replayed
     );
 }
+
+/// With payload validation, a call that finds the same key in flight with other arguments
+/// is `PayloadMismatch` at once: it neither waits for nor joins the running call's result.
+pub async fn payload_validation_guards_joins(store: Arc<dyn ResultStore>) {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let f = Stent::from_arc(store)
+        .durable("pay::join")
+        .idempotent()
+        .validate_payload()
+        .key(|o: &(String, u64)| o.0.clone())
+        .wrap({
+            let (started, finish) = (Arc::clone(&started), Arc::clone(&finish));
+            move |(id, amount): (String, u64)| {
+                let (started, finish) = (Arc::clone(&started), Arc::clone(&finish));
+                async move {
+                    started.notify_one();
+                    finish.notified().await;
+                    Ok::<_, Infallible>(format!("SECRET-{id}-{amount}"))
+                }
+            }
+        });
+    let running = tokio::spawn({
+        let f = f.clone();
+        async move { f.call(("o-3".into(), 100)).await }
+    });
+    started.notified().await;
+    let e = tokio::time::timeout(Duration::from_secs(10), f.call(("o-3".into(), 999)))
+        .await
+        .expect("a mismatching call must not wait for the running one")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PayloadMismatch, "{e:?}");
+    finish.notify_one();
+    assert_eq!(running.await.unwrap().unwrap(), "SECRET-o-3-100");
+    let e = f.call(("o-3".into(), 999)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PayloadMismatch);
+    assert!(!format!("{e:?}").contains("SECRET"), "{e:?}");
+}
