@@ -51,7 +51,10 @@ async fn delta(
         .collect()
 }
 
-fn commands(list: &[(&str, u64)]) -> BTreeMap<String, u64> {
+/// Commands and how many times each.
+type Commands = &'static [(&'static str, u64)];
+
+fn commands(list: Commands) -> BTreeMap<String, u64> {
     list.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect()
 }
 
@@ -100,7 +103,7 @@ async fn each_call_sends_what_the_readme_says() {
     lookup.call(0).await.unwrap();
 
     // (case, what the client sends, what its scripts run, status)
-    let cases: [(&str, &[(&str, u64)], &[(&str, u64)], Status); 4] = [
+    let cases: [(&str, Commands, Commands, Status); 4] = [
         (
             "first call (claim + complete)",
             &[("evalsha", 2)],
