@@ -179,9 +179,7 @@ impl RedisStore {
     /// written without a grace) needs no clock at all: Redis never returns a key past its
     /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
     /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL`. A record claimed natively and not yet rewritten by a script, or completed
-    /// natively with a time to live and not yet read, is read again by a script, which
-    /// works its times out from the key's expiry.
+    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry).
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();

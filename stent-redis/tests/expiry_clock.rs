@@ -167,7 +167,6 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
                 .await
                 .unwrap();
         }
-        // Read first: a record completed natively has its times written out by its first read.
         let record = store
             .get(ns, key)
             .await
