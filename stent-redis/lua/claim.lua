@@ -1,36 +1,34 @@
--- claim, the slow path: the client first tries SET NX GET, which settles an absent key
--- (acquired) and a completed record Redis keeps only while it is live (replay). Everything
--- else comes here: an in-progress record (in flight, or a lapsed lease to take over), a
--- completed record that may have expired (with a grace), an absent key (the record went
--- away in between).
--- ARGV: token, lease_ms, metadata block, horizon_ms.
--- Reply: {'acquired', attempt, lease_expires_ms} | {'in_flight', record, created_ms, lease_expires_ms}
---      | {'completed', record} | {'corrupt', what} | {'wrongtype', type}
-local rec, foreign = load(true)
-if rec == false then
-  return foreign
+-- claim: take an absent key, an expired record or an in-progress one whose lease lapsed
+-- (takeover, attempt + 1); answer a live completed record (a replay) or an in-progress one
+-- whose lease is live (in flight) as it is.
+-- ARGV: token, lease_ms, metadata block.
+-- Reply: {'acquired', attempt, lease_expires_ms} | {'in_flight', record} | {'completed', record}
+--      | {'corrupt', what} | {'wrongtype', type}
+-- Half of every first call and the whole of every replay, so it builds no table of the record.
+local r, state, _, attempt, _, lease, _, expires = read_record()
+if r == false then
+  return state -- the reply naming the type the key holds
 end
 local now = now_ms()
-local attempt = 1
-if rec and not expired(rec.expires, now) then
-  if rec.state == 'completed' then
-    return {'completed', rec.raw}
+local next_attempt = 1
+if r then
+  if not state then
+    return not_a_record(r)
   end
-  if rec.state ~= 'in_progress' then
-    return {'corrupt', 'state'}
+  if not expired(expires, now) then
+    if state == 'completed' then
+      return {'completed', r}
+    end
+    if state ~= 'in_progress' then
+      return {'corrupt', 'state'}
+    end
+    if (tonumber(lease) or 0) > now then
+      return {'in_flight', r}
+    end
+    next_attempt = (tonumber(attempt) or 1) + 1
   end
-  settle(rec)
-  local lease = tonumber(rec.lease)
-  if lease and lease > now then
-    return {'in_flight', rec.raw, rec.created, rec.lease}
-  end
-  attempt = (tonumber(rec.attempt) or 1) + 1
 end
-local until_ms = now + tonumber(ARGV[2])
-local new = {
-  state = 'in_progress', token = ARGV[1], attempt = int(attempt), created = int(now),
-  lease = int(until_ms), completed = '', expires = '', purge = '', lease_ms = '',
-  horizon = '', meta = ARGV[3],
-}
-redis.call('SET', key, encode(new), 'PX', ARGV[4])
-return {'acquired', int(attempt), int(until_ms)}
+local until_ms = int(now + tonumber(ARGV[2]))
+next_attempt = int(next_attempt)
+redis.call('SET', key, in_progress(ARGV[1], next_attempt, int(now), until_ms, ARGV[3]))
+return {'acquired', next_attempt, until_ms}

@@ -5,10 +5,10 @@
 local key = KEYS[1]
 local MARK = 'stent1'
 -- The header: the mark, then state, lease_token, attempt, created_ms, lease_expires_ms,
--- completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len, each ended by '|';
+-- completed_ms, expires_ms, purge_ms, two reserved fields, meta_len, each ended by '|';
 -- the last capture is where the metadata starts.
 local HEADER = '^stent1|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|'
-  .. '([^|]*)|([^|]*)|(%d+)|()'
+  .. '[^|]*|[^|]*|(%d+)|()'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -44,10 +44,10 @@ local function not_a_string(err)
 end
 
 -- The string at `key` and its header's fields (state, lease_token, attempt, created_ms,
--- lease_expires_ms, completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len, and
--- where the metadata starts), read with one pattern match; no fields when the header does
--- not match (see not_a_record). Nil when the key is absent; false and a 'wrongtype' reply
--- when it holds another type.
+-- lease_expires_ms, completed_ms, expires_ms, purge_ms, meta_len, and where the metadata
+-- starts), read with one pattern match; no fields when the header does not match (see
+-- not_a_record). Nil when the key is absent; false and a 'wrongtype' reply when it holds
+-- another type.
 local function read_record()
   local r = redis.pcall('GET', key)
   if type(r) == 'table' and r['err'] then
@@ -68,63 +68,18 @@ local function not_a_record(r)
   return {'corrupt', 'header'}
 end
 
--- A record claimed natively (by SET NX, which cannot read the clock) has no created_ms:
--- it was claimed at the key's PEXPIRETIME less horizon_ms, and its lease ends lease_ms
--- later. Writes those times into `rec`. A key without an expiry (-1) settles far in the
--- past: its lease has lapsed.
-local function settle(rec)
-  if rec.created ~= '' then
-    return
-  end
-  local at = redis.call('PEXPIRETIME', key) - (tonumber(rec.horizon) or 0)
-  rec.created = int(at)
-  rec.lease = int(at + (tonumber(rec.lease_ms) or 0))
-  rec.lease_ms = ''
-  rec.horizon = ''
-end
-
--- The string of `rec` followed by `value`.
-local function encode(rec, value)
-  return table.concat({MARK, rec.state, rec.token, rec.attempt, rec.created, rec.lease,
-    rec.completed, rec.expires, rec.purge, rec.lease_ms, rec.horizon, #rec.meta, ''}, '|')
-    .. rec.meta .. (value or '')
-end
-
--- A record completed natively (SET … IFEQ, which cannot read the clock either) with a time
--- to live has no created_ms, completed_ms and purge_ms: it was completed at the key's
--- PEXPIRETIME less horizon_ms (the PX it was written with), and created lease_ms (its age
--- then) before that; its expires_ms is '~' and its time to live ('~' is no number, so an
--- older stent that does not know the form never judges the record expired). Works the
--- times out into `rec`; with `write_out`, also into the key (best effort: a server that
--- refuses writes, out of memory say, still answers the read), keeping its expiry, which is
--- the record's purge_ms.
-local function settle_completed(rec, value, write_out)
-  local pexp = redis.call('PEXPIRETIME', key)
-  local at = pexp - (tonumber(rec.horizon) or 0)
-  if pexp < 0 then
-    at = now_ms() -- someone removed the key's expiry: the completion time is lost
-  end
-  local ttl = string.sub(rec.expires, 2)
-  rec.completed = int(at)
-  rec.created = int(at - (tonumber(rec.lease_ms) or 0))
-  rec.expires = int(at + tonumber(ttl))
-  rec.purge = pexp >= 0 and int(pexp) or ''
-  rec.lease_ms = ''
-  rec.horizon = ''
-  rec.raw = encode(rec, value)
-  if write_out then
-    redis.pcall('SET', key, rec.raw, 'KEEPTTL')
-  end
+-- The string of an in-progress record (no value).
+local function in_progress(token, attempt, created, lease, meta)
+  return table.concat({MARK, 'in_progress', token, attempt, created, lease, '', '', '', '', '',
+    #meta, meta}, '|')
 end
 
 -- The record at `key` as a table: nil when the key is absent. When the key holds something
 -- that is not a record (another type, a string without the mark) or a broken record,
 -- returns false and the reply naming it instead: a record is never read as, or written
--- over, a value someone else put there. A record completed natively comes back with its
--- times worked out, and written into the key too with `write_out` (see settle_completed).
-local function load(write_out)
-  local r, state, token, attempt, created, lease, completed, expires, purge, lease_ms,
-    horizon, meta_len, at = read_record()
+-- over, a value someone else put there.
+local function load()
+  local r, state, token, attempt, created, lease, _, expires, _, meta_len, at = read_record()
   if r == false then
     return false, state -- the reply naming the type the key holds
   end
@@ -134,18 +89,10 @@ local function load(write_out)
   if not state then
     return false, not_a_record(r)
   end
-  local rec = {
+  return {
     state = state, token = token, attempt = attempt, created = created, lease = lease,
-    completed = completed, expires = expires, purge = purge, lease_ms = lease_ms,
-    horizon = horizon, meta = string.sub(r, at, at + tonumber(meta_len) - 1), raw = r,
+    expires = expires, meta = string.sub(r, at, at + tonumber(meta_len) - 1),
   }
-  if state == 'completed' and completed == '' then
-    if created ~= '' or lease_ms == '' or horizon == '' or not string.match(expires, '^~%d+$') then
-      return false, {'corrupt', 'times'}
-    end
-    settle_completed(rec, string.sub(r, at + tonumber(meta_len)), write_out)
-  end
-  return rec
 end
 
 -- When Redis deletes a record that expires at `expires`: after the grace, or, without one,

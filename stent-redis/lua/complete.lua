@@ -4,7 +4,7 @@
 -- Half of every first call, so it builds no table of the record: a completed record keeps
 -- the attempt, the creation time and the metadata (an in-progress record holds no value:
 -- what follows its header is the metadata).
-local r, state, token, attempt, created, _, _, _, _, _, horizon, meta_len, at = read_record()
+local r, state, token, attempt, created, _, _, _, _, meta_len, at = read_record()
 if r == false then
   return state -- the reply naming the type the key holds
 end
@@ -16,10 +16,6 @@ if not state then
 end
 if state ~= 'in_progress' or token ~= ARGV[1] then
   return {'lost'}
-end
-if created == '' then
-  -- Claimed by SET NX: created when the key's expiry says (see settle).
-  created = int(redis.call('PEXPIRETIME', key) - (tonumber(horizon) or 0))
 end
 local now = now_text()
 local expires, purge = expiry(now, ARGV[3], ARGV[4])

@@ -8,7 +8,6 @@ end
 if not rec or rec.state ~= 'in_progress' or rec.token ~= ARGV[1] then
   return {'lost'}
 end
-settle(rec)
-rec.lease = int(now_ms() + tonumber(ARGV[2]))
-redis.call('SET', key, encode(rec), 'KEEPTTL')
-return {'renewed', rec.lease}
+local until_ms = int(now_ms() + tonumber(ARGV[2]))
+redis.call('SET', key, in_progress(rec.token, rec.attempt, rec.created, until_ms, rec.meta))
+return {'renewed', until_ms}

@@ -11,7 +11,7 @@
 //! reads as is, and braces in it still make a cluster hash tag).
 //!
 //! ```text
-//! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
+//! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|||meta_len|<meta><value>
 //! ```
 //!
 //! | field | content |
@@ -22,35 +22,14 @@
 //! | `attempt` | 1, +1 per takeover |
 //! | `created_ms`, `completed_ms`, `expires_ms` | UTC milliseconds since the epoch, by the server's clock |
 //! | `purge_ms` | when Redis deletes the record (its `PEXPIREAT`) |
-//! | `lease_ms`, `horizon_ms` | only in a record claimed or completed natively (below) |
+//! | two reserved fields | empty |
 //! | `meta_len`, `<meta>` | the length of the metadata, then `function`, `version` and `fingerprint`, each as a letter (`f`, `v`, `p`), its length in bytes, `:` and its bytes; absent ones are left out |
 //! | `<value>` | the encoded result (completed records) |
 //!
-//! A claim of an absent key is one native command, `SET key record NX GET PX horizon_ms`:
-//! it writes the record unless the key exists, and answers the record that is there, so a
-//! replay costs what a `GET` costs. That command cannot read the server's clock, so the
-//! record it writes leaves `created_ms` and `lease_expires_ms` empty and carries `lease_ms`
-//! and `horizon_ms` instead: the claim was made at the key's `PEXPIRETIME` less
-//! `horizon_ms`, by the server's clock, and its lease ends `lease_ms` later. The first
-//! script to touch the record (renew, complete, takeover) writes the times out.
-//!
-//! The completion of a natively claimed record is one conditional write: `SET key completed
-//! IFEQ claimed`, where `claimed` is the exact record the claim wrote, so it writes only
-//! while the record is still that claim's (same token, untouched). Valkey 8.1+ and Redis
-//! 8.4+ take it natively; older servers run `lua/set_if_equal.lua`, a script of the same
-//! meaning that parses nothing and reads no clock. Anything else falls back to the
-//! completion script.
-//!
-//! - With a time to live the command carries `PX px_ms`, and the record leaves
-//!   `created_ms`, `completed_ms` and `purge_ms` empty: `horizon_ms` holds `px_ms` (the
-//!   time to live less a millisecond, or plus the grace), `lease_ms` its age at completion
-//!   (by the caller's clock), and `expires_ms` is `~` and the time to live (`~` so that no
-//!   reader takes it for a time). It was completed at the key's `PEXPIRETIME` less
-//!   `horizon_ms`; the first read of it (a script) writes the times out.
-//! - A result kept for ever gets no expiry at all (a key with one could be evicted under a
-//!   `volatile-*` policy), so nothing on the server records when it was completed: its
-//!   `created_ms` and `completed_ms` are the caller's clock. They decide nothing (the record
-//!   never expires).
+//! Every write is a Lua script (`lua/*.lua`), which reads the server's clock, so every
+//! record has its times written out. The two reserved fields are always empty (stent-redis
+//! 0.1.0 used them for records written by `SET … NX` and `SET … IFEQ`, whose times followed
+//! from the key's expiry; such a record, with an empty `created_ms`, reads as broken).
 
 use stent_core::{
     Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,
@@ -58,11 +37,6 @@ use stent_core::{
 
 /// The first header field of every record.
 pub(crate) const MARK: &[u8] = b"stent1|";
-
-/// The `PX` of a record claimed natively, so that its claim time can be read back from
-/// the key's expiry: about 317 years, so in effect never (an in-progress record stays
-/// until it is completed, released or taken over).
-pub(crate) const HORIZON_MS: i64 = 10_000_000_000_000;
 
 /// Header fields after the mark.
 const FIELDS: usize = 11;
@@ -88,9 +62,6 @@ pub(crate) fn key_base(prefix: &str, ns: Namespace) -> String {
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) record: Record,
-    /// `(lease_ms, horizon_ms)` of a record claimed natively, whose creation and lease end
-    /// follow from the key's `PEXPIRETIME`; `created_at` and `lease_expires_at` are unset.
-    pub(crate) pending: Option<(i64, i64)>,
     /// When Redis deletes the record.
     pub(crate) purge_ms: Option<i64>,
 }
@@ -103,14 +74,6 @@ impl Stored {
             None => true,
             Some(expires) => self.purge_ms.is_some_and(|p| p < expires.as_millis()),
         }
-    }
-
-    /// Sets the creation and lease end of a natively claimed record, as a script worked
-    /// them out from the key's `PEXPIRETIME`.
-    pub(crate) fn settle(&mut self, created_ms: i64, lease_expires_ms: i64) {
-        self.pending = None;
-        self.record.created_at = Timestamp::from_millis(created_ms);
-        self.record.lease_expires_at = Some(Timestamp::from_millis(lease_expires_ms));
     }
 }
 
@@ -131,65 +94,6 @@ pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
             out.extend_from_slice(value.as_bytes());
         }
     }
-    out
-}
-
-/// The record a native claim writes: in progress, attempt 1, its times left to the key's
-/// expiry (see the module docs).
-/// `meta` is the metadata block ([`encode_meta`]).
-pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
-    assemble(
-        format_args!(
-            "in_progress|{}|1||||||{lease_ms}|{HORIZON_MS}|",
-            token.as_str()
-        ),
-        meta,
-        b"",
-    )
-}
-
-/// The record a native completion with a time to live writes (`SET … IFEQ`, or its script, of the record
-/// [`claim_record`] wrote, with `PX px_ms`): completed, attempt 1, claimed `age_ms` before,
-/// living `ttl_ms`; its times are left to the key's expiry (see the module docs).
-pub(crate) fn pending_completed_record(
-    age_ms: i64,
-    ttl_ms: i64,
-    px_ms: i64,
-    meta: &[u8],
-    value: &[u8],
-) -> Vec<u8> {
-    assemble(
-        format_args!("completed||1||||~{ttl_ms}||{age_ms}|{px_ms}|"),
-        meta,
-        value,
-    )
-}
-
-/// The record a native completion of a result kept for ever writes, with the caller's
-/// times (see the module docs): completed, attempt 1, no expiry.
-pub(crate) fn lasting_completed_record(
-    created_ms: i64,
-    completed_ms: i64,
-    meta: &[u8],
-    value: &[u8],
-) -> Vec<u8> {
-    assemble(
-        format_args!("completed||1|{created_ms}||{completed_ms}|||||"),
-        meta,
-        value,
-    )
-}
-
-/// The mark, `fields` (the header up to `meta_len`, each field ended by `|`), the length of
-/// `meta` and its `|`, `meta`, then `value`.
-fn assemble(fields: std::fmt::Arguments<'_>, meta: &[u8], value: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut out = Vec::with_capacity(96 + meta.len() + value.len());
-    out.extend_from_slice(MARK);
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{fields}{}|", meta.len());
-    out.extend_from_slice(meta);
-    out.extend_from_slice(value);
     out
 }
 
@@ -224,8 +128,8 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         completed,
         expires,
         purge,
-        lease_ms,
-        horizon,
+        _,
+        _,
         meta_len,
     ] = h;
     let state = RecordState::parse(state)
@@ -240,37 +144,9 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let attempt: u64 = number(key, "attempt", attempt)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let purge_ms = optional(key, "purge_ms", purge)?;
-    let mut pending = None;
-    match optional(key, "created_ms", created)? {
-        Some(created) => record.created_at = Timestamp::from_millis(created),
-        None => {
-            let (Some(lease_ms), Some(horizon)) = (
-                optional(key, "lease_ms", lease_ms)?,
-                optional(key, "horizon_ms", horizon)?,
-            ) else {
-                return Err(corrupt(
-                    "no `created_ms`, and no `lease_ms` and `horizon_ms` to find it",
-                ));
-            };
-            pending = Some((lease_ms, horizon));
-        }
-    }
-    if pending.is_some() && state == RecordState::Completed {
-        // Completed natively: its times follow from the key's expiry, and only a script
-        // can read that (see the module docs). `expires_ms` is `+ttl_ms` or empty.
-        if !(completed.is_empty()
-            && expires
-                .strip_prefix('~')
-                .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())))
-        {
-            return Err(corrupt(
-                "a natively completed record with times written out",
-            ));
-        }
-    } else {
-        record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
-        record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
-    }
+    record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
+    record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
+    record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
             if !token.is_empty() {
@@ -281,11 +157,7 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         }
         RecordState::Completed => record.value = Some(value.to_vec()),
     }
-    Ok(Stored {
-        record,
-        pending,
-        purge_ms,
-    })
+    Ok(Stored { record, purge_ms })
 }
 
 fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
@@ -375,24 +247,16 @@ mod tests {
         }
     }
 
-    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
     #[test]
-    fn a_native_claim_reads_back_once_settled() {
-        let token = LeaseToken::from_string(TOKEN);
-        let meta = RecordMeta {
-            function: Some("f|n"),
-            version: None,
-            fingerprint: Some(""),
-        };
-        let bytes = claim_record(&token, 30_000, &encode_meta(&meta));
-        assert!(is_record(&bytes));
-        let mut s = decode("k", &bytes).unwrap();
-        assert_eq!(s.pending, Some((30_000, HORIZON_MS)));
-        s.settle(1_000, 31_000);
-        let r = s.record;
+    fn an_in_progress_record_shows_its_lease_and_metadata() {
+        let bytes = b"stent1|in_progress|0123456789abcdef|1|1000|31000||||||9|f3:f|np0:";
+        assert!(is_record(bytes));
+        let r = decode("k", bytes).unwrap().record;
         assert_eq!(r.state, RecordState::InProgress);
-        assert_eq!(r.lease_token, Some(token));
+        assert_eq!(
+            r.lease_token,
+            Some(LeaseToken::from_string("0123456789abcdef"))
+        );
         assert_eq!(r.attempt, 1);
         assert_eq!(r.created_at, Timestamp::from_millis(1_000));
         assert_eq!(r.lease_expires_at, Some(Timestamp::from_millis(31_000)));
@@ -438,6 +302,9 @@ mod tests {
             b"stent1|completed||1|||||||||0|",
             b"stent1|completed||1|1||||||||9|v",
             b"stent1|completed||1|1||||||||2|q0:",
+            // Written by `SET … NX` or `SET … IFEQ` in stent-redis 0.1.0: no `created_ms`.
+            b"stent1|in_progress|t|1||||||30000|10000000000000|0|",
+            b"stent1|completed||1||||~60000||12|59999|0|",
             b"stent1|completed||1|1||||||||4|f9:x",
             b"stent1|\xff||1|1||||||||0|",
             b"hand-written",
@@ -446,43 +313,6 @@ mod tests {
             assert_eq!(e.kind(), stent_core::ErrorKind::Decode);
             assert_eq!(e.key(), Some("k"));
         }
-    }
-
-    #[test]
-    fn a_native_completion_with_a_ttl_leaves_its_times_to_a_script() {
-        let bytes = pending_completed_record(12, 60_000, 59_999, b"f1:x", b"val");
-        assert_eq!(
-            &bytes[..],
-            &b"stent1|completed||1||||~60000||12|59999|4|f1:xval"[..]
-        );
-        let s = decode("k", &bytes).unwrap();
-        assert_eq!(s.pending, Some((12, 59_999)));
-        assert_eq!((s.record.completed_at, s.record.expires_at), (None, None));
-        assert_eq!(s.record.value.as_deref(), Some(&b"val"[..]));
-        // `~` and nothing else: a reader must never take the time to live for a time.
-        for broken in [
-            &b"stent1|completed||1||||+60000||12|59999|0|"[..],
-            b"stent1|completed||1||||60000||12|59999|0|",
-            b"stent1|completed||1||||~||12|59999|0|",
-            b"stent1|completed||1||||||12|59999|0|",
-        ] {
-            assert!(
-                decode("k", broken).is_err(),
-                "{}",
-                String::from_utf8_lossy(broken)
-            );
-        }
-    }
-
-    #[test]
-    fn a_native_completion_kept_for_ever_is_written_out() {
-        let bytes = lasting_completed_record(1_000, 1_500, b"", b"v");
-        let s = decode("k", &bytes).unwrap();
-        assert_eq!(s.pending, None);
-        assert!(s.live_while_present());
-        assert_eq!(s.record.created_at, Timestamp::from_millis(1_000));
-        assert_eq!(s.record.completed_at, Some(Timestamp::from_millis(1_500)));
-        assert_eq!(s.record.expires_at, None);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The Lua scripts (`lua/*.lua`), one per multi-step transition, and their replies.
 //!
-//! Each script is `lua/common.lua` followed by its own file (`set_if_equal.lua` stands
-//! alone), sent as `EVALSHA`; when the
+//! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
 //! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
 //! LOAD` (on every master of a cluster) and the call is sent once more.
 
@@ -88,10 +87,6 @@ pub(crate) static COMPLETE: LazyLock<Lua> = script!("complete.lua");
 pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
 pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
 pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
-pub(crate) static READ: LazyLock<Lua> = script!("read.lua");
-/// `SET … IFEQ` where the server lacks it; it needs nothing from `common.lua`.
-pub(crate) static SET_IF_EQUAL: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("../lua/set_if_equal.lua")));
 
 /// A script's reply: a tag followed by byte strings.
 #[derive(Debug)]
@@ -142,7 +137,7 @@ mod tests {
 
     #[test]
     fn every_script_is_common_plus_its_own_file() {
-        for s in [&CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE, &READ] {
+        for s in [&CLAIM, &RENEW, &COMPLETE, &RELEASE, &PUT, &DELETE] {
             assert_eq!(s.sha.len(), 40);
             assert!(s.source.starts_with("-- Prepended to every stent script"));
         }

@@ -1,10 +1,8 @@
 //! [`RedisStore`]: the [`ResultStore`] implementation.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
@@ -12,17 +10,14 @@ use redis::Value;
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
-    Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
+    Record, RecordMeta, Result, ResultStore, Timestamp,
 };
 
 use crate::URL_ENV;
 use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{
-    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base,
-    lasting_completed_record, pending_completed_record,
-};
+use crate::layout::{Stored, decode, encode_meta, is_record, key_base};
 use crate::scripts::{self, Lua, Reply};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
@@ -32,23 +27,16 @@ const MAX_MS: i64 = 10_000_000_000_000;
 /// Records fetched per round of a `list`.
 const LIST_BATCH: usize = 64;
 
-/// Native claims remembered for their completion at most (see [`NativeClaims`]).
-const NATIVE_CLAIMS: usize = 4096;
-
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster.
 ///
 /// Each record is one Redis string at `{prefix}:{namespace}:{key}` (with `%` and `:` in the
 /// prefix written `%25` and `%3A`, so that no two prefixes share keys), and every operation
 /// one atomic step on that one key, so it is cluster-safe by construction: a read is one
-/// `GET`; a claim is one `SET … NX GET`, which takes an absent key and answers a completed
-/// record in the same command (a replay costs what a `GET` costs); the completion of such
-/// a claim is one conditional write, `SET … IFEQ` of the claimed record (native on Valkey
-/// 8.1+ and Redis 8.4+, a script of the same meaning before); the other transitions, and a
-/// claim that finds a record in progress, are one Lua script each. Leases and expiry
-/// are decided by the server's clock, in milliseconds; expired records are deleted by
-/// Redis itself (native TTL). The one exception: the `lease_expires_at` of a claim answered
-/// [`Acquired`](ClaimOutcome::Acquired) straight from `SET … NX` is the caller's clock plus
-/// the lease (the record itself holds the server's time). Clones share one connection, which reconnects by
+/// `GET` (with a `PTTL` in the same round trip when an expiry grace is set), and every
+/// other operation on a record is one Lua script, the same on every call (the crate's
+/// README lists what each operation sends). Leases and expiry are decided by the server's
+/// clock, in milliseconds; expired records are deleted by Redis itself (native TTL). Clones
+/// share one connection, which reconnects by
 /// itself after a server restart or a failover: calls made while the server is away fail
 /// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
 ///
@@ -76,71 +64,6 @@ struct Inner {
     /// The expiry grace in milliseconds, and as the text the scripts take.
     grace: i64,
     grace_ms: String,
-    natives: NativeClaims,
-}
-
-/// The claims this store made natively and has not completed yet, by token: a completion
-/// compares the record against the exact bytes its claim wrote (`SET … IFEQ`).
-struct NativeClaims {
-    /// Whether the server takes `SET … IFEQ`; cleared at the first `ERR` reply to one (a
-    /// syntax error where the option is unknown), for the life of the store, which then
-    /// sends the same write as a script of the same meaning (`set_if_equal.lua`).
-    ifeq: AtomicBool,
-    claims: Mutex<Claims>,
-}
-
-#[derive(Default)]
-struct Claims {
-    by_token: HashMap<String, Native>,
-    /// When the claims past their lease were last dropped.
-    swept: Option<Instant>,
-}
-
-/// What a native claim wrote, and when it was sent.
-struct Native {
-    redis_key: Vec<u8>,
-    record: Vec<u8>,
-    /// Where the metadata starts in `record` (it runs to the end).
-    meta_at: usize,
-    at: Instant,
-    at_wall: Timestamp,
-    lease: Duration,
-}
-
-impl NativeClaims {
-    fn remember(&self, token: &LeaseToken, native: Native) {
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        if claims.by_token.len() >= NATIVE_CLAIMS {
-            // Claims never completed nor released (a caller that gave up): past their
-            // lease, another caller may have taken them over anyway. Swept at most once a
-            // second; until then a claim beyond the bound completes by the script.
-            if claims
-                .swept
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            {
-                return;
-            }
-            claims.swept = Some(Instant::now());
-            claims.by_token.retain(|_, n| n.at.elapsed() < n.lease);
-            if claims.by_token.len() >= NATIVE_CLAIMS {
-                return;
-            }
-        }
-        claims.by_token.insert(token.as_str().to_owned(), native);
-    }
-
-    fn take(&self, token: &LeaseToken) -> Option<Native> {
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.by_token.remove(token.as_str())
-    }
-
-    fn has_ifeq(&self) -> bool {
-        self.ifeq.load(Ordering::Relaxed)
-    }
-
-    fn without_ifeq(&self) {
-        self.ifeq.store(false, Ordering::Relaxed);
-    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -211,10 +134,6 @@ impl RedisStore {
                 caps,
                 grace: clamp_ms(grace),
                 grace_ms: clamp_ms(grace).to_string(),
-                natives: NativeClaims {
-                    ifeq: AtomicBool::new(true),
-                    claims: Mutex::new(Claims::default()),
-                },
             }),
         })
     }
@@ -253,119 +172,6 @@ impl RedisStore {
         checked(op, redis_key, key, value)
     }
 
-    /// Completes a natively claimed record with one `SET … IFEQ` (see the layout's module
-    /// docs), or where the server has no `IFEQ` (remembered: the store stops trying) with
-    /// `set_if_equal.lua`, a script of the same meaning that neither parses the record nor
-    /// reads the clock. `false` when it wrote nothing and the completion script must
-    /// decide: the record is no longer the one the claim wrote, or the key holds another
-    /// type.
-    async fn complete_natively(
-        &self,
-        key: &str,
-        native: &Native,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
-        let meta = &native.record[native.meta_at..];
-        let (completed, px_ms) = match ttl.map(clamp_ms) {
-            // Kept for ever: no expiry, and the caller's times.
-            None => {
-                let created = native.at_wall.as_millis();
-                let done = Timestamp::now().as_millis().max(created);
-                (lasting_completed_record(created, done, meta, value), None)
-            }
-            Some(ttl_ms) => {
-                // Without a grace Redis deletes the record the millisecond before it
-                // expires, as the completion script has it.
-                let px_ms = match self.inner.grace {
-                    0 if ttl_ms >= 2 => ttl_ms - 1,
-                    0 => return Ok(false),
-                    grace => ttl_ms + grace,
-                };
-                let age_ms = i64::try_from(native.at.elapsed().as_millis()).unwrap_or(i64::MAX);
-                let record = pending_completed_record(age_ms, ttl_ms, px_ms, meta, value);
-                (record, Some(px_ms))
-            }
-        };
-        let mut conn = self.inner.conn.clone();
-        if self.inner.natives.has_ifeq() {
-            let mut set = redis::cmd("SET");
-            set.arg(&native.redis_key)
-                .arg(&completed)
-                .arg("IFEQ")
-                .arg(&native.record);
-            if let Some(px_ms) = px_ms {
-                set.arg("PX").arg(px_ms);
-            }
-            let reply: redis::RedisResult<Value> = set.query_async(&mut conn).await;
-            match reply {
-                Ok(Value::Okay) => return Ok(true),
-                Ok(Value::Nil) => return Ok(false),
-                Ok(other) => return Err(unexpected("complete", Some(key), &format!("{other:?}"))),
-                Err(e) if e.code() == Some("WRONGTYPE") => return Ok(false),
-                // A server that does not know the option answers `ERR syntax error` (Redis
-                // before 8.4, Valkey before 8.1), or some other `ERR`: the script it is,
-                // from now on. Availability errors (`LOADING`, `READONLY`, `OOM`, …) are
-                // errors.
-                Err(e) if e.code() == Some("ERR") => self.inner.natives.without_ifeq(),
-                Err(e) => return Err(from_redis(e, "complete", Some(key))),
-            }
-        }
-        let px = px_ms.map(|ms| ms.to_string());
-        let mut args: Vec<&[u8]> = vec![&native.record, &completed];
-        args.extend(px.as_deref().map(str::as_bytes));
-        let reply = scripts::SET_IF_EQUAL
-            .invoke(&mut conn, &native.redis_key, &args)
-            .await
-            .map_err(|e| from_redis(e, "complete", Some(key)))?;
-        match reply {
-            Value::Int(1) => Ok(true),
-            Value::Int(0) => Ok(false),
-            other => Err(unexpected("complete", Some(key), &format!("{other:?}"))),
-        }
-    }
-
-    /// The claim script, for what `SET … NX GET` cannot settle on its own.
-    async fn claim_script(
-        &self,
-        rk: &[u8],
-        key: &str,
-        claim: &Claim<'_>,
-        lease_ms: i64,
-        meta: &[u8],
-    ) -> Result<ClaimOutcome> {
-        let lease = lease_ms.to_string();
-        let horizon = HORIZON_MS.to_string();
-        let args: [&[u8]; 4] = [
-            claim.token.as_str().as_bytes(),
-            lease.as_bytes(),
-            meta,
-            horizon.as_bytes(),
-        ];
-        let reply = self.run("claim", &scripts::CLAIM, rk, key, &args).await?;
-        match (reply.tag.as_str(), reply.rest.first()) {
-            ("acquired", _) => match (reply.int(0), reply.int(1)) {
-                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    lease_expires_at: Timestamp::from_millis(until),
-                }),
-                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
-            },
-            ("completed", Some(raw)) => Ok(ClaimOutcome::Completed(decode(key, raw)?.record)),
-            ("in_flight", Some(raw)) => {
-                let mut stored = decode(key, raw)?;
-                match (reply.int(1), reply.int(2)) {
-                    (Some(created), Some(until)) => {
-                        stored.settle(created, until);
-                        Ok(ClaimOutcome::InFlight(stored.record))
-                    }
-                    _ => Err(unexpected("claim", Some(key), "malformed in_flight reply")),
-                }
-            }
-            (other, _) => Err(unexpected("claim", Some(key), other)),
-        }
-    }
-
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
     /// One round trip to the key's own node, no script. Expiry is judged by the server's
@@ -373,9 +179,7 @@ impl RedisStore {
     /// written without a grace) needs no clock at all: Redis never returns a key past its
     /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
     /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL`. A record claimed natively and not yet rewritten by a script, or completed
-    /// natively with a time to live and not yet read, is read again by a script, which
-    /// works its times out from the key's expiry.
+    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry).
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
@@ -403,9 +207,6 @@ impl RedisStore {
             Found::Record(stored) => stored,
             other => return Ok(other),
         };
-        if stored.pending.is_some() {
-            return self.read_settled(&rk, key, include_expired).await;
-        }
         if include_expired || stored.live_while_present() {
             return Ok(Found::Record(stored));
         }
@@ -420,29 +221,6 @@ impl RedisStore {
             }
         };
         Ok(live(stored, now))
-    }
-
-    /// Reads a natively claimed record through the read script, which works out its
-    /// creation and lease end from the key's expiry.
-    async fn read_settled(&self, rk: &[u8], key: &str, include_expired: bool) -> Result<Found> {
-        let reply = self.run("get", &scripts::READ, rk, key, &[]).await?;
-        match (reply.tag.as_str(), reply.rest.first()) {
-            ("absent", _) => Ok(Found::Absent),
-            ("record", Some(raw)) => {
-                let mut stored = decode(key, raw)?;
-                if stored.pending.is_some() {
-                    let (Some(created), Some(until)) = (reply.int(1), reply.int(2)) else {
-                        return Err(unexpected("get", Some(key), "malformed record reply"));
-                    };
-                    stored.settle(created, until);
-                }
-                match reply.int(3) {
-                    Some(now) if !include_expired => Ok(live(stored, Timestamp::from_millis(now))),
-                    _ => Ok(Found::Record(stored)),
-                }
-            }
-            (other, _) => Err(unexpected("get", Some(key), other)),
-        }
     }
 
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
@@ -645,51 +423,21 @@ impl ResultStore for RedisStore {
             .with_key(key));
         }
         let rk = self.redis_key(ns, key);
-        let lease_ms = clamp_ms(claim.lease);
+        let lease = clamp_ms(claim.lease).to_string();
         let meta = encode_meta(&claim.meta);
-        let record = claim_record(claim.token, lease_ms, &meta);
-        // One native command settles the common cases: it writes the record unless the key
-        // exists, and answers what is there.
-        let mut set = redis::cmd("SET");
-        set.arg(&rk)
-            .arg(&record)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(HORIZON_MS);
-        let mut conn = self.inner.conn.clone();
-        let (at, at_wall) = (Instant::now(), Timestamp::now());
-        let reply = set.query_async(&mut conn).await;
-        match found(&mut conn, reply, &rk, "claim", key).await? {
-            Found::Absent => {
-                let meta_at = record.len() - meta.len();
-                self.inner.natives.remember(
-                    claim.token,
-                    Native {
-                        redis_key: rk,
-                        record,
-                        meta_at,
-                        at,
-                        at_wall,
-                        lease: claim.lease,
-                    },
-                );
-                Ok(ClaimOutcome::Acquired {
-                    attempt: 1,
-                    lease_expires_at: Timestamp::now().add(claim.lease),
-                })
-            }
-            Found::Foreign(found) => Err(wrong_type(key, &rk, &found)),
-            Found::Record(stored)
-                if stored.record.state == RecordState::Completed
-                    && stored.pending.is_none()
-                    && stored.live_while_present() =>
-            {
-                Ok(ClaimOutcome::Completed(stored.record))
-            }
-            // In progress, or completed and maybe expired (with a grace): the script
-            // decides by the server's clock.
-            Found::Record(_) => self.claim_script(&rk, key, claim, lease_ms, &meta).await,
+        let args: [&[u8]; 3] = [claim.token.as_str().as_bytes(), lease.as_bytes(), &meta];
+        let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
+        match (reply.tag.as_str(), reply.rest.first()) {
+            ("acquired", _) => match (reply.int(0), reply.int(1)) {
+                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    lease_expires_at: Timestamp::from_millis(until),
+                }),
+                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+            },
+            ("completed", Some(raw)) => Ok(ClaimOutcome::Completed(decode(key, raw)?.record)),
+            ("in_flight", Some(raw)) => Ok(ClaimOutcome::InFlight(decode(key, raw)?.record)),
+            (other, _) => Err(unexpected("claim", Some(key), other)),
         }
     }
 
@@ -700,8 +448,6 @@ impl ResultStore for RedisStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
-        // The script rewrites the record: a completion can no longer compare it.
-        self.inner.natives.take(token);
         let rk = self.redis_key(ns, key);
         let lease = clamp_ms(lease).to_string();
         let args: [&[u8]; 2] = [token.as_str().as_bytes(), lease.as_bytes()];
@@ -723,12 +469,6 @@ impl ResultStore for RedisStore {
     ) -> Result<()> {
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
-        if let Some(native) = self.inner.natives.take(token)
-            && native.redis_key == rk
-            && self.complete_natively(key, &native, value, ttl).await?
-        {
-            return Ok(());
-        }
         let ttl = ttl_arg(ttl);
         let args: [&[u8]; 4] = [
             token.as_str().as_bytes(),
@@ -747,7 +487,6 @@ impl ResultStore for RedisStore {
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        self.inner.natives.take(token);
         let rk = self.redis_key(ns, key);
         let reply = self
             .run(

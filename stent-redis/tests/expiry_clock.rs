@@ -1,7 +1,7 @@
 //! A read judges expiry by the clock of the node that holds the key: without a grace Redis
 //! deletes a record the moment it expires, so a record that is there is live; with one,
 //! `purge_ms` less the key's `PTTL`; the server's `TIME` for a record written without
-//! `purge_ms`. A record claimed natively (`SET … NX`) takes its times from the key's expiry.
+//! `purge_ms`. Every write is a script, which writes the server's times into the record.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,7 +51,7 @@ async fn store_and_conn(
 }
 
 /// The header fields of the record at `rk` (`stent1`, state, token, attempt, created_ms,
-/// lease_expires_ms, completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len).
+/// lease_expires_ms, completed_ms, expires_ms, purge_ms, two reserved fields, meta_len).
 async fn header(conn: &mut redis::aio::MultiplexedConnection, rk: &str) -> Vec<String> {
     let raw: Vec<u8> = conn.get(rk).await.unwrap();
     let text = String::from_utf8_lossy(&raw);
@@ -167,7 +167,6 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
                 .await
                 .unwrap();
         }
-        // Read first: a record completed natively has its times written out by its first read.
         let record = store
             .get(ns, key)
             .await
@@ -200,7 +199,7 @@ async fn without_a_grace_redis_deletes_a_record_the_moment_it_expires() {
 }
 
 #[tokio::test]
-async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
+async fn a_claim_writes_the_servers_times() {
     let Some(url) = url() else { return };
     let prefix = prefix();
     let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
@@ -220,20 +219,18 @@ async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
     ));
     let after = server_ms(&mut conn).await;
     let h = header(&mut conn, &rk).await;
-    assert_eq!(
-        (h[4].as_str(), h[5].as_str()),
-        ("", ""),
-        "no clock in SET NX"
-    );
-    assert_eq!((ms(&h[9]), ms(&h[10])), (30_000, 10_000_000_000_000));
-
-    // Read, and found in flight: created when the key's expiry says, by the server's clock.
-    let read = store.get(ns, "k").await.unwrap().unwrap();
-    let created = read.created_at.as_millis();
+    let created = ms(&h[4]);
     assert!(
         (before..=after).contains(&created),
-        "{before} <= {created} <= {after}"
+        "created by the server's clock: {before} <= {created} <= {after}"
     );
+    assert_eq!(ms(&h[5]), created + 30_000);
+    assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "reserved");
+    let pttl: i64 = conn.pttl(&rk).await.unwrap();
+    assert_eq!(pttl, -1, "a record in progress has no expiry");
+
+    let read = store.get(ns, "k").await.unwrap().unwrap();
+    assert_eq!(read.created_at.as_millis(), created);
     assert_eq!(read.lease_expires_at.unwrap().as_millis(), created + 30_000);
     let other = stent_core::LeaseToken::generate();
     let second = stent_core::Claim {
@@ -250,7 +247,6 @@ async fn a_native_claim_takes_its_times_from_the_keys_expiry() {
         other => panic!("expected in flight, got {other:?}"),
     }
 
-    // The first script to touch it writes the times out.
     let until = store
         .renew(ns, "k", &token, lease)
         .await
@@ -311,29 +307,11 @@ fn claim_of(token: &stent_core::LeaseToken) -> stent_core::Claim<'_> {
     }
 }
 
-/// Whether the server has `lua/set_if_equal.lua` in its script cache.
-async fn set_if_equal_loaded(conn: &mut redis::aio::MultiplexedConnection) -> bool {
-    let sha = redis::Script::new(include_str!("../lua/set_if_equal.lua"))
-        .get_hash()
-        .to_owned();
-    let loaded: Vec<bool> = redis::cmd("SCRIPT")
-        .arg("EXISTS")
-        .arg(&sha)
-        .query_async(conn)
-        .await
-        .unwrap();
-    loaded == [true]
-}
-
 #[tokio::test]
-async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
+async fn a_completion_writes_the_servers_times_and_the_keys_expiry() {
     let Some(url) = url() else { return };
     let prefix = prefix();
     let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
-    // `SET … IFEQ` where the server has it (required under STENT_REDIS_IFEQ=1), a script of
-    // the same meaning where it has not: the same record either way.
-    let ifeq = support::has_ifeq(&mut conn, &prefix).await;
-    let script_was_loaded = set_if_equal_loaded(&mut conn).await;
     let ns = Namespace::Idempotency;
     for (key, ttl) in [("ttl", Some(Duration::from_secs(60))), ("forever", None)] {
         let rk = format!("{prefix}:idempotency:{key}");
@@ -344,24 +322,7 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
         let after = server_ms(&mut conn).await;
         let h = header(&mut conn, &rk).await;
         assert_eq!(h[1], "completed");
-        if ttl.is_some() {
-            // One SET … IFEQ … PX: no clock, the times follow from the key's expiry.
-            assert_eq!(
-                (h[4].as_str(), h[5].as_str(), h[6].as_str(), h[8].as_str()),
-                ("", "", "", ""),
-                "{key}: no times written by a native completion"
-            );
-            assert_eq!((h[7].as_str(), ms(&h[10])), ("~60000", 59_999), "{key}");
-            assert!(
-                (0..=after - before).contains(&ms(&h[9])),
-                "{key}: age {}",
-                h[9]
-            );
-        } else {
-            // A result kept for ever: the caller's times, no expiry.
-            assert!(ms(&h[6]) >= before, "{key}: the times are written");
-            assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "{key}");
-        }
+        assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "{key}: reserved");
         let done = store.get(ns, key).await.unwrap().expect("completed");
         assert_eq!(done.value.as_deref(), Some(&b"v"[..]));
         assert_eq!(done.function.as_deref(), Some("f"));
@@ -372,24 +333,28 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
         );
         let created = done.created_at.as_millis();
         assert!(
-            (before - 5..=completed).contains(&created),
+            (before..=completed).contains(&created),
             "{key}: {before} <= {created} <= {completed}"
         );
+        assert_eq!((ms(&h[4]), ms(&h[6])), (created, completed), "{key}");
         assert_eq!(
             done.expires_at.map(|t| t.as_millis()),
             ttl.map(|_| completed + 60_000)
         );
-        // The read wrote the times out, and the key's expiry is the record's purge_ms.
-        let h = header(&mut conn, &rk).await;
-        assert_eq!((ms(&h[4]), ms(&h[6])), (created, completed), "{key}");
-        assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "{key}");
         let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
             .arg(&rk)
             .query_async(&mut conn)
             .await
             .unwrap();
         match ttl {
-            Some(_) => assert_eq!(pexpiretime, completed + 60_000 - 1, "{key}"),
+            Some(_) => {
+                assert_eq!(pexpiretime, completed + 60_000 - 1, "{key}");
+                assert_eq!(
+                    ms(&h[8]),
+                    pexpiretime,
+                    "{key}: purge_ms is the key's expiry"
+                );
+            }
             None => assert_eq!(pexpiretime, -1, "{key}: never expires"),
         }
         // A replay answers the same record.
@@ -400,20 +365,7 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
         }
     }
 
-    // The script stands in only where the server has no `IFEQ`. The server's script cache
-    // is shared: where something else loaded the script before (a bench run against the
-    // same server), its absence cannot be checked.
-    let loaded = set_if_equal_loaded(&mut conn).await;
-    if !ifeq {
-        assert!(loaded, "the completions ran set_if_equal.lua");
-    } else if !script_was_loaded {
-        assert!(
-            !loaded,
-            "SET … IFEQ, not set_if_equal.lua, completed the claims"
-        );
-    }
-
-    // Taken over in between: the compare fails, the script answers, nothing is written.
+    // Taken over in between: the stale token writes nothing.
     let (old, new) = (
         stent_core::LeaseToken::generate(),
         stent_core::LeaseToken::generate(),
@@ -445,12 +397,11 @@ async fn a_completion_is_one_conditional_set_that_reads_no_clock() {
 }
 
 #[tokio::test]
-async fn a_native_completion_with_a_grace_keeps_the_record_for_the_grace() {
+async fn a_completion_with_a_grace_keeps_the_record_for_the_grace() {
     let Some(url) = url() else { return };
     let prefix = prefix();
     let grace = Duration::from_secs(30);
     let (store, mut conn) = store_and_conn(&url, &prefix, Some(grace)).await;
-    support::has_ifeq(&mut conn, &prefix).await;
     let ns = Namespace::Idempotency;
     let rk = format!("{prefix}:idempotency:k");
     let token = stent_core::LeaseToken::generate();
@@ -459,11 +410,8 @@ async fn a_native_completion_with_a_grace_keeps_the_record_for_the_grace() {
         .complete(ns, "k", &token, b"v", Some(Duration::from_millis(300)))
         .await
         .unwrap();
-    assert_eq!(
-        ms(&header(&mut conn, &rk).await[10]),
-        30_300,
-        "PX is ttl + grace"
-    );
+    let pttl: i64 = conn.pttl(&rk).await.unwrap();
+    assert!((29_000..=30_300).contains(&pttl), "ttl + grace: {pttl}");
     let done = store.get(ns, "k").await.unwrap().expect("live");
     let completed = done.completed_at.unwrap().as_millis();
     assert_eq!(done.expires_at.unwrap().as_millis(), completed + 300);

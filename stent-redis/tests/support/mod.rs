@@ -1,6 +1,5 @@
 //! What several test binaries share: a private `redis-server` for the tests that stop,
-//! freeze or restart one (never the shared server other tests use), and the probe for
-//! `SET … IFEQ`.
+//! freeze or restart one (never the shared server other tests use).
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -99,28 +98,4 @@ pub(crate) fn redis_server_available(test: &str) -> bool {
         eprintln!("SKIPPED {test}: redis-server is not installed");
     }
     found
-}
-
-/// Whether the server behind `conn` takes `SET … IFEQ` (Valkey 8.1+, Redis 8.4+), asked
-/// with a key under `prefix` that is never written; `STENT_REDIS_IFEQ=1` says it must.
-pub(crate) async fn has_ifeq<C: redis::aio::ConnectionLike>(conn: &mut C, prefix: &str) -> bool {
-    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
-        .arg(format!("{prefix}:probe"))
-        .arg("v")
-        .arg("IFEQ")
-        .arg("w")
-        .query_async(conn)
-        .await;
-    let supported = match probe {
-        Ok(redis::Value::Nil) => true,
-        Err(e) if e.detail().is_some_and(|d| d.contains("syntax error")) => false,
-        other => panic!("unexpected reply to SET … IFEQ: {other:?}"),
-    };
-    if std::env::var("STENT_REDIS_IFEQ").is_ok_and(|v| v == "1") {
-        assert!(
-            supported,
-            "STENT_REDIS_IFEQ=1, but the server has no SET … IFEQ"
-        );
-    }
-    supported
 }
