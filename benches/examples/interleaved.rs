@@ -28,7 +28,8 @@
 //! cargo run --release -p stent-benches --example interleaved -- redis8-cluster   # STENT_REDIS8_CLUSTER_URL
 //! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-miss
 //! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-tasks
-//! cargo run --release -p stent-benches --example interleaved -- sqlite-miss   # a temporary file
+//! cargo run --release -p stent-benches --example interleaved -- sqlite        # a temporary file
+//! cargo run --release -p stent-benches --example interleaved -- sqlite-miss
 //! cargo run --release -p stent-benches --example interleaved -- sqlite-tasks
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
 //! cargo run --release -p stent-benches --example interleaved -- dynamodb-miss
@@ -866,6 +867,14 @@ async fn misses_with<'a, R: Raw>(
     clear(backend).await;
 }
 
+/// SQLite hits and replays: a store on a file of a temporary directory, next to sqlx's
+/// `SELECT value` on the store's pool.
+async fn sqlite_hits() {
+    let (_dir, store) = temp_sqlite().await;
+    let raw = SqliteRaw::new(&store);
+    hits(&Stent::new(store), &raw, "SqliteStore", CALLS).await;
+}
+
 /// SQLite first calls: a store on a file of a temporary directory, as the `sqlite` bench.
 async fn sqlite_miss() {
     let (_dir, store) = temp_sqlite().await;
@@ -956,6 +965,7 @@ fn main() {
         "redis-tasks" => rt.block_on(redis_tasks(false)),
         "cluster-tasks" => rt.block_on(redis_tasks(true)),
         "postgres-tasks" => rt.block_on(postgres_tasks()),
+        "sqlite" => rt.block_on(sqlite_hits()),
         "sqlite-miss" => rt.block_on(sqlite_miss()),
         "sqlite-tasks" => rt.block_on(sqlite_tasks()),
         "dynamodb" => rt.block_on(dynamodb(false)),
@@ -964,7 +974,7 @@ fn main() {
             panic!(
                 "which comparison? redis, redis-miss, redis-tasks, cluster, cluster-miss, \
              cluster-tasks (each also as valkey… and redis8…: valkey-miss, redis8-cluster, …), \
-             postgres, postgres-miss, postgres-tasks, cached, sqlite-miss, sqlite-tasks, \
+             postgres, postgres-miss, postgres-tasks, cached, sqlite, sqlite-miss, sqlite-tasks, \
              dynamodb or dynamodb-miss"
             )
         }

@@ -208,61 +208,6 @@ macro_rules! forward_store {
 forward_store!(Arc<T>);
 forward_store!(Box<T>);
 
-/// Which way a backend's claim goes first, from how its recent claims went: for a backend
-/// whose claim can either read first (cheap when a record stands: a replay, a key in
-/// flight) or write first (cheap when the key is free: a first call), and decides the same,
-/// atomically, either way.
-///
-/// Every claim that found a record standing counts one up, every claim that took a key
-/// [`TOOK`](Self::TOOK) down, within ±[`BOUND`](Self::BOUND): reading first pays only
-/// while replays outnumber first calls by more than that. A new trend is at zero, so a new
-/// store writes first.
-///
-/// ```
-/// use stent_core::store::ClaimTrend;
-/// let trend = ClaimTrend::default();
-/// assert!(!trend.reads_first());
-/// trend.found();
-/// assert!(trend.reads_first());
-/// trend.took();
-/// assert!(!trend.reads_first());
-/// ```
-#[derive(Debug, Default)]
-pub struct ClaimTrend(std::sync::atomic::AtomicI32);
-
-impl ClaimTrend {
-    /// What a claim that took the key weighs against one that found a record.
-    pub const TOOK: i32 = 8;
-    /// The count stays within ±this: a workload that changes is followed within a few
-    /// dozen claims.
-    pub const BOUND: i32 = 64;
-
-    /// Whether the next claim should read first.
-    pub fn reads_first(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) > 0
-    }
-
-    /// A claim found a record standing.
-    pub fn found(&self) {
-        self.add(1);
-    }
-
-    /// A claim took the key.
-    pub fn took(&self) {
-        self.add(-Self::TOOK);
-    }
-
-    fn add(&self, by: i32) {
-        use std::sync::atomic::Ordering;
-        let now = self.0.load(Ordering::Relaxed);
-        let next = (now + by).clamp(-Self::BOUND, Self::BOUND);
-        // Saturated, a steady workload writes nothing: no cache line moves between cores.
-        if next != now {
-            self.0.store(next, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Checks a value against [`Capabilities::max_value_len`]: the one place backends
 /// turn an oversized value into [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge).
 pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<()> {

@@ -89,10 +89,6 @@ pub(crate) struct Statements {
     pub(crate) create: Vec<String>,
     pub(crate) probe: Arc<str>,
     pub(crate) get: Arc<str>,
-    /// The record of a key that stands: live, and completed or on a live lease. The claim
-    /// statement's first branch, and on its own the read a claim makes first while recent
-    /// claims mostly found a record standing (see `PostgresStore::claim`).
-    pub(crate) standing: Arc<str>,
     pub(crate) claim: Arc<str>,
     pub(crate) renew: Arc<str>,
     pub(crate) complete: Arc<str>,
@@ -223,7 +219,6 @@ $claim$",
                 "({standing}) UNION ALL (SELECT {claim_row}) LIMIT 1",
                 claim_row = claim_row(&qfn).join(", "),
             )),
-            standing: s(standing),
             renew: s(format!(
                 "UPDATE {t} SET lease_expires_at = {}
                  WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'

@@ -13,7 +13,7 @@ use sqlx::postgres::{
     PgValueRef, Postgres,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
-use stent_core::store::{ClaimTrend, check_key_len, check_value_len};
+use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
     Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
@@ -36,7 +36,9 @@ const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 /// A pooled connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// How often a claim runs its statement before calling the key contended.
+/// How often a claim runs its statement before calling the key contended. A second run
+/// happens only in one race: another claim committed the key after the statement's snapshot
+/// was taken, so its read found nothing and its write found the key taken.
 const CLAIM_ROUNDS: usize = 8;
 
 /// A [`ResultStore`] in a PostgreSQL database: shared by any number of processes and
@@ -57,20 +59,6 @@ struct Inner {
     schema: Option<String>,
     /// Each namespace's statements, by [`Namespace`] order.
     stmts: [Statements; Namespace::ALL.len()],
-    /// How the recent claims of each namespace went, by [`Namespace`] order: which
-    /// statement a claim runs first.
-    ///
-    /// The claim statement reads a standing record and takes an absent key in one round trip,
-    /// but its `UNION ALL … LIMIT 1` costs the server more executor set-up than a plain read.
-    /// While claims mostly find a record standing (a client retrying, keys in flight), a
-    /// claim reads first with the plain read of its first branch, and runs the claim
-    /// statement only when nothing stands; a key it then finds absent costs one more round
-    /// trip. Every claim that found a record counts one up, every claim that took a key
-    /// [`TOOK`](ClaimTrend::TOOK) down, so the plain read goes first only when replays outnumber
-    /// first calls by more than that: about what the extra round trip of a first call costs
-    /// next to what the union costs a replay. Both ways decide the same, atomically: the
-    /// trend ([`ClaimTrend`]) only chooses the cheaper way.
-    trends: [ClaimTrend; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for PostgresStore {
@@ -167,7 +155,6 @@ impl PostgresStore {
                 stmts: Namespace::ALL
                     .map(|ns| Statements::new(b.schema.as_deref(), &b.table_prefix, ns)),
                 schema: b.schema,
-                trends: Default::default(),
             }),
         };
         let mut first = first;
@@ -291,10 +278,6 @@ impl PostgresStore {
             }
         }
         Ok(())
-    }
-
-    fn trend(&self, ns: Namespace) -> &ClaimTrend {
-        &self.inner.trends[ns as usize]
     }
 
     fn stmts(&self, ns: Namespace) -> &Statements {
@@ -535,18 +518,6 @@ impl ResultStore for PostgresStore {
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
-        let trend = self.trend(ns);
-        if trend.reads_first() {
-            let row = sqlx::query(AssertSqlSafe(self.stmts(ns).standing.clone()))
-                .bind(key)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(fail)?;
-            if let Some(row) = row {
-                trend.found();
-                return standing(decode_row(&row, key)?);
-            }
-        }
         for _ in 0..CLAIM_ROUNDS {
             let row = sqlx::query(AssertSqlSafe(self.stmts(ns).claim.clone()))
                 .bind(key)
@@ -561,12 +532,10 @@ impl ResultStore for PostgresStore {
             // A record that stands has a state; the claim's own row has none (see the
             // claim statement), and holds the attempt it took and its lease.
             if !row.try_get_raw(col::STATE).map_err(fail)?.is_null() {
-                trend.found();
                 return standing(decode_row(&row, key)?);
             }
             if let Some(attempt) = row.try_get::<Option<i32>, _>(col::ATTEMPT).map_err(fail)? {
                 let until: Instant = row.try_get(col::LEASE_EXPIRES_AT).map_err(fail)?;
-                trend.took();
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(1),
                     lease_expires_at: until.0,
@@ -727,37 +696,6 @@ impl ResultStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn claims_read_first_only_while_records_standing_outnumber_keys_taken() {
-        let trend = ClaimTrend::default();
-        assert!(!trend.reads_first(), "a new store claims in one statement");
-        trend.found();
-        assert!(trend.reads_first());
-        trend.took();
-        assert!(!trend.reads_first());
-        // Ten first calls, each followed by `replays` replays.
-        let mixed = |replays: usize| {
-            let trend = ClaimTrend::default();
-            for _ in 0..10 {
-                trend.took();
-                (0..replays).for_each(|_| trend.found());
-            }
-            trend
-        };
-        // Seven replays for one first call are not enough; nine are.
-        assert!(!mixed(7).reads_first());
-        let retried = mixed(9);
-        assert!(retried.reads_first());
-        // Bounded: a long run of replays is undone by a handful of first calls.
-        for _ in 0..10_000 {
-            retried.found();
-        }
-        for _ in 0..ClaimTrend::BOUND / ClaimTrend::TOOK {
-            retried.took();
-        }
-        assert!(!retried.reads_first());
-    }
 
     #[test]
     fn prefix_end_is_the_first_string_past_the_prefix() {

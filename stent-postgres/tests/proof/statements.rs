@@ -128,33 +128,63 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
     );
 }
 
-/// How often the single connection of `store`'s pool ran the plain read of a standing
-/// record and the claim statement (its union), from `pg_prepared_statements`.
-async fn runs(store: &PostgresStore) -> (i64, i64) {
+/// What the single connection of `store`'s pool has run, from the server's own count of each
+/// prepared statement's executions (`pg_prepared_statements`, which is per session, so other
+/// tests' statements never show): the operation each statement is, and how often it ran.
+async fn sent(store: &PostgresStore) -> Vec<(&'static str, i64)> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements",
     )
     .fetch_all(store.pool())
     .await
     .unwrap();
-    let count = |union: bool| {
-        rows.iter()
-            .filter(|(s, _)| s.contains("lease_expires_at > now()"))
-            .filter(|(s, _)| s.contains("UNION ALL") == union)
-            .map(|(_, n)| n)
-            .sum()
-    };
-    (count(false), count(true))
+    let mut ops: Vec<(&'static str, i64)> = Vec::new();
+    for (sql, runs) in rows {
+        let op = match sql.split_whitespace().next().unwrap_or_default() {
+            _ if sql.contains("pg_prepared_statements") => continue,
+            "(SELECT" if sql.contains("UNION ALL") => "claim",
+            "SELECT" => "get",
+            "UPDATE" if sql.contains("state = 'completed'") => "complete",
+            "UPDATE" => "renew",
+            "INSERT" => "put",
+            "DELETE" => "delete",
+            _ => panic!("an unexpected statement: {sql}"),
+        };
+        match ops.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, n)) => *n += runs,
+            None => ops.push((op, runs)),
+        }
+    }
+    ops.retain(|(_, n)| *n > 0);
+    ops.sort_unstable();
+    ops
 }
 
-/// While claims keep finding records standing, a claim reads first with a plain `SELECT`
-/// (no union), and still decides a key that does not stand exactly as the claim statement
-/// does: one taker among concurrent claims, a lapsed lease taken over. First calls bring
-/// back the one statement.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_read_first_while_records_stand() {
-    let Some((store, schema)) = store("claims_read_first_while_records_stand", "first").await
-    else {
+/// What `call` sends, operation by operation (sorted by name).
+async fn sends<F: std::future::Future<Output = ()>>(
+    store: &PostgresStore,
+    call: F,
+) -> Vec<(&'static str, i64)> {
+    let before = sent(store).await;
+    call.await;
+    let after = sent(store).await;
+    after
+        .into_iter()
+        .map(|(op, n)| {
+            let was = before.iter().find(|(o, _)| *o == op).map_or(0, |(_, n)| *n);
+            (op, n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Each call sends what the README's table of statements says, the same on every call:
+/// a first idempotent call a claim and a completion, a replay a claim, a cache hit a read,
+/// a cache miss a read and a write. Repeated, so that no earlier call changes a later one's
+/// statements.
+#[tokio::test]
+async fn each_call_sends_what_the_readme_says() {
+    let Some((_, schema)) = store("each_call_sends_what_the_readme_says", "sends").await else {
         return;
     };
     let single = PostgresStore::builder()
@@ -165,54 +195,51 @@ async fn claims_read_first_while_records_stand() {
         .build()
         .await
         .unwrap();
-    let replay = |store: PostgresStore| async move {
-        match claim(&store, "done", &LeaseToken::generate()).await {
-            ClaimOutcome::Completed(r) => assert_eq!(r.value.as_deref(), Some(&b"v"[..])),
-            other => panic!("unexpected {other:?}"),
+    let stent = stent_core::Stent::new(single.clone());
+    let idempotent = stent
+        .durable("sends::idempotent")
+        .idempotent()
+        .wrap(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    let cached = stent
+        .durable("sends::cached")
+        .cached()
+        .wrap(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    for round in 0..3 {
+        for n in 0..4 {
+            let n = round * 4 + n;
+            let first = sends(&single, async {
+                assert_eq!(idempotent.call(n).await.unwrap(), n);
+            })
+            .await;
+            assert_eq!(first, [("claim", 1), ("complete", 1)], "first call {n}");
+            let replay = sends(&single, async {
+                assert_eq!(idempotent.call(n).await.unwrap(), n);
+            })
+            .await;
+            assert_eq!(replay, [("claim", 1)], "replay {n}");
+            let miss = sends(&single, async {
+                assert_eq!(cached.call(n).await.unwrap(), n);
+            })
+            .await;
+            assert_eq!(miss, [("get", 1), ("put", 1)], "cache miss {n}");
+            let hit = sends(&single, async {
+                assert_eq!(cached.call(n).await.unwrap(), n);
+            })
+            .await;
+            assert_eq!(hit, [("get", 1)], "cache hit {n}");
         }
-    };
-    let owner = LeaseToken::generate();
-    assert!(matches!(
-        claim(&single, "done", &owner).await,
-        ClaimOutcome::Acquired { .. }
-    ));
-    single
-        .complete(IDEM, "done", &owner, b"v", None)
-        .await
-        .unwrap();
-    assert_eq!(
-        runs(&single).await,
-        (0, 1),
-        "a new store claims in one statement"
-    );
-    // One replay after a first call: still the one statement (a first call weighs more).
-    replay(single.clone()).await;
-    assert_eq!(runs(&single).await, (0, 2));
-    for _ in 0..16 {
-        replay(single.clone()).await;
     }
-    let (plain, union) = runs(&single).await;
-    assert!(
-        plain >= 8 && plain + union == 18,
-        "replays read first: {plain} and {union}"
-    );
-    replay(single.clone()).await;
-    assert_eq!(
-        runs(&single).await,
-        (plain + 1, union),
-        "a replay is the plain read alone"
-    );
-    // A key that does not stand costs the plain read, then the claim statement.
-    assert!(matches!(
-        claim(&single, "fresh", &LeaseToken::generate()).await,
-        ClaimOutcome::Acquired { attempt: 1, .. }
-    ));
-    assert_eq!(runs(&single).await, (plain + 2, union + 1));
+}
 
-    // 64 claims of one absent key at once, reading first: exactly one takes the key.
-    for _ in 0..16 {
-        replay(store.clone()).await;
-    }
+/// A claim of a key that does not stand decides it exactly as one of a key that does:
+/// of 64 concurrent claims of one absent key exactly one takes it, and a lapsed lease is
+/// taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_an_absent_key_have_one_taker() {
+    let Some((store, _)) = store("concurrent_claims_of_an_absent_key_have_one_taker", "race").await
+    else {
+        return;
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..64 {
         let store = store.clone();
@@ -229,45 +256,20 @@ async fn claims_read_first_while_records_stand() {
         .count();
     assert_eq!((taken, waiting), (1, 63), "{outcomes:?}");
 
-    // A lapsed lease, read first, is taken over by the claim statement.
     let short = Claim {
         token: &LeaseToken::generate(),
         lease: Duration::from_millis(1),
         meta: RecordMeta::default(),
     };
     assert!(matches!(
-        single.claim(IDEM, "lapsing", &short).await.unwrap(),
+        store.claim(IDEM, "lapsing", &short).await.unwrap(),
         ClaimOutcome::Acquired { attempt: 1, .. }
     ));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    for _ in 0..16 {
-        replay(single.clone()).await;
-    }
-    let (plain, union) = runs(&single).await;
-    let next = LeaseToken::generate();
     assert!(matches!(
-        claim(&single, "lapsing", &next).await,
+        claim(&store, "lapsing", &LeaseToken::generate()).await,
         ClaimOutcome::Acquired { attempt: 2, .. }
     ));
-    assert_eq!(runs(&single).await, (plain + 1, union + 1));
-    single
-        .complete(IDEM, "lapsing", &next, b"w", None)
-        .await
-        .unwrap();
-
-    // First calls bring the one statement back.
-    for i in 0..16 {
-        assert!(matches!(
-            claim(&single, &format!("fresh-{i}"), &LeaseToken::generate()).await,
-            ClaimOutcome::Acquired { .. }
-        ));
-    }
-    let (plain, union) = runs(&single).await;
-    assert!(matches!(
-        claim(&single, "fresh-last", &LeaseToken::generate()).await,
-        ClaimOutcome::Acquired { .. }
-    ));
-    assert_eq!(runs(&single).await, (plain, union + 1));
 }
 
 /// Many stores creating the same tables at once all succeed (the advisory lock
