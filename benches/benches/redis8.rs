@@ -1,5 +1,4 @@
-//! One Redis 8 server (`STENT_REDIS8_URL`; 8.4 or later, so a completion is one native
-//! `SET … IFEQ` where Redis 7 runs a script) through stent next to plain commands on a
+//! One Redis 8 server (`STENT_REDIS8_URL`) through stent next to plain commands on a
 //! connection of the same kind (`ConnectionManager`).
 //!
 //! `cargo bench -p stent-benches --bench redis8`

@@ -1,6 +1,5 @@
-//! One Valkey server (`STENT_VALKEY_URL`; 8.1 or later, so a completion is one native
-//! `SET … IFEQ`) through stent next to plain commands on a connection of the same kind
-//! (`ConnectionManager`).
+//! One Valkey server (`STENT_VALKEY_URL`) through stent next to plain commands on a
+//! connection of the same kind (`ConnectionManager`).
 //!
 //! `cargo bench -p stent-benches --bench valkey`
 

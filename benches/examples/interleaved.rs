@@ -356,10 +356,8 @@ fn claim_record(token: &LeaseToken) -> String {
     )
 }
 
-/// What a first call asks of the server, sent by the raw driver: the claim (`SET … NX GET`
-/// of a new record), then the completion the store sends (`set_if_equal.lua`, or `SET …
-/// IFEQ` where the server has it), next to stent's full completion script and scripts that
-/// do less. Next to the store's claim + complete, it splits the time between the server's
+/// What a first call asks of the server, sent by the raw driver: stent's claim and
+/// completion scripts, next to scripts that do less. Next to the store's claim + complete, it splits the time between the server's
 /// work and the store's own code.
 async fn bare_scripts<'a, C>(
     conn: C,
@@ -428,78 +426,7 @@ where
             }),
         ));
     }
-    // The completion the store sends: one native command where the server takes SET … IFEQ
-    // (Valkey 8.1+, Redis 8.4+), and the script of the same meaning where it does not (only
-    // there: the tests check that nothing loads the script on a server with `IFEQ`).
-    let probe: redis::RedisResult<redis::Value> = redis::cmd("SET")
-        .arg(format!("{prefix}:probe"))
-        .arg("v")
-        .arg("IFEQ")
-        .arg("w")
-        .query_async(&mut conn.clone())
-        .await;
-    if !matches!(probe, Ok(redis::Value::Nil)) {
-        let sha: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(include_str!("../../stent-redis/lua/set_if_equal.lua"))
-            .query_async(&mut conn.clone())
-            .await
-            .expect("SCRIPT LOAD");
-        let set_if_equal: &'a str = Box::leak(sha.into_boxed_str());
-        variants.push((
-            "bare SET NX GET + set_if_equal script",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let key = format!("{prefix}:idempotency:{}", fresh.next());
-                    let token = LeaseToken::generate();
-                    let claimed = claim_record(&token);
-                    native_claim(&mut c, &key, &claimed).await;
-                    let set: i64 = redis::cmd("EVALSHA")
-                        .arg(set_if_equal)
-                        .arg(1)
-                        .arg(&key)
-                        .arg(&claimed)
-                        .arg(completed_record(value))
-                        .query_async(&mut c)
-                        .await
-                        .expect("set_if_equal script");
-                    assert_eq!(set, 1, "completed");
-                })
-            }),
-        ));
-    } else {
-        variants.push((
-            "bare SET NX GET + SET IFEQ",
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = conn.clone();
-                    let key = format!("{prefix}:idempotency:{}", fresh.next());
-                    let token = LeaseToken::generate();
-                    let claimed = claim_record(&token);
-                    native_claim(&mut c, &key, &claimed).await;
-                    let set: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(completed_record(value))
-                        .arg("IFEQ")
-                        .arg(&claimed)
-                        .query_async(&mut c)
-                        .await
-                        .expect("SET IFEQ");
-                    assert!(set.is_some(), "completed");
-                })
-            }),
-        ));
-    }
     variants
-}
-
-/// A completed record of `bench::charge` holding `value`, kept for ever, as a native
-/// completion writes it (`stent_redis`'s layout).
-fn completed_record(value: &[u8]) -> Vec<u8> {
-    let mut done = b"stent1|completed||1|1||1|||||17|f13:bench::charge".to_vec();
-    done.extend_from_slice(value);
-    done
 }
 
 /// The claim of the fresh `key` as the store makes it natively: `SET … NX GET` of the

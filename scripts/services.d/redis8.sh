@@ -1,7 +1,6 @@
 # Sourced by scripts/services.sh: a Redis 8.6 server and a 3-master Redis 8.6 cluster for the
-# Redis 8 lane of scripts/test and the benches (Redis 8.4 and later take `SET … IFEQ`, so a
-# completion there is one native command; Debian's stable Redis, 7.0, on 6379 and 7101–7103,
-# runs the script instead). Built from Debian's source package (experimental) by
+# Redis 8 lane of scripts/test and the benches (the newest Redis next to Debian's stable 7.0
+# on 6379 and 7101–7103). Built from Debian's source package (experimental) by
 # start_built_server (scripts/services.sh) and kept in $services_dir/redis8-8.6.3/. The server
 # listens on 127.0.0.1:${STENT_REDIS8_PORT:-6391}, the cluster on
 # ${STENT_REDIS8_CLUSTER_PORTS:-7211 7212 7213}. Exports:

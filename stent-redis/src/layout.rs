@@ -27,9 +27,10 @@
 //! | `<value>` | the encoded result (completed records) |
 //!
 //! Every write is a Lua script (`lua/*.lua`), which reads the server's clock, so every
-//! record has its times written out. The two reserved fields are always empty (stent-redis
-//! 0.1.0 used them for records written by `SET … NX` and `SET … IFEQ`, whose times followed
-//! from the key's expiry; such a record, with an empty `created_ms`, reads as broken).
+//! record has its times written out. The two reserved fields are always empty (development
+//! builds before 0.1.0 used them for records written by `SET … NX` and `SET … IFEQ`, whose
+//! times followed from the key's expiry; such a record, with an empty `created_ms`, reads as
+//! broken).
 
 use stent_core::{
     Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,
@@ -302,7 +303,7 @@ mod tests {
             b"stent1|completed||1|||||||||0|",
             b"stent1|completed||1|1||||||||9|v",
             b"stent1|completed||1|1||||||||2|q0:",
-            // Written by `SET … NX` or `SET … IFEQ` in stent-redis 0.1.0: no `created_ms`.
+            // Written by `SET … NX` or `SET … IFEQ` before 0.1.0: no `created_ms`.
             b"stent1|in_progress|t|1||||||30000|10000000000000|0|",
             b"stent1|completed||1||||~60000||12|59999|0|",
             b"stent1|completed||1|1||||||||4|f9:x",
