@@ -7,11 +7,18 @@ use std::time::Duration;
 use stent_core::ResultStore;
 
 pub mod bad_input;
-pub mod claims;
-pub mod expiry;
+pub mod claim;
+pub mod clear;
+pub mod complete;
+pub mod delete;
+pub mod get;
 pub mod keys;
+pub mod list;
+pub mod purge_expired;
+pub mod put;
+pub mod release;
+pub mod renew;
 pub mod servers;
-pub mod store_ops;
 mod support;
 pub mod wrapper;
 
@@ -82,31 +89,39 @@ where
 macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@cases $factory;
-            store_ops::get_missing_key_returns_none,
-            store_ops::put_then_get_round_trips_value_and_metadata,
-            store_ops::put_replaces_existing_record,
-            store_ops::put_round_trips_every_byte_value,
-            store_ops::put_round_trips_empty_value,
-            store_ops::delete_reports_whether_a_record_was_there,
-            store_ops::namespaces_are_independent,
-            store_ops::list_pages_in_key_order_with_cursor,
-            store_ops::list_matches_prefix_literally,
-            store_ops::clear_empties_only_its_namespace,
-            claims::claim_absent_key_acquires_attempt_one,
-            claims::claim_live_lease_reports_in_flight,
-            claims::claim_completed_returns_the_record,
-            claims::claim_is_exclusive_under_race,
-            claims::claim_after_lease_expiry_takes_over,
-            claims::stale_token_is_refused_after_takeover,
-            claims::complete_stores_value_and_clears_lease,
-            claims::complete_twice_is_refused,
-            claims::renew_extends_the_lease,
-            claims::release_deletes_only_the_owners_claim,
-            claims::release_never_deletes_a_completed_record,
-            expiry::get_hides_expired_records,
-            expiry::claim_on_expired_record_starts_fresh,
-            expiry::purge_expired_deletes_only_expired_records,
-            expiry::list_hides_expired_unless_asked,
+            get::get_missing_key_returns_none,
+            get::get_expired_record_returns_none,
+            get::get_in_progress_record_returns_its_lease,
+            claim::claim_absent_key_acquires_attempt_one,
+            claim::claim_expired_record_starts_fresh,
+            claim::claim_after_lease_expiry_takes_over,
+            claim::claim_live_lease_reports_in_flight,
+            claim::claim_completed_returns_the_record,
+            claim::claim_is_exclusive_under_race,
+            renew::renew_extends_the_lease,
+            renew::renew_with_a_stale_token_is_lease_lost,
+            complete::complete_stores_value_and_clears_lease,
+            complete::complete_with_a_stale_token_is_lease_lost_and_writes_nothing,
+            complete::complete_twice_is_refused,
+            complete::complete_oversized_value_is_value_too_large,
+            release::release_deletes_the_owners_claim,
+            release::release_with_another_token_deletes_nothing,
+            release::release_never_deletes_a_completed_record,
+            put::put_then_get_round_trips_value_and_metadata,
+            put::put_replaces_existing_record,
+            put::put_expires_ttl_from_now,
+            put::put_round_trips_every_byte_value,
+            put::put_round_trips_empty_value,
+            put::put_keeps_the_two_namespaces_apart,
+            put::put_oversized_value_is_value_too_large,
+            delete::delete_reports_whether_a_record_was_there,
+            delete::delete_removes_an_in_progress_record,
+            list::list_pages_in_key_order_with_cursor,
+            list::list_matches_prefix_literally,
+            list::list_hides_expired_unless_asked,
+            clear::clear_empties_only_its_namespace,
+            purge_expired::purge_expired_deletes_only_expired_records,
+            purge_expired::purge_expired_deletes_at_most_limit,
             keys::keys_with_special_characters_round_trip,
             keys::long_keys_round_trip_or_are_refused_clearly,
             keys::default_keys_follow_the_seed_format,

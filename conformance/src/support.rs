@@ -9,6 +9,8 @@ use stent_core::{Claim, ClaimOutcome, LeaseToken, Namespace, RecordMeta, ResultS
 pub(crate) const LIVE: Duration = Duration::from_secs(30);
 /// A lease short enough to lapse quickly.
 pub(crate) const SHORT: Duration = Duration::from_millis(250);
+/// A TTL short enough to pass quickly.
+pub(crate) const TTL: Duration = Duration::from_millis(300);
 /// How long a case waits for something that must happen eventually.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -56,6 +58,26 @@ pub(crate) async fn acquire(
         ClaimOutcome::Acquired { attempt, .. } => (token, attempt),
         other => panic!("claim({key:?}) should acquire, got {other:?}"),
     }
+}
+
+/// Claims `key` with a [`SHORT`] lease and waits until a second claim takes it over;
+/// returns the stale token and the new owner's.
+pub(crate) async fn take_over(
+    store: &dyn ResultStore,
+    ns: Namespace,
+    key: &str,
+) -> (LeaseToken, LeaseToken) {
+    let (stale, _) = acquire(store, ns, key, SHORT).await;
+    let fresh = LeaseToken::generate();
+    eventually("takeover", || async {
+        matches!(
+            claim(store, ns, key, &fresh, LIVE).await,
+            ClaimOutcome::Acquired { .. }
+        )
+        .then_some(())
+    })
+    .await;
+    (stale, fresh)
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after [`PATIENCE`].

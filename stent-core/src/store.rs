@@ -24,8 +24,8 @@ use crate::record::{
 /// to [`Capabilities::max_key_len`]). Timestamps are UTC milliseconds; stores that decide
 /// time on the client take a [`Clock`](crate::Clock).
 ///
-/// Every `# Behavior` bullet below has a case of the same wording in the
-/// `stent-conformance` suite, which every backend runs.
+/// Every `# Behavior` bullet below has exactly one case whose doc line is the bullet's text,
+/// in the `stent-conformance` file named after the method, which every backend runs.
 #[async_trait]
 pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     /// What this store can do.
@@ -44,13 +44,17 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Behavior
     ///
-    /// - An absent or expired key is taken: `Acquired { attempt: 1 }`, with `claim.token`
-    ///   installed and the lease running from now.
+    /// - An absent key is taken: `Acquired { attempt: 1 }`, with `claim.token` installed and
+    ///   the lease running from now.
+    /// - An expired record is taken afresh: `Acquired { attempt: 1 }`, with no trace of the
+    ///   old value or expiry.
     /// - An in-progress record whose lease has lapsed is taken over:
-    ///   `Acquired { attempt: previous + 1 }`, with the new token; the old token is dead.
+    ///   `Acquired { attempt: previous + 1 }`, with the new token installed; the old token is
+    ///   stale from then on (see `renew`, `complete`, `release`).
     /// - An in-progress record with a live lease: `InFlight(record)`, nothing changes.
     /// - A completed, unexpired record: `Completed(record)` with its value, nothing changes.
-    /// - Of any number of concurrent claims on one key, exactly one acquires.
+    /// - Of any number of concurrent claims on one key, exactly one acquires; the others see
+    ///   it in flight.
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome>;
 
     /// Extends the lease of an in-progress record the token owns.
@@ -58,7 +62,8 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     /// # Behavior
     ///
     /// - With the owning token: the lease now lapses `lease` from now; returns that time.
-    /// - With a stale token (taken over, released, completed): `ErrorKind::LeaseLost`, nothing changes.
+    /// - With a stale token (taken over, released, completed): `ErrorKind::LeaseLost`,
+    ///   nothing changes.
     async fn renew(
         &self,
         ns: Namespace,
@@ -73,8 +78,12 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// - With the owning token: the record becomes completed with `value`, the lease is
     ///   cleared, and it expires `ttl` from now (never, if `None`).
-    /// - With a stale token: `ErrorKind::LeaseLost` and **nothing is written** (fencing).
-    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, before anything is sent.
+    /// - With a stale token (taken over, released): `ErrorKind::LeaseLost` and **nothing is
+    ///   written** (fencing).
+    /// - A second `complete` with the same token: `ErrorKind::LeaseLost`, and the first value
+    ///   stands.
+    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, and the
+    ///   record stays in progress.
     async fn complete(
         &self,
         ns: Namespace,
@@ -88,16 +97,26 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Behavior
     ///
-    /// - With the owning token: deletes the in-progress record and returns `true`.
-    /// - Otherwise returns `false` and never deletes anyone else's record or a completed one.
+    /// - With the owning token: deletes the in-progress record and returns `true`; the key
+    ///   can be claimed at once.
+    /// - With any other token (a stranger's, or one taken over): returns `false` and deletes
+    ///   nothing.
+    /// - A completed record is never deleted, not even with the token that completed it:
+    ///   returns `false`.
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool>;
 
     /// Writes a completed record unconditionally (the cache's write).
     ///
     /// # Behavior
     ///
-    /// - Creates or replaces the record with `value`, expiring `ttl` from now (never, if `None`).
-    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, before anything is sent.
+    /// - Creates a completed record with `value` and `meta`, which `get` returns as written.
+    /// - Replaces an existing record: its value and its expiry.
+    /// - The record expires `ttl` from now (never, if `None`).
+    /// - Every byte value, including NUL and invalid UTF-8, round-trips exactly.
+    /// - An empty value is stored as empty, not as absent.
+    /// - The same key in the two namespaces names two different records.
+    /// - A value over [`Capabilities::max_value_len`]: `ErrorKind::ValueTooLarge`, and nothing
+    ///   is written.
     async fn put(
         &self,
         ns: Namespace,
@@ -111,16 +130,17 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Behavior
     ///
-    /// - Returns whether a record was there.
+    /// - Returns whether a record was there, and removes it.
+    /// - An in-progress record is deleted too: the key can be claimed at once.
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool>;
 
     /// Lists records in key order (admin; not on any call's path).
     ///
     /// # Behavior
     ///
-    /// - Returns records whose key starts with `query.prefix` literally, after
-    ///   `query.cursor`, at most `query.limit`, in ascending key order.
-    /// - `next_cursor` is `Some` while more records may follow.
+    /// - Returns records whose key starts with `query.prefix`, after `query.cursor`, at most
+    ///   `query.limit`, in ascending key order; `next_cursor` is `Some` while more may follow.
+    /// - The prefix is literal: SQL `LIKE` and glob wildcards in it are ordinary characters.
     /// - Expired records are left out unless `query.include_expired`.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page>;
 
@@ -128,14 +148,16 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Behavior
     ///
-    /// - Returns how many records were deleted; the other namespace is untouched.
+    /// - Deletes every record of the namespace and returns how many; the other namespace is
+    ///   untouched.
     async fn clear(&self, ns: Namespace) -> Result<u64>;
 
     /// Deletes up to `limit` expired records (admin).
     ///
     /// # Behavior
     ///
-    /// - Deletes only records whose expiry has passed; returns how many.
+    /// - Deletes only records whose expiry has passed, of this namespace; returns how many.
+    /// - Deletes at most `limit` records per call.
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64>;
 }
 
