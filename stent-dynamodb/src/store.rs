@@ -841,14 +841,7 @@ impl ResultStore for DynamoDbStore {
             }
         }
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let limit = query.limit.max(1);
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, query.limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {

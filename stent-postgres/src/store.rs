@@ -666,13 +666,7 @@ impl ResultStore for PostgresStore {
             let key: &str = row.try_get(col::KEY).map_err(self.fail("list", None))?;
             records.push(decode_row(row, key)?);
         }
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
