@@ -87,7 +87,7 @@ impl PostgresStore {
 
     /// Uses a pool the caller already has (its connections, its limits), creating the
     /// tables if they are missing.
-    pub async fn new(pool: PgPool) -> Result<Self> {
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
         Self::builder().pool(pool).build().await
     }
 

@@ -155,7 +155,7 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
     };
     let prefix = unique("urlprefix");
     let sep = if url.contains('?') { '&' } else { '?' };
-    let store = RedisStore::connect(format!("{url}{sep}prefix={prefix}%3Aa%25*"))
+    let store = RedisStore::connect(&format!("{url}{sep}prefix={prefix}%3Aa%25*"))
         .await
         .unwrap();
     assert_eq!(store.prefix(), format!("{prefix}:a%*"));
@@ -182,7 +182,7 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
         ("app%0A", "whitespace"),
         ("", "empty"),
     ] {
-        let e = RedisStore::connect(format!("{NOWHERE}?prefix={bad}"))
+        let e = RedisStore::connect(&format!("{NOWHERE}?prefix={bad}"))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}: {e}");
