@@ -97,6 +97,12 @@ impl RedisStore {
         }
     }
 
+    /// Connects to one server through a client the caller built, with the default settings
+    /// (see [`RedisStoreBuilder::client`]).
+    pub async fn from_client(client: redis::Client) -> Result<Self> {
+        Self::builder().client(client).build().await
+    }
+
     /// A builder, for a prefix, timeouts or a cluster.
     pub fn builder() -> RedisStoreBuilder {
         RedisStoreBuilder::new()
