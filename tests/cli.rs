@@ -217,7 +217,7 @@ async fn dynamodb_target() -> Option<Target> {
     stent::DynamoDbStore::connect(&base)
         .await
         .unwrap()
-        .ensure_table()
+        .migrate()
         .await
         .unwrap();
     let url = format!("{base}&prefix={}", unique("ddb"));

@@ -88,7 +88,7 @@ async fn dynamodb_urls_open_a_dynamodb_store() {
     if let Some(endpoint) = url_from_env("STENT_DYNAMODB_URL") {
         let url = format!("dynamodb://stent-connect-test?endpoint={endpoint}&region=us-east-1");
         let store = stent::DynamoDbStore::connect(&url).await.unwrap();
-        store.ensure_table().await.unwrap();
+        store.migrate().await.unwrap();
         exercise(stent::connect(&url).await.unwrap(), "dynamodb").await;
     }
 }

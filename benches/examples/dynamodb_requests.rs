@@ -485,7 +485,7 @@ async fn run(args: Vec<String>) {
         .build()
         .await
         .expect("connecting stent to STENT_DYNAMODB_URL");
-    store.ensure_table().await.expect("the table");
+    store.migrate().await.expect("the table");
     let x = Bench {
         fresh: Fresh::new(format!("req-{}", run_tag())),
         completed: format!("completed-{}", run_tag()),

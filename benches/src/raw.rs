@@ -21,7 +21,7 @@ pub async fn dynamodb_store() -> DynamoDbStore {
             .table(DYNAMODB_TABLE)?
             .build()
             .await?;
-        store.ensure_table().await?;
+        store.migrate().await?;
         Ok::<_, stent::Error>(store)
     }
     .await

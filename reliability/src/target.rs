@@ -184,7 +184,7 @@ impl Target {
     /// As [`open`](Self::open), or the table cannot be created.
     pub async fn prepare(&self) -> Result<()> {
         match self.backend {
-            Backend::DynamoDb => self.dynamodb().await?.ensure_table().await,
+            Backend::DynamoDb => self.dynamodb().await?.migrate().await,
             _ => self.open().await.map(drop),
         }
     }

@@ -389,6 +389,20 @@ impl Page {
             next_cursor,
         }
     }
+
+    /// The page of a `list` that fetched `records` in key order: the first `limit` of them
+    /// (at least one), and the key of the last one kept as the cursor when more were
+    /// fetched (fetching `limit + 1` is enough to tell), none when not.
+    pub fn from_fetched(mut records: Vec<Record>, limit: usize) -> Self {
+        let limit = limit.max(1);
+        let next_cursor = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| r.key.clone())
+        } else {
+            None
+        };
+        Page::new(records, next_cursor)
+    }
 }
 
 /// What a [`list`](crate::ResultStore::list) call asks for.

@@ -46,7 +46,7 @@ const MAX_PREFIX_LEN: usize = 64;
 ///     .timeout(Duration::from_secs(5))
 ///     .build()
 ///     .await?;
-/// store.ensure_table().await?;                    // development: create the table
+/// store.migrate().await?;                        // development: create the table
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -59,6 +59,7 @@ pub struct DynamoDbStoreBuilder {
     pub(crate) timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) create_tables: bool,
     pub(crate) source: Source,
 }
 
@@ -92,6 +93,7 @@ impl fmt::Debug for DynamoDbStoreBuilder {
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("clock", &self.clock)
+            .field("create_tables", &self.create_tables)
             .field("source", &source)
             .finish()
     }
@@ -108,6 +110,7 @@ impl Default for DynamoDbStoreBuilder {
             timeout: crate::DEFAULT_TIMEOUT,
             max_attempts: 3,
             clock: Arc::new(SystemClock),
+            create_tables: false,
             source: Source::Environment,
         }
     }
@@ -192,6 +195,47 @@ impl DynamoDbStoreBuilder {
         Ok(self)
     }
 
+    /// The table, endpoint, region and key prefix a URL names:
+    /// `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`, every query option optional
+    /// (`endpoint` percent-encoded or not); `dynamodb://` alone keeps the table as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for another scheme, an unknown query option, bad
+    /// percent-encoding, or a table, endpoint or prefix that the setters refuse.
+    pub fn url(self, url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix(crate::SCHEME)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "not a dynamodb URL: {url:?} (expected dynamodb://table)"
+                ))
+            })?;
+        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut builder = self;
+        if !table.is_empty() {
+            builder = builder.table(table)?;
+        }
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).ok_or_else(|| {
+                Error::config(format!("bad percent-encoding in {pair:?} in {url:?}"))
+            })?;
+            builder = match name {
+                "endpoint" => builder.endpoint_url(value)?,
+                "region" => builder.region(value),
+                "prefix" => builder.key_prefix(value)?,
+                _ => {
+                    return Err(Error::config(format!(
+                        "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
+                    )));
+                }
+            };
+        }
+        Ok(builder)
+    }
+
     /// The AWS region, overriding `AWS_REGION` and the profile.
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
@@ -252,10 +296,19 @@ impl DynamoDbStoreBuilder {
         self
     }
 
+    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`], creating the table
+    /// if it is missing and enabling its TTL (default `false`: meant for development and
+    /// tests; in production create the table with your infrastructure tooling).
+    pub fn create_tables(mut self, yes: bool) -> Self {
+        self.create_tables = yes;
+        self
+    }
+
     /// Configures the SDK client (from the environment unless given one) and resolves its
     /// credentials once, so that missing credentials show here rather than at the first
-    /// call (a [`client`](Self::client) given as is keeps its own, unchecked). Sends no request to DynamoDB: a missing table shows at the first operation, or
-    /// create it with [`DynamoDbStore::ensure_table`].
+    /// call (a [`client`](Self::client) given as is keeps its own, unchecked). Sends no
+    /// request to DynamoDB unless told to [create the table](Self::create_tables): a missing
+    /// table shows at the first operation, or create it with [`DynamoDbStore::migrate`].
     ///
     /// # Errors
     ///
@@ -303,13 +356,11 @@ impl DynamoDbStoreBuilder {
         if let Check::Provider(provider) = credentials {
             check_credentials(provider, self.timeout, &described).await?;
         }
-        Ok(DynamoDbStore::new(
-            client,
-            endpoint,
-            self.table,
-            self.key_prefix,
-            self.clock,
-        ))
+        let store = DynamoDbStore::new(client, endpoint, self.table, self.key_prefix, self.clock);
+        if self.create_tables {
+            store.migrate().await?;
+        }
+        Ok(store)
     }
 
     async fn load_environment(&self) -> SdkConfig {
@@ -409,51 +460,21 @@ pub(crate) fn builder_from_vars(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<DynamoDbStoreBuilder> {
     let mut builder = DynamoDbStoreBuilder::default();
-    if let Some(url) = var(crate::URL_ENV).filter(|u| !u.is_empty()) {
+    if let Some(url) = var(crate::ENV_URL).filter(|u| !u.is_empty()) {
         builder = builder
             .endpoint_url(url)
-            .map_err(|e| named(e, crate::URL_ENV))?;
+            .map_err(|e| named(e, crate::ENV_URL))?;
     }
-    if let Some(table) = var(crate::TABLE_ENV).filter(|t| !t.is_empty()) {
+    if let Some(table) = var(crate::ENV_TABLE).filter(|t| !t.is_empty()) {
         builder = builder
             .table(table)
-            .map_err(|e| named(e, crate::TABLE_ENV))?;
+            .map_err(|e| named(e, crate::ENV_TABLE))?;
     }
     Ok(builder)
 }
 
 fn named(err: Error, var: &str) -> Error {
     Error::config(format!("{var}: {}", err.message()))
-}
-
-/// A builder configured from `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`.
-pub(crate) fn builder_from_url(url: &str) -> Result<DynamoDbStoreBuilder> {
-    let rest = url.strip_prefix("dynamodb://").ok_or_else(|| {
-        Error::config(format!(
-            "not a dynamodb URL: {url:?} (expected dynamodb://table)"
-        ))
-    })?;
-    let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut builder = DynamoDbStoreBuilder::default();
-    if !table.is_empty() {
-        builder = builder.table(table)?;
-    }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value)
-            .ok_or_else(|| Error::config(format!("bad percent-encoding in {pair:?} in {url:?}")))?;
-        builder = match name {
-            "endpoint" => builder.endpoint_url(value)?,
-            "region" => builder.region(value),
-            "prefix" => builder.key_prefix(value)?,
-            _ => {
-                return Err(Error::config(format!(
-                    "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
-                )));
-            }
-        };
-    }
-    Ok(builder)
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -545,7 +566,7 @@ mod tests {
 
     #[test]
     fn urls_name_table_endpoint_region_and_prefix() {
-        let b = builder_from_url(
+        let b = DynamoDbStoreBuilder::default().url(
             "dynamodb://results?endpoint=http%3A%2F%2F127.0.0.1%3A5599&region=eu-west-1&prefix=app",
         )
         .unwrap();
@@ -553,7 +574,9 @@ mod tests {
         assert_eq!(b.endpoint_url.as_deref(), Some("http://127.0.0.1:5599"));
         assert_eq!(b.region.as_deref(), Some("eu-west-1"));
         assert_eq!(b.key_prefix, "app");
-        let b = builder_from_url("dynamodb://?endpoint=http://localhost:8000").unwrap();
+        let b = DynamoDbStoreBuilder::default()
+            .url("dynamodb://?endpoint=http://localhost:8000")
+            .unwrap();
         assert_eq!(b.table, crate::DEFAULT_TABLE);
         assert_eq!(b.endpoint_url.as_deref(), Some("http://localhost:8000"));
         for bad in [
@@ -563,7 +586,7 @@ mod tests {
             "dynamodb://table?prefix=%zz",
         ] {
             assert_eq!(
-                builder_from_url(bad).unwrap_err().kind(),
+                DynamoDbStoreBuilder::default().url(bad).unwrap_err().kind(),
                 ErrorKind::Config,
                 "{bad}"
             );

@@ -82,7 +82,7 @@ where
                     false,
                     format!(
                         "DynamoDB table {table:?} does not exist at {endpoint}; create it with \
-                         DynamoDbStore::ensure_table() (development) or your infrastructure tooling"
+                         DynamoDbStore::migrate() (development) or your infrastructure tooling"
                     ),
                 ),
                 Class::Throttled => (

@@ -14,12 +14,21 @@ pub use crate::store::DynamoDbStore;
 /// The table used unless [`DynamoDbStoreBuilder::table`] (or `STENT_DYNAMODB_TABLE`) names another.
 pub const DEFAULT_TABLE: &str = "stent";
 
+/// The URL scheme of a DynamoDB store: `dynamodb://TABLE?endpoint=…&region=…&prefix=…`
+/// (see [`DynamoDbStoreBuilder::url`]).
+pub const SCHEME: &str = "dynamodb";
+
+/// Every URL scheme [`DynamoDbStore::connect`] accepts: [`SCHEME`] alone.
+pub const SCHEMES: &[&str] = &[SCHEME];
+
 /// The environment variable [`DynamoDbStore::from_env`] reads an endpoint override from
-/// (a local server such as moto or DynamoDB Local).
-pub const URL_ENV: &str = "STENT_DYNAMODB_URL";
+/// (a local server such as moto or DynamoDB Local): an `http://` URL, not a `dynamodb://`
+/// one, since the table comes from [`ENV_TABLE`] and the rest from the AWS SDK's own
+/// variables.
+pub const ENV_URL: &str = "STENT_DYNAMODB_URL";
 
 /// The environment variable [`DynamoDbStore::from_env`] reads the table name from.
-pub const TABLE_ENV: &str = "STENT_DYNAMODB_TABLE";
+pub const ENV_TABLE: &str = "STENT_DYNAMODB_TABLE";
 
 /// The largest value stored: DynamoDB's 400 KB item limit, less 8 KiB for the key and the
 /// other attributes of the item.
@@ -30,7 +39,7 @@ pub const MAX_VALUE_LEN: usize = 400 * 1024 - 8 * 1024;
 pub const MAX_PARTITION_KEY_LEN: usize = 2048;
 
 /// The attribute DynamoDB's own TTL deletes expired items by (epoch seconds);
-/// [`DynamoDbStore::ensure_table`] enables TTL on it.
+/// [`DynamoDbStore::migrate`] enables TTL on it.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
 /// How long one request may take, retries included, unless

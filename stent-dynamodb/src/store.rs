@@ -34,7 +34,7 @@ const BATCH_LEN: usize = 25;
 /// How many conditional deletes `purge_expired` keeps in flight.
 const PURGE_CONCURRENCY: usize = 8;
 
-/// How long [`DynamoDbStore::ensure_table`] waits for a new table to become active.
+/// How long [`DynamoDbStore::migrate`] waits for a new table to become active.
 const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A [`ResultStore`] in one DynamoDB table.
@@ -130,28 +130,22 @@ impl DynamoDbStore {
         DynamoDbStoreBuilder::default()
     }
 
-    /// A store configured from the environment: `STENT_DYNAMODB_URL` (an endpoint override,
-    /// e.g. `http://127.0.0.1:5599`; unset for AWS), `STENT_DYNAMODB_TABLE` (default
-    /// `stent`), and the AWS SDK's own variables (`AWS_REGION`, credentials, profile).
+    /// A store configured from the environment: [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an
+    /// endpoint override, e.g. `http://127.0.0.1:5599`; unset for AWS),
+    /// [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) (default `stent`), and the AWS SDK's own
+    /// variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
-        Self::builder_from_env()?.build().await
-    }
-
-    /// The builder [`from_env`](Self::from_env) uses, to adjust before building.
-    pub fn builder_from_env() -> Result<DynamoDbStoreBuilder> {
-        config::builder_from_vars(|name| std::env::var(name).ok())
+        config::builder_from_vars(|name| std::env::var(name).ok())?
+            .build()
+            .await
     }
 
     /// Opens the store a URL names: `dynamodb://TABLE`, with optional query options
     /// `endpoint=http://127.0.0.1:5599` (an endpoint override, percent-encoded or not),
-    /// `region=eu-west-1` and `prefix=app`. `dynamodb://` alone uses the default table.
+    /// `region=eu-west-1` and `prefix=app` (see [`DynamoDbStoreBuilder::url`]).
+    /// `dynamodb://` alone uses the default table.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::builder_from_url(url)?.build().await
-    }
-
-    /// A builder configured from a `dynamodb://` URL (see [`connect`](Self::connect)).
-    pub fn builder_from_url(url: &str) -> Result<DynamoDbStoreBuilder> {
-        config::builder_from_url(url)
+        Self::builder().url(url)?.build().await
     }
 
     /// A store on an existing SDK client, in `table`, on the system clock and with no key
@@ -199,7 +193,7 @@ impl DynamoDbStore {
     /// [`ErrorKind::Config`] when the table exists with another key schema, or the
     /// credentials may not create or describe tables; [`ErrorKind::Unavailable`] when the
     /// endpoint cannot be reached.
-    pub async fn ensure_table(&self) -> Result<()> {
+    pub async fn migrate(&self) -> Result<()> {
         let started = Instant::now();
         let mut created = false;
         loop {
@@ -366,7 +360,7 @@ impl DynamoDbStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            // A concurrent ensure_table enabled it first.
+            // A concurrent migrate enabled it first.
             Err(e) if is_ttl_already_enabled(&e) => Ok(()),
             Err(e) => Err(convert(e, &self.cx("update_time_to_live", None))),
         }
@@ -841,14 +835,7 @@ impl ResultStore for DynamoDbStore {
             }
         }
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let limit = query.limit.max(1);
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, query.limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {

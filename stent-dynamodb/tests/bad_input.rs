@@ -42,8 +42,9 @@ fn invalid_table_names_are_config_errors_naming_the_table() {
         assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
         assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
     }
-    let e =
-        DynamoDbStore::builder_from_url("dynamodb://a?endpoint=http://127.0.0.1:1").unwrap_err();
+    let e = DynamoDbStore::builder()
+        .url("dynamodb://a?endpoint=http://127.0.0.1:1")
+        .unwrap_err();
     assert!(e.to_string().contains("\"a\""), "{e}");
 }
 
@@ -55,8 +56,9 @@ fn invalid_prefixes_and_endpoints_are_config_errors() {
         .endpoint_url("127.0.0.1:5599")
         .unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:5599"), "{e}");
-    let e =
-        DynamoDbStore::builder_from_url("dynamodb://stent?endpoint=localhost:8000").unwrap_err();
+    let e = DynamoDbStore::builder()
+        .url("dynamodb://stent?endpoint=localhost:8000")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 }
 
@@ -78,7 +80,7 @@ async fn wrong_endpoint_is_a_retryable_error_naming_it() {
         shown.contains(&endpoint) && shown.contains("stent_nowhere"),
         "{shown}"
     );
-    let e = store.ensure_table().await.unwrap_err();
+    let e = store.migrate().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains(&endpoint), "{e}");
 }
@@ -138,11 +140,11 @@ async fn missing_table_is_a_config_error_naming_it() {
     assert!(!e.is_retryable());
     let shown = e.to_string();
     assert!(
-        shown.contains(&table) && shown.contains("ensure_table"),
+        shown.contains(&table) && shown.contains("migrate"),
         "{shown}"
     );
-    store.ensure_table().await.unwrap();
-    store.ensure_table().await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
     assert_eq!(store.get(Namespace::Idempotency, "k").await.unwrap(), None);
     store
         .client()
@@ -180,7 +182,7 @@ async fn table_with_another_key_schema_is_refused() {
         .send()
         .await
         .unwrap();
-    let e = store.ensure_table().await.unwrap_err();
+    let e = store.migrate().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(
         e.to_string().contains(&table) && e.to_string().contains("id (HASH)"),

@@ -50,7 +50,7 @@ async fn sixty_four_callers_with_their_own_stores_execute_once() {
         .await
         .unwrap();
     let _turn = support::turn().await;
-    first.ensure_table().await.unwrap();
+    first.migrate().await.unwrap();
     let counter = format!("{prefix}#executions");
 
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));

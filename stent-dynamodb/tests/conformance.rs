@@ -22,12 +22,7 @@ async fn dynamodb(case: String) -> Result<Arc<dyn ResultStore>, String> {
         .map_err(|e| e.to_string())?;
     let turn = support::turn().await;
     TABLE_READY
-        .get_or_init(|| async {
-            store
-                .ensure_table()
-                .await
-                .map_err(|e| format!("{url}: {e}"))
-        })
+        .get_or_init(|| async { store.migrate().await.map_err(|e| format!("{url}: {e}")) })
         .await
         .clone()?;
     Ok(Arc::new(support::WithTurn::new(store, turn)))

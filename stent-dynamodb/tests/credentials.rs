@@ -123,7 +123,7 @@ async fn child() {
         }
         "ok" => {
             let store = result.unwrap_or_else(|e| panic!("{e}"));
-            store.ensure_table().await.unwrap();
+            store.migrate().await.unwrap();
             store
                 .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
                 .await

@@ -40,7 +40,7 @@ async fn store() -> Option<(DynamoDbStore, ManualClock)> {
         .build()
         .await
         .unwrap();
-    store.ensure_table().await.unwrap();
+    store.migrate().await.unwrap();
     Some((store, clock))
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The test starts its own moto on a free loopback port (`STENT_MOTO_SERVER`, exported by
 //! scripts/test) and kills it with SIGKILL mid-run. moto keeps its data in memory, so the
-//! restarted server is empty: the application recreates the table with `ensure_table` on
+//! restarted server is empty: the application recreates the table with `migrate` on
 //! the store it already has, and the calls whose results died with the old server run once
 //! more. Within each server's lifetime every key runs at most once.
 
@@ -126,7 +126,7 @@ async fn killed_server_gives_retryable_errors_and_nothing_runs_twice() {
     };
     // Two stores, as two processes would have: calls on one key meet at the server.
     let (one, two) = (build().await, build().await);
-    one.ensure_table().await.unwrap();
+    one.migrate().await.unwrap();
     let runs: Runs = Arc::default();
     let phase = Arc::new(Mutex::new("up-1"));
     let (f, g) = (
@@ -197,10 +197,10 @@ async fn killed_server_gives_retryable_errors_and_nothing_runs_twice() {
         "a missing table is a configuration error: {e}"
     );
     assert!(
-        e.to_string().contains("stent_outage") && e.to_string().contains("ensure_table"),
+        e.to_string().contains("stent_outage") && e.to_string().contains("migrate"),
         "{e}"
     );
-    one.ensure_table().await.unwrap();
+    one.migrate().await.unwrap();
     for key in keys("a").chain(keys("b")).chain(keys("c")) {
         let (x, y) = tokio::join!(
             f.call_traced((key.clone(), 50)),

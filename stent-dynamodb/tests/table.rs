@@ -29,7 +29,7 @@ async fn store(clock: Option<ManualClock>) -> Option<DynamoDbStore> {
         builder = builder.clock(clock);
     }
     let store = builder.build().await.unwrap();
-    store.ensure_table().await.unwrap();
+    store.migrate().await.unwrap();
     Some(store)
 }
 

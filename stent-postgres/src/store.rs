@@ -87,7 +87,7 @@ impl PostgresStore {
 
     /// Uses a pool the caller already has (its connections, its limits), creating the
     /// tables if they are missing.
-    pub async fn new(pool: PgPool) -> Result<Self> {
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
         Self::builder().pool(pool).build().await
     }
 
@@ -666,13 +666,7 @@ impl ResultStore for PostgresStore {
             let key: &str = row.try_get(col::KEY).map_err(self.fail("list", None))?;
             records.push(decode_row(row, key)?);
         }
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {

@@ -8,10 +8,12 @@ use stent_core::{Error, Result};
 use crate::store::RedisStore;
 use crate::{DEFAULT_EXPIRY_GRACE, DEFAULT_MAX_VALUE_LEN, DEFAULT_PREFIX, MAX_VALUE_LEN_LIMIT};
 
-/// Where the store connects: one server, or the seed nodes of a Redis Cluster.
+/// Where the store connects: one server, by URL or through the caller's client, or the
+/// seed nodes of a Redis Cluster.
 #[derive(Clone)]
 pub(crate) enum Target {
     Standalone(String),
+    Client(redis::Client),
     Cluster(Vec<String>),
 }
 
@@ -141,6 +143,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Connects to one server through a client the caller built (its address, credentials,
+    /// database and protocol), instead of a URL; this builder's timeouts and retries still
+    /// apply to the connection the store keeps.
+    pub fn client(mut self, client: redis::Client) -> Self {
+        self.shown = redact(&format!("redis://{}", client.get_connection_info().addr()));
+        self.target = Some(Target::Client(client));
+        self
+    }
+
     /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), so several
     /// applications can share one database.
     ///
@@ -216,7 +227,7 @@ impl RedisStoreBuilder {
         }
         let Some(target) = self.target else {
             return Err(Error::config(
-                "no Redis URL: call `url(...)` or `cluster(...)` on the builder",
+                "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
             ));
         };
         if let Target::Cluster(nodes) = &target
@@ -229,6 +240,7 @@ impl RedisStoreBuilder {
         }
         match &target {
             Target::Standalone(url) => check_url(url, &self.shown)?,
+            Target::Client(_) => {}
             Target::Cluster(nodes) => {
                 for node in nodes {
                     check_url(node, &self.shown)?;

@@ -28,17 +28,9 @@ impl Conn {
     pub(crate) async fn open(target: &Target, t: Timeouts) -> RedisResult<Conn> {
         match target {
             Target::Standalone(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(t.connect))
-                    .set_response_timeout(t.response)
-                    .set_number_of_retries(t.retries)
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1));
-                Ok(Conn::Standalone(
-                    ConnectionManager::new_with_config(client, config).await?,
-                ))
+                Self::standalone(redis::Client::open(url.as_str())?, t).await
             }
+            Target::Client(client) => Self::standalone(client.clone(), t).await,
             Target::Cluster(nodes) => {
                 let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(t.connect)
@@ -56,6 +48,18 @@ impl Conn {
                 ))
             }
         }
+    }
+
+    async fn standalone(client: redis::Client, t: Timeouts) -> RedisResult<Conn> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(t.connect))
+            .set_response_timeout(t.response)
+            .set_number_of_retries(t.retries)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Conn::Standalone(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
     }
 
     /// Where a full `SCAN` must look: the one server, or one slot of every cluster master.

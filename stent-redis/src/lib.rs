@@ -16,8 +16,16 @@ pub use crate::store::RedisStore;
 /// The key prefix used unless [`RedisStoreBuilder::prefix`] sets another.
 pub const DEFAULT_PREFIX: &str = "stent";
 
+/// The main URL scheme of a Redis store: `redis://host:port/db`.
+pub const SCHEME: &str = "redis";
+
+/// Every URL scheme that names a Redis store (see [`RedisStoreBuilder::url`]): [`SCHEME`],
+/// `redis+unix` (a Unix socket), `redis+cluster` (a Redis Cluster) and `rediss` (TLS, which
+/// this build refuses with an error saying so: TLS is not compiled in).
+pub const SCHEMES: &[&str] = &[SCHEME, "rediss", "redis+unix", "redis+cluster"];
+
 /// The environment variable [`RedisStore::from_env`] reads the URL from.
-pub const URL_ENV: &str = "STENT_REDIS_URL";
+pub const ENV_URL: &str = "STENT_REDIS_URL";
 
 /// The largest value stored unless [`RedisStoreBuilder::max_value_len`] sets another: 64 MiB.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 64 << 20;

@@ -13,7 +13,7 @@ use stent_core::{
     Record, RecordMeta, Result, ResultStore, Timestamp,
 };
 
-use crate::URL_ENV;
+use crate::ENV_URL;
 use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
@@ -83,18 +83,24 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to `url` with the default settings (see [`RedisStoreBuilder::url`] for
     /// the URL forms, including `redis+cluster://`).
-    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+    pub async fn connect(url: &str) -> Result<Self> {
         Self::builder().url(url).build().await
     }
 
-    /// Connects to the URL in the `STENT_REDIS_URL` environment variable.
+    /// Connects to the URL in [`STENT_REDIS_URL`](crate::ENV_URL).
     pub async fn from_env() -> Result<Self> {
-        match std::env::var(URL_ENV) {
+        match std::env::var(ENV_URL) {
             Ok(url) if !url.trim().is_empty() => Self::connect(url.trim()).await,
             _ => Err(Error::config(format!(
-                "{URL_ENV} is not set; set it to a URL such as redis://127.0.0.1:6379"
+                "{ENV_URL} is not set; set it to a URL such as redis://127.0.0.1:6379"
             ))),
         }
+    }
+
+    /// Connects to one server through a client the caller built, with the default settings
+    /// (see [`RedisStoreBuilder::client`]).
+    pub async fn from_client(client: redis::Client) -> Result<Self> {
+        Self::builder().client(client).build().await
     }
 
     /// A builder, for a prefix, timeouts or a cluster.
@@ -568,13 +574,7 @@ impl ResultStore for RedisStore {
                 break;
             }
         }
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {

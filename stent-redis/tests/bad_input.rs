@@ -155,7 +155,7 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
     };
     let prefix = unique("urlprefix");
     let sep = if url.contains('?') { '&' } else { '?' };
-    let store = RedisStore::connect(format!("{url}{sep}prefix={prefix}%3Aa%25*"))
+    let store = RedisStore::connect(&format!("{url}{sep}prefix={prefix}%3Aa%25*"))
         .await
         .unwrap();
     assert_eq!(store.prefix(), format!("{prefix}:a%*"));
@@ -182,7 +182,7 @@ async fn a_prefix_in_the_url_puts_the_keys_under_it_and_is_checked_like_the_buil
         ("app%0A", "whitespace"),
         ("", "empty"),
     ] {
-        let e = RedisStore::connect(format!("{NOWHERE}?prefix={bad}"))
+        let e = RedisStore::connect(&format!("{NOWHERE}?prefix={bad}"))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}: {e}");
@@ -401,4 +401,33 @@ async fn scripts_flushed_from_the_server_are_loaded_again() {
     for ns in Namespace::ALL {
         store.clear(ns).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_store_from_the_callers_client_reaches_the_same_server() {
+    let Some(url) = url("a_store_from_the_callers_client_reaches_the_same_server") else {
+        return;
+    };
+    let prefix = unique("fromclient");
+    let store = RedisStore::builder()
+        .client(redis::Client::open(url.as_str()).unwrap())
+        .prefix(prefix.as_str())
+        .build()
+        .await
+        .unwrap();
+    store
+        .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
+        .await
+        .unwrap();
+    let by_url = RedisStore::builder()
+        .url(url.as_str())
+        .prefix(prefix.as_str())
+        .build()
+        .await
+        .unwrap();
+    let got = by_url.get(Namespace::Cache, "k").await.unwrap().unwrap();
+    assert_eq!(got.value.as_deref(), Some(&b"v"[..]));
+    let client = redis::Client::open(NOWHERE).unwrap();
+    let e = RedisStore::from_client(client).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }

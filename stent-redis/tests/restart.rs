@@ -55,7 +55,7 @@ async fn redis_restart_gives_retryable_errors_then_recovers_without_rerunning() 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = Server::start(port, dir.path(), DURABLE).unwrap();
-    let store = RedisStore::connect(format!("redis://127.0.0.1:{port}"))
+    let store = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
         .await
         .unwrap();
     let runs: Runs = Arc::default();

@@ -44,6 +44,7 @@ pub struct SqliteStoreBuilder {
     pub(crate) durability: Durability,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_connections: u32,
+    pub(crate) create_tables: bool,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -55,6 +56,7 @@ impl fmt::Debug for SqliteStoreBuilder {
             .field("durability", &self.durability)
             .field("busy_timeout", &self.busy_timeout)
             .field("max_connections", &self.max_connections)
+            .field("create_tables", &self.create_tables)
             .field("clock", &self.clock)
             .finish()
     }
@@ -68,6 +70,7 @@ impl Default for SqliteStoreBuilder {
             durability: Durability::default(),
             busy_timeout: Duration::from_secs(5),
             max_connections: 8,
+            create_tables: true,
             clock: Arc::new(SystemClock),
         }
     }
@@ -99,6 +102,42 @@ impl SqliteStoreBuilder {
     pub fn path(mut self, path: impl AsRef<Path>) -> Self {
         self.path = path.as_ref().to_path_buf();
         self
+    }
+
+    /// The database file and table prefix a URL names: `sqlite://path/to/file.db`
+    /// (relative), `sqlite:///abs/path.db`, or `sqlite:file.db`, with an optional
+    /// `?table_prefix=app_` query that sets what [`table_prefix`](Self::table_prefix) sets.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for another scheme, a URL that
+    /// names no file, an unknown query option or an invalid table prefix.
+    pub fn url(self, url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix(crate::SCHEME)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "not a sqlite URL: {url:?} (expected sqlite://path)"
+                ))
+            })?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() {
+            return Err(Error::config(format!("sqlite URL {url:?} names no file")));
+        }
+        let mut builder = self.path(path);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("table_prefix", v)) => builder = builder.table_prefix(v)?,
+                _ => {
+                    return Err(Error::config(format!(
+                        "unknown option {pair:?} in sqlite URL (known: table_prefix)"
+                    )));
+                }
+            }
+        }
+        Ok(builder)
     }
 
     /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
@@ -138,7 +177,16 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Opens the database, switches it to WAL, and creates the tables if they are missing.
+    /// Whether [`build`](Self::build) creates missing tables and checks existing ones
+    /// (default `true`). Turn it off when the tables are created elsewhere, e.g. by
+    /// [`SqliteStore::migrate`]; an operation on a missing table then fails with an error.
+    pub fn create_tables(mut self, yes: bool) -> Self {
+        self.create_tables = yes;
+        self
+    }
+
+    /// Opens the database, switches it to WAL, and creates the tables if they are missing
+    /// (unless [`create_tables(false)`](Self::create_tables)).
     ///
     /// # Errors
     ///

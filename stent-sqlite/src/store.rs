@@ -137,37 +137,24 @@ impl SqliteStore {
 
     /// Opens the store a URL names: `sqlite://path/to/file.db` (relative),
     /// `sqlite:///abs/path.db`, or `sqlite:file.db`, with an optional
-    /// `?table_prefix=app_` query.
+    /// `?table_prefix=app_` query (see [`SqliteStoreBuilder::url`]).
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::builder_from_url(url)?.build().await
+        Self::builder().url(url)?.build().await
     }
 
-    /// A builder configured from a `sqlite:` URL (see [`connect`](Self::connect)).
-    pub fn builder_from_url(url: &str) -> Result<SqliteStoreBuilder> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "not a sqlite URL: {url:?} (expected sqlite://path)"
-                ))
-            })?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if path.is_empty() {
-            return Err(Error::config(format!("sqlite URL {url:?} names no file")));
-        }
-        let mut builder = Self::builder().path(path);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("table_prefix", v)) => builder = builder.table_prefix(v)?,
-                _ => {
-                    return Err(Error::config(format!(
-                        "unknown option {pair:?} in sqlite URL (known: table_prefix)"
-                    )));
-                }
+    /// Opens the store the URL in [`STENT_SQLITE_URL`](crate::ENV_URL) names, or
+    /// [`DEFAULT_PATH`](crate::DEFAULT_PATH) when it is unset or empty.
+    pub async fn from_env() -> Result<Self> {
+        match std::env::var(crate::ENV_URL) {
+            Ok(url) if !url.trim().is_empty() => {
+                Self::builder()
+                    .url(url.trim())
+                    .map_err(|e| Error::config(format!("{}: {}", crate::ENV_URL, e.message())))?
+                    .build()
+                    .await
             }
+            _ => Self::builder().build().await,
         }
-        Ok(builder)
     }
 
     /// A builder with the defaults: `stent.db`, no table prefix, [`Durability::Normal`].
@@ -226,12 +213,22 @@ impl SqliteStore {
                 stmts: Namespace::ALL.map(|ns| Statements::new(&b.table_prefix, ns)),
             }),
         };
-        store.migrate().await?;
+        if b.create_tables {
+            store.migrate().await?;
+        }
         Ok(store)
     }
 
-    /// Creates the tables if missing, and checks that existing ones are stent's.
-    async fn migrate(&self) -> Result<()> {
+    /// Creates the tables and indexes that are missing, brings older layouts up to date,
+    /// and checks that existing tables are stent's, in one transaction. Safe to run from
+    /// many processes at once, and again at any time; [`build`](SqliteStoreBuilder::build)
+    /// runs it unless told [not to](SqliteStoreBuilder::create_tables).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) when the file is read-only or
+    /// holds a table of the same name that is not a stent table.
+    pub async fn migrate(&self) -> Result<()> {
         let path = &self.inner.path;
         let mut own = self.writer().await.map_err(|e| open_error(e, path))?;
         let conn = own.conn();
@@ -548,13 +545,7 @@ impl ResultStore for SqliteStore {
             let key: String = row.try_get("key").map_err(|e| convert(e, "list", None))?;
             records.push(decode_row(row, &key)?);
         }
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {

@@ -7,7 +7,7 @@
 //! Redis (killed with `SIGKILL`; every write is in its append-only file before Redis
 //! acknowledges it) and moto (killed with `SIGKILL`). moto keeps nothing on disk: the
 //! restarted server has neither table nor records, the table is recreated with
-//! `ensure_table` as an operator would, and keys called after the restart run once more.
+//! `migrate` as an operator would, and keys called after the restart run once more.
 //! For moto the ledger is checked per server lifetime; real DynamoDB keeps its data.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -322,7 +322,7 @@ async fn new_reuses_the_callers_pool() {
         .connect_with(opts)
         .await
         .unwrap();
-    let store = PostgresStore::new(pool.clone()).await.unwrap();
+    let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
     store
         .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
         .await
