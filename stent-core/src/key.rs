@@ -25,6 +25,15 @@ pub const MAX_VERSION_LEN: usize = 128;
 /// How the arguments part of a hashed key starts: `sha256:` and 64 hex digits follow the scope.
 const HASHED: &str = "sha256:";
 
+/// How a key spells "no version".
+const NO_VERSION: &str = "None";
+
+/// Appends the hashed form of a key part, `sha256:<hex>` of `part`.
+fn push_hashed(key: &mut String, part: &[u8]) {
+    key.push_str(HASHED);
+    key.push_str(&sha256_hex(part));
+}
+
 /// What a key is scoped to: the wrapped function's name and version.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyScope<'a> {
@@ -57,7 +66,7 @@ impl KeyScope<'_> {
         check_part("function name", self.name, MAX_NAME_LEN)?;
         if let Some(version) = self.version {
             check_part("version", version, MAX_VERSION_LEN)?;
-            if version == "None" {
+            if version == NO_VERSION {
                 return Err(Error::config(
                     "version \"None\" is refused: it is how keys spell \"no version\", so it \
                      would share keys with the unversioned function",
@@ -69,7 +78,7 @@ impl KeyScope<'_> {
 
     /// `{name}|{version or None}|{part}`, the shape of every scoped key.
     pub fn scoped(&self, part: &str) -> String {
-        let version = self.version.unwrap_or("None");
+        let version = self.version.unwrap_or(NO_VERSION);
         let mut key = String::with_capacity(self.name.len() + version.len() + part.len() + 2);
         key.push_str(self.name);
         key.push('|');
@@ -95,35 +104,34 @@ impl KeyScope<'_> {
     /// assert!(scope.custom("nul\0byte".into()).starts_with("f|None|sha256:"));
     /// ```
     pub fn custom(&self, part: String) -> String {
-        let scope_len = if self.shared {
-            0
+        let mut key = if self.shared {
+            String::new()
         } else {
-            self.name.len() + self.version.map_or(4, str::len) + 2
+            self.scoped("")
         };
-        let part = if scope_len + part.len() > PORTABLE_KEY_LEN
+        if key.len() + part.len() > PORTABLE_KEY_LEN
             || part.contains('\0')
             || part.starts_with(HASHED)
         {
-            let mut hashed = String::with_capacity(HASHED.len() + 64);
-            hashed.push_str(HASHED);
-            hashed.push_str(&sha256_hex(part.as_bytes()));
-            hashed
+            push_hashed(&mut key, part.as_bytes());
+        } else if self.shared {
+            return part;
         } else {
-            part
-        };
-        if self.shared {
-            part
-        } else {
-            self.scoped(&part)
+            key.push_str(&part);
         }
+        key
     }
 }
 
 fn check_part(what: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::config(format!(
+            "{what} is {} bytes long (at most {max})",
+            value.len()
+        )));
+    }
     let problem = if value.is_empty() {
         "is empty".to_owned()
-    } else if value.len() > max {
-        format!("is {} bytes long (at most {max})", value.len())
     } else if value.contains('|') {
         "contains '|', which separates the parts of a key".to_owned()
     } else if let Some(c) = value.chars().find(|c| c.is_control()) {
@@ -214,7 +222,7 @@ impl DefaultKey {
 impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String> {
         // One buffer: the scope, then the canonical JSON written after it.
-        let version = scope.version.unwrap_or("None");
+        let version = scope.version.unwrap_or(NO_VERSION);
         let mut key = String::with_capacity(scope.name.len() + version.len() + 2 + 48);
         key.push_str(scope.name);
         key.push('|');
@@ -227,10 +235,8 @@ impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
         })
         .map_err(Error::from)?;
         if key.len() > self.max_len.min(PORTABLE_KEY_LEN) {
-            let digest = sha256_hex(&key.as_bytes()[prefix..]);
-            key.truncate(prefix);
-            key.push_str("sha256:");
-            key.push_str(&digest);
+            let args = key.split_off(prefix);
+            push_hashed(&mut key, args.as_bytes());
         }
         Ok(key)
     }
