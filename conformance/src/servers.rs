@@ -32,6 +32,8 @@ use tokio::sync::OnceCell;
 
 #[cfg(all(feature = "containers", unix))]
 mod container;
+#[cfg(unix)]
+pub mod local;
 
 /// A server a conformance suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,7 +17,6 @@
 pub mod harness;
 pub mod job;
 pub mod ledger;
-pub mod servers;
 pub mod target;
 
 pub use crate::harness::Worker;

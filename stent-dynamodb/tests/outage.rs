@@ -11,59 +11,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stent_conformance::servers::local::{self, MotoServer};
 use stent_core::{Durable, ErrorKind, Status, Stent};
 use stent_dynamodb::DynamoDbStore;
 
 const TEST: &str = "killed_server_gives_retryable_errors_and_nothing_runs_twice";
-
-/// A moto server child process, killed when dropped.
-struct Moto {
-    child: Child,
-}
-
-impl Moto {
-    fn start(command: &str, port: u16) -> Moto {
-        let child = Command::new(command)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{command} never listened on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Executions per key and server lifetime ("up-1", "up-2") or during the outage ("down").
 type Runs = Arc<Mutex<HashMap<(&'static str, String), u32>>>;
@@ -106,16 +61,10 @@ fn assert_retryable<T: std::fmt::Debug>(result: Result<T, stent_core::Error<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_server_gives_retryable_errors_and_nothing_runs_twice() {
-    let Ok(command) = std::env::var("STENT_MOTO_SERVER") else {
-        assert!(
-            !support::required(),
-            "STENT_MOTO_SERVER is not set and STENT_REQUIRE_BACKENDS=1"
-        );
-        return eprintln!("SKIPPED {TEST}: STENT_MOTO_SERVER is not set (scripts/test sets it)");
+    let Some(mut moto) = local::or_skip(TEST, MotoServer::start()) else {
+        return;
     };
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let mut moto = Moto::start(&command, port);
+    let endpoint = moto.url();
     let build = || async {
         support::builder(&endpoint, "stent_outage", "proof")
             .timeout(Duration::from_secs(3))
@@ -187,7 +136,7 @@ async fn killed_server_gives_retryable_errors_and_nothing_runs_twice() {
 
     // A new, empty server on the same port; the application recreates its table on the
     // store it already has.
-    let _moto = Moto::start(&command, port);
+    moto.start_again().unwrap();
     *phase.lock().unwrap() = "up-2";
     let back = Instant::now();
     let e = f.call(("a0".into(), 0)).await.unwrap_err();

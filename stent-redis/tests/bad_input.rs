@@ -6,12 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
+use stent_conformance::servers::local::{self, RedisServer};
 use stent_core::{
     Claim, ErrorKind, LeaseToken, ListQuery, Namespace, RecordMeta, ResultStore, Status, Stent,
 };
 use stent_redis::RedisStore;
-
-mod support;
 
 /// An address where nothing listens: builds that must fail before connecting use it.
 const NOWHERE: &str = "redis://127.0.0.1:1";
@@ -368,12 +367,11 @@ async fn a_hash_is_someone_elses_and_left_untouched() {
 async fn scripts_flushed_from_the_server_are_loaded_again() {
     // A private server: flushing the shared one's scripts would fail other tests' calls
     // between their `SCRIPT LOAD` and `EVALSHA`.
-    if !support::redis_server_available("scripts_flushed_from_the_server_are_loaded_again") {
+    let test = "scripts_flushed_from_the_server_are_loaded_again";
+    let Some(server) = local::or_skip(test, RedisServer::start(&["--save", ""])) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = support::Server::start(support::free_port(), dir.path(), &["--save", ""]).unwrap();
-    let url = format!("redis://127.0.0.1:{}", server.port);
+    };
+    let url = server.url();
     let prefix = unique("noscript");
     let (store, mut raw) = store_and_raw(&url, &prefix).await;
     let stent = Stent::new(store.clone());

@@ -9,8 +9,6 @@ use redis::AsyncCommands;
 use stent_core::{Namespace, RecordMeta, ResultStore};
 use stent_redis::RedisStore;
 
-mod support;
-
 fn url() -> Option<String> {
     match std::env::var("STENT_REDIS_URL") {
         Ok(url) => Some(url),

@@ -11,20 +11,21 @@ use std::time::{Duration, Instant};
 use stent_core::{Claim, ErrorKind, LeaseToken, Namespace, RecordMeta, ResultStore};
 use stent_redis::RedisStore;
 
-mod support;
-
-use support::{Server, free_port, redis_server_available};
+use stent_conformance::servers::local::{self, RedisServer};
 
 /// Starts a private server in `dir`; with `cluster`, a one-node cluster that holds every
 /// slot.
-fn start(dir: &std::path::Path, cluster: bool) -> Server {
+fn start(cluster: bool) -> Option<RedisServer> {
     let mut args = vec!["--save", "", "--appendonly", "no"];
     if cluster {
         args.extend(["--cluster-enabled", "yes"]);
     }
-    let server = Server::start(free_port(), dir, &args).expect("starting redis-server");
+    let test = format!("a_frozen_server_fails_calls_then_recovers (cluster: {cluster})");
+    let server = local::or_skip(&test, RedisServer::start(&args))?;
     if cluster {
-        let mut conn = server.wait_ready();
+        let mut conn = redis::Client::open(server.url())
+            .and_then(|c| c.get_connection())
+            .unwrap();
         let _: () = redis::cmd("CLUSTER")
             .arg("ADDSLOTSRANGE")
             .arg(0)
@@ -44,15 +45,16 @@ fn start(dir: &std::path::Path, cluster: bool) -> Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    server
+    Some(server)
 }
 
 async fn frozen_server_fails_calls_then_recovers(cluster: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), cluster);
+    let Some(server) = start(cluster) else {
+        return;
+    };
     let scheme = if cluster { "redis+cluster" } else { "redis" };
     let store = RedisStore::builder()
-        .url(format!("{scheme}://127.0.0.1:{}", server.port))
+        .url(format!("{scheme}://127.0.0.1:{}", server.port()))
         .response_timeout(Some(Duration::from_millis(300)))
         .build()
         .await
@@ -106,18 +108,10 @@ async fn frozen_server_fails_calls_then_recovers(cluster: bool) {
 
 #[tokio::test]
 async fn a_frozen_server_fails_calls_after_the_response_timeout_then_recovers() {
-    if redis_server_available(
-        "a_frozen_server_fails_calls_after_the_response_timeout_then_recovers",
-    ) {
-        frozen_server_fails_calls_then_recovers(false).await;
-    }
+    frozen_server_fails_calls_then_recovers(false).await;
 }
 
 #[tokio::test]
 async fn a_frozen_cluster_node_fails_calls_after_the_response_timeout_then_recovers() {
-    if redis_server_available(
-        "a_frozen_cluster_node_fails_calls_after_the_response_timeout_then_recovers",
-    ) {
-        frozen_server_fails_calls_then_recovers(true).await;
-    }
+    frozen_server_fails_calls_then_recovers(true).await;
 }

@@ -15,9 +15,7 @@ use stent_redis::RedisStore;
 
 const TEST: &str = "redis_restart_gives_retryable_errors_then_recovers_without_rerunning";
 
-mod support;
-
-use support::{Server, free_port};
+use stent_conformance::servers::local::{self, RedisServer};
 
 /// The server's persistence: an append-only file synced on every write.
 const DURABLE: &[&str] = &[
@@ -49,15 +47,10 @@ fn counted(stent: &Stent, runs: &Runs) -> Durable<(String, u64), String, std::co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_gives_retryable_errors_then_recovers_without_rerunning() {
-    if !support::redis_server_available(TEST) {
+    let Some(mut server) = local::or_skip(TEST, RedisServer::start(DURABLE)) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = Server::start(port, dir.path(), DURABLE).unwrap();
-    let store = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
     let runs: Runs = Arc::default();
     let f = counted(&Stent::new(store), &runs);
 
@@ -110,7 +103,7 @@ async fn redis_restart_gives_retryable_errors_then_recovers_without_rerunning() 
     );
 
     // The server comes back on the same port, with what it had recorded.
-    let mut server = Server::start(port, dir.path(), DURABLE).unwrap();
+    server.start_again().unwrap();
     let back = Instant::now();
 
     // The same store, never rebuilt: retried calls succeed once it has reconnected.

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use stent_conformance::servers::local::{self, RedisServer};
 use stent_core::{Status, Stent};
 use stent_redis::RedisStore;
-
-mod support;
 
 /// Calls of each command since the server started, from `INFO commandstats`.
 async fn counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
@@ -76,12 +75,11 @@ fn readme_round_trips(op: &str) -> String {
 
 #[tokio::test]
 async fn each_call_sends_what_the_readme_says() {
-    if !support::redis_server_available("each_call_sends_what_the_readme_says") {
+    let test = "each_call_sends_what_the_readme_says";
+    let Some(server) = local::or_skip(test, RedisServer::start(&["--save", ""])) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = support::Server::start(support::free_port(), dir.path(), &["--save", ""]).unwrap();
-    let url = format!("redis://127.0.0.1:{}", server.port);
+    };
+    let url = server.url();
     let store = RedisStore::connect(&url).await.unwrap();
     let mut conn = redis::Client::open(url.as_str())
         .unwrap()

@@ -13,9 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use stent_conformance::servers::local::{MotoServer, PostgresServer, RedisServer};
 use stent_reliability::harness::start_together;
 use stent_reliability::job::{Event, Shape, Summary, value_of};
-use stent_reliability::servers::{MotoServer, PostgresServer, RedisServer};
 use stent_reliability::{Backend, Entry, Target, Task, Worker, now_ms};
 
 use crate::support::{self, Fixture, PATIENCE, WORKER, figure};
@@ -43,12 +43,17 @@ impl Server {
     fn start(backend: Backend) -> Result<Server, String> {
         match backend {
             Backend::Postgres => PostgresServer::start().map(Server::Postgres),
-            Backend::Redis => RedisServer::start().map(Server::Redis),
-            Backend::DynamoDb => {
-                let command = std::env::var("STENT_MOTO_SERVER")
-                    .map_err(|_| "STENT_MOTO_SERVER is not set (scripts/test sets it)")?;
-                MotoServer::start(&command).map(Server::Moto)
-            }
+            // Every write is in the append-only file before Redis acknowledges it.
+            Backend::Redis => RedisServer::start(&[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .map(Server::Redis),
+            Backend::DynamoDb => MotoServer::start().map(Server::Moto),
             other => Err(format!("no restart scenario for {other:?}")),
         }
     }

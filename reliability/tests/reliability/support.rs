@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use stent_reliability::servers::MotoServer;
+use stent_conformance::servers::local::MotoServer;
 use stent_reliability::{Backend, Job, Ledger, Report, Target, Task, backends_required};
 use tempfile::TempDir;
 
@@ -159,9 +159,9 @@ pub(crate) async fn fixture(backend: Backend, scenario: &str, test: &str) -> Opt
         Backend::Redis => Target::new(backend, env(test, "STENT_REDIS_URL")?, id),
         Backend::RedisCluster => Target::new(backend, env(test, "STENT_REDIS_CLUSTER_URL")?, id),
         Backend::DynamoDb => {
-            let command = env(test, "STENT_MOTO_SERVER")?;
-            let server = MotoServer::start(&command)
-                .unwrap_or_else(|e| panic!("{test}: cannot start moto: {e}"));
+            env(test, "STENT_MOTO_SERVER")?;
+            let server =
+                MotoServer::start().unwrap_or_else(|e| panic!("{test}: cannot start moto: {e}"));
             let target = Target::new(backend, server.url(), id);
             moto = Some(server);
             target

@@ -6,8 +6,8 @@ use std::time::Duration;
 use stent_core::{Error, ErrorKind};
 use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 
-use crate::cluster::{self, PASSWORD};
 use crate::support;
+use crate::{PASSWORD, own_server, url_with};
 
 /// Asserts a config error whose text names `needle` and shows no `secret`, in Display and Debug.
 fn assert_config(e: &Error, needle: &str, secret: &str) {
@@ -73,23 +73,19 @@ async fn a_missing_database_is_a_config_error_naming_it() {
 
 #[tokio::test]
 async fn a_wrong_password_is_a_config_error_that_never_shows_it() {
-    let Some(server) =
-        cluster::start_or_skip("a_wrong_password_is_a_config_error_that_never_shows_it")
-    else {
+    let Some(server) = own_server("a_wrong_password_is_a_config_error_that_never_shows_it") else {
         return;
     };
-    let e = connect(&server.url("wrong-Passw0rd", "postgres")).await;
+    let e = connect(&url_with(&server, "wrong-Passw0rd")).await;
     assert_config(&e, "password", "wrong-Passw0rd");
     // Percent-encoded, and as a query option: the decoded text must not show either.
-    let e = connect(&server.url("wr%40ng-Passw0rd", "postgres")).await;
+    let e = connect(&url_with(&server, "wr%40ng-Passw0rd")).await;
     assert_config(&e, "password", "wr@ng-Passw0rd");
-    let url = server
-        .url("", "postgres")
-        .replace("postgres:@", "postgres@");
+    let url = url_with(&server, "").replace("postgres:@", "postgres@");
     let e = connect(&format!("{url}?password=wrong-Passw0rd")).await;
     assert_config(&e, "password", "wrong-Passw0rd");
     // The right one works.
-    PostgresStore::connect(&server.url(PASSWORD, "postgres"))
+    PostgresStore::connect(&url_with(&server, PASSWORD))
         .await
         .unwrap();
 }

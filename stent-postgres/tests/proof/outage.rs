@@ -12,7 +12,7 @@ use stent_core::{Durable, ErrorKind, Status, Stent};
 use stent_postgres::PostgresStore;
 use tokio::sync::Notify;
 
-use crate::cluster::{self, PASSWORD};
+use crate::{PASSWORD, own_server, url_with};
 
 type Charge = Durable<String, String, std::convert::Infallible>;
 
@@ -85,7 +85,7 @@ async fn sixteen_callers(
 /// A store pointed at a port nobody listens on fails at once, retryably, naming the address.
 #[tokio::test]
 async fn connecting_to_a_closed_port_is_a_retryable_unavailable_error() {
-    let port = cluster::free_port();
+    let port = stent_conformance::servers::local::free_port();
     let url = format!("postgres://postgres:hunter2-pw@127.0.0.1:{port}/test");
     let started = Instant::now();
     let e = PostgresStore::builder()
@@ -110,20 +110,20 @@ async fn connecting_to_a_closed_port_is_a_retryable_unavailable_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_stopping_mid_call_is_retryable_and_nothing_runs_twice() {
     let test = "server_stopping_mid_call_is_retryable_and_nothing_runs_twice";
-    let Some(server) = cluster::start_or_skip(test) else {
+    let Some(server) = own_server(test) else {
         return;
     };
     // Connecting with SCRAM costs a few hundred ms in a debug build on a loaded machine:
     // the owner and the callers after the restart leave room for a pool's worth; the
     // callers during the outage, another process with a store of its own, give up sooner.
     let store = PostgresStore::builder()
-        .url(server.url(PASSWORD, "postgres"))
+        .url(url_with(&server, PASSWORD))
         .acquire_timeout(Duration::from_secs(20))
         .build()
         .await
         .unwrap();
     let impatient = PostgresStore::builder()
-        .url(server.url(PASSWORD, "postgres"))
+        .url(url_with(&server, PASSWORD))
         .acquire_timeout(Duration::from_secs(2))
         .build()
         .await
@@ -133,7 +133,7 @@ async fn server_stopping_mid_call_is_retryable_and_nothing_runs_twice() {
     let charge = probe.charge(&store, lease);
     let owner = tokio::spawn(async move { charge.call_traced("ord-1".to_string()).await });
     probe.started.notified().await;
-    server.stop_server();
+    server.shut_down().unwrap();
 
     // While it is down, callers fail retryably and promptly, on the key in flight and on others.
     for order in ["ord-1", "ord-2"] {
@@ -153,7 +153,7 @@ async fn server_stopping_mid_call_is_retryable_and_nothing_runs_twice() {
     // The owner finishes its work while the server is still down: recording it must wait.
     probe.finish.notify_one();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    server.start_server().unwrap();
+    server.start_again().unwrap();
 
     let t = owner
         .await
@@ -176,20 +176,20 @@ async fn server_stopping_mid_call_is_retryable_and_nothing_runs_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_longer_than_the_lease_fails_retryably_then_one_retry_runs() {
     let test = "outage_longer_than_the_lease_fails_retryably_then_one_retry_runs";
-    let Some(server) = cluster::start_or_skip(test) else {
+    let Some(server) = own_server(test) else {
         return;
     };
     // The owner's process gives up on the server within its lease; the retries after the
     // restart (connecting with SCRAM costs a few hundred ms in a debug build on a loaded
     // machine) leave room for a pool's worth of connections.
     let owner_store = PostgresStore::builder()
-        .url(server.url(PASSWORD, "postgres"))
+        .url(url_with(&server, PASSWORD))
         .acquire_timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
     let store = PostgresStore::builder()
-        .url(server.url(PASSWORD, "postgres"))
+        .url(url_with(&server, PASSWORD))
         .acquire_timeout(Duration::from_secs(20))
         .build()
         .await
@@ -199,11 +199,11 @@ async fn outage_longer_than_the_lease_fails_retryably_then_one_retry_runs() {
     let charge = probe.charge(&owner_store, lease);
     let owner = tokio::spawn(async move { charge.call("ord-1".to_string()).await });
     probe.started.notified().await;
-    server.stop_server();
+    server.shut_down().unwrap();
     probe.finish.notify_one();
     let e = owner.await.unwrap().unwrap_err();
     assert_retryable(&e, "the owner's call when its result cannot be recorded");
-    server.start_server().unwrap();
+    server.start_again().unwrap();
 
     assert_eq!(
         sixteen_callers(&store, &probe, lease, "ord-1:attempt2").await,

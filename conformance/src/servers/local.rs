@@ -1,16 +1,21 @@
-//! Servers a scenario starts, kills and starts again on its own loopback port: never the
-//! shared ones.
+//! Servers a test starts itself, on a free loopback port, to kill, freeze, crash or restart:
+//! never the shared ones the other tests use. Each one is stopped when dropped.
+//!
+//! [`RedisServer`] (`redis-server`), [`MotoServer`] (`STENT_MOTO_SERVER`, the DynamoDB
+//! API) and [`PostgresServer`] (`initdb` and `pg_ctl`, run as the `postgres` user when the
+//! tests run as root). [`or_skip`] turns "cannot start" into a loud skip, or a failure
+//! under `STENT_REQUIRE_BACKENDS=1`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A loopback port that was free when asked (the server binds it a moment later).
+/// A loopback port that was free when asked (a server binds it a moment later).
 ///
 /// # Panics
 ///
@@ -20,6 +25,32 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// `started`, or `None` after a loud skip naming `test`; under `STENT_REQUIRE_BACKENDS=1`
+/// a server that cannot start fails the test instead.
+///
+/// # Panics
+///
+/// `started` is an error and backends are required.
+pub fn or_skip<S>(test: &str, started: Result<S, String>) -> Option<S> {
+    match started {
+        Ok(server) => Some(server),
+        Err(reason) if crate::backends_required() => {
+            panic!("{test}: cannot start a server of its own: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("SKIPPED {test}: cannot start a server of its own: {reason}");
+            None
+        }
+    }
+}
+
+fn temp_dir(prefix: &str) -> Result<TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))
 }
 
 fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
@@ -33,6 +64,14 @@ fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) -> 
     Ok(())
 }
 
+fn spawn(command: &mut Command, what: &str) -> Result<Child, String> {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{what}: {e}"))
+}
+
 fn kill_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -40,36 +79,41 @@ fn kill_child(child: &mut Option<Child>) {
     }
 }
 
-/// A `redis-server` of the scenario's own, persisting every write before it answers
-/// (`appendfsync always`), so a killed and restarted server keeps what it acknowledged.
+/// A `redis-server` of the test's own, in a fresh directory, with the test's arguments
+/// (e.g. `--appendonly yes --appendfsync always` to keep every acknowledged write across
+/// a kill, `--cluster-enabled yes`).
 #[derive(Debug)]
 pub struct RedisServer {
     dir: TempDir,
     port: u16,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    /// Starts a server on a free port, in a fresh directory.
+    /// Starts a server with `args` added to its command line; returns once it answers
+    /// `PING`.
     ///
     /// # Errors
     ///
     /// `redis-server` is missing or does not answer within 30 s.
-    pub fn start() -> Result<RedisServer, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("stent-redis-")
-            .tempdir()
-            .map_err(|e| format!("temp dir: {e}"))?;
+    pub fn start(args: &[&str]) -> Result<RedisServer, String> {
         let mut server = RedisServer {
-            dir,
+            dir: temp_dir("stent-redis-")?,
             port: free_port(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         server.start_again()?;
         Ok(server)
     }
 
-    /// The URL to connect to.
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -79,24 +123,35 @@ impl RedisServer {
         kill_child(&mut self.child);
     }
 
-    /// Starts the server again on the same port and directory, waiting until it has
-    /// loaded its data and answers `PING`.
+    /// Sends `signal` (`-STOP`, `-CONT`, …) to the server process.
+    ///
+    /// # Panics
+    ///
+    /// The server is not running or `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Starts the server again on the same port, directory and arguments, waiting until
+    /// it has loaded its data and answers `PING`.
     ///
     /// # Errors
     ///
     /// It does not start or answer within 30 s.
     pub fn start_again(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--daemonize", "no"])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--daemonize", "no"])
+            .args(&self.args)
             .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("redis-server: {e}"))?;
-        self.child = Some(child);
+            .arg(self.dir.path());
+        self.child = Some(spawn(&mut command, "redis-server")?);
         let port = self.port;
         wait_until(Duration::from_secs(30), "redis-server", || redis_pong(port))
     }
@@ -121,8 +176,8 @@ fn redis_pong(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
-/// A moto server (the DynamoDB API) of the scenario's own. moto keeps everything in
-/// memory: a killed server comes back empty, without the table.
+/// A moto server (the DynamoDB API) of the test's own. moto keeps everything in memory: a
+/// killed server comes back empty, without the table.
 #[derive(Debug)]
 pub struct MotoServer {
     command: String,
@@ -131,15 +186,18 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts `command` (`STENT_MOTO_SERVER`: moto_server handling one request at a time)
-    /// on a free port.
+    /// Starts the command in `STENT_MOTO_SERVER` (which `scripts/test` sets) on a free
+    /// port.
     ///
     /// # Errors
     ///
-    /// It cannot be started or does not listen within 60 s.
-    pub fn start(command: &str) -> Result<MotoServer, String> {
+    /// The variable is not set, or the server cannot be started or does not listen
+    /// within 60 s.
+    pub fn start() -> Result<MotoServer, String> {
+        let command = std::env::var("STENT_MOTO_SERVER")
+            .map_err(|_| "STENT_MOTO_SERVER is not set (scripts/test sets it)".to_owned())?;
         let mut server = MotoServer {
-            command: command.to_owned(),
+            command,
             port: free_port(),
             child: None,
         };
@@ -163,13 +221,9 @@ impl MotoServer {
     ///
     /// It cannot be started or does not listen within 60 s.
     pub fn start_again(&mut self) -> Result<(), String> {
-        let child = Command::new(&self.command)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", self.command))?;
-        self.child = Some(child);
+        let mut command = Command::new(&self.command);
+        command.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+        self.child = Some(spawn(&mut command, &self.command)?);
         let port = self.port;
         wait_until(Duration::from_secs(60), &self.command, || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -183,30 +237,42 @@ impl Drop for MotoServer {
     }
 }
 
-/// A PostgreSQL server of the scenario's own, in a temporary data directory, run as the
-/// `postgres` user when this process is root (PostgreSQL refuses to run as root). Trust
-/// authentication on loopback.
+/// A PostgreSQL server of the test's own, in a temporary data directory: trust
+/// authentication, or with [`with_password`](Self::with_password) a password
+/// (`scram-sha-256`) over TCP.
 #[derive(Debug)]
 pub struct PostgresServer {
     dir: TempDir,
     bindir: PathBuf,
     port: u16,
+    password: Option<String>,
     as_postgres: bool,
 }
 
 impl PostgresServer {
-    /// Creates a cluster with `initdb` and starts it on a free port.
+    /// Creates a cluster with trust authentication and starts it.
     ///
     /// # Errors
     ///
     /// The server binaries are missing (`STENT_PG_BINDIR`, `pg_config --bindir` or
     /// `/usr/lib/postgresql/*/bin`), or `initdb` or the start fails.
     pub fn start() -> Result<PostgresServer, String> {
-        let bindir = pg_bindir()?;
-        let dir = tempfile::Builder::new()
-            .prefix("stent-pg-")
-            .tempdir()
-            .map_err(|e| format!("temp dir: {e}"))?;
+        Self::create(None)
+    }
+
+    /// Creates a cluster whose superuser `postgres` needs `password` over TCP, and starts
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn with_password(password: &str) -> Result<PostgresServer, String> {
+        Self::create(Some(password))
+    }
+
+    fn create(password: Option<&str>) -> Result<PostgresServer, String> {
+        let dir = temp_dir("stent-pg-")?;
+        // The server runs as `postgres` when the tests run as root (it refuses root).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .map_err(|e| format!("chmod: {e}"))?;
         let as_postgres = Command::new("id")
@@ -215,24 +281,29 @@ impl PostgresServer {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
         let server = PostgresServer {
             dir,
-            bindir,
+            bindir: pg_bindir()?,
             port: free_port(),
+            password: password.map(str::to_owned),
             as_postgres,
         };
         let data = server.data();
-        server.run(
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--auth=trust",
-            ],
-        )?;
+        let mut initdb = vec!["-D", &data, "-U", "postgres", "-E", "UTF8", "--no-sync"];
+        let pwfile = server.dir.path().join("pwfile");
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        match password {
+            None => initdb.push("--auth=trust"),
+            Some(password) => {
+                std::fs::write(&pwfile, password).map_err(|e| format!("pwfile: {e}"))?;
+                std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| format!("chmod: {e}"))?;
+                initdb.extend([
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    &pwfile_arg,
+                ]);
+            }
+        }
+        server.run("initdb", &initdb)?;
         server.start_again()?;
         Ok(server)
     }
@@ -266,9 +337,27 @@ impl PostgresServer {
         ))
     }
 
-    /// The URL of its `postgres` database.
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of its `postgres` database, as the superuser (with the password, if any).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        let password = self
+            .password
+            .as_deref()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!(
+            "postgres://postgres{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// The directory holding its data, log and socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Stops the server the way a crash does (`pg_ctl stop -m immediate`: no checkpoint,
@@ -278,10 +367,21 @@ impl PostgresServer {
     ///
     /// `pg_ctl` fails.
     pub fn crash(&self) -> Result<(), String> {
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        )
+        self.stop("immediate")
+    }
+
+    /// Stops the server as an operator's restart does (`pg_ctl stop -m fast`: every
+    /// session ended at once, a checkpoint written).
+    ///
+    /// # Errors
+    ///
+    /// `pg_ctl` fails.
+    pub fn shut_down(&self) -> Result<(), String> {
+        self.stop("fast")
+    }
+
+    fn stop(&self, mode: &str) -> Result<(), String> {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "stop"])
     }
 
     /// Starts the server (again), waiting until it accepts connections.
@@ -296,19 +396,11 @@ impl PostgresServer {
             self.dir.path().display()
         );
         let log = self.dir.path().join("log").display().to_string();
+        let data = self.data();
         self.run(
             "pg_ctl",
             &[
-                "-D",
-                &self.data(),
-                "-l",
-                &log,
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "60",
-                "start",
+                "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
             ],
         )
     }
@@ -316,10 +408,7 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let _ = self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
+        let _ = self.stop("immediate");
     }
 }
 
