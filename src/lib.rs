@@ -11,8 +11,6 @@ pub use stent_core::{
     Traced, async_trait, clock, codec, error, key, observe, progress, record, store,
 };
 
-// ---- backends (one block per cargo feature) ----
-
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
@@ -31,8 +29,6 @@ pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
-
-// ---- end of backends ----
 
 /// Opens the store a URL names, with whichever backends are compiled in.
 ///
@@ -75,18 +71,7 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
-    let expected = || {
-        let schemes = BACKENDS.iter().flat_map(|(_, schemes)| *schemes);
-        let all: Vec<String> = schemes.map(|s| format!("{s}://")).collect();
-        format!("expected memory://, {}", all.join(", "))
-    };
-    let Some(scheme) = scheme_of(url) else {
-        let url = redact(url);
-        return Err(Error::config(format!(
-            "{url:?} is not a store URL: {}",
-            expected()
-        )));
-    };
+    let scheme = scheme_of(url).unwrap_or_default();
     if scheme == "memory" {
         return memory(url);
     }
@@ -106,21 +91,16 @@ pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
     if stent_dynamodb::SCHEMES.contains(&scheme) {
         return Ok(Arc::new(DynamoDbStore::connect(url).await?));
     }
-    Err(Error::config(
-        match BACKENDS
-            .iter()
-            .find(|(_, schemes)| schemes.contains(&scheme))
-        {
-            Some((feature, _)) => format!(
-                "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
-            ),
-            None => format!(
-                "unknown store URL scheme {scheme:?} in {:?}: {}",
-                redact(url),
-                expected()
-            ),
-        },
-    ))
+    let all = BACKENDS.iter().flat_map(|(_, schemes)| *schemes);
+    let expected = all.fold("memory://".to_owned(), |list, s| format!("{list}, {s}://"));
+    let (shown, backend) = (redact(url), BACKENDS.iter().find(|b| b.1.contains(&scheme)));
+    Err(Error::config(match backend {
+        _ if scheme.is_empty() => format!("{shown:?} is not a store URL: expected {expected}"),
+        Some((feature, _)) => format!(
+            "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
+        ),
+        None => format!("unknown store URL scheme {scheme:?} in {shown:?}: expected {expected}"),
+    }))
 }
 
 /// Each backend's cargo feature and the URL schemes its crate's `SCHEMES` lists, spelled out
@@ -150,19 +130,20 @@ fn memory(url: &str) -> Result<Arc<dyn ResultStore>> {
     if rest.is_empty() {
         return Ok(Arc::new(MemoryStore::new()));
     }
-    let query = rest.split_once('?').map_or("", |(_, q)| q);
-    let options: Vec<String> = (query.split('&').filter(|p| !p.is_empty()))
-        .map(|p| format!("{:?}", p.split('=').next().unwrap_or(p)))
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    let pairs = query.split('&').filter(|pair| !pair.is_empty());
+    let names: Vec<String> = pairs
+        .map(|pair| format!("{:?}", pair.split_once('=').map_or(pair, |(name, _)| name)))
         .collect();
-    let url = redact(url);
-    Err(Error::config(match options.len() {
+    let shown = redact(url);
+    Err(Error::config(match names.len() {
         0 => format!(
-            "memory store URL {url:?} names a location, but a memory store has none: use memory://"
+            "memory store URL {shown:?} names a location, but a memory store has none: use memory://"
         ),
         n => format!(
-            "unknown option{} {} in memory store URL {url:?}: memory:// takes no options",
+            "unknown option{} {} in memory store URL {shown:?}: memory:// takes no options",
             if n == 1 { "" } else { "s" },
-            options.join(", ")
+            names.join(", ")
         ),
     }))
 }
@@ -173,15 +154,12 @@ pub fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    match authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| userinfo.split_once(':'))
-    {
-        Some(Some((user, _))) => {
-            let host_and_tail = &rest[authority.rfind('@').unwrap_or_default()..];
-            format!("{scheme}://{user}:***{host_and_tail}")
-        }
-        _ => url.to_owned(),
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[userinfo.len()..]),
+        None => url.to_owned(),
     }
 }
 

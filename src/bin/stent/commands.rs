@@ -28,34 +28,27 @@ const COUNTS: [&str; 7] = [
 /// A command's output: the document `--json` prints, and the text printed otherwise.
 type Output = Result<(Value, String), Failure>;
 
-/// The opened store and what every command needs besides.
-struct Session {
+/// The command line and the store it names.
+struct Session<'a> {
+    args: &'a Args,
     store: Arc<dyn ResultStore>,
-    shown_url: String,
-    yes: bool,
 }
 
-pub(crate) async fn run(args: Args) -> Result<(), Failure> {
-    let (store, shown_url) = (open(&args.store).await?, stent::redact(&args.store));
+pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
     let s = Session {
-        store,
-        shown_url,
-        yes: args.yes,
+        args,
+        store: open(&args.store).await?,
     };
-    let (json, text) = match args.command {
+    let output = match &args.command {
         Command::Cache(command) => s.on(Namespace::Cache, command).await?,
         Command::Idempotency(IdempotencyCommand::Record(command)) => {
             s.on(Namespace::Idempotency, command).await?
         }
         Command::Idempotency(IdempotencyCommand::Release(arg)) => s.release(&arg.key).await?,
         Command::Stats => s.stats().await?,
-        Command::Progress { execution } => s.progress(&execution).await?,
+        Command::Progress { execution } => s.progress(execution).await?,
     };
-    term::print(if args.json {
-        format!("{json:#}\n")
-    } else {
-        text
-    })
+    term::print(output, args.json)
 }
 
 /// Opens the store; a SQLite file that does not exist is an error rather than created empty.
@@ -81,11 +74,11 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
 }
 
-impl Session {
+impl Session<'_> {
     /// Runs a command that both namespaces offer on `ns`.
-    async fn on(&self, ns: Namespace, command: RecordCommand) -> Output {
+    async fn on(&self, ns: Namespace, command: &RecordCommand) -> Output {
         match command {
-            RecordCommand::Ls(args) => self.ls(ns, &args).await,
+            RecordCommand::Ls(args) => self.ls(ns, args).await,
             RecordCommand::Show(arg) => self.show(ns, &arg.key).await,
             RecordCommand::Rm(arg) => self.rm(ns, &arg.key).await,
             RecordCommand::Clear => self.clear(ns).await,
@@ -95,7 +88,8 @@ impl Session {
 
     /// Asks to `{action} in {store}`, unless `--yes`.
     fn confirm(&self, action: String) -> Result<(), Failure> {
-        term::confirm(&format!("{action} in {}", self.shown_url), self.yes)
+        let store = stent::redact(&self.args.store);
+        term::confirm(&format!("{action} in {store}"), self.args.yes)
     }
 
     /// Hands `each` the records of `ns` that `query` selects, page by page, until there are
@@ -126,20 +120,14 @@ impl Session {
     async fn ls(&self, ns: Namespace, args: &LsArgs) -> Output {
         let wanted = Some(args.limit).filter(|&n| n > 0).unwrap_or(usize::MAX);
         let query = ListQuery::new().prefix(args.prefix.as_str());
+        let query = query.include_expired(args.all);
         let mut records = Vec::new();
         // One record past the limit tells whether more follow.
-        let max = wanted.saturating_add(1);
-        let walk = self.walk(ns, query.include_expired(args.all), max, |r| {
-            records.push(r)
-        });
-        walk.await?;
+        (self.walk(ns, query, wanted.saturating_add(1), |r| records.push(r))).await?;
         let more = records.len() > wanted;
         records.truncate(wanted);
         let now = Timestamp::now();
-        let docs: Vec<Value> = records
-            .iter()
-            .map(|r| output::record_json(r, now))
-            .collect();
+        let docs = Value::from_iter(records.iter().map(|r| output::record_json(r, now)));
         let mut text = output::records_table(&records, now);
         if records.is_empty() {
             text = match args.prefix.as_str() {
@@ -177,11 +165,9 @@ impl Session {
         self.confirm(format!("delete every {ns} record"))?;
         let _bar = term::spinner(format!("clearing {ns}"));
         let deleted = self.store.clear(ns).await?;
+        let text = format!("deleted {deleted} {ns} {}\n", records(deleted));
         let json = json!({ "namespace": ns.as_str(), "deleted": deleted });
-        Ok((
-            json,
-            format!("deleted {deleted} {ns} {}\n", records(deleted)),
-        ))
+        Ok((json, text))
     }
 
     async fn purge(&self, ns: Namespace) -> Output {
@@ -197,10 +183,8 @@ impl Session {
             }
         }
         let json = json!({ "namespace": ns.as_str(), "purged": purged });
-        Ok((
-            json,
-            format!("purged {purged} expired {ns} {}\n", records(purged)),
-        ))
+        let text = format!("purged {purged} expired {ns} {}\n", records(purged));
+        Ok((json, text))
     }
 
     async fn release(&self, key: &str) -> Output {
@@ -217,12 +201,12 @@ impl Session {
             return Err(Failure(format!("{why} {key:?}")));
         };
         let now = Timestamp::now();
-        let lease = match record.lease_expires_at {
-            Some(t) if t > now => {
-                let live = duration(t.since(now));
-                format!("its lease is live for {live} more: a caller may still be running it")
-            }
-            Some(t) => format!("its lease lapsed {}", output::relative(t, now)),
+        let lease_end = record
+            .lease_expires_at
+            .map(|t| (t > now, output::relative(t, now)));
+        let lease = match lease_end {
+            Some((true, when)) => format!("its lease ends {when}: a caller may still run it"),
+            Some((false, when)) => format!("its lease lapsed {when}"),
             None => "it has no lease".into(),
         };
         let attempt = record.attempt;
@@ -235,11 +219,9 @@ impl Session {
                  released): nothing was released"
             )));
         }
+        let text = format!("released {ns} record {key:?}: the next call runs it\n");
         let json = json!({ "namespace": ns.as_str(), "key": key, "released": true });
-        Ok((
-            json,
-            format!("released {ns} record {key:?}: the next call runs it\n"),
-        ))
+        Ok((json, text))
     }
 
     async fn progress(&self, execution: &str) -> Output {
@@ -255,12 +237,9 @@ impl Session {
             let took = duration(p.finished_at.since(p.started_at));
             steps.push(json!({ "step": p.step, "status": p.status, "detail": p.detail,
                 "attempt": p.attempt, "key": p.key, "started_at": started, "finished_at": finished }));
-            let (n, attempt, key) = (
-                (i + 1).to_string(),
-                p.attempt.to_string(),
-                output::key(&p.key),
-            );
+            let (n, attempt) = ((i + 1).to_string(), p.attempt.to_string());
             let (step, status, detail) = (p.step.clone(), p.status.clone(), p.detail.clone());
+            let key = output::key(&p.key);
             rows.push([n, step, status, detail, attempt, started, took, key]);
         }
         let header = [
@@ -288,22 +267,18 @@ impl Session {
         }
         let doc = |c: [u64; 7]| Value::from_iter(COUNTS.iter().map(|n| n.to_string()).zip(c));
         let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns.to_owned(), doc(c))));
-        let json =
-            json!({ "store": self.shown_url, "namespaces": namespaces, "total": doc(total) });
+        let store = stent::redact(&self.args.store);
+        let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
         rows.push(("total", total));
         let columns = ["namespace"].iter().chain(&COUNTS);
-        let header: Vec<String> = columns
-            .map(|c| c.to_uppercase().replace('_', " "))
-            .collect();
+        let header = Vec::from_iter(columns.map(|c| c.to_uppercase().replace('_', " ")));
         let rows = rows.iter().map(|(name, c)| {
             let counts = c[..6].iter().map(u64::to_string);
             let row = [name.to_string()].into_iter().chain(counts);
             row.chain([output::bytes(c[6])]).collect::<Vec<_>>()
         });
-        Ok((
-            json,
-            format!("store: {}\n\n{}", self.shown_url, table(&header, rows)),
-        ))
+        let text = format!("store: {store}\n\n{}", table(&header, rows));
+        Ok((json, text))
     }
 
     /// The record under `key`, expired or not; a missing key is an error.

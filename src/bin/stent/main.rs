@@ -1,10 +1,5 @@
-//! `stent`: list, show, delete, purge and count the results stent keeps, in any store.
-//!
-//! ```text
-//! stent --store sqlite://stent.db cache ls --prefix 'fx::'
-//! stent idempotency show 'billing::charge_customer|v1|charge:ord-1'
-//! stent --store redis://127.0.0.1:6379 --json stats
-//! ```
+//! `stent`: list, show, delete, purge and count the results stent keeps, in any store
+//! (`stent --store sqlite://stent.db cache ls --prefix 'fx::'`; see the README).
 
 mod commands;
 mod output;
@@ -22,10 +17,9 @@ struct Args {
     /// The store's URL.
     ///
     /// sqlite://stent.db, postgres://user@host/db, redis://host:6379,
-    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://.
-    /// A store built with a prefix, schema or table prefix: sqlite://app.db?table_prefix=P,
-    /// postgres://…/db?schema=S&table_prefix=P, redis://host:6379?prefix=P,
-    /// dynamodb://TABLE?prefix=P&…
+    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://; with
+    /// ?table_prefix=P (SQLite, PostgreSQL), ?schema=S (PostgreSQL) or ?prefix=P (Redis,
+    /// DynamoDB) for a store built with one.
     #[arg(long, global = true, env = "STENT_STORE", hide_env_values = true)]
     #[arg(default_value = "sqlite://stent.db", value_name = "URL")]
     store: String,
@@ -104,14 +98,11 @@ struct KeyArg {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let store_url = args.store.clone();
-    match commands::run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.to_line(&store_url));
-            ExitCode::FAILURE
-        }
-    }
+    let Err(failure) = commands::run(&args).await else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {}", failure.to_line(&args.store));
+    ExitCode::FAILURE
 }
 
 #[cfg(test)]

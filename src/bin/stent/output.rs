@@ -102,7 +102,6 @@ pub(crate) fn records_table(records: &[Record], now: Timestamp) -> String {
 
 /// The `show` page: one field a line, then the decoded value pretty-printed.
 pub(crate) fn record_page(ns: Namespace, record: &Record, now: Timestamp) -> String {
-    let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     let when = |t: Timestamp| format!("{t} ({})", relative(t, now));
     let state = match Condition::of(record, now) {
         Condition::Completed => "completed".into(),
@@ -116,54 +115,37 @@ pub(crate) fn record_page(ns: Namespace, record: &Record, now: Timestamp) -> Str
             record.state.as_str().replace('_', " ")
         ),
     };
-    let in_progress = record.state == RecordState::InProgress;
-    let mut fields = vec![
-        ("namespace", ns.as_str().to_owned()),
-        ("key", key(&record.key)),
-        ("state", state),
-        ("function", or_dash(&record.function)),
-        ("version", or_dash(&record.version)),
-        ("attempt", record.attempt.to_string()),
-        ("created", record.created_at.to_string()),
+    let expires = record.expires_at.map_or("never".into(), when);
+    let size = record.value.as_ref().map(|v| format!("{} bytes", v.len()));
+    let fields = [
+        ("namespace", Some(ns.to_string())),
+        ("key", Some(key(&record.key))),
+        ("state", Some(state)),
+        ("function", record.function.clone()),
+        ("version", record.version.clone()),
+        ("attempt", Some(record.attempt.to_string())),
+        ("created", Some(record.created_at.to_string())),
+        ("completed", record.completed_at.map(|t| t.to_string())),
+        ("lease until", record.lease_expires_at.map(when)),
+        ("expires", Some(expires)),
+        ("fingerprint", record.fingerprint.clone()),
+        ("size", size),
     ];
-    fields.extend(record.completed_at.map(|t| ("completed", t.to_string())));
-    fields.extend(in_progress.then(|| {
-        (
-            "lease until",
-            record.lease_expires_at.map_or("-".into(), when),
-        )
-    }));
-    fields.push(("expires", record.expires_at.map_or("never".into(), when)));
-    fields.extend(record.fingerprint.clone().map(|fp| ("fingerprint", fp)));
-    let mut body = None;
-    match &record.value {
-        None => fields.push(("size", "- (no value while in progress)".into())),
-        Some(v) => {
-            let size = match v.len() {
-                n @ ..1024 => format!("{n} bytes"),
-                n => format!("{} ({n} bytes)", bytes(n)),
-            };
-            fields.push(("size", size));
-            match codec::to_json(&record.key, v) {
-                Ok(Stored::Value(v)) => body = Some(("value", v)),
-                Ok(Stored::Error(e)) => body = Some(("stored error", e)),
-                Err(e) => fields.push(("value", format!("not decodable: {}", e.message()))),
-            }
-        }
-    }
-    let mut out = table::<&str, _>(
-        &[],
-        fields
-            .into_iter()
-            .map(|(name, value)| [name.to_owned(), value]),
-    );
-    if let Some((name, value)) = body {
-        out.push_str(&format!("{name}:\n"));
-        for line in format!("{value:#}").lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    out
+    let rows = fields.map(|(name, value)| value.map(|v| [name.to_owned(), v]));
+    let mut page = table::<&str, _>(&[], rows.into_iter().flatten());
+    let decoded = record
+        .value
+        .as_ref()
+        .map(|v| codec::to_json(&record.key, v));
+    let (name, body) = match decoded {
+        None => return page,
+        Some(Ok(Stored::Value(value))) => ("value", format!("{value:#}")),
+        Some(Ok(Stored::Error(error))) => ("stored error", format!("{error:#}")),
+        Some(Err(e)) => ("value", format!("not decodable: {}", e.message())),
+    };
+    page += &format!("{name}:\n");
+    body.lines().for_each(|line| page += &format!("  {line}\n"));
+    page
 }
 
 /// Rows under `header` (none when empty) in columns two spaces apart, without borders.
@@ -185,14 +167,9 @@ where
 
 /// A key as one printable line: control characters escaped, everything else as stored.
 pub(crate) fn key(k: &str) -> String {
+    let escape = |c: char| c.escape_default().to_string();
     k.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
+        .map(|c| if c.is_control() { escape(c) } else { c.into() })
         .collect()
 }
 

@@ -5,6 +5,7 @@ use std::io::{self, IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
+use serde_json::Value;
 use stent_core::store::{percent_decode, take_url_params};
 
 /// An error for the user: printed as `error: {message}`, exit status 1.
@@ -42,20 +43,15 @@ impl From<stent::Error> for Failure {
 fn secrets(url: &str) -> Vec<String> {
     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let userinfo = authority
-        .rsplit_once('@')
-        .map_or("", |(userinfo, _)| userinfo);
+    let userinfo = authority.rsplit_once('@').map_or("", |(info, _)| info);
     let in_userinfo = userinfo.split_once(':').map(|(_, pw)| pw.to_owned());
-    let options = take_url_params(url, &["password"]).1.into_iter();
-    let mut found: Vec<String> = (in_userinfo.into_iter().chain(options.map(|(_, pw)| pw)))
-        .flat_map(|pw| {
-            [
-                String::from_utf8_lossy(&percent_decode(&pw)).into_owned(),
-                pw,
-            ]
-        })
-        .filter(|pw| !pw.is_empty())
-        .collect();
+    let (_, options) = take_url_params(url, &["password"]);
+    let raw = in_userinfo
+        .into_iter()
+        .chain(options.into_iter().map(|(_, pw)| pw));
+    let decoded = |pw: &String| String::from_utf8_lossy(&percent_decode(pw)).into_owned();
+    let mut found: Vec<String> = raw.flat_map(|pw| [decoded(&pw), pw]).collect();
+    found.retain(|pw| !pw.is_empty());
     found.sort_by_key(|pw| Reverse(pw.len()));
     found
 }
@@ -93,8 +89,10 @@ pub(crate) fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-/// Writes a command's output; a reader that went away (`stent cache ls | head`) is not an error.
-pub(crate) fn print(text: String) -> Result<(), Failure> {
+/// Writes a command's JSON document or its text; a reader that went away
+/// (`stent cache ls | head`) is not an error.
+pub(crate) fn print((doc, text): (Value, String), json: bool) -> Result<(), Failure> {
+    let text = if json { format!("{doc:#}\n") } else { text };
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
