@@ -32,29 +32,21 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
 /// Opens the store a URL names, with whichever backends are compiled in.
 ///
-/// | URL | store | feature |
+/// | URL | store (cargo feature) | options, as the store's builder sets them |
 /// |---|---|---|
-/// | `memory://` (no options) | [`MemoryStore`] (this process only) | always |
-/// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` | `sqlite` (default) |
-/// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` | `postgres` |
-/// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` | `redis` |
-/// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` | `dynamodb` |
+/// | `memory://` | [`MemoryStore`], this process only (always) | none |
+/// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` (`sqlite`, default) | `table_prefix` |
+/// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` (`postgres`) | `schema`, `table_prefix`, the driver's (`sslmode`, `options`, `application_name`, …) |
+/// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` (`redis`) | `prefix`; any other goes to the Redis driver |
+/// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` (`dynamodb`) | `endpoint`, `region`, `prefix` |
 ///
-/// Where to find a store's records goes in the URL too, as the backends' builders would set
-/// it: `sqlite://app.db?table_prefix=billing_`, `postgres://…/db?schema=stent&table_prefix=billing_`,
-/// `redis://host:6379?prefix=billing`.
-///
-/// Breaking any of these rules is an [`ErrorKind::Config`] error that says what to change;
-/// passwords never appear in error messages:
+/// Breaking any of these rules is an [`ErrorKind::Config`] error that says what to change,
+/// without the URL's password:
 ///
 /// - A string without a scheme (`garbage`, `stent.db`) is not a store URL, and an unknown
 ///   scheme is refused; both errors list the schemes accepted.
 /// - A URL whose backend is not compiled in names the cargo feature to enable.
-/// - An option a store does not know is an error naming it: `memory://` takes none;
-///   `sqlite://` takes `table_prefix`; `postgres://` takes `schema`, `table_prefix` and the
-///   driver's connection parameters (`sslmode`, `options`, `application_name`, …);
-///   `dynamodb://` takes `endpoint`, `region` and `prefix`. Redis URLs take `prefix` and pass
-///   any other parameter to the Redis driver, as the Redis store documents.
+/// - An option the store does not take (see the table) is named.
 /// - A PostgreSQL URL names its user (`postgres://USER@host/db` or `?user=USER`), or the
 ///   `PGUSER` variable does, as for `psql`; no user at all is an error, never a guess.
 /// - A DynamoDB URL carries no credentials: they come from the AWS environment

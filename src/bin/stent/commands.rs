@@ -57,11 +57,8 @@ async fn open(url: &str) -> Result<Arc<dyn ResultStore>, Failure> {
     if let Some(path) = sqlite_path(url)
         && !std::path::Path::new(path).exists()
     {
-        let url = stent::redact(url);
-        let why = "nothing is stored there yet";
-        return Err(Failure(format!(
-            "no SQLite database at {path} (from {url}): {why}"
-        )));
+        let message = format!("no SQLite database at {path}: nothing is stored there yet");
+        return Err(Failure(message));
     }
     Ok(stent::connect(url).await?)
 }
@@ -201,12 +198,10 @@ impl Session<'_> {
             return Err(Failure(format!("{why} {key:?}")));
         };
         let now = Timestamp::now();
-        let lease_end = record
-            .lease_expires_at
-            .map(|t| (t > now, output::relative(t, now)));
-        let lease = match lease_end {
-            Some((true, when)) => format!("its lease ends {when}: a caller may still run it"),
-            Some((false, when)) => format!("its lease lapsed {when}"),
+        let when = |t| output::relative(t, now);
+        let lease = match record.lease_expires_at {
+            Some(t) if t > now => format!("its lease ends {}: a caller may still run it", when(t)),
+            Some(t) => format!("its lease lapsed {}", when(t)),
             None => "it has no lease".into(),
         };
         let attempt = record.attempt;
@@ -235,8 +230,10 @@ impl Session<'_> {
         for (i, p) in state.progress.iter().enumerate() {
             let (started, finished) = (p.started_at.to_string(), p.finished_at.to_string());
             let took = duration(p.finished_at.since(p.started_at));
-            steps.push(json!({ "step": p.step, "status": p.status, "detail": p.detail,
-                "attempt": p.attempt, "key": p.key, "started_at": started, "finished_at": finished }));
+            steps.push(json!({
+                "step": p.step, "status": p.status, "detail": p.detail, "attempt": p.attempt,
+                "key": p.key, "started_at": started, "finished_at": finished,
+            }));
             let (n, attempt) = ((i + 1).to_string(), p.attempt.to_string());
             let (step, status, detail) = (p.step.clone(), p.status.clone(), p.detail.clone());
             let key = output::key(&p.key);
@@ -250,9 +247,7 @@ impl Session<'_> {
     }
 
     async fn stats(&self) -> Output {
-        let now = Timestamp::now();
-        let mut rows = Vec::new();
-        let mut total = [0; COUNTS.len()];
+        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; COUNTS.len()]);
         for ns in Namespace::ALL {
             let mut counts = [0_u64; COUNTS.len()];
             let query = ListQuery::new().include_expired(true);
@@ -266,7 +261,7 @@ impl Session<'_> {
             rows.push((ns.as_str(), counts));
         }
         let doc = |c: [u64; 7]| Value::from_iter(COUNTS.iter().map(|n| n.to_string()).zip(c));
-        let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns.to_owned(), doc(c))));
+        let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns, doc(c))));
         let store = stent::redact(&self.args.store);
         let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
         rows.push(("total", total));

@@ -8,18 +8,14 @@ use serde_json::{Value, json};
 use stent::codec::{self, Stored, TAG_JSON_ERROR};
 use stent::{Namespace, Record, RecordState, Timestamp};
 
-/// Where a record stands at a given time: each record is exactly one of these.
+/// Where a record stands at a given time: each record is exactly one of these (the `show`
+/// page says what each means for callers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Condition {
-    /// Holds the function's value.
     Completed,
-    /// Holds a terminal error that is replayed to callers.
     StoredError,
-    /// Claimed, and the owner's lease is live.
     InProgress,
-    /// Claimed, but the owner's lease has lapsed: the next caller takes over.
     Lapsed,
-    /// Past its expiry, invisible to callers, not purged yet.
     Expired,
 }
 
@@ -51,22 +47,17 @@ impl Condition {
 
 /// A record as one JSON object, without its value.
 pub(crate) fn record_json(record: &Record, now: Timestamp) -> Value {
-    let condition = Condition::of(record, now);
+    let (condition, time) = (Condition::of(record, now), |t: Timestamp| t.to_string());
     json!({
-        "key": record.key,
-        "state": record.state.as_str(),
+        "key": record.key, "state": record.state.as_str(), "attempt": record.attempt,
         "expired": condition == Condition::Expired,
         "stored_error": condition == Condition::StoredError,
         "lease_lapsed": record.lease_lapsed(now),
-        "attempt": record.attempt,
         "size": record.value.as_ref().map(Vec::len),
-        "function": record.function,
-        "version": record.version,
-        "fingerprint": record.fingerprint,
-        "created_at": record.created_at.to_string(),
-        "completed_at": record.completed_at.map(|t| t.to_string()),
-        "expires_at": record.expires_at.map(|t| t.to_string()),
-        "lease_expires_at": record.lease_expires_at.map(|t| t.to_string()),
+        "function": record.function, "version": record.version, "fingerprint": record.fingerprint,
+        "created_at": time(record.created_at), "completed_at": record.completed_at.map(time),
+        "expires_at": record.expires_at.map(time),
+        "lease_expires_at": record.lease_expires_at.map(time),
     })
 }
 
