@@ -11,8 +11,6 @@ pub use stent_core::{
     Traced, async_trait, clock, codec, error, key, observe, progress, record, store,
 };
 
-// ---- backends (one block per cargo feature) ----
-
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
@@ -32,34 +30,23 @@ pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
-// ---- end of backends ----
-
 /// Opens the store a URL names, with whichever backends are compiled in.
 ///
-/// | URL | store | feature |
+/// | URL | store (cargo feature) | options, as the store's builder sets them |
 /// |---|---|---|
-/// | `memory://` (no options) | [`MemoryStore`] (this process only) | always |
-/// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` | `sqlite` (default) |
-/// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` | `postgres` |
-/// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` | `redis` |
-/// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` | `dynamodb` |
+/// | `memory://` | [`MemoryStore`], this process only (always) | none |
+/// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` (`sqlite`, default) | `table_prefix` |
+/// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` (`postgres`) | `schema`, `table_prefix`, the driver's (`sslmode`, `options`, `application_name`, …) |
+/// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` (`redis`) | `prefix`; any other goes to the Redis driver |
+/// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` (`dynamodb`) | `endpoint`, `region`, `prefix` |
 ///
-/// Where to find a store's records goes in the URL too: `sqlite://app.db?table_prefix=billing_`,
-/// `postgres://…/db?schema=stent&table_prefix=billing_`, `redis://host:6379?prefix=billing`,
-/// as the backends' builders would set them.
-///
-/// Every scheme follows the same rules, and breaking one is an [`ErrorKind::Config`] error
-/// that says what to change; passwords never appear in error messages:
+/// Breaking any of these rules is an [`ErrorKind::Config`] error that says what to change,
+/// without the URL's password:
 ///
 /// - A string without a scheme (`garbage`, `stent.db`) is not a store URL, and an unknown
 ///   scheme is refused; both errors list the schemes accepted.
 /// - A URL whose backend is not compiled in names the cargo feature to enable.
-/// - An option a store does not know is an error naming it, for every scheme: `memory://`
-///   takes none; `sqlite://` takes `table_prefix`; `postgres://` takes `schema`,
-///   `table_prefix` and the driver's connection parameters (`sslmode`, `options`,
-///   `application_name`, …); `dynamodb://` takes `endpoint`, `region` and `prefix`.
-///   Redis URLs are the exception the Redis store documents: it takes `prefix` and passes
-///   any other parameter to the Redis driver.
+/// - An option the store does not take (see the table) is named.
 /// - A PostgreSQL URL names its user (`postgres://USER@host/db` or `?user=USER`), or the
 ///   `PGUSER` variable does, as for `psql`; no user at all is an error, never a guess.
 /// - A DynamoDB URL carries no credentials: they come from the AWS environment
@@ -76,57 +63,46 @@ pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
-    let Some(scheme) = scheme_of(url) else {
-        return Err(Error::config(format!(
-            "{:?} is not a store URL: expected {ACCEPTED}",
-            redact(url)
-        )));
-    };
-    match scheme {
-        "memory" => {
-            let rest = &url["memory:".len()..];
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
-            if rest.is_empty() {
-                Ok(Arc::new(MemoryStore::new()))
-            } else {
-                Err(memory_url_error(url, rest))
-            }
-        }
-        "sqlite" => {
-            #[cfg(feature = "sqlite")]
-            return Ok(Arc::new(SqliteStore::connect(url).await?));
-            #[cfg(not(feature = "sqlite"))]
-            return Err(missing_feature(scheme, "sqlite"));
-        }
-        "postgres" | "postgresql" => {
-            #[cfg(feature = "postgres")]
-            return Ok(Arc::new(PostgresStore::connect(url).await?));
-            #[cfg(not(feature = "postgres"))]
-            return Err(missing_feature(scheme, "postgres"));
-        }
-        "redis" | "rediss" | "redis+unix" | "redis+cluster" => {
-            #[cfg(feature = "redis")]
-            return Ok(Arc::new(RedisStore::connect(url).await?));
-            #[cfg(not(feature = "redis"))]
-            return Err(missing_feature(scheme, "redis"));
-        }
-        "dynamodb" => {
-            #[cfg(feature = "dynamodb")]
-            return Ok(Arc::new(DynamoDbStore::connect(url).await?));
-            #[cfg(not(feature = "dynamodb"))]
-            return Err(missing_feature(scheme, "dynamodb"));
-        }
-        _ => Err(Error::config(format!(
-            "unknown store URL scheme {:?} in {:?}: expected {ACCEPTED}",
-            scheme,
-            redact(url)
-        ))),
+    let scheme = scheme_of(url).unwrap_or_default();
+    if scheme == "memory" {
+        return memory(url);
     }
+    #[cfg(feature = "sqlite")]
+    if stent_sqlite::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    }
+    #[cfg(feature = "postgres")]
+    if stent_postgres::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
+    }
+    #[cfg(feature = "redis")]
+    if stent_redis::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(RedisStore::connect(url).await?));
+    }
+    #[cfg(feature = "dynamodb")]
+    if stent_dynamodb::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(DynamoDbStore::connect(url).await?));
+    }
+    let all = BACKENDS.iter().flat_map(|(_, schemes)| *schemes);
+    let expected = all.fold("memory://".to_owned(), |list, s| format!("{list}, {s}://"));
+    let (shown, backend) = (redact(url), BACKENDS.iter().find(|b| b.1.contains(&scheme)));
+    Err(Error::config(match backend {
+        _ if scheme.is_empty() => format!("{shown:?} is not a store URL: expected {expected}"),
+        Some((feature, _)) => format!(
+            "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
+        ),
+        None => format!("unknown store URL scheme {scheme:?} in {shown:?}: expected {expected}"),
+    }))
 }
 
-/// The URL forms [`connect`] accepts, for its error messages.
-const ACCEPTED: &str = "memory://, sqlite://PATH, postgres://USER@HOST/DB (or postgresql://), \
-     redis://HOST (or rediss://, redis+unix://, redis+cluster://), or dynamodb://TABLE";
+/// Each backend's cargo feature and the URL schemes its crate's `SCHEMES` lists, spelled out
+/// here so that the schemes of a backend not compiled in are still known.
+const BACKENDS: [(&str, &[&str]); 4] = [
+    ("sqlite", &["sqlite"]),
+    ("postgres", &["postgres", "postgresql"]),
+    ("redis", &["redis", "rediss", "redis+unix", "redis+cluster"]),
+    ("dynamodb", &["dynamodb"]),
+];
 
 /// The scheme of `url`: RFC 3986's letter, then letters, digits, `+`, `-` and `.`, before
 /// the first `:`. `None` when there is none.
@@ -138,67 +114,50 @@ fn scheme_of(url: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
-/// Why a `memory:` URL with anything after the scheme is refused: the store has no
-/// location and no options.
-fn memory_url_error(url: &str, rest: &str) -> Error {
-    let options: Vec<&str> = rest
-        .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').map_or(p, |(name, _)| name))
-        .collect();
-    if options.is_empty() {
-        Error::config(format!(
-            "memory store URL {:?} names a location, but a memory store has none: use memory://",
-            redact(url)
-        ))
-    } else {
-        Error::config(format!(
-            "unknown option{} {} in memory store URL {:?}: memory:// takes no options",
-            if options.len() == 1 { "" } else { "s" },
-            options
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            redact(url)
-        ))
+/// A memory store for `memory://` (or `memory:`); anything after the scheme is refused,
+/// since a memory store has no location and no options.
+fn memory(url: &str) -> Result<Arc<dyn ResultStore>> {
+    let rest = &url["memory:".len()..];
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(Arc::new(MemoryStore::new()));
     }
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    let pairs = query.split('&').filter(|pair| !pair.is_empty());
+    let names: Vec<String> = pairs
+        .map(|pair| format!("{:?}", pair.split_once('=').map_or(pair, |(name, _)| name)))
+        .collect();
+    let shown = redact(url);
+    Err(Error::config(match names.len() {
+        0 => format!(
+            "memory store URL {shown:?} names a location, but a memory store has none: use memory://"
+        ),
+        n => format!(
+            "unknown option{} {} in memory store URL {shown:?}: memory:// takes no options",
+            if n == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    }))
 }
 
-#[allow(dead_code)]
-fn missing_feature(scheme: &str, feature: &str) -> Error {
-    Error::config(format!(
-        "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
-    ))
-}
-
-/// A URL with any password replaced by `***`, for messages.
+/// A URL with any password in its user info replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[userinfo.len()..]),
         None => url.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
 
     #[test]
     fn redact_hides_passwords_only() {
@@ -210,5 +169,24 @@ mod tests {
         assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
         assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");
         assert_eq!(redact("memory://"), "memory://");
+    }
+
+    #[test]
+    #[cfg(all(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "redis",
+        feature = "dynamodb"
+    ))]
+    fn the_schemes_are_the_backend_crates_own() {
+        let crates = [
+            stent_sqlite::SCHEMES,
+            stent_postgres::SCHEMES,
+            stent_redis::SCHEMES,
+            stent_dynamodb::SCHEMES,
+        ];
+        for ((_, schemes), own) in BACKENDS.iter().zip(crates) {
+            assert_eq!(*schemes, own);
+        }
     }
 }

@@ -1,83 +1,81 @@
-//! What each command does against the store.
+//! What each command does against the store: each returns its JSON document and its text.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use stent::{ListQuery, Namespace, Record, RecordState, ResultStore, Timestamp};
+use stent::{ListQuery, Namespace, Record, RecordState, ResultStore, Stent, Timestamp};
 
-use crate::cli::{Args, Command, IdempotencyCommand, LsArgs, RecordCommand};
-use crate::failure::Failure;
-use crate::output::{self, Condition, Table};
-use crate::term::{self, Progress};
+use crate::output::{self, Condition, duration, table};
+use crate::term::{self, Failure};
+use crate::{Args, Command, IdempotencyCommand, LsArgs, RecordCommand};
 
-/// Records per `list` page when walking a whole namespace.
-const PAGE: usize = 1000;
-/// Expired records deleted per `purge_expired` call, so progress can be shown between calls.
-const PURGE_BATCH: usize = 1000;
+/// Records per `list` page when walking a namespace, and expired records deleted per
+/// `purge_expired` call (so that progress shows between calls).
+const BATCH: usize = 1000;
 
-/// The parsed command line and the opened store.
-struct Session {
+/// What `stats` counts in a namespace, as its JSON names them: every record, one count per
+/// [`Condition`] in its order, then the bytes of the values.
+const COUNTS: [&str; 7] = [
+    "records",
+    "completed",
+    "stored_errors",
+    "in_progress",
+    "lease_lapsed",
+    "expired",
+    "value_bytes",
+];
+
+/// A command's output: the document `--json` prints, and the text printed otherwise.
+type Output = Result<(Value, String), Failure>;
+
+/// The command line and the store it names.
+struct Session<'a> {
+    args: &'a Args,
     store: Arc<dyn ResultStore>,
-    shown_url: String,
-    json: bool,
-    yes: bool,
 }
 
-pub(crate) async fn run(args: Args) -> Result<(), Failure> {
-    let session = Session {
+pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
+    let s = Session {
+        args,
         store: open(&args.store).await?,
-        shown_url: stent::redact(&args.store),
-        json: args.json,
-        yes: args.yes,
     };
-    let text = match args.command {
-        Command::Cache(command) => session.record_command(Namespace::Cache, command).await?,
+    let output = match &args.command {
+        Command::Cache(command) => s.on(Namespace::Cache, command).await?,
         Command::Idempotency(IdempotencyCommand::Record(command)) => {
-            session
-                .record_command(Namespace::Idempotency, command)
-                .await?
+            s.on(Namespace::Idempotency, command).await?
         }
-        Command::Idempotency(IdempotencyCommand::Release(arg)) => {
-            session.release(Namespace::Idempotency, &arg.key).await?
-        }
-        Command::Stats => session.stats().await?,
-        Command::Progress(arg) => session.progress(&arg.execution).await?,
+        Command::Idempotency(IdempotencyCommand::Release(arg)) => s.release(&arg.key).await?,
+        Command::Stats => s.stats().await?,
+        Command::Progress { execution } => s.progress(execution).await?,
     };
-    term::print(&text)
+    term::print(output, args.json)
 }
 
 /// Opens the store; a SQLite file that does not exist is an error rather than created empty.
 async fn open(url: &str) -> Result<Arc<dyn ResultStore>, Failure> {
+    #[cfg(feature = "sqlite")]
     if let Some(path) = sqlite_path(url)
-        && !Path::new(path).exists()
+        && !std::path::Path::new(path).exists()
     {
-        return Err(Failure::new(format!(
-            "no SQLite database at {path} (from {}): nothing is stored there yet",
-            stent::redact(url)
-        )));
+        let message = format!("no SQLite database at {path}: nothing is stored there yet");
+        return Err(Failure(message));
     }
     Ok(stent::connect(url).await?)
 }
 
 /// The file a `sqlite:` URL names, as `SqliteStore::connect` reads it.
+#[cfg(feature = "sqlite")]
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    let rest = url.strip_prefix(stent_sqlite::SCHEME)?.strip_prefix(':')?;
+    let path = rest.strip_prefix("//").unwrap_or(rest).split('?').next()?;
     (!path.is_empty()).then_some(path)
 }
 
-impl Session {
-    async fn record_command(
-        &self,
-        ns: Namespace,
-        command: RecordCommand,
-    ) -> Result<String, Failure> {
+impl Session<'_> {
+    /// Runs a command that both namespaces offer on `ns`.
+    async fn on(&self, ns: Namespace, command: &RecordCommand) -> Output {
         match command {
-            RecordCommand::Ls(args) => self.ls(ns, &args).await,
+            RecordCommand::Ls(args) => self.ls(ns, args).await,
             RecordCommand::Show(arg) => self.show(ns, &arg.key).await,
             RecordCommand::Rm(arg) => self.rm(ns, &arg.key).await,
             RecordCommand::Clear => self.clear(ns).await,
@@ -85,295 +83,197 @@ impl Session {
         }
     }
 
-    async fn ls(&self, ns: Namespace, args: &LsArgs) -> Result<String, Failure> {
-        let wanted = if args.limit == 0 {
-            usize::MAX
-        } else {
-            args.limit
-        };
-        let mut records = Vec::new();
-        let mut cursor = None;
-        let mut progress = Progress::new();
-        // One record past the limit tells whether more follow.
-        while records.len() <= wanted {
-            let page_size = (wanted - records.len()).saturating_add(1).min(PAGE);
-            let query = ListQuery::new()
-                .prefix(args.prefix.as_str())
-                .cursor(cursor.take())
-                .limit(page_size)
-                .include_expired(args.all);
+    /// Asks to `{action} in {store}`, unless `--yes`.
+    fn confirm(&self, action: String) -> Result<(), Failure> {
+        let store = stent::redact(&self.args.store);
+        term::confirm(&format!("{action} in {store}"), self.args.yes)
+    }
+
+    /// Hands `each` the records of `ns` that `query` selects, page by page, until there are
+    /// no more or `max` were handed.
+    async fn walk(
+        &self,
+        ns: Namespace,
+        mut query: ListQuery,
+        max: usize,
+        mut each: impl FnMut(Record),
+    ) -> Result<(), Failure> {
+        let bar = term::spinner(format!("reading {ns}"));
+        let mut seen = 0;
+        while seen < max {
+            query.limit = (max - seen).min(BATCH);
             let page = self.store.list(ns, &query).await?;
-            records.extend(page.records);
-            progress.update(&format!("listing {ns}: {} records", records.len()));
+            seen += page.records.len();
+            page.records.into_iter().for_each(&mut each);
+            bar.set_message(format!("reading {ns}: {seen} records"));
             match page.next_cursor {
-                Some(next) => cursor = Some(next),
+                Some(next) => query.cursor = Some(next),
                 None => break,
             }
         }
-        progress.finish();
+        Ok(())
+    }
+
+    async fn ls(&self, ns: Namespace, args: &LsArgs) -> Output {
+        let wanted = Some(args.limit).filter(|&n| n > 0).unwrap_or(usize::MAX);
+        let query = ListQuery::new().prefix(args.prefix.as_str());
+        let query = query.include_expired(args.all);
+        let mut records = Vec::new();
+        // One record past the limit tells whether more follow.
+        (self.walk(ns, query, wanted.saturating_add(1), |r| records.push(r))).await?;
         let more = records.len() > wanted;
         records.truncate(wanted);
         let now = Timestamp::now();
-        if self.json {
-            let list: Vec<Value> = records
-                .iter()
-                .map(|r| output::record_json(r, now))
-                .collect();
-            return json_doc(json!({ "namespace": ns.as_str(), "records": list, "more": more }));
-        }
-        if records.is_empty() {
-            let which = if args.prefix.is_empty() {
-                String::new()
-            } else {
-                format!(" with a key starting with {:?}", args.prefix)
-            };
-            return Ok(format!("no {ns} records{which}\n"));
-        }
+        let docs = Value::from_iter(records.iter().map(|r| output::record_json(r, now)));
         let mut text = output::records_table(&records, now);
-        if more {
-            text.push_str(&format!(
-                "(first {} records; more follow: raise --limit, 0 for all, or narrow --prefix)\n",
-                records.len()
-            ));
+        if records.is_empty() {
+            text = match args.prefix.as_str() {
+                "" => format!("no {ns} records\n"),
+                p => format!("no {ns} records with a key starting with {p:?}\n"),
+            };
+        } else if more {
+            let more = "more follow: raise --limit, 0 for all, or narrow --prefix";
+            text += &format!("(first {} records; {more})\n", records.len());
         }
-        Ok(text)
+        let json = json!({ "namespace": ns.as_str(), "records": docs, "more": more });
+        Ok((json, text))
     }
 
-    async fn show(&self, ns: Namespace, key: &str) -> Result<String, Failure> {
+    async fn show(&self, ns: Namespace, key: &str) -> Output {
         let record = self.find(ns, key).await?;
         let now = Timestamp::now();
-        if self.json {
-            return json_doc(output::record_json_with_value(ns, &record, now));
-        }
-        Ok(output::record_page(ns, &record, now))
+        let mut json = output::record_json(&record, now);
+        output::add_value(&mut json, ns, &record);
+        Ok((json, output::record_page(ns, &record, now)))
     }
 
-    async fn rm(&self, ns: Namespace, key: &str) -> Result<String, Failure> {
+    async fn rm(&self, ns: Namespace, key: &str) -> Output {
         let record = self.find(ns, key).await?;
-        term::confirm(
-            &format!(
-                "delete the {} {ns} record {} from {}",
-                Condition::of(&record, Timestamp::now()).label(),
-                quoted(key),
-                self.shown_url
-            ),
-            self.yes,
-        )?;
+        let condition = Condition::of(&record, Timestamp::now()).label();
+        self.confirm(format!("delete the {condition} {ns} record {key:?}"))?;
         if !self.store.delete(ns, key).await? {
             return Err(missing(ns, key));
         }
-        if self.json {
-            return json_doc(json!({ "namespace": ns.as_str(), "key": key, "deleted": true }));
-        }
-        Ok(format!("deleted {ns} record {}\n", quoted(key)))
+        let json = json!({ "namespace": ns.as_str(), "key": key, "deleted": true });
+        Ok((json, format!("deleted {ns} record {key:?}\n")))
     }
 
-    async fn clear(&self, ns: Namespace) -> Result<String, Failure> {
-        term::confirm(
-            &format!("delete every {ns} record in {}", self.shown_url),
-            self.yes,
-        )?;
-        let mut progress = Progress::new();
-        let deleted = progress
-            .around(&format!("clearing {ns}"), self.store.clear(ns))
-            .await?;
-        progress.finish();
-        if self.json {
-            return json_doc(json!({ "namespace": ns.as_str(), "deleted": deleted }));
-        }
-        Ok(format!("deleted {deleted} {ns} {}\n", plural(deleted)))
+    async fn clear(&self, ns: Namespace) -> Output {
+        self.confirm(format!("delete every {ns} record"))?;
+        let _bar = term::spinner(format!("clearing {ns}"));
+        let deleted = self.store.clear(ns).await?;
+        let text = format!("deleted {deleted} {ns} {}\n", records(deleted));
+        let json = json!({ "namespace": ns.as_str(), "deleted": deleted });
+        Ok((json, text))
     }
 
-    async fn purge(&self, ns: Namespace) -> Result<String, Failure> {
-        term::confirm(
-            &format!("delete the expired {ns} records in {}", self.shown_url),
-            self.yes,
-        )?;
-        let mut progress = Progress::new();
+    async fn purge(&self, ns: Namespace) -> Output {
+        self.confirm(format!("delete the expired {ns} records"))?;
+        let bar = term::spinner(format!("purging expired {ns} records"));
         let mut purged = 0;
         loop {
-            let message = format!("purging expired {ns} records: {purged} deleted");
-            let batch = progress
-                .around(&message, self.store.purge_expired(ns, PURGE_BATCH))
-                .await?;
+            let batch = self.store.purge_expired(ns, BATCH).await?;
             purged += batch;
-            if batch < PURGE_BATCH as u64 {
+            bar.set_message(format!("purging expired {ns} records: {purged} deleted"));
+            if batch < BATCH as u64 {
                 break;
             }
         }
-        progress.finish();
-        if self.json {
-            return json_doc(json!({ "namespace": ns.as_str(), "purged": purged }));
-        }
-        Ok(format!("purged {purged} expired {ns} {}\n", plural(purged)))
+        let json = json!({ "namespace": ns.as_str(), "purged": purged });
+        let text = format!("purged {purged} expired {ns} {}\n", records(purged));
+        Ok((json, text))
     }
 
-    async fn release(&self, ns: Namespace, key: &str) -> Result<String, Failure> {
+    async fn release(&self, key: &str) -> Output {
+        let ns = Namespace::Idempotency;
         let record = self.find(ns, key).await?;
         if record.state != RecordState::InProgress {
-            return Err(Failure::new(format!(
-                "the {ns} record {} is completed, not in progress: release only frees a stuck \
-                 claim (`stent {ns} rm` deletes a record)",
-                quoted(key)
+            return Err(Failure(format!(
+                "the {ns} record {key:?} is completed, not in progress: release only frees a \
+                 stuck claim (`stent {ns} rm` deletes a record)"
             )));
         }
         let Some(token) = &record.lease_token else {
-            return Err(Failure::new(format!(
-                "the store returned no lease token for the in-progress record {}",
-                quoted(key)
-            )));
+            let why = "the store returned no lease token for the in-progress record";
+            return Err(Failure(format!("{why} {key:?}")));
         };
         let now = Timestamp::now();
+        let when = |t| output::relative(t, now);
         let lease = match record.lease_expires_at {
-            Some(t) if t > now => format!(
-                "its lease is live for {} more: a caller may still be running it",
-                output::duration(t.since(now))
-            ),
-            Some(t) => format!("its lease lapsed {}", output::relative(t, now)),
+            Some(t) if t > now => format!("its lease ends {}: a caller may still run it", when(t)),
+            Some(t) => format!("its lease lapsed {}", when(t)),
             None => "it has no lease".into(),
         };
-        term::confirm(
-            &format!(
-                "release the in-progress {ns} record {} (attempt {}; {lease}) in {}",
-                quoted(key),
-                record.attempt,
-                self.shown_url
-            ),
-            self.yes,
-        )?;
+        let attempt = record.attempt;
+        self.confirm(format!(
+            "release the in-progress {ns} record {key:?} (attempt {attempt}; {lease})"
+        ))?;
         if !self.store.release(ns, key, token).await? {
-            return Err(Failure::new(format!(
-                "the {ns} record {} changed since it was read (completed, taken over or \
-                 released): nothing was released",
-                quoted(key)
+            return Err(Failure(format!(
+                "the {ns} record {key:?} changed since it was read (completed, taken over or \
+                 released): nothing was released"
             )));
         }
-        if self.json {
-            return json_doc(json!({ "namespace": ns.as_str(), "key": key, "released": true }));
-        }
-        Ok(format!(
-            "released {ns} record {}: the next call runs it\n",
-            quoted(key)
-        ))
+        let text = format!("released {ns} record {key:?}: the next call runs it\n");
+        let json = json!({ "namespace": ns.as_str(), "key": key, "released": true });
+        Ok((json, text))
     }
 
-    async fn progress(&self, execution: &str) -> Result<String, Failure> {
-        let state = stent::Stent::from_arc(Arc::clone(&self.store))
-            .state_of(execution)
-            .await?;
+    async fn progress(&self, execution: &str) -> Output {
+        let stent = Stent::from_arc(Arc::clone(&self.store));
+        let state = stent.state_of(execution).await?;
         if state.progress.is_empty() {
-            return Err(Failure::new(format!(
-                "no progress recorded for execution {}",
-                quoted(execution)
-            )));
+            let none = "no progress recorded for execution";
+            return Err(Failure(format!("{none} {execution:?}")));
         }
-        if self.json {
-            let steps: Vec<Value> = state
-                .progress
-                .iter()
-                .map(|p| {
-                    json!({
-                        "step": p.step,
-                        "status": p.status,
-                        "detail": p.detail,
-                        "attempt": p.attempt,
-                        "key": p.key,
-                        "started_at": p.started_at.to_string(),
-                        "finished_at": p.finished_at.to_string(),
-                    })
-                })
-                .collect();
-            return json_doc(json!({ "execution": state.id, "progress": steps }));
-        }
-        let mut table = Table::new([
-            "#", "STEP", "STATUS", "DETAIL", "ATTEMPT", "STARTED", "TOOK", "KEY",
-        ]);
+        let (mut steps, mut rows) = (Vec::new(), Vec::new());
         for (i, p) in state.progress.iter().enumerate() {
-            table.row([
-                (i + 1).to_string(),
-                p.step.clone(),
-                p.status.clone(),
-                p.detail.clone(),
-                p.attempt.to_string(),
-                p.started_at.to_string(),
-                output::duration(p.finished_at.since(p.started_at)),
-                output::key(&p.key).into_owned(),
-            ]);
+            let (started, finished) = (p.started_at.to_string(), p.finished_at.to_string());
+            let took = duration(p.finished_at.since(p.started_at));
+            steps.push(json!({
+                "step": p.step, "status": p.status, "detail": p.detail, "attempt": p.attempt,
+                "key": p.key, "started_at": started, "finished_at": finished,
+            }));
+            let (n, attempt) = ((i + 1).to_string(), p.attempt.to_string());
+            let (step, status, detail) = (p.step.clone(), p.status.clone(), p.detail.clone());
+            let key = output::key(&p.key);
+            rows.push([n, step, status, detail, attempt, started, took, key]);
         }
-        Ok(format!(
-            "execution {}\n\n{}",
-            quoted(&state.id),
-            table.render()
-        ))
+        let header = [
+            "#", "STEP", "STATUS", "DETAIL", "ATTEMPT", "STARTED", "TOOK", "KEY",
+        ];
+        let text = format!("execution {:?}\n\n{}", state.id, table(&header, rows));
+        Ok((json!({ "execution": state.id, "progress": steps }), text))
     }
 
-    async fn stats(&self) -> Result<String, Failure> {
-        let now = Timestamp::now();
-        let mut progress = Progress::new();
-        let mut all = BTreeMap::new();
+    async fn stats(&self) -> Output {
+        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; COUNTS.len()]);
         for ns in Namespace::ALL {
-            let mut counts = Counts::default();
-            let mut cursor = None;
-            loop {
-                let query = ListQuery::new()
-                    .cursor(cursor.take())
-                    .limit(PAGE)
-                    .include_expired(true);
-                let page = self.store.list(ns, &query).await?;
-                for record in &page.records {
-                    counts.add(record, now);
-                }
-                progress.update(&format!("counting {ns} records: {}", counts.records));
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-            all.insert(ns.as_str(), counts);
+            let mut counts = [0_u64; COUNTS.len()];
+            let query = ListQuery::new().include_expired(true);
+            self.walk(ns, query, usize::MAX, |record| {
+                counts[0] += 1;
+                counts[1 + Condition::of(&record, now) as usize] += 1;
+                counts[6] += record.value.map_or(0, |v| v.len() as u64);
+            })
+            .await?;
+            total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
+            rows.push((ns.as_str(), counts));
         }
-        progress.finish();
-        let mut total = Counts::default();
-        for counts in all.values() {
-            total.merge(counts);
-        }
-        if self.json {
-            let namespaces: serde_json::Map<String, Value> = all
-                .iter()
-                .map(|(ns, counts)| ((*ns).to_owned(), counts.json()))
-                .collect();
-            return json_doc(json!({
-                "store": self.shown_url,
-                "namespaces": namespaces,
-                "total": total.json(),
-            }));
-        }
-        let mut table = Table::new([
-            "NAMESPACE",
-            "RECORDS",
-            "COMPLETED",
-            "STORED ERRORS",
-            "IN PROGRESS",
-            "LEASE LAPSED",
-            "EXPIRED",
-            "VALUE BYTES",
-        ]);
-        let rows = Namespace::ALL
-            .iter()
-            .map(|ns| (ns.as_str(), &all[ns.as_str()]))
-            .chain([("total", &total)]);
-        for (name, c) in rows {
-            table.row([
-                name.to_owned(),
-                c.records.to_string(),
-                c.completed.to_string(),
-                c.stored_errors.to_string(),
-                c.in_progress.to_string(),
-                c.lapsed.to_string(),
-                c.expired.to_string(),
-                output::bytes(c.value_bytes),
-            ]);
-        }
-        Ok(format!("store: {}\n\n{}", self.shown_url, table.render()))
+        let doc = |c: [u64; 7]| Value::from_iter(COUNTS.iter().map(|n| n.to_string()).zip(c));
+        let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns, doc(c))));
+        let store = stent::redact(&self.args.store);
+        let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
+        rows.push(("total", total));
+        let columns = ["namespace"].iter().chain(&COUNTS);
+        let header = Vec::from_iter(columns.map(|c| c.to_uppercase().replace('_', " ")));
+        let rows = rows.iter().map(|(name, c)| {
+            let counts = c[..6].iter().map(u64::to_string);
+            let row = [name.to_string()].into_iter().chain(counts);
+            row.chain([output::bytes(c[6])]).collect::<Vec<_>>()
+        });
+        let text = format!("store: {store}\n\n{}", table(&header, rows));
+        Ok((json, text))
     }
 
     /// The record under `key`, expired or not; a missing key is an error.
@@ -384,81 +284,20 @@ impl Session {
         // `get` hides expired records; `list` still sees them until they are purged.
         let query = ListQuery::new().prefix(key).limit(1).include_expired(true);
         let page = self.store.list(ns, &query).await?;
-        page.records
-            .into_iter()
-            .find(|r| r.key == key)
-            .ok_or_else(|| missing(ns, key))
-    }
-}
-
-/// How many records of a namespace are in each condition.
-#[derive(Debug, Default)]
-struct Counts {
-    records: u64,
-    completed: u64,
-    stored_errors: u64,
-    in_progress: u64,
-    lapsed: u64,
-    expired: u64,
-    value_bytes: u64,
-}
-
-impl Counts {
-    fn add(&mut self, record: &Record, now: Timestamp) {
-        self.records += 1;
-        self.value_bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
-        *match Condition::of(record, now) {
-            Condition::Completed => &mut self.completed,
-            Condition::StoredError => &mut self.stored_errors,
-            Condition::InProgress => &mut self.in_progress,
-            Condition::Lapsed => &mut self.lapsed,
-            Condition::Expired => &mut self.expired,
-        } += 1;
-    }
-
-    fn merge(&mut self, other: &Counts) {
-        self.records += other.records;
-        self.completed += other.completed;
-        self.stored_errors += other.stored_errors;
-        self.in_progress += other.in_progress;
-        self.lapsed += other.lapsed;
-        self.expired += other.expired;
-        self.value_bytes += other.value_bytes;
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "records": self.records,
-            "completed": self.completed,
-            "stored_errors": self.stored_errors,
-            "in_progress": self.in_progress,
-            "lease_lapsed": self.lapsed,
-            "expired": self.expired,
-            "value_bytes": self.value_bytes,
-        })
+        let found = page.records.into_iter().find(|r| r.key == key);
+        found.ok_or_else(|| missing(ns, key))
     }
 }
 
 fn missing(ns: Namespace, key: &str) -> Failure {
-    Failure::new(format!("no record with key {} in {ns}", quoted(key)))
+    Failure(format!("no record with key {key:?} in {ns}"))
 }
 
-fn quoted(key: &str) -> String {
-    format!("{key:?}")
-}
-
-fn plural(n: u64) -> &'static str {
+fn records(n: u64) -> &'static str {
     if n == 1 { "record" } else { "records" }
 }
 
-fn json_doc(doc: Value) -> Result<String, Failure> {
-    let mut text = serde_json::to_string_pretty(&doc)
-        .map_err(|e| Failure::new(format!("cannot encode the output as JSON: {e}")))?;
-    text.push('\n');
-    Ok(text)
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::sqlite_path;
 

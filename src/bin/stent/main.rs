@@ -1,39 +1,116 @@
-//! `stent`: list, show, delete, purge and count the results stent keeps, in any store.
-//!
-//! ```text
-//! stent --store sqlite://stent.db cache ls --prefix 'fx::'
-//! stent idempotency show 'billing::charge_customer|v1|charge:ord-1'
-//! stent --store redis://127.0.0.1:6379 --json stats
-//! ```
+//! `stent`: list, show, delete, purge and count the results stent keeps, in any store
+//! (`stent --store sqlite://stent.db cache ls --prefix 'fx::'`; see the README).
 
-mod cli;
 mod commands;
-mod failure;
 mod output;
 mod term;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{Args as ClapArgs, Parser, Subcommand};
 
-fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    let store_url = args.store.clone();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+/// Inspect and clean the results stent keeps, in any store.
+#[derive(Debug, Parser)]
+#[command(name = "stent", version)]
+#[command(after_help = "Exit status: 0 on success, 1 on error, 2 on a usage error.")]
+struct Args {
+    /// The store's URL.
+    ///
+    /// sqlite://stent.db, postgres://user@host/db, redis://host:6379,
+    /// redis+cluster://h1:p1,h2:p2, dynamodb://TABLE?endpoint=…&region=…, memory://; with
+    /// ?table_prefix=P (SQLite, PostgreSQL), ?schema=S (PostgreSQL) or ?prefix=P (Redis,
+    /// DynamoDB) for a store built with one.
+    #[arg(long, global = true, env = "STENT_STORE", hide_env_values = true)]
+    #[arg(default_value = "sqlite://stent.db", value_name = "URL")]
+    store: String,
+
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Do not ask before deleting or releasing anything.
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Cached results (the `cache` namespace).
+    #[command(subcommand)]
+    Cache(RecordCommand),
+    /// Results of idempotent calls (the `idempotency` namespace).
+    #[command(subcommand)]
+    Idempotency(IdempotencyCommand),
+    /// Counts per namespace and state, value bytes, expired records not yet purged.
+    Stats,
+    /// The progress log of one execution (`Stent::run_execution`): each step and its status.
+    Progress {
+        /// The execution id given to `run_execution`.
+        execution: String,
+    },
+}
+
+/// What both namespaces offer.
+#[derive(Debug, Subcommand)]
+enum RecordCommand {
+    /// List records in key order.
+    Ls(LsArgs),
+    /// Show one record: state, timestamps, attempt, size and its decoded value.
+    Show(KeyArg),
+    /// Delete one record, whatever its state.
+    Rm(KeyArg),
+    /// Delete every record of the namespace.
+    Clear,
+    /// Delete the records whose expiry has passed.
+    Purge,
+}
+
+#[derive(Debug, Subcommand)]
+enum IdempotencyCommand {
+    #[command(flatten)]
+    Record(RecordCommand),
+    /// Free a stuck in-progress record so the next call runs at once.
+    Release(KeyArg),
+}
+
+#[derive(Debug, ClapArgs)]
+struct LsArgs {
+    /// Only keys starting with this (matched literally).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    prefix: String,
+    /// Show at most this many records; 0 shows them all.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    limit: usize,
+    /// Include expired records that are not purged yet.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct KeyArg {
+    /// The record's full key, as `ls` shows it.
+    key: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let Err(failure) = commands::run(&args).await else {
+        return ExitCode::SUCCESS;
     };
-    match runtime.block_on(commands::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.to_line(&store_url));
-            ExitCode::FAILURE
-        }
+    eprintln!("error: {}", failure.to_line(&args.store));
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Args::command().debug_assert();
     }
 }

@@ -1,25 +1,21 @@
 //! How records, tables, sizes and durations read, for people and as JSON.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use comfy_table::{Row, Table, presets::NOTHING};
+use indicatif::HumanBytes;
 use serde_json::{Value, json};
 use stent::codec::{self, Stored, TAG_JSON_ERROR};
 use stent::{Namespace, Record, RecordState, Timestamp};
 
-/// Where a record stands at a given time: each record is exactly one of these.
+/// Where a record stands at a given time: each record is exactly one of these (the `show`
+/// page says what each means for callers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Condition {
-    /// Holds the function's value.
     Completed,
-    /// Holds a terminal error that is replayed to callers.
     StoredError,
-    /// Claimed, and the owner's lease is live.
     InProgress,
-    /// Claimed, but the owner's lease has lapsed: the next caller takes over.
     Lapsed,
-    /// Past its expiry, invisible to callers, not purged yet.
     Expired,
 }
 
@@ -27,12 +23,10 @@ impl Condition {
     pub(crate) fn of(record: &Record, now: Timestamp) -> Self {
         if record.is_expired(now) {
             Condition::Expired
+        } else if record.lease_lapsed(now) {
+            Condition::Lapsed
         } else if record.state == RecordState::InProgress {
-            if record.lease_lapsed(now) {
-                Condition::Lapsed
-            } else {
-                Condition::InProgress
-            }
+            Condition::InProgress
         } else if record.value.as_deref().and_then(<[u8]>::first) == Some(&TAG_JSON_ERROR) {
             Condition::StoredError
         } else {
@@ -51,132 +45,56 @@ impl Condition {
     }
 }
 
-/// A record as one JSON object (no value).
+/// A record as one JSON object, without its value.
 pub(crate) fn record_json(record: &Record, now: Timestamp) -> Value {
-    let condition = Condition::of(record, now);
+    let (condition, time) = (Condition::of(record, now), |t: Timestamp| t.to_string());
     json!({
-        "key": record.key,
-        "state": record.state.as_str(),
+        "key": record.key, "state": record.state.as_str(), "attempt": record.attempt,
         "expired": condition == Condition::Expired,
         "stored_error": condition == Condition::StoredError,
-        "lease_lapsed": record.state == RecordState::InProgress && record.lease_lapsed(now),
-        "attempt": record.attempt,
+        "lease_lapsed": record.lease_lapsed(now),
         "size": record.value.as_ref().map(Vec::len),
-        "function": record.function,
-        "version": record.version,
-        "fingerprint": record.fingerprint,
-        "created_at": record.created_at.to_string(),
-        "completed_at": record.completed_at.map(|t| t.to_string()),
-        "expires_at": record.expires_at.map(|t| t.to_string()),
-        "lease_expires_at": record.lease_expires_at.map(|t| t.to_string()),
+        "function": record.function, "version": record.version, "fingerprint": record.fingerprint,
+        "created_at": time(record.created_at), "completed_at": record.completed_at.map(time),
+        "expires_at": record.expires_at.map(time),
+        "lease_expires_at": record.lease_expires_at.map(time),
     })
 }
 
-/// A record with its decoded value: `value`, or `error` for a stored error, or
-/// `decode_error` when the bytes are not a stent value.
-pub(crate) fn record_json_with_value(ns: Namespace, record: &Record, now: Timestamp) -> Value {
-    let mut doc = record_json(record, now);
-    let fields = doc.as_object_mut().expect("record_json returns an object");
-    fields.insert("namespace".into(), ns.as_str().into());
-    if let Some(bytes) = &record.value {
-        match codec::to_json(&record.key, bytes) {
-            Ok(Stored::Value(v)) => fields.insert("value".into(), v),
-            Ok(Stored::Error(e)) => fields.insert("error".into(), e),
-            Err(e) => fields.insert("decode_error".into(), e.message().into()),
-        };
+/// Adds `ns` and the record's decoded value to `doc`: `value`, or `error` for a stored
+/// error, or `decode_error` when the bytes are not a stent value.
+pub(crate) fn add_value(doc: &mut Value, ns: Namespace, record: &Record) {
+    doc["namespace"] = ns.as_str().into();
+    let Some(bytes) = &record.value else { return };
+    match codec::to_json(&record.key, bytes) {
+        Ok(Stored::Value(v)) => doc["value"] = v,
+        Ok(Stored::Error(e)) => doc["error"] = e,
+        Err(e) => doc["decode_error"] = e.message().into(),
     }
-    doc
 }
 
 /// The `ls` table.
 pub(crate) fn records_table(records: &[Record], now: Timestamp) -> String {
-    let mut table = Table::new(["KEY", "STATE", "ATTEMPT", "SIZE", "CREATED", "EXPIRES"]);
-    for r in records {
-        table.row([
-            key(&r.key).into_owned(),
-            Condition::of(r, now).label().to_owned(),
-            r.attempt.to_string(),
-            r.value
-                .as_ref()
-                .map_or("-".into(), |v| bytes(v.len() as u64)),
-            r.created_at.to_string(),
-            r.expires_at.map_or("never".into(), |t| t.to_string()),
-        ]);
-    }
-    table.render()
+    let header = ["KEY", "STATE", "ATTEMPT", "SIZE", "CREATED", "EXPIRES"];
+    table(
+        &header,
+        records.iter().map(|r| {
+            [
+                key(&r.key),
+                Condition::of(r, now).label().to_owned(),
+                r.attempt.to_string(),
+                r.value.as_ref().map_or("-".into(), |v| bytes(v.len())),
+                r.created_at.to_string(),
+                r.expires_at.map_or("never".into(), |t| t.to_string()),
+            ]
+        }),
+    )
 }
 
 /// The `show` page: one field a line, then the decoded value pretty-printed.
 pub(crate) fn record_page(ns: Namespace, record: &Record, now: Timestamp) -> String {
-    let condition = Condition::of(record, now);
-    let mut fields: Vec<(&str, String)> = vec![
-        ("namespace", ns.as_str().to_owned()),
-        ("key", key(&record.key).into_owned()),
-        ("state", state_line(record, condition)),
-        (
-            "function",
-            record.function.clone().unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "version",
-            record.version.clone().unwrap_or_else(|| "-".into()),
-        ),
-        ("attempt", record.attempt.to_string()),
-        ("created", record.created_at.to_string()),
-    ];
-    if let Some(t) = record.completed_at {
-        fields.push(("completed", t.to_string()));
-    }
-    if record.state == RecordState::InProgress {
-        let lease = match record.lease_expires_at {
-            Some(t) => format!("{t} ({})", relative(t, now)),
-            None => "-".into(),
-        };
-        fields.push(("lease until", lease));
-    }
-    fields.push((
-        "expires",
-        match record.expires_at {
-            Some(t) => format!("{t} ({})", relative(t, now)),
-            None => "never".into(),
-        },
-    ));
-    if let Some(fp) = &record.fingerprint {
-        fields.push(("fingerprint", fp.clone()));
-    }
-    let mut body = None;
-    match &record.value {
-        None => fields.push(("size", "- (no value while in progress)".into())),
-        Some(v) => {
-            let size = match v.len() {
-                n @ ..1024 => format!("{n} bytes"),
-                n => format!("{} ({n} bytes)", bytes(n as u64)),
-            };
-            fields.push(("size", size));
-            match codec::to_json(&record.key, v) {
-                Ok(Stored::Value(v)) => body = Some(("value", v)),
-                Ok(Stored::Error(e)) => body = Some(("stored error", e)),
-                Err(e) => fields.push(("value", format!("not decodable: {}", e.message()))),
-            }
-        }
-    }
-    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (name, value) in &fields {
-        let _ = writeln!(out, "{name:width$}  {value}");
-    }
-    if let Some((name, value)) = body {
-        let pretty = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-        let _ = writeln!(out, "{name}:");
-        for line in pretty.lines() {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
-    out
-}
-
-fn state_line(record: &Record, condition: Condition) -> String {
-    match condition {
+    let when = |t: Timestamp| format!("{t} ({})", relative(t, now));
+    let state = match Condition::of(record, now) {
         Condition::Completed => "completed".into(),
         Condition::StoredError => "completed with a stored error (replayed to every caller)".into(),
         Condition::InProgress => "in progress (a caller holds the lease)".into(),
@@ -187,97 +105,78 @@ fn state_line(record: &Record, condition: Condition) -> String {
             "{}, expired (invisible to callers; `purge` removes it)",
             record.state.as_str().replace('_', " ")
         ),
-    }
+    };
+    let expires = record.expires_at.map_or("never".into(), when);
+    let size = record.value.as_ref().map(|v| format!("{} bytes", v.len()));
+    let fields = [
+        ("namespace", Some(ns.to_string())),
+        ("key", Some(key(&record.key))),
+        ("state", Some(state)),
+        ("function", record.function.clone()),
+        ("version", record.version.clone()),
+        ("attempt", Some(record.attempt.to_string())),
+        ("created", Some(record.created_at.to_string())),
+        ("completed", record.completed_at.map(|t| t.to_string())),
+        ("lease until", record.lease_expires_at.map(when)),
+        ("expires", Some(expires)),
+        ("fingerprint", record.fingerprint.clone()),
+        ("size", size),
+    ];
+    let rows = fields.map(|(name, value)| value.map(|v| [name.to_owned(), v]));
+    let mut page = table::<&str, _>(&[], rows.into_iter().flatten());
+    let decoded = record
+        .value
+        .as_ref()
+        .map(|v| codec::to_json(&record.key, v));
+    let (name, body) = match decoded {
+        None => return page,
+        Some(Ok(Stored::Value(value))) => ("value", format!("{value:#}")),
+        Some(Ok(Stored::Error(error))) => ("stored error", format!("{error:#}")),
+        Some(Err(e)) => ("value", format!("not decodable: {}", e.message())),
+    };
+    page += &format!("{name}:\n");
+    body.lines().for_each(|line| page += &format!("  {line}\n"));
+    page
 }
 
-/// An aligned table: columns two spaces apart, the last one unpadded.
-pub(crate) struct Table {
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    pub(crate) fn new<const N: usize>(headers: [&str; N]) -> Self {
-        Table {
-            rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()],
-        }
+/// Rows under `header` (none when empty) in columns two spaces apart, without borders.
+pub(crate) fn table<H, R>(header: &[H], rows: impl IntoIterator<Item = R>) -> String
+where
+    H: AsRef<str>,
+    R: Into<Row>,
+{
+    let mut table = Table::new();
+    table.load_style(NOTHING).add_rows(rows);
+    if !header.is_empty() {
+        table.set_header(header.iter().map(AsRef::as_ref));
     }
-
-    pub(crate) fn row<const N: usize>(&mut self, cells: [String; N]) {
-        self.rows.push(cells.into());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
     }
-
-    pub(crate) fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                self.rows
-                    .iter()
-                    .filter_map(|r| r.get(c))
-                    .map(|cell| cell.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in &self.rows {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                if c + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    let _ = write!(line, "{cell:width$}  ", width = widths[c]);
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
-    }
+    table.trim_fmt() + "\n"
 }
 
 /// A key as one printable line: control characters escaped, everything else as stored.
-pub(crate) fn key(k: &str) -> Cow<'_, str> {
-    if k.chars().any(char::is_control) {
-        Cow::Owned(
-            k.chars()
-                .map(|c| {
-                    if c.is_control() {
-                        c.escape_default().to_string()
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(k)
-    }
+pub(crate) fn key(k: &str) -> String {
+    let escape = |c: char| c.escape_default().to_string();
+    k.chars()
+        .map(|c| if c.is_control() { escape(c) } else { c.into() })
+        .collect()
 }
 
-/// `512 B`, `1.5 KiB`, `3.2 MiB`, …
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+/// `512 B`, `1.50 KiB`, `3.20 MiB`, …
+pub(crate) fn bytes(n: impl TryInto<u64>) -> String {
+    HumanBytes(n.try_into().unwrap_or(u64::MAX)).to_string()
 }
 
 /// `850ms`, `42s`, `3m 05s`, `2h 10m`, `4d 03h`: the two largest units.
 pub(crate) fn duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
+    match d.as_secs() {
         0 => format!("{}ms", d.subsec_millis()),
-        1..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        3600..86_400 => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {:02}h", secs / 86_400, secs % 86_400 / 3600),
+        s @ 1..60 => format!("{s}s"),
+        s @ 60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s @ 3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3600),
     }
 }
 
@@ -296,20 +195,19 @@ mod tests {
 
     #[test]
     fn tables_align_every_column_but_the_last() {
-        let mut t = Table::new(["KEY", "STATE"]);
-        t.row(["a-long-key".into(), "completed".into()]);
-        t.row(["k".into(), "in progress".into()]);
+        let rows = [["a-long-key", "completed"], ["k", "in progress"]];
         assert_eq!(
-            t.render(),
+            table(&["KEY", "STATE"], rows),
             "KEY         STATE\na-long-key  completed\nk           in progress\n"
         );
+        assert_eq!(table::<&str, _>(&[], [["a", "b"]]), "a  b\n");
     }
 
     #[test]
     fn sizes_and_durations_read_naturally() {
-        assert_eq!(bytes(12), "12 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(bytes(12u64), "12 B");
+        assert_eq!(bytes(1536u64), "1.50 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024u64), "5.00 MiB");
         assert_eq!(duration(Duration::from_millis(850)), "850ms");
         assert_eq!(duration(Duration::from_secs(185)), "3m 05s");
         assert_eq!(duration(Duration::from_secs(7800)), "2h 10m");

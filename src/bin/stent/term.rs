@@ -1,11 +1,60 @@
-//! The terminal: confirmation prompts, progress on stderr, output on stdout.
+//! The terminal: errors as one line, confirmation prompts, progress on stderr, output on stdout.
 
-use std::future::Future;
-use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::cmp::Reverse;
+use std::io::{self, IsTerminal as _, Write as _};
+use std::time::Duration;
 
-use crate::failure::Failure;
-use crate::output;
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
+use serde_json::Value;
+use stent_core::store::{percent_decode, take_url_params};
+
+/// An error for the user: printed as `error: {message}`, exit status 1.
+#[derive(Debug)]
+pub(crate) struct Failure(pub(crate) String);
+
+impl Failure {
+    /// The message as one line, with every form of the store URL's password masked.
+    pub(crate) fn to_line(&self, store_url: &str) -> String {
+        let line = self.0.replace(char::is_control, " ");
+        secrets(store_url)
+            .iter()
+            .fold(line, |line, secret| line.replace(secret.as_str(), "***"))
+    }
+}
+
+impl From<stent::Error> for Failure {
+    /// The error's sentence, then each cause in its chain that the line does not say yet.
+    fn from(e: stent::Error) -> Self {
+        let mut line = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !line.contains(&text) {
+                line = format!("{line}: {text}");
+            }
+            cause = c.source();
+        }
+        Failure(line)
+    }
+}
+
+/// The passwords a store URL carries (in its user info or a `password=` option), raw and
+/// percent-decoded, longest first.
+fn secrets(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let userinfo = authority.rsplit_once('@').map_or("", |(info, _)| info);
+    let in_userinfo = userinfo.split_once(':').map(|(_, pw)| pw.to_owned());
+    let (_, options) = take_url_params(url, &["password"]);
+    let raw = in_userinfo
+        .into_iter()
+        .chain(options.into_iter().map(|(_, pw)| pw));
+    let decoded = |pw: &String| String::from_utf8_lossy(&percent_decode(pw)).into_owned();
+    let mut found: Vec<String> = raw.flat_map(|pw| [decoded(&pw), pw]).collect();
+    found.retain(|pw| !pw.is_empty());
+    found.sort_by_key(|pw| Reverse(pw.len()));
+    found
+}
 
 /// Asks `{action}? [y/N]` on a terminal; refuses without one. `--yes` skips both.
 pub(crate) fn confirm(action: &str, yes: bool) -> Result<(), Failure> {
@@ -13,97 +62,55 @@ pub(crate) fn confirm(action: &str, yes: bool) -> Result<(), Failure> {
         return Ok(());
     }
     if !io::stdin().is_terminal() {
-        return Err(Failure::new(format!(
+        return Err(Failure(format!(
             "refusing to {action} without confirmation: stdin is not a terminal (pass --yes)"
         )));
     }
-    let mut question = action.to_owned();
-    if let Some(first) = question.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    eprint!("{question}? [y/N] ");
-    io::stderr().flush().ok();
+    eprint!("{}{}? [y/N] ", action[..1].to_uppercase(), &action[1..]);
     let mut answer = String::new();
     io::stdin()
-        .lock()
         .read_line(&mut answer)
-        .map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
+        .map_err(|e| Failure(format!("cannot read the answer: {e}")))?;
     match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Ok(()),
-        _ => Err(Failure::new("not confirmed; nothing was changed")),
+        _ => Err(Failure("not confirmed; nothing was changed".into())),
     }
 }
 
-/// One line of progress on stderr, redrawn in place; silent when stderr is not a terminal.
-pub(crate) struct Progress {
-    enabled: bool,
-    started: Instant,
-    drawn: Option<Instant>,
+/// A spinner with a message and the time elapsed on stderr, drawn only when stderr is a
+/// terminal, and erased when dropped.
+pub(crate) fn spinner(message: String) -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a template");
+    let bar = ProgressBar::new_spinner()
+        .with_style(style)
+        .with_message(message)
+        .with_finish(ProgressFinish::AndClear);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }
 
-impl Progress {
-    pub(crate) fn new() -> Self {
-        Progress {
-            enabled: io::stderr().is_terminal(),
-            started: Instant::now(),
-            drawn: None,
-        }
-    }
-
-    /// Shows `message` with the time elapsed, at most ten times a second, once the work
-    /// has taken long enough to be worth a line.
-    pub(crate) fn update(&mut self, message: &str) {
-        if !self.enabled
-            || self.started.elapsed() < Duration::from_millis(300)
-            || self
-                .drawn
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
-            return;
-        }
-        let elapsed = output::duration(self.started.elapsed());
-        eprint!("\r\x1b[2K{message} ({elapsed})");
-        io::stderr().flush().ok();
-        self.drawn = Some(Instant::now());
-    }
-
-    /// Runs `work`, showing `message` and the time elapsed until it is done.
-    pub(crate) async fn around<T>(&mut self, message: &str, work: impl Future<Output = T>) -> T {
-        if !self.enabled {
-            return work.await;
-        }
-        let mut work = std::pin::pin!(work);
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = tick.tick() => self.update(message),
-            }
-        }
-    }
-
-    /// Erases the progress line.
-    pub(crate) fn finish(&mut self) {
-        if self.enabled && self.drawn.take().is_some() {
-            eprint!("\r\x1b[2K");
-            io::stderr().flush().ok();
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-/// Writes a command's output; a reader that went away (`stent cache ls | head`) is not an error.
-pub(crate) fn print(text: &str) -> Result<(), Failure> {
+/// Writes a command's JSON document or its text; a reader that went away
+/// (`stent cache ls | head`) is not an error.
+pub(crate) fn print((doc, text): (Value, String), json: bool) -> Result<(), Failure> {
+    let text = if json { format!("{doc:#}\n") } else { text };
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(Failure::new(format!("cannot write the output: {e}")))
+            Err(Failure(format!("cannot write the output: {e}")))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_every_form() {
+        let url = "postgres://u:p%40ss@host/db?password=other";
+        let f = Failure("p%40ss p@ss other\nsecond line".into());
+        assert_eq!(f.to_line(url), "*** *** *** second line");
+        assert_eq!(Failure("fine".into()).to_line("sqlite://x.db"), "fine");
     }
 }
