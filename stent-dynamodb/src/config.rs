@@ -33,29 +33,12 @@ const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (
      server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
      give them with DynamoDbStoreBuilder::credentials";
 
-/// Builds a [`DynamoDbStore`].
+/// Builds a [`DynamoDbStore`] (the crate docs show one being built).
 ///
 /// By default the AWS SDK is configured from the environment (the standard credential
 /// chain, the region from `AWS_REGION` or the profile); every setting below overrides it.
 /// With [`client`](Self::client), the given client is used exactly as configured and the
 /// endpoint, region, credentials, timeout and retry settings here are ignored.
-///
-/// ```no_run
-/// # async fn f() -> stent_core::Result<()> {
-/// use std::time::Duration;
-/// use stent_dynamodb::DynamoDbStore;
-///
-/// let store = DynamoDbStore::builder()
-///     .table("app-results")?
-///     .key_prefix("billing")?                     // several apps can share one table
-///     .endpoint_url("http://127.0.0.1:5599")?     // a local server; omit for AWS
-///     .region("eu-west-1")
-///     .timeout(Duration::from_secs(5))
-///     .build()
-///     .await?;
-/// store.migrate().await?;                        // development: create the table
-/// # Ok(()) }
-/// ```
 #[derive(Clone)]
 pub struct DynamoDbStoreBuilder {
     table: String,

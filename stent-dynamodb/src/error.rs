@@ -94,7 +94,7 @@ pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_
     } = cx;
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}");
-    let e = Error::new(kind, message).with_source(Cause::new(source));
+    let e = Error::new(kind, message).with_source(Cause(source));
     match key {
         Some(key) => e.with_key(key),
         None => e,
@@ -117,36 +117,26 @@ pub(crate) fn applied<T, E: OpError>(
 /// The SDK's error, displayed with its whole chain of causes: the SDK's own errors show
 /// only their category ("io error"), while what happened ("Connection refused") is deeper.
 #[derive(Debug)]
-struct Cause {
-    chain: String,
-    inner: Box<dyn StdError + Send + Sync>,
-}
-
-impl Cause {
-    fn new(inner: Box<dyn StdError + Send + Sync>) -> Self {
-        let mut parts: Vec<String> = Vec::new();
-        let mut next: Option<&(dyn StdError + 'static)> = Some(&*inner);
-        while let Some(err) = next {
-            let shown = err.to_string();
-            if parts.last() != Some(&shown) {
-                parts.push(shown);
-            }
-            next = err.source();
-        }
-        let chain = parts.join(": ");
-        Cause { chain, inner }
-    }
-}
+struct Cause(Box<dyn StdError + Send + Sync>);
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.chain)
+        let mut shown = vec![self.0.to_string()];
+        let mut next = self.0.source();
+        while let Some(err) = next {
+            let this = err.to_string();
+            if shown.last() != Some(&this) {
+                shown.push(this);
+            }
+            next = err.source();
+        }
+        f.write_str(&shown.join(": "))
     }
 }
 
 impl StdError for Cause {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.inner)
+        Some(&*self.0)
     }
 }
 

@@ -62,19 +62,12 @@ pub(crate) fn ttl_seconds(expires: Timestamp) -> i64 {
 
 /// The `#name` placeholders used in `exprs`, mapped to their attribute names.
 pub(crate) fn names(exprs: &[&str]) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for expr in exprs {
-        let mut rest = *expr;
-        while let Some(at) = rest.find('#') {
-            let tail = &rest[at + 1..];
-            let end = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
-            map.insert(format!("#{}", &tail[..end]), tail[..end].to_owned());
-            rest = &tail[end..];
-        }
-    }
-    map
+    let names = exprs.iter().flat_map(|expr| expr.split('#').skip(1));
+    let names = names.map(|tail| tail.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')));
+    names
+        .filter_map(|mut name| name.next())
+        .map(|name| (format!("#{name}"), name.to_owned()))
+        .collect()
 }
 
 /// The item a claim writes: the whole in-progress record, so nothing of an expired or lapsed

@@ -126,14 +126,8 @@ impl DynamoDbStore {
     /// prefix (use [`builder`](Self::builder) and [`DynamoDbStoreBuilder::client`] for more).
     pub fn from_client(client: Client, table: &str) -> Result<Self> {
         config::validate_table(table)?;
-        let clock = Arc::new(stent_core::SystemClock);
-        Ok(Self::new(
-            client,
-            None,
-            table.to_owned(),
-            String::new(),
-            clock,
-        ))
+        let (table, clock) = (table.to_owned(), Arc::new(stent_core::SystemClock));
+        Ok(Self::new(client, None, table, String::new(), clock))
     }
 
     /// The SDK client, for your own requests against the table.
@@ -160,11 +154,11 @@ impl DynamoDbStore {
         &self.inner.endpoint
     }
 
-    /// Creates the table if it is missing (on-demand billing, partition key `pk` of type
-    /// string), waits until it is active, and enables DynamoDB's TTL on the
-    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly.
-    /// Meant for development and tests; in production create the table with your
-    /// infrastructure tooling (see the crate docs for its definition).
+    /// Creates the table (on-demand billing, partition key `pk` of type string; a table that
+    /// exists is left as it is), waits until it is active, checks its key, and enables
+    /// DynamoDB's TTL on the [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call
+    /// concurrently and repeatedly. Meant for development and tests; in production create
+    /// the table with your infrastructure tooling (see the crate docs for its definition).
     ///
     /// # Errors
     ///
@@ -172,43 +166,12 @@ impl DynamoDbStore {
     /// credentials may not create or describe tables; [`ErrorKind::Unavailable`] when the
     /// endpoint cannot be reached or the table is not active after 5 minutes.
     pub async fn migrate(&self) -> Result<()> {
-        let Inner { client, table, .. } = &*self.inner;
-        let started = Instant::now();
-        let mut created = false;
-        loop {
-            let described = match client.describe_table().table_name(table).send().await {
-                Ok(out) => out.table,
-                Err(e) if e.code() == Some("ResourceNotFoundException") => None,
-                Err(e) => return Err(convert(e, self.cx("describe_table", None))),
-            };
-            match described {
-                Some(described) => {
-                    self.check_key_schema(&described)?;
-                    if described.table_status() != Some(&TableStatus::Creating) {
-                        return self.enable_ttl().await;
-                    }
-                }
-                None if !created => {
-                    self.create_table().await?;
-                    created = true;
-                    continue;
-                }
-                None => {}
-            }
-            if started.elapsed() > TABLE_READY_TIMEOUT {
-                let message = format!(
-                    "DynamoDB table {table:?} at {} is not active after {} s",
-                    self.inner.endpoint,
-                    TABLE_READY_TIMEOUT.as_secs()
-                );
-                return Err(Error::new(ErrorKind::Unavailable, message));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn create_table(&self) -> Result<()> {
-        let Inner { client, table, .. } = &*self.inner;
+        let Inner {
+            client,
+            table,
+            endpoint,
+            ..
+        } = &*self.inner;
         let pk = AttributeDefinition::builder()
             .attribute_name("pk")
             .attribute_type(ScalarAttributeType::S)
@@ -217,7 +180,7 @@ impl DynamoDbStore {
             .attribute_name("pk")
             .key_type(KeyType::Hash)
             .build();
-        let out = client
+        let created = client
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -225,42 +188,45 @@ impl DynamoDbStore {
             .key_schema(built(hash)?)
             .send()
             .await;
-        match out {
-            Ok(_) => {
-                let (table, endpoint) = (&self.inner.table, &self.inner.endpoint);
-                tracing::info!(%table, %endpoint, "created DynamoDB table");
-                Ok(())
+        match created {
+            Ok(_) => tracing::info!(%table, %endpoint, "created DynamoDB table"),
+            // It exists already, or another process created it first.
+            Err(e) if e.code() == Some("ResourceInUseException") => {}
+            Err(e) => return Err(convert(e, self.cx("create_table", None))),
+        }
+        let started = Instant::now();
+        loop {
+            // A table just created may not be described yet.
+            let described = match client.describe_table().table_name(table).send().await {
+                Ok(out) => out.table,
+                Err(e) if e.code() == Some("ResourceNotFoundException") => None,
+                Err(e) => return Err(convert(e, self.cx("describe_table", None))),
+            };
+            match described {
+                Some(described) if !has_stent_key(&described) => {
+                    let schema: Vec<String> = (described.key_schema().iter())
+                        .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
+                        .collect();
+                    return Err(Error::config(format!(
+                        "DynamoDB table {table:?} at {endpoint} has key schema [{}]; stent needs \
+                         a table whose only key is the partition key \"pk\" of type string \
+                         (choose another table)",
+                        schema.join(", ")
+                    )));
+                }
+                Some(described) if described.table_status() != Some(&TableStatus::Creating) => {
+                    return self.enable_ttl().await;
+                }
+                _ => {}
             }
-            // Another process created it first.
-            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
-            Err(e) => Err(convert(e, self.cx("create_table", None))),
+            if started.elapsed() > TABLE_READY_TIMEOUT {
+                let secs = TABLE_READY_TIMEOUT.as_secs();
+                let message =
+                    format!("DynamoDB table {table:?} at {endpoint} is not active after {secs} s");
+                return Err(Error::new(ErrorKind::Unavailable, message));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    }
-
-    fn check_key_schema(&self, table: &TableDescription) -> Result<()> {
-        let hash_is_pk = matches!(
-            table.key_schema(),
-            [k] if k.attribute_name() == "pk" && k.key_type() == &KeyType::Hash
-        );
-        let pk_is_string = table
-            .attribute_definitions()
-            .iter()
-            .any(|d| d.attribute_name() == "pk" && d.attribute_type() == &ScalarAttributeType::S);
-        if hash_is_pk && pk_is_string {
-            return Ok(());
-        }
-        let schema: Vec<String> = table
-            .key_schema()
-            .iter()
-            .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
-            .collect();
-        Err(Error::config(format!(
-            "DynamoDB table {:?} at {} has key schema [{}]; stent needs a table whose only key \
-             is the partition key \"pk\" of type string (choose another table)",
-            self.inner.table,
-            self.inner.endpoint,
-            schema.join(", ")
-        )))
     }
 
     async fn enable_ttl(&self) -> Result<()> {
@@ -331,10 +297,6 @@ impl DynamoDbStore {
         Ok(s(self.partition_key(ns, key)))
     }
 
-    fn now(&self) -> Timestamp {
-        self.inner.clock.now()
-    }
-
     /// Every item matching `filter`, across all pages of a consistent `Scan`.
     async fn scan(&self, filter: &str, values: Item, project: Option<&str>) -> Result<Vec<Item>> {
         let Inner { client, table, .. } = &*self.inner;
@@ -369,6 +331,17 @@ impl DynamoDbStore {
     }
 }
 
+/// Whether the table's only key is the partition key `pk`, a string.
+fn has_stent_key(table: &TableDescription) -> bool {
+    let hash_is_pk = matches!(
+        table.key_schema(),
+        [k] if k.attribute_name() == "pk" && k.key_type() == &KeyType::Hash
+    );
+    hash_is_pk
+        && (table.attribute_definitions().iter())
+            .any(|d| d.attribute_name() == "pk" && d.attribute_type() == &ScalarAttributeType::S)
+}
+
 /// A request part the SDK's builder checked.
 fn built<T>(part: std::result::Result<T, BuildError>) -> Result<T> {
     part.map_err(|e| Error::new(ErrorKind::Store, "invalid DynamoDB request").with_source(e))
@@ -389,7 +362,7 @@ impl ResultStore for DynamoDbStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         let Inner { client, table, .. } = &*self.inner;
-        let now = self.now();
+        let now = self.inner.clock.now();
         let out = client
             .get_item()
             .table_name(table)
@@ -410,7 +383,7 @@ impl ResultStore for DynamoDbStore {
         // More than two writes only when the record changes between them (a takeover lost
         // to another, a record gone).
         for _ in 0..8 {
-            let now = self.now();
+            let now = self.inner.clock.now();
             let lease_until = now.add(claim.lease);
             let attempt = lapsed.as_ref().map_or(1, |r| r.attempt.saturating_add(1));
             let (condition, values) = schema::claim_condition(lapsed.as_ref(), now);
@@ -467,7 +440,7 @@ impl ResultStore for DynamoDbStore {
     ) -> Result<Timestamp> {
         let Inner { client, table, .. } = &*self.inner;
         let pk = self.pk(ns, key)?;
-        let until = self.now().add(lease);
+        let until = self.inner.clock.now().add(lease);
         let update = "SET #lease_expires_ms = :until";
         let values = schema::owned(token, [(":until", n(until.as_millis()))]);
         let out = client
@@ -498,7 +471,7 @@ impl ResultStore for DynamoDbStore {
         let Inner { client, table, .. } = &*self.inner;
         check_value_len(&self.capabilities(), key, value)?;
         let pk = self.pk(ns, key)?;
-        let now = self.now();
+        let now = self.inner.clock.now();
         let (update, values) = schema::complete_update(token, value, now, ttl.map(|t| now.add(t)));
         let out = client
             .update_item()
@@ -563,7 +536,7 @@ impl ResultStore for DynamoDbStore {
     ) -> Result<()> {
         let Inner { client, table, .. } = &*self.inner;
         check_value_len(&self.capabilities(), key, value)?;
-        let now = self.now();
+        let now = self.inner.clock.now();
         let expires = ttl.map(|t| now.add(t));
         let item = schema::put_item(self.pk(ns, key)?, value, now, expires, &meta);
         client
@@ -591,7 +564,7 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        let now = self.now();
+        let now = self.inner.clock.now();
         let base = self.ns_prefix(ns);
         let mut filter = "begins_with(#pk, :prefix)".to_owned();
         let mut values = map([(":prefix", s(format!("{base}{}", query.prefix)))]);
@@ -659,7 +632,7 @@ impl ResultStore for DynamoDbStore {
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
         let Inner { client, table, .. } = &*self.inner;
-        let now = self.now();
+        let now = self.inner.clock.now();
         let pks = self.scan_keys(ns, Some(now)).await?;
         // One conditional delete per item rather than a batch: a record claimed or rewritten
         // since the scan is no longer expired and must survive.
