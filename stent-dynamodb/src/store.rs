@@ -409,24 +409,27 @@ impl ResultStore for DynamoDbStore {
                     _ => return Err(convert(e, self.cx("claim (put_item)", Some(key)))),
                 },
             };
-            lapsed = None;
-            let Some(standing) = standing else { continue }; // gone since
-            let seen = schema::decode(&standing, key)?;
-            let resent = seen.state == RecordState::InProgress
-                && seen.lease_token.as_ref() == Some(claim.token)
-                && seen.created_at == now
-                && seen.lease_expires_at == Some(lease_until);
-            if resent {
-                // This very write was applied, but its answer was lost and the SDK sent it again.
-                return Ok(acquired(seen.attempt));
-            } else if seen.lease_lapsed(now) {
-                lapsed = Some(seen);
-            } else if !seen.is_expired(now) {
-                return Ok(match seen.state {
-                    RecordState::Completed => ClaimOutcome::Completed(seen),
-                    RecordState::InProgress => ClaimOutcome::InFlight(seen),
-                });
-            } // else expired since the write: claim it afresh.
+            let standing = standing
+                .map(|item| schema::decode(&item, key))
+                .transpose()?;
+            lapsed = match standing {
+                // This very write, applied, its answer lost and sent again by the SDK.
+                Some(r)
+                    if r.state == RecordState::InProgress
+                        && r.lease_token.as_ref() == Some(claim.token)
+                        && (r.created_at, r.lease_expires_at) == (now, Some(lease_until)) =>
+                {
+                    return Ok(acquired(r.attempt));
+                }
+                Some(r) if r.lease_lapsed(now) => Some(r),
+                // Gone or expired since the write: claim it afresh.
+                None => None,
+                Some(r) if r.is_expired(now) => None,
+                Some(r) if r.state == RecordState::Completed => {
+                    return Ok(ClaimOutcome::Completed(r));
+                }
+                Some(r) => return Ok(ClaimOutcome::InFlight(r)),
+            };
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
