@@ -188,11 +188,10 @@ impl DynamoDbStoreBuilder {
                 "unknown option {unknown:?} in dynamodb URL (known: endpoint, region, prefix)"
             )));
         }
-        let mut builder = if table.is_empty() {
-            self
-        } else {
-            self.table(table)?
-        };
+        let mut builder = self;
+        if !table.is_empty() {
+            builder = builder.table(table)?;
+        }
         for (name, value) in options {
             let value = String::from_utf8(percent_decode(&value))
                 .map_err(|_| Error::config(format!("{name} in {url:?} is not UTF-8")))?;
@@ -298,20 +297,12 @@ impl DynamoDbStoreBuilder {
                     Source::SdkConfig(sdk) => (**sdk).clone(),
                     _ => self.load_environment().await,
                 };
-                let credentials = self
-                    .credentials
-                    .clone()
-                    .map(SharedCredentialsProvider::new)
-                    .or_else(|| sdk.credentials_provider());
-                let endpoint = self
-                    .endpoint_url
-                    .clone()
-                    .or_else(|| sdk.endpoint_url().map(str::to_owned));
-                (
-                    Client::from_conf(self.overrides(&sdk)),
-                    endpoint,
-                    Some(credentials),
-                )
+                let credentials = self.credentials.clone().map(SharedCredentialsProvider::new);
+                let credentials = credentials.or_else(|| sdk.credentials_provider());
+                let endpoint = self.endpoint_url.clone();
+                let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
+                let client = Client::from_conf(self.overrides(&sdk));
+                (client, endpoint, Some(credentials))
             }
         };
         if client.config().region().is_none() {

@@ -65,40 +65,36 @@ pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_
     let (kind, what) = match &err {
         SdkError::ServiceError(_) => {
             let status = err.raw_response().map(|r| r.status().as_u16());
-            let code = err.code().unwrap_or("unknown error");
-            let (kind, what) = classify(code, err.message().unwrap_or_default(), status);
-            (kind, format!("{what} ({code})"))
+            let message = err.message().unwrap_or_default();
+            classify(err.code().unwrap_or_default(), message, status)
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "no answer in time".into()),
+        SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "no answer in time"),
         SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() || f.as_other().is_some() => {
-            (ErrorKind::Unavailable, "cannot reach the endpoint".into())
+            (ErrorKind::Unavailable, "cannot reach the endpoint")
         }
         SdkError::DispatchFailure(_) => (
             ErrorKind::Config,
-            "could not send the request (credentials, region or endpoint?)".into(),
+            "could not send the request (credentials, region or endpoint?)",
         ),
         SdkError::ResponseError(_) => (
             ErrorKind::Unavailable,
-            "unreadable answer (is it a DynamoDB endpoint?)".into(),
+            "unreadable answer (is it a DynamoDB endpoint?)",
         ),
-        SdkError::ConstructionFailure(_) => {
-            (ErrorKind::Config, "could not build the request".into())
-        }
-        _ => (ErrorKind::Store, "failed".into()),
+        SdkError::ConstructionFailure(_) => (ErrorKind::Config, "could not build the request"),
+        _ => (ErrorKind::Store, "failed"),
     };
-    let Context {
-        op,
-        table,
-        endpoint,
-        key,
-    } = cx;
+    let code = err
+        .code()
+        .map(|code| format!(" ({code})"))
+        .unwrap_or_default();
+    let (op, table, endpoint) = (cx.op, cx.table, cx.endpoint);
+    let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
-    let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}");
-    let e = Error::new(kind, message).with_source(Cause(source));
-    match key {
-        Some(key) => e.with_key(key),
-        None => e,
+    let mut e = Error::new(kind, message).with_source(Cause(source));
+    if let Some(key) = cx.key {
+        e = e.with_key(key);
     }
+    e
 }
 
 /// Whether a conditional write was applied: `false` when its condition did not hold

@@ -62,10 +62,10 @@ pub(crate) fn ttl_seconds(expires: Timestamp) -> i64 {
 
 /// The `#name` placeholders used in `exprs`, mapped to their attribute names.
 pub(crate) fn names(exprs: &[&str]) -> HashMap<String, String> {
-    let names = exprs.iter().flat_map(|expr| expr.split('#').skip(1));
-    let names = names.map(|tail| tail.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')));
-    names
-        .filter_map(|mut name| name.next())
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let after_hashes = exprs.iter().flat_map(|expr| expr.split('#').skip(1));
+    after_hashes
+        .map(|tail| &tail[..tail.find(|c| !is_name(c)).unwrap_or(tail.len())])
         .map(|name| (format!("#{name}"), name.to_owned()))
         .collect()
 }
@@ -110,12 +110,10 @@ pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (Strin
         "{owner} AND #state = :in_progress \
          AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
     );
-    (
-        condition,
-        map([now, (":in_progress", s("in_progress"))]
-            .into_iter()
-            .chain(seen)),
-    )
+    let values = [now, (":in_progress", s("in_progress"))]
+        .into_iter()
+        .chain(seen);
+    (condition, map(values))
 }
 
 /// The values of [`OWNED_CONDITION`] for `token`, and `more`.

@@ -267,12 +267,7 @@ impl DynamoDbStore {
         match out {
             Ok(_) => Ok(()),
             // A concurrent migrate enabled it first.
-            Err(e)
-                if e.code() == Some("ValidationException")
-                    && e.message().is_some_and(|m| m.contains("already enabled")) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
             Err(e) => Err(convert(e, self.cx("update_time_to_live", None))),
         }
     }
@@ -456,11 +451,10 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        if applied(out, self.cx("renew (update_item)", Some(key)))? {
-            Ok(until)
-        } else {
-            Err(Error::lease_lost(key))
-        }
+        let renewed = applied(out, self.cx("renew (update_item)", Some(key)))?;
+        renewed
+            .then_some(until)
+            .ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn complete(
@@ -508,11 +502,7 @@ impl ResultStore for DynamoDbStore {
                         && r.value.as_deref() == Some(value)
                 })
         });
-        if resent {
-            Ok(())
-        } else {
-            Err(Error::lease_lost(key))
-        }
+        resent.then_some(()).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
@@ -640,6 +630,7 @@ impl ResultStore for DynamoDbStore {
         // One conditional delete per item rather than a batch: a record claimed or rewritten
         // since the scan is no longer expired and must survive.
         let condition = "#expires_ms <= :now";
+        let cx = self.cx("purge_expired (delete_item)", None);
         let delete = |pk: String| {
             let request = client
                 .delete_item()
@@ -648,19 +639,13 @@ impl ResultStore for DynamoDbStore {
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names(&[condition])))
                 .expression_attribute_values(":now", n(now.as_millis()));
-            async move {
-                applied(
-                    request.send().await,
-                    self.cx("purge_expired (delete_item)", None),
-                )
-            }
+            async move { applied(request.send().await, cx) }
         };
-        futures_util::stream::iter(pks.into_iter().take(limit).map(delete))
-            .buffer_unordered(PURGE_CONCURRENCY)
-            .try_fold(
-                0,
-                |sum, deleted| async move { Ok(sum + u64::from(deleted)) },
-            )
-            .await
+        let deleted: Vec<bool> =
+            futures_util::stream::iter(pks.into_iter().take(limit).map(delete))
+                .buffer_unordered(PURGE_CONCURRENCY)
+                .try_collect()
+                .await?;
+        Ok(deleted.into_iter().filter(|d| *d).count() as u64)
     }
 }
