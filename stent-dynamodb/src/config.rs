@@ -321,10 +321,9 @@ impl DynamoDbStoreBuilder {
         Ok(store)
     }
 
-    /// The SDK configuration of the environment, with this builder's HTTP client, and its
-    /// region when set (with an endpoint override and none set: the environment's or
-    /// [`LOCAL_REGION`], not the default chain, which asks EC2 instance metadata, slowly
-    /// off EC2).
+    /// The SDK configuration of the environment, with this builder's HTTP client, credentials
+    /// and region (with an endpoint override and none set: the environment's or
+    /// [`LOCAL_REGION`], not the default chain, which asks EC2 instance metadata, slowly).
     async fn load_environment(&self) -> SdkConfig {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
@@ -370,11 +369,9 @@ impl DynamoDbStoreBuilder {
     }
 }
 
-/// Resolves the client's credentials once, so that a store without credentials fails when
-/// it is built, saying what to set, instead of at its first call (where the SDK, having
-/// tried every source, reports the last one: often instance metadata, off EC2). None, or
-/// a broken configuration, is a [`ErrorKind::Config`] error; a source that failed or timed
-/// out (instance metadata, STS) is [`ErrorKind::Unavailable`].
+/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists: at
+/// the first call the SDK would report only the last source it tried (often instance
+/// metadata, off EC2).
 async fn check_credentials(
     provider: Option<SharedCredentialsProvider>,
     timeout: Duration,
