@@ -184,8 +184,9 @@ impl DynamoDbStoreBuilder {
             )));
         };
         if let Some((_, unknown)) = table.split_once('?') {
+            let name = unknown.split(['=', '&']).next().unwrap_or_default();
             return Err(Error::config(format!(
-                "unknown option {unknown:?} in dynamodb URL (known: endpoint, region, prefix)"
+                "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
             )));
         }
         let mut builder = self;
@@ -518,13 +519,14 @@ mod tests {
             "redis://x",
             "dynamodb://t",
             "dynamodb://table?colour=red",
+            "dynamodb://table?endpoint=http://h:1&colour",
             "dynamodb://table?prefix=%zz",
         ] {
-            assert_eq!(
-                DynamoDbStoreBuilder::default().url(bad).unwrap_err().kind(),
-                ErrorKind::Config,
-                "{bad}"
-            );
+            let e = DynamoDbStoreBuilder::default().url(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
+            if bad.contains("colour") {
+                assert!(e.to_string().contains(r#"unknown option "colour""#), "{e}");
+            }
         }
     }
 
