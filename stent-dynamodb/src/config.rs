@@ -10,11 +10,13 @@ use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{
-    Credentials, ProvideCredentials as _, Region, SharedCredentialsProvider, SharedHttpClient,
+    Credentials, ProvideCredentials as _, Region, SharedCredentialsProvider,
 };
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use stent_core::store::{percent_decode, take_url_params};
 use stent_core::{Clock, Error, ErrorKind, Namespace, Result, SystemClock};
 
 use crate::store::DynamoDbStore;
@@ -26,49 +28,37 @@ const LOCAL_REGION: &str = "us-east-1";
 /// Longest key prefix accepted.
 const MAX_PREFIX_LEN: usize = 64;
 
-/// Builds a [`DynamoDbStore`].
+/// What to set when no credentials resolve.
+const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for a local \
+     server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
+     give them with DynamoDbStoreBuilder::credentials";
+
+/// Builds a [`DynamoDbStore`] (the crate docs show one being built).
 ///
 /// By default the AWS SDK is configured from the environment (the standard credential
 /// chain, the region from `AWS_REGION` or the profile); every setting below overrides it.
 /// With [`client`](Self::client), the given client is used exactly as configured and the
 /// endpoint, region, credentials, timeout and retry settings here are ignored.
-///
-/// ```no_run
-/// # async fn f() -> stent_core::Result<()> {
-/// use std::time::Duration;
-/// use stent_dynamodb::DynamoDbStore;
-///
-/// let store = DynamoDbStore::builder()
-///     .table("app-results")?
-///     .key_prefix("billing")?                     // several apps can share one table
-///     .endpoint_url("http://127.0.0.1:5599")?     // a local server; omit for AWS
-///     .region("eu-west-1")
-///     .timeout(Duration::from_secs(5))
-///     .build()
-///     .await?;
-/// store.migrate().await?;                        // development: create the table
-/// # Ok(()) }
-/// ```
 #[derive(Clone)]
 pub struct DynamoDbStoreBuilder {
-    pub(crate) table: String,
-    pub(crate) key_prefix: String,
-    pub(crate) endpoint_url: Option<String>,
-    pub(crate) region: Option<String>,
-    pub(crate) credentials: Option<Credentials>,
-    pub(crate) timeout: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) create_tables: bool,
-    pub(crate) source: Source,
+    table: String,
+    key_prefix: String,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    max_attempts: u32,
+    clock: Arc<dyn Clock>,
+    create_tables: bool,
+    source: Source,
 }
 
 /// Where the SDK client comes from.
 #[derive(Clone)]
-pub(crate) enum Source {
+enum Source {
     /// Configured from the environment by `aws-config`.
     Environment,
-    /// Built from this configuration (with the builder's overrides).
+    /// Built from this configuration, with the builder's overrides.
     SdkConfig(Box<SdkConfig>),
     /// Used exactly as given.
     Client(Client),
@@ -81,15 +71,13 @@ impl fmt::Debug for DynamoDbStoreBuilder {
             Source::SdkConfig(_) => "sdk_config",
             Source::Client(_) => "client",
         };
+        let credentials = self.credentials.as_ref().map(|_| "<static>");
         f.debug_struct("DynamoDbStoreBuilder")
             .field("table", &self.table)
             .field("key_prefix", &self.key_prefix)
             .field("endpoint_url", &self.endpoint_url)
             .field("region", &self.region)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|_| "<static>"),
-            )
+            .field("credentials", &credentials)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("clock", &self.clock)
@@ -116,121 +104,102 @@ impl Default for DynamoDbStoreBuilder {
     }
 }
 
-/// Checks a table name against DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
-pub(crate) fn validate_table(name: &str) -> Result<()> {
-    let ok = (3..=255).contains(&name.len())
+/// Whether `name` is `len` bytes of ASCII letters, digits and `extra`.
+fn charset(name: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bool {
+    len.contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "invalid DynamoDB table name {name:?}: use 3 to 255 characters of A-Z, a-z, 0-9, \
-             '_', '-' and '.'"
-        )))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
-/// Checks a key prefix: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`, and not a namespace
-/// name (so the partition keys of prefixed and unprefixed stores can never collide).
-pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
-    let ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-        && Namespace::ALL.iter().all(|ns| ns.as_str() != prefix);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, a-z, \
-             0-9, '_', '-', '.' and ':', other than a namespace name ({})",
-            Namespace::ALL
-                .map(|ns| format!("{:?}", ns.as_str()))
-                .join(", ")
-        )))
+/// Checks a table name against DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
+pub(crate) fn validate_table(name: &str) -> Result<()> {
+    if charset(name, 3..=255, b"_-.") {
+        return Ok(());
     }
-}
-
-/// Checks an endpoint override: an `http://` or `https://` URL with a host.
-pub(crate) fn validate_endpoint(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with(['/', '?', '#', ':']) => Ok(()),
-        _ => Err(Error::config(format!(
-            "invalid DynamoDB endpoint {url:?}: expected http://host:port or https://host"
-        ))),
-    }
+    Err(Error::config(format!(
+        "invalid DynamoDB table name {name:?}: use 3 to 255 characters of A-Z, a-z, 0-9, '_', \
+         '-' and '.'"
+    )))
 }
 
 impl DynamoDbStoreBuilder {
     /// The table (default [`DEFAULT_TABLE`](crate::DEFAULT_TABLE)): 3 to 255 characters of
     /// `A-Z a-z 0-9 _ - .`, as DynamoDB requires.
     pub fn table(mut self, name: impl Into<String>) -> Result<Self> {
-        let name = name.into();
-        validate_table(&name)?;
-        self.table = name;
+        self.table = name.into();
+        validate_table(&self.table)?;
         Ok(self)
     }
 
     /// Keeps this store's records apart from others in the same table: partition keys
-    /// become `{prefix}#{namespace}#{key}`. 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+    /// become `{prefix}#{namespace}#{key}`. 1 to 64 characters of `A-Z a-z 0-9 _ - . :`,
+    /// other than a namespace name (so prefixed and unprefixed keys never collide).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
-        validate_prefix(&prefix)?;
+        let valid = charset(&prefix, 1..=MAX_PREFIX_LEN, b"_-.:")
+            && Namespace::ALL.iter().all(|ns| ns.as_str() != prefix);
+        if !valid {
+            let namespaces = Namespace::ALL.map(|ns| format!("{:?}", ns.as_str()));
+            return Err(Error::config(format!(
+                "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, \
+                 a-z, 0-9, '_', '-', '.' and ':', other than a namespace name ({})",
+                namespaces.join(", ")
+            )));
+        }
         self.key_prefix = prefix;
         Ok(self)
     }
 
-    /// Sends requests to this endpoint instead of AWS's, e.g. `http://127.0.0.1:5599` for
-    /// moto or DynamoDB Local. With an endpoint override and no region configured anywhere,
-    /// the region is `us-east-1`.
+    /// Sends requests to this endpoint instead of AWS's: an `http://` or `https://` URL with
+    /// a host, e.g. `http://127.0.0.1:5599` for moto or DynamoDB Local. With an endpoint
+    /// override and no region configured anywhere, the region is `us-east-1`.
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Result<Self> {
         let url = url.into();
-        validate_endpoint(&url)?;
+        let host = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if !host.is_some_and(|h| !h.is_empty() && !h.starts_with(['/', '?', '#', ':'])) {
+            return Err(Error::config(format!(
+                "invalid DynamoDB endpoint {url:?}: expected http://host:port or https://host"
+            )));
+        }
         self.endpoint_url = Some(url);
         Ok(self)
     }
 
     /// The table, endpoint, region and key prefix a URL names:
-    /// `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`, every query option optional
-    /// (`endpoint` percent-encoded or not); `dynamodb://` alone keeps the table as it is.
+    /// `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`, every query option optional and
+    /// percent-encoded or not; `dynamodb://` alone keeps the table as it is.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] for another scheme, an unknown query option, bad
-    /// percent-encoding, or a table, endpoint or prefix that the setters refuse.
+    /// [`ErrorKind::Config`] for another scheme, an unknown query option, or a table,
+    /// endpoint or prefix that the setters refuse.
     pub fn url(self, url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix(crate::SCHEME)
-            .and_then(|rest| rest.strip_prefix("://"))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "not a dynamodb URL: {url:?} (expected dynamodb://table)"
-                ))
-            })?;
-        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (rest, options) = take_url_params(url, &["endpoint", "region", "prefix"]);
+        let Some(table) = rest.strip_prefix("dynamodb://") else {
+            return Err(Error::config(format!(
+                "not a dynamodb URL: {url:?} (expected dynamodb://table)"
+            )));
+        };
+        if let Some((_, unknown)) = table.split_once('?') {
+            let name = unknown.split(['=', '&']).next().unwrap_or_default();
+            return Err(Error::config(format!(
+                "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
+            )));
+        }
         let mut builder = self;
         if !table.is_empty() {
             builder = builder.table(table)?;
         }
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value).ok_or_else(|| {
-                Error::config(format!("bad percent-encoding in {pair:?} in {url:?}"))
-            })?;
+        for (name, value) in options {
+            let value = String::from_utf8(percent_decode(&value))
+                .map_err(|_| Error::config(format!("{name} in {url:?} is not UTF-8")))?;
             builder = match name {
                 "endpoint" => builder.endpoint_url(value)?,
                 "region" => builder.region(value),
-                "prefix" => builder.key_prefix(value)?,
-                _ => {
-                    return Err(Error::config(format!(
-                        "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
-                    )));
-                }
+                _ => builder.key_prefix(value)?,
             };
         }
         Ok(builder)
@@ -249,13 +218,14 @@ impl DynamoDbStoreBuilder {
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
     ) -> Self {
-        self.credentials = Some(Credentials::new(
+        let credentials = Credentials::new(
             access_key_id,
             secret_access_key,
             None,
             None,
             "stent-dynamodb",
-        ));
+        );
+        self.credentials = Some(credentials);
         self
     }
 
@@ -319,29 +289,21 @@ impl DynamoDbStoreBuilder {
     /// - [`ErrorKind::Unavailable`] (retryable) when a credential source failed or timed out
     ///   (instance metadata, STS).
     pub async fn build(self) -> Result<DynamoDbStore> {
-        // The credentials to resolve now: those the client will sign with (a client given
-        // as is keeps its own, unchecked).
+        // `credentials`: those the client signs with, to resolve now (`None`: a client
+        // given as is keeps its own, unchecked).
         let (client, endpoint, credentials) = match &self.source {
-            Source::Client(client) => (client.clone(), None, Check::Skip),
-            Source::SdkConfig(config) => (
-                Client::from_conf(self.overrides(config)),
-                self.endpoint_url
-                    .clone()
-                    .or_else(|| config.endpoint_url().map(str::to_owned)),
-                Check::Provider(
-                    self.credentials
-                        .clone()
-                        .map(SharedCredentialsProvider::new)
-                        .or_else(|| config.credentials_provider()),
-                ),
-            ),
-            Source::Environment => {
-                let config = self.load_environment().await;
-                (
-                    Client::new(&config),
-                    config.endpoint_url().map(str::to_owned),
-                    Check::Provider(config.credentials_provider()),
-                )
+            Source::Client(client) => (client.clone(), None, None),
+            source => {
+                let sdk = match source {
+                    Source::SdkConfig(sdk) => (**sdk).clone(),
+                    _ => self.load_environment().await,
+                };
+                let credentials = self.credentials.clone().map(SharedCredentialsProvider::new);
+                let credentials = credentials.or_else(|| sdk.credentials_provider());
+                let endpoint = self.endpoint_url.clone();
+                let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
+                let client = Client::from_conf(self.overrides(&sdk));
+                (client, endpoint, Some(credentials))
             }
         };
         if client.config().region().is_none() {
@@ -350,51 +312,48 @@ impl DynamoDbStoreBuilder {
                  or DynamoDbStoreBuilder::region",
             ));
         }
-        let described = endpoint
-            .clone()
-            .unwrap_or_else(|| "the AWS endpoint".to_owned());
-        if let Check::Provider(provider) = credentials {
-            check_credentials(provider, self.timeout, &described).await?;
-        }
         let store = DynamoDbStore::new(client, endpoint, self.table, self.key_prefix, self.clock);
+        if let Some(credentials) = credentials {
+            check_credentials(credentials, self.timeout, store.endpoint()).await?;
+        }
         if self.create_tables {
             store.migrate().await?;
         }
         Ok(store)
     }
 
+    /// The SDK configuration of the environment, with this builder's HTTP client, credentials
+    /// and region (with an endpoint override and none set: the environment's or
+    /// [`LOCAL_REGION`], not the default chain, which asks EC2 instance metadata, slowly).
     async fn load_environment(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
-            .timeout_config(self.timeout_config())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
-        loader = match (&self.region, &self.endpoint_url) {
-            (Some(region), _) => loader.region(Region::new(region.clone())),
-            // Not the default chain: it would ask EC2 instance metadata, slowly, off EC2.
-            (None, Some(_)) => loader.region(
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        if let Some(credentials) = &self.credentials {
+            loader = loader.credentials_provider(credentials.clone());
+        }
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        } else if self.endpoint_url.is_some() {
+            loader = loader.region(
                 RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
                     .or_else(ProfileFileRegionProvider::new())
                     .or_else(Region::from_static(LOCAL_REGION)),
-            ),
-            (None, None) => loader,
-        };
-        if let Some(url) = &self.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(credentials) = &self.credentials {
-            loader = loader.credentials_provider(credentials.clone());
+            );
         }
         loader.load().await
     }
 
+    /// The client configuration of `sdk` with this builder's settings.
     fn overrides(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
-        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .operation_timeout(self.timeout);
+        let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(timeouts.build())
+            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         if sdk.http_client().is_none() {
             config = config.http_client(https_client());
         }
-        config = config
-            .timeout_config(self.timeout_config())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         if let Some(region) = &self.region {
             config = config.region(Region::new(region.clone()));
         }
@@ -409,46 +368,44 @@ impl DynamoDbStoreBuilder {
         }
         config.build()
     }
-
-    fn timeout_config(&self) -> TimeoutConfig {
-        TimeoutConfig::builder()
-            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
-            .operation_timeout(self.timeout)
-            .build()
-    }
 }
 
-/// Whether [`DynamoDbStoreBuilder::build`] resolves credentials.
-enum Check {
-    /// Resolve these (`None`: the configuration has no credentials provider).
-    Provider(Option<SharedCredentialsProvider>),
-    /// A client given as is.
-    Skip,
-}
-
-/// Resolves the client's credentials once, so that a store without credentials fails when
-/// it is built, saying what to set, instead of at its first call (where the SDK, having
-/// tried every source, reports the last one: often instance metadata, off EC2).
+/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists: at
+/// the first call the SDK would report only the last source it tried (often instance
+/// metadata, off EC2).
 async fn check_credentials(
     provider: Option<SharedCredentialsProvider>,
     timeout: Duration,
     endpoint: &str,
 ) -> Result<()> {
-    let provider = provider.ok_or_else(|| crate::error::no_credentials_provider(endpoint))?;
-    match tokio::time::timeout(timeout, provider.provide_credentials()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::error::credentials_error(e, endpoint)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "resolving AWS credentials for DynamoDB at {endpoint} took more than {timeout:?}"
-            ),
+    let Some(provider) = provider else {
+        return Err(Error::config(format!(
+            "the DynamoDB client for {endpoint} has no credentials provider: {SET_CREDENTIALS}"
+        )));
+    };
+    let unavailable = |what: String| {
+        let message = format!("resolving AWS credentials for DynamoDB at {endpoint} {what}");
+        Error::new(ErrorKind::Unavailable, message)
+    };
+    let err = match tokio::time::timeout(timeout, provider.provide_credentials()).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(err)) => err,
+        Err(_) => return Err(unavailable(format!("took more than {timeout:?}"))),
+    };
+    Err(match &err {
+        CredentialsError::CredentialsNotLoaded(_) => Error::config(format!(
+            "no AWS credentials found for DynamoDB at {endpoint}: {SET_CREDENTIALS}"
         )),
+        CredentialsError::InvalidConfiguration(_) => Error::config(format!(
+            "the AWS credentials configuration is invalid ({err}); {SET_CREDENTIALS}"
+        )),
+        _ => unavailable(format!("failed ({err})")),
     }
+    .with_source(err))
 }
 
 /// The HTTP client of stores this crate configures: hyper with rustls on *ring*.
-fn https_client() -> SharedHttpClient {
+fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
@@ -459,39 +416,16 @@ fn https_client() -> SharedHttpClient {
 pub(crate) fn builder_from_vars(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<DynamoDbStoreBuilder> {
+    let named =
+        |var: &'static str| move |e: Error| Error::config(format!("{var}: {}", e.message()));
     let mut builder = DynamoDbStoreBuilder::default();
     if let Some(url) = var(crate::ENV_URL).filter(|u| !u.is_empty()) {
-        builder = builder
-            .endpoint_url(url)
-            .map_err(|e| named(e, crate::ENV_URL))?;
+        builder = builder.endpoint_url(url).map_err(named(crate::ENV_URL))?;
     }
     if let Some(table) = var(crate::ENV_TABLE).filter(|t| !t.is_empty()) {
-        builder = builder
-            .table(table)
-            .map_err(|e| named(e, crate::ENV_TABLE))?;
+        builder = builder.table(table).map_err(named(crate::ENV_TABLE))?;
     }
     Ok(builder)
-}
-
-fn named(err: Error, var: &str) -> Error {
-    Error::config(format!("{var}: {}", err.message()))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -512,8 +446,9 @@ mod tests {
 
     #[test]
     fn prefixes_cannot_collide_with_namespaces() {
-        validate_prefix("c0123456789abcdef").unwrap();
-        validate_prefix("app:billing-v2").unwrap();
+        let prefix = |p: &str| DynamoDbStoreBuilder::default().key_prefix(p);
+        prefix("c0123456789abcdef").unwrap();
+        prefix("app:billing-v2").unwrap();
         for bad in [
             "",
             "a#b",
@@ -524,7 +459,7 @@ mod tests {
             &"p".repeat(65),
         ] {
             assert_eq!(
-                validate_prefix(bad).unwrap_err().kind(),
+                prefix(bad).unwrap_err().kind(),
                 ErrorKind::Config,
                 "{bad:?}"
             );
@@ -533,10 +468,11 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_http_urls() {
-        validate_endpoint("http://127.0.0.1:5599").unwrap();
-        validate_endpoint("https://dynamodb.eu-west-1.amazonaws.com").unwrap();
+        let endpoint = |url: &str| DynamoDbStoreBuilder::default().endpoint_url(url);
+        endpoint("http://127.0.0.1:5599").unwrap();
+        endpoint("https://dynamodb.eu-west-1.amazonaws.com").unwrap();
         for bad in ["127.0.0.1:5599", "http://", "ftp://h", "http://:80"] {
-            let e = validate_endpoint(bad).unwrap_err();
+            let e = endpoint(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
     }
@@ -583,13 +519,14 @@ mod tests {
             "redis://x",
             "dynamodb://t",
             "dynamodb://table?colour=red",
+            "dynamodb://table?endpoint=http://h:1&colour",
             "dynamodb://table?prefix=%zz",
         ] {
-            assert_eq!(
-                DynamoDbStoreBuilder::default().url(bad).unwrap_err().kind(),
-                ErrorKind::Config,
-                "{bad}"
-            );
+            let e = DynamoDbStoreBuilder::default().url(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
+            if bad.contains("colour") {
+                assert!(e.to_string().contains(r#"unknown option "colour""#), "{e}");
+            }
         }
     }
 

@@ -21,10 +21,8 @@ pub const SCHEME: &str = "dynamodb";
 /// Every URL scheme [`DynamoDbStore::connect`] accepts: [`SCHEME`] alone.
 pub const SCHEMES: &[&str] = &[SCHEME];
 
-/// The environment variable [`DynamoDbStore::from_env`] reads an endpoint override from
-/// (a local server such as moto or DynamoDB Local): an `http://` URL, not a `dynamodb://`
-/// one, since the table comes from [`ENV_TABLE`] and the rest from the AWS SDK's own
-/// variables.
+/// The environment variable [`DynamoDbStore::from_env`] reads an endpoint override from:
+/// an `http://` URL (e.g. of moto or DynamoDB Local), not a `dynamodb://` one.
 pub const ENV_URL: &str = "STENT_DYNAMODB_URL";
 
 /// The environment variable [`DynamoDbStore::from_env`] reads the table name from.

@@ -1,60 +1,24 @@
-//! The item layout: attribute names, the expressions every operation sends, and the
-//! conversion between items and [`Record`]s.
+//! The item layout of the crate docs: the items and expressions the store sends, and the
+//! conversion of items into [`Record`]s.
 //!
 //! Every attribute is named through a `#placeholder` equal to `#` + its name (several are
-//! DynamoDB reserved words), and every value is an `:placeholder`; [`names`] builds the
+//! DynamoDB reserved words), and every value is a `:placeholder`; [`names`] builds the
 //! placeholder map from the expressions themselves, so none is ever missing or unused.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use stent_core::{Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
+use stent_core::{Claim, Error, LeaseToken, Record, RecordMeta, RecordState, Result, Timestamp};
 
-/// One DynamoDB item.
+/// One item, or the `:placeholder` values of a request.
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// The partition key: `{prefix}#{namespace}#{key}` (`{namespace}#{key}` without a prefix).
-pub(crate) const PK: &str = "pk";
-pub(crate) const STATE: &str = "state";
-pub(crate) const VALUE: &str = "value";
-pub(crate) const LEASE_TOKEN: &str = "lease_token";
-pub(crate) const LEASE_EXPIRES_MS: &str = "lease_expires_ms";
-pub(crate) const ATTEMPT: &str = "attempt";
-pub(crate) const FINGERPRINT: &str = "fingerprint";
-pub(crate) const FUNCTION: &str = "function";
-pub(crate) const VERSION: &str = "version";
-pub(crate) const CREATED_MS: &str = "created_ms";
-pub(crate) const COMPLETED_MS: &str = "completed_ms";
-pub(crate) const EXPIRES_MS: &str = "expires_ms";
-
-/// The values of `state`.
-pub(crate) const IN_PROGRESS: &str = "in_progress";
-pub(crate) const COMPLETED: &str = "completed";
-
-/// Claim of an absent or expired key: a `PutItem` of the new in-progress item under this
-/// condition. Anything else (a completed record, a lease, live or lapsed) fails it and comes
-/// back whole (`ALL_OLD`); a lapsed lease is then taken over by a second conditional write
-/// ([`takeover_condition`]), the only claim that takes two.
+/// The claim of an absent or expired key. Anything else fails it and comes back whole
+/// (`ALL_OLD`): the answer of a contended claim, or a lapsed lease to take over.
 pub(crate) const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #expires_ms <= :now";
 
-/// The attempt of the running lease, written by every claim with the same number as
-/// `attempt`. stent itself computes a takeover's attempt from the record it takes over;
-/// the attribute is kept for stores of earlier versions sharing the table, whose claim
-/// computes `if_not_exists(lease_attempt, 0) + 1`. Complete removes it, so that claim
-/// finds 1 on an expired completed record.
-pub(crate) const LEASE_ATTEMPT: &str = "lease_attempt";
-
-/// The token that completed a record, in items completed by earlier versions (which
-/// removed `lease_token` on completion). Read to recognise a retried completion; no longer
-/// written: a completed record keeps its `lease_token`, which says the same.
-pub(crate) const COMPLETED_TOKEN: &str = "completed_token";
-
-/// The attribute DynamoDB's own TTL deletes by: epoch seconds, rounded up so DynamoDB
-/// never deletes a record before stent stops showing it.
-pub(crate) const TTL: &str = crate::TTL_ATTRIBUTE;
-
-/// complete / renew / release: only while the token owns the in-progress record. The state
+/// renew / complete / release: only while the token owns the in-progress record. The state
 /// test is needed: a completed record keeps the `lease_token` that completed it.
 pub(crate) const OWNED_CONDITION: &str = "#lease_token = :token AND #state = :in_progress";
 
@@ -70,226 +34,191 @@ pub(crate) fn b(v: &[u8]) -> AttributeValue {
     AttributeValue::B(Blob::new(v))
 }
 
-/// Epoch seconds for the TTL attribute, rounded up.
+/// A map of these attributes or values.
+pub(crate) fn map<'a>(pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>) -> Item {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// An item of `pairs` and of the metadata `meta` carries.
+fn item<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+    meta: &RecordMeta<'_>,
+) -> Item {
+    let meta = [
+        ("function", meta.function),
+        ("version", meta.version),
+        ("fingerprint", meta.fingerprint),
+    ];
+    map(pairs
+        .into_iter()
+        .chain(meta.into_iter().filter_map(|(k, v)| Some((k, s(v?))))))
+}
+
+/// Epoch seconds for the `ttl` attribute, rounded up so that DynamoDB never deletes a record
+/// before stent stops showing it.
 pub(crate) fn ttl_seconds(expires: Timestamp) -> i64 {
     expires.as_millis().div_euclid(1000) + i64::from(expires.as_millis().rem_euclid(1000) != 0)
 }
 
 /// The `#name` placeholders used in `exprs`, mapped to their attribute names.
 pub(crate) fn names(exprs: &[&str]) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for expr in exprs {
-        let mut rest = *expr;
-        while let Some(at) = rest.find('#') {
-            let tail = &rest[at + 1..];
-            let end = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
-            map.insert(format!("#{}", &tail[..end]), tail[..end].to_owned());
-            rest = &tail[end..];
-        }
-    }
-    map
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let after_hashes = exprs.iter().flat_map(|expr| expr.split('#').skip(1));
+    after_hashes
+        .map(|tail| &tail[..tail.find(|c| !is_name(c)).unwrap_or(tail.len())])
+        .map(|name| (format!("#{name}"), name.to_owned()))
+        .collect()
 }
 
-/// The item a claim writes: in progress under `token` until `lease_until`, attempt
-/// `attempt`, and only the metadata `meta` carries (the `PutItem` replaces the whole item,
-/// so nothing of an expired or lapsed record survives).
+/// The item a claim writes: the whole in-progress record, so nothing of an expired or lapsed
+/// one survives. `lease_attempt` equals `attempt` for stores of earlier versions sharing the
+/// table, whose claim computes `if_not_exists(lease_attempt, 0) + 1`.
 pub(crate) fn claim_item(
     pk: AttributeValue,
-    token: &LeaseToken,
+    claim: &Claim<'_>,
     now: Timestamp,
     lease_until: Timestamp,
     attempt: u32,
-    meta: &RecordMeta<'_>,
 ) -> Item {
-    let mut item = HashMap::from([
-        (PK.to_owned(), pk),
-        (STATE.to_owned(), s(IN_PROGRESS)),
-        (LEASE_TOKEN.to_owned(), s(token.as_str())),
-        (LEASE_EXPIRES_MS.to_owned(), n(lease_until.as_millis())),
-        (ATTEMPT.to_owned(), n(attempt.into())),
-        (LEASE_ATTEMPT.to_owned(), n(attempt.into())),
-        (CREATED_MS.to_owned(), n(now.as_millis())),
-    ]);
-    for (attr, v) in meta_fields(meta) {
-        if let Some(v) = v {
-            item.insert(attr.to_owned(), s(v));
-        }
-    }
-    item
+    let pairs = [
+        ("pk", pk),
+        ("state", s("in_progress")),
+        ("lease_token", s(claim.token.as_str())),
+        ("lease_expires_ms", n(lease_until.as_millis())),
+        ("attempt", n(attempt.into())),
+        ("lease_attempt", n(attempt.into())),
+        ("created_ms", n(now.as_millis())),
+    ];
+    item(pairs, &claim.meta)
 }
 
-/// The condition and values of the takeover of `seen`, an in-progress record whose lease
-/// had lapsed at `now`: it still holds the same lease (so its attempt is still the one the
-/// takeover adds 1 to), and that lease has still lapsed (its owner did not renew it since).
-pub(crate) fn takeover_condition(
-    seen: &Record,
-    now: Timestamp,
-) -> (&'static str, HashMap<String, AttributeValue>) {
-    let mut values = HashMap::from([
-        (":in_progress".to_owned(), s(IN_PROGRESS)),
-        (":now".to_owned(), n(now.as_millis())),
-    ]);
-    let condition = match &seen.lease_token {
-        Some(token) => {
-            values.insert(":seen".to_owned(), s(token.as_str()));
-            "#lease_token = :seen AND #state = :in_progress \
-             AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
-        }
-        // Not written by stent, but a record without a token can still be taken over.
-        None => {
-            "attribute_not_exists(#lease_token) AND #state = :in_progress \
-             AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
-        }
+/// The condition and values of a claim's `PutItem`: [`CLAIM_CONDITION`] for a fresh claim.
+/// For the takeover of `lapsed`, an in-progress record whose lease had lapsed at `now`: the
+/// record still holds that lease (so its attempt is still the one the takeover adds 1 to),
+/// and the lease has still lapsed (its owner did not renew it since).
+pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (String, Item) {
+    let now = (":now", n(now.as_millis()));
+    let Some(lapsed) = lapsed else {
+        return (CLAIM_CONDITION.to_owned(), map([now]));
     };
-    (condition, values)
+    let (owner, seen) = match &lapsed.lease_token {
+        Some(token) => ("#lease_token = :seen", Some((":seen", s(token.as_str())))),
+        // Not written by stent, but a record without a token can still be taken over.
+        None => ("attribute_not_exists(#lease_token)", None),
+    };
+    let condition = format!(
+        "{owner} AND #state = :in_progress \
+         AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
+    );
+    let values = [now, (":in_progress", s("in_progress"))]
+        .into_iter()
+        .chain(seen);
+    (condition, map(values))
 }
 
-fn meta_fields<'a>(meta: &RecordMeta<'a>) -> [(&'static str, Option<&'a str>); 3] {
-    [
-        (FUNCTION, meta.function),
-        (VERSION, meta.version),
-        (FINGERPRINT, meta.fingerprint),
-    ]
-}
-
-/// The item of an unconditional `put`: a completed record, attempt 1.
-pub(crate) fn put_item(
-    pk: String,
-    value: &[u8],
-    now: Timestamp,
-    expires: Option<Timestamp>,
-    meta: &RecordMeta<'_>,
+/// The values of [`OWNED_CONDITION`] for `token`, and `more`.
+pub(crate) fn owned<'a>(
+    token: &LeaseToken,
+    more: impl IntoIterator<Item = (&'a str, AttributeValue)>,
 ) -> Item {
-    let mut item = HashMap::from([
-        (PK.to_owned(), s(pk)),
-        (STATE.to_owned(), s(COMPLETED)),
-        (VALUE.to_owned(), b(value)),
-        (ATTEMPT.to_owned(), n(1)),
-        (CREATED_MS.to_owned(), n(now.as_millis())),
-        (COMPLETED_MS.to_owned(), n(now.as_millis())),
-    ]);
-    if let Some(expires) = expires {
-        item.insert(EXPIRES_MS.to_owned(), n(expires.as_millis()));
-        item.insert(TTL.to_owned(), n(ttl_seconds(expires)));
-    }
-    for (attr, v) in meta_fields(meta) {
-        if let Some(v) = v {
-            item.insert(attr.to_owned(), s(v));
-        }
-    }
-    item
+    let owner = [
+        (":token", s(token.as_str())),
+        (":in_progress", s("in_progress")),
+    ];
+    map(owner.into_iter().chain(more))
 }
 
-/// An update expression and the values it binds.
-pub(crate) struct Update {
-    pub(crate) expression: String,
-    pub(crate) values: HashMap<String, AttributeValue>,
-}
-
-/// The update of `complete` (under [`OWNED_CONDITION`], whose values it binds too): the
-/// state, the value and the times. The lease attributes stay (reads ignore them on a
-/// completed record), which keeps the expression short: the server parses and validates
-/// it on every request.
+/// The update expression of `complete` (under [`OWNED_CONDITION`]) and the values of both:
+/// the state, the value and the times. The lease attributes stay (reads ignore them on a
+/// completed record), which keeps the expression short: the server parses it every time.
 pub(crate) fn complete_update(
     token: &LeaseToken,
     value: &[u8],
     now: Timestamp,
     expires: Option<Timestamp>,
-) -> Update {
+) -> (String, Item) {
     let mut set = "#state = :completed, #value = :value, #completed_ms = :now".to_owned();
-    let mut values = HashMap::from([
-        (":completed".to_owned(), s(COMPLETED)),
-        (":in_progress".to_owned(), s(IN_PROGRESS)),
-        (":value".to_owned(), b(value)),
-        (":now".to_owned(), n(now.as_millis())),
-        (":token".to_owned(), s(token.as_str())),
-    ]);
+    let mut values = owned(
+        token,
+        [
+            (":completed", s("completed")),
+            (":value", b(value)),
+            (":now", n(now.as_millis())),
+        ],
+    );
     if let Some(expires) = expires {
         set.push_str(", #expires_ms = :expires, #ttl = :ttl");
-        values.insert(":expires".to_owned(), n(expires.as_millis()));
-        values.insert(":ttl".to_owned(), n(ttl_seconds(expires)));
+        values.extend(map([
+            (":expires", n(expires.as_millis())),
+            (":ttl", n(ttl_seconds(expires))),
+        ]));
     }
-    Update {
-        expression: format!("SET {set} REMOVE #{LEASE_ATTEMPT}"),
-        values,
-    }
+    (format!("SET {set} REMOVE #lease_attempt"), values)
 }
 
-/// Reads attributes of one item, naming the key in every error.
-pub(crate) struct Fields<'a> {
-    item: &'a Item,
-    key: &'a str,
+/// The item of an unconditional `put`: a completed record, attempt 1.
+pub(crate) fn put_item(
+    pk: AttributeValue,
+    value: &[u8],
+    now: Timestamp,
+    expires: Option<Timestamp>,
+    meta: &RecordMeta<'_>,
+) -> Item {
+    let pairs = [
+        ("pk", pk),
+        ("state", s("completed")),
+        ("value", b(value)),
+        ("attempt", n(1)),
+        ("created_ms", n(now.as_millis())),
+        ("completed_ms", n(now.as_millis())),
+    ];
+    let expiry = expires.map(|e| [("expires_ms", n(e.as_millis())), ("ttl", n(ttl_seconds(e)))]);
+    item(pairs.into_iter().chain(expiry.into_iter().flatten()), meta)
 }
 
-impl<'a> Fields<'a> {
-    pub(crate) fn new(item: &'a Item, key: &'a str) -> Self {
-        Fields { item, key }
-    }
-
-    fn wrong(&self, attr: &str, want: &str) -> Error {
-        Error::decode(
-            self.key,
-            format!("stored item has attribute {attr:?} of the wrong type (expected {want})"),
-        )
-    }
-
-    pub(crate) fn string(&self, attr: &str) -> Result<Option<&'a str>> {
-        match self.item.get(attr) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::S(v)) => Ok(Some(v.as_str())),
-            Some(_) => Err(self.wrong(attr, "a string")),
-        }
-    }
-
-    pub(crate) fn number(&self, attr: &str) -> Result<Option<i64>> {
-        match self.item.get(attr) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::N(v)) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| self.wrong(attr, "an integer")),
-            Some(_) => Err(self.wrong(attr, "a number")),
-        }
-    }
-
-    pub(crate) fn bytes(&self, attr: &str) -> Result<Option<Vec<u8>>> {
-        match self.item.get(attr) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::B(v)) => Ok(Some(v.as_ref().to_vec())),
-            Some(_) => Err(self.wrong(attr, "binary")),
-        }
-    }
-
-    fn time(&self, attr: &str) -> Result<Option<Timestamp>> {
-        Ok(self.number(attr)?.map(Timestamp::from_millis))
-    }
-}
-
-/// Turns an item into the record of `key`.
+/// The record of `key` an item holds. A completed record shows no lease, whatever lease
+/// attributes its item keeps.
 pub(crate) fn decode(item: &Item, key: &str) -> Result<Record> {
-    let f = Fields::new(item, key);
-    let state = f.string(STATE)?.unwrap_or_default();
-    let state = RecordState::parse(state)
+    let string = |name: &str| read(item, key, name, |v| v.as_s().ok().cloned());
+    let number = |name: &str| read(item, key, name, |v| v.as_n().ok()?.parse::<i64>().ok());
+    let time = |name: &str| Ok::<_, Error>(number(name)?.map(Timestamp::from_millis));
+    let state = string("state")?.unwrap_or_default();
+    let state = RecordState::parse(&state)
         .ok_or_else(|| Error::decode(key, format!("stored item has unknown state {state:?}")))?;
-    let mut record = Record::new(key, state, f.time(CREATED_MS)?.unwrap_or_default());
-    record.value = f.bytes(VALUE)?;
-    // A completed record keeps the lease attributes of the claim that completed it; its
-    // lease is over all the same.
+    let mut record = Record::new(key, state, time("created_ms")?.unwrap_or_default());
+    record.value = read(item, key, "value", |v| {
+        Some(v.as_b().ok()?.as_ref().to_vec())
+    })?;
     if state == RecordState::InProgress {
-        record.lease_token = f.string(LEASE_TOKEN)?.map(LeaseToken::from_string);
-        record.lease_expires_at = f.time(LEASE_EXPIRES_MS)?;
+        record.lease_token = string("lease_token")?.map(LeaseToken::from_string);
+        record.lease_expires_at = time("lease_expires_ms")?;
     }
-    record.attempt = f
-        .number(ATTEMPT)?
-        .map_or(1, |a| u32::try_from(a).unwrap_or(u32::MAX));
-    record.fingerprint = f.string(FINGERPRINT)?.map(str::to_owned);
-    record.function = f.string(FUNCTION)?.map(str::to_owned);
-    record.version = f.string(VERSION)?.map(str::to_owned);
-    record.completed_at = f.time(COMPLETED_MS)?;
-    record.expires_at = f.time(EXPIRES_MS)?;
+    record.attempt = number("attempt")?.map_or(1, |a| u32::try_from(a).unwrap_or(u32::MAX));
+    record.fingerprint = string("fingerprint")?;
+    record.function = string("function")?;
+    record.version = string("version")?;
+    record.completed_at = time("completed_ms")?;
+    record.expires_at = time("expires_ms")?;
     Ok(record)
+}
+
+/// Attribute `name` of `item` as `as_type` reads it: `None` when absent or NULL, an error
+/// naming `key` when of another type.
+fn read<'a, T>(
+    item: &'a Item,
+    key: &str,
+    name: &str,
+    as_type: impl FnOnce(&'a AttributeValue) -> Option<T>,
+) -> Result<Option<T>> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(v) => as_type(v).map(Some).ok_or_else(|| {
+            Error::decode(
+                key,
+                format!("stored item has attribute {name:?} of the wrong type"),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -308,9 +237,9 @@ mod tests {
         assert_eq!(got["#lease_attempt"], "lease_attempt");
     }
 
-    /// Every `:value` an expression's request binds appears in its expressions: DynamoDB
-    /// refuses a request with an unused one.
-    fn assert_all_used(values: &HashMap<String, AttributeValue>, exprs: &[&str]) {
+    /// Every `:value` a request binds appears in its expressions: DynamoDB refuses a
+    /// request with an unused one.
+    fn assert_all_used(values: &Item, exprs: &[&str]) {
         for placeholder in values.keys() {
             assert!(
                 exprs.iter().any(|e| e.contains(placeholder.as_str())),
@@ -320,21 +249,24 @@ mod tests {
     }
 
     #[test]
-    fn complete_and_takeover_use_every_value_they_bind() {
+    fn complete_and_claims_use_every_value_they_bind() {
         let token = LeaseToken::generate();
         let now = Timestamp::from_millis(1);
         for expires in [None, Some(Timestamp::from_millis(9))] {
-            let u = complete_update(&token, b"v", now, expires);
-            assert_all_used(&u.values, &[&u.expression, OWNED_CONDITION]);
-            assert_eq!(u.expression.contains("#ttl"), expires.is_some());
+            let (update, values) = complete_update(&token, b"v", now, expires);
+            assert_all_used(&values, &[&update, OWNED_CONDITION]);
+            assert_eq!(update.contains("#ttl"), expires.is_some());
         }
+        let (condition, values) = claim_condition(None, now);
+        assert_all_used(&values, &[&condition]);
+        assert_eq!(condition, CLAIM_CONDITION);
         let mut seen = Record::new("k", RecordState::InProgress, now);
-        let (condition, values) = takeover_condition(&seen, now);
-        assert_all_used(&values, &[condition]);
+        let (condition, values) = claim_condition(Some(&seen), now);
+        assert_all_used(&values, &[&condition]);
         assert!(condition.contains("attribute_not_exists(#lease_token)"));
         seen.lease_token = Some(token);
-        let (condition, values) = takeover_condition(&seen, now);
-        assert_all_used(&values, &[condition]);
+        let (condition, values) = claim_condition(Some(&seen), now);
+        assert_all_used(&values, &[&condition]);
         assert!(condition.contains("#lease_token = :seen"));
     }
 
@@ -346,38 +278,46 @@ mod tests {
             version: None,
             fingerprint: Some("fp"),
         };
+        let claim = Claim {
+            token: &token,
+            lease: std::time::Duration::from_secs(1),
+            meta,
+        };
         let item = claim_item(
             s("pk"),
-            &token,
+            &claim,
             Timestamp::from_millis(1),
             Timestamp::from_millis(2),
             3,
-            &meta,
         );
         let r = decode(&item, "k").unwrap();
         assert_eq!(r.state, RecordState::InProgress);
         assert_eq!((r.attempt, r.lease_token.as_ref()), (3, Some(&token)));
         assert_eq!(r.lease_expires_at, Some(Timestamp::from_millis(2)));
-        assert_eq!(item[LEASE_ATTEMPT], n(3));
+        assert_eq!(item["lease_attempt"], n(3));
         assert_eq!(
             (r.function.as_deref(), r.version, r.fingerprint.as_deref()),
             (Some("f"), None, Some("fp"))
         );
-        assert!(!item.contains_key(VALUE) && !item.contains_key(EXPIRES_MS));
+        assert!(!item.contains_key("value") && !item.contains_key("expires_ms"));
     }
 
     #[test]
     fn a_completed_record_shows_no_lease() {
         let token = LeaseToken::generate();
+        let claim = Claim {
+            token: &token,
+            lease: std::time::Duration::from_secs(1),
+            meta: RecordMeta::default(),
+        };
         let mut item = claim_item(
             s("pk"),
-            &token,
+            &claim,
             Timestamp::from_millis(1),
             Timestamp::from_millis(2),
             1,
-            &RecordMeta::default(),
         );
-        item.insert(STATE.into(), s(COMPLETED));
+        item.insert("state".into(), s("completed"));
         let r = decode(&item, "k").unwrap();
         assert_eq!((r.lease_token, r.lease_expires_at), (None, None));
     }
@@ -397,7 +337,7 @@ mod tests {
         };
         let now = Timestamp::from_millis(1_000);
         let item = put_item(
-            "p#cache#k".into(),
+            s("p#cache#k"),
             b"",
             now,
             Some(Timestamp::from_millis(2_500)),
@@ -411,23 +351,23 @@ mod tests {
             (Some("f"), Some("v1"), None)
         );
         assert_eq!(r.expires_at, Some(Timestamp::from_millis(2_500)));
-        assert_eq!(item[TTL], n(3));
+        assert_eq!(item["ttl"], n(3));
     }
 
     #[test]
     fn decode_names_the_key_on_bad_items() {
         let mut item = put_item(
-            "pk".into(),
+            s("pk"),
             b"v",
             Timestamp::from_millis(1),
             None,
             &RecordMeta::default(),
         );
-        item.insert(ATTEMPT.into(), s("three"));
+        item.insert("attempt".into(), s("three"));
         let e = decode(&item, "the-key").unwrap_err();
         assert_eq!(e.key(), Some("the-key"));
         assert!(e.to_string().contains("attempt"), "{e}");
-        item.insert(STATE.into(), s("weird"));
+        item.insert("state".into(), s("weird"));
         assert!(
             decode(&item, "k")
                 .unwrap_err()
