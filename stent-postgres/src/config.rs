@@ -144,8 +144,8 @@ impl PostgresStoreBuilder {
     }
 
     /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter, then lower-case
-    /// letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter,
+    /// then lower-case letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         check_prefix(&prefix)?;
@@ -249,7 +249,8 @@ pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<
     }
     if !unknown.is_empty() {
         return Err(Error::config(format!(
-            "unknown option{} {} in PostgreSQL URL {shown:?} (known: schema, table_prefix, {DRIVER_PARAMS})",
+            "unknown option{} {} in PostgreSQL URL {shown:?} \
+             (known: schema, table_prefix, {DRIVER_PARAMS})",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", "),
         )));

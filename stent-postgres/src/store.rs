@@ -259,7 +259,18 @@ impl PostgresStore {
     ) -> impl FnOnce(sqlx::Error) -> Error + 'a {
         move |e| convert(e, &self.inner.target, what, key)
     }
+
+    /// Runs one statement on the pool; returns how many rows it changed.
+    async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
+        let done = q
+            .execute(&self.inner.pool)
+            .await
+            .map_err(self.fail(what, key))?;
+        Ok(done.rows_affected())
+    }
 }
+
+type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 fn target_of(opts: &PgConnectOptions, url: Option<&str>) -> Target {
     let place = match opts.get_socket() {
@@ -431,12 +442,12 @@ impl ResultStore for PostgresStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         check_key(key)?;
-        let row =
-            sqlx::query(sql!(self.t(ns) => "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"))
-                .bind(key)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(self.fail("get", Some(key)))?;
+        let row = sqlx::query(sql!(self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"))
+        .bind(key)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(self.fail("get", Some(key)))?;
         row.map(|r| decode(&r, key)).transpose()
     }
 
@@ -452,11 +463,14 @@ impl ResultStore for PostgresStore {
             // function: the claim's own row, told by its NULL `state`, with the new attempt
             // (NULL when another claim got there first, then the statement runs again) and
             // the lease it wrote (`now()` is the transaction's start).
-            let row = sqlx::query(sql!(self.t(ns) => "(SELECT {COLUMNS} FROM {t} \
-                    WHERE key = $1 AND {LIVE} AND (state = 'completed' OR lease_expires_at > now())) \
-                UNION ALL (SELECT NULL, NULL, NULL, NULL, now() + $3::int8 * interval '1 millisecond', \
-                    {f}($1, $2, $3, $4, $5, $6), NULL, NULL, NULL, NULL, NULL, NULL) \
-                LIMIT 1", f = self.t(ns).claim))
+            let row = sqlx::query(sql!(self.t(ns) =>
+                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
+                     AND (state = 'completed' OR lease_expires_at > now())) \
+                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
+                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
+                     NULL, NULL, NULL, NULL, NULL, NULL) \
+                 LIMIT 1",
+                f = self.t(ns).claim))
             .bind(key)
             .bind(claim.token.as_str())
             .bind(millis(claim.lease))
@@ -492,10 +506,10 @@ impl ResultStore for PostgresStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         check_key(key)?;
-        let until: Option<Instant> = sqlx::query_scalar(sql!(self.t(ns) => "UPDATE {t} \
-                SET lease_expires_at = now() + $3::int8 * interval '1 millisecond' \
-                WHERE key = $1 AND lease_token = $2 AND state = 'in_progress' \
-                RETURNING lease_expires_at"))
+        let until: Option<Instant> = sqlx::query_scalar(sql!(self.t(ns) =>
+            "UPDATE {t} SET lease_expires_at = now() + $3::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress' \
+             RETURNING lease_expires_at"))
         .bind(key)
         .bind(token.as_str())
         .bind(millis(lease))
@@ -515,18 +529,16 @@ impl ResultStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        let done = sqlx::query(sql!(self.t(ns) => "UPDATE {t} SET state = 'completed', \
-                    value = $3, lease_token = NULL, lease_expires_at = NULL, completed_at = now(), \
-                    expires_at = now() + $4::int8 * interval '1 millisecond' \
-                WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
+                 lease_expires_at = NULL, completed_at = now(), \
+                 expires_at = now() + $4::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
         .bind(key)
         .bind(token.as_str())
         .bind(value)
-        .bind(ttl.map(millis))
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.fail("complete", Some(key)))?;
-        match done.rows_affected() {
+        .bind(ttl.map(millis));
+        match self.execute(q, "complete", Some(key)).await? {
             1 => Ok(()),
             _ => Err(Error::lease_lost(key)),
         }
@@ -534,14 +546,11 @@ impl ResultStore for PostgresStore {
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         check_key(key)?;
-        let done = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t} \
-                WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
         .bind(key)
-        .bind(token.as_str())
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.fail("release", Some(key)))?;
-        Ok(done.rows_affected() == 1)
+        .bind(token.as_str());
+        Ok(self.execute(q, "release", Some(key)).await? == 1)
     }
 
     async fn put(
@@ -554,36 +563,28 @@ impl ResultStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        sqlx::query(
-            sql!(self.t(ns) => "INSERT INTO {t} (key, state, value, attempt, \
-                    fingerprint, function, version, created_at, completed_at, expires_at) \
-                VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
-                    now() + $6::int8 * interval '1 millisecond') \
-                ON CONFLICT (key) DO UPDATE SET \
-                    state = 'completed', value = $2, lease_token = NULL, lease_expires_at = NULL, \
-                    attempt = 1, fingerprint = $3, function = $4, version = $5, \
-                    created_at = now(), completed_at = now(), expires_at = excluded.expires_at"),
-        )
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version, \
+                 created_at, completed_at, expires_at) \
+             VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
+                 now() + $6::int8 * interval '1 millisecond') \
+             ON CONFLICT (key) DO UPDATE SET state = 'completed', value = $2, \
+                 lease_token = NULL, lease_expires_at = NULL, attempt = 1, fingerprint = $3, \
+                 function = $4, version = $5, created_at = now(), completed_at = now(), \
+                 expires_at = excluded.expires_at"))
         .bind(key)
         .bind(value)
         .bind(meta.fingerprint)
         .bind(meta.function)
         .bind(meta.version)
-        .bind(ttl.map(millis))
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.fail("put", Some(key)))?;
-        Ok(())
+        .bind(ttl.map(millis));
+        self.execute(q, "put", Some(key)).await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         check_key(key)?;
-        let done = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t} WHERE key = $1"))
-            .bind(key)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("delete", Some(key)))?;
-        Ok(done.rows_affected() > 0)
+        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t} WHERE key = $1")).bind(key);
+        Ok(self.execute(q, "delete", Some(key)).await? > 0)
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -604,9 +605,10 @@ impl ResultStore for PostgresStore {
         };
         let upper = prefix_end(prefix);
         // The key range is `> $1` or `>= $1`, with or without `< $2`: one btree range scan.
-        let rows = sqlx::query(sql!(self.t(ns) => "SELECT {COLUMNS} FROM {t} \
-                WHERE key {from} $1 {to} AND starts_with(key, $3) AND ($4 OR {LIVE}) \
-                ORDER BY key LIMIT $5",
+        let rows = sqlx::query(sql!(self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} \
+             WHERE key {from} $1 {to} AND starts_with(key, $3) AND ($4 OR {LIVE}) \
+             ORDER BY key LIMIT $5",
             from = if after { ">" } else { ">=" },
             to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" }))
         .bind(lower)
@@ -628,11 +630,8 @@ impl ResultStore for PostgresStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let done = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t}"))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("clear", None))?;
-        Ok(done.rows_affected())
+        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t}"));
+        self.execute(q, "clear", None).await
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
@@ -640,16 +639,11 @@ impl ResultStore for PostgresStore {
         // its address: the cost follows `limit`, not the number of expired rows. The lock
         // keeps every picked row as it was checked (still expired, same address); rows
         // another session holds are skipped rather than waited for.
-        let done = sqlx::query(
-            sql!(self.t(ns) => "DELETE FROM {t} WHERE ctid = ANY (ARRAY( \
-                SELECT ctid FROM {t} WHERE expires_at <= now() \
-                ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"),
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.fail("purge_expired", None))?;
-        Ok(done.rows_affected())
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} \
+             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.execute(q, "purge_expired", None).await
     }
 }
 

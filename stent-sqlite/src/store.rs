@@ -265,8 +265,8 @@ impl SqliteStore {
 
     /// The live record of `key` at `now`, read on the pool.
     async fn read(&self, ns: Namespace, key: &str, now: Timestamp) -> Result<Option<Record>> {
-        let row = sqlx::query(sql!(self.table(ns) => "SELECT {COLUMNS} FROM {t} \
-                WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
+        let row = sqlx::query(sql!(self.table(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
         .bind(key)
         .bind(now.as_millis())
         .fetch_optional(&self.inner.pool)
@@ -334,18 +334,19 @@ impl ResultStore for SqliteStore {
                 _ => {}
             }
             // Takes an absent, expired or lapsed key and nothing else (then no row comes back).
-            let sql = sql!(self.table(ns) => "INSERT INTO {t} (key, state, lease_token, \
-                    lease_expires_ms, attempt, fingerprint, function, version, created_ms) \
-                VALUES (?1, 'in_progress', ?2, ?3, 1, ?4, ?5, ?6, ?7) \
-                ON CONFLICT (key) DO UPDATE SET \
-                    attempt = CASE WHEN expires_ms <= ?7 THEN 1 ELSE attempt + 1 END, \
-                    created_ms = CASE WHEN expires_ms <= ?7 THEN ?7 ELSE created_ms END, \
-                    state = 'in_progress', value = NULL, lease_token = ?2, \
-                    lease_expires_ms = ?3, fingerprint = ?4, function = ?5, version = ?6, \
-                    completed_ms = NULL, expires_ms = NULL \
-                WHERE expires_ms <= ?7 OR (state = 'in_progress' \
-                    AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?7)) \
-                RETURNING attempt");
+            let sql = sql!(self.table(ns) =>
+                "INSERT INTO {t} (key, state, lease_token, lease_expires_ms, attempt, \
+                     fingerprint, function, version, created_ms) \
+                 VALUES (?1, 'in_progress', ?2, ?3, 1, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     attempt = CASE WHEN expires_ms <= ?7 THEN 1 ELSE attempt + 1 END, \
+                     created_ms = CASE WHEN expires_ms <= ?7 THEN ?7 ELSE created_ms END, \
+                     state = 'in_progress', value = NULL, lease_token = ?2, lease_expires_ms = ?3, \
+                     fingerprint = ?4, function = ?5, version = ?6, completed_ms = NULL, \
+                     expires_ms = NULL \
+                 WHERE expires_ms <= ?7 OR (state = 'in_progress' \
+                     AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?7)) \
+                 RETURNING attempt");
             let taken = self.write(async |conn| {
                 // The lease starts when the claim runs, not before the wait for the writer.
                 let now = self.now();
@@ -383,10 +384,9 @@ impl ResultStore for SqliteStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         let until = self.now().add(lease);
-        let q = sqlx::query(
-            sql!(self.table(ns) => "UPDATE {t} SET lease_expires_ms = ?3 \
-                WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"),
-        )
+        let q = sqlx::query(sql!(self.table(ns) =>
+            "UPDATE {t} SET lease_expires_ms = ?3 \
+             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
         .bind(key)
         .bind(token.as_str())
         .bind(until.as_millis());
@@ -406,12 +406,10 @@ impl ResultStore for SqliteStore {
     ) -> Result<()> {
         check_value_len(&CAPABILITIES, key, value)?;
         let now = self.now();
-        let q = sqlx::query(
-            sql!(self.table(ns) => "UPDATE {t} SET state = 'completed', \
-                    value = ?3, lease_token = NULL, lease_expires_ms = NULL, completed_ms = ?4, \
-                    expires_ms = ?5 \
-                WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"),
-        )
+        let q = sqlx::query(sql!(self.table(ns) =>
+            "UPDATE {t} SET state = 'completed', value = ?3, lease_token = NULL, \
+                 lease_expires_ms = NULL, completed_ms = ?4, expires_ms = ?5 \
+             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
         .bind(key)
         .bind(token.as_str())
         .bind(value)
@@ -424,8 +422,8 @@ impl ResultStore for SqliteStore {
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let q = sqlx::query(sql!(self.table(ns) => "DELETE FROM {t} \
-                WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
+        let q = sqlx::query(sql!(self.table(ns) =>
+            "DELETE FROM {t} WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
         .bind(key)
         .bind(token.as_str());
         Ok(self.execute(q, "release", Some(key)).await? == 1)
@@ -441,15 +439,14 @@ impl ResultStore for SqliteStore {
     ) -> Result<()> {
         check_value_len(&CAPABILITIES, key, value)?;
         let now = self.now();
-        let q = sqlx::query(
-            sql!(self.table(ns) => "INSERT INTO {t} (key, state, value, \
-                    attempt, fingerprint, function, version, created_ms, completed_ms, expires_ms) \
-                VALUES (?1, 'completed', ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7) \
-                ON CONFLICT (key) DO UPDATE SET \
-                    state = 'completed', value = ?2, lease_token = NULL, lease_expires_ms = NULL, \
-                    attempt = 1, fingerprint = ?3, function = ?4, version = ?5, \
-                    created_ms = ?6, completed_ms = ?6, expires_ms = ?7"),
-        )
+        let q = sqlx::query(sql!(self.table(ns) =>
+            "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version, \
+                 created_ms, completed_ms, expires_ms) \
+             VALUES (?1, 'completed', ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7) \
+             ON CONFLICT (key) DO UPDATE SET state = 'completed', value = ?2, \
+                 lease_token = NULL, lease_expires_ms = NULL, attempt = 1, fingerprint = ?3, \
+                 function = ?4, version = ?5, created_ms = ?6, completed_ms = ?6, \
+                 expires_ms = ?7"))
         .bind(key)
         .bind(value)
         .bind(meta.fingerprint)
@@ -468,12 +465,11 @@ impl ResultStore for SqliteStore {
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let limit = query.limit.max(1);
         // A prefix match on bytes (not LIKE, whose wildcards and case folding would leak in).
-        let rows = sqlx::query(sql!(self.table(ns) => "SELECT {COLUMNS} FROM {t} \
-                WHERE key >= ?1 \
-                    AND substr(CAST(key AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB) \
-                    AND (?2 IS NULL OR key > ?2) \
-                    AND (?3 OR expires_ms IS NULL OR expires_ms > ?4) \
-                ORDER BY key LIMIT ?5"))
+        let rows = sqlx::query(sql!(self.table(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key >= ?1 \
+                 AND substr(CAST(key AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB) \
+                 AND (?2 IS NULL OR key > ?2) AND (?3 OR expires_ms IS NULL OR expires_ms > ?4) \
+             ORDER BY key LIMIT ?5"))
         .bind(query.prefix.as_str())
         .bind(query.cursor.as_deref())
         .bind(query.include_expired)
@@ -484,8 +480,10 @@ impl ResultStore for SqliteStore {
         .map_err(|e| convert(e, "list", None))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key = row.try_get("key").map_err(|e| convert(e, "list", None))?;
-            records.push(decode(row, key)?);
+            records.push(decode(
+                row,
+                row.try_get("key").map_err(|e| convert(e, "list", None))?,
+            )?);
         }
         Ok(Page::from_fetched(records, limit))
     }
@@ -496,8 +494,8 @@ impl ResultStore for SqliteStore {
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let q = sqlx::query(sql!(self.table(ns) => "DELETE FROM {t} \
-                WHERE key IN (SELECT key FROM {t} WHERE expires_ms <= ?1 LIMIT ?2)"))
+        let q = sqlx::query(sql!(self.table(ns) =>
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_ms <= ?1 LIMIT ?2)"))
         .bind(self.now().as_millis())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.execute(q, "purge_expired", None).await
