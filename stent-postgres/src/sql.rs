@@ -31,10 +31,8 @@ pub(crate) struct Table {
     pub(crate) claim: String,
     /// Creates the table, its index and its claim function, where they are missing.
     create: String,
-    /// The table's and its index's names, for `to_regclass`.
-    pub(crate) relations: [String; 2],
-    /// The claim function's signature, for `to_regprocedure`.
-    pub(crate) procedure: String,
+    /// True when the table, its index and its claim function all exist.
+    pub(crate) exists: String,
 }
 
 impl Table {
@@ -103,8 +101,11 @@ $claim$"
         .join(";\n");
         Table {
             shown: schema.map_or_else(|| name.clone(), |s| format!("{s}.{name}")),
-            relations: [t.clone(), qualify(&index)],
-            procedure: format!("{f}(text, text, bigint, text, text, text)"),
+            exists: format!(
+                "to_regclass('{t}') IS NOT NULL AND to_regclass('{}') IS NOT NULL \
+                 AND to_regprocedure('{f}(text, text, bigint, text, text, text)') IS NOT NULL",
+                qualify(&index)
+            ),
             sql: t,
             claim: f,
             create,

@@ -184,31 +184,13 @@ impl PostgresStore {
     /// Creates whatever is missing (see `sql::migration`), then checks that every table
     /// exists and has stent's columns.
     async fn migrate_on(&self, conn: &mut PgConnection) -> Result<()> {
-        let Inner {
-            target,
-            schema,
-            tables,
-            ..
-        } = &*self.inner;
+        let (target, tables) = (&self.inner.target, &self.inner.tables);
         let fail = |what: &'static str| move |e| migrate_error(e, target, what);
         // With everything there already, no DDL, and no privilege to run it, is needed.
-        let (encoding, exists): (String, bool) = sqlx::query_as(
-            "SELECT current_setting('server_encoding'), \
-                (SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) AS n) \
-                AND (SELECT bool_and(to_regprocedure(f) IS NOT NULL) FROM unnest($2::text[]) AS f)",
-        )
-        .bind(
-            tables
-                .iter()
-                .flat_map(|t| t.relations.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tables
-                .iter()
-                .map(|t| t.procedure.clone())
-                .collect::<Vec<_>>(),
-        )
+        let exists = tables.each_ref().map(|t| t.exists.as_str()).join(" AND ");
+        let (encoding, exists): (String, bool) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT current_setting('server_encoding'), {exists}"
+        )))
         .fetch_one(&mut *conn)
         .await
         .map_err(fail("looking up the tables"))?;
@@ -221,7 +203,7 @@ impl PostgresStore {
         }
         if !exists {
             let mut tx = conn.begin().await.map_err(fail("starting the migration"))?;
-            let script = sql::migration(schema.as_deref(), tables);
+            let script = sql::migration(self.inner.schema.as_deref(), tables);
             sqlx::raw_sql(AssertSqlSafe(script))
                 .execute(&mut *tx)
                 .await
