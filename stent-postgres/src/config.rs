@@ -95,25 +95,6 @@ fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
     )))
 }
 
-/// Checks a table prefix: empty, or an identifier of at most [`MAX_PREFIX_LEN`] bytes.
-fn check_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    check_identifier("table prefix", prefix, MAX_PREFIX_LEN)
-}
-
-/// Checks a schema name: an identifier that PostgreSQL does not reserve (`pg_*`).
-fn check_schema(schema: &str) -> Result<()> {
-    check_identifier("schema", schema, MAX_SCHEMA_LEN)?;
-    if schema.starts_with("pg_") {
-        return Err(Error::config(format!(
-            "invalid schema {schema:?}: names starting with \"pg_\" are reserved by PostgreSQL"
-        )));
-    }
-    Ok(())
-}
-
 impl PostgresStoreBuilder {
     /// The server to connect to: `postgres://user:password@host:port/database?options`
     /// (see the [crate docs](crate) for every form). Default: the URL in
@@ -148,7 +129,9 @@ impl PostgresStoreBuilder {
     /// then lower-case letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
-        check_prefix(&prefix)?;
+        if !prefix.is_empty() {
+            check_identifier("table prefix", &prefix, MAX_PREFIX_LEN)?;
+        }
         self.table_prefix = prefix;
         Ok(self)
     }
@@ -157,7 +140,12 @@ impl PostgresStoreBuilder {
     /// are resolved through the connection's `search_path` (usually `public`).
     pub fn schema(mut self, schema: impl Into<String>) -> Result<Self> {
         let schema = schema.into();
-        check_schema(&schema)?;
+        check_identifier("schema", &schema, MAX_SCHEMA_LEN)?;
+        if schema.starts_with("pg_") {
+            return Err(Error::config(format!(
+                "invalid schema {schema:?}: names starting with \"pg_\" are reserved by PostgreSQL"
+            )));
+        }
         self.schema = Some(schema);
         Ok(self)
     }
@@ -206,9 +194,11 @@ impl PostgresStoreBuilder {
             self.schema = self.schema.or(env.schema);
             self.source = env.source;
         }
-        check_prefix(&self.table_prefix)?;
-        if let Some(schema) = &self.schema {
-            check_schema(schema)?;
+        // Checked here for the URL's options, as the builder's calls check theirs.
+        let (prefix, schema) = (std::mem::take(&mut self.table_prefix), self.schema.take());
+        self = self.table_prefix(prefix)?;
+        if let Some(schema) = schema {
+            self = self.schema(schema)?;
         }
         PostgresStore::open_with(self).await
     }
