@@ -7,7 +7,6 @@ use stent_core::{Error, ErrorKind};
 
 /// What the store knows about its server, for messages: where it is (never the password)
 /// and the password's spellings, to scrub from any text a driver produces.
-#[derive(Clone, Default)]
 pub(crate) struct Target {
     /// `user@host:port/database`.
     pub(crate) name: String,
@@ -22,7 +21,10 @@ impl Target {
             .map(|url| password_spans(url).into_iter().map(|r| &url[r]))
             .into_iter()
             .flatten()
-            .flat_map(|s| [s.to_owned(), percent_decode(s)])
+            .flat_map(|s| {
+                let decoded = stent_core::store::percent_decode(s);
+                [s.to_owned(), String::from_utf8_lossy(&decoded).into_owned()]
+            })
             .filter(|s| !s.is_empty())
             .collect();
         // Longest first, so a password containing another is scrubbed whole.
@@ -47,10 +49,6 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    String::from_utf8_lossy(&stent_core::store::percent_decode(s)).into_owned()
 }
 
 /// Where a URL spells its password: the user-info part's, and every `password=` option's.

@@ -53,7 +53,6 @@ struct Inner {
     /// The connection writes run on (see `SqliteStore::write`); `None` once it broke, until
     /// the next write opens another.
     writer: Mutex<Option<SqliteConnection>>,
-    options: SqliteConnectOptions,
     path: PathBuf,
     clock: Arc<dyn Clock>,
     prefix: String,
@@ -154,14 +153,13 @@ impl SqliteStore {
             // An in-process connection has no peer to lose: a ping would only cost a round
             // trip to its thread on every acquire. A crashed one still fails its statement.
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
             .map_err(fail)?;
         let store = SqliteStore {
             inner: Arc::new(Inner {
                 pool,
                 writer: Mutex::new(Some(writer)),
-                options,
                 tables: Namespace::ALL.map(|ns| format!("{}{}", b.table_prefix, ns.as_str())),
                 prefix: b.table_prefix,
                 path: b.path,
@@ -184,12 +182,7 @@ impl SqliteStore {
     /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) when the file is read-only or
     /// holds a table of the same name that is not a stent table.
     pub async fn migrate(&self) -> Result<()> {
-        let Inner {
-            prefix,
-            tables,
-            path,
-            ..
-        } = &*self.inner;
+        let (prefix, tables, path) = (&self.inner.prefix, &self.inner.tables, &self.inner.path);
         let mut foreign = None; // the table found not to be stent's, if one is
         let done = self.write(async |conn| {
             // IMMEDIATE takes the write lock: a read-only file (which SQLite opens without
@@ -247,7 +240,8 @@ impl SqliteStore {
     ) -> sqlx::Result<T> {
         let mut writer = self.inner.writer.lock().await;
         if writer.is_none() {
-            *writer = Some(SqliteConnection::connect_with(&self.inner.options).await?);
+            let options = self.inner.pool.connect_options();
+            *writer = Some(SqliteConnection::connect_with(&options).await?);
         }
         let result = op(writer.as_mut().expect("opened above")).await;
         if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed) = &result {
