@@ -31,7 +31,7 @@ pub(crate) struct Table {
     pub(crate) claim: String,
     /// Creates the table, its index and its claim function, where they are missing.
     create: String,
-    /// True when the table, its index and its claim function all exist.
+    /// An SQL expression, true when the table, its index and its claim function all exist.
     pub(crate) exists: String,
 }
 
