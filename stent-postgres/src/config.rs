@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use stent_core::store::take_url_params;
 use stent_core::{Error, Result};
 
 use crate::error::redact;
@@ -27,6 +28,17 @@ pub(crate) enum Source {
     Pool(PgPool),
 }
 
+/// Shows a URL without its password.
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env => write!(f, "${}", crate::ENV_URL),
+            Source::Url(url) => f.write_str(&redact(url)),
+            Source::Pool(pool) => write!(f, "caller's pool ({} connections)", pool.size()),
+        }
+    }
+}
+
 /// Builds a [`PostgresStore`].
 ///
 /// ```no_run
@@ -44,7 +56,7 @@ pub(crate) enum Source {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PostgresStoreBuilder {
     pub(crate) source: Source,
     pub(crate) table_prefix: String,
@@ -52,24 +64,6 @@ pub struct PostgresStoreBuilder {
     pub(crate) max_connections: u32,
     pub(crate) acquire_timeout: Duration,
     pub(crate) create_tables: bool,
-}
-
-impl fmt::Debug for PostgresStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match &self.source {
-            Source::Env => format!("${}", crate::ENV_URL),
-            Source::Url(url) => redact(url),
-            Source::Pool(pool) => format!("caller's pool ({} connections)", pool.size()),
-        };
-        f.debug_struct("PostgresStoreBuilder")
-            .field("source", &source)
-            .field("table_prefix", &self.table_prefix)
-            .field("schema", &self.schema)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("create_tables", &self.create_tables)
-            .finish()
-    }
 }
 
 impl Default for PostgresStoreBuilder {
@@ -85,41 +79,20 @@ impl Default for PostgresStoreBuilder {
     }
 }
 
-/// Checks an identifier stent puts in SQL: a lower-case ASCII letter, then lower-case
-/// letters, digits and `_` (so it needs no quoting in `psql` either).
-fn plain_identifier(s: &str, max: usize) -> bool {
-    s.len() <= max
+/// Checks an identifier stent puts in SQL, at most `max` bytes: a lower-case ASCII letter,
+/// then lower-case letters, digits and `_` (so it needs no quoting in `psql` either).
+fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.len() <= max
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Checks a table prefix: empty, or a plain identifier of at most [`MAX_PREFIX_LEN`] bytes.
-pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() || plain_identifier(prefix, MAX_PREFIX_LEN) {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "invalid table prefix {prefix:?}: use a lower-case ASCII letter followed by \
-             lower-case letters, digits or '_', at most {MAX_PREFIX_LEN} characters"
-        )))
+    {
+        return Ok(());
     }
-}
-
-/// Checks a schema name: a plain identifier that PostgreSQL does not reserve (`pg_*`).
-pub(crate) fn validate_schema(schema: &str) -> Result<()> {
-    if !plain_identifier(schema, MAX_SCHEMA_LEN) {
-        return Err(Error::config(format!(
-            "invalid schema {schema:?}: use a lower-case ASCII letter followed by lower-case \
-             letters, digits or '_', at most {MAX_SCHEMA_LEN} characters"
-        )));
-    }
-    if schema.starts_with("pg_") {
-        return Err(Error::config(format!(
-            "invalid schema {schema:?}: names starting with \"pg_\" are reserved by PostgreSQL"
-        )));
-    }
-    Ok(())
+    Err(Error::config(format!(
+        "invalid {what} {s:?}: use a lower-case ASCII letter followed by lower-case letters, \
+         digits or '_', at most {max} characters"
+    )))
 }
 
 impl PostgresStoreBuilder {
@@ -133,12 +106,12 @@ impl PostgresStoreBuilder {
     /// alone reaches any store: `postgres://user@host/db?schema=stent&table_prefix=billing_`.
     /// In `STENT_POSTGRES_URL` they apply where the builder sets nothing of its own.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let (url, options) = take_options(&url.into());
-        if let Some(prefix) = options.table_prefix {
-            self.table_prefix = prefix;
-        }
-        if options.schema.is_some() {
-            self.schema = options.schema;
+        let (url, taken) = take_url_params(&url.into(), &["table_prefix", "schema"]);
+        for (name, value) in taken {
+            match name {
+                "table_prefix" => self.table_prefix = value,
+                _ => self.schema = Some(value),
+            }
         }
         self.source = Source::Url(url);
         self
@@ -152,11 +125,13 @@ impl PostgresStoreBuilder {
     }
 
     /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter, then lower-case
-    /// letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter,
+    /// then lower-case letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
-        validate_prefix(&prefix)?;
+        if !prefix.is_empty() {
+            check_identifier("table prefix", &prefix, MAX_PREFIX_LEN)?;
+        }
         self.table_prefix = prefix;
         Ok(self)
     }
@@ -165,7 +140,12 @@ impl PostgresStoreBuilder {
     /// are resolved through the connection's `search_path` (usually `public`).
     pub fn schema(mut self, schema: impl Into<String>) -> Result<Self> {
         let schema = schema.into();
-        validate_schema(&schema)?;
+        check_identifier("schema", &schema, MAX_SCHEMA_LEN)?;
+        if schema.starts_with("pg_") {
+            return Err(Error::config(format!(
+                "invalid schema {schema:?}: names starting with \"pg_\" are reserved by PostgreSQL"
+            )));
+        }
         self.schema = Some(schema);
         Ok(self)
     }
@@ -206,70 +186,29 @@ impl PostgresStoreBuilder {
     ///   server cannot be reached within the [acquire timeout](Self::acquire_timeout).
     pub async fn build(mut self) -> Result<PostgresStore> {
         if let (Source::Env, Ok(url)) = (&self.source, std::env::var(crate::ENV_URL)) {
-            let (url, options) = take_options(&url);
             // The builder's own settings win over the environment's.
-            if self.table_prefix.is_empty()
-                && let Some(prefix) = options.table_prefix
-            {
-                self.table_prefix = prefix;
+            let env = Self::default().url(url);
+            if self.table_prefix.is_empty() {
+                self.table_prefix = env.table_prefix;
             }
-            if self.schema.is_none() {
-                self.schema = options.schema;
-            }
-            self.source = Source::Url(url);
+            self.schema = self.schema.or(env.schema);
+            self.source = env.source;
         }
-        validate_prefix(&self.table_prefix)?;
-        if let Some(schema) = &self.schema {
-            validate_schema(schema)?;
+        // Checked here for the URL's options, as the builder's calls check theirs.
+        let (prefix, schema) = (std::mem::take(&mut self.table_prefix), self.schema.take());
+        self = self.table_prefix(prefix)?;
+        if let Some(schema) = schema {
+            self = self.schema(schema)?;
         }
         PostgresStore::open_with(self).await
     }
 }
 
-/// stent's own parameters of a connection URL's query.
-#[derive(Debug, Default, PartialEq)]
-struct UrlOptions {
-    table_prefix: Option<String>,
-    schema: Option<String>,
-}
-
-/// Takes `table_prefix=` and `schema=` out of a URL's query: the URL the driver is
-/// given, and their values as written (identifiers need no escaping; anything else is
-/// refused by `build`). The last of each counts.
-fn take_options(url: &str) -> (String, UrlOptions) {
-    let (url, taken) = stent_core::store::take_url_params(url, &["table_prefix", "schema"]);
-    let mut options = UrlOptions::default();
-    for (name, value) in taken {
-        match name {
-            "table_prefix" => options.table_prefix = Some(value),
-            _ => options.schema = Some(value),
-        }
-    }
-    (url, options)
-}
-
 /// The connection parameters the driver understands in a URL's query (sqlx's names and
 /// their aliases); stent's own `schema` and `table_prefix` are taken out before.
-const DRIVER_PARAMS: &[&str] = &[
-    "sslmode",
-    "ssl-mode",
-    "sslrootcert",
-    "ssl-root-cert",
-    "ssl-ca",
-    "sslcert",
-    "ssl-cert",
-    "sslkey",
-    "ssl-key",
-    "statement-cache-capacity",
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "application_name",
-    "options",
-];
+const DRIVER_PARAMS: &str = "sslmode, ssl-mode, sslrootcert, ssl-root-cert, ssl-ca, sslcert, \
+     ssl-cert, sslkey, ssl-key, statement-cache-capacity, host, hostaddr, port, dbname, user, \
+     password, application_name, options";
 
 /// Checks what the driver would let pass silently: a query parameter it does not know
 /// (it would ignore it), and a URL that names no user (it would use the operating system's
@@ -292,18 +231,18 @@ pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<
         if name == "user" && !value.is_empty() {
             user = true;
         }
-        let known =
-            DRIVER_PARAMS.contains(&name) || (name.starts_with("options[") && name.ends_with(']'));
+        let known = DRIVER_PARAMS.split(", ").any(|p| p == name)
+            || (name.starts_with("options[") && name.ends_with(']'));
         if !known {
             unknown.push(format!("{name:?}"));
         }
     }
     if !unknown.is_empty() {
         return Err(Error::config(format!(
-            "unknown option{} {} in PostgreSQL URL {shown:?} (known: schema, table_prefix, {})",
+            "unknown option{} {} in PostgreSQL URL {shown:?} \
+             (known: schema, table_prefix, {DRIVER_PARAMS})",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", "),
-            DRIVER_PARAMS.join(", ")
         )));
     }
     if !user && pguser.is_none_or(str::is_empty) {
@@ -352,26 +291,26 @@ mod tests {
 
     #[test]
     fn stent_s_options_are_taken_out_of_the_url() {
+        let taken = |url: &str| {
+            let b = PostgresStoreBuilder::default().url(url);
+            let Source::Url(url) = b.source else {
+                panic!("a URL source")
+            };
+            (url, b.table_prefix, b.schema)
+        };
         let plain = "postgres://u@h:5432/db";
+        assert_eq!(taken(plain), (plain.to_owned(), String::new(), None));
         assert_eq!(
-            take_options(plain),
-            (plain.to_owned(), UrlOptions::default())
+            taken(
+                "postgres://u@h/db?sslmode=require&schema=stent&table_prefix=app_&options=-c%20x#f"
+            ),
+            (
+                "postgres://u@h/db?sslmode=require&options=-c%20x#f".to_owned(),
+                "app_".to_owned(),
+                Some("stent".to_owned())
+            )
         );
-        let (url, options) = take_options(
-            "postgres://u@h/db?sslmode=require&schema=stent&table_prefix=app_&options=-c%20x#f",
-        );
-        assert_eq!(url, "postgres://u@h/db?sslmode=require&options=-c%20x#f");
-        assert_eq!(
-            options,
-            UrlOptions {
-                table_prefix: Some("app_".into()),
-                schema: Some("stent".into()),
-            }
-        );
-        assert_eq!(
-            take_options("postgres://h/db?schema=s").0,
-            "postgres://h/db"
-        );
+        assert_eq!(taken("postgres://h/db?schema=s").0, "postgres://h/db");
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! The one place sqlx errors become stent errors, and where passwords are kept out of them.
 
 use std::fmt;
+use std::ops::Range;
 
-use sqlx::error::DatabaseError;
 use stent_core::{Error, ErrorKind};
 
 /// What the store knows about its server, for messages: where it is (never the password)
 /// and the password's spellings, to scrub from any text a driver produces.
-#[derive(Clone, Default)]
 pub(crate) struct Target {
     /// `user@host:port/database`.
     pub(crate) name: String,
@@ -18,10 +17,23 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(name: String, database: Option<String>, url: Option<&str>) -> Self {
+        let mut secrets: Vec<String> = url
+            .map(|url| password_spans(url).into_iter().map(|r| &url[r]))
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                let decoded = stent_core::store::percent_decode(s);
+                [s.to_owned(), String::from_utf8_lossy(&decoded).into_owned()]
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        // Longest first, so a password containing another is scrubbed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         Target {
             name,
             database,
-            secrets: url.map(secrets_of).unwrap_or_default(),
+            secrets,
         }
     }
 
@@ -39,26 +51,58 @@ impl fmt::Debug for Target {
     }
 }
 
-/// The driver's error, reduced to scrubbed text: it becomes the stent error's `source`.
-#[derive(Debug)]
-struct DriverError(String);
+/// Where a URL spells its password: the user-info part's, and every `password=` option's.
+fn password_spans(url: &str) -> Vec<Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let mut spans = Vec::new();
+    if let Some(at) = url[start..end].rfind('@')
+        && let Some(colon) = url[start..start + at].find(':')
+    {
+        spans.push(start + colon + 1..start + at);
+    }
+    if let Some(q) = url[end..].find('?') {
+        let mut pos = end + q + 1;
+        let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
+        for pair in url[pos..query_end].split('&') {
+            if let Some((k, _)) = pair.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                spans.push(pos + k.len() + 1..pos + pair.len());
+            }
+            pos += pair.len() + 1;
+        }
+    }
+    spans
+}
 
-impl fmt::Display for DriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// A URL with its password replaced by `***`, in the user-info part and in any
+/// `password=` option, for messages and `Debug`.
+pub(crate) fn redact(url: &str) -> String {
+    let mut shown = url.to_owned();
+    for span in password_spans(url).into_iter().rev() {
+        shown.replace_range(span, "***");
+    }
+    shown
+}
+
+/// The SQLSTATE of a server's error.
+pub(crate) fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
     }
 }
 
-impl std::error::Error for DriverError {}
-
-/// The error's text with its whole chain of causes, and the SQLSTATE when there is one.
-fn describe(err: &sqlx::Error, target: &Target) -> DriverError {
-    let mut text = match err {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} [SQLSTATE {code}]", db.message()),
-            None => db.message().to_owned(),
-        },
-        other => other.to_string(),
+/// The error's text with its whole chain of causes and the SQLSTATE, passwords scrubbed: the
+/// stent error's `source`.
+fn describe(err: &sqlx::Error, target: &Target) -> String {
+    let mut text = match (err, sqlstate(err)) {
+        (sqlx::Error::Database(db), Some(code)) => format!("{} [SQLSTATE {code}]", db.message()),
+        (sqlx::Error::Database(db), None) => db.message().to_owned(),
+        (other, _) => other.to_string(),
     };
     let mut cause = std::error::Error::source(err);
     while let Some(c) = cause {
@@ -68,55 +112,38 @@ fn describe(err: &sqlx::Error, target: &Target) -> DriverError {
         }
         cause = c.source();
     }
-    DriverError(target.scrub(&text))
+    target.scrub(&text)
 }
 
-fn sqlstate(err: &sqlx::Error) -> Option<String> {
-    match err {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
-    }
-}
-
-/// The kind of an error, and whether retrying the same operation may succeed.
-fn classify(err: &sqlx::Error) -> (ErrorKind, bool) {
+/// The kind of an error; retrying the same operation may succeed when the kind is
+/// `Unavailable` or `Busy`.
+fn kind(err: &sqlx::Error) -> ErrorKind {
     use ErrorKind::{Busy, Config, Decode, Store, Unavailable};
-    match err {
-        sqlx::Error::Database(db) => classify_sqlstate(db.as_ref()),
-        sqlx::Error::Io(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => (Unavailable, true),
-        sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => (Config, false),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => (Decode, false),
-        sqlx::Error::BeginFailed => (Busy, true),
-        _ => (Store, false),
-    }
-}
-
-fn classify_sqlstate(db: &dyn DatabaseError) -> (ErrorKind, bool) {
-    use ErrorKind::{Busy, Config, Store, Unavailable};
-    let code = db.code().unwrap_or_default();
-    match &*code {
-        // connection_exception, and the server shutting down or starting up
-        c if c.starts_with("08") => (Unavailable, true),
-        "57P01" | "57P02" | "57P03" => (Unavailable, true),
-        // a standby that was primary a moment ago (after a failover)
-        "25006" => (Unavailable, true),
-        // serialization_failure, deadlock_detected, lock_not_available, query_canceled
-        "40001" | "40P01" | "55P03" | "57014" => (Busy, true),
+    use sqlx::Error as E;
+    match (sqlstate(err).as_deref(), err) {
+        // connection_exception, the server shutting down or starting up, and a standby
+        // that was primary a moment ago (after a failover)
+        (Some(c), _) if c.starts_with("08") => Unavailable,
+        (Some("57P01" | "57P02" | "57P03" | "25006"), _) => Unavailable,
+        // serialization_failure, deadlock_detected, lock_not_available, query_canceled, and
         // insufficient_resources: too many connections, out of memory or disk
-        c if c.starts_with("53") => (Busy, true),
-        // invalid password, invalid authorization (pg_hba), missing database or role
-        "28P01" | "28000" | "3D000" => (Config, false),
-        _ => (Store, false),
+        (Some("40001" | "40P01" | "55P03" | "57014"), _) => Busy,
+        (Some(c), _) if c.starts_with("53") => Busy,
+        // invalid password, invalid authorization (pg_hba), missing database
+        (Some("28P01" | "28000" | "3D000"), _) => Config,
+        (Some(_), _) => Store,
+        (None, E::Io(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed) => {
+            Unavailable
+        }
+        (None, E::Configuration(_) | E::Tls(_)) => Config,
+        (None, E::ColumnDecode { .. } | E::Decode(_)) => Decode,
+        (None, E::BeginFailed) => Busy,
+        (None, _) => Store,
     }
 }
 
 /// Converts an error from operation `what` on `key` (if any).
 pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
-    let (kind, retryable) = classify(&err);
     let message = match sqlstate(&err).as_deref() {
         // undefined_table, undefined_function
         Some("42P01" | "42883") => format!(
@@ -125,124 +152,50 @@ pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option
         ),
         _ => format!("PostgreSQL {what} failed"),
     };
-    let mut e = Error::new(kind, message)
-        .set_retryable(retryable)
-        .with_source(describe(&err, target));
-    if let Some(key) = key {
-        e = e.with_key(key);
+    let e = Error::new(kind(&err), message).with_source(describe(&err, target));
+    match key {
+        Some(key) => e.with_key(key),
+        None => e,
     }
-    e
 }
 
 /// Converts an error met while connecting, naming what is wrong with the configuration.
 pub(crate) fn connect_error(err: sqlx::Error, target: &Target) -> Error {
     let name = &target.name;
-    let message = match sqlstate(&err).as_deref() {
-        Some("28P01") => {
+    let message = match (sqlstate(&err).as_deref(), &err) {
+        (Some("28P01"), _) => {
             format!("PostgreSQL refused the password of {name} (check the URL's user and password)")
         }
-        Some("28000") => {
+        (Some("28000"), _) => {
             format!("PostgreSQL does not let {name} connect (check the user, and pg_hba.conf)")
         }
-        Some("3D000") => match &target.database {
+        (Some("3D000"), _) => match &target.database {
             Some(db) => format!("PostgreSQL database {db:?} does not exist on {name}"),
             None => format!("the PostgreSQL database for {name} does not exist"),
         },
-        _ => match &err {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
-                format!("cannot reach PostgreSQL at {name}")
-            }
-            sqlx::Error::Tls(_) => {
-                format!("TLS with PostgreSQL at {name} failed (check sslmode and certificates)")
-            }
-            sqlx::Error::Configuration(_) => {
-                format!("invalid PostgreSQL connection options for {name}")
-            }
-            _ => return convert(err, target, "connecting", None),
-        },
+        (None, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => {
+            format!("cannot reach PostgreSQL at {name}")
+        }
+        (None, sqlx::Error::Tls(_)) => {
+            format!("TLS with PostgreSQL at {name} failed (check sslmode and certificates)")
+        }
+        (None, sqlx::Error::Configuration(_)) => {
+            format!("invalid PostgreSQL connection options for {name}")
+        }
+        _ => return convert(err, target, "connecting", None),
     };
-    let (kind, retryable) = classify(&err);
-    Error::new(kind, message)
-        .set_retryable(retryable)
-        .with_source(describe(&err, target))
+    Error::new(kind(&err), message).with_source(describe(&err, target))
 }
 
-/// Converts an error met while creating or checking the tables.
-pub(crate) fn migrate_error(err: sqlx::Error, target: &Target, what: String) -> Error {
-    match classify(&err) {
-        (_, true) => convert(err, target, "migration", None),
+/// Converts an error met while creating or checking the tables: a retryable one as any
+/// operation's, any other as a `Config` error saying what was being done.
+pub(crate) fn migrate_error(err: sqlx::Error, target: &Target, what: &str) -> Error {
+    match kind(&err) {
+        ErrorKind::Unavailable | ErrorKind::Busy => convert(err, target, "migration", None),
         _ => {
             Error::config(format!("{what} on {}", target.name)).with_source(describe(&err, target))
         }
     }
-}
-
-/// A URL with its password replaced by `***`, in the user-info part and in any
-/// `password=` option, for messages and `Debug`.
-pub(crate) fn redact(url: &str) -> String {
-    let (head, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{head}{authority}{tail}")
-}
-
-/// Every spelling of the password a URL carries: as written and percent-decoded, from the
-/// user-info part and from `password=` options.
-fn secrets_of(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut raw = Vec::new();
-    if let Some((userinfo, _)) = rest[..authority_end].rsplit_once('@')
-        && let Some((_, password)) = userinfo.split_once(':')
-    {
-        raw.push(password.to_owned());
-    }
-    if let Some((_, query)) = rest.split_once('?') {
-        let query = query.split('#').next().unwrap_or_default();
-        for pair in query.split('&') {
-            if let Some((k, v)) = pair.split_once('=')
-                && k.eq_ignore_ascii_case("password")
-            {
-                raw.push(v.to_owned());
-            }
-        }
-    }
-    let mut all: Vec<String> = raw
-        .iter()
-        .flat_map(|s| [s.clone(), percent_decode(s)])
-        .filter(|s| !s.is_empty())
-        .collect();
-    // Longest first, so a password containing another is scrubbed whole.
-    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    all.dedup();
-    all
-}
-
-fn percent_decode(s: &str) -> String {
-    String::from_utf8_lossy(&stent_core::store::percent_decode(s)).into_owned()
 }
 
 #[cfg(test)]

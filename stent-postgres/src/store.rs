@@ -1,4 +1,4 @@
-//! [`ResultStore`] for PostgreSQL.
+//! [`ResultStore`] for PostgreSQL: each operation with the statement it sends.
 
 use std::fmt;
 use std::str::FromStr as _;
@@ -20,8 +20,8 @@ use stent_core::{
 };
 
 use crate::config::{PostgresStoreBuilder, Source};
-use crate::error::{Target, connect_error, convert, migrate_error, redact};
-use crate::sql::{MIGRATION_LOCK, Statements, col};
+use crate::error::{Target, connect_error, convert, migrate_error, redact, sqlstate};
+use crate::sql::{self, COLUMNS, LIVE, Table};
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
 /// (about 2.7 KB), and a key needs headroom below that.
@@ -29,6 +29,13 @@ pub const MAX_KEY_LEN: usize = 2048;
 
 /// Largest value accepted, in bytes: PostgreSQL's limit on one field is 1 GiB.
 pub const MAX_VALUE_LEN: usize = 1_000_000_000;
+
+const CAPABILITIES: Capabilities = Capabilities::new()
+    .server_clock(true)
+    .shared(true)
+    .durable(true)
+    .max_key_len(Some(MAX_KEY_LEN))
+    .max_value_len(Some(MAX_VALUE_LEN));
 
 /// Durations past this are stored as this (a thousand years): `timestamptz` has an end.
 const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
@@ -41,13 +48,10 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// was taken, so its read found nothing and its write found the key taken.
 const CLAIM_ROUNDS: usize = 8;
 
-/// A [`ResultStore`] in a PostgreSQL database: shared by any number of processes and
-/// machines, with every lease and expiry decided by the server's clock.
-///
-/// Three tables, `idempotency`, `cache` and `progress` (optionally prefixed, optionally in a schema);
-/// every state transition is one SQL statement that the server executes atomically.
-///
-/// Cheap to clone: clones share the connection pool.
+/// A [`ResultStore`] in a PostgreSQL database, shared by any number of processes and
+/// machines: every state transition is one SQL statement that the server executes
+/// atomically, and every lease and expiry is decided by the server's clock. The crate's
+/// README lists what every operation sends. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -57,20 +61,25 @@ struct Inner {
     pool: PgPool,
     target: Target,
     schema: Option<String>,
-    /// Each namespace's statements, by [`Namespace`] order.
-    stmts: [Statements; Namespace::ALL.len()],
+    /// Each namespace's table, by [`Namespace`] order.
+    tables: [Table; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("server", &self.inner.target)
-            .field(
-                "tables",
-                &self.inner.stmts.each_ref().map(|st| st.display.as_str()),
-            )
+            .field("tables", &self.inner.tables.each_ref().map(|t| &t.shown))
             .finish()
     }
+}
+
+/// Statement `$sql` on table `$table`, which it names `{t}`; `$name = $value` fill in
+/// other names it uses.
+macro_rules! sql {
+    ($table:expr => $sql:literal $(, $name:ident = $value:expr)*) => {
+        AssertSqlSafe(format!($sql, t = $table.sql $(, $name = $value)*))
+    };
 }
 
 impl PostgresStore {
@@ -108,7 +117,11 @@ impl PostgresStore {
 
     /// The table a namespace is stored in, as `schema.table` or `table`.
     pub fn table(&self, ns: Namespace) -> &str {
-        &self.stmts(ns).display
+        &self.t(ns).shown
+    }
+
+    fn t(&self, ns: Namespace) -> &Table {
+        &self.inner.tables[ns as usize]
     }
 
     /// Creates the schema, tables and indexes that are missing, and checks that existing
@@ -116,19 +129,16 @@ impl PostgresStore {
     /// [`build`](PostgresStoreBuilder::build) runs it unless told
     /// [not to](PostgresStoreBuilder::create_tables).
     pub async fn migrate(&self) -> Result<()> {
-        let target = &self.inner.target;
-        let mut conn = self
-            .inner
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| connect_error(e, target))?;
-        self.create_tables(&mut conn).await?;
-        self.check_tables(&mut conn).await
+        let conn = self.inner.pool.acquire().await;
+        let mut conn = conn.map_err(|e| connect_error(e, &self.inner.target))?;
+        self.migrate_on(&mut conn).await
     }
 
     pub(crate) async fn open_with(b: PostgresStoreBuilder) -> Result<Self> {
-        let (pool, target, first) = match &b.source {
+        // A store's first connection is made directly, so that a refused port or a wrong
+        // password fails at once with its cause (a pool would retry until its timeout); it
+        // creates the tables, then is closed. A caller's pool hands out one of its own.
+        let (pool, target, first) = match b.source {
             Source::Env => {
                 let url = std::env::var(crate::ENV_URL).map_err(|_| {
                     Error::config(format!(
@@ -138,47 +148,52 @@ impl PostgresStore {
                 })?;
                 connect_url(&url, &b).await?
             }
-            Source::Url(url) => connect_url(url, &b).await?,
-            Source::Pool(pool) => {
+            Source::Url(ref url) => connect_url(url, &b).await?,
+            Source::Pool(ref pool) => {
                 let target = target_of(&pool.connect_options(), None);
-                let conn = pool
-                    .acquire()
-                    .await
-                    .map_err(|e| connect_error(e, &target))?;
-                (pool.clone(), target, FirstConnection::Pooled(conn))
+                (pool.clone(), target, None)
             }
         };
         let store = PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 target,
-                stmts: Namespace::ALL
-                    .map(|ns| Statements::new(b.schema.as_deref(), &b.table_prefix, ns)),
+                tables: Namespace::ALL
+                    .map(|ns| Table::new(b.schema.as_deref(), &b.table_prefix, ns)),
                 schema: b.schema,
             }),
         };
-        let mut first = first;
-        if b.create_tables {
-            let conn = first.as_mut();
-            store.create_tables(conn).await?;
-            store.check_tables(conn).await?;
+        let fail = |e| connect_error(e, &store.inner.target);
+        match first {
+            Some(mut conn) => {
+                if b.create_tables {
+                    store.migrate_on(&mut conn).await?;
+                }
+                let _ = conn.close().await;
+            }
+            None => {
+                let mut conn = store.inner.pool.acquire().await.map_err(fail)?;
+                if b.create_tables {
+                    store.migrate_on(&mut conn).await?;
+                }
+            }
         }
-        first.finish().await;
         Ok(store)
     }
 
-    /// Creates whatever is missing, under an advisory lock so that concurrent callers
-    /// never race on the catalog.
-    async fn create_tables(&self, conn: &mut PgConnection) -> Result<()> {
-        let target = &self.inner.target;
-        let fail = |what: &str| {
-            let what = what.to_owned();
-            move |e| migrate_error(e, target, what)
-        };
-        let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(fail("reading the database encoding"))?;
+    /// Creates whatever is missing (see `sql::migration`), then checks that every table
+    /// exists and has stent's columns.
+    async fn migrate_on(&self, conn: &mut PgConnection) -> Result<()> {
+        let (target, tables) = (&self.inner.target, &self.inner.tables);
+        let fail = |what: &'static str| move |e| migrate_error(e, target, what);
+        // With everything there already, no DDL, and no privilege to run it, is needed.
+        let exists = tables.each_ref().map(|t| t.exists.as_str()).join(" AND ");
+        let (encoding, exists): (String, bool) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT current_setting('server_encoding'), {exists}"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(fail("looking up the tables"))?;
         if encoding != "UTF8" && encoding != "SQL_ASCII" {
             return Err(Error::config(format!(
                 "the database on {} is encoded in {encoding}, which cannot hold every UTF-8 key; \
@@ -186,102 +201,37 @@ impl PostgresStore {
                 target.name
             )));
         }
-        if self.tables_exist(conn).await? {
-            return Ok(());
-        }
-        let mut tx = conn.begin().await.map_err(fail("starting the migration"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail("taking the migration lock"))?;
-        if let Some(schema) = &self.inner.schema {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-                    .bind(schema)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(fail("looking up the schema"))?;
-            if !exists {
-                let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-                sqlx::query(AssertSqlSafe(create))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(fail(&format!("creating schema {schema:?}")))?;
-            }
-        }
-        for ns in Namespace::ALL {
-            let st = self.stmts(ns);
-            for sql in &st.create {
-                sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(fail(&format!(
-                        "creating {} (table, index, claim function)",
-                        st.display
-                    )))?;
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(fail("committing the migration"))?;
-        Ok(())
-    }
-
-    /// Whether every table and index exists already (then no DDL, and no privilege to
-    /// run it, is needed).
-    async fn tables_exist(&self, conn: &mut PgConnection) -> Result<bool> {
-        let relations: Vec<&str> = Namespace::ALL
-            .iter()
-            .flat_map(|&ns| self.stmts(ns).relations.iter().map(String::as_str))
-            .collect();
-        let functions: Vec<&str> = Namespace::ALL
-            .iter()
-            .map(|&ns| self.stmts(ns).function.as_str())
-            .collect();
-        sqlx::query_scalar(
-            "SELECT (SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) AS n)
-                AND (SELECT bool_and(to_regprocedure(f) IS NOT NULL) FROM unnest($2::text[]) AS f)",
-        )
-        .bind(relations)
-        .bind(functions)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| migrate_error(e, &self.inner.target, "looking up the tables".into()))
-    }
-
-    /// Checks that every table exists and have stent's columns.
-    async fn check_tables(&self, conn: &mut PgConnection) -> Result<()> {
-        let target = &self.inner.target;
-        for ns in Namespace::ALL {
-            let st = self.stmts(ns);
-            if let Err(e) = sqlx::query(AssertSqlSafe(st.probe.clone()))
-                .execute(&mut *conn)
+        if !exists {
+            let mut tx = conn.begin().await.map_err(fail("starting the migration"))?;
+            let script = sql::migration(self.inner.schema.as_deref(), tables);
+            sqlx::raw_sql(AssertSqlSafe(script))
+                .execute(&mut *tx)
                 .await
-            {
-                let code = match &e {
-                    sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-                    _ => None,
-                };
-                let what = match code.as_deref() {
+                .map_err(fail(
+                    "creating the schema, tables, indexes and claim functions",
+                ))?;
+            tx.commit()
+                .await
+                .map_err(fail("committing the migration"))?;
+        }
+        for t in tables {
+            let probe = format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.sql);
+            if let Err(e) = sqlx::query(AssertSqlSafe(probe)).execute(&mut *conn).await {
+                let what = match sqlstate(&e).as_deref() {
                     Some("42P01" | "3F000") => format!(
                         "table {} does not exist (run PostgresStore::migrate with a role that may create it)",
-                        st.display
+                        t.shown
                     ),
                     Some("42703") => format!(
                         "table {} is not a stent table (its columns differ); choose a schema or table prefix",
-                        st.display
+                        t.shown
                     ),
-                    _ => format!("checking table {}", st.display),
+                    _ => format!("checking table {}", t.shown),
                 };
-                return Err(migrate_error(e, target, what));
+                return Err(migrate_error(e, target, &what));
             }
         }
         Ok(())
-    }
-
-    fn stmts(&self, ns: Namespace) -> &Statements {
-        &self.inner.stmts[ns as usize]
     }
 
     fn fail<'a>(
@@ -291,30 +241,18 @@ impl PostgresStore {
     ) -> impl FnOnce(sqlx::Error) -> Error + 'a {
         move |e| convert(e, &self.inner.target, what, key)
     }
-}
 
-/// The first connection of a store: made directly, so that a refused port or a wrong
-/// password fails at once with its cause (a pool would retry until its timeout), and
-/// closed once the tables are checked. For a caller's pool, one of its connections.
-enum FirstConnection {
-    Own(PgConnection),
-    Pooled(sqlx::pool::PoolConnection<sqlx::Postgres>),
-}
-
-impl FirstConnection {
-    fn as_mut(&mut self) -> &mut PgConnection {
-        match self {
-            FirstConnection::Own(c) => c,
-            FirstConnection::Pooled(c) => c,
-        }
-    }
-
-    async fn finish(self) {
-        if let FirstConnection::Own(c) = self {
-            let _ = c.close().await;
-        }
+    /// Runs one statement on the pool; returns how many rows it changed.
+    async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
+        let done = q
+            .execute(&self.inner.pool)
+            .await
+            .map_err(self.fail(what, key))?;
+        Ok(done.rows_affected())
     }
 }
+
+type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 fn target_of(opts: &PgConnectOptions, url: Option<&str>) -> Target {
     let place = match opts.get_socket() {
@@ -330,10 +268,11 @@ fn target_of(opts: &PgConnectOptions, url: Option<&str>) -> Target {
     Target::new(name, database, url)
 }
 
+/// A pool for `url`, and the store's first connection (see `PostgresStore::open_with`).
 async fn connect_url(
     url: &str,
     b: &PostgresStoreBuilder,
-) -> Result<(PgPool, Target, FirstConnection)> {
+) -> Result<(PgPool, Target, Option<PgConnection>)> {
     let shown = redact(url);
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(Error::config(format!(
@@ -344,20 +283,18 @@ async fn connect_url(
     let unparsed = Target::new(shown.clone(), None, Some(url));
     let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(e, &unparsed))?;
     let target = target_of(&opts, Some(url));
-    let conn =
-        match tokio::time::timeout(b.acquire_timeout, PgConnection::connect_with(&opts)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(connect_error(e, &target)),
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "PostgreSQL at {} did not answer within {:?}",
-                        target.name, b.acquire_timeout
-                    ),
-                ));
-            }
-        };
+    let conn = tokio::time::timeout(b.acquire_timeout, PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "PostgreSQL at {} did not answer within {:?}",
+                    target.name, b.acquire_timeout
+                ),
+            )
+        })?
+        .map_err(|e| connect_error(e, &target))?;
     let pool = PgPoolOptions::new()
         .max_connections(b.max_connections)
         .acquire_timeout(b.acquire_timeout)
@@ -374,7 +311,7 @@ async fn connect_url(
             })
         })
         .connect_lazy_with(opts);
-    Ok((pool, target, FirstConnection::Own(conn)))
+    Ok((pool, target, Some(conn)))
 }
 
 /// Milliseconds of a duration, capped where `timestamptz` arithmetic stays in range.
@@ -395,18 +332,13 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-const CAPABILITIES: Capabilities = Capabilities::new()
-    .server_clock(true)
-    .shared(true)
-    .durable(true)
-    .max_key_len(Some(MAX_KEY_LEN))
-    .max_value_len(Some(MAX_VALUE_LEN));
-
 /// A `timestamptz` as PostgreSQL sends it in binary: microseconds since 2000-01-01 UTC.
 struct Instant(Timestamp);
 
 /// 2000-01-01T00:00:00Z in Unix milliseconds.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
+
+const TIMESTAMPTZ: Oid = Oid(1184);
 
 impl sqlx::Type<Postgres> for Instant {
     fn type_info() -> PgTypeInfo {
@@ -417,8 +349,6 @@ impl sqlx::Type<Postgres> for Instant {
         ty.oid() == Some(TIMESTAMPTZ)
     }
 }
-
-const TIMESTAMPTZ: Oid = Oid(1184);
 
 impl sqlx::Decode<'_, Postgres> for Instant {
     fn decode(value: PgValueRef<'_>) -> std::result::Result<Self, BoxDynError> {
@@ -433,53 +363,40 @@ impl sqlx::Decode<'_, Postgres> for Instant {
     }
 }
 
-/// Column `at` of a record's row, or a decode error naming the key and the column.
-fn column<'r, T>(row: &'r PgRow, at: usize, key: &str) -> Result<T>
+/// Column `name` of a record's row, or a `Decode` error naming the key and the column.
+fn column<'r, T>(row: &'r PgRow, name: &str, key: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
-    row.try_get(at).map_err(|e| {
+    row.try_get(name).map_err(|e| {
         Error::decode(
             key,
-            format!(
-                "stored record's column `{}` has the wrong type: {e}",
-                col::name(at)
-            ),
+            format!("stored record's column `{name}` has the wrong type: {e}"),
         )
     })
 }
 
-/// The outcome of a claim that found `record` standing.
-fn standing(record: Record) -> Result<ClaimOutcome> {
-    Ok(match record.state {
-        RecordState::Completed => ClaimOutcome::Completed(record),
-        RecordState::InProgress => ClaimOutcome::InFlight(record),
-    })
-}
-
-fn decode_row(row: &PgRow, key: &str) -> Result<Record> {
-    let state: &str = column(row, col::STATE, key)?;
+/// The record in a row of [`COLUMNS`].
+fn decode(row: &PgRow, key: &str) -> Result<Record> {
+    let time = |name| Ok::<_, Error>(column::<Option<Instant>>(row, name, key)?.map(|t| t.0));
+    let state: &str = column(row, "state", key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let ts = |at: usize| -> Result<Option<Timestamp>> {
-        Ok(column::<Option<Instant>>(row, at, key)?.map(|t| t.0))
-    };
-    let mut record = Record::new(
-        column::<String>(row, col::KEY, key)?,
+    let mut r = Record::new(
+        column::<String>(row, "key", key)?,
         state,
-        ts(col::CREATED_AT)?.unwrap_or_default(),
+        time("created_at")?.unwrap_or_default(),
     );
-    record.value = column(row, col::VALUE, key)?;
-    record.lease_token =
-        column::<Option<String>>(row, col::LEASE_TOKEN, key)?.map(LeaseToken::from_string);
-    record.lease_expires_at = ts(col::LEASE_EXPIRES_AT)?;
-    record.attempt = u32::try_from(column::<i32>(row, col::ATTEMPT, key)?).unwrap_or(1);
-    record.fingerprint = column(row, col::FINGERPRINT, key)?;
-    record.function = column(row, col::FUNCTION, key)?;
-    record.version = column(row, col::VERSION, key)?;
-    record.completed_at = ts(col::COMPLETED_AT)?;
-    record.expires_at = ts(col::EXPIRES_AT)?;
-    Ok(record)
+    r.value = column(row, "value", key)?;
+    r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
+    r.lease_expires_at = time("lease_expires_at")?;
+    r.attempt = u32::try_from(column::<i32>(row, "attempt", key)?).unwrap_or(1);
+    r.fingerprint = column(row, "fingerprint", key)?;
+    r.function = column(row, "function", key)?;
+    r.version = column(row, "version", key)?;
+    r.completed_at = time("completed_at")?;
+    r.expires_at = time("expires_at")?;
+    Ok(r)
 }
 
 /// The smallest string greater than every string that starts with `prefix`, if any:
@@ -507,41 +424,58 @@ impl ResultStore for PostgresStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         check_key(key)?;
-        let row = sqlx::query(AssertSqlSafe(self.stmts(ns).get.clone()))
-            .bind(key)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(self.fail("get", Some(key)))?;
-        row.map(|r| decode_row(&r, key)).transpose()
+        let row = sqlx::query(sql!(self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"))
+        .bind(key)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(self.fail("get", Some(key)))?;
+        row.map(|r| decode(&r, key)).transpose()
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
-            let row = sqlx::query(AssertSqlSafe(self.stmts(ns).claim.clone()))
-                .bind(key)
-                .bind(claim.token.as_str())
-                .bind(millis(claim.lease))
-                .bind(claim.meta.fingerprint)
-                .bind(claim.meta.function)
-                .bind(claim.meta.version)
-                .fetch_one(&self.inner.pool)
-                .await
-                .map_err(fail)?;
-            // A record that stands has a state; the claim's own row has none (see the
-            // claim statement), and holds the attempt it took and its lease.
-            if !row.try_get_raw(col::STATE).map_err(fail)?.is_null() {
-                return standing(decode_row(&row, key)?);
+            // The first branch reads the record that stands (completed, or in flight on a live
+            // lease), every column in the table's order so that the scan hands its tuples on
+            // without a projection; `LIMIT 1` stops there, so a replay or an in-flight key
+            // costs a primary-key read: no row lock, no transaction id, no executor set-up of
+            // an INSERT. Only when no record stands does the second branch call the claim
+            // function: the claim's own row, told by its NULL `state`, with the new attempt
+            // (NULL when another claim got there first, then the statement runs again) and
+            // the lease it wrote (`now()` is the transaction's start).
+            let row = sqlx::query(sql!(self.t(ns) =>
+                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
+                     AND (state = 'completed' OR lease_expires_at > now())) \
+                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
+                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
+                     NULL, NULL, NULL, NULL, NULL, NULL) \
+                 LIMIT 1",
+                f = self.t(ns).claim))
+            .bind(key)
+            .bind(claim.token.as_str())
+            .bind(millis(claim.lease))
+            .bind(claim.meta.fingerprint)
+            .bind(claim.meta.function)
+            .bind(claim.meta.version)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(fail)?;
+            if !row.try_get_raw("state").map_err(fail)?.is_null() {
+                let record = decode(&row, key)?;
+                return Ok(match record.state {
+                    RecordState::Completed => ClaimOutcome::Completed(record),
+                    RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
             }
-            if let Some(attempt) = row.try_get::<Option<i32>, _>(col::ATTEMPT).map_err(fail)? {
-                let until: Instant = row.try_get(col::LEASE_EXPIRES_AT).map_err(fail)?;
+            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
+                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
                 return Ok(ClaimOutcome::Acquired {
                     attempt: u32::try_from(attempt).unwrap_or(1),
                     lease_expires_at: until.0,
                 });
             }
-            // Another claim took the key after this statement's snapshot: read it again.
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
@@ -554,14 +488,16 @@ impl ResultStore for PostgresStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         check_key(key)?;
-        let until: Option<Instant> =
-            sqlx::query_scalar(AssertSqlSafe(self.stmts(ns).renew.clone()))
-                .bind(key)
-                .bind(token.as_str())
-                .bind(millis(lease))
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(self.fail("renew", Some(key)))?;
+        let until: Option<Instant> = sqlx::query_scalar(sql!(self.t(ns) =>
+            "UPDATE {t} SET lease_expires_at = now() + $3::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress' \
+             RETURNING lease_expires_at"))
+        .bind(key)
+        .bind(token.as_str())
+        .bind(millis(lease))
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(self.fail("renew", Some(key)))?;
         until.map(|t| t.0).ok_or_else(|| Error::lease_lost(key))
     }
 
@@ -575,30 +511,28 @@ impl ResultStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        let done = sqlx::query(AssertSqlSafe(self.stmts(ns).complete.clone()))
-            .bind(key)
-            .bind(token.as_str())
-            .bind(value)
-            .bind(ttl.map(millis))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("complete", Some(key)))?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(Error::lease_lost(key))
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
+                 lease_expires_at = NULL, completed_at = now(), \
+                 expires_at = now() + $4::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
+        .bind(key)
+        .bind(token.as_str())
+        .bind(value)
+        .bind(ttl.map(millis));
+        match self.execute(q, "complete", Some(key)).await? {
+            1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
         }
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         check_key(key)?;
-        let done = sqlx::query(AssertSqlSafe(self.stmts(ns).release.clone()))
-            .bind(key)
-            .bind(token.as_str())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("release", Some(key)))?;
-        Ok(done.rows_affected() == 1)
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
+        .bind(key)
+        .bind(token.as_str());
+        Ok(self.execute(q, "release", Some(key)).await? == 1)
     }
 
     async fn put(
@@ -611,27 +545,28 @@ impl ResultStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        sqlx::query(AssertSqlSafe(self.stmts(ns).put.clone()))
-            .bind(key)
-            .bind(value)
-            .bind(meta.fingerprint)
-            .bind(meta.function)
-            .bind(meta.version)
-            .bind(ttl.map(millis))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("put", Some(key)))?;
-        Ok(())
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version, \
+                 created_at, completed_at, expires_at) \
+             VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
+                 now() + $6::int8 * interval '1 millisecond') \
+             ON CONFLICT (key) DO UPDATE SET state = 'completed', value = $2, \
+                 lease_token = NULL, lease_expires_at = NULL, attempt = 1, fingerprint = $3, \
+                 function = $4, version = $5, created_at = now(), completed_at = now(), \
+                 expires_at = excluded.expires_at"))
+        .bind(key)
+        .bind(value)
+        .bind(meta.fingerprint)
+        .bind(meta.function)
+        .bind(meta.version)
+        .bind(ttl.map(millis));
+        self.execute(q, "put", Some(key)).await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         check_key(key)?;
-        let done = sqlx::query(AssertSqlSafe(self.stmts(ns).delete.clone()))
-            .bind(key)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("delete", Some(key)))?;
-        Ok(done.rows_affected() > 0)
+        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t} WHERE key = $1")).bind(key);
+        Ok(self.execute(q, "delete", Some(key)).await? > 0)
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -651,39 +586,46 @@ impl ResultStore for PostgresStore {
             _ => (prefix, false),
         };
         let upper = prefix_end(prefix);
-        let sql = self.stmts(ns).list[usize::from(after)][usize::from(upper.is_some())].clone();
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(lower)
-            .bind(upper.as_deref())
-            .bind(prefix)
-            .bind(query.include_expired)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(self.fail("list", None))?;
+        // The key range is `> $1` or `>= $1`, with or without `< $2`: one btree range scan.
+        let rows = sqlx::query(sql!(self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} \
+             WHERE key {from} $1 {to} AND starts_with(key, $3) AND ($4 OR {LIVE}) \
+             ORDER BY key LIMIT $5",
+            from = if after { ">" } else { ">=" },
+            to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" }))
+        .bind(lower)
+        .bind(upper.as_deref())
+        .bind(prefix)
+        .bind(query.include_expired)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(self.fail("list", None))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: &str = row.try_get(col::KEY).map_err(self.fail("list", None))?;
-            records.push(decode_row(row, key)?);
+            records.push(decode(
+                row,
+                row.try_get("key").map_err(self.fail("list", None))?,
+            )?);
         }
         Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let done = sqlx::query(AssertSqlSafe(self.stmts(ns).clear.clone()))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("clear", None))?;
-        Ok(done.rows_affected())
+        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t}"));
+        self.execute(q, "clear", None).await
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let done = sqlx::query(AssertSqlSafe(self.stmts(ns).purge.clone()))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail("purge_expired", None))?;
-        Ok(done.rows_affected())
+        // Oldest first, through the partial index on expires_at, then straight to each row by
+        // its address: the cost follows `limit`, not the number of expired rows. The lock
+        // keeps every picked row as it was checked (still expired, same address); rows
+        // another session holds are skipped rather than waited for.
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} \
+             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.execute(q, "purge_expired", None).await
     }
 }
 

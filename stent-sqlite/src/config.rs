@@ -1,6 +1,5 @@
 //! The builder, and validation of what it is given.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +7,9 @@ use std::time::Duration;
 use stent_core::{Clock, Error, Result, SystemClock};
 
 use crate::store::SqliteStore;
+
+/// Longest table prefix accepted.
+pub const MAX_PREFIX_LEN: usize = 48;
 
 /// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub enum Durability {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteStoreBuilder {
     pub(crate) path: PathBuf,
     pub(crate) table_prefix: String,
@@ -46,20 +48,6 @@ pub struct SqliteStoreBuilder {
     pub(crate) max_connections: u32,
     pub(crate) create_tables: bool,
     pub(crate) clock: Arc<dyn Clock>,
-}
-
-impl fmt::Debug for SqliteStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStoreBuilder")
-            .field("path", &self.path)
-            .field("table_prefix", &self.table_prefix)
-            .field("durability", &self.durability)
-            .field("busy_timeout", &self.busy_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("create_tables", &self.create_tables)
-            .field("clock", &self.clock)
-            .finish()
-    }
 }
 
 impl Default for SqliteStoreBuilder {
@@ -73,27 +61,6 @@ impl Default for SqliteStoreBuilder {
             create_tables: true,
             clock: Arc::new(SystemClock),
         }
-    }
-}
-
-/// Longest table prefix accepted.
-pub const MAX_PREFIX_LEN: usize = 48;
-
-/// Checks a table prefix: empty, or an ASCII letter followed by letters, digits and `_`.
-pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
-    let ok = prefix.is_empty()
-        || (prefix.len() <= MAX_PREFIX_LEN
-            && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, digits \
-             or '_', at most {MAX_PREFIX_LEN} characters"
-        )))
     }
 }
 
@@ -128,24 +95,33 @@ impl SqliteStoreBuilder {
         }
         let mut builder = self.path(path);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("table_prefix", v)) => builder = builder.table_prefix(v)?,
-                _ => {
-                    return Err(Error::config(format!(
-                        "unknown option {pair:?} in sqlite URL (known: table_prefix)"
-                    )));
-                }
-            }
+            let Some(prefix) = pair.strip_prefix("table_prefix=") else {
+                return Err(Error::config(format!(
+                    "unknown option {pair:?} in sqlite URL (known: table_prefix)"
+                )));
+            };
+            builder = builder.table_prefix(prefix)?;
         }
         Ok(builder)
     }
 
     /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. An ASCII letter, then
-    /// letters, digits and `_`.
+    /// gives `app_idempotency`, `app_cache` and `app_progress`. Empty, or an ASCII letter
+    /// then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
-        validate_prefix(&prefix)?;
+        let valid = prefix.is_empty()
+            || (prefix.len() <= MAX_PREFIX_LEN
+                && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if !valid {
+            return Err(Error::config(format!(
+                "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, \
+                 digits or '_', at most {MAX_PREFIX_LEN} characters"
+            )));
+        }
         self.table_prefix = prefix;
         Ok(self)
     }

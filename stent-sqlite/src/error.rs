@@ -23,51 +23,42 @@ fn primary_code(err: &sqlx::Error) -> Option<i32> {
     }
 }
 
-/// Converts an error from an operation on `key` (if any).
+/// Converts an error from operation `what` on `key` (if any); retryable as its kind is.
 pub(crate) fn convert(err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
-    let (kind, retryable) = match primary_code(&err) {
-        Some(SQLITE_BUSY | SQLITE_LOCKED) => (ErrorKind::Busy, true),
-        Some(SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL) => (ErrorKind::Unavailable, true),
-        Some(SQLITE_READONLY | SQLITE_CANTOPEN | SQLITE_NOTADB | SQLITE_CORRUPT) => {
-            (ErrorKind::Store, false)
+    let kind = match (primary_code(&err), &err) {
+        (Some(SQLITE_BUSY | SQLITE_LOCKED), _) | (None, sqlx::Error::PoolTimedOut) => {
+            ErrorKind::Busy
         }
-        Some(SQLITE_TOOBIG) => (ErrorKind::ValueTooLarge, false),
-        Some(_) => (ErrorKind::Store, false),
-        None => match &err {
-            sqlx::Error::PoolTimedOut => (ErrorKind::Busy, true),
-            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-                (ErrorKind::Unavailable, true)
-            }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => (ErrorKind::Decode, false),
-            _ => (ErrorKind::Store, false),
-        },
+        (Some(SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL), _)
+        | (None, sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => {
+            ErrorKind::Unavailable
+        }
+        (Some(SQLITE_TOOBIG), _) => ErrorKind::ValueTooLarge,
+        (None, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => ErrorKind::Decode,
+        _ => ErrorKind::Store,
     };
-    let mut e = Error::new(kind, format!("SQLite {what} failed"))
-        .set_retryable(retryable)
-        .with_source(err);
-    if let Some(key) = key {
-        e = e.with_key(key);
+    let e = Error::new(kind, format!("SQLite {what} failed")).with_source(err);
+    match key {
+        Some(key) => e.with_key(key),
+        None => e,
     }
-    e
 }
 
 /// Converts an error met while opening `path`, naming the file and what is wrong with it.
 pub(crate) fn open_error(err: sqlx::Error, path: &Path) -> Error {
     let path = path.display();
-    let message = match primary_code(&err) {
-        Some(SQLITE_NOTADB) => format!("{path} is not a SQLite database"),
-        Some(SQLITE_READONLY) => format!("{path} is read-only; stent needs to write to it"),
-        Some(SQLITE_CANTOPEN) => {
+    let message = match (primary_code(&err), &err) {
+        (Some(SQLITE_NOTADB), _) => format!("{path} is not a SQLite database"),
+        (Some(SQLITE_READONLY), _) => format!("{path} is read-only; stent needs to write to it"),
+        (Some(SQLITE_CANTOPEN), _) => {
             format!("cannot open {path} (does its directory exist, and is it writable?)")
         }
-        Some(SQLITE_CORRUPT) => format!("{path} is corrupt"),
-        Some(SQLITE_BUSY | SQLITE_LOCKED) => {
+        (Some(SQLITE_CORRUPT), _) => format!("{path} is corrupt"),
+        (Some(SQLITE_BUSY | SQLITE_LOCKED), _) => {
             return convert(err, &format!("opening {path}"), None);
         }
-        _ => match &err {
-            sqlx::Error::Io(_) => format!("cannot open {path}"),
-            _ => format!("opening {path} failed"),
-        },
+        (_, sqlx::Error::Io(_)) => format!("cannot open {path}"),
+        _ => format!("opening {path} failed"),
     };
     Error::new(ErrorKind::Config, message).with_source(err)
 }
