@@ -75,8 +75,17 @@ impl KeyScope<'_> {
 
     /// `{name}|{version or None}|{part}`, the shape of every scoped key.
     pub fn scoped(&self, part: &str) -> String {
+        self.prefix(part.len()) + part
+    }
+
+    /// `{name}|{version or None}|`, with room for `spare` more bytes.
+    fn prefix(&self, spare: usize) -> String {
         let version = self.version.unwrap_or(NO_VERSION);
-        [self.name, "|", version, "|", part].concat()
+        let mut key = String::with_capacity(self.name.len() + version.len() + 2 + spare);
+        for part in [self.name, "|", version, "|"] {
+            key.push_str(part);
+        }
+        key
     }
 
     /// A custom key part as stored: scoped, unless the function opted into shared keys.
@@ -98,13 +107,15 @@ impl KeyScope<'_> {
         let scope = if self.shared {
             String::new()
         } else {
-            self.scoped("")
+            self.prefix(part.len())
         };
         if scope.len() + part.len() > PORTABLE_KEY_LEN
             || part.contains('\0')
             || part.starts_with(HASHED)
         {
             scope + &hashed(part.as_bytes())
+        } else if self.shared {
+            part
         } else {
             scope + &part
         }
@@ -207,7 +218,7 @@ impl DefaultKey {
 impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String> {
         // One buffer: the scope, then the canonical arguments written after it.
-        let mut key = scope.scoped("").into_bytes();
+        let mut key = scope.prefix(64).into_bytes();
         let prefix = key.len();
         write_canonical(&mut key, args, true)?;
         if key.len() > self.max_len.min(PORTABLE_KEY_LEN) {
