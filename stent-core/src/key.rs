@@ -178,7 +178,8 @@ where
 /// The default key: `{name}|{version or None}|{canonical JSON of the arguments}`.
 ///
 /// The arguments are written as a JSON array of positional arguments: a tuple gives its
-/// elements, `()` gives `[]`, any other value `v` gives `[v]` (see [`canonical_args`]).
+/// elements, `()` gives `[]`, any other value `v` gives `[v]` (see [`canonical_args`]);
+/// arguments without [canonical JSON](canonical_json) are an [`ErrorKind::Key`] error.
 ///
 /// When the whole key would be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`]
 /// bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes
@@ -237,9 +238,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The canonical JSON of a value: serde_json's compact JSON with object keys sorted by
 /// their UTF-8 bytes, so it depends neither on map insertion order nor on serde_json's
-/// `preserve_order` feature. Integer, bool and char map keys are written as strings, as
-/// serde_json writes them; an `f32` is written as the `f64` it converts to. A NaN or
-/// infinite float, two entries with one key, or a map key of another type is an
+/// `preserve_order` feature. Map keys are strings (as are chars and unit enum variants) or
+/// integers and bools spelled as strings; an `f32` is written as the `f64` it converts to.
+/// A NaN or infinite float, two entries with one key, or a map key of another type is an
 /// [`ErrorKind::Key`] error, never a silent fallback.
 ///
 /// ```
@@ -254,8 +255,8 @@ pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(canonical(value, false)?)
 }
 
-/// The canonical JSON of a call's arguments, as a positional array: a tuple gives its
-/// elements, `()` gives `[]`, any other value `v` gives `[v]`.
+/// The [canonical JSON](canonical_json) of a call's arguments, as a positional array: a
+/// tuple gives its elements, `()` gives `[]`, any other value `v` gives `[v]`.
 pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
     Ok(canonical(args, true)?)
 }
