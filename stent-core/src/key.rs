@@ -1,9 +1,7 @@
 //! Keys: how a call's arguments become the key its result is stored under.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
-use serde::ser::{self, Impossible};
+use serde::ser::{self, Error as _};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -22,16 +20,15 @@ pub const MAX_NAME_LEN: usize = 256;
 /// Longest version [`DurableBuilder::version`](crate::DurableBuilder::version) accepts, in bytes.
 pub const MAX_VERSION_LEN: usize = 128;
 
-/// How the arguments part of a hashed key starts: `sha256:` and 64 hex digits follow the scope.
+/// How the hashed form of a key part starts: `sha256:` and 64 hex digits.
 const HASHED: &str = "sha256:";
 
 /// How a key spells "no version".
 const NO_VERSION: &str = "None";
 
-/// Appends the hashed form of a key part, `sha256:<hex>` of `part`.
-fn push_hashed(key: &mut String, part: &[u8]) {
-    key.push_str(HASHED);
-    key.push_str(&sha256_hex(part));
+/// The hashed form of a key part, `sha256:<hex>` of `part`.
+fn hashed(part: &[u8]) -> String {
+    format!("{HASHED}{}", sha256_hex(part))
 }
 
 /// What a key is scoped to: the wrapped function's name and version.
@@ -78,13 +75,16 @@ impl KeyScope<'_> {
 
     /// `{name}|{version or None}|{part}`, the shape of every scoped key.
     pub fn scoped(&self, part: &str) -> String {
+        self.prefix(part.len()) + part
+    }
+
+    /// `{name}|{version or None}|`, with room for `spare` more bytes.
+    fn prefix(&self, spare: usize) -> String {
         let version = self.version.unwrap_or(NO_VERSION);
-        let mut key = String::with_capacity(self.name.len() + version.len() + part.len() + 2);
-        key.push_str(self.name);
-        key.push('|');
-        key.push_str(version);
-        key.push('|');
-        key.push_str(part);
+        let mut key = String::with_capacity(self.name.len() + version.len() + 2 + spare);
+        for part in [self.name, "|", version, "|"] {
+            key.push_str(part);
+        }
         key
     }
 
@@ -104,22 +104,21 @@ impl KeyScope<'_> {
     /// assert!(scope.custom("nul\0byte".into()).starts_with("f|None|sha256:"));
     /// ```
     pub fn custom(&self, part: String) -> String {
-        let mut key = if self.shared {
+        let scope = if self.shared {
             String::new()
         } else {
-            self.scoped("")
+            self.prefix(part.len())
         };
-        if key.len() + part.len() > PORTABLE_KEY_LEN
+        if scope.len() + part.len() > PORTABLE_KEY_LEN
             || part.contains('\0')
             || part.starts_with(HASHED)
         {
-            push_hashed(&mut key, part.as_bytes());
+            scope + &hashed(part.as_bytes())
         } else if self.shared {
-            return part;
+            part
         } else {
-            key.push_str(&part);
+            scope + &part
         }
-        key
     }
 }
 
@@ -179,15 +178,13 @@ where
 /// The default key: `{name}|{version or None}|{canonical JSON of the arguments}`.
 ///
 /// The arguments are written as a JSON array of positional arguments: a tuple gives its
-/// elements, `()` gives `[]`, any other value `v` gives `[v]`. Canonical means object keys
-/// sorted by their UTF-8 bytes and no whitespace, so the key does not depend on map
-/// insertion order. Non-finite floats and map keys that JSON cannot express are a
-/// [`ErrorKind::Key`] error, never a silent fallback.
+/// elements, `()` gives `[]`, any other value `v` gives `[v]` (see [`canonical_args`]);
+/// arguments without [canonical JSON](canonical_json) are an [`ErrorKind::Key`] error.
 ///
-/// When the whole key would be longer than the bound (default
-/// [`DEFAULT_MAX_KEY_LEN`] bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes `sha256:<hex>` of the
-/// canonical JSON. [`DefaultKey::hashed`] always hashes, which keeps personal data out
-/// of keys and logs.
+/// When the whole key would be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`]
+/// bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes
+/// `sha256:<hex>` of the canonical JSON. [`DefaultKey::hashed`] always hashes, which keeps
+/// personal data out of keys and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DefaultKey {
     max_len: usize,
@@ -221,40 +218,30 @@ impl DefaultKey {
 
 impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String> {
-        // One buffer: the scope, then the canonical JSON written after it.
-        let version = scope.version.unwrap_or(NO_VERSION);
-        let mut key = String::with_capacity(scope.name.len() + version.len() + 2 + 48);
-        key.push_str(scope.name);
-        key.push('|');
-        key.push_str(version);
-        key.push('|');
+        // One buffer: the scope, then the canonical arguments written after it.
+        let mut key = scope.prefix(64).into_bytes();
         let prefix = key.len();
-        args.serialize(Canon {
-            out: &mut key,
-            top: true,
-        })
-        .map_err(Error::from)?;
+        write_canonical(&mut key, args, true)?;
         if key.len() > self.max_len.min(PORTABLE_KEY_LEN) {
-            let args = key.split_off(prefix);
-            push_hashed(&mut key, args.as_bytes());
+            let part = hashed(&key[prefix..]);
+            key.truncate(prefix);
+            key.extend_from_slice(part.as_bytes());
         }
-        Ok(key)
+        Ok(String::from_utf8(key).map_err(KeyErr::custom)?)
     }
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest {
-        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    hex
+    format!("{:x}", Sha256::digest(bytes))
 }
 
-/// The canonical JSON of a value: object keys sorted, no whitespace.
+/// The canonical JSON of a value: serde_json's compact JSON with object keys sorted by
+/// their UTF-8 bytes, so it depends neither on map insertion order nor on serde_json's
+/// `preserve_order` feature. Map keys are strings (as are chars and unit enum variants) or
+/// integers and bools spelled as strings; an `f32` is written as the `f64` it converts to.
+/// A NaN or infinite float, two entries with one key, or a map key of another type is an
+/// [`ErrorKind::Key`] error, never a silent fallback.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -265,151 +252,105 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// assert!(stent_core::key::canonical_json(&f64::NAN).is_err());
 /// ```
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    Ok(canon(value, false)?)
+    Ok(canonical(value, false)?)
 }
 
-/// Canonical JSON of `value`; `top` writes a call's arguments as a positional array.
-fn canon<T: Serialize + ?Sized>(value: &T, top: bool) -> std::result::Result<String, KeyErr> {
-    let mut out = String::with_capacity(32);
-    value.serialize(Canon { out: &mut out, top })?;
-    Ok(out)
+/// The [canonical JSON](canonical_json) of a call's arguments, as a positional array: a
+/// tuple gives its elements, `()` gives `[]`, any other value `v` gives `[v]`.
+pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
+    Ok(canonical(args, true)?)
 }
-
-/// How the error of a NaN or infinite float starts.
-const NON_FINITE: &str = "non-finite float";
 
 /// Whether `value` holds a NaN or an infinite float, which JSON cannot represent.
 pub(crate) fn has_non_finite_float<T: Serialize + ?Sized>(value: &T) -> bool {
-    matches!(canon(value, false), Err(KeyErr(msg)) if msg.starts_with(NON_FINITE))
+    matches!(canonical(value, false), Err(KeyErr::NonFinite(_)))
 }
 
-/// The canonical JSON of a call's arguments, as a positional array (see [`DefaultKey`]).
-pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    Ok(canon(args, true)?)
+fn canonical<T: Serialize + ?Sized>(value: &T, args: bool) -> Res<String> {
+    let mut out = Vec::with_capacity(32);
+    write_canonical(&mut out, value, args)?;
+    String::from_utf8(out).map_err(KeyErr::custom)
 }
 
-/// The error of canonical serialization, turned into [`ErrorKind::Key`].
-#[derive(Debug)]
-struct KeyErr(String);
-
-impl std::fmt::Display for KeyErr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a value has no canonical JSON.
+#[derive(Debug, thiserror::Error)]
+enum KeyErr {
+    #[error("non-finite float {0} has no JSON form")]
+    NonFinite(f64),
+    #[error("{0}")]
+    Other(String),
 }
-
-impl std::error::Error for KeyErr {}
 
 impl ser::Error for KeyErr {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        KeyErr(msg.to_string())
+        KeyErr::Other(msg.to_string())
     }
 }
 
 impl From<KeyErr> for Error {
     fn from(e: KeyErr) -> Self {
-        Error::new(
-            ErrorKind::Key,
-            format!("arguments cannot be turned into a key: {}", e.0),
-        )
+        let message = format!("arguments cannot be turned into a key: {e}");
+        Error::new(ErrorKind::Key, message)
     }
 }
 
-/// Whether any of the eight bytes in `w` must be escaped in a JSON string: below 0x20,
-/// `"` or `\`. Exact for the whole word (the usual has-zero-byte expressions), so plain text
-/// is skipped eight bytes at a time; bytes of multi-byte characters are never special.
-fn needs_escape(w: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
-    let quote = w ^ (LO * u64::from(b'"'));
-    let quote = quote.wrapping_sub(LO) & !quote & HI;
-    let backslash = w ^ (LO * u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(LO) & !backslash & HI;
-    (control | quote | backslash) != 0
-}
+type Res<T = ()> = std::result::Result<T, KeyErr>;
 
-fn write_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8)
-            && let Ok(word) = <[u8; 8]>::try_from(chunk)
-            && !needs_escape(u64::from_le_bytes(word))
-        {
-            i += 8;
-            continue;
-        }
-        let b = bytes[i];
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        // `i` is at an ASCII byte, so both slices end on character boundaries.
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(esc);
-        }
-        i += 1;
-        start = i;
+/// Appends the canonical JSON of `value` to `out`; `args` writes it as a positional array.
+fn write_canonical<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T, args: bool) -> Res {
+    if !args {
+        return value.serialize(Canon { out, args });
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.push(b'[');
+    value.serialize(Canon { out, args })?;
+    out.push(b']');
+    Ok(())
 }
 
-/// Writes canonical JSON into `out`. `top` marks the call's argument value, written as a
-/// positional array.
+/// Appends `value` as serde_json writes it.
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res {
+    serde_json::to_writer(out, value).map_err(KeyErr::custom)
+}
+
+/// The serializer of canonical JSON: serde_json writes the scalars, this sorts objects and
+/// refuses what JSON cannot hold. `args` marks a call's arguments, already inside the
+/// positional array's brackets: a tuple there writes only its elements, `()` nothing.
 struct Canon<'a> {
-    out: &'a mut String,
-    top: bool,
+    out: &'a mut Vec<u8>,
+    args: bool,
 }
 
 impl<'a> Canon<'a> {
-    fn nested(out: &'a mut String) -> Self {
-        Canon { out, top: false }
-    }
-
-    /// Wraps a scalar top-level argument as `[v]`.
-    fn scalar(self, write: impl FnOnce(&mut String)) -> std::result::Result<(), KeyErr> {
-        if self.top {
-            self.out.push('[');
-            write(self.out);
-            self.out.push(']');
-        } else {
-            write(self.out);
+    /// Opens an array or object, inside `{"variant":` for an enum variant's content.
+    fn compound(self, variant: Option<&str>, object: bool) -> Res<Compound<'a>> {
+        if let Some(variant) = variant {
+            self.out.push(b'{');
+            write_json(self.out, variant)?;
+            self.out.push(b':');
         }
-        Ok(())
-    }
-
-    fn float(self, v: f64) -> std::result::Result<(), KeyErr> {
-        match serde_json::Number::from_f64(v) {
-            Some(n) => self.scalar(|o| {
-                let _ = write!(o, "{n}");
-            }),
-            None => Err(KeyErr(format!("{NON_FINITE} {v} has no JSON form"))),
+        if !object {
+            self.out.push(b'[');
         }
+        let close = match (object, variant.is_some()) {
+            (false, false) => "]",
+            (false, true) => "]}",
+            (true, false) => "}",
+            (true, true) => "}}",
+        };
+        let entries = object.then(Vec::new);
+        Ok(Compound {
+            out: self.out,
+            close,
+            entries,
+            key: None,
+        })
     }
 }
 
-macro_rules! int_method {
-    ($($name:ident: $ty:ty),*) => {$(
-        fn $name(self, v: $ty) -> std::result::Result<(), KeyErr> {
-            self.scalar(|o| { let _ = write!(o, "{v}"); })
+macro_rules! as_json {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Res {
+            write_json(self.out, &v)
         }
     )*};
 }
@@ -417,451 +358,193 @@ macro_rules! int_method {
 impl<'a> ser::Serializer for Canon<'a> {
     type Ok = ();
     type Error = KeyErr;
-    type SerializeSeq = Seq<'a>;
-    type SerializeTuple = Seq<'a>;
-    type SerializeTupleStruct = Seq<'a>;
-    type SerializeTupleVariant = Seq<'a>;
-    type SerializeMap = Obj<'a>;
-    type SerializeStruct = Obj<'a>;
-    type SerializeStructVariant = Obj<'a>;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
 
-    int_method!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-        serialize_u64: u64, serialize_u128: u128);
+    as_json!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
+        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
+        serialize_str: &str, serialize_bytes: &[u8]);
 
-    fn serialize_bool(self, v: bool) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| o.push_str(if v { "true" } else { "false" }))
+    fn serialize_f32(self, v: f32) -> Res {
+        self.serialize_f64(v.into())
     }
-    fn serialize_f32(self, v: f32) -> std::result::Result<(), KeyErr> {
-        self.float(f64::from(v))
+    fn serialize_f64(self, v: f64) -> Res {
+        if !v.is_finite() {
+            return Err(KeyErr::NonFinite(v));
+        }
+        write_json(self.out, &v)
     }
-    fn serialize_f64(self, v: f64) -> std::result::Result<(), KeyErr> {
-        self.float(v)
+    fn serialize_none(self) -> Res {
+        write_json(self.out, &())
     }
-    fn serialize_char(self, v: char) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| write_str(o, v.encode_utf8(&mut [0; 4])))
-    }
-    fn serialize_str(self, v: &str) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| write_str(o, v))
-    }
-    fn serialize_bytes(self, v: &[u8]) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| {
-            o.push('[');
-            for (i, b) in v.iter().enumerate() {
-                if i > 0 {
-                    o.push(',');
-                }
-                let _ = write!(o, "{b}");
-            }
-            o.push(']');
-        })
-    }
-    fn serialize_none(self) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| o.push_str("null"))
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> std::result::Result<(), KeyErr> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Res {
         value.serialize(self)
     }
-    fn serialize_unit(self) -> std::result::Result<(), KeyErr> {
-        if self.top {
-            self.out.push_str("[]");
+    fn serialize_unit(self) -> Res {
+        if self.args {
             Ok(())
         } else {
-            self.scalar(|o| o.push_str("null"))
+            write_json(self.out, &())
         }
     }
-    fn serialize_unit_struct(self, _name: &'static str) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| o.push_str("null"))
+    fn serialize_unit_struct(self, _: &str) -> Res {
+        write_json(self.out, &())
     }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> std::result::Result<(), KeyErr> {
-        self.scalar(|o| write_str(o, variant))
+    fn serialize_unit_variant(self, _: &str, _: u32, variant: &str) -> Res {
+        write_json(self.out, variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &str, value: &T) -> Res {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
-        let mut inner = String::new();
-        value.serialize(Canon::nested(&mut inner))?;
-        self.scalar(|o| {
-            o.push('{');
-            write_str(o, variant);
-            o.push(':');
-            o.push_str(&inner);
-            o.push('}');
+    fn serialize_newtype_variant<T>(self, _: &str, _: u32, variant: &str, value: &T) -> Res
+    where
+        T: Serialize + ?Sized,
+    {
+        let mut object = self.compound(None, true)?;
+        object.key = Some(variant.to_owned());
+        object.element(value)?;
+        object.finish()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Res<Compound<'a>> {
+        self.compound(None, false)
+    }
+    fn serialize_tuple(self, _: usize) -> Res<Compound<'a>> {
+        if !self.args {
+            return self.compound(None, false);
+        }
+        Ok(Compound {
+            out: self.out,
+            close: "",
+            entries: None,
+            key: None,
         })
     }
-    fn serialize_seq(self, _len: Option<usize>) -> std::result::Result<Seq<'a>, KeyErr> {
-        Ok(Seq::open(self.out, self.top, None))
+    fn serialize_tuple_struct(self, _: &str, _: usize) -> Res<Compound<'a>> {
+        self.compound(None, false)
     }
-    fn serialize_tuple(self, _len: usize) -> std::result::Result<Seq<'a>, KeyErr> {
-        // A tuple at the top is the positional argument list itself.
-        Ok(Seq::open(self.out, false, None))
+    fn serialize_tuple_variant(self, _: &str, _: u32, v: &str, _: usize) -> Res<Compound<'a>> {
+        self.compound(Some(v), false)
     }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Seq<'a>, KeyErr> {
-        Ok(Seq::open(self.out, self.top, None))
+    fn serialize_map(self, _: Option<usize>) -> Res<Compound<'a>> {
+        self.compound(None, true)
     }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Seq<'a>, KeyErr> {
-        Ok(Seq::open(self.out, self.top, Some(variant)))
+    fn serialize_struct(self, _: &str, _: usize) -> Res<Compound<'a>> {
+        self.compound(None, true)
     }
-    fn serialize_map(self, _len: Option<usize>) -> std::result::Result<Obj<'a>, KeyErr> {
-        Ok(Obj::open(self.out, self.top, None))
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Obj<'a>, KeyErr> {
-        Ok(Obj::open(self.out, self.top, None))
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Obj<'a>, KeyErr> {
-        Ok(Obj::open(self.out, self.top, Some(variant)))
+    fn serialize_struct_variant(self, _: &str, _: u32, v: &str, _: usize) -> Res<Compound<'a>> {
+        self.compound(Some(v), true)
     }
 }
 
-/// Opens `[v]` wrapping and `{"Variant":` wrapping, and closes them in reverse.
-fn open_wrappers(out: &mut String, top: bool, variant: Option<&str>) {
-    if top {
-        out.push('[');
-    }
-    if let Some(variant) = variant {
-        out.push('{');
-        write_str(out, variant);
-        out.push(':');
-    }
+/// An array, written as it goes, or an object, whose entries are written sorted at the end.
+struct Compound<'a> {
+    out: &'a mut Vec<u8>,
+    /// What ends it: `]` or `}`, then `}` closing an enum variant.
+    close: &'static str,
+    /// An object's entries: key and canonical JSON of the value. `None` for an array.
+    entries: Option<Vec<(String, Vec<u8>)>>,
+    /// The key of the entry whose value comes next.
+    key: Option<String>,
 }
 
-fn close_wrappers(out: &mut String, top: bool, variant: Option<&str>) {
-    if variant.is_some() {
-        out.push('}');
+impl Compound<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
+        let Some(entries) = &mut self.entries else {
+            // Only an array's opening ends in `[`, never an element.
+            if self.out.last() != Some(&b'[') {
+                self.out.push(b',');
+            }
+            return write_canonical(self.out, value, false);
+        };
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| KeyErr::custom("value without a key"))?;
+        let mut json = Vec::new();
+        write_canonical(&mut json, value, false)?;
+        entries.push((key, json));
+        Ok(())
     }
-    if top {
-        out.push(']');
-    }
-}
 
-struct Seq<'a> {
-    out: &'a mut String,
-    top: bool,
-    variant: Option<&'static str>,
-    first: bool,
-}
-
-impl<'a> Seq<'a> {
-    fn open(out: &'a mut String, top: bool, variant: Option<&'static str>) -> Self {
-        open_wrappers(out, top, variant);
-        out.push('[');
-        Seq {
-            out,
-            top,
-            variant,
-            first: true,
+    fn finish(self) -> Res {
+        if let Some(mut entries) = self.entries {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(KeyErr::custom(format!("duplicate map key {:?}", w[0].0)));
+            }
+            self.out.push(b'{');
+            for (i, (key, json)) in entries.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                write_json(self.out, key)?;
+                self.out.push(b':');
+                self.out.extend_from_slice(json);
+            }
         }
-    }
-
-    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), KeyErr> {
-        if !self.first {
-            self.out.push(',');
-        }
-        self.first = false;
-        value.serialize(Canon::nested(self.out))
-    }
-
-    fn close(self) -> std::result::Result<(), KeyErr> {
-        self.out.push(']');
-        close_wrappers(self.out, self.top, self.variant);
+        self.out.extend_from_slice(self.close.as_bytes());
         Ok(())
     }
 }
 
-impl std::fmt::Debug for Seq<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Seq")
-    }
-}
-
-macro_rules! seq_impl {
-    ($($tr:ident :: $m:ident),*) => {$(
-        impl ser::$tr for Seq<'_> {
+macro_rules! elements {
+    ($($tr:ident::$method:ident($($key:ident)?)),*) => {$(
+        impl ser::$tr for Compound<'_> {
             type Ok = ();
             type Error = KeyErr;
-            fn $m<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), KeyErr> {
+            fn $method<T: Serialize + ?Sized>(&mut self, $($key: &'static str,)? value: &T) -> Res {
+                $(self.key = Some($key.to_owned());)?
                 self.element(value)
             }
-            fn end(self) -> std::result::Result<(), KeyErr> {
-                self.close()
+            fn end(self) -> Res {
+                self.finish()
             }
         }
     )*};
 }
 
-seq_impl!(
-    SerializeSeq::serialize_element,
-    SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field,
-    SerializeTupleVariant::serialize_field
+elements!(
+    SerializeSeq::serialize_element(),
+    SerializeTuple::serialize_element(),
+    SerializeTupleStruct::serialize_field(),
+    SerializeTupleVariant::serialize_field(),
+    SerializeStruct::serialize_field(key),
+    SerializeStructVariant::serialize_field(key)
 );
 
-struct Obj<'a> {
-    out: &'a mut String,
-    top: bool,
-    variant: Option<&'static str>,
-    entries: Vec<(String, String)>,
-    pending_key: Option<String>,
-}
-
-impl std::fmt::Debug for Obj<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Obj")
-    }
-}
-
-impl<'a> Obj<'a> {
-    fn open(out: &'a mut String, top: bool, variant: Option<&'static str>) -> Self {
-        Obj {
-            out,
-            top,
-            variant,
-            entries: Vec::new(),
-            pending_key: None,
-        }
-    }
-
-    fn entry<T: Serialize + ?Sized>(
-        &mut self,
-        key: String,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
-        let mut v = String::new();
-        value.serialize(Canon::nested(&mut v))?;
-        self.entries.push((key, v));
-        Ok(())
-    }
-
-    fn close(mut self) -> std::result::Result<(), KeyErr> {
-        self.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(w) = self.entries.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(KeyErr(format!("duplicate map key {:?}", w[0].0)));
-        }
-        open_wrappers(self.out, self.top, self.variant);
-        self.out.push('{');
-        for (i, (k, v)) in self.entries.iter().enumerate() {
-            if i > 0 {
-                self.out.push(',');
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = KeyErr;
+    /// A key as JSON writes it: a string, or an integer or bool spelled as a string. Other
+    /// keys (a float, `None`, a sequence, …) have no JSON form.
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Res {
+        let mut json = Vec::new();
+        let written = write_canonical(&mut json, key, false).is_ok();
+        let integer = json.iter().all(|b| b.is_ascii_digit() || *b == b'-');
+        self.key = Some(match json.first() {
+            Some(b'"') if written => serde_json::from_slice(&json).map_err(KeyErr::custom)?,
+            Some(_) if written && (integer || json == b"true" || json == b"false") => {
+                String::from_utf8(json).map_err(KeyErr::custom)?
             }
-            write_str(self.out, k);
-            self.out.push(':');
-            self.out.push_str(v);
-        }
-        self.out.push('}');
-        close_wrappers(self.out, self.top, self.variant);
+            _ => {
+                return Err(KeyErr::custom(
+                    "a map key must be a string, an integer or a bool",
+                ));
+            }
+        });
         Ok(())
     }
-}
-
-impl ser::SerializeMap for Obj<'_> {
-    type Ok = ();
-    type Error = KeyErr;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), KeyErr> {
-        self.pending_key = Some(key.serialize(MapKey)?);
-        Ok(())
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
+        self.element(value)
     }
-    fn serialize_value<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
-        let key = self
-            .pending_key
-            .take()
-            .ok_or_else(|| KeyErr("map value without a key".into()))?;
-        self.entry(key, value)
-    }
-    fn end(self) -> std::result::Result<(), KeyErr> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStruct for Obj<'_> {
-    type Ok = ();
-    type Error = KeyErr;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
-        self.entry(key.to_owned(), value)
-    }
-    fn end(self) -> std::result::Result<(), KeyErr> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for Obj<'_> {
-    type Ok = ();
-    type Error = KeyErr;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), KeyErr> {
-        self.entry(key.to_owned(), value)
-    }
-    fn end(self) -> std::result::Result<(), KeyErr> {
-        self.close()
-    }
-}
-
-/// Map keys: strings, chars, integers and booleans have a JSON key form; nothing else does.
-struct MapKey;
-
-fn key_err(what: &str) -> KeyErr {
-    KeyErr(format!(
-        "a map key must be a string, an integer or a bool, not {what}"
-    ))
-}
-
-macro_rules! key_int {
-    ($($name:ident: $ty:ty),*) => {$(
-        fn $name(self, v: $ty) -> std::result::Result<String, KeyErr> { Ok(v.to_string()) }
-    )*};
-}
-
-impl ser::Serializer for MapKey {
-    type Ok = String;
-    type Error = KeyErr;
-    type SerializeSeq = Impossible<String, KeyErr>;
-    type SerializeTuple = Impossible<String, KeyErr>;
-    type SerializeTupleStruct = Impossible<String, KeyErr>;
-    type SerializeTupleVariant = Impossible<String, KeyErr>;
-    type SerializeMap = Impossible<String, KeyErr>;
-    type SerializeStruct = Impossible<String, KeyErr>;
-    type SerializeStructVariant = Impossible<String, KeyErr>;
-
-    key_int!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-        serialize_u64: u64, serialize_u128: u128, serialize_bool: bool, serialize_char: char);
-
-    fn serialize_str(self, v: &str) -> std::result::Result<String, KeyErr> {
-        Ok(v.to_owned())
-    }
-    fn serialize_f32(self, _v: f32) -> std::result::Result<String, KeyErr> {
-        Err(key_err("a float"))
-    }
-    fn serialize_f64(self, _v: f64) -> std::result::Result<String, KeyErr> {
-        Err(key_err("a float"))
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> std::result::Result<String, KeyErr> {
-        Err(key_err("bytes"))
-    }
-    fn serialize_none(self) -> std::result::Result<String, KeyErr> {
-        Err(key_err("None"))
-    }
-    fn serialize_some<T: Serialize + ?Sized>(
-        self,
-        value: &T,
-    ) -> std::result::Result<String, KeyErr> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> std::result::Result<String, KeyErr> {
-        Err(key_err("()"))
-    }
-    fn serialize_unit_struct(self, name: &'static str) -> std::result::Result<String, KeyErr> {
-        Err(key_err(name))
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> std::result::Result<String, KeyErr> {
-        Ok(variant.to_owned())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> std::result::Result<String, KeyErr> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> std::result::Result<String, KeyErr> {
-        Err(key_err(name))
-    }
-    fn serialize_seq(self, _len: Option<usize>) -> std::result::Result<Self::SerializeSeq, KeyErr> {
-        Err(key_err("a sequence"))
-    }
-    fn serialize_tuple(self, _len: usize) -> std::result::Result<Self::SerializeTuple, KeyErr> {
-        Err(key_err("a tuple"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        name: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Self::SerializeTupleStruct, KeyErr> {
-        Err(key_err(name))
-    }
-    fn serialize_tuple_variant(
-        self,
-        name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Self::SerializeTupleVariant, KeyErr> {
-        Err(key_err(name))
-    }
-    fn serialize_map(self, _len: Option<usize>) -> std::result::Result<Self::SerializeMap, KeyErr> {
-        Err(key_err("a map"))
-    }
-    fn serialize_struct(
-        self,
-        name: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Self::SerializeStruct, KeyErr> {
-        Err(key_err(name))
-    }
-    fn serialize_struct_variant(
-        self,
-        name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> std::result::Result<Self::SerializeStructVariant, KeyErr> {
-        Err(key_err(name))
+    fn end(self) -> Res {
+        self.finish()
     }
 }
 
@@ -886,8 +569,7 @@ mod tests {
                 state ^= state << 17;
                 s.push_str(pieces[(state % pieces.len() as u64) as usize]);
             }
-            let mut out = String::new();
-            write_str(&mut out, &s);
+            let out = canonical_json(&s).unwrap();
             assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
         }
     }
