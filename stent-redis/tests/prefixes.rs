@@ -98,9 +98,10 @@ async fn store(url: &str, prefix: &str, in_url: bool) -> RedisStore {
     } else {
         RedisStore::builder().url(url).prefix(prefix)
     };
-    // A grace keeps expired records in Redis, so that `purge_expired` has some to find.
+    // A grace keeps expired records in Redis, so that `purge_expired` has some to find:
+    // an hour, far longer than the test runs on a loaded machine (a minute was not).
     let store = builder
-        .expiry_grace(Duration::from_secs(60))
+        .expiry_grace(Duration::from_secs(3600))
         .build()
         .await
         .unwrap_or_else(|e| panic!("prefix {prefix:?}: {e}"));
