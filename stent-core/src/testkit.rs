@@ -1,15 +1,9 @@
 //! Tools for testing code built on stent: a store that fails on cue.
 //!
-//! Available with the `testkit` cargo feature:
-//!
-//! ```toml
-//! [dev-dependencies]
-//! stent-core = { version = "0.1", features = ["testkit"] }
-//! ```
-//!
-//! [`FaultStore`] wraps any [`ResultStore`] and, by [`Fault`] rules, fails, delays or
-//! "loses the reply of" chosen calls of chosen operations, while counting every call: it
-//! shows what code built on stent sees when the store breaks at one exact step.
+//! Available with the `testkit` cargo feature. [`FaultStore`] wraps any [`ResultStore`] and,
+//! by [`Fault`] rules, fails, delays or "loses the reply of" chosen calls of chosen operations,
+//! while counting every call: it shows what code built on stent sees when the store breaks at
+//! one exact step.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -39,7 +33,7 @@
 //! ```
 
 use std::fmt;
-use std::ops::{Bound, RangeBounds, RangeInclusive};
+use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -157,7 +151,7 @@ impl fmt::Debug for MakeError {
 #[must_use = "a fault does nothing until it is added to a FaultStore"]
 pub struct Fault {
     op: Op,
-    calls: RangeInclusive<u64>,
+    calls: (Bound<u64>, Bound<u64>),
     action: Action,
     error: Option<MakeError>,
 }
@@ -166,7 +160,7 @@ impl Fault {
     fn new(op: Op, action: Action) -> Self {
         Fault {
             op,
-            calls: 1..=u64::MAX,
+            calls: (Bound::Unbounded, Bound::Unbounded),
             action,
             error: None,
         }
@@ -202,17 +196,7 @@ impl Fault {
 
     /// The calls whose numbers (counting from 1) fall in `range`.
     pub fn calls(mut self, range: impl RangeBounds<u64>) -> Self {
-        let first = match range.start_bound() {
-            Bound::Included(&n) => n,
-            Bound::Excluded(&n) => n.saturating_add(1),
-            Bound::Unbounded => 1,
-        };
-        let last = match range.end_bound() {
-            Bound::Included(&n) => n,
-            Bound::Excluded(&n) => n.saturating_sub(1),
-            Bound::Unbounded => u64::MAX,
-        };
-        self.calls = first..=last;
+        self.calls = (range.start_bound().cloned(), range.end_bound().cloned());
         self
     }
 
