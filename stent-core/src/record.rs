@@ -462,43 +462,24 @@ impl Capabilities {
             max_value_len: None,
         }
     }
-
-    /// Sets [`native_ttl`](Self::native_ttl).
-    pub const fn native_ttl(mut self, yes: bool) -> Self {
-        self.native_ttl = yes;
-        self
-    }
-
-    /// Sets [`server_clock`](Self::server_clock).
-    pub const fn server_clock(mut self, yes: bool) -> Self {
-        self.server_clock = yes;
-        self
-    }
-
-    /// Sets [`shared`](Self::shared).
-    pub const fn shared(mut self, yes: bool) -> Self {
-        self.shared = yes;
-        self
-    }
-
-    /// Sets [`durable`](Self::durable).
-    pub const fn durable(mut self, yes: bool) -> Self {
-        self.durable = yes;
-        self
-    }
-
-    /// Sets [`max_key_len`](Self::max_key_len).
-    pub const fn max_key_len(mut self, len: Option<usize>) -> Self {
-        self.max_key_len = len;
-        self
-    }
-
-    /// Sets [`max_value_len`](Self::max_value_len).
-    pub const fn max_value_len(mut self, len: Option<usize>) -> Self {
-        self.max_value_len = len;
-        self
-    }
 }
+
+/// One `const` builder setter per listed field, named after it: `.shared(true)` sets `shared`.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),+) => {
+        impl Capabilities {$(
+            #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+            pub const fn $field(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )+}
+    };
+}
+
+setters!(native_ttl: bool, server_clock: bool, shared: bool, durable: bool);
+setters!(max_key_len: Option<usize>, max_value_len: Option<usize>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
