@@ -231,36 +231,25 @@ forward_store!(Arc<T>);
 forward_store!(Box<T>);
 
 /// `Ok` when `value` fits [`Capabilities::max_value_len`], else an
-/// [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge) error naming `key`.
+/// [`ErrorKind::ValueTooLarge`] error naming `key`.
 pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<()> {
-    check_len(
-        ErrorKind::ValueTooLarge,
-        "value",
-        value.len(),
-        caps.max_value_len,
-        key,
-    )
+    let max = caps.max_value_len;
+    check_len(ErrorKind::ValueTooLarge, "value", value.len(), max, key)
 }
 
 /// `Ok` when `key` fits [`Capabilities::max_key_len`], else an
-/// [`ErrorKind::KeyTooLarge`](crate::ErrorKind::KeyTooLarge) error naming it.
+/// [`ErrorKind::KeyTooLarge`] error naming it.
 pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
-    check_len(
-        ErrorKind::KeyTooLarge,
-        "key",
-        key.len(),
-        caps.max_key_len,
-        key,
-    )
+    let max = caps.max_key_len;
+    check_len(ErrorKind::KeyTooLarge, "key", key.len(), max, key)
 }
 
 fn check_len(kind: ErrorKind, what: &str, len: usize, max: Option<usize>, key: &str) -> Result<()> {
     match max {
-        Some(max) if len > max => Err(Error::new(
-            kind,
-            format!("{what} of {len} bytes exceeds the store's limit of {max} bytes"),
-        )
-        .with_key(key)),
+        Some(max) if len > max => {
+            let message = format!("{what} of {len} bytes exceeds the store's limit of {max} bytes");
+            Err(Error::new(kind, message).with_key(key))
+        }
         _ => Ok(()),
     }
 }
