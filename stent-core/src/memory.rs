@@ -193,11 +193,8 @@ impl ResultStore for MemoryStore {
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         let mut map = self.map(ns);
-        if Self::owned(&mut map, key, token).is_some() {
-            map.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
+        let owned = Self::owned(&mut map, key, token).is_some();
+        Ok(owned && map.remove(key).is_some())
     }
 
     async fn put(

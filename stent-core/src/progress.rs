@@ -170,10 +170,10 @@ pub(crate) async fn run<F: Future>(
     fut: F,
 ) -> F::Output {
     // Continue numbering after entries an earlier run of this id left.
-    let next = match read(&**store, &id).await {
-        Ok(state) => u32::try_from(state.progress.len()).unwrap_or(u32::MAX),
-        Err(_) => 0,
-    };
+    let logged = read(&**store, &id)
+        .await
+        .map_or(0, |state| state.progress.len());
+    let next = u32::try_from(logged).unwrap_or(u32::MAX);
     let scope = Arc::new(Scope {
         id,
         store: Arc::clone(store),
