@@ -117,7 +117,7 @@ enum Action {
     LoseReply,
 }
 
-/// A custom error of a [`Fault`]: `make(op, call_number)`.
+/// How a [`Fault`] makes its error: `make(op, call_number)`.
 #[derive(Clone)]
 struct MakeError(Arc<dyn Fn(Op, u64) -> Error + Send + Sync>);
 
@@ -153,16 +153,22 @@ pub struct Fault {
     op: Op,
     calls: (Bound<u64>, Bound<u64>),
     action: Action,
-    error: Option<MakeError>,
+    error: MakeError,
 }
 
 impl Fault {
     fn new(op: Op, action: Action) -> Self {
+        let what = match action {
+            Action::LoseReply => "took effect, but its reply was lost",
+            Action::Fail | Action::Delay(_) => "failed",
+        };
+        let unavailable =
+            move |op, n| Error::new(ErrorKind::Unavailable, fault_message(op, n, what));
         Fault {
             op,
             calls: (Bound::Unbounded, Bound::Unbounded),
             action,
-            error: None,
+            error: MakeError(Arc::new(unavailable)),
         }
     }
 
@@ -203,28 +209,17 @@ impl Fault {
     /// Fails with an error of `kind` (retryable when the kind usually is) instead of
     /// [`ErrorKind::Unavailable`].
     pub fn error(self, kind: ErrorKind) -> Self {
-        self.error_with(move |op, n| Error::new(kind, injected_message(op, n, "failed")))
+        self.error_with(move |op, n| Error::new(kind, fault_message(op, n, "failed")))
     }
 
     /// Fails with the error `make(op, call_number)` returns.
     pub fn error_with(mut self, make: impl Fn(Op, u64) -> Error + Send + Sync + 'static) -> Self {
-        self.error = Some(MakeError(Arc::new(make)));
+        self.error = MakeError(Arc::new(make));
         self
-    }
-
-    fn make_error(&self, op: Op, n: u64) -> Error {
-        let what = match self.action {
-            Action::LoseReply => "took effect, but its reply was lost",
-            Action::Fail | Action::Delay(_) => "failed",
-        };
-        match &self.error {
-            Some(MakeError(make)) => make(op, n),
-            None => Error::new(ErrorKind::Unavailable, injected_message(op, n, what)),
-        }
     }
 }
 
-fn injected_message(op: Op, n: u64, what: &str) -> String {
+fn fault_message(op: Op, n: u64, what: &str) -> String {
     format!("injected fault: {op} call #{n} {what}")
 }
 
@@ -353,7 +348,7 @@ impl<S> FaultStore<S> {
             matching
                 .iter()
                 .find(|f| f.action == action)
-                .map(|f| f.make_error(op, n))
+                .map(|f| (f.error.0)(op, n))
         };
         if let Some(e) = error(Action::Fail) {
             return Err(e);
