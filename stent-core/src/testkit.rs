@@ -312,11 +312,6 @@ impl<S> FaultStore<S> {
         &self.inner
     }
 
-    /// Unwraps the inner store.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-
     fn faults(&self) -> MutexGuard<'_, Vec<Fault>> {
         // Rules are plain data; a panic elsewhere cannot leave them half-updated.
         self.shared.faults.lock().unwrap_or_else(|p| p.into_inner())
