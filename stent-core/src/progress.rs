@@ -1,7 +1,7 @@
 //! The per-execution progress log: which steps an execution ran, and which were cache hits.
 //!
-//! Calls made inside [`Stent::run_execution`](crate::Stent::run_execution) are recorded, one entry per call, and read
-//! back with [`Stent::state_of`](crate::Stent::state_of), as the guide's Debugging section shows:
+//! Calls made inside [`Stent::run_execution`](crate::Stent::run_execution) are recorded, one
+//! entry per call, and read back with [`Stent::state_of`](crate::Stent::state_of):
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
@@ -24,11 +24,6 @@
 //!     .unwrap();
 //!
 //! let state = stent.state_of("exec-1").await?;
-//! for progress in &state.progress {
-//!     if progress.status == "cache_hit" {
-//!         println!("Cache hit for {}", progress.step);
-//!     }
-//! }
 //! assert_eq!(state.progress[0].status, "executed");
 //! assert_eq!(state.progress[1].status, "cache_hit");
 //! # Ok(()) }
