@@ -33,12 +33,12 @@ use crate::store::{ResultStore, check_value_len};
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
+    caps: Capabilities,
     inner: Arc<Inner>,
 }
 
 struct Inner {
     clock: Arc<dyn Clock>,
-    caps: Capabilities,
     /// One map per namespace, in [`Namespace::ALL`] order.
     maps: [Mutex<BTreeMap<String, Record>>; Namespace::ALL.len()],
 }
@@ -69,22 +69,18 @@ impl MemoryStore {
     /// An empty store on `clock`.
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryStore {
+            caps: Capabilities::new(),
             inner: Arc::new(Inner {
                 clock: Arc::new(clock),
-                caps: Capabilities::new(),
                 maps: Default::default(),
             }),
         }
     }
 
-    /// Limits stored values to `max` bytes (to exercise [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge)).
-    ///
-    /// # Panics
-    ///
-    /// If the store has been cloned already: configure it before sharing it.
+    /// Refuses values over `max` bytes with [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge),
+    /// in this handle and clones made from it (clones made earlier keep their limit).
     pub fn with_max_value_len(mut self, max: usize) -> Self {
-        let inner = Arc::get_mut(&mut self.inner).expect("configure before sharing the store");
-        inner.caps = inner.caps.max_value_len(Some(max));
+        self.caps = self.caps.max_value_len(Some(max));
         self
     }
 
@@ -119,7 +115,7 @@ fn apply_meta(record: &mut Record, meta: &RecordMeta<'_>) {
 #[async_trait]
 impl ResultStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
-        self.inner.caps
+        self.caps
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
@@ -178,7 +174,7 @@ impl ResultStore for MemoryStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_value_len(&self.inner.caps, key, value)?;
+        check_value_len(&self.caps, key, value)?;
         let now = self.now();
         let mut map = self.map(ns);
         let record = Self::owned(&mut map, key, token).ok_or_else(|| Error::lease_lost(key))?;
@@ -205,7 +201,7 @@ impl ResultStore for MemoryStore {
         ttl: Option<Duration>,
         meta: RecordMeta<'_>,
     ) -> Result<()> {
-        check_value_len(&self.inner.caps, key, value)?;
+        check_value_len(&self.caps, key, value)?;
         let now = self.now();
         let mut record = Record::new(key, RecordState::Completed, now);
         record.value = Some(value.to_vec());
