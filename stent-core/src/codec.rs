@@ -43,8 +43,7 @@ pub enum Stored<T, E> {
 }
 
 fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    out.push(tag);
+    let mut out = vec![tag];
     serde_json::to_writer(&mut out, value).map_err(|e| {
         Error::new(ErrorKind::Encode, "result cannot be encoded as JSON").with_source(e)
     })?;
@@ -60,12 +59,14 @@ fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Encodes a function's `Ok` value.
+/// Encodes a function's `Ok` value: [`TAG_JSON_VALUE`], then its JSON. A value serde_json
+/// refuses, or one holding a NaN or an infinite float, is an [`ErrorKind::Encode`] error.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     encode_tagged(TAG_JSON_VALUE, value)
 }
 
-/// Encodes a terminal error to replay.
+/// Encodes a terminal error to replay: [`TAG_JSON_ERROR`], then its JSON; fails as
+/// [`encode_value`] does.
 pub fn encode_error<E: Serialize + ?Sized>(err: &E) -> Result<Vec<u8>> {
     encode_tagged(TAG_JSON_ERROR, err)
 }
@@ -89,42 +90,27 @@ pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     }
 }
 
-/// Decodes the JSON body of a stored value (after its tag) as `T`; `what` names it in the
-/// error message.
+/// Decodes the JSON body of a stored value (after its tag) as `T`; otherwise an
+/// [`ErrorKind::Decode`] error naming `key`, `what` the body is and `T`.
 pub fn decode_json<T: DeserializeOwned>(key: &str, body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        Error::decode(
-            key,
-            format!(
-                "stored {what} does not decode as {}",
-                short_type_name::<T>()
-            ),
-        )
-        .with_source(e)
+        let message = format!(
+            "stored {what} does not decode as {}",
+            short_type_name::<T>()
+        );
+        Error::decode(key, message).with_source(e)
     })
 }
 
 /// `T`'s name without module paths: `Vec<String>`, not `alloc::vec::Vec<alloc::string::String>`.
 fn short_type_name<T: ?Sized>() -> String {
-    let full = std::any::type_name::<T>();
-    let mut short = String::with_capacity(full.len());
-    let mut word = String::new();
-    let mut rest = full;
-    while let Some(c) = rest.chars().next() {
-        rest = &rest[c.len_utf8()..];
-        if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-        } else if c == ':' && rest.starts_with(':') {
-            // `word` was a path segment: drop it with its `::`.
-            rest = &rest[1..];
-            word.clear();
-        } else {
-            short.push_str(&word);
-            word.clear();
-            short.push(c);
-        }
+    let mut short = String::new();
+    for piece in std::any::type_name::<T>().split("::") {
+        // What `short` ends with was a path segment, since `::` follows it.
+        let segment = short.trim_end_matches(|c: char| c.is_alphanumeric() || c == '_');
+        short.truncate(segment.len());
+        short.push_str(piece);
     }
-    short.push_str(&word);
     short
 }
 

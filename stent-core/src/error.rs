@@ -5,10 +5,6 @@ use std::fmt;
 use std::time::Duration;
 
 /// What went wrong, as a closed set callers can match on.
-///
-/// Every [`Error`] has exactly one kind. Kinds that describe a transient condition
-/// ([`ErrorKind::Unavailable`], [`ErrorKind::Busy`], [`ErrorKind::InFlight`]) are
-/// usually [retryable](Error::is_retryable); the others are not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -44,39 +40,29 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// A short, stable, lower-case name for the kind (used in logs and metrics labels).
+    /// The kind's stable snake_case name (`"function"`, …, `"key_too_large"`, …), as logs and
+    /// metrics labels show it.
     pub const fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::Function => "function",
-            ErrorKind::Config => "config",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Busy => "busy",
-            ErrorKind::Store => "store",
-            ErrorKind::Key => "key",
-            ErrorKind::Encode => "encode",
-            ErrorKind::Decode => "decode",
-            ErrorKind::KeyTooLarge => "key_too_large",
-            ErrorKind::ValueTooLarge => "value_too_large",
-            ErrorKind::InFlight => "in_flight",
-            ErrorKind::LeaseLost => "lease_lost",
-            ErrorKind::PayloadMismatch => "payload_mismatch",
-            ErrorKind::Unsupported => "unsupported",
+            Self::Function => "function",
+            Self::Config => "config",
+            Self::Unavailable => "unavailable",
+            Self::Busy => "busy",
+            Self::Store => "store",
+            Self::Key => "key",
+            Self::Encode => "encode",
+            Self::Decode => "decode",
+            Self::KeyTooLarge => "key_too_large",
+            Self::ValueTooLarge => "value_too_large",
+            Self::InFlight => "in_flight",
+            Self::LeaseLost => "lease_lost",
+            Self::PayloadMismatch => "payload_mismatch",
+            Self::Unsupported => "unsupported",
         }
     }
-
-    const fn default_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight
-        )
-    }
 }
 
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+display_as_str!(ErrorKind);
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -97,14 +83,16 @@ enum Repr<E> {
 /// The error of every stent operation.
 ///
 /// `E` is the wrapped function's own error type; store operations use the default,
-/// [`Infallible`], since they never run user code. An error carries a [kind](Self::kind),
-/// a message with context, the key it concerns when there is one, a
-/// [retryable](Self::is_retryable) flag and, for store failures, the driver error as its
+/// [`Infallible`], since they never run user code. An error is either the function's error
+/// (kind [`ErrorKind::Function`]) or stent's own: a [kind](Self::kind), a message with
+/// context, the key it concerns when there is one, a [retryable](Self::is_retryable) flag, a
+/// [retry delay](Self::retry_after) and, for store failures, the driver error as its
 /// [`source`](std::error::Error::source). Driver types never appear in the signature.
 ///
-/// `Display` is one sentence: the kind, the message and the key. It does not repeat the
-/// source, which is reached through [`source`](std::error::Error::source) (as error
-/// reporters that print the chain expect).
+/// `Display` shows a function error as the function's own; stent's own as one sentence: the
+/// kind, the message and the key (quoted; a key over 120 bytes is cut there, with its length).
+/// It does not repeat the source, which error reporters reach through
+/// [`source`](std::error::Error::source). `Debug` shows the source by its `Display`.
 ///
 /// ```
 /// use stent_core::{Error, ErrorKind};
@@ -115,85 +103,76 @@ enum Repr<E> {
 /// assert_eq!(err.key(), Some("k"));
 /// assert_eq!(err.to_string(), "unavailable: connection refused (key \"k\")");
 /// ```
-pub struct Error<E = Infallible> {
-    repr: Repr<E>,
-}
+pub struct Error<E = Infallible>(Repr<E>);
 
 /// `Result` with stent's [`Error`] (store operations: no function error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A new error of `kind` with a message; retryable when the kind usually is.
+    /// A new error of `kind` with a message; retryable when the kind describes a transient
+    /// condition ([`Unavailable`](ErrorKind::Unavailable), [`Busy`](ErrorKind::Busy),
+    /// [`InFlight`](ErrorKind::InFlight)).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            repr: Repr::Stent(Box::new(Details {
+        Error(Repr::Stent(Box::new(Details {
+            kind,
+            message: message.into(),
+            key: None,
+            retryable: matches!(
                 kind,
-                message: message.into(),
-                key: None,
-                retryable: kind.default_retryable(),
-                retry_after: None,
-                source: None,
-            })),
+                ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight
+            ),
+            retry_after: None,
+            source: None,
+        })))
+    }
+
+    fn edit(mut self, change: impl FnOnce(&mut Details)) -> Self {
+        if let Repr::Stent(d) = &mut self.0 {
+            change(d);
         }
+        self
     }
 
     /// Attaches the underlying cause.
-    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        if let Repr::Stent(d) = &mut self.repr {
-            d.source = Some(source.into());
-        }
-        self
+    pub fn with_source(self, source: impl Into<Source>) -> Self {
+        self.edit(|d| d.source = Some(source.into()))
     }
 
     /// Names the key the error concerns.
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        if let Repr::Stent(d) = &mut self.repr {
-            d.key = Some(key.into());
-        }
-        self
+    pub fn with_key(self, key: impl Into<String>) -> Self {
+        self.edit(|d| d.key = Some(key.into()))
     }
 
     /// Overrides whether retrying the same call may succeed.
-    pub fn set_retryable(mut self, retryable: bool) -> Self {
-        if let Repr::Stent(d) = &mut self.repr {
-            d.retryable = retryable;
-        }
-        self
+    pub fn set_retryable(self, retryable: bool) -> Self {
+        self.edit(|d| d.retryable = retryable)
     }
 
     /// Suggests when to retry (for [`ErrorKind::InFlight`]: when the holder's lease lapses).
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
-        if let Repr::Stent(d) = &mut self.repr {
-            d.retry_after = Some(after);
-        }
-        self
+    pub fn with_retry_after(self, after: Duration) -> Self {
+        self.edit(|d| d.retry_after = Some(after))
     }
 
-    /// Shorthand for a [`ErrorKind::Config`] error.
+    /// An [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }
 
-    /// Shorthand for a [`ErrorKind::LeaseLost`] error on `key`.
+    /// An [`ErrorKind::LeaseLost`] error on `key`, saying nothing was written.
     pub fn lease_lost(key: &str) -> Self {
-        Self::new(
-            ErrorKind::LeaseLost,
-            "the lease token no longer owns this record; nothing was written",
-        )
-        .with_key(key)
+        let message = "the lease token no longer owns this record; nothing was written";
+        Self::new(ErrorKind::LeaseLost, message).with_key(key)
     }
 
-    /// Shorthand for a [`ErrorKind::Decode`] error on `key`.
+    /// An [`ErrorKind::Decode`] error on `key`.
     pub fn decode(key: &str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Decode, message).with_key(key)
     }
 
-    /// Turns a store error into the error of a call whose function fails with `E`.
+    /// The same error, as the error of a call whose function fails with `E`.
     pub fn into_call_error<E>(self) -> Error<E> {
-        match self.repr {
-            Repr::Stent(d) => Error {
-                repr: Repr::Stent(d),
-            },
+        match self.0 {
+            Repr::Stent(d) => Error(Repr::Stent(d)),
             Repr::Function(never) => match never {},
         }
     }
@@ -202,55 +181,46 @@ impl Error {
 impl<E> Error<E> {
     /// The wrapped function's error.
     pub fn function(err: E) -> Self {
-        Error {
-            repr: Repr::Function(err),
+        Error(Repr::Function(err))
+    }
+
+    fn details(&self) -> Option<&Details> {
+        match &self.0 {
+            Repr::Stent(d) => Some(d),
+            Repr::Function(_) => None,
         }
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        match &self.repr {
-            Repr::Function(_) => ErrorKind::Function,
-            Repr::Stent(d) => d.kind,
-        }
+        self.details().map_or(ErrorKind::Function, |d| d.kind)
     }
 
-    /// Whether the same call may succeed if tried again (for function errors: `false`;
-    /// the function's own error type knows better).
+    /// Whether the same call may succeed if tried again (`false` for function errors: the
+    /// function's own error type knows better).
     pub fn is_retryable(&self) -> bool {
-        match &self.repr {
-            Repr::Function(_) => false,
-            Repr::Stent(d) => d.retryable,
-        }
+        self.details().is_some_and(|d| d.retryable)
     }
 
     /// The key the error concerns, when known.
     pub fn key(&self) -> Option<&str> {
-        match &self.repr {
-            Repr::Function(_) => None,
-            Repr::Stent(d) => d.key.as_deref(),
-        }
+        self.details()?.key.as_deref()
     }
 
-    /// For [`ErrorKind::InFlight`]: how long until the current holder's lease lapses.
+    /// When to retry, if the error suggests it (for [`ErrorKind::InFlight`]: how long until
+    /// the current holder's lease lapses).
     pub fn retry_after(&self) -> Option<Duration> {
-        match &self.repr {
-            Repr::Function(_) => None,
-            Repr::Stent(d) => d.retry_after,
-        }
+        self.details()?.retry_after
     }
 
     /// The message with context (empty for function errors).
     pub fn message(&self) -> &str {
-        match &self.repr {
-            Repr::Function(_) => "",
-            Repr::Stent(d) => &d.message,
-        }
+        self.details().map_or("", |d| &d.message)
     }
 
     /// The wrapped function's error, if that is what this is.
     pub fn function_error(&self) -> Option<&E> {
-        match &self.repr {
+        match &self.0 {
             Repr::Function(e) => Some(e),
             Repr::Stent(_) => None,
         }
@@ -258,81 +228,54 @@ impl<E> Error<E> {
 
     /// Splits into the function's error or stent's own error.
     pub fn into_function_error(self) -> std::result::Result<E, Error> {
-        match self.repr {
+        match self.0 {
             Repr::Function(e) => Ok(e),
-            Repr::Stent(d) => Err(Error {
-                repr: Repr::Stent(d),
-            }),
+            Repr::Stent(d) => Err(Error(Repr::Stent(d))),
         }
     }
 }
 
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
+        match &self.0 {
             Repr::Function(e) => f.debug_tuple("Function").field(e).finish(),
-            Repr::Stent(d) => {
-                let mut s = f.debug_struct("Error");
-                s.field("kind", &d.kind).field("message", &d.message);
-                if let Some(key) = &d.key {
-                    s.field("key", key);
-                }
-                s.field("retryable", &d.retryable);
-                if let Some(after) = d.retry_after {
-                    s.field("retry_after", &after);
-                }
-                if let Some(source) = &d.source {
-                    s.field("source", &format_args!("{source}"));
-                }
-                s.finish()
-            }
+            Repr::Stent(d) => f
+                .debug_struct("Error")
+                .field("kind", &d.kind)
+                .field("message", &d.message)
+                .field("key", &d.key)
+                .field("retryable", &d.retryable)
+                .field("retry_after", &d.retry_after)
+                .field("source", &d.source.as_ref().map(ToString::to_string))
+                .finish(),
         }
     }
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Function(e) => e.fmt(f),
-            Repr::Stent(d) => {
-                write!(f, "{}: {}", d.kind, d.message)?;
-                if let Some(key) = &d.key {
-                    write!(f, " (key {})", Elided(key))?;
-                }
-                Ok(())
+        let d = match &self.0 {
+            Repr::Function(e) => return e.fmt(f),
+            Repr::Stent(d) => d,
+        };
+        write!(f, "{}: {}", d.kind, d.message)?;
+        match d.key.as_deref() {
+            Some(key) if key.len() > 120 => {
+                let cut = (0..=120).rev().find(|&i| key.is_char_boundary(i));
+                let head = &key[..cut.unwrap_or(0)];
+                write!(f, " (key {head:?}… ({} bytes))", key.len())
             }
+            Some(key) => write!(f, " (key {key:?})"),
+            None => Ok(()),
         }
     }
 }
 
-/// Shows a key in messages, quoted and cut at a readable length.
-struct Elided<'a>(&'a str);
-
-impl fmt::Display for Elided<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MAX: usize = 120;
-        if self.0.len() <= MAX {
-            return write!(f, "{:?}", self.0);
-        }
-        let mut cut = MAX;
-        while !self.0.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len())
-    }
-}
-
-impl<E> std::error::Error for Error<E>
-where
-    E: std::error::Error + 'static,
-{
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.repr {
+        match &self.0 {
             Repr::Function(e) => Some(e),
-            Repr::Stent(d) => d
-                .source
-                .as_deref()
-                .map(|s| s as &(dyn std::error::Error + 'static)),
+            Repr::Stent(d) => Some(d.source.as_deref()?),
         }
     }
 }

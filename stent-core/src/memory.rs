@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,24 +33,24 @@ use crate::store::{ResultStore, check_value_len};
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
+    caps: Capabilities,
     inner: Arc<Inner>,
 }
 
 struct Inner {
     clock: Arc<dyn Clock>,
-    caps: Capabilities,
-    idempotency: Mutex<BTreeMap<String, Record>>,
-    cache: Mutex<BTreeMap<String, Record>>,
-    progress: Mutex<BTreeMap<String, Record>>,
+    /// One map per namespace, in [`Namespace::ALL`] order.
+    maps: [Mutex<BTreeMap<String, Record>>; Namespace::ALL.len()],
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("clock", &self.inner.clock)
-            .field("idempotency", &self.map(Namespace::Idempotency).len())
-            .field("cache", &self.map(Namespace::Cache).len())
-            .finish()
+        let mut s = f.debug_struct("MemoryStore");
+        s.field("clock", &self.inner.clock);
+        for ns in Namespace::ALL {
+            s.field(ns.as_str(), &self.map(ns).len());
+        }
+        s.finish()
     }
 }
 
@@ -68,38 +69,33 @@ impl MemoryStore {
     /// An empty store on `clock`.
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryStore {
+            caps: Capabilities::new(),
             inner: Arc::new(Inner {
                 clock: Arc::new(clock),
-                caps: Capabilities::new(),
-                idempotency: Mutex::default(),
-                cache: Mutex::default(),
-                progress: Mutex::default(),
+                maps: Default::default(),
             }),
         }
     }
 
-    /// Limits stored values to `max` bytes (to exercise [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge)).
+    /// Refuses values over `max` bytes with [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge),
+    /// in this handle and clones made from it (clones made earlier keep their limit).
     pub fn with_max_value_len(mut self, max: usize) -> Self {
-        let inner = Arc::get_mut(&mut self.inner).expect("configure before sharing the store");
-        inner.caps = inner.caps.max_value_len(Some(max));
+        self.caps = self.caps.max_value_len(Some(max));
         self
     }
 
     fn map(&self, ns: Namespace) -> MutexGuard<'_, BTreeMap<String, Record>> {
-        let m = match ns {
-            Namespace::Idempotency => &self.inner.idempotency,
-            Namespace::Cache => &self.inner.cache,
-            Namespace::Progress => &self.inner.progress,
-        };
         // A panic while holding the lock cannot leave a record half-written (every
         // update is a single assignment), so a poisoned map is still consistent.
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        let map = &self.inner.maps[ns as usize];
+        map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn now(&self) -> Timestamp {
         self.inner.clock.now()
     }
 
+    /// The in-progress record of `key` that `token` owns.
     fn owned<'m>(
         map: &'m mut BTreeMap<String, Record>,
         key: &str,
@@ -119,7 +115,7 @@ fn apply_meta(record: &mut Record, meta: &RecordMeta<'_>) {
 #[async_trait]
 impl ResultStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
-        self.inner.caps
+        self.caps
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
@@ -178,7 +174,7 @@ impl ResultStore for MemoryStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_value_len(&self.inner.caps, key, value)?;
+        check_value_len(&self.caps, key, value)?;
         let now = self.now();
         let mut map = self.map(ns);
         let record = Self::owned(&mut map, key, token).ok_or_else(|| Error::lease_lost(key))?;
@@ -193,11 +189,8 @@ impl ResultStore for MemoryStore {
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         let mut map = self.map(ns);
-        if Self::owned(&mut map, key, token).is_some() {
-            map.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
+        let owned = Self::owned(&mut map, key, token).is_some();
+        Ok(owned && map.remove(key).is_some())
     }
 
     async fn put(
@@ -208,7 +201,7 @@ impl ResultStore for MemoryStore {
         ttl: Option<Duration>,
         meta: RecordMeta<'_>,
     ) -> Result<()> {
-        check_value_len(&self.inner.caps, key, value)?;
+        check_value_len(&self.caps, key, value)?;
         let now = self.now();
         let mut record = Record::new(key, RecordState::Completed, now);
         record.value = Some(value.to_vec());
@@ -225,32 +218,23 @@ impl ResultStore for MemoryStore {
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let now = self.now();
-        let map = self.map(ns);
         let start = match &query.cursor {
-            Some(c) if c.as_str() >= query.prefix.as_str() => std::ops::Bound::Excluded(c.as_str()),
-            _ => std::ops::Bound::Included(query.prefix.as_str()),
+            Some(c) if *c >= query.prefix => Bound::Excluded(c.as_str()),
+            _ => Bound::Included(query.prefix.as_str()),
         };
-        let mut records: Vec<Record> = map
-            .range::<str, _>((start, std::ops::Bound::Unbounded))
+        let records = self
+            .map(ns)
+            .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(query.prefix.as_str()))
             .filter(|(_, r)| query.include_expired || !r.is_expired(now))
             .take(query.limit.max(1) + 1)
             .map(|(_, r)| r.clone())
             .collect();
-        let next_cursor = if records.len() > query.limit.max(1) {
-            records.pop();
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page::new(records, next_cursor))
+        Ok(Page::from_fetched(records, query.limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let mut map = self.map(ns);
-        let n = map.len() as u64;
-        map.clear();
-        Ok(n)
+        Ok(std::mem::take(&mut *self.map(ns)).len() as u64)
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {

@@ -23,73 +23,60 @@ use crate::error::ErrorKind;
 #[cfg(feature = "metrics")]
 use crate::outcome::Status;
 use crate::outcome::Traced;
+#[cfg(feature = "metrics")]
+use metrics::{counter, histogram};
 
 /// Whether calls are measured: the wrapper reads a clock for each call only when they are.
 pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
 
-/// The `outcome` label of a finished call.
-#[cfg(feature = "metrics")]
-fn outcome_label<R, E>(result: &Result<Traced<R>, Error<E>>) -> &'static str {
-    match result {
-        Ok(t) => t.outcome.status.as_str(),
-        Err(e) if e.kind() == ErrorKind::Function => "failed",
-        Err(_) => "error",
-    }
-}
-
-#[cfg(feature = "metrics")]
+/// A call of `function` finished with `result` after `elapsed`.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, elapsed: Duration) {
-    use metrics::{counter, histogram};
-    let outcome = outcome_label(result);
-    let f = function.to_owned();
-    counter!("stent_calls_total", "function" => f.clone(), "outcome" => outcome).increment(1);
-    match result {
-        Ok(t) => match t.outcome.status {
-            Status::CacheHit => counter!("stent_cache_hits_total", "function" => f.clone()).increment(1),
-            Status::Replayed => counter!("stent_replays_total", "function" => f.clone()).increment(1),
-            Status::Executed | Status::Joined => {}
-        },
-        Err(e) => match e.kind() {
-            ErrorKind::Function | ErrorKind::Key | ErrorKind::Encode | ErrorKind::InFlight => {}
-            ErrorKind::LeaseLost => counter!("stent_lease_lost_total", "function" => f.clone()).increment(1),
-            ErrorKind::PayloadMismatch => {
-                counter!("stent_payload_mismatches_total", "function" => f.clone()).increment(1)
-            }
-            kind => counter!("stent_store_errors_total", "function" => f.clone(), "kind" => kind.as_str())
-                .increment(1),
-        },
+    #[cfg(feature = "metrics")]
+    {
+        let f = function.to_owned();
+        let outcome = match result {
+            Ok(t) => t.outcome.status.as_str(),
+            Err(e) if e.kind() == ErrorKind::Function => "failed",
+            Err(_) => "error",
+        };
+        counter!("stent_calls_total", "function" => f.clone(), "outcome" => outcome).increment(1);
+        match result {
+            Ok(t) => match t.outcome.status {
+                Status::CacheHit => counter!("stent_cache_hits_total", "function" => f.clone()).increment(1),
+                Status::Replayed => counter!("stent_replays_total", "function" => f.clone()).increment(1),
+                Status::Executed | Status::Joined => {}
+            },
+            Err(e) => match e.kind() {
+                ErrorKind::Function | ErrorKind::Key | ErrorKind::Encode | ErrorKind::InFlight => {}
+                ErrorKind::LeaseLost => counter!("stent_lease_lost_total", "function" => f.clone()).increment(1),
+                ErrorKind::PayloadMismatch => {
+                    counter!("stent_payload_mismatches_total", "function" => f.clone()).increment(1)
+                }
+                kind => counter!("stent_store_errors_total", "function" => f.clone(), "kind" => kind.as_str())
+                    .increment(1),
+            },
+        }
+        histogram!("stent_call_duration_seconds", "function" => f, "outcome" => outcome)
+            .record(elapsed.as_secs_f64());
     }
-    histogram!("stent_call_duration_seconds", "function" => f, "outcome" => outcome)
-        .record(elapsed.as_secs_f64());
 }
 
-#[cfg(not(feature = "metrics"))]
-pub(crate) fn call<R, E>(
-    _function: &str,
-    _result: &Result<Traced<R>, Error<E>>,
-    _elapsed: Duration,
-) {
-}
-
-/// The wrapped function is about to run.
+/// The wrapped function is about to run, as attempt `attempt`.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn execution(function: &str, attempt: u32) {
     #[cfg(feature = "metrics")]
     {
-        metrics::counter!("stent_executions_total", "function" => function.to_owned()).increment(1);
+        counter!("stent_executions_total", "function" => function.to_owned()).increment(1);
         if attempt > 1 {
-            metrics::counter!("stent_takeovers_total", "function" => function.to_owned())
-                .increment(1);
+            counter!("stent_takeovers_total", "function" => function.to_owned()).increment(1);
         }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (function, attempt);
 }
 
 /// A call found its key in flight elsewhere and starts waiting.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn in_flight_wait(function: &str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("stent_in_flight_waits_total", "function" => function.to_owned())
-        .increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = function;
+    counter!("stent_in_flight_waits_total", "function" => function.to_owned()).increment(1);
 }

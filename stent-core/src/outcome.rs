@@ -1,7 +1,5 @@
 //! How a call was served: [`Status`], [`Outcome`] and [`Traced`].
 
-use std::fmt;
-
 /// What a call did, as [`Durable::call_traced`](crate::Durable::call_traced) reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -16,7 +14,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// `executed`, `cache_hit`, `replayed` or `joined`.
+    /// `"executed"`, `"cache_hit"`, `"replayed"` or `"joined"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Status::Executed => "executed",
@@ -32,11 +30,7 @@ impl Status {
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+display_as_str!(Status);
 
 /// How a call was served.
 #[derive(Clone, Debug, PartialEq, Eq)]

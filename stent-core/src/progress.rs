@@ -1,7 +1,7 @@
 //! The per-execution progress log: which steps an execution ran, and which were cache hits.
 //!
-//! Calls made inside [`Stent::run_execution`](crate::Stent::run_execution) are recorded, one entry per call, and read
-//! back with [`Stent::state_of`](crate::Stent::state_of), as the guide's Debugging section shows:
+//! Calls made inside [`Stent::run_execution`](crate::Stent::run_execution) are recorded, one
+//! entry per call, and read back with [`Stent::state_of`](crate::Stent::state_of):
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
@@ -24,11 +24,6 @@
 //!     .unwrap();
 //!
 //! let state = stent.state_of("exec-1").await?;
-//! for progress in &state.progress {
-//!     if progress.status == "cache_hit" {
-//!         println!("Cache hit for {}", progress.step);
-//!     }
-//! }
 //! assert_eq!(state.progress[0].status, "executed");
 //! assert_eq!(state.progress[1].status, "cache_hit");
 //! # Ok(()) }
@@ -36,12 +31,11 @@
 //!
 //! # Where it lives
 //!
-//! Entries are records in the store's own **progress** namespace
-//! ([`Namespace::Progress`]: a `progress` table in SQL stores), under the key
-//! `stent:progress|{execution id}|{sequence}`, as JSON, and expire after
-//! [`PROGRESS_RETENTION`] (7 days). They are debugging history, not a cache: clearing the
-//! cache (`stent cache clear`) leaves them, and recording one never fails a call (a failed
-//! write is logged). Recording costs one write per call, only inside an execution.
+//! Each entry is a JSON record in the store's [`Namespace::Progress`] (a `progress` table in
+//! SQL stores), under the key `stent:progress|{execution id}|{8-digit sequence}`, expiring after
+//! [`PROGRESS_RETENTION`] (7 days). It is debugging history, not a cache: clearing the cache
+//! (`stent cache clear`) leaves it. Recording costs one write per call made inside an
+//! execution, and never fails the call: a failed write is logged.
 //!
 //! The scope is a task-local: calls made in tasks spawned from inside the execution are
 //! not recorded unless those tasks run their own `run_execution` with the same id.
@@ -51,10 +45,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
-use crate::error::{Error, ErrorKind, Result};
+use crate::codec::{self, Stored};
+use crate::error::{Error, Result};
 use crate::outcome::{Status, Traced};
 use crate::record::{ListQuery, Namespace, RecordMeta, Timestamp};
 use crate::store::ResultStore;
@@ -125,13 +120,13 @@ pub(crate) async fn record<R, E>(
         return;
     };
     let (status, detail, attempt) = match result {
-        Ok(t) => {
-            let status = match t.outcome.status {
+        Ok(Traced { outcome, .. }) => {
+            let status = match outcome.status {
                 Status::Executed => "executed",
                 Status::CacheHit | Status::Replayed => "cache_hit",
                 Status::Joined => "joined",
             };
-            (status, t.outcome.status.as_str(), t.outcome.attempt)
+            (status, outcome.status.as_str(), outcome.attempt)
         }
         Err(e) => ("failed", e.kind().as_str(), 0),
     };
@@ -146,26 +141,19 @@ pub(crate) async fn record<R, E>(
     };
     let seq = scope.next.fetch_add(1, Ordering::SeqCst);
     let entry_key = format!("{}{seq:08}", entry_prefix(&scope.id));
-    let written = match codec::encode_value(&entry) {
-        Ok(bytes) => {
-            let meta = RecordMeta {
-                function: Some(step),
-                ..RecordMeta::default()
-            };
-            scope
-                .store
-                .put(
-                    Namespace::Progress,
-                    &entry_key,
-                    &bytes,
-                    Some(PROGRESS_RETENTION),
-                    meta,
-                )
-                .await
-        }
-        Err(e) => Err(e),
+    let meta = RecordMeta {
+        function: Some(step),
+        ..RecordMeta::default()
     };
-    if let Err(e) = written {
+    let written = async {
+        let bytes = codec::encode_value(&entry)?;
+        let ttl = Some(PROGRESS_RETENTION);
+        scope
+            .store
+            .put(Namespace::Progress, &entry_key, &bytes, ttl, meta)
+            .await
+    };
+    if let Err(e) = written.await {
         tracing::warn!(error = %e, execution = %scope.id, "recording progress failed");
     }
 }
@@ -177,10 +165,10 @@ pub(crate) async fn run<F: Future>(
     fut: F,
 ) -> F::Output {
     // Continue numbering after entries an earlier run of this id left.
-    let next = match read(&**store, &id).await {
-        Ok(state) => u32::try_from(state.progress.len()).unwrap_or(u32::MAX),
-        Err(_) => 0,
-    };
+    let logged = read(&**store, &id)
+        .await
+        .map_or(0, |state| state.progress.len());
+    let next = u32::try_from(logged).unwrap_or(u32::MAX);
     let scope = Arc::new(Scope {
         id,
         store: Arc::clone(store),
@@ -191,34 +179,20 @@ pub(crate) async fn run<F: Future>(
 
 /// The progress log of execution `id` in `store` (see [`Stent::state_of`](crate::Stent::state_of)).
 pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionState> {
-    let prefix = entry_prefix(id);
+    let mut query = ListQuery::new().prefix(entry_prefix(id)).limit(500);
     let mut progress = Vec::new();
-    let mut cursor = None;
     loop {
-        let page = store
-            .list(
-                Namespace::Progress,
-                &ListQuery::new()
-                    .prefix(prefix.clone())
-                    .limit(500)
-                    .cursor(cursor),
-            )
-            .await?;
+        let page = store.list(Namespace::Progress, &query).await?;
         for record in page.records {
             let bytes = record.value.unwrap_or_default();
-            match codec::decode::<ProgressEntry, serde_json::Value>(&record.key, &bytes)? {
-                codec::Stored::Value(entry) => progress.push(entry),
-                codec::Stored::Error(_) => {
-                    return Err(
-                        Error::new(ErrorKind::Decode, "progress entry holds an error")
-                            .with_key(record.key),
-                    );
-                }
-            }
+            let Stored::Value(entry) = codec::decode::<_, IgnoredAny>(&record.key, &bytes)? else {
+                return Err(Error::decode(&record.key, "progress entry holds an error"));
+            };
+            progress.push(entry);
         }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
+        query.cursor = page.next_cursor;
+        if query.cursor.is_none() {
+            break;
         }
     }
     Ok(ExecutionState {

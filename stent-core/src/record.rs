@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// The keyspaces of a store: results of idempotent calls, cached results, and the
 /// per-execution progress log (kept apart so that clearing caches never erases it).
 ///
@@ -20,41 +22,33 @@ pub enum Namespace {
 }
 
 impl Namespace {
-    /// Every namespace, in a fixed order.
-    pub const ALL: [Namespace; 3] = [
-        Namespace::Idempotency,
-        Namespace::Cache,
-        Namespace::Progress,
-    ];
+    /// Every namespace, in declaration order.
+    pub const ALL: [Namespace; 3] = [Self::Idempotency, Self::Cache, Self::Progress];
 
     /// `"idempotency"`, `"cache"` or `"progress"`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Namespace::Idempotency => "idempotency",
-            Namespace::Cache => "cache",
-            Namespace::Progress => "progress",
+            Self::Idempotency => "idempotency",
+            Self::Cache => "cache",
+            Self::Progress => "progress",
         }
-    }
-}
-
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
 impl std::str::FromStr for Namespace {
     type Err = crate::Error;
 
+    /// Parses [`as_str`](Self::as_str)'s form; anything else is an
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) error.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "idempotency" => Ok(Namespace::Idempotency),
-            "cache" => Ok(Namespace::Cache),
-            "progress" => Ok(Namespace::Progress),
-            other => Err(crate::Error::config(format!(
-                "unknown namespace {other:?} (expected \"idempotency\", \"cache\" or \"progress\")"
-            ))),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|ns| ns.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::config(format!(
+                    "unknown namespace {s:?} (expected \"idempotency\", \"cache\" or \"progress\")"
+                ))
+            })
     }
 }
 
@@ -71,40 +65,24 @@ impl RecordState {
     /// `"in_progress"` or `"completed"`, as stored by every backend.
     pub const fn as_str(self) -> &'static str {
         match self {
-            RecordState::InProgress => "in_progress",
-            RecordState::Completed => "completed",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
         }
     }
 
     /// Parses the stored form; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "in_progress" => Some(RecordState::InProgress),
-            "completed" => Some(RecordState::Completed),
-            _ => None,
-        }
+        [Self::InProgress, Self::Completed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
     }
 }
 
-impl fmt::Display for RecordState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+display_as_str!(Namespace, RecordState);
 
 /// A point in time: milliseconds since the Unix epoch, UTC (serialized as that integer).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(transparent)]
 pub struct Timestamp(i64);
@@ -125,7 +103,7 @@ impl Timestamp {
         SystemTime::now().into()
     }
 
-    /// `self + d`, saturating (also available as `+`).
+    /// `self` plus `d` rounded up to whole milliseconds, saturating (also available as `+`).
     #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(duration_millis(d)))
@@ -133,7 +111,7 @@ impl Timestamp {
 
     /// How long from `earlier` to `self` (zero when `earlier` is later).
     pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0).unsigned_abs())
     }
 }
 
@@ -152,21 +130,24 @@ impl std::ops::Add<Duration> for Timestamp {
     }
 }
 
+/// Whole milliseconds, truncated toward the epoch, saturating at the ends of `i64`.
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+            Ok(d) => Timestamp(ms(d)),
+            Err(e) => Timestamp(-ms(e.duration())),
         }
     }
 }
 
 impl From<Timestamp> for SystemTime {
     fn from(t: Timestamp) -> Self {
+        let d = Duration::from_millis(t.0.unsigned_abs());
         if t.0 >= 0 {
-            UNIX_EPOCH + Duration::from_millis(t.0 as u64)
+            UNIX_EPOCH + d
         } else {
-            UNIX_EPOCH - Duration::from_millis(t.0.unsigned_abs())
+            UNIX_EPOCH - d
         }
     }
 }
@@ -174,33 +155,27 @@ impl From<Timestamp> for SystemTime {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T15:54:30.123Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.rem_euclid(1000);
         let secs = self.0.div_euclid(1000);
-        let days = secs.div_euclid(86_400);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60
-        )
+        let (hh, mm, ss, ms) = (sod / 3600, sod / 60 % 60, sod % 60, self.0.rem_euclid(1000));
+        write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
     }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        yoe + era * 400 + i64::from(m <= 2),
+        m,
+        doy - (153 * mp + 2) / 5 + 1,
+    )
 }
 
 /// A fencing token: proof that the holder owns an in-progress record.
@@ -209,22 +184,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// [`complete`](crate::ResultStore::complete), [`renew`](crate::ResultStore::renew) and
 /// [`release`](crate::ResultStore::release) only act while the token still matches, so a
 /// caller whose lease lapsed and was taken over can never overwrite the new owner's work.
+/// `Debug` shows only its first 8 characters.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LeaseToken(String);
 
 impl LeaseToken {
-    /// A new random token (128 bits, hex).
+    /// A new random token: 128 bits as 32 lowercase hex digits.
     pub fn generate() -> Self {
-        // 32 lowercase hex digits, written directly: `format!("{:032x}")` costs several
-        // times as much, on every claim.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut n = rand::random::<u128>();
-        let mut hex = vec![0u8; 32];
-        for digit in hex.iter_mut().rev() {
-            *digit = DIGITS[(n & 0xf) as usize];
-            n >>= 4;
-        }
-        LeaseToken(String::from_utf8(hex).expect("hex digits are ASCII"))
+        LeaseToken(format!("{:032x}", rand::random::<u128>()))
     }
 
     /// Wraps a token read back from a store.
@@ -240,7 +207,7 @@ impl LeaseToken {
 
 impl fmt::Debug for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LeaseToken({})", &self.0[..self.0.len().min(8)])
+        write!(f, "LeaseToken({})", self.0.get(..8).unwrap_or(&self.0))
     }
 }
 
@@ -252,6 +219,8 @@ impl fmt::Display for LeaseToken {
 
 /// One stored record, as returned by [`get`](crate::ResultStore::get),
 /// [`claim`](crate::ResultStore::claim) and [`list`](crate::ResultStore::list).
+///
+/// `Debug` shows the value's length, not its bytes.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
@@ -282,7 +251,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record with only the required fields set; backends fill in the rest.
+    /// A record of `key` in `state` created at `created_at`, attempt 1, every optional field
+    /// `None`; backends fill in the rest.
     pub fn new(key: impl Into<String>, state: RecordState, created_at: Timestamp) -> Self {
         Record {
             key: key.into(),
@@ -305,7 +275,7 @@ impl Record {
         self.expires_at.is_some_and(|e| e <= now)
     }
 
-    /// Whether an in-progress record's lease has lapsed at `now`.
+    /// Whether the record is in progress with its lease lapsed (or absent) at `now`.
     pub fn lease_lapsed(&self, now: Timestamp) -> bool {
         self.state == RecordState::InProgress && self.lease_expires_at.is_none_or(|e| e <= now)
     }
@@ -313,13 +283,11 @@ impl Record {
 
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.value.as_ref().map(|v| format!("<{} bytes>", v.len()));
         f.debug_struct("Record")
             .field("key", &self.key)
             .field("state", &self.state)
-            .field(
-                "value",
-                &self.value.as_ref().map(|v| format!("<{} bytes>", v.len())),
-            )
+            .field("value", &value)
             .field("lease_token", &self.lease_token)
             .field("lease_expires_at", &self.lease_expires_at)
             .field("attempt", &self.attempt)
@@ -395,17 +363,14 @@ impl Page {
     /// fetched (fetching `limit + 1` is enough to tell), none when not.
     pub fn from_fetched(mut records: Vec<Record>, limit: usize) -> Self {
         let limit = limit.max(1);
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
+        let next_cursor = (records.len() > limit).then(|| records[limit - 1].key.clone());
+        records.truncate(limit);
         Page::new(records, next_cursor)
     }
 }
 
-/// What a [`list`](crate::ResultStore::list) call asks for.
+/// What a [`list`](crate::ResultStore::list) call asks for; `Default` is every live record,
+/// 100 per page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListQuery {
@@ -448,7 +413,7 @@ impl ListQuery {
         self
     }
 
-    /// At most `limit` records per page.
+    /// At most `limit` records per page (a `limit` of 0 counts as 1).
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
         self
@@ -466,7 +431,8 @@ impl ListQuery {
     }
 }
 
-/// What a store can do, as one flat struct (`Copy`, `Default` = the most conservative answers).
+/// What a store can do, as one flat struct (`Copy`; `Default` and [`new`](Self::new) give the
+/// most conservative answers: all `false`, no limits). Each field has a setter of its name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
@@ -485,7 +451,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// All-false, no limits; set fields with the builder methods.
+    /// All `false`, no limits.
     pub const fn new() -> Self {
         Capabilities {
             native_ttl: false,
@@ -496,43 +462,23 @@ impl Capabilities {
             max_value_len: None,
         }
     }
-
-    /// Sets [`native_ttl`](Self::native_ttl).
-    pub const fn native_ttl(mut self, yes: bool) -> Self {
-        self.native_ttl = yes;
-        self
-    }
-
-    /// Sets [`server_clock`](Self::server_clock).
-    pub const fn server_clock(mut self, yes: bool) -> Self {
-        self.server_clock = yes;
-        self
-    }
-
-    /// Sets [`shared`](Self::shared).
-    pub const fn shared(mut self, yes: bool) -> Self {
-        self.shared = yes;
-        self
-    }
-
-    /// Sets [`durable`](Self::durable).
-    pub const fn durable(mut self, yes: bool) -> Self {
-        self.durable = yes;
-        self
-    }
-
-    /// Sets [`max_key_len`](Self::max_key_len).
-    pub const fn max_key_len(mut self, len: Option<usize>) -> Self {
-        self.max_key_len = len;
-        self
-    }
-
-    /// Sets [`max_value_len`](Self::max_value_len).
-    pub const fn max_value_len(mut self, len: Option<usize>) -> Self {
-        self.max_value_len = len;
-        self
-    }
 }
+
+/// One `const` builder setter per listed field, named after it: `.shared(true)` sets `shared`.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),+) => {
+        impl Capabilities {$(
+            #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+            pub const fn $field(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )+}
+    };
+}
+
+setters!(native_ttl: bool, server_clock: bool, shared: bool, durable: bool);
+setters!(max_key_len: Option<usize>, max_value_len: Option<usize>);
 
 #[cfg(test)]
 mod tests {

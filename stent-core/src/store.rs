@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::record::{
     Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, Namespace, Page, Record, RecordMeta,
     Timestamp,
@@ -230,33 +230,26 @@ macro_rules! forward_store {
 forward_store!(Arc<T>);
 forward_store!(Box<T>);
 
-/// Checks a value against [`Capabilities::max_value_len`]: the one place backends
-/// turn an oversized value into [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge).
+/// `Ok` when `value` fits [`Capabilities::max_value_len`], else an
+/// [`ErrorKind::ValueTooLarge`] error naming `key`.
 pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<()> {
-    match caps.max_value_len {
-        Some(max) if value.len() > max => Err(crate::Error::new(
-            crate::ErrorKind::ValueTooLarge,
-            format!(
-                "value of {} bytes exceeds the store's limit of {max} bytes",
-                value.len()
-            ),
-        )
-        .with_key(key)),
-        _ => Ok(()),
-    }
+    let max = caps.max_value_len;
+    check_len(ErrorKind::ValueTooLarge, "value", value.len(), max, key)
 }
 
-/// Checks a key against [`Capabilities::max_key_len`].
+/// `Ok` when `key` fits [`Capabilities::max_key_len`], else an
+/// [`ErrorKind::KeyTooLarge`] error naming it.
 pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
-    match caps.max_key_len {
-        Some(max) if key.len() > max => Err(crate::Error::new(
-            crate::ErrorKind::KeyTooLarge,
-            format!(
-                "key of {} bytes exceeds the store's limit of {max} bytes",
-                key.len()
-            ),
-        )
-        .with_key(key)),
+    let max = caps.max_key_len;
+    check_len(ErrorKind::KeyTooLarge, "key", key.len(), max, key)
+}
+
+fn check_len(kind: ErrorKind, what: &str, len: usize, max: Option<usize>, key: &str) -> Result<()> {
+    match max {
+        Some(max) if len > max => {
+            let message = format!("{what} of {len} bytes exceeds the store's limit of {max} bytes");
+            Err(Error::new(kind, message).with_key(key))
+        }
         _ => Ok(()),
     }
 }
@@ -276,33 +269,26 @@ pub fn check_key_len(caps: &Capabilities, key: &str) -> Result<()> {
 /// assert_eq!(take_url_params("redis://h?prefix=a", &["prefix"]).0, "redis://h");
 /// ```
 pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n str, String)>) {
-    let mut taken = Vec::new();
     let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
     let Some((base, query)) = head.split_once('?') else {
-        return (url.to_owned(), taken);
+        return (url.to_owned(), Vec::new());
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let ours = pair
-                .split_once('=')
-                .and_then(|(name, value)| Some((*names.iter().find(|n| **n == name)?, value)));
-            match ours {
-                Some((name, value)) => {
-                    taken.push((name, value.to_owned()));
-                    false
-                }
-                None => !pair.is_empty(),
-            }
-        })
-        .collect();
-    let mut out = base.to_owned();
-    if !kept.is_empty() {
-        out.push('?');
-        out.push_str(&kept.join("&"));
+    let (mut kept, mut taken) = (Vec::new(), Vec::new());
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let ours = pair
+            .split_once('=')
+            .and_then(|(name, value)| Some((*names.iter().find(|n| **n == name)?, value)));
+        match ours {
+            Some((name, value)) => taken.push((name, value.to_owned())),
+            None => kept.push(pair),
+        }
     }
-    out.push_str(fragment);
-    (out, taken)
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    (format!("{base}{query}{fragment}"), taken)
 }
 
 /// The bytes `s` stands for with its `%XX` escapes decoded; a `%` not followed by two hex
@@ -316,25 +302,5 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
 /// assert_eq!(percent_decode("50%zz%"), b"50%zz%");
 /// ```
 pub fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
+    percent_encoding::percent_decode_str(s).collect()
 }

@@ -1,16 +1,9 @@
 //! Tools for testing code built on stent: a store that fails on cue.
 //!
-//! Available with the `testkit` cargo feature:
-//!
-//! ```toml
-//! [dev-dependencies]
-//! stent-core = { version = "0.1", features = ["testkit"] }
-//! ```
-//!
-//! [`FaultStore`] wraps any [`ResultStore`] and, by [`Fault`] rules, fails, delays or
-//! "loses the reply of" chosen calls of chosen operations, while counting every call.
-//! It answers the question a user of an idempotent function has to ask: *what does my
-//! code see when the store breaks at this exact step?*
+//! Available with the `testkit` cargo feature. [`FaultStore`] wraps any [`ResultStore`] and,
+//! by [`Fault`] rules, fails, delays or "loses the reply of" chosen calls of chosen operations,
+//! while counting every call: it shows what code built on stent sees when the store breaks at
+//! one exact step.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -109,17 +102,9 @@ impl Op {
             Op::PurgeExpired => "purge_expired",
         }
     }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
 }
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+display_as_str!(Op);
 
 /// What a [`Fault`] does to the calls it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,12 +113,19 @@ enum Action {
     Fail,
     /// Wait, then call the inner store.
     Delay(Duration),
-    /// Call the inner store, drop its answer and return an error: the operation took
-    /// effect but the caller cannot know it (a connection lost before the reply).
+    /// Call the inner store, drop its answer and return an error.
     LoseReply,
 }
 
-type MakeError = Arc<dyn Fn(Op, u64) -> Error + Send + Sync>;
+/// How a [`Fault`] makes its error: `make(op, call_number)`.
+#[derive(Clone)]
+struct MakeError(Arc<dyn Fn(Op, u64) -> Error + Send + Sync>);
+
+impl fmt::Debug for MakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MakeError(..)")
+    }
+}
 
 /// A rule of a [`FaultStore`]: which calls of which operation to disturb, and how.
 ///
@@ -155,37 +147,28 @@ type MakeError = Arc<dyn Fn(Op, u64) -> Error + Send + Sync>;
 /// let lost_ack = Fault::lose_reply(Op::Complete).nth(1);
 /// # let _ = (outage, slow_reads, full_disk, lost_ack);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use = "a fault does nothing until it is added to a FaultStore"]
 pub struct Fault {
     op: Op,
-    first: u64,
-    last: u64,
+    calls: (Bound<u64>, Bound<u64>),
     action: Action,
-    error: Option<MakeError>,
-}
-
-impl fmt::Debug for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Fault");
-        s.field("op", &self.op)
-            .field("action", &self.action)
-            .field("first", &self.first);
-        if self.last != u64::MAX {
-            s.field("last", &self.last);
-        }
-        s.field("custom_error", &self.error.is_some()).finish()
-    }
+    error: MakeError,
 }
 
 impl Fault {
     fn new(op: Op, action: Action) -> Self {
+        let what = match action {
+            Action::LoseReply => "took effect, but its reply was lost",
+            Action::Fail | Action::Delay(_) => "failed",
+        };
+        let unavailable =
+            move |op, n| Error::new(ErrorKind::Unavailable, fault_message(op, n, what));
         Fault {
             op,
-            first: 1,
-            last: u64::MAX,
+            calls: (Bound::Unbounded, Bound::Unbounded),
             action,
-            error: None,
+            error: MakeError(Arc::new(unavailable)),
         }
     }
 
@@ -219,62 +202,32 @@ impl Fault {
 
     /// The calls whose numbers (counting from 1) fall in `range`.
     pub fn calls(mut self, range: impl RangeBounds<u64>) -> Self {
-        self.first = match range.start_bound() {
-            Bound::Included(&n) => n,
-            Bound::Excluded(&n) => n.saturating_add(1),
-            Bound::Unbounded => 1,
-        };
-        self.last = match range.end_bound() {
-            Bound::Included(&n) => n,
-            Bound::Excluded(&n) => n.saturating_sub(1),
-            Bound::Unbounded => u64::MAX,
-        };
+        self.calls = (range.start_bound().cloned(), range.end_bound().cloned());
         self
     }
 
     /// Fails with an error of `kind` (retryable when the kind usually is) instead of
     /// [`ErrorKind::Unavailable`].
     pub fn error(self, kind: ErrorKind) -> Self {
-        self.error_with(move |op, n| Error::new(kind, injected_message(op, n, "failed")))
+        self.error_with(move |op, n| Error::new(kind, fault_message(op, n, "failed")))
     }
 
     /// Fails with the error `make(op, call_number)` returns.
     pub fn error_with(mut self, make: impl Fn(Op, u64) -> Error + Send + Sync + 'static) -> Self {
-        self.error = Some(Arc::new(make));
+        self.error = MakeError(Arc::new(make));
         self
-    }
-
-    fn matches(&self, op: Op, n: u64) -> bool {
-        self.op == op && (self.first..=self.last).contains(&n)
-    }
-
-    fn make_error(&self, op: Op, n: u64) -> Error {
-        match (&self.error, self.action) {
-            (Some(make), _) => make(op, n),
-            (None, Action::LoseReply) => Error::new(
-                ErrorKind::Unavailable,
-                injected_message(op, n, "took effect, but its reply was lost"),
-            ),
-            (None, _) => Error::new(ErrorKind::Unavailable, injected_message(op, n, "failed")),
-        }
     }
 }
 
-fn injected_message(op: Op, n: u64, what: &str) -> String {
+fn fault_message(op: Op, n: u64, what: &str) -> String {
     format!("injected fault: {op} call #{n} {what}")
 }
 
+#[derive(Debug, Default)]
 struct Shared {
     faults: Mutex<Vec<Fault>>,
     calls: [AtomicU64; Op::ALL.len()],
     injected: [AtomicU64; Op::ALL.len()],
-}
-
-/// What to do with one call, decided when it arrives.
-struct Plan {
-    delay: Duration,
-    fail: Option<Error>,
-    lose_reply: Option<Error>,
 }
 
 /// A [`ResultStore`] wrapper that fails, delays or loses the replies of chosen calls.
@@ -286,38 +239,16 @@ struct Plan {
 /// take the store down and bring it back in the middle of a call.
 ///
 /// When several rules match one call, their delays add up, then a failing rule wins over
-/// a lost reply. [`capabilities`](ResultStore::capabilities) is passed through untouched.
+/// a lost reply; of several failing (or reply-losing) rules, the first added makes the
+/// error. [`capabilities`](ResultStore::capabilities) is passed through untouched.
 ///
 /// Clones share the rules and counters (and the inner store, when `S` clones share their
 /// data, as [`MemoryStore`](crate::MemoryStore) clones do): hand one clone to
 /// [`Stent`](crate::Stent) and keep another to steer and inspect.
+#[derive(Clone, Debug)]
 pub struct FaultStore<S> {
     inner: S,
     shared: Arc<Shared>,
-}
-
-impl<S: Clone> Clone for FaultStore<S> {
-    fn clone(&self) -> Self {
-        FaultStore {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for FaultStore<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultStore")
-            .field("inner", &self.inner)
-            .field("faults", &*self.faults())
-            .finish()
-    }
-}
-
-impl<S: Default> Default for FaultStore<S> {
-    fn default() -> Self {
-        Self::new(S::default())
-    }
 }
 
 impl<S> FaultStore<S> {
@@ -325,11 +256,7 @@ impl<S> FaultStore<S> {
     pub fn new(inner: S) -> Self {
         FaultStore {
             inner,
-            shared: Arc::new(Shared {
-                faults: Mutex::new(Vec::new()),
-                calls: Default::default(),
-                injected: Default::default(),
-            }),
+            shared: Arc::default(),
         }
     }
 
@@ -372,12 +299,12 @@ impl<S> FaultStore<S> {
 
     /// How many calls of `op` have reached this store, disturbed or not.
     pub fn calls(&self, op: Op) -> u64 {
-        self.shared.calls[op.index()].load(Ordering::SeqCst)
+        self.shared.calls[op as usize].load(Ordering::SeqCst)
     }
 
     /// How many calls of `op` a rule failed, delayed or lost the reply of.
     pub fn injected(&self, op: Op) -> u64 {
-        self.shared.injected[op.index()].load(Ordering::SeqCst)
+        self.shared.injected[op as usize].load(Ordering::SeqCst)
     }
 
     /// The wrapped store (to inspect what really got written).
@@ -385,58 +312,44 @@ impl<S> FaultStore<S> {
         &self.inner
     }
 
-    /// Unwraps the inner store.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-
     fn faults(&self) -> MutexGuard<'_, Vec<Fault>> {
         // Rules are plain data; a panic elsewhere cannot leave them half-updated.
         self.shared.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn plan(&self, op: Op) -> Plan {
-        let n = self.shared.calls[op.index()].fetch_add(1, Ordering::SeqCst) + 1;
-        let mut plan = Plan {
-            delay: Duration::ZERO,
-            fail: None,
-            lose_reply: None,
-        };
-        let mut hit = false;
-        for fault in self.faults().iter().filter(|f| f.matches(op, n)) {
-            hit = true;
-            match fault.action {
-                Action::Delay(d) => plan.delay = plan.delay.saturating_add(d),
-                Action::Fail => {
-                    plan.fail.get_or_insert_with(|| fault.make_error(op, n));
-                }
-                Action::LoseReply => {
-                    plan.lose_reply
-                        .get_or_insert_with(|| fault.make_error(op, n));
-                }
-            }
-        }
-        if hit {
-            self.shared.injected[op.index()].fetch_add(1, Ordering::SeqCst);
-        }
-        plan
-    }
-
-    /// Runs one call of `op` through the rules: delay, then fail, or apply and maybe
-    /// drop the answer.
+    /// Runs one call of `op` through the rules that match it: their delays, then the first
+    /// failing rule's error, or the call and then the first reply-losing rule's error.
     async fn run<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let plan = self.plan(op);
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
+        let n = self.shared.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
+        let matching: Vec<Fault> = self
+            .faults()
+            .iter()
+            .filter(|f| f.op == op && f.calls.contains(&n))
+            .cloned()
+            .collect();
+        if !matching.is_empty() {
+            self.shared.injected[op as usize].fetch_add(1, Ordering::SeqCst);
         }
-        if let Some(e) = plan.fail {
+        let delay = matching
+            .iter()
+            .fold(Duration::ZERO, |sum, f| match f.action {
+                Action::Delay(d) => sum.saturating_add(d),
+                Action::Fail | Action::LoseReply => sum,
+            });
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let error = |action| {
+            matching
+                .iter()
+                .find(|f| f.action == action)
+                .map(|f| (f.error.0)(op, n))
+        };
+        if let Some(e) = error(Action::Fail) {
             return Err(e);
         }
         let answer = call.await;
-        match plan.lose_reply {
-            Some(e) => Err(e),
-            None => answer,
-        }
+        error(Action::LoseReply).map_or(answer, Err)
     }
 }
 
