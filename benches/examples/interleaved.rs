@@ -43,7 +43,8 @@ use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{
-    ClaimOutcome, LeaseToken, Namespace, PostgresStore, RedisStore, ResultStore, SqliteStore, Stent,
+    ClaimOutcome, LeaseToken, MemoryStore, Namespace, PostgresStore, RedisStore, ResultStore,
+    SqliteStore, Stent,
 };
 use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
@@ -841,6 +842,39 @@ async fn dynamodb(miss: bool) {
     }
 }
 
+/// The wrapper alone: a store in memory, whose own `get` and `put` are the base.
+async fn memory() {
+    let stent = Stent::new(MemoryStore::new());
+    let raw = MemoryRaw(stent.store().clone());
+    hits(&stent, &raw, "MemoryStore", CALLS).await;
+    misses(&stent, &raw, "MemoryStore", CALLS).await;
+}
+
+/// `MemoryStore`'s own operations in place of a raw driver: no round trip, so the ratios of
+/// the `memory` comparison are what the wrapper adds.
+struct MemoryRaw(Arc<dyn ResultStore>);
+
+impl Raw for MemoryRaw {
+    async fn read(&self, ns: Namespace, key: &str) -> bool {
+        self.0.get(ns, key).await.expect("get").is_some()
+    }
+
+    async fn two_writes(&self, key: &str, value: &[u8]) {
+        let meta = stent::RecordMeta::default();
+        for _ in 0..2 {
+            let ns = Namespace::Idempotency;
+            self.0.put(ns, key, value, None, meta).await.expect("put");
+        }
+    }
+
+    async fn read_then_write(&self, key: &str, value: &[u8]) {
+        self.read(Namespace::Cache, key).await;
+        let meta = stent::RecordMeta::default();
+        let ns = Namespace::Cache;
+        self.0.put(ns, key, value, None, meta).await.expect("put");
+    }
+}
+
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -895,6 +929,7 @@ fn main() {
         "sqlite" => rt.block_on(sqlite_hits()),
         "sqlite-miss" => rt.block_on(sqlite_miss()),
         "sqlite-tasks" => rt.block_on(sqlite_tasks()),
+        "memory" => rt.block_on(memory()),
         "dynamodb" => rt.block_on(dynamodb(false)),
         "dynamodb-miss" => rt.block_on(dynamodb(true)),
         _ => {
