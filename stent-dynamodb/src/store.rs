@@ -34,16 +34,10 @@ const PURGE_CONCURRENCY: usize = 8;
 /// How long [`DynamoDbStore::migrate`] waits for a new table to become active.
 const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A [`ResultStore`] in one DynamoDB table: one item per record, partition key
-/// `{prefix}#{namespace}#{key}`, and one conditional write per state transition. The crate
-/// docs list the item's attributes and what each operation sends.
-///
-/// Leases and expiry are decided by this process's [`Clock`] (the system clock unless
-/// [`DynamoDbStoreBuilder::clock`] sets another), so processes sharing a table need
-/// synchronized clocks. `list`, `clear` and `purge_expired` scan the whole table: admin
-/// operations, never for a request path.
-///
-/// Cheap to clone: clones share the SDK client.
+/// A [`ResultStore`] in one DynamoDB table: one item per record, one conditional write per
+/// state transition, leases and expiry on this process's [`Clock`]. The crate docs list the
+/// item's attributes and what each operation sends (`list`, `clear` and `purge_expired` scan
+/// the whole table). Cheap to clone: clones share the SDK client.
 #[derive(Clone)]
 pub struct DynamoDbStore {
     inner: Arc<Inner>,
@@ -72,13 +66,8 @@ impl fmt::Debug for DynamoDbStore {
 }
 
 impl DynamoDbStore {
-    pub(crate) fn new(
-        client: Client,
-        endpoint: Option<String>,
-        table: String,
-        key_prefix: String,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub(crate) fn new(client: Client, endpoint: Option<String>, b: DynamoDbStoreBuilder) -> Self {
+        let (table, key_prefix, clock) = (b.table, b.key_prefix, b.clock);
         let endpoint = endpoint.unwrap_or_else(|| match client.config().region() {
             Some(region) => format!("the DynamoDB endpoint of region {region}"),
             None => "the client's DynamoDB endpoint".to_owned(),
@@ -125,9 +114,7 @@ impl DynamoDbStore {
     /// A store on an existing SDK client, in `table`, on the system clock and with no key
     /// prefix (use [`builder`](Self::builder) and [`DynamoDbStoreBuilder::client`] for more).
     pub fn from_client(client: Client, table: &str) -> Result<Self> {
-        config::validate_table(table)?;
-        let (table, clock) = (table.to_owned(), Arc::new(stent_core::SystemClock));
-        Ok(Self::new(client, None, table, String::new(), clock))
+        Ok(Self::new(client, None, Self::builder().table(table)?))
     }
 
     /// The SDK client, for your own requests against the table.
@@ -154,11 +141,10 @@ impl DynamoDbStore {
         &self.inner.endpoint
     }
 
-    /// Creates the table (on-demand billing, partition key `pk` of type string; a table that
-    /// exists is left as it is), waits until it is active, checks its key, and enables
-    /// DynamoDB's TTL on the [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call
-    /// concurrently and repeatedly. Meant for development and tests; in production create
-    /// the table with your infrastructure tooling (see the crate docs for its definition).
+    /// Creates the table as the crate docs define it (a table that exists is left as it is),
+    /// waits until it is active, checks its key, and enables DynamoDB's TTL on the
+    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly.
+    /// Meant for development and tests: in production use your infrastructure tooling.
     ///
     /// # Errors
     ///
