@@ -142,49 +142,40 @@ fn kind(err: &sqlx::Error) -> ErrorKind {
     }
 }
 
-/// Converts an error from operation `what` on `key` (if any).
-pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
-    let message = match sqlstate(&err).as_deref() {
+/// What an error tells of the configuration or the server, when it does.
+fn diagnosis(err: &sqlx::Error, target: &Target) -> Option<String> {
+    let name = &target.name;
+    Some(match (sqlstate(err).as_deref(), err) {
+        (Some("28P01"), _) => format!("the server refused the password of {name}"),
+        (Some("28000"), _) => format!("{name} may not connect (check the user, and pg_hba.conf)"),
+        (Some("3D000"), _) => match &target.database {
+            Some(db) => format!("database {db:?} does not exist on {name}"),
+            None => format!("the database of {name} does not exist"),
+        },
         // undefined_table, undefined_function
-        Some("42P01" | "42883") => format!(
-            "PostgreSQL {what} failed: a stent table is missing on {} (run PostgresStore::migrate)",
-            target.name
-        ),
-        _ => format!("PostgreSQL {what} failed"),
-    };
-    let e = Error::new(kind(&err), message).with_source(describe(&err, target));
+        (Some("42P01" | "42883"), _) => {
+            format!("a stent table is missing on {name} (run PostgresStore::migrate)")
+        }
+        (None, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => format!("cannot reach {name}"),
+        (None, sqlx::Error::Tls(_)) => {
+            format!("TLS with {name} failed (check sslmode and certificates)")
+        }
+        (None, sqlx::Error::Configuration(_)) => format!("invalid connection options for {name}"),
+        _ => return None,
+    })
+}
+
+/// Converts an error from operation `what` on `key` (if any), naming what is wrong with the
+/// configuration or the server when the error tells.
+pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
+    let said = diagnosis(&err, target).map(|s| format!(": {s}"));
+    let message = format!("PostgreSQL {what} failed{}", said.unwrap_or_default());
+    let e = Error::new(kind(&err), message);
+    let e = e.with_source(describe(&err, target));
     match key {
         Some(key) => e.with_key(key),
         None => e,
     }
-}
-
-/// Converts an error met while connecting, naming what is wrong with the configuration.
-pub(crate) fn connect_error(err: sqlx::Error, target: &Target) -> Error {
-    let name = &target.name;
-    let message = match (sqlstate(&err).as_deref(), &err) {
-        (Some("28P01"), _) => {
-            format!("PostgreSQL refused the password of {name} (check the URL's user and password)")
-        }
-        (Some("28000"), _) => {
-            format!("PostgreSQL does not let {name} connect (check the user, and pg_hba.conf)")
-        }
-        (Some("3D000"), _) => match &target.database {
-            Some(db) => format!("PostgreSQL database {db:?} does not exist on {name}"),
-            None => format!("the PostgreSQL database for {name} does not exist"),
-        },
-        (None, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => {
-            format!("cannot reach PostgreSQL at {name}")
-        }
-        (None, sqlx::Error::Tls(_)) => {
-            format!("TLS with PostgreSQL at {name} failed (check sslmode and certificates)")
-        }
-        (None, sqlx::Error::Configuration(_)) => {
-            format!("invalid PostgreSQL connection options for {name}")
-        }
-        _ => return convert(err, target, "connecting", None),
-    };
-    Error::new(kind(&err), message).with_source(describe(&err, target))
 }
 
 /// Converts an error met while creating or checking the tables: a retryable one as any

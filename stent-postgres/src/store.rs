@@ -20,7 +20,7 @@ use stent_core::{
 };
 
 use crate::config::{PostgresStoreBuilder, Source};
-use crate::error::{Target, connect_error, convert, migrate_error, redact, sqlstate};
+use crate::error::{Target, convert, migrate_error, redact, sqlstate};
 use crate::sql::{self, COLUMNS, LIVE, Table};
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
@@ -130,8 +130,8 @@ impl PostgresStore {
     /// [not to](PostgresStoreBuilder::create_tables).
     pub async fn migrate(&self) -> Result<()> {
         let conn = self.inner.pool.acquire().await;
-        let mut conn = conn.map_err(|e| connect_error(e, &self.inner.target))?;
-        self.migrate_on(&mut conn).await
+        self.migrate_on(&mut *conn.map_err(self.fail("connection", None))?)
+            .await
     }
 
     pub(crate) async fn open_with(b: PostgresStoreBuilder) -> Result<Self> {
@@ -163,7 +163,6 @@ impl PostgresStore {
                 schema: b.schema,
             }),
         };
-        let fail = |e| connect_error(e, &store.inner.target);
         match first {
             Some(mut conn) => {
                 if b.create_tables {
@@ -171,11 +170,10 @@ impl PostgresStore {
                 }
                 let _ = conn.close().await;
             }
+            None if b.create_tables => store.migrate().await?,
             None => {
-                let mut conn = store.inner.pool.acquire().await.map_err(fail)?;
-                if b.create_tables {
-                    store.migrate_on(&mut conn).await?;
-                }
+                let conn = store.inner.pool.acquire().await;
+                drop(conn.map_err(store.fail("connection", None))?);
             }
         }
         Ok(store)
@@ -281,7 +279,8 @@ async fn connect_url(
     }
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
     let unparsed = Target::new(shown.clone(), None, Some(url));
-    let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(e, &unparsed))?;
+    let opts =
+        PgConnectOptions::from_str(url).map_err(|e| convert(e, &unparsed, "connection", None))?;
     let target = target_of(&opts, Some(url));
     let conn = tokio::time::timeout(b.acquire_timeout, PgConnection::connect_with(&opts))
         .await
@@ -294,7 +293,7 @@ async fn connect_url(
                 ),
             )
         })?
-        .map_err(|e| connect_error(e, &target))?;
+        .map_err(|e| convert(e, &target, "connection", None))?;
     let pool = PgPoolOptions::new()
         .max_connections(b.max_connections)
         .acquire_timeout(b.acquire_timeout)
