@@ -25,9 +25,10 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {
 /// The kind of a service error answer, by its code, message and HTTP status, and what to
 /// say of it.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
+    use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
     match code {
         "ResourceNotFoundException" => (
-            ErrorKind::Config,
+            Config,
             "the table does not exist; create it with DynamoDbStore::migrate() (development) \
              or your infrastructure tooling",
         ),
@@ -36,65 +37,63 @@ fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'sta
         | "Throttling"
         | "RequestLimitExceeded"
         | "LimitExceededException"
-        | "TransactionConflictException" => (ErrorKind::Busy, "throttled; retry later"),
+        | "TransactionConflictException" => (Busy, "throttled; retry later"),
         "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "IncompleteSignatureException"
         | "MissingAuthenticationTokenException"
         | "ExpiredTokenException"
         | "AccessDeniedException" => (
-            ErrorKind::Config,
+            Config,
             "credentials refused; check the AWS credentials and IAM permissions",
         ),
         "ValidationException" if message.contains("Item size") => {
-            (ErrorKind::ValueTooLarge, "the item is over 400 KB")
+            (ValueTooLarge, "the item is over 400 KB")
         }
         "ValidationException" if message.contains("key") && message.contains("size") => {
-            (ErrorKind::KeyTooLarge, "the partition key is too long")
+            (KeyTooLarge, "the partition key is too long")
         }
         "InternalServerError" | "InternalFailure" | "ServiceUnavailable" => {
-            (ErrorKind::Unavailable, "server failure")
+            (Unavailable, "server failure")
         }
-        _ if status.is_some_and(|s| s >= 500) => (ErrorKind::Unavailable, "server failure"),
-        _ => (ErrorKind::Store, "refused"),
+        _ if status.is_some_and(|s| s >= 500) => (Unavailable, "server failure"),
+        _ => (Store, "refused"),
     }
 }
 
 /// Converts the error of one SDK operation; throttling and unavailability are retryable.
 pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_>) -> Error {
+    use ErrorKind::{Config, Store, Unavailable};
     let (kind, what) = match &err {
         SdkError::ServiceError(_) => {
             let status = err.raw_response().map(|r| r.status().as_u16());
             let message = err.message().unwrap_or_default();
             classify(err.code().unwrap_or_default(), message, status)
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "no answer in time"),
+        SdkError::TimeoutError(_) => (Unavailable, "no answer in time"),
         SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() || f.as_other().is_some() => {
-            (ErrorKind::Unavailable, "cannot reach the endpoint")
+            (Unavailable, "cannot reach the endpoint")
         }
         SdkError::DispatchFailure(_) => (
-            ErrorKind::Config,
+            Config,
             "could not send the request (credentials, region or endpoint?)",
         ),
         SdkError::ResponseError(_) => (
-            ErrorKind::Unavailable,
+            Unavailable,
             "unreadable answer (is it a DynamoDB endpoint?)",
         ),
-        SdkError::ConstructionFailure(_) => (ErrorKind::Config, "could not build the request"),
-        _ => (ErrorKind::Store, "failed"),
+        SdkError::ConstructionFailure(_) => (Config, "could not build the request"),
+        _ => (Store, "failed"),
     };
-    let code = err
-        .code()
-        .map(|code| format!(" ({code})"))
-        .unwrap_or_default();
+    let code = err.code().map(|c| format!(" ({c})")).unwrap_or_default();
     let (op, table, endpoint) = (cx.op, cx.table, cx.endpoint);
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
-    let mut e = Error::new(kind, message).with_source(Cause(source));
-    if let Some(key) = cx.key {
-        e = e.with_key(key);
+    let e = Error::new(kind, message).with_source(Cause(source));
+    match cx.key {
+        Some(key) => e.with_key(key),
+        None => e,
     }
-    e
 }
 
 /// Whether a conditional write was applied: `false` when its condition did not hold
@@ -117,15 +116,9 @@ struct Cause(Box<dyn StdError + Send + Sync>);
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = vec![self.0.to_string()];
-        let mut next = self.0.source();
-        while let Some(err) = next {
-            let this = err.to_string();
-            if shown.last() != Some(&this) {
-                shown.push(this);
-            }
-            next = err.source();
-        }
+        let chain = std::iter::successors(Some(&*self.0 as &dyn StdError), |e| (*e).source());
+        let mut shown: Vec<String> = chain.map(ToString::to_string).collect();
+        shown.dedup();
         f.write_str(&shown.join(": "))
     }
 }

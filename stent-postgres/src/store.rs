@@ -376,16 +376,16 @@ where
 }
 
 /// The record in a row of [`COLUMNS`].
-fn decode(row: &PgRow, key: &str) -> Result<Record> {
+fn decode(row: &PgRow) -> Result<Record> {
+    let key: &str = row.try_get("key").map_err(|e| {
+        let message = format!("stored record's column `key` has the wrong type: {e}");
+        Error::new(ErrorKind::Decode, message)
+    })?;
     let time = |name| Ok::<_, Error>(column::<Option<Instant>>(row, name, key)?.map(|t| t.0));
     let state: &str = column(row, "state", key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let mut r = Record::new(
-        column::<String>(row, "key", key)?,
-        state,
-        time("created_at")?.unwrap_or_default(),
-    );
+    let mut r = Record::new(key, state, time("created_at")?.unwrap_or_default());
     r.value = column(row, "value", key)?;
     r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
     r.lease_expires_at = time("lease_expires_at")?;
@@ -429,7 +429,7 @@ impl ResultStore for PostgresStore {
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(self.fail("get", Some(key)))?;
-        row.map(|r| decode(&r, key)).transpose()
+        row.as_ref().map(decode).transpose()
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
@@ -462,7 +462,7 @@ impl ResultStore for PostgresStore {
             .await
             .map_err(fail)?;
             if !row.try_get_raw("state").map_err(fail)?.is_null() {
-                let record = decode(&row, key)?;
+                let record = decode(&row)?;
                 return Ok(match record.state {
                     RecordState::Completed => ClaimOutcome::Completed(record),
                     RecordState::InProgress => ClaimOutcome::InFlight(record),
@@ -600,13 +600,7 @@ impl ResultStore for PostgresStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(self.fail("list", None))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            records.push(decode(
-                row,
-                row.try_get("key").map_err(self.fail("list", None))?,
-            )?);
-        }
+        let records = rows.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 

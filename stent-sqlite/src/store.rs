@@ -31,18 +31,14 @@ const CAPABILITIES: Capabilities = Capabilities::new()
     .durable(true)
     .max_value_len(Some(MAX_VALUE_LEN));
 
-/// How often a claim reads and runs the claim statement before calling the key contended. A
-/// second round happens only in one race: a record came to stand between the read and the
-/// claim statement (another process's claim, or one of this process's writes).
+/// How often a claim reads and runs the claim statement before calling the key contended
+/// (a second round only when a record came to stand between the two).
 const CLAIM_ROUNDS: usize = 8;
 
-/// A [`ResultStore`] in a SQLite database file (WAL mode): the embedded default.
-///
-/// Several processes may share the file and keep every guarantee; leases and expiry follow a
-/// [`Clock`] (the system clock by default), so the processes need synchronized clocks, as on
-/// one machine. Reads run on the [pool](Self::pool), writes one at a time on a connection of
-/// the store's own; the crate's README lists what every operation sends. Cheap to clone:
-/// clones share the connections.
+/// A [`ResultStore`] in a SQLite database file (WAL mode): the embedded default. Processes
+/// sharing the file keep every guarantee (leases and expiry follow a [`Clock`], so theirs
+/// must agree); the crate docs list what each operation sends. Cheap to clone: clones share
+/// the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -188,13 +184,10 @@ impl SqliteStore {
             // IMMEDIATE takes the write lock: a read-only file (which SQLite opens without
             // complaint) fails here, before anything else is attempted.
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let create = sql::create_tables(prefix, tables);
-            sqlx::raw_sql(AssertSqlSafe(create))
-                .execute(&mut *tx)
-                .await?;
-            let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql::version(prefix)))
-                .fetch_optional(&mut *tx)
-                .await?;
+            let create = sqlx::raw_sql(AssertSqlSafe(sql::create_tables(prefix, tables)));
+            create.execute(&mut *tx).await?;
+            let version = sqlx::query_scalar(AssertSqlSafe(sql::version(prefix)));
+            let version: Option<i64> = version.fetch_optional(&mut *tx).await?;
             // A table of the same name may be someone else's: check before indexing it.
             for t in tables {
                 foreign = Some(t);
@@ -266,7 +259,7 @@ impl SqliteStore {
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(|e| convert(e, "get", Some(key)))?;
-        row.map(|r| decode(&r, key)).transpose()
+        row.as_ref().map(decode).transpose()
     }
 }
 
@@ -284,17 +277,17 @@ where
 }
 
 /// The record in a row of [`COLUMNS`].
-fn decode(row: &SqliteRow, key: &str) -> Result<Record> {
+fn decode(row: &SqliteRow) -> Result<Record> {
+    let key: &str = row.try_get("key").map_err(|e| {
+        let message = format!("stored record's column `key` has the wrong type: {e}");
+        Error::new(ErrorKind::Decode, message)
+    })?;
     let time =
         |name| Ok::<_, Error>(column::<Option<i64>>(row, name, key)?.map(Timestamp::from_millis));
     let state: &str = column(row, "state", key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let mut r = Record::new(
-        column::<String>(row, "key", key)?,
-        state,
-        time("created_ms")?.unwrap_or_default(),
-    );
+    let mut r = Record::new(key, state, time("created_ms")?.unwrap_or_default());
     r.value = column(row, "value", key)?;
     r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
     r.lease_expires_at = time("lease_expires_ms")?;
@@ -472,13 +465,7 @@ impl ResultStore for SqliteStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(|e| convert(e, "list", None))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            records.push(decode(
-                row,
-                row.try_get("key").map_err(|e| convert(e, "list", None))?,
-            )?);
-        }
+        let records = rows.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 
