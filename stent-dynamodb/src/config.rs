@@ -249,28 +249,23 @@ impl DynamoDbStoreBuilder {
         self
     }
 
-    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`], creating the table
-    /// if it is missing and enabling its TTL (default `false`: meant for development and
-    /// tests; in production create the table with your infrastructure tooling).
+    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`] (default `false`:
+    /// meant for development and tests).
     pub fn create_tables(mut self, yes: bool) -> Self {
         self.create_tables = yes;
         self
     }
 
-    /// Configures the SDK client (from the environment unless given one) and resolves its
-    /// credentials once, so that missing credentials show here rather than at the first
-    /// call (a [`client`](Self::client) given as is keeps its own, unchecked). Sends no
-    /// request to DynamoDB unless told to [create the table](Self::create_tables): a missing
-    /// table shows at the first operation, or create it with [`DynamoDbStore::migrate`].
+    /// Configures the SDK client and resolves its credentials once (a [`client`](Self::client)
+    /// given as is keeps its own, unchecked). Sends no request to DynamoDB unless told to
+    /// [create the table](Self::create_tables).
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Config`] when no region is configured and no endpoint override is
-    ///   set, or when no credentials resolve (the message names the variables to set:
-    ///   `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE`; or use
-    ///   [`credentials`](Self::credentials)).
-    /// - [`ErrorKind::Unavailable`] (retryable) when a credential source failed or timed out
-    ///   (instance metadata, STS).
+    /// [`ErrorKind::Config`] when no region is configured and no endpoint override is set,
+    /// or when no credentials resolve (the message names what to set, as the crate docs'
+    /// [Configuration](crate#configuration) shows); a retryable [`ErrorKind::Unavailable`]
+    /// when a credential source failed or timed out (instance metadata, STS).
     pub async fn build(self) -> Result<DynamoDbStore> {
         // `credentials`: those the client signs with, to resolve now (`None`: a client
         // given as is keeps its own, unchecked).
@@ -352,9 +347,8 @@ impl DynamoDbStoreBuilder {
     }
 }
 
-/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists: at
-/// the first call the SDK would report only the last source it tried (often instance
-/// metadata, off EC2).
+/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists (at
+/// the first call the SDK would name only the last source it tried: instance metadata).
 async fn check_credentials(
     provider: Option<SharedCredentialsProvider>,
     timeout: Duration,

@@ -95,9 +95,8 @@ impl DynamoDbStore {
         DynamoDbStoreBuilder::default()
     }
 
-    /// A store configured from the environment: [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an
-    /// endpoint override, e.g. `http://127.0.0.1:5599`; unset for AWS),
-    /// [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) (default `stent`), and the AWS SDK's own
+    /// A store configured from [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an endpoint override;
+    /// unset for AWS), [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) and the AWS SDK's own
     /// variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
         config::builder_from_vars(|name| std::env::var(name).ok())?
@@ -152,12 +151,7 @@ impl DynamoDbStore {
     /// credentials may not create or describe tables; [`ErrorKind::Unavailable`] when the
     /// endpoint cannot be reached or the table is not active after 5 minutes.
     pub async fn migrate(&self) -> Result<()> {
-        let Inner {
-            client,
-            table,
-            endpoint,
-            ..
-        } = &*self.inner;
+        let (client, table, endpoint) = (&self.inner.client, &self.inner.table, self.endpoint());
         let pk = AttributeDefinition::builder()
             .attribute_name("pk")
             .attribute_type(ScalarAttributeType::S)
@@ -221,8 +215,8 @@ impl DynamoDbStore {
             .describe_time_to_live()
             .table_name(table)
             .send()
-            .await
-            .map_err(|e| convert(e, self.cx("describe_time_to_live", None)))?;
+            .await;
+        let out = out.map_err(|e| convert(e, self.cx("describe_time_to_live", None)))?;
         if let Some(ttl) = out.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
             && matches!(
@@ -390,10 +384,10 @@ impl ResultStore for DynamoDbStore {
                     _ => return Err(convert(e, self.cx("claim (put_item)", Some(key)))),
                 },
             };
-            let standing = standing
+            lapsed = match standing
                 .map(|item| schema::decode(&item, key))
-                .transpose()?;
-            lapsed = match standing {
+                .transpose()?
+            {
                 // This very write, applied, its answer lost and sent again by the SDK.
                 Some(r)
                     if r.state == RecordState::InProgress

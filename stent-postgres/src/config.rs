@@ -96,15 +96,10 @@ fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
 }
 
 impl PostgresStoreBuilder {
-    /// The server to connect to: `postgres://user:password@host:port/database?options`
-    /// (see the [crate docs](crate) for every form). Default: the URL in
-    /// [`STENT_POSTGRES_URL`](crate::ENV_URL).
-    ///
-    /// Two query parameters are stent's, not the driver's: `table_prefix=` and `schema=`
-    /// set what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set
-    /// (whichever is called last wins; [`build`](Self::build) checks them), so that a URL
-    /// alone reaches any store: `postgres://user@host/db?schema=stent&table_prefix=billing_`.
-    /// In `STENT_POSTGRES_URL` they apply where the builder sets nothing of its own.
+    /// The server to connect to, in any [form of the crate docs](crate#urls); default: the
+    /// URL in [`STENT_POSTGRES_URL`](crate::ENV_URL). Its `table_prefix=` and `schema=` set
+    /// what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set (the call
+    /// made last wins; in `STENT_POSTGRES_URL`, where the builder sets nothing of its own).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         let (url, taken) = take_url_params(&url.into(), &["table_prefix", "schema"]);
         for (name, value) in taken {
@@ -165,9 +160,8 @@ impl PostgresStoreBuilder {
     }
 
     /// Whether [`build`](Self::build) creates missing tables and checks existing ones
-    /// (default `true`). Turn it off when the application's role may not run DDL and the
-    /// tables are created elsewhere, e.g. by [`PostgresStore::migrate`] run from a role
-    /// that may; an operation on a missing table then fails with an error saying so.
+    /// (default `true`). Turn it off when the application's role may not run DDL: run
+    /// [`PostgresStore::migrate`] from a role that may.
     pub fn create_tables(mut self, yes: bool) -> Self {
         self.create_tables = yes;
         self
@@ -178,12 +172,10 @@ impl PostgresStoreBuilder {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Config`](stent_core::ErrorKind::Config): a malformed URL, a wrong
-    ///   password, a database that does not exist, a table of the same name that is not
-    ///   a stent table, or a database encoding that cannot hold UTF-8 keys. Messages
-    ///   never contain the password.
-    /// - [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (retryable): the
-    ///   server cannot be reached within the [acquire timeout](Self::acquire_timeout).
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for what the crate docs'
+    /// [Errors](crate#errors) list, a foreign table of the same name, or a database encoding
+    /// that cannot hold UTF-8 keys; a retryable `Unavailable` when the server cannot be
+    /// reached within the [acquire timeout](Self::acquire_timeout).
     pub async fn build(mut self) -> Result<PostgresStore> {
         if let (Source::Env, Ok(url)) = (&self.source, std::env::var(crate::ENV_URL)) {
             // The builder's own settings win over the environment's.

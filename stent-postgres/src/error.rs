@@ -3,6 +3,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use stent_core::store::percent_decode;
 use stent_core::{Error, ErrorKind};
 
 /// What the store knows about its server, for messages: where it is (never the password)
@@ -16,17 +17,12 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn new(name: String, database: Option<String>, url: Option<&str>) -> Self {
-        let mut secrets: Vec<String> = url
-            .map(|url| password_spans(url).into_iter().map(|r| &url[r]))
-            .into_iter()
-            .flatten()
-            .flat_map(|s| {
-                let decoded = stent_core::store::percent_decode(s);
-                [s.to_owned(), String::from_utf8_lossy(&decoded).into_owned()]
-            })
-            .filter(|s| !s.is_empty())
-            .collect();
+    /// The server `name`, and the password of `url` (empty for none).
+    pub(crate) fn new(name: String, database: Option<String>, url: &str) -> Self {
+        let decoded = |s: &str| String::from_utf8_lossy(&percent_decode(s)).into_owned();
+        let spelled = password_spans(url).into_iter().map(|r| &url[r]);
+        let spellings = spelled.flat_map(|s| [s.to_owned(), decoded(s)]);
+        let mut secrets: Vec<String> = spellings.filter(|s| !s.is_empty()).collect();
         // Longest first, so a password containing another is scrubbed whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -104,13 +100,11 @@ fn describe(err: &sqlx::Error, target: &Target) -> String {
         (sqlx::Error::Database(db), None) => db.message().to_owned(),
         (other, _) => other.to_string(),
     };
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        let more = c.to_string();
+    let causes = std::iter::successors(std::error::Error::source(err), |c| (*c).source());
+    for more in causes.map(|c| c.to_string()) {
         if !text.contains(&more) {
             text = format!("{text}: {more}");
         }
-        cause = c.source();
     }
     target.scrub(&text)
 }
@@ -216,7 +210,7 @@ mod tests {
         let t = Target::new(
             "u@h:5432/db".into(),
             None,
-            Some("postgres://u:p%40ss@h/db?password=other"),
+            "postgres://u:p%40ss@h/db?password=other",
         );
         assert_eq!(t.scrub("a p%40ss b p@ss c other"), "a *** b *** c ***");
     }

@@ -43,15 +43,13 @@ const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 /// A pooled connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// How often a claim runs its statement before calling the key contended. A second run
-/// happens only in one race: another claim committed the key after the statement's snapshot
-/// was taken, so its read found nothing and its write found the key taken.
+/// How often a claim runs its statement before calling the key contended (the crate docs'
+/// [Statements](crate#statements) tell the one race that makes it run again).
 const CLAIM_ROUNDS: usize = 8;
 
 /// A [`ResultStore`] in a PostgreSQL database, shared by any number of processes and
-/// machines: every state transition is one SQL statement that the server executes
-/// atomically, and every lease and expiry is decided by the server's clock. The crate's
-/// README lists what every operation sends. Cheap to clone: clones share the pool.
+/// machines, on the server's clock; the crate docs list what each operation sends. Cheap to
+/// clone: clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -150,7 +148,7 @@ impl PostgresStore {
             }
             Source::Url(ref url) => connect_url(url, &b).await?,
             Source::Pool(ref pool) => {
-                let target = target_of(&pool.connect_options(), None);
+                let target = target_of(&pool.connect_options(), "");
                 (pool.clone(), target, None)
             }
         };
@@ -242,28 +240,21 @@ impl PostgresStore {
 
     /// Runs one statement on the pool; returns how many rows it changed.
     async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
-        let done = q
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail(what, key))?;
-        Ok(done.rows_affected())
+        let done = q.execute(&self.inner.pool).await;
+        Ok(done.map_err(self.fail(what, key))?.rows_affected())
     }
 }
 
 type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-fn target_of(opts: &PgConnectOptions, url: Option<&str>) -> Target {
-    let place = match opts.get_socket() {
-        Some(dir) => format!("{}:{}", dir.display(), opts.get_port()),
-        None => format!("{}:{}", opts.get_host(), opts.get_port()),
-    };
-    let database = opts.get_database().map(str::to_owned);
-    let name = format!(
-        "{}@{place}/{}",
-        opts.get_username(),
-        database.as_deref().unwrap_or_default()
-    );
-    Target::new(name, database, url)
+/// The server `opts` name, as `user@host:port/database`.
+fn target_of(opts: &PgConnectOptions, url: &str) -> Target {
+    let host = opts
+        .get_socket()
+        .map_or(opts.get_host().into(), |d| d.display().to_string());
+    let (user, port, database) = (opts.get_username(), opts.get_port(), opts.get_database());
+    let name = format!("{user}@{host}:{port}/{}", database.unwrap_or_default());
+    Target::new(name, database.map(str::to_owned), url)
 }
 
 /// A pool for `url`, and the store's first connection (see `PostgresStore::open_with`).
@@ -278,28 +269,21 @@ async fn connect_url(
         )));
     }
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
-    let unparsed = Target::new(shown.clone(), None, Some(url));
+    let unparsed = Target::new(shown.clone(), None, url);
     let opts =
         PgConnectOptions::from_str(url).map_err(|e| convert(e, &unparsed, "connection", None))?;
-    let target = target_of(&opts, Some(url));
-    let conn = tokio::time::timeout(b.acquire_timeout, PgConnection::connect_with(&opts))
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "PostgreSQL at {} did not answer within {:?}",
-                    target.name, b.acquire_timeout
-                ),
-            )
-        })?
-        .map_err(|e| convert(e, &target, "connection", None))?;
+    let target = target_of(&opts, url);
+    let (name, timeout) = (&target.name, b.acquire_timeout);
+    let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&opts)).await;
+    let conn = conn.map_err(|_| {
+        let message = format!("PostgreSQL at {name} did not answer within {timeout:?}");
+        Error::new(ErrorKind::Unavailable, message)
+    })?;
+    let conn = conn.map_err(|e| convert(e, &target, "connection", None))?;
     let pool = PgPoolOptions::new()
         .max_connections(b.max_connections)
         .acquire_timeout(b.acquire_timeout)
-        // A ping before every use would double the round trips of a cache hit: only a
-        // connection that sat idle is pinged, so one left dead by a server restart is
-        // replaced instead of failing the next call.
+        // Only a connection that sat idle is pinged (see the crate docs' Statements).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -322,11 +306,8 @@ fn millis(d: Duration) -> i64 {
 fn check_key(key: &str) -> Result<()> {
     check_key_len(&CAPABILITIES, key)?;
     if key.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::Key,
-            "key contains a NUL character, which PostgreSQL text cannot hold",
-        )
-        .with_key(key.replace('\0', "\\0")));
+        let message = "key contains a NUL character, which PostgreSQL text cannot hold";
+        return Err(Error::new(ErrorKind::Key, message).with_key(key.replace('\0', "\\0")));
     }
     Ok(())
 }
@@ -436,14 +417,11 @@ impl ResultStore for PostgresStore {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
-            // The first branch reads the record that stands (completed, or in flight on a live
-            // lease), every column in the table's order so that the scan hands its tuples on
-            // without a projection; `LIMIT 1` stops there, so a replay or an in-flight key
-            // costs a primary-key read: no row lock, no transaction id, no executor set-up of
-            // an INSERT. Only when no record stands does the second branch call the claim
-            // function: the claim's own row, told by its NULL `state`, with the new attempt
-            // (NULL when another claim got there first, then the statement runs again) and
-            // the lease it wrote (`now()` is the transaction's start).
+            // The first branch (see the crate docs' Statements) selects every column in the
+            // table's order, so the scan hands its tuples on without a projection. The second
+            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
+            // another claim got there first) and the lease it wrote (`now()` is the
+            // transaction's start).
             let row = sqlx::query(sql!(self.t(ns) =>
                 "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
                      AND (state = 'completed' OR lease_expires_at > now())) \
