@@ -28,6 +28,9 @@ const LOCAL_REGION: &str = "us-east-1";
 /// Longest key prefix accepted.
 const MAX_PREFIX_LEN: usize = 64;
 
+/// A credentials provider, if a client has one.
+type Creds = Option<SharedCredentialsProvider>;
+
 /// What to set when no credentials resolve.
 const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for a local \
      server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
@@ -271,18 +274,8 @@ impl DynamoDbStoreBuilder {
         // given as is keeps its own, unchecked).
         let (client, endpoint, credentials) = match &self.source {
             Source::Client(client) => (client.0.clone(), None, None),
-            source => {
-                let sdk = match source {
-                    Source::SdkConfig(sdk) => (*sdk.0).clone(),
-                    _ => self.load_environment().await,
-                };
-                let credentials = self.credentials.clone().map(|c| c.0);
-                let credentials = credentials.or_else(|| sdk.credentials_provider());
-                let endpoint = self.endpoint_url.clone();
-                let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
-                let client = Client::from_conf(self.overrides(&sdk));
-                (client, endpoint, Some(credentials))
-            }
+            Source::SdkConfig(sdk) => self.configure(&sdk.0),
+            Source::Environment => self.configure(&self.load_environment().await),
         };
         if client.config().region().is_none() {
             return Err(Error::config(
@@ -304,7 +297,7 @@ impl DynamoDbStoreBuilder {
     /// The SDK configuration of the environment, with this builder's HTTP client and region
     /// (with an endpoint override and none set: the environment's or [`LOCAL_REGION`], not
     /// the default chain, which asks EC2 instance metadata, slowly). The builder's
-    /// credentials are set by [`overrides`](Self::overrides).
+    /// credentials are set by [`configure`](Self::configure).
     async fn load_environment(&self) -> SdkConfig {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
@@ -320,30 +313,35 @@ impl DynamoDbStoreBuilder {
         loader.load().await
     }
 
-    /// The client configuration of `sdk` with this builder's settings.
-    fn overrides(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
+    /// A client of `sdk` with this builder's settings, its endpoint override, and the
+    /// credentials it signs with (to resolve in `build`; `Some(None)`: it has none).
+    fn configure(&self, sdk: &SdkConfig) -> (Client, Option<String>, Option<Creds>) {
+        let credentials = self.credentials.as_ref().map(|c| c.0.clone());
+        let credentials = credentials.or_else(|| sdk.credentials_provider());
+        let endpoint = self.endpoint_url.clone();
+        let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(self.timeout.min(Duration::from_secs(3)))
             .operation_timeout(self.timeout);
         let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
             .timeout_config(timeouts.build())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
-        if sdk.http_client().is_none() {
-            config = config.http_client(https_client());
-        }
+        config.set_http_client(Some(sdk.http_client().unwrap_or_else(https_client)));
+        config.set_credentials_provider(credentials.clone());
         if let Some(region) = &self.region {
-            config = config.region(Region::new(region.clone()));
+            config.set_region(Some(Region::new(region.clone())));
         }
         if let Some(url) = &self.endpoint_url {
-            config = config.endpoint_url(url);
+            config.set_endpoint_url(Some(url.clone()));
             if self.region.is_none() && sdk.region().is_none() {
-                config = config.region(Region::from_static(LOCAL_REGION));
+                config.set_region(Some(Region::from_static(LOCAL_REGION)));
             }
         }
-        if let Some(credentials) = &self.credentials {
-            config = config.credentials_provider(credentials.0.clone());
-        }
-        config.build()
+        (
+            Client::from_conf(config.build()),
+            endpoint,
+            Some(credentials),
+        )
     }
 }
 

@@ -76,17 +76,15 @@ impl DynamoDbStore {
             "" => format!("{ns}#"),
             prefix => format!("{prefix}#{ns}#"),
         });
-        let inner = Inner {
+        let inner = Arc::new(Inner {
             client,
             table,
             key_prefix,
             endpoint,
             clock,
             ns_prefixes,
-        };
-        DynamoDbStore {
-            inner: Arc::new(inner),
-        }
+        });
+        DynamoDbStore { inner }
     }
 
     /// A builder with the defaults: table [`DEFAULT_TABLE`](crate::DEFAULT_TABLE), no key
@@ -355,8 +353,6 @@ impl ResultStore for DynamoDbStore {
         let pk = self.pk(ns, key)?;
         // The lapsed lease the next write takes over; `None`: a fresh claim.
         let mut lapsed: Option<Record> = None;
-        // More than two writes only when the record changes between them (a takeover lost
-        // to another, a record gone).
         for _ in 0..8 {
             let now = self.inner.clock.now();
             let lease_until = now.add(claim.lease);
@@ -468,9 +464,8 @@ impl ResultStore for DynamoDbStore {
                 _ => return Err(convert(e, self.cx("complete (update_item)", Some(key)))),
             },
         };
-        // This very request applied, its answer lost and sent again by the SDK: completed
-        // by this token (in `lease_token`, or `completed_token` in items of earlier
-        // versions), at this time, with this value. Any other second completion is refused.
+        // This very request applied, its answer lost and sent again by the SDK (the crate
+        // docs tell how it is recognised). Any other second completion is refused.
         let resent = standing.is_some_and(|old| {
             let by_token = ["lease_token", "completed_token"]
                 .iter()
@@ -551,14 +546,9 @@ impl ResultStore for DynamoDbStore {
         }
         let mut records = Vec::new();
         for item in self.scan(&filter, values, None).await? {
-            let Some(AttributeValue::S(pk)) = item.get("pk") else {
-                continue;
-            };
-            let key = pk.strip_prefix(base).unwrap_or(pk);
-            let record = schema::decode(&item, key)?;
-            if query.matches(key) && (query.include_expired || !record.is_expired(now)) {
-                records.push(record);
-            }
+            let pk = item.get("pk").and_then(|pk| pk.as_s().ok());
+            let key = pk.and_then(|pk| pk.strip_prefix(base)).unwrap_or_default();
+            records.push(schema::decode(&item, key)?);
         }
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(Page::from_fetched(records, query.limit))
@@ -569,10 +559,8 @@ impl ResultStore for DynamoDbStore {
         let pks = self.scan_keys(ns, None).await?;
         for chunk in pks.chunks(BATCH_LEN) {
             let delete = |pk: &String| {
-                let delete = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
-                Ok(WriteRequest::builder()
-                    .delete_request(built(delete)?)
-                    .build())
+                let req = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
+                Ok(WriteRequest::builder().delete_request(built(req)?).build())
             };
             let mut requests = chunk.iter().map(delete).collect::<Result<Vec<_>>>()?;
             for retry in 0.. {

@@ -119,9 +119,9 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter,
-    /// then lower-case letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): a
+    /// lower-case ASCII letter, then lower-case letters, digits and `_`, at most
+    /// [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         if !prefix.is_empty() {
@@ -187,11 +187,10 @@ impl PostgresStoreBuilder {
             self.source = env.source;
         }
         // Checked here for the URL's options, as the builder's calls check theirs.
-        let (prefix, schema) = (std::mem::take(&mut self.table_prefix), self.schema.take());
-        self = self.table_prefix(prefix)?;
-        if let Some(schema) = schema {
-            self = self.schema(schema)?;
-        }
+        Self::default().table_prefix(&self.table_prefix)?;
+        (self.schema.as_ref())
+            .map(|s| Self::default().schema(s))
+            .transpose()?;
         PostgresStore::open_with(self).await
     }
 }
@@ -212,11 +211,8 @@ pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = location.split_once('/').map_or(location, |(a, _)| a);
-    let mut user = authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| userinfo.split_once(':').map_or(userinfo, |(u, _)| u))
-        .filter(|u| !u.is_empty())
-        .is_some();
+    let userinfo = authority.rsplit_once('@').map(|(userinfo, _)| userinfo);
+    let mut user = userinfo.is_some_and(|u| !u.is_empty() && !u.starts_with(':'));
     let mut unknown = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

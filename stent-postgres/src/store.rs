@@ -553,10 +553,8 @@ impl ResultStore for PostgresStore {
         if query.prefix.contains('\0') {
             return Ok(Page::new(Vec::new(), None));
         }
-        let cursor = query
-            .cursor
-            .as_deref()
-            .map(|c| c.split('\0').next().unwrap_or_default());
+        let cursor = query.cursor.as_deref().map(|c| c.split('\0').next());
+        let cursor = cursor.map(Option::unwrap_or_default);
         let prefix = query.prefix.as_str();
         let (lower, after) = match cursor {
             Some(c) if c >= prefix => (c, true),

@@ -82,13 +82,11 @@ impl SqliteStoreBuilder {
     pub fn url(self, url: &str) -> Result<Self> {
         let rest = url
             .strip_prefix(crate::SCHEME)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "not a sqlite URL: {url:?} (expected sqlite://path)"
-                ))
-            })?;
+            .and_then(|r| r.strip_prefix(':'));
+        let Some(rest) = rest.map(|r| r.strip_prefix("//").unwrap_or(r)) else {
+            let message = format!("not a sqlite URL: {url:?} (expected sqlite://path)");
+            return Err(Error::config(message));
+        };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(Error::config(format!("sqlite URL {url:?} names no file")));
@@ -105,9 +103,8 @@ impl SqliteStoreBuilder {
         Ok(builder)
     }
 
-    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. Empty, or an ASCII letter
-    /// then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): empty,
+    /// or an ASCII letter then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         let valid = prefix.is_empty()

@@ -94,15 +94,10 @@ impl SqliteStore {
     /// Opens the store the URL in [`STENT_SQLITE_URL`](crate::ENV_URL) names, or
     /// [`DEFAULT_PATH`](crate::DEFAULT_PATH) when it is unset or empty.
     pub async fn from_env() -> Result<Self> {
-        match std::env::var(crate::ENV_URL) {
-            Ok(url) if !url.trim().is_empty() => {
-                Self::builder()
-                    .url(url.trim())
-                    .map_err(|e| Error::config(format!("{}: {}", crate::ENV_URL, e.message())))?
-                    .build()
-                    .await
-            }
-            _ => Self::builder().build().await,
+        let named = |e: Error| Error::config(format!("{}: {}", crate::ENV_URL, e.message()));
+        match std::env::var(crate::ENV_URL).unwrap_or_default().trim() {
+            "" => Self::builder().build().await,
+            url => Self::builder().url(url).map_err(named)?.build().await,
         }
     }
 
@@ -169,9 +164,8 @@ impl SqliteStore {
     }
 
     /// Creates the tables and indexes that are missing, brings older layouts up to date,
-    /// and checks that existing tables are stent's, in one transaction. Safe to run from
-    /// many processes at once, and again at any time; [`build`](SqliteStoreBuilder::build)
-    /// runs it unless told [not to](SqliteStoreBuilder::create_tables).
+    /// and checks that existing tables are stent's, in one transaction: safe to run from
+    /// many processes at once, and again at any time.
     ///
     /// # Errors
     ///
