@@ -40,6 +40,10 @@ const CAPABILITIES: Capabilities = Capabilities::new()
 /// Durations past this are stored as this (a thousand years): `timestamptz` has an end.
 const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 
+/// The error of a store told to connect to the server in `STENT_POSTGRES_URL` when it is unset.
+const NO_URL: &str =
+    "STENT_POSTGRES_URL is not set: give a URL such as postgres://user:password@localhost:5432/db";
+
 /// A pooled connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -137,15 +141,10 @@ impl PostgresStore {
         // password fails at once with its cause (a pool would retry until its timeout); it
         // creates the tables, then is closed. A caller's pool hands out one of its own.
         let (pool, target, first) = match b.source {
-            Source::Env => {
-                let url = std::env::var(crate::ENV_URL).map_err(|_| {
-                    Error::config(format!(
-                        "{} is not set: give a URL such as postgres://user:password@localhost:5432/db",
-                        crate::ENV_URL
-                    ))
-                })?;
-                connect_url(&url, &b).await?
-            }
+            Source::Env => match std::env::var(crate::ENV_URL) {
+                Ok(url) => connect_url(&url, &b).await?,
+                Err(_) => return Err(Error::config(NO_URL)),
+            },
             Source::Url(ref url) => connect_url(url, &b).await?,
             Source::Pool(ref pool) => {
                 let target = target_of(&pool.connect_options(), "");
@@ -230,11 +229,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn fail<'a>(
-        &'a self,
-        what: &'a str,
-        key: Option<&'a str>,
-    ) -> impl FnOnce(sqlx::Error) -> Error + 'a {
+    fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
         move |e| convert(e, &self.inner.target, what, key)
     }
 
