@@ -164,9 +164,8 @@ impl DynamoDbStoreBuilder {
     pub fn url(self, url: &str) -> Result<Self> {
         let (rest, options) = take_url_params(url, &["endpoint", "region", "prefix"]);
         let Some(table) = rest.strip_prefix("dynamodb://") else {
-            return Err(Error::config(format!(
-                "not a dynamodb URL: {url:?} (expected dynamodb://table)"
-            )));
+            let message = format!("not a dynamodb URL: {url:?} (expected dynamodb://table)");
+            return Err(Error::config(message));
         };
         if let Some((_, unknown)) = table.split_once('?') {
             let name = unknown.split(['=', '&']).next().unwrap_or_default();

@@ -107,10 +107,8 @@ pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (Strin
         "{owner} AND #state = :in_progress \
          AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
     );
-    let values = [now, (":in_progress", s("in_progress"))]
-        .into_iter()
-        .chain(seen);
-    (condition, map(values))
+    let owned = [now, (":in_progress", s("in_progress"))];
+    (condition, map(owned.into_iter().chain(seen)))
 }
 
 /// The values of [`OWNED_CONDITION`] for `token`, and `more`.

@@ -209,11 +209,8 @@ impl DynamoDbStore {
 
     async fn enable_ttl(&self) -> Result<()> {
         let Inner { client, table, .. } = &*self.inner;
-        let out = client
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await;
+        let described = client.describe_time_to_live().table_name(table);
+        let out = described.send().await;
         let out = out.map_err(|e| convert(e, self.cx("describe_time_to_live", None)))?;
         if let Some(ttl) = out.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
@@ -428,9 +425,8 @@ impl ResultStore for DynamoDbStore {
             .send()
             .await;
         let renewed = applied(out, self.cx("renew (update_item)", Some(key)))?;
-        renewed
-            .then_some(until)
-            .ok_or_else(|| Error::lease_lost(key))
+        let lost = || Error::lease_lost(key);
+        renewed.then_some(until).ok_or_else(lost)
     }
 
     async fn complete(

@@ -205,9 +205,8 @@ impl PostgresStore {
                 .map_err(fail(
                     "creating the schema, tables, indexes and claim functions",
                 ))?;
-            tx.commit()
-                .await
-                .map_err(fail("committing the migration"))?;
+            let committing = fail("committing the migration");
+            tx.commit().await.map_err(committing)?;
         }
         for t in tables {
             let probe = format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.sql);

@@ -80,13 +80,12 @@ impl SqliteStoreBuilder {
     /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for another scheme, a URL that
     /// names no file, an unknown query option or an invalid table prefix.
     pub fn url(self, url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix(crate::SCHEME)
-            .and_then(|r| r.strip_prefix(':'));
-        let Some(rest) = rest.map(|r| r.strip_prefix("//").unwrap_or(r)) else {
+        let (scheme, rest) = url.split_once(':').unwrap_or_default();
+        if scheme != crate::SCHEME {
             let message = format!("not a sqlite URL: {url:?} (expected sqlite://path)");
             return Err(Error::config(message));
-        };
+        }
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(Error::config(format!("sqlite URL {url:?} names no file")));
@@ -94,9 +93,9 @@ impl SqliteStoreBuilder {
         let mut builder = self.path(path);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let Some(prefix) = pair.strip_prefix("table_prefix=") else {
-                return Err(Error::config(format!(
-                    "unknown option {pair:?} in sqlite URL (known: table_prefix)"
-                )));
+                let message =
+                    format!("unknown option {pair:?} in sqlite URL (known: table_prefix)");
+                return Err(Error::config(message));
             };
             builder = builder.table_prefix(prefix)?;
         }

@@ -124,7 +124,7 @@ impl SqliteStore {
 
     pub(crate) async fn open_with(b: SqliteStoreBuilder) -> Result<Self> {
         let fail = |e| open_error(e, &b.path);
-        let options = SqliteConnectOptions::new()
+        let opts = SqliteConnectOptions::new()
             .filename(&b.path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -134,9 +134,7 @@ impl SqliteStore {
             })
             .busy_timeout(b.busy_timeout);
         // The writer first: it creates the file and switches it to WAL before the pool connects.
-        let writer = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(fail)?;
+        let writer = SqliteConnection::connect_with(&opts).await.map_err(fail)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(b.max_connections)
             .min_connections(1)
@@ -144,7 +142,7 @@ impl SqliteStore {
             // An in-process connection has no peer to lose: a ping would only cost a round
             // trip to its thread on every acquire. A crashed one still fails its statement.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(opts)
             .await
             .map_err(fail)?;
         let store = SqliteStore {
@@ -189,10 +187,9 @@ impl SqliteStore {
                 sqlx::query(AssertSqlSafe(probe)).execute(&mut *tx).await?;
             }
             foreign = None;
-            let finish = sql::finish_tables(prefix, tables, version == Some(1));
-            sqlx::raw_sql(AssertSqlSafe(finish))
-                .execute(&mut *tx)
-                .await?;
+            let from_v1 = version == Some(1);
+            let finish = sqlx::raw_sql(AssertSqlSafe(sql::finish_tables(prefix, tables, from_v1)));
+            finish.execute(&mut *tx).await?;
             tx.commit().await
         });
         done.await.map_err(|e| match foreign {
