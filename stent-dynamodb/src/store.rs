@@ -553,6 +553,7 @@ impl ResultStore for DynamoDbStore {
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let Inner { client, table, .. } = &*self.inner;
         let pks = self.scan_keys(ns, None).await?;
+        let cx = self.cx("clear (batch_write_item)", None);
         for chunk in pks.chunks(BATCH_LEN) {
             let delete = |pk: &String| {
                 let req = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
@@ -560,16 +561,12 @@ impl ResultStore for DynamoDbStore {
             };
             let mut requests = chunk.iter().map(delete).collect::<Result<Vec<_>>>()?;
             for retry in 0.. {
-                let out = client
-                    .batch_write_item()
-                    .request_items(table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| convert(e, self.cx("clear (batch_write_item)", None)))?;
-                requests = out
+                let batch = client.batch_write_item().request_items(table, requests);
+                let out = batch.send().await.map_err(|e| convert(e, cx))?;
+                let left = out
                     .unprocessed_items
-                    .and_then(|mut left| left.remove(table))
-                    .unwrap_or_default();
+                    .and_then(|mut left| left.remove(table));
+                requests = left.unwrap_or_default();
                 if requests.is_empty() {
                     break;
                 } else if retry == 10 {

@@ -140,7 +140,9 @@ fn kind(err: &sqlx::Error) -> ErrorKind {
 fn diagnosis(err: &sqlx::Error, target: &Target) -> Option<String> {
     let name = &target.name;
     Some(match (sqlstate(err).as_deref(), err) {
-        (Some("28P01"), _) => format!("the server refused the password of {name}"),
+        (Some("28P01"), _) => {
+            format!("the server refused the password of {name} (check the URL's user and password)")
+        }
         (Some("28000"), _) => format!("{name} may not connect (check the user, and pg_hba.conf)"),
         (Some("3D000"), _) => match &target.database {
             Some(db) => format!("database {db:?} does not exist on {name}"),

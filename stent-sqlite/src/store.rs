@@ -259,12 +259,8 @@ fn column<'r, T>(row: &'r SqliteRow, name: &str, key: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
-    row.try_get(name).map_err(|e| {
-        Error::decode(
-            key,
-            format!("stored record's column `{name}` has the wrong type: {e}"),
-        )
-    })
+    let wrong = |e| format!("stored record's column `{name}` has the wrong type: {e}");
+    row.try_get(name).map_err(|e| Error::decode(key, wrong(e)))
 }
 
 /// The record in a row of [`COLUMNS`].
