@@ -7,15 +7,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use stent_core::{Error, ErrorKind, Result};
 
-/// What an error is about: the operation, the table, where requests go, and the key.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Context<'a> {
-    pub(crate) op: &'a str,
-    pub(crate) table: &'a str,
-    /// The endpoint override, or a description of the AWS endpoint.
-    pub(crate) endpoint: &'a str,
-    pub(crate) key: Option<&'a str>,
-}
+use crate::DynamoDbStore;
 
 /// The error of an SDK operation.
 pub(crate) trait OpError: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
@@ -61,8 +53,14 @@ fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'sta
     }
 }
 
-/// Converts the error of one SDK operation; throttling and unavailability are retryable.
-pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_>) -> Error {
+/// Converts the error of SDK operation `op` of `store` on `key` (if any), naming the table
+/// and the endpoint; throttling and unavailability are retryable.
+pub(crate) fn convert<E: OpError>(
+    err: SdkError<E, HttpResponse>,
+    store: &DynamoDbStore,
+    op: &str,
+    key: Option<&str>,
+) -> Error {
     use ErrorKind::{Config, Store, Unavailable};
     let (kind, what) = match &err {
         SdkError::ServiceError(_) => {
@@ -86,11 +84,11 @@ pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_
         _ => (Store, "failed"),
     };
     let code = err.code().map(|c| format!(" ({c})")).unwrap_or_default();
-    let (op, table, endpoint) = (cx.op, cx.table, cx.endpoint);
+    let (table, endpoint) = (store.table(), store.endpoint());
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
     let e = Error::new(kind, message).with_source(Cause(source));
-    match cx.key {
+    match key {
         Some(key) => e.with_key(key),
         None => e,
     }
@@ -100,12 +98,14 @@ pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_
 /// (contention, an answer rather than an error).
 pub(crate) fn applied<T, E: OpError>(
     out: Result<T, SdkError<E, HttpResponse>>,
-    cx: Context<'_>,
+    store: &DynamoDbStore,
+    op: &str,
+    key: Option<&str>,
 ) -> Result<bool> {
     match out {
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(convert(e, cx)),
+        Err(e) => Err(convert(e, store, op, key)),
     }
 }
 
@@ -135,12 +135,19 @@ mod tests {
     use aws_sdk_dynamodb::error::ConnectorError;
     use aws_sdk_dynamodb::operation::get_item::GetItemError;
 
-    const CX: Context<'static> = Context {
-        op: "get_item",
-        table: "results",
-        endpoint: "http://127.0.0.1:1",
-        key: Some("k"),
-    };
+    /// The error of a `get_item` on key `k` of table `results` at `http://127.0.0.1:1`.
+    fn convert(err: SdkError<GetItemError, HttpResponse>) -> Error {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        let builder = crate::DynamoDbStoreBuilder::default()
+            .table("results")
+            .unwrap();
+        let store = DynamoDbStore::new(client, Some("http://127.0.0.1:1".into()), builder);
+        super::convert(err, &store, "get_item", Some("k"))
+    }
 
     #[test]
     fn throttling_and_server_faults_are_retryable() {
@@ -184,7 +191,7 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let err: SdkError<GetItemError, HttpResponse> =
             SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.is_retryable());
         assert_eq!(e.key(), Some("k"));
@@ -200,14 +207,14 @@ mod tests {
     fn timeouts_are_retryable() {
         let err: SdkError<GetItemError, HttpResponse> =
             SdkError::timeout_error("operation timed out");
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unavailable, true));
     }
 
     #[test]
     fn construction_failures_are_configuration_errors() {
         let err: SdkError<GetItemError, HttpResponse> = SdkError::construction_failure("no region");
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Config, false));
         assert!(e.to_string().contains("results"), "{e}");
     }

@@ -22,7 +22,7 @@ use stent_core::{
 };
 
 use crate::config::{self, DynamoDbStoreBuilder};
-use crate::error::{Context, applied, convert};
+use crate::error::{applied, convert};
 use crate::schema::{self, Item, OWNED_CONDITION, map, n, names, s};
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem`.
@@ -170,7 +170,7 @@ impl DynamoDbStore {
             Ok(_) => tracing::info!(%table, %endpoint, "created DynamoDB table"),
             // It exists already, or another process created it first.
             Err(e) if e.code() == Some("ResourceInUseException") => {}
-            Err(e) => return Err(convert(e, self.cx("create_table", None))),
+            Err(e) => return Err(convert(e, self, "create_table", None)),
         }
         let started = Instant::now();
         loop {
@@ -178,7 +178,7 @@ impl DynamoDbStore {
             let described = match client.describe_table().table_name(table).send().await {
                 Ok(out) => out.table,
                 Err(e) if e.code() == Some("ResourceNotFoundException") => None,
-                Err(e) => return Err(convert(e, self.cx("describe_table", None))),
+                Err(e) => return Err(convert(e, self, "describe_table", None)),
             };
             match described {
                 Some(described) if !has_stent_key(&described) => {
@@ -211,7 +211,7 @@ impl DynamoDbStore {
         let Inner { client, table, .. } = &*self.inner;
         let described = client.describe_time_to_live().table_name(table);
         let out = described.send().await;
-        let out = out.map_err(|e| convert(e, self.cx("describe_time_to_live", None)))?;
+        let out = out.map_err(|e| convert(e, self, "describe_time_to_live", None))?;
         if let Some(ttl) = out.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
             && matches!(
@@ -243,17 +243,7 @@ impl DynamoDbStore {
             Ok(_) => Ok(()),
             // A concurrent migrate enabled it first.
             Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
-            Err(e) => Err(convert(e, self.cx("update_time_to_live", None))),
-        }
-    }
-
-    fn cx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Context<'a> {
-        let (table, endpoint) = (&self.inner.table, &self.inner.endpoint);
-        Context {
-            op,
-            table,
-            endpoint,
-            key,
+            Err(e) => Err(convert(e, self, "update_time_to_live", None)),
         }
     }
 
@@ -283,7 +273,7 @@ impl DynamoDbStore {
             .send()
             .try_collect()
             .await
-            .map_err(|e| convert(e, self.cx("scan", None)))
+            .map_err(|e| convert(e, self, "scan", None))
     }
 
     /// The partition keys of this store's items in `ns`, only those expired at `expired_at`
@@ -340,7 +330,7 @@ impl ResultStore for DynamoDbStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| convert(e, self.cx("get_item", Some(key))))?;
+            .map_err(|e| convert(e, self, "get_item", Some(key)))?;
         let record = out.item.as_ref().map(|item| schema::decode(item, key));
         Ok(record.transpose()?.filter(|r| !r.is_expired(now)))
     }
@@ -374,7 +364,7 @@ impl ResultStore for DynamoDbStore {
                 Ok(_) => return Ok(acquired(attempt)),
                 Err(e) => match e.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
-                    _ => return Err(convert(e, self.cx("claim (put_item)", Some(key)))),
+                    _ => return Err(convert(e, self, "claim (put_item)", Some(key))),
                 },
             };
             lapsed = match standing
@@ -424,7 +414,7 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        let renewed = applied(out, self.cx("renew (update_item)", Some(key)))?;
+        let renewed = applied(out, self, "renew (update_item)", Some(key))?;
         let lost = || Error::lease_lost(key);
         renewed.then_some(until).ok_or_else(lost)
     }
@@ -457,7 +447,7 @@ impl ResultStore for DynamoDbStore {
             Ok(_) => return Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
-                _ => return Err(convert(e, self.cx("complete (update_item)", Some(key)))),
+                _ => return Err(convert(e, self, "complete (update_item)", Some(key))),
             },
         };
         // This very request applied, its answer lost and sent again by the SDK (the crate
@@ -487,7 +477,7 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_values(Some(schema::owned(token, [])))
             .send()
             .await;
-        applied(out, self.cx("release (delete_item)", Some(key)))
+        applied(out, self, "release (delete_item)", Some(key))
     }
 
     async fn put(
@@ -509,7 +499,7 @@ impl ResultStore for DynamoDbStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| convert(e, self.cx("put (put_item)", Some(key))))?;
+            .map_err(|e| convert(e, self, "put (put_item)", Some(key)))?;
         Ok(())
     }
 
@@ -524,7 +514,7 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_names(Some(names(&[condition])))
             .send()
             .await;
-        applied(out, self.cx("delete (delete_item)", Some(key)))
+        applied(out, self, "delete (delete_item)", Some(key))
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -553,7 +543,7 @@ impl ResultStore for DynamoDbStore {
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let Inner { client, table, .. } = &*self.inner;
         let pks = self.scan_keys(ns, None).await?;
-        let cx = self.cx("clear (batch_write_item)", None);
+        let fail = |e| convert(e, self, "clear (batch_write_item)", None);
         for chunk in pks.chunks(BATCH_LEN) {
             let delete = |pk: &String| {
                 let req = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
@@ -562,10 +552,8 @@ impl ResultStore for DynamoDbStore {
             let mut requests = chunk.iter().map(delete).collect::<Result<Vec<_>>>()?;
             for retry in 0.. {
                 let batch = client.batch_write_item().request_items(table, requests);
-                let out = batch.send().await.map_err(|e| convert(e, cx))?;
-                let left = out
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(table));
+                let out = batch.send().await.map_err(fail)?;
+                let left = out.unprocessed_items.and_then(|mut l| l.remove(table));
                 requests = left.unwrap_or_default();
                 if requests.is_empty() {
                     break;
@@ -591,7 +579,7 @@ impl ResultStore for DynamoDbStore {
         // One conditional delete per item rather than a batch: a record claimed or rewritten
         // since the scan is no longer expired and must survive.
         let condition = "#expires_ms <= :now";
-        let cx = self.cx("purge_expired (delete_item)", None);
+        let done = |out| applied(out, self, "purge_expired (delete_item)", None);
         let delete = |pk: String| {
             let request = client
                 .delete_item()
@@ -600,7 +588,7 @@ impl ResultStore for DynamoDbStore {
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names(&[condition])))
                 .expression_attribute_values(":now", n(now.as_millis()));
-            async move { applied(request.send().await, cx) }
+            async move { done(request.send().await) }
         };
         let deleted: Vec<bool> =
             futures_util::stream::iter(pks.into_iter().take(limit).map(delete))
