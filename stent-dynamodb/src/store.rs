@@ -97,9 +97,8 @@ impl DynamoDbStore {
     /// unset for AWS), [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) and the AWS SDK's own
     /// variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
-        config::builder_from_vars(|name| std::env::var(name).ok())?
-            .build()
-            .await
+        let builder = config::builder_from_vars(|name| std::env::var(name).ok())?;
+        builder.build().await
     }
 
     /// Opens the store a URL names: `dynamodb://TABLE?endpoint=…&region=…&prefix=…` (see
@@ -367,10 +366,7 @@ impl ResultStore for DynamoDbStore {
                     _ => return Err(convert(e, self, "claim (put_item)", Some(key))),
                 },
             };
-            lapsed = match standing
-                .map(|item| schema::decode(&item, key))
-                .transpose()?
-            {
+            lapsed = match standing.map(|i| schema::decode(&i, key)).transpose()? {
                 // This very write, applied, its answer lost and sent again by the SDK.
                 Some(r)
                     if r.state == RecordState::InProgress

@@ -188,9 +188,9 @@ impl PostgresStoreBuilder {
         }
         // Checked here for the URL's options, as the builder's calls check theirs.
         Self::default().table_prefix(&self.table_prefix)?;
-        (self.schema.as_ref())
-            .map(|s| Self::default().schema(s))
-            .transpose()?;
+        if let Some(schema) = &self.schema {
+            Self::default().schema(schema)?;
+        }
         PostgresStore::open_with(self).await
     }
 }

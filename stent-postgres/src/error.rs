@@ -35,9 +35,8 @@ impl Target {
 
     /// `text` with every spelling of the password replaced by `***`.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+        let scrub = |text: String, secret: &String| text.replace(secret.as_str(), "***");
+        self.secrets.iter().fold(text.to_owned(), scrub)
     }
 }
 
@@ -50,9 +49,8 @@ impl fmt::Debug for Target {
 /// Where a URL spells its password: the user-info part's, and every `password=` option's.
 fn password_spans(url: &str) -> Vec<Range<usize>> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
+    let end = url[start..].find(['/', '?', '#']);
+    let end = end.map_or(url.len(), |i| start + i);
     let mut spans = Vec::new();
     if let Some(at) = url[start..end].rfind('@')
         && let Some(colon) = url[start..start + at].find(':')

@@ -243,9 +243,8 @@ type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// The server `opts` name, as `user@host:port/database`.
 fn target_of(opts: &PgConnectOptions, url: &str) -> Target {
-    let host = opts
-        .get_socket()
-        .map_or(opts.get_host().into(), |d| d.display().to_string());
+    let host = opts.get_socket().map(|dir| dir.display().to_string());
+    let host = host.unwrap_or_else(|| opts.get_host().to_owned());
     let (user, port, database) = (opts.get_username(), opts.get_port(), opts.get_database());
     let name = format!("{user}@{host}:{port}/{}", database.unwrap_or_default());
     Target::new(name, database.map(str::to_owned), url)
