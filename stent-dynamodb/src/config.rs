@@ -96,10 +96,8 @@ impl Default for DynamoDbStoreBuilder {
 
 /// Whether `name` is `len` bytes of ASCII letters, digits and `extra`.
 fn charset(name: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bool {
-    len.contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || extra.contains(&b);
+    len.contains(&name.len()) && name.bytes().all(allowed)
 }
 
 impl DynamoDbStoreBuilder {

@@ -82,11 +82,8 @@ impl Default for PostgresStoreBuilder {
 /// Checks an identifier stent puts in SQL, at most `max` bytes: a lower-case ASCII letter,
 /// then lower-case letters, digits and `_` (so it needs no quoting in `psql` either).
 fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
-    if s.len() <= max
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    if s.len() <= max && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(allowed) {
         return Ok(());
     }
     Err(Error::config(format!(

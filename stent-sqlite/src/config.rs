@@ -106,12 +106,11 @@ impl SqliteStoreBuilder {
     /// or an ASCII letter then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_';
         let valid = prefix.is_empty()
             || (prefix.len() <= MAX_PREFIX_LEN
                 && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-                && prefix
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                && prefix.chars().all(allowed));
         if !valid {
             return Err(Error::config(format!(
                 "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, \
