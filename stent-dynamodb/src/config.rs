@@ -28,6 +28,9 @@ const LOCAL_REGION: &str = "us-east-1";
 /// Longest key prefix accepted.
 const MAX_PREFIX_LEN: usize = 64;
 
+/// A credentials provider, if a client has one.
+type Creds = Option<SharedCredentialsProvider>;
+
 /// What to set when no credentials resolve.
 const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for a local \
      server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
@@ -39,51 +42,38 @@ const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (
 /// chain, the region from `AWS_REGION` or the profile); every setting below overrides it.
 /// With [`client`](Self::client), the given client is used exactly as configured and the
 /// endpoint, region, credentials, timeout and retry settings here are ignored.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoDbStoreBuilder {
-    table: String,
-    key_prefix: String,
+    pub(crate) table: String,
+    pub(crate) key_prefix: String,
     endpoint_url: Option<String>,
     region: Option<String>,
-    credentials: Option<Credentials>,
+    credentials: Option<Hidden<SharedCredentialsProvider>>,
     timeout: Duration,
     max_attempts: u32,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     create_tables: bool,
     source: Source,
 }
 
 /// Where the SDK client comes from.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Source {
     /// Configured from the environment by `aws-config`.
     Environment,
     /// Built from this configuration, with the builder's overrides.
-    SdkConfig(Box<SdkConfig>),
+    SdkConfig(Hidden<Box<SdkConfig>>),
     /// Used exactly as given.
-    Client(Client),
+    Client(Hidden<Client>),
 }
 
-impl fmt::Debug for DynamoDbStoreBuilder {
+/// What `Debug` does not show: credentials, and what may hold them.
+#[derive(Clone)]
+struct Hidden<T>(T);
+
+impl<T> fmt::Debug for Hidden<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match &self.source {
-            Source::Environment => "environment",
-            Source::SdkConfig(_) => "sdk_config",
-            Source::Client(_) => "client",
-        };
-        let credentials = self.credentials.as_ref().map(|_| "<static>");
-        f.debug_struct("DynamoDbStoreBuilder")
-            .field("table", &self.table)
-            .field("key_prefix", &self.key_prefix)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .field("credentials", &credentials)
-            .field("timeout", &self.timeout)
-            .field("max_attempts", &self.max_attempts)
-            .field("clock", &self.clock)
-            .field("create_tables", &self.create_tables)
-            .field("source", &source)
-            .finish()
+        f.write_str("<hidden>")
     }
 }
 
@@ -106,21 +96,8 @@ impl Default for DynamoDbStoreBuilder {
 
 /// Whether `name` is `len` bytes of ASCII letters, digits and `extra`.
 fn charset(name: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bool {
-    len.contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
-}
-
-/// Checks a table name against DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
-pub(crate) fn validate_table(name: &str) -> Result<()> {
-    if charset(name, 3..=255, b"_-.") {
-        return Ok(());
-    }
-    Err(Error::config(format!(
-        "invalid DynamoDB table name {name:?}: use 3 to 255 characters of A-Z, a-z, 0-9, '_', \
-         '-' and '.'"
-    )))
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || extra.contains(&b);
+    len.contains(&name.len()) && name.bytes().all(allowed)
 }
 
 impl DynamoDbStoreBuilder {
@@ -128,8 +105,14 @@ impl DynamoDbStoreBuilder {
     /// `A-Z a-z 0-9 _ - .`, as DynamoDB requires.
     pub fn table(mut self, name: impl Into<String>) -> Result<Self> {
         self.table = name.into();
-        validate_table(&self.table)?;
-        Ok(self)
+        if charset(&self.table, 3..=255, b"_-.") {
+            return Ok(self);
+        }
+        Err(Error::config(format!(
+            "invalid DynamoDB table name {:?}: use 3 to 255 characters of A-Z, a-z, 0-9, '_', \
+             '-' and '.'",
+            self.table
+        )))
     }
 
     /// Keeps this store's records apart from others in the same table: partition keys
@@ -179,9 +162,8 @@ impl DynamoDbStoreBuilder {
     pub fn url(self, url: &str) -> Result<Self> {
         let (rest, options) = take_url_params(url, &["endpoint", "region", "prefix"]);
         let Some(table) = rest.strip_prefix("dynamodb://") else {
-            return Err(Error::config(format!(
-                "not a dynamodb URL: {url:?} (expected dynamodb://table)"
-            )));
+            let message = format!("not a dynamodb URL: {url:?} (expected dynamodb://table)");
+            return Err(Error::config(message));
         };
         if let Some((_, unknown)) = table.split_once('?') {
             let name = unknown.split(['=', '&']).next().unwrap_or_default();
@@ -189,10 +171,11 @@ impl DynamoDbStoreBuilder {
                 "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
             )));
         }
-        let mut builder = self;
-        if !table.is_empty() {
-            builder = builder.table(table)?;
-        }
+        let mut builder = if table.is_empty() {
+            self
+        } else {
+            self.table(table)?
+        };
         for (name, value) in options {
             let value = String::from_utf8(percent_decode(&value))
                 .map_err(|_| Error::config(format!("{name} in {url:?} is not UTF-8")))?;
@@ -225,7 +208,7 @@ impl DynamoDbStoreBuilder {
             None,
             "stent-dynamodb",
         );
-        self.credentials = Some(credentials);
+        self.credentials = Some(Hidden(SharedCredentialsProvider::new(credentials)));
         self
     }
 
@@ -255,56 +238,41 @@ impl DynamoDbStoreBuilder {
     /// credentials, timeout and retry settings of this builder still apply when set, and
     /// this crate's HTTP client is used when the configuration has none.
     pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
-        self.source = Source::SdkConfig(Box::new(config.clone()));
+        self.source = Source::SdkConfig(Hidden(Box::new(config.clone())));
         self
     }
 
     /// Uses this client exactly as configured. It needs an HTTP client: `aws-sdk-dynamodb`'s
     /// default features provide one.
     pub fn client(mut self, client: Client) -> Self {
-        self.source = Source::Client(client);
+        self.source = Source::Client(Hidden(client));
         self
     }
 
-    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`], creating the table
-    /// if it is missing and enabling its TTL (default `false`: meant for development and
-    /// tests; in production create the table with your infrastructure tooling).
+    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`] (default `false`:
+    /// meant for development and tests).
     pub fn create_tables(mut self, yes: bool) -> Self {
         self.create_tables = yes;
         self
     }
 
-    /// Configures the SDK client (from the environment unless given one) and resolves its
-    /// credentials once, so that missing credentials show here rather than at the first
-    /// call (a [`client`](Self::client) given as is keeps its own, unchecked). Sends no
-    /// request to DynamoDB unless told to [create the table](Self::create_tables): a missing
-    /// table shows at the first operation, or create it with [`DynamoDbStore::migrate`].
+    /// Configures the SDK client and resolves its credentials once (a [`client`](Self::client)
+    /// given as is keeps its own, unchecked). Sends no request to DynamoDB unless told to
+    /// [create the table](Self::create_tables).
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Config`] when no region is configured and no endpoint override is
-    ///   set, or when no credentials resolve (the message names the variables to set:
-    ///   `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE`; or use
-    ///   [`credentials`](Self::credentials)).
-    /// - [`ErrorKind::Unavailable`] (retryable) when a credential source failed or timed out
-    ///   (instance metadata, STS).
+    /// [`ErrorKind::Config`] when no region is configured and no endpoint override is set,
+    /// or when no credentials resolve (the message names what to set, as the crate docs'
+    /// [Configuration](crate#configuration) shows); a retryable [`ErrorKind::Unavailable`]
+    /// when a credential source failed or timed out (instance metadata, STS).
     pub async fn build(self) -> Result<DynamoDbStore> {
         // `credentials`: those the client signs with, to resolve now (`None`: a client
         // given as is keeps its own, unchecked).
         let (client, endpoint, credentials) = match &self.source {
-            Source::Client(client) => (client.clone(), None, None),
-            source => {
-                let sdk = match source {
-                    Source::SdkConfig(sdk) => (**sdk).clone(),
-                    _ => self.load_environment().await,
-                };
-                let credentials = self.credentials.clone().map(SharedCredentialsProvider::new);
-                let credentials = credentials.or_else(|| sdk.credentials_provider());
-                let endpoint = self.endpoint_url.clone();
-                let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
-                let client = Client::from_conf(self.overrides(&sdk));
-                (client, endpoint, Some(credentials))
-            }
+            Source::Client(client) => (client.0.clone(), None, None),
+            Source::SdkConfig(sdk) => self.configure(&sdk.0),
+            Source::Environment => self.configure(&self.load_environment().await),
         };
         if client.config().region().is_none() {
             return Err(Error::config(
@@ -312,25 +280,24 @@ impl DynamoDbStoreBuilder {
                  or DynamoDbStoreBuilder::region",
             ));
         }
-        let store = DynamoDbStore::new(client, endpoint, self.table, self.key_prefix, self.clock);
+        let (timeout, create_tables) = (self.timeout, self.create_tables);
+        let store = DynamoDbStore::new(client, endpoint, self);
         if let Some(credentials) = credentials {
-            check_credentials(credentials, self.timeout, store.endpoint()).await?;
+            check_credentials(credentials, timeout, store.endpoint()).await?;
         }
-        if self.create_tables {
+        if create_tables {
             store.migrate().await?;
         }
         Ok(store)
     }
 
-    /// The SDK configuration of the environment, with this builder's HTTP client, credentials
-    /// and region (with an endpoint override and none set: the environment's or
-    /// [`LOCAL_REGION`], not the default chain, which asks EC2 instance metadata, slowly).
+    /// The SDK configuration of the environment, with this builder's HTTP client and region
+    /// (with an endpoint override and none set: the environment's or [`LOCAL_REGION`], not
+    /// the default chain, which asks EC2 instance metadata, slowly). The builder's
+    /// credentials are set by [`configure`](Self::configure).
     async fn load_environment(&self) -> SdkConfig {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
-        if let Some(credentials) = &self.credentials {
-            loader = loader.credentials_provider(credentials.clone());
-        }
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         } else if self.endpoint_url.is_some() {
@@ -343,36 +310,40 @@ impl DynamoDbStoreBuilder {
         loader.load().await
     }
 
-    /// The client configuration of `sdk` with this builder's settings.
-    fn overrides(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Config {
+    /// A client of `sdk` with this builder's settings, its endpoint override, and the
+    /// credentials it signs with (to resolve in `build`; `Some(None)`: it has none).
+    fn configure(&self, sdk: &SdkConfig) -> (Client, Option<String>, Option<Creds>) {
+        let credentials = self.credentials.as_ref().map(|c| c.0.clone());
+        let credentials = credentials.or_else(|| sdk.credentials_provider());
+        let endpoint = self.endpoint_url.clone();
+        let endpoint = endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned));
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(self.timeout.min(Duration::from_secs(3)))
             .operation_timeout(self.timeout);
         let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
             .timeout_config(timeouts.build())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
-        if sdk.http_client().is_none() {
-            config = config.http_client(https_client());
-        }
+        config.set_http_client(Some(sdk.http_client().unwrap_or_else(https_client)));
+        config.set_credentials_provider(credentials.clone());
         if let Some(region) = &self.region {
-            config = config.region(Region::new(region.clone()));
+            config.set_region(Some(Region::new(region.clone())));
         }
         if let Some(url) = &self.endpoint_url {
-            config = config.endpoint_url(url);
+            config.set_endpoint_url(Some(url.clone()));
             if self.region.is_none() && sdk.region().is_none() {
-                config = config.region(Region::from_static(LOCAL_REGION));
+                config.set_region(Some(Region::from_static(LOCAL_REGION)));
             }
         }
-        if let Some(credentials) = &self.credentials {
-            config = config.credentials_provider(credentials.clone());
-        }
-        config.build()
+        (
+            Client::from_conf(config.build()),
+            endpoint,
+            Some(credentials),
+        )
     }
 }
 
-/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists: at
-/// the first call the SDK would report only the last source it tried (often instance
-/// metadata, off EC2).
+/// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists (at
+/// the first call the SDK would name only the last source it tried: instance metadata).
 async fn check_credentials(
     provider: Option<SharedCredentialsProvider>,
     timeout: Duration,
@@ -435,10 +406,10 @@ mod tests {
     #[test]
     fn table_names_follow_dynamodb_rules() {
         for ok in ["abc", "stent", "my-app.results_v2", &"t".repeat(255)] {
-            validate_table(ok).unwrap();
+            DynamoDbStoreBuilder::default().table(ok).unwrap();
         }
         for bad in ["", "ab", "has space", "slash/name", "ünï", &"t".repeat(256)] {
-            let e = validate_table(bad).unwrap_err();
+            let e = DynamoDbStoreBuilder::default().table(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config);
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }

@@ -7,15 +7,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use stent_core::{Error, ErrorKind, Result};
 
-/// What an error is about: the operation, the table, where requests go, and the key.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Context<'a> {
-    pub(crate) op: &'a str,
-    pub(crate) table: &'a str,
-    /// The endpoint override, or a description of the AWS endpoint.
-    pub(crate) endpoint: &'a str,
-    pub(crate) key: Option<&'a str>,
-}
+use crate::DynamoDbStore;
 
 /// The error of an SDK operation.
 pub(crate) trait OpError: ProvideErrorMetadata + StdError + Send + Sync + 'static {}
@@ -25,9 +17,10 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {
 /// The kind of a service error answer, by its code, message and HTTP status, and what to
 /// say of it.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
+    use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
     match code {
         "ResourceNotFoundException" => (
-            ErrorKind::Config,
+            Config,
             "the table does not exist; create it with DynamoDbStore::migrate() (development) \
              or your infrastructure tooling",
         ),
@@ -36,77 +29,83 @@ fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'sta
         | "Throttling"
         | "RequestLimitExceeded"
         | "LimitExceededException"
-        | "TransactionConflictException" => (ErrorKind::Busy, "throttled; retry later"),
+        | "TransactionConflictException" => (Busy, "throttled; retry later"),
         "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "IncompleteSignatureException"
         | "MissingAuthenticationTokenException"
         | "ExpiredTokenException"
         | "AccessDeniedException" => (
-            ErrorKind::Config,
+            Config,
             "credentials refused; check the AWS credentials and IAM permissions",
         ),
         "ValidationException" if message.contains("Item size") => {
-            (ErrorKind::ValueTooLarge, "the item is over 400 KB")
+            (ValueTooLarge, "the item is over 400 KB")
         }
         "ValidationException" if message.contains("key") && message.contains("size") => {
-            (ErrorKind::KeyTooLarge, "the partition key is too long")
+            (KeyTooLarge, "the partition key is too long")
         }
         "InternalServerError" | "InternalFailure" | "ServiceUnavailable" => {
-            (ErrorKind::Unavailable, "server failure")
+            (Unavailable, "server failure")
         }
-        _ if status.is_some_and(|s| s >= 500) => (ErrorKind::Unavailable, "server failure"),
-        _ => (ErrorKind::Store, "refused"),
+        _ if status.is_some_and(|s| s >= 500) => (Unavailable, "server failure"),
+        _ => (Store, "refused"),
     }
 }
 
-/// Converts the error of one SDK operation; throttling and unavailability are retryable.
-pub(crate) fn convert<E: OpError>(err: SdkError<E, HttpResponse>, cx: Context<'_>) -> Error {
+/// Converts the error of SDK operation `op` of `store` on `key` (if any), naming the table
+/// and the endpoint; throttling and unavailability are retryable.
+pub(crate) fn convert<E: OpError>(
+    err: SdkError<E, HttpResponse>,
+    store: &DynamoDbStore,
+    op: &str,
+    key: Option<&str>,
+) -> Error {
+    use ErrorKind::{Config, Store, Unavailable};
     let (kind, what) = match &err {
         SdkError::ServiceError(_) => {
             let status = err.raw_response().map(|r| r.status().as_u16());
             let message = err.message().unwrap_or_default();
             classify(err.code().unwrap_or_default(), message, status)
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "no answer in time"),
+        SdkError::TimeoutError(_) => (Unavailable, "no answer in time"),
         SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() || f.as_other().is_some() => {
-            (ErrorKind::Unavailable, "cannot reach the endpoint")
+            (Unavailable, "cannot reach the endpoint")
         }
         SdkError::DispatchFailure(_) => (
-            ErrorKind::Config,
+            Config,
             "could not send the request (credentials, region or endpoint?)",
         ),
         SdkError::ResponseError(_) => (
-            ErrorKind::Unavailable,
+            Unavailable,
             "unreadable answer (is it a DynamoDB endpoint?)",
         ),
-        SdkError::ConstructionFailure(_) => (ErrorKind::Config, "could not build the request"),
-        _ => (ErrorKind::Store, "failed"),
+        SdkError::ConstructionFailure(_) => (Config, "could not build the request"),
+        _ => (Store, "failed"),
     };
-    let code = err
-        .code()
-        .map(|code| format!(" ({code})"))
-        .unwrap_or_default();
-    let (op, table, endpoint) = (cx.op, cx.table, cx.endpoint);
+    let code = err.code().map(|c| format!(" ({c})")).unwrap_or_default();
+    let (table, endpoint) = (store.table(), store.endpoint());
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
-    let mut e = Error::new(kind, message).with_source(Cause(source));
-    if let Some(key) = cx.key {
-        e = e.with_key(key);
+    let e = Error::new(kind, message).with_source(Cause(source));
+    match key {
+        Some(key) => e.with_key(key),
+        None => e,
     }
-    e
 }
 
 /// Whether a conditional write was applied: `false` when its condition did not hold
 /// (contention, an answer rather than an error).
 pub(crate) fn applied<T, E: OpError>(
     out: Result<T, SdkError<E, HttpResponse>>,
-    cx: Context<'_>,
+    store: &DynamoDbStore,
+    op: &str,
+    key: Option<&str>,
 ) -> Result<bool> {
     match out {
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(convert(e, cx)),
+        Err(e) => Err(convert(e, store, op, key)),
     }
 }
 
@@ -117,15 +116,9 @@ struct Cause(Box<dyn StdError + Send + Sync>);
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = vec![self.0.to_string()];
-        let mut next = self.0.source();
-        while let Some(err) = next {
-            let this = err.to_string();
-            if shown.last() != Some(&this) {
-                shown.push(this);
-            }
-            next = err.source();
-        }
+        let chain = std::iter::successors(Some(&*self.0 as &dyn StdError), |e| (*e).source());
+        let mut shown: Vec<String> = chain.map(ToString::to_string).collect();
+        shown.dedup();
         f.write_str(&shown.join(": "))
     }
 }
@@ -142,12 +135,19 @@ mod tests {
     use aws_sdk_dynamodb::error::ConnectorError;
     use aws_sdk_dynamodb::operation::get_item::GetItemError;
 
-    const CX: Context<'static> = Context {
-        op: "get_item",
-        table: "results",
-        endpoint: "http://127.0.0.1:1",
-        key: Some("k"),
-    };
+    /// The error of a `get_item` on key `k` of table `results` at `http://127.0.0.1:1`.
+    fn convert(err: SdkError<GetItemError, HttpResponse>) -> Error {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        let builder = crate::DynamoDbStoreBuilder::default()
+            .table("results")
+            .unwrap();
+        let store = DynamoDbStore::new(client, Some("http://127.0.0.1:1".into()), builder);
+        super::convert(err, &store, "get_item", Some("k"))
+    }
 
     #[test]
     fn throttling_and_server_faults_are_retryable() {
@@ -191,7 +191,7 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let err: SdkError<GetItemError, HttpResponse> =
             SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.is_retryable());
         assert_eq!(e.key(), Some("k"));
@@ -207,14 +207,14 @@ mod tests {
     fn timeouts_are_retryable() {
         let err: SdkError<GetItemError, HttpResponse> =
             SdkError::timeout_error("operation timed out");
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unavailable, true));
     }
 
     #[test]
     fn construction_failures_are_configuration_errors() {
         let err: SdkError<GetItemError, HttpResponse> = SdkError::construction_failure("no region");
-        let e = convert(err, CX);
+        let e = convert(err);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Config, false));
         assert!(e.to_string().contains("results"), "{e}");
     }

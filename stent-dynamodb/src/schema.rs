@@ -71,8 +71,7 @@ pub(crate) fn names(exprs: &[&str]) -> HashMap<String, String> {
 }
 
 /// The item a claim writes: the whole in-progress record, so nothing of an expired or lapsed
-/// one survives. `lease_attempt` equals `attempt` for stores of earlier versions sharing the
-/// table, whose claim computes `if_not_exists(lease_attempt, 0) + 1`.
+/// one survives (`lease_attempt`: see the crate docs).
 pub(crate) fn claim_item(
     pk: AttributeValue,
     claim: &Claim<'_>,
@@ -92,10 +91,8 @@ pub(crate) fn claim_item(
     item(pairs, &claim.meta)
 }
 
-/// The condition and values of a claim's `PutItem`: [`CLAIM_CONDITION`] for a fresh claim.
-/// For the takeover of `lapsed`, an in-progress record whose lease had lapsed at `now`: the
-/// record still holds that lease (so its attempt is still the one the takeover adds 1 to),
-/// and the lease has still lapsed (its owner did not renew it since).
+/// The condition and values of a claim's `PutItem`: [`CLAIM_CONDITION`] for a fresh claim;
+/// for the takeover of `lapsed`, that the record still holds that lease, still lapsed.
 pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (String, Item) {
     let now = (":now", n(now.as_millis()));
     let Some(lapsed) = lapsed else {
@@ -110,10 +107,8 @@ pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (Strin
         "{owner} AND #state = :in_progress \
          AND (attribute_not_exists(#lease_expires_ms) OR #lease_expires_ms <= :now)"
     );
-    let values = [now, (":in_progress", s("in_progress"))]
-        .into_iter()
-        .chain(seen);
-    (condition, map(values))
+    let owned = [now, (":in_progress", s("in_progress"))];
+    (condition, map(owned.into_iter().chain(seen)))
 }
 
 /// The values of [`OWNED_CONDITION`] for `token`, and `more`.
@@ -128,9 +123,8 @@ pub(crate) fn owned<'a>(
     map(owner.into_iter().chain(more))
 }
 
-/// The update expression of `complete` (under [`OWNED_CONDITION`]) and the values of both:
-/// the state, the value and the times. The lease attributes stay (reads ignore them on a
-/// completed record), which keeps the expression short: the server parses it every time.
+/// The update expression of `complete` (under [`OWNED_CONDITION`]) and the values of both.
+/// The lease attributes stay, which keeps the expression short: the server parses it each time.
 pub(crate) fn complete_update(
     token: &LeaseToken,
     value: &[u8],

@@ -22,7 +22,7 @@ use stent_core::{
 };
 
 use crate::config::{self, DynamoDbStoreBuilder};
-use crate::error::{Context, applied, convert};
+use crate::error::{applied, convert};
 use crate::schema::{self, Item, OWNED_CONDITION, map, n, names, s};
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem`.
@@ -34,16 +34,10 @@ const PURGE_CONCURRENCY: usize = 8;
 /// How long [`DynamoDbStore::migrate`] waits for a new table to become active.
 const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A [`ResultStore`] in one DynamoDB table: one item per record, partition key
-/// `{prefix}#{namespace}#{key}`, and one conditional write per state transition. The crate
-/// docs list the item's attributes and what each operation sends.
-///
-/// Leases and expiry are decided by this process's [`Clock`] (the system clock unless
-/// [`DynamoDbStoreBuilder::clock`] sets another), so processes sharing a table need
-/// synchronized clocks. `list`, `clear` and `purge_expired` scan the whole table: admin
-/// operations, never for a request path.
-///
-/// Cheap to clone: clones share the SDK client.
+/// A [`ResultStore`] in one DynamoDB table: one item per record, one conditional write per
+/// state transition, leases and expiry on this process's [`Clock`]. The crate docs list the
+/// item's attributes and what each operation sends (`list`, `clear` and `purge_expired` scan
+/// the whole table). Cheap to clone: clones share the SDK client.
 #[derive(Clone)]
 pub struct DynamoDbStore {
     inner: Arc<Inner>,
@@ -72,13 +66,8 @@ impl fmt::Debug for DynamoDbStore {
 }
 
 impl DynamoDbStore {
-    pub(crate) fn new(
-        client: Client,
-        endpoint: Option<String>,
-        table: String,
-        key_prefix: String,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub(crate) fn new(client: Client, endpoint: Option<String>, b: DynamoDbStoreBuilder) -> Self {
+        let (table, key_prefix, clock) = (b.table, b.key_prefix, b.clock);
         let endpoint = endpoint.unwrap_or_else(|| match client.config().region() {
             Some(region) => format!("the DynamoDB endpoint of region {region}"),
             None => "the client's DynamoDB endpoint".to_owned(),
@@ -87,17 +76,15 @@ impl DynamoDbStore {
             "" => format!("{ns}#"),
             prefix => format!("{prefix}#{ns}#"),
         });
-        let inner = Inner {
+        let inner = Arc::new(Inner {
             client,
             table,
             key_prefix,
             endpoint,
             clock,
             ns_prefixes,
-        };
-        DynamoDbStore {
-            inner: Arc::new(inner),
-        }
+        });
+        DynamoDbStore { inner }
     }
 
     /// A builder with the defaults: table [`DEFAULT_TABLE`](crate::DEFAULT_TABLE), no key
@@ -106,14 +93,12 @@ impl DynamoDbStore {
         DynamoDbStoreBuilder::default()
     }
 
-    /// A store configured from the environment: [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an
-    /// endpoint override, e.g. `http://127.0.0.1:5599`; unset for AWS),
-    /// [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) (default `stent`), and the AWS SDK's own
+    /// A store configured from [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an endpoint override;
+    /// unset for AWS), [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) and the AWS SDK's own
     /// variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
-        config::builder_from_vars(|name| std::env::var(name).ok())?
-            .build()
-            .await
+        let builder = config::builder_from_vars(|name| std::env::var(name).ok())?;
+        builder.build().await
     }
 
     /// Opens the store a URL names: `dynamodb://TABLE?endpoint=…&region=…&prefix=…` (see
@@ -125,9 +110,7 @@ impl DynamoDbStore {
     /// A store on an existing SDK client, in `table`, on the system clock and with no key
     /// prefix (use [`builder`](Self::builder) and [`DynamoDbStoreBuilder::client`] for more).
     pub fn from_client(client: Client, table: &str) -> Result<Self> {
-        config::validate_table(table)?;
-        let (table, clock) = (table.to_owned(), Arc::new(stent_core::SystemClock));
-        Ok(Self::new(client, None, table, String::new(), clock))
+        Ok(Self::new(client, None, Self::builder().table(table)?))
     }
 
     /// The SDK client, for your own requests against the table.
@@ -154,11 +137,10 @@ impl DynamoDbStore {
         &self.inner.endpoint
     }
 
-    /// Creates the table (on-demand billing, partition key `pk` of type string; a table that
-    /// exists is left as it is), waits until it is active, checks its key, and enables
-    /// DynamoDB's TTL on the [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call
-    /// concurrently and repeatedly. Meant for development and tests; in production create
-    /// the table with your infrastructure tooling (see the crate docs for its definition).
+    /// Creates the table as the crate docs define it (a table that exists is left as it is),
+    /// waits until it is active, checks its key, and enables DynamoDB's TTL on the
+    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly.
+    /// Meant for development and tests: in production use your infrastructure tooling.
     ///
     /// # Errors
     ///
@@ -166,12 +148,7 @@ impl DynamoDbStore {
     /// credentials may not create or describe tables; [`ErrorKind::Unavailable`] when the
     /// endpoint cannot be reached or the table is not active after 5 minutes.
     pub async fn migrate(&self) -> Result<()> {
-        let Inner {
-            client,
-            table,
-            endpoint,
-            ..
-        } = &*self.inner;
+        let (client, table, endpoint) = (&self.inner.client, &self.inner.table, self.endpoint());
         let pk = AttributeDefinition::builder()
             .attribute_name("pk")
             .attribute_type(ScalarAttributeType::S)
@@ -192,7 +169,7 @@ impl DynamoDbStore {
             Ok(_) => tracing::info!(%table, %endpoint, "created DynamoDB table"),
             // It exists already, or another process created it first.
             Err(e) if e.code() == Some("ResourceInUseException") => {}
-            Err(e) => return Err(convert(e, self.cx("create_table", None))),
+            Err(e) => return Err(convert(e, self, "create_table", None)),
         }
         let started = Instant::now();
         loop {
@@ -200,7 +177,7 @@ impl DynamoDbStore {
             let described = match client.describe_table().table_name(table).send().await {
                 Ok(out) => out.table,
                 Err(e) if e.code() == Some("ResourceNotFoundException") => None,
-                Err(e) => return Err(convert(e, self.cx("describe_table", None))),
+                Err(e) => return Err(convert(e, self, "describe_table", None)),
             };
             match described {
                 Some(described) if !has_stent_key(&described) => {
@@ -231,12 +208,9 @@ impl DynamoDbStore {
 
     async fn enable_ttl(&self) -> Result<()> {
         let Inner { client, table, .. } = &*self.inner;
-        let out = client
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| convert(e, self.cx("describe_time_to_live", None)))?;
+        let described = client.describe_time_to_live().table_name(table);
+        let out = described.send().await;
+        let out = out.map_err(|e| convert(e, self, "describe_time_to_live", None))?;
         if let Some(ttl) = out.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
             && matches!(
@@ -268,17 +242,7 @@ impl DynamoDbStore {
             Ok(_) => Ok(()),
             // A concurrent migrate enabled it first.
             Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
-            Err(e) => Err(convert(e, self.cx("update_time_to_live", None))),
-        }
-    }
-
-    fn cx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Context<'a> {
-        let (table, endpoint) = (&self.inner.table, &self.inner.endpoint);
-        Context {
-            op,
-            table,
-            endpoint,
-            key,
+            Err(e) => Err(convert(e, self, "update_time_to_live", None)),
         }
     }
 
@@ -308,7 +272,7 @@ impl DynamoDbStore {
             .send()
             .try_collect()
             .await
-            .map_err(|e| convert(e, self.cx("scan", None)))
+            .map_err(|e| convert(e, self, "scan", None))
     }
 
     /// The partition keys of this store's items in `ns`, only those expired at `expired_at`
@@ -365,7 +329,7 @@ impl ResultStore for DynamoDbStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| convert(e, self.cx("get_item", Some(key))))?;
+            .map_err(|e| convert(e, self, "get_item", Some(key)))?;
         let record = out.item.as_ref().map(|item| schema::decode(item, key));
         Ok(record.transpose()?.filter(|r| !r.is_expired(now)))
     }
@@ -375,8 +339,6 @@ impl ResultStore for DynamoDbStore {
         let pk = self.pk(ns, key)?;
         // The lapsed lease the next write takes over; `None`: a fresh claim.
         let mut lapsed: Option<Record> = None;
-        // More than two writes only when the record changes between them (a takeover lost
-        // to another, a record gone).
         for _ in 0..8 {
             let now = self.inner.clock.now();
             let lease_until = now.add(claim.lease);
@@ -401,13 +363,10 @@ impl ResultStore for DynamoDbStore {
                 Ok(_) => return Ok(acquired(attempt)),
                 Err(e) => match e.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
-                    _ => return Err(convert(e, self.cx("claim (put_item)", Some(key)))),
+                    _ => return Err(convert(e, self, "claim (put_item)", Some(key))),
                 },
             };
-            let standing = standing
-                .map(|item| schema::decode(&item, key))
-                .transpose()?;
-            lapsed = match standing {
+            lapsed = match standing.map(|i| schema::decode(&i, key)).transpose()? {
                 // This very write, applied, its answer lost and sent again by the SDK.
                 Some(r)
                     if r.state == RecordState::InProgress
@@ -451,10 +410,9 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        let renewed = applied(out, self.cx("renew (update_item)", Some(key)))?;
-        renewed
-            .then_some(until)
-            .ok_or_else(|| Error::lease_lost(key))
+        let renewed = applied(out, self, "renew (update_item)", Some(key))?;
+        let lost = || Error::lease_lost(key);
+        renewed.then_some(until).ok_or_else(lost)
     }
 
     async fn complete(
@@ -485,12 +443,11 @@ impl ResultStore for DynamoDbStore {
             Ok(_) => return Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
-                _ => return Err(convert(e, self.cx("complete (update_item)", Some(key)))),
+                _ => return Err(convert(e, self, "complete (update_item)", Some(key))),
             },
         };
-        // This very request applied, its answer lost and sent again by the SDK: completed
-        // by this token (in `lease_token`, or `completed_token` in items of earlier
-        // versions), at this time, with this value. Any other second completion is refused.
+        // This very request applied, its answer lost and sent again by the SDK (the crate
+        // docs tell how it is recognised). Any other second completion is refused.
         let resent = standing.is_some_and(|old| {
             let by_token = ["lease_token", "completed_token"]
                 .iter()
@@ -516,7 +473,7 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_values(Some(schema::owned(token, [])))
             .send()
             .await;
-        applied(out, self.cx("release (delete_item)", Some(key)))
+        applied(out, self, "release (delete_item)", Some(key))
     }
 
     async fn put(
@@ -538,7 +495,7 @@ impl ResultStore for DynamoDbStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| convert(e, self.cx("put (put_item)", Some(key))))?;
+            .map_err(|e| convert(e, self, "put (put_item)", Some(key)))?;
         Ok(())
     }
 
@@ -553,7 +510,7 @@ impl ResultStore for DynamoDbStore {
             .set_expression_attribute_names(Some(names(&[condition])))
             .send()
             .await;
-        applied(out, self.cx("delete (delete_item)", Some(key)))
+        applied(out, self, "delete (delete_item)", Some(key))
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -571,14 +528,9 @@ impl ResultStore for DynamoDbStore {
         }
         let mut records = Vec::new();
         for item in self.scan(&filter, values, None).await? {
-            let Some(AttributeValue::S(pk)) = item.get("pk") else {
-                continue;
-            };
-            let key = pk.strip_prefix(base).unwrap_or(pk);
-            let record = schema::decode(&item, key)?;
-            if query.matches(key) && (query.include_expired || !record.is_expired(now)) {
-                records.push(record);
-            }
+            let pk = item.get("pk").and_then(|pk| pk.as_s().ok());
+            let key = pk.and_then(|pk| pk.strip_prefix(base)).unwrap_or_default();
+            records.push(schema::decode(&item, key)?);
         }
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(Page::from_fetched(records, query.limit))
@@ -587,25 +539,18 @@ impl ResultStore for DynamoDbStore {
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let Inner { client, table, .. } = &*self.inner;
         let pks = self.scan_keys(ns, None).await?;
+        let fail = |e| convert(e, self, "clear (batch_write_item)", None);
         for chunk in pks.chunks(BATCH_LEN) {
             let delete = |pk: &String| {
-                let delete = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
-                Ok(WriteRequest::builder()
-                    .delete_request(built(delete)?)
-                    .build())
+                let req = DeleteRequest::builder().key("pk", s(pk.as_str())).build();
+                Ok(WriteRequest::builder().delete_request(built(req)?).build())
             };
             let mut requests = chunk.iter().map(delete).collect::<Result<Vec<_>>>()?;
             for retry in 0.. {
-                let out = client
-                    .batch_write_item()
-                    .request_items(table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| convert(e, self.cx("clear (batch_write_item)", None)))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(table))
-                    .unwrap_or_default();
+                let batch = client.batch_write_item().request_items(table, requests);
+                let out = batch.send().await.map_err(fail)?;
+                let left = out.unprocessed_items.and_then(|mut l| l.remove(table));
+                requests = left.unwrap_or_default();
                 if requests.is_empty() {
                     break;
                 } else if retry == 10 {
@@ -630,7 +575,7 @@ impl ResultStore for DynamoDbStore {
         // One conditional delete per item rather than a batch: a record claimed or rewritten
         // since the scan is no longer expired and must survive.
         let condition = "#expires_ms <= :now";
-        let cx = self.cx("purge_expired (delete_item)", None);
+        let done = |out| applied(out, self, "purge_expired (delete_item)", None);
         let delete = |pk: String| {
             let request = client
                 .delete_item()
@@ -639,7 +584,7 @@ impl ResultStore for DynamoDbStore {
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(names(&[condition])))
                 .expression_attribute_values(":now", n(now.as_millis()));
-            async move { applied(request.send().await, cx) }
+            async move { done(request.send().await) }
         };
         let deleted: Vec<bool> =
             futures_util::stream::iter(pks.into_iter().take(limit).map(delete))

@@ -82,11 +82,8 @@ impl Default for PostgresStoreBuilder {
 /// Checks an identifier stent puts in SQL, at most `max` bytes: a lower-case ASCII letter,
 /// then lower-case letters, digits and `_` (so it needs no quoting in `psql` either).
 fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
-    if s.len() <= max
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    if s.len() <= max && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(allowed) {
         return Ok(());
     }
     Err(Error::config(format!(
@@ -96,15 +93,10 @@ fn check_identifier(what: &str, s: &str, max: usize) -> Result<()> {
 }
 
 impl PostgresStoreBuilder {
-    /// The server to connect to: `postgres://user:password@host:port/database?options`
-    /// (see the [crate docs](crate) for every form). Default: the URL in
-    /// [`STENT_POSTGRES_URL`](crate::ENV_URL).
-    ///
-    /// Two query parameters are stent's, not the driver's: `table_prefix=` and `schema=`
-    /// set what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set
-    /// (whichever is called last wins; [`build`](Self::build) checks them), so that a URL
-    /// alone reaches any store: `postgres://user@host/db?schema=stent&table_prefix=billing_`.
-    /// In `STENT_POSTGRES_URL` they apply where the builder sets nothing of its own.
+    /// The server to connect to, in any [form of the crate docs](crate#urls); default: the
+    /// URL in [`STENT_POSTGRES_URL`](crate::ENV_URL). Its `table_prefix=` and `schema=` set
+    /// what [`table_prefix`](Self::table_prefix) and [`schema`](Self::schema) set (the call
+    /// made last wins; in `STENT_POSTGRES_URL`, where the builder sets nothing of its own).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         let (url, taken) = take_url_params(&url.into(), &["table_prefix", "schema"]);
         for (name, value) in taken {
@@ -124,9 +116,9 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. A lower-case ASCII letter,
-    /// then lower-case letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): a
+    /// lower-case ASCII letter, then lower-case letters, digits and `_`, at most
+    /// [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         if !prefix.is_empty() {
@@ -165,9 +157,8 @@ impl PostgresStoreBuilder {
     }
 
     /// Whether [`build`](Self::build) creates missing tables and checks existing ones
-    /// (default `true`). Turn it off when the application's role may not run DDL and the
-    /// tables are created elsewhere, e.g. by [`PostgresStore::migrate`] run from a role
-    /// that may; an operation on a missing table then fails with an error saying so.
+    /// (default `true`). Turn it off when the application's role may not run DDL: run
+    /// [`PostgresStore::migrate`] from a role that may.
     pub fn create_tables(mut self, yes: bool) -> Self {
         self.create_tables = yes;
         self
@@ -178,12 +169,10 @@ impl PostgresStoreBuilder {
     ///
     /// # Errors
     ///
-    /// - [`ErrorKind::Config`](stent_core::ErrorKind::Config): a malformed URL, a wrong
-    ///   password, a database that does not exist, a table of the same name that is not
-    ///   a stent table, or a database encoding that cannot hold UTF-8 keys. Messages
-    ///   never contain the password.
-    /// - [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (retryable): the
-    ///   server cannot be reached within the [acquire timeout](Self::acquire_timeout).
+    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for what the crate docs'
+    /// [Errors](crate#errors) list, a foreign table of the same name, or a database encoding
+    /// that cannot hold UTF-8 keys; a retryable `Unavailable` when the server cannot be
+    /// reached within the [acquire timeout](Self::acquire_timeout).
     pub async fn build(mut self) -> Result<PostgresStore> {
         if let (Source::Env, Ok(url)) = (&self.source, std::env::var(crate::ENV_URL)) {
             // The builder's own settings win over the environment's.
@@ -195,10 +184,9 @@ impl PostgresStoreBuilder {
             self.source = env.source;
         }
         // Checked here for the URL's options, as the builder's calls check theirs.
-        let (prefix, schema) = (std::mem::take(&mut self.table_prefix), self.schema.take());
-        self = self.table_prefix(prefix)?;
-        if let Some(schema) = schema {
-            self = self.schema(schema)?;
+        Self::default().table_prefix(&self.table_prefix)?;
+        if let Some(schema) = &self.schema {
+            Self::default().schema(schema)?;
         }
         PostgresStore::open_with(self).await
     }
@@ -220,11 +208,8 @@ pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = location.split_once('/').map_or(location, |(a, _)| a);
-    let mut user = authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| userinfo.split_once(':').map_or(userinfo, |(u, _)| u))
-        .filter(|u| !u.is_empty())
-        .is_some();
+    let userinfo = authority.rsplit_once('@').map(|(userinfo, _)| userinfo);
+    let mut user = userinfo.is_some_and(|u| !u.is_empty() && !u.starts_with(':'));
     let mut unknown = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use stent_core::store::percent_decode;
 use stent_core::{Error, ErrorKind};
 
 /// What the store knows about its server, for messages: where it is (never the password)
@@ -16,17 +17,12 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn new(name: String, database: Option<String>, url: Option<&str>) -> Self {
-        let mut secrets: Vec<String> = url
-            .map(|url| password_spans(url).into_iter().map(|r| &url[r]))
-            .into_iter()
-            .flatten()
-            .flat_map(|s| {
-                let decoded = stent_core::store::percent_decode(s);
-                [s.to_owned(), String::from_utf8_lossy(&decoded).into_owned()]
-            })
-            .filter(|s| !s.is_empty())
-            .collect();
+    /// The server `name`, and the password of `url` (empty for none).
+    pub(crate) fn new(name: String, database: Option<String>, url: &str) -> Self {
+        let decoded = |s: &str| String::from_utf8_lossy(&percent_decode(s)).into_owned();
+        let spelled = password_spans(url).into_iter().map(|r| &url[r]);
+        let spellings = spelled.flat_map(|s| [s.to_owned(), decoded(s)]);
+        let mut secrets: Vec<String> = spellings.filter(|s| !s.is_empty()).collect();
         // Longest first, so a password containing another is scrubbed whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -39,9 +35,8 @@ impl Target {
 
     /// `text` with every spelling of the password replaced by `***`.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+        let scrub = |text: String, secret: &String| text.replace(secret.as_str(), "***");
+        self.secrets.iter().fold(text.to_owned(), scrub)
     }
 }
 
@@ -54,9 +49,8 @@ impl fmt::Debug for Target {
 /// Where a URL spells its password: the user-info part's, and every `password=` option's.
 fn password_spans(url: &str) -> Vec<Range<usize>> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
+    let end = url[start..].find(['/', '?', '#']);
+    let end = end.map_or(url.len(), |i| start + i);
     let mut spans = Vec::new();
     if let Some(at) = url[start..end].rfind('@')
         && let Some(colon) = url[start..start + at].find(':')
@@ -104,13 +98,11 @@ fn describe(err: &sqlx::Error, target: &Target) -> String {
         (sqlx::Error::Database(db), None) => db.message().to_owned(),
         (other, _) => other.to_string(),
     };
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        let more = c.to_string();
+    let causes = std::iter::successors(std::error::Error::source(err), |c| (*c).source());
+    for more in causes.map(|c| c.to_string()) {
         if !text.contains(&more) {
             text = format!("{text}: {more}");
         }
-        cause = c.source();
     }
     target.scrub(&text)
 }
@@ -142,49 +134,42 @@ fn kind(err: &sqlx::Error) -> ErrorKind {
     }
 }
 
-/// Converts an error from operation `what` on `key` (if any).
-pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
-    let message = match sqlstate(&err).as_deref() {
+/// What an error tells of the configuration or the server, when it does.
+fn diagnosis(err: &sqlx::Error, target: &Target) -> Option<String> {
+    let name = &target.name;
+    Some(match (sqlstate(err).as_deref(), err) {
+        (Some("28P01"), _) => {
+            format!("the server refused the password of {name} (check the URL's user and password)")
+        }
+        (Some("28000"), _) => format!("{name} may not connect (check the user, and pg_hba.conf)"),
+        (Some("3D000"), _) => match &target.database {
+            Some(db) => format!("database {db:?} does not exist on {name}"),
+            None => format!("the database of {name} does not exist"),
+        },
         // undefined_table, undefined_function
-        Some("42P01" | "42883") => format!(
-            "PostgreSQL {what} failed: a stent table is missing on {} (run PostgresStore::migrate)",
-            target.name
-        ),
-        _ => format!("PostgreSQL {what} failed"),
-    };
-    let e = Error::new(kind(&err), message).with_source(describe(&err, target));
+        (Some("42P01" | "42883"), _) => {
+            format!("a stent table is missing on {name} (run PostgresStore::migrate)")
+        }
+        (None, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => format!("cannot reach {name}"),
+        (None, sqlx::Error::Tls(_)) => {
+            format!("TLS with {name} failed (check sslmode and certificates)")
+        }
+        (None, sqlx::Error::Configuration(_)) => format!("invalid connection options for {name}"),
+        _ => return None,
+    })
+}
+
+/// Converts an error from operation `what` on `key` (if any), naming what is wrong with the
+/// configuration or the server when the error tells.
+pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option<&str>) -> Error {
+    let said = diagnosis(&err, target).map(|s| format!(": {s}"));
+    let message = format!("PostgreSQL {what} failed{}", said.unwrap_or_default());
+    let e = Error::new(kind(&err), message);
+    let e = e.with_source(describe(&err, target));
     match key {
         Some(key) => e.with_key(key),
         None => e,
     }
-}
-
-/// Converts an error met while connecting, naming what is wrong with the configuration.
-pub(crate) fn connect_error(err: sqlx::Error, target: &Target) -> Error {
-    let name = &target.name;
-    let message = match (sqlstate(&err).as_deref(), &err) {
-        (Some("28P01"), _) => {
-            format!("PostgreSQL refused the password of {name} (check the URL's user and password)")
-        }
-        (Some("28000"), _) => {
-            format!("PostgreSQL does not let {name} connect (check the user, and pg_hba.conf)")
-        }
-        (Some("3D000"), _) => match &target.database {
-            Some(db) => format!("PostgreSQL database {db:?} does not exist on {name}"),
-            None => format!("the PostgreSQL database for {name} does not exist"),
-        },
-        (None, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => {
-            format!("cannot reach PostgreSQL at {name}")
-        }
-        (None, sqlx::Error::Tls(_)) => {
-            format!("TLS with PostgreSQL at {name} failed (check sslmode and certificates)")
-        }
-        (None, sqlx::Error::Configuration(_)) => {
-            format!("invalid PostgreSQL connection options for {name}")
-        }
-        _ => return convert(err, target, "connecting", None),
-    };
-    Error::new(kind(&err), message).with_source(describe(&err, target))
 }
 
 /// Converts an error met while creating or checking the tables: a retryable one as any
@@ -225,7 +210,7 @@ mod tests {
         let t = Target::new(
             "u@h:5432/db".into(),
             None,
-            Some("postgres://u:p%40ss@h/db?password=other"),
+            "postgres://u:p%40ss@h/db?password=other",
         );
         assert_eq!(t.scrub("a p%40ss b p@ss c other"), "a *** b *** c ***");
     }

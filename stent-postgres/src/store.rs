@@ -20,7 +20,7 @@ use stent_core::{
 };
 
 use crate::config::{PostgresStoreBuilder, Source};
-use crate::error::{Target, connect_error, convert, migrate_error, redact, sqlstate};
+use crate::error::{Target, convert, migrate_error, redact, sqlstate};
 use crate::sql::{self, COLUMNS, LIVE, Table};
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
@@ -40,18 +40,20 @@ const CAPABILITIES: Capabilities = Capabilities::new()
 /// Durations past this are stored as this (a thousand years): `timestamptz` has an end.
 const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 
+/// The error of a store told to connect to the server in `STENT_POSTGRES_URL` when it is unset.
+const NO_URL: &str =
+    "STENT_POSTGRES_URL is not set: give a URL such as postgres://user:password@localhost:5432/db";
+
 /// A pooled connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// How often a claim runs its statement before calling the key contended. A second run
-/// happens only in one race: another claim committed the key after the statement's snapshot
-/// was taken, so its read found nothing and its write found the key taken.
+/// How often a claim runs its statement before calling the key contended (the crate docs'
+/// [Statements](crate#statements) tell the one race that makes it run again).
 const CLAIM_ROUNDS: usize = 8;
 
 /// A [`ResultStore`] in a PostgreSQL database, shared by any number of processes and
-/// machines: every state transition is one SQL statement that the server executes
-/// atomically, and every lease and expiry is decided by the server's clock. The crate's
-/// README lists what every operation sends. Cheap to clone: clones share the pool.
+/// machines, on the server's clock; the crate docs list what each operation sends. Cheap to
+/// clone: clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -130,8 +132,8 @@ impl PostgresStore {
     /// [not to](PostgresStoreBuilder::create_tables).
     pub async fn migrate(&self) -> Result<()> {
         let conn = self.inner.pool.acquire().await;
-        let mut conn = conn.map_err(|e| connect_error(e, &self.inner.target))?;
-        self.migrate_on(&mut conn).await
+        self.migrate_on(&mut *conn.map_err(self.fail("connection", None))?)
+            .await
     }
 
     pub(crate) async fn open_with(b: PostgresStoreBuilder) -> Result<Self> {
@@ -139,18 +141,13 @@ impl PostgresStore {
         // password fails at once with its cause (a pool would retry until its timeout); it
         // creates the tables, then is closed. A caller's pool hands out one of its own.
         let (pool, target, first) = match b.source {
-            Source::Env => {
-                let url = std::env::var(crate::ENV_URL).map_err(|_| {
-                    Error::config(format!(
-                        "{} is not set: give a URL such as postgres://user:password@localhost:5432/db",
-                        crate::ENV_URL
-                    ))
-                })?;
-                connect_url(&url, &b).await?
-            }
+            Source::Env => match std::env::var(crate::ENV_URL) {
+                Ok(url) => connect_url(&url, &b).await?,
+                Err(_) => return Err(Error::config(NO_URL)),
+            },
             Source::Url(ref url) => connect_url(url, &b).await?,
             Source::Pool(ref pool) => {
-                let target = target_of(&pool.connect_options(), None);
+                let target = target_of(&pool.connect_options(), "");
                 (pool.clone(), target, None)
             }
         };
@@ -163,7 +160,6 @@ impl PostgresStore {
                 schema: b.schema,
             }),
         };
-        let fail = |e| connect_error(e, &store.inner.target);
         match first {
             Some(mut conn) => {
                 if b.create_tables {
@@ -171,11 +167,10 @@ impl PostgresStore {
                 }
                 let _ = conn.close().await;
             }
+            None if b.create_tables => store.migrate().await?,
             None => {
-                let mut conn = store.inner.pool.acquire().await.map_err(fail)?;
-                if b.create_tables {
-                    store.migrate_on(&mut conn).await?;
-                }
+                let conn = store.inner.pool.acquire().await;
+                drop(conn.map_err(store.fail("connection", None))?);
             }
         }
         Ok(store)
@@ -210,9 +205,8 @@ impl PostgresStore {
                 .map_err(fail(
                     "creating the schema, tables, indexes and claim functions",
                 ))?;
-            tx.commit()
-                .await
-                .map_err(fail("committing the migration"))?;
+            let committing = fail("committing the migration");
+            tx.commit().await.map_err(committing)?;
         }
         for t in tables {
             let probe = format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.sql);
@@ -234,38 +228,26 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn fail<'a>(
-        &'a self,
-        what: &'a str,
-        key: Option<&'a str>,
-    ) -> impl FnOnce(sqlx::Error) -> Error + 'a {
+    fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
         move |e| convert(e, &self.inner.target, what, key)
     }
 
     /// Runs one statement on the pool; returns how many rows it changed.
     async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
-        let done = q
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.fail(what, key))?;
-        Ok(done.rows_affected())
+        let done = q.execute(&self.inner.pool).await;
+        Ok(done.map_err(self.fail(what, key))?.rows_affected())
     }
 }
 
 type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-fn target_of(opts: &PgConnectOptions, url: Option<&str>) -> Target {
-    let place = match opts.get_socket() {
-        Some(dir) => format!("{}:{}", dir.display(), opts.get_port()),
-        None => format!("{}:{}", opts.get_host(), opts.get_port()),
-    };
-    let database = opts.get_database().map(str::to_owned);
-    let name = format!(
-        "{}@{place}/{}",
-        opts.get_username(),
-        database.as_deref().unwrap_or_default()
-    );
-    Target::new(name, database, url)
+/// The server `opts` name, as `user@host:port/database`.
+fn target_of(opts: &PgConnectOptions, url: &str) -> Target {
+    let host = opts.get_socket().map(|dir| dir.display().to_string());
+    let host = host.unwrap_or_else(|| opts.get_host().to_owned());
+    let (user, port, database) = (opts.get_username(), opts.get_port(), opts.get_database());
+    let name = format!("{user}@{host}:{port}/{}", database.unwrap_or_default());
+    Target::new(name, database.map(str::to_owned), url)
 }
 
 /// A pool for `url`, and the store's first connection (see `PostgresStore::open_with`).
@@ -280,27 +262,21 @@ async fn connect_url(
         )));
     }
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
-    let unparsed = Target::new(shown.clone(), None, Some(url));
-    let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(e, &unparsed))?;
-    let target = target_of(&opts, Some(url));
-    let conn = tokio::time::timeout(b.acquire_timeout, PgConnection::connect_with(&opts))
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "PostgreSQL at {} did not answer within {:?}",
-                    target.name, b.acquire_timeout
-                ),
-            )
-        })?
-        .map_err(|e| connect_error(e, &target))?;
+    let unparsed = Target::new(shown.clone(), None, url);
+    let opts =
+        PgConnectOptions::from_str(url).map_err(|e| convert(e, &unparsed, "connection", None))?;
+    let target = target_of(&opts, url);
+    let (name, timeout) = (&target.name, b.acquire_timeout);
+    let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&opts)).await;
+    let conn = conn.map_err(|_| {
+        let message = format!("PostgreSQL at {name} did not answer within {timeout:?}");
+        Error::new(ErrorKind::Unavailable, message)
+    })?;
+    let conn = conn.map_err(|e| convert(e, &target, "connection", None))?;
     let pool = PgPoolOptions::new()
         .max_connections(b.max_connections)
         .acquire_timeout(b.acquire_timeout)
-        // A ping before every use would double the round trips of a cache hit: only a
-        // connection that sat idle is pinged, so one left dead by a server restart is
-        // replaced instead of failing the next call.
+        // Only a connection that sat idle is pinged (see the crate docs' Statements).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -323,11 +299,8 @@ fn millis(d: Duration) -> i64 {
 fn check_key(key: &str) -> Result<()> {
     check_key_len(&CAPABILITIES, key)?;
     if key.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::Key,
-            "key contains a NUL character, which PostgreSQL text cannot hold",
-        )
-        .with_key(key.replace('\0', "\\0")));
+        let message = "key contains a NUL character, which PostgreSQL text cannot hold";
+        return Err(Error::new(ErrorKind::Key, message).with_key(key.replace('\0', "\\0")));
     }
     Ok(())
 }
@@ -368,25 +341,21 @@ fn column<'r, T>(row: &'r PgRow, name: &str, key: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
-    row.try_get(name).map_err(|e| {
-        Error::decode(
-            key,
-            format!("stored record's column `{name}` has the wrong type: {e}"),
-        )
-    })
+    let wrong = |e| format!("stored record's column `{name}` has the wrong type: {e}");
+    row.try_get(name).map_err(|e| Error::decode(key, wrong(e)))
 }
 
 /// The record in a row of [`COLUMNS`].
-fn decode(row: &PgRow, key: &str) -> Result<Record> {
+fn decode(row: &PgRow) -> Result<Record> {
+    let key: &str = row.try_get("key").map_err(|e| {
+        let message = format!("stored record's column `key` has the wrong type: {e}");
+        Error::new(ErrorKind::Decode, message)
+    })?;
     let time = |name| Ok::<_, Error>(column::<Option<Instant>>(row, name, key)?.map(|t| t.0));
     let state: &str = column(row, "state", key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let mut r = Record::new(
-        column::<String>(row, "key", key)?,
-        state,
-        time("created_at")?.unwrap_or_default(),
-    );
+    let mut r = Record::new(key, state, time("created_at")?.unwrap_or_default());
     r.value = column(row, "value", key)?;
     r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
     r.lease_expires_at = time("lease_expires_at")?;
@@ -430,21 +399,18 @@ impl ResultStore for PostgresStore {
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(self.fail("get", Some(key)))?;
-        row.map(|r| decode(&r, key)).transpose()
+        row.as_ref().map(decode).transpose()
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
-            // The first branch reads the record that stands (completed, or in flight on a live
-            // lease), every column in the table's order so that the scan hands its tuples on
-            // without a projection; `LIMIT 1` stops there, so a replay or an in-flight key
-            // costs a primary-key read: no row lock, no transaction id, no executor set-up of
-            // an INSERT. Only when no record stands does the second branch call the claim
-            // function: the claim's own row, told by its NULL `state`, with the new attempt
-            // (NULL when another claim got there first, then the statement runs again) and
-            // the lease it wrote (`now()` is the transaction's start).
+            // The first branch (see the crate docs' Statements) selects every column in the
+            // table's order, so the scan hands its tuples on without a projection. The second
+            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
+            // another claim got there first) and the lease it wrote (`now()` is the
+            // transaction's start).
             let row = sqlx::query(sql!(self.t(ns) =>
                 "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
                      AND (state = 'completed' OR lease_expires_at > now())) \
@@ -463,7 +429,7 @@ impl ResultStore for PostgresStore {
             .await
             .map_err(fail)?;
             if !row.try_get_raw("state").map_err(fail)?.is_null() {
-                let record = decode(&row, key)?;
+                let record = decode(&row)?;
                 return Ok(match record.state {
                     RecordState::Completed => ClaimOutcome::Completed(record),
                     RecordState::InProgress => ClaimOutcome::InFlight(record),
@@ -576,10 +542,8 @@ impl ResultStore for PostgresStore {
         if query.prefix.contains('\0') {
             return Ok(Page::new(Vec::new(), None));
         }
-        let cursor = query
-            .cursor
-            .as_deref()
-            .map(|c| c.split('\0').next().unwrap_or_default());
+        let cursor = query.cursor.as_deref().map(|c| c.split('\0').next());
+        let cursor = cursor.map(Option::unwrap_or_default);
         let prefix = query.prefix.as_str();
         let (lower, after) = match cursor {
             Some(c) if c >= prefix => (c, true),
@@ -601,13 +565,7 @@ impl ResultStore for PostgresStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(self.fail("list", None))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            records.push(decode(
-                row,
-                row.try_get("key").map_err(self.fail("list", None))?,
-            )?);
-        }
+        let records = rows.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 

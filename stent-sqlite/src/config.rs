@@ -80,15 +80,12 @@ impl SqliteStoreBuilder {
     /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for another scheme, a URL that
     /// names no file, an unknown query option or an invalid table prefix.
     pub fn url(self, url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix(crate::SCHEME)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "not a sqlite URL: {url:?} (expected sqlite://path)"
-                ))
-            })?;
+        let (scheme, rest) = url.split_once(':').unwrap_or_default();
+        if scheme != crate::SCHEME {
+            let message = format!("not a sqlite URL: {url:?} (expected sqlite://path)");
+            return Err(Error::config(message));
+        }
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(Error::config(format!("sqlite URL {url:?} names no file")));
@@ -96,26 +93,24 @@ impl SqliteStoreBuilder {
         let mut builder = self.path(path);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let Some(prefix) = pair.strip_prefix("table_prefix=") else {
-                return Err(Error::config(format!(
-                    "unknown option {pair:?} in sqlite URL (known: table_prefix)"
-                )));
+                let message =
+                    format!("unknown option {pair:?} in sqlite URL (known: table_prefix)");
+                return Err(Error::config(message));
             };
             builder = builder.table_prefix(prefix)?;
         }
         Ok(builder)
     }
 
-    /// Prepended to the table names `idempotency`, `cache` and `progress`, as is: `app_`
-    /// gives `app_idempotency`, `app_cache` and `app_progress`. Empty, or an ASCII letter
-    /// then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
+    /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): empty,
+    /// or an ASCII letter then letters, digits and `_`, at most [`MAX_PREFIX_LEN`] bytes.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_';
         let valid = prefix.is_empty()
             || (prefix.len() <= MAX_PREFIX_LEN
                 && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-                && prefix
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                && prefix.chars().all(allowed));
         if !valid {
             return Err(Error::config(format!(
                 "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, \

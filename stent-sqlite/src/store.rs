@@ -31,18 +31,14 @@ const CAPABILITIES: Capabilities = Capabilities::new()
     .durable(true)
     .max_value_len(Some(MAX_VALUE_LEN));
 
-/// How often a claim reads and runs the claim statement before calling the key contended. A
-/// second round happens only in one race: a record came to stand between the read and the
-/// claim statement (another process's claim, or one of this process's writes).
+/// How often a claim reads and runs the claim statement before calling the key contended
+/// (a second round only when a record came to stand between the two).
 const CLAIM_ROUNDS: usize = 8;
 
-/// A [`ResultStore`] in a SQLite database file (WAL mode): the embedded default.
-///
-/// Several processes may share the file and keep every guarantee; leases and expiry follow a
-/// [`Clock`] (the system clock by default), so the processes need synchronized clocks, as on
-/// one machine. Reads run on the [pool](Self::pool), writes one at a time on a connection of
-/// the store's own; the crate's README lists what every operation sends. Cheap to clone:
-/// clones share the connections.
+/// A [`ResultStore`] in a SQLite database file (WAL mode): the embedded default. Processes
+/// sharing the file keep every guarantee (leases and expiry follow a [`Clock`], so theirs
+/// must agree); the crate docs list what each operation sends. Cheap to clone: clones share
+/// the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -98,15 +94,10 @@ impl SqliteStore {
     /// Opens the store the URL in [`STENT_SQLITE_URL`](crate::ENV_URL) names, or
     /// [`DEFAULT_PATH`](crate::DEFAULT_PATH) when it is unset or empty.
     pub async fn from_env() -> Result<Self> {
-        match std::env::var(crate::ENV_URL) {
-            Ok(url) if !url.trim().is_empty() => {
-                Self::builder()
-                    .url(url.trim())
-                    .map_err(|e| Error::config(format!("{}: {}", crate::ENV_URL, e.message())))?
-                    .build()
-                    .await
-            }
-            _ => Self::builder().build().await,
+        let named = |e: Error| Error::config(format!("{}: {}", crate::ENV_URL, e.message()));
+        match std::env::var(crate::ENV_URL).unwrap_or_default().trim() {
+            "" => Self::builder().build().await,
+            url => Self::builder().url(url).map_err(named)?.build().await,
         }
     }
 
@@ -133,7 +124,7 @@ impl SqliteStore {
 
     pub(crate) async fn open_with(b: SqliteStoreBuilder) -> Result<Self> {
         let fail = |e| open_error(e, &b.path);
-        let options = SqliteConnectOptions::new()
+        let opts = SqliteConnectOptions::new()
             .filename(&b.path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -143,9 +134,7 @@ impl SqliteStore {
             })
             .busy_timeout(b.busy_timeout);
         // The writer first: it creates the file and switches it to WAL before the pool connects.
-        let writer = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(fail)?;
+        let writer = SqliteConnection::connect_with(&opts).await.map_err(fail)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(b.max_connections)
             .min_connections(1)
@@ -153,7 +142,7 @@ impl SqliteStore {
             // An in-process connection has no peer to lose: a ping would only cost a round
             // trip to its thread on every acquire. A crashed one still fails its statement.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(opts)
             .await
             .map_err(fail)?;
         let store = SqliteStore {
@@ -173,9 +162,8 @@ impl SqliteStore {
     }
 
     /// Creates the tables and indexes that are missing, brings older layouts up to date,
-    /// and checks that existing tables are stent's, in one transaction. Safe to run from
-    /// many processes at once, and again at any time; [`build`](SqliteStoreBuilder::build)
-    /// runs it unless told [not to](SqliteStoreBuilder::create_tables).
+    /// and checks that existing tables are stent's, in one transaction: safe to run from
+    /// many processes at once, and again at any time.
     ///
     /// # Errors
     ///
@@ -188,13 +176,10 @@ impl SqliteStore {
             // IMMEDIATE takes the write lock: a read-only file (which SQLite opens without
             // complaint) fails here, before anything else is attempted.
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let create = sql::create_tables(prefix, tables);
-            sqlx::raw_sql(AssertSqlSafe(create))
-                .execute(&mut *tx)
-                .await?;
-            let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql::version(prefix)))
-                .fetch_optional(&mut *tx)
-                .await?;
+            let create = sqlx::raw_sql(AssertSqlSafe(sql::create_tables(prefix, tables)));
+            create.execute(&mut *tx).await?;
+            let version = sqlx::query_scalar(AssertSqlSafe(sql::version(prefix)));
+            let version: Option<i64> = version.fetch_optional(&mut *tx).await?;
             // A table of the same name may be someone else's: check before indexing it.
             for t in tables {
                 foreign = Some(t);
@@ -202,10 +187,9 @@ impl SqliteStore {
                 sqlx::query(AssertSqlSafe(probe)).execute(&mut *tx).await?;
             }
             foreign = None;
-            let finish = sql::finish_tables(prefix, tables, version == Some(1));
-            sqlx::raw_sql(AssertSqlSafe(finish))
-                .execute(&mut *tx)
-                .await?;
+            let from_v1 = version == Some(1);
+            let finish = sqlx::raw_sql(AssertSqlSafe(sql::finish_tables(prefix, tables, from_v1)));
+            finish.execute(&mut *tx).await?;
             tx.commit().await
         });
         done.await.map_err(|e| match foreign {
@@ -266,7 +250,7 @@ impl SqliteStore {
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(|e| convert(e, "get", Some(key)))?;
-        row.map(|r| decode(&r, key)).transpose()
+        row.as_ref().map(decode).transpose()
     }
 }
 
@@ -275,26 +259,22 @@ fn column<'r, T>(row: &'r SqliteRow, name: &str, key: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
-    row.try_get(name).map_err(|e| {
-        Error::decode(
-            key,
-            format!("stored record's column `{name}` has the wrong type: {e}"),
-        )
-    })
+    let wrong = |e| format!("stored record's column `{name}` has the wrong type: {e}");
+    row.try_get(name).map_err(|e| Error::decode(key, wrong(e)))
 }
 
 /// The record in a row of [`COLUMNS`].
-fn decode(row: &SqliteRow, key: &str) -> Result<Record> {
+fn decode(row: &SqliteRow) -> Result<Record> {
+    let key: &str = row.try_get("key").map_err(|e| {
+        let message = format!("stored record's column `key` has the wrong type: {e}");
+        Error::new(ErrorKind::Decode, message)
+    })?;
     let time =
         |name| Ok::<_, Error>(column::<Option<i64>>(row, name, key)?.map(Timestamp::from_millis));
     let state: &str = column(row, "state", key)?;
     let state = RecordState::parse(state)
         .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let mut r = Record::new(
-        column::<String>(row, "key", key)?,
-        state,
-        time("created_ms")?.unwrap_or_default(),
-    );
+    let mut r = Record::new(key, state, time("created_ms")?.unwrap_or_default());
     r.value = column(row, "value", key)?;
     r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
     r.lease_expires_at = time("lease_expires_ms")?;
@@ -472,13 +452,7 @@ impl ResultStore for SqliteStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(|e| convert(e, "list", None))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            records.push(decode(
-                row,
-                row.try_get("key").map_err(|e| convert(e, "list", None))?,
-            )?);
-        }
+        let records = rows.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 
