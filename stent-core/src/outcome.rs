@@ -53,3 +53,14 @@ pub struct Traced<R> {
     /// How it was obtained.
     pub outcome: Outcome,
 }
+
+impl<R> Traced<R> {
+    pub(crate) fn new(value: R, status: Status, attempt: u32, key: String) -> Self {
+        let outcome = Outcome {
+            status,
+            attempt,
+            key,
+        };
+        Traced { value, outcome }
+    }
+}

@@ -1,7 +1,7 @@
 //! Identical calls in one process share one trip to the store: the first caller of a key
 //! leads, later ones follow and get its result.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -35,7 +35,7 @@ impl Slot {
 /// Calls in flight in this process, by key, with the slot their followers wait on once
 /// there is one.
 #[derive(Default)]
-pub(super) struct Flights(Mutex<HashMap<Arc<str>, Option<Arc<Slot>>>>);
+pub(super) struct Flights(Mutex<BTreeMap<Arc<str>, Option<Arc<Slot>>>>);
 
 pub(super) enum Flight<'a> {
     Leader(LeaderGuard<'a>),
@@ -43,7 +43,7 @@ pub(super) enum Flight<'a> {
 }
 
 impl Flights {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Option<Arc<Slot>>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, Option<Arc<Slot>>>> {
         // Every update is one insert or remove: a poisoned map is still consistent.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
