@@ -161,74 +161,84 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64>;
 }
 
-macro_rules! forward_store {
-    ($ty:ty) => {
+/// Implements [`ResultStore`] for `$ty` by calling each method on `$target` (an expression of
+/// `self`), every call's future handed to `$via!(self, Op, future)`: the `Arc` and `Box`
+/// impls below, and the test kit's `FaultStore`.
+macro_rules! delegate_store {
+    ([$($generics:tt)*] $ty:ty, |$this:ident| $target:expr, $via:ident) => {
         #[async_trait]
-        impl<T: ResultStore + ?Sized> ResultStore for $ty {
-            fn capabilities(&self) -> Capabilities {
-                (**self).capabilities()
+        impl<$($generics)*> ResultStore for $ty {
+            fn capabilities(&$this) -> Capabilities {
+                $target.capabilities()
             }
-            async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-                (**self).get(ns, key).await
+            async fn get(&$this, ns: Namespace, key: &str) -> Result<Option<Record>> {
+                $via!($this, Get, $target.get(ns, key))
             }
             async fn claim(
-                &self,
+                &$this,
                 ns: Namespace,
                 key: &str,
                 claim: &Claim<'_>,
             ) -> Result<ClaimOutcome> {
-                (**self).claim(ns, key, claim).await
+                $via!($this, Claim, $target.claim(ns, key, claim))
             }
             async fn renew(
-                &self,
+                &$this,
                 ns: Namespace,
                 key: &str,
                 token: &LeaseToken,
                 lease: Duration,
             ) -> Result<Timestamp> {
-                (**self).renew(ns, key, token, lease).await
+                $via!($this, Renew, $target.renew(ns, key, token, lease))
             }
             async fn complete(
-                &self,
+                &$this,
                 ns: Namespace,
                 key: &str,
                 token: &LeaseToken,
                 value: &[u8],
                 ttl: Option<Duration>,
             ) -> Result<()> {
-                (**self).complete(ns, key, token, value, ttl).await
+                $via!($this, Complete, $target.complete(ns, key, token, value, ttl))
             }
-            async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-                (**self).release(ns, key, token).await
+            async fn release(&$this, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+                $via!($this, Release, $target.release(ns, key, token))
             }
             async fn put(
-                &self,
+                &$this,
                 ns: Namespace,
                 key: &str,
                 value: &[u8],
                 ttl: Option<Duration>,
                 meta: RecordMeta<'_>,
             ) -> Result<()> {
-                (**self).put(ns, key, value, ttl, meta).await
+                $via!($this, Put, $target.put(ns, key, value, ttl, meta))
             }
-            async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-                (**self).delete(ns, key).await
+            async fn delete(&$this, ns: Namespace, key: &str) -> Result<bool> {
+                $via!($this, Delete, $target.delete(ns, key))
             }
-            async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-                (**self).list(ns, query).await
+            async fn list(&$this, ns: Namespace, query: &ListQuery) -> Result<Page> {
+                $via!($this, List, $target.list(ns, query))
             }
-            async fn clear(&self, ns: Namespace) -> Result<u64> {
-                (**self).clear(ns).await
+            async fn clear(&$this, ns: Namespace) -> Result<u64> {
+                $via!($this, Clear, $target.clear(ns))
             }
-            async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-                (**self).purge_expired(ns, limit).await
+            async fn purge_expired(&$this, ns: Namespace, limit: usize) -> Result<u64> {
+                $via!($this, PurgeExpired, $target.purge_expired(ns, limit))
             }
         }
     };
 }
+pub(crate) use delegate_store;
 
-forward_store!(Arc<T>);
-forward_store!(Box<T>);
+macro_rules! directly {
+    ($this:ident, $op:ident, $call:expr) => {
+        $call.await
+    };
+}
+
+delegate_store!([T: ResultStore + ?Sized] Arc<T>, |self| (**self), directly);
+delegate_store!([T: ResultStore + ?Sized] Box<T>, |self| (**self), directly);
 
 /// `Ok` when `value` fits [`Capabilities::max_value_len`], else an
 /// [`ErrorKind::ValueTooLarge`] error naming `key`.
