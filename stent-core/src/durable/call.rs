@@ -88,14 +88,18 @@ where
         };
         let leader = match flight {
             Flight::Leader(leader) => leader,
-            Flight::Follower(slot) => {
+            Flight::Follower(mut slot) => {
                 // A follower that waited its whole timeout goes to the store with no time
                 // left: it gets the error a caller in another process would.
-                let landed = tokio::time::timeout(timeout, slot.wait()).await;
-                if let Ok(Some(landed)) = landed
-                    && let Ok(value) = decode_value(&key, &landed.bytes)
-                {
-                    return Ok(Ok(Traced::new(value, Status::Joined, landed.attempt, key)));
+                let landed =
+                    match tokio::time::timeout(timeout, slot.wait_for(Option::is_some)).await {
+                        Ok(Ok(landed)) => landed
+                            .as_ref()
+                            .map(|l| (decode_value(&key, &l.bytes), l.attempt)),
+                        _ => None,
+                    };
+                if let Some((Ok(value), attempt)) = landed {
+                    return Ok(Ok(Traced::new(value, Status::Joined, attempt, key)));
                 }
                 // The leader failed or was cancelled: go to the store like anyone else.
                 return self.run_alone(key, fingerprint, args, started).await;
