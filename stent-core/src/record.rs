@@ -175,13 +175,12 @@ impl LeaseToken {
     pub fn generate() -> Self {
         // Written digit by digit: `format!` of a padded u128 costs a first call more than
         // the rest of the token's life.
-        let mut hex = String::with_capacity(32);
-        for byte in rand::random::<[u8; 16]>() {
-            for digit in [byte >> 4, byte & 0xf] {
-                hex.push(char::from_digit(digit.into(), 16).expect("a hex digit"));
-            }
+        let mut hex = vec![0; 32];
+        for (digits, byte) in hex.chunks_exact_mut(2).zip(rand::random::<[u8; 16]>()) {
+            digits[0] = b"0123456789abcdef"[usize::from(byte >> 4)];
+            digits[1] = b"0123456789abcdef"[usize::from(byte & 0xf)];
         }
-        LeaseToken(hex)
+        LeaseToken(String::from_utf8(hex).expect("hex digits are ASCII"))
     }
 
     /// Wraps a token read back from a store.
