@@ -26,11 +26,7 @@ where
             Err(e) => (String::new(), Err(e.into_call_error())),
             Ok(key) => {
                 // The progress log needs the key after the call; otherwise it moves in.
-                let kept = if started_at.is_some() {
-                    key.clone()
-                } else {
-                    String::new()
-                };
+                let kept = started_at.map(|_| key.clone()).unwrap_or_default();
                 let span = tracing::debug_span!(
                     "stent.call",
                     function = %name,
