@@ -166,66 +166,31 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
 /// impls below, and the test kit's `FaultStore`.
 macro_rules! delegate_store {
     ([$($generics:tt)*] $ty:ty, |$this:ident| $target:expr, $via:ident) => {
+        $crate::store::delegate_store!(@impl [$($generics)*] $ty, $this, $target, $via,
+            get(ns: Namespace, key: &str) -> Option<Record> = Get,
+            claim(ns: Namespace, key: &str, claim: &Claim<'_>) -> ClaimOutcome = Claim,
+            renew(ns: Namespace, key: &str, token: &LeaseToken, lease: Duration) -> Timestamp = Renew,
+            complete(ns: Namespace, key: &str, token: &LeaseToken, value: &[u8],
+                ttl: Option<Duration>) -> () = Complete,
+            release(ns: Namespace, key: &str, token: &LeaseToken) -> bool = Release,
+            put(ns: Namespace, key: &str, value: &[u8], ttl: Option<Duration>,
+                meta: RecordMeta<'_>) -> () = Put,
+            delete(ns: Namespace, key: &str) -> bool = Delete,
+            list(ns: Namespace, query: &ListQuery) -> Page = List,
+            clear(ns: Namespace) -> u64 = Clear,
+            purge_expired(ns: Namespace, limit: usize) -> u64 = PurgeExpired,
+        );
+    };
+    (@impl [$($generics:tt)*] $ty:ty, $this:ident, $target:expr, $via:ident,
+        $($method:ident($($arg:ident: $arg_ty:ty),*) -> $out:ty = $op:ident,)+) => {
         #[async_trait]
         impl<$($generics)*> ResultStore for $ty {
             fn capabilities(&$this) -> Capabilities {
                 $target.capabilities()
             }
-            async fn get(&$this, ns: Namespace, key: &str) -> Result<Option<Record>> {
-                $via!($this, Get, $target.get(ns, key))
-            }
-            async fn claim(
-                &$this,
-                ns: Namespace,
-                key: &str,
-                claim: &Claim<'_>,
-            ) -> Result<ClaimOutcome> {
-                $via!($this, Claim, $target.claim(ns, key, claim))
-            }
-            async fn renew(
-                &$this,
-                ns: Namespace,
-                key: &str,
-                token: &LeaseToken,
-                lease: Duration,
-            ) -> Result<Timestamp> {
-                $via!($this, Renew, $target.renew(ns, key, token, lease))
-            }
-            async fn complete(
-                &$this,
-                ns: Namespace,
-                key: &str,
-                token: &LeaseToken,
-                value: &[u8],
-                ttl: Option<Duration>,
-            ) -> Result<()> {
-                $via!($this, Complete, $target.complete(ns, key, token, value, ttl))
-            }
-            async fn release(&$this, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-                $via!($this, Release, $target.release(ns, key, token))
-            }
-            async fn put(
-                &$this,
-                ns: Namespace,
-                key: &str,
-                value: &[u8],
-                ttl: Option<Duration>,
-                meta: RecordMeta<'_>,
-            ) -> Result<()> {
-                $via!($this, Put, $target.put(ns, key, value, ttl, meta))
-            }
-            async fn delete(&$this, ns: Namespace, key: &str) -> Result<bool> {
-                $via!($this, Delete, $target.delete(ns, key))
-            }
-            async fn list(&$this, ns: Namespace, query: &ListQuery) -> Result<Page> {
-                $via!($this, List, $target.list(ns, query))
-            }
-            async fn clear(&$this, ns: Namespace) -> Result<u64> {
-                $via!($this, Clear, $target.clear(ns))
-            }
-            async fn purge_expired(&$this, ns: Namespace, limit: usize) -> Result<u64> {
-                $via!($this, PurgeExpired, $target.purge_expired(ns, limit))
-            }
+            $(async fn $method(&$this, $($arg: $arg_ty),*) -> Result<$out> {
+                $via!($this, $op, $target.$method($($arg),*))
+            })+
         }
     };
 }
