@@ -384,8 +384,8 @@ struct ErrorStorage<E> {
 }
 
 struct Inner<A, R, E> {
-    /// Called as `&dyn ResultStore` (`&*store`): the `Arc`'s own forwarding impl would box
-    /// every store future a second time.
+    /// Called through `store.as_ref()`, as `&dyn ResultStore`: the `Arc`'s own forwarding
+    /// impl would box every store future a second time.
     store: Arc<dyn ResultStore>,
     config: Config,
     key: Box<dyn KeyStrategy<A>>,
