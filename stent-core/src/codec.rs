@@ -43,7 +43,9 @@ pub enum Stored<T, E> {
 }
 
 fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![tag];
+    // Room for a small value: growing from one byte would reallocate on each piece written.
+    let mut out = Vec::with_capacity(128);
+    out.push(tag);
     serde_json::to_writer(&mut out, value).map_err(|e| {
         Error::new(ErrorKind::Encode, "result cannot be encoded as JSON").with_source(e)
     })?;

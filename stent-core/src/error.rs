@@ -4,65 +4,45 @@ use std::convert::Infallible;
 use std::fmt;
 use std::time::Duration;
 
-/// What went wrong, as a closed set callers can match on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The wrapped function itself returned an error; [`Error::function_error`] holds it.
-    Function,
-    /// Invalid configuration: a table prefix, a URL, an option out of range.
-    Config,
-    /// The store could not be reached, or the connection dropped mid-call.
-    Unavailable,
-    /// The store is momentarily overloaded or locked (throttling, `SQLITE_BUSY`).
-    Busy,
-    /// The store answered with an error that retrying will not fix.
-    Store,
-    /// The arguments could not be turned into a key (non-finite floats, unencodable values).
-    Key,
-    /// A result could not be encoded for storage.
-    Encode,
-    /// Stored bytes could not be decoded into the expected type.
-    Decode,
-    /// A key is longer than the store accepts.
-    KeyTooLarge,
-    /// A value is larger than the store accepts; nothing was sent.
-    ValueTooLarge,
-    /// Another caller holds the lease on this key and the in-flight policy gave up waiting.
-    InFlight,
-    /// The lease token no longer owns the record: another caller took over, so the
-    /// result was **not** recorded.
-    LeaseLost,
-    /// The same key was called with different arguments (payload validation).
-    PayloadMismatch,
-    /// The operation is not supported by this store.
-    Unsupported,
-}
-
-impl ErrorKind {
+named_enum! {
+    /// What went wrong, as a closed set callers can match on.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ErrorKind {
+        /// The wrapped function itself returned an error; [`Error::function_error`] holds it.
+        Function = "function",
+        /// Invalid configuration: a table prefix, a URL, an option out of range.
+        Config = "config",
+        /// The store could not be reached, or the connection dropped mid-call.
+        Unavailable = "unavailable",
+        /// The store is momentarily overloaded or locked (throttling, `SQLITE_BUSY`).
+        Busy = "busy",
+        /// The store answered with an error that retrying will not fix.
+        Store = "store",
+        /// The arguments could not be turned into a key (non-finite floats, unencodable values).
+        Key = "key",
+        /// A result could not be encoded for storage.
+        Encode = "encode",
+        /// Stored bytes could not be decoded into the expected type.
+        Decode = "decode",
+        /// A key is longer than the store accepts.
+        KeyTooLarge = "key_too_large",
+        /// A value is larger than the store accepts; nothing was sent.
+        ValueTooLarge = "value_too_large",
+        /// Another caller holds the lease on this key and the in-flight policy gave up waiting.
+        InFlight = "in_flight",
+        /// The lease token no longer owns the record: another caller took over, so the
+        /// result was **not** recorded.
+        LeaseLost = "lease_lost",
+        /// The same key was called with different arguments (payload validation).
+        PayloadMismatch = "payload_mismatch",
+        /// The operation is not supported by this store.
+        Unsupported = "unsupported",
+    }
     /// The kind's stable snake_case name (`"function"`, …, `"key_too_large"`, …), as logs and
     /// metrics labels show it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Function => "function",
-            Self::Config => "config",
-            Self::Unavailable => "unavailable",
-            Self::Busy => "busy",
-            Self::Store => "store",
-            Self::Key => "key",
-            Self::Encode => "encode",
-            Self::Decode => "decode",
-            Self::KeyTooLarge => "key_too_large",
-            Self::ValueTooLarge => "value_too_large",
-            Self::InFlight => "in_flight",
-            Self::LeaseLost => "lease_lost",
-            Self::PayloadMismatch => "payload_mismatch",
-            Self::Unsupported => "unsupported",
-        }
-    }
+    fn as_str;
 }
-
-display_as_str!(ErrorKind);
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 

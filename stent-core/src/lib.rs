@@ -1,15 +1,33 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// Implements `Display` for each listed type as its `as_str()`.
-macro_rules! display_as_str {
-    ($($ty:ty),+) => {$(
+/// Declares a fieldless enum whose variants have stable names: `ALL` lists the variants in
+/// declaration order, `as_str` names each (documented by the attributes before `fn as_str`),
+/// and `Display` writes the name.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])* pub enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident = $name:literal,)+ }
+        $(#[$as_str:meta])* fn as_str;
+    ) => {
+        $(#[$meta])*
+        pub enum $ty {$($(#[$vmeta])* $variant,)+}
+
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: [Self; [$($name),+].len()] = [$(Self::$variant),+];
+
+            $(#[$as_str])*
+            pub const fn as_str(self) -> &'static str {
+                match self {$(Self::$variant => $name,)+}
+            }
+        }
+
         impl std::fmt::Display for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
-    )+};
+    };
 }
 
 pub mod clock;

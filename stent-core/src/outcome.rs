@@ -1,36 +1,28 @@
 //! How a call was served: [`Status`], [`Outcome`] and [`Traced`].
 
-/// What a call did, as [`Durable::call_traced`](crate::Durable::call_traced) reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// The function ran in this call.
-    Executed,
-    /// The result came from the cache namespace.
-    CacheHit,
-    /// The result of an earlier execution was replayed from the idempotency namespace.
-    Replayed,
-    /// Another caller was executing the key; this call waited and got its result.
-    Joined,
+named_enum! {
+    /// What a call did, as [`Durable::call_traced`](crate::Durable::call_traced) reports it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Status {
+        /// The function ran in this call.
+        Executed = "executed",
+        /// The result came from the cache namespace.
+        CacheHit = "cache_hit",
+        /// The result of an earlier execution was replayed from the idempotency namespace.
+        Replayed = "replayed",
+        /// Another caller was executing the key; this call waited and got its result.
+        Joined = "joined",
+    }
+    /// `"executed"`, `"cache_hit"`, `"replayed"` or `"joined"`.
+    fn as_str;
 }
 
 impl Status {
-    /// `"executed"`, `"cache_hit"`, `"replayed"` or `"joined"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::Executed => "executed",
-            Status::CacheHit => "cache_hit",
-            Status::Replayed => "replayed",
-            Status::Joined => "joined",
-        }
-    }
-
     /// Whether the result came from the store rather than from running the function here.
     pub const fn is_hit(self) -> bool {
         !matches!(self, Status::Executed)
     }
 }
-
-display_as_str!(Status);
 
 /// How a call was served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,4 +44,15 @@ pub struct Traced<R> {
     pub value: R,
     /// How it was obtained.
     pub outcome: Outcome,
+}
+
+impl<R> Traced<R> {
+    pub(crate) fn new(value: R, status: Status, attempt: u32, key: String) -> Self {
+        let outcome = Outcome {
+            status,
+            attempt,
+            key,
+        };
+        Traced { value, outcome }
+    }
 }

@@ -5,34 +5,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// The keyspaces of a store: results of idempotent calls, cached results, and the
-/// per-execution progress log (kept apart so that clearing caches never erases it).
-///
-/// SQL backends name their tables exactly after [`Namespace::as_str`] (optionally prefixed),
-/// so `SELECT key, created_at FROM cache` works from a database shell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Namespace {
-    /// Results of idempotent calls: permanent unless a retention is set.
-    Idempotency,
-    /// Cached results: permanent or with a TTL.
-    Cache,
-    /// The per-execution progress log ([`Stent::run_execution`](crate::Stent::run_execution)):
-    /// debugging history, not a cache, so `clear(Cache)` leaves it alone.
-    Progress,
-}
-
-impl Namespace {
-    /// Every namespace, in declaration order.
-    pub const ALL: [Namespace; 3] = [Self::Idempotency, Self::Cache, Self::Progress];
-
-    /// `"idempotency"`, `"cache"` or `"progress"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Idempotency => "idempotency",
-            Self::Cache => "cache",
-            Self::Progress => "progress",
-        }
+named_enum! {
+    /// The keyspaces of a store: results of idempotent calls, cached results, and the
+    /// per-execution progress log (kept apart so that clearing caches never erases it).
+    ///
+    /// SQL backends name their tables exactly after [`Namespace::as_str`] (optionally prefixed),
+    /// so `SELECT key, created_at FROM cache` works from a database shell.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Namespace {
+        /// Results of idempotent calls: permanent unless a retention is set.
+        Idempotency = "idempotency",
+        /// Cached results: permanent or with a TTL.
+        Cache = "cache",
+        /// The per-execution progress log ([`Stent::run_execution`](crate::Stent::run_execution)):
+        /// debugging history, not a cache, so `clear(Cache)` leaves it alone.
+        Progress = "progress",
     }
+    /// `"idempotency"`, `"cache"` or `"progress"`.
+    fn as_str;
 }
 
 impl std::str::FromStr for Namespace {
@@ -52,33 +42,25 @@ impl std::str::FromStr for Namespace {
     }
 }
 
-/// Where a record stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RecordState {
-    /// Claimed by a caller whose lease may still be live; no value yet.
-    InProgress,
-    /// Holds a value.
-    Completed,
+named_enum! {
+    /// Where a record stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum RecordState {
+        /// Claimed by a caller whose lease may still be live; no value yet.
+        InProgress = "in_progress",
+        /// Holds a value.
+        Completed = "completed",
+    }
+    /// `"in_progress"` or `"completed"`, as stored by every backend.
+    fn as_str;
 }
 
 impl RecordState {
-    /// `"in_progress"` or `"completed"`, as stored by every backend.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "in_progress",
-            Self::Completed => "completed",
-        }
-    }
-
     /// Parses the stored form; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::InProgress, Self::Completed]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
-
-display_as_str!(Namespace, RecordState);
 
 /// A point in time: milliseconds since the Unix epoch, UTC (serialized as that integer).
 #[derive(
@@ -191,7 +173,14 @@ pub struct LeaseToken(String);
 impl LeaseToken {
     /// A new random token: 128 bits as 32 lowercase hex digits.
     pub fn generate() -> Self {
-        LeaseToken(format!("{:032x}", rand::random::<u128>()))
+        // Written digit by digit: `format!` of a padded u128 costs a first call more than
+        // the rest of the token's life.
+        let mut hex = vec![0; 32];
+        for (digits, byte) in hex.chunks_exact_mut(2).zip(rand::random::<[u8; 16]>()) {
+            digits[0] = b"0123456789abcdef"[usize::from(byte >> 4)];
+            digits[1] = b"0123456789abcdef"[usize::from(byte & 0xf)];
+        }
+        LeaseToken(String::from_utf8(hex).expect("hex digits are ASCII"))
     }
 
     /// Wraps a token read back from a store.

@@ -161,74 +161,49 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64>;
 }
 
-macro_rules! forward_store {
-    ($ty:ty) => {
+/// Implements [`ResultStore`] for `$ty` by calling each method on `$target` (an expression of
+/// `self`), every call's future handed to `$via!(self, Op, future)`: the `Arc` and `Box`
+/// impls below, and the test kit's `FaultStore`.
+macro_rules! delegate_store {
+    ([$($generics:tt)*] $ty:ty, |$this:ident| $target:expr, $via:ident) => {
+        $crate::store::delegate_store!(@impl [$($generics)*] $ty, $this, $target, $via,
+            get(ns: Namespace, key: &str) -> Option<Record> = Get,
+            claim(ns: Namespace, key: &str, claim: &Claim<'_>) -> ClaimOutcome = Claim,
+            renew(ns: Namespace, key: &str, token: &LeaseToken, lease: Duration) -> Timestamp = Renew,
+            complete(ns: Namespace, key: &str, token: &LeaseToken, value: &[u8],
+                ttl: Option<Duration>) -> () = Complete,
+            release(ns: Namespace, key: &str, token: &LeaseToken) -> bool = Release,
+            put(ns: Namespace, key: &str, value: &[u8], ttl: Option<Duration>,
+                meta: RecordMeta<'_>) -> () = Put,
+            delete(ns: Namespace, key: &str) -> bool = Delete,
+            list(ns: Namespace, query: &ListQuery) -> Page = List,
+            clear(ns: Namespace) -> u64 = Clear,
+            purge_expired(ns: Namespace, limit: usize) -> u64 = PurgeExpired,
+        );
+    };
+    (@impl [$($generics:tt)*] $ty:ty, $this:ident, $target:expr, $via:ident,
+        $($method:ident($($arg:ident: $arg_ty:ty),*) -> $out:ty = $op:ident,)+) => {
         #[async_trait]
-        impl<T: ResultStore + ?Sized> ResultStore for $ty {
-            fn capabilities(&self) -> Capabilities {
-                (**self).capabilities()
+        impl<$($generics)*> ResultStore for $ty {
+            fn capabilities(&$this) -> Capabilities {
+                $target.capabilities()
             }
-            async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-                (**self).get(ns, key).await
-            }
-            async fn claim(
-                &self,
-                ns: Namespace,
-                key: &str,
-                claim: &Claim<'_>,
-            ) -> Result<ClaimOutcome> {
-                (**self).claim(ns, key, claim).await
-            }
-            async fn renew(
-                &self,
-                ns: Namespace,
-                key: &str,
-                token: &LeaseToken,
-                lease: Duration,
-            ) -> Result<Timestamp> {
-                (**self).renew(ns, key, token, lease).await
-            }
-            async fn complete(
-                &self,
-                ns: Namespace,
-                key: &str,
-                token: &LeaseToken,
-                value: &[u8],
-                ttl: Option<Duration>,
-            ) -> Result<()> {
-                (**self).complete(ns, key, token, value, ttl).await
-            }
-            async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-                (**self).release(ns, key, token).await
-            }
-            async fn put(
-                &self,
-                ns: Namespace,
-                key: &str,
-                value: &[u8],
-                ttl: Option<Duration>,
-                meta: RecordMeta<'_>,
-            ) -> Result<()> {
-                (**self).put(ns, key, value, ttl, meta).await
-            }
-            async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-                (**self).delete(ns, key).await
-            }
-            async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-                (**self).list(ns, query).await
-            }
-            async fn clear(&self, ns: Namespace) -> Result<u64> {
-                (**self).clear(ns).await
-            }
-            async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-                (**self).purge_expired(ns, limit).await
-            }
+            $(async fn $method(&$this, $($arg: $arg_ty),*) -> Result<$out> {
+                $via!($this, $op, $target.$method($($arg),*))
+            })+
         }
     };
 }
+pub(crate) use delegate_store;
 
-forward_store!(Arc<T>);
-forward_store!(Box<T>);
+macro_rules! directly {
+    ($this:ident, $op:ident, $call:expr) => {
+        $call.await
+    };
+}
+
+delegate_store!([T: ResultStore + ?Sized] Arc<T>, |self| (**self), directly);
+delegate_store!([T: ResultStore + ?Sized] Box<T>, |self| (**self), directly);
 
 /// `Ok` when `value` fits [`Capabilities::max_value_len`], else an
 /// [`ErrorKind::ValueTooLarge`] error naming `key`.

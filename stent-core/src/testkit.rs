@@ -47,64 +47,34 @@ use crate::record::{
 };
 use crate::store::ResultStore;
 
-/// One kind of [`ResultStore`] operation, as [`Fault`] rules and call counters name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
-    /// [`ResultStore::get`].
-    Get,
-    /// [`ResultStore::claim`].
-    Claim,
-    /// [`ResultStore::renew`].
-    Renew,
-    /// [`ResultStore::complete`].
-    Complete,
-    /// [`ResultStore::release`].
-    Release,
-    /// [`ResultStore::put`].
-    Put,
-    /// [`ResultStore::delete`].
-    Delete,
-    /// [`ResultStore::list`].
-    List,
-    /// [`ResultStore::clear`].
-    Clear,
-    /// [`ResultStore::purge_expired`].
-    PurgeExpired,
-}
-
-impl Op {
-    /// Every operation, in declaration order.
-    pub const ALL: [Op; 10] = [
-        Op::Get,
-        Op::Claim,
-        Op::Renew,
-        Op::Complete,
-        Op::Release,
-        Op::Put,
-        Op::Delete,
-        Op::List,
-        Op::Clear,
-        Op::PurgeExpired,
-    ];
-
-    /// The method's name: `"get"`, `"claim"`, …, `"purge_expired"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Claim => "claim",
-            Op::Renew => "renew",
-            Op::Complete => "complete",
-            Op::Release => "release",
-            Op::Put => "put",
-            Op::Delete => "delete",
-            Op::List => "list",
-            Op::Clear => "clear",
-            Op::PurgeExpired => "purge_expired",
-        }
+named_enum! {
+    /// One kind of [`ResultStore`] operation, as [`Fault`] rules and call counters name them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Op {
+        /// [`ResultStore::get`].
+        Get = "get",
+        /// [`ResultStore::claim`].
+        Claim = "claim",
+        /// [`ResultStore::renew`].
+        Renew = "renew",
+        /// [`ResultStore::complete`].
+        Complete = "complete",
+        /// [`ResultStore::release`].
+        Release = "release",
+        /// [`ResultStore::put`].
+        Put = "put",
+        /// [`ResultStore::delete`].
+        Delete = "delete",
+        /// [`ResultStore::list`].
+        List = "list",
+        /// [`ResultStore::clear`].
+        Clear = "clear",
+        /// [`ResultStore::purge_expired`].
+        PurgeExpired = "purge_expired",
     }
+    /// The method's name: `"get"`, `"claim"`, …, `"purge_expired"`.
+    fn as_str;
 }
-
-display_as_str!(Op);
 
 /// What a [`Fault`] does to the calls it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,77 +323,10 @@ impl<S> FaultStore<S> {
     }
 }
 
-#[async_trait]
-impl<S: ResultStore> ResultStore for FaultStore<S> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.run(Op::Get, self.inner.get(ns, key)).await
-    }
-
-    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        self.run(Op::Claim, self.inner.claim(ns, key, claim)).await
-    }
-
-    async fn renew(
-        &self,
-        ns: Namespace,
-        key: &str,
-        token: &LeaseToken,
-        lease: Duration,
-    ) -> Result<Timestamp> {
-        self.run(Op::Renew, self.inner.renew(ns, key, token, lease))
-            .await
-    }
-
-    async fn complete(
-        &self,
-        ns: Namespace,
-        key: &str,
-        token: &LeaseToken,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        self.run(
-            Op::Complete,
-            self.inner.complete(ns, key, token, value, ttl),
-        )
-        .await
-    }
-
-    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        self.run(Op::Release, self.inner.release(ns, key, token))
-            .await
-    }
-
-    async fn put(
-        &self,
-        ns: Namespace,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        meta: RecordMeta<'_>,
-    ) -> Result<()> {
-        self.run(Op::Put, self.inner.put(ns, key, value, ttl, meta))
-            .await
-    }
-
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        self.run(Op::Delete, self.inner.delete(ns, key)).await
-    }
-
-    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        self.run(Op::List, self.inner.list(ns, query)).await
-    }
-
-    async fn clear(&self, ns: Namespace) -> Result<u64> {
-        self.run(Op::Clear, self.inner.clear(ns)).await
-    }
-
-    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        self.run(Op::PurgeExpired, self.inner.purge_expired(ns, limit))
-            .await
-    }
+macro_rules! through_rules {
+    ($this:ident, $op:ident, $call:expr) => {
+        $this.run(Op::$op, $call).await
+    };
 }
+
+crate::store::delegate_store!([S: ResultStore] FaultStore<S>, |self| self.inner, through_rules);

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How a call through the store ends: stent's own error outside, the function's inside.
+pub(super) type Served<T, E> = Result<std::result::Result<T, E>>;
+
 impl<A, R, E> Durable<A, R, E>
 where
     A: Serialize + Send + 'static,
@@ -23,11 +26,7 @@ where
             Err(e) => (String::new(), Err(e.into_call_error())),
             Ok(key) => {
                 // The progress log needs the key after the call; otherwise it moves in.
-                let kept = if started_at.is_some() {
-                    key.clone()
-                } else {
-                    String::new()
-                };
+                let kept = started_at.map(|_| key.clone()).unwrap_or_default();
                 let span = tracing::debug_span!(
                     "stent.call",
                     function = %name,
@@ -35,11 +34,17 @@ where
                     status = tracing::field::Empty,
                     attempt = tracing::field::Empty,
                 );
+                let run = async {
+                    match self.run(key, args).await {
+                        Ok(served) => served.map_err(Error::function),
+                        Err(e) => Err(e.into_call_error()),
+                    }
+                };
                 let result = if span.is_disabled() {
                     // No subscriber wants the span: skip entering it on every poll.
-                    self.run(key, args).await
+                    run.await
                 } else {
-                    let result = self.run(key, args).instrument(span.clone()).await;
+                    let result = run.instrument(span.clone()).await;
                     match &result {
                         Ok(t) => {
                             span.record("status", t.outcome.status.as_str());
@@ -63,17 +68,14 @@ where
         result
     }
 
-    async fn run(&self, key: String, args: A) -> Result<Traced<R>, Error<E>> {
+    async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
         let started = Instant::now();
-        let fingerprint = match &self.inner.fingerprint {
-            Some(f) => Some(f(&args).map_err(Error::into_call_error)?),
-            None => None,
-        };
-        let timeout = match self.inner.config.in_flight {
-            // Rejecting: an identical call in this process is a conflict like one in
-            // another process, met at the store, so both get the same error.
-            InFlight::Reject => return self.run_alone(key, fingerprint, args, started).await,
-            InFlight::Wait { timeout } => timeout,
+        let fingerprint = self.inner.fingerprint.as_ref().map(|f| f(&args));
+        let fingerprint = fingerprint.transpose()?;
+        // Rejecting: an identical call in this process is a conflict like one in another
+        // process, met at the store, so both get the same error.
+        let InFlight::Wait { timeout } = self.inner.config.in_flight else {
+            return self.run_alone(key, fingerprint, args, started).await;
         };
         // Identical concurrent calls in this process share one trip to the store.
         let flight = match &fingerprint {
@@ -82,39 +84,31 @@ where
         };
         let leader = match flight {
             Flight::Leader(leader) => leader,
-            Flight::Follower(slot) => {
+            Flight::Follower(mut slot) => {
                 // A follower that waited its whole timeout goes to the store with no time
                 // left: it gets the error a caller in another process would.
-                let landed = tokio::time::timeout(timeout, slot.wait())
-                    .await
-                    .ok()
-                    .flatten();
-                if let Some(landed) = landed
-                    && let Ok(value) = decode_value::<R>(&key, &landed.bytes)
-                {
-                    return Ok(Traced {
-                        value,
-                        outcome: Outcome {
-                            status: Status::Joined,
-                            attempt: landed.attempt,
-                            key,
-                        },
-                    });
+                let landed =
+                    match tokio::time::timeout(timeout, slot.wait_for(Option::is_some)).await {
+                        Ok(Ok(landed)) => landed
+                            .as_ref()
+                            .map(|l| (decode_value(&key, &l.bytes), l.attempt)),
+                        _ => None,
+                    };
+                if let Some((Ok(value), attempt)) = landed {
+                    return Ok(Ok(Traced::new(value, Status::Joined, attempt, key)));
                 }
                 // The leader failed or was cancelled: go to the store like anyone else.
                 return self.run_alone(key, fingerprint, args, started).await;
             }
         };
-        let result = self.run_alone(key, fingerprint, args, started).await;
+        let served = self.run_alone(key, fingerprint, args, started).await;
         leader.finish(|| {
-            let t = result.as_ref().ok()?;
+            let Ok(Ok(t)) = &served else { return None };
             let bytes = codec::encode_value(&t.value).ok()?;
-            Some(Landed {
-                bytes,
-                attempt: t.outcome.attempt,
-            })
+            let attempt = t.outcome.attempt;
+            Some(Landed { bytes, attempt })
         });
-        result
+        served
     }
 
     /// The call's way through the store; `started` is when the call began, from which
@@ -125,37 +119,41 @@ where
         fingerprint: Option<String>,
         args: A,
         started: Instant,
-    ) -> Result<Traced<R>, Error<E>> {
-        let inner = &*self.inner;
-        let c = &inner.config;
+    ) -> Served<Traced<R>, E> {
+        let c = &self.inner.config;
         let fingerprint = fingerprint.as_deref();
         if c.cached
             && let Some((value, attempt)) = self.cache_lookup(&key, fingerprint).await?
         {
-            return Ok(Traced {
-                value,
-                outcome: Outcome {
-                    status: Status::CacheHit,
-                    attempt,
-                    key,
-                },
-            });
+            return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
         }
         if c.idempotent {
             return self.idempotent(key, fingerprint, args, started).await;
         }
-        let (value, bytes) = Box::pin(self.execute_plain(&key, args)).await?;
-        self.cache_store(&key, &bytes, fingerprint)
-            .await
-            .map_err(Error::into_call_error)?;
-        Ok(Traced {
-            value,
-            outcome: Outcome {
-                status: Status::Executed,
-                attempt: 1,
-                key,
-            },
-        })
+        let value = match self.execute(key.as_str().into(), 1, args).await {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        };
+        let bytes = codec::encode_value(&value)?;
+        self.cache_store(&key, &bytes, fingerprint).await?;
+        Ok(Ok(Traced::new(value, Status::Executed, 1, key)))
+    }
+
+    /// Runs the function as attempt `attempt` of `key`, inside the [`Execution`] it reads.
+    pub(super) fn execute(
+        &self,
+        key: Arc<str>,
+        attempt: u32,
+        args: A,
+    ) -> impl Future<Output = std::result::Result<R, E>> {
+        let name = &self.inner.config.name;
+        observe::execution(name, attempt);
+        let exec = Execution {
+            function: Arc::clone(name),
+            key,
+            attempt,
+        };
+        CURRENT.scope(exec.clone(), (self.inner.func)(args, exec))
     }
 
     pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
@@ -172,21 +170,16 @@ where
     /// With payload validation, a value stored with another fingerprint is
     /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
     /// neither is revealed.
-    async fn cache_lookup(
-        &self,
-        key: &str,
-        fingerprint: Option<&str>,
-    ) -> Result<Option<(R, u32)>, Error<E>> {
-        let record = match self.inner.store.get(Namespace::Cache, key).await {
-            Ok(r) => r,
-            Err(e) if self.inner.config.fail_open && !self.inner.config.idempotent => {
+    async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<(R, u32)>> {
+        let c = &self.inner.config;
+        let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(None),
+            Err(e) if c.fail_open && !c.idempotent => {
                 tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
                 return Ok(None);
             }
-            Err(e) => return Err(e.into_call_error()),
-        };
-        let Some(record) = record else {
-            return Ok(None);
+            Err(e) => return Err(e),
         };
         if fingerprint.is_some() {
             if record.fingerprint.is_none() {
@@ -197,7 +190,7 @@ where
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
-        match decode_value::<R>(key, bytes) {
+        match decode_value(key, bytes) {
             Ok(value) => Ok(Some((value, record.attempt))),
             Err(e) => {
                 tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
@@ -213,12 +206,9 @@ where
         fingerprint: Option<&str>,
     ) -> Result<()> {
         let c = &self.inner.config;
-        match self
-            .inner
-            .store
-            .put(Namespace::Cache, key, bytes, c.ttl, self.meta(fingerprint))
-            .await
-        {
+        let meta = self.meta(fingerprint);
+        let store = self.inner.store.as_ref();
+        match store.put(Namespace::Cache, key, bytes, c.ttl, meta).await {
             Ok(()) => Ok(()),
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.
@@ -230,63 +220,40 @@ where
         }
     }
 
-    async fn execute_plain(&self, key: &str, args: A) -> Result<(R, Vec<u8>), Error<E>> {
-        let inner = &*self.inner;
-        let exec = Execution {
-            function: Arc::clone(&inner.config.name),
-            key: key.into(),
-            attempt: 1,
-        };
-        observe::execution(&inner.config.name, 1);
-        let fut = (inner.func)(args, exec.clone());
-        let value = CURRENT.scope(exec, fut).await.map_err(Error::function)?;
-        let bytes = codec::encode_value(&value).map_err(Error::into_call_error)?;
-        Ok((value, bytes))
-    }
-
-    pub(super) fn replay(&self, key: &str, record: &Record) -> Result<R, Error<E>> {
+    /// The result a completed record holds: a value, or a stored error to replay.
+    pub(super) fn replay(&self, key: &str, record: &Record) -> Served<R, E> {
         if record.state != RecordState::Completed {
-            return Err(Error::decode(key, "record is not completed").into_call_error());
+            return Err(Error::decode(key, "record is not completed"));
         }
         let bytes = record.value.as_deref().unwrap_or_default();
-        match bytes.first() {
-            Some(&TAG_JSON_ERROR) => match &self.inner.store_errors {
-                Some(s) => Err(Error::function(
-                    (s.decode)(key, &bytes[1..]).map_err(Error::into_call_error)?,
-                )),
-                None => Err(Error::decode(
-                    key,
-                    "the stored result is an error, but this function does not replay stored errors",
-                )
-                .into_call_error()),
-            },
-            _ => decode_value(key, bytes).map_err(Error::into_call_error),
+        if bytes.first() != Some(&TAG_JSON_ERROR) {
+            return decode_value(key, bytes).map(Ok);
+        }
+        match &self.inner.store_errors {
+            Some(s) => (s.decode)(key, &bytes[1..]).map(Err),
+            None => Err(Error::decode(
+                key,
+                "the stored result is an error, but this function does not replay stored errors",
+            )),
         }
     }
 }
 
 pub(super) fn decode_value<R: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<R> {
-    match bytes.first() {
-        Some(&TAG_JSON_VALUE) => codec::decode_json(key, &bytes[1..], "value"),
-        _ => match codec::decode::<R, serde_json::Value>(key, bytes)? {
-            codec::Stored::Value(v) => Ok(v),
-            codec::Stored::Error(_) => Err(Error::decode(key, "stored value is an error")),
-        },
+    match codec::decode::<R, serde::de::IgnoredAny>(key, bytes)? {
+        codec::Stored::Value(v) => Ok(v),
+        codec::Stored::Error(_) => Err(Error::decode(key, "stored value is an error")),
     }
 }
 
-pub(super) fn check_fingerprint<E>(
-    key: &str,
-    ours: Option<&str>,
-    record: &Record,
-) -> Result<(), Error<E>> {
+/// [`ErrorKind::PayloadMismatch`] when the record was stored with another fingerprint.
+pub(super) fn check_fingerprint(key: &str, ours: Option<&str>, record: &Record) -> Result<()> {
     match (ours, record.fingerprint.as_deref()) {
         (Some(ours), Some(theirs)) if ours != theirs => Err(Error::new(
             ErrorKind::PayloadMismatch,
             "this key was already used with different arguments",
         )
-        .with_key(key)
-        .into_call_error()),
+        .with_key(key)),
         _ => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
 //! Everything that touches a lease: the claim loop, renewal while the function runs,
 //! fencing, the completion retry, and release on error, panic or cancellation.
 
-use super::call::check_fingerprint;
+use super::call::{Served, check_fingerprint};
 use super::*;
 
 impl<A, R, E> Durable<A, R, E>
@@ -16,10 +16,8 @@ where
         fingerprint: Option<&str>,
         args: A,
         started: Instant,
-    ) -> Result<Traced<R>, Error<E>> {
-        let inner = &*self.inner;
-        let c = &inner.config;
-        let store = &inner.store;
+    ) -> Served<Traced<R>, E> {
+        let c = &self.inner.config;
         let mut backoff = Duration::from_millis(5);
         let mut joined = false;
         loop {
@@ -29,89 +27,67 @@ where
                 lease: c.lease(),
                 meta: self.meta(fingerprint),
             };
-            let outcome = store
-                .claim(Namespace::Idempotency, &key, &claim)
-                .await
-                .map_err(Error::into_call_error)?;
-            match outcome {
+            let store = self.inner.store.as_ref();
+            let record = match store.claim(Namespace::Idempotency, &key, &claim).await? {
+                ClaimOutcome::Acquired { attempt, .. } => {
+                    // Boxed: a replay's future need not carry the execution's state.
+                    let run = self.execute_claimed(&key, fingerprint, token, attempt, args);
+                    let served = Box::pin(run).await?;
+                    return Ok(served.map(|v| Traced::new(v, Status::Executed, attempt, key)));
+                }
                 ClaimOutcome::Completed(record) => {
                     check_fingerprint(&key, fingerprint, &record)?;
+                    let value = match self.replay(&key, &record)? {
+                        Ok(value) => value,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    if c.cached
+                        && let Some(bytes) = &record.value
+                    {
+                        self.cache_store(&key, bytes, fingerprint).await?;
+                    }
                     let status = if joined {
                         Status::Joined
                     } else {
                         Status::Replayed
                     };
-                    let value = self.replay(&key, &record)?;
-                    if c.cached
-                        && let Some(bytes) = &record.value
-                    {
-                        self.cache_store(&key, bytes, fingerprint)
-                            .await
-                            .map_err(Error::into_call_error)?;
-                    }
-                    return Ok(Traced {
-                        value,
-                        outcome: Outcome {
-                            status,
-                            attempt: record.attempt,
-                            key,
-                        },
-                    });
+                    return Ok(Ok(Traced::new(value, status, record.attempt, key)));
                 }
-                ClaimOutcome::InFlight(record) => {
-                    check_fingerprint(&key, fingerprint, &record)?;
-                    let until_lapse = record
-                        .lease_expires_at
-                        .map(|at| at.since(Timestamp::now()))
-                        .unwrap_or_default();
-                    let timeout = match c.in_flight {
-                        InFlight::Reject => Duration::ZERO,
-                        InFlight::Wait { timeout } => timeout,
-                    };
-                    let waited = started.elapsed();
-                    if waited >= timeout {
-                        return Err(Error::new(
-                            ErrorKind::InFlight,
-                            format!(
-                                "another caller is executing this key (attempt {}){}",
-                                record.attempt,
-                                if timeout.is_zero() {
-                                    String::new()
-                                } else {
-                                    format!("; gave up after waiting {waited:?}")
-                                }
-                            ),
-                        )
-                        .with_key(key)
-                        .with_retry_after(until_lapse.max(Duration::from_millis(1)))
-                        .into_call_error());
-                    }
-                    if !joined {
-                        observe::in_flight_wait(&c.name);
-                    }
-                    joined = true;
-                    // Wake up no later than the holder's lease lapses, to take over promptly.
-                    let nap = backoff
-                        .min(until_lapse + Duration::from_millis(2))
-                        .min(timeout - waited);
-                    tokio::time::sleep(nap).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
-                }
-                ClaimOutcome::Acquired { attempt, .. } => {
-                    // Boxed: a replay's future need not carry the execution's state.
-                    let value =
-                        Box::pin(self.execute_claimed(&key, fingerprint, token, attempt, args))
-                            .await?;
-                    return Ok(Traced {
-                        value,
-                        outcome: Outcome {
-                            status: Status::Executed,
-                            attempt,
-                            key,
-                        },
-                    });
-                }
+                ClaimOutcome::InFlight(record) => record,
+            };
+            check_fingerprint(&key, fingerprint, &record)?;
+            let until_lapse = record
+                .lease_expires_at
+                .map(|at| at.since(Timestamp::now()))
+                .unwrap_or_default();
+            let timeout = match c.in_flight {
+                InFlight::Reject => Duration::ZERO,
+                InFlight::Wait { timeout } => timeout,
+            };
+            let waited = started.elapsed();
+            if waited >= timeout {
+                let gave_up = if timeout.is_zero() {
+                    String::new()
+                } else {
+                    format!("; gave up after waiting {waited:?}")
+                };
+                let attempt = record.attempt;
+                let message =
+                    format!("another caller is executing this key (attempt {attempt}){gave_up}");
+                return Err(Error::new(ErrorKind::InFlight, message)
+                    .with_key(key)
+                    .with_retry_after(until_lapse.max(Duration::from_millis(1))));
             }
+            if !joined {
+                observe::in_flight_wait(&c.name);
+            }
+            joined = true;
+            // Wake up no later than the holder's lease lapses, to take over promptly.
+            let nap = backoff
+                .min(until_lapse + Duration::from_millis(2))
+                .min(timeout - waited);
+            tokio::time::sleep(nap).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -124,30 +100,21 @@ where
         token: LeaseToken,
         attempt: u32,
         args: A,
-    ) -> Result<R, Error<E>> {
-        let inner = &*self.inner;
-        let c = &inner.config;
-        let store = &inner.store;
+    ) -> Served<R, E> {
+        let c = &self.inner.config;
+        let store = self.inner.store.as_ref();
         // One copy of the key, shared by the guard and the execution.
         let shared_key: Arc<str> = key.into();
-        let mut guard = ReleaseGuard {
-            store: Arc::clone(store),
+        let guard = ReleaseGuard {
+            store: Arc::clone(&self.inner.store),
             key: Arc::clone(&shared_key),
             token,
             armed: true,
         };
-        let token = guard.token.clone();
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
-        observe::execution(&c.name, attempt);
-        let exec = Execution {
-            function: Arc::clone(&c.name),
-            key: shared_key,
-            attempt,
-        };
-        let work =
-            AssertUnwindSafe(CURRENT.scope(exec.clone(), (inner.func)(args, exec))).catch_unwind();
+        let work = AssertUnwindSafe(self.execute(shared_key, attempt, args)).catch_unwind();
         let renew = async {
             // Fixed rate: a slow renewal does not push the next one later, so the lease
             // keeps two thirds of its length as margin however slow the store is.
@@ -156,8 +123,9 @@ where
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
+                let token = &guard.token;
                 match store
-                    .renew(Namespace::Idempotency, key, &token, c.lease())
+                    .renew(Namespace::Idempotency, key, token, c.lease())
                     .await
                 {
                     Ok(_) => {}
@@ -175,7 +143,7 @@ where
             () = renew => unreachable!("the renewal loop never ends"),
         };
         let result = match result {
-            Ok(r) => r,
+            Ok(result) => result,
             Err(panic) => {
                 guard.release().await;
                 std::panic::resume_unwind(panic);
@@ -183,45 +151,44 @@ where
         };
         let bytes = match &result {
             Ok(value) => codec::encode_value(value),
-            Err(e) => match &inner.store_errors {
+            Err(e) => match &self.inner.store_errors {
                 Some(s) if (s.pred)(e) => (s.encode)(e),
                 _ => {
                     guard.release().await;
-                    return Err(Error::function(result.err().expect("checked above")));
+                    return Ok(result);
                 }
             },
         };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                guard.release().await;
-                return Err(e.into_call_error());
-            }
-        };
-        if let Err(e) = self.complete(key, &token, &bytes).await {
-            if e.kind() == ErrorKind::ValueTooLarge || e.kind() == ErrorKind::Encode {
-                guard.release().await;
-            } else {
-                // Leave the claim: a lost lease belongs to someone else now, and after
-                // a store outage the lease lapses and the next caller takes over.
-                guard.armed = false;
-            }
-            return Err(e.into_call_error());
-        }
-        guard.armed = false;
-        if c.cached {
-            self.cache_store(key, &bytes, fingerprint)
+        let recorded = match bytes {
+            Ok(bytes) => self
+                .complete(key, &guard.token, &bytes)
                 .await
-                .map_err(Error::into_call_error)?;
+                .map(|()| bytes),
+            Err(e) => Err(e),
+        };
+        let bytes = match recorded {
+            Ok(bytes) => bytes,
+            // Nothing was written: the key is free for the next caller at once.
+            Err(e) if matches!(e.kind(), ErrorKind::ValueTooLarge | ErrorKind::Encode) => {
+                guard.release().await;
+                return Err(e);
+            }
+            // Leave the claim: a lost lease belongs to someone else now, and after
+            // a store outage the lease lapses and the next caller takes over.
+            Err(e) => return Err(guard.keep(e)),
+        };
+        guard.keep(());
+        if c.cached {
+            self.cache_store(key, &bytes, fingerprint).await?;
         }
-        result.map_err(Error::function)
+        Ok(result)
     }
 
     /// Records the result, retrying transient store errors for up to one lease: the work
     /// is done, so recording it is worth some patience.
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
         let c = &self.inner.config;
-        let store = &self.inner.store;
+        let store = self.inner.store.as_ref();
         let deadline = Instant::now() + c.lease();
         let mut backoff = Duration::from_millis(10);
         let mut retried = false;
@@ -239,26 +206,24 @@ where
                 // An attempt whose reply was lost may have been applied: if the record now
                 // holds exactly this result, it was ours.
                 Err(e) if retried && e.kind() == ErrorKind::LeaseLost => {
-                    match store.get(Namespace::Idempotency, key).await {
+                    return match store.get(Namespace::Idempotency, key).await {
                         Ok(Some(r))
                             if r.state == RecordState::Completed
                                 && r.value.as_deref() == Some(bytes) =>
                         {
-                            return Ok(());
+                            Ok(())
                         }
-                        Ok(_) => return Err(e),
+                        Ok(_) => Err(e),
                         // Whether the lost attempt was applied is unknown: a later call
                         // replays the result if it was, and runs again if it was not.
-                        Err(read) => {
-                            return Err(Error::new(
-                                ErrorKind::Unavailable,
-                                "the result may have been recorded: a reply was lost and \
-                                 reading the record back failed; call again",
-                            )
-                            .with_key(key)
-                            .with_source(read));
-                        }
-                    }
+                        Err(read) => Err(Error::new(
+                            ErrorKind::Unavailable,
+                            "the result may have been recorded: a reply was lost and \
+                             reading the record back failed; call again",
+                        )
+                        .with_key(key)
+                        .with_source(read)),
+                    };
                 }
                 other => return other,
             }
@@ -276,15 +241,21 @@ struct ReleaseGuard {
 }
 
 impl ReleaseGuard {
-    async fn release(&mut self) {
+    async fn release(mut self) {
         self.armed = false;
-        if let Err(e) = self
-            .store
+        let store = self.store.as_ref();
+        if let Err(e) = store
             .release(Namespace::Idempotency, &self.key, &self.token)
             .await
         {
             tracing::warn!(error = %e, "releasing the claim failed; it will lapse with its lease");
         }
+    }
+
+    /// Leaves the claim as it stands (recorded, or to lapse with its lease); passes `through` on.
+    fn keep<T>(mut self, through: T) -> T {
+        self.armed = false;
+        through
     }
 }
 

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
-use crate::codec::{self, TAG_JSON_ERROR, TAG_JSON_VALUE};
+use crate::codec::{self, TAG_JSON_ERROR};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{DefaultKey, KeyScope, KeyStrategy, canonical_args, sha256_hex};
 use crate::record::{
@@ -65,15 +65,9 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// assert_eq!(again.outcome.key, "billing::charge_customer|v1|charge:ord-1");
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Stent {
     store: Arc<dyn ResultStore>,
-}
-
-impl fmt::Debug for Stent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stent").field("store", &self.store).finish()
-    }
 }
 
 impl Stent {
@@ -114,16 +108,7 @@ impl Stent {
             store: Arc::clone(&self.store),
             config: Config {
                 name: Arc::from(name.into()),
-                version: None,
-                idempotent: false,
-                cached: false,
-                ttl: None,
-                retention: None,
-                lease: None,
-                in_flight: InFlight::default(),
-                shared_key: false,
-                validate_payload: false,
-                fail_open: false,
+                ..Config::default()
             },
             key: DefaultKey::new(),
         }
@@ -157,7 +142,7 @@ impl Default for InFlight {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Config {
     /// Shared with every [`Execution`] of the function.
     name: Arc<str>,
@@ -172,6 +157,8 @@ struct Config {
     shared_key: bool,
     validate_payload: bool,
     fail_open: bool,
+    /// [`Durable::store_errors_if`] was called.
+    store_errors: bool,
 }
 
 impl Config {
@@ -179,45 +166,53 @@ impl Config {
         self.lease.unwrap_or(DEFAULT_LEASE)
     }
 
-    /// Refuses a name or version that would make keys ambiguous, and settings that do
-    /// nothing in the chosen mode (a reader would expect them to).
-    fn check(&self) -> Result<()> {
+    fn scope(&self) -> KeyScope<'_> {
         KeyScope {
             name: &self.name,
             version: self.version.as_deref(),
             shared: self.shared_key,
         }
-        .check()?;
-        let refuse = |setting: &str, why: &str| {
-            Err(Error::config(format!(
-                "{setting} has no effect on function {:?}: {why}",
-                &*self.name
-            )))
-        };
-        if self.ttl.is_some() && !self.cached {
-            return refuse(
+    }
+
+    /// Refuses a name or version that would make keys ambiguous, and settings that do
+    /// nothing in the chosen mode (a reader would expect them to).
+    fn check(&self) -> Result<()> {
+        self.scope().check()?;
+        let (idempotent, cached) = (self.idempotent, self.cached);
+        let useless = [
+            (
+                self.ttl.is_some() && !cached,
                 ".ttl(…)",
                 "it is not cached (add .cached(); idempotency records are kept for .retention(…))",
-            );
-        }
-        if !self.idempotent {
-            if self.retention.is_some() {
-                return refuse(
-                    ".retention(…)",
-                    "it is not idempotent (cached results live for .ttl(…))",
-                );
-            }
-            if self.lease.is_some() {
-                return refuse(".lease(…)", "it is not idempotent, so it holds no lease");
-            }
-        }
-        if self.fail_open && !self.cached {
-            return refuse(
+            ),
+            (
+                self.retention.is_some() && !idempotent,
+                ".retention(…)",
+                "it is not idempotent (cached results live for .ttl(…))",
+            ),
+            (
+                self.lease.is_some() && !idempotent,
+                ".lease(…)",
+                "it is not idempotent, so it holds no lease",
+            ),
+            (
+                self.fail_open && !cached,
                 ".fail_open()",
                 "it is not cached, and idempotency fails closed",
-            );
+            ),
+            (
+                self.store_errors && !idempotent,
+                ".store_errors_if(…)",
+                "it is not idempotent, and a cache never stores errors",
+            ),
+        ];
+        match useless.into_iter().find(|(useless, ..)| *useless) {
+            Some((_, setting, why)) => Err(Error::config(format!(
+                "{setting} has no effect on function {:?}: {why}",
+                &*self.name
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -241,80 +236,61 @@ impl<K> fmt::Debug for DurableBuilder<K> {
     }
 }
 
+/// Builder methods that each set one field of the configuration.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $field:ident = $value:expr;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $($arg: $ty)?) -> Self {
+            self.config.$field = $value;
+            self
+        }
+    )+};
+}
+
+/// A setting that does nothing in the function's mode makes every call fail with
+/// [`ErrorKind::Config`] (see [`wrap`](DurableBuilder::wrap)).
 impl<K> DurableBuilder<K> {
-    /// Run at most once per key; replay the stored result forever after (or for the
-    /// [`retention`](Self::retention)). Errors are not stored: a failed call can be retried.
-    pub fn idempotent(mut self) -> Self {
-        self.config.idempotent = true;
-        self
-    }
+    setters! {
+        /// Run at most once per key; replay the stored result forever after (or for the
+        /// [`retention`](Self::retention)). Errors are not stored: a failed call can be retried.
+        idempotent() => idempotent = true;
 
-    /// Reuse results; recompute after the [`ttl`](Self::ttl), if one is set.
-    pub fn cached(mut self) -> Self {
-        self.config.cached = true;
-        self
-    }
+        /// Reuse results; recompute after the [`ttl`](Self::ttl), if one is set.
+        cached() => cached = true;
 
-    /// Part of every key: bumping it starts a new keyspace (old results are ignored).
-    pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.config.version = Some(version.into());
-        self
-    }
+        /// Part of every key: bumping it starts a new keyspace (old results are ignored).
+        version(version: impl Into<String>) => version = Some(version.into());
 
-    /// How long cached results live (default: forever). Only for [cached](Self::cached)
-    /// functions: on a function that is not, every call fails with [`ErrorKind::Config`]
-    /// (idempotency records are kept for the [`retention`](Self::retention)).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config.ttl = Some(ttl);
-        self
-    }
+        /// How long cached results live (default: forever). Only for [cached](Self::cached)
+        /// functions: idempotency records are kept for the [`retention`](Self::retention).
+        ttl(ttl: Duration) => ttl = Some(ttl);
 
-    /// How long idempotency records are kept after completion (default: forever, as an
-    /// idempotency guarantee should be). After it, the same call executes again. Only for
-    /// idempotent functions: on a cache-only function, every call fails with
-    /// [`ErrorKind::Config`] (cached results live for the [`ttl`](Self::ttl)).
-    pub fn retention(mut self, retention: Duration) -> Self {
-        self.config.retention = Some(retention);
-        self
-    }
+        /// How long idempotency records are kept after completion (default: forever, as an
+        /// idempotency guarantee should be). After it, the same call executes again. Only for
+        /// idempotent functions: cached results live for the [`ttl`](Self::ttl).
+        retention(retention: Duration) => retention = Some(retention);
 
-    /// How long a claim lasts without renewal (default 30 s). While the function runs the
-    /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
-    /// next caller takes over with `attempt + 1`. Only for idempotent functions (a
-    /// cache-only function holds no lease): on others, every call fails with
-    /// [`ErrorKind::Config`].
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.config.lease = Some(lease.max(Duration::from_millis(3)));
-        self
-    }
+        /// How long a claim lasts without renewal (default 30 s). While the function runs the
+        /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
+        /// next caller takes over with `attempt + 1`. Only for idempotent functions (a
+        /// cache-only function holds no lease).
+        lease(lease: Duration) => lease = Some(lease.max(Duration::from_millis(3)));
 
-    /// What to do when another caller is executing the same key (default: wait up to 60 s).
-    pub fn in_flight(mut self, policy: InFlight) -> Self {
-        self.config.in_flight = policy;
-        self
-    }
+        /// What to do when another caller is executing the same key (default: wait up to 60 s).
+        in_flight(policy: InFlight) => in_flight = policy;
 
-    /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
-    /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
-    /// result is never revealed to it. Useful with custom keys.
-    pub fn validate_payload(mut self) -> Self {
-        self.config.validate_payload = true;
-        self
-    }
+        /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
+        /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
+        /// result is never revealed to it. Useful with custom keys.
+        validate_payload() => validate_payload = true;
 
-    /// For cached functions: when the store fails, run the function anyway instead of
-    /// failing the call. Never applies to idempotency, which always fails closed. On a
-    /// function that is not cached, every call fails with [`ErrorKind::Config`].
-    pub fn fail_open(mut self) -> Self {
-        self.config.fail_open = true;
-        self
-    }
+        /// For cached functions: when the store fails, run the function anyway instead of
+        /// failing the call. Never applies to idempotency, which always fails closed.
+        fail_open() => fail_open = true;
 
-    /// Custom keys are used as given, not scoped by function name and version: for a
-    /// correlation id that several functions deliberately share.
-    pub fn shared_key(mut self) -> Self {
-        self.config.shared_key = true;
-        self
+        /// Custom keys are used as given, not scoped by function name and version: for a
+        /// correlation id that several functions deliberately share.
+        shared_key() => shared_key = true;
     }
 
     /// Derive keys with `strategy`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
@@ -378,26 +354,19 @@ impl<K> DurableBuilder<K> {
         Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
     {
         let mut config = self.config;
-        if !config.idempotent && !config.cached {
-            config.idempotent = true;
-        }
-        let invalid = config.check().err().map(|e| e.message().to_owned());
-        let fingerprint: Option<FingerprintFn<A>> = if config.validate_payload {
-            Some(Box::new(|args: &A| {
-                Ok(sha256_hex(canonical_args(args)?.as_bytes()))
-            }))
-        } else {
-            None
-        };
+        config.idempotent |= !config.cached;
+        let fingerprint = config.validate_payload.then(|| -> FingerprintFn<A> {
+            Box::new(|args: &A| Ok(sha256_hex(canonical_args(args)?.as_bytes())))
+        });
         Durable {
             inner: Arc::new(Inner {
                 store: self.store,
+                invalid: config.check().err().map(|e| e.message().to_owned()),
                 config,
                 key: Box::new(self.key),
                 fingerprint,
                 func: Box::new(move |args, ctx| Box::pin(f(args, ctx))),
                 store_errors: None,
-                invalid,
                 flights: Flights::default(),
             }),
         }
@@ -415,6 +384,8 @@ struct ErrorStorage<E> {
 }
 
 struct Inner<A, R, E> {
+    /// Called through `store.as_ref()`, as `&dyn ResultStore`: the `Arc`'s own forwarding
+    /// impl would box every store future a second time.
     store: Arc<dyn ResultStore>,
     config: Config,
     key: Box<dyn KeyStrategy<A>>,
@@ -525,13 +496,8 @@ where
         E: Serialize + DeserializeOwned,
     {
         self.configure(|inner| {
-            if !inner.config.idempotent && inner.invalid.is_none() {
-                inner.invalid = Some(format!(
-                    ".store_errors_if(…) has no effect on function {:?}: it is not idempotent, \
-                     and a cache never stores errors",
-                    &*inner.config.name
-                ));
-            }
+            inner.config.store_errors = true;
+            inner.invalid = inner.config.check().err().map(|e| e.message().to_owned());
             inner.store_errors = Some(ErrorStorage {
                 pred: Box::new(pred),
                 encode: |e| codec::encode_error(e),
@@ -567,12 +533,6 @@ where
     /// The key a call with `args` is stored under.
     pub fn key_for(&self, args: &A) -> Result<String> {
         self.check()?;
-        let c = &self.inner.config;
-        let scope = KeyScope {
-            name: &c.name,
-            version: c.version.as_deref(),
-            shared: c.shared_key,
-        };
-        self.inner.key.key(&scope, args)
+        self.inner.key.key(&self.inner.config.scope(), args)
     }
 }
