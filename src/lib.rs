@@ -11,6 +11,9 @@ pub use stent_core::{
     Traced, async_trait, clock, codec, error, key, observe, progress, record, store,
 };
 
+#[doc(inline)]
+pub use stent_core::store::redact;
+
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
@@ -140,36 +143,9 @@ fn memory(url: &str) -> Result<Arc<dyn ResultStore>> {
     }))
 }
 
-/// A URL with any password in its user info replaced by `***`, for messages.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[userinfo.len()..]),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
-        assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
-        assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");
-        assert_eq!(redact("memory://"), "memory://");
-    }
 
     #[test]
     #[cfg(all(

@@ -279,3 +279,110 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
 pub fn percent_decode(s: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(s).collect()
 }
+
+/// `url` with every password it spells replaced by `***`: the one in its user info
+/// (`scheme://user:PASSWORD@host`) and any `password=` option of its query. For messages
+/// and `Debug`.
+///
+/// ```
+/// use stent_core::store::redact;
+///
+/// assert_eq!(redact("postgres://u:pw@h/db?password=x"), "postgres://u:***@h/db?password=***");
+/// assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
+/// ```
+pub fn redact(url: &str) -> String {
+    let mut shown = url.to_owned();
+    for span in password_spans(url).into_iter().rev() {
+        shown.replace_range(span, "***");
+    }
+    shown
+}
+
+/// The passwords `url` spells (see [`redact`]), as written and percent-decoded, longest
+/// first: what to scrub from any text a driver wrote about a connection to it.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let decoded = |s: &str| String::from_utf8_lossy(&percent_decode(s)).into_owned();
+    let spelled = password_spans(url).into_iter().map(|r| &url[r]);
+    let mut secrets: Vec<String> = spelled.flat_map(|s| [s.to_owned(), decoded(s)]).collect();
+    secrets.retain(|s| !s.is_empty());
+    // Longest first, so a password containing another is scrubbed whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Where `url` spells a password: after the user in its user info, and in every `password=`
+/// option of its query.
+fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let mut spans = Vec::new();
+    if let Some(at) = url[start..end].rfind('@')
+        && let Some(colon) = url[start..start + at].find(':')
+    {
+        spans.push(start + colon + 1..start + at);
+    }
+    if let Some(q) = url[end..].find('?') {
+        let mut pos = end + q + 1;
+        let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
+        for pair in url[pos..query_end].split('&') {
+            if let Some((k, _)) = pair.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                spans.push(pos + k.len() + 1..pos + pair.len());
+            }
+            pos += pair.len() + 1;
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_everywhere_it_can_be() {
+        let cases = [
+            (
+                "postgres://user:secret@host/db",
+                "postgres://user:***@host/db",
+            ),
+            (
+                "postgres://user@host:5432/db",
+                "postgres://user@host:5432/db",
+            ),
+            (
+                "postgresql://u:p%40ss@h/db?sslmode=require&password=x&application_name=a",
+                "postgresql://u:***@h/db?sslmode=require&password=***&application_name=a",
+            ),
+            ("postgres://:pw@h", "postgres://:***@h"),
+            ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://user:p@ss@h", "redis://user:***@h"),
+            ("redis://user:a/b@h", "redis://user:***@h"),
+            ("redis://h:6379", "redis://h:6379"),
+            ("redis://h/?x=a@b", "redis://h/?x=a@b"),
+            (
+                "redis+cluster://:pw@a:1,b:2",
+                "redis+cluster://:***@a:1,b:2",
+            ),
+            ("sqlite://a/b.db", "sqlite://a/b.db"),
+            ("memory://", "memory://"),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn url_secrets_are_every_spelling_longest_first() {
+        assert_eq!(
+            url_secrets("postgres://u:p%40ss@h/db?password=other"),
+            ["p%40ss", "other", "p@ss"]
+        );
+        assert!(url_secrets("redis://h").is_empty());
+    }
+}

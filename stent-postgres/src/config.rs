@@ -7,8 +7,8 @@ use sqlx::PgPool;
 use stent_core::store::take_url_params;
 use stent_core::{Error, Result};
 
-use crate::error::redact;
 use crate::store::PostgresStore;
+use stent_core::store::redact;
 
 /// Longest table prefix accepted: the longest name stent derives from it
 /// (`{prefix}idempotency_expires_at`) must fit PostgreSQL's 63-byte identifiers.

@@ -1,9 +1,8 @@
 //! The one place sqlx errors become stent errors, and where passwords are kept out of them.
 
 use std::fmt;
-use std::ops::Range;
 
-use stent_core::store::percent_decode;
+use stent_core::store::url_secrets;
 use stent_core::{Error, ErrorKind};
 
 /// What the store knows about its server, for messages: where it is (never the password)
@@ -19,13 +18,7 @@ pub(crate) struct Target {
 impl Target {
     /// The server `name`, and the password of `url` (empty for none).
     pub(crate) fn new(name: String, database: Option<String>, url: &str) -> Self {
-        let decoded = |s: &str| String::from_utf8_lossy(&percent_decode(s)).into_owned();
-        let spelled = password_spans(url).into_iter().map(|r| &url[r]);
-        let spellings = spelled.flat_map(|s| [s.to_owned(), decoded(s)]);
-        let mut secrets: Vec<String> = spellings.filter(|s| !s.is_empty()).collect();
-        // Longest first, so a password containing another is scrubbed whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+        let secrets = url_secrets(url);
         Target {
             name,
             database,
@@ -44,42 +37,6 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
     }
-}
-
-/// Where a URL spells its password: the user-info part's, and every `password=` option's.
-fn password_spans(url: &str) -> Vec<Range<usize>> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find(['/', '?', '#']);
-    let end = end.map_or(url.len(), |i| start + i);
-    let mut spans = Vec::new();
-    if let Some(at) = url[start..end].rfind('@')
-        && let Some(colon) = url[start..start + at].find(':')
-    {
-        spans.push(start + colon + 1..start + at);
-    }
-    if let Some(q) = url[end..].find('?') {
-        let mut pos = end + q + 1;
-        let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
-        for pair in url[pos..query_end].split('&') {
-            if let Some((k, _)) = pair.split_once('=')
-                && k.eq_ignore_ascii_case("password")
-            {
-                spans.push(pos + k.len() + 1..pos + pair.len());
-            }
-            pos += pair.len() + 1;
-        }
-    }
-    spans
-}
-
-/// A URL with its password replaced by `***`, in the user-info part and in any
-/// `password=` option, for messages and `Debug`.
-pub(crate) fn redact(url: &str) -> String {
-    let mut shown = url.to_owned();
-    for span in password_spans(url).into_iter().rev() {
-        shown.replace_range(span, "***");
-    }
-    shown
 }
 
 /// The SQLSTATE of a server's error.
@@ -186,24 +143,6 @@ pub(crate) fn migrate_error(err: sqlx::Error, target: &Target, what: &str) -> Er
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_the_password_everywhere_it_can_be() {
-        assert_eq!(
-            redact("postgres://user:secret@host/db"),
-            "postgres://user:***@host/db"
-        );
-        assert_eq!(
-            redact("postgres://user@host:5432/db"),
-            "postgres://user@host:5432/db"
-        );
-        assert_eq!(
-            redact("postgresql://u:p%40ss@h/db?sslmode=require&password=x&application_name=a"),
-            "postgresql://u:***@h/db?sslmode=require&password=***&application_name=a"
-        );
-        assert_eq!(redact("postgres://:pw@h"), "postgres://:***@h");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 
     #[test]
     fn scrub_removes_every_spelling_of_the_password() {

@@ -20,8 +20,9 @@ use stent_core::{
 };
 
 use crate::config::{PostgresStoreBuilder, Source};
-use crate::error::{Target, convert, migrate_error, redact, sqlstate};
+use crate::error::{Target, convert, migrate_error, sqlstate};
 use crate::sql::{self, COLUMNS, LIVE, Table};
+use stent_core::store::redact;
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
 /// (about 2.7 KB), and a key needs headroom below that.

@@ -1,12 +1,10 @@
 //! The terminal: errors as one line, confirmation prompts, progress on stderr, output on stdout.
 
-use std::cmp::Reverse;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use serde_json::Value;
-use stent_core::store::{percent_decode, take_url_params};
 
 /// An error for the user: printed as `error: {message}`, exit status 1.
 #[derive(Debug)]
@@ -16,7 +14,7 @@ impl Failure {
     /// The message as one line, with every form of the store URL's password masked.
     pub(crate) fn to_line(&self, store_url: &str) -> String {
         let line = self.0.replace(char::is_control, " ");
-        secrets(store_url)
+        stent::store::url_secrets(store_url)
             .iter()
             .fold(line, |line, secret| line.replace(secret.as_str(), "***"))
     }
@@ -36,24 +34,6 @@ impl From<stent::Error> for Failure {
         }
         Failure(line)
     }
-}
-
-/// The passwords a store URL carries (in its user info or a `password=` option), raw and
-/// percent-decoded, longest first.
-fn secrets(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let userinfo = authority.rsplit_once('@').map_or("", |(info, _)| info);
-    let in_userinfo = userinfo.split_once(':').map(|(_, pw)| pw.to_owned());
-    let (_, options) = take_url_params(url, &["password"]);
-    let raw = in_userinfo
-        .into_iter()
-        .chain(options.into_iter().map(|(_, pw)| pw));
-    let decoded = |pw: &String| String::from_utf8_lossy(&percent_decode(pw)).into_owned();
-    let mut found: Vec<String> = raw.flat_map(|pw| [decoded(&pw), pw]).collect();
-    found.retain(|pw| !pw.is_empty());
-    found.sort_by_key(|pw| Reverse(pw.len()));
-    found
 }
 
 /// Asks `{action}? [y/N]` on a terminal; refuses without one. `--yes` skips both.
