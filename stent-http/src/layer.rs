@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub(crate) scope: Arc<ScopeFn>,
     pub(crate) fingerprint: Fingerprint,
     pub(crate) in_flight: InFlight,
+    pub(crate) retry_after: Duration,
     pub(crate) store_if: Arc<StoreIfFn>,
     pub(crate) replay_headers: Vec<HeaderName>,
     pub(crate) replayed_header: HeaderName,
@@ -113,6 +114,7 @@ impl IdempotencyLayer {
                 scope: Arc::new(|_| String::new()),
                 fingerprint: Fingerprint::default(),
                 in_flight: InFlight::Reject,
+                retry_after: Duration::from_secs(1),
                 store_if: Arc::new(|status, _| crate::stored_by_default(status)),
                 replay_headers: DEFAULT_REPLAY_HEADERS.to_vec(),
                 replayed_header: REPLAYED,
@@ -203,6 +205,13 @@ impl IdempotencyLayer {
         self.set(|c| c.in_flight = policy)
     }
 
+    /// The `Retry-After` of a 409 (default 1 s, sent in whole seconds): when the request in
+    /// progress is likely done. It is never later than that request's lease lapses, after
+    /// which a retry takes over.
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.set(|c| c.retry_after = after)
+    }
+
     /// Which responses are stored and replayed (default [`stored_by_default`](crate::stored_by_default)).
     /// A response not stored is sent as it is and its claim released: a retry runs again.
     pub fn store_if(
@@ -291,6 +300,7 @@ impl fmt::Debug for Config {
             .field("key_rules", &self.key_rules)
             .field("fingerprint", &self.fingerprint)
             .field("in_flight", &self.in_flight)
+            .field("retry_after", &self.retry_after)
             .field("replay_headers", &self.replay_headers)
             .field("replayed_header", &self.replayed_header)
             .field("retention", &self.retention)

@@ -123,11 +123,15 @@ where
         Ok(Some(key)) => key,
         Ok(None) if !c.require_key => return inner.call(Request::from_parts(parts, body)).await,
         Ok(None) => {
+            let header = if c.header == crate::IDEMPOTENCY_KEY {
+                "Idempotency-Key"
+            } else {
+                c.header.as_str()
+            };
             let detail = format!(
-                "{} {} requires an {} header",
+                "{} {} requires an {header} header",
                 parts.method,
-                parts.uri.path(),
-                c.header
+                parts.uri.path()
             );
             return Ok(refuse(&c, Problem::MissingKey, &detail, None));
         }
@@ -194,7 +198,8 @@ where
                 let waited = started.elapsed();
                 if waited >= timeout {
                     let detail = "a request with this key is being processed; retry later";
-                    return Ok(refuse(&c, Problem::InFlight, detail, Some(until_lapse)));
+                    let after = c.retry_after.min(until_lapse);
+                    return Ok(refuse(&c, Problem::InFlight, detail, Some(after)));
                 }
                 // Wake up no later than the holder's lease lapses, to take over promptly.
                 let nap = backoff

@@ -172,7 +172,10 @@ pub(crate) async fn only_policy_statuses_are_stored(store: Arc<dyn ResultStore>)
         let again = app.send(req).await;
         assert_eq!((first.status, again.status), (code, code));
         assert!(!again.replayed(), "{code} was stored");
-        assert_ne!(again.body, first.body, "{code}: the retry did not run again");
+        assert_ne!(
+            again.body, first.body,
+            "{code}: the retry did not run again"
+        );
     }
     assert_eq!(app.runs(), 7 + 14);
 }
@@ -183,7 +186,10 @@ pub(crate) async fn handler_panic_releases_the_claim(store: Arc<dyn ResultStore>
     let app = serve(layer(store)).await;
     let req = post("/panic", "boom", "");
     let failed = app.try_send(req.clone()).await;
-    assert!(failed.is_err(), "the panic should drop the connection: {failed:?}");
+    assert!(
+        failed.is_err(),
+        "the panic should drop the connection: {failed:?}"
+    );
     let retry = app.send(req).await;
     assert_eq!(retry.status, 201, "{retry:?}");
     assert!(!retry.replayed());
@@ -204,9 +210,9 @@ pub(crate) async fn cancelled_request_releases_the_claim(store: Arc<dyn ResultSt
                 if n == 0 {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                 }
-                Ok::<_, std::convert::Infallible>(http::Response::new(
-                    http_body_util::Full::new(bytes::Bytes::from("done")),
-                ))
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from("done"),
+                )))
             }
         }
     });
@@ -222,12 +228,21 @@ pub(crate) async fn cancelled_request_releases_the_claim(store: Arc<dyn ResultSt
     assert!(cut.is_err(), "the first request should still be running");
     let since = std::time::Instant::now();
     loop {
-        let response = service.ready().await.unwrap().call(request()).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
         if response.status() == 200 {
             break;
         }
         assert_eq!(response.status(), 409, "the retry should run once released");
-        assert!(since.elapsed() < Duration::from_secs(20), "the claim was never released");
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "the claim was never released"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);

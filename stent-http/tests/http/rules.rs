@@ -21,7 +21,10 @@ async fn only_unsafe_methods_are_guarded() {
         let req = post("/payments", &format!("k-{method}"), "").method(method);
         for _ in 0..2 {
             let reply = app.send(req.clone()).await;
-            assert!(reply.status < 300 && !reply.replayed(), "{method}: {reply:?}");
+            assert!(
+                reply.status < 300 && !reply.replayed(),
+                "{method}: {reply:?}"
+            );
         }
     }
     assert_eq!(app.runs(), 4);
@@ -63,7 +66,9 @@ async fn a_missing_key_passes_through_unless_required() {
     assert_eq!(refused.problem(), "MissingKey");
     assert_eq!(required.runs(), 0);
     // Safe methods need no key, even then.
-    let get = post("/payments", "", "").without("idempotency-key").method("GET");
+    let get = post("/payments", "", "")
+        .without("idempotency-key")
+        .method("GET");
     assert_eq!(required.send(get).await.status, 200);
 }
 
@@ -73,7 +78,14 @@ async fn a_missing_key_passes_through_unless_required() {
 async fn malformed_keys_are_400() {
     let app = serve(memory()).await;
     let long = "k".repeat(256);
-    for bad in ["\"\"", &long, "a b", "\"unterminated", "\"a\\x\"", "\"a\" junk"] {
+    for bad in [
+        "\"\"",
+        &long,
+        "a b",
+        "\"unterminated",
+        "\"a\\x\"",
+        "\"a\" junk",
+    ] {
         let reply = app.send(post("/payments", bad, "{}")).await;
         assert_eq!(reply.status, 400, "{bad:?}: {reply:?}");
         assert_eq!(reply.problem(), "MalformedKey");
@@ -81,7 +93,12 @@ async fn malformed_keys_are_400() {
     let mut twice = post("/payments", "a", "{}");
     twice.headers.push(("idempotency-key".into(), "b".into()));
     assert_eq!(app.send(twice).await.status, 400);
-    assert_eq!(app.send(post("/payments", &"k".repeat(255), "{}")).await.status, 201);
+    assert_eq!(
+        app.send(post("/payments", &"k".repeat(255), "{}"))
+            .await
+            .status,
+        201
+    );
     assert_eq!(app.runs(), 1);
 
     let strict = serve(memory().strict(true).key_length(8..=16)).await;
@@ -89,7 +106,13 @@ async fn malformed_keys_are_400() {
     assert_eq!(bare.problem(), "MalformedKey");
     let short = strict.send(post("/payments", "\"abc\"", "{}")).await;
     assert_eq!(short.problem(), "MalformedKey");
-    assert_eq!(strict.send(post("/payments", "\"abcdefgh\"", "{}")).await.status, 201);
+    assert_eq!(
+        strict
+            .send(post("/payments", "\"abcdefgh\"", "{}"))
+            .await
+            .status,
+        201
+    );
 }
 
 /// A request body over the limit gets 413 before anything runs.
@@ -100,15 +123,30 @@ async fn request_body_over_the_limit_is_413() {
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(reply.problem(), "BodyTooLarge");
     assert_eq!(app.runs(), 0);
-    assert_eq!(app.send(post("/payments", "fits", &"x".repeat(1024))).await.status, 201);
+    assert_eq!(
+        app.send(post("/payments", "fits", &"x".repeat(1024)))
+            .await
+            .status,
+        201
+    );
 }
 
 /// Problem types are URIs under the configured base, one per case.
 #[tokio::test]
 async fn problems_name_their_type_under_the_base() {
-    let app = serve(memory().require_key(true).problem_base("https://api.example/problems/")).await;
-    let reply = app.send(post("/payments", "", "").without("idempotency-key")).await;
-    assert_eq!(reply.json()["type"], "https://api.example/problems/MissingKey");
+    let app = serve(
+        memory()
+            .require_key(true)
+            .problem_base("https://api.example/problems/"),
+    )
+    .await;
+    let reply = app
+        .send(post("/payments", "", "").without("idempotency-key"))
+        .await;
+    assert_eq!(
+        reply.json()["type"],
+        "https://api.example/problems/MissingKey"
+    );
     assert_eq!(reply.json()["status"], 400);
 }
 
@@ -144,11 +182,17 @@ async fn a_json_fingerprint_ignores_chosen_fields() {
         }
     });
     let app = serve(memory().fingerprint(fingerprint)).await;
-    let first = app.send(post("/payments", "k", r#"{"amount":5,"sent_at":1}"#)).await;
-    let retry = app.send(post("/payments", "k", r#"{"sent_at":2, "amount":5}"#)).await;
+    let first = app
+        .send(post("/payments", "k", r#"{"amount":5,"sent_at":1}"#))
+        .await;
+    let retry = app
+        .send(post("/payments", "k", r#"{"sent_at":2, "amount":5}"#))
+        .await;
     assert!(retry.replayed());
     assert_eq!(retry.body, first.body);
-    let changed = app.send(post("/payments", "k", r#"{"amount":6,"sent_at":2}"#)).await;
+    let changed = app
+        .send(post("/payments", "k", r#"{"amount":6,"sent_at":2}"#))
+        .await;
     assert_eq!(changed.status, 422);
     let off = serve(memory().fingerprint(Fingerprint::off())).await;
     off.send(post("/payments", "k", "a")).await;
@@ -173,11 +217,13 @@ async fn the_storage_policy_is_a_closure() {
 async fn the_outcome_is_a_response_extension() {
     use tower::{Service as _, ServiceExt as _};
 
-    let handler = tower::service_fn(|_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-            bytes::Bytes::from("ok"),
-        )))
-    });
+    let handler = tower::service_fn(
+        |_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from("ok"),
+            )))
+        },
+    );
     let mut service = tower::Layer::layer(&memory().lease(Duration::from_secs(5)), handler);
     let request = |body: &'static str| {
         http::Request::post("/p")
@@ -186,7 +232,13 @@ async fn the_outcome_is_a_response_extension() {
             .unwrap()
     };
     let mut outcome = async |body| {
-        let response = service.ready().await.unwrap().call(request(body)).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request(body))
+            .await
+            .unwrap();
         *response.extensions().get::<Outcome>().unwrap()
     };
     assert_eq!(outcome("a").await, Outcome::Executed { attempt: 1 });

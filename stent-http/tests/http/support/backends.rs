@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stent_conformance::servers::{self, Server};
 use stent_core::{
-    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, MemoryStore, Namespace, Page,
-    Record, RecordMeta, Result, ResultStore, Timestamp, async_trait,
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, MemoryStore, Namespace, Page, Record,
+    RecordMeta, Result, ResultStore, Timestamp, async_trait,
 };
 
 type Factory = std::result::Result<Arc<dyn ResultStore>, String>;

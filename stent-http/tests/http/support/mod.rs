@@ -64,7 +64,10 @@ impl Reply {
 
     /// The problem type's last part, after checking the body is problem+json.
     pub(crate) fn problem(&self) -> String {
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let json = self.json();
         assert_eq!(json["status"], self.status, "{json}");
         assert!(json["title"].is_string(), "{json}");
@@ -175,11 +178,7 @@ pub(crate) async fn serve(layer: IdempotencyLayer) -> App {
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(5))
         .build_http();
-    App {
-        addr,
-        runs,
-        client,
-    }
+    App { addr, runs, client }
 }
 
 /// Counts the run, sleeps for `x-delay-ms`, then answers 201 with the payment.
@@ -241,7 +240,10 @@ where
 {
     let start = std::time::Instant::now();
     while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(20), "gave up waiting: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "gave up waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
