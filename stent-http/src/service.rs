@@ -181,7 +181,7 @@ where
                 if mismatched(fingerprint.as_deref(), &record) {
                     return Ok(mismatch(&c));
                 }
-                return Ok(replay(&c, &record));
+                return Ok(replay(&c, record));
             }
             ClaimOutcome::InFlight(record) => {
                 if mismatched(fingerprint.as_deref(), &record) {
@@ -376,8 +376,8 @@ async fn record(c: &Config, claimed: &mut Claimed, parts: &http::response::Parts
 }
 
 /// The stored response, marked as a replay.
-fn replay<B: From<Bytes>>(c: &Config, record: &Record) -> Response<B> {
-    let Some(stored) = record.value.as_deref().and_then(stored::decode) else {
+fn replay<B: From<Bytes>>(c: &Config, record: Record) -> Response<B> {
+    let Some(stored) = record.value.map(Bytes::from).and_then(stored::decode) else {
         tracing::error!("the stored response cannot be decoded; refusing to run the request again");
         let detail = "the stored response of this key cannot be read back";
         return answer(

@@ -49,9 +49,10 @@ pub(crate) fn encode(
     out
 }
 
-/// Decodes what [`encode`] wrote; `None` for anything else.
-pub(crate) fn decode(bytes: &[u8]) -> Option<StoredResponse> {
-    let mut rest = bytes;
+/// Decodes what [`encode`] wrote; `None` for anything else. The body is a slice of
+/// `bytes`, not a copy.
+pub(crate) fn decode(bytes: Bytes) -> Option<StoredResponse> {
+    let mut rest = &bytes[..];
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at_checked(n)?;
         rest = tail;
@@ -70,10 +71,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<StoredResponse> {
         let value = HeaderValue::from_bytes(take(usize::try_from(value_len).ok()?)?).ok()?;
         headers.append(name, value);
     }
+    let body = bytes.slice(bytes.len() - rest.len()..);
     Some(StoredResponse {
         status,
         headers,
-        body: Bytes::copy_from_slice(rest),
+        body,
     })
 }
 
@@ -93,13 +95,13 @@ mod tests {
             HeaderName::from_static("link"),
         ];
         let bytes = encode(StatusCode::CREATED, &headers, &keep, b"\0{\"id\":1}\xff");
-        let back = decode(&bytes).unwrap();
+        let back = decode(Bytes::from(bytes.clone())).unwrap();
         assert_eq!(back.status, StatusCode::CREATED);
         assert_eq!(back.headers.len(), 3);
         assert_eq!(back.headers.get_all("link").iter().count(), 2);
         assert!(back.headers.get("set-cookie").is_none());
         assert_eq!(&back.body[..], b"\0{\"id\":1}\xff");
-        assert!(decode(&bytes[..4]).is_none());
-        assert!(decode(b"\x01{}").is_none());
+        assert!(decode(Bytes::from(bytes[..4].to_vec())).is_none());
+        assert!(decode(Bytes::from_static(b"\x01{}")).is_none());
     }
 }

@@ -248,6 +248,34 @@ pub(crate) async fn cancelled_request_releases_the_claim(store: Arc<dyn ResultSt
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
+/// A client that disconnects while its request runs frees the key: the server drops the
+/// request, its claim is released, and the retry runs.
+pub(crate) async fn client_disconnect_frees_the_key(store: Arc<dyn ResultStore>) {
+    let app = Arc::new(serve(layer(store)).await);
+    let req = post("/payments", "gone", "{}");
+    let hanging = tokio::spawn({
+        let (app, req) = (Arc::clone(&app), req.clone());
+        async move { app.send(req.delay(60_000)).await }
+    });
+    started(&app, 1).await;
+    hanging.abort();
+    let since = std::time::Instant::now();
+    let retry = loop {
+        let reply = app.send(req.clone()).await;
+        if reply.status != 409 {
+            break reply;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "the key stayed claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(!retry.replayed());
+    assert_eq!(app.runs(), 2);
+}
+
 /// A response larger than the limit still reaches the client, whole, but is not stored:
 /// a retry runs again.
 pub(crate) async fn too_large_response_is_sent_not_stored(store: Arc<dyn ResultStore>) {

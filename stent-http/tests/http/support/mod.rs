@@ -271,6 +271,7 @@ macro_rules! http_cases {
             only_policy_statuses_are_stored,
             handler_panic_releases_the_claim,
             cancelled_request_releases_the_claim,
+            client_disconnect_frees_the_key,
             too_large_response_is_sent_not_stored,
             retention_ends_the_replay,
         );
