@@ -33,6 +33,11 @@ pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
+/// An `Idempotency-Key` layer for tower and axum, on any store (the `stent-http` crate).
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use stent_http as http;
+
 /// Opens the store a URL names, with whichever backends are compiled in.
 ///
 /// | URL | store (cargo feature) | options, as the store's builder sets them |

@@ -1,0 +1,183 @@
+//! One isolated store per case on each backend: the case's unique id is its key prefix,
+//! schema or file.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stent_conformance::servers::{self, Server};
+use stent_core::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, MemoryStore, Namespace, Page, Record,
+    RecordMeta, Result, ResultStore, Timestamp, async_trait,
+};
+
+type Factory = std::result::Result<Arc<dyn ResultStore>, String>;
+
+pub(crate) async fn memory(_case: String) -> Factory {
+    Ok(Arc::new(MemoryStore::new()))
+}
+
+/// A database file per case in the temp dir; files older than an hour are removed.
+pub(crate) async fn sqlite(case: String) -> Factory {
+    let dir = std::env::temp_dir().join("stent-http-tests");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        if age.is_some_and(|age| age > Duration::from_secs(3600)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let store = stent_sqlite::SqliteStore::open(dir.join(format!("{case}.db")))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(store))
+}
+
+/// A schema per case, named as stent-postgres's own tests name theirs
+/// (`stent_test_<unix secs>_<id>`), so their sweep drops it after ten minutes.
+pub(crate) async fn postgres(case: String) -> Factory {
+    let url = servers::url(Server::Postgres).await?;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let store = stent_postgres::PostgresStore::builder()
+        .url(url)
+        .schema(format!("stent_test_{secs}_{case}"))
+        .map_err(|e| e.to_string())?
+        .max_connections(8)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(store))
+}
+
+pub(crate) async fn redis(case: String) -> Factory {
+    redis_on(Server::Redis, case).await
+}
+
+pub(crate) async fn redis_cluster(case: String) -> Factory {
+    redis_on(Server::RedisCluster, case).await
+}
+
+async fn redis_on(server: Server, case: String) -> Factory {
+    let url = servers::url(server).await?;
+    let store = stent_redis::RedisStore::builder()
+        .url(url)
+        .prefix(format!("http-{case}"))
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(store))
+}
+
+/// One shared table, a key prefix per case; the case holds the DynamoDB tests' turn on
+/// the server (see stent-dynamodb's tests: moto answers one request at a time, and their
+/// short leases must not wait behind a 64-request race of ours).
+pub(crate) async fn dynamodb(case: String) -> Factory {
+    let url = servers::url(Server::DynamoDb).await?;
+    let store = stent_dynamodb::DynamoDbStore::builder()
+        .endpoint_url(&url)
+        .and_then(|b| b.table("stent_http_tests"))
+        .and_then(|b| b.key_prefix(case))
+        .map_err(|e| e.to_string())?
+        .region("us-east-1")
+        .credentials("test", "test")
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let turn = turn().await;
+    store.migrate().await.map_err(|e| format!("{url}: {e}"))?;
+    Ok(Arc::new(WithTurn {
+        store: Arc::new(store),
+        _turn: turn,
+    }))
+}
+
+/// The loopback port whose listener is the turn on the shared DynamoDB server.
+const TURN_PORT: u16 = 5598;
+
+async fn turn() -> TcpListener {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        match TcpListener::bind(("127.0.0.1", TURN_PORT)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "127.0.0.1:{TURN_PORT} stayed taken for 5 minutes"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot take the turn on 127.0.0.1:{TURN_PORT}: {e}"),
+        }
+    }
+}
+
+/// A store that keeps the turn while it lives, i.e. for the whole case.
+#[derive(Debug)]
+struct WithTurn {
+    store: Arc<dyn ResultStore>,
+    _turn: TcpListener,
+}
+
+#[async_trait]
+impl ResultStore for WithTurn {
+    fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+        self.store.get(ns, key).await
+    }
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        self.store.claim(ns, key, claim).await
+    }
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        lease: Duration,
+    ) -> Result<Timestamp> {
+        self.store.renew(ns, key, token, lease).await
+    }
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.store.complete(ns, key, token, value, ttl).await
+    }
+    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
+        self.store.release(ns, key, token).await
+    }
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()> {
+        self.store.put(ns, key, value, ttl, meta).await
+    }
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        self.store.delete(ns, key).await
+    }
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+        self.store.list(ns, query).await
+    }
+    async fn clear(&self, ns: Namespace) -> Result<u64> {
+        self.store.clear(ns).await
+    }
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+        self.store.purge_expired(ns, limit).await
+    }
+}
