@@ -29,6 +29,7 @@ MODES = [
     ("redis8", "Redis 8.6"),
     ("redis8-cluster", "Redis 8.6 Cluster"),
     ("dynamodb", "DynamoDB API (moto)"),
+    ("cached", "Redis 7.0, next to the `cached` crate"),
 ]
 # Each stent call, and the limit of its ratio to the raw driver's round trips (None: shown,
 # not judged).
@@ -36,6 +37,7 @@ CALLS = [
     ("stent idempotent replay", "replay", 1.25),
     ("stent cache hit", "cache hit", None),
     ("stent idempotent first call", "first call", 1.25),
+    ("cached crate hit", "`cached` crate's hit", None),
 ]
 # The MemoryStore's limit is absolute: a hit under a microsecond.
 MEMORY_HIT_LIMIT_NS = 1000.0

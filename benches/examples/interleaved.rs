@@ -6,34 +6,15 @@
 //! round alike.
 //!
 //! ```text
-//! cargo run --release -p stent-benches --example interleaved -- redis     # STENT_REDIS_URL
-//! cargo run --release -p stent-benches --example interleaved -- cluster   # STENT_REDIS_CLUSTER_URL
-//! cargo run --release -p stent-benches --example interleaved -- postgres  # STENT_POSTGRES_URL
-//! cargo run --release -p stent-benches --example interleaved -- cached    # STENT_REDIS_URL
-//! cargo run --release -p stent-benches --example interleaved -- valkey    # STENT_VALKEY_URL
-//! cargo run --release -p stent-benches --example interleaved -- valkey-miss   # first calls
-//! cargo run --release -p stent-benches --example interleaved -- redis-miss    # first calls
-//! cargo run --release -p stent-benches --example interleaved -- cluster-miss  # STENT_REDIS_CLUSTER_URL
-//! cargo run --release -p stent-benches --example interleaved -- postgres-miss # first calls
-//! cargo run --release -p stent-benches --example interleaved -- redis-tasks   # 1 and 64 tasks
-//! cargo run --release -p stent-benches --example interleaved -- valkey-tasks  # on distinct keys
-//! cargo run --release -p stent-benches --example interleaved -- postgres-tasks
-//! cargo run --release -p stent-benches --example interleaved -- cluster-tasks
-//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster   # STENT_VALKEY_CLUSTER_URL
-//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-miss
-//! cargo run --release -p stent-benches --example interleaved -- valkey-cluster-tasks
-//! cargo run --release -p stent-benches --example interleaved -- redis8   # STENT_REDIS8_URL
-//! cargo run --release -p stent-benches --example interleaved -- redis8-miss
-//! cargo run --release -p stent-benches --example interleaved -- redis8-tasks
-//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster   # STENT_REDIS8_CLUSTER_URL
-//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-miss
-//! cargo run --release -p stent-benches --example interleaved -- redis8-cluster-tasks
-//! cargo run --release -p stent-benches --example interleaved -- sqlite        # a temporary file
-//! cargo run --release -p stent-benches --example interleaved -- sqlite-miss
-//! cargo run --release -p stent-benches --example interleaved -- sqlite-tasks
-//! cargo run --release -p stent-benches --example interleaved -- dynamodb      # STENT_DYNAMODB_URL
-//! cargo run --release -p stent-benches --example interleaved -- dynamodb-miss
+//! cargo run --release -p stent-benches --example interleaved -- MODE
 //! ```
+//!
+//! MODE is `memory` (the wrapper over `MemoryStore`), `sqlite` (a temporary file),
+//! `postgres` (STENT_POSTGRES_URL), `redis` (STENT_REDIS_URL), `cluster`
+//! (STENT_REDIS_CLUSTER_URL), `valkey`, `valkey-cluster`, `redis8`, `redis8-cluster` (the
+//! same comparisons on STENT_VALKEY_URL, STENT_REDIS8_URL and their clusters), `dynamodb`
+//! (STENT_DYNAMODB_URL) or `cached` (stent's cache hit next to the `cached` crate's, on
+//! STENT_REDIS_URL). Each mode compares hits and replays, then first calls.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,8 +29,8 @@ use stent::{
 };
 use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
-    Fresh, Functions, PostgresRaw, Raw, RedisRaw, distinct_throughput, env_url, hit_args, runtime,
-    store_claim, store_claim_complete, stored_value,
+    Fresh, Functions, PostgresRaw, Raw, RedisRaw, env_url, hit_args, runtime, store_claim,
+    store_claim_complete, stored_value,
 };
 
 const ROUNDS: usize = 120;
@@ -611,27 +592,6 @@ async fn postgres() {
     clear(store).await;
 }
 
-/// Distinct-key throughput on the standalone server, next to a `ConnectionManager`'s `GET`s.
-async fn redis_tasks(cluster: bool) {
-    let url = env_url(if cluster { clustered() } else { standalone() });
-    let prefix = "stent-bench-interleaved";
-    let store = RedisStore::builder()
-        .url(url.as_str())
-        .prefix(prefix)
-        .build()
-        .await
-        .expect("connecting stent to Redis");
-    let f = Functions::new(&Stent::new(store.clone()));
-    if cluster {
-        let conn = cluster_conn(&url).await;
-        distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
-    } else {
-        let conn = manager(&url).await;
-        distinct_throughput(&f, Arc::new(RedisRaw::new(conn, prefix))).await;
-    }
-    clear(&store).await;
-}
-
 /// A store on a file of a temporary directory, as the `sqlite` bench; the file goes with the
 /// directory.
 async fn temp_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -640,22 +600,6 @@ async fn temp_sqlite() -> (tempfile::TempDir, SqliteStore) {
         .await
         .expect("opening the SQLite file");
     (dir, store)
-}
-
-/// Distinct-key throughput on SQLite (a file of a temporary directory), next to sqlx's
-/// `SELECT value` on the store's pool.
-async fn sqlite_tasks() {
-    let (_dir, store) = temp_sqlite().await;
-    let f = Functions::new(&Stent::new(store.clone()));
-    distinct_throughput(&f, Arc::new(SqliteRaw::new(&store))).await;
-}
-
-/// Distinct-key throughput on PostgreSQL, next to sqlx's `SELECT value` on the store's pool.
-async fn postgres_tasks() {
-    let store = postgres_store().await;
-    let f = Functions::new(&Stent::new(store.clone()));
-    distinct_throughput(&f, Arc::new(PostgresRaw::new(&store))).await;
-    clear(&store).await;
 }
 
 /// Hits on any backend: the raw driver's read of the cached record, the store's `get`, a
@@ -905,40 +849,38 @@ fn main() {
         if let Some(rest) = what.strip_prefix(prefix) {
             STANDALONE.set(server).expect("set once");
             CLUSTERED.set(cluster).expect("set once");
-            what = match rest.strip_prefix('-') {
-                None if rest.is_empty() => "redis".to_owned(),
-                Some(rest) if rest.starts_with("cluster") => rest.to_owned(),
-                Some(rest) => format!("redis-{rest}"),
-                None => String::new(),
-            };
+            what = if rest == "-cluster" {
+                "cluster"
+            } else {
+                "redis"
+            }
+            .to_owned();
             break;
         }
     }
     let rt = runtime();
     match what.as_str() {
-        "redis" => rt.block_on(redis(false, false)),
-        "cluster" => rt.block_on(redis(false, true)),
-        "cached" => rt.block_on(redis(true, false)),
-        "redis-miss" => rt.block_on(redis_miss(false)),
-        "cluster-miss" => rt.block_on(redis_miss(true)),
-        "postgres" => rt.block_on(postgres()),
-        "postgres-miss" => rt.block_on(postgres_miss()),
-        "redis-tasks" => rt.block_on(redis_tasks(false)),
-        "cluster-tasks" => rt.block_on(redis_tasks(true)),
-        "postgres-tasks" => rt.block_on(postgres_tasks()),
-        "sqlite" => rt.block_on(sqlite_hits()),
-        "sqlite-miss" => rt.block_on(sqlite_miss()),
-        "sqlite-tasks" => rt.block_on(sqlite_tasks()),
         "memory" => rt.block_on(memory()),
-        "dynamodb" => rt.block_on(dynamodb(false)),
-        "dynamodb-miss" => rt.block_on(dynamodb(true)),
-        _ => {
-            panic!(
-                "which comparison? redis, redis-miss, redis-tasks, cluster, cluster-miss, \
-             cluster-tasks (each also as valkey… and redis8…: valkey-miss, redis8-cluster, …), \
-             postgres, postgres-miss, postgres-tasks, cached, sqlite, sqlite-miss, sqlite-tasks, \
-             dynamodb or dynamodb-miss"
-            )
-        }
+        "sqlite" => rt.block_on(async {
+            sqlite_hits().await;
+            sqlite_miss().await;
+        }),
+        "postgres" => rt.block_on(async {
+            postgres().await;
+            postgres_miss().await;
+        }),
+        "redis" | "cluster" => rt.block_on(async {
+            redis(false, what == "cluster").await;
+            redis_miss(what == "cluster").await;
+        }),
+        "cached" => rt.block_on(redis(true, false)),
+        "dynamodb" => rt.block_on(async {
+            dynamodb(false).await;
+            dynamodb(true).await;
+        }),
+        _ => panic!(
+            "which comparison? memory, sqlite, postgres, redis, cluster, valkey, \
+             valkey-cluster, redis8, redis8-cluster, dynamodb or cached"
+        ),
     }
 }
