@@ -1,4 +1,4 @@
-//! The Lua scripts (`lua/*.lua`), one per multi-step transition, and their replies.
+//! The Lua scripts (`lua/*.lua`), one per multi-step transition.
 //!
 //! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
 //! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
@@ -88,49 +88,6 @@ pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
 pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
 pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
 
-/// A script's reply: a tag followed by byte strings.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) tag: String,
-    pub(crate) rest: Vec<Vec<u8>>,
-}
-
-impl Reply {
-    /// Splits a script's array reply; any other shape is handed back.
-    pub(crate) fn parse(value: Value) -> Result<Reply, Value> {
-        let Value::Array(items) = value else {
-            return Err(value);
-        };
-        let shape_ok = matches!(items.first(), Some(Value::BulkString(_)))
-            && items
-                .iter()
-                .all(|v| matches!(v, Value::BulkString(_) | Value::Int(_)));
-        if !shape_ok {
-            return Err(Value::Array(items));
-        }
-        let mut words = items.into_iter().map(|v| match v {
-            Value::BulkString(b) => b,
-            Value::Int(n) => n.to_string().into_bytes(),
-            _ => unreachable!("checked above"),
-        });
-        let tag = words.next().unwrap_or_default();
-        Ok(Reply {
-            tag: String::from_utf8_lossy(&tag).into_owned(),
-            rest: words.collect(),
-        })
-    }
-
-    /// The `i`-th element after the tag, as text.
-    pub(crate) fn text(&self, i: usize) -> Option<&str> {
-        self.rest.get(i).and_then(|b| std::str::from_utf8(b).ok())
-    }
-
-    /// The `i`-th element after the tag, as an integer.
-    pub(crate) fn int(&self, i: usize) -> Option<i64> {
-        self.text(i)?.parse().ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,19 +99,5 @@ mod tests {
             assert!(s.source.starts_with("-- Prepended to every stent script"));
         }
         assert_ne!(CLAIM.sha, RENEW.sha);
-    }
-
-    #[test]
-    fn replies_split_into_tag_and_words() {
-        let r = Reply::parse(Value::Array(vec![
-            Value::BulkString(b"acquired".to_vec()),
-            Value::BulkString(b"12".to_vec()),
-            Value::Int(3),
-        ]))
-        .unwrap();
-        assert_eq!(r.tag, "acquired");
-        assert_eq!((r.int(0), r.int(1), r.int(2)), (Some(12), Some(3), None));
-        assert!(Reply::parse(Value::Nil).is_err());
-        assert!(Reply::parse(Value::Array(vec![])).is_err());
     }
 }

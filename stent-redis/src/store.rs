@@ -10,15 +10,17 @@ use redis::Value;
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
-    Record, RecordMeta, Result, ResultStore, Timestamp,
+    Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
 
 use crate::ENV_URL;
 use crate::config::{RedisStoreBuilder, Target, Timeouts};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{Stored, decode, encode_meta, is_record, key_base};
-use crate::scripts::{self, Lua, Reply};
+use crate::layout::{
+    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base, owner,
+};
+use crate::scripts::{self, Lua};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
@@ -61,9 +63,10 @@ struct Inner {
     /// of [`Namespace::ALL`], built once: every call starts its key with one.
     bases: [String; 3],
     caps: Capabilities,
-    /// The expiry grace in milliseconds, and as the text the scripts take.
+    /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
+    /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
     grace: i64,
-    grace_ms: String,
+    purge_offset: String,
 }
 
 impl fmt::Debug for RedisStore {
@@ -139,7 +142,10 @@ impl RedisStore {
                 prefix,
                 caps,
                 grace: clamp_ms(grace),
-                grace_ms: clamp_ms(grace).to_string(),
+                purge_offset: match clamp_ms(grace) {
+                    0 => "-1".to_owned(),
+                    grace => grace.to_string(),
+                },
             }),
         })
     }
@@ -161,21 +167,39 @@ impl RedisStore {
         k
     }
 
-    /// Runs `script` on the record of `key`, turning a foreign type into a typed error.
+    /// Runs `script` on the record of `key`; a key of another type is the error naming it.
     async fn run(
         &self,
         op: &str,
         script: &Lua,
-        redis_key: &[u8],
+        rk: &[u8],
         key: &str,
         args: &[&[u8]],
-    ) -> Result<Reply> {
+    ) -> Result<Value> {
         let mut conn = self.inner.conn.clone();
-        let value = script
-            .invoke(&mut conn, redis_key, args)
-            .await
-            .map_err(|e| from_redis(e, op, Some(key)))?;
-        checked(op, redis_key, key, value)
+        let reply = script.invoke(&mut conn, rk, args).await;
+        typed(&mut conn, reply, rk, op, key)
+            .await?
+            .map_err(|found| wrong_type(key, rk, &found))
+    }
+
+    /// Runs the script of a token (`renew`, `complete`, `release`, whose first argument is
+    /// [`owner`]): its number when the token owns the record, else `None` (someone else's
+    /// record, or nothing). A key holding no record, or a broken one, is an error.
+    async fn run_owned(
+        &self,
+        op: &str,
+        script: &Lua,
+        rk: &[u8],
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Option<i64>> {
+        match self.run(op, script, rk, key, args).await? {
+            Value::Int(n) => Ok(Some(n)),
+            Value::Nil => Ok(None),
+            Value::BulkString(bytes) => stored(key, rk, &bytes).map(|_| None),
+            other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
+        }
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
@@ -185,7 +209,9 @@ impl RedisStore {
     /// written without a grace) needs no clock at all: Redis never returns a key past its
     /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
     /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry).
+    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry). A record in progress
+    /// whose times follow from its key's expiry is read again with that expiry, in one
+    /// transaction (`MULTI`, `GET`, `PEXPIRETIME`, `EXEC`).
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
@@ -209,13 +235,27 @@ impl RedisStore {
             };
             (reply, Some(pttl))
         };
-        let stored = match found(&mut conn, reply, &rk, "get", key).await? {
-            Found::Record(stored) => stored,
+        let mut found = found(&mut conn, reply, &rk, key).await?;
+        if let Found::Record(s) = &found
+            && s.unsettled.is_some()
+        {
+            let (reply, at): (Value, i64) = redis::pipe()
+                .atomic()
+                .get(&rk)
+                .cmd("PEXPIRETIME")
+                .arg(&rk)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| from_redis(e, "get", Some(key)))?;
+            found = self::found(&mut conn, Ok(reply), &rk, key).await?;
+            if let Found::Record(s) = &mut found {
+                s.settle(at);
+            }
+        }
+        let stored = match found {
+            Found::Record(s) if !include_expired && !s.live_while_present() => s,
             other => return Ok(other),
         };
-        if include_expired || stored.live_while_present() {
-            return Ok(Found::Record(stored));
-        }
         let pttl = pttl
             .and_then(|r| r.ok())
             .and_then(|v| redis::from_redis_value::<i64>(v).ok());
@@ -226,7 +266,10 @@ impl RedisStore {
                 server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?
             }
         };
-        Ok(live(stored, now))
+        if stored.record.is_expired(now) {
+            return Ok(Found::Absent);
+        }
+        Ok(Found::Record(stored))
     }
 
     /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
@@ -262,17 +305,17 @@ impl RedisStore {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
         let deleted = try_join_all(keys.iter().map(|key| async move {
             let rk = self.redis_key(ns, key);
-            let mut conn = self.inner.conn.clone();
-            let value = scripts::DELETE
-                .invoke(&mut conn, &rk, &[flag])
+            match self
+                .run("delete", &scripts::DELETE, &rk, key, &[flag])
                 .await
-                .map_err(|e| from_redis(e, "delete", Some(key)))?;
-            let reply = parsed("delete", key, value)?;
-            if skip_foreign && reply.tag == "wrongtype" {
-                return Ok(0);
+            {
+                Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
+                Ok(Value::Int(_)) if !skip_foreign => Err(wrong_type(key, &rk, "string")),
+                Ok(Value::Int(_)) => Ok(0),
+                Err(e) if skip_foreign && e.kind() == ErrorKind::Decode => Ok(0),
+                Err(e) => Err(e),
+                Ok(other) => Err(unexpected("delete", Some(key), &format!("{other:?}"))),
             }
-            let reply = check(&rk, key, reply)?;
-            Ok::<_, Error>(u64::from(reply.tag == "deleted"))
         }))
         .await?;
         Ok(deleted.into_iter().sum())
@@ -306,32 +349,6 @@ impl KeyPages {
     }
 }
 
-/// A script's reply, with the foreign-type and corrupt-record replies turned into errors.
-fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply> {
-    check(redis_key, key, parsed(op, key, value)?)
-}
-
-/// A script's reply, of any tag.
-fn parsed(op: &str, key: &str, value: Value) -> Result<Reply> {
-    Reply::parse(value).map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))
-}
-
-/// `reply`, with the foreign-type and corrupt-record replies turned into errors.
-fn check(redis_key: &[u8], key: &str, reply: Reply) -> Result<Reply> {
-    match reply.tag.as_str() {
-        "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
-        "corrupt" => Err(Error::decode(
-            key,
-            format!(
-                "Redis key {:?} holds a broken stent record (`{}`); it was left untouched",
-                String::from_utf8_lossy(redis_key),
-                reply.text(0).unwrap_or("?")
-            ),
-        )),
-        _ => Ok(reply),
-    }
-}
-
 /// What a read found at a record's key.
 #[allow(clippy::large_enum_variant)] // moved once per read; boxing would allocate on every hit
 enum Found {
@@ -342,39 +359,52 @@ enum Found {
     Record(Stored),
 }
 
-/// `stored` if it is live at `now`, by the server's clock.
-fn live(stored: Stored, now: Timestamp) -> Found {
-    if stored.record.is_expired(now) {
-        Found::Absent
-    } else {
-        Found::Record(stored)
+/// `reply`, or the type the key holds when the command met one it cannot work on
+/// (`WRONGTYPE`).
+async fn typed(
+    conn: &mut Conn,
+    reply: redis::RedisResult<Value>,
+    rk: &[u8],
+    op: &str,
+    key: &str,
+) -> Result<std::result::Result<Value, String>> {
+    match reply {
+        Err(e) if e.code() == Some("WRONGTYPE") => {
+            let found: String = redis::cmd("TYPE")
+                .arg(rk)
+                .query_async(conn)
+                .await
+                .map_err(|e| from_redis(e, op, Some(key)))?;
+            Ok(Err(found))
+        }
+        reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
     }
 }
 
-/// Reads the reply of a `GET` of a record's key (a `SET … GET` too).
+/// Reads the reply of a `GET` of a record's key.
 async fn found(
     conn: &mut Conn,
     reply: redis::RedisResult<Value>,
-    redis_key: &[u8],
-    op: &str,
+    rk: &[u8],
     key: &str,
 ) -> Result<Found> {
-    match reply {
+    match typed(conn, reply, rk, "get", key).await? {
         Ok(Value::Nil) => Ok(Found::Absent),
         Ok(Value::BulkString(bytes)) if is_record(&bytes) => {
             Ok(Found::Record(decode(key, &bytes)?))
         }
         Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
-        Ok(other) => Err(unexpected(op, Some(key), &format!("{other:?}"))),
-        Err(e) if e.code() == Some("WRONGTYPE") => {
-            let found: String = redis::cmd("TYPE")
-                .arg(redis_key)
-                .query_async(conn)
-                .await
-                .map_err(|e| from_redis(e, op, Some(key)))?;
-            Ok(Found::Foreign(found))
-        }
-        Err(e) => Err(from_redis(e, op, Some(key))),
+        Ok(other) => Err(unexpected("get", Some(key), &format!("{other:?}"))),
+        Err(found) => Ok(Found::Foreign(found)),
+    }
+}
+
+/// The record in `bytes`, read from `rk`; a string that is not a record is an error.
+fn stored(key: &str, rk: &[u8], bytes: &[u8]) -> Result<Stored> {
+    if is_record(bytes) {
+        decode(key, bytes)
+    } else {
+        Err(wrong_type(key, rk, "string"))
     }
 }
 
@@ -405,6 +435,33 @@ fn glob_escape(s: &str) -> Vec<u8> {
     out
 }
 
+/// A claim's first step, one native command: `SET key claimed NX GET PX ms`, where
+/// `claimed` is the native in-progress record ([`claim_record`]) and `ms` its lease plus
+/// [`HORIZON_MS`].
+///
+/// Why: a replay is then what one `SET` costs the server (a script's call costs it ten
+/// times as much), and a first call's claim too. The command writes only where the key is
+/// absent, and answers what the key held, so the reply alone decides: nothing (acquired,
+/// attempt 1), a completed record that Redis keeps only while it is live (the replay), or
+/// anything else, which goes to `claim.lua`. It cannot read the server's clock, so the
+/// record it writes carries no time: the claim time follows from the key's expiry.
+async fn claim_natively(
+    conn: &mut Conn,
+    rk: &[u8],
+    claimed: &[u8],
+    lease_ms: i64,
+) -> redis::RedisResult<Value> {
+    redis::cmd("SET")
+        .arg(rk)
+        .arg(claimed)
+        .arg("NX")
+        .arg("GET")
+        .arg("PX")
+        .arg(lease_ms + HORIZON_MS)
+        .query_async(conn)
+        .await
+}
+
 #[async_trait]
 impl ResultStore for RedisStore {
     fn capabilities(&self) -> Capabilities {
@@ -419,6 +476,9 @@ impl ResultStore for RedisStore {
         }
     }
 
+    /// The lease of a key claimed by the native `SET` (see [`claim_natively`]) is reported
+    /// as ending `lease` after the client sent the claim, by the client's clock: the server
+    /// decides when it lapses, by its own.
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key_len(&self.inner.caps, key)?;
         if claim.token.as_str().contains('|') {
@@ -429,21 +489,53 @@ impl ResultStore for RedisStore {
             .with_key(key));
         }
         let rk = self.redis_key(ns, key);
-        let lease = clamp_ms(claim.lease).to_string();
-        let meta = encode_meta(&claim.meta);
-        let args: [&[u8]; 3] = [claim.token.as_str().as_bytes(), lease.as_bytes(), &meta];
-        let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
-        match (reply.tag.as_str(), reply.rest.first()) {
-            ("acquired", _) => match (reply.int(0), reply.int(1)) {
-                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    lease_expires_at: Timestamp::from_millis(until),
+        let lease = clamp_ms(claim.lease);
+        let claimed = claim_record(claim.token, lease, &encode_meta(&claim.meta));
+        let sent = Timestamp::now();
+        let mut conn = self.inner.conn.clone();
+        let reply = claim_natively(&mut conn, &rk, &claimed, lease).await;
+        match typed(&mut conn, reply, &rk, "claim", key).await? {
+            Ok(Value::Nil) => {
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: 1,
+                    lease_expires_at: sent.add(claim.lease),
+                });
+            }
+            Ok(Value::BulkString(bytes)) => {
+                let found = stored(key, &rk, &bytes)?;
+                if found.record.state == RecordState::Completed && found.live_while_present() {
+                    return Ok(ClaimOutcome::Completed(found.record));
+                }
+            }
+            Ok(other) => return Err(unexpected("claim", Some(key), &format!("{other:?}"))),
+            Err(found) => return Err(wrong_type(key, &rk, &found)),
+        }
+        let owner_len = owner(claim.token).len();
+        let px = (lease + HORIZON_MS).to_string();
+        let lease = lease.to_string();
+        let args: [&[u8]; 4] = [
+            &claimed[..owner_len],
+            &claimed[owner_len + 1..],
+            px.as_bytes(),
+            lease.as_bytes(),
+        ];
+        match self.run("claim", &scripts::CLAIM, &rk, key, &args).await? {
+            Value::Array(reply) => match reply.as_slice() {
+                [Value::Int(attempt), Value::Int(until)] => Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
+                    lease_expires_at: Timestamp::from_millis(*until),
                 }),
-                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+                [Value::BulkString(bytes), Value::Int(at)] => {
+                    let mut found = stored(key, &rk, bytes)?;
+                    found.settle(*at);
+                    Ok(match found.record.state {
+                        RecordState::InProgress => ClaimOutcome::InFlight(found.record),
+                        RecordState::Completed => ClaimOutcome::Completed(found.record),
+                    })
+                }
+                _ => Err(unexpected("claim", Some(key), &format!("{reply:?}"))),
             },
-            ("completed", Some(raw)) => Ok(ClaimOutcome::Completed(decode(key, raw)?.record)),
-            ("in_flight", Some(raw)) => Ok(ClaimOutcome::InFlight(decode(key, raw)?.record)),
-            (other, _) => Err(unexpected("claim", Some(key), other)),
+            other => Err(unexpected("claim", Some(key), &format!("{other:?}"))),
         }
     }
 
@@ -456,12 +548,14 @@ impl ResultStore for RedisStore {
     ) -> Result<Timestamp> {
         let rk = self.redis_key(ns, key);
         let lease = clamp_ms(lease).to_string();
-        let args: [&[u8]; 2] = [token.as_str().as_bytes(), lease.as_bytes()];
-        let reply = self.run("renew", &scripts::RENEW, &rk, key, &args).await?;
-        match (reply.tag.as_str(), reply.int(0)) {
-            ("renewed", Some(until)) => Ok(Timestamp::from_millis(until)),
-            ("lost", _) => Err(Error::lease_lost(key)),
-            (other, _) => Err(unexpected("renew", Some(key), other)),
+        let horizon = HORIZON_MS.to_string();
+        let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
+        match self
+            .run_owned("renew", &scripts::RENEW, &rk, key, &args)
+            .await?
+        {
+            Some(until) => Ok(Timestamp::from_millis(until)),
+            None => Err(Error::lease_lost(key)),
         }
     }
 
@@ -477,37 +571,27 @@ impl ResultStore for RedisStore {
         let rk = self.redis_key(ns, key);
         let ttl = ttl_arg(ttl);
         let args: [&[u8]; 4] = [
-            token.as_str().as_bytes(),
+            &owner(token),
             value,
             ttl.as_bytes(),
-            self.inner.grace_ms.as_bytes(),
+            self.inner.purge_offset.as_bytes(),
         ];
-        let reply = self
-            .run("complete", &scripts::COMPLETE, &rk, key, &args)
-            .await?;
-        match reply.tag.as_str() {
-            "completed" => Ok(()),
-            "lost" => Err(Error::lease_lost(key)),
-            other => Err(unexpected("complete", Some(key), other)),
+        match self
+            .run_owned("complete", &scripts::COMPLETE, &rk, key, &args)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(Error::lease_lost(key)),
         }
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         let rk = self.redis_key(ns, key);
-        let reply = self
-            .run(
-                "release",
-                &scripts::RELEASE,
-                &rk,
-                key,
-                &[token.as_str().as_bytes()],
-            )
+        let args: [&[u8]; 1] = [&owner(token)];
+        let released = self
+            .run_owned("release", &scripts::RELEASE, &rk, key, &args)
             .await?;
-        match reply.tag.as_str() {
-            "released" => Ok(true),
-            "kept" => Ok(false),
-            other => Err(unexpected("release", Some(key), other)),
-        }
+        Ok(released.is_some())
     }
 
     async fn put(
@@ -523,18 +607,16 @@ impl ResultStore for RedisStore {
         let rk = self.redis_key(ns, key);
         let ttl = ttl_arg(ttl);
         let meta = encode_meta(&meta);
-        let meta_len = meta.len().to_string();
-        let args: [&[u8]; 5] = [
+        let args: [&[u8]; 4] = [
             value,
             ttl.as_bytes(),
-            self.inner.grace_ms.as_bytes(),
+            self.inner.purge_offset.as_bytes(),
             &meta,
-            meta_len.as_bytes(),
         ];
-        let reply = self.run("put", &scripts::PUT, &rk, key, &args).await?;
-        match reply.tag.as_str() {
-            "stored" => Ok(()),
-            other => Err(unexpected("put", Some(key), other)),
+        match self.run("put", &scripts::PUT, &rk, key, &args).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(_) => Err(wrong_type(key, &rk, "string")),
+            other => Err(unexpected("put", Some(key), &format!("{other:?}"))),
         }
     }
 
