@@ -26,21 +26,15 @@ use crate::scripts::{self, Lua};
 /// stay exact in Lua's double-precision numbers.
 const MAX_MS: i64 = 10_000_000_000_000;
 
-/// Records fetched per round of a `list`.
-const LIST_BATCH: usize = 64;
+/// Records read per round of a `list`, or deleted per round of a `purge_expired`.
+const BATCH: usize = 64;
 
-/// A [`ResultStore`] in Redis, standalone or Redis Cluster.
-///
-/// Each record is one Redis string at `{prefix}:{namespace}:{key}` (with `%` and `:` in the
-/// prefix written `%25` and `%3A`, so that no two prefixes share keys), and every operation
-/// one atomic step on that one key, so it is cluster-safe by construction: a read is one
-/// `GET` (with a `PTTL` in the same round trip when an expiry grace is set), and every
-/// other operation on a record is one Lua script, the same on every call (the crate's
-/// README lists what each operation sends). Leases and expiry are decided by the server's
-/// clock, in milliseconds; expired records are deleted by Redis itself (native TTL). Clones
-/// share one connection, which reconnects by
-/// itself after a server restart or a failover: calls made while the server is away fail
-/// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+/// A [`ResultStore`] in Redis, standalone or Redis Cluster: one Redis string per record, at
+/// `{prefix}:{namespace}:{key}`, and every operation one atomic step on that one key (the
+/// crate's README lists what each sends). Leases and expiry follow the server's clock.
+/// Clones share one connection, which reconnects by itself after a server restart or a
+/// failover: calls made while the server is away fail with the retryable
+/// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
@@ -59,8 +53,8 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{escaped prefix}:{namespace}:` of each namespace (see [`key_base`]), in the order
-    /// of [`Namespace::ALL`], built once: every call starts its key with one.
+    /// `{escaped prefix}:{namespace}:` of each namespace ([`key_base`]), in the order of
+    /// [`Namespace::ALL`], built once: every call starts its key with one.
     bases: [String; 3],
     caps: Capabilities,
     /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
@@ -160,11 +154,7 @@ impl RedisStore {
     }
 
     fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
-        let base = self.base(ns);
-        let mut k = Vec::with_capacity(base.len() + key.len());
-        k.extend_from_slice(base.as_bytes());
-        k.extend_from_slice(key.as_bytes());
-        k
+        [self.base(ns).as_bytes(), key.as_bytes()].concat()
     }
 
     /// Runs `script` on the record of `key`; a key of another type is the error naming it.
@@ -198,55 +188,45 @@ impl RedisStore {
             Value::Int(n) => Ok(Some(n)),
             Value::Nil => Ok(None),
             Value::BulkString(bytes) => stored(key, rk, &bytes).map(|_| None),
-            other => Err(unexpected(op, Some(key), &format!("{other:?}"))),
+            other => Err(unexpected(op, key, other)),
         }
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
-    /// One round trip to the key's own node, no script. Expiry is judged by the server's
-    /// clock. A record Redis deletes before it expires (`purge_ms` before `expires_ms`, as
-    /// written without a grace) needs no clock at all: Redis never returns a key past its
-    /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
-    /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry). A record in progress
-    /// whose times follow from its key's expiry is read again with that expiry, in one
-    /// transaction (`MULTI`, `GET`, `PEXPIRETIME`, `EXEC`).
+    /// Without a grace Redis deletes a record the moment it expires, so a record that is
+    /// there is live and the read is a lone `GET`. With one, the `GET` is pipelined with the
+    /// key's `PTTL`: the server's time is `purge_ms` less the `PTTL` (the clock of the node
+    /// that holds the key; a `TIME` for a key someone stripped of its expiry). A record in
+    /// progress whose times follow from its key's expiry is read again with that expiry,
+    /// atomically (`MULTI`, `GET`, `PEXPIRETIME`, `EXEC`).
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
+        let err = |e| from_redis(e, "get", Some(key));
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
         let (reply, pttl) = if self.inner.grace == 0 || include_expired {
-            let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
-            (reply, None)
+            (
+                redis::cmd("GET").arg(&rk).query_async(&mut conn).await,
+                None,
+            )
         } else {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors()
-                .cmd("GET")
-                .arg(&rk)
-                .cmd("PTTL")
-                .arg(&rk);
-            let replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| from_redis(e, "get", Some(key)))?;
-            let mut replies = replies.into_iter();
-            let (Some(reply), Some(pttl)) = (replies.next(), replies.next()) else {
-                return Err(unexpected("get", Some(key), "fewer than two replies"));
-            };
-            (reply, Some(pttl))
+            let pipe = redis::pipe().get(&rk).pttl(&rk).to_owned();
+            match pipe.query_async::<(Value, i64)>(&mut conn).await {
+                Ok((reply, pttl)) => (Ok(reply), Some(pttl)),
+                Err(e) => (Err(e), None),
+            }
         };
         let mut found = found(&mut conn, reply, &rk, key).await?;
         if let Found::Record(s) = &found
             && s.unsettled.is_some()
         {
-            let (reply, at): (Value, i64) = redis::pipe()
+            let pipe = redis::pipe()
                 .atomic()
                 .get(&rk)
                 .cmd("PEXPIRETIME")
                 .arg(&rk)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| from_redis(e, "get", Some(key)))?;
+                .to_owned();
+            let (reply, at): (Value, i64) = pipe.query_async(&mut conn).await.map_err(err)?;
             found = self::found(&mut conn, Ok(reply), &rk, key).await?;
             if let Found::Record(s) = &mut found {
                 s.settle(at);
@@ -256,40 +236,44 @@ impl RedisStore {
             Found::Record(s) if !include_expired && !s.live_while_present() => s,
             other => return Ok(other),
         };
-        let pttl = pttl
-            .and_then(|r| r.ok())
-            .and_then(|v| redis::from_redis_value::<i64>(v).ok());
         let now = match (stored.purge_ms, pttl) {
-            (Some(purge_ms), Some(pttl)) if pttl >= 0 => Timestamp::from_millis(purge_ms - pttl),
+            (Some(purge_ms), Some(pttl)) if pttl >= 0 => purge_ms - pttl,
             _ => {
-                let time = redis::cmd("TIME").query_async(&mut conn).await;
-                server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?
+                let (secs, micros): (i64, i64) = redis::cmd("TIME")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                secs * 1000 + micros / 1000
             }
         };
-        if stored.record.is_expired(now) {
+        if stored.record.is_expired(Timestamp::from_millis(now)) {
             return Ok(Found::Absent);
         }
         Ok(Found::Record(stored))
     }
 
-    /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
-    /// master of a cluster), unsorted and possibly repeated.
-    async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
-        let base = self.base(ns).to_owned();
-        let mut pattern = glob_escape(&base);
+    /// A `SCAN` of the keys of `ns` that start with `prefix` (on every master of a cluster).
+    async fn scan(&self, ns: Namespace, prefix: &str) -> Result<Scan> {
+        let mut pattern = glob_escape(self.base(ns));
         pattern.extend(glob_escape(prefix));
         pattern.push(b'*');
-        let scan = self
-            .inner
-            .conn
-            .scan(pattern)
+        let scan = self.inner.conn.scan(pattern).await;
+        scan.map_err(|e| from_redis(e, "scan", None))
+    }
+
+    /// The stent keys of the next page of `scan`, a scan of `ns`; `None` once it is done.
+    /// Like `SCAN` itself, it may return a key twice.
+    async fn next_keys(&self, ns: Namespace, scan: &mut Scan) -> Result<Option<Vec<String>>> {
+        let page = scan
+            .next_page()
             .await
             .map_err(|e| from_redis(e, "scan", None))?;
-        Ok(KeyPages {
-            scan,
-            base,
-            prefix: prefix.to_owned(),
-        })
+        let base = self.base(ns).as_bytes();
+        Ok(page.map(|keys| {
+            keys.into_iter()
+                .filter_map(|k| String::from_utf8(k.strip_prefix(base)?.to_vec()).ok())
+                .collect()
+        }))
     }
 
     /// Deletes `keys` (only the expired ones when `expired_only`); returns how many went.
@@ -311,41 +295,13 @@ impl RedisStore {
             {
                 Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
                 Ok(Value::Int(_)) if !skip_foreign => Err(wrong_type(key, &rk, "string")),
-                Ok(Value::Int(_)) => Ok(0),
-                Err(e) if skip_foreign && e.kind() == ErrorKind::Decode => Ok(0),
-                Err(e) => Err(e),
-                Ok(other) => Err(unexpected("delete", Some(key), &format!("{other:?}"))),
+                Err(e) if !skip_foreign || e.kind() != ErrorKind::Decode => Err(e),
+                Ok(Value::Int(_)) | Err(_) => Ok(0),
+                Ok(other) => Err(unexpected("delete", key, other)),
             }
         }))
         .await?;
         Ok(deleted.into_iter().sum())
-    }
-}
-
-/// A scan of one namespace, yielding stent keys.
-struct KeyPages {
-    scan: Scan,
-    base: String,
-    prefix: String,
-}
-
-impl KeyPages {
-    async fn next(&mut self) -> Result<Option<Vec<String>>> {
-        let Some(page) = self
-            .scan
-            .next_page()
-            .await
-            .map_err(|e| from_redis(e, "scan", None))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(
-            page.into_iter()
-                .filter_map(|k| k.strip_prefix(self.base.as_bytes()).map(<[u8]>::to_vec))
-                .filter_map(|k| String::from_utf8(k).ok())
-                .filter(|k| k.starts_with(self.prefix.as_str()))
-                .collect(),
-        ))
     }
 }
 
@@ -359,8 +315,8 @@ enum Found {
     Record(Stored),
 }
 
-/// `reply`, or the type the key holds when the command met one it cannot work on
-/// (`WRONGTYPE`).
+/// `reply`, or the type the key holds when the command met a key of a type it cannot work
+/// on (`WRONGTYPE`).
 async fn typed(
     conn: &mut Conn,
     reply: redis::RedisResult<Value>,
@@ -370,12 +326,8 @@ async fn typed(
 ) -> Result<std::result::Result<Value, String>> {
     match reply {
         Err(e) if e.code() == Some("WRONGTYPE") => {
-            let found: String = redis::cmd("TYPE")
-                .arg(rk)
-                .query_async(conn)
-                .await
-                .map_err(|e| from_redis(e, op, Some(key)))?;
-            Ok(Err(found))
+            let found = redis::cmd("TYPE").arg(rk).query_async(conn).await;
+            Ok(Err(found.map_err(|e| from_redis(e, op, Some(key)))?))
         }
         reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
     }
@@ -394,7 +346,7 @@ async fn found(
             Ok(Found::Record(decode(key, &bytes)?))
         }
         Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
-        Ok(other) => Err(unexpected("get", Some(key), &format!("{other:?}"))),
+        Ok(other) => Err(unexpected("get", key, other)),
         Err(found) => Ok(Found::Foreign(found)),
     }
 }
@@ -406,12 +358,6 @@ fn stored(key: &str, rk: &[u8], bytes: &[u8]) -> Result<Stored> {
     } else {
         Err(wrong_type(key, rk, "string"))
     }
-}
-
-/// The reply of `TIME` (seconds and microseconds) as a timestamp.
-fn server_time(reply: redis::RedisResult<Value>) -> redis::RedisResult<Timestamp> {
-    let (secs, micros): (i64, i64) = redis::from_redis_value(reply?)?;
-    Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
 }
 
 /// Milliseconds in `d`, rounded up and clamped to [`MAX_MS`].
@@ -436,30 +382,32 @@ fn glob_escape(s: &str) -> Vec<u8> {
 }
 
 /// A claim's first step, one native command: `SET key claimed NX GET PX ms`, where
-/// `claimed` is the native in-progress record ([`claim_record`]) and `ms` its lease plus
+/// `claimed` is the in-progress record ([`claim_record`]) and `ms` its lease plus
 /// [`HORIZON_MS`].
 ///
-/// Why: a replay is then what one `SET` costs the server (a script's call costs it ten
-/// times as much), and a first call's claim too. The command writes only where the key is
-/// absent, and answers what the key held, so the reply alone decides: nothing (acquired,
-/// attempt 1), a completed record that Redis keeps only while it is live (the replay), or
-/// anything else, which goes to `claim.lua`. It cannot read the server's clock, so the
-/// record it writes carries no time: the claim time follows from the key's expiry.
+/// Why: a replay then costs the server what one `SET` costs (a script's call costs it ten
+/// times as much), and so does a first call's claim. The command writes only where the key
+/// is absent and answers what the key held, so the reply alone decides, the same way on
+/// every call: nothing (acquired, attempt 1), a completed record that Redis keeps only
+/// while it is live (a replay), or anything else, which goes on to `claim.lua`. A native
+/// command cannot read the server's clock, so the record carries no time: the key's expiry
+/// gives the claim time.
 async fn claim_natively(
     conn: &mut Conn,
     rk: &[u8],
     claimed: &[u8],
     lease_ms: i64,
 ) -> redis::RedisResult<Value> {
-    redis::cmd("SET")
+    let px = lease_ms + HORIZON_MS;
+    let cmd = redis::cmd("SET")
         .arg(rk)
         .arg(claimed)
         .arg("NX")
         .arg("GET")
         .arg("PX")
-        .arg(lease_ms + HORIZON_MS)
-        .query_async(conn)
-        .await
+        .arg(px)
+        .to_owned();
+    cmd.query_async(conn).await
 }
 
 #[async_trait]
@@ -507,7 +455,7 @@ impl ResultStore for RedisStore {
                     return Ok(ClaimOutcome::Completed(found.record));
                 }
             }
-            Ok(other) => return Err(unexpected("claim", Some(key), &format!("{other:?}"))),
+            Ok(other) => return Err(unexpected("claim", key, other)),
             Err(found) => return Err(wrong_type(key, &rk, &found)),
         }
         let owner_len = owner(claim.token).len();
@@ -533,9 +481,9 @@ impl ResultStore for RedisStore {
                         RecordState::Completed => ClaimOutcome::Completed(found.record),
                     })
                 }
-                _ => Err(unexpected("claim", Some(key), &format!("{reply:?}"))),
+                _ => Err(unexpected("claim", key, reply)),
             },
-            other => Err(unexpected("claim", Some(key), &format!("{other:?}"))),
+            other => Err(unexpected("claim", key, other)),
         }
     }
 
@@ -616,7 +564,7 @@ impl ResultStore for RedisStore {
         match self.run("put", &scripts::PUT, &rk, key, &args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(_) => Err(wrong_type(key, &rk, "string")),
-            other => Err(unexpected("put", Some(key), &format!("{other:?}"))),
+            other => Err(unexpected("put", key, other)),
         }
     }
 
@@ -631,27 +579,25 @@ impl ResultStore for RedisStore {
     /// cluster), sorts them by their UTF-8 bytes, then reads records from the cursor on:
     /// an admin operation whose cost grows with the number of matching keys.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        let mut pages = self.pages(ns, &query.prefix).await?;
+        let mut scan = self.scan(ns, &query.prefix).await?;
         let mut keys = Vec::new();
-        while let Some(page) = pages.next().await? {
+        while let Some(page) = self.next_keys(ns, &mut scan).await? {
             keys.extend(page.into_iter().filter(|k| query.matches(k)));
         }
         keys.sort_unstable();
         keys.dedup();
-
         let limit = query.limit.max(1);
         let mut records = Vec::with_capacity(limit + 1);
-        for batch in keys.chunks(LIST_BATCH) {
-            let fetched = try_join_all(
-                batch
-                    .iter()
-                    .map(|key| self.fetch(ns, key, query.include_expired)),
-            )
-            .await?;
-            records.extend(fetched.into_iter().filter_map(|found| match found {
-                Found::Record(stored) => Some(stored.record),
-                Found::Absent | Found::Foreign(_) => None,
-            }));
+        for batch in keys.chunks(BATCH) {
+            let reads = batch
+                .iter()
+                .map(|k| self.fetch(ns, k, query.include_expired));
+            records.extend(try_join_all(reads).await?.into_iter().filter_map(
+                |found| match found {
+                    Found::Record(stored) => Some(stored.record),
+                    Found::Absent | Found::Foreign(_) => None,
+                },
+            ));
             if records.len() > limit {
                 break;
             }
@@ -660,30 +606,25 @@ impl ResultStore for RedisStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let mut pages = self.pages(ns, "").await?;
+        let mut scan = self.scan(ns, "").await?;
         let mut deleted = 0;
-        while let Some(keys) = pages.next().await? {
+        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
             deleted += self.delete_many(ns, &keys, false, true).await?;
         }
         Ok(deleted)
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let limit = limit as u64;
-        let mut pages = self.pages(ns, "").await?;
+        let mut scan = self.scan(ns, "").await?;
         let mut purged = 0;
-        while purged < limit {
-            let Some(keys) = pages.next().await? else {
-                break;
-            };
-            for chunk in keys.chunks(LIST_BATCH) {
-                let room = usize::try_from(limit - purged).unwrap_or(usize::MAX);
+        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
+            for chunk in keys.chunks(BATCH) {
+                let room = limit.saturating_sub(usize::try_from(purged).unwrap_or(usize::MAX));
                 if room == 0 {
-                    break;
+                    return Ok(purged);
                 }
-                purged += self
-                    .delete_many(ns, &chunk[..chunk.len().min(room)], true, true)
-                    .await?;
+                let chunk = &chunk[..chunk.len().min(room)];
+                purged += self.delete_many(ns, chunk, true, true).await?;
             }
         }
         Ok(purged)
