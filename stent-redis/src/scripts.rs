@@ -1,12 +1,10 @@
-//! The Lua scripts (`lua/*.lua`), one per multi-step transition.
-//!
-//! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
-//! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
-//! LOAD` (on every master of a cluster) and the call is sent once more.
+//! The Lua scripts (`lua/*.lua`), one per multi-step transition. Each is `lua/common.lua`
+//! followed by its own file, sent as `EVALSHA`; when the server answers `NOSCRIPT` (first
+//! use, restart, failover) it is loaded with `SCRIPT LOAD` and the call is sent once more.
 
 use std::sync::LazyLock;
 
-use redis::{Cmd, ErrorKind, RedisResult, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
 
 use crate::conn::Conn;
 
@@ -17,36 +15,6 @@ pub(crate) struct Lua {
 }
 
 impl Lua {
-    fn new(source: &'static str) -> Self {
-        Lua {
-            source,
-            sha: redis::Script::new(source).get_hash().to_owned(),
-        }
-    }
-
-    /// The `EVALSHA` command running the script on `key` with `args`.
-    fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Cmd {
-        let mut cmd = Cmd::with_capacity(
-            4 + args.len(),
-            64 + key.len() + args.iter().map(|a| a.len()).sum::<usize>(),
-        );
-        cmd.arg("EVALSHA").arg(&self.sha).arg(1).arg(key);
-        for arg in args {
-            cmd.arg(*arg);
-        }
-        cmd
-    }
-
-    /// Loads the script into the server (every master of a cluster).
-    async fn load(&self, conn: &mut Conn) -> RedisResult<()> {
-        redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(self.source)
-            .query_async::<Value>(conn)
-            .await
-            .map(drop)
-    }
-
     /// Runs the script on `key` with `args`.
     pub(crate) async fn invoke(
         &self,
@@ -54,10 +22,12 @@ impl Lua {
         key: &[u8],
         args: &[&[u8]],
     ) -> RedisResult<Value> {
-        let cmd = self.cmd(key, args);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(1).arg(key).arg(args);
         match cmd.query_async(conn).await {
-            Err(e) if is_no_script(&e) => {
-                self.load(conn).await?;
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let load = redis::cmd("SCRIPT").arg("LOAD").arg(self.source).to_owned();
+                load.query_async::<Value>(conn).await?;
                 cmd.query_async(conn).await
             }
             result => result,
@@ -65,18 +35,15 @@ impl Lua {
     }
 }
 
-/// Whether the server answered `NOSCRIPT`: the script must be loaded first.
-fn is_no_script(e: &redis::RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
 macro_rules! script {
     ($file:literal) => {
         LazyLock::new(|| {
-            Lua::new(concat!(
+            let source = concat!(
                 include_str!("../lua/common.lua"),
                 include_str!(concat!("../lua/", $file))
-            ))
+            );
+            let sha = redis::Script::new(source).get_hash().to_owned();
+            Lua { source, sha }
         })
     };
 }

@@ -14,7 +14,7 @@ use stent_core::{
 };
 
 use crate::ENV_URL;
-use crate::config::{RedisStoreBuilder, Target, Timeouts};
+use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{
@@ -111,36 +111,29 @@ impl RedisStore {
         &self.inner.prefix
     }
 
-    pub(crate) async fn open(
-        target: Target,
-        shown: String,
-        prefix: String,
-        timeouts: Timeouts,
-        max_value_len: usize,
-        grace: Duration,
-    ) -> Result<Self> {
-        let conn = Conn::open(&target, timeouts)
-            .await
-            .map_err(|e| from_redis(e, &format!("connecting to {shown}"), None))?;
+    pub(crate) async fn open(target: &Target, b: RedisStoreBuilder) -> Result<Self> {
+        let conn = Conn::open(target, b.timeouts).await;
+        let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
         let caps = Capabilities::new()
             .native_ttl(true)
             .server_clock(true)
-            .shared(true)
-            .durable(true)
-            .max_value_len(Some(max_value_len));
+            .shared(true);
+        let grace = clamp_ms(b.expiry_grace);
+        let inner = Inner {
+            conn,
+            shown: b.shown,
+            bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
+            prefix: b.prefix,
+            caps: caps.durable(true).max_value_len(Some(b.max_value_len)),
+            grace,
+            purge_offset: if grace == 0 {
+                "-1".to_owned()
+            } else {
+                grace.to_string()
+            },
+        };
         Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                shown,
-                bases: Namespace::ALL.map(|ns| key_base(&prefix, ns)),
-                prefix,
-                caps,
-                grace: clamp_ms(grace),
-                purge_offset: match clamp_ms(grace) {
-                    0 => "-1".to_owned(),
-                    grace => grace.to_string(),
-                },
-            }),
+            inner: Arc::new(inner),
         })
     }
 
