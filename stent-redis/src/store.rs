@@ -417,7 +417,7 @@ impl ResultStore for RedisStore {
         }
     }
 
-    /// The lease of a key claimed by the native `SET` (see [`claim_natively`]) is reported
+    /// The lease of a key claimed by the native `SET` (see the crate's README) is reported
     /// as ending `lease` after the client sent the claim, by the client's clock: the server
     /// decides when it lapses, by its own.
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
