@@ -124,16 +124,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), so several
-    /// applications can share one database.
-    ///
-    /// In keys, `%` and `:` in the prefix are written `%25` and `%3A` (`app:billing` puts
-    /// keys under `app%3Abilling:`), so the prefix ends at a key's first `:` and no two
-    /// prefixes share a key: `clear`, `purge_expired` and `list` of one store never reach
-    /// another's records, whatever the two prefixes are (`app` and `app:cache` too).
-    ///
-    /// Checked by [`build`](Self::build): not empty, at most 256 bytes, and free of
-    /// whitespace and control characters.
+    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
+    /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
+    /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace or
+    /// control characters.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self

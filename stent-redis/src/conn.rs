@@ -33,16 +33,15 @@ impl Conn {
             }
             Target::Client(client) => Self::standalone(client.clone(), t).await,
             Target::Cluster(nodes) => {
-                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                // Redirections during resharding use retries too: keep a few. Each call is
+                // timed by `Conn` itself (see the variant's docs), redirections included.
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(t.connect)
-                    // Redirections during resharding use retries too: keep a few.
                     .retries(u32::try_from(t.retries).unwrap_or(u32::MAX).max(2))
                     .min_retry_wait(20)
-                    .max_retry_wait(1000);
-                // Each call is timed by `Conn` itself (see the variant's docs); a call that
-                // follows redirections is timed as a whole.
-                builder = builder.overall_response_timeout(None);
-                let client = builder.build()?;
+                    .max_retry_wait(1000)
+                    .overall_response_timeout(None)
+                    .build()?;
                 Ok(Conn::Cluster(
                     client.get_async_connection().await?,
                     t.response,

@@ -1,27 +1,16 @@
-//! The key and record layout: one Redis string per record, at
-//! `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the metadata
-//! and the value, readable with `redis-cli GET`.
-//!
-//! In the key, the prefix has each `%` written `%25` and each `:` written `%3A`, so it
-//! holds no `:` and its end is the key's first `:`; the namespace (`idempotency`, `cache`,
-//! `progress`) runs to the second. A Redis key therefore names one prefix and one
-//! namespace, and no store's `{escaped prefix}:{namespace}:` starts another's: no `SCAN`
-//! of one store's namespace can match a key of another store, whatever the two prefixes
-//! are. Anything else in the prefix is kept as written (so a prefix without `%` and `:`
-//! reads as is, and braces in it still make a cluster hash tag).
+//! The key and record layout (the crate's README describes both): one Redis string per
+//! record, at `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the
+//! metadata and the value.
 //!
 //! ```text
 //! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
 //! ```
 //!
-//! The crate's README describes each field. A claim is first one native `SET … NX GET`,
-//! which cannot read the server's clock: the record it writes (and those the scripts write
-//! in progress) leaves `created_ms` and `lease_expires_ms` empty, and its key expires
-//! `lease_ms` + `horizon_ms` after the claim, so the claim was made at the key's
-//! `PEXPIRETIME` less both (see [`Stored::settle`]). In-progress records written before
-//! that have the two times written out and no `lease_ms`, `horizon_ms` or expiry; they are
-//! read, renewed, completed and released alike. Completed records always have their times
-//! written out, by the server's clock.
+//! The escaped prefix holds no `:` (`%` and `:` are written `%25` and `%3A`), so a Redis key
+//! names one prefix and one namespace, and no store's `SCAN` can match another store's key.
+//! A record in progress leaves `created_ms` and `lease_expires_ms` empty: its key expires
+//! `lease_ms` + `horizon_ms` after the claim, which [`Stored::settle`] reads back. Older
+//! records in progress, with both times written out and no expiry, are read alike.
 
 use stent_core::{
     Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,

@@ -173,14 +173,15 @@ impl RedisStore {
         &self,
         op: &str,
         script: &Lua,
-        rk: &[u8],
+        ns: Namespace,
         key: &str,
         args: &[&[u8]],
     ) -> Result<Option<i64>> {
-        match self.run(op, script, rk, key, args).await? {
+        let rk = self.redis_key(ns, key);
+        match self.run(op, script, &rk, key, args).await? {
             Value::Int(n) => Ok(Some(n)),
             Value::Nil => Ok(None),
-            Value::BulkString(bytes) => stored(key, rk, &bytes).map(|_| None),
+            Value::BulkString(bytes) => stored(key, &rk, &bytes).map(|_| None),
             other => Err(unexpected(op, key, other)),
         }
     }
@@ -487,17 +488,14 @@ impl ResultStore for RedisStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
-        let rk = self.redis_key(ns, key);
-        let lease = clamp_ms(lease).to_string();
-        let horizon = HORIZON_MS.to_string();
+        let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
         let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
-        match self
-            .run_owned("renew", &scripts::RENEW, &rk, key, &args)
-            .await?
-        {
-            Some(until) => Ok(Timestamp::from_millis(until)),
-            None => Err(Error::lease_lost(key)),
-        }
+        let until = self
+            .run_owned("renew", &scripts::RENEW, ns, key, &args)
+            .await?;
+        until
+            .map(Timestamp::from_millis)
+            .ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn complete(
@@ -509,28 +507,18 @@ impl ResultStore for RedisStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         check_value_len(&self.inner.caps, key, value)?;
-        let rk = self.redis_key(ns, key);
-        let ttl = ttl_arg(ttl);
-        let args: [&[u8]; 4] = [
-            &owner(token),
-            value,
-            ttl.as_bytes(),
-            self.inner.purge_offset.as_bytes(),
-        ];
-        match self
-            .run_owned("complete", &scripts::COMPLETE, &rk, key, &args)
-            .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(Error::lease_lost(key)),
-        }
+        let (ttl, purge) = (ttl_arg(ttl), self.inner.purge_offset.as_bytes());
+        let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
+        let done = self
+            .run_owned("complete", &scripts::COMPLETE, ns, key, &args)
+            .await?;
+        done.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let rk = self.redis_key(ns, key);
         let args: [&[u8]; 1] = [&owner(token)];
         let released = self
-            .run_owned("release", &scripts::RELEASE, &rk, key, &args)
+            .run_owned("release", &scripts::RELEASE, ns, key, &args)
             .await?;
         Ok(released.is_some())
     }
@@ -546,14 +534,12 @@ impl ResultStore for RedisStore {
         check_key_len(&self.inner.caps, key)?;
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
-        let ttl = ttl_arg(ttl);
-        let meta = encode_meta(&meta);
-        let args: [&[u8]; 4] = [
-            value,
-            ttl.as_bytes(),
+        let (ttl, purge, meta) = (
+            ttl_arg(ttl),
             self.inner.purge_offset.as_bytes(),
-            &meta,
-        ];
+            encode_meta(&meta),
+        );
+        let args: [&[u8]; 4] = [value, ttl.as_bytes(), purge, &meta];
         match self.run("put", &scripts::PUT, &rk, key, &args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(_) => Err(wrong_type(key, &rk, "string")),
