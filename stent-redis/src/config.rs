@@ -164,9 +164,9 @@ impl RedisStoreBuilder {
 
     /// How long an expired record stays in Redis, invisible, before Redis deletes it by
     /// itself (default [`DEFAULT_EXPIRY_GRACE`]): meanwhile `list` with `include_expired`
-    /// shows it and `purge_expired` counts it. The price: every read also asks for the
-    /// key's `PTTL`, to judge expiry by the server's clock, and a replay of a record with
-    /// an expiry takes a second round trip (`claim.lua`).
+    /// shows it and `purge_expired` counts it. The price: every read sends its `GET` in a
+    /// transaction with the server's `TIME`, to judge expiry by the server's clock, and a
+    /// replay of a record with an expiry takes a second round trip (`claim.lua`).
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
         self

@@ -189,58 +189,41 @@ impl RedisStore {
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
     /// Without a grace Redis deletes a record the moment it expires, so a record that is
-    /// there is live and the read is a lone `GET`. With one, the `GET` is pipelined with the
-    /// key's `PTTL`: the server's time is `purge_ms` less the `PTTL` (the clock of the node
-    /// that holds the key; a `TIME` for a key someone stripped of its expiry). A record in
-    /// progress whose times follow from its key's expiry is read again with that expiry,
-    /// atomically (`MULTI`, `GET`, `PEXPIRETIME`, `EXEC`).
+    /// there is live and the read is a lone `GET`. With one (or for a record that `GET`
+    /// finds in progress, or with an expiry but no `purge_ms`), the record is read with its
+    /// key's `PEXPIRETIME` and the server's `TIME`, in one transaction on the node that
+    /// holds it.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
-        let err = |e| from_redis(e, "get", Some(key));
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
-        let (reply, pttl) = if self.inner.grace == 0 || include_expired {
-            (
-                redis::cmd("GET").arg(&rk).query_async(&mut conn).await,
-                None,
-            )
-        } else {
-            let pipe = redis::pipe().get(&rk).pttl(&rk).to_owned();
-            match pipe.query_async::<(Value, i64)>(&mut conn).await {
-                Ok((reply, pttl)) => (Ok(reply), Some(pttl)),
-                Err(e) => (Err(e), None),
-            }
-        };
-        let mut found = found(&mut conn, reply, &rk, key).await?;
-        if let Found::Record(s) = &found
-            && s.unsettled.is_some()
-        {
-            let pipe = redis::pipe()
-                .atomic()
-                .get(&rk)
-                .cmd("PEXPIRETIME")
-                .arg(&rk)
-                .to_owned();
-            let (reply, at): (Value, i64) = pipe.query_async(&mut conn).await.map_err(err)?;
-            found = self::found(&mut conn, Ok(reply), &rk, key).await?;
-            if let Found::Record(s) = &mut found {
-                s.settle(at);
+        if self.inner.grace == 0 || include_expired {
+            let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
+            match found(&mut conn, reply, &rk, key).await? {
+                Found::Record(s)
+                    if s.unsettled.is_some() || !(include_expired || s.live_while_present()) => {}
+                found => return Ok(found),
             }
         }
-        let stored = match found {
-            Found::Record(s) if !include_expired && !s.live_while_present() => s,
-            other => return Ok(other),
+        let pipe = redis::pipe()
+            .atomic()
+            .get(&rk)
+            .cmd("PEXPIRETIME")
+            .arg(&rk)
+            .cmd("TIME")
+            .to_owned();
+        let (reply, at, now) = match pipe
+            .query_async::<(Value, i64, (i64, i64))>(&mut conn)
+            .await
+        {
+            Ok((reply, at, (secs, micros))) => (Ok(reply), at, secs * 1000 + micros / 1000),
+            Err(e) => (Err(e), 0, 0),
         };
-        let now = match (stored.purge_ms, pttl) {
-            (Some(purge_ms), Some(pttl)) if pttl >= 0 => purge_ms - pttl,
-            _ => {
-                let (secs, micros): (i64, i64) = redis::cmd("TIME")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(err)?;
-                secs * 1000 + micros / 1000
-            }
+        let mut stored = match found(&mut conn, reply, &rk, key).await? {
+            Found::Record(stored) => stored,
+            found => return Ok(found),
         };
-        if stored.record.is_expired(Timestamp::from_millis(now)) {
+        stored.settle(at);
+        if !include_expired && stored.record.is_expired(Timestamp::from_millis(now)) {
             return Ok(Found::Absent);
         }
         Ok(Found::Record(stored))

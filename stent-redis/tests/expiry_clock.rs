@@ -1,7 +1,6 @@
 //! A read judges expiry by the clock of the node that holds the key: without a grace Redis
-//! deletes a record the moment it expires, so a record that is there is live; with one,
-//! `purge_ms` less the key's `PTTL`; the server's `TIME` for a record written without
-//! `purge_ms`. A claim's native `SET` writes no time: the key's expiry gives it. Every other
+//! deletes a record the moment it expires, so a record that is there is live; with one, or
+//! for a record written without `purge_ms`, the server's `TIME`. A claim's native `SET` writes no time: the key's expiry gives it. Every other
 //! write is a script, which writes the server's times into the record.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
