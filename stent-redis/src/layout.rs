@@ -141,16 +141,16 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         attempt,
         created,
         lease,
-        completed,
+        done,
         expires,
         purge,
-        lease_ms,
-        horizon_ms,
-        meta_len,
+        l_ms,
+        h_ms,
+        m_len,
     ] = h;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
-    let meta_len: usize = number(key, "meta_len", meta_len)?;
+    let meta_len: usize = number(key, "meta_len", m_len)?;
     if meta_len > rest.len() {
         return Err(corrupt("the metadata is cut short"));
     }
@@ -163,13 +163,13 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let mut unsettled = None;
     if state == RecordState::InProgress && created.is_empty() {
         unsettled = Some((
-            number(key, "lease_ms", lease_ms)?,
-            number(key, "horizon_ms", horizon_ms)?,
+            number(key, "lease_ms", l_ms)?,
+            number(key, "horizon_ms", h_ms)?,
         ));
     } else {
         record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
     }
-    record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
+    record.completed_at = optional(key, "completed_ms", done)?.map(Timestamp::from_millis);
     record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {

@@ -65,10 +65,8 @@ struct Inner {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.inner.conn {
-            Conn::Standalone(_) => "standalone",
-            Conn::Cluster(..) => "cluster",
-        };
+        let cluster = matches!(self.inner.conn, Conn::Cluster(..));
+        let mode = if cluster { "cluster" } else { "standalone" };
         f.debug_struct("RedisStore")
             .field("target", &self.inner.shown)
             .field("mode", &mode)
@@ -375,15 +373,11 @@ async fn claim_natively(
     claimed: &[u8],
     lease_ms: i64,
 ) -> redis::RedisResult<Value> {
-    let px = lease_ms + HORIZON_MS;
-    let cmd = redis::cmd("SET")
-        .arg(rk)
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(rk)
         .arg(claimed)
-        .arg("NX")
-        .arg("GET")
-        .arg("PX")
-        .arg(px)
-        .to_owned();
+        .arg(&["NX", "GET", "PX"][..])
+        .arg(lease_ms + HORIZON_MS);
     cmd.query_async(conn).await
 }
 
