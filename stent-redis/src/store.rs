@@ -196,7 +196,7 @@ impl RedisStore {
         let mut conn = self.inner.conn.clone();
         if self.inner.grace == 0 || include_expired {
             let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
-            match found(&mut conn, reply, &rk, key).await? {
+            match found(&mut conn, reply, &rk, "get", key).await? {
                 Found::Record(s)
                     if s.unsettled.is_some() || !(include_expired || s.live_while_present()) => {}
                 found => return Ok(found),
@@ -216,7 +216,7 @@ impl RedisStore {
             Ok((reply, at, (secs, micros))) => (Ok(reply), at, secs * 1000 + micros / 1000),
             Err(e) => (Err(e), 0, 0),
         };
-        let mut stored = match found(&mut conn, reply, &rk, key).await? {
+        let mut stored = match found(&mut conn, reply, &rk, "get", key).await? {
             Found::Record(stored) => stored,
             found => return Ok(found),
         };
@@ -308,20 +308,21 @@ async fn typed(
     }
 }
 
-/// Reads the reply of a `GET` of a record's key.
+/// Reads the reply of a `GET` (or `SET … GET`) of a record's key.
 async fn found(
     conn: &mut Conn,
     reply: redis::RedisResult<Value>,
     rk: &[u8],
+    op: &str,
     key: &str,
 ) -> Result<Found> {
-    match typed(conn, reply, rk, "get", key).await? {
+    match typed(conn, reply, rk, op, key).await? {
         Ok(Value::Nil) => Ok(Found::Absent),
         Ok(Value::BulkString(bytes)) if is_record(&bytes) => {
             Ok(Found::Record(decode(key, &bytes)?))
         }
         Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
-        Ok(other) => Err(unexpected("get", key, other)),
+        Ok(other) => Err(unexpected(op, key, other)),
         Err(found) => Ok(Found::Foreign(found)),
     }
 }
@@ -413,28 +414,25 @@ impl ResultStore for RedisStore {
         let sent = Timestamp::now();
         let mut conn = self.inner.conn.clone();
         let reply = claim_natively(&mut conn, &rk, &claimed, lease).await;
-        match typed(&mut conn, reply, &rk, "claim", key).await? {
-            Ok(Value::Nil) => {
-                return Ok(ClaimOutcome::Acquired {
-                    attempt: 1,
-                    lease_expires_at: sent.add(claim.lease),
-                });
+        let acquired = ClaimOutcome::Acquired {
+            attempt: 1,
+            lease_expires_at: sent.add(claim.lease),
+        };
+        match found(&mut conn, reply, &rk, "claim", key).await? {
+            Found::Absent => return Ok(acquired),
+            Found::Foreign(found) => return Err(wrong_type(key, &rk, &found)),
+            Found::Record(s)
+                if s.record.state == RecordState::Completed && s.live_while_present() =>
+            {
+                return Ok(ClaimOutcome::Completed(s.record));
             }
-            Ok(Value::BulkString(bytes)) => {
-                let found = stored(key, &rk, &bytes)?;
-                if found.record.state == RecordState::Completed && found.live_while_present() {
-                    return Ok(ClaimOutcome::Completed(found.record));
-                }
-            }
-            Ok(other) => return Err(unexpected("claim", key, other)),
-            Err(found) => return Err(wrong_type(key, &rk, &found)),
+            Found::Record(_) => {}
         }
-        let owner_len = owner(claim.token).len();
-        let px = (lease + HORIZON_MS).to_string();
-        let lease = lease.to_string();
+        let n = owner(claim.token).len();
+        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
         let args: [&[u8]; 4] = [
-            &claimed[..owner_len],
-            &claimed[owner_len + 1..],
+            &claimed[..n],
+            &claimed[n + 1..],
             px.as_bytes(),
             lease.as_bytes(),
         ];
