@@ -338,9 +338,9 @@ fn claim_record(token: &LeaseToken) -> String {
     )
 }
 
-/// What a first call asks of the server, sent by the raw driver: stent's claim and
-/// completion scripts, next to scripts that do less. Next to the store's claim + complete, it splits the time between the server's
-/// work and the store's own code.
+/// What a first call asks of the server, sent by the raw driver: stent's native claim and
+/// completion script, next to scripts that do less. Next to the store's claim + complete, it
+/// splits the time between the server's work and the store's own code.
 async fn bare_scripts<'a, C>(
     conn: C,
     prefix: &'a str,
@@ -397,10 +397,10 @@ where
                         .arg(complete)
                         .arg(1)
                         .arg(&key)
-                        .arg(token.as_str())
+                        .arg(format!("stent1|in_progress|{}|", token.as_str()))
                         .arg(value)
                         .arg("")
-                        .arg(0)
+                        .arg(-1)
                         .query_async(&mut c)
                         .await
                         .expect("complete script");

@@ -1,34 +1,27 @@
--- claim: take an absent key, an expired record or an in-progress one whose lease lapsed
--- (takeover, attempt + 1); answer a live completed record (a replay) or an in-progress one
--- whose lease is live (in flight) as it is.
--- ARGV: token, lease_ms, metadata block.
--- Reply: {'acquired', attempt, lease_expires_ms} | {'in_flight', record} | {'completed', record}
---      | {'corrupt', what} | {'wrongtype', type}
--- Half of every first call and the whole of every replay, so it builds no table of the record.
-local r, state, _, attempt, _, lease, _, expires = read_record()
-if r == false then
-  return state -- the reply naming the type the key holds
-end
+-- claim, for what SET … NX GET cannot settle: an in-progress record (in flight, or a
+-- lapsed lease to take over, attempt + 1), a completed record kept past its expiry by a
+-- grace (taken afresh), an absent key (gone in between).
+-- ARGV: owner prefix (`stent1|in_progress|<token>|`), the claim record after its attempt,
+-- lease_ms + horizon_ms, lease_ms.
+-- Reply: {attempt, lease_expires_ms} when taken | {record, PEXPIRETIME} when not.
+local r = redis.call('GET', key)
 local now = now_ms()
-local next_attempt = 1
+local attempt = 1
 if r then
-  if not state then
-    return not_a_record(r)
-  end
-  if not expired(expires, now) then
-    if state == 'completed' then
-      return {'completed', r}
+  local state, n, lease, expires, horizon = string.match(r,
+    '^stent1|([^|]*)|[^|]*|(%d+)|%d*|(%d*)|[^|]*|(%d*)|[^|]*|[^|]*|(%d*)|%d+|')
+  if state == 'in_progress' then
+    local at = redis.call('PEXPIRETIME', key)
+    -- Claimed natively: the lease ends horizon_ms before the key expires.
+    local until_ms = tonumber(lease) or (horizon ~= '' and at - horizon)
+    if not until_ms or until_ms > now then
+      return {r, at}
     end
-    if state ~= 'in_progress' then
-      return {'corrupt', 'state'}
-    end
-    if (tonumber(lease) or 0) > now then
-      return {'in_flight', r}
-    end
-    next_attempt = (tonumber(attempt) or 1) + 1
+    attempt = n + 1
+  elseif state ~= 'completed' or expires == '' or tonumber(expires) > now then
+    return {r, -2}
   end
 end
-local until_ms = int(now + tonumber(ARGV[2]))
-next_attempt = int(next_attempt)
-redis.call('SET', key, in_progress(ARGV[1], next_attempt, int(now), until_ms, ARGV[3]))
-return {'acquired', next_attempt, until_ms}
+-- PXAT rather than PX, so that the claim time read back from the expiry is exactly `now`.
+redis.call('SET', key, ARGV[1] .. int(attempt) .. ARGV[2], 'PXAT', int(now + ARGV[3]))
+return {attempt, now + ARGV[4]}

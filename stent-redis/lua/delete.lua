@@ -1,13 +1,16 @@
 -- delete: remove the record whatever its state (a broken one too); with ARGV[1] == '1',
--- only if it expired (purge). Reply: {'deleted'} | {'absent'} | {'wrongtype', type}
-local rec, foreign = load()
-if rec == false and foreign[1] == 'wrongtype' then
-  return foreign
+-- only if it expired (purge). Reply: 1 deleted | 0 not | -1 a string that is not a record.
+local r = redis.call('GET', key)
+if not r then
+  return 0
 end
-if ARGV[1] == '1' and not (rec and expired(rec.expires, now_ms())) then
-  return {'absent'}
+if string.sub(r, 1, 7) ~= 'stent1|' then
+  return -1
 end
-if redis.call('DEL', key) == 1 then
-  return {'deleted'}
+if ARGV[1] == '1' then
+  local expires = string.match(r, '^stent1|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(%d+)|')
+  if not expires or tonumber(expires) > now_ms() then
+    return 0
+  end
 end
-return {'absent'}
+return redis.call('DEL', key)

@@ -1,17 +1,12 @@
 -- put: create or replace a completed record (a broken one too: the cache heals itself).
--- ARGV: value, ttl_ms ('' = never expires), grace_ms, metadata block, its length.
--- Reply: {'stored'} | {'wrongtype', type}
-local t = redis.call('TYPE', key)['ok']
-if t ~= 'none' then
-  if t ~= 'string' then
-    return {'wrongtype', t}
-  end
-  -- Only the mark is read: an old value may be large.
-  if redis.call('GETRANGE', key, 0, 6) ~= MARK .. '|' then
-    return {'wrongtype', 'string'}
-  end
+-- ARGV: value, ttl_ms ('' = never expires), purge offset, metadata block.
+-- Reply: 1 | 0 when the key holds a string that is not a record (never written over).
+local mark = redis.call('GETRANGE', key, 0, 6) -- only the mark: an old value may be large
+if mark ~= 'stent1|' and (mark ~= '' or redis.call('EXISTS', key) == 1) then
+  return 0
 end
-local now = now_text()
-local expires, purge = expiry(now, ARGV[2], ARGV[3])
-write_completed('1', now, now, expires, purge, ARGV[5], ARGV[4], ARGV[1])
-return {'stored'}
+local t = redis.call('TIME')
+local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
+write_completed(now, 'stent1|completed||1|' .. now .. '||' .. now .. '|',
+  #ARGV[4] .. '|' .. ARGV[4] .. ARGV[1], ARGV[2], ARGV[3])
+return 1

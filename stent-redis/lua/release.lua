@@ -1,11 +1,7 @@
--- release: delete the in-progress record the token owns, and nothing else.
--- ARGV: token. Reply: {'released'} | {'kept'} | {'wrongtype', type} | {'corrupt', what}
-local rec, foreign = load()
-if rec == false then
-  return foreign
+-- release: delete the in-progress record ARGV[1] owns, and nothing else.
+-- ARGV: owner prefix. Reply: 1 | what the key holds instead (nil: nothing).
+local r = redis.call('GET', key)
+if owned(r) then
+  return redis.call('DEL', key)
 end
-if rec and rec.state == 'in_progress' and rec.token == ARGV[1] then
-  redis.call('DEL', key)
-  return {'released'}
-end
-return {'kept'}
+return r

@@ -1,13 +1,12 @@
--- renew: move the lease of a record the token owns.
--- ARGV: token, lease_ms. Reply: {'renewed', lease_expires_ms} | {'lost'} | {'wrongtype', type}
---     | {'corrupt', what}
-local rec, foreign = load()
-if rec == false then
-  return foreign
+-- renew: move the lease of the record ARGV[1] owns to lease_ms from now.
+-- ARGV: owner prefix, lease_ms, horizon_ms.
+-- Reply: the new lease_expires_ms | what the key holds instead (nil: nothing).
+local r = redis.call('GET', key)
+local attempt, created, meta = owned(r)
+if not attempt then
+  return r
 end
-if not rec or rec.state ~= 'in_progress' or rec.token ~= ARGV[1] then
-  return {'lost'}
-end
-local until_ms = int(now_ms() + tonumber(ARGV[2]))
-redis.call('SET', key, in_progress(rec.token, rec.attempt, rec.created, until_ms, rec.meta))
-return {'renewed', until_ms}
+local until_ms = now_ms() + ARGV[2]
+redis.call('SET', key, ARGV[1] .. attempt .. '||||||' .. int(until_ms - created) .. '|' .. ARGV[3]
+  .. '|' .. string.sub(r, meta), 'PXAT', int(until_ms + ARGV[3]))
+return until_ms

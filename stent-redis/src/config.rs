@@ -25,31 +25,17 @@ pub(crate) struct Timeouts {
     pub(crate) retries: usize,
 }
 
-/// Configures and connects a [`RedisStore`].
-///
-/// ```no_run
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
-/// use std::time::Duration;
-/// use stent_redis::RedisStore;
-///
-/// let store = RedisStore::builder()
-///     .url("redis://127.0.0.1:6379/0")
-///     .prefix("billing")
-///     .response_timeout(Some(Duration::from_secs(2)))
-///     .build()
-///     .await?;
-/// # let _ = store; Ok(()) }
-/// ```
+/// Configures and connects a [`RedisStore`] (the crate's README shows one).
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct RedisStoreBuilder {
     target: Option<Target>,
     /// The target as given, with any password masked: what `Debug` and errors show.
-    shown: String,
-    prefix: String,
-    timeouts: Timeouts,
-    max_value_len: usize,
-    expiry_grace: Duration,
+    pub(crate) shown: String,
+    pub(crate) prefix: String,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) max_value_len: usize,
+    pub(crate) expiry_grace: Duration,
 }
 
 impl Default for RedisStoreBuilder {
@@ -74,9 +60,7 @@ impl fmt::Debug for RedisStoreBuilder {
         f.debug_struct("RedisStoreBuilder")
             .field("target", &self.shown)
             .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.timeouts.connect)
-            .field("response_timeout", &self.timeouts.response)
-            .field("retries", &self.timeouts.retries)
+            .field("timeouts", &self.timeouts)
             .field("max_value_len", &self.max_value_len)
             .field("expiry_grace", &self.expiry_grace)
             .finish()
@@ -102,43 +86,31 @@ impl RedisStoreBuilder {
     /// `redis://host:6379/0?prefix=billing`. The value is percent-decoded; the other query
     /// parameters go to the driver as written.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let (url, prefix) = take_prefix(&url.into());
-        if let Some(prefix) = prefix {
-            self.prefix = prefix;
+        let (url, taken) = stent_core::store::take_url_params(&url.into(), &["prefix"]);
+        if let Some((_, prefix)) = taken.last() {
+            self.prefix = percent_decode(prefix);
         }
         self.shown = redact(&url);
-        self.target = Some(match url.split_once("://") {
-            Some((scheme, rest)) if scheme.ends_with("+cluster") => {
-                let scheme = scheme.trim_end_matches("+cluster");
-                Target::Cluster(cluster_nodes(scheme, rest))
-            }
-            _ => Target::Standalone(url),
-        });
+        let cluster = url
+            .split_once("://")
+            .and_then(|(scheme, rest)| Some(cluster_nodes(scheme.strip_suffix("+cluster")?, rest)));
+        self.target = Some(cluster.map_or(Target::Standalone(url), Target::Cluster));
         self
     }
 
     /// Connects to a Redis Cluster through these seed nodes, each `host:port` or a
     /// `redis://` URL (credentials are taken from the first one).
-    pub fn cluster<I, S>(mut self, nodes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let nodes: Vec<String> = nodes
-            .into_iter()
-            .map(Into::into)
-            .map(|n| {
-                if n.contains("://") {
-                    n
-                } else {
-                    format!("redis://{n}")
-                }
-            })
-            .collect();
-        self.shown = format!(
-            "cluster {:?}",
-            nodes.iter().map(|n| redact(n)).collect::<Vec<_>>()
-        );
+    pub fn cluster<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
+        let url = |n: String| {
+            if n.contains("://") {
+                n
+            } else {
+                format!("redis://{n}")
+            }
+        };
+        let nodes: Vec<String> = nodes.into_iter().map(|n| url(n.into())).collect();
+        let shown: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
+        self.shown = format!("cluster {shown:?}");
         self.target = Some(Target::Cluster(nodes));
         self
     }
@@ -152,16 +124,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), so several
-    /// applications can share one database.
-    ///
-    /// In keys, `%` and `:` in the prefix are written `%25` and `%3A` (`app:billing` puts
-    /// keys under `app%3Abilling:`), so the prefix ends at a key's first `:` and no two
-    /// prefixes share a key: `clear`, `purge_expired` and `list` of one store never reach
-    /// another's records, whatever the two prefixes are (`app` and `app:cache` too).
-    ///
-    /// Checked by [`build`](Self::build): not empty, at most 256 bytes, and free of
-    /// whitespace and control characters.
+    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
+    /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
+    /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace or
+    /// control characters.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -196,14 +162,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long an expired record stays in Redis before Redis deletes it by itself
-    /// (default [`DEFAULT_EXPIRY_GRACE`]).
-    ///
-    /// Expired records are invisible at once, whatever the grace. The grace only keeps
-    /// them listable with `include_expired` and countable by `purge_expired` for a while,
-    /// at a price: a read must then also ask for the key's `PTTL` to judge expiry by the
-    /// server's clock. With no grace (the default) Redis drops a record the moment it
-    /// expires, so a record that is there is live.
+    /// How long an expired record stays in Redis, invisible, before Redis deletes it by
+    /// itself (default [`DEFAULT_EXPIRY_GRACE`]): meanwhile `list` with `include_expired`
+    /// shows it and `purge_expired` counts it. The price: every read sends its `GET` in a
+    /// transaction with the server's `TIME`, to judge expiry by the server's clock, and a
+    /// replay of a record with an expiry takes a second round trip (`claim.lua`).
     pub fn expiry_grace(mut self, grace: Duration) -> Self {
         self.expiry_grace = grace;
         self
@@ -217,7 +180,7 @@ impl RedisStoreBuilder {
     /// URL, an invalid prefix or a refused password (the password never appears in the
     /// message); [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) when the
     /// server cannot be reached.
-    pub async fn build(self) -> Result<RedisStore> {
+    pub async fn build(mut self) -> Result<RedisStore> {
         validate_prefix(&self.prefix)?;
         if self.max_value_len > MAX_VALUE_LEN_LIMIT {
             return Err(Error::config(format!(
@@ -225,64 +188,37 @@ impl RedisStoreBuilder {
                 self.max_value_len
             )));
         }
-        let Some(target) = self.target else {
+        let Some(target) = self.target.take() else {
             return Err(Error::config(
                 "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
             ));
         };
-        if let Target::Cluster(nodes) = &target
-            && nodes.is_empty()
-        {
-            return Err(Error::config(format!(
-                "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
-                self.shown
-            )));
-        }
-        match &target {
-            Target::Standalone(url) => check_url(url, &self.shown)?,
-            Target::Client(_) => {}
-            Target::Cluster(nodes) => {
-                for node in nodes {
-                    check_url(node, &self.shown)?;
-                }
+        let urls = match &target {
+            Target::Cluster(nodes) if nodes.is_empty() => {
+                return Err(Error::config(format!(
+                    "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
+                    self.shown
+                )));
+            }
+            Target::Cluster(nodes) => nodes.as_slice(),
+            Target::Standalone(url) => std::slice::from_ref(url),
+            Target::Client(_) => &[],
+        };
+        for url in urls {
+            // Parsed as the driver will, to refuse a malformed URL before connecting. The
+            // driver's messages name the problem, never the URL.
+            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                let why = e.to_string();
+                return Err(Error::config(format!(
+                    "invalid Redis URL {:?} ({}): expected redis://[[user]:password@]host[:port][/db], \
+                     redis+unix:///path/to/socket or redis+cluster://host:port,host:port",
+                    self.shown,
+                    why.split(" - ").next().unwrap_or_default()
+                )));
             }
         }
-        RedisStore::open(
-            target,
-            self.shown,
-            self.prefix,
-            self.timeouts,
-            self.max_value_len,
-            self.expiry_grace,
-        )
-        .await
+        RedisStore::open(&target, self).await
     }
-}
-
-/// Parses a URL the way the driver will, to refuse a malformed one with a clear message
-/// before any connection is tried.
-fn check_url(url: &str, shown: &str) -> Result<()> {
-    match redis::IntoConnectionInfo::into_connection_info(url) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            // The driver's messages name the problem, never the URL: "Redis URL did not
-            // parse - InvalidClientConfig".
-            let why = e.to_string();
-            let why = why.split(" - ").next().unwrap_or_default();
-            Err(Error::config(format!(
-                "invalid Redis URL {shown:?} ({why}): expected \
-                 redis://[[user]:password@]host[:port][/db], redis+unix:///path/to/socket or \
-                 redis+cluster://host:port,host:port"
-            )))
-        }
-    }
-}
-
-/// Takes stent's `prefix=` parameter out of a URL's query: the URL the driver is given,
-/// and the prefix (the last one given), percent-decoded.
-fn take_prefix(url: &str) -> (String, Option<String>) {
-    let (url, taken) = stent_core::store::take_url_params(url, &["prefix"]);
-    (url, taken.last().map(|(_, v)| percent_decode(v)))
 }
 
 /// `%XX` sequences decoded; anything that does not decode to UTF-8 is returned as written.
@@ -293,18 +229,13 @@ fn percent_decode(value: &str) -> String {
 /// Splits the node list of a `redis+cluster://` URL into one `redis://` URL per node,
 /// each carrying the credentials and the query of the whole URL.
 fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     let (userinfo, hosts) = match authority.rfind('@') {
-        Some(i) => (&authority[..=i], &authority[i + 1..]),
+        Some(i) => authority.split_at(i + 1),
         None => ("", authority),
     };
+    let hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
     hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
         .map(|h| format!("{scheme}://{userinfo}{h}{tail}"))
         .collect()
 }
@@ -316,24 +247,20 @@ pub(crate) fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+    match rest[..end]
+        .rfind('@')
+        .and_then(|at| Some((rest[..at].split_once(':')?.0, at)))
+    {
+        Some((user, at)) => format!("{scheme}://{user}:***{}", &rest[at..]),
         None => url.to_owned(),
     }
 }
 
 /// Checks a key prefix once, at build time.
 pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
-    const RULE: &str = "a prefix may not contain whitespace or control characters";
-    if prefix.is_empty() {
-        return Err(Error::config("the Redis key prefix is empty"));
-    }
-    if prefix.len() > 256 {
+    if prefix.is_empty() || prefix.len() > 256 {
         return Err(Error::config(format!(
-            "the Redis key prefix is {} bytes long; at most 256 are allowed",
+            "the Redis key prefix is empty or too long ({} bytes; 1 to 256 are allowed)",
             prefix.len()
         )));
     }
@@ -345,7 +272,8 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
             _ => continue,
         };
         return Err(Error::config(format!(
-            "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; {RULE}",
+            "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; a prefix \
+             may not contain whitespace or control characters",
             i + 1
         )));
     }
@@ -372,30 +300,35 @@ mod tests {
 
     #[test]
     fn a_prefix_in_the_query_is_taken_out_of_the_url() {
+        let url_and_prefix = |url: &str| {
+            let b = RedisStoreBuilder::new().url(url);
+            match b.target {
+                Some(Target::Standalone(url)) => (url, b.prefix),
+                Some(Target::Cluster(nodes)) => (nodes.join(","), b.prefix),
+                _ => unreachable!(),
+            }
+        };
         assert_eq!(
-            take_prefix("redis://h:6379"),
-            ("redis://h:6379".into(), None)
+            url_and_prefix("redis://h:6379"),
+            ("redis://h:6379".into(), DEFAULT_PREFIX.into())
         );
         assert_eq!(
-            take_prefix("redis://h:6379/0?prefix=billing"),
-            ("redis://h:6379/0".into(), Some("billing".into()))
+            url_and_prefix("redis://h:6379/0?prefix=billing"),
+            ("redis://h:6379/0".into(), "billing".into())
         );
         assert_eq!(
-            take_prefix("redis+unix:///run/r.sock?db=2&prefix=a%3Ab&protocol=resp3#x"),
+            url_and_prefix("redis+unix:///run/r.sock?db=2&prefix=a%3Ab&protocol=resp3#x"),
             (
                 "redis+unix:///run/r.sock?db=2&protocol=resp3#x".into(),
-                Some("a:b".into())
+                "a:b".into()
             )
         );
         assert_eq!(
-            take_prefix("redis+cluster://:pw@a:1,b:2/?prefix=p"),
-            ("redis+cluster://:pw@a:1,b:2/".into(), Some("p".into()))
+            url_and_prefix("redis+cluster://:pw@a:1,b:2/?prefix=p"),
+            ("redis://:pw@a:1/,redis://:pw@b:2/".into(), "p".into())
         );
         // The last one counts; an empty one is refused by `build` (see validate_prefix).
-        assert_eq!(
-            take_prefix("redis://h?prefix=a&prefix=").1,
-            Some(String::new())
-        );
+        assert_eq!(url_and_prefix("redis://h?prefix=a&prefix=").1, "");
         assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
         assert_eq!(percent_decode("%ff"), "%ff");
         let builder = RedisStoreBuilder::new()

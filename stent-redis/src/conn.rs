@@ -4,8 +4,9 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::{Target, Timeouts};
@@ -32,16 +33,15 @@ impl Conn {
             }
             Target::Client(client) => Self::standalone(client.clone(), t).await,
             Target::Cluster(nodes) => {
-                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                // Redirections during resharding use retries too: keep a few. Each call is
+                // timed by `Conn` itself (see the variant's docs), redirections included.
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(t.connect)
-                    // Redirections during resharding use retries too: keep a few.
                     .retries(u32::try_from(t.retries).unwrap_or(u32::MAX).max(2))
                     .min_retry_wait(20)
-                    .max_retry_wait(1000);
-                // Each call is timed by `Conn` itself (see the variant's docs); a call that
-                // follows redirections is timed as a whole.
-                builder = builder.overall_response_timeout(None);
-                let client = builder.build()?;
+                    .max_retry_wait(1000)
+                    .overall_response_timeout(None)
+                    .build()?;
                 Ok(Conn::Cluster(
                     client.get_async_connection().await?,
                     t.response,
@@ -62,43 +62,24 @@ impl Conn {
         ))
     }
 
-    /// Where a full `SCAN` must look: the one server, or one slot of every cluster master.
+    /// Where a full `SCAN` must look: the one server, or each master of a cluster (the
+    /// addresses that answer a `PING` sent to all of them).
     async fn scan_nodes(&mut self) -> RedisResult<Vec<Option<RoutingInfo>>> {
-        let Conn::Cluster(..) = self else {
+        let Conn::Cluster(c, timeout) = self else {
             return Ok(vec![None]);
         };
-        let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
-        let mut masters: Vec<(Vec<u8>, i64, u16)> = Vec::new();
-        if let Value::Array(ranges) = slots {
-            for range in ranges {
-                let Value::Array(parts) = range else { continue };
-                let (Some(Value::Int(start)), Some(Value::Array(node))) =
-                    (parts.first(), parts.get(2))
-                else {
-                    continue;
-                };
-                let host = match node.first() {
-                    Some(Value::BulkString(h)) => h.clone(),
-                    _ => Vec::new(),
-                };
-                let port = match node.get(1) {
-                    Some(Value::Int(p)) => *p,
-                    _ => 0,
-                };
-                if !masters.iter().any(|(h, p, _)| *h == host && *p == port) {
-                    let slot = u16::try_from(*start).unwrap_or_default();
-                    masters.push((host, port, slot));
-                }
-            }
-        }
-        Ok(masters
-            .into_iter()
-            .map(|(_, _, slot)| {
-                Some(RoutingInfo::SingleNode(
-                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
-                ))
-            })
-            .collect())
+        let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let masters = timed(*timeout, c.route_command(redis::cmd("PING"), all)).await?;
+        let masters: HashMap<String, Value> = redis::from_redis_value(masters)?;
+        let node = |addr: &str| {
+            let (host, port) = addr.rsplit_once(':')?;
+            let (host, port) = (host.to_owned(), port.parse().ok()?);
+            Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host,
+                port,
+            }))
+        };
+        Ok(masters.keys().filter_map(|a| node(a)).map(Some).collect())
     }
 
     /// Starts a `SCAN` for strings matching `pattern` over every master.

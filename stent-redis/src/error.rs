@@ -19,63 +19,46 @@ pub(crate) fn from_redis(err: RedisError, what: &str, key: Option<&str>) -> Erro
 }
 
 fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
-    let code = err.code().unwrap_or_default();
-    match err.kind() {
-        RedisKind::AuthenticationFailed => {
-            return (
-                ErrorKind::Config,
-                Some("authentication failed; check the username and password"),
-            );
+    const AUTH: &str = "authentication failed; check the username and password";
+    const UNREACHABLE: &str = "the Redis server cannot be reached";
+    const NOT_READY: &str = "the Redis server is not ready";
+    match (err.kind(), err.code().unwrap_or_default()) {
+        (RedisKind::AuthenticationFailed, _) | (_, "NOAUTH" | "WRONGPASS") => {
+            (ErrorKind::Config, Some(AUTH))
         }
-        RedisKind::InvalidClientConfig => {
-            return (ErrorKind::Config, Some("invalid connection settings"));
+        (RedisKind::InvalidClientConfig, _) => {
+            (ErrorKind::Config, Some("invalid connection settings"))
         }
-        RedisKind::Io | RedisKind::ClusterConnectionNotFound => {
-            return (
-                ErrorKind::Unavailable,
-                Some("the Redis server cannot be reached"),
-            );
-        }
-        RedisKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::ReadOnly,
-        ) => {
-            return (
-                ErrorKind::Unavailable,
-                Some("the Redis server is not ready"),
-            );
-        }
-        _ => {}
-    }
-    if err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped() {
-        return (
-            ErrorKind::Unavailable,
-            Some("the Redis server cannot be reached"),
-        );
-    }
-    match code {
-        "NOAUTH" | "WRONGPASS" => (
-            ErrorKind::Config,
-            Some("authentication failed; check the username and password"),
-        ),
-        "NOPERM" => (
+        (_, "NOPERM") => (
             ErrorKind::Config,
             Some("the Redis user lacks a permission the store needs"),
         ),
-        "WRONGTYPE" => (
+        (RedisKind::Io | RedisKind::ClusterConnectionNotFound, _) => {
+            (ErrorKind::Unavailable, Some(UNREACHABLE))
+        }
+        _ if err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped() => {
+            (ErrorKind::Unavailable, Some(UNREACHABLE))
+        }
+        (
+            RedisKind::Server(
+                ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly,
+            ),
+            _,
+        )
+        | (_, "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY") => {
+            (ErrorKind::Unavailable, Some(NOT_READY))
+        }
+        (_, "WRONGTYPE") => (
             ErrorKind::Decode,
             Some("the Redis key holds a value of another type"),
         ),
-        "BUSY" => (
+        (_, "BUSY") => (
             ErrorKind::Busy,
             Some("the Redis server is busy running a script"),
-        ),
-        "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" => (
-            ErrorKind::Unavailable,
-            Some("the Redis server is not ready"),
         ),
         _ => (ErrorKind::Store, None),
     }
@@ -92,16 +75,13 @@ pub(crate) fn wrong_type(key: &str, redis_key: &[u8], found: &str) -> Error {
     )
 }
 
-/// A script answered something this version does not understand.
-pub(crate) fn unexpected(what: &str, key: Option<&str>, reply: &str) -> Error {
-    let e = Error::new(
+/// Redis answered something this version does not understand.
+pub(crate) fn unexpected(what: &str, key: &str, reply: impl std::fmt::Debug) -> Error {
+    Error::new(
         ErrorKind::Store,
-        format!("{what}: unexpected reply from Redis: {reply}"),
-    );
-    match key {
-        Some(key) => e.with_key(key),
-        None => e,
-    }
+        format!("{what}: unexpected reply from Redis: {reply:?}"),
+    )
+    .with_key(key)
 }
 
 #[cfg(test)]

@@ -1,36 +1,16 @@
-//! The key and record layout: one Redis string per record, at
-//! `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the metadata
-//! and the value, readable with `redis-cli GET`.
-//!
-//! In the key, the prefix has each `%` written `%25` and each `:` written `%3A`, so it
-//! holds no `:` and its end is the key's first `:`; the namespace (`idempotency`, `cache`,
-//! `progress`) runs to the second. A Redis key therefore names one prefix and one
-//! namespace, and no store's `{escaped prefix}:{namespace}:` starts another's: no `SCAN`
-//! of one store's namespace can match a key of another store, whatever the two prefixes
-//! are. Anything else in the prefix is kept as written (so a prefix without `%` and `:`
-//! reads as is, and braces in it still make a cluster hash tag).
+//! The key and record layout (the crate's README describes both): one Redis string per
+//! record, at `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the
+//! metadata and the value.
 //!
 //! ```text
-//! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|||meta_len|<meta><value>
+//! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
 //! ```
 //!
-//! | field | content |
-//! |---|---|
-//! | `stent1` | the layout's mark: a string without it is not a record, and is never touched |
-//! | `state` | `in_progress` or `completed` |
-//! | `lease_token`, `lease_expires_ms` | the owner's token and lease end (in progress) |
-//! | `attempt` | 1, +1 per takeover |
-//! | `created_ms`, `completed_ms`, `expires_ms` | UTC milliseconds since the epoch, by the server's clock |
-//! | `purge_ms` | when Redis deletes the record (its `PEXPIREAT`) |
-//! | two reserved fields | empty |
-//! | `meta_len`, `<meta>` | the length of the metadata, then `function`, `version` and `fingerprint`, each as a letter (`f`, `v`, `p`), its length in bytes, `:` and its bytes; absent ones are left out |
-//! | `<value>` | the encoded result (completed records) |
-//!
-//! Every write is a Lua script (`lua/*.lua`), which reads the server's clock, so every
-//! record has its times written out. The two reserved fields are always empty (development
-//! builds before 0.1.0 used them for records written by `SET … NX` and `SET … IFEQ`, whose
-//! times followed from the key's expiry; such a record, with an empty `created_ms`, reads as
-//! broken).
+//! The escaped prefix holds no `:` (`%` and `:` are written `%25` and `%3A`), so a Redis key
+//! names one prefix and one namespace, and no store's `SCAN` can match another store's key.
+//! A record in progress leaves `created_ms` and `lease_expires_ms` empty: its key expires
+//! `lease_ms` + `horizon_ms` after the claim, which [`Stored::settle`] reads back. Older
+//! records in progress, with both times written out and no expiry, are read alike.
 
 use stent_core::{
     Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,
@@ -59,12 +39,19 @@ pub(crate) fn key_base(prefix: &str, ns: Namespace) -> String {
     base
 }
 
+/// How far past its lease a natively claimed record's key expires: about 317 years, so in
+/// effect never (an in-progress record stays until it is completed, released or taken over).
+pub(crate) const HORIZON_MS: i64 = 10_000_000_000_000;
+
 /// A record as stored, with what the header says beyond the [`Record`].
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) record: Record,
     /// When Redis deletes the record.
     pub(crate) purge_ms: Option<i64>,
+    /// `lease_ms + horizon_ms` of an in-progress record whose times follow from its key's
+    /// expiry (until [`settle`](Self::settle) sets them).
+    pub(crate) unsettled: Option<(i64, i64)>,
 }
 
 impl Stored {
@@ -76,6 +63,34 @@ impl Stored {
             Some(expires) => self.purge_ms.is_some_and(|p| p < expires.as_millis()),
         }
     }
+
+    /// Sets the claim time and lease end of a record claimed natively from its key's
+    /// `PEXPIRETIME` (`at`): its lease ends `horizon_ms` before, and it began `lease_ms`
+    /// before that. A key someone stripped of its expiry (-1) leaves a lease long lapsed.
+    pub(crate) fn settle(&mut self, at: i64) {
+        if let Some((lease_ms, horizon_ms)) = self.unsettled.take() {
+            let until = at - horizon_ms;
+            self.record.lease_expires_at = Some(Timestamp::from_millis(until));
+            self.record.created_at = Timestamp::from_millis(until - lease_ms);
+        }
+    }
+}
+
+/// `stent1|in_progress|{token}|`: how every in-progress record of the token's owner
+/// starts, which the scripts compare to tell the owner (fencing).
+pub(crate) fn owner(token: &LeaseToken) -> Vec<u8> {
+    [MARK, b"in_progress|", token.as_str().as_bytes(), b"|"].concat()
+}
+
+/// The record a claim writes natively (see the module docs): in progress, attempt 1, no
+/// times; its key's `PX` is `lease_ms` + [`HORIZON_MS`]. `meta` is the metadata block
+/// ([`encode_meta`]). The attempt is the one byte after [`owner`].
+pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
+    let mut out = owner(token);
+    let fields = format!("1||||||{lease_ms}|{HORIZON_MS}|{}|", meta.len());
+    out.extend_from_slice(fields.as_bytes());
+    out.extend_from_slice(meta);
+    out
 }
 
 /// The metadata block: `f`, `v`, `p` for function, version and fingerprint, each followed
@@ -126,16 +141,16 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         attempt,
         created,
         lease,
-        completed,
+        done,
         expires,
         purge,
-        _,
-        _,
-        meta_len,
+        l_ms,
+        h_ms,
+        m_len,
     ] = h;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
-    let meta_len: usize = number(key, "meta_len", meta_len)?;
+    let meta_len: usize = number(key, "meta_len", m_len)?;
     if meta_len > rest.len() {
         return Err(corrupt("the metadata is cut short"));
     }
@@ -145,8 +160,16 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let attempt: u64 = number(key, "attempt", attempt)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let purge_ms = optional(key, "purge_ms", purge)?;
-    record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
-    record.completed_at = optional(key, "completed_ms", completed)?.map(Timestamp::from_millis);
+    let mut unsettled = None;
+    if state == RecordState::InProgress && created.is_empty() {
+        unsettled = Some((
+            number(key, "lease_ms", l_ms)?,
+            number(key, "horizon_ms", h_ms)?,
+        ));
+    } else {
+        record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
+    }
+    record.completed_at = optional(key, "completed_ms", done)?.map(Timestamp::from_millis);
     record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
@@ -158,7 +181,11 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         }
         RecordState::Completed => record.value = Some(value.to_vec()),
     }
-    Ok(Stored { record, purge_ms })
+    Ok(Stored {
+        record,
+        purge_ms,
+        unsettled,
+    })
 }
 
 fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
@@ -288,6 +315,28 @@ mod tests {
     }
 
     #[test]
+    fn a_native_claim_takes_its_times_from_the_keys_expiry() {
+        let token = LeaseToken::from_string("t0");
+        let meta = encode_meta(&RecordMeta {
+            function: Some("f"),
+            ..RecordMeta::default()
+        });
+        let bytes = claim_record(&token, 30_000, &meta);
+        assert_eq!(
+            bytes,
+            b"stent1|in_progress|t0|1||||||30000|10000000000000|4|f1:f"
+        );
+        assert!(bytes.starts_with(&owner(&token)));
+        let mut s = decode("k", &bytes).unwrap();
+        s.settle(1_000 + 30_000 + HORIZON_MS);
+        let r = s.record;
+        assert_eq!((r.attempt, r.lease_token), (1, Some(token)));
+        assert_eq!(r.created_at, Timestamp::from_millis(1_000));
+        assert_eq!(r.lease_expires_at, Some(Timestamp::from_millis(31_000)));
+        assert_eq!(r.function.as_deref(), Some("f"));
+    }
+
+    #[test]
     fn a_grace_makes_presence_no_proof_of_life() {
         let s = decode("k", b"stent1|completed||1|1000||1000|9000|39000|||0|v").unwrap();
         assert!(!s.live_while_present());
@@ -303,8 +352,8 @@ mod tests {
             b"stent1|completed||1|||||||||0|",
             b"stent1|completed||1|1||||||||9|v",
             b"stent1|completed||1|1||||||||2|q0:",
-            // Written by `SET … NX` or `SET … IFEQ` before 0.1.0: no `created_ms`.
-            b"stent1|in_progress|t|1||||||30000|10000000000000|0|",
+            // No `created_ms`, and not in progress with `lease_ms` and `horizon_ms`.
+            b"stent1|in_progress|t|1||||||30000||0|",
             b"stent1|completed||1||||~60000||12|59999|0|",
             b"stent1|completed||1|1||||||||4|f9:x",
             b"stent1|\xff||1|1||||||||0|",

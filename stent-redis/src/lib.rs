@@ -36,6 +36,5 @@ pub const MAX_VALUE_LEN_LIMIT: usize = 512_000_000 - 64 * 1024;
 
 /// How long an expired record stays in Redis, invisible, before Redis deletes it by
 /// itself, unless [`RedisStoreBuilder::expiry_grace`] sets another: none, so Redis deletes
-/// a record the moment it expires, and a read needs nothing but the record's key (a grace
-/// adds the key's `PTTL` to every read, to judge expiry by the server's clock).
+/// a record the moment it expires, and a read is a lone `GET`.
 pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::ZERO;

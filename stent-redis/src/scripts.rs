@@ -1,12 +1,10 @@
-//! The Lua scripts (`lua/*.lua`), one per multi-step transition, and their replies.
-//!
-//! Each script is `lua/common.lua` followed by its own file, sent as `EVALSHA`; when the
-//! server answers `NOSCRIPT` (first use, restart, failover) it is loaded with `SCRIPT
-//! LOAD` (on every master of a cluster) and the call is sent once more.
+//! The Lua scripts (`lua/*.lua`), one per multi-step transition. Each is `lua/common.lua`
+//! followed by its own file, sent as `EVALSHA`; when the server answers `NOSCRIPT` (first
+//! use, restart, failover) it is loaded with `SCRIPT LOAD` and the call is sent once more.
 
 use std::sync::LazyLock;
 
-use redis::{Cmd, ErrorKind, RedisResult, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
 
 use crate::conn::Conn;
 
@@ -17,36 +15,6 @@ pub(crate) struct Lua {
 }
 
 impl Lua {
-    fn new(source: &'static str) -> Self {
-        Lua {
-            source,
-            sha: redis::Script::new(source).get_hash().to_owned(),
-        }
-    }
-
-    /// The `EVALSHA` command running the script on `key` with `args`.
-    fn cmd(&self, key: &[u8], args: &[&[u8]]) -> Cmd {
-        let mut cmd = Cmd::with_capacity(
-            4 + args.len(),
-            64 + key.len() + args.iter().map(|a| a.len()).sum::<usize>(),
-        );
-        cmd.arg("EVALSHA").arg(&self.sha).arg(1).arg(key);
-        for arg in args {
-            cmd.arg(*arg);
-        }
-        cmd
-    }
-
-    /// Loads the script into the server (every master of a cluster).
-    async fn load(&self, conn: &mut Conn) -> RedisResult<()> {
-        redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(self.source)
-            .query_async::<Value>(conn)
-            .await
-            .map(drop)
-    }
-
     /// Runs the script on `key` with `args`.
     pub(crate) async fn invoke(
         &self,
@@ -54,10 +22,12 @@ impl Lua {
         key: &[u8],
         args: &[&[u8]],
     ) -> RedisResult<Value> {
-        let cmd = self.cmd(key, args);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(1).arg(key).arg(args);
         match cmd.query_async(conn).await {
-            Err(e) if is_no_script(&e) => {
-                self.load(conn).await?;
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let load = redis::cmd("SCRIPT").arg("LOAD").arg(self.source).to_owned();
+                load.query_async::<Value>(conn).await?;
                 cmd.query_async(conn).await
             }
             result => result,
@@ -65,18 +35,15 @@ impl Lua {
     }
 }
 
-/// Whether the server answered `NOSCRIPT`: the script must be loaded first.
-fn is_no_script(e: &redis::RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
 macro_rules! script {
     ($file:literal) => {
         LazyLock::new(|| {
-            Lua::new(concat!(
+            let source = concat!(
                 include_str!("../lua/common.lua"),
                 include_str!(concat!("../lua/", $file))
-            ))
+            );
+            let sha = redis::Script::new(source).get_hash().to_owned();
+            Lua { source, sha }
         })
     };
 }
@@ -87,49 +54,6 @@ pub(crate) static COMPLETE: LazyLock<Lua> = script!("complete.lua");
 pub(crate) static RELEASE: LazyLock<Lua> = script!("release.lua");
 pub(crate) static PUT: LazyLock<Lua> = script!("put.lua");
 pub(crate) static DELETE: LazyLock<Lua> = script!("delete.lua");
-
-/// A script's reply: a tag followed by byte strings.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) tag: String,
-    pub(crate) rest: Vec<Vec<u8>>,
-}
-
-impl Reply {
-    /// Splits a script's array reply; any other shape is handed back.
-    pub(crate) fn parse(value: Value) -> Result<Reply, Value> {
-        let Value::Array(items) = value else {
-            return Err(value);
-        };
-        let shape_ok = matches!(items.first(), Some(Value::BulkString(_)))
-            && items
-                .iter()
-                .all(|v| matches!(v, Value::BulkString(_) | Value::Int(_)));
-        if !shape_ok {
-            return Err(Value::Array(items));
-        }
-        let mut words = items.into_iter().map(|v| match v {
-            Value::BulkString(b) => b,
-            Value::Int(n) => n.to_string().into_bytes(),
-            _ => unreachable!("checked above"),
-        });
-        let tag = words.next().unwrap_or_default();
-        Ok(Reply {
-            tag: String::from_utf8_lossy(&tag).into_owned(),
-            rest: words.collect(),
-        })
-    }
-
-    /// The `i`-th element after the tag, as text.
-    pub(crate) fn text(&self, i: usize) -> Option<&str> {
-        self.rest.get(i).and_then(|b| std::str::from_utf8(b).ok())
-    }
-
-    /// The `i`-th element after the tag, as an integer.
-    pub(crate) fn int(&self, i: usize) -> Option<i64> {
-        self.text(i)?.parse().ok()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -142,19 +66,5 @@ mod tests {
             assert!(s.source.starts_with("-- Prepended to every stent script"));
         }
         assert_ne!(CLAIM.sha, RENEW.sha);
-    }
-
-    #[test]
-    fn replies_split_into_tag_and_words() {
-        let r = Reply::parse(Value::Array(vec![
-            Value::BulkString(b"acquired".to_vec()),
-            Value::BulkString(b"12".to_vec()),
-            Value::Int(3),
-        ]))
-        .unwrap();
-        assert_eq!(r.tag, "acquired");
-        assert_eq!((r.int(0), r.int(1), r.int(2)), (Some(12), Some(3), None));
-        assert!(Reply::parse(Value::Nil).is_err());
-        assert!(Reply::parse(Value::Array(vec![])).is_err());
     }
 }

@@ -10,35 +10,31 @@ use redis::Value;
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
-    Record, RecordMeta, Result, ResultStore, Timestamp,
+    Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
 
 use crate::ENV_URL;
-use crate::config::{RedisStoreBuilder, Target, Timeouts};
+use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{Stored, decode, encode_meta, is_record, key_base};
-use crate::scripts::{self, Lua, Reply};
+use crate::layout::{
+    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base, owner,
+};
+use crate::scripts::{self, Lua};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
 const MAX_MS: i64 = 10_000_000_000_000;
 
-/// Records fetched per round of a `list`.
-const LIST_BATCH: usize = 64;
+/// Records read per round of a `list`, or deleted per round of a `purge_expired`.
+const BATCH: usize = 64;
 
-/// A [`ResultStore`] in Redis, standalone or Redis Cluster.
-///
-/// Each record is one Redis string at `{prefix}:{namespace}:{key}` (with `%` and `:` in the
-/// prefix written `%25` and `%3A`, so that no two prefixes share keys), and every operation
-/// one atomic step on that one key, so it is cluster-safe by construction: a read is one
-/// `GET` (with a `PTTL` in the same round trip when an expiry grace is set), and every
-/// other operation on a record is one Lua script, the same on every call (the crate's
-/// README lists what each operation sends). Leases and expiry are decided by the server's
-/// clock, in milliseconds; expired records are deleted by Redis itself (native TTL). Clones
-/// share one connection, which reconnects by
-/// itself after a server restart or a failover: calls made while the server is away fail
-/// with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+/// A [`ResultStore`] in Redis, standalone or Redis Cluster: one Redis string per record, at
+/// `{prefix}:{namespace}:{key}`, and every operation one atomic step on that one key (the
+/// crate's README lists what each sends). Leases and expiry follow the server's clock.
+/// Clones share one connection, which reconnects by itself after a server restart or a
+/// failover: calls made while the server is away fail with the retryable
+/// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
@@ -57,21 +53,20 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{escaped prefix}:{namespace}:` of each namespace (see [`key_base`]), in the order
-    /// of [`Namespace::ALL`], built once: every call starts its key with one.
+    /// `{escaped prefix}:{namespace}:` of each namespace ([`key_base`]), in the order of
+    /// [`Namespace::ALL`], built once: every call starts its key with one.
     bases: [String; 3],
     caps: Capabilities,
-    /// The expiry grace in milliseconds, and as the text the scripts take.
+    /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
+    /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
     grace: i64,
-    grace_ms: String,
+    purge_offset: String,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.inner.conn {
-            Conn::Standalone(_) => "standalone",
-            Conn::Cluster(..) => "cluster",
-        };
+        let cluster = matches!(self.inner.conn, Conn::Cluster(..));
+        let mode = if cluster { "cluster" } else { "standalone" };
         f.debug_struct("RedisStore")
             .field("target", &self.inner.shown)
             .field("mode", &mode)
@@ -114,33 +109,29 @@ impl RedisStore {
         &self.inner.prefix
     }
 
-    pub(crate) async fn open(
-        target: Target,
-        shown: String,
-        prefix: String,
-        timeouts: Timeouts,
-        max_value_len: usize,
-        grace: Duration,
-    ) -> Result<Self> {
-        let conn = Conn::open(&target, timeouts)
-            .await
-            .map_err(|e| from_redis(e, &format!("connecting to {shown}"), None))?;
+    pub(crate) async fn open(target: &Target, b: RedisStoreBuilder) -> Result<Self> {
+        let conn = Conn::open(target, b.timeouts).await;
+        let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
         let caps = Capabilities::new()
             .native_ttl(true)
             .server_clock(true)
-            .shared(true)
-            .durable(true)
-            .max_value_len(Some(max_value_len));
+            .shared(true);
+        let grace = clamp_ms(b.expiry_grace);
+        let inner = Inner {
+            conn,
+            shown: b.shown,
+            bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
+            prefix: b.prefix,
+            caps: caps.durable(true).max_value_len(Some(b.max_value_len)),
+            grace,
+            purge_offset: if grace == 0 {
+                "-1".to_owned()
+            } else {
+                grace.to_string()
+            },
+        };
         Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                shown,
-                bases: Namespace::ALL.map(|ns| key_base(&prefix, ns)),
-                prefix,
-                caps,
-                grace: clamp_ms(grace),
-                grace_ms: clamp_ms(grace).to_string(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -154,99 +145,110 @@ impl RedisStore {
     }
 
     fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
-        let base = self.base(ns);
-        let mut k = Vec::with_capacity(base.len() + key.len());
-        k.extend_from_slice(base.as_bytes());
-        k.extend_from_slice(key.as_bytes());
-        k
+        [self.base(ns).as_bytes(), key.as_bytes()].concat()
     }
 
-    /// Runs `script` on the record of `key`, turning a foreign type into a typed error.
+    /// Runs `script` on the record of `key`; a key of another type is the error naming it.
     async fn run(
         &self,
         op: &str,
         script: &Lua,
-        redis_key: &[u8],
+        rk: &[u8],
         key: &str,
         args: &[&[u8]],
-    ) -> Result<Reply> {
+    ) -> Result<Value> {
         let mut conn = self.inner.conn.clone();
-        let value = script
-            .invoke(&mut conn, redis_key, args)
-            .await
-            .map_err(|e| from_redis(e, op, Some(key)))?;
-        checked(op, redis_key, key, value)
+        let reply = script.invoke(&mut conn, rk, args).await;
+        typed(&mut conn, reply, rk, op, key)
+            .await?
+            .map_err(|found| wrong_type(key, rk, &found))
+    }
+
+    /// Runs the script of a token (`renew`, `complete`, `release`, whose first argument is
+    /// [`owner`]): its number when the token owns the record, else `None` (someone else's
+    /// record, or nothing). A key holding no record, or a broken one, is an error.
+    async fn run_owned(
+        &self,
+        op: &str,
+        script: &Lua,
+        ns: Namespace,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Option<i64>> {
+        let rk = self.redis_key(ns, key);
+        match self.run(op, script, &rk, key, args).await? {
+            Value::Int(n) => Ok(Some(n)),
+            Value::Nil => Ok(None),
+            Value::BulkString(bytes) => stored(key, &rk, &bytes).map(|_| None),
+            other => Err(unexpected(op, key, other)),
+        }
     }
 
     /// Reads one record; `include_expired` keeps records past their expiry.
     ///
-    /// One round trip to the key's own node, no script. Expiry is judged by the server's
-    /// clock. A record Redis deletes before it expires (`purge_ms` before `expires_ms`, as
-    /// written without a grace) needs no clock at all: Redis never returns a key past its
-    /// `PEXPIREAT`, so a record that is there is live, and the read is a lone `GET`. With a
-    /// grace, the read pipelines the key's `PTTL`: the server's time is `purge_ms` less the
-    /// `PTTL` (a `TIME` only for a key someone stripped of its expiry).
+    /// Without a grace Redis deletes a record the moment it expires, so a record that is
+    /// there is live and the read is a lone `GET`. With one (or for a record that `GET`
+    /// finds in progress, or with an expiry but no `purge_ms`), the record is read with its
+    /// key's `PEXPIRETIME` and the server's `TIME`, in one transaction on the node that
+    /// holds it.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
-        let (reply, pttl) = if self.inner.grace == 0 || include_expired {
+        if self.inner.grace == 0 || include_expired {
             let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
-            (reply, None)
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors()
-                .cmd("GET")
-                .arg(&rk)
-                .cmd("PTTL")
-                .arg(&rk);
-            let replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| from_redis(e, "get", Some(key)))?;
-            let mut replies = replies.into_iter();
-            let (Some(reply), Some(pttl)) = (replies.next(), replies.next()) else {
-                return Err(unexpected("get", Some(key), "fewer than two replies"));
-            };
-            (reply, Some(pttl))
-        };
-        let stored = match found(&mut conn, reply, &rk, "get", key).await? {
-            Found::Record(stored) => stored,
-            other => return Ok(other),
-        };
-        if include_expired || stored.live_while_present() {
-            return Ok(Found::Record(stored));
-        }
-        let pttl = pttl
-            .and_then(|r| r.ok())
-            .and_then(|v| redis::from_redis_value::<i64>(v).ok());
-        let now = match (stored.purge_ms, pttl) {
-            (Some(purge_ms), Some(pttl)) if pttl >= 0 => Timestamp::from_millis(purge_ms - pttl),
-            _ => {
-                let time = redis::cmd("TIME").query_async(&mut conn).await;
-                server_time(time).map_err(|e| from_redis(e, "get", Some(key)))?
+            match found(&mut conn, reply, &rk, "get", key).await? {
+                Found::Record(s)
+                    if s.unsettled.is_some() || !(include_expired || s.live_while_present()) => {}
+                found => return Ok(found),
             }
+        }
+        let pipe = redis::pipe()
+            .atomic()
+            .get(&rk)
+            .cmd("PEXPIRETIME")
+            .arg(&rk)
+            .cmd("TIME")
+            .to_owned();
+        let (reply, at, now) = match pipe
+            .query_async::<(Value, i64, (i64, i64))>(&mut conn)
+            .await
+        {
+            Ok((reply, at, (secs, micros))) => (Ok(reply), at, secs * 1000 + micros / 1000),
+            Err(e) => (Err(e), 0, 0),
         };
-        Ok(live(stored, now))
+        let mut stored = match found(&mut conn, reply, &rk, "get", key).await? {
+            Found::Record(stored) => stored,
+            found => return Ok(found),
+        };
+        stored.settle(at);
+        if !include_expired && stored.record.is_expired(Timestamp::from_millis(now)) {
+            return Ok(Found::Absent);
+        }
+        Ok(Found::Record(stored))
     }
 
-    /// Pages of the keys of `ns` that start with `prefix`, found by `SCAN` (on every
-    /// master of a cluster), unsorted and possibly repeated.
-    async fn pages(&self, ns: Namespace, prefix: &str) -> Result<KeyPages> {
-        let base = self.base(ns).to_owned();
-        let mut pattern = glob_escape(&base);
+    /// A `SCAN` of the keys of `ns` that start with `prefix` (on every master of a cluster).
+    async fn scan(&self, ns: Namespace, prefix: &str) -> Result<Scan> {
+        let mut pattern = glob_escape(self.base(ns));
         pattern.extend(glob_escape(prefix));
         pattern.push(b'*');
-        let scan = self
-            .inner
-            .conn
-            .scan(pattern)
+        let scan = self.inner.conn.scan(pattern).await;
+        scan.map_err(|e| from_redis(e, "scan", None))
+    }
+
+    /// The stent keys of the next page of `scan`, a scan of `ns`; `None` once it is done.
+    /// Like `SCAN` itself, it may return a key twice.
+    async fn next_keys(&self, ns: Namespace, scan: &mut Scan) -> Result<Option<Vec<String>>> {
+        let page = scan
+            .next_page()
             .await
             .map_err(|e| from_redis(e, "scan", None))?;
-        Ok(KeyPages {
-            scan,
-            base,
-            prefix: prefix.to_owned(),
-        })
+        let base = self.base(ns).as_bytes();
+        Ok(page.map(|keys| {
+            keys.into_iter()
+                .filter_map(|k| String::from_utf8(k.strip_prefix(base)?.to_vec()).ok())
+                .collect()
+        }))
     }
 
     /// Deletes `keys` (only the expired ones when `expired_only`); returns how many went.
@@ -262,73 +264,19 @@ impl RedisStore {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
         let deleted = try_join_all(keys.iter().map(|key| async move {
             let rk = self.redis_key(ns, key);
-            let mut conn = self.inner.conn.clone();
-            let value = scripts::DELETE
-                .invoke(&mut conn, &rk, &[flag])
+            match self
+                .run("delete", &scripts::DELETE, &rk, key, &[flag])
                 .await
-                .map_err(|e| from_redis(e, "delete", Some(key)))?;
-            let reply = parsed("delete", key, value)?;
-            if skip_foreign && reply.tag == "wrongtype" {
-                return Ok(0);
+            {
+                Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
+                Ok(Value::Int(_)) if !skip_foreign => Err(wrong_type(key, &rk, "string")),
+                Err(e) if !skip_foreign || e.kind() != ErrorKind::Decode => Err(e),
+                Ok(Value::Int(_)) | Err(_) => Ok(0),
+                Ok(other) => Err(unexpected("delete", key, other)),
             }
-            let reply = check(&rk, key, reply)?;
-            Ok::<_, Error>(u64::from(reply.tag == "deleted"))
         }))
         .await?;
         Ok(deleted.into_iter().sum())
-    }
-}
-
-/// A scan of one namespace, yielding stent keys.
-struct KeyPages {
-    scan: Scan,
-    base: String,
-    prefix: String,
-}
-
-impl KeyPages {
-    async fn next(&mut self) -> Result<Option<Vec<String>>> {
-        let Some(page) = self
-            .scan
-            .next_page()
-            .await
-            .map_err(|e| from_redis(e, "scan", None))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(
-            page.into_iter()
-                .filter_map(|k| k.strip_prefix(self.base.as_bytes()).map(<[u8]>::to_vec))
-                .filter_map(|k| String::from_utf8(k).ok())
-                .filter(|k| k.starts_with(self.prefix.as_str()))
-                .collect(),
-        ))
-    }
-}
-
-/// A script's reply, with the foreign-type and corrupt-record replies turned into errors.
-fn checked(op: &str, redis_key: &[u8], key: &str, value: Value) -> Result<Reply> {
-    check(redis_key, key, parsed(op, key, value)?)
-}
-
-/// A script's reply, of any tag.
-fn parsed(op: &str, key: &str, value: Value) -> Result<Reply> {
-    Reply::parse(value).map_err(|other| unexpected(op, Some(key), &format!("{other:?}")))
-}
-
-/// `reply`, with the foreign-type and corrupt-record replies turned into errors.
-fn check(redis_key: &[u8], key: &str, reply: Reply) -> Result<Reply> {
-    match reply.tag.as_str() {
-        "wrongtype" => Err(wrong_type(key, redis_key, reply.text(0).unwrap_or("value"))),
-        "corrupt" => Err(Error::decode(
-            key,
-            format!(
-                "Redis key {:?} holds a broken stent record (`{}`); it was left untouched",
-                String::from_utf8_lossy(redis_key),
-                reply.text(0).unwrap_or("?")
-            ),
-        )),
-        _ => Ok(reply),
     }
 }
 
@@ -342,46 +290,50 @@ enum Found {
     Record(Stored),
 }
 
-/// `stored` if it is live at `now`, by the server's clock.
-fn live(stored: Stored, now: Timestamp) -> Found {
-    if stored.record.is_expired(now) {
-        Found::Absent
-    } else {
-        Found::Record(stored)
+/// `reply`, or the type the key holds when the command met a key of a type it cannot work
+/// on (`WRONGTYPE`).
+async fn typed(
+    conn: &mut Conn,
+    reply: redis::RedisResult<Value>,
+    rk: &[u8],
+    op: &str,
+    key: &str,
+) -> Result<std::result::Result<Value, String>> {
+    match reply {
+        Err(e) if e.code() == Some("WRONGTYPE") => {
+            let found = redis::cmd("TYPE").arg(rk).query_async(conn).await;
+            Ok(Err(found.map_err(|e| from_redis(e, op, Some(key)))?))
+        }
+        reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
     }
 }
 
-/// Reads the reply of a `GET` of a record's key (a `SET … GET` too).
+/// Reads the reply of a `GET` (or `SET … GET`) of a record's key.
 async fn found(
     conn: &mut Conn,
     reply: redis::RedisResult<Value>,
-    redis_key: &[u8],
+    rk: &[u8],
     op: &str,
     key: &str,
 ) -> Result<Found> {
-    match reply {
+    match typed(conn, reply, rk, op, key).await? {
         Ok(Value::Nil) => Ok(Found::Absent),
         Ok(Value::BulkString(bytes)) if is_record(&bytes) => {
             Ok(Found::Record(decode(key, &bytes)?))
         }
         Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
-        Ok(other) => Err(unexpected(op, Some(key), &format!("{other:?}"))),
-        Err(e) if e.code() == Some("WRONGTYPE") => {
-            let found: String = redis::cmd("TYPE")
-                .arg(redis_key)
-                .query_async(conn)
-                .await
-                .map_err(|e| from_redis(e, op, Some(key)))?;
-            Ok(Found::Foreign(found))
-        }
-        Err(e) => Err(from_redis(e, op, Some(key))),
+        Ok(other) => Err(unexpected(op, key, other)),
+        Err(found) => Ok(Found::Foreign(found)),
     }
 }
 
-/// The reply of `TIME` (seconds and microseconds) as a timestamp.
-fn server_time(reply: redis::RedisResult<Value>) -> redis::RedisResult<Timestamp> {
-    let (secs, micros): (i64, i64) = redis::from_redis_value(reply?)?;
-    Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
+/// The record in `bytes`, read from `rk`; a string that is not a record is an error.
+fn stored(key: &str, rk: &[u8], bytes: &[u8]) -> Result<Stored> {
+    if is_record(bytes) {
+        decode(key, bytes)
+    } else {
+        Err(wrong_type(key, rk, "string"))
+    }
 }
 
 /// Milliseconds in `d`, rounded up and clamped to [`MAX_MS`].
@@ -405,6 +357,31 @@ fn glob_escape(s: &str) -> Vec<u8> {
     out
 }
 
+/// A claim's first step, one native command: `SET key claimed NX GET PX ms`, where
+/// `claimed` is the in-progress record ([`claim_record`]) and `ms` its lease plus
+/// [`HORIZON_MS`].
+///
+/// Why: a replay then costs the server what one `SET` costs (a script's call costs it ten
+/// times as much), and so does a first call's claim. The command writes only where the key
+/// is absent and answers what the key held, so the reply alone decides, the same way on
+/// every call: nothing (acquired, attempt 1), a completed record that Redis keeps only
+/// while it is live (a replay), or anything else, which goes on to `claim.lua`. A native
+/// command cannot read the server's clock, so the record carries no time: the key's expiry
+/// gives the claim time.
+async fn claim_natively(
+    conn: &mut Conn,
+    rk: &[u8],
+    claimed: &[u8],
+    lease_ms: i64,
+) -> redis::RedisResult<Value> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(rk)
+        .arg(claimed)
+        .arg(&["NX", "GET", "PX"][..])
+        .arg(lease_ms + HORIZON_MS);
+    cmd.query_async(conn).await
+}
+
 #[async_trait]
 impl ResultStore for RedisStore {
     fn capabilities(&self) -> Capabilities {
@@ -419,6 +396,9 @@ impl ResultStore for RedisStore {
         }
     }
 
+    /// The lease of a key claimed by the native `SET` (see the crate's README) is reported
+    /// as ending `lease` after the client sent the claim, by the client's clock: the server
+    /// decides when it lapses, by its own.
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key_len(&self.inner.caps, key)?;
         if claim.token.as_str().contains('|') {
@@ -429,21 +409,50 @@ impl ResultStore for RedisStore {
             .with_key(key));
         }
         let rk = self.redis_key(ns, key);
-        let lease = clamp_ms(claim.lease).to_string();
-        let meta = encode_meta(&claim.meta);
-        let args: [&[u8]; 3] = [claim.token.as_str().as_bytes(), lease.as_bytes(), &meta];
-        let reply = self.run("claim", &scripts::CLAIM, &rk, key, &args).await?;
-        match (reply.tag.as_str(), reply.rest.first()) {
-            ("acquired", _) => match (reply.int(0), reply.int(1)) {
-                (Some(attempt), Some(until)) => Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    lease_expires_at: Timestamp::from_millis(until),
+        let lease = clamp_ms(claim.lease);
+        let claimed = claim_record(claim.token, lease, &encode_meta(&claim.meta));
+        let sent = Timestamp::now();
+        let mut conn = self.inner.conn.clone();
+        let reply = claim_natively(&mut conn, &rk, &claimed, lease).await;
+        let acquired = ClaimOutcome::Acquired {
+            attempt: 1,
+            lease_expires_at: sent.add(claim.lease),
+        };
+        match found(&mut conn, reply, &rk, "claim", key).await? {
+            Found::Absent => return Ok(acquired),
+            Found::Foreign(found) => return Err(wrong_type(key, &rk, &found)),
+            Found::Record(s)
+                if s.record.state == RecordState::Completed && s.live_while_present() =>
+            {
+                return Ok(ClaimOutcome::Completed(s.record));
+            }
+            Found::Record(_) => {}
+        }
+        let n = owner(claim.token).len();
+        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
+        let args: [&[u8]; 4] = [
+            &claimed[..n],
+            &claimed[n + 1..],
+            px.as_bytes(),
+            lease.as_bytes(),
+        ];
+        match self.run("claim", &scripts::CLAIM, &rk, key, &args).await? {
+            Value::Array(reply) => match reply.as_slice() {
+                [Value::Int(attempt), Value::Int(until)] => Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
+                    lease_expires_at: Timestamp::from_millis(*until),
                 }),
-                _ => Err(unexpected("claim", Some(key), "malformed acquired reply")),
+                [Value::BulkString(bytes), Value::Int(at)] => {
+                    let mut found = stored(key, &rk, bytes)?;
+                    found.settle(*at);
+                    Ok(match found.record.state {
+                        RecordState::InProgress => ClaimOutcome::InFlight(found.record),
+                        RecordState::Completed => ClaimOutcome::Completed(found.record),
+                    })
+                }
+                _ => Err(unexpected("claim", key, reply)),
             },
-            ("completed", Some(raw)) => Ok(ClaimOutcome::Completed(decode(key, raw)?.record)),
-            ("in_flight", Some(raw)) => Ok(ClaimOutcome::InFlight(decode(key, raw)?.record)),
-            (other, _) => Err(unexpected("claim", Some(key), other)),
+            other => Err(unexpected("claim", key, other)),
         }
     }
 
@@ -454,15 +463,14 @@ impl ResultStore for RedisStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
-        let rk = self.redis_key(ns, key);
-        let lease = clamp_ms(lease).to_string();
-        let args: [&[u8]; 2] = [token.as_str().as_bytes(), lease.as_bytes()];
-        let reply = self.run("renew", &scripts::RENEW, &rk, key, &args).await?;
-        match (reply.tag.as_str(), reply.int(0)) {
-            ("renewed", Some(until)) => Ok(Timestamp::from_millis(until)),
-            ("lost", _) => Err(Error::lease_lost(key)),
-            (other, _) => Err(unexpected("renew", Some(key), other)),
-        }
+        let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
+        let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
+        let until = self
+            .run_owned("renew", &scripts::RENEW, ns, key, &args)
+            .await?;
+        until
+            .map(Timestamp::from_millis)
+            .ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn complete(
@@ -474,40 +482,20 @@ impl ResultStore for RedisStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         check_value_len(&self.inner.caps, key, value)?;
-        let rk = self.redis_key(ns, key);
-        let ttl = ttl_arg(ttl);
-        let args: [&[u8]; 4] = [
-            token.as_str().as_bytes(),
-            value,
-            ttl.as_bytes(),
-            self.inner.grace_ms.as_bytes(),
-        ];
-        let reply = self
-            .run("complete", &scripts::COMPLETE, &rk, key, &args)
+        let (ttl, purge) = (ttl_arg(ttl), self.inner.purge_offset.as_bytes());
+        let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
+        let done = self
+            .run_owned("complete", &scripts::COMPLETE, ns, key, &args)
             .await?;
-        match reply.tag.as_str() {
-            "completed" => Ok(()),
-            "lost" => Err(Error::lease_lost(key)),
-            other => Err(unexpected("complete", Some(key), other)),
-        }
+        done.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let rk = self.redis_key(ns, key);
-        let reply = self
-            .run(
-                "release",
-                &scripts::RELEASE,
-                &rk,
-                key,
-                &[token.as_str().as_bytes()],
-            )
+        let args: [&[u8]; 1] = [&owner(token)];
+        let released = self
+            .run_owned("release", &scripts::RELEASE, ns, key, &args)
             .await?;
-        match reply.tag.as_str() {
-            "released" => Ok(true),
-            "kept" => Ok(false),
-            other => Err(unexpected("release", Some(key), other)),
-        }
+        Ok(released.is_some())
     }
 
     async fn put(
@@ -521,20 +509,16 @@ impl ResultStore for RedisStore {
         check_key_len(&self.inner.caps, key)?;
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
-        let ttl = ttl_arg(ttl);
-        let meta = encode_meta(&meta);
-        let meta_len = meta.len().to_string();
-        let args: [&[u8]; 5] = [
-            value,
-            ttl.as_bytes(),
-            self.inner.grace_ms.as_bytes(),
-            &meta,
-            meta_len.as_bytes(),
-        ];
-        let reply = self.run("put", &scripts::PUT, &rk, key, &args).await?;
-        match reply.tag.as_str() {
-            "stored" => Ok(()),
-            other => Err(unexpected("put", Some(key), other)),
+        let (ttl, purge, meta) = (
+            ttl_arg(ttl),
+            self.inner.purge_offset.as_bytes(),
+            encode_meta(&meta),
+        );
+        let args: [&[u8]; 4] = [value, ttl.as_bytes(), purge, &meta];
+        match self.run("put", &scripts::PUT, &rk, key, &args).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(_) => Err(wrong_type(key, &rk, "string")),
+            other => Err(unexpected("put", key, other)),
         }
     }
 
@@ -549,27 +533,25 @@ impl ResultStore for RedisStore {
     /// cluster), sorts them by their UTF-8 bytes, then reads records from the cursor on:
     /// an admin operation whose cost grows with the number of matching keys.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        let mut pages = self.pages(ns, &query.prefix).await?;
+        let mut scan = self.scan(ns, &query.prefix).await?;
         let mut keys = Vec::new();
-        while let Some(page) = pages.next().await? {
+        while let Some(page) = self.next_keys(ns, &mut scan).await? {
             keys.extend(page.into_iter().filter(|k| query.matches(k)));
         }
         keys.sort_unstable();
         keys.dedup();
-
         let limit = query.limit.max(1);
         let mut records = Vec::with_capacity(limit + 1);
-        for batch in keys.chunks(LIST_BATCH) {
-            let fetched = try_join_all(
-                batch
-                    .iter()
-                    .map(|key| self.fetch(ns, key, query.include_expired)),
-            )
-            .await?;
-            records.extend(fetched.into_iter().filter_map(|found| match found {
-                Found::Record(stored) => Some(stored.record),
-                Found::Absent | Found::Foreign(_) => None,
-            }));
+        for batch in keys.chunks(BATCH) {
+            let reads = batch
+                .iter()
+                .map(|k| self.fetch(ns, k, query.include_expired));
+            records.extend(try_join_all(reads).await?.into_iter().filter_map(
+                |found| match found {
+                    Found::Record(stored) => Some(stored.record),
+                    Found::Absent | Found::Foreign(_) => None,
+                },
+            ));
             if records.len() > limit {
                 break;
             }
@@ -578,30 +560,25 @@ impl ResultStore for RedisStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let mut pages = self.pages(ns, "").await?;
+        let mut scan = self.scan(ns, "").await?;
         let mut deleted = 0;
-        while let Some(keys) = pages.next().await? {
+        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
             deleted += self.delete_many(ns, &keys, false, true).await?;
         }
         Ok(deleted)
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let limit = limit as u64;
-        let mut pages = self.pages(ns, "").await?;
+        let mut scan = self.scan(ns, "").await?;
         let mut purged = 0;
-        while purged < limit {
-            let Some(keys) = pages.next().await? else {
-                break;
-            };
-            for chunk in keys.chunks(LIST_BATCH) {
-                let room = usize::try_from(limit - purged).unwrap_or(usize::MAX);
+        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
+            for chunk in keys.chunks(BATCH) {
+                let room = limit.saturating_sub(usize::try_from(purged).unwrap_or(usize::MAX));
                 if room == 0 {
-                    break;
+                    return Ok(purged);
                 }
-                purged += self
-                    .delete_many(ns, &chunk[..chunk.len().min(room)], true, true)
-                    .await?;
+                let chunk = &chunk[..chunk.len().min(room)];
+                purged += self.delete_many(ns, chunk, true, true).await?;
             }
         }
         Ok(purged)

@@ -1,7 +1,7 @@
 //! A read judges expiry by the clock of the node that holds the key: without a grace Redis
-//! deletes a record the moment it expires, so a record that is there is live; with one,
-//! `purge_ms` less the key's `PTTL`; the server's `TIME` for a record written without
-//! `purge_ms`. Every write is a script, which writes the server's times into the record.
+//! deletes a record the moment it expires, so a record that is there is live; with one, or
+//! for a record written without `purge_ms`, the server's `TIME`. A claim's native `SET` writes no time: the key's expiry gives it. Every other
+//! write is a script, which writes the server's times into the record.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +49,7 @@ async fn store_and_conn(
 }
 
 /// The header fields of the record at `rk` (`stent1`, state, token, attempt, created_ms,
-/// lease_expires_ms, completed_ms, expires_ms, purge_ms, two reserved fields, meta_len).
+/// lease_expires_ms, completed_ms, expires_ms, purge_ms, lease_ms, horizon_ms, meta_len).
 async fn header(conn: &mut redis::aio::MultiplexedConnection, rk: &str) -> Vec<String> {
     let raw: Vec<u8> = conn.get(rk).await.unwrap();
     let text = String::from_utf8_lossy(&raw);
@@ -63,6 +63,17 @@ fn ms(field: &str) -> i64 {
     field
         .parse()
         .unwrap_or_else(|_| panic!("{field:?} is not a number"))
+}
+
+/// How far past its lease a natively claimed record's key expires.
+const HORIZON_MS: i64 = 10_000_000_000_000;
+
+async fn pexpiretime(conn: &mut redis::aio::MultiplexedConnection, rk: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(rk)
+        .query_async(conn)
+        .await
+        .unwrap()
 }
 
 async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
@@ -216,20 +227,22 @@ async fn a_claim_writes_the_servers_times() {
         stent_core::ClaimOutcome::Acquired { attempt: 1, .. }
     ));
     let after = server_ms(&mut conn).await;
+    // Claimed natively: no times in the record, which the key's expiry gives instead.
     let h = header(&mut conn, &rk).await;
-    let created = ms(&h[4]);
+    assert_eq!((h[4].as_str(), h[5].as_str()), ("", ""), "no times written");
+    assert_eq!((ms(&h[9]), ms(&h[10])), (30_000, HORIZON_MS));
+    let read = store.get(ns, "k").await.unwrap().unwrap();
+    let created = read.created_at.as_millis();
     assert!(
         (before..=after).contains(&created),
         "created by the server's clock: {before} <= {created} <= {after}"
     );
-    assert_eq!(ms(&h[5]), created + 30_000);
-    assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "reserved");
-    let pttl: i64 = conn.pttl(&rk).await.unwrap();
-    assert_eq!(pttl, -1, "a record in progress has no expiry");
-
-    let read = store.get(ns, "k").await.unwrap().unwrap();
-    assert_eq!(read.created_at.as_millis(), created);
     assert_eq!(read.lease_expires_at.unwrap().as_millis(), created + 30_000);
+    assert_eq!(
+        pexpiretime(&mut conn, &rk).await,
+        created + 30_000 + HORIZON_MS,
+        "a record in progress expires only past the horizon (about 317 years)"
+    );
     let other = stent_core::LeaseToken::generate();
     let second = stent_core::Claim {
         token: &other,
@@ -245,14 +258,23 @@ async fn a_claim_writes_the_servers_times() {
         other => panic!("expected in flight, got {other:?}"),
     }
 
+    let before = server_ms(&mut conn).await;
     let until = store
         .renew(ns, "k", &token, lease)
         .await
         .unwrap()
         .as_millis();
+    let after = server_ms(&mut conn).await;
+    assert!(
+        (before + 30_000..=after + 30_000).contains(&until),
+        "{until}"
+    );
     let h = header(&mut conn, &rk).await;
-    assert_eq!((ms(&h[4]), ms(&h[5])), (created, until));
-    assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""));
+    assert_eq!((ms(&h[9]), ms(&h[10])), (until - created, HORIZON_MS));
+    let read = store.get(ns, "k").await.unwrap().unwrap();
+    assert_eq!(read.created_at.as_millis(), created, "renewed, not created");
+    assert_eq!(read.lease_expires_at.unwrap().as_millis(), until);
+    assert_eq!(pexpiretime(&mut conn, &rk).await, until + HORIZON_MS);
     let before = server_ms(&mut conn).await;
     store.complete(ns, "k", &token, b"v", None).await.unwrap();
     let after = server_ms(&mut conn).await;
@@ -320,7 +342,11 @@ async fn a_completion_writes_the_servers_times_and_the_keys_expiry() {
         let after = server_ms(&mut conn).await;
         let h = header(&mut conn, &rk).await;
         assert_eq!(h[1], "completed");
-        assert_eq!((h[9].as_str(), h[10].as_str()), ("", ""), "{key}: reserved");
+        assert_eq!(
+            (h[9].as_str(), h[10].as_str()),
+            ("", ""),
+            "{key}: no lease_ms or horizon_ms"
+        );
         let done = store.get(ns, key).await.unwrap().expect("completed");
         assert_eq!(done.value.as_deref(), Some(&b"v"[..]));
         assert_eq!(done.function.as_deref(), Some("f"));
@@ -430,5 +456,85 @@ async fn a_completion_with_a_grace_keeps_the_record_for_the_grace() {
         store.claim(ns, "k", &claim_of(&other)).await.unwrap(),
         stent_core::ClaimOutcome::Acquired { attempt: 1, .. }
     ));
+    store.clear(ns).await.unwrap();
+}
+
+#[tokio::test]
+async fn records_with_their_times_written_out_are_read_renewed_and_completed() {
+    // As every write wrote them before claims were native: times in the record, no expiry.
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let (store, mut conn) = store_and_conn(&url, &prefix, None).await;
+    let ns = Namespace::Idempotency;
+    let now = server_ms(&mut conn).await;
+    let token = stent_core::LeaseToken::generate();
+    let created = now - 1_000;
+    let records = [
+        (
+            "live",
+            format!(
+                "stent1|in_progress|{}|1|{created}|{}||||||4|f1:f",
+                token.as_str(),
+                now + 60_000
+            ),
+        ),
+        (
+            "lapsed",
+            format!("stent1|in_progress|old|3|{created}|{created}||||||0|"),
+        ),
+        (
+            "done",
+            format!("stent1|completed||2|{created}||{now}|||||4|f1:fv"),
+        ),
+    ];
+    for (key, record) in &records {
+        let _: () = conn
+            .set(format!("{prefix}:idempotency:{key}"), record)
+            .await
+            .unwrap();
+    }
+    let live = store.get(ns, "live").await.unwrap().unwrap();
+    assert_eq!(live.created_at.as_millis(), created);
+    assert_eq!(live.lease_expires_at.unwrap().as_millis(), now + 60_000);
+    let other = stent_core::LeaseToken::generate();
+    assert!(matches!(
+        store.claim(ns, "live", &claim_of(&other)).await.unwrap(),
+        stent_core::ClaimOutcome::InFlight(r) if r.lease_token.as_ref() == Some(&token)
+    ));
+    let until = store
+        .renew(ns, "live", &token, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let renewed = store.get(ns, "live").await.unwrap().unwrap();
+    assert_eq!(renewed.created_at.as_millis(), created);
+    assert_eq!(renewed.lease_expires_at, Some(until));
+    store
+        .complete(ns, "live", &token, b"v", None)
+        .await
+        .unwrap();
+    let done = store.get(ns, "live").await.unwrap().unwrap();
+    assert_eq!(
+        (done.value.as_deref(), done.created_at.as_millis()),
+        (Some(&b"v"[..]), created)
+    );
+    assert_eq!(done.function.as_deref(), Some("f"));
+
+    assert!(matches!(
+        store.claim(ns, "lapsed", &claim_of(&other)).await.unwrap(),
+        stent_core::ClaimOutcome::Acquired { attempt: 4, .. }
+    ));
+    assert!(
+        !store
+            .release(ns, "lapsed", &stent_core::LeaseToken::from_string("old"))
+            .await
+            .unwrap()
+    );
+    match store.claim(ns, "done", &claim_of(&other)).await.unwrap() {
+        stent_core::ClaimOutcome::Completed(r) => {
+            assert_eq!((r.value.as_deref(), r.attempt), (Some(&b"v"[..]), 2));
+            assert_eq!(r.completed_at.unwrap().as_millis(), now);
+        }
+        other => panic!("expected the completed record, got {other:?}"),
+    }
     store.clear(ns).await.unwrap();
 }
