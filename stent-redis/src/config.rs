@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use stent_core::store::redact;
 use stent_core::{Error, Result};
 
 use crate::store::RedisStore;
@@ -240,22 +241,6 @@ fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
         .collect()
 }
 
-/// Masks the password of a connection URL: `redis://user:secret@host` becomes
-/// `redis://user:***@host`. Anything without credentials is returned as is.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    match rest[..end]
-        .rfind('@')
-        .and_then(|at| Some((rest[..at].split_once(':')?.0, at)))
-    {
-        Some((user, at)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
 /// Checks a key prefix once, at build time.
 pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty() || prefix.len() > 256 {
@@ -283,20 +268,6 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_masks_only_the_password() {
-        assert_eq!(redact("redis://:hunter2@h:6379/0"), "redis://:***@h:6379/0");
-        assert_eq!(redact("redis://user:p@ss@h"), "redis://user:***@h");
-        assert_eq!(redact("redis://user@h"), "redis://user@h");
-        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact("redis://h/?x=a@b"), "redis://h/?x=a@b");
-        assert_eq!(
-            redact("redis+cluster://:pw@a:1,b:2"),
-            "redis+cluster://:***@a:1,b:2"
-        );
-        assert_eq!(redact("not a url"), "not a url");
-    }
 
     #[test]
     fn a_prefix_in_the_query_is_taken_out_of_the_url() {

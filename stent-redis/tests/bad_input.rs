@@ -381,7 +381,7 @@ async fn scripts_flushed_from_the_server_are_loaded_again() {
         .wrap(|n: u32| async move { Ok::<_, Infallible>(n * 2) });
     for round in 0..2 {
         // Every round starts with an empty script cache (as after a restart or a failover):
-        // the first claim of the round meets NOSCRIPT, loads the script and goes on.
+        // the round's first script (a first call's completion) meets NOSCRIPT, loads it and goes on.
         let _: () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut raw)
