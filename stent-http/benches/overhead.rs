@@ -101,6 +101,8 @@ async fn measure(store: Arc<dyn ResultStore>, label: &str) {
         medians[2] / medians[1],
         medians[3] / medians[0]
     );
+    // The fresh keys of a run on a shared server go with it.
+    store.clear(Namespace::Idempotency).await.unwrap();
 }
 
 fn main() {
