@@ -22,7 +22,8 @@ use stent_http::{IdempotencyLayer, Outcome};
 /// The lease of the child's claims: renewed every second while the handler runs.
 const LEASE: Duration = Duration::from_secs(3);
 
-/// Which store the child opens: `sqlite <path>` or `redis <url> <prefix>`.
+/// Which store the child opens: `sqlite <path>`, `postgres <url> <schema>`,
+/// `redis <url> <prefix>` (a cluster's URL too) or `dynamodb <endpoint> <prefix>`.
 const STORE_VAR: &str = "STENT_HTTP_CHILD_STORE";
 const ADDR_VAR: &str = "STENT_HTTP_CHILD_ADDR";
 
@@ -34,6 +35,28 @@ async fn open(spec: &str) -> Arc<dyn ResultStore> {
             stent_redis::RedisStore::builder()
                 .url(url)
                 .prefix(prefix)
+                .build()
+                .await
+                .unwrap(),
+        ),
+        ["postgres", url, schema] => Arc::new(
+            stent_postgres::PostgresStore::builder()
+                .url(url)
+                .schema(schema)
+                .unwrap()
+                .build()
+                .await
+                .unwrap(),
+        ),
+        ["dynamodb", endpoint, prefix] => Arc::new(
+            stent_dynamodb::DynamoDbStore::builder()
+                .endpoint_url(endpoint)
+                .and_then(|b| b.table("stent_http_tests"))
+                .and_then(|b| b.key_prefix(prefix))
+                .unwrap()
+                .region("us-east-1")
+                .credentials("test", "test")
+                .create_tables(true)
                 .build()
                 .await
                 .unwrap(),
@@ -172,13 +195,55 @@ async fn server_killed_mid_request_on_sqlite() {
     let _ = std::fs::remove_file(path);
 }
 
+/// The URL of `server`, or `None` (the test skips) when there is none and none is required.
+async fn server_url(server: Server) -> Option<String> {
+    match servers::url(server).await {
+        Ok(url) => Some(url),
+        Err(why) if stent_conformance::backends_required() => panic!("{why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_request_on_postgres() {
+    let Some(url) = server_url(Server::Postgres).await else {
+        return;
+    };
+    // Named as stent-postgres's tests name their schemas, so their sweep drops it later.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let schema = format!("stent_test_{secs}_{}", stent_conformance::unique_id());
+    killed_mid_request(format!("postgres {url} {schema}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_request_on_redis() {
-    let url = match servers::url(Server::Redis).await {
-        Ok(url) => url,
-        Err(why) if stent_conformance::backends_required() => panic!("{why}"),
-        Err(why) => return eprintln!("SKIPPED: {why}"),
+    let Some(url) = server_url(Server::Redis).await else {
+        return;
     };
     let prefix = format!("http-restart-{}", stent_conformance::unique_id());
     killed_mid_request(format!("redis {url} {prefix}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_request_on_redis_cluster() {
+    let Some(url) = server_url(Server::RedisCluster).await else {
+        return;
+    };
+    let prefix = format!("http-restart-{}", stent_conformance::unique_id());
+    killed_mid_request(format!("redis {url} {prefix}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_request_on_dynamodb() {
+    let Some(url) = server_url(Server::DynamoDb).await else {
+        return;
+    };
+    let prefix = format!("http-restart-{}", stent_conformance::unique_id());
+    killed_mid_request(format!("dynamodb {url} {prefix}")).await;
 }
