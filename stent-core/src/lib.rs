@@ -47,8 +47,8 @@ pub mod testkit;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::durable::{
-    DEFAULT_LEASE, DEFAULT_WAIT, Durable, DurableBuilder, Execution, InFlight, Outcome, Status,
-    Stent, Traced,
+    DEFAULT_LEASE, DEFAULT_WAIT, Durable, DurableBuilder, Execution, HeldClaim, InFlight, Outcome,
+    Status, Stent, Traced,
 };
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use stent_core::{
-    Claim, ClaimOutcome, ErrorKind, InFlight, LeaseToken, Namespace, Record, RecordMeta,
+    Claim, ClaimOutcome, ErrorKind, HeldClaim, InFlight, LeaseToken, Namespace, Record, RecordMeta,
     ResultStore, Timestamp,
 };
 use tower_service::Service;
@@ -210,12 +210,7 @@ where
             }
             ClaimOutcome::Acquired { attempt, .. } => {
                 let req = Request::from_parts(parts, ReqBody::from(body));
-                let claimed = Claimed {
-                    store: Arc::clone(&c.store),
-                    key: stored_key.into(),
-                    token,
-                    armed: true,
-                };
+                let claimed = HeldClaim::new(Arc::clone(&c.store), NS, stored_key.into(), token);
                 return execute(&c, inner, req, claimed, attempt).await;
             }
         }
@@ -239,7 +234,7 @@ async fn execute<S, ReqBody, ResBody>(
     c: &Config,
     mut inner: S,
     req: Request<ReqBody>,
-    mut claimed: Claimed,
+    claimed: HeldClaim,
     attempt: u32,
 ) -> Result<Response<ResBody>, S::Error>
 where
@@ -261,35 +256,9 @@ where
             Err(e) => Step::BodyFailed(e.to_string()),
         })
     };
-    let renew = async {
-        // Fixed rate: a slow renewal does not push the next one later, so the lease
-        // keeps two thirds of its length as margin however slow the store is.
-        let every = c.lease / 3;
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            ticks.tick().await;
-            match c
-                .store
-                .renew(NS, &claimed.key, &claimed.token, c.lease)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::LeaseLost => {
-                    tracing::warn!(
-                        "lease lost while the handler runs; its response will not be stored"
-                    );
-                    return std::future::pending::<()>().await;
-                }
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-            }
-        }
-    };
-    let result = tokio::select! {
-        biased;
-        r = AssertUnwindSafe(work).catch_unwind() => r,
-        () = renew => unreachable!("the renewal loop never ends"),
-    };
+    let result = claimed
+        .renewing(c.lease, AssertUnwindSafe(work).catch_unwind())
+        .await;
     let step = match result {
         Ok(Ok(step)) => step,
         Ok(Err(e)) => {
@@ -321,7 +290,7 @@ where
             ));
         }
         Step::Read(parts, body) => {
-            record(c, &mut claimed, &parts, &body).await;
+            record(c, claimed, &parts, &body).await;
             Response::from_parts(parts, ResBody::from(body))
         }
     };
@@ -333,7 +302,7 @@ where
 /// Stores the response under the claim. A response too large for the store or the layer's
 /// limit is not stored (the claim is released); any other failure is logged: the response
 /// still goes to the client.
-async fn record(c: &Config, claimed: &mut Claimed, parts: &http::response::Parts, body: &Bytes) {
+async fn record(c: &Config, claimed: HeldClaim, parts: &http::response::Parts, body: &Bytes) {
     let value = stored::encode(parts.status, &parts.headers, &c.replay_headers, body);
     let limit = match (c.max_response_body, c.store.capabilities().max_value_len) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -351,10 +320,10 @@ async fn record(c: &Config, claimed: &mut Claimed, parts: &http::response::Parts
     }
     match c
         .store
-        .complete(NS, &claimed.key, &claimed.token, &value, c.retention)
+        .complete(NS, claimed.key(), claimed.token(), &value, c.retention)
         .await
     {
-        Ok(()) => claimed.armed = false,
+        Ok(()) => claimed.keep(()),
         Err(e) if e.kind() == ErrorKind::ValueTooLarge => {
             tracing::warn!(error = %e, "the response is too large to store; it is sent but not stored");
             observe::unrecorded(&c.name, "too_large");
@@ -370,7 +339,7 @@ async fn record(c: &Config, claimed: &mut Claimed, parts: &http::response::Parts
             };
             tracing::warn!(error = %e, "storing the response failed; it is sent but not stored");
             observe::unrecorded(&c.name, reason);
-            claimed.armed = false;
+            claimed.keep(());
         }
     }
 }
@@ -464,44 +433,5 @@ where
             Problem::BodyUnreadable,
             format!("the request body could not be read: {e}"),
         )),
-    }
-}
-
-/// A claim held by this request: released when the request ends without storing a
-/// response — awaited on error and panic, spawned on the runtime when the request's future
-/// is dropped (the client went away).
-struct Claimed {
-    store: Arc<dyn ResultStore>,
-    key: Arc<str>,
-    token: LeaseToken,
-    armed: bool,
-}
-
-impl Claimed {
-    async fn release(&mut self) {
-        self.armed = false;
-        if let Err(e) = self.store.release(NS, &self.key, &self.token).await {
-            tracing::warn!(error = %e, "releasing the claim failed; it will lapse with its lease");
-        }
-    }
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (store, key, token) = (
-                Arc::clone(&self.store),
-                Arc::clone(&self.key),
-                self.token.clone(),
-            );
-            handle.spawn(async move {
-                if let Err(e) = store.release(NS, &key, &token).await {
-                    tracing::warn!(error = %e, "releasing a cancelled claim failed; it will lapse");
-                }
-            });
-        }
     }
 }

@@ -102,46 +102,19 @@ where
         args: A,
     ) -> Served<R, E> {
         let c = &self.inner.config;
-        let store = self.inner.store.as_ref();
         // One copy of the key, shared by the guard and the execution.
         let shared_key: Arc<str> = key.into();
-        let guard = ReleaseGuard {
-            store: Arc::clone(&self.inner.store),
-            key: Arc::clone(&shared_key),
+        let guard = HeldClaim::new(
+            Arc::clone(&self.inner.store),
+            Namespace::Idempotency,
+            Arc::clone(&shared_key),
             token,
-            armed: true,
-        };
+        );
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
         let work = AssertUnwindSafe(self.execute(shared_key, attempt, args)).catch_unwind();
-        let renew = async {
-            // Fixed rate: a slow renewal does not push the next one later, so the lease
-            // keeps two thirds of its length as margin however slow the store is.
-            let every = c.lease() / 3;
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                ticks.tick().await;
-                let token = &guard.token;
-                match store
-                    .renew(Namespace::Idempotency, key, token, c.lease())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::LeaseLost => {
-                        tracing::warn!("lease lost while running; the result will not be recorded");
-                        return std::future::pending::<()>().await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-                }
-            }
-        };
-        let result = tokio::select! {
-            biased;
-            r = work => r,
-            () = renew => unreachable!("the renewal loop never ends"),
-        };
+        let result = guard.renewing(c.lease(), work).await;
         let result = match result {
             Ok(result) => result,
             Err(panic) => {
@@ -161,7 +134,7 @@ where
         };
         let recorded = match bytes {
             Ok(bytes) => self
-                .complete(key, &guard.token, &bytes)
+                .complete(key, guard.token(), &bytes)
                 .await
                 .map(|()| bytes),
             Err(e) => Err(e),
@@ -231,45 +204,108 @@ where
     }
 }
 
-/// Releases a claim when the call ends without recording a result: awaited on error and
-/// panic, spawned on the runtime when the call's future is dropped (cancellation).
-struct ReleaseGuard {
+/// A claim this process holds on a key: [`renewing`](Self::renewing) runs work while renewing
+/// the lease, and the claim is released when it ends without a recorded result — by
+/// [`release`](Self::release) on error or panic, and, when it is dropped (the caller's future
+/// was cancelled), by a release spawned on the runtime. [`keep`](Self::keep) leaves it as
+/// it stands: completed, or to lapse with its lease. The wrapper holds its claims through
+/// it, and so can other layers over a [`ResultStore`] (an HTTP layer, a queue consumer).
+#[derive(Debug)]
+pub struct HeldClaim {
     store: Arc<dyn ResultStore>,
+    ns: Namespace,
     key: Arc<str>,
     token: LeaseToken,
     armed: bool,
 }
 
-impl ReleaseGuard {
-    async fn release(mut self) {
+impl HeldClaim {
+    /// The claim `token` holds on `key` in `ns`, as [`ResultStore::claim`] acquired it.
+    pub fn new(
+        store: Arc<dyn ResultStore>,
+        ns: Namespace,
+        key: Arc<str>,
+        token: LeaseToken,
+    ) -> Self {
+        HeldClaim {
+            store,
+            ns,
+            key,
+            token,
+            armed: true,
+        }
+    }
+
+    /// The key the claim is on.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The token that holds the claim (to [`complete`](ResultStore::complete) it).
+    pub fn token(&self) -> &LeaseToken {
+        &self.token
+    }
+
+    /// Runs `work` while renewing the lease at a fixed rate, every third of `lease`. A
+    /// renewal that fails is retried at the next tick; once the lease is lost, renewal stops
+    /// (the result will not be recorded) and `work` runs on.
+    pub async fn renewing<F: Future>(&self, lease: Duration, work: F) -> F::Output {
+        let renew = async {
+            // Fixed rate: a slow renewal does not push the next one later, so the lease
+            // keeps two thirds of its length as margin however slow the store is.
+            let every = lease / 3;
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                match self
+                    .store
+                    .renew(self.ns, &self.key, &self.token, lease)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::LeaseLost => {
+                        tracing::warn!("lease lost while running; the result will not be recorded");
+                        return std::future::pending::<()>().await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            r = work => r,
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
+    }
+
+    /// Releases the claim now, so the next caller runs at once; a failure is logged and the
+    /// claim lapses with its lease.
+    pub async fn release(mut self) {
         self.armed = false;
-        let store = self.store.as_ref();
-        if let Err(e) = store
-            .release(Namespace::Idempotency, &self.key, &self.token)
-            .await
-        {
+        if let Err(e) = self.store.release(self.ns, &self.key, &self.token).await {
             tracing::warn!(error = %e, "releasing the claim failed; it will lapse with its lease");
         }
     }
 
-    /// Leaves the claim as it stands (recorded, or to lapse with its lease); passes `through` on.
-    fn keep<T>(mut self, through: T) -> T {
+    /// Leaves the claim as it stands (completed, or to lapse with its lease); passes
+    /// `through` on.
+    pub fn keep<T>(mut self, through: T) -> T {
         self.armed = false;
         through
     }
 }
 
-impl Drop for ReleaseGuard {
+impl Drop for HeldClaim {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let store = Arc::clone(&self.store);
-            let key = Arc::clone(&self.key);
+            let (store, ns, key) = (Arc::clone(&self.store), self.ns, Arc::clone(&self.key));
             let token = self.token.clone();
             handle.spawn(async move {
-                if let Err(e) = store.release(Namespace::Idempotency, &key, &token).await {
+                if let Err(e) = store.release(ns, &key, &token).await {
                     tracing::warn!(error = %e, "releasing a cancelled claim failed; it will lapse");
                 }
             });

@@ -11,6 +11,7 @@ mod lease;
 use flights::{Flight, Flights, Landed};
 
 pub use crate::outcome::{Outcome, Status, Traced};
+pub use lease::HeldClaim;
 
 use std::fmt;
 use std::future::Future;
