@@ -34,6 +34,7 @@ use tokio::sync::OnceCell;
 mod container;
 #[cfg(unix)]
 pub mod local;
+pub mod turn;
 
 /// A server a conformance suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

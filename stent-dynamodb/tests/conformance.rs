@@ -25,7 +25,7 @@ async fn dynamodb(case: String) -> Result<Arc<dyn ResultStore>, String> {
         .get_or_init(|| async { store.migrate().await.map_err(|e| format!("{url}: {e}")) })
         .await
         .clone()?;
-    Ok(Arc::new(support::WithTurn::new(store, turn)))
+    Ok(Arc::new(support::WithTurn::new(Arc::new(store), turn)))
 }
 
 stent_conformance::conformance_tests!(dynamodb);

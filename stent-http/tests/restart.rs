@@ -244,6 +244,8 @@ async fn server_killed_mid_request_on_dynamodb() {
     let Some(url) = server_url(Server::DynamoDb).await else {
         return;
     };
+    // The shared server's turn, held while this test and its server processes use it.
+    let _turn = stent_conformance::servers::turn::turn().await;
     let prefix = format!("http-restart-{}", stent_conformance::unique_id());
     killed_mid_request(format!("dynamodb {url} {prefix}")).await;
 }

@@ -1,15 +1,12 @@
 //! One isolated store per case on each backend: the case's unique id is its key prefix,
 //! schema or file.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use stent_conformance::servers::turn::{WithTurn, turn};
 use stent_conformance::servers::{self, Server};
-use stent_core::{
-    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, MemoryStore, Namespace, Page, Record,
-    RecordMeta, Result, ResultStore, Timestamp, async_trait,
-};
+use stent_core::{MemoryStore, ResultStore};
 
 type Factory = std::result::Result<Arc<dyn ResultStore>, String>;
 
@@ -92,92 +89,5 @@ pub(crate) async fn dynamodb(case: String) -> Factory {
         .map_err(|e| e.to_string())?;
     let turn = turn().await;
     store.migrate().await.map_err(|e| format!("{url}: {e}"))?;
-    Ok(Arc::new(WithTurn {
-        store: Arc::new(store),
-        _turn: turn,
-    }))
-}
-
-/// The loopback port whose listener is the turn on the shared DynamoDB server.
-const TURN_PORT: u16 = 5598;
-
-async fn turn() -> TcpListener {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        match TcpListener::bind(("127.0.0.1", TURN_PORT)) {
-            Ok(listener) => return listener,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "127.0.0.1:{TURN_PORT} stayed taken for 5 minutes"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("cannot take the turn on 127.0.0.1:{TURN_PORT}: {e}"),
-        }
-    }
-}
-
-/// A store that keeps the turn while it lives, i.e. for the whole case.
-#[derive(Debug)]
-struct WithTurn {
-    store: Arc<dyn ResultStore>,
-    _turn: TcpListener,
-}
-
-#[async_trait]
-impl ResultStore for WithTurn {
-    fn capabilities(&self) -> Capabilities {
-        self.store.capabilities()
-    }
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.store.get(ns, key).await
-    }
-    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        self.store.claim(ns, key, claim).await
-    }
-    async fn renew(
-        &self,
-        ns: Namespace,
-        key: &str,
-        token: &LeaseToken,
-        lease: Duration,
-    ) -> Result<Timestamp> {
-        self.store.renew(ns, key, token, lease).await
-    }
-    async fn complete(
-        &self,
-        ns: Namespace,
-        key: &str,
-        token: &LeaseToken,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        self.store.complete(ns, key, token, value, ttl).await
-    }
-    async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        self.store.release(ns, key, token).await
-    }
-    async fn put(
-        &self,
-        ns: Namespace,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        meta: RecordMeta<'_>,
-    ) -> Result<()> {
-        self.store.put(ns, key, value, ttl, meta).await
-    }
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        self.store.delete(ns, key).await
-    }
-    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        self.store.list(ns, query).await
-    }
-    async fn clear(&self, ns: Namespace) -> Result<u64> {
-        self.store.clear(ns).await
-    }
-    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        self.store.purge_expired(ns, limit).await
-    }
+    Ok(Arc::new(WithTurn::new(Arc::new(store), turn)))
 }
