@@ -1,10 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-
-use stent_core::ResultStore;
 
 pub mod bad_input;
 pub mod claim;
@@ -20,6 +17,7 @@ pub mod release;
 pub mod renew;
 pub mod servers;
 mod support;
+pub mod transactional;
 pub mod wrapper;
 
 #[doc(hidden)]
@@ -57,11 +55,11 @@ fn rand_u64() -> u64 {
 ///
 /// An unreachable backend (`Err(reason)` from the factory) skips the case loudly, or
 /// fails it under `STENT_REQUIRE_BACKENDS=1`.
-pub async fn run<F, FFut, C, CFut>(factory: F, name: &str, case: C)
+pub async fn run<S, F, FFut, C, CFut>(factory: F, name: &str, case: C)
 where
     F: FnOnce(String) -> FFut,
-    FFut: Future<Output = Result<Arc<dyn ResultStore>, String>>,
-    C: FnOnce(Arc<dyn ResultStore>) -> CFut,
+    FFut: Future<Output = Result<S, String>>,
+    C: FnOnce(S) -> CFut,
     CFut: Future<Output = ()>,
 {
     let store = match factory(unique_id()).await {
@@ -159,6 +157,35 @@ macro_rules! conformance_tests {
             #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "stent_conformance::__tokio")]
             async fn $case() {
                 $crate::run($factory, stringify!($case), $crate::$area::$case).await;
+            }
+        )*
+    };
+}
+
+/// Stamps one `#[tokio::test]` per transactional case (see [`transactional`]), each calling
+/// `$factory(id)` for an isolated SQL store of backend `$backend`, a
+/// [`transactional::SqlBackend`].
+#[macro_export]
+macro_rules! transactional_tests {
+    ($backend:ty, $factory:path) => {
+        $crate::transactional_tests!(@cases $backend, $factory;
+            transactional::transactional_call_commits_the_effect_and_the_record_together,
+            transactional::transactional_function_error_rolls_back_its_writes_and_its_claim,
+            transactional::transactional_terminal_error_is_recorded_without_the_writes,
+            transactional::transactional_duplicates_wait_for_the_first_and_replay,
+            transactional::transactional_call_waits_for_a_lease_mode_holder,
+            transactional::lease_mode_call_waits_for_a_transactional_holder,
+            transactional::call_in_commits_and_rolls_back_with_the_callers_transaction,
+            transactional::call_in_outside_a_transaction_is_a_config_error,
+            transactional::transactional_call_takes_over_a_lapsed_lease,
+            transactional::cancelled_transactional_call_leaves_nothing_behind
+        );
+    };
+    (@cases $backend:ty, $factory:path; $($area:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "stent_conformance::__tokio")]
+            async fn $case() {
+                $crate::run($factory, stringify!($case), $crate::$area::$case::<$backend>).await;
             }
         )*
     };

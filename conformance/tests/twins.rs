@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Files whose cases check the wrapper or keys rather than one operation.
-const AREAS: &[&str] = &["wrapper", "keys", "bad_input"];
+const AREAS: &[&str] = &["wrapper", "keys", "bad_input", "transactional"];
 /// Files of the crate that hold no case.
 const NOT_CASES: &[&str] = &["lib", "support", "servers"];
 
@@ -95,7 +95,7 @@ fn cases(source: &str) -> Vec<Case> {
         }
         if let Some(name) = line
             .strip_prefix("pub async fn ")
-            .and_then(|rest| rest.split('(').next())
+            .and_then(|rest| rest.split(['(', '<']).next())
         {
             let first = doc.split(|l| l.trim().is_empty()).next().unwrap_or(&[]);
             cases.push(Case {

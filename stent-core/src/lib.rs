@@ -50,6 +50,9 @@ pub use crate::durable::{
     DEFAULT_LEASE, DEFAULT_WAIT, Durable, DurableBuilder, Execution, HeldClaim, InFlight, Outcome,
     Status, Stent, Traced,
 };
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::durable::{SqlConnection, SqlStore, TxDurable};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};
 pub use crate::memory::MemoryStore;

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
-    Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
+    Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
 };
 
 use crate::config::{PostgresStoreBuilder, Source};
@@ -229,6 +229,80 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// [`ResultStore::claim`] on `conn`: the pool's connection, or one inside a caller's
+    /// transaction ([`SqlStore::claim_in`]).
+    async fn claim_on(
+        &self,
+        conn: &mut PgConnection,
+        ns: Namespace,
+        key: &str,
+        claim: &Claim<'_>,
+    ) -> Result<ClaimOutcome> {
+        check_key(key)?;
+        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
+        for _ in 0..CLAIM_ROUNDS {
+            // The first branch (see the crate docs' Statements) selects every column in the
+            // table's order, so the scan hands its tuples on without a projection. The second
+            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
+            // another claim got there first) and the lease it wrote (`now()` is the
+            // transaction's start).
+            let row = sqlx::query(sql!(self.t(ns) =>
+                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
+                     AND (state = 'completed' OR lease_expires_at > now())) \
+                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
+                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
+                     NULL, NULL, NULL, NULL, NULL, NULL) \
+                 LIMIT 1",
+                f = self.t(ns).claim))
+            .bind(key)
+            .bind(claim.token.as_str())
+            .bind(millis(claim.lease))
+            .bind(claim.meta.fingerprint)
+            .bind(claim.meta.function)
+            .bind(claim.meta.version)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(fail)?;
+            if !row.try_get_raw("state").map_err(fail)?.is_null() {
+                let record = decode(&row)?;
+                return Ok(match record.state {
+                    RecordState::Completed => ClaimOutcome::Completed(record),
+                    RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
+            }
+            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
+                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                    lease_expires_at: until.0,
+                });
+            }
+        }
+        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
+    }
+
+    /// What [`ResultStore::complete`] sends.
+    fn complete_stmt<'q>(
+        &self,
+        ns: Namespace,
+        key: &'q str,
+        token: &'q LeaseToken,
+        value: &'q [u8],
+        ttl: Option<Duration>,
+    ) -> Result<Stmt<'q>> {
+        check_key(key)?;
+        check_value_len(&CAPABILITIES, key, value)?;
+        Ok(sqlx::query(sql!(self.t(ns) =>
+            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
+                 lease_expires_at = NULL, completed_at = now(), \
+                 expires_at = now() + $4::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
+        .bind(key)
+        .bind(token.as_str())
+        .bind(value)
+        .bind(ttl.map(millis)))
+    }
+
     fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
         move |e| convert(e, &self.inner.target, what, key)
     }
@@ -404,47 +478,9 @@ impl ResultStore for PostgresStore {
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        check_key(key)?;
-        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
-        for _ in 0..CLAIM_ROUNDS {
-            // The first branch (see the crate docs' Statements) selects every column in the
-            // table's order, so the scan hands its tuples on without a projection. The second
-            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
-            // another claim got there first) and the lease it wrote (`now()` is the
-            // transaction's start).
-            let row = sqlx::query(sql!(self.t(ns) =>
-                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
-                     AND (state = 'completed' OR lease_expires_at > now())) \
-                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
-                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
-                     NULL, NULL, NULL, NULL, NULL, NULL) \
-                 LIMIT 1",
-                f = self.t(ns).claim))
-            .bind(key)
-            .bind(claim.token.as_str())
-            .bind(millis(claim.lease))
-            .bind(claim.meta.fingerprint)
-            .bind(claim.meta.function)
-            .bind(claim.meta.version)
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(fail)?;
-            if !row.try_get_raw("state").map_err(fail)?.is_null() {
-                let record = decode(&row)?;
-                return Ok(match record.state {
-                    RecordState::Completed => ClaimOutcome::Completed(record),
-                    RecordState::InProgress => ClaimOutcome::InFlight(record),
-                });
-            }
-            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
-                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
-                return Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(1),
-                    lease_expires_at: until.0,
-                });
-            }
-        }
-        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
+        let conn = self.inner.pool.acquire().await;
+        let mut conn = conn.map_err(self.fail("claim", Some(key)))?;
+        self.claim_on(&mut conn, ns, key, claim).await
     }
 
     async fn renew(
@@ -476,17 +512,7 @@ impl ResultStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_key(key)?;
-        check_value_len(&CAPABILITIES, key, value)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
-            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
-                 lease_expires_at = NULL, completed_at = now(), \
-                 expires_at = now() + $4::int8 * interval '1 millisecond' \
-             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(value)
-        .bind(ttl.map(millis));
+        let q = self.complete_stmt(ns, key, token, value, ttl)?;
         match self.execute(q, "complete", Some(key)).await? {
             1 => Ok(()),
             _ => Err(Error::lease_lost(key)),
@@ -609,5 +635,56 @@ mod tests {
         );
         assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
         assert_eq!(check_key("a\0b").unwrap_err().kind(), ErrorKind::Key);
+    }
+}
+
+/// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
+/// `BEGIN; SET LOCAL lock_timeout = …`, then the claim and the completion above, on the
+/// transaction's connection.
+#[async_trait]
+impl SqlStore for PostgresStore {
+    type Db = Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    fn begin_statement(&self, lock_wait: Duration) -> String {
+        let ms = lock_wait.as_millis().clamp(1, i32::MAX as u128);
+        format!("BEGIN; SET LOCAL lock_timeout = {ms}")
+    }
+
+    async fn claim_in(
+        &self,
+        conn: &mut PgConnection,
+        ns: Namespace,
+        key: &str,
+        claim: &Claim<'_>,
+    ) -> Result<ClaimOutcome> {
+        self.claim_on(conn, ns, key, claim).await
+    }
+
+    async fn complete_in(
+        &self,
+        conn: &mut PgConnection,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let q = self.complete_stmt(ns, key, token, value, ttl)?;
+        match q
+            .execute(conn)
+            .await
+            .map_err(self.fail("complete", Some(key)))?
+        {
+            done if done.rows_affected() == 1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
+        }
+    }
+
+    fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
+        convert(err, &self.inner.target, what, key)
     }
 }

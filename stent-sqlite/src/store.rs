@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _, Sqlite, SqliteConnection};
 use stent_core::store::check_value_len;
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
-    Page, Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
+    Page, Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
 };
 use tokio::sync::Mutex;
 
@@ -241,16 +241,158 @@ impl SqliteStore {
             .map_err(|e| convert(e, what, key))
     }
 
-    /// The live record of `key` at `now`, read on the pool.
-    async fn read(&self, ns: Namespace, key: &str, now: Timestamp) -> Result<Option<Record>> {
+    /// The write half of a claim, on `conn`: takes an absent, expired or lapsed key and
+    /// nothing else (then no row comes back, and it returns `None`).
+    async fn take(
+        &self,
+        conn: &mut SqliteConnection,
+        ns: Namespace,
+        key: &str,
+        claim: &Claim<'_>,
+    ) -> sqlx::Result<Option<ClaimOutcome>> {
+        // The lease starts when the claim runs, not before the wait for the writer.
+        let now = self.now();
+        let until = now.add(claim.lease);
+        let attempt: Option<i64> = sqlx::query_scalar(sql!(self.table(ns) =>
+            "INSERT INTO {t} (key, state, lease_token, lease_expires_ms, attempt, \
+                 fingerprint, function, version, created_ms) \
+             VALUES (?1, 'in_progress', ?2, ?3, 1, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (key) DO UPDATE SET \
+                 attempt = CASE WHEN expires_ms <= ?7 THEN 1 ELSE attempt + 1 END, \
+                 created_ms = CASE WHEN expires_ms <= ?7 THEN ?7 ELSE created_ms END, \
+                 state = 'in_progress', value = NULL, lease_token = ?2, lease_expires_ms = ?3, \
+                 fingerprint = ?4, function = ?5, version = ?6, completed_ms = NULL, \
+                 expires_ms = NULL \
+             WHERE expires_ms <= ?7 OR (state = 'in_progress' \
+                 AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?7)) \
+             RETURNING attempt"))
+        .bind(key)
+        .bind(claim.token.as_str())
+        .bind(until.as_millis())
+        .bind(claim.meta.fingerprint)
+        .bind(claim.meta.function)
+        .bind(claim.meta.version)
+        .bind(now.as_millis())
+        .fetch_optional(conn)
+        .await?;
+        Ok(attempt.map(|attempt| ClaimOutcome::Acquired {
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            lease_expires_at: until,
+        }))
+    }
+
+    /// What [`ResultStore::complete`] sends.
+    fn complete_stmt<'q>(
+        &self,
+        ns: Namespace,
+        key: &'q str,
+        token: &'q LeaseToken,
+        value: &'q [u8],
+        ttl: Option<Duration>,
+    ) -> Result<Stmt<'q>> {
+        check_value_len(&CAPABILITIES, key, value)?;
+        let now = self.now();
+        Ok(sqlx::query(sql!(self.table(ns) =>
+            "UPDATE {t} SET state = 'completed', value = ?3, lease_token = NULL, \
+                 lease_expires_ms = NULL, completed_ms = ?4, expires_ms = ?5 \
+             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
+        .bind(key)
+        .bind(token.as_str())
+        .bind(value)
+        .bind(now.as_millis())
+        .bind(ttl.map(|t| now.add(t).as_millis())))
+    }
+
+    /// The live record of `key` at `now`, read on the pool or on a transaction's connection.
+    async fn read<'c>(
+        &self,
+        on: impl sqlx::Executor<'c, Database = Sqlite>,
+        ns: Namespace,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
         let row = sqlx::query(sql!(self.table(ns) =>
             "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
         .bind(key)
         .bind(now.as_millis())
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(on)
         .await
         .map_err(|e| convert(e, "get", Some(key)))?;
         row.as_ref().map(decode).transpose()
+    }
+}
+
+/// What a claim returns without writing, given the live record at `now`: the completed
+/// record, or the one whose lease still runs; `None` when the key is free to take.
+fn settled(record: Option<Record>, now: Timestamp) -> Option<ClaimOutcome> {
+    match record {
+        Some(r) if r.state == RecordState::Completed => Some(ClaimOutcome::Completed(r)),
+        Some(r) if !r.lease_lapsed(now) => Some(ClaimOutcome::InFlight(r)),
+        _ => None,
+    }
+}
+
+/// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
+/// `BEGIN IMMEDIATE`, which takes the database's write lock at once (waiting at most the
+/// store's busy timeout), then the claim's read and write and the completion above, on the
+/// transaction's connection.
+#[async_trait]
+impl SqlStore for SqliteStore {
+    type Db = Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// `BEGIN IMMEDIATE`: the wait for the write lock is the store's
+    /// [busy timeout](crate::SqliteStoreBuilder::busy_timeout), whatever `_lock_wait` says.
+    fn begin_statement(&self, _lock_wait: Duration) -> String {
+        "BEGIN IMMEDIATE".to_owned()
+    }
+
+    async fn claim_in(
+        &self,
+        conn: &mut SqliteConnection,
+        ns: Namespace,
+        key: &str,
+        claim: &Claim<'_>,
+    ) -> Result<ClaimOutcome> {
+        let now = self.now();
+        if let Some(settled) = settled(self.read(&mut *conn, ns, key, now).await?, now) {
+            return Ok(settled);
+        }
+        // The transaction read the record itself, so its write sees the same one, or fails
+        // with SQLITE_BUSY when another connection wrote in between.
+        let taken = self.take(conn, ns, key, claim).await;
+        taken
+            .map_err(|e| convert(e, "claim", Some(key)))?
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Busy, "the key was claimed during the claim").with_key(key)
+            })
+    }
+
+    async fn complete_in(
+        &self,
+        conn: &mut SqliteConnection,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let q = self.complete_stmt(ns, key, token, value, ttl)?;
+        match q
+            .execute(conn)
+            .await
+            .map_err(|e| convert(e, "complete", Some(key)))?
+        {
+            done if done.rows_affected() == 1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
+        }
+    }
+
+    fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
+        convert(err, what, key)
     }
 }
 
@@ -294,56 +436,18 @@ impl ResultStore for SqliteStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.read(ns, key, self.now()).await
+        self.read(&self.inner.pool, ns, key, self.now()).await
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         for _ in 0..CLAIM_ROUNDS {
             let now = self.now();
-            match self.read(ns, key, now).await? {
-                Some(r) if r.state == RecordState::Completed => {
-                    return Ok(ClaimOutcome::Completed(r));
-                }
-                Some(r) if !r.lease_lapsed(now) => return Ok(ClaimOutcome::InFlight(r)),
-                _ => {}
+            if let Some(settled) = settled(self.read(&self.inner.pool, ns, key, now).await?, now) {
+                return Ok(settled);
             }
-            // Takes an absent, expired or lapsed key and nothing else (then no row comes back).
-            let sql = sql!(self.table(ns) =>
-                "INSERT INTO {t} (key, state, lease_token, lease_expires_ms, attempt, \
-                     fingerprint, function, version, created_ms) \
-                 VALUES (?1, 'in_progress', ?2, ?3, 1, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (key) DO UPDATE SET \
-                     attempt = CASE WHEN expires_ms <= ?7 THEN 1 ELSE attempt + 1 END, \
-                     created_ms = CASE WHEN expires_ms <= ?7 THEN ?7 ELSE created_ms END, \
-                     state = 'in_progress', value = NULL, lease_token = ?2, lease_expires_ms = ?3, \
-                     fingerprint = ?4, function = ?5, version = ?6, completed_ms = NULL, \
-                     expires_ms = NULL \
-                 WHERE expires_ms <= ?7 OR (state = 'in_progress' \
-                     AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?7)) \
-                 RETURNING attempt");
-            let taken = self.write(async |conn| {
-                // The lease starts when the claim runs, not before the wait for the writer.
-                let now = self.now();
-                let until = now.add(claim.lease);
-                let attempt: Option<i64> = sqlx::query_scalar(sql)
-                    .bind(key)
-                    .bind(claim.token.as_str())
-                    .bind(until.as_millis())
-                    .bind(claim.meta.fingerprint)
-                    .bind(claim.meta.function)
-                    .bind(claim.meta.version)
-                    .bind(now.as_millis())
-                    .fetch_optional(conn)
-                    .await?;
-                Ok(attempt.map(|a| (a, until)))
-            });
-            if let Some((attempt, lease_expires_at)) =
-                taken.await.map_err(|e| convert(e, "claim", Some(key)))?
-            {
-                return Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    lease_expires_at,
-                });
+            let taken = self.write(async |conn| self.take(conn, ns, key, claim).await);
+            if let Some(acquired) = taken.await.map_err(|e| convert(e, "claim", Some(key)))? {
+                return Ok(acquired);
             }
             // A record came to stand between the read and the claim: the next round reads it.
         }
@@ -378,17 +482,7 @@ impl ResultStore for SqliteStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_value_len(&CAPABILITIES, key, value)?;
-        let now = self.now();
-        let q = sqlx::query(sql!(self.table(ns) =>
-            "UPDATE {t} SET state = 'completed', value = ?3, lease_token = NULL, \
-                 lease_expires_ms = NULL, completed_ms = ?4, expires_ms = ?5 \
-             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(value)
-        .bind(now.as_millis())
-        .bind(ttl.map(|t| now.add(t).as_millis()));
+        let q = self.complete_stmt(ns, key, token, value, ttl)?;
         match self.execute(q, "complete", Some(key)).await? {
             1 => Ok(()),
             _ => Err(Error::lease_lost(key)),

@@ -18,6 +18,18 @@ where
 
     /// Like [`call`](Self::call), and also says how the call was served.
     pub async fn call_traced(&self, args: A) -> Result<Traced<R>, Error<E>> {
+        self.observed(args, |key, args| self.run(key, args)).await
+    }
+
+    /// Runs a call under the function's key, with its metrics, tracing span and progress log.
+    pub(super) async fn observed<Fut>(
+        &self,
+        args: A,
+        run: impl FnOnce(String, A) -> Fut,
+    ) -> Result<Traced<R>, Error<E>>
+    where
+        Fut: Future<Output = Served<Traced<R>, E>>,
+    {
         // Clocks are read only for what needs them: the latency histogram and the progress log.
         let started = observe::ENABLED.then(Instant::now);
         let started_at = progress::in_scope().then(Timestamp::now);
@@ -35,7 +47,7 @@ where
                     attempt = tracing::field::Empty,
                 );
                 let run = async {
-                    match self.run(key, args).await {
+                    match run(key, args).await {
                         Ok(served) => served.map_err(Error::function),
                         Err(e) => Err(e.into_call_error()),
                     }
@@ -70,8 +82,7 @@ where
 
     async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
         let started = Instant::now();
-        let fingerprint = self.inner.fingerprint.as_ref().map(|f| f(&args));
-        let fingerprint = fingerprint.transpose()?;
+        let fingerprint = self.fingerprint_of(&args)?;
         // Rejecting: an identical call in this process is a conflict like one in another
         // process, met at the store, so both get the same error.
         let InFlight::Wait { timeout } = self.inner.config.in_flight else {
@@ -146,14 +157,30 @@ where
         attempt: u32,
         args: A,
     ) -> impl Future<Output = std::result::Result<R, E>> {
+        let exec = self.execution(key, attempt);
+        CURRENT.scope(exec.clone(), (self.inner.func)(args, exec))
+    }
+
+    /// Attempt `attempt` of `key`, counted as an execution.
+    pub(super) fn execution(&self, key: Arc<str>, attempt: u32) -> Execution {
         let name = &self.inner.config.name;
         observe::execution(name, attempt);
-        let exec = Execution {
+        Execution {
             function: Arc::clone(name),
             key,
             attempt,
-        };
-        CURRENT.scope(exec.clone(), (self.inner.func)(args, exec))
+        }
+    }
+
+    /// The fingerprint of `args`, when payloads are validated.
+    pub(super) fn fingerprint_of(&self, args: &A) -> Result<Option<String>> {
+        self.inner.fingerprint.as_ref().map(|f| f(args)).transpose()
+    }
+
+    /// The stored form of `err`, when [`store_errors_if`](Self::store_errors_if) keeps it.
+    pub(super) fn stored_error(&self, err: &E) -> Option<Result<Vec<u8>>> {
+        let storage = self.inner.store_errors.as_ref()?;
+        (storage.pred)(err).then(|| (storage.encode)(err))
     }
 
     pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {

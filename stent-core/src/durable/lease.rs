@@ -36,59 +36,74 @@ where
                     return Ok(served.map(|v| Traced::new(v, Status::Executed, attempt, key)));
                 }
                 ClaimOutcome::Completed(record) => {
-                    check_fingerprint(&key, fingerprint, &record)?;
-                    let value = match self.replay(&key, &record)? {
-                        Ok(value) => value,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    if c.cached
-                        && let Some(bytes) = &record.value
-                    {
-                        self.cache_store(&key, bytes, fingerprint).await?;
-                    }
-                    let status = if joined {
-                        Status::Joined
-                    } else {
-                        Status::Replayed
-                    };
-                    return Ok(Ok(Traced::new(value, status, record.attempt, key)));
+                    return self
+                        .replay_completed(key, fingerprint, &record, joined)
+                        .await;
                 }
                 ClaimOutcome::InFlight(record) => record,
             };
-            check_fingerprint(&key, fingerprint, &record)?;
-            let until_lapse = record
-                .lease_expires_at
-                .map(|at| at.since(Timestamp::now()))
-                .unwrap_or_default();
-            let timeout = match c.in_flight {
-                InFlight::Reject => Duration::ZERO,
-                InFlight::Wait { timeout } => timeout,
-            };
-            let waited = started.elapsed();
-            if waited >= timeout {
-                let gave_up = if timeout.is_zero() {
-                    String::new()
-                } else {
-                    format!("; gave up after waiting {waited:?}")
-                };
-                let attempt = record.attempt;
-                let message =
-                    format!("another caller is executing this key (attempt {attempt}){gave_up}");
-                return Err(Error::new(ErrorKind::InFlight, message)
-                    .with_key(key)
-                    .with_retry_after(until_lapse.max(Duration::from_millis(1))));
-            }
-            if !joined {
-                observe::in_flight_wait(&c.name);
-            }
-            joined = true;
-            // Wake up no later than the holder's lease lapses, to take over promptly.
-            let nap = backoff
-                .min(until_lapse + Duration::from_millis(2))
-                .min(timeout - waited);
-            tokio::time::sleep(nap).await;
+            let nap = self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
+            tokio::time::sleep(nap.min(backoff)).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
+    }
+
+    /// The result of a completed record, as a replay (or as joined, when the call waited for it).
+    pub(super) async fn replay_completed(
+        &self,
+        key: String,
+        fingerprint: Option<&str>,
+        record: &Record,
+        joined: bool,
+    ) -> Served<Traced<R>, E> {
+        check_fingerprint(&key, fingerprint, record)?;
+        let value = match self.replay(&key, record)? {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        };
+        if self.inner.config.cached
+            && let Some(bytes) = &record.value
+        {
+            self.cache_store(&key, bytes, fingerprint).await?;
+        }
+        let status = if joined {
+            Status::Joined
+        } else {
+            Status::Replayed
+        };
+        Ok(Ok(Traced::new(value, status, record.attempt, key)))
+    }
+
+    /// Another caller holds `key`: how long to sleep before claiming again, or the
+    /// [`ErrorKind::InFlight`] error once the in-flight policy's wait is over.
+    pub(super) fn wait_or_reject(
+        &self,
+        key: &str,
+        fingerprint: Option<&str>,
+        record: &Record,
+        started: Instant,
+        joined: &mut bool,
+    ) -> Result<Duration> {
+        let c = &self.inner.config;
+        check_fingerprint(key, fingerprint, record)?;
+        let timeout = match c.in_flight {
+            InFlight::Reject => Duration::ZERO,
+            InFlight::Wait { timeout } => timeout,
+        };
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(in_flight(
+                key,
+                record,
+                (!timeout.is_zero()).then_some(waited),
+            ));
+        }
+        if !*joined {
+            observe::in_flight_wait(&c.name);
+        }
+        *joined = true;
+        // Wake up no later than the holder's lease lapses, to take over promptly.
+        Ok((until_lapse(record) + Duration::from_millis(2)).min(timeout - waited))
     }
 
     /// Runs the function while holding the claim: renews the lease, records the result,
@@ -124,9 +139,9 @@ where
         };
         let bytes = match &result {
             Ok(value) => codec::encode_value(value),
-            Err(e) => match &self.inner.store_errors {
-                Some(s) if (s.pred)(e) => (s.encode)(e),
-                _ => {
+            Err(e) => match self.stored_error(e) {
+                Some(bytes) => bytes,
+                None => {
                     guard.release().await;
                     return Ok(result);
                 }
@@ -202,6 +217,23 @@ where
             }
         }
     }
+}
+
+/// How long until the lease on `record` lapses.
+fn until_lapse(record: &Record) -> Duration {
+    let at = record.lease_expires_at;
+    at.map(|at| at.since(Timestamp::now())).unwrap_or_default()
+}
+
+/// The [`ErrorKind::InFlight`] error of a key another caller is executing, after this
+/// caller `waited` (if it waited at all).
+pub(super) fn in_flight(key: &str, record: &Record, waited: Option<Duration>) -> Error {
+    let gave_up = waited.map_or_else(String::new, |w| format!("; gave up after waiting {w:?}"));
+    let attempt = record.attempt;
+    let message = format!("another caller is executing this key (attempt {attempt}){gave_up}");
+    Error::new(ErrorKind::InFlight, message)
+        .with_key(key)
+        .with_retry_after(until_lapse(record).max(Duration::from_millis(1)))
 }
 
 /// A claim this process holds on a key: [`renewing`](Self::renewing) runs work while renewing

@@ -7,11 +7,15 @@
 mod call;
 mod flights;
 mod lease;
+#[cfg(feature = "sqlx")]
+mod transactional;
 
 use flights::{Flight, Flights, Landed};
 
 pub use crate::outcome::{Outcome, Status, Traced};
 pub use lease::HeldClaim;
+#[cfg(feature = "sqlx")]
+pub use transactional::{SqlConnection, SqlStore, TxDurable};
 
 use std::fmt;
 use std::future::Future;

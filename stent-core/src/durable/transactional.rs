@@ -1,0 +1,376 @@
+//! Transactional calls: the claim, the function's writes and the result commit together in
+//! one SQL transaction, on stores whose records live in that database.
+
+use futures_util::future::BoxFuture;
+use sqlx::{AssertSqlSafe, Connection as _, Database};
+
+use super::call::{Served, check_fingerprint};
+use super::lease::in_flight;
+use super::*;
+
+/// The connection of a store's database, which a transactional function writes through.
+pub type SqlConnection<S> = <<S as SqlStore>::Db as Database>::Connection;
+
+/// A store whose records live in an SQL database, so that a claim and its result can be
+/// written inside a transaction that also holds the function's own writes: the store side
+/// of [`DurableBuilder::wrap_tx`]. Implemented by the PostgreSQL and SQLite stores.
+#[async_trait::async_trait]
+pub trait SqlStore: ResultStore + Clone {
+    /// The database: `sqlx::Postgres` or `sqlx::Sqlite`.
+    type Db: Database;
+
+    /// The pool the records live in; [`TxDurable::call`] begins its transactions here.
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// The statement that begins [`TxDurable::call`]'s transactions, in which a statement
+    /// waits at most `lock_wait` for a lock another transaction holds.
+    fn begin_statement(&self, lock_wait: Duration) -> String;
+
+    /// [`ResultStore::claim`], sent on `conn` inside its transaction.
+    async fn claim_in(
+        &self,
+        conn: &mut SqlConnection<Self>,
+        ns: Namespace,
+        key: &str,
+        claim: &Claim<'_>,
+    ) -> Result<ClaimOutcome>;
+
+    /// [`ResultStore::complete`], sent on `conn` inside its transaction.
+    async fn complete_in(
+        &self,
+        conn: &mut SqlConnection<Self>,
+        ns: Namespace,
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()>;
+
+    /// A driver error met while `what` ran on `key`, as stent's.
+    fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error;
+}
+
+/// The function a [`TxDurable`] runs: it writes through the connection it is given, which is
+/// inside the transaction that also records its result.
+type TxFunc<S, A, R, E> = Box<
+    dyn for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, std::result::Result<R, E>>
+        + Send
+        + Sync,
+>;
+
+impl<K> DurableBuilder<K> {
+    /// Wraps a function whose effects are writes to the database `store` keeps its records
+    /// in: its claim, its writes and its result commit in one transaction, or none of them
+    /// does. Always idempotent; see [`TxDurable`] for what each call sends and how
+    /// concurrent callers meet.
+    ///
+    /// The function gets the transaction's connection, as sqlx's own
+    /// `Connection::transaction` does, and returns a boxed future:
+    ///
+    /// ```
+    /// # #[cfg(any())] // needs a SQL store; `examples/transactional.rs` runs this
+    /// let post = stent
+    ///     .durable("ledger::post")
+    ///     .wrap_tx(&store, |tx, (account, cents): (String, i64)| {
+    ///         Box::pin(async move {
+    ///             sqlx::query("INSERT INTO ledger (account, cents) VALUES (?1, ?2)")
+    ///                 .bind(&account)
+    ///                 .bind(cents)
+    ///                 .execute(&mut *tx)
+    ///                 .await?;
+    ///             Ok::<_, sqlx::Error>(cents)
+    ///         })
+    ///     });
+    /// ```
+    pub fn wrap_tx<S, A, R, E, F>(self, store: &S, f: F) -> TxDurable<S, A, R, E>
+    where
+        S: SqlStore,
+        K: KeyStrategy<A>,
+        A: Serialize + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, std::result::Result<R, E>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let cached = self.config.cached;
+        let builder = DurableBuilder {
+            store: Arc::new(store.clone()),
+            ..self.idempotent()
+        };
+        // The plain call path is never taken: a `TxDurable` runs `f` in its transaction.
+        let durable = builder.wrap(|_: A| std::future::pending());
+        let durable = durable.configure(|inner| {
+            if cached {
+                inner.invalid = Some(format!(
+                    "function {:?} is transactional and cannot be .cached(): its result is \
+                     recorded in the transaction, and a cache write outside it would not be",
+                    &*inner.config.name
+                ));
+            }
+        });
+        TxDurable {
+            durable,
+            store: store.clone(),
+            func: Box::new(f),
+        }
+    }
+}
+
+/// An idempotent function whose claim, database writes and result commit in one SQL
+/// transaction ([`DurableBuilder::wrap_tx`]): exactly once inside the database.
+///
+/// - [`call`](Self::call) begins a transaction on the store's pool with
+///   [`SqlStore::begin_statement`], claims the key in it, runs the function on it, records
+///   the result in it and commits. A replay is the transaction's claim, then its rollback.
+/// - [`call_in`](Self::call_in) does the same inside a transaction the caller holds, under a
+///   savepoint, and leaves the commit to the caller.
+///
+/// The transaction is the lease: there is no renewal, and a process that dies mid-call
+/// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
+/// key waits on the claim's row lock (at most the in-flight policy's wait, then
+/// [`ErrorKind::Busy`]) and replays once the first commits, or executes if it rolled back.
+/// A key held by a lease-mode caller is in flight as usual: `call` waits per the in-flight
+/// policy, with its transaction rolled back while it waits; `call_in` fails at once with
+/// [`ErrorKind::InFlight`], since waiting would hold the caller's transaction open.
+///
+/// A function error rolls back everything it wrote, and the claim with it. With
+/// [`store_errors_if`](Self::store_errors_if), an error to keep is then recorded: by `call`
+/// in a transaction of its own, by `call_in` in the caller's transaction.
+///
+/// The records are the lease mode's: a key recorded here replays through a [`Durable`] of
+/// the same name, and the reverse.
+pub struct TxDurable<S: SqlStore, A, R, E> {
+    durable: Durable<A, R, E>,
+    store: S,
+    func: TxFunc<S, A, R, E>,
+}
+
+impl<S: SqlStore, A, R, E> fmt::Debug for TxDurable<S, A, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxDurable")
+            .field("config", &self.durable.inner.config)
+            .field("store", &self.durable.inner.store)
+            .finish()
+    }
+}
+
+impl<S, A, R, E> TxDurable<S, A, R, E>
+where
+    S: SqlStore,
+    A: Serialize + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    /// Store errors for which `pred` is true and replay them like results (see
+    /// [`Durable::store_errors_if`]).
+    pub fn store_errors_if(mut self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
+    where
+        E: Serialize + DeserializeOwned,
+    {
+        self.durable = self.durable.store_errors_if(pred);
+        self
+    }
+
+    /// The key a call with `args` is stored under.
+    pub fn key_for(&self, args: &A) -> Result<String> {
+        self.durable.key_for(args)
+    }
+
+    /// Runs the function in a transaction of its own, or returns the recorded result.
+    pub async fn call(&self, args: A) -> std::result::Result<R, Error<E>> {
+        self.call_traced(args).await.map(|t| t.value)
+    }
+
+    /// Like [`call`](Self::call), and also says how the call was served.
+    pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+        let run = |key, args| self.run(key, args);
+        self.durable.observed(args, run).await
+    }
+
+    /// Runs the function inside the transaction `tx` (a `sqlx::Transaction` derefs to it),
+    /// under a savepoint, or returns the recorded result; the result commits when the
+    /// caller commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`]
+    /// error.
+    pub async fn call_in(
+        &self,
+        tx: &mut SqlConnection<S>,
+        args: A,
+    ) -> std::result::Result<R, Error<E>> {
+        let run = self
+            .durable
+            .observed(args, |key, args| self.run_in(tx, key, args));
+        run.await.map(|t| t.value)
+    }
+
+    fn claim<'a>(&'a self, token: &'a LeaseToken, fingerprint: Option<&'a str>) -> Claim<'a> {
+        Claim {
+            token,
+            lease: self.durable.inner.config.lease(),
+            meta: self.durable.meta(fingerprint),
+        }
+    }
+
+    async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
+        let started = Instant::now();
+        let d = &self.durable;
+        let fingerprint = d.fingerprint_of(&args)?;
+        let fingerprint = fingerprint.as_deref();
+        let lock_wait = match d.inner.config.in_flight {
+            InFlight::Wait { timeout } => timeout,
+            InFlight::Reject => Duration::from_millis(1),
+        };
+        let begin = self.store.begin_statement(lock_wait);
+        let mut joined = false;
+        loop {
+            let tx = self.store.pool().begin_with(AssertSqlSafe(begin.clone()));
+            let tx = tx.await;
+            let mut tx = tx.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
+            let token = LeaseToken::generate();
+            let claim = self.claim(&token, fingerprint);
+            let ns = Namespace::Idempotency;
+            let record = match self.store.claim_in(&mut tx, ns, &key, &claim).await? {
+                ClaimOutcome::Acquired { attempt, .. } => {
+                    let exec = d.execution(key.as_str().into(), attempt);
+                    let value = match CURRENT.scope(exec, (self.func)(&mut tx, args)).await {
+                        Ok(value) => value,
+                        Err(e) => {
+                            self.rollback(tx, &key).await?;
+                            if let Some(bytes) = d.stored_error(&e) {
+                                // In a transaction of its own, now that the function's is gone.
+                                let own = self.store.pool().begin().await;
+                                let own = own.map_err(|e| self.store.error(e, "begin", Some(&key)));
+                                let mut own = own?;
+                                self.record_error(&mut own, &key, fingerprint, bytes?)
+                                    .await?;
+                                self.commit(own, &key).await?;
+                            }
+                            return Ok(Err(e));
+                        }
+                    };
+                    let bytes = codec::encode_value(&value)?;
+                    let retention = d.inner.config.retention;
+                    let token = claim.token;
+                    (self.store)
+                        .complete_in(&mut tx, ns, &key, token, &bytes, retention)
+                        .await?;
+                    self.commit(tx, &key).await?;
+                    return Ok(Ok(Traced::new(value, Status::Executed, attempt, key)));
+                }
+                ClaimOutcome::Completed(record) => {
+                    self.rollback(tx, &key).await?;
+                    return d.replay_completed(key, fingerprint, &record, joined).await;
+                }
+                ClaimOutcome::InFlight(record) => record,
+            };
+            self.rollback(tx, &key).await?;
+            let nap = d.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
+            tokio::time::sleep(nap.min(Duration::from_millis(50))).await;
+        }
+    }
+
+    async fn run_in(
+        &self,
+        conn: &mut SqlConnection<S>,
+        key: String,
+        args: A,
+    ) -> Served<Traced<R>, E> {
+        let d = &self.durable;
+        if !conn.is_in_transaction() {
+            return Err(Error::config(
+                "call_in needs a connection inside a transaction: begin one, or use call",
+            ));
+        }
+        let fingerprint = d.fingerprint_of(&args)?;
+        let fingerprint = fingerprint.as_deref();
+        let savepoint = conn.begin().await;
+        let mut sp = savepoint.map_err(|e| self.store.error(e, "savepoint", Some(&key)))?;
+        let token = LeaseToken::generate();
+        let claim = self.claim(&token, fingerprint);
+        let ns = Namespace::Idempotency;
+        let claimed = self.store.claim_in(&mut sp, ns, &key, &claim).await;
+        let attempt = match claimed {
+            Ok(ClaimOutcome::Acquired { attempt, .. }) => attempt,
+            Ok(ClaimOutcome::Completed(record)) => {
+                self.rollback(sp, &key).await?;
+                return d.replay_completed(key, fingerprint, &record, false).await;
+            }
+            Ok(ClaimOutcome::InFlight(record)) => {
+                self.rollback(sp, &key).await?;
+                // Waiting would hold the caller's transaction (and its locks) open.
+                check_fingerprint(&key, fingerprint, &record)?;
+                return Err(in_flight(&key, &record, None));
+            }
+            Err(e) => {
+                self.rollback(sp, &key).await?;
+                return Err(e);
+            }
+        };
+        let exec = d.execution(key.as_str().into(), attempt);
+        let value = match CURRENT.scope(exec, (self.func)(&mut sp, args)).await {
+            Ok(value) => value,
+            Err(e) => {
+                self.rollback(sp, &key).await?;
+                if let Some(bytes) = d.stored_error(&e) {
+                    self.record_error(conn, &key, fingerprint, bytes?).await?;
+                }
+                return Ok(Err(e));
+            }
+        };
+        let bytes = codec::encode_value(&value)?;
+        let retention = d.inner.config.retention;
+        let completed = (self.store)
+            .complete_in(&mut sp, ns, &key, &token, &bytes, retention)
+            .await;
+        match completed {
+            Ok(()) => self.commit(sp, &key).await?,
+            Err(e) => {
+                self.rollback(sp, &key).await?;
+                return Err(e);
+            }
+        }
+        Ok(Ok(Traced::new(value, Status::Executed, attempt, key)))
+    }
+
+    /// Records a function error that [`store_errors_if`](Self::store_errors_if) keeps, as
+    /// `bytes`, in the transaction on `conn`.
+    async fn record_error(
+        &self,
+        conn: &mut SqlConnection<S>,
+        key: &str,
+        fingerprint: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let token = LeaseToken::generate();
+        let claim = self.claim(&token, fingerprint);
+        let ns = Namespace::Idempotency;
+        // Someone else may have claimed the key since the rollback: then theirs stands.
+        let ClaimOutcome::Acquired { .. } = self.store.claim_in(conn, ns, key, &claim).await?
+        else {
+            return Ok(());
+        };
+        let retention = self.durable.inner.config.retention;
+        (self.store)
+            .complete_in(conn, ns, key, &token, &bytes, retention)
+            .await
+    }
+
+    async fn commit(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
+        tx.commit().await.map_err(|e| {
+            let e = self.store.error(e, "commit", Some(key));
+            Error::new(
+                ErrorKind::Unavailable,
+                "the commit failed or its reply was lost: the function's writes and its \
+                 result were committed together or not at all; call again to find out",
+            )
+            .with_key(key)
+            .with_source(e)
+        })
+    }
+
+    async fn rollback(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
+        let rolled_back = tx.rollback().await;
+        rolled_back.map_err(|e| self.store.error(e, "rollback", Some(key)))
+    }
+}
