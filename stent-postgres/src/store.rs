@@ -614,30 +614,6 @@ impl ResultStore for PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_is_the_first_string_past_the_prefix() {
-        assert_eq!(prefix_end(""), None);
-        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
-        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
-        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_end("\u{10FFFF}"), None);
-    }
-
-    #[test]
-    fn keys_over_the_limit_or_with_nul_are_refused_before_sending() {
-        assert_eq!(
-            check_key(&"k".repeat(MAX_KEY_LEN + 1)).unwrap_err().kind(),
-            ErrorKind::KeyTooLarge
-        );
-        assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
-        assert_eq!(check_key("a\0b").unwrap_err().kind(), ErrorKind::Key);
-    }
-}
-
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
 /// `BEGIN; SET LOCAL lock_timeout = …`, then the claim and the completion above, on the
 /// transaction's connection.
@@ -686,5 +662,29 @@ impl SqlStore for PostgresStore {
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
         convert(err, &self.inner.target, what, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_string_past_the_prefix() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn keys_over_the_limit_or_with_nul_are_refused_before_sending() {
+        assert_eq!(
+            check_key(&"k".repeat(MAX_KEY_LEN + 1)).unwrap_err().kind(),
+            ErrorKind::KeyTooLarge
+        );
+        assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
+        assert_eq!(check_key("a\0b").unwrap_err().kind(), ErrorKind::Key);
     }
 }
