@@ -18,6 +18,11 @@ pub use stent_core::store::redact;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
+/// Transactional calls, on the SQL stores: see [`DurableBuilder::wrap_tx`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use stent_core::{SqlConnection, SqlStore, TxDurable, sqlx};
+
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use stent_core::testkit;

@@ -65,3 +65,8 @@ pub use crate::store::ResultStore;
 
 #[doc(hidden)]
 pub use async_trait::async_trait;
+/// The sqlx crate the SQL stores and [`wrap_tx`](DurableBuilder::wrap_tx) are built on: write
+/// a transactional function's queries with this one, so its types match.
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use sqlx;

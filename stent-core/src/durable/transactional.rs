@@ -64,24 +64,11 @@ impl<K> DurableBuilder<K> {
     /// does. Always idempotent; see [`TxDurable`] for what each call sends and how
     /// concurrent callers meet.
     ///
-    /// The function gets the transaction's connection, as sqlx's own
-    /// `Connection::transaction` does, and returns a boxed future:
-    ///
-    /// ```
-    /// # #[cfg(any())] // needs a SQL store; `examples/transactional.rs` runs this
-    /// let post = stent
-    ///     .durable("ledger::post")
-    ///     .wrap_tx(&store, |tx, (account, cents): (String, i64)| {
-    ///         Box::pin(async move {
-    ///             sqlx::query("INSERT INTO ledger (account, cents) VALUES (?1, ?2)")
-    ///                 .bind(&account)
-    ///                 .bind(cents)
-    ///                 .execute(&mut *tx)
-    ///                 .await?;
-    ///             Ok::<_, sqlx::Error>(cents)
-    ///         })
-    ///     });
-    /// ```
+    /// The function gets the transaction's connection (`&mut PgConnection` or
+    /// `&mut SqliteConnection`, which `&mut *tx` gives), writes through it with the
+    /// re-exported [`sqlx`](crate::sqlx), and returns a boxed future, as the closures of
+    /// sqlx's own `Connection::transaction` do. The `stent` crate's README, section "Exactly
+    /// once inside your database", and its `examples/transactional.rs` show it on SQLite.
     pub fn wrap_tx<S, A, R, E, F>(self, store: &S, f: F) -> TxDurable<S, A, R, E>
     where
         S: SqlStore,
