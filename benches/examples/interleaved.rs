@@ -14,7 +14,8 @@
 //! (STENT_REDIS_CLUSTER_URL), `valkey`, `valkey-cluster`, `redis8`, `redis8-cluster` (the
 //! same comparisons on STENT_VALKEY_URL, STENT_REDIS8_URL and their clusters), `dynamodb`
 //! (STENT_DYNAMODB_URL) or `cached` (stent's cache hit next to the `cached` crate's, on
-//! STENT_REDIS_URL). Each mode compares hits and replays, then first calls.
+//! STENT_REDIS_URL). Each mode compares hits and replays, then first calls; `sqlite` and
+//! `postgres` then a transactional first call next to the same transaction by hand.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -772,6 +773,89 @@ async fn sqlite_miss() {
     misses_with(&stent, &raw, "SqliteStore", CALLS, extra).await;
 }
 
+/// A transactional first call ([`stent::DurableBuilder::wrap_tx`]) whose function inserts one
+/// effect row, next to the same transaction written by hand with sqlx: `$begin`, the effect's
+/// `INSERT`, `$record` (the completed record's `INSERT` into table `{t}`), `COMMIT`.
+macro_rules! transactional {
+    ($store:expr, $begin:literal, $record:literal) => {{
+        let store = $store;
+        let create = "CREATE TABLE IF NOT EXISTS bench_effects (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+        let pool = store.pool();
+        sqlx::query(create).execute(pool).await.expect("the effects table");
+        let stent = Stent::new(store.clone());
+        let post = stent
+            .durable("bench::post")
+            .wrap_tx(&store, |tx, (key, cents): (String, i64)| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                        .bind(&key)
+                        .bind(cents.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok::<_, sqlx::Error>(cents)
+                })
+            });
+        let record = format!($record, t = store.table(Namespace::Idempotency));
+        let value = stored_value("ord-000042");
+        let fresh = Fresh::new("tx");
+        let (post, record, fresh, value) = (&post, record.as_str(), &fresh, value.as_slice());
+        compare(vec![
+            (
+                "hand-written transaction",
+                Box::new(move || {
+                    Box::pin(async move {
+                        let key = fresh.next();
+                        let mut tx = pool.begin_with($begin).await.expect("begin");
+                        sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                            .bind(&key)
+                            .bind("500")
+                            .execute(&mut *tx)
+                            .await
+                            .expect("the effect");
+                        sqlx::query(AssertSqlSafe(record))
+                            .bind(&key)
+                            .bind(value)
+                            .execute(&mut *tx)
+                            .await
+                            .expect("the record");
+                        tx.commit().await.expect("commit");
+                    })
+                }),
+            ),
+            (
+                "stent transactional first call",
+                Box::new(move || {
+                    Box::pin(async move {
+                        post.call((fresh.next(), 500)).await.expect("first call");
+                    })
+                }),
+            ),
+        ])
+        .await;
+        clear(&store).await;
+        sqlx::query("DROP TABLE bench_effects").execute(pool).await.expect("dropping");
+    }};
+}
+
+async fn sqlite_transactional() {
+    let (_dir, store) = temp_sqlite().await;
+    transactional!(
+        store,
+        "BEGIN IMMEDIATE",
+        "INSERT INTO \"{t}\" (key, state, value, attempt, created_ms, completed_ms) \
+         VALUES ($1, 'completed', $2, 1, 0, 0)"
+    );
+}
+
+async fn postgres_transactional() {
+    transactional!(
+        postgres_store().await,
+        "BEGIN",
+        "INSERT INTO {t} (key, state, value, attempt, completed_at) \
+         VALUES ($1, 'completed', $2, 1, now())"
+    );
+}
+
 /// moto's calls take milliseconds: fewer per round.
 const MOTO_CALLS: u32 = 10;
 
@@ -864,10 +948,12 @@ fn main() {
         "sqlite" => rt.block_on(async {
             sqlite_hits().await;
             sqlite_miss().await;
+            sqlite_transactional().await;
         }),
         "postgres" => rt.block_on(async {
             postgres().await;
             postgres_miss().await;
+            postgres_transactional().await;
         }),
         "redis" | "cluster" => rt.block_on(async {
             redis(false, what == "cluster").await;
