@@ -334,8 +334,9 @@ fn settled(record: Option<Record>, now: Timestamp) -> Option<ClaimOutcome> {
 
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
 /// `BEGIN IMMEDIATE`, which takes the database's write lock at once (waiting at most the
-/// store's busy timeout), then the claim's read and write and the completion above, on the
-/// transaction's connection.
+/// store's busy timeout), then, on the transaction's connection, the claim's `INSERT … ON
+/// CONFLICT DO UPDATE … RETURNING` (and, when it takes nothing, the `SELECT` of the record
+/// that stopped it) and the completion's `UPDATE`.
 #[async_trait]
 impl SqlStore for SqliteStore {
     type Db = Sqlite;
@@ -357,18 +358,17 @@ impl SqlStore for SqliteStore {
         key: &str,
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome> {
-        let now = self.now();
-        if let Some(settled) = settled(self.read(&mut *conn, ns, key, now).await?, now) {
-            return Ok(settled);
+        // Holding the write lock from here on, the write first: a first call needs nothing
+        // else; a replay or a key in flight reads the record that stopped it.
+        let taken = self.take(&mut *conn, ns, key, claim).await;
+        if let Some(acquired) = taken.map_err(|e| convert(e, "claim", Some(key)))? {
+            return Ok(acquired);
         }
-        // The transaction read the record itself, so its write sees the same one, or fails
-        // with SQLITE_BUSY when another connection wrote in between.
-        let taken = self.take(conn, ns, key, claim).await;
-        taken
-            .map_err(|e| convert(e, "claim", Some(key)))?
-            .ok_or_else(|| {
-                Error::new(ErrorKind::Busy, "the key was claimed during the claim").with_key(key)
-            })
+        let now = self.now();
+        let record = self.read(&mut *conn, ns, key, now).await?;
+        settled(record, now).ok_or_else(|| {
+            Error::new(ErrorKind::Busy, "the key was neither free nor held").with_key(key)
+        })
     }
 
     async fn complete_in(
