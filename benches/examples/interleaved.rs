@@ -779,22 +779,27 @@ async fn sqlite_miss() {
 macro_rules! transactional {
     ($store:expr, $begin:literal, $record:literal) => {{
         let store = $store;
-        let create = "CREATE TABLE IF NOT EXISTS bench_effects (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+        let create =
+            "CREATE TABLE IF NOT EXISTS bench_effects (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
         let pool = store.pool();
-        sqlx::query(create).execute(pool).await.expect("the effects table");
+        sqlx::query(create)
+            .execute(pool)
+            .await
+            .expect("the effects table");
         let stent = Stent::new(store.clone());
-        let post = stent
-            .durable("bench::post")
-            .wrap_tx(&store, |tx, (key, cents): (String, i64)| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
-                        .bind(&key)
-                        .bind(cents.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok::<_, sqlx::Error>(cents)
-                })
-            });
+        let post =
+            stent
+                .durable("bench::post")
+                .wrap_tx(&store, |tx, (key, cents): (String, i64)| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                            .bind(&key)
+                            .bind(cents.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok::<_, sqlx::Error>(cents)
+                    })
+                });
         let record = format!($record, t = store.table(Namespace::Idempotency));
         let value = stored_value("ord-000042");
         let fresh = Fresh::new("tx");
@@ -833,7 +838,10 @@ macro_rules! transactional {
         ])
         .await;
         clear(&store).await;
-        sqlx::query("DROP TABLE bench_effects").execute(pool).await.expect("dropping");
+        sqlx::query("DROP TABLE bench_effects")
+            .execute(pool)
+            .await
+            .expect("dropping");
     }};
 }
 

@@ -105,6 +105,16 @@ impl<K> DurableBuilder<K> {
     }
 }
 
+/// What one try of a transactional call came to.
+enum Tried<R, E, A> {
+    /// Executed, or a recorded result replayed.
+    Served(std::result::Result<Traced<R>, E>),
+    /// The function failed; its transaction was rolled back.
+    Failed(E),
+    /// Another caller holds the key; the arguments come back for the next try.
+    InFlight(Record, A),
+}
+
 /// An idempotent function whose claim, database writes and result commit in one SQL
 /// transaction ([`DurableBuilder::wrap_tx`]): exactly once inside the database.
 ///
@@ -199,9 +209,8 @@ where
         }
     }
 
-    async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
-        let started = Instant::now();
-        let d = &self.durable;
+    async fn run(&self, key: String, mut args: A) -> Served<Traced<R>, E> {
+        let (d, started) = (&self.durable, Instant::now());
         let fingerprint = d.fingerprint_of(&args)?;
         let fingerprint = fingerprint.as_deref();
         let lock_wait = match d.inner.config.in_flight {
@@ -211,49 +220,31 @@ where
         let begin = self.store.begin_statement(lock_wait);
         let mut joined = false;
         loop {
-            let tx = self.store.pool().begin_with(AssertSqlSafe(begin.clone()));
-            let tx = tx.await;
-            let mut tx = tx.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
-            let token = LeaseToken::generate();
-            let claim = self.claim(&token, fingerprint);
-            let ns = Namespace::Idempotency;
-            let record = match self.store.claim_in(&mut tx, ns, &key, &claim).await? {
-                ClaimOutcome::Acquired { attempt, .. } => {
-                    let exec = d.execution(key.as_str().into(), attempt);
-                    let value = match CURRENT.scope(exec, (self.func)(&mut tx, args)).await {
-                        Ok(value) => value,
-                        Err(e) => {
-                            self.rollback(tx, &key).await?;
-                            if let Some(bytes) = d.stored_error(&e) {
-                                // In a transaction of its own, now that the function's is gone.
-                                let own = self.store.pool().begin().await;
-                                let own = own.map_err(|e| self.store.error(e, "begin", Some(&key)));
-                                let mut own = own?;
-                                self.record_error(&mut own, &key, fingerprint, bytes?)
-                                    .await?;
-                                self.commit(own, &key).await?;
-                            }
-                            return Ok(Err(e));
-                        }
-                    };
-                    let bytes = codec::encode_value(&value)?;
-                    let retention = d.inner.config.retention;
-                    let token = claim.token;
-                    (self.store)
-                        .complete_in(&mut tx, ns, &key, token, &bytes, retention)
-                        .await?;
-                    self.commit(tx, &key).await?;
-                    return Ok(Ok(Traced::new(value, Status::Executed, attempt, key)));
+            let tx = self
+                .store
+                .pool()
+                .begin_with(AssertSqlSafe(begin.clone()))
+                .await;
+            let tx = tx.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
+            match self.try_in(tx, &key, fingerprint, args, joined).await? {
+                Tried::Served(served) => return Ok(served),
+                Tried::Failed(e) => {
+                    if let Some(bytes) = d.stored_error(&e) {
+                        // In a transaction of its own, now that the function's is gone.
+                        let own = self.store.pool().begin().await;
+                        let mut own = own.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
+                        self.record_error(&mut own, &key, fingerprint, bytes?)
+                            .await?;
+                        self.commit(own, &key).await?;
+                    }
+                    return Ok(Err(e));
                 }
-                ClaimOutcome::Completed(record) => {
-                    self.rollback(tx, &key).await?;
-                    return d.replay_completed(key, fingerprint, &record, joined).await;
+                Tried::InFlight(record, back) => {
+                    args = back;
+                    let nap = d.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
+                    tokio::time::sleep(nap.min(Duration::from_millis(50))).await;
                 }
-                ClaimOutcome::InFlight(record) => record,
-            };
-            self.rollback(tx, &key).await?;
-            let nap = d.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
-            tokio::time::sleep(nap.min(Duration::from_millis(50))).await;
+            }
         }
     }
 
@@ -263,61 +254,74 @@ where
         key: String,
         args: A,
     ) -> Served<Traced<R>, E> {
-        let d = &self.durable;
         if !conn.is_in_transaction() {
             return Err(Error::config(
                 "call_in needs a connection inside a transaction: begin one, or use call",
             ));
         }
-        let fingerprint = d.fingerprint_of(&args)?;
+        let fingerprint = self.durable.fingerprint_of(&args)?;
         let fingerprint = fingerprint.as_deref();
         let savepoint = conn.begin().await;
-        let mut sp = savepoint.map_err(|e| self.store.error(e, "savepoint", Some(&key)))?;
+        let sp = savepoint.map_err(|e| self.store.error(e, "savepoint", Some(&key)))?;
+        match self.try_in(sp, &key, fingerprint, args, false).await? {
+            Tried::Served(served) => Ok(served),
+            Tried::Failed(e) => {
+                if let Some(bytes) = self.durable.stored_error(&e) {
+                    self.record_error(conn, &key, fingerprint, bytes?).await?;
+                }
+                Ok(Err(e))
+            }
+            // Waiting would hold the caller's transaction (and its locks) open.
+            Tried::InFlight(record, _) => {
+                check_fingerprint(&key, fingerprint, &record)?;
+                Err(in_flight(&key, &record, None))
+            }
+        }
+    }
+
+    /// One try in `tx`, the call's own transaction or a savepoint of the caller's: the
+    /// claim, then the function, the completion and the commit. Anything else rolls `tx`
+    /// back (a `?` drops it, which rolls it back too).
+    async fn try_in(
+        &self,
+        mut tx: sqlx::Transaction<'_, S::Db>,
+        key: &str,
+        fingerprint: Option<&str>,
+        args: A,
+        joined: bool,
+    ) -> Result<Tried<R, E, A>> {
+        let d = &self.durable;
         let token = LeaseToken::generate();
         let claim = self.claim(&token, fingerprint);
         let ns = Namespace::Idempotency;
-        let claimed = self.store.claim_in(&mut sp, ns, &key, &claim).await;
-        let attempt = match claimed {
-            Ok(ClaimOutcome::Acquired { attempt, .. }) => attempt,
-            Ok(ClaimOutcome::Completed(record)) => {
-                self.rollback(sp, &key).await?;
-                return d.replay_completed(key, fingerprint, &record, false).await;
+        let attempt = match self.store.claim_in(&mut tx, ns, key, &claim).await? {
+            ClaimOutcome::Acquired { attempt, .. } => attempt,
+            ClaimOutcome::Completed(record) => {
+                self.rollback(tx, key).await?;
+                let replayed = d.replay_completed(key.to_owned(), fingerprint, &record, joined);
+                return Ok(Tried::Served(replayed.await?));
             }
-            Ok(ClaimOutcome::InFlight(record)) => {
-                self.rollback(sp, &key).await?;
-                // Waiting would hold the caller's transaction (and its locks) open.
-                check_fingerprint(&key, fingerprint, &record)?;
-                return Err(in_flight(&key, &record, None));
-            }
-            Err(e) => {
-                self.rollback(sp, &key).await?;
-                return Err(e);
+            ClaimOutcome::InFlight(record) => {
+                self.rollback(tx, key).await?;
+                return Ok(Tried::InFlight(record, args));
             }
         };
-        let exec = d.execution(key.as_str().into(), attempt);
-        let value = match CURRENT.scope(exec, (self.func)(&mut sp, args)).await {
+        let exec = d.execution(key.into(), attempt);
+        let value = match CURRENT.scope(exec, (self.func)(&mut tx, args)).await {
             Ok(value) => value,
             Err(e) => {
-                self.rollback(sp, &key).await?;
-                if let Some(bytes) = d.stored_error(&e) {
-                    self.record_error(conn, &key, fingerprint, bytes?).await?;
-                }
-                return Ok(Err(e));
+                self.rollback(tx, key).await?;
+                return Ok(Tried::Failed(e));
             }
         };
         let bytes = codec::encode_value(&value)?;
         let retention = d.inner.config.retention;
-        let completed = (self.store)
-            .complete_in(&mut sp, ns, &key, &token, &bytes, retention)
-            .await;
-        match completed {
-            Ok(()) => self.commit(sp, &key).await?,
-            Err(e) => {
-                self.rollback(sp, &key).await?;
-                return Err(e);
-            }
-        }
-        Ok(Ok(Traced::new(value, Status::Executed, attempt, key)))
+        (self.store)
+            .complete_in(&mut tx, ns, key, &token, &bytes, retention)
+            .await?;
+        self.commit(tx, key).await?;
+        let traced = Traced::new(value, Status::Executed, attempt, key.to_owned());
+        Ok(Tried::Served(Ok(traced)))
     }
 
     /// Records a function error that [`store_errors_if`](Self::store_errors_if) keeps, as
