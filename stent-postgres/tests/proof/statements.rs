@@ -534,3 +534,36 @@ async fn every_namespace_has_its_own_table_and_clearing_one_leaves_the_others() 
         assert_eq!(r.value.as_deref(), Some(ns.as_str().as_bytes()));
     }
 }
+
+/// A transactional call of a key another transactional call holds waits on the claim's row
+/// lock at most its in-flight wait (`SET LOCAL lock_timeout`), then fails with `Busy`; a
+/// lease-mode replay of the same key afterwards gets the first call's result.
+#[tokio::test]
+async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
+    let test = "a_transactional_duplicate_waits_at_most_its_lock_timeout";
+    let Some((store, _schema)) = store(test, "txlock").await else {
+        return;
+    };
+    let stent = stent_core::Stent::new(store.clone());
+    let post = |hold: Duration, wait: Duration| {
+        stent
+            .durable("ledger::post")
+            .in_flight(stent_core::InFlight::Wait { timeout: wait })
+            .wrap_tx(&store, move |_tx, n: u32| {
+                Box::pin(async move {
+                    tokio::time::sleep(hold).await;
+                    Ok::<_, std::convert::Infallible>(n)
+                })
+            })
+    };
+    let first = post(Duration::from_secs(2), LEASE);
+    let holder = tokio::spawn(async move { first.call(7).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = post(Duration::ZERO, Duration::from_millis(200)).call(7).await;
+    let err = err.expect_err("the lock wait ends first");
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(!holder.is_finished(), "the duplicate waited for the holder's commit");
+    assert_eq!(holder.await.unwrap().unwrap(), 7);
+    let replay = post(Duration::ZERO, LEASE).call_traced(7).await.unwrap();
+    assert_eq!(replay.outcome.status, stent_core::Status::Replayed);
+}
