@@ -774,3 +774,57 @@ pub async fn payload_validation_guards_joins(store: Arc<dyn ResultStore>) {
     assert_eq!(e.kind(), ErrorKind::PayloadMismatch);
     assert!(!format!("{e:?}").contains("SECRET"), "{e:?}");
 }
+
+/// `invalidate` deletes one call's cached result, and `invalidate_function` every cached
+/// result of a function or of one of its versions, never another function's (even one whose
+/// name extends it) nor a result under a shared key.
+pub async fn invalidation_reaches_one_call_or_one_function(store: Arc<dyn ResultStore>) {
+    let stent = Stent::from_arc(store);
+    let rates = |name: &str, version: &str| {
+        let f = |date: String| async move { Ok::<_, Infallible>(format!("rates of {date}")) };
+        stent.durable(name).cached().version(version).wrap(f)
+    };
+    let (v1, v2, longer) = (
+        rates("fx::rates", "v1"),
+        rates("fx::rates", "v2"),
+        rates("fx::rates_eu", "v1"),
+    );
+    let shared = stent
+        .durable("fx::rates")
+        .cached()
+        .version("v1")
+        .shared_key()
+        .key(|date: &String| format!("rates:{date}"))
+        .wrap(|date: String| async move { Ok::<_, Infallible>(format!("rates of {date}")) });
+    let status = |t: stent_core::Traced<String>| t.outcome.status;
+    for f in [&v1, &v2, &longer, &shared] {
+        for date in ["d1", "d2"] {
+            f.call(date.to_owned()).await.expect("seeding");
+        }
+    }
+    assert!(v1.invalidate(&"d1".to_owned()).await.unwrap());
+    assert!(!v1.invalidate(&"d1".to_owned()).await.unwrap());
+    let again = v1.call_traced("d1".to_owned()).await.unwrap();
+    assert_eq!(status(again), Status::Executed);
+    let d2 = v1.call_traced("d2".to_owned()).await.unwrap();
+    assert_eq!(status(d2), Status::CacheHit);
+
+    let deleted = stent.invalidate_function("fx::rates", Some("v1")).await;
+    assert_eq!(deleted.unwrap(), 2);
+    let gone = v1.call_traced("d2".to_owned()).await.unwrap();
+    assert_eq!(status(gone), Status::Executed);
+    let kept = v2.call_traced("d2".to_owned()).await.unwrap();
+    assert_eq!(status(kept), Status::CacheHit);
+
+    let deleted = stent.invalidate_function("fx::rates", None).await;
+    assert_eq!(deleted.unwrap(), 3, "v1's d2 and v2's two, of both versions");
+    for f in [&longer, &shared] {
+        let kept = f.call_traced("d1".to_owned()).await.unwrap();
+        assert_eq!(status(kept), Status::CacheHit);
+    }
+    let err = stent
+        .invalidate_function("fx|rates", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}

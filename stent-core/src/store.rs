@@ -205,6 +205,33 @@ macro_rules! directly {
 delegate_store!([T: ResultStore + ?Sized] Arc<T>, |self| (**self), directly);
 delegate_store!([T: ResultStore + ?Sized] Box<T>, |self| (**self), directly);
 
+/// Deletes every record of `ns` whose key starts with `prefix`, expired ones included, in
+/// pages of `batch` keys: one [`list`](ResultStore::list) of the next page, then one
+/// [`delete`](ResultStore::delete) per key. `progress` hears the running count after each
+/// page. Returns how many records were deleted.
+pub async fn delete_prefix(
+    store: &dyn ResultStore,
+    ns: Namespace,
+    prefix: &str,
+    batch: usize,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    let mut query = ListQuery::new().prefix(prefix).include_expired(true);
+    query.limit = batch.max(1);
+    let mut deleted = 0;
+    loop {
+        let page = store.list(ns, &query).await?;
+        for record in &page.records {
+            deleted += u64::from(store.delete(ns, &record.key).await?);
+        }
+        progress(deleted);
+        match page.next_cursor {
+            Some(next) => query.cursor = Some(next),
+            None => return Ok(deleted),
+        }
+    }
+}
+
 /// `Ok` when `value` fits [`Capabilities::max_value_len`], else an
 /// [`ErrorKind::ValueTooLarge`] error naming `key`.
 pub fn check_value_len(caps: &Capabilities, key: &str, value: &[u8]) -> Result<()> {

@@ -21,6 +21,14 @@ where
         self.observed(args, |key, args| self.run(key, args)).await
     }
 
+    /// Deletes the cached result of the call with `args`, so the next such call runs the
+    /// function; an idempotency record stays (it records what happened, not a copy to
+    /// refresh). Returns whether there was one.
+    pub async fn invalidate(&self, args: &A) -> Result<bool> {
+        let key = self.key_for(args)?;
+        self.inner.store.delete(Namespace::Cache, &key).await
+    }
+
     /// Runs a call under the function's key, with its metrics, tracing span and progress log.
     pub(super) async fn observed<Fut>(
         &self,

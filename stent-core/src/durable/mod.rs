@@ -106,6 +106,27 @@ impl Stent {
         progress::read(&*self.store, id).await
     }
 
+    /// Deletes every cached result of function `name` (of its `version` only, when one is
+    /// given), so the next calls run it again; idempotency records stay. Keys are scanned by
+    /// their `{name}|` or `{name}|{version}|` prefix in pages of 1,000 (see
+    /// [`store::delete_prefix`](crate::store::delete_prefix)); results stored under
+    /// [shared keys](DurableBuilder::shared_key) carry no name and are not reached. Returns
+    /// how many results were deleted.
+    pub async fn invalidate_function(&self, name: &str, version: Option<&str>) -> Result<u64> {
+        let scope = KeyScope {
+            name,
+            version,
+            shared: false,
+        };
+        scope.check()?;
+        let prefix = match version {
+            Some(_) => scope.scoped(""),
+            None => format!("{name}|"),
+        };
+        let store = self.store.as_ref();
+        crate::store::delete_prefix(store, Namespace::Cache, &prefix, 1000, |_| {}).await
+    }
+
     /// Starts describing a durable function. `name` must be stable across deploys and
     /// processes (it is part of every key): write it out, never derive it from a type path.
     pub fn durable(&self, name: impl Into<String>) -> DurableBuilder {

@@ -559,10 +559,15 @@ async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
     let first = post(Duration::from_secs(2), LEASE);
     let holder = tokio::spawn(async move { first.call(7).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let err = post(Duration::ZERO, Duration::from_millis(200)).call(7).await;
+    let err = post(Duration::ZERO, Duration::from_millis(200))
+        .call(7)
+        .await;
     let err = err.expect_err("the lock wait ends first");
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
-    assert!(!holder.is_finished(), "the duplicate waited for the holder's commit");
+    assert!(
+        !holder.is_finished(),
+        "the duplicate waited for the holder's commit"
+    );
     assert_eq!(holder.await.unwrap().unwrap(), 7);
     let replay = post(Duration::ZERO, LEASE).call_traced(7).await.unwrap();
     assert_eq!(replay.outcome.status, stent_core::Status::Replayed);
