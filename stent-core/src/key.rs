@@ -268,6 +268,7 @@ pub(crate) fn has_non_finite_float<T: Serialize + ?Sized>(value: &T) -> bool {
     matches!(value.serialize(Canon), Err(KeyErr::NonFinite(_)))
 }
 
+/// The canonical JSON of `value`; `args` writes it as a positional array.
 fn canonical<T: Serialize + ?Sized>(value: &T, args: bool) -> Res<String> {
     serde_json::to_string(&tree(value, args)?).map_err(KeyErr::custom)
 }
@@ -306,8 +307,8 @@ impl From<KeyErr> for Error {
 
 type Res<T = Json> = std::result::Result<T, KeyErr>;
 
-/// A value as canonical JSON holds it, written out by serde_json: every float finite,
-/// every object's entries sorted by the UTF-8 bytes of their keys.
+/// A value as canonical JSON holds it, written out by serde_json (each variant as its
+/// content): every float finite, every object's entries sorted by their keys' UTF-8 bytes.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Json {
