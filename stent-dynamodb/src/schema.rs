@@ -1,9 +1,6 @@
 //! The item layout of the crate docs: the items and expressions the store sends, and the
-//! conversion of items into [`Record`]s.
-//!
-//! Every attribute is named through a `#placeholder` equal to `#` + its name (several are
-//! DynamoDB reserved words), and every value is a `:placeholder`; [`names`] builds the
-//! placeholder map from the expressions themselves, so none is ever missing or unused.
+//! conversion of items into [`Record`]s. Every attribute is named through `#` + its name
+//! (several are DynamoDB reserved words): [`names`] builds that map from the expressions.
 
 use std::collections::HashMap;
 
@@ -39,19 +36,18 @@ pub(crate) fn map<'a>(pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// An item of `pairs` and of the metadata `meta` carries.
-fn item<'a>(
-    pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>,
-    meta: &RecordMeta<'_>,
-) -> Item {
+/// `item` with the metadata `meta` carries.
+fn with_meta(mut item: Item, meta: &RecordMeta<'_>) -> Item {
     let meta = [
         ("function", meta.function),
         ("version", meta.version),
         ("fingerprint", meta.fingerprint),
     ];
-    map(pairs
-        .into_iter()
-        .chain(meta.into_iter().filter_map(|(k, v)| Some((k, s(v?))))))
+    item.extend(
+        meta.into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), s(v?)))),
+    );
+    item
 }
 
 /// Epoch seconds for the `ttl` attribute, rounded up so that DynamoDB never deletes a record
@@ -88,7 +84,7 @@ pub(crate) fn claim_item(
         ("lease_attempt", n(attempt.into())),
         ("created_ms", n(now.as_millis())),
     ];
-    item(pairs, &claim.meta)
+    with_meta(map(pairs), &claim.meta)
 }
 
 /// The condition and values of a claim's `PutItem`: [`CLAIM_CONDITION`] for a fresh claim;
@@ -142,10 +138,8 @@ pub(crate) fn complete_update(
     );
     if let Some(expires) = expires {
         set.push_str(", #expires_ms = :expires, #ttl = :ttl");
-        values.extend(map([
-            (":expires", n(expires.as_millis())),
-            (":ttl", n(ttl_seconds(expires))),
-        ]));
+        values.insert(":expires".to_owned(), n(expires.as_millis()));
+        values.insert(":ttl".to_owned(), n(ttl_seconds(expires)));
     }
     (format!("SET {set} REMOVE #lease_attempt"), values)
 }
@@ -167,7 +161,10 @@ pub(crate) fn put_item(
         ("completed_ms", n(now.as_millis())),
     ];
     let expiry = expires.map(|e| [("expires_ms", n(e.as_millis())), ("ttl", n(ttl_seconds(e)))]);
-    item(pairs.into_iter().chain(expiry.into_iter().flatten()), meta)
+    with_meta(
+        map(pairs.into_iter().chain(expiry.into_iter().flatten())),
+        meta,
+    )
 }
 
 /// The record of `key` an item holds. A completed record shows no lease, whatever lease
@@ -204,15 +201,16 @@ fn read<'a, T>(
     name: &str,
     as_type: impl FnOnce(&'a AttributeValue) -> Option<T>,
 ) -> Result<Option<T>> {
-    match item.get(name) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(v) => as_type(v).map(Some).ok_or_else(|| {
-            Error::decode(
-                key,
-                format!("stored item has attribute {name:?} of the wrong type"),
-            )
-        }),
-    }
+    let wrong = || {
+        Error::decode(
+            key,
+            format!("stored item has attribute {name:?} of the wrong type"),
+        )
+    };
+    item.get(name)
+        .filter(|v| !v.is_null())
+        .map(|v| as_type(v).ok_or_else(wrong))
+        .transpose()
 }
 
 #[cfg(test)]
