@@ -36,18 +36,19 @@ pub(crate) fn map<'a>(pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// `item` with the metadata `meta` carries.
-fn with_meta(mut item: Item, meta: &RecordMeta<'_>) -> Item {
+/// An item of `pairs` and of the metadata `meta` carries.
+fn item<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+    meta: &RecordMeta<'_>,
+) -> Item {
     let meta = [
         ("function", meta.function),
         ("version", meta.version),
         ("fingerprint", meta.fingerprint),
     ];
-    item.extend(
-        meta.into_iter()
-            .filter_map(|(k, v)| Some((k.to_owned(), s(v?)))),
-    );
-    item
+    map(pairs
+        .into_iter()
+        .chain(meta.into_iter().filter_map(|(k, v)| Some((k, s(v?))))))
 }
 
 /// Epoch seconds for the `ttl` attribute, rounded up so that DynamoDB never deletes a record
@@ -84,7 +85,7 @@ pub(crate) fn claim_item(
         ("lease_attempt", n(attempt.into())),
         ("created_ms", n(now.as_millis())),
     ];
-    with_meta(map(pairs), &claim.meta)
+    item(pairs, &claim.meta)
 }
 
 /// The condition and values of a claim's `PutItem`: [`CLAIM_CONDITION`] for a fresh claim;
@@ -128,14 +129,9 @@ pub(crate) fn complete_update(
     expires: Option<Timestamp>,
 ) -> (String, Item) {
     let mut set = "#state = :completed, #value = :value, #completed_ms = :now".to_owned();
-    let mut values = owned(
-        token,
-        [
-            (":completed", s("completed")),
-            (":value", b(value)),
-            (":now", n(now.as_millis())),
-        ],
-    );
+    let mut values = owned(token, [(":value", b(value))]);
+    values.insert(":completed".to_owned(), s("completed"));
+    values.insert(":now".to_owned(), n(now.as_millis()));
     if let Some(expires) = expires {
         set.push_str(", #expires_ms = :expires, #ttl = :ttl");
         values.insert(":expires".to_owned(), n(expires.as_millis()));
@@ -161,10 +157,7 @@ pub(crate) fn put_item(
         ("completed_ms", n(now.as_millis())),
     ];
     let expiry = expires.map(|e| [("expires_ms", n(e.as_millis())), ("ttl", n(ttl_seconds(e)))]);
-    with_meta(
-        map(pairs.into_iter().chain(expiry.into_iter().flatten())),
-        meta,
-    )
+    item(pairs.into_iter().chain(expiry.into_iter().flatten()), meta)
 }
 
 /// The record of `key` an item holds. A completed record shows no lease, whatever lease
@@ -177,9 +170,8 @@ pub(crate) fn decode(item: &Item, key: &str) -> Result<Record> {
     let state = RecordState::parse(&state)
         .ok_or_else(|| Error::decode(key, format!("stored item has unknown state {state:?}")))?;
     let mut record = Record::new(key, state, time("created_ms")?.unwrap_or_default());
-    record.value = read(item, key, "value", |v| {
-        Some(v.as_b().ok()?.as_ref().to_vec())
-    })?;
+    let bytes = |v: &AttributeValue| Some(v.as_b().ok()?.as_ref().to_vec());
+    record.value = read(item, key, "value", bytes)?;
     if state == RecordState::InProgress {
         record.lease_token = string("lease_token")?.map(LeaseToken::from_string);
         record.lease_expires_at = time("lease_expires_ms")?;
@@ -201,16 +193,11 @@ fn read<'a, T>(
     name: &str,
     as_type: impl FnOnce(&'a AttributeValue) -> Option<T>,
 ) -> Result<Option<T>> {
-    let wrong = || {
-        Error::decode(
-            key,
-            format!("stored item has attribute {name:?} of the wrong type"),
-        )
-    };
-    item.get(name)
-        .filter(|v| !v.is_null())
-        .map(|v| as_type(v).ok_or_else(wrong))
-        .transpose()
+    let what = || format!("stored item has attribute {name:?} of the wrong type");
+    match item.get(name).filter(|v| !v.is_null()).map(as_type) {
+        None => Ok(None),
+        Some(read) => read.map(Some).ok_or_else(|| Error::decode(key, what())),
+    }
 }
 
 #[cfg(test)]

@@ -73,18 +73,15 @@ impl DynamoDbStore {
             "" => format!("{ns}#"),
             prefix => format!("{prefix}#{ns}#"),
         });
-        let (table, key_prefix, clock) = (b.table, b.key_prefix, b.clock);
-        let inner = Inner {
+        let inner = Arc::new(Inner {
             client,
-            table,
-            key_prefix,
+            table: b.table,
+            key_prefix: b.key_prefix,
             endpoint,
-            clock,
+            clock: b.clock,
             ns_prefixes,
-        };
-        DynamoDbStore {
-            inner: Arc::new(inner),
-        }
+        });
+        DynamoDbStore { inner }
     }
 
     /// A builder with the defaults: the default table, no key prefix, the SDK from the environment.
@@ -95,9 +92,8 @@ impl DynamoDbStore {
     /// A store configured from [`ENV_URL`](crate::ENV_URL), [`ENV_TABLE`](crate::ENV_TABLE) and
     /// the AWS SDK's own variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
-        config::builder_from_vars(|name| std::env::var(name).ok())?
-            .build()
-            .await
+        let builder = config::builder_from_vars(|name| std::env::var(name).ok())?;
+        builder.build().await
     }
 
     /// Opens the store a URL names: `dynamodb://TABLE?endpoint=…&region=…&prefix=…` (see
@@ -429,12 +425,9 @@ impl ResultStore for DynamoDbStore {
         let resent = standing.is_some_and(|old| {
             let mine = Some(s(token.as_str()));
             let by_token = [old.get("lease_token"), old.get("completed_token")];
-            by_token.contains(&mine.as_ref())
-                && schema::decode(&old, key).is_ok_and(|r| {
-                    r.state == RecordState::Completed
-                        && r.completed_at == Some(now)
-                        && r.value.as_deref() == Some(value)
-                })
+            let this = (RecordState::Completed, Some(now), Some(value));
+            let same = |r: Record| (r.state, r.completed_at, r.value.as_deref()) == this;
+            by_token.contains(&mine.as_ref()) && schema::decode(&old, key).is_ok_and(same)
         });
         resent.then_some(()).ok_or_else(|| Error::lease_lost(key))
     }
