@@ -12,17 +12,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{
-    Credentials, ProvideCredentials as _, Region, SharedCredentialsProvider,
-};
+use aws_sdk_dynamodb::config::{Credentials, ProvideCredentials as _, Region};
+use aws_sdk_dynamodb::config::{SharedCredentialsProvider, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use stent_core::store::{percent_decode, take_url_params};
 use stent_core::{Clock, Error, ErrorKind, Namespace, Result, SystemClock};
 
 use crate::store::DynamoDbStore;
 
-/// Region used with an endpoint override when none is configured: local servers
-/// (moto, DynamoDB Local) accept any region.
+/// The region with an endpoint override when none is configured: local servers accept any.
 const LOCAL_REGION: &str = "us-east-1";
 
 /// Longest key prefix accepted.
@@ -36,12 +34,10 @@ const SET_CREDENTIALS: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (
      server such as moto or DynamoDB Local any values work, e.g. test/test), or AWS_PROFILE, or \
      give them with DynamoDbStoreBuilder::credentials";
 
-/// Builds a [`DynamoDbStore`] (the crate docs show one being built).
-///
-/// By default the AWS SDK is configured from the environment (the standard credential
-/// chain, the region from `AWS_REGION` or the profile); every setting below overrides it.
-/// With [`client`](Self::client), the given client is used exactly as configured and the
-/// endpoint, region, credentials, timeout and retry settings here are ignored.
+/// Builds a [`DynamoDbStore`]. The SDK is configured from the environment (credential chain,
+/// `AWS_REGION` or the profile's region) unless [`sdk_config`](Self::sdk_config) gives a
+/// configuration; the settings below override either. A [`client`](Self::client) is used
+/// exactly as configured: endpoint, region, credentials, timeout and retries here are ignored.
 #[derive(Clone, Debug)]
 pub struct DynamoDbStoreBuilder {
     pub(crate) table: String,
@@ -56,14 +52,11 @@ pub struct DynamoDbStoreBuilder {
     source: Source,
 }
 
-/// Where the SDK client comes from.
+/// Where the SDK client comes from: the environment, a configuration, or a client used as is.
 #[derive(Clone, Debug)]
 enum Source {
-    /// Configured from the environment by `aws-config`.
     Environment,
-    /// Built from this configuration, with the builder's overrides.
     SdkConfig(Hidden<Box<SdkConfig>>),
-    /// Used exactly as given.
     Client(Hidden<Client>),
 }
 
@@ -100,6 +93,16 @@ fn charset(name: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bo
     len.contains(&name.len()) && name.bytes().all(allowed)
 }
 
+/// Setters that take any value: `name(args) => field = value;`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),+) => $field:ident = $value:expr;)+) => {
+        $($(#[$doc])* pub fn $name(mut self, $($arg: $ty),+) -> Self {
+            self.$field = $value;
+            self
+        })+
+    };
+}
+
 impl DynamoDbStoreBuilder {
     /// The table (default [`DEFAULT_TABLE`](crate::DEFAULT_TABLE)): 3 to 255 characters of
     /// `A-Z a-z 0-9 _ - .`, as DynamoDB requires.
@@ -119,19 +122,17 @@ impl DynamoDbStoreBuilder {
     /// become `{prefix}#{namespace}#{key}`. 1 to 64 characters of `A-Z a-z 0-9 _ - . :`,
     /// other than a namespace name (so prefixed and unprefixed keys never collide).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
-        let prefix = prefix.into();
-        let valid = charset(&prefix, 1..=MAX_PREFIX_LEN, b"_-.:")
-            && Namespace::ALL.iter().all(|ns| ns.as_str() != prefix);
-        if !valid {
-            let namespaces = Namespace::ALL.map(|ns| format!("{:?}", ns.as_str()));
-            return Err(Error::config(format!(
-                "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, \
-                 a-z, 0-9, '_', '-', '.' and ':', other than a namespace name ({})",
-                namespaces.join(", ")
-            )));
+        self.key_prefix = prefix.into();
+        let prefix = &self.key_prefix;
+        if charset(prefix, 1..=MAX_PREFIX_LEN, b"_-.:") && prefix.parse::<Namespace>().is_err() {
+            return Ok(self);
         }
-        self.key_prefix = prefix;
-        Ok(self)
+        let namespaces = Namespace::ALL.map(|ns| format!("{:?}", ns.as_str()));
+        Err(Error::config(format!(
+            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} characters of A-Z, a-z, \
+             0-9, '_', '-', '.' and ':', other than a namespace name ({})",
+            namespaces.join(", ")
+        )))
     }
 
     /// Sends requests to this endpoint instead of AWS's: an `http://` or `https://` URL with
@@ -139,27 +140,21 @@ impl DynamoDbStoreBuilder {
     /// override and no region configured anywhere, the region is `us-east-1`.
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Result<Self> {
         let url = url.into();
-        let host = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if !host.is_some_and(|h| !h.is_empty() && !h.starts_with(['/', '?', '#', ':'])) {
-            return Err(Error::config(format!(
-                "invalid DynamoDB endpoint {url:?}: expected http://host:port or https://host"
-            )));
+        let host = (url.strip_prefix("http://")).or_else(|| url.strip_prefix("https://"));
+        if host.is_some_and(|h| !h.is_empty() && !h.starts_with(['/', '?', '#', ':'])) {
+            self.endpoint_url = Some(url);
+            return Ok(self);
         }
-        self.endpoint_url = Some(url);
-        Ok(self)
+        Err(Error::config(format!(
+            "invalid DynamoDB endpoint {url:?}: expected http://host:port or https://host"
+        )))
     }
 
     /// The table, endpoint, region and key prefix a URL names:
     /// `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`, every query option optional and
-    /// percent-encoded or not; `dynamodb://` alone keeps the table as it is.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Config`] for another scheme, an unknown query option, or a table,
-    /// endpoint or prefix that the setters refuse.
-    pub fn url(self, url: &str) -> Result<Self> {
+    /// percent-encoded or not; `dynamodb://` alone keeps the table as it is. Another scheme
+    /// or an unknown option is an [`ErrorKind::Config`] error, like what the setters refuse.
+    pub fn url(mut self, url: &str) -> Result<Self> {
         let (rest, options) = take_url_params(url, &["endpoint", "region", "prefix"]);
         let Some(table) = rest.strip_prefix("dynamodb://") else {
             let message = format!("not a dynamodb URL: {url:?} (expected dynamodb://table)");
@@ -171,89 +166,57 @@ impl DynamoDbStoreBuilder {
                 "unknown option {name:?} in dynamodb URL (known: endpoint, region, prefix)"
             )));
         }
-        let mut builder = if table.is_empty() {
-            self
-        } else {
-            self.table(table)?
-        };
+        if !table.is_empty() {
+            self = self.table(table)?;
+        }
         for (name, value) in options {
             let value = String::from_utf8(percent_decode(&value))
                 .map_err(|_| Error::config(format!("{name} in {url:?} is not UTF-8")))?;
-            builder = match name {
-                "endpoint" => builder.endpoint_url(value)?,
-                "region" => builder.region(value),
-                _ => builder.key_prefix(value)?,
+            self = match name {
+                "endpoint" => self.endpoint_url(value)?,
+                "region" => self.region(value),
+                _ => self.key_prefix(value)?,
             };
         }
-        Ok(builder)
+        Ok(self)
     }
 
-    /// The AWS region, overriding `AWS_REGION` and the profile.
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
+    setters! {
+        /// The AWS region, overriding `AWS_REGION` and the profile.
+        region(region: impl Into<String>) => region = Some(region.into());
 
-    /// Static credentials, overriding the standard credential chain (for local servers,
-    /// any values work).
-    pub fn credentials(
-        mut self,
-        access_key_id: impl Into<String>,
-        secret_access_key: impl Into<String>,
-    ) -> Self {
-        let credentials = Credentials::new(
-            access_key_id,
-            secret_access_key,
-            None,
-            None,
-            "stent-dynamodb",
-        );
-        self.credentials = Some(Hidden(SharedCredentialsProvider::new(credentials)));
-        self
-    }
+        /// Static credentials, overriding the standard credential chain (for local servers,
+        /// any values work).
+        credentials(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) =>
+            credentials = Some(Hidden(SharedCredentialsProvider::new(Credentials::new(
+                access_key_id, secret_access_key, None, None, "stent-dynamodb",
+            ))));
 
-    /// How long one operation may take, SDK retries included (default
-    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it the call fails with a
-    /// retryable [`Unavailable`](stent_core::ErrorKind::Unavailable) error.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+        /// How long one operation may take, SDK retries included (default
+        /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); past it the call fails with a
+        /// retryable [`Unavailable`](stent_core::ErrorKind::Unavailable) error.
+        timeout(timeout: Duration) => timeout = timeout;
 
-    /// How many times the SDK tries one request on throttling, 5xx and connection errors
-    /// before giving up (default 3, at least 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
+        /// How many times the SDK tries one request on throttling, 5xx and connection errors
+        /// before giving up (default 3, at least 1).
+        max_attempts(attempts: u32) => max_attempts = attempts.max(1);
 
-    /// The clock leases and expiry are decided by (default: the system clock). Processes
-    /// sharing a table need synchronized clocks.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
+        /// The clock leases and expiry are decided by (default: the system clock). Processes
+        /// sharing a table need synchronized clocks.
+        clock(clock: impl Clock) => clock = Arc::new(clock);
 
-    /// Starts from this SDK configuration instead of the environment; the endpoint, region,
-    /// credentials, timeout and retry settings of this builder still apply when set, and
-    /// this crate's HTTP client is used when the configuration has none.
-    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
-        self.source = Source::SdkConfig(Hidden(Box::new(config.clone())));
-        self
-    }
+        /// Starts from this SDK configuration instead of the environment (with this crate's
+        /// HTTP client if it has none); the settings of this builder still apply when set.
+        sdk_config(config: &SdkConfig) =>
+            source = Source::SdkConfig(Hidden(Box::new(config.clone())));
 
-    /// Uses this client exactly as configured. It needs an HTTP client: `aws-sdk-dynamodb`'s
-    /// default features provide one.
-    pub fn client(mut self, client: Client) -> Self {
-        self.source = Source::Client(Hidden(client));
-        self
-    }
+        /// Uses this client exactly as configured. It needs an HTTP client: `aws-sdk-dynamodb`'s
+        /// default features provide one.
+        client(client: Client) => source = Source::Client(Hidden(client));
 
-    /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`] (default `false`:
-    /// meant for development and tests).
-    pub fn create_tables(mut self, yes: bool) -> Self {
-        self.create_tables = yes;
-        self
+        /// Whether [`build`](Self::build) runs [`DynamoDbStore::migrate`] (default `false`:
+        /// meant for development and tests).
+        create_tables(yes: bool) => create_tables = yes;
     }
 
     /// Configures the SDK client and resolves its credentials once (a [`client`](Self::client)
@@ -262,10 +225,9 @@ impl DynamoDbStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when no region is configured and no endpoint override is set,
-    /// or when no credentials resolve (the message names what to set, as the crate docs'
-    /// [Configuration](crate#configuration) shows); a retryable [`ErrorKind::Unavailable`]
-    /// when a credential source failed or timed out (instance metadata, STS).
+    /// [`ErrorKind::Config`] without a region or credentials (the message names what to set,
+    /// see the crate docs' [Configuration](crate#configuration)); a retryable
+    /// [`ErrorKind::Unavailable`] when a credential source failed or timed out.
     pub async fn build(self) -> Result<DynamoDbStore> {
         // `credentials`: those the client signs with, to resolve now (`None`: a client
         // given as is keeps its own, unchecked).
@@ -291,10 +253,9 @@ impl DynamoDbStoreBuilder {
         Ok(store)
     }
 
-    /// The SDK configuration of the environment, with this builder's HTTP client and region
-    /// (with an endpoint override and none set: the environment's or [`LOCAL_REGION`], not
-    /// the default chain, which asks EC2 instance metadata, slowly). The builder's
-    /// credentials are set by [`configure`](Self::configure).
+    /// The environment's SDK configuration with this crate's HTTP client and this builder's
+    /// region; with an endpoint override and none set, the environment's or [`LOCAL_REGION`]
+    /// (the default chain would ask EC2 instance metadata, slowly).
     async fn load_environment(&self) -> SdkConfig {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
@@ -325,30 +286,20 @@ impl DynamoDbStoreBuilder {
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         config.set_http_client(Some(sdk.http_client().unwrap_or_else(https_client)));
         config.set_credentials_provider(credentials.clone());
-        if let Some(region) = &self.region {
-            config.set_region(Some(Region::new(region.clone())));
-        }
+        let local = (self.endpoint_url.is_some()).then(|| Region::from_static(LOCAL_REGION));
+        let region = (self.region.clone()).map(Region::new);
+        config.set_region(region.or_else(|| sdk.region().cloned()).or(local));
         if let Some(url) = &self.endpoint_url {
             config.set_endpoint_url(Some(url.clone()));
-            if self.region.is_none() && sdk.region().is_none() {
-                config.set_region(Some(Region::from_static(LOCAL_REGION)));
-            }
         }
-        (
-            Client::from_conf(config.build()),
-            endpoint,
-            Some(credentials),
-        )
+        let client = Client::from_conf(config.build());
+        (client, endpoint, Some(credentials))
     }
 }
 
 /// Resolves the credentials once, with the errors [`DynamoDbStoreBuilder::build`] lists (at
 /// the first call the SDK would name only the last source it tried: instance metadata).
-async fn check_credentials(
-    provider: Option<SharedCredentialsProvider>,
-    timeout: Duration,
-    endpoint: &str,
-) -> Result<()> {
+async fn check_credentials(provider: Creds, timeout: Duration, endpoint: &str) -> Result<()> {
     let Some(provider) = provider else {
         return Err(Error::config(format!(
             "the DynamoDB client for {endpoint} has no credentials provider: {SET_CREDENTIALS}"
@@ -376,7 +327,7 @@ async fn check_credentials(
 }
 
 /// The HTTP client of stores this crate configures: hyper with rustls on *ring*.
-fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
@@ -384,11 +335,8 @@ fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 
 /// A builder configured from `STENT_DYNAMODB_URL` (endpoint override; unset or empty for
 /// AWS) and `STENT_DYNAMODB_TABLE`, read through `var`.
-pub(crate) fn builder_from_vars(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<DynamoDbStoreBuilder> {
-    let named =
-        |var: &'static str| move |e: Error| Error::config(format!("{var}: {}", e.message()));
+pub(crate) fn builder_from_vars(var: fn(&str) -> Option<String>) -> Result<DynamoDbStoreBuilder> {
+    let named = |v: &'static str| move |e: Error| Error::config(format!("{v}: {}", e.message()));
     let mut builder = DynamoDbStoreBuilder::default();
     if let Some(url) = var(crate::ENV_URL).filter(|u| !u.is_empty()) {
         builder = builder.endpoint_url(url).map_err(named(crate::ENV_URL))?;

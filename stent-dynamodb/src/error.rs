@@ -14,8 +14,7 @@ pub(crate) trait OpError: ProvideErrorMetadata + StdError + Send + Sync + 'stati
 
 impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {}
 
-/// The kind of a service error answer, by its code, message and HTTP status, and what to
-/// say of it.
+/// The kind of a service error answer, by its code, message and HTTP status, and what to say.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
     use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
     match code {
@@ -88,10 +87,7 @@ pub(crate) fn convert<E: OpError>(
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
     let e = Error::new(kind, message).with_source(Cause(source));
-    match key {
-        Some(key) => e.with_key(key),
-        None => e,
-    }
+    if let Some(k) = key { e.with_key(k) } else { e }
 }
 
 /// Whether a conditional write was applied: `false` when its condition did not hold

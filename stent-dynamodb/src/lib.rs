@@ -14,15 +14,13 @@ pub use crate::store::DynamoDbStore;
 /// The table used unless [`DynamoDbStoreBuilder::table`] (or `STENT_DYNAMODB_TABLE`) names another.
 pub const DEFAULT_TABLE: &str = "stent";
 
-/// The URL scheme of a DynamoDB store: `dynamodb://TABLE?endpoint=…&region=…&prefix=…`
-/// (see [`DynamoDbStoreBuilder::url`]).
+/// The URL scheme of a DynamoDB store (see [`DynamoDbStoreBuilder::url`]).
 pub const SCHEME: &str = "dynamodb";
 
 /// Every URL scheme [`DynamoDbStore::connect`] accepts: [`SCHEME`] alone.
 pub const SCHEMES: &[&str] = &[SCHEME];
 
-/// The environment variable [`DynamoDbStore::from_env`] reads an endpoint override from:
-/// an `http://` URL (e.g. of moto or DynamoDB Local), not a `dynamodb://` one.
+/// The environment variable [`DynamoDbStore::from_env`] reads an `http://` endpoint override from.
 pub const ENV_URL: &str = "STENT_DYNAMODB_URL";
 
 /// The environment variable [`DynamoDbStore::from_env`] reads the table name from.
@@ -32,14 +30,12 @@ pub const ENV_TABLE: &str = "STENT_DYNAMODB_TABLE";
 /// other attributes of the item.
 pub const MAX_VALUE_LEN: usize = 400 * 1024 - 8 * 1024;
 
-/// DynamoDB's limit on a partition key value, in bytes. The longest key a store accepts is
-/// this less its key prefix and namespace (see [`Capabilities::max_key_len`](stent_core::Capabilities::max_key_len)).
+/// DynamoDB's limit on a partition key value, in bytes: a store's key limit is this less its
+/// key prefix and namespace.
 pub const MAX_PARTITION_KEY_LEN: usize = 2048;
 
-/// The attribute DynamoDB's own TTL deletes expired items by (epoch seconds);
-/// [`DynamoDbStore::migrate`] enables TTL on it.
+/// The attribute (epoch seconds) [`DynamoDbStore::migrate`] enables DynamoDB's TTL on.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
-/// How long one request may take, retries included, unless
-/// [`DynamoDbStoreBuilder::timeout`] sets another.
+/// How long one request may take, retries included, unless [`DynamoDbStoreBuilder::timeout`] says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

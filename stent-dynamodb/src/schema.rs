@@ -1,9 +1,6 @@
 //! The item layout of the crate docs: the items and expressions the store sends, and the
-//! conversion of items into [`Record`]s.
-//!
-//! Every attribute is named through a `#placeholder` equal to `#` + its name (several are
-//! DynamoDB reserved words), and every value is a `:placeholder`; [`names`] builds the
-//! placeholder map from the expressions themselves, so none is ever missing or unused.
+//! conversion of items into [`Record`]s. Every attribute is named through `#` + its name
+//! (several are DynamoDB reserved words): [`names`] builds that map from the expressions.
 
 use std::collections::HashMap;
 
@@ -132,20 +129,13 @@ pub(crate) fn complete_update(
     expires: Option<Timestamp>,
 ) -> (String, Item) {
     let mut set = "#state = :completed, #value = :value, #completed_ms = :now".to_owned();
-    let mut values = owned(
-        token,
-        [
-            (":completed", s("completed")),
-            (":value", b(value)),
-            (":now", n(now.as_millis())),
-        ],
-    );
+    let mut values = owned(token, [(":value", b(value))]);
+    values.insert(":completed".to_owned(), s("completed"));
+    values.insert(":now".to_owned(), n(now.as_millis()));
     if let Some(expires) = expires {
         set.push_str(", #expires_ms = :expires, #ttl = :ttl");
-        values.extend(map([
-            (":expires", n(expires.as_millis())),
-            (":ttl", n(ttl_seconds(expires))),
-        ]));
+        values.insert(":expires".to_owned(), n(expires.as_millis()));
+        values.insert(":ttl".to_owned(), n(ttl_seconds(expires)));
     }
     (format!("SET {set} REMOVE #lease_attempt"), values)
 }
@@ -180,9 +170,8 @@ pub(crate) fn decode(item: &Item, key: &str) -> Result<Record> {
     let state = RecordState::parse(&state)
         .ok_or_else(|| Error::decode(key, format!("stored item has unknown state {state:?}")))?;
     let mut record = Record::new(key, state, time("created_ms")?.unwrap_or_default());
-    record.value = read(item, key, "value", |v| {
-        Some(v.as_b().ok()?.as_ref().to_vec())
-    })?;
+    let bytes = |v: &AttributeValue| Some(v.as_b().ok()?.as_ref().to_vec());
+    record.value = read(item, key, "value", bytes)?;
     if state == RecordState::InProgress {
         record.lease_token = string("lease_token")?.map(LeaseToken::from_string);
         record.lease_expires_at = time("lease_expires_ms")?;
@@ -204,14 +193,10 @@ fn read<'a, T>(
     name: &str,
     as_type: impl FnOnce(&'a AttributeValue) -> Option<T>,
 ) -> Result<Option<T>> {
-    match item.get(name) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(v) => as_type(v).map(Some).ok_or_else(|| {
-            Error::decode(
-                key,
-                format!("stored item has attribute {name:?} of the wrong type"),
-            )
-        }),
+    let what = || format!("stored item has attribute {name:?} of the wrong type");
+    match item.get(name).filter(|v| !v.is_null()).map(as_type) {
+        None => Ok(None),
+        Some(read) => read.map(Some).ok_or_else(|| Error::decode(key, what())),
     }
 }
 

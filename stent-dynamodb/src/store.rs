@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure::AllOld, ScalarAttributeType, TableDescription,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, WriteRequest,
+    ReturnValuesOnConditionCheckFailure::AllOld, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus, WriteRequest,
 };
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use stent_core::store::{check_key_len, check_value_len};
@@ -34,10 +34,8 @@ const PURGE_CONCURRENCY: usize = 8;
 /// How long [`DynamoDbStore::migrate`] waits for a new table to become active.
 const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A [`ResultStore`] in one DynamoDB table: one item per record, one conditional write per
-/// state transition, leases and expiry on this process's [`Clock`]. The crate docs list the
-/// item's attributes and what each operation sends (`list`, `clear` and `purge_expired` scan
-/// the whole table). Cheap to clone: clones share the SDK client.
+/// A [`ResultStore`] in one DynamoDB table, one item per record (the crate docs show the item
+/// and what each operation sends). Cheap to clone: clones share the SDK client.
 #[derive(Clone)]
 pub struct DynamoDbStore {
     inner: Arc<Inner>,
@@ -67,42 +65,39 @@ impl fmt::Debug for DynamoDbStore {
 
 impl DynamoDbStore {
     pub(crate) fn new(client: Client, endpoint: Option<String>, b: DynamoDbStoreBuilder) -> Self {
-        let (table, key_prefix, clock) = (b.table, b.key_prefix, b.clock);
         let endpoint = endpoint.unwrap_or_else(|| match client.config().region() {
             Some(region) => format!("the DynamoDB endpoint of region {region}"),
             None => "the client's DynamoDB endpoint".to_owned(),
         });
-        let ns_prefixes = Namespace::ALL.map(|ns| match key_prefix.as_str() {
+        let ns_prefixes = Namespace::ALL.map(|ns| match b.key_prefix.as_str() {
             "" => format!("{ns}#"),
             prefix => format!("{prefix}#{ns}#"),
         });
         let inner = Arc::new(Inner {
             client,
-            table,
-            key_prefix,
+            table: b.table,
+            key_prefix: b.key_prefix,
             endpoint,
-            clock,
+            clock: b.clock,
             ns_prefixes,
         });
         DynamoDbStore { inner }
     }
 
-    /// A builder with the defaults: table [`DEFAULT_TABLE`](crate::DEFAULT_TABLE), no key
-    /// prefix, the SDK configured from the environment.
+    /// A builder with the defaults: the default table, no key prefix, the SDK from the environment.
     pub fn builder() -> DynamoDbStoreBuilder {
         DynamoDbStoreBuilder::default()
     }
 
-    /// A store configured from [`STENT_DYNAMODB_URL`](crate::ENV_URL) (an endpoint override;
-    /// unset for AWS), [`STENT_DYNAMODB_TABLE`](crate::ENV_TABLE) and the AWS SDK's own
-    /// variables (`AWS_REGION`, credentials, profile).
+    /// A store configured from [`ENV_URL`](crate::ENV_URL), [`ENV_TABLE`](crate::ENV_TABLE) and
+    /// the AWS SDK's own variables (`AWS_REGION`, credentials, profile).
     pub async fn from_env() -> Result<Self> {
         let builder = config::builder_from_vars(|name| std::env::var(name).ok())?;
         builder.build().await
     }
 
     /// Opens the store a URL names: `dynamodb://TABLE?endpoint=…&region=…&prefix=…` (see
-    /// [`DynamoDbStoreBuilder::url`]); `dynamodb://` alone uses the default table.
+    /// [`DynamoDbStoreBuilder::url`]).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::builder().url(url)?.build().await
     }
@@ -137,32 +132,26 @@ impl DynamoDbStore {
         &self.inner.endpoint
     }
 
-    /// Creates the table as the crate docs define it (a table that exists is left as it is),
-    /// waits until it is active, checks its key, and enables DynamoDB's TTL on the
-    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly.
-    /// Meant for development and tests: in production use your infrastructure tooling.
+    /// Creates the table as the crate docs define it (one that exists is left as it is), waits
+    /// until it is active, checks its key, and enables DynamoDB's TTL on the
+    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly;
+    /// meant for development and tests (in production, use your infrastructure tooling).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when the table exists with another key schema, or the
-    /// credentials may not create or describe tables; [`ErrorKind::Unavailable`] when the
-    /// endpoint cannot be reached or the table is not active after 5 minutes.
+    /// [`ErrorKind::Config`] for a table with another key schema, or credentials that may not
+    /// create it; [`ErrorKind::Unavailable`] when the endpoint cannot be reached or the table
+    /// is not active after 5 minutes.
     pub async fn migrate(&self) -> Result<()> {
-        let (client, table, endpoint) = (&self.inner.client, &self.inner.table, self.endpoint());
-        let pk = AttributeDefinition::builder()
-            .attribute_name("pk")
-            .attribute_type(ScalarAttributeType::S)
-            .build();
-        let hash = KeySchemaElement::builder()
-            .attribute_name("pk")
-            .key_type(KeyType::Hash)
-            .build();
+        let (client, table, endpoint) = (self.client(), self.table(), self.endpoint());
+        let pk = AttributeDefinition::builder().attribute_name("pk");
+        let hash = KeySchemaElement::builder().attribute_name("pk");
         let created = client
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(built(pk)?)
-            .key_schema(built(hash)?)
+            .attribute_definitions(built(pk.attribute_type(ScalarAttributeType::S).build())?)
+            .key_schema(built(hash.key_type(KeyType::Hash).build())?)
             .send()
             .await;
         match created {
@@ -179,22 +168,24 @@ impl DynamoDbStore {
                 Err(e) if e.code() == Some("ResourceNotFoundException") => None,
                 Err(e) => return Err(convert(e, self, "describe_table", None)),
             };
-            match described {
-                Some(described) if !has_stent_key(&described) => {
-                    let schema: Vec<String> = (described.key_schema().iter())
-                        .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
-                        .collect();
+            if let Some(described) = described {
+                let key: Vec<String> = (described.key_schema().iter())
+                    .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
+                    .collect();
+                let pk_is_string = (described.attribute_definitions().iter()).any(|d| {
+                    d.attribute_name() == "pk" && d.attribute_type() == &ScalarAttributeType::S
+                });
+                if key != ["pk (HASH)"] || !pk_is_string {
                     return Err(Error::config(format!(
                         "DynamoDB table {table:?} at {endpoint} has key schema [{}]; stent needs \
                          a table whose only key is the partition key \"pk\" of type string \
                          (choose another table)",
-                        schema.join(", ")
+                        key.join(", ")
                     )));
                 }
-                Some(described) if described.table_status() != Some(&TableStatus::Creating) => {
-                    return self.enable_ttl().await;
+                if described.table_status() != Some(&TableStatus::Creating) {
+                    break;
                 }
-                _ => {}
             }
             if started.elapsed() > TABLE_READY_TIMEOUT {
                 let secs = TABLE_READY_TIMEOUT.as_secs();
@@ -204,19 +195,18 @@ impl DynamoDbStore {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    }
-
-    async fn enable_ttl(&self) -> Result<()> {
-        let Inner { client, table, .. } = &*self.inner;
-        let described = client.describe_time_to_live().table_name(table);
-        let out = described.send().await;
-        let out = out.map_err(|e| convert(e, self, "describe_time_to_live", None))?;
-        if let Some(ttl) = out.time_to_live_description()
+        let ttl = client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await;
+        let ttl = ttl.map_err(|e| convert(e, self, "describe_time_to_live", None))?;
+        let on = [TimeToLiveStatus::Enabled, TimeToLiveStatus::Enabling];
+        if let Some(ttl) = ttl.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
-            && matches!(
-                ttl.time_to_live_status(),
-                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-            )
+            && ttl
+                .time_to_live_status()
+                .is_some_and(|status| on.contains(status))
         {
             if attribute != crate::TTL_ATTRIBUTE {
                 tracing::warn!(
@@ -228,14 +218,11 @@ impl DynamoDbStore {
             }
             return Ok(());
         }
-        let spec = TimeToLiveSpecification::builder()
-            .enabled(true)
-            .attribute_name(crate::TTL_ATTRIBUTE)
-            .build();
+        let spec = TimeToLiveSpecification::builder().attribute_name(crate::TTL_ATTRIBUTE);
         let out = client
             .update_time_to_live()
             .table_name(table)
-            .time_to_live_specification(built(spec)?)
+            .time_to_live_specification(built(spec.enabled(true).build())?)
             .send()
             .await;
         match out {
@@ -258,10 +245,9 @@ impl DynamoDbStore {
 
     /// Every item matching `filter`, across all pages of a consistent `Scan`.
     async fn scan(&self, filter: &str, values: Item, project: Option<&str>) -> Result<Vec<Item>> {
-        let Inner { client, table, .. } = &*self.inner;
-        client
+        self.client()
             .scan()
-            .table_name(table)
+            .table_name(self.table())
             .filter_expression(filter)
             .set_projection_expression(project.map(str::to_owned))
             .set_expression_attribute_names(Some(names(&[filter, project.unwrap_or_default()])))
@@ -275,8 +261,7 @@ impl DynamoDbStore {
             .map_err(|e| convert(e, self, "scan", None))
     }
 
-    /// The partition keys of this store's items in `ns`, only those expired at `expired_at`
-    /// when given.
+    /// The partition keys of this store's items in `ns`, only those expired at `expired_at` if set.
     async fn scan_keys(&self, ns: Namespace, expired_at: Option<Timestamp>) -> Result<Vec<String>> {
         let mut filter = "begins_with(#pk, :prefix)".to_owned();
         let mut values = map([(":prefix", s(self.ns_prefix(ns)))]);
@@ -288,17 +273,6 @@ impl DynamoDbStore {
         let pk = |mut item: Item| item.remove("pk")?.as_s().ok().cloned();
         Ok(items.into_iter().filter_map(pk).collect())
     }
-}
-
-/// Whether the table's only key is the partition key `pk`, a string.
-fn has_stent_key(table: &TableDescription) -> bool {
-    let hash_is_pk = matches!(
-        table.key_schema(),
-        [k] if k.attribute_name() == "pk" && k.key_type() == &KeyType::Hash
-    );
-    hash_is_pk
-        && (table.attribute_definitions().iter())
-            .any(|d| d.attribute_name() == "pk" && d.attribute_type() == &ScalarAttributeType::S)
 }
 
 /// A request part the SDK's builder checked.
@@ -449,15 +423,11 @@ impl ResultStore for DynamoDbStore {
         // This very request applied, its answer lost and sent again by the SDK (the crate
         // docs tell how it is recognised). Any other second completion is refused.
         let resent = standing.is_some_and(|old| {
-            let by_token = ["lease_token", "completed_token"]
-                .iter()
-                .any(|attr| old.get(*attr) == Some(&s(token.as_str())));
-            by_token
-                && schema::decode(&old, key).is_ok_and(|r| {
-                    r.state == RecordState::Completed
-                        && r.completed_at == Some(now)
-                        && r.value.as_deref() == Some(value)
-                })
+            let mine = Some(s(token.as_str()));
+            let by_token = [old.get("lease_token"), old.get("completed_token")];
+            let this = (RecordState::Completed, Some(now), Some(value));
+            let same = |r: Record| (r.state, r.completed_at, r.value.as_deref()) == this;
+            by_token.contains(&mine.as_ref()) && schema::decode(&old, key).is_ok_and(same)
         });
         resent.then_some(()).ok_or_else(|| Error::lease_lost(key))
     }
@@ -586,11 +556,11 @@ impl ResultStore for DynamoDbStore {
                 .expression_attribute_values(":now", n(now.as_millis()));
             async move { done(request.send().await) }
         };
-        let deleted: Vec<bool> =
-            futures_util::stream::iter(pks.into_iter().take(limit).map(delete))
-                .buffer_unordered(PURGE_CONCURRENCY)
-                .try_collect()
-                .await?;
+        let deletes = futures_util::stream::iter(pks.into_iter().take(limit).map(delete));
+        let deleted: Vec<bool> = deletes
+            .buffer_unordered(PURGE_CONCURRENCY)
+            .try_collect()
+            .await?;
         Ok(deleted.into_iter().filter(|d| *d).count() as u64)
     }
 }

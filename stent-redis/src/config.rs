@@ -68,6 +68,16 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
+/// Setters that take any value: `name(arg) => field = value;`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)+) => {
+        $($(#[$doc])* pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$($field).+ = $value;
+            self
+        })+
+    };
+}
+
 impl RedisStoreBuilder {
     /// A builder with the defaults: prefix [`DEFAULT_PREFIX`], 5 s connect timeout,
     /// 10 s response timeout, 3 reconnection attempts per call.
@@ -75,21 +85,17 @@ impl RedisStoreBuilder {
         Self::default()
     }
 
-    /// Connects to the server at `url`.
-    ///
-    /// Standalone: `redis://[[user]:password@]host[:port][/db]` or
-    /// `redis+unix:///path/to/redis.sock`. A Redis Cluster:
-    /// `redis+cluster://[[user]:password@]host:port,host:port,...` (any reachable subset
-    /// of the nodes; the rest are discovered), or [`cluster`](Self::cluster).
-    ///
-    /// A `prefix=` in the query sets the key prefix as [`prefix`](Self::prefix) does
-    /// (whichever is called last wins), so that a URL alone reaches a store of any prefix:
-    /// `redis://host:6379/0?prefix=billing`. The value is percent-decoded; the other query
-    /// parameters go to the driver as written.
+    /// Connects to the server at `url`: `redis://[[user]:password@]host[:port][/db]`,
+    /// `redis+unix:///path/to/redis.sock`, or a Redis Cluster through any of its nodes,
+    /// `redis+cluster://[[user]:password@]host:port,host:port,...` (or [`cluster`](Self::cluster)).
+    /// A `prefix=` in the query (percent-decoded) sets the key prefix as [`prefix`](Self::prefix)
+    /// does, whichever is called last; the other query parameters go to the driver as written.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         let (url, taken) = stent_core::store::take_url_params(&url.into(), &["prefix"]);
         if let Some((_, prefix)) = taken.last() {
-            self.prefix = percent_decode(prefix);
+            // Percent-decoded; what does not decode to UTF-8 is kept as written.
+            let decoded = String::from_utf8(stent_core::store::percent_decode(prefix));
+            self.prefix = decoded.unwrap_or_else(|_| prefix.clone());
         }
         self.shown = redact(&url);
         let cluster = url
@@ -102,13 +108,7 @@ impl RedisStoreBuilder {
     /// Connects to a Redis Cluster through these seed nodes, each `host:port` or a
     /// `redis://` URL (credentials are taken from the first one).
     pub fn cluster<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
-        let url = |n: String| {
-            if n.contains("://") {
-                n
-            } else {
-                format!("redis://{n}")
-            }
-        };
+        let url = |n: String| format!("{}{n}", if n.contains("://") { "" } else { "redis://" });
         let nodes: Vec<String> = nodes.into_iter().map(|n| url(n.into())).collect();
         let shown: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
         self.shown = format!("cluster {shown:?}");
@@ -125,52 +125,38 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
-    /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
-    /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace or
-    /// control characters.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
+        /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
+        /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace
+        /// or control characters.
+        prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
-    /// How long one connection attempt may take (default 5 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.connect = timeout;
-        self
-    }
+        /// How long one connection attempt may take (default 5 s).
+        connect_timeout(timeout: Duration) => timeouts.connect = timeout;
 
-    /// How long one command may wait for its reply (default 10 s; `None` waits forever).
-    /// A timed-out call fails with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
-    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeouts.response = timeout;
-        self
-    }
+        /// How long one command may wait for its reply (default 10 s; `None` waits forever).
+        /// A timed-out call fails with the retryable
+        /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+        response_timeout(timeout: Option<Duration>) => timeouts.response = timeout;
 
-    /// How many times a call retries a lost connection, with a short exponential backoff,
-    /// before it fails with [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable)
-    /// (default 3). The store keeps reconnecting on later calls either way.
-    pub fn retries(mut self, retries: usize) -> Self {
-        self.timeouts.retries = retries;
-        self
-    }
+        /// How many times a call retries a lost connection, with a short exponential backoff,
+        /// before it fails with [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable)
+        /// (default 3). The store keeps reconnecting on later calls either way.
+        retries(retries: usize) => timeouts.retries = retries;
 
-    /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`],
-    /// at most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with
-    /// [`ErrorKind::ValueTooLarge`](stent_core::ErrorKind::ValueTooLarge) before anything is sent.
-    pub fn max_value_len(mut self, max: usize) -> Self {
-        self.max_value_len = max;
-        self
-    }
+        /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`],
+        /// at most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with
+        /// [`ErrorKind::ValueTooLarge`](stent_core::ErrorKind::ValueTooLarge) before anything
+        /// is sent.
+        max_value_len(max: usize) => max_value_len = max;
 
-    /// How long an expired record stays in Redis, invisible, before Redis deletes it by
-    /// itself (default [`DEFAULT_EXPIRY_GRACE`]): meanwhile `list` with `include_expired`
-    /// shows it and `purge_expired` counts it. The price: every read sends its `GET` in a
-    /// transaction with the server's `TIME`, to judge expiry by the server's clock, and a
-    /// replay of a record with an expiry takes a second round trip (`claim.lua`).
-    pub fn expiry_grace(mut self, grace: Duration) -> Self {
-        self.expiry_grace = grace;
-        self
+        /// How long an expired record stays in Redis, invisible, before Redis deletes it by
+        /// itself (default [`DEFAULT_EXPIRY_GRACE`]): meanwhile `list` with `include_expired`
+        /// shows it and `purge_expired` counts it. The price: every read sends its `GET` in a
+        /// transaction with the server's `TIME`, and a replay of a record with an expiry
+        /// takes a second round trip (`claim.lua`): the crate's README says more.
+        expiry_grace(grace: Duration) => expiry_grace = grace;
     }
 
     /// Checks the settings and connects.
@@ -220,11 +206,6 @@ impl RedisStoreBuilder {
         }
         RedisStore::open(&target, self).await
     }
-}
-
-/// `%XX` sequences decoded; anything that does not decode to UTF-8 is returned as written.
-fn percent_decode(value: &str) -> String {
-    String::from_utf8(stent_core::store::percent_decode(value)).unwrap_or_else(|_| value.to_owned())
 }
 
 /// Splits the node list of a `redis+cluster://` URL into one `redis://` URL per node,
@@ -300,8 +281,8 @@ mod tests {
         );
         // The last one counts; an empty one is refused by `build` (see validate_prefix).
         assert_eq!(url_and_prefix("redis://h?prefix=a&prefix=").1, "");
-        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
-        assert_eq!(percent_decode("%ff"), "%ff");
+        assert_eq!(url_and_prefix("redis://h?prefix=a%20b%zz%").1, "a b%zz%");
+        assert_eq!(url_and_prefix("redis://h?prefix=%ff").1, "%ff");
         let builder = RedisStoreBuilder::new()
             .prefix("early")
             .url("redis://h?prefix=url");

@@ -7,15 +7,9 @@ use stent_core::{Error, ErrorKind};
 /// redis://…"); `key` is the stent key concerned, when there is one.
 pub(crate) fn from_redis(err: RedisError, what: &str, key: Option<&str>) -> Error {
     let (kind, hint) = classify(&err);
-    let message = match hint {
-        Some(hint) => format!("{what}: {hint}"),
-        None => format!("{what} failed"),
-    };
-    let mut e = Error::new(kind, message).with_source(err);
-    if let Some(key) = key {
-        e = e.with_key(key);
-    }
-    e
+    let message = hint.map_or_else(|| format!("{what} failed"), |h| format!("{what}: {h}"));
+    let e = Error::new(kind, message).with_source(err);
+    if let Some(k) = key { e.with_key(k) } else { e }
 }
 
 fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
@@ -66,22 +60,15 @@ fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
 
 /// A key of the store's prefix that holds something other than a record.
 pub(crate) fn wrong_type(key: &str, redis_key: &[u8], found: &str) -> Error {
-    Error::decode(
-        key,
-        format!(
-            "Redis key {:?} holds a {found}, not a stent record; it was left untouched",
-            String::from_utf8_lossy(redis_key)
-        ),
-    )
+    let redis_key = String::from_utf8_lossy(redis_key);
+    let message = format!("Redis key {redis_key:?} holds a {found}, not a stent record");
+    Error::decode(key, format!("{message}; it was left untouched"))
 }
 
 /// Redis answered something this version does not understand.
 pub(crate) fn unexpected(what: &str, key: &str, reply: impl std::fmt::Debug) -> Error {
-    Error::new(
-        ErrorKind::Store,
-        format!("{what}: unexpected reply from Redis: {reply:?}"),
-    )
-    .with_key(key)
+    let message = format!("{what}: unexpected reply from Redis: {reply:?}");
+    Error::new(ErrorKind::Store, message).with_key(key)
 }
 
 #[cfg(test)]

@@ -1,16 +1,10 @@
-//! The key and record layout (the crate's README describes both): one Redis string per
+//! The key and record layout, as the crate's README describes both: one Redis string per
 //! record, at `{escaped prefix}:{namespace}:{key}`, holding a `|`-separated header, then the
-//! metadata and the value.
+//! metadata and the value:
 //!
 //! ```text
 //! stent1|state|lease_token|attempt|created_ms|lease_expires_ms|completed_ms|expires_ms|purge_ms|lease_ms|horizon_ms|meta_len|<meta><value>
 //! ```
-//!
-//! The escaped prefix holds no `:` (`%` and `:` are written `%25` and `%3A`), so a Redis key
-//! names one prefix and one namespace, and no store's `SCAN` can match another store's key.
-//! A record in progress leaves `created_ms` and `lease_expires_ms` empty: its key expires
-//! `lease_ms` + `horizon_ms` after the claim, which [`Stored::settle`] reads back. Older
-//! records in progress, with both times written out and no expiry, are read alike.
 
 use stent_core::{
     Error, LeaseToken, Namespace, Record, RecordMeta, RecordState, Result, Timestamp,
@@ -22,21 +16,11 @@ pub(crate) const MARK: &[u8] = b"stent1|";
 /// Header fields after the mark.
 const FIELDS: usize = 11;
 
-/// `{escaped prefix}:{namespace}:`, the start of every key of the namespace (see the
-/// module docs).
+/// `{escaped prefix}:{namespace}:`, the start of every key of the namespace. The escaped
+/// prefix holds no `:` (`%` and `:` are written `%25` and `%3A`), so a Redis key names one
+/// prefix and one namespace, and no store's `SCAN` can match another store's key.
 pub(crate) fn key_base(prefix: &str, ns: Namespace) -> String {
-    let mut base = String::with_capacity(prefix.len() + ns.as_str().len() + 2);
-    for c in prefix.chars() {
-        match c {
-            '%' => base.push_str("%25"),
-            ':' => base.push_str("%3A"),
-            c => base.push(c),
-        }
-    }
-    base.push(':');
-    base.push_str(ns.as_str());
-    base.push(':');
-    base
+    format!("{}:{ns}:", prefix.replace('%', "%25").replace(':', "%3A"))
 }
 
 /// How far past its lease a natively claimed record's key expires: about 317 years, so in
@@ -82,9 +66,9 @@ pub(crate) fn owner(token: &LeaseToken) -> Vec<u8> {
     [MARK, b"in_progress|", token.as_str().as_bytes(), b"|"].concat()
 }
 
-/// The record a claim writes natively (see the module docs): in progress, attempt 1, no
-/// times; its key's `PX` is `lease_ms` + [`HORIZON_MS`]. `meta` is the metadata block
-/// ([`encode_meta`]). The attempt is the one byte after [`owner`].
+/// The record a claim writes natively: in progress, attempt 1, no times (its key's `PX`,
+/// `lease_ms` + [`HORIZON_MS`], tells them: see [`Stored::settle`]). `meta` is the metadata
+/// block ([`encode_meta`]). The attempt is the one byte after [`owner`].
 pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
     let mut out = owner(token);
     let fields = format!("1||||||{lease_ms}|{HORIZON_MS}|{}|", meta.len());
@@ -99,15 +83,12 @@ pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Ve
 pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     for (tag, value) in [
-        (b'f', meta.function),
-        (b'v', meta.version),
-        (b'p', meta.fingerprint),
+        ('f', meta.function),
+        ('v', meta.version),
+        ('p', meta.fingerprint),
     ] {
         if let Some(value) = value {
-            out.push(tag);
-            out.extend_from_slice(value.len().to_string().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(format!("{tag}{}:{value}", value.len()).as_bytes());
         }
     }
     out
@@ -150,11 +131,8 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     ] = h;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
-    let meta_len: usize = number(key, "meta_len", m_len)?;
-    if meta_len > rest.len() {
-        return Err(corrupt("the metadata is cut short"));
-    }
-    let (meta, value) = rest.split_at(meta_len);
+    let split = rest.split_at_checked(number(key, "meta_len", m_len)?);
+    let (meta, value) = split.ok_or_else(|| corrupt("the metadata is cut short"))?;
     let mut record = Record::new(key, state, Timestamp::default());
     decode_meta(key, meta, &mut record)?;
     let attempt: u64 = number(key, "attempt", attempt)?;
@@ -173,9 +151,7 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
-            if !token.is_empty() {
-                record.lease_token = Some(LeaseToken::from_string(token));
-            }
+            record.lease_token = (!token.is_empty()).then(|| LeaseToken::from_string(token));
             record.lease_expires_at =
                 optional(key, "lease_expires_ms", lease)?.map(Timestamp::from_millis);
         }
@@ -197,10 +173,7 @@ fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(corrupt)?;
         let rest = &rest[colon + 1..];
-        if len > rest.len() {
-            return Err(corrupt());
-        }
-        let (value, rest) = rest.split_at(len);
+        let (value, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
         let value = String::from_utf8(value.to_vec())
             .map_err(|_| Error::decode(key, "stored record: the metadata is not UTF-8"))?;
         match tag {
@@ -215,20 +188,14 @@ fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
 }
 
 fn number<T: std::str::FromStr>(key: &str, field: &str, value: &str) -> Result<T> {
-    value.parse().map_err(|_| {
-        Error::decode(
-            key,
-            format!("stored record: field `{field}` is {value:?}, not a number"),
-        )
-    })
+    let message = || format!("stored record: field `{field}` is {value:?}, not a number");
+    value.parse().map_err(|_| Error::decode(key, message()))
 }
 
 fn optional(key: &str, field: &str, value: &str) -> Result<Option<i64>> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        number(key, field, value).map(Some)
-    }
+    (!value.is_empty())
+        .then(|| number(key, field, value))
+        .transpose()
 }
 
 #[cfg(test)]

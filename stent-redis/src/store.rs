@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::Value;
+use redis::{RedisResult, Value};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
@@ -35,15 +35,6 @@ const BATCH: usize = 64;
 /// Clones share one connection, which reconnects by itself after a server restart or a
 /// failover: calls made while the server is away fail with the retryable
 /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
-///
-/// ```no_run
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
-/// use stent_core::Stent;
-/// use stent_redis::RedisStore;
-///
-/// let stent = Stent::new(RedisStore::connect("redis://127.0.0.1:6379").await?);
-/// # let _ = stent; Ok(()) }
-/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -53,9 +44,8 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{escaped prefix}:{namespace}:` of each namespace ([`key_base`]), in the order of
-    /// [`Namespace::ALL`], built once: every call starts its key with one.
-    bases: [String; 3],
+    /// `{escaped prefix}:{namespace}:` of each namespace ([`key_base`]), by [`Namespace`] order.
+    bases: [String; Namespace::ALL.len()],
     caps: Capabilities,
     /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
     /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
@@ -117,31 +107,21 @@ impl RedisStore {
             .server_clock(true)
             .shared(true);
         let grace = clamp_ms(b.expiry_grace);
-        let inner = Inner {
+        let inner = Arc::new(Inner {
             conn,
             shown: b.shown,
             bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
             prefix: b.prefix,
             caps: caps.durable(true).max_value_len(Some(b.max_value_len)),
             grace,
-            purge_offset: if grace == 0 {
-                "-1".to_owned()
-            } else {
-                grace.to_string()
-            },
-        };
-        Ok(RedisStore {
-            inner: Arc::new(inner),
-        })
+            purge_offset: (if grace == 0 { -1 } else { grace }).to_string(),
+        });
+        Ok(RedisStore { inner })
     }
 
     /// `{escaped prefix}:{namespace}:`, the start of every key of the namespace.
     fn base(&self, ns: Namespace) -> &str {
-        match ns {
-            Namespace::Idempotency => &self.inner.bases[0],
-            Namespace::Cache => &self.inner.bases[1],
-            Namespace::Progress => &self.inner.bases[2],
-        }
+        &self.inner.bases[ns as usize]
     }
 
     fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
@@ -184,13 +164,9 @@ impl RedisStore {
         }
     }
 
-    /// Reads one record; `include_expired` keeps records past their expiry.
-    ///
-    /// Without a grace Redis deletes a record the moment it expires, so a record that is
-    /// there is live and the read is a lone `GET`. With one (or for a record that `GET`
-    /// finds in progress, or with an expiry but no `purge_ms`), the record is read with its
-    /// key's `PEXPIRETIME` and the server's `TIME`, in one transaction on the node that
-    /// holds it.
+    /// Reads one record; `include_expired` keeps records past their expiry. A lone `GET`
+    /// without a grace; with one (or for a record that `GET` finds in progress, or with an
+    /// expiry but no `purge_ms`), `GET`, `PEXPIRETIME` and `TIME` in one transaction.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let rk = self.redis_key(ns, key);
         let mut conn = self.inner.conn.clone();
@@ -202,17 +178,11 @@ impl RedisStore {
                 found => return Ok(found),
             }
         }
-        let pipe = redis::pipe()
-            .atomic()
-            .get(&rk)
-            .cmd("PEXPIRETIME")
-            .arg(&rk)
-            .cmd("TIME")
-            .to_owned();
-        let (reply, at, now) = match pipe
-            .query_async::<(Value, i64, (i64, i64))>(&mut conn)
-            .await
-        {
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&rk);
+        pipe.cmd("PEXPIRETIME").arg(&rk).cmd("TIME");
+        let read: RedisResult<(Value, i64, (i64, i64))> = pipe.query_async(&mut conn).await;
+        let (reply, at, now) = match read {
             Ok((reply, at, (secs, micros))) => (Ok(reply), at, secs * 1000 + micros / 1000),
             Err(e) => (Err(e), 0, 0),
         };
@@ -239,10 +209,8 @@ impl RedisStore {
     /// The stent keys of the next page of `scan`, a scan of `ns`; `None` once it is done.
     /// Like `SCAN` itself, it may return a key twice.
     async fn next_keys(&self, ns: Namespace, scan: &mut Scan) -> Result<Option<Vec<String>>> {
-        let page = scan
-            .next_page()
-            .await
-            .map_err(|e| from_redis(e, "scan", None))?;
+        let page = scan.next_page().await;
+        let page = page.map_err(|e| from_redis(e, "scan", None))?;
         let base = self.base(ns).as_bytes();
         Ok(page.map(|keys| {
             keys.into_iter()
@@ -294,7 +262,7 @@ enum Found {
 /// on (`WRONGTYPE`).
 async fn typed(
     conn: &mut Conn,
-    reply: redis::RedisResult<Value>,
+    reply: RedisResult<Value>,
     rk: &[u8],
     op: &str,
     key: &str,
@@ -311,7 +279,7 @@ async fn typed(
 /// Reads the reply of a `GET` (or `SET … GET`) of a record's key.
 async fn found(
     conn: &mut Conn,
-    reply: redis::RedisResult<Value>,
+    reply: RedisResult<Value>,
     rk: &[u8],
     op: &str,
     key: &str,
@@ -357,31 +325,6 @@ fn glob_escape(s: &str) -> Vec<u8> {
     out
 }
 
-/// A claim's first step, one native command: `SET key claimed NX GET PX ms`, where
-/// `claimed` is the in-progress record ([`claim_record`]) and `ms` its lease plus
-/// [`HORIZON_MS`].
-///
-/// Why: a replay then costs the server what one `SET` costs (a script's call costs it ten
-/// times as much), and so does a first call's claim. The command writes only where the key
-/// is absent and answers what the key held, so the reply alone decides, the same way on
-/// every call: nothing (acquired, attempt 1), a completed record that Redis keeps only
-/// while it is live (a replay), or anything else, which goes on to `claim.lua`. A native
-/// command cannot read the server's clock, so the record carries no time: the key's expiry
-/// gives the claim time.
-async fn claim_natively(
-    conn: &mut Conn,
-    rk: &[u8],
-    claimed: &[u8],
-    lease_ms: i64,
-) -> redis::RedisResult<Value> {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(rk)
-        .arg(claimed)
-        .arg(&["NX", "GET", "PX"][..])
-        .arg(lease_ms + HORIZON_MS);
-    cmd.query_async(conn).await
-}
-
 #[async_trait]
 impl ResultStore for RedisStore {
     fn capabilities(&self) -> Capabilities {
@@ -402,18 +345,19 @@ impl ResultStore for RedisStore {
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         check_key_len(&self.inner.caps, key)?;
         if claim.token.as_str().contains('|') {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "a lease token containing `|` cannot be stored in a Redis record",
-            )
-            .with_key(key));
+            let message = "a lease token containing `|` cannot be stored in a Redis record";
+            return Err(Error::new(ErrorKind::Unsupported, message).with_key(key));
         }
         let rk = self.redis_key(ns, key);
         let lease = clamp_ms(claim.lease);
         let claimed = claim_record(claim.token, lease, &encode_meta(&claim.meta));
+        // First one native command, `SET key claimed NX GET PX {lease + horizon}`, whose reply
+        // alone decides most claims (the crate's README says how and why).
         let sent = Timestamp::now();
         let mut conn = self.inner.conn.clone();
-        let reply = claim_natively(&mut conn, &rk, &claimed, lease).await;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&rk).arg(&claimed).arg(&["NX", "GET", "PX"][..]);
+        let reply = cmd.arg(lease + HORIZON_MS).query_async(&mut conn).await;
         let acquired = ClaimOutcome::Acquired {
             attempt: 1,
             lease_expires_at: sent.add(claim.lease),
@@ -465,12 +409,9 @@ impl ResultStore for RedisStore {
     ) -> Result<Timestamp> {
         let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
         let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
-        let until = self
-            .run_owned("renew", &scripts::RENEW, ns, key, &args)
-            .await?;
-        until
-            .map(Timestamp::from_millis)
-            .ok_or_else(|| Error::lease_lost(key))
+        let renewed = self.run_owned("renew", &scripts::RENEW, ns, key, &args);
+        let until = renewed.await?.map(Timestamp::from_millis);
+        until.ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn complete(
@@ -484,18 +425,14 @@ impl ResultStore for RedisStore {
         check_value_len(&self.inner.caps, key, value)?;
         let (ttl, purge) = (ttl_arg(ttl), self.inner.purge_offset.as_bytes());
         let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
-        let done = self
-            .run_owned("complete", &scripts::COMPLETE, ns, key, &args)
-            .await?;
-        done.map(drop).ok_or_else(|| Error::lease_lost(key))
+        let done = self.run_owned("complete", &scripts::COMPLETE, ns, key, &args);
+        done.await?.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         let args: [&[u8]; 1] = [&owner(token)];
-        let released = self
-            .run_owned("release", &scripts::RELEASE, ns, key, &args)
-            .await?;
-        Ok(released.is_some())
+        let released = self.run_owned("release", &scripts::RELEASE, ns, key, &args);
+        Ok(released.await?.is_some())
     }
 
     async fn put(
@@ -509,11 +446,8 @@ impl ResultStore for RedisStore {
         check_key_len(&self.inner.caps, key)?;
         check_value_len(&self.inner.caps, key, value)?;
         let rk = self.redis_key(ns, key);
-        let (ttl, purge, meta) = (
-            ttl_arg(ttl),
-            self.inner.purge_offset.as_bytes(),
-            encode_meta(&meta),
-        );
+        let (ttl, meta) = (ttl_arg(ttl), encode_meta(&meta));
+        let purge = self.inner.purge_offset.as_bytes();
         let args: [&[u8]; 4] = [value, ttl.as_bytes(), purge, &meta];
         match self.run("put", &scripts::PUT, &rk, key, &args).await? {
             Value::Int(1) => Ok(()),
@@ -523,15 +457,12 @@ impl ResultStore for RedisStore {
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        Ok(self
-            .delete_many(ns, &[key.to_owned()], false, false)
-            .await?
-            == 1)
+        let keys = [key.to_owned()];
+        Ok(self.delete_many(ns, &keys, false, false).await? == 1)
     }
 
-    /// Collects the matching keys of the namespace with `SCAN` (on every master of a
-    /// cluster), sorts them by their UTF-8 bytes, then reads records from the cursor on:
-    /// an admin operation whose cost grows with the number of matching keys.
+    /// Collects the matching keys with `SCAN`, sorts them, then reads records from the cursor
+    /// on: an admin operation whose cost grows with the number of matching keys.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let mut scan = self.scan(ns, &query.prefix).await?;
         let mut keys = Vec::new();
@@ -540,18 +471,15 @@ impl ResultStore for RedisStore {
         }
         keys.sort_unstable();
         keys.dedup();
-        let limit = query.limit.max(1);
+        let (limit, include_expired) = (query.limit.max(1), query.include_expired);
         let mut records = Vec::with_capacity(limit + 1);
         for batch in keys.chunks(BATCH) {
-            let reads = batch
-                .iter()
-                .map(|k| self.fetch(ns, k, query.include_expired));
-            records.extend(try_join_all(reads).await?.into_iter().filter_map(
-                |found| match found {
-                    Found::Record(stored) => Some(stored.record),
-                    Found::Absent | Found::Foreign(_) => None,
-                },
-            ));
+            let reads = batch.iter().map(|k| self.fetch(ns, k, include_expired));
+            for found in try_join_all(reads).await? {
+                if let Found::Record(stored) = found {
+                    records.push(stored.record);
+                }
+            }
             if records.len() > limit {
                 break;
             }
