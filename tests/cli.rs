@@ -484,6 +484,42 @@ async fn records_are_listed_shown_released_and_removed(t: &Target) {
     t.cli(&["idempotency", "release", &k.stuck, "--yes"])
         .error(&format!("no record with key {:?} in idempotency", k.stuck));
 
+    // rm --function: every record of the function, not of one whose name extends it.
+    let charge_fn = format!("{p}billing::charge");
+    t.cli(&["idempotency", "rm", "--function", &charge_fn])
+        .error("refusing to delete");
+    let doc = t
+        .cli(&[
+            "-y",
+            "--json",
+            "idempotency",
+            "rm",
+            "--function",
+            &charge_fn,
+            "--version",
+            "v2",
+        ])
+        .json();
+    assert_eq!(doc["deleted"], 0);
+    let doc = t
+        .cli(&[
+            "-y",
+            "--json",
+            "idempotency",
+            "rm",
+            "--function",
+            &charge_fn,
+        ])
+        .json();
+    assert_eq!(
+        (doc["deleted"].as_u64(), doc["function"].as_str()),
+        (Some(1), Some(charge_fn.as_str()))
+    );
+    for (key, kept) in [(&k.charge, false), (&k.declined, true)] {
+        let found = t.store.get(Namespace::Idempotency, key).await.unwrap();
+        assert_eq!(found.is_some(), kept, "{key}");
+    }
+
     // rm: refused without confirmation, then gone; a second rm says so.
     t.cli(&["cache", "rm", &k.rates])
         .error("refusing to delete");
@@ -514,9 +550,7 @@ async fn records_are_listed_shown_released_and_removed(t: &Target) {
         let doc = t.cli(&["--yes", "--json", "cache", "rm", &k.stale]).json();
         assert_eq!(doc["deleted"], true);
     }
-    for key in [&k.charge, &k.declined] {
-        t.cli(&["idempotency", "rm", key, "--yes"]).ok();
-    }
+    t.cli(&["idempotency", "rm", &k.declined, "--yes"]).ok();
     assert_eq!(
         keys_of(
             &t.cli(&["idempotency", "ls", "--all", "--prefix", &p, "--json"])
@@ -791,6 +825,9 @@ fn usage_errors_exit_with_status_2() {
         &["cache"],
         &["cache", "bogus"],
         &["cache", "show"],
+        &["cache", "rm"],
+        &["cache", "rm", "k", "--function", "f"],
+        &["cache", "rm", "--version", "v1"],
         &["cache", "ls", "--limit", "many"],
         &["cache", "release", "k"],
         &["stats", "--unknown"],

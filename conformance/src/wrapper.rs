@@ -817,7 +817,11 @@ pub async fn invalidation_reaches_one_call_or_one_function(store: Arc<dyn Result
     assert_eq!(status(kept), Status::CacheHit);
 
     let deleted = stent.invalidate_function("fx::rates", None).await;
-    assert_eq!(deleted.unwrap(), 3, "v1's d2 and v2's two, of both versions");
+    assert_eq!(
+        deleted.unwrap(),
+        3,
+        "v1's d2 and v2's two, of both versions"
+    );
     for f in [&longer, &shared] {
         let kept = f.call_traced("d1".to_owned()).await.unwrap();
         assert_eq!(status(kept), Status::CacheHit);

@@ -124,6 +124,26 @@ impl KeyScope<'_> {
     }
 }
 
+/// What every scoped key of function `name` starts with, `{name}|`, or, of one version,
+/// `{name}|{version}|`; a [`KeyScope::check`] error for a name or version no key can hold.
+///
+/// ```
+/// assert_eq!(stent_core::key::function_prefix("fx::rates", None).unwrap(), "fx::rates|");
+/// assert_eq!(stent_core::key::function_prefix("fx::rates", Some("v2")).unwrap(), "fx::rates|v2|");
+/// ```
+pub fn function_prefix(name: &str, version: Option<&str>) -> Result<String> {
+    let scope = KeyScope {
+        name,
+        version,
+        shared: false,
+    };
+    scope.check()?;
+    Ok(match version {
+        Some(_) => scope.scoped(""),
+        None => format!("{name}|"),
+    })
+}
+
 fn check_part(what: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(Error::config(format!(

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use stent::key::function_prefix;
+use stent::store::delete_prefix;
 use stent::{ListQuery, Namespace, Record, RecordState, ResultStore, Stent, Timestamp};
 
 use crate::output::{self, Condition, duration, table};
@@ -77,7 +79,13 @@ impl Session<'_> {
         match command {
             RecordCommand::Ls(args) => self.ls(ns, args).await,
             RecordCommand::Show(arg) => self.show(ns, &arg.key).await,
-            RecordCommand::Rm(arg) => self.rm(ns, &arg.key).await,
+            RecordCommand::Rm(arg) => match (&arg.key, &arg.function) {
+                (Some(key), _) => self.rm(ns, key).await,
+                (None, function) => {
+                    let name = function.as_deref().unwrap_or_default();
+                    self.rm_function(ns, name, arg.version.as_deref()).await
+                }
+            },
             RecordCommand::Clear => self.clear(ns).await,
             RecordCommand::Purge => self.purge(ns).await,
         }
@@ -156,6 +164,24 @@ impl Session<'_> {
         }
         let json = json!({ "namespace": ns.as_str(), "key": key, "deleted": true });
         Ok((json, format!("deleted {ns} record {key:?}\n")))
+    }
+
+    /// Deletes every record of function `name` (of one `version`), page by page.
+    async fn rm_function(&self, ns: Namespace, name: &str, version: Option<&str>) -> Output {
+        let prefix = function_prefix(name, version)?;
+        let of = match version {
+            Some(v) => format!("function {name:?} version {v:?}"),
+            None => format!("function {name:?}"),
+        };
+        self.confirm(format!("delete every {ns} record of {of}"))?;
+        let bar = term::spinner(format!("deleting {ns} records of {of}"));
+        let deleted = delete_prefix(self.store.as_ref(), ns, &prefix, BATCH, |n| {
+            bar.set_message(format!("deleting {ns} records of {of}: {n} deleted"));
+        });
+        let deleted = deleted.await?;
+        let text = format!("deleted {deleted} {ns} {} of {of}\n", records(deleted));
+        let json = json!({ "namespace": ns.as_str(), "function": name, "version": version, "deleted": deleted });
+        Ok((json, text))
     }
 
     async fn clear(&self, ns: Namespace) -> Output {

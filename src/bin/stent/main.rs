@@ -60,8 +60,9 @@ enum RecordCommand {
     Ls(LsArgs),
     /// Show one record: state, timestamps, attempt, size and its decoded value.
     Show(KeyArg),
-    /// Delete one record, whatever its state.
-    Rm(KeyArg),
+    /// Delete one record, whatever its state; or, with --function, every record of a
+    /// function (of one version with --version).
+    Rm(RmArgs),
     /// Delete every record of the namespace.
     Clear,
     /// Delete the records whose expiry has passed.
@@ -93,6 +94,19 @@ struct LsArgs {
 struct KeyArg {
     /// The record's full key, as `ls` shows it.
     key: String,
+}
+
+#[derive(Debug, ClapArgs)]
+struct RmArgs {
+    /// The record's full key, as `ls` shows it.
+    #[arg(required_unless_present = "function", conflicts_with = "function")]
+    key: Option<String>,
+    /// Delete every record of the function with this name (keys `NAME|…`).
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+    /// With --function: only the records of this version (keys `NAME|VERSION|…`).
+    #[arg(long, requires = "function")]
+    version: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -113,16 +113,7 @@ impl Stent {
     /// [shared keys](DurableBuilder::shared_key) carry no name and are not reached. Returns
     /// how many results were deleted.
     pub async fn invalidate_function(&self, name: &str, version: Option<&str>) -> Result<u64> {
-        let scope = KeyScope {
-            name,
-            version,
-            shared: false,
-        };
-        scope.check()?;
-        let prefix = match version {
-            Some(_) => scope.scoped(""),
-            None => format!("{name}|"),
-        };
+        let prefix = crate::key::function_prefix(name, version)?;
         let store = self.store.as_ref();
         crate::store::delete_prefix(store, Namespace::Cache, &prefix, 1000, |_| {}).await
     }
