@@ -146,6 +146,7 @@ macro_rules! conformance_tests {
             wrapper::payload_validation_guards_joins,
             wrapper::in_flight_reject_in_process_reports_the_lease,
             wrapper::invalidation_reaches_one_call_or_one_function,
+            wrapper::single_flight_runs_a_cached_miss_once,
             bad_input::unencodable_args_are_a_key_error,
             bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,
             bad_input::corrupt_cached_value_is_a_self_healing_miss,

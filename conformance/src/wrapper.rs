@@ -832,3 +832,60 @@ pub async fn invalidation_reaches_one_call_or_one_function(store: Arc<dyn Result
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
+
+/// With `single_flight`, 32 concurrent misses of one cached key, each through a wrapper of
+/// its own, run the function once and all get its value; a failed run leaves the key free
+/// for the next caller.
+pub async fn single_flight_runs_a_cached_miss_once(store: Arc<dyn ResultStore>) {
+    let stent = Stent::from_arc(store);
+    let runs = counter();
+    let make = |fail: bool| {
+        let runs = Arc::clone(&runs);
+        stent
+            .durable("reports::daily")
+            .cached()
+            .ttl(Duration::from_secs(600))
+            .single_flight()
+            .wrap(move |day: String| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    if fail {
+                        return Err(format!("run {n} failed"));
+                    }
+                    Ok(format!("report of {day} by run {n}"))
+                }
+            })
+    };
+    let err = make(true)
+        .call("d1".into())
+        .await
+        .expect_err("the first run fails");
+    assert_eq!(
+        err.function_error().map(String::as_str),
+        Some("run 1 failed")
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let (f, barrier) = (make(false), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call_traced("d1".to_owned()).await
+            })
+        })
+        .collect();
+    let mut executed = 0;
+    for call in calls {
+        let t = call
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a caller failed: {e}"));
+        assert_eq!(t.value, "report of d1 by run 2");
+        executed += usize::from(t.outcome.status == Status::Executed);
+    }
+    assert_eq!((executed, count(&runs)), (1, 2));
+    let hit = make(false).call_traced("d1".into()).await.unwrap();
+    assert_eq!(hit.outcome.status, Status::CacheHit);
+}

@@ -146,7 +146,7 @@ where
         {
             return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
         }
-        if c.idempotent {
+        if c.idempotent || c.single_flight {
             return self.idempotent(key, fingerprint, args, started).await;
         }
         let value = match self.execute(key.as_str().into(), 1, args).await {

@@ -28,7 +28,7 @@ where
                 meta: self.meta(fingerprint),
             };
             let store = self.inner.store.as_ref();
-            let record = match store.claim(Namespace::Idempotency, &key, &claim).await? {
+            let record = match store.claim(self.claim_ns(), &key, &claim).await? {
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
                     let run = self.execute_claimed(&key, fingerprint, token, attempt, args);
@@ -48,6 +48,22 @@ where
         }
     }
 
+    /// Where the claims of this function live: the idempotency namespace, or, for a cached
+    /// function with [single flight](DurableBuilder::single_flight), the cache's.
+    fn claim_ns(&self) -> Namespace {
+        if self.inner.config.idempotent {
+            Namespace::Idempotency
+        } else {
+            Namespace::Cache
+        }
+    }
+
+    /// How long a completed record is kept: the retention, or a cached value's TTL.
+    fn kept_for(&self) -> Option<Duration> {
+        let c = &self.inner.config;
+        if c.idempotent { c.retention } else { c.ttl }
+    }
+
     /// The result of a completed record, as a replay (or as joined, when the call waited for it).
     pub(super) async fn replay_completed(
         &self,
@@ -61,15 +77,17 @@ where
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
         };
-        if self.inner.config.cached
+        let c = &self.inner.config;
+        if c.cached
+            && c.idempotent
             && let Some(bytes) = &record.value
         {
             self.cache_store(&key, bytes, fingerprint).await?;
         }
-        let status = if joined {
-            Status::Joined
-        } else {
-            Status::Replayed
+        let status = match (joined, c.idempotent) {
+            (true, _) => Status::Joined,
+            (false, true) => Status::Replayed,
+            (false, false) => Status::CacheHit,
         };
         Ok(Ok(Traced::new(value, status, record.attempt, key)))
     }
@@ -121,7 +139,7 @@ where
         let shared_key: Arc<str> = key.into();
         let guard = HeldClaim::new(
             Arc::clone(&self.inner.store),
-            Namespace::Idempotency,
+            self.claim_ns(),
             Arc::clone(&shared_key),
             token,
         );
@@ -166,7 +184,7 @@ where
             Err(e) => return Err(guard.keep(e)),
         };
         guard.keep(());
-        if c.cached {
+        if c.cached && c.idempotent {
             self.cache_store(key, &bytes, fingerprint).await?;
         }
         Ok(result)
@@ -182,7 +200,7 @@ where
         let mut retried = false;
         loop {
             match store
-                .complete(Namespace::Idempotency, key, token, bytes, c.retention)
+                .complete(self.claim_ns(), key, token, bytes, self.kept_for())
                 .await
             {
                 Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
@@ -194,7 +212,7 @@ where
                 // An attempt whose reply was lost may have been applied: if the record now
                 // holds exactly this result, it was ours.
                 Err(e) if retried && e.kind() == ErrorKind::LeaseLost => {
-                    return match store.get(Namespace::Idempotency, key).await {
+                    return match store.get(self.claim_ns(), key).await {
                         Ok(Some(r))
                             if r.state == RecordState::Completed
                                 && r.value.as_deref() == Some(bytes) =>

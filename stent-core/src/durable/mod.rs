@@ -176,6 +176,7 @@ struct Config {
     fail_open: bool,
     /// [`Durable::store_errors_if`] was called.
     store_errors: bool,
+    single_flight: bool,
 }
 
 impl Config {
@@ -208,9 +209,15 @@ impl Config {
                 "it is not idempotent (cached results live for .ttl(…))",
             ),
             (
-                self.lease.is_some() && !idempotent,
+                self.lease.is_some() && !idempotent && !self.single_flight,
                 ".lease(…)",
-                "it is not idempotent, so it holds no lease",
+                "it is neither idempotent nor single-flight, so it holds no lease",
+            ),
+            (
+                self.single_flight && (idempotent || !cached),
+                ".single_flight()",
+                "only a cached function that is not idempotent needs it (idempotency already \
+                 runs each key once)",
             ),
             (
                 self.fail_open && !cached,
@@ -304,6 +311,16 @@ impl<K> DurableBuilder<K> {
         /// For cached functions: when the store fails, run the function anyway instead of
         /// failing the call. Never applies to idempotency, which always fails closed.
         fail_open() => fail_open = true;
+
+        /// For cached functions: concurrent misses of one key, in any number of processes,
+        /// run the function once. The first claims the key in the cache namespace, with a
+        /// lease renewed while it runs; the others wait (per [`in_flight`](Self::in_flight))
+        /// and read its value (`Joined`); if it fails or its process dies, the claim is
+        /// released or lapses and one of them runs instead. Not the default: it costs a
+        /// claim on every miss (one round trip more than a plain miss's write), needs the
+        /// store to be up (it fails closed, like idempotency), and plain caching tolerates an
+        /// occasional duplicate computation.
+        single_flight() => single_flight = true;
 
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.
