@@ -211,7 +211,7 @@ impl Aim {
 /// postmaster, sent by `kill`, then waits for it to exit. Under the scenario's load,
 /// [`PostgresServer::crash`] (`pg_ctl`, through `runuser`) took 160–280 ms, and the step's
 /// transactions it was started among had all committed before the server stopped (none
-/// was cut short in four runs).
+/// was cut short in five runs).
 fn crash(server: &PostgresServer) {
     let pidfile = server.dir().join("data").join("postmaster.pid");
     let pid = std::fs::read_to_string(&pidfile).expect("the postmaster's pid file");
