@@ -6,21 +6,32 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
 use serde::{Deserialize, Serialize};
-use stent_core::{Durable, Execution, InFlight, Namespace, ResultStore, Stent};
+use stent_core::{
+    Durable, Execution, InFlight, Namespace, ResultStore, SqlStore, Stent, Traced, TxDurable,
+};
+use stent_postgres::PostgresStore;
+use stent_sqlite::SqliteStore;
 
+use crate::effects::EffectsStore;
 use crate::ledger::Ledger;
-use crate::target::Target;
+use crate::target::{Backend, Target};
 
 /// Marks a report line on a worker's stdout.
 pub const REPORT_PREFIX: &str = "@@ ";
+
+/// The name of [`Task::Transactional`]'s function.
+pub const TX_FUNCTION: &str = "reliability::transactional";
 
 /// One worker process's assignment.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,7 +84,7 @@ pub enum Task {
     Many(Shape),
     /// Like [`Many`](Self::Many), but meant to run through a server restart: a failed call
     /// is recorded and retried (every 50 ms, for up to `give_up_ms`) until it succeeds. One
-    /// line per call attempt goes to `{events}/{pid}.jsonl` ([`Event`]).
+    /// line per call attempt goes to `{events}/{pid}.jsonl` ([`Event`]) as the attempt ends.
     Restart {
         /// Which keys each task calls.
         shape: Shape,
@@ -83,6 +94,38 @@ pub enum Task {
         give_up_ms: u64,
         /// The directory events are written to.
         events: PathBuf,
+    },
+    /// Transactional calls ([`wrap_tx`](stent_core::DurableBuilder::wrap_tx)) on a SQL
+    /// target, meant to run while the parent kills workers and restarts the server: like
+    /// [`Restart`](Self::Restart), but with keys dealt by [`Shape::windowed_task_keys`],
+    /// and call `j` of every task made no earlier than `j × step_ms` after the start line
+    /// appeared (the `go` file's modification time), so a replacement for a killed worker
+    /// catches up at once, then keeps step with the others.
+    ///
+    /// The function appends an execution to the ledger (note `run{n}`, counted in this
+    /// process), sleeps a random 0–`pause_ms` ms, inserts `(key, value)` into the target's
+    /// [effects table](Target::effects_table), appends `run{n} inserted` to the `steps`
+    /// ledger, sleeps a random 0–`pause_ms` ms again, appends `run{n} returned` and returns
+    /// [`tx_value_of`]; then the wrapper records the result and commits. On SQLite, the
+    /// `COMMIT` then appends `run{n} committing` and sleeps a random 0–`commit_pause_ms` ms
+    /// before its commit is written ([`EffectsStore::on_commit`]).
+    Transactional {
+        /// Which keys each task calls: `calls_per_task` is the number of steps (`work_ms`
+        /// is not used).
+        shape: Shape,
+        /// Time between two steps.
+        step_ms: u64,
+        /// The longest of each of the function's two sleeps.
+        pause_ms: u64,
+        /// SQLite: the longest sleep of the commit hook (PostgreSQL's `COMMIT` sleeps in
+        /// the effects table's trigger, set when the table is created).
+        commit_pause_ms: u64,
+        /// A task that cannot finish its keys within this time fails.
+        give_up_ms: u64,
+        /// The directory events are written to.
+        events: PathBuf,
+        /// The ledger of the function's steps.
+        steps: PathBuf,
     },
 }
 
@@ -140,6 +183,33 @@ impl Shape {
                     .collect()
             }
         }
+    }
+
+    /// The keys of each task of this process, for `calls_per_task: Some(n)`, dealt in
+    /// windows: the keys are cut into `n` runs of consecutive keys, and call `j` of every
+    /// task is dealt from the `j`-th, from a deck holding each of its keys equally often.
+    /// Every caller of a key calls it at the same step of its task, so with tasks that keep
+    /// step, keys first run a few at a time over the whole scenario, each with callers from
+    /// several processes at once.
+    ///
+    /// # Panics
+    ///
+    /// When `calls_per_task` is `None` or exceeds `keys`.
+    pub fn windowed_task_keys(&self) -> Vec<Vec<String>> {
+        let n = self.calls_per_task.expect("windows need calls_per_task");
+        assert!(0 < n && n <= self.keys, "{n} windows of {} keys", self.keys);
+        let callers = self.processes * self.tasks;
+        let mut tasks = vec![Vec::with_capacity(n); self.tasks];
+        for w in 0..n {
+            let (first, end) = (w * self.keys / n, (w + 1) * self.keys / n);
+            let mut deck: Vec<usize> = (0..callers).map(|j| first + j % (end - first)).collect();
+            let seed = self.seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            deck.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            for (t, calls) in tasks.iter_mut().enumerate() {
+                calls.push(Shape::key(deck[self.process * self.tasks + t]));
+            }
+        }
+        tasks
     }
 }
 
@@ -282,11 +352,32 @@ pub struct Event {
     pub retryable: bool,
     /// The error's message.
     pub message: Option<String>,
+    /// The value returned, on success.
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// The value the scenarios' function returns: which key, which process, which attempt.
 pub fn value_of(key: &str, pid: u32, attempt: u32) -> String {
     format!("{key}:pid{pid}:attempt{attempt}")
+}
+
+/// The value [`Task::Transactional`]'s function returns: which key, which process, which of
+/// that process's executions (`run{n}`; a rolled-back claim leaves no trace, so a retry is
+/// attempt 1 again and only the run tells two executions of one process apart).
+pub fn tx_value_of(key: &str, pid: u32, run: &str) -> String {
+    format!("{key}:pid{pid}:{run}")
+}
+
+/// Appends `line` and a newline to `path` with one `write` (`O_APPEND`), as the ledger does.
+fn append_line(path: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.write_all(format!("{line}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
 }
 
 /// Prints a report line for the parent.
@@ -340,6 +431,13 @@ impl Job {
     ///
     /// On anything the scenario does not expect: the worker exits with a failure.
     pub async fn run(self) {
+        if let Task::Transactional { .. } = self.task {
+            return match self.target.backend {
+                Backend::Postgres => self.transactional::<PostgresStore>().await,
+                Backend::Sqlite => self.transactional::<SqliteStore>().await,
+                other => panic!("no transactional calls on {other:?}"),
+            };
+        }
         let store = self
             .target
             .open()
@@ -464,16 +562,7 @@ impl Job {
                     .zip(tasks)
                     .map(|(f, keys)| tokio::spawn(call_all(f, keys)))
                     .collect();
-                let mut summary = Summary {
-                    pid,
-                    ..Summary::default()
-                };
-                for h in handles {
-                    summary.merge(h.await.expect("a task panicked"));
-                }
-                summary.elapsed_ms = elapsed_ms(started);
-                summary.store_operations = crate::target::limited_operations();
-                report(&Report::Summary(summary));
+                report_totals(pid, started, handles).await;
             }
             Task::Restart {
                 shape,
@@ -491,32 +580,124 @@ impl Job {
                 wait_for_file(&self.go, Duration::from_secs(120), "start line").await;
                 let started = Instant::now();
                 let give_up = started + Duration::from_millis(give_up_ms);
-                let pace = Duration::from_millis(pace_ms);
+                let pace = Pace::After(Duration::from_millis(pace_ms));
+                let events = events.join(format!("{pid}.jsonl"));
                 let handles: Vec<_> = fs
                     .into_iter()
                     .zip(tasks)
-                    .map(|(f, keys)| tokio::spawn(call_through_outage(f, keys, pace, give_up)))
+                    .map(|(f, keys)| {
+                        let run = call_through_outage(f, keys, pace, give_up, events.clone());
+                        tokio::spawn(run)
+                    })
                     .collect();
-                let mut summary = Summary {
-                    pid,
-                    ..Summary::default()
-                };
-                let mut lines = String::new();
-                for h in handles {
-                    let (s, evs) = h.await.expect("a task panicked");
-                    summary.merge(s);
-                    for e in evs {
-                        lines.push_str(&serde_json::to_string(&e).expect("events serialize"));
-                        lines.push('\n');
-                    }
-                }
-                summary.elapsed_ms = elapsed_ms(started);
-                std::fs::write(events.join(format!("{pid}.jsonl")), lines)
-                    .expect("write the events file");
-                report(&Report::Summary(summary));
+                report_totals(pid, started, handles).await;
             }
+            Task::Transactional { .. } => unreachable!("run by Job::transactional"),
         }
     }
+
+    /// Runs a [`Task::Transactional`] on the target's store, as an `S`.
+    async fn transactional<S: EffectsStore>(self) {
+        let store = S::open(&self.target)
+            .await
+            .unwrap_or_else(|e| panic!("worker cannot open {:?}: {e}", self.target.backend));
+        let Task::Transactional {
+            shape,
+            step_ms,
+            pause_ms,
+            commit_pause_ms,
+            give_up_ms,
+            events,
+            steps,
+        } = self.task
+        else {
+            unreachable!("a transactional task")
+        };
+        let stent = Stent::new(store.clone());
+        let (ledger, steps) = (Ledger::new(&self.ledger), Ledger::new(steps));
+        let table = self.target.effects_table();
+        let runs = Arc::new(AtomicU64::new(0));
+        let pid = std::process::id();
+        let tasks = shape.windowed_task_keys();
+        let fs: Vec<_> = tasks
+            .iter()
+            .map(|_| {
+                let (ledger, steps) = (ledger.clone(), steps.clone());
+                let (table, runs) = (table.clone(), Arc::clone(&runs));
+                let builder = stent.durable(TX_FUNCTION);
+                builder.wrap_tx(&store, move |tx, key: String| {
+                    let (ledger, steps) = (ledger.clone(), steps.clone());
+                    let (table, runs) = (table.clone(), Arc::clone(&runs));
+                    Box::pin(async move {
+                        let attempt = Execution::current().map_or(0, |e| e.attempt);
+                        let run = format!("run{}", runs.fetch_add(1, Ordering::Relaxed) + 1);
+                        ledger.append_noted(&key, attempt, &run);
+                        pause(pause_ms).await;
+                        let value = tx_value_of(&key, pid, &run);
+                        let inserted = S::insert_effect(tx, &table, &key, &value).await;
+                        inserted.map_err(|e| format!("insert the effect: {e}"))?;
+                        steps.append_noted(&key, attempt, &format!("{run} inserted"));
+                        let committing = {
+                            let (steps, key, run) = (steps.clone(), key.clone(), run.clone());
+                            let mut first = true;
+                            move || {
+                                // Once: the hook stays on the pooled connection.
+                                if std::mem::take(&mut first) {
+                                    steps.append_noted(&key, attempt, &format!("{run} committing"));
+                                    let ms = rand::random_range(0..=commit_pause_ms);
+                                    std::thread::sleep(Duration::from_millis(ms));
+                                }
+                            }
+                        };
+                        let hooked = S::on_commit(tx, Box::new(committing)).await;
+                        hooked.map_err(|e| format!("set the commit hook: {e}"))?;
+                        pause(pause_ms).await;
+                        steps.append_noted(&key, attempt, &format!("{run} returned"));
+                        Ok::<_, String>(value)
+                    })
+                })
+            })
+            .collect();
+        report(&Report::Ready { pid });
+        wait_for_file(&self.go, Duration::from_secs(120), "start line").await;
+        let epoch = std::fs::metadata(&self.go)
+            .and_then(|m| m.modified())
+            .expect("the start line's time");
+        let started = Instant::now();
+        let give_up = started + Duration::from_millis(give_up_ms);
+        let pace = Pace::Steps {
+            epoch,
+            step: Duration::from_millis(step_ms),
+        };
+        let events = events.join(format!("{pid}.jsonl"));
+        let handles: Vec<_> = fs
+            .into_iter()
+            .zip(tasks)
+            .map(|(f, keys)| {
+                tokio::spawn(call_through_outage(f, keys, pace, give_up, events.clone()))
+            })
+            .collect();
+        report_totals(pid, started, handles).await;
+    }
+}
+
+/// Sleeps a random 0–`max_ms` ms.
+async fn pause(max_ms: u64) {
+    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=max_ms))).await;
+}
+
+/// Merges the tasks' summaries and reports the process's [`Report::Summary`].
+async fn report_totals(pid: u32, started: Instant, tasks: Vec<tokio::task::JoinHandle<Summary>>) {
+    let mut summary = Summary {
+        pid,
+        ..Summary::default()
+    };
+    for t in tasks {
+        summary.merge(t.await.expect("a task panicked"));
+    }
+    summary.elapsed_ms = elapsed_ms(started);
+    summary.store_operations = crate::target::limited_operations();
+    report(&Report::Summary(summary));
 }
 
 /// Inside the owner's function: reads the claim's token back from the store and reports it.
@@ -560,46 +741,92 @@ async fn call_all(f: Durable<String, String, Infallible>, keys: Vec<String>) -> 
     s
 }
 
-/// One task of [`Task::Restart`]: every key until it succeeds, each attempt an [`Event`].
+/// A wrapped function of the scenarios, called with a key.
+trait Call: Send + 'static {
+    /// The function's error.
+    type Error: Display + Send;
+
+    fn call(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Traced<String>, stent_core::Error<Self::Error>>> + Send;
+}
+
+impl Call for Durable<String, String, Infallible> {
+    type Error = Infallible;
+
+    fn call(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Traced<String>, stent_core::Error<Infallible>>> + Send {
+        self.call_traced(key)
+    }
+}
+
+impl<S: SqlStore> Call for TxDurable<S, String, String, String> {
+    type Error = String;
+
+    fn call(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Traced<String>, stent_core::Error<String>>> + Send {
+        self.call_traced(key)
+    }
+}
+
+/// When a task of [`Task::Restart`] or [`Task::Transactional`] makes its calls.
+#[derive(Clone, Copy, Debug)]
+enum Pace {
+    /// A pause after each call.
+    After(Duration),
+    /// Call `j` no earlier than `epoch + j × step`.
+    Steps { epoch: SystemTime, step: Duration },
+}
+
+/// One task of [`Task::Restart`] or [`Task::Transactional`]: every key until it succeeds,
+/// each attempt an [`Event`] appended to `events`.
 async fn call_through_outage(
-    f: Durable<String, String, Infallible>,
+    f: impl Call,
     keys: Vec<String>,
-    pace: Duration,
+    pace: Pace,
     give_up: Instant,
-) -> (Summary, Vec<Event>) {
+    events: PathBuf,
+) -> Summary {
     let mut s = Summary::default();
-    let mut events = Vec::new();
-    for key in keys {
+    for (j, key) in keys.into_iter().enumerate() {
+        if let Pace::Steps { epoch, step } = pace {
+            let due = epoch + step * u32::try_from(j).expect("a few steps");
+            if let Ok(wait) = due.duration_since(SystemTime::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         loop {
             let start_ms = crate::now_ms();
-            let result = f.call_traced(key.clone()).await;
-            let end_ms = crate::now_ms();
+            let result = f.call(key.clone()).await;
+            let mut event = Event {
+                pid: std::process::id(),
+                key: key.clone(),
+                start_ms,
+                end_ms: crate::now_ms(),
+                error: None,
+                retryable: false,
+                message: None,
+                value: None,
+            };
             match result {
                 Ok(t) => {
-                    events.push(Event {
-                        pid: std::process::id(),
-                        key: key.clone(),
-                        start_ms,
-                        end_ms,
-                        error: None,
-                        retryable: false,
-                        message: None,
-                    });
+                    event.value = Some(t.value.clone());
+                    append_line(&events, &serde_json::to_string(&event).expect("serialize"));
                     s.calls += 1;
                     *s.statuses.entry(t.outcome.status.to_string()).or_default() += 1;
                     s.record(key, t.value);
                     break;
                 }
                 Err(e) => {
-                    events.push(Event {
-                        pid: std::process::id(),
-                        key: key.clone(),
-                        start_ms,
-                        end_ms,
-                        error: Some(e.kind().as_str().to_owned()),
-                        retryable: e.is_retryable(),
-                        message: Some(e.to_string()),
-                    });
+                    event.error = Some(e.kind().as_str().to_owned());
+                    event.retryable = e.is_retryable();
+                    event.message = Some(e.to_string());
+                    append_line(&events, &serde_json::to_string(&event).expect("serialize"));
                     s.error(&e);
                     if Instant::now() >= give_up {
                         s.unfinished += 1;
@@ -609,7 +836,9 @@ async fn call_through_outage(
                 }
             }
         }
-        tokio::time::sleep(pace).await;
+        if let Pace::After(pause) = pace {
+            tokio::time::sleep(pause).await;
+        }
     }
-    (s, events)
+    s
 }

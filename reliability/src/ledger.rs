@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// One execution: which key, in which process, as which attempt, when it started.
+/// One execution (or one step of it): which key, in which process, as which attempt, when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The argument the function was called with (the scenario's key).
@@ -16,8 +16,10 @@ pub struct Entry {
     pub pid: u32,
     /// The attempt number the wrapper gave it.
     pub attempt: u32,
-    /// When it started (milliseconds since the Unix epoch).
+    /// When it started, or the step was taken (milliseconds since the Unix epoch).
     pub at_ms: i64,
+    /// What the scenario added ([`Ledger::append_noted`]); empty for [`Ledger::append`].
+    pub note: String,
 }
 
 /// A ledger file shared by every process of a scenario.
@@ -48,15 +50,26 @@ impl Ledger {
     /// If the file cannot be written: an execution that cannot be counted must not go
     /// unnoticed.
     pub fn append(&self, key: &str, attempt: u32) {
+        self.append_noted(key, attempt, "");
+    }
+
+    /// Records an execution of `key` by this process, or a step of one, with a note that
+    /// tells it apart (`run7`, `run7 inserted`).
+    ///
+    /// # Panics
+    ///
+    /// As [`append`](Self::append), or when the key or note holds a tab or a newline.
+    pub fn append_noted(&self, key: &str, attempt: u32, note: &str) {
         assert!(
-            !key.contains(['\t', '\n']),
-            "ledger keys are plain: {key:?}"
+            !key.contains(['\t', '\n']) && !note.contains(['\t', '\n']),
+            "ledger keys and notes are plain: {key:?} {note:?}"
         );
-        let line = format!(
-            "{key}\t{}\t{attempt}\t{}\n",
-            std::process::id(),
-            crate::now_ms()
-        );
+        let (pid, at) = (std::process::id(), crate::now_ms());
+        let line = if note.is_empty() {
+            format!("{key}\t{pid}\t{attempt}\t{at}\n")
+        } else {
+            format!("{key}\t{pid}\t{attempt}\t{at}\t{note}\n")
+        };
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -86,10 +99,11 @@ impl Ledger {
                         pid: f.get(1)?.parse().ok()?,
                         attempt: f.get(2)?.parse().ok()?,
                         at_ms: f.get(3)?.parse().ok()?,
+                        note: f.get(4).copied().unwrap_or_default().to_owned(),
                     })
                 };
                 match (f.len(), parse()) {
-                    (4, Some(entry)) => entry,
+                    (4 | 5, Some(entry)) => entry,
                     _ => panic!("malformed ledger line {line:?}"),
                 }
             })

@@ -8,12 +8,17 @@
 //! - **Server restarts**: PostgreSQL, Redis and a DynamoDB-API server are restarted under
 //!   concurrent calls from several processes.
 //! - **Many processes**: 8 processes × 64 tasks over 200 keys, each key executed once.
+//! - **Transactional calls**: the same shape through
+//!   [`wrap_tx`](stent_core::DurableBuilder::wrap_tx) on PostgreSQL and SQLite, workers
+//!   killed at random points of their transactions (and PostgreSQL restarted): one effect
+//!   row in the database for each recorded key, and none for the others.
 //!
 //! Executions are counted in a [`Ledger`]: a file outside every store and server under
 //! test, one line per execution. The scenarios live in `tests/reliability/`; the child
 //! processes they start run the `stent-reliability-worker` binary with a [`Job`].
 //! `RELIABILITY.md` at the repository root states the guarantees and the measured results.
 
+pub mod effects;
 pub mod harness;
 pub mod job;
 pub mod ledger;

@@ -117,26 +117,8 @@ impl Target {
     /// configuration is invalid.
     pub async fn open(&self) -> Result<Arc<dyn ResultStore>> {
         Ok(match self.backend {
-            Backend::Sqlite => {
-                let mut b = SqliteStore::builder()
-                    .path(PathBuf::from(&self.url))
-                    .table_prefix(self.scope.as_str())?
-                    .busy_timeout(self.timeout_or(Duration::from_secs(30)));
-                if let Some(n) = self.connections {
-                    b = b.max_connections(n);
-                }
-                Arc::new(b.build().await?)
-            }
-            Backend::Postgres => {
-                let mut b = PostgresStore::builder()
-                    .url(self.url.as_str())
-                    .schema(self.scope.as_str())?
-                    .acquire_timeout(self.timeout_or(Duration::from_secs(30)));
-                if let Some(n) = self.connections {
-                    b = b.max_connections(n);
-                }
-                Arc::new(b.build().await?)
-            }
+            Backend::Sqlite => Arc::new(self.sqlite().await?),
+            Backend::Postgres => Arc::new(self.postgres().await?),
             Backend::Redis | Backend::RedisCluster => {
                 let mut b = RedisStore::builder()
                     .url(self.url.as_str())
@@ -157,6 +139,56 @@ impl Target {
                 }
             }
         })
+    }
+
+    /// Opens the SQLite store of a [`Backend::Sqlite`] target, as [`open`](Self::open)
+    /// does, as its own type (what [`wrap_tx`](stent_core::DurableBuilder::wrap_tx) needs).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn sqlite(&self) -> Result<SqliteStore> {
+        let mut b = SqliteStore::builder()
+            .path(PathBuf::from(&self.url))
+            .table_prefix(self.scope.as_str())?
+            .busy_timeout(self.timeout_or(Duration::from_secs(30)));
+        if let Some(n) = self.connections {
+            b = b.max_connections(n);
+        }
+        b.build().await
+    }
+
+    /// Opens the PostgreSQL store of a [`Backend::Postgres`] target, as
+    /// [`sqlite`](Self::sqlite) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn postgres(&self) -> Result<PostgresStore> {
+        let mut b = PostgresStore::builder()
+            .url(self.url.as_str())
+            .schema(self.scope.as_str())?
+            .acquire_timeout(self.timeout_or(Duration::from_secs(30)));
+        if let Some(n) = self.connections {
+            b = b.max_connections(n);
+        }
+        b.build().await
+    }
+
+    /// The SQL name of the scenario's effects table ([`EffectsStore`]): `"{schema}".effects`
+    /// on PostgreSQL, `"{prefix}effects"` on SQLite (the scope is a validated identifier).
+    ///
+    /// # Panics
+    ///
+    /// On the other backends.
+    ///
+    /// [`EffectsStore`]: crate::effects::EffectsStore
+    pub fn effects_table(&self) -> String {
+        match self.backend {
+            Backend::Postgres => format!("\"{}\".effects", self.scope),
+            Backend::Sqlite => format!("\"{}effects\"", self.scope),
+            other => panic!("{other:?} keeps no SQL tables"),
+        }
     }
 
     async fn dynamodb(&self) -> Result<DynamoDbStore> {

@@ -7,3 +7,4 @@ mod long_running;
 mod many_processes;
 mod server_restart;
 mod support;
+mod transactional;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use stent_conformance::servers::local::{MotoServer, PostgresServer, RedisServer};
 use stent_reliability::harness::start_together;
-use stent_reliability::job::{Event, Shape, Summary, value_of};
+use stent_reliability::job::{Shape, Summary, value_of};
 use stent_reliability::{Backend, Entry, Target, Task, Worker, now_ms};
 
 use crate::support::{self, Fixture, PATIENCE, WORKER, figure};
@@ -82,18 +82,6 @@ impl Server {
         }
         .expect("start the server again");
     }
-}
-
-fn read_events(dir: &std::path::Path) -> Vec<Event> {
-    let mut events = Vec::new();
-    for file in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
-        events.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<Event>(l).unwrap()),
-        );
-    }
-    events
 }
 
 async fn restart_under_concurrent_calls_loses_nothing(backend: Backend) {
@@ -165,7 +153,7 @@ async fn restart_under_concurrent_calls_loses_nothing(backend: Backend) {
     for w in workers {
         summaries.push(support::summary(&w.finish(PATIENCE).await));
     }
-    let events = read_events(&events_dir);
+    let events = support::read_events(&events_dir);
 
     // Every call got the value in the end, in the process that made it.
     for s in &summaries {

@@ -2,10 +2,11 @@
 //! for the ledger and start files, and figures printed for RELIABILITY.md.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stent_conformance::servers::local::MotoServer;
+use stent_reliability::job::Event;
 use stent_reliability::{Backend, Job, Ledger, Report, Target, Task, backends_required};
 use tempfile::TempDir;
 
@@ -183,6 +184,20 @@ pub(crate) async fn fixture(backend: Backend, scenario: &str, test: &str) -> Opt
 pub(crate) fn figure(scenario: &str, backend: Backend, pairs: &[(&str, String)]) {
     let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!("FIGURE {scenario} {} {}", backend.name(), pairs.join(" "));
+}
+
+/// Every event the workers appended to the files in `dir` ([`Task::Restart`],
+/// [`Task::Transactional`]).
+pub(crate) fn read_events(dir: &Path) -> Vec<Event> {
+    let mut events = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        events.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Event>(l).unwrap()),
+        );
+    }
+    events
 }
 
 /// The [`Report::Call`]s among `reports`.
