@@ -57,6 +57,11 @@ async fn settings_without_effect_in_the_mode_are_refused() {
             ".lease",
         ),
         (f(stent.durable("e").idempotent().fail_open()), ".fail_open"),
+        (f(stent.durable("h").single_flight()), ".single_flight"),
+        (
+            f(stent.durable("i").idempotent().cached().single_flight()),
+            ".single_flight",
+        ),
     ];
     for (durable, setting) in refused {
         assert!(durable.check().is_err(), "{setting}");

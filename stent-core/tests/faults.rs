@@ -676,3 +676,33 @@ async fn cache_read_failure_with_idempotency_fails_closed_even_with_fail_open() 
         Status::Executed
     );
 }
+
+#[tokio::test]
+async fn single_flight_claim_failure_fails_closed_or_runs_with_fail_open() {
+    let (store, _clock) = store();
+    let store = store.fail_nth(Op::Claim, 1);
+    let runs = runs();
+    let f = counted(cached(&store).single_flight(), &runs);
+    let e = f.call(1).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the function did not run");
+
+    let store = store.fail_nth(Op::Claim, 1);
+    let f = counted(cached(&store).single_flight().fail_open(), &runs);
+    let t = f.call_traced(2).await.unwrap();
+    assert_eq!(
+        (t.outcome.status, t.value.as_str()),
+        (Status::Executed, "2:run1")
+    );
+    let key = f.key_for(&2).unwrap();
+    let cached = state(&store, CACHE, &key).await;
+    assert_eq!(
+        cached.map(|(s, _)| s),
+        Some(RecordState::Completed),
+        "cached as usual"
+    );
+    assert_eq!(
+        f.call_traced(2).await.unwrap().outcome.status,
+        Status::CacheHit
+    );
+}

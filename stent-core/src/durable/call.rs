@@ -149,6 +149,16 @@ where
         if c.idempotent || c.single_flight {
             return self.idempotent(key, fingerprint, args, started).await;
         }
+        self.execute_and_cache(key, fingerprint, args).await
+    }
+
+    /// Runs the function as attempt 1 and stores its value in the cache.
+    pub(super) async fn execute_and_cache(
+        &self,
+        key: String,
+        fingerprint: Option<&str>,
+        args: A,
+    ) -> Served<Traced<R>, E> {
         let value = match self.execute(key.as_str().into(), 1, args).await {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),

@@ -28,7 +28,15 @@ where
                 meta: self.meta(fingerprint),
             };
             let store = self.inner.store.as_ref();
-            let record = match store.claim(self.claim_ns(), &key, &claim).await? {
+            let claimed = match store.claim(self.claim_ns(), &key, &claim).await {
+                // Single flight is protection, not a result: fail_open runs without it.
+                Err(e) if c.fail_open && !c.idempotent => {
+                    tracing::warn!(error = %e, "single-flight claim failed; running the function (fail_open)");
+                    return self.execute_and_cache(key, fingerprint, args).await;
+                }
+                claimed => claimed?,
+            };
+            let record = match claimed {
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
                     let run = self.execute_claimed(&key, fingerprint, token, attempt, args);

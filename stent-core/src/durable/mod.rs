@@ -317,9 +317,9 @@ impl<K> DurableBuilder<K> {
         /// lease renewed while it runs; the others wait (per [`in_flight`](Self::in_flight))
         /// and read its value (`Joined`); if it fails or its process dies, the claim is
         /// released or lapses and one of them runs instead. Not the default: it costs a
-        /// claim on every miss (one round trip more than a plain miss's write), needs the
-        /// store to be up (it fails closed, like idempotency), and plain caching tolerates an
-        /// occasional duplicate computation.
+        /// claim on every miss (one round trip more than a plain miss's write), and plain
+        /// caching tolerates an occasional duplicate computation. When the claim fails, the
+        /// call fails, or, with [`fail_open`](Self::fail_open), runs the function unprotected.
         single_flight() => single_flight = true;
 
         /// Custom keys are used as given, not scoped by function name and version: for a
