@@ -147,6 +147,7 @@ macro_rules! conformance_tests {
             wrapper::in_flight_reject_in_process_reports_the_lease,
             wrapper::invalidation_reaches_one_call_or_one_function,
             wrapper::single_flight_runs_a_cached_miss_once,
+            wrapper::stale_if_error_returns_a_recent_value_when_the_function_fails,
             bad_input::unencodable_args_are_a_key_error,
             bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,
             bad_input::corrupt_cached_value_is_a_self_healing_miss,

@@ -889,3 +889,63 @@ pub async fn single_flight_runs_a_cached_miss_once(store: Arc<dyn ResultStore>) 
     let hit = make(false).call_traced("d1".into()).await.unwrap();
     assert_eq!(hit.outcome.status, Status::CacheHit);
 }
+
+/// With `stale_if_error`, a value past its TTL but within the window is returned
+/// (`Stale`) when the function fails, replaced when it succeeds, and past the window the
+/// error is the caller's.
+pub async fn stale_if_error_returns_a_recent_value_when_the_function_fails(
+    store: Arc<dyn ResultStore>,
+) {
+    let stent = Stent::from_arc(store);
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = counter();
+    let quote = |ttl: Duration, window: Duration| {
+        let (failing, runs) = (Arc::clone(&failing), Arc::clone(&runs));
+        stent
+            .durable("fx::quote")
+            .cached()
+            .ttl(ttl)
+            .stale_if_error(window)
+            .wrap(move |pair: String| {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                let fail = failing.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        return Err(format!("upstream down (run {n})"));
+                    }
+                    Ok(format!("{pair} quote {n}"))
+                }
+            })
+    };
+    let (ttl, window) = (Duration::from_millis(300), Duration::from_secs(30));
+    let f = quote(ttl, window);
+    assert_eq!(f.call("EURUSD".into()).await.unwrap(), "EURUSD quote 1");
+    let hit = f.call_traced("EURUSD".into()).await.unwrap();
+    assert_eq!(hit.outcome.status, Status::CacheHit);
+    tokio::time::sleep(ttl * 2).await;
+    failing.store(true, Ordering::SeqCst);
+    let stale = f
+        .call_traced("EURUSD".into())
+        .await
+        .expect("the stale value");
+    assert_eq!(
+        (stale.value.as_str(), stale.outcome.status),
+        ("EURUSD quote 1", Status::Stale)
+    );
+    failing.store(false, Ordering::SeqCst);
+    let fresh = f.call_traced("EURUSD".into()).await.unwrap();
+    assert_eq!(
+        (fresh.value.as_str(), fresh.outcome.status),
+        ("EURUSD quote 3", Status::Executed)
+    );
+
+    let short = quote(Duration::from_millis(100), Duration::from_millis(100));
+    short.call("GBPUSD".into()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    failing.store(true, Ordering::SeqCst);
+    let err = short
+        .call("GBPUSD".into())
+        .await
+        .expect_err("past the window");
+    assert_eq!(err.kind(), ErrorKind::Function);
+}

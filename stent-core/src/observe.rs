@@ -2,10 +2,11 @@
 //!
 //! | metric | kind | labels | counts |
 //! |---|---|---|---|
-//! | `stent_calls_total` | counter | `function`, `outcome` | every call; outcome = `executed`, `cache_hit`, `replayed`, `joined`, `failed` (the function's error) or `error` |
+//! | `stent_calls_total` | counter | `function`, `outcome` | every call; outcome = `executed`, `cache_hit`, `replayed`, `joined`, `stale`, `failed` (the function's error) or `error` |
 //! | `stent_executions_total` | counter | `function` | runs of the wrapped function |
 //! | `stent_cache_hits_total` | counter | `function` | results served from the cache namespace |
 //! | `stent_replays_total` | counter | `function` | results replayed from the idempotency namespace |
+//! | `stent_stale_total` | counter | `function` | failed calls answered with a stale cached value (`stale_if_error`) |
 //! | `stent_in_flight_waits_total` | counter | `function` | calls that found the key in flight elsewhere and waited |
 //! | `stent_takeovers_total` | counter | `function` | executions that took over a lapsed lease (attempt > 1) |
 //! | `stent_lease_lost_total` | counter | `function` | completions refused by fencing |
@@ -45,6 +46,7 @@ pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, e
             Ok(t) => match t.outcome.status {
                 Status::CacheHit => counter!("stent_cache_hits_total", "function" => f.clone()).increment(1),
                 Status::Replayed => counter!("stent_replays_total", "function" => f.clone()).increment(1),
+                Status::Stale => counter!("stent_stale_total", "function" => f.clone()).increment(1),
                 Status::Executed | Status::Joined => {}
             },
             Err(e) => match e.kind() {

@@ -12,8 +12,11 @@ named_enum! {
         Replayed = "replayed",
         /// Another caller was executing the key; this call waited and got its result.
         Joined = "joined",
+        /// The function failed, and a cached value past its TTL but within
+        /// [`stale_if_error`](crate::DurableBuilder::stale_if_error)'s window was returned.
+        Stale = "stale",
     }
-    /// `"executed"`, `"cache_hit"`, `"replayed"` or `"joined"`.
+    /// `"executed"`, `"cache_hit"`, `"replayed"`, `"joined"` or `"stale"`.
     fn as_str;
 }
 

@@ -123,7 +123,7 @@ pub(crate) async fn record<R, E>(
         Ok(Traced { outcome, .. }) => {
             let status = match outcome.status {
                 Status::Executed => "executed",
-                Status::CacheHit | Status::Replayed => "cache_hit",
+                Status::CacheHit | Status::Replayed | Status::Stale => "cache_hit",
                 Status::Joined => "joined",
             };
             (status, outcome.status.as_str(), outcome.attempt)

@@ -141,15 +141,28 @@ where
     ) -> Served<Traced<R>, E> {
         let c = &self.inner.config;
         let fingerprint = fingerprint.as_deref();
+        let mut stale = None;
         if c.cached
-            && let Some((value, attempt)) = self.cache_lookup(&key, fingerprint).await?
+            && let Some((value, attempt, fresh)) = self.cache_lookup(&key, fingerprint).await?
         {
-            return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
+            if fresh {
+                return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
+            }
+            stale = Some((value, attempt, key.clone()));
         }
         if c.idempotent || c.single_flight {
             return self.idempotent(key, fingerprint, args, started).await;
         }
-        self.execute_and_cache(key, fingerprint, args).await
+        match (self.execute_and_cache(key, fingerprint, args).await?, stale) {
+            (Err(e), Some((value, attempt, key))) => {
+                tracing::warn!(
+                    "the function failed; returning the stale cached value (stale_if_error)"
+                );
+                drop(e);
+                Ok(Ok(Traced::new(value, Status::Stale, attempt, key)))
+            }
+            (served, _) => Ok(served),
+        }
     }
 
     /// Runs the function as attempt 1 and stores its value in the cache.
@@ -215,7 +228,13 @@ where
     /// With payload validation, a value stored with another fingerprint is
     /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
     /// neither is revealed.
-    async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<(R, u32)>> {
+    /// The value comes with whether it is fresh: past its TTL, a value kept for
+    /// [`stale_if_error`](DurableBuilder::stale_if_error) is not.
+    async fn cache_lookup(
+        &self,
+        key: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Option<(R, u32, bool)>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
             Ok(Some(record)) => record,
@@ -235,8 +254,12 @@ where
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
+        let fresh = match (c.stale_if_error, c.ttl, record.completed_at) {
+            (Some(_), Some(ttl), Some(at)) => Timestamp::now() < at.add(ttl),
+            _ => true,
+        };
         match decode_value(key, bytes) {
-            Ok(value) => Ok(Some((value, record.attempt))),
+            Ok(value) => Ok(Some((value, record.attempt, fresh))),
             Err(e) => {
                 tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
                 Ok(None)
@@ -253,7 +276,8 @@ where
         let c = &self.inner.config;
         let meta = self.meta(fingerprint);
         let store = self.inner.store.as_ref();
-        match store.put(Namespace::Cache, key, bytes, c.ttl, meta).await {
+        let ttl = c.ttl.map(|ttl| ttl + c.stale_if_error.unwrap_or_default());
+        match store.put(Namespace::Cache, key, bytes, ttl, meta).await {
             Ok(()) => Ok(()),
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.

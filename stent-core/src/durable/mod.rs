@@ -177,6 +177,7 @@ struct Config {
     /// [`Durable::store_errors_if`] was called.
     store_errors: bool,
     single_flight: bool,
+    stale_if_error: Option<Duration>,
 }
 
 impl Config {
@@ -212,6 +213,13 @@ impl Config {
                 self.lease.is_some() && !idempotent && !self.single_flight,
                 ".lease(…)",
                 "it is neither idempotent nor single-flight, so it holds no lease",
+            ),
+            (
+                self.stale_if_error.is_some()
+                    && (!cached || idempotent || self.single_flight || self.ttl.is_none()),
+                ".stale_if_error(…)",
+                "it applies to a cached function with a .ttl(…), neither idempotent nor \
+                 single-flight",
             ),
             (
                 self.single_flight && (idempotent || !cached),
@@ -321,6 +329,14 @@ impl<K> DurableBuilder<K> {
         /// caching tolerates an occasional duplicate computation. When the claim fails, the
         /// call fails, or, with [`fail_open`](Self::fail_open), runs the function unprotected.
         single_flight() => single_flight = true;
+
+        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
+        /// their TTL. A call that finds one there runs the function, and when the function
+        /// fails, returns that value (`Status::Stale`; the error is logged and counted) instead
+        /// of the error. A value's age is the caller's clock against the time the store
+        /// recorded it (the server's, on PostgreSQL and Redis). Not with single flight or
+        /// idempotency yet.
+        stale_if_error(window: Duration) => stale_if_error = Some(window);
 
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.
