@@ -148,6 +148,7 @@ macro_rules! conformance_tests {
             wrapper::invalidation_reaches_one_call_or_one_function,
             wrapper::single_flight_runs_a_cached_miss_once,
             wrapper::stale_if_error_returns_a_recent_value_when_the_function_fails,
+            wrapper::stale_while_revalidate_serves_the_old_value_and_refreshes_once,
             bad_input::unencodable_args_are_a_key_error,
             bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,
             bad_input::corrupt_cached_value_is_a_self_healing_miss,

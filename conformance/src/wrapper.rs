@@ -949,3 +949,56 @@ pub async fn stale_if_error_returns_a_recent_value_when_the_function_fails(
         .expect_err("past the window");
     assert_eq!(err.kind(), ErrorKind::Function);
 }
+
+/// With `stale_while_revalidate`, callers that find a value past its TTL but within the
+/// window get it at once (`Stale`), while one refresh, across all of them, replaces it.
+pub async fn stale_while_revalidate_serves_the_old_value_and_refreshes_once(
+    store: Arc<dyn ResultStore>,
+) {
+    let stent = Stent::from_arc(store);
+    let runs = counter();
+    let ttl = Duration::from_millis(300);
+    let make = || {
+        let runs = Arc::clone(&runs);
+        stent
+            .durable("fx::board")
+            .cached()
+            .ttl(ttl)
+            .stale_while_revalidate(Duration::from_secs(30))
+            .wrap(move |board: String| {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n > 1 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Ok::<_, Infallible>(format!("{board} v{n}"))
+                }
+            })
+    };
+    assert_eq!(make().call("rates".into()).await.unwrap(), "rates v1");
+    tokio::time::sleep(ttl * 2).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (f, barrier) = (make(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call_traced("rates".to_owned()).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let t = call.await.unwrap().unwrap();
+        assert_eq!(
+            (t.value.as_str(), t.outcome.status),
+            ("rates v1", Status::Stale)
+        );
+    }
+    let f = make();
+    eventually("the refresh lands", || async {
+        let t = f.call_traced("rates".to_owned()).await.unwrap();
+        (t.outcome.status == Status::CacheHit && t.value == "rates v2").then_some(())
+    })
+    .await;
+    assert_eq!(count(&runs), 2, "one refresh for all eight callers");
+}

@@ -12,8 +12,10 @@ named_enum! {
         Replayed = "replayed",
         /// Another caller was executing the key; this call waited and got its result.
         Joined = "joined",
-        /// The function failed, and a cached value past its TTL but within
-        /// [`stale_if_error`](crate::DurableBuilder::stale_if_error)'s window was returned.
+        /// A cached value past its TTL but within a stale window was returned: the function
+        /// failed ([`stale_if_error`](crate::DurableBuilder::stale_if_error)), or a refresh
+        /// runs in the background
+        /// ([`stale_while_revalidate`](crate::DurableBuilder::stale_while_revalidate)).
         Stale = "stale",
     }
     /// `"executed"`, `"cache_hit"`, `"replayed"`, `"joined"` or `"stale"`.

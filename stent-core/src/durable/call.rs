@@ -143,10 +143,16 @@ where
         let fingerprint = fingerprint.as_deref();
         let mut stale = None;
         if c.cached
-            && let Some((value, attempt, fresh)) = self.cache_lookup(&key, fingerprint).await?
+            && let Some((value, attempt, past_ttl)) = self.cache_lookup(&key, fingerprint).await?
         {
-            if fresh {
+            let Some(past_ttl) = past_ttl else {
                 return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
+            };
+            if c.stale_while_revalidate
+                .is_some_and(|window| past_ttl < window)
+            {
+                self.refresh_in_background(key.clone(), fingerprint.map(str::to_owned), args);
+                return Ok(Ok(Traced::new(value, Status::Stale, attempt, key)));
             }
             stale = Some((value, attempt, key.clone()));
         }
@@ -154,15 +160,41 @@ where
             return self.idempotent(key, fingerprint, args, started).await;
         }
         match (self.execute_and_cache(key, fingerprint, args).await?, stale) {
-            (Err(e), Some((value, attempt, key))) => {
-                tracing::warn!(
-                    "the function failed; returning the stale cached value (stale_if_error)"
-                );
-                drop(e);
+            (Err(_), Some((value, attempt, key))) if c.stale_if_error.is_some() => {
+                tracing::warn!("the function failed; returning the stale value (stale_if_error)");
                 Ok(Ok(Traced::new(value, Status::Stale, attempt, key)))
             }
             (served, _) => Ok(served),
         }
+    }
+
+    /// Refreshes a stale value on the runtime, unless a caller in any process already is:
+    /// the refresh holds a claim on a lock key of its own in the cache namespace (the key's
+    /// hashed form, `sha256:` of `refresh\0{key}`, in the function's scope), renewed while the
+    /// function runs and released after. Failures are logged; the stale value stays.
+    fn refresh_in_background(&self, key: String, fingerprint: Option<String>, args: A) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (c, store) = (&this.inner.config, Arc::clone(&this.inner.store));
+            let lock = c.scope().custom(format!("refresh\0{key}"));
+            let token = LeaseToken::generate();
+            let claim = Claim {
+                token: &token,
+                lease: c.lease(),
+                meta: this.meta(fingerprint.as_deref()),
+            };
+            match store.claim(Namespace::Cache, &lock, &claim).await {
+                Ok(ClaimOutcome::Acquired { .. }) => {}
+                Ok(_) => return,
+                Err(e) => return tracing::warn!(error = %e, "stale-while-revalidate: no refresh"),
+            }
+            let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
+            let refresh = this.execute_and_cache(key, fingerprint.as_deref(), args);
+            if let Err(e) = guard.renewing(c.lease(), refresh).await {
+                tracing::warn!(error = %e, "stale-while-revalidate: the refresh was not stored");
+            }
+            guard.release().await;
+        });
     }
 
     /// Runs the function as attempt 1 and stores its value in the cache.
@@ -228,13 +260,14 @@ where
     /// With payload validation, a value stored with another fingerprint is
     /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
     /// neither is revealed.
-    /// The value comes with whether it is fresh: past its TTL, a value kept for
-    /// [`stale_if_error`](DurableBuilder::stale_if_error) is not.
+    /// The value comes with how long past its TTL it is, for a value kept past it for
+    /// [`stale_if_error`](DurableBuilder::stale_if_error) or
+    /// [`stale_while_revalidate`](DurableBuilder::stale_while_revalidate); `None` while fresh.
     async fn cache_lookup(
         &self,
         key: &str,
         fingerprint: Option<&str>,
-    ) -> Result<Option<(R, u32, bool)>> {
+    ) -> Result<Option<(R, u32, Option<Duration>)>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
             Ok(Some(record)) => record,
@@ -254,12 +287,13 @@ where
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
-        let fresh = match (c.stale_if_error, c.ttl, record.completed_at) {
-            (Some(_), Some(ttl), Some(at)) => Timestamp::now() < at.add(ttl),
-            _ => true,
+        let past_ttl = match (c.stale_window(), c.ttl, record.completed_at) {
+            (Some(_), Some(ttl), Some(at)) => Some(Timestamp::now().since(at.add(ttl))),
+            _ => None,
         };
+        let past_ttl = past_ttl.filter(|d| !d.is_zero());
         match decode_value(key, bytes) {
-            Ok(value) => Ok(Some((value, record.attempt, fresh))),
+            Ok(value) => Ok(Some((value, record.attempt, past_ttl))),
             Err(e) => {
                 tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
                 Ok(None)
@@ -276,7 +310,7 @@ where
         let c = &self.inner.config;
         let meta = self.meta(fingerprint);
         let store = self.inner.store.as_ref();
-        let ttl = c.ttl.map(|ttl| ttl + c.stale_if_error.unwrap_or_default());
+        let ttl = c.ttl.map(|ttl| ttl + c.stale_window().unwrap_or_default());
         match store.put(Namespace::Cache, key, bytes, ttl, meta).await {
             Ok(()) => Ok(()),
             // With idempotency on, the idempotency record is the source of truth: a failed

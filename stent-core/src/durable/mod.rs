@@ -178,11 +178,17 @@ struct Config {
     store_errors: bool,
     single_flight: bool,
     stale_if_error: Option<Duration>,
+    stale_while_revalidate: Option<Duration>,
 }
 
 impl Config {
     fn lease(&self) -> Duration {
         self.lease.unwrap_or(DEFAULT_LEASE)
+    }
+
+    /// How long values are kept past their TTL: the longer of the stale windows.
+    fn stale_window(&self) -> Option<Duration> {
+        self.stale_if_error.max(self.stale_while_revalidate)
     }
 
     fn scope(&self) -> KeyScope<'_> {
@@ -213,6 +219,13 @@ impl Config {
                 self.lease.is_some() && !idempotent && !self.single_flight,
                 ".lease(…)",
                 "it is neither idempotent nor single-flight, so it holds no lease",
+            ),
+            (
+                self.stale_while_revalidate.is_some()
+                    && (!cached || idempotent || self.single_flight || self.ttl.is_none()),
+                ".stale_while_revalidate(…)",
+                "it applies to a cached function with a .ttl(…), neither idempotent nor \
+                 single-flight (its refresh is single-flight already)",
             ),
             (
                 self.stale_if_error.is_some()
@@ -337,6 +350,13 @@ impl<K> DurableBuilder<K> {
         /// recorded it (the server's, on PostgreSQL and Redis). Not with single flight or
         /// idempotency yet.
         stale_if_error(window: Duration) => stale_if_error = Some(window);
+
+        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
+        /// their TTL, and a call that finds one there gets it at once (`Status::Stale`)
+        /// while one refresh runs in the background: one across every process, which holds a
+        /// claim on the key's refresh lock (see `stale_if_error` for how age is measured).
+        /// Not with single flight or idempotency.
+        stale_while_revalidate(window: Duration) => stale_while_revalidate = Some(window);
 
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.
