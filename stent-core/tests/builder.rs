@@ -59,6 +59,22 @@ async fn settings_without_effect_in_the_mode_are_refused() {
         (f(stent.durable("e").idempotent().fail_open()), ".fail_open"),
         (f(stent.durable("h").single_flight()), ".single_flight"),
         (
+            f(stent
+                .durable("j")
+                .cached()
+                .stale_while_revalidate(Duration::from_secs(1))),
+            ".stale_while_revalidate",
+        ),
+        (
+            f(stent
+                .durable("k")
+                .idempotent()
+                .cached()
+                .ttl(Duration::from_secs(1))
+                .stale_if_error(Duration::from_secs(1))),
+            ".stale_if_error",
+        ),
+        (
             f(stent.durable("i").idempotent().cached().single_flight()),
             ".single_flight",
         ),
