@@ -170,8 +170,9 @@ where
 
     /// Refreshes a stale value on the runtime, unless a caller in any process already is:
     /// the refresh holds a claim on a lock key of its own in the cache namespace (the key's
-    /// hashed form, `sha256:` of `refresh\0{key}`, in the function's scope), renewed while the
-    /// function runs and released after. Failures are logged; the stale value stays.
+    /// hashed form, `sha256:` of `refresh\0{key}`, in the function's scope), reads the value
+    /// again under it (a refresh that just ended leaves it fresh), runs the function while
+    /// renewing the claim, and releases it. Failures are logged; the stale value stays.
     fn refresh_in_background(&self, key: String, fingerprint: Option<String>, args: A) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -189,6 +190,11 @@ where
                 Err(e) => return tracing::warn!(error = %e, "stale-while-revalidate: no refresh"),
             }
             let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
+            // Another refresh may have stored a fresh value and let go of the lock since this
+            // caller read the stale one.
+            if let Ok(Some((_, _, None))) = this.cache_lookup(&key, fingerprint.as_deref()).await {
+                return guard.release().await;
+            }
             let refresh = this.execute_and_cache(key, fingerprint.as_deref(), args);
             if let Err(e) = guard.renewing(c.lease(), refresh).await {
                 tracing::warn!(error = %e, "stale-while-revalidate: the refresh was not stored");
