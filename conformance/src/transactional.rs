@@ -14,7 +14,7 @@ use stent_core::{
     TxDurable,
 };
 
-use crate::support::{IDEM, LIVE, SHORT, acquire};
+use crate::support::{IDEM, LIVE, SHORT, acquire, eventually};
 
 /// What the transactional cases need of a SQL backend besides its store: a table of
 /// effects, written inside a call's transaction and read back from the database.
@@ -267,7 +267,9 @@ pub async fn lease_mode_call_waits_for_a_transactional_holder<X: SqlBackend>(sto
     let ledger = Ledger::<X>::new(store).await;
     let post = ledger.post(WAIT, Duration::from_millis(500), None);
     let holder = tokio::spawn(async move { post.call(args()).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The holder's function runs once its claim is written in its transaction.
+    let started = || async { (ledger.runs() >= 1).then_some(()) };
+    eventually("the transactional holder runs", started).await;
     let lease_mode = ledger
         .stent
         .durable("ledger::post")

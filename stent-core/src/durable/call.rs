@@ -154,13 +154,15 @@ where
                 self.refresh_in_background(key.clone(), fingerprint.map(str::to_owned), args);
                 return Ok(Ok(Traced::new(value, Status::Stale, attempt, key)));
             }
-            stale = Some((value, attempt, key.clone()));
+            if c.stale_if_error.is_some() {
+                stale = Some((value, attempt, key.clone()));
+            }
         }
         if c.idempotent || c.single_flight {
             return self.idempotent(key, fingerprint, args, started).await;
         }
         match (self.execute_and_cache(key, fingerprint, args).await?, stale) {
-            (Err(_), Some((value, attempt, key))) if c.stale_if_error.is_some() => {
+            (Err(_), Some((value, attempt, key))) => {
                 tracing::warn!("the function failed; returning the stale value (stale_if_error)");
                 Ok(Ok(Traced::new(value, Status::Stale, attempt, key)))
             }
@@ -179,11 +181,7 @@ where
             let (c, store) = (&this.inner.config, Arc::clone(&this.inner.store));
             let lock = c.scope().custom(format!("refresh\0{key}"));
             let token = LeaseToken::generate();
-            let claim = Claim {
-                token: &token,
-                lease: c.lease(),
-                meta: this.meta(fingerprint.as_deref()),
-            };
+            let claim = this.claim(&token, fingerprint.as_deref());
             match store.claim(Namespace::Cache, &lock, &claim).await {
                 Ok(ClaimOutcome::Acquired { .. }) => {}
                 Ok(_) => return,
@@ -196,8 +194,10 @@ where
                 return guard.release().await;
             }
             let refresh = this.execute_and_cache(key, fingerprint.as_deref(), args);
-            if let Err(e) = guard.renewing(c.lease(), refresh).await {
-                tracing::warn!(error = %e, "stale-while-revalidate: the refresh was not stored");
+            match guard.renewing(c.lease(), refresh).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => tracing::warn!("stale-while-revalidate: the function failed"),
+                Err(e) => tracing::warn!(error = %e, "stale-while-revalidate: not stored"),
             }
             guard.release().await;
         });
@@ -250,6 +250,19 @@ where
     pub(super) fn stored_error(&self, err: &E) -> Option<Result<Vec<u8>>> {
         let storage = self.inner.store_errors.as_ref()?;
         (storage.pred)(err).then(|| (storage.encode)(err))
+    }
+
+    /// A claim of this function's by `token`, for its lease.
+    pub(super) fn claim<'a>(
+        &'a self,
+        token: &'a LeaseToken,
+        fingerprint: Option<&'a str>,
+    ) -> Claim<'a> {
+        Claim {
+            token,
+            lease: self.inner.config.lease(),
+            meta: self.meta(fingerprint),
+        }
     }
 
     pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {

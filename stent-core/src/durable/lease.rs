@@ -22,11 +22,7 @@ where
         let mut joined = false;
         loop {
             let token = LeaseToken::generate();
-            let claim = Claim {
-                token: &token,
-                lease: c.lease(),
-                meta: self.meta(fingerprint),
-            };
+            let claim = self.claim(&token, fingerprint);
             let store = self.inner.store.as_ref();
             let claimed = match store.claim(self.claim_ns(), &key, &claim).await {
                 // Single flight is protection, not a result: fail_open runs without it.

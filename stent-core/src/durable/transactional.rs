@@ -201,14 +201,6 @@ where
         run.await.map(|t| t.value)
     }
 
-    fn claim<'a>(&'a self, token: &'a LeaseToken, fingerprint: Option<&'a str>) -> Claim<'a> {
-        Claim {
-            token,
-            lease: self.durable.inner.config.lease(),
-            meta: self.durable.meta(fingerprint),
-        }
-    }
-
     async fn run(&self, key: String, mut args: A) -> Served<Traced<R>, E> {
         let (d, started) = (&self.durable, Instant::now());
         let fingerprint = d.fingerprint_of(&args)?;
@@ -292,7 +284,7 @@ where
     ) -> Result<Tried<R, E, A>> {
         let d = &self.durable;
         let token = LeaseToken::generate();
-        let claim = self.claim(&token, fingerprint);
+        let claim = self.durable.claim(&token, fingerprint);
         let ns = Namespace::Idempotency;
         let attempt = match self.store.claim_in(&mut tx, ns, key, &claim).await? {
             ClaimOutcome::Acquired { attempt, .. } => attempt,
@@ -334,7 +326,7 @@ where
         bytes: Vec<u8>,
     ) -> Result<()> {
         let token = LeaseToken::generate();
-        let claim = self.claim(&token, fingerprint);
+        let claim = self.durable.claim(&token, fingerprint);
         let ns = Namespace::Idempotency;
         // Someone else may have claimed the key since the rollback: then theirs stands.
         let ClaimOutcome::Acquired { .. } = self.store.claim_in(conn, ns, key, &claim).await?

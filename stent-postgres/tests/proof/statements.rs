@@ -537,7 +537,7 @@ async fn every_namespace_has_its_own_table_and_clearing_one_leaves_the_others() 
 
 /// A transactional call of a key another transactional call holds waits on the claim's row
 /// lock at most its in-flight wait (`SET LOCAL lock_timeout`), then fails with `Busy`; a
-/// lease-mode replay of the same key afterwards gets the first call's result.
+/// replay of the same key afterwards gets the first call's result.
 #[tokio::test]
 async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
     let test = "a_transactional_duplicate_waits_at_most_its_lock_timeout";
@@ -545,12 +545,16 @@ async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
         return;
     };
     let stent = stent_core::Stent::new(store.clone());
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
     let post = |hold: Duration, wait: Duration| {
+        let started = std::sync::Arc::clone(&started);
         stent
             .durable("ledger::post")
             .in_flight(stent_core::InFlight::Wait { timeout: wait })
             .wrap_tx(&store, move |_tx, n: u32| {
+                let started = std::sync::Arc::clone(&started);
                 Box::pin(async move {
+                    started.notify_one();
                     tokio::time::sleep(hold).await;
                     Ok::<_, std::convert::Infallible>(n)
                 })
@@ -558,7 +562,8 @@ async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
     };
     let first = post(Duration::from_secs(2), LEASE);
     let holder = tokio::spawn(async move { first.call(7).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The holder's function runs once its claim is written in its transaction.
+    started.notified().await;
     let err = post(Duration::ZERO, Duration::from_millis(200))
         .call(7)
         .await;
