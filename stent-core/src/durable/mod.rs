@@ -204,6 +204,8 @@ impl Config {
     fn check(&self) -> Result<()> {
         self.scope().check()?;
         let (idempotent, cached) = (self.idempotent, self.cached);
+        // Values kept past their TTL: only a plain cached function with a TTL has them.
+        let stale_fits = cached && !idempotent && !self.single_flight && self.ttl.is_some();
         let useless = [
             (
                 self.ttl.is_some() && !cached,
@@ -221,15 +223,13 @@ impl Config {
                 "it is neither idempotent nor single-flight, so it holds no lease",
             ),
             (
-                self.stale_while_revalidate.is_some()
-                    && (!cached || idempotent || self.single_flight || self.ttl.is_none()),
+                self.stale_while_revalidate.is_some() && !stale_fits,
                 ".stale_while_revalidate(…)",
                 "it applies to a cached function with a .ttl(…), neither idempotent nor \
                  single-flight (its refresh is single-flight already)",
             ),
             (
-                self.stale_if_error.is_some()
-                    && (!cached || idempotent || self.single_flight || self.ttl.is_none()),
+                self.stale_if_error.is_some() && !stale_fits,
                 ".stale_if_error(…)",
                 "it applies to a cached function with a .ttl(…), neither idempotent nor \
                  single-flight",
