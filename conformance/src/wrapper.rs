@@ -951,19 +951,34 @@ pub async fn stale_if_error_returns_a_recent_value_when_the_function_fails(
 }
 
 /// With `stale_while_revalidate`, callers that find a value past its TTL but within the
-/// window get it at once (`Stale`), while one refresh, across all of them, replaces it.
+/// window get it at once (`Stale`), while one refresh, across all of them, replaces it;
+/// with single flight too.
 pub async fn stale_while_revalidate_serves_the_old_value_and_refreshes_once(
     store: Arc<dyn ResultStore>,
 ) {
+    for single_flight in [false, true] {
+        stale_while_revalidate_with(Arc::clone(&store), single_flight).await;
+    }
+}
+
+async fn stale_while_revalidate_with(store: Arc<dyn ResultStore>, single_flight: bool) {
     let stent = Stent::from_arc(store);
     let runs = counter();
     let ttl = Duration::from_millis(300);
+    let name = if single_flight {
+        "fx::board_sf"
+    } else {
+        "fx::board"
+    };
     let make = || {
         let runs = Arc::clone(&runs);
-        stent
-            .durable("fx::board")
-            .cached()
-            .ttl(ttl)
+        let builder = stent.durable(name).cached().ttl(ttl);
+        let builder = if single_flight {
+            builder.single_flight()
+        } else {
+            builder
+        };
+        builder
             .stale_while_revalidate(Duration::from_secs(30))
             .wrap(move |board: String| {
                 let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1001,4 +1016,175 @@ pub async fn stale_while_revalidate_serves_the_old_value_and_refreshes_once(
     })
     .await;
     assert_eq!(count(&runs), 2, "one refresh for all eight callers");
+}
+
+/// With `stale_if_error` and single flight, callers that find a value past its TTL while
+/// the function fails or runs past its `timeout` all get that value (`Stale`); one of them,
+/// across all, ran the function; once it succeeds, the value is replaced.
+pub async fn stale_if_error_with_single_flight_runs_the_function_once(store: Arc<dyn ResultStore>) {
+    let stent = Stent::from_arc(store);
+    let runs = counter();
+    let ttl = Duration::from_millis(300);
+    let make = || {
+        let runs = Arc::clone(&runs);
+        stent
+            .durable("fx::spot")
+            .cached()
+            .ttl(ttl)
+            .single_flight()
+            .stale_if_error(Duration::from_secs(30))
+            .timeout(Duration::from_secs(1))
+            .wrap(move |pair: String| {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    // Both runs hold the refresh lock long enough for every caller to meet it.
+                    match n {
+                        2 => tokio::time::sleep(Duration::from_secs(600)).await,
+                        3 => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            return Err(format!("upstream down (run {n})"));
+                        }
+                        _ => {}
+                    }
+                    Ok(format!("{pair} spot {n}"))
+                }
+            })
+    };
+    assert_eq!(make().call("EURUSD".into()).await.unwrap(), "EURUSD spot 1");
+    tokio::time::sleep(ttl * 2).await;
+    for expected_runs in [2, 3] {
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, barrier) = (make(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    f.call_traced("EURUSD".to_owned()).await
+                })
+            })
+            .collect();
+        for call in calls {
+            let t = call.await.unwrap().expect("the stale value");
+            assert_eq!(
+                (t.value.as_str(), t.outcome.status),
+                ("EURUSD spot 1", Status::Stale)
+            );
+        }
+        // Run 2 timed out, run 3 failed: one run each for the eight callers.
+        assert_eq!(count(&runs), expected_runs);
+    }
+    let fresh = make().call_traced("EURUSD".into()).await.unwrap();
+    assert_eq!(
+        (fresh.value.as_str(), fresh.outcome.status),
+        ("EURUSD spot 4", Status::Executed)
+    );
+    let hit = make().call_traced("EURUSD".into()).await.unwrap();
+    assert_eq!(hit.outcome.status, Status::CacheHit);
+}
+
+/// A function that runs past its `timeout` is cancelled: the call fails with a retryable
+/// `Timeout` error, nothing is recorded, and the key is free for the next call at once.
+pub async fn timeout_cancels_the_function_and_frees_the_key(store: Arc<dyn ResultStore>) {
+    let stent = Stent::from_arc(Arc::clone(&store));
+    let runs = counter();
+    let r = Arc::clone(&runs);
+    let f = stent
+        .durable("payments::settle")
+        .idempotent()
+        .lease(Duration::from_secs(60))
+        .timeout(Duration::from_millis(200))
+        .wrap(move |id: String| {
+            let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n == 1 {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+                Ok::<_, Infallible>(format!("settled {id} by run {n}"))
+            }
+        });
+    let err = f.call("p1".into()).await.expect_err("run 1 times out");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.is_retryable(), "{err}");
+    let key = f.key_for(&"p1".to_owned()).unwrap();
+    assert_eq!(err.key(), Some(key.as_str()));
+    // The claim was released, not left to lapse with its 60 s lease.
+    let t = f.call_traced("p1".into()).await.unwrap();
+    assert_eq!(
+        (t.value.as_str(), t.outcome.status, t.outcome.attempt),
+        ("settled p1 by run 2", Status::Executed, 1)
+    );
+    assert_eq!(f.call("p1".into()).await.unwrap(), "settled p1 by run 2");
+    assert_eq!(count(&runs), 2);
+}
+
+/// With `early_refresh`, a value is stored with how long the function took, and hits on a
+/// hot key refresh it before it expires: in the background (every caller gets the value it
+/// found at once), once per value however many callers drew a refresh. A value stored without the time (as
+/// before early refresh was set) is still a hit.
+pub async fn early_refresh_refreshes_a_hot_value_before_it_expires(store: Arc<dyn ResultStore>) {
+    let stent = Stent::from_arc(Arc::clone(&store));
+    let runs = counter();
+    let make = || {
+        let runs = Arc::clone(&runs);
+        stent
+            .durable("fx::curve")
+            .cached()
+            .ttl(Duration::from_secs(600))
+            // So large that every hit draws a refresh: took × beta dwarfs the TTL.
+            .early_refresh(1e12)
+            .wrap(move |curve: String| {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, Infallible>(format!("{curve} v{n}"))
+                }
+            })
+    };
+    let f = make();
+    assert_eq!(f.call("ois".into()).await.unwrap(), "ois v1");
+    let key = f.key_for(&"ois".to_owned()).unwrap();
+    let stored = store.get(CACHE, &key).await.unwrap().expect("the value");
+    let took = stent_core::codec::computed_in(stored.value.as_deref().unwrap());
+    assert!(took >= Some(Duration::from_millis(20)), "{took:?}");
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (f, barrier) = (make(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call_traced("ois".to_owned()).await
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for call in calls {
+        let t = call.await.unwrap().unwrap();
+        assert_eq!(t.outcome.status, Status::CacheHit, "no caller waits");
+        seen.insert(t.value);
+    }
+    // Each value a caller saw was refreshed exactly once, whichever callers drew a refresh:
+    // under the lock, a refresh of a value already replaced is dropped.
+    let runs_expected = 1 + u32::try_from(seen.len()).unwrap();
+    let latest = stent_core::codec::Stored::Value(format!("ois v{runs_expected}").into());
+    eventually("every early refresh lands", || async {
+        let record = store.get(CACHE, &key).await.unwrap()?;
+        let stored = stent_core::codec::to_json(&key, record.value.as_deref()?).ok()?;
+        (stored == latest).then_some(())
+    })
+    .await;
+    assert_eq!(count(&runs), runs_expected, "one refresh per value seen");
+
+    let old = f.key_for(&"libor".to_owned()).unwrap();
+    let bytes = stent_core::codec::encode_value("libor v0").unwrap();
+    let ttl = Some(Duration::from_secs(600));
+    store
+        .put(CACHE, &old, &bytes, ttl, crate::support::meta())
+        .await
+        .unwrap();
+    let t = f.call_traced("libor".into()).await.unwrap();
+    assert_eq!(
+        (t.value.as_str(), t.outcome.status),
+        ("libor v0", Status::CacheHit)
+    );
 }

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `0x01` | JSON of the function's `Ok` value |
 //! | `0x02` | JSON of a stored terminal error (see `store_errors_if`) |
+//! | `0x03` | how long the function took to compute the value, in milliseconds as 4 bytes big-endian, then JSON of its `Ok` value (cached values of functions with `early_refresh`) |
 //!
 //! JSON cannot tell `Some(None)` from `None` in a nested `Option<Option<T>>`: both replay as
 //! `None`. JSON has no form for NaN or the infinities: a result holding one fails to encode
@@ -23,6 +24,8 @@
 //! assert_eq!(back, Stored::Value(Some(42)));
 //! ```
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -32,6 +35,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub const TAG_JSON_VALUE: u8 = 0x01;
 /// Tag of a JSON-encoded stored error.
 pub const TAG_JSON_ERROR: u8 = 0x02;
+/// Tag of a JSON-encoded `Ok` value after the time it took to compute.
+pub const TAG_TIMED_VALUE: u8 = 0x03;
 
 /// A decoded stored value: the function's result or a stored terminal error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,16 +47,18 @@ pub enum Stored<T, E> {
     Error(E),
 }
 
-fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
+fn encode_tagged<T: Serialize + ?Sized>(header: &[u8], value: &T) -> Result<Vec<u8>> {
     // Room for a small value: growing from one byte would reallocate on each piece written.
     let mut out = Vec::with_capacity(128);
-    out.push(tag);
+    out.extend_from_slice(header);
     serde_json::to_writer(&mut out, value).map_err(|e| {
         Error::new(ErrorKind::Encode, "result cannot be encoded as JSON").with_source(e)
     })?;
     // serde_json writes NaN and the infinities as `null`, which would replay as something
     // else (or fail to decode, forever). Only output holding a `null` can hide one.
-    if out.windows(4).any(|w| w == b"null") && crate::key::has_non_finite_float(value) {
+    if out[header.len()..].windows(4).any(|w| w == b"null")
+        && crate::key::has_non_finite_float(value)
+    {
         return Err(Error::new(
             ErrorKind::Encode,
             "result cannot be encoded as JSON: it holds a NaN or an infinite float, \
@@ -64,13 +71,34 @@ fn encode_tagged<T: Serialize + ?Sized>(tag: u8, value: &T) -> Result<Vec<u8>> {
 /// Encodes a function's `Ok` value: [`TAG_JSON_VALUE`], then its JSON. A value serde_json
 /// refuses, or one holding a NaN or an infinite float, is an [`ErrorKind::Encode`] error.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    encode_tagged(TAG_JSON_VALUE, value)
+    encode_tagged(&[TAG_JSON_VALUE], value)
+}
+
+/// Encodes a function's `Ok` value with how long the function took to compute it
+/// ([`TAG_TIMED_VALUE`], whole milliseconds saturating at `u32::MAX`, then its JSON); fails as
+/// [`encode_value`] does.
+pub fn encode_timed_value<T: Serialize + ?Sized>(value: &T, took: Duration) -> Result<Vec<u8>> {
+    let ms = u32::try_from(took.as_millis())
+        .unwrap_or(u32::MAX)
+        .to_be_bytes();
+    encode_tagged(&[TAG_TIMED_VALUE, ms[0], ms[1], ms[2], ms[3]], value)
+}
+
+/// How long the function took to compute the value in `bytes`, when they say
+/// ([`TAG_TIMED_VALUE`]).
+pub fn computed_in(bytes: &[u8]) -> Option<Duration> {
+    match bytes {
+        [TAG_TIMED_VALUE, a, b, c, d, ..] => Some(Duration::from_millis(
+            u32::from_be_bytes([*a, *b, *c, *d]).into(),
+        )),
+        _ => None,
+    }
 }
 
 /// Encodes a terminal error to replay: [`TAG_JSON_ERROR`], then its JSON; fails as
 /// [`encode_value`] does.
 pub fn encode_error<E: Serialize + ?Sized>(err: &E) -> Result<Vec<u8>> {
-    encode_tagged(TAG_JSON_ERROR, err)
+    encode_tagged(&[TAG_JSON_ERROR], err)
 }
 
 /// Decodes stored bytes into a value or a stored error; anything else is an
@@ -85,6 +113,13 @@ pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     match *tag {
         TAG_JSON_VALUE => decode_json(key, body, "value").map(Stored::Value),
         TAG_JSON_ERROR => decode_json(key, body, "stored error").map(Stored::Error),
+        TAG_TIMED_VALUE => match body.get(4..) {
+            Some(json) => decode_json(key, json, "value").map(Stored::Value),
+            None => Err(Error::decode(
+                key,
+                "stored value is cut short in its duration",
+            )),
+        },
         other => Err(Error::decode(
             key,
             format!("stored value has unknown format tag 0x{other:02x}"),

@@ -31,6 +31,9 @@ named_enum! {
         ValueTooLarge = "value_too_large",
         /// Another caller holds the lease on this key and the in-flight policy gave up waiting.
         InFlight = "in_flight",
+        /// The function ran longer than its [`timeout`](crate::DurableBuilder::timeout) and
+        /// was cancelled; nothing was recorded.
+        Timeout = "timeout",
         /// The lease token no longer owns the record: another caller took over, so the
         /// result was **not** recorded.
         LeaseLost = "lease_lost",
@@ -91,7 +94,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message; retryable when the kind describes a transient
     /// condition ([`Unavailable`](ErrorKind::Unavailable), [`Busy`](ErrorKind::Busy),
-    /// [`InFlight`](ErrorKind::InFlight)).
+    /// [`InFlight`](ErrorKind::InFlight), [`Timeout`](ErrorKind::Timeout)).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error(Repr::Stent(Box::new(Details {
             kind,
@@ -99,7 +102,7 @@ impl Error {
             key: None,
             retryable: matches!(
                 kind,
-                ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight
+                ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight | ErrorKind::Timeout
             ),
             retry_after: None,
             source: None,

@@ -78,6 +78,26 @@ async fn settings_without_effect_in_the_mode_are_refused() {
             f(stent.durable("i").idempotent().cached().single_flight()),
             ".single_flight",
         ),
+        (
+            f(stent.durable("l").cached().early_refresh(1.0)),
+            ".early_refresh",
+        ),
+        (
+            f(stent
+                .durable("m")
+                .cached()
+                .ttl(Duration::from_secs(1))
+                .early_refresh(f64::NAN)),
+            ".early_refresh(NaN)",
+        ),
+        (
+            f(stent
+                .durable("n")
+                .cached()
+                .ttl(Duration::from_secs(1))
+                .early_refresh(0.0)),
+            ".early_refresh(0)",
+        ),
     ];
     for (durable, setting) in refused {
         assert!(durable.check().is_err(), "{setting}");
@@ -116,6 +136,15 @@ async fn settings_without_effect_in_the_mode_are_refused() {
             .retention(Duration::from_secs(60))
             .fail_open()
             .in_flight(InFlight::Reject)),
+        f(stent
+            .durable("k")
+            .cached()
+            .ttl(Duration::from_secs(60))
+            .single_flight()
+            .stale_if_error(Duration::from_secs(60))
+            .stale_while_revalidate(Duration::from_secs(60))
+            .early_refresh(1.0)
+            .timeout(Duration::from_secs(60))),
     ];
     for durable in accepted {
         durable.check().unwrap();

@@ -38,6 +38,7 @@ fn stored_like() -> impl Strategy<Value = Vec<u8>> {
     let tag = prop_oneof![
         Just(codec::TAG_JSON_VALUE),
         Just(codec::TAG_JSON_ERROR),
+        Just(codec::TAG_TIMED_VALUE),
         any::<u8>()
     ];
     let body = prop_oneof![
@@ -141,7 +142,7 @@ proptest! {
         decodes_or_typed_error::<u8, bool>(&bytes)?;
         match codec::to_json("the-key", &bytes) {
             Ok(Stored::Value(_) | Stored::Error(_)) => {
-                prop_assert!(matches!(bytes.first(), Some(&codec::TAG_JSON_VALUE | &codec::TAG_JSON_ERROR)));
+                prop_assert!(matches!(bytes.first(), Some(&(codec::TAG_JSON_VALUE | codec::TAG_JSON_ERROR | codec::TAG_TIMED_VALUE))));
             }
             Err(e) => prop_assert_eq!(e.kind(), ErrorKind::Decode),
         }
@@ -159,6 +160,19 @@ proptest! {
         prop_assert_eq!(codec::decode::<Value, Value>("k", &bytes).unwrap(), Stored::Value(v.clone()));
         let bytes = codec::encode_error(&v).unwrap();
         prop_assert_eq!(codec::decode::<Value, Value>("k", &bytes).unwrap(), Stored::Error(v));
+    }
+
+    /// A value stored with the time it took replays as itself, and the time reads back in
+    /// whole milliseconds, saturating at `u32::MAX`.
+    #[test]
+    fn timed_values_round_trip(v in json_value(), took_us in any::<u64>()) {
+        let took = std::time::Duration::from_micros(took_us);
+        let bytes = codec::encode_timed_value(&v, took).unwrap();
+        prop_assert_eq!(bytes[0], codec::TAG_TIMED_VALUE);
+        let ms = (took_us / 1000).min(u64::from(u32::MAX));
+        prop_assert_eq!(codec::computed_in(&bytes), Some(std::time::Duration::from_millis(ms)));
+        prop_assert_eq!(codec::decode::<Value, ()>("k", &bytes).unwrap(), Stored::Value(v.clone()));
+        prop_assert_eq!(codec::computed_in(&codec::encode_value(&v).unwrap()), None);
     }
 
     /// Typed results (every integer width, chars, maps with integer keys, enums, `()`)

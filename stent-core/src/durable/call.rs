@@ -141,66 +141,117 @@ where
     ) -> Served<Traced<R>, E> {
         let c = &self.inner.config;
         let fingerprint = fingerprint.as_deref();
+        let found = match c.cached {
+            true => self.cache_lookup(&key, fingerprint).await?,
+            false => None,
+        };
         let mut stale = None;
-        if c.cached
-            && let Some((value, attempt, past_ttl)) = self.cache_lookup(&key, fingerprint).await?
-        {
-            let Some(past_ttl) = past_ttl else {
-                return Ok(Ok(Traced::new(value, Status::CacheHit, attempt, key)));
-            };
-            if c.stale_while_revalidate
-                .is_some_and(|window| past_ttl < window)
-            {
-                self.refresh_in_background(key.clone(), fingerprint.map(str::to_owned), args);
-                return Ok(Ok(Traced::new(value, Status::Stale, attempt, key)));
-            }
-            if c.stale_if_error.is_some() {
-                stale = Some((value, attempt, key.clone()));
+        if let Some(found) = found {
+            let (seen, attempt) = (found.completed_at, found.attempt);
+            match found.past_ttl {
+                None => {
+                    if found.refresh_early {
+                        self.refresh_in_background(key.clone(), fingerprint, args, seen);
+                    }
+                    return Ok(Ok(Traced::new(found.value, Status::CacheHit, attempt, key)));
+                }
+                Some(past) if c.stale_while_revalidate.is_some_and(|w| past < w) => {
+                    self.refresh_in_background(key.clone(), fingerprint, args, seen);
+                    return Ok(Ok(Traced::new(found.value, Status::Stale, attempt, key)));
+                }
+                Some(_) if c.stale_if_error.is_some() => stale = Some((found, key.clone())),
+                Some(_) => {}
             }
         }
-        if c.idempotent || c.single_flight {
-            return self.idempotent(key, fingerprint, args, started).await;
-        }
-        match (self.execute_and_cache(key, fingerprint, args).await?, stale) {
-            (Err(_), Some((value, attempt, key))) => {
-                tracing::warn!("the function failed; returning the stale value (stale_if_error)");
-                Ok(Ok(Traced::new(value, Status::Stale, attempt, key)))
+        let served = match &stale {
+            // Under single flight the record of the key is the stale value itself, which a
+            // claim would replay: the refresh lock chooses who runs the function instead.
+            Some((found, _)) if c.single_flight => {
+                self.refresh(key, fingerprint, args, found.completed_at)
+                    .await
             }
-            (served, _) => Ok(served),
+            _ if c.idempotent || c.single_flight => {
+                return self.idempotent(key, fingerprint, args, started).await;
+            }
+            _ => Some(self.execute_and_cache(key, fingerprint, args).await),
+        };
+        match (served, stale) {
+            (Some(served), None) => served,
+            (Some(Ok(Ok(fresh))), _) => Ok(Ok(fresh)),
+            (Some(Err(e)), Some(_)) if e.kind() != ErrorKind::Timeout => Err(e),
+            (served, Some((found, key))) => {
+                match served {
+                    None => tracing::debug!("a refresh is running; returning the stale value"),
+                    Some(_) => tracing::warn!(
+                        "the function failed or timed out; returning the stale value \
+                         (stale_if_error)"
+                    ),
+                }
+                Ok(Ok(Traced::new(
+                    found.value,
+                    Status::Stale,
+                    found.attempt,
+                    key,
+                )))
+            }
+            (None, None) => unreachable!("only a stale value sends a call to the refresh lock"),
         }
     }
 
-    /// Refreshes a stale value on the runtime, unless a caller in any process already is:
-    /// the refresh holds a claim on a lock key of its own in the cache namespace (the key's
-    /// hashed form, `sha256:` of `refresh\0{key}`, in the function's scope), reads the value
-    /// again under it (a refresh that just ended leaves it fresh), runs the function while
-    /// renewing the claim, and releases it. Failures are logged; the stale value stays.
-    fn refresh_in_background(&self, key: String, fingerprint: Option<String>, args: A) {
-        let this = self.clone();
+    /// Refreshes a value on the runtime (see [`refresh`](Self::refresh)); failures are
+    /// logged, and the value stays.
+    fn refresh_in_background(
+        &self,
+        key: String,
+        fingerprint: Option<&str>,
+        args: A,
+        seen: Option<Timestamp>,
+    ) {
+        let (this, fingerprint) = (self.clone(), fingerprint.map(str::to_owned));
         tokio::spawn(async move {
-            let (c, store) = (&this.inner.config, Arc::clone(&this.inner.store));
-            let lock = c.scope().custom(format!("refresh\0{key}"));
-            let token = LeaseToken::generate();
-            let claim = this.claim(&token, fingerprint.as_deref());
-            match store.claim(Namespace::Cache, &lock, &claim).await {
-                Ok(ClaimOutcome::Acquired { .. }) => {}
-                Ok(_) => return,
-                Err(e) => return tracing::warn!(error = %e, "stale-while-revalidate: no refresh"),
+            match this.refresh(key, fingerprint.as_deref(), args, seen).await {
+                None | Some(Ok(Ok(_))) => {}
+                Some(Ok(Err(_))) => tracing::warn!("refresh: the function failed"),
+                Some(Err(e)) => tracing::warn!(error = %e, "refresh: not done"),
             }
-            let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
-            // Another refresh may have stored a fresh value and let go of the lock since this
-            // caller read the stale one.
-            if let Ok(Some((_, _, None))) = this.cache_lookup(&key, fingerprint.as_deref()).await {
-                return guard.release().await;
-            }
-            let refresh = this.execute_and_cache(key, fingerprint.as_deref(), args);
-            match guard.renewing(c.lease(), refresh).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => tracing::warn!("stale-while-revalidate: the function failed"),
-                Err(e) => tracing::warn!(error = %e, "stale-while-revalidate: not stored"),
-            }
-            guard.release().await;
         });
+    }
+
+    /// Runs the function and stores its value, unless a caller in any process already is:
+    /// holds a claim on a lock key of its own in the cache namespace (the hashed form,
+    /// `sha256:` of `refresh\0{key}`, in the function's scope), renewed while the function
+    /// runs and released after. Under the lock it reads the value again: one stored since
+    /// this caller saw the value it `seen` (completed then) is returned, not refreshed.
+    /// `None` when another caller holds the lock.
+    async fn refresh(
+        &self,
+        key: String,
+        fingerprint: Option<&str>,
+        args: A,
+        seen: Option<Timestamp>,
+    ) -> Option<Served<Traced<R>, E>> {
+        let (c, store) = (&self.inner.config, Arc::clone(&self.inner.store));
+        let lock = c.scope().custom(format!("refresh\0{key}"));
+        let token = LeaseToken::generate();
+        let claim = self.claim(&token, fingerprint);
+        match store.claim(Namespace::Cache, &lock, &claim).await {
+            Ok(ClaimOutcome::Acquired { .. }) => {}
+            Ok(_) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
+        let served = match self.cache_lookup(&key, fingerprint).await {
+            Ok(Some(found)) if found.past_ttl.is_none() && found.completed_at != seen => {
+                let status = Status::CacheHit;
+                Ok(Ok(Traced::new(found.value, status, found.attempt, key)))
+            }
+            _ => {
+                let refresh = self.execute_and_cache(key, fingerprint, args);
+                guard.renewing(c.lease(), refresh).await
+            }
+        };
+        guard.release().await;
+        Some(served)
     }
 
     /// Runs the function as attempt 1 and stores its value in the cache.
@@ -210,24 +261,47 @@ where
         fingerprint: Option<&str>,
         args: A,
     ) -> Served<Traced<R>, E> {
-        let value = match self.execute(key.as_str().into(), 1, args).await {
+        let started = Instant::now();
+        let value = match self.execute(key.as_str().into(), 1, args).await? {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
         };
-        let bytes = codec::encode_value(&value)?;
+        let bytes = self.encode(&value, started.elapsed())?;
         self.cache_store(&key, &bytes, fingerprint).await?;
         Ok(Ok(Traced::new(value, Status::Executed, 1, key)))
     }
 
-    /// Runs the function as attempt `attempt` of `key`, inside the [`Execution`] it reads.
-    pub(super) fn execute(
+    /// The stored form of a value the function computed in `took`: with the time, when
+    /// [`early_refresh`](DurableBuilder::early_refresh) needs it.
+    pub(super) fn encode(&self, value: &R, took: Duration) -> Result<Vec<u8>> {
+        match self.inner.config.early_refresh {
+            Some(_) => codec::encode_timed_value(value, took),
+            None => codec::encode_value(value),
+        }
+    }
+
+    /// Runs the function as attempt `attempt` of `key`, inside the [`Execution`] it reads,
+    /// within its timeout.
+    pub(super) async fn execute(&self, key: Arc<str>, attempt: u32, args: A) -> Served<R, E> {
+        let exec = self.execution(Arc::clone(&key), attempt);
+        let run = CURRENT.scope(exec.clone(), (self.inner.func)(args, exec));
+        self.within_timeout(&key, run).await
+    }
+
+    /// `work`'s output, or [`ErrorKind::Timeout`] when it runs past the function's timeout.
+    pub(super) async fn within_timeout<T>(
         &self,
-        key: Arc<str>,
-        attempt: u32,
-        args: A,
-    ) -> impl Future<Output = std::result::Result<R, E>> {
-        let exec = self.execution(key, attempt);
-        CURRENT.scope(exec.clone(), (self.inner.func)(args, exec))
+        key: &str,
+        work: impl Future<Output = T>,
+    ) -> Result<T> {
+        let Some(limit) = self.inner.config.timeout else {
+            return Ok(work.await);
+        };
+        tokio::time::timeout(limit, work).await.map_err(|_| {
+            let message =
+                format!("the function ran longer than its timeout ({limit:?}) and was cancelled");
+            Error::new(ErrorKind::Timeout, message).with_key(key)
+        })
     }
 
     /// Attempt `attempt` of `key`, counted as an execution.
@@ -273,20 +347,13 @@ where
         }
     }
 
-    /// Cache-namespace read: the value and its attempt, `None` on a miss (an undecodable
-    /// value is a miss, and is overwritten by the next successful execution).
+    /// Cache-namespace read: the value found, `None` on a miss (an undecodable value is a
+    /// miss, and is overwritten by the next successful execution).
     ///
     /// With payload validation, a value stored with another fingerprint is
     /// [`ErrorKind::PayloadMismatch`], and one stored without a fingerprint is a miss:
     /// neither is revealed.
-    /// The value comes with how long past its TTL it is, for a value kept past it for
-    /// [`stale_if_error`](DurableBuilder::stale_if_error) or
-    /// [`stale_while_revalidate`](DurableBuilder::stale_while_revalidate); `None` while fresh.
-    async fn cache_lookup(
-        &self,
-        key: &str,
-        fingerprint: Option<&str>,
-    ) -> Result<Option<(R, u32, Option<Duration>)>> {
+    async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<Found<R>>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
             Ok(Some(record)) => record,
@@ -306,18 +373,34 @@ where
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
-        let past_ttl = match (c.stale_window(), c.ttl, record.completed_at) {
-            (Some(_), Some(ttl), Some(at)) => Some(Timestamp::now().since(at.add(ttl))),
-            _ => None,
-        };
-        let past_ttl = past_ttl.filter(|d| !d.is_zero());
-        match decode_value(key, bytes) {
-            Ok(value) => Ok(Some((value, record.attempt, past_ttl))),
+        let value = match decode_value(key, bytes) {
+            Ok(value) => value,
             Err(e) => {
                 tracing::warn!(error = %e, "cached value does not decode; treating it as a miss");
-                Ok(None)
+                return Ok(None);
             }
-        }
+        };
+        // Only the settings that look at a value's age read the clock.
+        let expiry = match (c.ttl, record.completed_at) {
+            (Some(ttl), Some(at)) if c.stale_window().is_some() || c.early_refresh.is_some() => {
+                Some((at.add(ttl), Timestamp::now()))
+            }
+            _ => None,
+        };
+        let past_ttl = expiry
+            .map(|(at, now)| now.since(at))
+            .filter(|d| !d.is_zero());
+        let refresh_early = match (expiry, c.early_refresh, codec::computed_in(bytes)) {
+            (Some((at, now)), Some(beta), Some(took)) => refresh_early(took, beta, at.since(now)),
+            _ => false,
+        };
+        Ok(Some(Found {
+            value,
+            attempt: record.attempt,
+            completed_at: record.completed_at,
+            past_ttl,
+            refresh_early,
+        }))
     }
 
     pub(super) async fn cache_store(
@@ -329,8 +412,10 @@ where
         let c = &self.inner.config;
         let meta = self.meta(fingerprint);
         let store = self.inner.store.as_ref();
-        let ttl = c.ttl.map(|ttl| ttl + c.stale_window().unwrap_or_default());
-        match store.put(Namespace::Cache, key, bytes, ttl, meta).await {
+        match store
+            .put(Namespace::Cache, key, bytes, c.cache_kept_for(), meta)
+            .await
+        {
             Ok(()) => Ok(()),
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.
@@ -361,6 +446,26 @@ where
     }
 }
 
+/// A cached value, as [`cache_lookup`](Durable::cache_lookup) found it.
+struct Found<R> {
+    value: R,
+    attempt: u32,
+    /// When the store recorded it.
+    completed_at: Option<Timestamp>,
+    /// How long past its TTL it is (kept for a stale window); `None` while fresh.
+    past_ttl: Option<Duration>,
+    /// Early refresh drew this hit to refresh the value.
+    refresh_early: bool,
+}
+
+/// The XFetch rule: refresh a value computed in `took` now, `left` before it expires, when
+/// `took × beta × −ln(u) ≥ left` for `u` drawn uniformly from (0, 1]. The chance rises as
+/// expiry nears, and sooner for values that take long to compute.
+fn refresh_early(took: Duration, beta: f64, left: Duration) -> bool {
+    let draw = -(1.0 - rand::random::<f64>()).ln();
+    took.as_secs_f64() * beta * draw >= left.as_secs_f64()
+}
+
 pub(super) fn decode_value<R: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<R> {
     match codec::decode::<R, serde::de::IgnoredAny>(key, bytes)? {
         codec::Stored::Value(v) => Ok(v),
@@ -377,5 +482,30 @@ pub(super) fn check_fingerprint(key: &str, ours: Option<&str>, record: &Record) 
         )
         .with_key(key)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_early;
+    use std::time::Duration;
+
+    #[test]
+    fn early_refresh_draws_more_often_as_expiry_nears_and_never_for_instant_functions() {
+        let draws = |took, left| {
+            (0..10_000)
+                .filter(|_| refresh_early(took, 1.0, left))
+                .count()
+        };
+        let (took, ms) = (Duration::from_millis(100), Duration::from_millis);
+        // P(refresh) = e^(−left / (took × beta)).
+        assert_eq!(draws(took, Duration::ZERO), 10_000);
+        let near = draws(took, ms(10)); // e^−0.1 ≈ 0.90
+        let mid = draws(took, ms(100)); // e^−1 ≈ 0.37
+        let far = draws(took, ms(1000)); // e^−10 ≈ 0.00005
+        assert!((8_700..9_300).contains(&near), "{near}");
+        assert!((3_300..4_100).contains(&mid), "{mid}");
+        assert!(far < 20, "{far}");
+        assert_eq!(draws(Duration::ZERO, ms(1)), 0);
     }
 }

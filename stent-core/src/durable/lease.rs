@@ -62,10 +62,14 @@ where
         }
     }
 
-    /// How long a completed record is kept: the retention, or a cached value's TTL.
+    /// How long a completed record is kept: the retention, or as long as a cached value.
     fn kept_for(&self) -> Option<Duration> {
         let c = &self.inner.config;
-        if c.idempotent { c.retention } else { c.ttl }
+        if c.idempotent {
+            c.retention
+        } else {
+            c.cache_kept_for()
+        }
     }
 
     /// The result of a completed record, as a replay (or as joined, when the call waited for it).
@@ -150,17 +154,21 @@ where
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
+        let started = Instant::now();
         let work = AssertUnwindSafe(self.execute(shared_key, attempt, args)).catch_unwind();
-        let result = guard.renewing(c.lease(), work).await;
-        let result = match result {
-            Ok(result) => result,
+        let result = match guard.renewing(c.lease(), work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(timed_out)) => {
+                guard.release().await;
+                return Err(timed_out);
+            }
             Err(panic) => {
                 guard.release().await;
                 std::panic::resume_unwind(panic);
             }
         };
         let bytes = match &result {
-            Ok(value) => codec::encode_value(value),
+            Ok(value) => self.encode(value, started.elapsed()),
             Err(e) => match self.stored_error(e) {
                 Some(bytes) => bytes,
                 None => {

@@ -179,6 +179,8 @@ struct Config {
     single_flight: bool,
     stale_if_error: Option<Duration>,
     stale_while_revalidate: Option<Duration>,
+    early_refresh: Option<f64>,
+    timeout: Option<Duration>,
 }
 
 impl Config {
@@ -189,6 +191,12 @@ impl Config {
     /// How long values are kept past their TTL: the longer of the stale windows.
     fn stale_window(&self) -> Option<Duration> {
         self.stale_if_error.max(self.stale_while_revalidate)
+    }
+
+    /// How long a cached value is kept: its TTL and the stale window after it.
+    fn cache_kept_for(&self) -> Option<Duration> {
+        let ttl = self.ttl?;
+        Some(ttl + self.stale_window().unwrap_or_default())
     }
 
     fn scope(&self) -> KeyScope<'_> {
@@ -204,8 +212,18 @@ impl Config {
     fn check(&self) -> Result<()> {
         self.scope().check()?;
         let (idempotent, cached) = (self.idempotent, self.cached);
-        // Values kept past their TTL: only a plain cached function with a TTL has them.
-        let stale_fits = cached && !idempotent && !self.single_flight && self.ttl.is_some();
+        // Values kept past or refreshed before their TTL: only a cached function that is not
+        // idempotent, with a TTL, has them.
+        let refresh_fits = cached && !idempotent && self.ttl.is_some();
+        if let Some(beta) = self.early_refresh
+            && !(beta.is_finite() && beta > 0.0)
+        {
+            return Err(Error::config(format!(
+                ".early_refresh({beta}) on function {:?}: beta must be finite and above 0 \
+                 (1.0 is the usual choice)",
+                &*self.name
+            )));
+        }
         let useless = [
             (
                 self.ttl.is_some() && !cached,
@@ -223,16 +241,19 @@ impl Config {
                 "it is neither idempotent nor single-flight, so it holds no lease",
             ),
             (
-                self.stale_while_revalidate.is_some() && !stale_fits,
+                self.stale_while_revalidate.is_some() && !refresh_fits,
                 ".stale_while_revalidate(…)",
-                "it applies to a cached function with a .ttl(…), neither idempotent nor \
-                 single-flight (its refresh is single-flight already)",
+                "it applies to a cached function with a .ttl(…) that is not idempotent",
             ),
             (
-                self.stale_if_error.is_some() && !stale_fits,
+                self.stale_if_error.is_some() && !refresh_fits,
                 ".stale_if_error(…)",
-                "it applies to a cached function with a .ttl(…), neither idempotent nor \
-                 single-flight",
+                "it applies to a cached function with a .ttl(…) that is not idempotent",
+            ),
+            (
+                self.early_refresh.is_some() && !refresh_fits,
+                ".early_refresh(…)",
+                "it applies to a cached function with a .ttl(…) that is not idempotent",
             ),
             (
                 self.single_flight && (idempotent || !cached),
@@ -345,18 +366,41 @@ impl<K> DurableBuilder<K> {
 
         /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
         /// their TTL. A call that finds one there runs the function, and when the function
-        /// fails, returns that value (`Status::Stale`; the error is logged and counted) instead
-        /// of the error. A value's age is the caller's clock against the time the store
-        /// recorded it (the server's, on PostgreSQL and Redis). Not with single flight or
-        /// idempotency yet.
+        /// fails or runs past its [`timeout`](Self::timeout), returns that value
+        /// (`Status::Stale`; the error is logged and counted) instead of the error. A value's
+        /// age is the caller's clock against the time the store recorded it (the server's,
+        /// on PostgreSQL and Redis). With [single flight](Self::single_flight), one caller
+        /// across every process runs the function, holding the key's refresh lock (see
+        /// [`stale_while_revalidate`](Self::stale_while_revalidate)), and the others get the
+        /// stale value at once.
         stale_if_error(window: Duration) => stale_if_error = Some(window);
 
         /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
         /// their TTL, and a call that finds one there gets it at once (`Status::Stale`)
         /// while one refresh runs in the background: one across every process, which holds a
-        /// claim on the key's refresh lock (see `stale_if_error` for how age is measured).
-        /// Not with single flight or idempotency.
+        /// claim (renewed while it runs) on the key's refresh lock, a key of its own in the
+        /// cache namespace, and reads the value again under it, so a refresh that just ended
+        /// is not repeated (see `stale_if_error` for how age is measured).
         stale_while_revalidate(window: Duration) => stale_while_revalidate = Some(window);
+
+        /// For cached functions with a [`ttl`](Self::ttl): refresh hot values before they
+        /// expire, so that callers of a busy key never meet its expiry, and never all at once.
+        /// Each hit refreshes in the background (as
+        /// [`stale_while_revalidate`](Self::stale_while_revalidate) does, once across every
+        /// process) with a probability that rises as expiry nears and with how long the
+        /// function took: when `took × beta × −ln(u) ≥ time left`, `u` uniform in (0, 1]
+        /// (the XFetch rule of Vattani, Chierichetti and Lowenstein, 2015). `beta` 1.0 is the
+        /// usual choice; above 1 refreshes earlier. How long the function took is stored with
+        /// the value (see [`codec`](crate::codec)); a value stored without it is refreshed
+        /// only at expiry.
+        early_refresh(beta: f64) => early_refresh = Some(beta);
+
+        /// Cancels the function when it runs longer than `limit`: the call fails with
+        /// [`ErrorKind::Timeout`] (retryable), nothing is recorded, and a claim it held is
+        /// released, so the next caller runs at once. With
+        /// [`stale_if_error`](Self::stale_if_error), a value kept past its TTL is returned
+        /// instead.
+        timeout(limit: Duration) => timeout = Some(limit);
 
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.

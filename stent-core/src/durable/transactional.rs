@@ -299,7 +299,8 @@ where
             }
         };
         let exec = d.execution(key.into(), attempt);
-        let value = match CURRENT.scope(exec, (self.func)(&mut tx, args)).await {
+        let run = CURRENT.scope(exec, (self.func)(&mut tx, args));
+        let value = match d.within_timeout(key, run).await? {
             Ok(value) => value,
             Err(e) => {
                 self.rollback(tx, key).await?;
