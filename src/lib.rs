@@ -26,6 +26,9 @@ pub use stent_core::{SqlConnection, SqlStore, TxDurable, sqlx};
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use stent_core::testkit;
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub use stent_core::{LocalTier, local};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stent_redis::{RedisStore, RedisStoreBuilder};

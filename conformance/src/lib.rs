@@ -11,6 +11,7 @@ pub mod delete;
 pub mod get;
 pub mod keys;
 pub mod list;
+pub mod local;
 pub mod purge_expired;
 pub mod put;
 pub mod release;
@@ -152,6 +153,8 @@ macro_rules! conformance_tests {
             wrapper::stale_if_error_with_single_flight_runs_the_function_once,
             wrapper::timeout_cancels_the_function_and_frees_the_key,
             wrapper::early_refresh_refreshes_a_hot_value_before_it_expires,
+            local::local_tier_replays_what_the_store_replays,
+            local::local_tier_sees_another_process_within_its_local_ttl,
             bad_input::unencodable_args_are_a_key_error,
             bad_input::corrupt_idempotency_record_is_a_decode_error_and_kept,
             bad_input::corrupt_cached_value_is_a_self_healing_miss,

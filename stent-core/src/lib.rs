@@ -35,6 +35,9 @@ pub mod codec;
 mod durable;
 pub mod error;
 pub mod key;
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub mod local;
 mod memory;
 pub mod observe;
 mod outcome;
@@ -55,6 +58,9 @@ pub use crate::durable::{
 pub use crate::durable::{SqlConnection, SqlStore, TxDurable};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub use crate::local::LocalTier;
 pub use crate::memory::MemoryStore;
 pub use crate::progress::{ExecutionState, ProgressEntry};
 pub use crate::record::{

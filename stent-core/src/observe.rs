@@ -13,6 +13,7 @@
 //! | `stent_payload_mismatches_total` | counter | `function` | calls refused by payload validation |
 //! | `stent_store_errors_total` | counter | `function`, `kind` | calls failed by the store (`unavailable`, `busy`, `store`, `decode`, …) |
 //! | `stent_call_duration_seconds` | histogram | `function`, `outcome` | call latency |
+//! | `stent_local_total` | counter | `event` | [`LocalTier`](crate::local) lookups and removals: `hit`, `miss`, `eviction` (for room), `invalidation` (a write dropped a kept record) |
 //!
 //! Without the feature every function here compiles to nothing.
 
@@ -81,4 +82,12 @@ pub(crate) fn execution(function: &str, attempt: u32) {
 pub(crate) fn in_flight_wait(function: &str) {
     #[cfg(feature = "metrics")]
     counter!("stent_in_flight_waits_total", "function" => function.to_owned()).increment(1);
+}
+
+/// The local tier answered a lookup (`hit`) or passed it on (`miss`), evicted a record for
+/// room (`eviction`), or dropped one a write changed (`invalidation`).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn local(event: &'static str) {
+    #[cfg(feature = "metrics")]
+    counter!("stent_local_total", "event" => event).increment(1);
 }
