@@ -16,17 +16,22 @@
 //! (STENT_DYNAMODB_URL) or `cached` (stent's cache hit next to the `cached` crate's, on
 //! STENT_REDIS_URL). Each mode compares hits and replays, then first calls; `sqlite` and
 //! `postgres` then a transactional first call next to the same transaction by hand.
+//!
+//! MODE `storm` (or `storm sqlite`, `storm postgres`, `storm redis` for one backend) is the
+//! expiry storm of one hot cached key instead: see [`storm`].
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{
-    ClaimOutcome, LeaseToken, MemoryStore, Namespace, PostgresStore, RedisStore, ResultStore,
-    SqliteStore, Stent,
+    ClaimOutcome, Durable, LeaseToken, MemoryStore, Namespace, PostgresStore, RedisStore,
+    ResultStore, SqliteStore, Stent,
 };
 use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
@@ -911,6 +916,253 @@ impl Raw for MemoryRaw {
     }
 }
 
+/// Callers of the storm's hot key, each through a wrapper of its own, as callers in as many
+/// processes would make their calls.
+const STORM_CALLERS: usize = 64;
+/// The hot key's TTL.
+const STORM_TTL: Duration = Duration::from_millis(200);
+/// How long one origin call takes.
+const STORM_WORK: Duration = Duration::from_millis(50);
+/// Each caller's pause between two calls.
+const STORM_PACE: Duration = Duration::from_millis(5);
+/// How long each variant's round lasts (5 TTLs), and how many rounds.
+const STORM_ROUND: Duration = Duration::from_secs(1);
+const STORM_ROUNDS: usize = 6;
+
+/// What the hot key's function does against the origin it protects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protection {
+    /// `.cached().ttl(200 ms)`.
+    Plain,
+    /// `… .single_flight()`.
+    SingleFlight,
+    /// `… .stale_while_revalidate(10 s)`.
+    StaleWhileRevalidate,
+}
+
+/// The origin's start times during a timed round.
+#[derive(Default)]
+struct Origin {
+    recording: AtomicBool,
+    calls: Mutex<Vec<Instant>>,
+}
+
+impl Origin {
+    fn record(&self) {
+        if self.recording.load(Ordering::Relaxed) {
+            self.calls.lock().unwrap().push(Instant::now());
+        }
+    }
+
+    /// Ends a round: its origin calls, and how many expiries they answered. The calls that
+    /// answer one expiry all start while the value is missing or stale, within the origin
+    /// call's time of the first; the next expiry comes a TTL after the value is stored
+    /// again. So a call starting more than half a TTL after the first call of the current
+    /// expiry starts the next one.
+    fn take(&self) -> (usize, usize) {
+        self.recording.store(false, Ordering::Relaxed);
+        let mut calls = std::mem::take(&mut *self.calls.lock().unwrap());
+        calls.sort();
+        let mut expiries = 0;
+        let mut first: Option<Instant> = None;
+        for &at in &calls {
+            if first.is_none_or(|f| at.duration_since(f) > STORM_TTL / 2) {
+                expiries += 1;
+                first = Some(at);
+            }
+        }
+        (calls.len(), expiries)
+    }
+}
+
+/// The storm's function with `protection`, one wrapper per caller.
+fn storm_callers(
+    stent: &Stent,
+    protection: Protection,
+    origin: &Arc<Origin>,
+) -> Vec<Durable<String, String, Infallible>> {
+    let name = match protection {
+        Protection::Plain => "bench::storm::plain",
+        Protection::SingleFlight => "bench::storm::single_flight",
+        Protection::StaleWhileRevalidate => "bench::storm::stale_while_revalidate",
+    };
+    (0..STORM_CALLERS)
+        .map(|_| {
+            let b = stent.durable(name).cached().ttl(STORM_TTL);
+            let b = match protection {
+                Protection::Plain => b,
+                Protection::SingleFlight => b.single_flight(),
+                Protection::StaleWhileRevalidate => {
+                    b.stale_while_revalidate(Duration::from_secs(10))
+                }
+            };
+            let origin = Arc::clone(origin);
+            b.wrap(move |key: String| {
+                origin.record();
+                async move {
+                    tokio::time::sleep(STORM_WORK).await;
+                    Ok::<_, Infallible>(format!("{key}-value"))
+                }
+            })
+        })
+        .collect()
+}
+
+/// One variant of the storm: every caller calls the hot key (`raw` reads it with the raw
+/// driver instead) every [`STORM_PACE`] for one round.
+struct StormVariant<R> {
+    name: &'static str,
+    callers: Vec<Durable<String, String, Infallible>>,
+    raw: Option<Arc<R>>,
+    origin: Arc<Origin>,
+    latencies: Vec<Duration>,
+    calls: usize,
+    expiries: usize,
+}
+
+impl<R: Raw> StormVariant<R> {
+    async fn round(&mut self, raw_key: &Arc<str>) {
+        if let Some(f) = self.callers.first() {
+            // Each round starts with the value just stored, untimed.
+            f.invalidate(&"hot".to_owned()).await.expect("invalidate");
+            f.call("hot".to_owned()).await.expect("warm-up");
+            self.origin.recording.store(true, Ordering::Relaxed);
+        }
+        let end = Instant::now() + STORM_ROUND;
+        let tasks: Vec<_> = (0..STORM_CALLERS)
+            .map(|i| {
+                let f = self.callers.get(i).cloned();
+                let (raw, raw_key) = (self.raw.clone(), Arc::clone(raw_key));
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    while Instant::now() < end {
+                        let started = Instant::now();
+                        match (&f, &raw) {
+                            (Some(f), _) => drop(f.call("hot".to_owned()).await.expect("call")),
+                            (None, Some(raw)) => drop(raw.read(Namespace::Cache, &raw_key).await),
+                            (None, None) => unreachable!("a variant calls something"),
+                        }
+                        took.push(started.elapsed());
+                        tokio::time::sleep(STORM_PACE).await;
+                    }
+                    took
+                })
+            })
+            .collect();
+        for t in tasks {
+            self.latencies.extend(t.await.expect("a caller panicked"));
+        }
+        let (calls, expiries) = self.origin.take();
+        self.calls += calls;
+        self.expiries += expiries;
+        // Let a refresh started at the end of the round finish before the next variant.
+        tokio::time::sleep(STORM_WORK * 2).await;
+    }
+
+    fn print(&mut self) {
+        self.latencies.sort();
+        let at = |q: f64| {
+            let n = self.latencies.len();
+            self.latencies[((n as f64 * q).ceil() as usize).clamp(1, n) - 1]
+        };
+        let per_expiry = if self.callers.is_empty() {
+            "–".to_owned()
+        } else {
+            format!(
+                "{:.2} ({} calls, {} expiries)",
+                self.calls as f64 / self.expiries.max(1) as f64,
+                self.calls,
+                self.expiries
+            )
+        };
+        println!(
+            "{:>28}: origin calls per expiry {per_expiry}; caller p50 {:.1?}, p99 {:.1?}, \
+             max {:.1?} over {} calls",
+            self.name,
+            at(0.5),
+            at(0.99),
+            at(1.0),
+            self.latencies.len()
+        );
+    }
+}
+
+/// The expiry storm on `stent`'s store: [`STORM_CALLERS`] callers, each through a wrapper of
+/// its own, call one cached key whose TTL is 200 ms and whose function takes 50 ms, every
+/// 5 ms, for a round of 1 s per variant; the variants (the raw driver reading the key, plain
+/// caching, single flight, stale-while-revalidate) alternate over 6 rounds, each round in a
+/// rotated order. Prints, for each, the origin calls per expiry and the callers' latency.
+async fn storm<R: Raw>(stent: &Stent, raw: R, label: &str) {
+    let backend = stent.store().as_ref();
+    clear(backend).await;
+    let raw = Arc::new(raw);
+    let mut variants: Vec<StormVariant<R>> = vec![StormVariant {
+        name: "raw read of the key",
+        callers: Vec::new(),
+        raw: Some(Arc::clone(&raw)),
+        origin: Arc::default(),
+        latencies: Vec::new(),
+        calls: 0,
+        expiries: 0,
+    }];
+    for (name, protection) in [
+        ("plain caching", Protection::Plain),
+        ("single_flight", Protection::SingleFlight),
+        ("stale_while_revalidate", Protection::StaleWhileRevalidate),
+    ] {
+        let origin = Arc::new(Origin::default());
+        variants.push(StormVariant {
+            name,
+            callers: storm_callers(stent, protection, &origin),
+            raw: None,
+            origin,
+            latencies: Vec::new(),
+            calls: 0,
+            expiries: 0,
+        });
+    }
+    let raw_key: Arc<str> = variants[1].callers[0]
+        .key_for(&"hot".to_owned())
+        .expect("a key")
+        .into();
+    println!("storm on {label}");
+    let n = variants.len();
+    for r in 0..STORM_ROUNDS {
+        for k in 0..n {
+            variants[(r + k) % n].round(&raw_key).await;
+        }
+    }
+    for v in &mut variants {
+        v.print();
+    }
+    clear(backend).await;
+}
+
+async fn storms(which: &str) {
+    if which.is_empty() || which == "sqlite" {
+        let (_dir, store) = temp_sqlite().await;
+        let raw = SqliteRaw::new(&store);
+        storm(&Stent::new(store), raw, "SQLite").await;
+    }
+    if which.is_empty() || which == "postgres" {
+        let store = postgres_store().await;
+        let raw = PostgresRaw::new(&store);
+        storm(&Stent::new(store), raw, "PostgreSQL").await;
+    }
+    if which.is_empty() || which == "redis" {
+        let url = env_url("STENT_REDIS_URL");
+        let prefix = "stent-bench-storm";
+        let store = RedisStore::builder()
+            .url(url.as_str())
+            .prefix(prefix)
+            .build()
+            .await
+            .expect("connecting stent to Redis");
+        let raw = RedisRaw::new(manager(&url).await, prefix);
+        storm(&Stent::new(store), raw, "Redis").await;
+    }
+}
+
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -968,13 +1220,14 @@ fn main() {
             redis_miss(what == "cluster").await;
         }),
         "cached" => rt.block_on(redis(true, false)),
+        "storm" => rt.block_on(storms(&std::env::args().nth(2).unwrap_or_default())),
         "dynamodb" => rt.block_on(async {
             dynamodb(false).await;
             dynamodb(true).await;
         }),
         _ => panic!(
             "which comparison? memory, sqlite, postgres, redis, cluster, valkey, \
-             valkey-cluster, redis8, redis8-cluster, dynamodb or cached"
+             valkey-cluster, redis8, redis8-cluster, dynamodb, cached or storm"
         ),
     }
 }

@@ -5,11 +5,12 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::job::{Job, REPORT_PREFIX, Report};
+use crate::job::{REPORT_PREFIX, Report};
 
 /// A worker process, killed if dropped while running.
 #[derive(Debug)]
@@ -23,13 +24,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `exe` (the `stent-reliability-worker` binary) on `job`. Its stderr goes to
-    /// this process's stderr, so a worker's panic shows in the scenario's output.
+    /// Starts `exe` with `job` as JSON: the `stent-reliability-worker` binary on a
+    /// [`Job`](crate::Job), or another of the suite's binaries on a job of its own. Its
+    /// stderr goes to this process's stderr, so a worker's panic shows in the scenario's
+    /// output.
     ///
     /// # Panics
     ///
     /// If the process cannot be started.
-    pub fn spawn(exe: &Path, name: impl Into<String>, job: &Job) -> Worker {
+    pub fn spawn(exe: &Path, name: impl Into<String>, job: &impl Serialize) -> Worker {
         let name = name.into();
         let mut child = Command::new(exe)
             .arg(serde_json::to_string(job).expect("jobs serialize"))

@@ -12,6 +12,12 @@
 //!   [`wrap_tx`](stent_core::DurableBuilder::wrap_tx) on PostgreSQL and SQLite, workers
 //!   killed at random points of their transactions (and PostgreSQL restarted): one effect
 //!   row in the database for each recorded key, and none for the others.
+//! - **Expiry storm**: 8 processes × 32 tasks call one cached key whose TTL is 200 ms;
+//!   with [`single_flight`](stent_core::DurableBuilder::single_flight) and
+//!   [`stale_while_revalidate`](stent_core::DurableBuilder::stale_while_revalidate) it
+//!   runs once per expiry, and with
+//!   [`stale_if_error`](stent_core::DurableBuilder::stale_if_error) every caller gets a
+//!   value through an outage of the origin ([`storm`]).
 //!
 //! Executions are counted in a [`Ledger`]: a file outside every store and server under
 //! test, one line per execution. The scenarios live in `tests/reliability/`; the child
@@ -22,6 +28,7 @@ pub mod effects;
 pub mod harness;
 pub mod job;
 pub mod ledger;
+pub mod storm;
 pub mod target;
 
 pub use crate::harness::Worker;

@@ -3,6 +3,7 @@
 //! (`FIGURE …` lines on stderr; run with `--no-capture` to see them).
 
 mod crash_takeover;
+mod expiry_storm;
 mod long_running;
 mod many_processes;
 mod server_restart;
