@@ -30,8 +30,8 @@ use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use sqlx::AssertSqlSafe;
 use stent::{
-    ClaimOutcome, Durable, LeaseToken, MemoryStore, Namespace, PostgresStore, RedisStore,
-    ResultStore, SqliteStore, Stent,
+    ClaimOutcome, Durable, LeaseToken, LocalTier, MemoryStore, Namespace, PostgresStore,
+    RedisStore, ResultStore, SqliteStore, Stent,
 };
 use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
@@ -1163,6 +1163,97 @@ async fn storms(which: &str) {
     }
 }
 
+/// Hot-key hits and replays with a [`LocalTier`] in front of each store, next to the same
+/// calls without it; the base is the raw driver's read of the cached record.
+async fn local_tiers(which: &str) {
+    if which.is_empty() || which == "sqlite" {
+        let (_dir, store) = temp_sqlite().await;
+        let raw = SqliteRaw::new(&store);
+        local_tier(Arc::new(store), &raw, CALLS).await;
+    }
+    if which.is_empty() || which == "postgres" {
+        let store = postgres_store().await;
+        let raw = PostgresRaw::new(&store);
+        local_tier(Arc::new(store), &raw, CALLS).await;
+    }
+    if which.is_empty() || which == "redis" {
+        let url = env_url("STENT_REDIS_URL");
+        let prefix = "stent-bench-local";
+        let store = RedisStore::builder()
+            .url(url.as_str())
+            .prefix(prefix)
+            .build()
+            .await
+            .expect("connecting stent to Redis");
+        let raw = RedisRaw::new(manager(&url).await, prefix);
+        local_tier(Arc::new(store), &raw, CALLS).await;
+    }
+    if which.is_empty() || which == "dynamodb" {
+        let store = dynamodb_store().await;
+        let raw = DynamoDbRaw::new(store.clone());
+        local_tier(Arc::new(store), &raw, MOTO_CALLS).await;
+    }
+}
+
+async fn local_tier<R: Raw>(store: Arc<dyn ResultStore>, raw: &R, calls: u32) {
+    println!("\n{store:?}");
+    clear(store.as_ref()).await;
+    let plain = Functions::new(&Stent::from_arc(Arc::clone(&store)));
+    let tier =
+        LocalTier::new(Arc::clone(&store), 10_000, 64 << 20).local_ttl(Duration::from_secs(600));
+    let tiered = Functions::new(&Stent::new(tier));
+    for f in [&plain, &tiered] {
+        f.cached.call(hit_args()).await.expect("seeding");
+        f.idempotent.call(hit_args()).await.expect("seeding");
+    }
+    let key = plain.cached.key_for(&hit_args()).expect("a key");
+    let (key, plain, tiered) = (key.as_str(), &plain, &tiered);
+    compare_calls(
+        vec![
+            (
+                "raw read",
+                Box::new(move || {
+                    Box::pin(async move { assert!(raw.read(Namespace::Cache, key).await) })
+                }),
+            ),
+            (
+                "stent cache hit",
+                Box::new(move || {
+                    Box::pin(async move { drop(plain.cached.call(hit_args()).await.expect("hit")) })
+                }),
+            ),
+            (
+                "stent replay",
+                Box::new(move || {
+                    Box::pin(async move {
+                        drop(plain.idempotent.call(hit_args()).await.expect("replay"))
+                    })
+                }),
+            ),
+            (
+                "stent cache hit, local tier",
+                Box::new(move || {
+                    Box::pin(
+                        async move { drop(tiered.cached.call(hit_args()).await.expect("hit")) },
+                    )
+                }),
+            ),
+            (
+                "stent replay, local tier",
+                Box::new(move || {
+                    Box::pin(async move {
+                        drop(tiered.idempotent.call(hit_args()).await.expect("replay"))
+                    })
+                }),
+            ),
+        ],
+        calls,
+        Some(Box::new(move || Box::pin(raw.settle()))),
+    )
+    .await;
+    clear(store.as_ref()).await;
+}
+
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -1221,13 +1312,14 @@ fn main() {
         }),
         "cached" => rt.block_on(redis(true, false)),
         "storm" => rt.block_on(storms(&std::env::args().nth(2).unwrap_or_default())),
+        "local" => rt.block_on(local_tiers(&std::env::args().nth(2).unwrap_or_default())),
         "dynamodb" => rt.block_on(async {
             dynamodb(false).await;
             dynamodb(true).await;
         }),
         _ => panic!(
             "which comparison? memory, sqlite, postgres, redis, cluster, valkey, \
-             valkey-cluster, redis8, redis8-cluster, dynamodb, cached or storm"
+             valkey-cluster, redis8, redis8-cluster, dynamodb, cached, storm or local"
         ),
     }
 }
