@@ -938,6 +938,8 @@ enum Protection {
     SingleFlight,
     /// `… .stale_while_revalidate(10 s)`.
     StaleWhileRevalidate,
+    /// `… .early_refresh(1.0)`.
+    EarlyRefresh,
 }
 
 /// The origin's start times during a timed round.
@@ -985,6 +987,7 @@ fn storm_callers(
         Protection::Plain => "bench::storm::plain",
         Protection::SingleFlight => "bench::storm::single_flight",
         Protection::StaleWhileRevalidate => "bench::storm::stale_while_revalidate",
+        Protection::EarlyRefresh => "bench::storm::early_refresh",
     };
     (0..STORM_CALLERS)
         .map(|_| {
@@ -995,6 +998,7 @@ fn storm_callers(
                 Protection::StaleWhileRevalidate => {
                     b.stale_while_revalidate(Duration::from_secs(10))
                 }
+                Protection::EarlyRefresh => b.early_refresh(1.0),
             };
             let origin = Arc::clone(origin);
             b.wrap(move |key: String| {
@@ -1109,6 +1113,7 @@ async fn storm<R: Raw>(stent: &Stent, raw: R, label: &str) {
         ("plain caching", Protection::Plain),
         ("single_flight", Protection::SingleFlight),
         ("stale_while_revalidate", Protection::StaleWhileRevalidate),
+        ("early_refresh(1.0)", Protection::EarlyRefresh),
     ] {
         let origin = Arc::new(Origin::default());
         variants.push(StormVariant {
