@@ -22,9 +22,7 @@ pub const MAX_SCHEMA_LEN: usize = 63;
 pub(crate) enum Source {
     /// Nothing given yet: `build` reads [`ENV_URL`](crate::ENV_URL).
     Env,
-    /// A connection URL.
     Url(String),
-    /// A pool the caller owns.
     Pool(PgPool),
 }
 
