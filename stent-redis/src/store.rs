@@ -29,12 +29,9 @@ const MAX_MS: i64 = 10_000_000_000_000;
 /// Records read per round of a `list`, or deleted per round of a `purge_expired`.
 const BATCH: usize = 64;
 
-/// A [`ResultStore`] in Redis, standalone or Redis Cluster: one Redis string per record, at
-/// `{prefix}:{namespace}:{key}`, and every operation one atomic step on that one key (the
-/// crate's README lists what each sends). Leases and expiry follow the server's clock.
-/// Clones share one connection, which reconnects by itself after a server restart or a
-/// failover: calls made while the server is away fail with the retryable
-/// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+/// A [`ResultStore`] in Redis, standalone or Redis Cluster, on the server's clock: one string
+/// per record, every operation one atomic step on its key (the crate's README lists what each
+/// sends). Clones share one connection, which reconnects by itself.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -102,24 +99,24 @@ impl RedisStore {
     pub(crate) async fn open(target: &Target, b: RedisStoreBuilder) -> Result<Self> {
         let conn = Conn::open(target, b.timeouts).await;
         let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
-        let caps = Capabilities::new()
-            .native_ttl(true)
-            .server_clock(true)
-            .shared(true);
         let grace = clamp_ms(b.expiry_grace);
         let inner = Arc::new(Inner {
             conn,
             shown: b.shown,
             bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
             prefix: b.prefix,
-            caps: caps.durable(true).max_value_len(Some(b.max_value_len)),
+            caps: Capabilities::new()
+                .native_ttl(true)
+                .server_clock(true)
+                .shared(true)
+                .durable(true)
+                .max_value_len(Some(b.max_value_len)),
             grace,
             purge_offset: (if grace == 0 { -1 } else { grace }).to_string(),
         });
         Ok(RedisStore { inner })
     }
 
-    /// `{escaped prefix}:{namespace}:`, the start of every key of the namespace.
     fn base(&self, ns: Namespace) -> &str {
         &self.inner.bases[ns as usize]
     }
