@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{RedisResult, Value};
+use redis::{RedisResult, Script, Value};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
@@ -20,7 +20,7 @@ use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{
     HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base, owner,
 };
-use crate::scripts::{self, Lua};
+use crate::scripts;
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
@@ -129,13 +129,13 @@ impl RedisStore {
     async fn run(
         &self,
         op: &str,
-        script: &Lua,
+        script: &Script,
         rk: &[u8],
         key: &str,
         args: &[&[u8]],
     ) -> Result<Value> {
         let mut conn = self.inner.conn.clone();
-        let reply = script.invoke(&mut conn, rk, args).await;
+        let reply = script.key(rk).arg(args).invoke_async(&mut conn).await;
         typed(&mut conn, reply, rk, op, key)
             .await?
             .map_err(|found| wrong_type(key, rk, &found))
@@ -147,7 +147,7 @@ impl RedisStore {
     async fn run_owned(
         &self,
         op: &str,
-        script: &Lua,
+        script: &Script,
         ns: Namespace,
         key: &str,
         args: &[&[u8]],
