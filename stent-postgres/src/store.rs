@@ -85,13 +85,8 @@ macro_rules! sql {
 }
 
 impl PostgresStore {
-    /// Connects to the server a URL names, creating the tables if they are missing.
-    ///
-    /// ```no_run
-    /// # async fn f() -> stent_core::Result<()> {
-    /// let store = stent_postgres::PostgresStore::connect("postgres://app:secret@localhost/app").await?;
-    /// # Ok(()) }
-    /// ```
+    /// Connects to the server a URL names (see the crate docs), creating the tables if they
+    /// are missing.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::builder().url(url).build().await
     }
@@ -141,10 +136,8 @@ impl PostgresStore {
         // password fails at once with its cause (a pool would retry until its timeout); it
         // creates the tables, then is closed. A caller's pool hands out one of its own.
         let (pool, target, first) = match b.source {
-            Source::Env => match std::env::var(crate::ENV_URL) {
-                Ok(url) => connect_url(&url, &b).await?,
-                Err(_) => return Err(Error::config(NO_URL)),
-            },
+            // `build` made a URL of a set `STENT_POSTGRES_URL`.
+            Source::Env => return Err(Error::config(NO_URL)),
             Source::Url(ref url) => connect_url(url, &b).await?,
             Source::Pool(ref pool) => {
                 let target = target_of(&pool.connect_options(), "");
@@ -339,11 +332,6 @@ async fn connect_url(
     b: &PostgresStoreBuilder,
 ) -> Result<(PgPool, Target, Option<PgConnection>)> {
     let shown = redact(url);
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::config(format!(
-            "not a PostgreSQL URL: {shown:?} (expected postgres://user:password@host:port/database)"
-        )));
-    }
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
     let unparsed = Target::new(shown.clone(), url);
     let opts =
