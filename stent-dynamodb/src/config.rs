@@ -282,9 +282,7 @@ impl DynamoDbStoreBuilder {
         let local = (self.endpoint_url.is_some()).then(|| Region::from_static(LOCAL_REGION));
         let region = (self.region.clone()).map(Region::new);
         config.set_region(region.or_else(|| sdk.region().cloned()).or(local));
-        if let Some(url) = &self.endpoint_url {
-            config.set_endpoint_url(Some(url.clone()));
-        }
+        config.set_endpoint_url(endpoint.clone());
         let client = Client::from_conf(config.build());
         (client, endpoint, Some(credentials))
     }

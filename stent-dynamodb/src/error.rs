@@ -16,12 +16,11 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {
 /// The kind of a service error answer, by its code, message and HTTP status, and what to say.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
     use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
+    const MISSING: &str = "the table does not exist; create it with DynamoDbStore::migrate() \
+         (development) or your infrastructure tooling";
+    const REFUSED: &str = "credentials refused; check the AWS credentials and IAM permissions";
     match code {
-        "ResourceNotFoundException" => (
-            Config,
-            "the table does not exist; create it with DynamoDbStore::migrate() (development) \
-             or your infrastructure tooling",
-        ),
+        "ResourceNotFoundException" => (Config, MISSING),
         "ProvisionedThroughputExceededException"
         | "ThrottlingException"
         | "Throttling"
@@ -33,10 +32,7 @@ fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'sta
         | "IncompleteSignatureException"
         | "MissingAuthenticationTokenException"
         | "ExpiredTokenException"
-        | "AccessDeniedException" => (
-            Config,
-            "credentials refused; check the AWS credentials and IAM permissions",
-        ),
+        | "AccessDeniedException" => (Config, REFUSED),
         "ValidationException" if message.contains("Item size") => {
             (ValueTooLarge, "the item is over 400 KB")
         }
