@@ -56,18 +56,11 @@ pub use stent_http as http;
 /// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` (`redis`) | `prefix`; any other goes to the Redis driver |
 /// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` (`dynamodb`) | `endpoint`, `region`, `prefix` |
 ///
-/// Breaking any of these rules is an [`ErrorKind::Config`] error that says what to change,
-/// without the URL's password:
-///
-/// - A string without a scheme (`garbage`, `stent.db`) is not a store URL, and an unknown
-///   scheme is refused; both errors list the schemes accepted.
-/// - A URL whose backend is not compiled in names the cargo feature to enable.
-/// - An option the store does not take (see the table) is named.
-/// - A PostgreSQL URL names its user (`postgres://USER@host/db` or `?user=USER`), or the
-///   `PGUSER` variable does, as for `psql`; no user at all is an error, never a guess.
-/// - A DynamoDB URL carries no credentials: they come from the AWS environment
-///   (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, …), and a store
-///   without any fails here, naming the variables to set, not at its first call.
+/// Anything else is an [`ErrorKind::Config`] error that says what to change, without the
+/// URL's password: a string without a scheme or an unknown scheme (listing those accepted), a
+/// backend not compiled in (naming its cargo feature), an option the store does not take, a
+/// PostgreSQL URL that names no user (nor does `PGUSER`), a DynamoDB store without AWS
+/// credentials in the environment (naming the variables to set).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent::Result<()> {

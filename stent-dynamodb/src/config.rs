@@ -150,10 +150,8 @@ impl DynamoDbStoreBuilder {
         )))
     }
 
-    /// The table, endpoint, region and key prefix a URL names:
-    /// `dynamodb://TABLE?endpoint=URL&region=R&prefix=P`, every query option optional and
-    /// percent-encoded or not; `dynamodb://` alone keeps the table as it is. Another scheme
-    /// or an unknown option is an [`ErrorKind::Config`] error, like what the setters refuse.
+    /// The table, endpoint, region and key prefix a URL names, in the form of the crate docs'
+    /// [Configuration](crate#configuration), checked as the setters check them.
     pub fn url(mut self, url: &str) -> Result<Self> {
         let (rest, options) = take_url_params(url, &["endpoint", "region", "prefix"]);
         let Some(table) = rest.strip_prefix("dynamodb://") else {
@@ -220,14 +218,9 @@ impl DynamoDbStoreBuilder {
     }
 
     /// Configures the SDK client and resolves its credentials once (a [`client`](Self::client)
-    /// given as is keeps its own, unchecked). Sends no request to DynamoDB unless told to
+    /// keeps its own, unchecked), with the errors of the crate docs'
+    /// [Configuration](crate#configuration). Sends no request unless told to
     /// [create the table](Self::create_tables).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Config`] without a region or credentials (the message names what to set,
-    /// see the crate docs' [Configuration](crate#configuration)); a retryable
-    /// [`ErrorKind::Unavailable`] when a credential source failed or timed out.
     pub async fn build(self) -> Result<DynamoDbStore> {
         // `credentials`: those the client signs with, to resolve now (`None`: a client
         // given as is keeps its own, unchecked).
@@ -289,9 +282,7 @@ impl DynamoDbStoreBuilder {
         let local = (self.endpoint_url.is_some()).then(|| Region::from_static(LOCAL_REGION));
         let region = (self.region.clone()).map(Region::new);
         config.set_region(region.or_else(|| sdk.region().cloned()).or(local));
-        if let Some(url) = &self.endpoint_url {
-            config.set_endpoint_url(Some(url.clone()));
-        }
+        config.set_endpoint_url(endpoint.clone());
         let client = Client::from_conf(config.build());
         (client, endpoint, Some(credentials))
     }

@@ -1,7 +1,6 @@
 //! The one place the SDK's request errors become stent errors.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -17,12 +16,11 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {
 /// The kind of a service error answer, by its code, message and HTTP status, and what to say.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
     use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
+    const MISSING: &str = "the table does not exist; create it with DynamoDbStore::migrate() \
+         (development) or your infrastructure tooling";
+    const REFUSED: &str = "credentials refused; check the AWS credentials and IAM permissions";
     match code {
-        "ResourceNotFoundException" => (
-            Config,
-            "the table does not exist; create it with DynamoDbStore::migrate() (development) \
-             or your infrastructure tooling",
-        ),
+        "ResourceNotFoundException" => (Config, MISSING),
         "ProvisionedThroughputExceededException"
         | "ThrottlingException"
         | "Throttling"
@@ -34,10 +32,7 @@ fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'sta
         | "IncompleteSignatureException"
         | "MissingAuthenticationTokenException"
         | "ExpiredTokenException"
-        | "AccessDeniedException" => (
-            Config,
-            "credentials refused; check the AWS credentials and IAM permissions",
-        ),
+        | "AccessDeniedException" => (Config, REFUSED),
         "ValidationException" if message.contains("Item size") => {
             (ValueTooLarge, "the item is over 400 KB")
         }
@@ -85,8 +80,13 @@ pub(crate) fn convert<E: OpError>(
     let code = err.code().map(|c| format!(" ({c})")).unwrap_or_default();
     let (table, endpoint) = (store.table(), store.endpoint());
     let message = format!("DynamoDB {op} on table {table:?} at {endpoint}: {what}{code}");
+    // The whole chain of causes: the SDK's own errors show only their category ("io
+    // error"), while what happened ("Connection refused") is deeper.
     let source = err.into_source().unwrap_or_else(|err| Box::new(err));
-    let e = Error::new(kind, message).with_source(Cause(source));
+    let chain = std::iter::successors(Some(&*source as &dyn StdError), |e| (*e).source());
+    let mut causes: Vec<String> = chain.map(ToString::to_string).collect();
+    causes.dedup();
+    let e = Error::new(kind, message).with_source(causes.join(": "));
     if let Some(k) = key { e.with_key(k) } else { e }
 }
 
@@ -102,26 +102,6 @@ pub(crate) fn applied<T, E: OpError>(
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
         Err(e) => Err(convert(e, store, op, key)),
-    }
-}
-
-/// The SDK's error, displayed with its whole chain of causes: the SDK's own errors show
-/// only their category ("io error"), while what happened ("Connection refused") is deeper.
-#[derive(Debug)]
-struct Cause(Box<dyn StdError + Send + Sync>);
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chain = std::iter::successors(Some(&*self.0 as &dyn StdError), |e| (*e).source());
-        let mut shown: Vec<String> = chain.map(ToString::to_string).collect();
-        shown.dedup();
-        f.write_str(&shown.join(": "))
-    }
-}
-
-impl StdError for Cause {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.0)
     }
 }
 

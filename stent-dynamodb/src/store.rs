@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata as _};
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
     ReturnValuesOnConditionCheckFailure::AllOld, ScalarAttributeType, TableStatus,
@@ -132,16 +134,10 @@ impl DynamoDbStore {
         &self.inner.endpoint
     }
 
-    /// Creates the table as the crate docs define it (one that exists is left as it is), waits
-    /// until it is active, checks its key, and enables DynamoDB's TTL on the
-    /// [`ttl`](crate::TTL_ATTRIBUTE) attribute. Safe to call concurrently and repeatedly;
-    /// meant for development and tests (in production, use your infrastructure tooling).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Config`] for a table with another key schema, or credentials that may not
-    /// create it; [`ErrorKind::Unavailable`] when the endpoint cannot be reached or the table
-    /// is not active after 5 minutes.
+    /// Creates the table of the crate docs (one that exists is left as it is, if its key is
+    /// stent's: else a `Config` error), waits until it is active (`Unavailable` after 5 minutes)
+    /// and enables DynamoDB's TTL on [`ttl`](crate::TTL_ATTRIBUTE). Safe to call concurrently
+    /// and repeatedly; meant for development and tests.
     pub async fn migrate(&self) -> Result<()> {
         let (client, table, endpoint) = (self.client(), self.table(), self.endpoint());
         let pk = AttributeDefinition::builder().attribute_name("pk");
@@ -241,6 +237,41 @@ impl DynamoDbStore {
     fn pk(&self, ns: Namespace, key: &str) -> Result<AttributeValue> {
         check_key_len(&self.capabilities(), key)?;
         Ok(s(self.partition_key(ns, key)))
+    }
+
+    /// A `DeleteItem` of partition key `pk` under `condition`, whose placeholders `values` fill.
+    fn delete_if(
+        &self,
+        pk: AttributeValue,
+        condition: &str,
+        values: Option<Item>,
+    ) -> DeleteItemFluentBuilder {
+        self.client()
+            .delete_item()
+            .table_name(self.table())
+            .key("pk", pk)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(&[condition])))
+            .set_expression_attribute_values(values)
+    }
+
+    /// An `UpdateItem` of `key` under [`OWNED_CONDITION`], whose placeholders `values` fill.
+    fn update_owned(
+        &self,
+        ns: Namespace,
+        key: &str,
+        update: &str,
+        values: Item,
+    ) -> Result<UpdateItemFluentBuilder> {
+        Ok(self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", self.pk(ns, key)?)
+            .update_expression(update)
+            .condition_expression(OWNED_CONDITION)
+            .set_expression_attribute_names(Some(names(&[update, OWNED_CONDITION])))
+            .set_expression_attribute_values(Some(values)))
     }
 
     /// Every item matching `filter`, across all pages of a consistent `Scan`.
@@ -369,22 +400,10 @@ impl ResultStore for DynamoDbStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
-        let Inner { client, table, .. } = &*self.inner;
-        let pk = self.pk(ns, key)?;
         let until = self.inner.clock.now().add(lease);
-        let update = "SET #lease_expires_ms = :until";
         let values = schema::owned(token, [(":until", n(until.as_millis()))]);
-        let out = client
-            .update_item()
-            .table_name(table)
-            .key("pk", pk)
-            .update_expression(update)
-            .condition_expression(OWNED_CONDITION)
-            .set_expression_attribute_names(Some(names(&[update, OWNED_CONDITION])))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        let renewed = applied(out, self, "renew (update_item)", Some(key))?;
+        let update = self.update_owned(ns, key, "SET #lease_expires_ms = :until", values)?;
+        let renewed = applied(update.send().await, self, "renew (update_item)", Some(key))?;
         let lost = || Error::lease_lost(key);
         renewed.then_some(until).ok_or_else(lost)
     }
@@ -397,19 +416,11 @@ impl ResultStore for DynamoDbStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let Inner { client, table, .. } = &*self.inner;
         check_value_len(&self.capabilities(), key, value)?;
-        let pk = self.pk(ns, key)?;
         let now = self.inner.clock.now();
         let (update, values) = schema::complete_update(token, value, now, ttl.map(|t| now.add(t)));
-        let out = client
-            .update_item()
-            .table_name(table)
-            .key("pk", pk)
-            .update_expression(&update)
-            .condition_expression(OWNED_CONDITION)
-            .set_expression_attribute_names(Some(names(&[&update, OWNED_CONDITION])))
-            .set_expression_attribute_values(Some(values))
+        let update = self.update_owned(ns, key, &update, values)?;
+        let out = update
             .return_values_on_condition_check_failure(AllOld)
             .send()
             .await;
@@ -433,17 +444,9 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let Inner { client, table, .. } = &*self.inner;
-        let out = client
-            .delete_item()
-            .table_name(table)
-            .key("pk", self.pk(ns, key)?)
-            .condition_expression(OWNED_CONDITION)
-            .set_expression_attribute_names(Some(names(&[OWNED_CONDITION])))
-            .set_expression_attribute_values(Some(schema::owned(token, [])))
-            .send()
-            .await;
-        applied(out, self, "release (delete_item)", Some(key))
+        let owned = Some(schema::owned(token, []));
+        let out = self.delete_if(self.pk(ns, key)?, OWNED_CONDITION, owned);
+        applied(out.send().await, self, "release (delete_item)", Some(key))
     }
 
     async fn put(
@@ -470,17 +473,8 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        let Inner { client, table, .. } = &*self.inner;
-        let condition = "attribute_exists(#pk)";
-        let out = client
-            .delete_item()
-            .table_name(table)
-            .key("pk", self.pk(ns, key)?)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(&[condition])))
-            .send()
-            .await;
-        applied(out, self, "delete (delete_item)", Some(key))
+        let out = self.delete_if(self.pk(ns, key)?, "attribute_exists(#pk)", None);
+        applied(out.send().await, self, "delete (delete_item)", Some(key))
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -539,21 +533,14 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let Inner { client, table, .. } = &*self.inner;
         let now = self.inner.clock.now();
         let pks = self.scan_keys(ns, Some(now)).await?;
         // One conditional delete per item rather than a batch: a record claimed or rewritten
         // since the scan is no longer expired and must survive.
-        let condition = "#expires_ms <= :now";
+        let values = map([(":now", n(now.as_millis()))]);
         let done = |out| applied(out, self, "purge_expired (delete_item)", None);
-        let delete = |pk: String| {
-            let request = client
-                .delete_item()
-                .table_name(table)
-                .key("pk", s(pk))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names(&[condition])))
-                .expression_attribute_values(":now", n(now.as_millis()));
+        let delete = |pk| {
+            let request = self.delete_if(s(pk), "#expires_ms <= :now", Some(values.clone()));
             async move { done(request.send().await) }
         };
         let deletes = futures_util::stream::iter(pks.into_iter().take(limit).map(delete));

@@ -22,9 +22,7 @@ pub const MAX_SCHEMA_LEN: usize = 63;
 pub(crate) enum Source {
     /// Nothing given yet: `build` reads [`ENV_URL`](crate::ENV_URL).
     Env,
-    /// A connection URL.
     Url(String),
-    /// A pool the caller owns.
     Pool(PgPool),
 }
 
@@ -165,14 +163,9 @@ impl PostgresStoreBuilder {
     }
 
     /// Connects, creates the schema and tables if they are missing, and checks that
-    /// existing tables are stent's (unless [`create_tables(false)`](Self::create_tables)).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for what the crate docs'
-    /// [Errors](crate#errors) list, a foreign table of the same name, or a database encoding
-    /// that cannot hold UTF-8 keys; a retryable `Unavailable` when the server cannot be
-    /// reached within the [acquire timeout](Self::acquire_timeout).
+    /// existing tables are stent's (unless [`create_tables(false)`](Self::create_tables)),
+    /// with the errors of the crate docs' [Errors](crate#errors), a foreign table of the same
+    /// name, or a database encoding that cannot hold UTF-8 keys.
     pub async fn build(mut self) -> Result<PostgresStore> {
         if let (Source::Env, Ok(url)) = (&self.source, std::env::var(crate::ENV_URL)) {
             // The builder's own settings win over the environment's.
@@ -198,13 +191,19 @@ const DRIVER_PARAMS: &str = "sslmode, ssl-mode, sslrootcert, ssl-root-cert, ssl-
      ssl-cert, sslkey, ssl-key, statement-cache-capacity, host, hostaddr, port, dbname, user, \
      password, application_name, options";
 
-/// Checks what the driver would let pass silently: a query parameter it does not know
-/// (it would ignore it), and a URL that names no user (it would use the operating system's
-/// user name, or a placeholder where there is none). The user comes from the URL
-/// (`postgres://USER@host/db` or `?user=USER`) or from `PGUSER`, as for `psql`; `pguser` is
-/// the `PGUSER` variable, read by the caller. `shown` is the URL without its password.
+/// Checks that `url` is a PostgreSQL URL, and what the driver would let pass silently: a
+/// query parameter it does not know (it would ignore it), and a URL that names no user (it
+/// would use the operating system's user name, or a placeholder where there is none). The
+/// user comes from the URL (`postgres://USER@host/db` or `?user=USER`) or from `PGUSER`, as
+/// for `psql`; `pguser` is the `PGUSER` variable, read by the caller. `shown` is the URL
+/// without its password.
 pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<()> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let scheme = |s: &str| url.strip_prefix(s);
+    let Some(rest) = scheme("postgres://").or_else(|| scheme("postgresql://")) else {
+        return Err(Error::config(format!(
+            "not a PostgreSQL URL: {shown:?} (expected postgres://user:password@host:port/database)"
+        )));
+    };
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = location.split_once('/').map_or(location, |(a, _)| a);

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo, PgValueFormat,
-    PgValueRef, Postgres,
+    PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow, PgTypeInfo,
+    PgValueFormat, PgValueRef, Postgres,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
-use stent_core::store::{check_key_len, check_value_len};
+use stent_core::store::{check_key_len, check_value_len, redact};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
     Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
@@ -22,7 +22,6 @@ use stent_core::{
 use crate::config::{PostgresStoreBuilder, Source};
 use crate::error::{Target, convert, migrate_error, sqlstate};
 use crate::sql::{self, COLUMNS, LIVE, Table};
-use stent_core::store::redact;
 
 /// Longest key accepted, in bytes: a btree entry must fit in a third of an 8 KiB page
 /// (about 2.7 KB), and a key needs headroom below that.
@@ -71,7 +70,7 @@ struct Inner {
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("server", &self.inner.target)
+            .field("server", &self.inner.target.name)
             .field("tables", &self.inner.tables.each_ref().map(|t| &t.shown))
             .finish()
     }
@@ -86,13 +85,8 @@ macro_rules! sql {
 }
 
 impl PostgresStore {
-    /// Connects to the server a URL names, creating the tables if they are missing.
-    ///
-    /// ```no_run
-    /// # async fn f() -> stent_core::Result<()> {
-    /// let store = stent_postgres::PostgresStore::connect("postgres://app:secret@localhost/app").await?;
-    /// # Ok(()) }
-    /// ```
+    /// Connects to the server a URL names (see the crate docs), creating the tables if they
+    /// are missing.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::builder().url(url).build().await
     }
@@ -142,10 +136,8 @@ impl PostgresStore {
         // password fails at once with its cause (a pool would retry until its timeout); it
         // creates the tables, then is closed. A caller's pool hands out one of its own.
         let (pool, target, first) = match b.source {
-            Source::Env => match std::env::var(crate::ENV_URL) {
-                Ok(url) => connect_url(&url, &b).await?,
-                Err(_) => return Err(Error::config(NO_URL)),
-            },
+            // `build` made a URL of a set `STENT_POSTGRES_URL`.
+            Source::Env => return Err(Error::config(NO_URL)),
             Source::Url(ref url) => connect_url(url, &b).await?,
             Source::Pool(ref pool) => {
                 let target = target_of(&pool.connect_options(), "");
@@ -281,18 +273,20 @@ impl PostgresStore {
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
 
-    /// What [`ResultStore::complete`] sends.
-    fn complete_stmt<'q>(
+    /// [`ResultStore::complete`] on `conn`: the pool, or a caller's transaction
+    /// ([`SqlStore::complete_in`]).
+    async fn complete_on<'c>(
         &self,
+        conn: impl PgExecutor<'c>,
         ns: Namespace,
-        key: &'q str,
-        token: &'q LeaseToken,
-        value: &'q [u8],
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
         ttl: Option<Duration>,
-    ) -> Result<Stmt<'q>> {
+    ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        Ok(sqlx::query(sql!(self.t(ns) =>
+        let done = sqlx::query(sql!(self.t(ns) =>
             "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
                  lease_expires_at = NULL, completed_at = now(), \
                  expires_at = now() + $4::int8 * interval '1 millisecond' \
@@ -300,7 +294,14 @@ impl PostgresStore {
         .bind(key)
         .bind(token.as_str())
         .bind(value)
-        .bind(ttl.map(millis)))
+        .bind(ttl.map(millis))
+        .execute(conn)
+        .await
+        .map_err(self.fail("complete", Some(key)))?;
+        match done.rows_affected() {
+            1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
+        }
     }
 
     fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
@@ -322,7 +323,7 @@ fn target_of(opts: &PgConnectOptions, url: &str) -> Target {
     let host = host.unwrap_or_else(|| opts.get_host().to_owned());
     let (user, port, database) = (opts.get_username(), opts.get_port(), opts.get_database());
     let name = format!("{user}@{host}:{port}/{}", database.unwrap_or_default());
-    Target::new(name, database.map(str::to_owned), url)
+    Target::new(name, url)
 }
 
 /// A pool for `url`, and the store's first connection (see `PostgresStore::open_with`).
@@ -331,13 +332,8 @@ async fn connect_url(
     b: &PostgresStoreBuilder,
 ) -> Result<(PgPool, Target, Option<PgConnection>)> {
     let shown = redact(url);
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::config(format!(
-            "not a PostgreSQL URL: {shown:?} (expected postgres://user:password@host:port/database)"
-        )));
-    }
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
-    let unparsed = Target::new(shown.clone(), None, url);
+    let unparsed = Target::new(shown.clone(), url);
     let opts =
         PgConnectOptions::from_str(url).map_err(|e| convert(e, &unparsed, "connection", None))?;
     let target = target_of(&opts, url);
@@ -512,11 +508,8 @@ impl ResultStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let q = self.complete_stmt(ns, key, token, value, ttl)?;
-        match self.execute(q, "complete", Some(key)).await? {
-            1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
+        let pool = &self.inner.pool;
+        self.complete_on(pool, ns, key, token, value, ttl).await
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
@@ -649,15 +642,7 @@ impl SqlStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let q = self.complete_stmt(ns, key, token, value, ttl)?;
-        match q
-            .execute(conn)
-            .await
-            .map_err(self.fail("complete", Some(key)))?
-        {
-            done if done.rows_affected() == 1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
+        self.complete_on(conn, ns, key, token, value, ttl).await
     }
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {

@@ -79,17 +79,13 @@ macro_rules! setters {
 }
 
 impl RedisStoreBuilder {
-    /// A builder with the defaults: prefix [`DEFAULT_PREFIX`], 5 s connect timeout,
-    /// 10 s response timeout, 3 reconnection attempts per call.
+    /// A builder with the defaults each setter states.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Connects to the server at `url`: `redis://[[user]:password@]host[:port][/db]`,
-    /// `redis+unix:///path/to/redis.sock`, or a Redis Cluster through any of its nodes,
-    /// `redis+cluster://[[user]:password@]host:port,host:port,...` (or [`cluster`](Self::cluster)).
-    /// A `prefix=` in the query (percent-decoded) sets the key prefix as [`prefix`](Self::prefix)
-    /// does, whichever is called last; the other query parameters go to the driver as written.
+    /// Connects to the server or cluster at `url`, in a form of the crate's README; its
+    /// `prefix=` sets the key prefix as [`prefix`](Self::prefix) does, whichever is called last.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         let (url, taken) = stent_core::store::take_url_params(&url.into(), &["prefix"]);
         if let Some((_, prefix)) = taken.last() {
@@ -152,21 +148,12 @@ impl RedisStoreBuilder {
         max_value_len(max: usize) => max_value_len = max;
 
         /// How long an expired record stays in Redis, invisible, before Redis deletes it by
-        /// itself (default [`DEFAULT_EXPIRY_GRACE`]): meanwhile `list` with `include_expired`
-        /// shows it and `purge_expired` counts it. The price: every read sends its `GET` in a
-        /// transaction with the server's `TIME`, and a replay of a record with an expiry
-        /// takes a second round trip (`claim.lua`): the crate's README says more.
+        /// itself (default [`DEFAULT_EXPIRY_GRACE`]); the crate's README says what reads and
+        /// replays then cost.
         expiry_grace(grace: Duration) => expiry_grace = grace;
     }
 
-    /// Checks the settings and connects.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Config`](stent_core::ErrorKind::Config) for a missing or malformed
-    /// URL, an invalid prefix or a refused password (the password never appears in the
-    /// message); [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) when the
-    /// server cannot be reached.
+    /// Checks the settings and connects: the crate's README lists the errors.
     pub async fn build(mut self) -> Result<RedisStore> {
         validate_prefix(&self.prefix)?;
         if self.max_value_len > MAX_VALUE_LEN_LIMIT {

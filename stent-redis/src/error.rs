@@ -1,6 +1,6 @@
 //! The one place Redis errors become stent errors.
 
-use redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind as RedisKind, RedisError};
 use stent_core::{Error, ErrorKind};
 
 /// Converts a driver error. `what` says what was being done ("claim", "connecting to
@@ -13,49 +13,26 @@ pub(crate) fn from_redis(err: RedisError, what: &str, key: Option<&str>) -> Erro
 }
 
 fn classify(err: &RedisError) -> (ErrorKind, Option<&'static str>) {
+    use ErrorKind::{Busy, Config, Decode, Store, Unavailable};
     const AUTH: &str = "authentication failed; check the username and password";
     const UNREACHABLE: &str = "the Redis server cannot be reached";
     const NOT_READY: &str = "the Redis server is not ready";
-    match (err.kind(), err.code().unwrap_or_default()) {
-        (RedisKind::AuthenticationFailed, _) | (_, "NOAUTH" | "WRONGPASS") => {
-            (ErrorKind::Config, Some(AUTH))
+    let dropped = err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped();
+    // A server error's kind is told by its code.
+    let (kind, hint) = match (err.kind(), err.code().unwrap_or_default()) {
+        (RedisKind::AuthenticationFailed, _) | (_, "NOAUTH" | "WRONGPASS") => (Config, AUTH),
+        (RedisKind::InvalidClientConfig, _) => (Config, "invalid connection settings"),
+        (_, "NOPERM") => (Config, "the Redis user lacks a permission the store needs"),
+        (RedisKind::Io | RedisKind::ClusterConnectionNotFound, _) => (Unavailable, UNREACHABLE),
+        _ if dropped => (Unavailable, UNREACHABLE),
+        (_, "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY") => {
+            (Unavailable, NOT_READY)
         }
-        (RedisKind::InvalidClientConfig, _) => {
-            (ErrorKind::Config, Some("invalid connection settings"))
-        }
-        (_, "NOPERM") => (
-            ErrorKind::Config,
-            Some("the Redis user lacks a permission the store needs"),
-        ),
-        (RedisKind::Io | RedisKind::ClusterConnectionNotFound, _) => {
-            (ErrorKind::Unavailable, Some(UNREACHABLE))
-        }
-        _ if err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped() => {
-            (ErrorKind::Unavailable, Some(UNREACHABLE))
-        }
-        (
-            RedisKind::Server(
-                ServerErrorKind::BusyLoading
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::ReadOnly,
-            ),
-            _,
-        )
-        | (_, "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY") => {
-            (ErrorKind::Unavailable, Some(NOT_READY))
-        }
-        (_, "WRONGTYPE") => (
-            ErrorKind::Decode,
-            Some("the Redis key holds a value of another type"),
-        ),
-        (_, "BUSY") => (
-            ErrorKind::Busy,
-            Some("the Redis server is busy running a script"),
-        ),
-        _ => (ErrorKind::Store, None),
-    }
+        (_, "WRONGTYPE") => (Decode, "the Redis key holds a value of another type"),
+        (_, "BUSY") => (Busy, "the Redis server is busy running a script"),
+        _ => return (Store, None),
+    };
+    (kind, Some(hint))
 }
 
 /// A key of the store's prefix that holds something other than a record.

@@ -103,52 +103,44 @@ pub(crate) fn is_record(bytes: &[u8]) -> bool {
 /// Reads a record; `bytes` must start with [`MARK`].
 pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let corrupt = |what: &str| Error::decode(key, format!("stored record: {what}"));
-    let mut rest = bytes
+    let body = bytes
         .strip_prefix(MARK)
         .ok_or_else(|| corrupt("it does not start with `stent1|`"))?;
-    let mut h: [&str; FIELDS] = [""; FIELDS];
-    for (i, field) in h.iter_mut().enumerate() {
-        let end = rest
-            .iter()
-            .position(|&b| b == b'|')
-            .ok_or_else(|| corrupt(&format!("the header ends after {i} fields")))?;
-        *field =
-            std::str::from_utf8(&rest[..end]).map_err(|_| corrupt("the header is not UTF-8"))?;
-        rest = &rest[end + 1..];
-    }
-    let [
-        state,
-        token,
-        attempt,
-        created,
-        lease,
-        done,
-        expires,
-        purge,
-        l_ms,
-        h_ms,
-        m_len,
-    ] = h;
+    // The header's fields in order, then the metadata and the value.
+    let mut parts = body.splitn(FIELDS + 1, |&b| b == b'|');
+    let mut field = |name: &str| match parts.next().map(std::str::from_utf8) {
+        Some(Ok(text)) => Ok(text),
+        Some(Err(_)) => Err(corrupt("the header is not UTF-8")),
+        None => Err(corrupt(&format!("the header ends before `{name}`"))),
+    };
+    let state = field("state")?;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
-    let split = rest.split_at_checked(number(key, "meta_len", m_len)?);
+    let token = field("lease_token")?;
+    let attempt: u64 = number(key, "attempt", field("attempt")?)?;
+    let (created, lease) = (field("created_ms")?, field("lease_expires_ms")?);
+    let completed = optional(key, "completed_ms", field("completed_ms")?)?;
+    let expires = optional(key, "expires_ms", field("expires_ms")?)?;
+    let purge_ms = optional(key, "purge_ms", field("purge_ms")?)?;
+    let (lease_ms, horizon_ms) = (field("lease_ms")?, field("horizon_ms")?);
+    let meta_len = number(key, "meta_len", field("meta_len")?)?;
+    let rest = parts
+        .next()
+        .ok_or_else(|| corrupt("the header ends before the metadata"))?;
+    let split = rest.split_at_checked(meta_len);
     let (meta, value) = split.ok_or_else(|| corrupt("the metadata is cut short"))?;
     let mut record = Record::new(key, state, Timestamp::default());
     decode_meta(key, meta, &mut record)?;
-    let attempt: u64 = number(key, "attempt", attempt)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-    let purge_ms = optional(key, "purge_ms", purge)?;
     let mut unsettled = None;
     if state == RecordState::InProgress && created.is_empty() {
-        unsettled = Some((
-            number(key, "lease_ms", l_ms)?,
-            number(key, "horizon_ms", h_ms)?,
-        ));
+        let lease_ms = number(key, "lease_ms", lease_ms)?;
+        unsettled = Some((lease_ms, number(key, "horizon_ms", horizon_ms)?));
     } else {
         record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
     }
-    record.completed_at = optional(key, "completed_ms", done)?.map(Timestamp::from_millis);
-    record.expires_at = optional(key, "expires_ms", expires)?.map(Timestamp::from_millis);
+    record.completed_at = completed.map(Timestamp::from_millis);
+    record.expires_at = expires.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
             record.lease_token = (!token.is_empty()).then(|| LeaseToken::from_string(token));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{RedisResult, Value};
+use redis::{RedisResult, Script, Value};
 use stent_core::store::{check_key_len, check_value_len};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
@@ -20,7 +20,7 @@ use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{
     HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base, owner,
 };
-use crate::scripts::{self, Lua};
+use crate::scripts;
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
@@ -29,12 +29,9 @@ const MAX_MS: i64 = 10_000_000_000_000;
 /// Records read per round of a `list`, or deleted per round of a `purge_expired`.
 const BATCH: usize = 64;
 
-/// A [`ResultStore`] in Redis, standalone or Redis Cluster: one Redis string per record, at
-/// `{prefix}:{namespace}:{key}`, and every operation one atomic step on that one key (the
-/// crate's README lists what each sends). Leases and expiry follow the server's clock.
-/// Clones share one connection, which reconnects by itself after a server restart or a
-/// failover: calls made while the server is away fail with the retryable
-/// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+/// A [`ResultStore`] in Redis, standalone or Redis Cluster, on the server's clock: one string
+/// per record, every operation one atomic step on its key (the crate's README lists what each
+/// sends). Clones share one connection, which reconnects by itself.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -102,24 +99,24 @@ impl RedisStore {
     pub(crate) async fn open(target: &Target, b: RedisStoreBuilder) -> Result<Self> {
         let conn = Conn::open(target, b.timeouts).await;
         let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
-        let caps = Capabilities::new()
-            .native_ttl(true)
-            .server_clock(true)
-            .shared(true);
         let grace = clamp_ms(b.expiry_grace);
         let inner = Arc::new(Inner {
             conn,
             shown: b.shown,
             bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
             prefix: b.prefix,
-            caps: caps.durable(true).max_value_len(Some(b.max_value_len)),
+            caps: Capabilities::new()
+                .native_ttl(true)
+                .server_clock(true)
+                .shared(true)
+                .durable(true)
+                .max_value_len(Some(b.max_value_len)),
             grace,
             purge_offset: (if grace == 0 { -1 } else { grace }).to_string(),
         });
         Ok(RedisStore { inner })
     }
 
-    /// `{escaped prefix}:{namespace}:`, the start of every key of the namespace.
     fn base(&self, ns: Namespace) -> &str {
         &self.inner.bases[ns as usize]
     }
@@ -132,13 +129,13 @@ impl RedisStore {
     async fn run(
         &self,
         op: &str,
-        script: &Lua,
+        script: &Script,
         rk: &[u8],
         key: &str,
         args: &[&[u8]],
     ) -> Result<Value> {
         let mut conn = self.inner.conn.clone();
-        let reply = script.invoke(&mut conn, rk, args).await;
+        let reply = script.key(rk).arg(args).invoke_async(&mut conn).await;
         typed(&mut conn, reply, rk, op, key)
             .await?
             .map_err(|found| wrong_type(key, rk, &found))
@@ -150,7 +147,7 @@ impl RedisStore {
     async fn run_owned(
         &self,
         op: &str,
-        script: &Lua,
+        script: &Script,
         ns: Namespace,
         key: &str,
         args: &[&[u8]],

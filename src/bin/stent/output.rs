@@ -76,19 +76,17 @@ pub(crate) fn add_value(doc: &mut Value, ns: Namespace, record: &Record) {
 /// The `ls` table.
 pub(crate) fn records_table(records: &[Record], now: Timestamp) -> String {
     let header = ["KEY", "STATE", "ATTEMPT", "SIZE", "CREATED", "EXPIRES"];
-    table(
-        &header,
-        records.iter().map(|r| {
-            [
-                key(&r.key),
-                Condition::of(r, now).label().to_owned(),
-                r.attempt.to_string(),
-                r.value.as_ref().map_or("-".into(), |v| bytes(v.len())),
-                r.created_at.to_string(),
-                r.expires_at.map_or("never".into(), |t| t.to_string()),
-            ]
-        }),
-    )
+    let rows = records.iter().map(|r| {
+        [
+            key(&r.key),
+            Condition::of(r, now).label().to_owned(),
+            r.attempt.to_string(),
+            r.value.as_ref().map_or("-".into(), |v| bytes(v.len())),
+            r.created_at.to_string(),
+            r.expires_at.map_or("never".into(), |t| t.to_string()),
+        ]
+    });
+    table(&header, rows)
 }
 
 /// The `show` page: one field a line, then the decoded value pretty-printed.
@@ -124,15 +122,13 @@ pub(crate) fn record_page(ns: Namespace, record: &Record, now: Timestamp) -> Str
     ];
     let rows = fields.map(|(name, value)| value.map(|v| [name.to_owned(), v]));
     let mut page = table::<&str, _>(&[], rows.into_iter().flatten());
-    let decoded = record
-        .value
-        .as_ref()
-        .map(|v| codec::to_json(&record.key, v));
-    let (name, body) = match decoded {
-        None => return page,
-        Some(Ok(Stored::Value(value))) => ("value", format!("{value:#}")),
-        Some(Ok(Stored::Error(error))) => ("stored error", format!("{error:#}")),
-        Some(Err(e)) => ("value", format!("not decodable: {}", e.message())),
+    let Some(bytes) = &record.value else {
+        return page;
+    };
+    let (name, body) = match codec::to_json(&record.key, bytes) {
+        Ok(Stored::Value(value)) => ("value", format!("{value:#}")),
+        Ok(Stored::Error(error)) => ("stored error", format!("{error:#}")),
+        Err(e) => ("value", format!("not decodable: {}", e.message())),
     };
     page += &format!("{name}:\n");
     body.lines().for_each(|line| page += &format!("  {line}\n"));

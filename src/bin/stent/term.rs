@@ -24,13 +24,11 @@ impl From<stent::Error> for Failure {
     /// The error's sentence, then each cause in its chain that the line does not say yet.
     fn from(e: stent::Error) -> Self {
         let mut line = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            let text = c.to_string();
+        let causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+        for text in causes.map(|c| c.to_string()) {
             if !line.contains(&text) {
                 line = format!("{line}: {text}");
             }
-            cause = c.source();
         }
         Failure(line)
     }
