@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Files whose cases check the wrapper or keys rather than one operation.
-const AREAS: &[&str] = &["wrapper", "keys", "bad_input", "transactional"];
+/// Files whose cases check the wrapper, keys or the local tier rather than one operation.
+const AREAS: &[&str] = &["wrapper", "keys", "bad_input", "transactional", "local"];
 /// Files of the crate that hold no case.
 const NOT_CASES: &[&str] = &["lib", "support", "servers"];
 
