@@ -153,6 +153,7 @@ macro_rules! conformance_tests {
             wrapper::stale_if_error_with_single_flight_runs_the_function_once,
             wrapper::timeout_cancels_the_function_and_frees_the_key,
             wrapper::early_refresh_refreshes_a_hot_value_before_it_expires,
+            wrapper::single_flight_run_overtaken_by_a_refresh_returns_its_value,
             local::local_tier_replays_what_the_store_replays,
             local::local_tier_sees_another_process_within_its_local_ttl,
             bad_input::unencodable_args_are_a_key_error,

@@ -1188,3 +1188,50 @@ pub async fn early_refresh_refreshes_a_hot_value_before_it_expires(store: Arc<dy
         ("libor v0", Status::CacheHit)
     );
 }
+
+/// A single-flight run whose claim a refresh replaced with a value meanwhile (an early or
+/// stale refresh stores with a plain write) still returns its own value: the cache holds one.
+pub async fn single_flight_run_overtaken_by_a_refresh_returns_its_value(
+    store: Arc<dyn ResultStore>,
+) {
+    let stent = Stent::from_arc(Arc::clone(&store));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let (s, f) = (Arc::clone(&started), Arc::clone(&finish));
+    let report = stent
+        .durable("reports::weekly")
+        .cached()
+        .ttl(Duration::from_secs(600))
+        .single_flight()
+        .wrap(move |week: String| {
+            let (s, f) = (Arc::clone(&s), Arc::clone(&f));
+            async move {
+                s.notify_one();
+                f.notified().await;
+                Ok::<_, Infallible>(format!("report of {week}"))
+            }
+        });
+    let key = report.key_for(&"w1".to_owned()).unwrap();
+    let run = tokio::spawn({
+        let report = report.clone();
+        async move { report.call_traced("w1".to_owned()).await }
+    });
+    started.notified().await;
+    let refreshed = stent_core::codec::encode_value("report of w1, refreshed").unwrap();
+    let ttl = Some(Duration::from_secs(600));
+    store
+        .put(CACHE, &key, &refreshed, ttl, crate::support::meta())
+        .await
+        .unwrap();
+    finish.notify_one();
+    let t = run.await.unwrap().expect("its own value, not LeaseLost");
+    assert_eq!(
+        (t.value.as_str(), t.outcome.status),
+        ("report of w1", Status::Executed)
+    );
+    let hit = report.call_traced("w1".into()).await.unwrap();
+    assert_eq!(
+        (hit.value.as_str(), hit.outcome.status),
+        ("report of w1, refreshed", Status::CacheHit)
+    );
+}

@@ -191,6 +191,12 @@ where
                 guard.release().await;
                 return Err(e);
             }
+            // A single-flight claim is replaced by the value a refresh (early or stale)
+            // stored meanwhile: the cache holds a value, and this one is as fresh.
+            Err(e) if e.kind() == ErrorKind::LeaseLost && !c.idempotent => {
+                tracing::debug!("a refresh stored a value over the single-flight claim");
+                return Ok(guard.keep(result));
+            }
             // Leave the claim: a lost lease belongs to someone else now, and after
             // a store outage the lease lapses and the next caller takes over.
             Err(e) => return Err(guard.keep(e)),
