@@ -21,6 +21,7 @@
 pub mod effects;
 pub mod harness;
 pub mod job;
+pub mod journal;
 pub mod ledger;
 pub mod target;
 

@@ -5,6 +5,7 @@
 mod crash_takeover;
 mod long_running;
 mod many_processes;
+mod network_faults;
 mod server_restart;
 mod support;
 mod transactional;
