@@ -12,6 +12,11 @@
 //!   [`wrap_tx`](stent_core::DurableBuilder::wrap_tx) on PostgreSQL and SQLite, workers
 //!   killed at random points of their transactions (and PostgreSQL restarted): one effect
 //!   row in the database for each recorded key, and none for the others.
+//! - **Network faults**: a server in a network namespace of the scenario's own, and 200 ms
+//!   of latency, 5 % packet loss and a 3 s partition on the link while 3 processes call,
+//!   with leases shorter than the partition: a key runs again only after its owner's lease
+//!   lapsed and its result went unrecorded, and no caller's value is lost. Every lease
+//!   operation is journaled ([`journal`]).
 //!
 //! Executions are counted in a [`Ledger`]: a file outside every store and server under
 //! test, one line per execution. The scenarios live in `tests/reliability/`; the child

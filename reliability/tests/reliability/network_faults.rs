@@ -420,6 +420,7 @@ async fn calls_through_network_faults_lose_nothing(backend: Backend) {
         .map(|e| e.end_ms - heal_at)
         .min()
         .expect("calls succeeded after the partition");
+    let done = events.iter().map(|e| e.end_ms - heal_at).max().unwrap();
     let last_failure = events
         .iter()
         .filter(|e| e.error.is_some() && e.end_ms >= heal_at)
@@ -461,6 +462,7 @@ async fn calls_through_network_faults_lose_nothing(backend: Backend) {
                 "last_failure_after_heal_ms",
                 last_failure.map_or("none".to_owned(), |ms| ms.to_string()),
             ),
+            ("all_done_after_heal_ms", done.to_string()),
             ("takeovers", takeovers.to_string()),
             ("keys_taken_over", keys_taken_over.to_string()),
             ("lapses_by_phase", counts(&lapses)),
