@@ -24,6 +24,7 @@ use stent_postgres::PostgresStore;
 use stent_sqlite::SqliteStore;
 
 use crate::effects::EffectsStore;
+use crate::journal::Journaled;
 use crate::ledger::Ledger;
 use crate::target::{Backend, Target};
 
@@ -32,6 +33,9 @@ pub const REPORT_PREFIX: &str = "@@ ";
 
 /// The name of [`Task::Transactional`]'s function.
 pub const TX_FUNCTION: &str = "reliability::transactional";
+
+/// The name of [`Task::Network`]'s function.
+pub const NETWORK_FUNCTION: &str = "reliability::network";
 
 /// One worker process's assignment.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,6 +130,23 @@ pub enum Task {
         events: PathBuf,
         /// The ledger of the function's steps.
         steps: PathBuf,
+    },
+    /// Calls meant to run through network faults (latency, packet loss, a partition): keys
+    /// dealt and paced as in [`Transactional`](Self::Transactional), each call of a leased
+    /// function (`shape.work_ms` of work, [`value_of`]) retried every 50 ms until it
+    /// succeeds, as in [`Restart`](Self::Restart). Every lease operation of the process
+    /// goes to `{journal}/{pid}.jsonl` ([`Journaled`]).
+    Network {
+        /// Which keys each task calls: `calls_per_task` is the number of steps.
+        shape: Shape,
+        /// Time between two steps.
+        step_ms: u64,
+        /// A task that cannot finish its keys within this time fails.
+        give_up_ms: u64,
+        /// The directory events are written to.
+        events: PathBuf,
+        /// The directory of the lease journals.
+        journal: PathBuf,
     },
 }
 
@@ -438,11 +459,15 @@ impl Job {
                 other => panic!("no transactional calls on {other:?}"),
             };
         }
-        let store = self
+        let mut store = self
             .target
             .open()
             .await
             .unwrap_or_else(|e| panic!("worker cannot open {:?}: {e}", self.target.backend));
+        if let Task::Network { journal, .. } = &self.task {
+            let file = journal.join(format!("{}.jsonl", std::process::id()));
+            store = Arc::new(Journaled::new(store, file));
+        }
         let stent = Stent::from_arc(Arc::clone(&store));
         let ledger = Ledger::new(&self.ledger);
         let lease = Duration::from_millis(self.lease_ms);
@@ -588,6 +613,40 @@ impl Job {
                     .map(|(f, keys)| {
                         let run = call_through_outage(f, keys, pace, give_up, events.clone());
                         tokio::spawn(run)
+                    })
+                    .collect();
+                report_totals(pid, started, handles).await;
+            }
+            Task::Network {
+                shape,
+                step_ms,
+                give_up_ms,
+                events,
+                journal: _,
+            } => {
+                let work = Duration::from_millis(shape.work_ms);
+                let tasks = shape.windowed_task_keys();
+                let fs: Vec<_> = tasks
+                    .iter()
+                    .map(|_| ledgered(&stent, NETWORK_FUNCTION, lease, &ledger, work))
+                    .collect();
+                report(&Report::Ready { pid });
+                wait_for_file(&self.go, Duration::from_secs(120), "start line").await;
+                let epoch = std::fs::metadata(&self.go)
+                    .and_then(|m| m.modified())
+                    .expect("the start line's time");
+                let started = Instant::now();
+                let give_up = started + Duration::from_millis(give_up_ms);
+                let pace = Pace::Steps {
+                    epoch,
+                    step: Duration::from_millis(step_ms),
+                };
+                let events = events.join(format!("{pid}.jsonl"));
+                let handles: Vec<_> = fs
+                    .into_iter()
+                    .zip(tasks)
+                    .map(|(f, keys)| {
+                        tokio::spawn(call_through_outage(f, keys, pace, give_up, events.clone()))
                     })
                     .collect();
                 report_totals(pid, started, handles).await;

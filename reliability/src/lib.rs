@@ -18,6 +18,11 @@
 //!   runs once per expiry, and with
 //!   [`stale_if_error`](stent_core::DurableBuilder::stale_if_error) every caller gets a
 //!   value through an outage of the origin ([`storm`]).
+//! - **Network faults**: a server in a network namespace of the scenario's own, and 200 ms
+//!   of latency, 5 % packet loss and a 3 s partition on the link while 3 processes call,
+//!   with leases shorter than the partition: a key runs again only after its owner's lease
+//!   lapsed and its result went unrecorded, and no caller's value is lost. Every lease
+//!   operation is journaled ([`journal`]).
 //!
 //! Executions are counted in a [`Ledger`]: a file outside every store and server under
 //! test, one line per execution. The scenarios live in `tests/reliability/`; the child
@@ -27,6 +32,7 @@
 pub mod effects;
 pub mod harness;
 pub mod job;
+pub mod journal;
 pub mod ledger;
 pub mod storm;
 pub mod target;

@@ -6,6 +6,7 @@ mod crash_takeover;
 mod expiry_storm;
 mod long_running;
 mod many_processes;
+mod network_faults;
 mod server_restart;
 mod support;
 mod transactional;
