@@ -33,6 +33,26 @@ where
                 claimed => claimed?,
             };
             let record = match claimed {
+                // The answer came back after the lease it granted lapsed (a slow network):
+                // another caller may hold the key by now, so run nothing and claim again.
+                ClaimOutcome::Acquired {
+                    lease_expires_at, ..
+                } if lease_expires_at <= Timestamp::now() => {
+                    if started.elapsed() >= self.in_flight_wait() {
+                        return Err(Error::new(
+                            ErrorKind::Unavailable,
+                            "the store's answers to claims come back after the leases they \
+                             grant have lapsed: the lease is too short for this network",
+                        )
+                        .with_key(&key));
+                    }
+                    tracing::warn!(
+                        "the claim's answer came back after its lease lapsed; claiming again"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                    continue;
+                }
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
                     let run = self.execute_claimed(&key, fingerprint, token, attempt, args);
@@ -49,6 +69,15 @@ where
             let nap = self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
             tokio::time::sleep(nap.min(backoff)).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// How long a call may wait for a key: the in-flight policy's timeout, none when it
+    /// rejects.
+    fn in_flight_wait(&self) -> Duration {
+        match self.inner.config.in_flight {
+            InFlight::Reject => Duration::ZERO,
+            InFlight::Wait { timeout } => timeout,
         }
     }
 
@@ -112,10 +141,7 @@ where
     ) -> Result<Duration> {
         let c = &self.inner.config;
         check_fingerprint(key, fingerprint, record)?;
-        let timeout = match c.in_flight {
-            InFlight::Reject => Duration::ZERO,
-            InFlight::Wait { timeout } => timeout,
-        };
+        let timeout = self.in_flight_wait();
         let waited = started.elapsed();
         if waited >= timeout {
             return Err(in_flight(
