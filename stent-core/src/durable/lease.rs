@@ -24,6 +24,7 @@ where
             let token = LeaseToken::generate();
             let claim = self.claim(&token, fingerprint);
             let store = self.inner.store.as_ref();
+            let sent = Instant::now();
             let claimed = match store.claim(self.claim_ns(), &key, &claim).await {
                 // Single flight is protection, not a result: fail_open runs without it.
                 Err(e) if c.fail_open && !c.idempotent => {
@@ -33,16 +34,15 @@ where
                 claimed => claimed?,
             };
             let record = match claimed {
-                // The answer came back after the lease it granted lapsed (a slow network):
-                // another caller may hold the key by now, so run nothing and claim again.
-                ClaimOutcome::Acquired {
-                    lease_expires_at, ..
-                } if lease_expires_at <= Timestamp::now() => {
+                // The answer took as long as the lease it asked for (a slow network), so the
+                // lease may have lapsed and another caller may hold the key by now: run
+                // nothing, claim again. Measured here, not against the store's clock.
+                ClaimOutcome::Acquired { .. } if sent.elapsed() >= claim.lease => {
                     if started.elapsed() >= self.in_flight_wait() {
                         return Err(Error::new(
                             ErrorKind::Unavailable,
-                            "the store's answers to claims come back after the leases they \
-                             grant have lapsed: the lease is too short for this network",
+                            "the store's answers to claims take as long as the leases they \
+                             grant: the lease is too short for this network",
                         )
                         .with_key(&key));
                     }
