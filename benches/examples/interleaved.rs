@@ -17,6 +17,9 @@
 //! STENT_REDIS_URL). Each mode compares hits and replays, then first calls; `sqlite` and
 //! `postgres` then a transactional first call next to the same transaction by hand.
 //!
+//! MODE `limits` (or `limits sqlite`, `limits postgres`) measures the distance to each SQL
+//! server's own limit: see [`limits`].
+//!
 //! MODE `storm` (or `storm sqlite`, `storm postgres`, `storm redis` for one backend) is the
 //! expiry storm of one hot cached key instead: see [`storm`].
 
@@ -33,6 +36,7 @@ use stent::{
     ClaimOutcome, Durable, LeaseToken, LocalTier, MemoryStore, Namespace, PostgresStore,
     RedisStore, ResultStore, SqliteStore, Stent,
 };
+use stent_benches::lean::{PostgresLean, SqliteLean};
 use stent_benches::raw::{DynamoDbRaw, SqliteRaw, dynamodb_store};
 use stent_benches::{
     Fresh, Functions, PostgresRaw, Raw, RedisRaw, env_url, hit_args, runtime, store_claim,
@@ -612,6 +616,17 @@ async fn temp_sqlite() -> (tempfile::TempDir, SqliteStore) {
 /// cache hit, the store's `claim` of a completed key and a replay. `store` names the store
 /// as the targets table looks it up; `calls` per variant and round (moto is slow).
 async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
+    hits_led(stent, raw, store, calls, Vec::new()).await;
+}
+
+/// [`hits`] with `lead` before the raw driver's read: the variant the ratios are to.
+async fn hits_led<'a, R: Raw>(
+    stent: &'a Stent,
+    raw: &'a R,
+    store: &str,
+    calls: u32,
+    lead: Vec<Variant<'a>>,
+) {
     let backend = stent.store().as_ref();
     // A run cut short leaves its records in a server that outlives it (moto's table).
     clear(backend).await;
@@ -620,56 +635,64 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
     f.idempotent.call(hit_args()).await.expect("seeding");
     let key = f.cached.key_for(&hit_args()).expect("a key");
     let idem_key = f.idempotent.key_for(&hit_args()).expect("a key");
+    // Leaked, to live as long as `lead`'s borrows (a variant's lifetime cannot shrink).
+    let leak = |s: String| -> &'a str { Box::leak(s.into_boxed_str()) };
     let names = [
-        format!("{store}::get"),
-        format!("{store}::claim (completed)"),
+        leak(format!("{store}::get")),
+        leak(format!("{store}::claim (completed)")),
     ];
-    let (f, key, idem_key) = (&f, key.as_str(), idem_key.as_str());
+    let (key, idem_key) = (
+        leak(key.as_str().to_owned()),
+        leak(idem_key.as_str().to_owned()),
+    );
+    let f: &'a Functions = Box::leak(Box::new(f));
+    let mut variants = lead;
+    variants.extend::<Vec<Variant<'_>>>(vec![
+        (
+            "raw read",
+            Box::new(move || {
+                Box::pin(async move {
+                    assert!(raw.read(Namespace::Cache, key).await);
+                })
+            }),
+        ),
+        (
+            names[0],
+            Box::new(move || {
+                Box::pin(async move {
+                    let found = backend.get(Namespace::Cache, key).await.expect("get");
+                    assert!(found.is_some());
+                })
+            }),
+        ),
+        (
+            "stent cache hit",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.cached.call(hit_args()).await.expect("hit");
+                })
+            }),
+        ),
+        (
+            names[1],
+            Box::new(move || {
+                Box::pin(async move {
+                    let (_, outcome) = store_claim(backend, idem_key).await;
+                    assert!(matches!(outcome, ClaimOutcome::Completed(_)));
+                })
+            }),
+        ),
+        (
+            "stent idempotent replay",
+            Box::new(move || {
+                Box::pin(async move {
+                    f.idempotent.call(hit_args()).await.expect("replay");
+                })
+            }),
+        ),
+    ]);
     compare_calls(
-        vec![
-            (
-                "raw read",
-                Box::new(move || {
-                    Box::pin(async move {
-                        assert!(raw.read(Namespace::Cache, key).await);
-                    })
-                }),
-            ),
-            (
-                names[0].as_str(),
-                Box::new(move || {
-                    Box::pin(async move {
-                        let found = backend.get(Namespace::Cache, key).await.expect("get");
-                        assert!(found.is_some());
-                    })
-                }),
-            ),
-            (
-                "stent cache hit",
-                Box::new(move || {
-                    Box::pin(async move {
-                        f.cached.call(hit_args()).await.expect("hit");
-                    })
-                }),
-            ),
-            (
-                names[1].as_str(),
-                Box::new(move || {
-                    Box::pin(async move {
-                        let (_, outcome) = store_claim(backend, idem_key).await;
-                        assert!(matches!(outcome, ClaimOutcome::Completed(_)));
-                    })
-                }),
-            ),
-            (
-                "stent idempotent replay",
-                Box::new(move || {
-                    Box::pin(async move {
-                        f.idempotent.call(hit_args()).await.expect("replay");
-                    })
-                }),
-            ),
-        ],
+        variants,
         calls,
         Some(Box::new(move || Box::pin(raw.settle()))),
     )
@@ -680,16 +703,17 @@ async fn hits<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
 /// First calls on any backend: the raw driver's two writes of a fresh record, the store's
 /// claim + complete, and the wrapper's first call.
 async fn misses<R: Raw>(stent: &Stent, raw: &R, store: &str, calls: u32) {
-    misses_with(stent, raw, store, calls, Vec::new()).await;
+    misses_with(stent, raw, store, calls, Vec::new(), Vec::new()).await;
 }
 
-/// [`misses`] with `extra` variants after the raw driver's two writes, for reference (the
-/// ratios stay to the first variant).
+/// [`misses`] with `lead` before the raw driver's two writes (the variant the ratios are
+/// to, when there is one) and `extra` after them, for reference.
 async fn misses_with<'a, R: Raw>(
     stent: &'a Stent,
     raw: &'a R,
     store: &str,
     calls: u32,
+    lead: Vec<Variant<'a>>,
     extra: Vec<Variant<'a>>,
 ) {
     let backend = stent.store().as_ref();
@@ -706,14 +730,15 @@ async fn misses_with<'a, R: Raw>(
         Box::leak(value.into_boxed_slice()),
     );
     let name: &'a str = Box::leak(name.into_boxed_str());
-    let mut variants: Vec<Variant<'a>> = vec![(
+    let mut variants = lead;
+    variants.push((
         "raw two writes",
         Box::new(move || {
             Box::pin(async move {
                 raw.two_writes(&fresh.next(), value).await;
             })
         }),
-    )];
+    ));
     variants.extend(extra);
     variants.extend::<Vec<Variant<'a>>>(vec![
         (
@@ -757,6 +782,7 @@ async fn sqlite_hits() {
 async fn sqlite_miss() {
     let (_dir, store) = temp_sqlite().await;
     let raw = SqliteRaw::new(&store);
+    let stent = Stent::new(store);
     // The store writes on a connection of its own; the raw driver's two writes through the
     // pool pay its acquire and release around each statement. The same two writes on one
     // held connection show what the statements cost alone.
@@ -774,8 +800,7 @@ async fn sqlite_miss() {
             })
         }),
     )];
-    let stent = Stent::new(store);
-    misses_with(&stent, &raw, "SqliteStore", CALLS, extra).await;
+    misses_with(&stent, &raw, "SqliteStore", CALLS, Vec::new(), extra).await;
 }
 
 /// A transactional first call ([`stent::DurableBuilder::wrap_tx`]) whose function inserts one
@@ -1262,6 +1287,99 @@ async fn local_tier<R: Raw>(store: Arc<dyn ResultStore>, raw: &R, calls: u32) {
 /// The variable naming the standalone server of the `redis*` and `valkey*` comparisons.
 static STANDALONE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
+/// The leanest client's read of the record a hit or replay reads, as a [`Variant`].
+fn lean_read<R: Raw>(lean: &R, ns: Namespace, key: String) -> Variant<'_> {
+    let key: &str = Box::leak(key.into_boxed_str());
+    (
+        "leanest client's read",
+        Box::new(move || Box::pin(async move { assert!(lean.read(ns, key).await) })),
+    )
+}
+
+/// The leanest client's two writes of a fresh record, as a [`Variant`].
+fn lean_writes<'a, R: Raw>(lean: &'a R, fresh: &'a Fresh, value: &'a [u8]) -> Variant<'a> {
+    (
+        "leanest client's two writes",
+        Box::new(move || Box::pin(async move { lean.two_writes(&fresh.next(), value).await })),
+    )
+}
+
+/// How far stent is from each SQL server's own limit (BENCHMARKS.md, "Distance to the
+/// limit"): on SQLite and PostgreSQL (`limits sqlite`, `limits postgres` for one), a cache hit,
+/// a replay and the store's raw read next to the leanest client's read of the same record,
+/// then a first call next to the leanest client's two writes; every ratio is to the leanest.
+async fn limits(which: &str) {
+    let value = stored_value("ord-000042");
+    let fresh = Fresh::new("lean");
+    let key = |stent: &Stent, ns| {
+        let f = Functions::new(stent);
+        let f = if ns == Namespace::Cache {
+            &f.cached
+        } else {
+            &f.idempotent
+        };
+        f.key_for(&hit_args()).expect("a key").as_str().to_owned()
+    };
+    if which.is_empty() || which == "sqlite" {
+        let (_dir, store) = temp_sqlite().await;
+        let (lean, raw) = (SqliteLean::new(&store), SqliteRaw::new(&store));
+        let stent = Stent::new(store);
+        println!("SQLite, hits and replays (the leanest: rusqlite, held connection)");
+        let lead = vec![lean_read(
+            &lean,
+            Namespace::Cache,
+            key(&stent, Namespace::Cache),
+        )];
+        hits_led(&stent, &raw, "SqliteStore", CALLS, lead).await;
+        println!("SQLite, first calls");
+        let lead = vec![lean_writes(&lean, &fresh, &value)];
+        misses_with(&stent, &raw, "SqliteStore", CALLS, lead, Vec::new()).await;
+    }
+    if which.is_empty() || which == "postgres" {
+        let store = postgres_store().await;
+        let (lean, raw) = (PostgresLean::new(&store).await, PostgresRaw::new(&store));
+        let stent = Stent::new(store.clone());
+        println!("PostgreSQL, hits and replays (the leanest: tokio-postgres, held connection)");
+        let cache_key = key(&stent, Namespace::Cache);
+        let held = tokio::sync::Mutex::new(store.pool().acquire().await.expect("a connection"));
+        let sql = format!(
+            "SELECT value FROM \"{}\" WHERE key = $1",
+            store.table(Namespace::Cache)
+        );
+        let wide = format!(
+            "SELECT key, state, value, lease_token, lease_expires_at, attempt, fingerprint, \
+             function, version, created_at, completed_at, expires_at FROM \"{}\" \
+             WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())",
+            store.table(Namespace::Cache)
+        );
+        let (held, k) = (&held, cache_key.as_str());
+        let held_read = move |name: &'static str, sql: String| -> Variant<'_> {
+            let sql: &str = Box::leak(sql.into_boxed_str());
+            (
+                name,
+                Box::new(move || {
+                    Box::pin(async move {
+                        let mut conn = held.lock().await;
+                        let row = sqlx::query(AssertSqlSafe(sql))
+                            .bind(k)
+                            .fetch_optional(&mut **conn);
+                        assert!(row.await.expect("SELECT").is_some());
+                    })
+                }),
+            )
+        };
+        let lead: Vec<Variant<'_>> = vec![
+            lean_read(&lean, Namespace::Cache, cache_key.clone()),
+            held_read("sqlx read, held connection", sql),
+            held_read("sqlx get's SELECT, held connection", wide),
+        ];
+        hits_led(&stent, &raw, "PostgresStore", CALLS, lead).await;
+        println!("PostgreSQL, first calls");
+        let lead = vec![lean_writes(&lean, &fresh, &value)];
+        misses_with(&stent, &raw, "PostgresStore", CALLS, lead, Vec::new()).await;
+    }
+}
+
 fn standalone() -> &'static str {
     STANDALONE.get().copied().unwrap_or("STENT_REDIS_URL")
 }
@@ -1318,13 +1436,14 @@ fn main() {
         "cached" => rt.block_on(redis(true, false)),
         "storm" => rt.block_on(storms(&std::env::args().nth(2).unwrap_or_default())),
         "local" => rt.block_on(local_tiers(&std::env::args().nth(2).unwrap_or_default())),
+        "limits" => rt.block_on(limits(&std::env::args().nth(2).unwrap_or_default())),
         "dynamodb" => rt.block_on(async {
             dynamodb(false).await;
             dynamodb(true).await;
         }),
         _ => panic!(
             "which comparison? memory, sqlite, postgres, redis, cluster, valkey, \
-             valkey-cluster, redis8, redis8-cluster, dynamodb, cached, storm or local"
+             valkey-cluster, redis8, redis8-cluster, dynamodb, cached, storm, local or limits"
         ),
     }
 }

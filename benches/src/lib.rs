@@ -5,6 +5,7 @@
 //! Servers come from the same environment variables the tests use; a comparison whose
 //! variable is unset panics with its name.
 
+pub mod lean;
 pub mod raw;
 
 use std::convert::Infallible;

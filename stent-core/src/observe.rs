@@ -87,6 +87,7 @@ pub(crate) fn in_flight_wait(function: &str) {
 /// The local tier answered a lookup (`hit`) or passed it on (`miss`), evicted a record for
 /// room (`eviction`), or dropped one a write changed (`invalidation`).
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+#[cfg(feature = "local")]
 pub(crate) fn local(event: &'static str) {
     #[cfg(feature = "metrics")]
     counter!("stent_local_total", "event" => event).increment(1);

@@ -107,8 +107,10 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Uses a pool the caller owns instead of opening one; [`max_connections`](Self::max_connections)
-    /// and [`acquire_timeout`](Self::acquire_timeout) are then the pool's business.
+    /// Uses a pool the caller owns instead of opening one, for transactional calls and
+    /// [`migrate`](crate::PostgresStore::migrate); the store's one-statement operations run
+    /// on connections of its own, opened with the pool's options, as many as the pool's
+    /// maximum.
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.source = Source::Pool(pool);
         self
@@ -140,7 +142,9 @@ impl PostgresStoreBuilder {
         Ok(self)
     }
 
-    /// Size of the connection pool stent opens (default 10).
+    /// Size of the connection pool stent opens (default 10), and of the set of connections
+    /// its one-statement operations run on (see the crate docs' Statements): up to twice this
+    /// many connections in all.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self

@@ -1,4 +1,4 @@
-//! The one place sqlx errors become stent errors.
+//! The one place sqlx and rusqlite errors become stent errors.
 
 use std::path::Path;
 
@@ -23,20 +23,48 @@ fn primary_code(err: &sqlx::Error) -> Option<i32> {
     }
 }
 
+/// The kind of an error SQLite returned with result code `code`.
+fn kind_of(code: i32) -> ErrorKind {
+    match code & 0xff {
+        SQLITE_BUSY | SQLITE_LOCKED => ErrorKind::Busy,
+        SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL => ErrorKind::Unavailable,
+        SQLITE_TOOBIG => ErrorKind::ValueTooLarge,
+        _ => ErrorKind::Store,
+    }
+}
+
 /// Converts an error from operation `what` on `key` (if any); retryable as its kind is.
 pub(crate) fn convert(err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
     let kind = match (primary_code(&err), &err) {
-        (Some(SQLITE_BUSY | SQLITE_LOCKED), _) | (None, sqlx::Error::PoolTimedOut) => {
-            ErrorKind::Busy
-        }
-        (Some(SQLITE_IOERR | SQLITE_NOMEM | SQLITE_FULL), _)
-        | (None, sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => {
+        (Some(code), _) => kind_of(code),
+        (None, sqlx::Error::PoolTimedOut) => ErrorKind::Busy,
+        (None, sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => {
             ErrorKind::Unavailable
         }
-        (Some(SQLITE_TOOBIG), _) => ErrorKind::ValueTooLarge,
         (None, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => ErrorKind::Decode,
         _ => ErrorKind::Store,
     };
+    failed(kind, what, key, err)
+}
+
+/// Converts an error of a read (which rusqlite runs; see `SqliteStore::on_reader`).
+pub(crate) fn convert_read(err: rusqlite::Error, what: &str, key: Option<&str>) -> Error {
+    use rusqlite::Error as E;
+    let kind = match &err {
+        E::SqliteFailure(e, _) => kind_of(e.extended_code),
+        E::InvalidColumnType(..) | E::FromSqlConversionFailure(..) => ErrorKind::Decode,
+        E::IntegralValueOutOfRange(..) | E::Utf8Error(..) => ErrorKind::Decode,
+        _ => ErrorKind::Store,
+    };
+    failed(kind, what, key, err)
+}
+
+fn failed(
+    kind: ErrorKind,
+    what: &str,
+    key: Option<&str>,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
     let e = Error::new(kind, format!("SQLite {what} failed")).with_source(err);
     match key {
         Some(key) => e.with_key(key),

@@ -3,9 +3,53 @@
 //!
 //! Table names are validated identifiers (see `config.rs`); every value is a bound parameter.
 
+use stent_core::{Error, LeaseToken, Record, RecordState, Result, Timestamp};
+
 /// A record's columns, in the table's order: what every record-returning statement selects.
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_ms, attempt, \
      fingerprint, function, version, created_ms, completed_ms, expires_ms";
+
+/// A row of [`COLUMNS`], as both drivers decode it (sqlx in a transaction, rusqlite for
+/// reads): key, state, value, lease token, lease expiry, attempt, fingerprint, function,
+/// version, then the created, completed and expiry times in epoch milliseconds.
+pub(crate) type Columns = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The record in a row of [`COLUMNS`].
+pub(crate) fn record(row: Columns) -> Result<Record> {
+    let (key, state, value, token, lease_ms, attempt, fingerprint, function, version, ..) = row;
+    let (created_ms, completed_ms, expires_ms) = (row.9, row.10, row.11);
+    let time = |ms: Option<i64>| ms.map(Timestamp::from_millis);
+    let Some(state) = RecordState::parse(&state) else {
+        return Err(Error::decode(
+            &key,
+            format!("stored record has unknown state {state:?}"),
+        ));
+    };
+    let mut r = Record::new(key, state, time(created_ms).unwrap_or_default());
+    r.value = value;
+    r.lease_token = token.map(LeaseToken::from_string);
+    r.lease_expires_at = time(lease_ms);
+    r.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    r.fingerprint = fingerprint;
+    r.function = function;
+    r.version = version;
+    r.completed_at = time(completed_ms);
+    r.expires_at = time(expires_ms);
+    Ok(r)
+}
 
 /// Version of the table layout, recorded in `{prefix}stent_schema`. Version 2 writes the
 /// readable time columns as `…T…Z` (version 1 wrote `2026-11-28 15:54:30.123`).

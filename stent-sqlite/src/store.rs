@@ -2,16 +2,16 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection as _, Row as _, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection as _, Sqlite, SqliteConnection};
 use stent_core::store::check_value_len;
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
@@ -20,8 +20,8 @@ use stent_core::{
 use tokio::sync::Mutex;
 
 use crate::config::{Durability, SqliteStoreBuilder};
-use crate::error::{convert, open_error};
-use crate::sql::{self, COLUMNS};
+use crate::error::{convert, convert_read, open_error};
+use crate::sql::{self, COLUMNS, Columns};
 
 /// SQLite's own limit on a BLOB or TEXT value (`SQLITE_MAX_LENGTH`), in bytes.
 const MAX_VALUE_LEN: usize = 1_000_000_000;
@@ -49,6 +49,10 @@ struct Inner {
     /// The connection writes run on (see `SqliteStore::write`); `None` once it broke, until
     /// the next write opens another.
     writer: Mutex<Option<SqliteConnection>>,
+    /// The idle connections reads run on (see `SqliteStore::read`): at most one per thread
+    /// that read at once, since a read never awaits.
+    readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    busy_timeout: Duration,
     path: PathBuf,
     clock: Arc<dyn Clock>,
     prefix: String,
@@ -111,8 +115,9 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// The connection pool reads run on, for running your own queries against the tables.
-    /// The store's writes run on a connection of its own (see [`SqliteStore`]).
+    /// The connection pool transactional calls run on, for running your own queries against
+    /// the tables. The store's reads and writes run on connections of their own (see the
+    /// crate docs).
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
@@ -149,6 +154,8 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 pool,
                 writer: Mutex::new(Some(writer)),
+                readers: std::sync::Mutex::new(Vec::new()),
+                busy_timeout: b.busy_timeout,
                 tables: Namespace::ALL.map(|ns| format!("{}{}", b.table_prefix, ns.as_str())),
                 prefix: b.table_prefix,
                 path: b.path,
@@ -216,8 +223,7 @@ impl SqliteStore {
     /// the benches' `interleaved sqlite-miss`, three runs of each build alternating on one
     /// machine: a first call took 1.05–1.27 × the raw driver's two writes through the pool
     /// with this connection, and 1.38–1.48 × with every write on the pool (1.36–1.47 × with
-    /// the pool's writes queued behind a lock), past the 1.25 × target. Hits and replays
-    /// read on the pool either way (1.07–1.19 × a raw read).
+    /// the pool's writes queued behind a lock), past the 1.25 × target.
     async fn write<T>(
         &self,
         op: impl AsyncFnOnce(&mut SqliteConnection) -> sqlx::Result<T>,
@@ -303,22 +309,71 @@ impl SqliteStore {
         .bind(ttl.map(|t| now.add(t).as_millis())))
     }
 
-    /// The live record of `key` at `now`, read on the pool or on a transaction's connection.
-    async fn read<'c>(
+    /// Runs `read` on one of the store's read connections, on the calling task, opening
+    /// one when none is idle.
+    ///
+    /// Why on the calling task, when writes go to a connection's thread: a point read by
+    /// primary key takes SQLite about a microsecond, and in WAL mode it never waits for a
+    /// writer (only for a crashed writer's recovery, bounded by the busy timeout). Handing it
+    /// to a connection's thread and back, as sqlx does, cost 18–36 × the read itself.
+    /// Measured with the benches' `interleaved limits`: see BENCHMARKS.md.
+    fn on_reader<T>(
         &self,
-        on: impl sqlx::Executor<'c, Database = Sqlite>,
-        ns: Namespace,
-        key: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
-        let row = sqlx::query(sql!(self.table(ns) =>
-            "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
-        .bind(key)
-        .bind(now.as_millis())
-        .fetch_optional(on)
-        .await
-        .map_err(|e| convert(e, "get", Some(key)))?;
-        row.as_ref().map(decode).transpose()
+        what: &str,
+        key: Option<&str>,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let idle = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open_reader().map_err(|e| convert_read(e, what, key))?,
+        };
+        let result = read(&conn).map_err(|e| convert_read(e, what, key));
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        result
+    }
+
+    /// A read connection: the file's WAL mode is the writer's (a file setting); the busy
+    /// timeout is the store's. Every statement SQLite runs on it is a `tracing` event
+    /// (target `stent_sqlite::sql`, level TRACE).
+    fn open_reader(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open(&self.inner.path)?;
+        conn.busy_timeout(self.inner.busy_timeout)?;
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(trace),
+        );
+        Ok(conn)
+    }
+
+    /// The live record of `key` at `now`, read on the calling task (see [`Self::on_reader`]).
+    fn read(&self, ns: Namespace, key: &str, now: Timestamp) -> Result<Option<Record>> {
+        let row = self.on_reader("get", Some(key), |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM \"{}\" WHERE key = ?1 \
+                     AND (expires_ms IS NULL OR expires_ms > ?2)",
+                self.table(ns)
+            ))?;
+            let mut rows = stmt.query((key, now.as_millis()))?;
+            rows.next()?.map(Columns::try_from).transpose()
+        });
+        row?.map(sql::record).transpose()
+    }
+}
+
+/// Reports a statement a read connection runs, as sqlx reports the writer's.
+fn trace(event: rusqlite::trace::TraceEvent<'_>) {
+    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event {
+        tracing::event!(target: "stent_sqlite::sql", tracing::Level::TRACE, db.statement = sql);
     }
 }
 
@@ -364,9 +419,16 @@ impl SqlStore for SqliteStore {
         if let Some(acquired) = taken.map_err(|e| convert(e, "claim", Some(key)))? {
             return Ok(acquired);
         }
+        // On the transaction's connection, which sees what this transaction wrote before.
         let now = self.now();
-        let record = self.read(&mut *conn, ns, key, now).await?;
-        settled(record, now).ok_or_else(|| {
+        let row: Option<Columns> = sqlx::query_as(sql!(self.table(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
+        .bind(key)
+        .bind(now.as_millis())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| convert(e, "claim", Some(key)))?;
+        settled(row.map(sql::record).transpose()?, now).ok_or_else(|| {
             Error::new(ErrorKind::Busy, "the key was neither free nor held").with_key(key)
         })
     }
@@ -396,39 +458,6 @@ impl SqlStore for SqliteStore {
     }
 }
 
-/// Column `name` of a record's row, or a `Decode` error naming the key and the column.
-fn column<'r, T>(row: &'r SqliteRow, name: &str, key: &str) -> Result<T>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    let wrong = |e| format!("stored record's column `{name}` has the wrong type: {e}");
-    row.try_get(name).map_err(|e| Error::decode(key, wrong(e)))
-}
-
-/// The record in a row of [`COLUMNS`].
-fn decode(row: &SqliteRow) -> Result<Record> {
-    let key: &str = row.try_get("key").map_err(|e| {
-        let message = format!("stored record's column `key` has the wrong type: {e}");
-        Error::new(ErrorKind::Decode, message)
-    })?;
-    let time =
-        |name| Ok::<_, Error>(column::<Option<i64>>(row, name, key)?.map(Timestamp::from_millis));
-    let state: &str = column(row, "state", key)?;
-    let state = RecordState::parse(state)
-        .ok_or_else(|| Error::decode(key, format!("stored record has unknown state {state:?}")))?;
-    let mut r = Record::new(key, state, time("created_ms")?.unwrap_or_default());
-    r.value = column(row, "value", key)?;
-    r.lease_token = column::<Option<String>>(row, "lease_token", key)?.map(LeaseToken::from_string);
-    r.lease_expires_at = time("lease_expires_ms")?;
-    r.attempt = u32::try_from(column::<i64>(row, "attempt", key)?).unwrap_or(u32::MAX);
-    r.fingerprint = column(row, "fingerprint", key)?;
-    r.function = column(row, "function", key)?;
-    r.version = column(row, "version", key)?;
-    r.completed_at = time("completed_ms")?;
-    r.expires_at = time("expires_ms")?;
-    Ok(r)
-}
-
 #[async_trait]
 impl ResultStore for SqliteStore {
     fn capabilities(&self) -> Capabilities {
@@ -436,13 +465,13 @@ impl ResultStore for SqliteStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        self.read(&self.inner.pool, ns, key, self.now()).await
+        self.read(ns, key, self.now())
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         for _ in 0..CLAIM_ROUNDS {
             let now = self.now();
-            if let Some(settled) = settled(self.read(&self.inner.pool, ns, key, now).await?, now) {
+            if let Some(settled) = settled(self.read(ns, key, now)?, now) {
                 return Ok(settled);
             }
             let taken = self.write(async |conn| self.take(conn, ns, key, claim).await);
@@ -532,21 +561,26 @@ impl ResultStore for SqliteStore {
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let limit = query.limit.max(1);
-        // A prefix match on bytes (not LIKE, whose wildcards and case folding would leak in).
-        let rows = sqlx::query(sql!(self.table(ns) =>
-            "SELECT {COLUMNS} FROM {t} WHERE key >= ?1 \
-                 AND substr(CAST(key AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB) \
-                 AND (?2 IS NULL OR key > ?2) AND (?3 OR expires_ms IS NULL OR expires_ms > ?4) \
-             ORDER BY key LIMIT ?5"))
-        .bind(query.prefix.as_str())
-        .bind(query.cursor.as_deref())
-        .bind(query.include_expired)
-        .bind(self.now().as_millis())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-        .fetch_all(&self.inner.pool)
-        .await
-        .map_err(|e| convert(e, "list", None))?;
-        let records = rows.iter().map(decode).collect::<Result<_>>()?;
+        let rows = self.on_reader("list", None, |conn| {
+            // A prefix match on bytes (not LIKE, whose wildcards and case folding would leak in).
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM \"{}\" WHERE key >= ?1 \
+                     AND substr(CAST(key AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB) \
+                     AND (?2 IS NULL OR key > ?2) AND (?3 OR expires_ms IS NULL OR expires_ms > ?4) \
+                 ORDER BY key LIMIT ?5",
+                self.table(ns)
+            ))?;
+            let params = (
+                query.prefix.as_str(),
+                query.cursor.as_deref(),
+                query.include_expired,
+                self.now().as_millis(),
+                i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
+            );
+            let rows = stmt.query_map(params, |row| Columns::try_from(row))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let records = rows.into_iter().map(sql::record).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 

@@ -1,5 +1,6 @@
 //! What each call sends to SQLite: the statements sqlx reports running (its `sqlx::query`
-//! events, from whichever thread runs them), checked against the README's table.
+//! events, from whichever thread runs them) and those SQLite reports running on the store's
+//! read connections (`stent_sqlite::sql`), checked against the README's table.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,7 @@ impl Visit for Text {
 
 impl Subscriber for Statements {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == "sqlx::query"
+        ["sqlx::query", "stent_sqlite::sql"].contains(&metadata.target())
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {

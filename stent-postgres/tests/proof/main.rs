@@ -6,6 +6,7 @@ mod outage;
 mod statements;
 #[path = "../support/mod.rs"]
 mod support;
+mod wire;
 
 use stent_conformance::servers::local::{self, PostgresServer};
 

@@ -12,6 +12,7 @@ use stent_core::{
 use stent_postgres::{MAX_KEY_LEN, PostgresStore};
 
 use crate::support;
+use crate::wire::Wire;
 
 const IDEM: Namespace = Namespace::Idempotency;
 const LEASE: Duration = Duration::from_secs(30);
@@ -128,70 +129,58 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
     );
 }
 
-/// What the single connection of `store`'s pool has run, from the server's own count of each
-/// prepared statement's executions (`pg_prepared_statements`, which is per session, so other
-/// tests' statements never show): the operation each statement is, and how often it ran.
-async fn sent(store: &PostgresStore) -> Vec<(&'static str, i64)> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    let mut ops: Vec<(&'static str, i64)> = Vec::new();
-    for (sql, runs) in rows {
-        let op = match sql.split_whitespace().next().unwrap_or_default() {
-            _ if sql.contains("pg_prepared_statements") => continue,
-            "(SELECT" if sql.contains("UNION ALL") => "claim",
-            "SELECT" => "get",
-            "UPDATE" if sql.contains("state = 'completed'") => "complete",
-            "UPDATE" => "renew",
-            "INSERT" => "put",
-            "DELETE" => "delete",
-            _ => panic!("an unexpected statement: {sql}"),
-        };
-        match ops.iter_mut().find(|(o, _)| *o == op) {
-            Some((_, n)) => *n += runs,
-            None => ops.push((op, runs)),
-        }
+/// The operation a statement the store sends is.
+fn operation(sql: &str) -> &'static str {
+    match sql.split_whitespace().next().unwrap_or_default() {
+        "(SELECT" if sql.contains("UNION ALL") => "claim",
+        "SELECT" => "get",
+        "UPDATE" if sql.contains("state = 'completed'") => "complete",
+        "UPDATE" => "renew",
+        "INSERT" => "put",
+        "DELETE" => "delete",
+        _ => panic!("an unexpected statement: {sql}"),
     }
-    ops.retain(|(_, n)| *n > 0);
-    ops.sort_unstable();
-    ops
 }
 
-/// What `call` sends, operation by operation (sorted by name).
+/// The round trips `call` made through `wire`, each as the operations executed in it
+/// (`[]` for a round trip that executed nothing: a statement prepared, or a ping).
 async fn sends<F: std::future::Future<Output = ()>>(
-    store: &PostgresStore,
+    wire: &Wire,
     call: F,
-) -> Vec<(&'static str, i64)> {
-    let before = sent(store).await;
+) -> Vec<Vec<&'static str>> {
+    wire.take();
     call.await;
-    let after = sent(store).await;
-    after
-        .into_iter()
-        .map(|(op, n)| {
-            let was = before.iter().find(|(o, _)| *o == op).map_or(0, |(_, n)| *n);
-            (op, n - was)
-        })
-        .filter(|(_, n)| *n > 0)
+    let trips = wire.take();
+    trips
+        .iter()
+        .map(|t| t.iter().map(|sql| operation(sql)).collect())
         .collect()
 }
 
-/// Each call sends what the README's table of statements says, the same on every call:
-/// a first idempotent call a claim and a completion, a replay a claim, a cache hit a read,
-/// a cache miss a read and a write. Repeated, so that no earlier call changes a later one's
-/// statements.
+/// Each call sends what the README's table of statements says, counted on the wire, the
+/// same on every call: a first idempotent call a claim and a completion, a replay a claim,
+/// a cache hit a read, a cache miss a read and a write, each in a round trip of its own and
+/// nothing else (no ping, no prepare once each statement has been prepared). Repeated, so
+/// that no earlier call changes a later one's statements.
 #[tokio::test]
 async fn each_call_sends_what_the_readme_says() {
     let Some((_, schema)) = store("each_call_sends_what_the_readme_says", "sends").await else {
         return;
     };
+    let opts = PgConnectOptions::from_str(&support::url().unwrap()).unwrap();
+    let server = tokio::net::lookup_host((opts.get_host(), opts.get_port()));
+    let wire = Wire::start(server.await.unwrap().next().unwrap()).await;
+    let opts = opts
+        .host("127.0.0.1")
+        .port(wire.addr.port())
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(opts);
     let single = PostgresStore::builder()
-        .url(support::url().unwrap())
+        .pool(pool)
         .schema(&schema)
         .unwrap()
-        .max_connections(1)
         .build()
         .await
         .unwrap();
@@ -204,30 +193,30 @@ async fn each_call_sends_what_the_readme_says() {
         .durable("sends::cached")
         .cached()
         .wrap(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
-    for round in 0..3 {
-        for n in 0..4 {
-            let n = round * 4 + n;
-            let first = sends(&single, async {
-                assert_eq!(idempotent.call(n).await.unwrap(), n);
-            })
-            .await;
-            assert_eq!(first, [("claim", 1), ("complete", 1)], "first call {n}");
-            let replay = sends(&single, async {
-                assert_eq!(idempotent.call(n).await.unwrap(), n);
-            })
-            .await;
-            assert_eq!(replay, [("claim", 1)], "replay {n}");
-            let miss = sends(&single, async {
-                assert_eq!(cached.call(n).await.unwrap(), n);
-            })
-            .await;
-            assert_eq!(miss, [("get", 1), ("put", 1)], "cache miss {n}");
-            let hit = sends(&single, async {
-                assert_eq!(cached.call(n).await.unwrap(), n);
-            })
-            .await;
-            assert_eq!(hit, [("get", 1)], "cache hit {n}");
+    for n in 0..12 {
+        let first = sends(&wire, async {
+            assert_eq!(idempotent.call(n).await.unwrap(), n);
+        });
+        let first = first.await;
+        let replay = sends(&wire, async {
+            assert_eq!(idempotent.call(n).await.unwrap(), n);
+        });
+        let replay = replay.await;
+        let miss = sends(&wire, async {
+            assert_eq!(cached.call(n).await.unwrap(), n);
+        });
+        let miss = miss.await;
+        let hit = sends(&wire, async {
+            assert_eq!(cached.call(n).await.unwrap(), n);
+        });
+        let hit = hit.await;
+        if n == 0 {
+            continue; // each statement's first run on the connection prepares it first
         }
+        assert_eq!(first, [["claim"], ["complete"]], "first call {n}");
+        assert_eq!(replay, [["claim"]], "replay {n}");
+        assert_eq!(miss, [["get"], ["put"]], "cache miss {n}");
+        assert_eq!(hit, [["get"]], "cache hit {n}");
     }
 }
 
