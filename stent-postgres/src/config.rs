@@ -109,8 +109,8 @@ impl PostgresStoreBuilder {
 
     /// Uses a pool the caller owns instead of opening one, for transactional calls and
     /// [`migrate`](crate::PostgresStore::migrate); the store's one-statement operations run
-    /// on connections of its own, opened with the pool's options, as many as the pool's
-    /// maximum.
+    /// on connections of its own, opened with the pool's connect options (not its
+    /// `after_connect` hook), as many as the pool's maximum.
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.source = Source::Pool(pool);
         self

@@ -150,6 +150,9 @@ impl PostgresStore {
         };
         let conns = deadpool::managed::Pool::builder(Connector(pool.connect_options()))
             .max_size(usize::try_from(pool.options().get_max_connections()).unwrap_or(1))
+            // The connection used last goes out first: a steady load runs on a few warm
+            // connections, and the rest sit idle (pinged before their next use).
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(b.acquire_timeout))
             .create_timeout(Some(b.acquire_timeout))
