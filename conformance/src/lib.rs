@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub mod bad_input;
+pub mod broadcast;
 pub mod claim;
 pub mod clear;
 pub mod complete;
