@@ -148,6 +148,9 @@ async fn sent(store: &PostgresStore) -> Vec<(&'static str, i64)> {
             "UPDATE" => "renew",
             "INSERT" => "put",
             "DELETE" => "delete",
+            // The writes that announce themselves (see the crate docs' broadcast section).
+            "WITH" if sql.contains("INSERT") => "put",
+            "WITH" if sql.contains("DELETE") => "delete",
             _ => panic!("an unexpected statement: {sql}"),
         };
         match ops.iter_mut().find(|(o, _)| *o == op) {
