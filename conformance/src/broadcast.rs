@@ -5,8 +5,12 @@
 //! connections, as two processes would have): process A keeps records in a tier that
 //! applies its store's broadcast, process B writes through its own store.
 
-use std::future::Future;
+use std::any::Any;
+use std::fmt;
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 
 use stent_core::broadcast::Broadcast;
 use stent_core::testkit::{FaultStore, Op};
@@ -17,6 +21,36 @@ use crate::support::{CACHE, IDEM, PATIENCE, meta};
 /// How long an announcement may take to reach another process's tier in these cases: far
 /// above what it takes (a millisecond or less), for a loaded 2-core machine.
 pub const BOUND: Duration = Duration::from_secs(3);
+
+/// An action on the server of two [`Processes`].
+pub type Action = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Two stores built separately on one server and prefix, as two processes hold them, and
+/// what a case does to process A's subscription.
+pub struct Processes<S> {
+    /// Process A's store: its tier applies its broadcast.
+    pub a: S,
+    /// Process B's store.
+    pub b: S,
+    /// Closes the connection of A's subscription (from the server's side).
+    pub kill: Action,
+    /// Stops the server side of A's subscription without closing it (a partition).
+    pub freeze: Action,
+    /// Undoes `freeze`.
+    pub thaw: Action,
+    /// How long a frozen subscription may go unnoticed: the store's heartbeat and a margin.
+    pub heartbeat_bound: Duration,
+    /// Whatever must live as long as the case (a server of the case's own).
+    pub keep: Box<dyn Any + Send>,
+}
+
+impl<S> fmt::Debug for Processes<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Processes")
+            .field("heartbeat_bound", &self.heartbeat_bound)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Process A's tier: its store counted, so that a case can tell a read the tier answered.
 type Tier<S> = LocalTier<FaultStore<S>>;
@@ -79,16 +113,17 @@ fn summary(delays: &mut [Duration]) -> String {
 /// A record that B deletes, or whose namespace B clears, or that B replaces, leaves A's tier
 /// within the bound; the next read through A gets what the store holds. Prints the delay
 /// from B's delete being sent to A's tier dropping the record, over 300 deletes.
-pub async fn broadcast_delete_and_overwrite_reach_another_process<S>((a, b): (S, S))
+pub async fn broadcast_delete_and_overwrite_reach_another_process<S>(p: Processes<S>)
 where
     S: ResultStore + Broadcast + Clone,
 {
-    let tier = tier(&a);
+    let (a, b) = (&p.a, &p.b);
+    let tier = tier(a);
     // A delete: the CLI's `rm` and `invalidate` are this call.
     let (mut delays, mut deletes) = (Vec::new(), Vec::new());
     for i in 0..300 {
         let key = format!("receipt-{i}");
-        kept_in_a(&tier, &b, IDEM, &key, b"paid").await;
+        kept_in_a(&tier, b, IDEM, &key, b"paid").await;
         let sent = Instant::now();
         assert!(b.delete(IDEM, &key).await.unwrap());
         deletes.push(sent.elapsed());
@@ -104,7 +139,7 @@ where
     );
 
     // An overwrite of a cached value.
-    kept_in_a(&tier, &b, CACHE, "rates", b"v1").await;
+    kept_in_a(&tier, b, CACHE, "rates", b"v1").await;
     b.put(CACHE, "rates", b"v2", None, meta()).await.unwrap();
     until(BOUND, "an overwrite by B", || {
         !tier.contains(CACHE, "rates")
@@ -114,8 +149,8 @@ where
     assert_eq!(read.and_then(|r| r.value).as_deref(), Some(&b"v2"[..]));
 
     // A clear.
-    kept_in_a(&tier, &b, IDEM, "one", b"1").await;
-    kept_in_a(&tier, &b, IDEM, "two", b"2").await;
+    kept_in_a(&tier, b, IDEM, "one", b"1").await;
+    kept_in_a(&tier, b, IDEM, "two", b"2").await;
     assert_eq!(b.clear(IDEM).await.unwrap(), 2);
     until(BOUND, "a clear by B", || {
         !tier.contains(IDEM, "one") && !tier.contains(IDEM, "two")
@@ -123,21 +158,20 @@ where
     .await;
     assert!(tier.get(IDEM, "one").await.unwrap().is_none());
     // The cached value was not cleared, and is kept again.
-    kept_in_a(&tier, &b, CACHE, "rates", b"v2").await;
+    kept_in_a(&tier, b, CACHE, "rates", b"v2").await;
 }
 
 /// While A's subscription is down, A's tier answers nothing (every read reaches the store),
 /// so a delete that A cannot hear of is never served stale; A subscribes again by itself,
 /// then keeps records and hears deletes again. `kill` cuts A's subscription's connection.
-pub async fn broadcast_lost_subscription_never_serves_stale<S, K, F>((a, b): (S, S), kill: K)
+pub async fn broadcast_lost_subscription_never_serves_stale<S>(p: Processes<S>)
 where
     S: ResultStore + Broadcast + Clone,
-    K: Fn() -> F,
-    F: Future<Output = ()>,
 {
-    let tier = tier(&a);
-    kept_in_a(&tier, &b, IDEM, "receipt", b"paid").await;
-    kept_in_a(&tier, &b, IDEM, "other", b"kept").await;
+    let (a, b, kill) = (&p.a, &p.b, &p.kill);
+    let tier = tier(a);
+    kept_in_a(&tier, b, IDEM, "receipt", b"paid").await;
+    kept_in_a(&tier, b, IDEM, "other", b"kept").await;
     kill().await;
     assert!(b.delete(IDEM, "receipt").await.unwrap());
     // The tier answers neither the deleted record nor the other: it cannot know which changed.
@@ -147,7 +181,7 @@ where
     .await;
     assert!(tier.get(IDEM, "receipt").await.unwrap().is_none());
     // Resubscribed by itself: it keeps records again, and hears B's deletes again.
-    kept_in_a(&tier, &b, IDEM, "other", b"kept").await;
+    kept_in_a(&tier, b, IDEM, "other", b"kept").await;
     assert!(b.delete(IDEM, "other").await.unwrap());
     until(BOUND, "a delete after resubscribing", || {
         !tier.contains(IDEM, "other")
@@ -158,7 +192,7 @@ where
     // record B deleted once the bound has passed.
     for i in 0..5 {
         let key = format!("again-{i}");
-        kept_in_a(&tier, &b, IDEM, &key, b"paid").await;
+        kept_in_a(&tier, b, IDEM, &key, b"paid").await;
         kill().await;
         assert!(b.delete(IDEM, &key).await.unwrap());
         until(BOUND, "the tier emptied after a loss", || {
@@ -173,26 +207,21 @@ where
 /// stays open) is taken as lost within the store's heartbeat, and A's tier then answers
 /// nothing; once the server answers again, A subscribes again and keeps records again.
 /// `freeze` stops the server without closing connections, `thaw` resumes it.
-pub async fn broadcast_unanswered_subscription_is_taken_as_lost<S, F, T>(
-    (a, b): (S, S),
-    heartbeat_bound: Duration,
-    freeze: F,
-    thaw: T,
-) where
+pub async fn broadcast_unanswered_subscription_is_taken_as_lost<S>(p: Processes<S>)
+where
     S: ResultStore + Broadcast + Clone,
-    F: FnOnce(),
-    T: FnOnce(),
 {
-    let tier = tier(&a);
-    kept_in_a(&tier, &b, IDEM, "receipt", b"paid").await;
-    freeze();
-    let took = until(
-        heartbeat_bound,
-        "the tier emptied while the server was frozen",
-        || !tier.contains(IDEM, "receipt"),
-    )
-    .await;
-    thaw();
+    let (a, b) = (&p.a, &p.b);
+    let tier = tier(a);
+    kept_in_a(&tier, b, IDEM, "receipt", b"paid").await;
+    (p.freeze)().await;
+    let frozen = until(p.heartbeat_bound, "the tier emptied while frozen", || {
+        !tier.contains(IDEM, "receipt")
+    });
+    // Thawed whatever happened, so that a failure leaves nothing stopped.
+    let took = std::panic::AssertUnwindSafe(frozen).catch_unwind().await;
+    (p.thaw)().await;
+    let took = took.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     eprintln!("an unanswered subscription was taken as lost after {took:?}");
-    kept_in_a(&tier, &b, IDEM, "receipt", b"paid").await;
+    kept_in_a(&tier, b, IDEM, "receipt", b"paid").await;
 }

@@ -174,6 +174,19 @@ macro_rules! conformance_tests {
     };
 }
 
+/// Stamps one `#[tokio::test]` per broadcast case (see [`broadcast`]), each calling
+/// `$factory(id)` for the [`broadcast::Processes`] of a store that broadcasts.
+#[macro_export]
+macro_rules! broadcast_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            broadcast::broadcast_delete_and_overwrite_reach_another_process,
+            broadcast::broadcast_lost_subscription_never_serves_stale,
+            broadcast::broadcast_unanswered_subscription_is_taken_as_lost
+        );
+    };
+}
+
 /// Stamps one `#[tokio::test]` per transactional case (see [`transactional`]), each calling
 /// `$factory(id)` for an isolated SQL store of backend `$backend`, a
 /// [`transactional::SqlBackend`].

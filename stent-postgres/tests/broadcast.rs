@@ -6,13 +6,11 @@
 //! an unanswered one by stopping that session's server process (`SIGSTOP`, then `SIGCONT`):
 //! both found by the session's `application_name`, so no other test's session is touched.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stent_conformance::broadcast::{
-    broadcast_delete_and_overwrite_reach_another_process,
-    broadcast_lost_subscription_never_serves_stale,
-    broadcast_unanswered_subscription_is_taken_as_lost,
-};
+use futures_util::FutureExt;
+use stent_conformance::broadcast::{Action, Processes};
 use stent_conformance::servers::{self, Server};
 use stent_postgres::PostgresStore;
 
@@ -30,14 +28,6 @@ async fn store(url: &str, schema: &str) -> Result<PostgresStore, String> {
         .build()
         .await;
     built.map_err(|e| e.to_string())
-}
-
-/// Two stores, each with its own pool, in the schema of `case`.
-async fn processes(case: String) -> Result<(PostgresStore, PostgresStore), String> {
-    let url = servers::url(Server::Postgres).await?;
-    support::sweep_old_schemas(&url).await;
-    let schema = support::schema_for(&case);
-    Ok((store(&url, &schema).await?, store(&url, &schema).await?))
 }
 
 /// The server process of `store`'s listening session.
@@ -62,84 +52,80 @@ async fn listener_pid(store: &PostgresStore) -> i32 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_delete_and_overwrite_reach_another_process() {
-    let name = "postgres_delete_and_overwrite_reach_another_process";
-    stent_conformance::run(processes, name, |pair| {
-        broadcast_delete_and_overwrite_reach_another_process(pair)
-    })
-    .await;
+/// Sends `signal` to a process.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_lost_subscription_never_serves_stale() {
-    let name = "postgres_lost_subscription_never_serves_stale";
-    stent_conformance::run(processes, name, |(a, b)| async move {
-        let admin = b.clone();
-        let listening = a.clone();
-        let kill = || {
-            let (admin, listening) = (admin.clone(), listening.clone());
-            async move {
-                listener_pid(&listening).await;
-                // Every session of that name: one of a connection lost before may linger.
-                let name = format!("stent listener {}", listening.channel());
-                let killed: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
-                     FROM pg_stat_activity WHERE application_name = $1",
-                )
-                .bind(name)
-                .fetch_one(admin.pool())
-                .await
-                .unwrap();
-                assert!(killed >= 1, "no listening session was terminated");
-            }
-        };
-        broadcast_lost_subscription_never_serves_stale((a, b), kill).await;
-    })
-    .await;
-}
-
-/// Sends `SIGCONT` to a stopped process when dropped, so that a failing test leaves no
-/// session stopped.
-struct Stopped(i32);
-
-impl Stopped {
-    fn signal(pid: i32, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-}
+/// Resumes a stopped session's process when dropped (the case's end, however it ends).
+struct Stopped(Arc<Mutex<Option<i32>>>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        Self::signal(self.0, "-CONT");
+        if let Some(pid) = self.0.lock().unwrap().take() {
+            signal(pid, "-CONT");
+        }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_unanswered_subscription_is_taken_as_lost() {
-    let name = "postgres_unanswered_subscription_is_taken_as_lost";
-    stent_conformance::run(processes, name, |(a, b)| async move {
-        let listening = a.clone();
-        // The tier subscribes when it is built: find its session once it has.
-        let pid = tokio::spawn(async move { listener_pid(&listening).await });
-        let stopped = std::sync::Mutex::new(None);
-        let pid = std::sync::Mutex::new(Some(pid));
-        let freeze = || {
-            let pid = pid.lock().unwrap().take().unwrap();
-            let pid = futures_util::FutureExt::now_or_never(pid)
-                .expect("the listening session is known by now")
-                .unwrap();
-            Stopped::signal(pid, "-STOP");
-            *stopped.lock().unwrap() = Some(Stopped(pid));
-        };
-        let thaw = || drop(stopped.lock().unwrap().take());
+/// Two stores, each with its own pool, in the schema of `case`; A's listening session is
+/// terminated with `pg_terminate_backend`, and stopped with `SIGSTOP` to its process.
+async fn processes(case: String) -> Result<Processes<PostgresStore>, String> {
+    let url = servers::url(Server::Postgres).await?;
+    support::sweep_old_schemas(&url).await;
+    let schema = support::schema_for(&case);
+    let (a, b) = (store(&url, &schema).await?, store(&url, &schema).await?);
+    let (listening, admin) = (a.clone(), b.clone());
+    let kill: Action = Box::new(move || {
+        let (listening, admin) = (listening.clone(), admin.clone());
+        async move {
+            listener_pid(&listening).await;
+            // Every session of that name: one of a connection lost before may linger.
+            let name = format!("stent listener {}", listening.channel());
+            let killed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+                 FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(name)
+            .fetch_one(admin.pool())
+            .await
+            .unwrap();
+            assert!(killed >= 1, "no listening session was terminated");
+        }
+        .boxed()
+    });
+    let stopped = Arc::new(Mutex::new(None));
+    let (listening, frozen) = (a.clone(), Arc::clone(&stopped));
+    let freeze: Action = Box::new(move || {
+        let (listening, frozen) = (listening.clone(), Arc::clone(&frozen));
+        async move {
+            let pid = listener_pid(&listening).await;
+            signal(pid, "-STOP");
+            *frozen.lock().unwrap() = Some(pid);
+        }
+        .boxed()
+    });
+    let thawed = Arc::clone(&stopped);
+    let thaw: Action = Box::new(move || {
+        if let Some(pid) = thawed.lock().unwrap().take() {
+            signal(pid, "-CONT");
+        }
+        async {}.boxed()
+    });
+    Ok(Processes {
+        a,
+        b,
+        kill,
+        freeze,
+        thaw,
         // A `SELECT 1` after a second of silence, unanswered for a second: two, and a margin.
-        let bound = Duration::from_secs(5);
-        broadcast_unanswered_subscription_is_taken_as_lost((a, b), bound, freeze, thaw).await;
+        heartbeat_bound: Duration::from_secs(5),
+        keep: Box::new(Stopped(stopped)),
     })
-    .await;
 }
+
+stent_conformance::broadcast_tests!(processes);
