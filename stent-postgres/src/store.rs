@@ -682,6 +682,15 @@ impl SqlStore for PostgresStore {
     }
 }
 
+/// Every `delete` (so every `invalidate` and the CLI's `rm`), every `clear` and every `put`
+/// that replaces a row calls `pg_notify` in its own statement, delivered when it commits; the
+/// stream `LISTEN`s on a session of its own, taken from the pool (the crate docs say more).
+impl stent_core::broadcast::Broadcast for PostgresStore {
+    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
+        self.inner.listener.invalidations()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,14 +712,5 @@ mod tests {
         );
         assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
         assert_eq!(check_key("a\0b").unwrap_err().kind(), ErrorKind::Key);
-    }
-}
-
-/// Every `delete` (so every `invalidate` and the CLI's `rm`), every `clear` and every `put`
-/// that replaces a row calls `pg_notify` in its own statement, delivered when it commits; the
-/// stream `LISTEN`s on a session of its own, taken from the pool (the crate docs say more).
-impl stent_core::broadcast::Broadcast for PostgresStore {
-    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
-        self.inner.listener.invalidations()
     }
 }
