@@ -8,7 +8,7 @@ pub use stent_core::{
     DurableBuilder, Error, ErrorKind, Execution, ExecutionState, InFlight, KeyScope, KeyStrategy,
     LeaseToken, ListQuery, ManualClock, MemoryStore, Namespace, Outcome, Page, ProgressEntry,
     Record, RecordMeta, RecordState, Result, ResultStore, Status, Stent, SystemClock, Timestamp,
-    Traced, async_trait, clock, codec, error, key, observe, progress, record, store,
+    Traced, async_trait, broadcast, clock, codec, error, key, observe, progress, record, store,
 };
 
 #[doc(inline)]

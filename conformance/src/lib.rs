@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub mod bad_input;
+pub mod broadcast;
 pub mod claim;
 pub mod clear;
 pub mod complete;
@@ -170,6 +171,19 @@ macro_rules! conformance_tests {
                 $crate::run($factory, stringify!($case), $crate::$area::$case).await;
             }
         )*
+    };
+}
+
+/// Stamps one `#[tokio::test]` per broadcast case (see [`broadcast`]), each calling
+/// `$factory(id)` for the [`broadcast::Processes`] of a store that broadcasts.
+#[macro_export]
+macro_rules! broadcast_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            broadcast::broadcast_delete_and_overwrite_reach_another_process,
+            broadcast::broadcast_lost_subscription_never_serves_stale,
+            broadcast::broadcast_unanswered_subscription_is_taken_as_lost
+        );
     };
 }
 

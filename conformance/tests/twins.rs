@@ -7,8 +7,16 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Files whose cases check the wrapper, keys or the local tier rather than one operation.
-const AREAS: &[&str] = &["wrapper", "keys", "bad_input", "transactional", "local"];
+/// Files whose cases check the wrapper, keys, the local tier or its broadcast rather than one
+/// operation.
+const AREAS: &[&str] = &[
+    "wrapper",
+    "keys",
+    "bad_input",
+    "transactional",
+    "local",
+    "broadcast",
+];
 /// Files of the crate that hold no case.
 const NOT_CASES: &[&str] = &["lib", "support", "servers"];
 

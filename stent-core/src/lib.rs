@@ -30,6 +30,7 @@ macro_rules! named_enum {
     };
 }
 
+pub mod broadcast;
 pub mod clock;
 pub mod codec;
 mod durable;

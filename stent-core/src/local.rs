@@ -26,12 +26,16 @@
 //! # Ok(()) }
 //! ```
 
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use quick_cache::sync::Cache;
 
+use crate::broadcast::{Invalidation, Invalidations};
 use crate::error::Result;
 use crate::observe;
 use crate::record::{
@@ -54,9 +58,15 @@ use crate::store::ResultStore;
 /// holds the key (a claim of a completed record is [`ClaimOutcome::Completed`], as the store
 /// would answer); otherwise they ask the store and keep a completed record it returns. Every
 /// write through the tier (`complete`, `release`, `put`, `delete`, `clear`) drops the key
-/// (or, for `clear`, everything) from it. Writes by other processes, and the CLI's `rm`, are
-/// seen when the local TTL ends: an idempotency record deleted elsewhere stays in the tier
-/// of a process until then, or, without a local TTL, until its retention ends.
+/// (or, for `clear`, everything) from it.
+///
+/// Writes by other processes, and the CLI's `rm`, reach the tier in one of two ways:
+///
+/// | store | a record deleted or replaced elsewhere leaves this tier |
+/// |---|---|
+/// | Redis, PostgreSQL (they implement [`Broadcast`](crate::broadcast::Broadcast)), with [`broadcast`](Self::broadcast) | when the store's announcement arrives: about 0.1–0.2 ms after the delete's own reply on one machine; while the subscription is down (noticed at once when its connection closes, within 2 s when it stops answering) the tier answers nothing and every read goes to the store |
+/// | Redis, PostgreSQL, without `broadcast` | when the local TTL ends; without a local TTL, an idempotency record deleted elsewhere stays until its retention ends |
+/// | SQLite across processes, DynamoDB, [`MemoryStore`](crate::MemoryStore) | the same: these stores cannot announce, so the local TTL is the bound |
 ///
 /// Bounded by entries and by bytes: each record weighs its key, value and descriptive fields
 /// plus a fixed overhead, and at least `max_bytes / max_entries`, and records are evicted (by
@@ -65,8 +75,34 @@ use crate::store::ResultStore;
 /// exists for: a hit costs about 35 ns against moka's 210 ns on this project's machines.
 pub struct LocalTier<S> {
     inner: S,
-    entries: Cache<Name, Arc<Kept>, Weight, quick_cache::DefaultHashBuilder, Evictions>,
+    state: Arc<State>,
     local_ttl: Option<Duration>,
+    /// The task applying the store's broadcast, stopped when the tier is dropped.
+    listener: Option<Listener>,
+}
+
+/// What the tier and its broadcast listener share.
+struct State {
+    entries: Cache<Name, Arc<Kept>, Weight, quick_cache::DefaultHashBuilder, Evictions>,
+    /// Bumped by every invalidation of a key of the stripe: a record read from the store is
+    /// kept only if no invalidation of its stripe came while it was being read, so a read
+    /// that races a delete never keeps what the delete removed.
+    epochs: [AtomicU64; STRIPES],
+    /// Whether the tier may answer: always without a broadcast; with one, only while its
+    /// subscription is live.
+    serving: AtomicBool,
+}
+
+/// Stripes of [`State::epochs`].
+const STRIPES: usize = 64;
+
+/// Aborts the listener task when dropped.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A kept record's name: its namespace and key.
@@ -143,9 +179,52 @@ impl<S: ResultStore> LocalTier<S> {
         );
         LocalTier {
             inner,
-            entries,
+            state: Arc::new(State {
+                entries,
+                epochs: [const { AtomicU64::new(0) }; STRIPES],
+                serving: AtomicBool::new(true),
+            }),
             local_ttl: None,
+            listener: None,
         }
+    }
+
+    /// Applies a store's broadcast (its [`invalidations`](crate::broadcast::Broadcast::invalidations)):
+    /// a record deleted or replaced by any process leaves this tier when the announcement
+    /// arrives. Until the subscription is live, and whenever it is lost, the tier is emptied
+    /// and answers nothing (every read goes to the store); it is emptied again when the
+    /// subscription is back. A task on the current Tokio runtime applies the announcements
+    /// and stops when the tier is dropped.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
+    /// # use stent_core::{LocalTier, Stent, broadcast::Broadcast};
+    /// # async fn connect() -> stent_core::Result<stent_core::MemoryStore> { Ok(stent_core::MemoryStore::new()) }
+    /// # fn announcements<S>(_: &S) -> stent_core::broadcast::Invalidations { stent_core::broadcast::Invalidations::new(futures_util::stream::pending()) }
+    /// let store = connect().await?; // a RedisStore or a PostgresStore
+    /// let invalidations = announcements(&store); // store.invalidations()
+    /// let stent = Stent::new(LocalTier::new(store, 100_000, 64 << 20).broadcast(invalidations));
+    /// # let _ = stent; Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn broadcast(mut self, invalidations: Invalidations) -> Self {
+        let state = Arc::clone(&self.state);
+        state.serving.store(false, Ordering::SeqCst);
+        state.invalidate_all();
+        let mut events = invalidations;
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                state.apply(event);
+            }
+            // A stream that ends announces nothing more: answer nothing from now on.
+            state.serving.store(false, Ordering::SeqCst);
+            state.invalidate_all();
+        });
+        self.listener = Some(Listener(task));
+        self
     }
 
     /// Keep cached values too, and keep every record at most `ttl`: the bound on how stale a
@@ -162,7 +241,19 @@ impl<S: ResultStore> LocalTier<S> {
 
     /// How many records the tier holds and their total weight in bytes.
     pub fn usage(&self) -> (u64, u64) {
-        (self.entries.len() as u64, self.entries.weight())
+        let entries = &self.state.entries;
+        (entries.len() as u64, entries.weight())
+    }
+
+    /// Whether the tier would answer a read of `key` in `ns` now, without asking the store.
+    pub fn contains(&self, ns: Namespace, key: &str) -> bool {
+        let state = &self.state;
+        self.kept(ns)
+            && state.serving.load(Ordering::SeqCst)
+            && state
+                .entries
+                .peek(&NameRef(ns, key))
+                .is_some_and(|kept| kept.until.is_none_or(|until| Timestamp::now() < until))
     }
 
     fn kept(&self, ns: Namespace) -> bool {
@@ -174,14 +265,18 @@ impl<S: ResultStore> LocalTier<S> {
         if !self.kept(ns) {
             return None;
         }
+        if !self.state.serving.load(Ordering::SeqCst) {
+            observe::local("bypass");
+            return None;
+        }
         let name = NameRef(ns, key);
-        match self.entries.get(&name) {
+        match self.state.entries.get(&name) {
             Some(kept) if kept.until.is_none_or(|until| Timestamp::now() < until) => {
                 observe::local("hit");
                 Some(kept.record.clone())
             }
             Some(_) => {
-                self.entries.remove(&name);
+                self.state.entries.remove(&name);
                 observe::local("miss");
                 None
             }
@@ -192,10 +287,15 @@ impl<S: ResultStore> LocalTier<S> {
         }
     }
 
-    /// Keeps `record`, read from the store, when it is a completed record the tier keeps.
-    fn keep(&self, ns: Namespace, record: &Record) {
+    /// Keeps `record`, read from the store, when it is a completed record the tier keeps and
+    /// nothing invalidated its key since `epoch` (read before the store was asked).
+    fn keep(&self, ns: Namespace, record: &Record, epoch: u64) {
         let now = Timestamp::now();
         if record.state != RecordState::Completed || record.is_expired(now) || !self.kept(ns) {
+            return;
+        }
+        let state = &self.state;
+        if !state.serving.load(Ordering::SeqCst) || state.epoch(ns, &record.key) != epoch {
             return;
         }
         let local_until = self.local_ttl.map(|ttl| now + ttl);
@@ -207,22 +307,81 @@ impl<S: ResultStore> LocalTier<S> {
             record: record.clone(),
             until,
         });
-        self.entries.insert(Name(ns, record.key.clone()), kept);
+        state.entries.insert(Name(ns, record.key.clone()), kept);
+        // An invalidation that came while it was being inserted may have missed it.
+        if state.epoch(ns, &record.key) != epoch {
+            state.entries.remove(&NameRef(ns, &record.key));
+        }
     }
 
     fn forget(&self, ns: Namespace, key: &str) {
-        if self.entries.remove(&NameRef(ns, key)).is_some() {
+        if self.state.forget(ns, key) {
             observe::local("invalidation");
         }
     }
+}
+
+impl State {
+    /// The epoch of the stripe of `key`.
+    fn epoch(&self, ns: Namespace, key: &str) -> u64 {
+        self.epochs[stripe(ns, key)].load(Ordering::SeqCst)
+    }
+
+    /// Drops `key`, after bumping its stripe's epoch; whether the tier held it.
+    fn forget(&self, ns: Namespace, key: &str) -> bool {
+        self.epochs[stripe(ns, key)].fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(&NameRef(ns, key)).is_some()
+    }
+
+    /// Drops every record, after bumping every epoch.
+    fn invalidate_all(&self) {
+        for epoch in &self.epochs {
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        self.entries.clear();
+    }
+
+    /// Applies one event of the store's broadcast.
+    fn apply(&self, event: Invalidation) {
+        match event {
+            Invalidation::Key(ns, key) => {
+                observe::local("broadcast");
+                self.forget(ns, &key);
+            }
+            Invalidation::Namespace(ns) => {
+                observe::local("broadcast");
+                for epoch in &self.epochs {
+                    epoch.fetch_add(1, Ordering::SeqCst);
+                }
+                self.entries.retain(|name, _| name.0 != ns);
+            }
+            Invalidation::Lost => {
+                observe::local("subscription_lost");
+                self.serving.store(false, Ordering::SeqCst);
+                self.invalidate_all();
+            }
+            Invalidation::Subscribed => {
+                observe::local("subscribed");
+                self.invalidate_all();
+                self.serving.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// The stripe of [`State::epochs`] that `key` of `ns` belongs to.
+fn stripe(ns: Namespace, key: &str) -> usize {
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((ns, key));
+    usize::try_from(hash % STRIPES as u64).unwrap_or(0)
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for LocalTier<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTier")
             .field("inner", &self.inner)
-            .field("entries", &self.entries.len())
+            .field("entries", &self.state.entries.len())
             .field("local_ttl", &self.local_ttl)
+            .field("broadcast", &self.listener.is_some())
             .finish()
     }
 }
@@ -237,9 +396,10 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
         if let Some(record) = self.local(ns, key) {
             return Ok(Some(record));
         }
+        let epoch = self.state.epoch(ns, key);
         let found = self.inner.get(ns, key).await?;
         if let Some(record) = &found {
-            self.keep(ns, record);
+            self.keep(ns, record, epoch);
         }
         Ok(found)
     }
@@ -248,9 +408,10 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
         if let Some(record) = self.local(ns, key) {
             return Ok(ClaimOutcome::Completed(record));
         }
+        let epoch = self.state.epoch(ns, key);
         let outcome = self.inner.claim(ns, key, claim).await?;
         if let ClaimOutcome::Completed(record) = &outcome {
-            self.keep(ns, record);
+            self.keep(ns, record, epoch);
         }
         Ok(outcome)
     }
@@ -309,7 +470,7 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let done = self.inner.clear(ns).await;
-        self.entries.clear();
+        self.state.invalidate_all();
         done
     }
 

@@ -13,7 +13,7 @@
 //! | `stent_payload_mismatches_total` | counter | `function` | calls refused by payload validation |
 //! | `stent_store_errors_total` | counter | `function`, `kind` | calls failed by the store (`unavailable`, `busy`, `store`, `decode`, …) |
 //! | `stent_call_duration_seconds` | histogram | `function`, `outcome` | call latency |
-//! | `stent_local_total` | counter | `event` | [`LocalTier`](crate::local) lookups and removals: `hit`, `miss`, `eviction` (for room), `invalidation` (a write dropped a kept record) |
+//! | `stent_local_total` | counter | `event` | [`LocalTier`](crate::local) lookups and removals: `hit`, `miss`, `bypass` (not answered: the broadcast subscription is down), `eviction` (for room), `invalidation` (a write dropped a kept record), `broadcast` (an announcement of another process's write received), `subscription_lost`, `subscribed` |
 //!
 //! Without the feature every function here compiles to nothing.
 

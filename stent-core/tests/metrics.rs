@@ -129,3 +129,50 @@ fn calls_count_executions_hits_replays_waits_takeovers_and_errors() {
         .count();
     assert!(histograms >= 4, "latency recorded per function and outcome");
 }
+
+#[test]
+fn a_local_tier_counts_its_broadcast_events() {
+    use futures_util::StreamExt;
+    use stent_core::LocalTier;
+    use stent_core::broadcast::{Invalidation, Invalidations};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let events = futures_util::stream::iter([
+                Invalidation::Subscribed,
+                Invalidation::Key(Namespace::Cache, "k".into()),
+                Invalidation::Namespace(Namespace::Cache),
+                Invalidation::Lost,
+            ])
+            .chain(futures_util::stream::pending::<Invalidation>());
+            let tier = LocalTier::new(MemoryStore::new(), 10, 1 << 10)
+                .broadcast(Invalidations::new(events));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tier.get(Namespace::Idempotency, "k").await.unwrap();
+        });
+    });
+    let snapshot: Vec<Sample> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| {
+            let key = k.key();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            (key.name().to_owned(), labels, v)
+        })
+        .collect();
+    let local = |event| counter(&snapshot, "stent_local_total", &[("event", event)]);
+    assert_eq!(local("subscribed"), 1);
+    assert_eq!(local("broadcast"), 2);
+    assert_eq!(local("subscription_lost"), 1);
+    assert_eq!(local("bypass"), 1);
+}

@@ -20,6 +20,7 @@ use stent_core::{
     Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
 };
 
+use crate::broadcast::{self, Listener};
 use crate::config::{PostgresStoreBuilder, Source};
 use crate::error::{Target, convert, migrate_error, sqlstate};
 use crate::sql::{self, COLUMNS, LIVE, Table};
@@ -68,6 +69,8 @@ struct Inner {
     schema: Option<String>,
     /// Each namespace's table, by [`Namespace`] order.
     tables: [Table; Namespace::ALL.len()],
+    /// Where deletes and overwrites are announced, and how to listen to them.
+    listener: Listener,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -116,6 +119,14 @@ impl PostgresStore {
         &self.inner.pool
     }
 
+    /// The channel this store's deletes and overwrites are announced on (`pg_notify`), and
+    /// its [`invalidations`](stent_core::broadcast::Broadcast::invalidations) listen on:
+    /// `stent_` and a hash of the schema and table prefix. Its listening session is named
+    /// `stent listener {channel}` in `pg_stat_activity`.
+    pub fn channel(&self) -> &str {
+        &self.inner.listener.channel
+    }
+
     /// The table a namespace is stored in, as `schema.table` or `table`.
     pub fn table(&self, ns: Namespace) -> &str {
         &self.t(ns).shown
@@ -159,8 +170,13 @@ impl PostgresStore {
             .recycle_timeout(Some(b.acquire_timeout))
             .build()
             .map_err(|e| Error::config(format!("PostgreSQL connections: {e}")))?;
+        let channel = broadcast::channel(b.schema.as_deref(), &b.table_prefix);
         let store = PostgresStore {
             inner: Arc::new(Inner {
+                listener: Listener {
+                    pool: pool.clone(),
+                    channel,
+                },
                 pool,
                 conns,
                 target,
@@ -613,27 +629,37 @@ impl ResultStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
+        // A replaced row (its `xmax` set by the update) is announced (see `broadcast.rs`).
         let q = sqlx::query(sql!(self.t(ns) =>
-            "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version, \
-                 created_at, completed_at, expires_at) \
+            "WITH w AS (INSERT INTO {t} (key, state, value, attempt, fingerprint, function, \
+                 version, created_at, completed_at, expires_at) \
              VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
                  now() + $6::int8 * interval '1 millisecond') \
              ON CONFLICT (key) DO UPDATE SET state = 'completed', value = $2, \
                  lease_token = NULL, lease_expires_at = NULL, attempt = 1, fingerprint = $3, \
                  function = $4, version = $5, created_at = now(), completed_at = now(), \
-                 expires_at = excluded.expires_at"))
+                 expires_at = excluded.expires_at \
+             RETURNING xmax::text <> '0' AS replaced) \
+             SELECT pg_notify($7, $8 || $1) FROM w WHERE replaced"))
         .bind(key)
         .bind(value)
         .bind(meta.fingerprint)
         .bind(meta.function)
         .bind(meta.version)
-        .bind(ttl.map(millis));
+        .bind(ttl.map(millis))
+        .bind(&self.inner.listener.channel)
+        .bind(broadcast::key_payload_start(ns));
         self.execute(q, "put", Some(key)).await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t} WHERE key = $1")).bind(key);
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "WITH d AS (DELETE FROM {t} WHERE key = $1 RETURNING key) \
+             SELECT pg_notify($2, $3 || key) FROM d"))
+        .bind(key)
+        .bind(&self.inner.listener.channel)
+        .bind(broadcast::key_payload_start(ns));
         Ok(self.execute(q, "delete", Some(key)).await? > 0)
     }
 
@@ -671,8 +697,15 @@ impl ResultStore for PostgresStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let q = sqlx::query(sql!(self.t(ns) => "DELETE FROM {t}"));
-        self.execute(q, "clear", None).await
+        let q = sqlx::query(sql!(self.t(ns) =>
+            "WITH d AS (DELETE FROM {t} RETURNING 1) \
+             SELECT count(*), pg_notify($1, $2) FROM d"))
+        .bind(&self.inner.listener.channel)
+        .bind(ns.as_str());
+        let row =
+            self.on_conn(async |conn| q.fetch_one(conn).await.map_err(self.fail("clear", None)));
+        let deleted: i64 = row.await?.get(0);
+        Ok(deleted.unsigned_abs())
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
@@ -728,6 +761,15 @@ impl SqlStore for PostgresStore {
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
         convert(err, &self.inner.target, what, key)
+    }
+}
+
+/// Every `delete` (so every `invalidate` and the CLI's `rm`), every `clear` and every `put`
+/// that replaces a row calls `pg_notify` in its own statement, delivered when it commits; the
+/// stream `LISTEN`s on a session of its own, taken from the pool (the crate docs say more).
+impl stent_core::broadcast::Broadcast for PostgresStore {
+    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
+        self.inner.listener.invalidations()
     }
 }
 

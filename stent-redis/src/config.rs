@@ -18,6 +18,20 @@ pub(crate) enum Target {
     Cluster(Vec<String>),
 }
 
+impl Target {
+    /// The clients a broadcast subscription connects through, tried in turn.
+    pub(crate) fn subscribers(&self) -> Vec<redis::Client> {
+        match self {
+            Target::Standalone(url) => redis::Client::open(url.as_str()).into_iter().collect(),
+            Target::Client(client) => vec![client.clone()],
+            Target::Cluster(nodes) => nodes
+                .iter()
+                .filter_map(|n| redis::Client::open(n.as_str()).ok())
+                .collect(),
+        }
+    }
+}
+
 /// Connection settings shared by both targets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {

@@ -14,6 +14,7 @@ use stent_core::{
 };
 
 use crate::ENV_URL;
+use crate::broadcast::{self, Listener};
 use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
@@ -48,6 +49,8 @@ struct Inner {
     /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
     grace: i64,
     purge_offset: String,
+    /// Where deletes and overwrites are announced, and how to subscribe to them.
+    listener: Listener,
 }
 
 impl fmt::Debug for RedisStore {
@@ -100,10 +103,18 @@ impl RedisStore {
         let conn = Conn::open(target, b.timeouts).await;
         let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
         let grace = clamp_ms(b.expiry_grace);
+        let bases = Namespace::ALL.map(|ns| key_base(&b.prefix, ns));
+        let listener = Listener {
+            clients: target.subscribers(),
+            channel: broadcast::channel(&bases),
+            bases: bases.clone(),
+            connect_timeout: b.timeouts.connect,
+        };
         let inner = Arc::new(Inner {
             conn,
             shown: b.shown,
-            bases: Namespace::ALL.map(|ns| key_base(&b.prefix, ns)),
+            listener,
+            bases,
             prefix: b.prefix,
             caps: Capabilities::new()
                 .native_ttl(true)
@@ -227,10 +238,11 @@ impl RedisStore {
         skip_foreign: bool,
     ) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
+        let channel = self.inner.listener.channel.as_bytes();
         let deleted = try_join_all(keys.iter().map(|key| async move {
             let rk = self.redis_key(ns, key);
             match self
-                .run("delete", &scripts::DELETE, &rk, key, &[flag])
+                .run("delete", &scripts::DELETE, &rk, key, &[flag, channel])
                 .await
             {
                 Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
@@ -445,7 +457,8 @@ impl ResultStore for RedisStore {
         let rk = self.redis_key(ns, key);
         let (ttl, meta) = (ttl_arg(ttl), encode_meta(&meta));
         let purge = self.inner.purge_offset.as_bytes();
-        let args: [&[u8]; 4] = [value, ttl.as_bytes(), purge, &meta];
+        let channel = self.inner.listener.channel.as_bytes();
+        let args: [&[u8]; 5] = [value, ttl.as_bytes(), purge, &meta, channel];
         match self.run("put", &scripts::PUT, &rk, key, &args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(_) => Err(wrong_type(key, &rk, "string")),
@@ -507,6 +520,22 @@ impl ResultStore for RedisStore {
             }
         }
         Ok(purged)
+    }
+}
+
+/// Every delete (so every `clear` and the CLI's `rm`) and every `put` that replaces a record
+/// is announced on the channel `{escaped prefix}:invalidations` by the script that makes it,
+/// in the same round trip: `PUBLISH` of the record's Redis key.
+///
+/// The stream subscribes with a connection of its own (`SUBSCRIBE`; on a cluster, through
+/// one seed node at a time, as Redis Cluster forwards every `PUBLISH` to every node), checks
+/// it with a `PING` after each second without a message, and takes it as lost when the
+/// connection closes or a `PING` goes unanswered for a second; it then yields
+/// [`Invalidation::Lost`](stent_core::broadcast::Invalidation::Lost) and subscribes again
+/// (after 20 ms, doubling up to 1 s between failed attempts).
+impl stent_core::broadcast::Broadcast for RedisStore {
+    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
+        self.inner.listener.invalidations()
     }
 }
 

@@ -132,6 +132,52 @@ async fn each_call_sends_what_the_readme_says() {
         assert_eq!(delta(&mut conn, &before).await, expected, "{case}");
     }
 
+    // An overwrite and a delete announce themselves from their script, in the same round
+    // trip: `PUBLISH` of the record's key on the store's channel.
+    let store = stent.store();
+    let (ns, key) = (stent_core::Namespace::Cache, "announced");
+    let meta = stent_core::RecordMeta::default();
+    store.put(ns, key, b"v1", None, meta).await.unwrap();
+    assert!(!store.delete(ns, "absent").await.unwrap()); // loads the script
+    let writes: [(&str, Commands); 3] = [
+        (
+            "put over a record",
+            &[
+                ("evalsha", 1),
+                ("getrange", 1),
+                ("time", 1),
+                ("set", 1),
+                ("publish", 1),
+            ],
+        ),
+        (
+            "delete",
+            &[("evalsha", 1), ("get", 1), ("del", 1), ("publish", 1)],
+        ),
+        (
+            "put of a new key",
+            &[
+                ("evalsha", 1),
+                ("getrange", 1),
+                ("exists", 1),
+                ("time", 1),
+                ("set", 1),
+            ],
+        ),
+    ];
+    for (case, expected) in writes {
+        let before = counts(&mut conn).await;
+        match case {
+            "delete" => assert!(store.delete(ns, key).await.unwrap()),
+            _ => store.put(ns, key, b"v2", None, meta).await.unwrap(),
+        }
+        assert_eq!(
+            delta(&mut conn, &before).await,
+            commands(expected),
+            "{case}"
+        );
+    }
+
     // The README's table: one round trip per operation on a record.
     for op in [
         "get", "claim", "renew", "complete", "release", "put", "delete",

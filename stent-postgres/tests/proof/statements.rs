@@ -138,6 +138,9 @@ fn operation(sql: &str) -> &'static str {
         "UPDATE" => "renew",
         "INSERT" => "put",
         "DELETE" => "delete",
+        // The writes that announce themselves (see the crate docs' broadcast section).
+        "WITH" if sql.contains("INSERT") => "put",
+        "WITH" if sql.contains("DELETE") => "delete",
         _ => panic!("an unexpected statement: {sql}"),
     }
 }

@@ -1,0 +1,95 @@
+//! [`Broadcast`]: stores that announce deleted and replaced records to every process.
+//!
+//! A process that keeps records in a [`LocalTier`](crate::local) learns of writes made
+//! through that tier at once, but not of writes made by other processes. A store that can
+//! broadcast (Redis pub/sub, PostgreSQL `LISTEN`/`NOTIFY`) announces each delete and each
+//! overwrite of a record, whichever process or tool made it, and hands every subscriber a
+//! stream of [`Invalidation`]s. The stream also says when the subscription is lost and when
+//! it is live again, so that a subscriber never takes silence for "nothing changed".
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use stent_core::broadcast::{Invalidation, Invalidations};
+//! use stent_core::Namespace;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A store's stream, here made by hand: subscribed, then one record deleted elsewhere.
+//! let mut events = Invalidations::new(futures_util::stream::iter([
+//!     Invalidation::Subscribed,
+//!     Invalidation::Key(Namespace::Cache, "fx::rates|None|[\"EUR\"]".to_owned()),
+//! ]));
+//! assert_eq!(events.next().await, Some(Invalidation::Subscribed));
+//! # }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+
+use crate::record::Namespace;
+
+/// One event of a store's broadcast, as a subscriber receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// The subscription is live: every delete and overwrite from now on will be announced.
+    /// Whatever a subscriber kept before may have changed unannounced.
+    Subscribed,
+    /// The subscription is lost: deletes and overwrites may go unannounced until the next
+    /// [`Subscribed`](Self::Subscribed). The stream reconnects by itself.
+    Lost,
+    /// The record of this key in this namespace was deleted or replaced.
+    Key(Namespace, String),
+    /// Every record of this namespace may have been deleted or replaced.
+    Namespace(Namespace),
+}
+
+/// A store's stream of [`Invalidation`]s: it starts by subscribing, reconnects by itself
+/// after a loss, and never ends while it is polled. Dropping it unsubscribes.
+#[must_use = "a stream does nothing unless polled (give it to `LocalTier::broadcast`)"]
+pub struct Invalidations {
+    events: Pin<Box<dyn Stream<Item = Invalidation> + Send>>,
+}
+
+impl Invalidations {
+    /// Wraps a store's stream of events.
+    pub fn new(events: impl Stream<Item = Invalidation> + Send + 'static) -> Self {
+        Invalidations {
+            events: Box::pin(events),
+        }
+    }
+}
+
+impl fmt::Debug for Invalidations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invalidations").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Invalidations {
+    type Item = Invalidation;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Invalidation>> {
+        self.events.as_mut().poll_next(cx)
+    }
+}
+
+/// A store that announces each delete and each overwrite of a record to every subscriber,
+/// whichever process made it.
+///
+/// # Behavior
+///
+/// - A `delete` (and so a `clear`, an `invalidate`, the CLI's `rm`) made through any store
+///   on the same server and prefix reaches every subscriber as an [`Invalidation::Key`] or
+///   [`Invalidation::Namespace`].
+/// - A `put` that replaces a record reaches every subscriber the same way.
+/// - Claims, completions and releases of records in progress are not announced: no
+///   subscriber keeps a record in progress.
+/// - A lost subscription is an [`Invalidation::Lost`] at once, and the stream resubscribes
+///   by itself, then yields [`Invalidation::Subscribed`].
+pub trait Broadcast {
+    /// Subscribes to this store's announcements: a stream that connects when first polled.
+    fn invalidations(&self) -> Invalidations;
+}

@@ -1,0 +1,237 @@
+//! `LocalTier::broadcast`: how the tier applies a store's announcements, with the events
+//! made by hand (the backends' own tests run it against real servers).
+
+use std::time::{Duration, Instant};
+
+use stent_core::broadcast::{Invalidation, Invalidations};
+use stent_core::{
+    Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, LocalTier, MemoryStore, Namespace,
+    Page, Record, RecordMeta, Result, ResultStore, Timestamp, async_trait,
+};
+use tokio::sync::mpsc;
+
+const IDEM: Namespace = Namespace::Idempotency;
+const CACHE: Namespace = Namespace::Cache;
+
+/// A tier over `store` applying the events sent on the returned channel.
+fn tier<S: ResultStore>(store: S) -> (LocalTier<S>, mpsc::UnboundedSender<Invalidation>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let tier = LocalTier::new(store, 1000, 1 << 20)
+        .local_ttl(Duration::from_secs(600))
+        .broadcast(Invalidations::new(events));
+    (tier, tx)
+}
+
+async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn put(store: &impl ResultStore, ns: Namespace, key: &str, value: &[u8]) {
+    let meta = RecordMeta::default();
+    store.put(ns, key, value, None, meta).await.unwrap();
+}
+
+async fn value(tier: &impl ResultStore, ns: Namespace, key: &str) -> Option<Vec<u8>> {
+    tier.get(ns, key).await.unwrap().and_then(|r| r.value)
+}
+
+/// Reads `key` through the tier until the tier keeps it.
+async fn kept<S: ResultStore>(tier: &LocalTier<S>, ns: Namespace, key: &str) {
+    let start = Instant::now();
+    while !tier.contains(ns, key) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{key} never kept"
+        );
+        tier.get(ns, key).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_tier_answers_nothing_until_subscribed() {
+    let store = MemoryStore::new();
+    let (tier, tx) = tier(store.clone());
+    put(&store, IDEM, "k", b"v1").await;
+    for _ in 0..3 {
+        assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v1"[..]));
+        assert!(!tier.contains(IDEM, "k"));
+    }
+    tx.send(Invalidation::Subscribed).unwrap();
+    kept(&tier, IDEM, "k").await;
+}
+
+#[tokio::test]
+async fn an_announced_key_leaves_the_tier() {
+    let store = MemoryStore::new();
+    let (tier, tx) = tier(store.clone());
+    tx.send(Invalidation::Subscribed).unwrap();
+    put(&store, IDEM, "k", b"v1").await;
+    put(&store, IDEM, "other", b"v1").await;
+    kept(&tier, IDEM, "k").await;
+    kept(&tier, IDEM, "other").await;
+    put(&store, IDEM, "k", b"v2").await; // behind the tier's back, as another process
+    assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v1"[..]));
+    tx.send(Invalidation::Key(IDEM, "k".into())).unwrap();
+    until("the announced key left", || !tier.contains(IDEM, "k")).await;
+    assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v2"[..]));
+    assert!(tier.contains(IDEM, "other"));
+}
+
+#[tokio::test]
+async fn an_announced_namespace_leaves_the_tier() {
+    let store = MemoryStore::new();
+    let (tier, tx) = tier(store.clone());
+    tx.send(Invalidation::Subscribed).unwrap();
+    put(&store, IDEM, "k", b"v").await;
+    put(&store, CACHE, "k", b"v").await;
+    kept(&tier, IDEM, "k").await;
+    kept(&tier, CACHE, "k").await;
+    tx.send(Invalidation::Namespace(CACHE)).unwrap();
+    until("the namespace left", || !tier.contains(CACHE, "k")).await;
+    assert!(tier.contains(IDEM, "k"));
+}
+
+#[tokio::test]
+async fn a_lost_subscription_empties_the_tier_and_bypasses_it_until_resubscribed() {
+    let store = MemoryStore::new();
+    let (tier, tx) = tier(store.clone());
+    tx.send(Invalidation::Subscribed).unwrap();
+    put(&store, IDEM, "k", b"v1").await;
+    kept(&tier, IDEM, "k").await;
+    tx.send(Invalidation::Lost).unwrap();
+    until("the tier emptied", || !tier.contains(IDEM, "k")).await;
+    // Every read reaches the store, and nothing is kept.
+    put(&store, IDEM, "k", b"v2").await;
+    for _ in 0..3 {
+        assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v2"[..]));
+        assert!(!tier.contains(IDEM, "k"));
+    }
+    tx.send(Invalidation::Subscribed).unwrap();
+    kept(&tier, IDEM, "k").await;
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_leaves_the_tier_bypassed() {
+    let store = MemoryStore::new();
+    let (tier, tx) = tier(store.clone());
+    tx.send(Invalidation::Subscribed).unwrap();
+    put(&store, IDEM, "k", b"v1").await;
+    kept(&tier, IDEM, "k").await;
+    drop(tx);
+    until("the tier emptied", || !tier.contains(IDEM, "k")).await;
+    tier.get(IDEM, "k").await.unwrap();
+    assert!(!tier.contains(IDEM, "k"));
+}
+
+#[tokio::test]
+async fn dropping_the_tier_stops_its_listener() {
+    let (tier, tx) = tier(MemoryStore::new());
+    tx.send(Invalidation::Subscribed).unwrap();
+    drop(tier);
+    tokio::time::timeout(Duration::from_secs(10), tx.closed())
+        .await
+        .expect("the listener still holds the stream");
+}
+
+/// A store whose reads pause after reading, so that an announcement can arrive between the
+/// read and the tier keeping what it read.
+#[derive(Debug)]
+struct PauseAfterRead {
+    inner: MemoryStore,
+    pause: Duration,
+}
+
+#[async_trait]
+impl ResultStore for PauseAfterRead {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
+        let read = self.inner.get(ns, key).await;
+        tokio::time::sleep(self.pause).await;
+        read
+    }
+    async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        self.inner.claim(ns, key, claim).await
+    }
+    async fn renew(
+        &self,
+        ns: Namespace,
+        key: &str,
+        t: &LeaseToken,
+        d: Duration,
+    ) -> Result<Timestamp> {
+        self.inner.renew(ns, key, t, d).await
+    }
+    async fn complete(
+        &self,
+        ns: Namespace,
+        key: &str,
+        t: &LeaseToken,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.inner.complete(ns, key, t, value, ttl).await
+    }
+    async fn release(&self, ns: Namespace, key: &str, t: &LeaseToken) -> Result<bool> {
+        self.inner.release(ns, key, t).await
+    }
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        meta: RecordMeta<'_>,
+    ) -> Result<()> {
+        self.inner.put(ns, key, value, ttl, meta).await
+    }
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        self.inner.delete(ns, key).await
+    }
+    async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
+        self.inner.list(ns, query).await
+    }
+    async fn clear(&self, ns: Namespace) -> Result<u64> {
+        self.inner.clear(ns).await
+    }
+    async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
+        self.inner.purge_expired(ns, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_read_overtaken_by_an_announcement_of_its_key_is_not_kept() {
+    let store = MemoryStore::new();
+    let slow = PauseAfterRead {
+        inner: store.clone(),
+        pause: Duration::from_millis(200),
+    };
+    let (tier, tx) = tier(slow);
+    tx.send(Invalidation::Subscribed).unwrap();
+    put(&store, IDEM, "warm", b"v").await;
+    kept(&tier, IDEM, "warm").await;
+    put(&store, IDEM, "k", b"v1").await;
+    let another_process = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        put(&store, IDEM, "k", b"v2").await;
+        tx.send(Invalidation::Key(IDEM, "k".into())).unwrap();
+    };
+    let (read, ()) = tokio::join!(value(&tier, IDEM, "k"), another_process);
+    assert_eq!(
+        read.as_deref(),
+        Some(&b"v1"[..]),
+        "read before the overwrite"
+    );
+    assert!(
+        !tier.contains(IDEM, "k"),
+        "kept a value the announcement outdated"
+    );
+    assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v2"[..]));
+}

@@ -1,0 +1,169 @@
+//! The store's announcements of deleted and replaced records: `delete`, `clear` and a `put`
+//! that replaces a row call `pg_notify` in their own statement, and [`Listener`] turns a
+//! `LISTEN` on that channel into [`Invalidation`]s.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use stent_core::Namespace;
+use stent_core::broadcast::{Invalidation, Invalidations};
+
+/// How often an idle subscription is checked with a `SELECT 1`, and how long its answer may
+/// take before the subscription is taken as lost.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to listen again.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The `application_name` the listening session sets, so that it can be told apart in
+/// `pg_stat_activity`: this, then the channel.
+pub(crate) const APPLICATION_NAME: &str = "stent listener ";
+
+/// The channel of the tables of this schema and prefix: `stent_` and a 64-bit FNV-1a hash of
+/// both, in hex (a channel name has at most 63 bytes; two stores whose names hash alike only
+/// hear each other's announcements, which makes their tiers drop more, never less).
+pub(crate) fn channel(schema: Option<&str>, prefix: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let schema = schema.map_or(&b"\x00"[..], str::as_bytes);
+    for &b in schema.iter().chain(b"\x00").chain(prefix.as_bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("stent_{hash:016x}")
+}
+
+/// The payload announcing `key` of `ns` (`{namespace}:{key}`) is `$3 || key`; this is `$3`.
+/// The payload announcing a whole namespace (a `clear`) is the namespace's name alone.
+pub(crate) fn key_payload_start(ns: Namespace) -> String {
+    format!("{}:", ns.as_str())
+}
+
+/// Where to listen: the store's pool (the listening session holds one of its connections)
+/// and the channel.
+#[derive(Clone, Debug)]
+pub(crate) struct Listener {
+    pub(crate) pool: PgPool,
+    pub(crate) channel: String,
+}
+
+/// The listener's state between two events.
+struct Listening {
+    listener: Listener,
+    session: Option<PgListener>,
+    live: bool,
+    backoff: Duration,
+}
+
+impl Listener {
+    /// The stream of invalidations: listens when first polled, and again after a loss.
+    pub(crate) fn invalidations(&self) -> Invalidations {
+        let state = Listening {
+            listener: self.clone(),
+            session: None,
+            live: false,
+            backoff: Duration::from_millis(20),
+        };
+        Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
+            let event = s.next().await;
+            Some((event, s))
+        }))
+    }
+}
+
+/// The invalidation a notification's payload tells.
+fn decode(payload: &str) -> Option<Invalidation> {
+    match payload.split_once(':') {
+        Some((ns, key)) => Some(Invalidation::Key(ns.parse().ok()?, key.to_owned())),
+        None => Some(Invalidation::Namespace(payload.parse().ok()?)),
+    }
+}
+
+impl Listening {
+    async fn next(&mut self) -> Invalidation {
+        loop {
+            let Some(session) = &mut self.session else {
+                match self.listen().await {
+                    Some(session) => {
+                        self.session = Some(session);
+                        self.live = true;
+                        self.backoff = Duration::from_millis(20);
+                        return Invalidation::Subscribed;
+                    }
+                    None if self.live => {
+                        self.live = false;
+                        return Invalidation::Lost;
+                    }
+                    None => {
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            };
+            // `try_recv` answers `None` when the connection is lost (`recv` would reconnect
+            // silently, losing what was announced meanwhile).
+            let alive = match tokio::time::timeout(HEARTBEAT, session.try_recv()).await {
+                Ok(Ok(Some(notification))) => match decode(notification.payload()) {
+                    Some(event) => return event,
+                    None => true,
+                },
+                Ok(Ok(None) | Err(_)) => false,
+                Err(_) => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut *session);
+                    matches!(tokio::time::timeout(HEARTBEAT, ping).await, Ok(Ok(_)))
+                }
+            };
+            if !alive {
+                self.session = None;
+                self.live = false;
+                return Invalidation::Lost;
+            }
+        }
+    }
+
+    /// A session listening on the channel; `None` when there cannot be one now.
+    async fn listen(&mut self) -> Option<PgListener> {
+        let listener = &self.listener;
+        let listening = async {
+            let mut session = PgListener::connect_with(&listener.pool).await?;
+            // Only a closed connection should end the stream: never a reconnection inside.
+            session.eager_reconnect(false);
+            let name = format!("{APPLICATION_NAME}{}", listener.channel);
+            let set = sqlx::query("SELECT set_config('application_name', $1, false)").bind(name);
+            set.execute(&mut session).await?;
+            session.listen(&listener.channel).await?;
+            Ok::<_, sqlx::Error>(session)
+        };
+        let timeout = listener.pool.options().get_acquire_timeout();
+        tokio::time::timeout(timeout, listening).await.ok()?.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_a_key_or_a_namespace() {
+        assert_eq!(
+            decode("cache:fx::rates|None|[\"EUR\"]"),
+            Some(Invalidation::Key(
+                Namespace::Cache,
+                "fx::rates|None|[\"EUR\"]".into()
+            ))
+        );
+        assert_eq!(
+            decode("idempotency"),
+            Some(Invalidation::Namespace(Namespace::Idempotency))
+        );
+        assert_eq!(decode("other:key"), None);
+    }
+
+    #[test]
+    fn channels_are_short_and_apart() {
+        let a = channel(None, "app_");
+        assert!(a.len() < 64);
+        assert_ne!(a, channel(Some("app_"), ""));
+        assert_ne!(a, channel(None, "app"));
+        assert_eq!(a, channel(None, "app_"));
+    }
+}
