@@ -1,0 +1,504 @@
+//! How stent's cost grows with the work (BENCHMARKS.md, "Growth"):
+//!
+//! - `records`: a replay (of a key picked at random among all) and a first call, p50 and p99,
+//!   with 10³ to 10⁷ completed records in the table (10⁶ on Redis, 10⁴ on moto);
+//! - `values`: a replay and a first call of a function whose result is 64 B to 4 MiB, each
+//!   call next to the leanest client moving the same bytes (rusqlite, tokio-postgres,
+//!   redis-rs), alternating call by call.
+//!
+//! ```text
+//! cargo run --release -p stent-benches --example growth -- records [sqlite|postgres|redis|dynamodb]
+//! cargo run --release -p stent-benches --example growth -- values [sqlite|postgres|redis]
+//! cargo run --release -p stent-benches --example growth -- plot
+//! ```
+//!
+//! Each run writes `benches/growth/<what>-<backend>.csv`; `plot` renders every CSV there as
+//! `benches/growth/records.svg` and `benches/growth/values.svg`.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plotters::prelude::*;
+use redis::AsyncCommands as _;
+use stent::{
+    Durable, Namespace, PostgresStore, RecordMeta, RedisStore, ResultStore, SqliteStore, Stent,
+};
+use stent_benches::lean::{PostgresLean, SqliteLean};
+use stent_benches::raw::dynamodb_store;
+use stent_benches::{Raw, RedisRaw, env_url, now_ms, runtime, stored_value};
+
+/// The benchmarked function's name: every record written here is one of its keys.
+const FUNCTION: &str = "bench::growth";
+
+/// A record's key, as stent derives it from the arguments `("g-{i}", 500)`.
+fn key(i: u64) -> String {
+    format!("{FUNCTION}|None|[\"g-{i}\",500]")
+}
+
+type Growth = Durable<(String, u64), String, Infallible>;
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_default();
+    let which = std::env::args().nth(2).unwrap_or_default();
+    let backends: Vec<&str> = match which.as_str() {
+        "" => vec!["sqlite", "postgres", "redis", "dynamodb"],
+        one => vec![one],
+    };
+    let rt = runtime();
+    match what.as_str() {
+        "records" => {
+            for b in backends {
+                rt.block_on(records(b));
+            }
+        }
+        "values" => {
+            for b in backends.into_iter().filter(|b| *b != "dynamodb") {
+                rt.block_on(values(b));
+            }
+        }
+        "plot" => plot(),
+        _ => panic!("which growth? records, values or plot"),
+    }
+}
+
+/// Where the CSV files and plots go.
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("growth");
+    std::fs::create_dir_all(&dir).expect("benches/growth");
+    dir
+}
+
+/// The 50th and 99th percentiles of `v`, in microseconds.
+fn percentiles(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99))
+}
+
+/// A generator of keys picked at random (xorshift: the same sequence on every run).
+struct Pick(u64);
+
+impl Pick {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A store of each backend, emptied, for the growth runs.
+async fn store(backend: &str) -> (Arc<dyn ResultStore>, Option<tempfile::TempDir>) {
+    match backend {
+        "sqlite" => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let store = SqliteStore::open(dir.path().join("growth.db"))
+                .await
+                .expect("SQLite");
+            (Arc::new(store), Some(dir))
+        }
+        "postgres" => {
+            let store = PostgresStore::builder()
+                .url(env_url("STENT_POSTGRES_URL"))
+                .table_prefix("growth_")
+                .expect("a table prefix")
+                .build()
+                .await
+                .expect("PostgreSQL");
+            store.clear(Namespace::Idempotency).await.expect("clear");
+            (Arc::new(store), None)
+        }
+        "redis" => {
+            let store = RedisStore::builder()
+                .url(env_url("STENT_REDIS_URL"))
+                .prefix("stent-growth")
+                .build()
+                .await
+                .expect("Redis");
+            store.clear(Namespace::Idempotency).await.expect("clear");
+            (Arc::new(store), None)
+        }
+        "dynamodb" => {
+            let store = dynamodb_store().await;
+            store.clear(Namespace::Idempotency).await.expect("clear");
+            (Arc::new(store), None)
+        }
+        _ => panic!("which backend? sqlite, postgres, redis or dynamodb"),
+    }
+}
+
+/// Adds the completed records `from..to` of [`FUNCTION`], in bulk: one statement on the SQL
+/// servers, pipelined `SET`s on Redis, the store's `put` (16 at a time) on moto.
+async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, from: u64, to: u64) {
+    let value = stored_value("growth");
+    match backend {
+        "sqlite" => {
+            let conn = rusqlite::Connection::open(dir.expect("a file").join("growth.db"))
+                .expect("opening the file");
+            conn.busy_timeout(Duration::from_secs(30))
+                .expect("busy timeout");
+            conn.execute(
+                "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2) \
+                 INSERT INTO idempotency (key, state, value, attempt, created_ms, completed_ms) \
+                 SELECT 'bench::growth|None|[\"g-' || i || '\",500]', 'completed', ?3, 1, ?4, ?4 \
+                 FROM s",
+                (from as i64, to as i64, &value, now_ms()),
+            )
+            .expect("INSERT");
+        }
+        "postgres" => {
+            let url = env_url("STENT_POSTGRES_URL");
+            let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+            sqlx::query(
+                "INSERT INTO growth_idempotency (key, state, value, attempt, completed_at) \
+                 SELECT format('bench::growth|None|[\"g-%s\",500]', i), 'completed', $3, 1, now() \
+                 FROM generate_series($1::int8, $2::int8 - 1) i",
+            )
+            .bind(from as i64)
+            .bind(to as i64)
+            .bind(&value)
+            .execute(&pool)
+            .await
+            .expect("INSERT");
+            sqlx::query("VACUUM ANALYZE growth_idempotency")
+                .execute(&pool)
+                .await
+                .expect("VACUUM");
+        }
+        "redis" => {
+            let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis");
+            let now = now_ms();
+            let mut record = format!("stent1|completed||1|{now}||{now}|||||0|").into_bytes();
+            record.extend_from_slice(&value);
+            let mut i = from;
+            while i < to {
+                let mut pipe = redis::pipe();
+                for j in i..to.min(i + 10_000) {
+                    pipe.set(format!("stent-growth:idempotency:{}", key(j)), &record)
+                        .ignore();
+                }
+                pipe.exec_async(&mut conn).await.expect("SET");
+                i += 10_000;
+            }
+            let _: () = conn.set("stent-growth:filled", to).await.expect("SET");
+        }
+        _ => {
+            let meta = RecordMeta {
+                function: Some(FUNCTION),
+                ..RecordMeta::default()
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in from..to {
+                if tasks.len() >= 16 {
+                    tasks.join_next().await;
+                }
+                let (store, value) = (Arc::clone(store), value.clone());
+                tasks.spawn(async move {
+                    let key = key(i);
+                    let put = store.put(Namespace::Idempotency, &key, &value, None, meta);
+                    put.await.expect("put");
+                });
+            }
+            tasks.join_all().await;
+        }
+    }
+}
+
+async fn growth_function(store: Arc<dyn ResultStore>) -> Growth {
+    let stent = Stent::new(store);
+    let f = stent
+        .durable(FUNCTION)
+        .idempotent()
+        .wrap(|(id, _): (String, u64)| async move { Ok::<_, Infallible>(format!("receipt-{id}")) });
+    let derived = f.key_for(&("g-7".to_owned(), 500)).expect("a key");
+    assert_eq!(
+        derived.as_str(),
+        key(7),
+        "the bulk records' keys are the function's"
+    );
+    f
+}
+
+/// Replays and first calls at each number of records; writes `records-<backend>.csv`.
+async fn records(backend: &str) {
+    let sizes: &[u64] = match backend {
+        "redis" => &[1_000, 100_000, 1_000_000],
+        "dynamodb" => &[1_000, 10_000],
+        _ => &[1_000, 100_000, 1_000_000, 10_000_000],
+    };
+    let calls = if backend == "dynamodb" { 200 } else { 2_000 };
+    let (store, dir) = store(backend).await;
+    let f = growth_function(Arc::clone(&store)).await;
+    let mut csv = String::from("backend,records,call,p50_us,p99_us\n");
+    let mut filled = 0;
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    for &n in sizes {
+        let started = Instant::now();
+        fill(backend, &store, dir.as_ref().map(|d| d.path()), filled, n).await;
+        filled = n;
+        eprintln!("{backend}: {n} records in {:.1?}", started.elapsed());
+        let mut replays = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let i = pick.below(n);
+            let t = Instant::now();
+            let v = f.call((format!("g-{i}"), 500)).await.expect("replay");
+            replays.push(t.elapsed());
+            assert_eq!(v, "receipt-growth-500", "a replay of a bulk record");
+        }
+        let mut firsts = Vec::with_capacity(calls / 2);
+        for j in 0..calls / 2 {
+            let t = Instant::now();
+            f.call((format!("fresh-{n}-{j}"), 500))
+                .await
+                .expect("first call");
+            firsts.push(t.elapsed());
+        }
+        for (call, v) in [("replay", &mut replays), ("first call", &mut firsts)] {
+            let (p50, p99) = percentiles(v);
+            println!("{backend:>9} {n:>9} records {call:>10}: p50 {p50:8.1} µs  p99 {p99:8.1} µs");
+            csv += &format!("{backend},{n},{call},{p50:.1},{p99:.1}\n");
+        }
+    }
+    std::fs::write(out_dir().join(format!("records-{backend}.csv")), csv).expect("CSV");
+    store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// The leanest client of `backend`, on the same tables as `store`.
+async fn lean(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>) -> Box<dyn LeanRaw> {
+    match backend {
+        "sqlite" => {
+            let file = SqliteStore::open(dir.expect("a file").join("growth.db")).await;
+            Box::new(SqliteLean::new(&file.expect("SQLite")))
+        }
+        "postgres" => {
+            let pg = PostgresStore::builder()
+                .url(env_url("STENT_POSTGRES_URL"))
+                .table_prefix("growth_")
+                .expect("a table prefix")
+                .build()
+                .await
+                .expect("PostgreSQL");
+            Box::new(PostgresLean::new(&pg).await)
+        }
+        _ => {
+            let _ = store;
+            let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
+            let conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis");
+            Box::new(RedisRaw::new(conn, "stent-growth"))
+        }
+    }
+}
+
+/// [`Raw`] as an object: the leanest client's read and two writes.
+trait LeanRaw {
+    fn read<'a>(&'a self, key: &'a str) -> std::pin::Pin<Box<dyn Future<Output = bool> + 'a>>;
+    fn two_writes<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>;
+}
+
+impl<R: Raw> LeanRaw for R {
+    fn read<'a>(&'a self, key: &'a str) -> std::pin::Pin<Box<dyn Future<Output = bool> + 'a>> {
+        Box::pin(Raw::read(self, Namespace::Idempotency, key))
+    }
+
+    fn two_writes<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> {
+        Box::pin(Raw::two_writes(self, key, value))
+    }
+}
+
+/// Replays and first calls of results of each size, each next to the leanest client moving
+/// the same bytes; writes `values-<backend>.csv`.
+async fn values(backend: &str) {
+    let (store, dir) = store(backend).await;
+    let lean = lean(backend, &store, dir.as_ref().map(|d| d.path())).await;
+    let stent = Stent::new(Arc::clone(&store));
+    let f = stent
+        .durable("bench::values")
+        .idempotent()
+        .wrap(|(n, _): (usize, u64)| async move { Ok::<_, Infallible>("x".repeat(n)) });
+    let mut csv = String::from("backend,bytes,call,stent_p50_us,raw_p50_us,ratio\n");
+    for n in [64, 4 << 10, 256 << 10, 1 << 20, 4 << 20] {
+        let calls = if n >= 1 << 20 { 40 } else { 200 };
+        // The bytes stent stores for the result: the same go through the leanest client.
+        let bytes = stent::codec::encode_value(&"x".repeat(n)).expect("a string encodes");
+        f.call((n, 0)).await.expect("the first call");
+        let raw_key = format!("raw-{n}");
+        lean.two_writes(&raw_key, &bytes).await;
+        let (mut replays, mut reads, mut firsts, mut writes) = (vec![], vec![], vec![], vec![]);
+        // Reads, then writes: a write between two reads would empty a SQLite connection's
+        // cache for the next read, on one side only.
+        for _ in 0..calls {
+            let t = Instant::now();
+            f.call((n, 0)).await.expect("replay");
+            replays.push(t.elapsed());
+            let t = Instant::now();
+            assert!(lean.read(&raw_key).await);
+            reads.push(t.elapsed());
+        }
+        for j in 1..=calls {
+            let t = Instant::now();
+            f.call((n, j)).await.expect("first call");
+            firsts.push(t.elapsed());
+            let t = Instant::now();
+            lean.two_writes(&format!("raw-{n}-{j}"), &bytes).await;
+            writes.push(t.elapsed());
+        }
+        for (call, s, r) in [
+            ("replay", &mut replays, &mut reads),
+            ("first call", &mut firsts, &mut writes),
+        ] {
+            let (sp, _) = percentiles(s);
+            let (rp, _) = percentiles(r);
+            let ratio = sp / rp;
+            println!(
+                "{backend:>9} {n:>8} B {call:>10}: stent {sp:9.1} µs  raw {rp:9.1} µs  {ratio:.2} ×"
+            );
+            csv += &format!("{backend},{n},{call},{sp:.1},{rp:.1},{ratio:.3}\n");
+        }
+    }
+    std::fs::write(out_dir().join(format!("values-{backend}.csv")), csv).expect("CSV");
+    store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// Rows of the CSV files `<what>-*.csv`, each split at commas (header left out).
+fn rows(what: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(out_dir())
+        .expect("benches/growth")
+        .flatten()
+        .collect();
+    files.sort_by_key(|f| f.path());
+    for file in files {
+        let name = file.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{what}-")) && name.ends_with(".csv") {
+            let text = std::fs::read_to_string(file.path()).expect("a CSV file");
+            rows.extend(
+                text.lines()
+                    .skip(1)
+                    .map(|l| l.split(',').map(str::to_owned).collect()),
+            );
+        }
+    }
+    rows
+}
+
+/// One line per (backend, call) of `rows`: points (x, y) from columns `x` and `y`.
+fn series(rows: &[Vec<String>], x: usize, y: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for r in rows {
+        let name = format!("{} {}", r[0], r[2]);
+        let point = (
+            r[x].parse().expect("a number"),
+            r[y].parse().expect("a number"),
+        );
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, points)) => points.push(point),
+            None => out.push((name, vec![point])),
+        }
+    }
+    out
+}
+
+/// A chart of `lines` on log-scaled x, into `file`.
+fn chart(
+    file: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
+) {
+    let xs = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.0));
+    let ys = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1));
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+    let root = SVGBackend::new(file, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).expect("drawing");
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(64);
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK, &YELLOW];
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart.expect("a chart");
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .draw()
+                .expect("the mesh");
+            for (i, (name, points)) in lines.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(points.iter().copied(), color))
+                    .expect("a line")
+                    .label(name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .expect("points");
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .expect("the legend");
+        }};
+    }
+    let x = (x0 * 0.8..x1 * 1.25).log_scale();
+    if log_y {
+        draw!(builder.build_cartesian_2d(x, (y0 * 0.8..y1 * 1.25).log_scale()));
+    } else {
+        draw!(builder.build_cartesian_2d(x, 0.0..y1 * 1.1));
+    }
+    root.present().expect("writing the SVG");
+}
+
+/// Renders the CSV files as `records.svg` and `values.svg`.
+fn plot() {
+    let dir = out_dir();
+    let records = rows("records");
+    if !records.is_empty() {
+        let lines = series(&records, 1, 3);
+        chart(
+            &dir.join("records.svg"),
+            "p50 latency by number of records",
+            "records",
+            "µs (p50)",
+            &lines,
+            true,
+        );
+    }
+    let values = rows("values");
+    if !values.is_empty() {
+        let lines = series(&values, 1, 5);
+        chart(
+            &dir.join("values.svg"),
+            "stent ÷ leanest client, by result size",
+            "bytes",
+            "ratio (p50)",
+            &lines,
+            false,
+        );
+    }
+}
