@@ -6,9 +6,12 @@
 //!   call next to the leanest client moving the same bytes (rusqlite, tokio-postgres,
 //!   redis-rs), alternating call by call.
 //!
+//! - `memory`: resident memory around 10⁶ distinct cached calls on MemoryStore, twice.
+//!
 //! ```text
 //! cargo run --release -p stent-benches --example growth -- records [sqlite|postgres|redis|dynamodb]
 //! cargo run --release -p stent-benches --example growth -- values [sqlite|postgres|redis]
+//! cargo run --release -p stent-benches --example growth -- memory
 //! cargo run --release -p stent-benches --example growth -- plot
 //! ```
 //!
@@ -58,8 +61,9 @@ fn main() {
                 rt.block_on(values(b));
             }
         }
+        "memory" => rt.block_on(memory()),
         "plot" => plot(),
-        _ => panic!("which growth? records, values or plot"),
+        _ => panic!("which growth? records, values, memory or plot"),
     }
 }
 
@@ -374,6 +378,59 @@ async fn values(backend: &str) {
     }
     std::fs::write(out_dir().join(format!("values-{backend}.csv")), csv).expect("CSV");
     store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// The process's resident memory, in bytes (Linux: `/proc/self/statm`).
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("resident")
+        .parse()
+        .expect("a number");
+    pages * 4096
+}
+
+/// Resident memory around 10⁶ distinct cached calls on MemoryStore: what each record costs
+/// while it is kept, and whether anything stays behind once the records are gone (the
+/// in-flight map, metrics labels): a second million after `clear` must not grow it further.
+async fn memory() {
+    let store = Arc::new(stent::MemoryStore::new());
+    let stent = Stent::new(Arc::clone(&store) as Arc<dyn ResultStore>);
+    let f =
+        stent
+            .durable("bench::memory")
+            .cached()
+            .wrap(|(id, n): (String, u64)| async move {
+                Ok::<_, Infallible>(format!("receipt-{id}-{n}"))
+            });
+    let mut csv = String::from("phase,calls,rss_bytes\n");
+    let start = rss();
+    csv += &format!("start,0,{start}\n");
+    println!("start: {:.1} MiB", start as f64 / 1048576.0);
+    for round in 1..=2u64 {
+        for i in 0..1_000_000u64 {
+            f.call((format!("ord-{round}-{i}"), i))
+                .await
+                .expect("a call");
+        }
+        let kept = rss();
+        store.clear(Namespace::Cache).await.expect("clear");
+        let cleared = rss();
+        println!(
+            "round {round}: after 10⁶ calls {:.1} MiB ({:.0} B a record kept), after clear {:.1} MiB",
+            kept as f64 / 1048576.0,
+            (kept - start) as f64 / 1e6,
+            cleared as f64 / 1048576.0
+        );
+        csv += &format!(
+            "after {round}e6 calls,{},{kept}\nafter clear,{},{cleared}\n",
+            round * 1_000_000,
+            round * 1_000_000
+        );
+    }
+    std::fs::write(out_dir().join("memory-memorystore.txt"), csv).expect("CSV");
 }
 
 /// Rows of the CSV files `<what>-*.csv`, each split at commas (header left out).
