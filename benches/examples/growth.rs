@@ -6,11 +6,14 @@
 //!   call next to the leanest client moving the same bytes (rusqlite, tokio-postgres,
 //!   redis-rs), alternating call by call.
 //!
+//! - `concurrency`: calls a second at 1 to 256 tasks, first calls on distinct keys and
+//!   replays of one hot key, next to the raw driver's same round trips;
 //! - `memory`: resident memory around 10⁶ distinct cached calls on MemoryStore, twice.
 //!
 //! ```text
 //! cargo run --release -p stent-benches --example growth -- records [sqlite|postgres|redis|dynamodb]
 //! cargo run --release -p stent-benches --example growth -- values [sqlite|postgres|redis]
+//! cargo run --release -p stent-benches --example growth -- concurrency [sqlite|postgres|redis]
 //! cargo run --release -p stent-benches --example growth -- memory
 //! cargo run --release -p stent-benches --example growth -- plot
 //! ```
@@ -62,8 +65,13 @@ fn main() {
             }
         }
         "memory" => rt.block_on(memory()),
+        "concurrency" => {
+            for b in backends.into_iter().filter(|b| *b != "dynamodb") {
+                rt.block_on(concurrency(b));
+            }
+        }
         "plot" => plot(),
-        _ => panic!("which growth? records, values, memory or plot"),
+        _ => panic!("which growth? records, values, concurrency, memory or plot"),
     }
 }
 
@@ -377,6 +385,114 @@ async fn values(backend: &str) {
         }
     }
     std::fs::write(out_dir().join(format!("values-{backend}.csv")), csv).expect("CSV");
+    store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// Calls a second, over two seconds, of `tasks` tasks each calling `call(task, n)` for its
+/// n-th call in turn.
+async fn throughput<F, Fut>(tasks: usize, call: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let call = Arc::clone(&call);
+        set.spawn(async move {
+            let mut n = 0;
+            while Instant::now() < until {
+                call(t, n).await;
+                n += 1;
+            }
+            n
+        });
+    }
+    let calls: u64 = set.join_all().await.into_iter().sum();
+    calls as f64 / 2.0
+}
+
+/// Throughput at 1, 16, 64 and 256 tasks: first calls on distinct keys next to the raw
+/// driver's two writes, and replays of one hot key next to its read of the record; writes
+/// `concurrency-<backend>.csv`.
+async fn concurrency(backend: &str) {
+    let (store, _dir) = store(backend).await;
+    let stent = Stent::new(Arc::clone(&store));
+    let f = stent
+        .durable(FUNCTION)
+        .idempotent()
+        .wrap(|(id, _): (String, u64)| async move { Ok::<_, Infallible>(format!("receipt-{id}")) });
+    f.call(("hot".to_owned(), 500)).await.expect("the hot key");
+    let value = stored_value("hot");
+    let mut csv = String::from("backend,tasks,call,stent_per_s,raw_per_s,ratio\n");
+    macro_rules! run {
+        ($raw:expr) => {{
+            let raw = Arc::new($raw);
+            Raw::two_writes(&*raw, "raw-hot", &value).await;
+            for tasks in [1, 16, 64, 256] {
+                let g = f.clone();
+                let firsts = throughput(tasks, move |t, n| {
+                    let g = g.clone();
+                    async move {
+                        g.call((format!("c{tasks}-{t}-{n}"), 500)).await.expect("a first call");
+                    }
+                });
+                let (r, v) = (Arc::clone(&raw), value.clone());
+                let writes = throughput(tasks, move |t, n| {
+                    let (r, v) = (Arc::clone(&r), v.clone());
+                    async move { Raw::two_writes(&*r, &format!("w{tasks}-{t}-{n}"), &v).await }
+                });
+                let g = f.clone();
+                let replays = throughput(tasks, move |_, _| {
+                    let g = g.clone();
+                    async move {
+                        g.call(("hot".to_owned(), 500)).await.expect("a replay");
+                    }
+                });
+                let r = Arc::clone(&raw);
+                let reads = throughput(tasks, move |_, _| {
+                    let r = Arc::clone(&r);
+                    async move { assert!(Raw::read(&*r, Namespace::Idempotency, "raw-hot").await) }
+                });
+                let rows = [
+                    ("first calls, distinct keys", firsts.await, writes.await),
+                    ("replays, one hot key", replays.await, reads.await),
+                ];
+                for (call, s, r) in rows {
+                    println!("{backend:>9} {tasks:>4} tasks {call:>27}: stent {s:9.0}/s  raw {r:9.0}/s  {:.2} ×", s / r);
+                    csv += &format!("{backend},{tasks},{call},{s:.0},{r:.0},{:.3}\n", s / r);
+                }
+            }
+        }};
+    }
+    match backend {
+        "sqlite" => {
+            let file = SqliteStore::open(_dir.as_ref().expect("a file").path().join("growth.db"));
+            run!(stent_benches::raw::SqliteRaw::new(
+                &file.await.expect("SQLite")
+            ))
+        }
+        "postgres" => {
+            let pg = PostgresStore::builder()
+                .url(env_url("STENT_POSTGRES_URL"))
+                .table_prefix("growth_")
+                .expect("a table prefix")
+                .build()
+                .await
+                .expect("PostgreSQL");
+            run!(stent_benches::PostgresRaw::new(&pg))
+        }
+        _ => {
+            let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
+            let conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis");
+            run!(RedisRaw::new(conn, "stent-growth"))
+        }
+    }
+    std::fs::write(out_dir().join(format!("concurrency-{backend}.csv")), csv).expect("CSV");
     store.clear(Namespace::Idempotency).await.expect("clear");
 }
 
