@@ -112,13 +112,7 @@ async fn store(backend: &str) -> (Arc<dyn ResultStore>, Option<tempfile::TempDir
             (Arc::new(store), Some(dir))
         }
         "postgres" => {
-            let store = PostgresStore::builder()
-                .url(env_url("STENT_POSTGRES_URL"))
-                .table_prefix("growth_")
-                .expect("a table prefix")
-                .build()
-                .await
-                .expect("PostgreSQL");
+            let store = growth_postgres().await;
             store.clear(Namespace::Idempotency).await.expect("clear");
             (Arc::new(store), None)
         }
@@ -139,6 +133,13 @@ async fn store(backend: &str) -> (Arc<dyn ResultStore>, Option<tempfile::TempDir
         }
         _ => panic!("which backend? sqlite, postgres, redis or dynamodb"),
     }
+}
+
+/// A PostgreSQL store on the `growth_` tables.
+async fn growth_postgres() -> PostgresStore {
+    let b = PostgresStore::builder().url(env_url("STENT_POSTGRES_URL"));
+    let b = b.table_prefix("growth_").expect("a table prefix");
+    b.build().await.expect("PostgreSQL")
 }
 
 /// Adds the completed records `from..to` of [`FUNCTION`], in bulk: one statement on the SQL
@@ -282,24 +283,17 @@ async fn records(backend: &str) {
 }
 
 /// The leanest client of `backend`, on the same tables as `store`.
-async fn lean(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>) -> Box<dyn LeanRaw> {
+async fn lean(backend: &str, dir: Option<&Path>) -> Box<dyn LeanRaw> {
     match backend {
         "sqlite" => {
             let file = SqliteStore::open(dir.expect("a file").join("growth.db")).await;
             Box::new(SqliteLean::new(&file.expect("SQLite")))
         }
         "postgres" => {
-            let pg = PostgresStore::builder()
-                .url(env_url("STENT_POSTGRES_URL"))
-                .table_prefix("growth_")
-                .expect("a table prefix")
-                .build()
-                .await
-                .expect("PostgreSQL");
+            let pg = growth_postgres().await;
             Box::new(PostgresLean::new(&pg).await)
         }
         _ => {
-            let _ = store;
             let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
             let conn = client
                 .get_multiplexed_async_connection()
@@ -338,7 +332,7 @@ impl<R: Raw> LeanRaw for R {
 /// the same bytes; writes `values-<backend>.csv`.
 async fn values(backend: &str) {
     let (store, dir) = store(backend).await;
-    let lean = lean(backend, &store, dir.as_ref().map(|d| d.path())).await;
+    let lean = lean(backend, dir.as_ref().map(|d| d.path())).await;
     let stent = Stent::new(Arc::clone(&store));
     let f = stent
         .durable("bench::values")
@@ -474,13 +468,7 @@ async fn concurrency(backend: &str) {
             ))
         }
         "postgres" => {
-            let pg = PostgresStore::builder()
-                .url(env_url("STENT_POSTGRES_URL"))
-                .table_prefix("growth_")
-                .expect("a table prefix")
-                .build()
-                .await
-                .expect("PostgreSQL");
+            let pg = growth_postgres().await;
             run!(stent_benches::PostgresRaw::new(&pg))
         }
         _ => {

@@ -58,7 +58,7 @@ use crate::store::ResultStore;
 /// holds the key (a claim of a completed record is [`ClaimOutcome::Completed`], as the store
 /// would answer); otherwise they ask the store and keep a completed record it returns. Every
 /// write through the tier (`complete`, `release`, `put`, `delete`, `clear`) drops the key
-/// (or, for `clear`, everything) from it.
+/// (or, for `clear`, every record of its namespace) from it.
 ///
 /// Writes by other processes, and the CLI's `rm`, reach the tier in one of two ways:
 ///
@@ -159,6 +159,13 @@ struct Kept {
     until: Option<Timestamp>,
 }
 
+impl Kept {
+    /// Whether it is still to be answered from the tier.
+    fn fresh(&self) -> bool {
+        self.until.is_none_or(|until| Timestamp::now() < until)
+    }
+}
+
 /// What each kept record costs beyond its strings: the record, the entry and the cache's own
 /// bookkeeping, rounded up.
 const OVERHEAD: usize = 256;
@@ -253,7 +260,7 @@ impl<S: ResultStore> LocalTier<S> {
             && state
                 .entries
                 .peek(&NameRef(ns, key))
-                .is_some_and(|kept| kept.until.is_none_or(|until| Timestamp::now() < until))
+                .is_some_and(|kept| kept.fresh())
     }
 
     fn kept(&self, ns: Namespace) -> bool {
@@ -271,7 +278,7 @@ impl<S: ResultStore> LocalTier<S> {
         }
         let name = NameRef(ns, key);
         match self.state.entries.get(&name) {
-            Some(kept) if kept.until.is_none_or(|until| Timestamp::now() < until) => {
+            Some(kept) if kept.fresh() => {
                 observe::local("hit");
                 Some(kept.record.clone())
             }
@@ -335,10 +342,21 @@ impl State {
 
     /// Drops every record, after bumping every epoch.
     fn invalidate_all(&self) {
+        self.bump_all();
+        self.entries.clear();
+    }
+
+    /// Drops every record of `ns`, after bumping every epoch (a stripe holds keys of every
+    /// namespace).
+    fn forget_namespace(&self, ns: Namespace) {
+        self.bump_all();
+        self.entries.retain(|name, _| name.0 != ns);
+    }
+
+    fn bump_all(&self) {
         for epoch in &self.epochs {
             epoch.fetch_add(1, Ordering::SeqCst);
         }
-        self.entries.clear();
     }
 
     /// Applies one event of the store's broadcast.
@@ -350,10 +368,7 @@ impl State {
             }
             Invalidation::Namespace(ns) => {
                 observe::local("broadcast");
-                for epoch in &self.epochs {
-                    epoch.fetch_add(1, Ordering::SeqCst);
-                }
-                self.entries.retain(|name, _| name.0 != ns);
+                self.forget_namespace(ns);
             }
             Invalidation::Lost => {
                 observe::local("subscription_lost");
@@ -470,7 +485,7 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let done = self.inner.clear(ns).await;
-        self.state.invalidate_all();
+        self.state.forget_namespace(ns);
         done
     }
 

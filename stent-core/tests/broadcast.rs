@@ -1,6 +1,8 @@
 //! `LocalTier::broadcast`: how the tier applies a store's announcements, with the events
 //! made by hand (the backends' own tests run it against real servers).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use stent_core::broadcast::{Invalidation, Invalidations};
@@ -8,7 +10,7 @@ use stent_core::{
     Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, LocalTier, MemoryStore, Namespace,
     Page, Record, RecordMeta, Result, ResultStore, Timestamp, async_trait,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 const IDEM: Namespace = Namespace::Idempotency;
 const CACHE: Namespace = Namespace::Cache;
@@ -139,13 +141,18 @@ async fn dropping_the_tier_stops_its_listener() {
         .expect("the listener still holds the stream");
 }
 
-/// A store whose reads pause after reading, so that an announcement can arrive between the
-/// read and the tier keeping what it read.
+/// A store whose first read of [`PAUSED`] stops after reading: it says so on `read`, then
+/// waits for `go`, so that an announcement can arrive between the read and the tier keeping
+/// what it read.
 #[derive(Debug)]
 struct PauseAfterRead {
     inner: MemoryStore,
-    pause: Duration,
+    armed: AtomicBool,
+    read: Arc<Notify>,
+    go: Arc<Notify>,
 }
+
+const PAUSED: &str = "k";
 
 #[async_trait]
 impl ResultStore for PauseAfterRead {
@@ -154,7 +161,10 @@ impl ResultStore for PauseAfterRead {
     }
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         let read = self.inner.get(ns, key).await;
-        tokio::time::sleep(self.pause).await;
+        if key == PAUSED && self.armed.swap(false, Ordering::SeqCst) {
+            self.read.notify_one();
+            self.go.notified().await;
+        }
         read
     }
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
@@ -209,9 +219,12 @@ impl ResultStore for PauseAfterRead {
 #[tokio::test]
 async fn a_read_overtaken_by_an_announcement_of_its_key_is_not_kept() {
     let store = MemoryStore::new();
+    let (read, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let slow = PauseAfterRead {
         inner: store.clone(),
-        pause: Duration::from_millis(200),
+        armed: AtomicBool::new(true),
+        read: Arc::clone(&read),
+        go: Arc::clone(&go),
     };
     let (tier, tx) = tier(slow);
     tx.send(Invalidation::Subscribed).unwrap();
@@ -219,9 +232,13 @@ async fn a_read_overtaken_by_an_announcement_of_its_key_is_not_kept() {
     kept(&tier, IDEM, "warm").await;
     put(&store, IDEM, "k", b"v1").await;
     let another_process = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        read.notified().await; // the tier's read of "k" has its answer, not yet kept
         put(&store, IDEM, "k", b"v2").await;
         tx.send(Invalidation::Key(IDEM, "k".into())).unwrap();
+        // Announcements apply in order: once "warm" is gone, so is the one of "k".
+        tx.send(Invalidation::Key(IDEM, "warm".into())).unwrap();
+        until("the announcements applied", || !tier.contains(IDEM, "warm")).await;
+        go.notify_one();
     };
     let (read, ()) = tokio::join!(value(&tier, IDEM, "k"), another_process);
     assert_eq!(
