@@ -8,12 +8,18 @@
 //!
 //! - `concurrency`: calls a second at 1 to 256 tasks, first calls on distinct keys and
 //!   replays of one hot key, next to the raw driver's same round trips;
+//! - `processes`: the same at 1, 2, 4 and 8 processes of 16 tasks each;
+//! - `purge`: 10⁶ expired records purged as the CLI's `purge` does (batches of 1,000 on the
+//!   SQL stores, one sweep on Redis), each call timed, with replays and first calls running alongside, next to the same calls
+//!   without the purge;
 //! - `memory`: resident memory around 10⁶ distinct cached calls on MemoryStore, twice.
 //!
 //! ```text
 //! cargo run --release -p stent-benches --example growth -- records [sqlite|postgres|redis|dynamodb]
 //! cargo run --release -p stent-benches --example growth -- values [sqlite|postgres|redis]
 //! cargo run --release -p stent-benches --example growth -- concurrency [sqlite|postgres|redis]
+//! cargo run --release -p stent-benches --example growth -- processes [sqlite|postgres|redis]
+//! cargo run --release -p stent-benches --example growth -- purge [sqlite|postgres|redis]
 //! cargo run --release -p stent-benches --example growth -- memory
 //! cargo run --release -p stent-benches --example growth -- plot
 //! ```
@@ -65,13 +71,28 @@ fn main() {
             }
         }
         "memory" => rt.block_on(memory()),
+        "processes" => {
+            for b in backends.into_iter().filter(|b| *b != "dynamodb") {
+                rt.block_on(processes(b));
+            }
+        }
+        "process" => {
+            let arg = |i| std::env::args().nth(i).expect("the parent's arguments");
+            let start = arg(5).parse().expect("a start time");
+            rt.block_on(process(&which, &arg(3), &arg(4), start, Path::new(&arg(6))));
+        }
+        "purge" => {
+            for b in backends.into_iter().filter(|b| *b != "dynamodb") {
+                rt.block_on(purge(b));
+            }
+        }
         "concurrency" => {
             for b in backends.into_iter().filter(|b| *b != "dynamodb") {
                 rt.block_on(concurrency(b));
             }
         }
         "plot" => plot(),
-        _ => panic!("which growth? records, values, concurrency, memory or plot"),
+        _ => panic!("which growth? records, values, concurrency, purge, memory or plot"),
     }
 }
 
@@ -143,9 +164,18 @@ async fn growth_postgres() -> PostgresStore {
 }
 
 /// Adds the completed records `from..to` of [`FUNCTION`], in bulk: one statement on the SQL
-/// servers, pipelined `SET`s on Redis, the store's `put` (16 at a time) on moto.
-async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, from: u64, to: u64) {
+/// servers, pipelined `SET`s on Redis, the store's `put` (16 at a time) on moto. `expired`
+/// records expired a minute ago (on Redis, the server deletes them an hour later); the
+/// others never expire.
+async fn fill(
+    backend: &str,
+    store: &Arc<dyn ResultStore>,
+    dir: Option<&Path>,
+    (from, to): (u64, u64),
+    expired: bool,
+) {
     let value = stored_value("growth");
+    let expires_ms = expired.then(|| now_ms() - 60_000);
     match backend {
         "sqlite" => {
             let conn = rusqlite::Connection::open(dir.expect("a file").join("growth.db"))
@@ -154,10 +184,11 @@ async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, f
                 .expect("busy timeout");
             conn.execute(
                 "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2) \
-                 INSERT INTO idempotency (key, state, value, attempt, created_ms, completed_ms) \
-                 SELECT 'bench::growth|None|[\"g-' || i || '\",500]', 'completed', ?3, 1, ?4, ?4 \
+                 INSERT INTO idempotency \
+                 (key, state, value, attempt, created_ms, completed_ms, expires_ms) \
+                 SELECT 'bench::growth|None|[\"g-' || i || '\",500]', 'completed', ?3, 1, ?4, ?4, ?5 \
                  FROM s",
-                (from as i64, to as i64, &value, now_ms()),
+                (from as i64, to as i64, &value, now_ms(), expires_ms),
             )
             .expect("INSERT");
         }
@@ -165,13 +196,16 @@ async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, f
             let url = env_url("STENT_POSTGRES_URL");
             let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
             sqlx::query(
-                "INSERT INTO growth_idempotency (key, state, value, attempt, completed_at) \
-                 SELECT format('bench::growth|None|[\"g-%s\",500]', i), 'completed', $3, 1, now() \
+                "INSERT INTO growth_idempotency \
+                 (key, state, value, attempt, completed_at, expires_at) \
+                 SELECT format('bench::growth|None|[\"g-%s\",500]', i), 'completed', $3, 1, now(), \
+                 to_timestamp($4::int8 / 1000.0) \
                  FROM generate_series($1::int8, $2::int8 - 1) i",
             )
             .bind(from as i64)
             .bind(to as i64)
             .bind(&value)
+            .bind(expires_ms)
             .execute(&pool)
             .await
             .expect("INSERT");
@@ -187,14 +221,22 @@ async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, f
                 .await
                 .expect("Redis");
             let now = now_ms();
-            let mut record = format!("stent1|completed||1|{now}||{now}|||||0|").into_bytes();
+            let (expiry, purge) = match expires_ms {
+                Some(at) => (format!("{at}|{}", now + 3_600_000), Some(now + 3_600_000)),
+                None => ("|".to_owned(), None),
+            };
+            let mut record = format!("stent1|completed||1|{now}||{now}|{expiry}|||0|").into_bytes();
             record.extend_from_slice(&value);
             let mut i = from;
             while i < to {
                 let mut pipe = redis::pipe();
                 for j in i..to.min(i + 10_000) {
-                    pipe.set(format!("stent-growth:idempotency:{}", key(j)), &record)
-                        .ignore();
+                    let key = format!("stent-growth:idempotency:{}", key(j));
+                    match purge {
+                        Some(at) => pipe.cmd("SET").arg(key).arg(&record).arg("PXAT").arg(at),
+                        None => pipe.set(key, &record),
+                    }
+                    .ignore();
                 }
                 pipe.exec_async(&mut conn).await.expect("SET");
                 i += 10_000;
@@ -202,6 +244,7 @@ async fn fill(backend: &str, store: &Arc<dyn ResultStore>, dir: Option<&Path>, f
             let _: () = conn.set("stent-growth:filled", to).await.expect("SET");
         }
         _ => {
+            assert!(!expired, "expired records are filled on the SQL servers and Redis");
             let meta = RecordMeta {
                 function: Some(FUNCTION),
                 ..RecordMeta::default()
@@ -253,7 +296,7 @@ async fn records(backend: &str) {
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
     for &n in sizes {
         let started = Instant::now();
-        fill(backend, &store, dir.as_ref().map(|d| d.path()), filled, n).await;
+        fill(backend, &store, dir.as_ref().map(|d| d.path()), (filled, n), false).await;
         filled = n;
         eprintln!("{backend}: {n} records in {:.1?}", started.elapsed());
         let mut replays = Vec::with_capacity(calls);
@@ -482,6 +525,240 @@ async fn concurrency(backend: &str) {
     }
     std::fs::write(out_dir().join(format!("concurrency-{backend}.csv")), csv).expect("CSV");
     store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// Latencies of the calls made alongside a purge: replays of live keys and first calls.
+#[derive(Default)]
+struct Alongside {
+    replays: Vec<Duration>,
+    firsts: Vec<Duration>,
+}
+
+/// Four tasks, each calling `f` in turn with a replay of one of the live records `0..LIVE`
+/// and a first call, until `stop` is set.
+async fn alongside(f: &Growth, stop: Arc<std::sync::atomic::AtomicBool>, round: &str) -> Alongside {
+    use std::sync::atomic::Ordering;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..4u64 {
+        let (f, stop, round) = (f.clone(), Arc::clone(&stop), round.to_owned());
+        tasks.spawn(async move {
+            let mut pick = Pick(0x9e37_79b9_7f4a_7c15 + t);
+            let mut out = Alongside::default();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let i = pick.below(LIVE);
+                let s = Instant::now();
+                f.call((format!("g-{i}"), 500)).await.expect("replay");
+                out.replays.push(s.elapsed());
+                let s = Instant::now();
+                f.call((format!("{round}-{t}-{n}"), 500)).await.expect("first call");
+                out.firsts.push(s.elapsed());
+                n += 1;
+            }
+            out
+        });
+    }
+    let mut all = Alongside::default();
+    for out in tasks.join_all().await {
+        all.replays.extend(out.replays);
+        all.firsts.extend(out.firsts);
+    }
+    all
+}
+
+/// Live records the calls alongside a purge replay.
+const LIVE: u64 = 1_000;
+
+/// Purging 10⁶ expired records as `stent <namespace> purge` does (batches of 1,000 on the SQL
+/// stores, one sweep on Redis), with calls running alongside, next to the same calls for as
+/// long without the purge; writes `purge-<backend>.txt`.
+async fn purge(backend: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // As the CLI's `purge`: batches on the SQL stores; one sweep of every key on Redis, which
+    // has no index of expiry (a batch would sweep again from the first key).
+    let batch = if backend == "redis" { usize::MAX } else { 1_000 };
+    let expired: u64 = 1_000_000;
+    let (store, dir) = store(backend).await;
+    let f = growth_function(Arc::clone(&store)).await;
+    let dir = dir.as_ref().map(|d| d.path());
+    fill(backend, &store, dir, (0, LIVE), false).await;
+    let started = Instant::now();
+    fill(backend, &store, dir, (LIVE, LIVE + expired), true).await;
+    eprintln!("{backend}: {expired} expired records in {:.1?}", started.elapsed());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = alongside(&f, Arc::clone(&stop), "quiet");
+    let (quiet, ()) = tokio::join!(calls, async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    stop.store(false, Ordering::Relaxed);
+    let calls = alongside(&f, Arc::clone(&stop), "busy");
+    let (mut busy, (mut batches, purged, took)) = tokio::join!(calls, async {
+        let (mut batches, mut purged) = (Vec::new(), 0);
+        let started = Instant::now();
+        loop {
+            let t = Instant::now();
+            let n = store.purge_expired(Namespace::Idempotency, batch).await.expect("purge");
+            batches.push(t.elapsed());
+            purged += n;
+            if n < batch as u64 {
+                break;
+            }
+        }
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (batches, purged, took)
+    });
+    // A sweep of Redis's keys (`SCAN`) can pass over a few keys while the table resizes:
+    // those stay until the next purge or until Redis drops them itself.
+    assert!(purged <= expired, "no live record purged");
+    if backend != "redis" {
+        assert_eq!(purged, expired, "every expired record purged");
+    }
+    let mut quiet = quiet;
+    let longest = batches.iter().max().copied().unwrap_or_default();
+    let (batch_p50, _) = percentiles(&mut batches);
+    let mut out = format!(
+        "{backend}: purged {purged} of {expired} expired records in {:.1} s, {} batches of \
+         {}: p50 {:.1} ms, longest {:.1} ms\n",
+        took.as_secs_f64(),
+        batches.len(),
+        if batch == usize::MAX { "all".to_owned() } else { batch.to_string() },
+        batch_p50 / 1e3,
+        longest.as_secs_f64() * 1e3,
+    );
+    for (call, q, b) in [
+        ("replay", &mut quiet.replays, &mut busy.replays),
+        ("first call", &mut quiet.firsts, &mut busy.firsts),
+    ] {
+        let (qp50, qp99) = percentiles(q);
+        let (bp50, bp99) = percentiles(b);
+        let (qmax, bmax) = (q[q.len() - 1], b[b.len() - 1]);
+        out += &format!(
+            "{backend}: {call:>10} alongside: without the purge p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
+             ({} calls); during it p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} calls)\n",
+            qp50 / 1e3, qp99 / 1e3, qmax.as_secs_f64() * 1e3, q.len(),
+            bp50 / 1e3, bp99 / 1e3, bmax.as_secs_f64() * 1e3, b.len(),
+        );
+    }
+    print!("{out}");
+    std::fs::write(out_dir().join(format!("purge-{backend}.txt")), out).expect("a report");
+    store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// Throughput at 1, 2, 4 and 8 processes of 16 tasks each (children of this program: see
+/// [`process`]): first calls on distinct keys next to the raw driver's two writes, and
+/// replays of one hot key next to its read; writes `processes-<backend>.csv`.
+async fn processes(backend: &str) {
+    let (store, dir) = store(backend).await;
+    let file = dir.as_ref().map(|d| d.path().join("growth.db"));
+    let f = growth_function(Arc::clone(&store)).await;
+    f.call(("hot".to_owned(), 500)).await.expect("the hot key");
+    let mut csv = String::from("backend,processes,call,stent_per_s,raw_per_s,ratio\n");
+    for n in [1, 2, 4, 8] {
+        let mut rate = std::collections::HashMap::new();
+        for what in ["write", "first", "read", "replay"] {
+            // Every child starts its two seconds at the same instant, after they all connect.
+            let start = now_ms() + 1_500;
+            let children: Vec<_> = (0..n)
+                .map(|i| {
+                    let mut cmd = std::process::Command::new(std::env::current_exe().expect("me"));
+                    cmd.args(["process", backend, what, &format!("{n}-{i}"), &start.to_string()]);
+                    cmd.arg(file.as_deref().unwrap_or(Path::new("")));
+                    cmd.stdout(std::process::Stdio::piped());
+                    cmd.spawn().expect("a child process")
+                })
+                .collect();
+            let mut sum = 0.0;
+            for child in children {
+                let out = child.wait_with_output().expect("the child's count");
+                assert!(out.status.success(), "a child failed: {:?}", out.status);
+                sum += String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().expect("a rate");
+            }
+            rate.insert(what, sum);
+        }
+        for (call, s, r) in [
+            ("first calls, distinct keys", rate["first"], rate["write"]),
+            ("replays, one hot key", rate["replay"], rate["read"]),
+        ] {
+            println!("{backend:>9} {n} processes {call:>27}: stent {s:9.0}/s  raw {r:9.0}/s  {:.2} ×", s / r);
+            csv += &format!("{backend},{n},{call},{s:.0},{r:.0},{:.3}\n", s / r);
+        }
+    }
+    std::fs::write(out_dir().join(format!("processes-{backend}.csv")), csv).expect("CSV");
+    store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// One child of [`processes`]: from `start` (Unix ms), 16 tasks making `what` (`first`,
+/// `replay`, or the raw driver's `write` and `read`) for two seconds; prints calls a second.
+/// `file` is the SQLite file.
+async fn process(backend: &str, what: &str, me: &str, start: i64, file: &Path) {
+    let store: Arc<dyn ResultStore> = match backend {
+        "sqlite" => Arc::new(SqliteStore::open(file).await.expect("SQLite")),
+        "postgres" => Arc::new(growth_postgres().await),
+        _ => Arc::new(
+            RedisStore::builder()
+                .url(env_url("STENT_REDIS_URL"))
+                .prefix("stent-growth")
+                .build()
+                .await
+                .expect("Redis"),
+        ),
+    };
+    let f = growth_function(Arc::clone(&store)).await;
+    let value = stored_value("hot");
+    macro_rules! raw {
+        ($raw:expr) => {{
+            let raw = Arc::new($raw);
+            Raw::two_writes(&*raw, "raw-hot", &value).await;
+            let me = me.to_owned();
+            let wait = (start - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if what == "write" {
+                throughput(16, move |t, n| {
+                    let (r, v, me) = (Arc::clone(&raw), value.clone(), me.clone());
+                    async move { Raw::two_writes(&*r, &format!("pw{me}-{t}-{n}"), &v).await }
+                })
+                .await
+            } else {
+                throughput(16, move |_, _| {
+                    let r = Arc::clone(&raw);
+                    async move { assert!(Raw::read(&*r, Namespace::Idempotency, "raw-hot").await) }
+                })
+                .await
+            }
+        }};
+    }
+    let rate = match what {
+        "first" | "replay" => {
+            let wait = (start - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let me = me.to_owned();
+            let hot = what == "replay";
+            throughput(16, move |t, n| {
+                let (g, me) = (f.clone(), me.clone());
+                async move {
+                    let id = if hot { "hot".to_owned() } else { format!("p{me}-{t}-{n}") };
+                    g.call((id, 500)).await.expect("a call");
+                }
+            })
+            .await
+        }
+        _ => match backend {
+            "sqlite" => raw!(stent_benches::raw::SqliteRaw::new(
+                &SqliteStore::open(file).await.expect("SQLite")
+            )),
+            "postgres" => raw!(stent_benches::PostgresRaw::new(&growth_postgres().await)),
+            _ => {
+                let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
+                let conn = client.get_multiplexed_async_connection().await.expect("Redis");
+                raw!(RedisRaw::new(conn, "stent-growth"))
+            }
+        },
+    };
+    println!("{rate}");
 }
 
 /// The process's resident memory, in bytes (Linux: `/proc/self/statm`).

@@ -11,5 +11,5 @@ local t = redis.call('TIME')
 -- Made from TIME's two strings: no number is formatted on this path without a ttl.
 local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
 write_completed(now, 'stent1|completed||' .. attempt .. '|' .. created .. '||' .. now .. '|',
-  string.sub(r, meta) .. ARGV[2], ARGV[3], ARGV[4])
+  string.sub(r, meta), ARGV[2], ARGV[3], ARGV[4])
 return 1

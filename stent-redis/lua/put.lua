@@ -10,7 +10,7 @@ end
 local t = redis.call('TIME')
 local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
 write_completed(now, 'stent1|completed||1|' .. now .. '||' .. now .. '|',
-  #ARGV[4] .. '|' .. ARGV[4] .. ARGV[1], ARGV[2], ARGV[3])
+  #ARGV[4] .. '|' .. ARGV[4], ARGV[1], ARGV[2], ARGV[3])
 if mark == 'stent1|' then
   redis.call('PUBLISH', ARGV[5], key)
 end

@@ -12,8 +12,22 @@ use crate::term::{self, Failure};
 use crate::{Args, Command, IdempotencyCommand, LsArgs, RecordCommand};
 
 /// Records per `list` page when walking a namespace, and expired records deleted per
-/// `purge_expired` call (so that progress shows between calls).
+/// `purge_expired` call on the SQL stores (so that progress shows between calls).
 const BATCH: usize = 1000;
+
+/// Expired records deleted per `purge_expired` call on the store at `url`. The SQL stores find
+/// them by their expiry index and delete a batch in one transaction, which [`BATCH`] keeps
+/// short. Redis and DynamoDB have no such index: a call sweeps the keys from the first
+/// (`SCAN`, `Scan`) and deletes each expired record on its own, so a purge is one call that
+/// sweeps once; batches would each sweep again from the first key.
+fn purge_batch(url: &str) -> usize {
+    let sweeps = ["redis", "rediss", "redis+unix", "redis+cluster", "dynamodb"];
+    if sweeps.contains(&url.split(':').next().unwrap_or_default()) {
+        usize::MAX
+    } else {
+        BATCH
+    }
+}
 
 /// What `stats` counts in a namespace, as its JSON names them: every record, one count per
 /// [`Condition`] in its order, then the bytes of the values.
@@ -196,12 +210,12 @@ impl Session<'_> {
     async fn purge(&self, ns: Namespace) -> Output {
         self.confirm(format!("delete the expired {ns} records"))?;
         let bar = term::spinner(format!("purging expired {ns} records"));
-        let mut purged = 0;
+        let (mut purged, limit) = (0, purge_batch(&self.args.store));
         loop {
-            let batch = self.store.purge_expired(ns, BATCH).await?;
+            let batch = self.store.purge_expired(ns, limit).await?;
             purged += batch;
             bar.set_message(format!("purging expired {ns} records: {purged} deleted"));
-            if batch < BATCH as u64 {
+            if batch < limit as u64 {
                 break;
             }
         }
