@@ -244,7 +244,10 @@ async fn fill(
             let _: () = conn.set("stent-growth:filled", to).await.expect("SET");
         }
         _ => {
-            assert!(!expired, "expired records are filled on the SQL servers and Redis");
+            assert!(
+                !expired,
+                "expired records are filled on the SQL servers and Redis"
+            );
             let meta = RecordMeta {
                 function: Some(FUNCTION),
                 ..RecordMeta::default()
@@ -296,7 +299,14 @@ async fn records(backend: &str) {
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
     for &n in sizes {
         let started = Instant::now();
-        fill(backend, &store, dir.as_ref().map(|d| d.path()), (filled, n), false).await;
+        fill(
+            backend,
+            &store,
+            dir.as_ref().map(|d| d.path()),
+            (filled, n),
+            false,
+        )
+        .await;
         filled = n;
         eprintln!("{backend}: {n} records in {:.1?}", started.elapsed());
         let mut replays = Vec::with_capacity(calls);
@@ -551,7 +561,9 @@ async fn alongside(f: &Growth, stop: Arc<std::sync::atomic::AtomicBool>, round: 
                 f.call((format!("g-{i}"), 500)).await.expect("replay");
                 out.replays.push(s.elapsed());
                 let s = Instant::now();
-                f.call((format!("{round}-{t}-{n}"), 500)).await.expect("first call");
+                f.call((format!("{round}-{t}-{n}"), 500))
+                    .await
+                    .expect("first call");
                 out.firsts.push(s.elapsed());
                 n += 1;
             }
@@ -576,7 +588,11 @@ async fn purge(backend: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
     // As the CLI's `purge`: batches on the SQL stores; one sweep of every key on Redis, which
     // has no index of expiry (a batch would sweep again from the first key).
-    let batch = if backend == "redis" { usize::MAX } else { 1_000 };
+    let batch = if backend == "redis" {
+        usize::MAX
+    } else {
+        1_000
+    };
     let expired: u64 = 1_000_000;
     let (store, dir) = store(backend).await;
     let f = growth_function(Arc::clone(&store)).await;
@@ -584,7 +600,10 @@ async fn purge(backend: &str) {
     fill(backend, &store, dir, (0, LIVE), false).await;
     let started = Instant::now();
     fill(backend, &store, dir, (LIVE, LIVE + expired), true).await;
-    eprintln!("{backend}: {expired} expired records in {:.1?}", started.elapsed());
+    eprintln!(
+        "{backend}: {expired} expired records in {:.1?}",
+        started.elapsed()
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let calls = alongside(&f, Arc::clone(&stop), "quiet");
@@ -600,7 +619,10 @@ async fn purge(backend: &str) {
         let started = Instant::now();
         loop {
             let t = Instant::now();
-            let n = store.purge_expired(Namespace::Idempotency, batch).await.expect("purge");
+            let n = store
+                .purge_expired(Namespace::Idempotency, batch)
+                .await
+                .expect("purge");
             batches.push(t.elapsed());
             purged += n;
             if n < batch as u64 {
@@ -625,7 +647,11 @@ async fn purge(backend: &str) {
          {}: p50 {:.1} ms, longest {:.1} ms\n",
         took.as_secs_f64(),
         batches.len(),
-        if batch == usize::MAX { "all".to_owned() } else { batch.to_string() },
+        if batch == usize::MAX {
+            "all".to_owned()
+        } else {
+            batch.to_string()
+        },
         batch_p50 / 1e3,
         longest.as_secs_f64() * 1e3,
     );
@@ -639,8 +665,14 @@ async fn purge(backend: &str) {
         out += &format!(
             "{backend}: {call:>10} alongside: without the purge p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
              ({} calls); during it p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} calls)\n",
-            qp50 / 1e3, qp99 / 1e3, qmax.as_secs_f64() * 1e3, q.len(),
-            bp50 / 1e3, bp99 / 1e3, bmax.as_secs_f64() * 1e3, b.len(),
+            qp50 / 1e3,
+            qp99 / 1e3,
+            qmax.as_secs_f64() * 1e3,
+            q.len(),
+            bp50 / 1e3,
+            bp99 / 1e3,
+            bmax.as_secs_f64() * 1e3,
+            b.len(),
         );
     }
     print!("{out}");
@@ -657,16 +689,32 @@ async fn processes(backend: &str) {
     let f = growth_function(Arc::clone(&store)).await;
     f.call(("hot".to_owned(), 500)).await.expect("the hot key");
     let mut csv = String::from("backend,processes,call,stent_per_s,raw_per_s,ratio\n");
-    for (n, kinds) in [(1, &["setup"][..]), (1, &[][..]), (2, &[]), (4, &[]), (8, &[])] {
+    for (n, kinds) in [
+        (1, &["setup"][..]),
+        (1, &[][..]),
+        (2, &[]),
+        (4, &[]),
+        (8, &[]),
+    ] {
         let mut rate = std::collections::HashMap::new();
-        let kinds = if kinds.is_empty() { &["write", "first", "read", "replay"][..] } else { kinds };
+        let kinds = if kinds.is_empty() {
+            &["write", "first", "read", "replay"][..]
+        } else {
+            kinds
+        };
         for &what in kinds {
             // Every child starts its two seconds at the same instant, after they all connect.
             let start = now_ms() + 1_500;
             let children: Vec<_> = (0..n)
                 .map(|i| {
                     let mut cmd = std::process::Command::new(std::env::current_exe().expect("me"));
-                    cmd.args(["process", backend, what, &format!("{n}-{i}"), &start.to_string()]);
+                    cmd.args([
+                        "process",
+                        backend,
+                        what,
+                        &format!("{n}-{i}"),
+                        &start.to_string(),
+                    ]);
                     cmd.arg(file.as_deref().unwrap_or(Path::new("")));
                     cmd.stdout(std::process::Stdio::piped());
                     cmd.spawn().expect("a child process")
@@ -676,7 +724,10 @@ async fn processes(backend: &str) {
             for child in children {
                 let out = child.wait_with_output().expect("the child's count");
                 assert!(out.status.success(), "a child failed: {:?}", out.status);
-                sum += String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().expect("a rate");
+                sum += String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .expect("a rate");
             }
             rate.insert(what, sum);
         }
@@ -687,7 +738,10 @@ async fn processes(backend: &str) {
             ("first calls, distinct keys", rate["first"], rate["write"]),
             ("replays, one hot key", rate["replay"], rate["read"]),
         ] {
-            println!("{backend:>9} {n} processes {call:>27}: stent {s:9.0}/s  raw {r:9.0}/s  {:.2} ×", s / r);
+            println!(
+                "{backend:>9} {n} processes {call:>27}: stent {s:9.0}/s  raw {r:9.0}/s  {:.2} ×",
+                s / r
+            );
             csv += &format!("{backend},{n},{call},{s:.0},{r:.0},{:.3}\n", s / r);
         }
     }
@@ -747,7 +801,11 @@ async fn process(backend: &str, what: &str, me: &str, start: i64, file: &Path) {
             throughput(16, move |t, n| {
                 let (g, me) = (f.clone(), me.clone());
                 async move {
-                    let id = if hot { "hot".to_owned() } else { format!("p{me}-{t}-{n}") };
+                    let id = if hot {
+                        "hot".to_owned()
+                    } else {
+                        format!("p{me}-{t}-{n}")
+                    };
                     g.call((id, 500)).await.expect("a call");
                 }
             })
@@ -760,7 +818,10 @@ async fn process(backend: &str, what: &str, me: &str, start: i64, file: &Path) {
             "postgres" => raw!(stent_benches::PostgresRaw::new(&growth_postgres().await)),
             _ => {
                 let client = redis::Client::open(env_url("STENT_REDIS_URL")).expect("a URL");
-                let conn = client.get_multiplexed_async_connection().await.expect("Redis");
+                let conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("Redis");
                 raw!(RedisRaw::new(conn, "stent-growth"))
             }
         },
