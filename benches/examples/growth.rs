@@ -633,8 +633,8 @@ async fn purge(backend: &str) {
         stop.store(true, Ordering::Relaxed);
         (batches, purged, took)
     });
-    // A sweep of Redis's keys (`SCAN`) can pass over a few keys while the table resizes:
-    // those stay until the next purge or until Redis drops them itself.
+    // On Redis a record a sweep passes over stays until the next purge or until Redis drops
+    // it itself (BENCHMARKS.md, "Purge at scale").
     assert!(purged <= expired, "no live record purged");
     if backend != "redis" {
         assert_eq!(purged, expired, "every expired record purged");
