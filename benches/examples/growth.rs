@@ -578,12 +578,39 @@ async fn alongside(f: &Growth, stop: Arc<std::sync::atomic::AtomicBool>, round: 
     all
 }
 
+/// The latencies of the calls alongside `what`, next to those of the quiet run, one line
+/// for replays and one for first calls.
+fn compare(backend: &str, what: &str, quiet: &mut Alongside, busy: &mut Alongside) -> String {
+    let mut out = String::new();
+    for (call, q, b) in [
+        ("replay", &mut quiet.replays, &mut busy.replays),
+        ("first call", &mut quiet.firsts, &mut busy.firsts),
+    ] {
+        let (qp50, qp99) = percentiles(q);
+        let (bp50, bp99) = percentiles(b);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let (qmax, bmax) = (ms(q[q.len() - 1]), ms(b[b.len() - 1]));
+        let (nq, nb) = (q.len(), b.len());
+        out += &format!(
+            "{backend}: {call:>10} alongside: without {what} p50 {:.2} ms p99 {:.2} ms max \
+             {qmax:.2} ms ({nq} calls); during it p50 {:.2} ms p99 {:.2} ms max {bmax:.2} ms \
+             ({nb} calls)\n",
+            qp50 / 1e3,
+            qp99 / 1e3,
+            bp50 / 1e3,
+            bp99 / 1e3,
+        );
+    }
+    out
+}
+
 /// Live records the calls alongside a purge replay.
 const LIVE: u64 = 1_000;
 
 /// Purging 10⁶ expired records as `stent <namespace> purge` does (batches of 1,000 on the SQL
 /// stores, one sweep on Redis), with calls running alongside, next to the same calls for as
-/// long without the purge; writes `purge-<backend>.txt`.
+/// long without the purge; then as many records deleted by one `clear`, the same calls
+/// alongside; writes `purge-<backend>.txt`.
 async fn purge(backend: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
     // As the CLI's `purge`: batches on the SQL stores; one sweep of every key on Redis, which
@@ -655,26 +682,24 @@ async fn purge(backend: &str) {
         batch_p50 / 1e3,
         longest.as_secs_f64() * 1e3,
     );
-    for (call, q, b) in [
-        ("replay", &mut quiet.replays, &mut busy.replays),
-        ("first call", &mut quiet.firsts, &mut busy.firsts),
-    ] {
-        let (qp50, qp99) = percentiles(q);
-        let (bp50, bp99) = percentiles(b);
-        let (qmax, bmax) = (q[q.len() - 1], b[b.len() - 1]);
-        out += &format!(
-            "{backend}: {call:>10} alongside: without the purge p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
-             ({} calls); during it p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} calls)\n",
-            qp50 / 1e3,
-            qp99 / 1e3,
-            qmax.as_secs_f64() * 1e3,
-            q.len(),
-            bp50 / 1e3,
-            bp99 / 1e3,
-            bmax.as_secs_f64() * 1e3,
-            b.len(),
-        );
-    }
+    out += &compare(backend, "the purge", &mut quiet, &mut busy);
+
+    // Then `clear`: as many records again, all deleted by one call, the same calls alongside.
+    fill(backend, &store, dir, (LIVE, LIVE + expired), false).await;
+    stop.store(false, Ordering::Relaxed);
+    let calls = alongside(&f, Arc::clone(&stop), "clearing");
+    let (mut clearing, (cleared, took)) = tokio::join!(calls, async {
+        let t = Instant::now();
+        let n = store.clear(Namespace::Idempotency).await.expect("clear");
+        let took = t.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (n, took)
+    });
+    out += &format!(
+        "{backend}: cleared {cleared} records in one call of {:.1} ms\n",
+        took.as_secs_f64() * 1e3
+    );
+    out += &compare(backend, "the clear", &mut quiet, &mut clearing);
     print!("{out}");
     std::fs::write(out_dir().join(format!("purge-{backend}.txt")), out).expect("a report");
     store.clear(Namespace::Idempotency).await.expect("clear");
