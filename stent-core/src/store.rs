@@ -154,6 +154,12 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes up to `limit` expired records (admin).
     ///
+    /// What `limit` bounds depends on how the store finds expired records. SQLite and
+    /// PostgreSQL read them from an index of expiry, so a call costs what `limit` records
+    /// cost, and a small limit keeps each transaction short. Redis and DynamoDB have no such
+    /// index: each call sweeps the namespace from its first key, so to purge everything, make
+    /// one call with `usize::MAX` (as the CLI's `purge` does) rather than one per batch.
+    ///
     /// # Behavior
     ///
     /// - Deletes only records whose expiry has passed, of this namespace; returns how many.
