@@ -510,13 +510,17 @@ impl ResultStore for RedisStore {
         let mut scan = self.scan(ns, "").await?;
         let mut purged = 0;
         while let Some(keys) = self.next_keys(ns, &mut scan).await? {
-            for chunk in keys.chunks(BATCH) {
+            // Every key of the page in turn, no more at once than may still be deleted: a
+            // call that ends short of `limit` has examined every key of the sweep.
+            let mut rest = &keys[..];
+            while !rest.is_empty() {
                 let room = limit.saturating_sub(usize::try_from(purged).unwrap_or(usize::MAX));
                 if room == 0 {
                     return Ok(purged);
                 }
-                let chunk = &chunk[..chunk.len().min(room)];
+                let (chunk, after) = rest.split_at(rest.len().min(room).min(BATCH));
                 purged += self.delete_many(ns, chunk, true, true).await?;
+                rest = after;
             }
         }
         Ok(purged)

@@ -538,3 +538,33 @@ async fn records_with_their_times_written_out_are_read_renewed_and_completed() {
     }
     store.clear(ns).await.unwrap();
 }
+
+/// A purge in batches examines every key it passes: a call that deletes fewer than its limit
+/// has met every expired record, even when live records share the pages of the sweep.
+#[tokio::test]
+async fn purges_in_batches_leave_no_expired_record_among_live_ones() {
+    let Some(url) = url() else { return };
+    let prefix = prefix();
+    let (store, _conn) = store_and_conn(&url, &prefix, Some(Duration::from_secs(30))).await;
+    let ns = Namespace::Cache;
+    for i in 0..150 {
+        let ttl = (i % 2 == 0).then_some(Duration::from_millis(20));
+        let key = format!("k{i}");
+        let put = store.put(ns, &key, b"v", ttl, RecordMeta::default());
+        put.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut purged = 0;
+    loop {
+        let n = store.purge_expired(ns, 10).await.unwrap();
+        assert!(n <= 10, "purge_expired(limit 10) deleted {n}");
+        purged += n;
+        if n < 10 {
+            break;
+        }
+    }
+    assert_eq!(purged, 75, "every expired record, and only those");
+    let all = stent_core::ListQuery::new().include_expired(true);
+    assert_eq!(store.list(ns, &all).await.unwrap().records.len(), 75);
+    store.clear(ns).await.unwrap();
+}
