@@ -705,58 +705,21 @@ async fn purge(backend: &str) {
 /// replays of one hot key next to its read; writes `processes-<backend>.csv`.
 async fn processes(backend: &str) {
     let (store, dir) = store(backend).await;
-    let file = dir.as_ref().map(|d| d.path().join("growth.db"));
+    let file = dir
+        .as_ref()
+        .map_or_else(PathBuf::new, |d| d.path().join("growth.db"));
+    let file = file.as_path();
     let f = growth_function(Arc::clone(&store)).await;
     f.call(("hot".to_owned(), 500)).await.expect("the hot key");
+    children(backend, "setup", 1, file); // the raw driver's hot record, written once
     let mut csv = String::from("backend,processes,call,stent_per_s,raw_per_s,ratio\n");
-    for (n, kinds) in [
-        (1, &["setup"][..]),
-        (1, &[][..]),
-        (2, &[]),
-        (4, &[]),
-        (8, &[]),
-    ] {
-        let mut rate = std::collections::HashMap::new();
-        let kinds = if kinds.is_empty() {
-            &["write", "first", "read", "replay"][..]
-        } else {
-            kinds
-        };
-        for &what in kinds {
-            // Every child starts its two seconds at the same instant, after they all connect.
-            let start = now_ms() + 1_500;
-            let children: Vec<_> = (0..n)
-                .map(|i| {
-                    let mut cmd = std::process::Command::new(std::env::current_exe().expect("me"));
-                    cmd.args([
-                        "process",
-                        backend,
-                        what,
-                        &format!("{n}-{i}"),
-                        &start.to_string(),
-                    ]);
-                    cmd.arg(file.as_deref().unwrap_or(Path::new("")));
-                    cmd.stdout(std::process::Stdio::piped());
-                    cmd.spawn().expect("a child process")
-                })
-                .collect();
-            let mut sum = 0.0;
-            for child in children {
-                let out = child.wait_with_output().expect("the child's count");
-                assert!(out.status.success(), "a child failed: {:?}", out.status);
-                sum += String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse::<f64>()
-                    .expect("a rate");
-            }
-            rate.insert(what, sum);
-        }
-        if kinds == ["setup"] {
-            continue; // the raw driver's hot record, written once
-        }
+    for n in [1, 2, 4, 8] {
+        let rate = |what| children(backend, what, n, file);
+        let (write, first, read, replay) =
+            (rate("write"), rate("first"), rate("read"), rate("replay"));
         for (call, s, r) in [
-            ("first calls, distinct keys", rate["first"], rate["write"]),
-            ("replays, one hot key", rate["replay"], rate["read"]),
+            ("first calls, distinct keys", first, write),
+            ("replays, one hot key", replay, read),
         ] {
             println!(
                 "{backend:>9} {n} processes {call:>27}: stent {s:9.0}/s  raw {r:9.0}/s  {:.2} ×",
@@ -767,6 +730,30 @@ async fn processes(backend: &str) {
     }
     std::fs::write(out_dir().join(format!("processes-{backend}.csv")), csv).expect("CSV");
     store.clear(Namespace::Idempotency).await.expect("clear");
+}
+
+/// Runs `n` children of [`processes`] making `what`, all starting their two seconds at the
+/// same instant (after they all connect); their calls a second, summed.
+fn children(backend: &str, what: &str, n: usize, file: &Path) -> f64 {
+    let start = now_ms() + 1_500;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().expect("me"));
+            let (me, start) = (format!("{n}-{i}"), start.to_string());
+            cmd.args(["process", backend, what, &me, &start]).arg(file);
+            cmd.stdout(std::process::Stdio::piped());
+            cmd.spawn().expect("a child process")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("the child's count");
+            assert!(out.status.success(), "a child failed: {:?}", out.status);
+            let rate = String::from_utf8_lossy(&out.stdout).trim().parse::<f64>();
+            rate.expect("a rate")
+        })
+        .sum()
 }
 
 /// One child of [`processes`]: from `start` (Unix ms), 16 tasks making `what` (`first`,
@@ -1002,29 +989,29 @@ fn chart(
 
 /// Renders the CSV files as `records.svg` and `values.svg`.
 fn plot() {
-    let dir = out_dir();
-    let records = rows("records");
-    if !records.is_empty() {
-        let lines = series(&records, 1, 3);
-        chart(
-            &dir.join("records.svg"),
+    let charts = [
+        (
+            "records",
+            3,
             "p50 latency by number of records",
             "records",
             "µs (p50)",
-            &lines,
             true,
-        );
-    }
-    let values = rows("values");
-    if !values.is_empty() {
-        let lines = series(&values, 1, 5);
-        chart(
-            &dir.join("values.svg"),
+        ),
+        (
+            "values",
+            5,
             "stent ÷ leanest client, by result size",
             "bytes",
             "ratio (p50)",
-            &lines,
             false,
-        );
+        ),
+    ];
+    for (what, y, title, x_label, y_label, log_y) in charts {
+        let rows = rows(what);
+        if !rows.is_empty() {
+            let file = out_dir().join(format!("{what}.svg"));
+            chart(&file, title, x_label, y_label, &series(&rows, 1, y), log_y);
+        }
     }
 }

@@ -156,7 +156,8 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// What `limit` bounds depends on how the store finds expired records. SQLite and
     /// PostgreSQL read them from an index of expiry, so a call costs what `limit` records
-    /// cost, and a small limit keeps each transaction short. Redis and DynamoDB have no such
+    /// cost, and a small limit keeps each transaction short. Stores that remove expired
+    /// records by themselves ([`Capabilities::native_ttl`]: Redis, DynamoDB) have no such
     /// index: each call sweeps the namespace from its first key, so to purge everything, make
     /// one call with `usize::MAX` (as the CLI's `purge` does) rather than one per batch.
     ///

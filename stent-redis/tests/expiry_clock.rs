@@ -553,7 +553,15 @@ async fn purges_in_batches_leave_no_expired_record_among_live_ones() {
         let put = store.put(ns, &key, b"v", ttl, RecordMeta::default());
         put.await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The last record put with a time to live expires last (the server's clock decides).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.get(ns, "k148").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the records never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut purged = 0;
     loop {
         let n = store.purge_expired(ns, 10).await.unwrap();

@@ -15,14 +15,13 @@ use crate::{Args, Command, IdempotencyCommand, LsArgs, RecordCommand};
 /// `purge_expired` call on the SQL stores (so that progress shows between calls).
 const BATCH: usize = 1000;
 
-/// Expired records deleted per `purge_expired` call on the store at `url`. The SQL stores find
-/// them by their expiry index and delete a batch in one transaction, which [`BATCH`] keeps
-/// short. Redis and DynamoDB have no such index: a call sweeps the keys from the first
-/// (`SCAN`, `Scan`) and deletes each expired record on its own, so a purge is one call that
-/// sweeps once; batches would each sweep again from the first key.
-fn purge_batch(url: &str) -> usize {
-    let sweeps = ["redis", "rediss", "redis+unix", "redis+cluster", "dynamodb"];
-    if sweeps.contains(&url.split(':').next().unwrap_or_default()) {
+/// Expired records deleted per `purge_expired` call on `store`. A store that removes expired
+/// records by itself ([`native_ttl`](stent::Capabilities::native_ttl): Redis, DynamoDB) has no
+/// index of them: a call sweeps the keys from the first, so a purge is one call with no limit
+/// (batches would each sweep again from the first key). The others find them by their expiry
+/// index and delete a batch in one transaction, which [`BATCH`] keeps short.
+fn purge_batch(store: &dyn ResultStore) -> usize {
+    if store.capabilities().native_ttl {
         usize::MAX
     } else {
         BATCH
@@ -210,7 +209,7 @@ impl Session<'_> {
     async fn purge(&self, ns: Namespace) -> Output {
         self.confirm(format!("delete the expired {ns} records"))?;
         let bar = term::spinner(format!("purging expired {ns} records"));
-        let (mut purged, limit) = (0, purge_batch(&self.args.store));
+        let (mut purged, limit) = (0, purge_batch(self.store.as_ref()));
         loop {
             let batch = self.store.purge_expired(ns, limit).await?;
             purged += batch;
