@@ -21,7 +21,7 @@ pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 /// Transactional calls, on the SQL stores: see [`DurableBuilder::wrap_tx`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use stent_core::{SqlConnection, SqlStore, TxDurable, sqlx};
+pub use stent_core::{OnConnection, SqlConnection, SqlStore, TxDurable, sqlx};
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

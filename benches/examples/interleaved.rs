@@ -833,7 +833,10 @@ macro_rules! transactional {
         let record = format!($record, t = store.table(Namespace::Idempotency));
         let value = stored_value("ord-000042");
         let fresh = Fresh::new("tx");
+        let held = pool.acquire().await.expect("a held connection").detach();
+        let held = tokio::sync::Mutex::new(held);
         let (post, record, fresh, value) = (&post, record.as_str(), &fresh, value.as_slice());
+        let held = &held;
         compare(vec![
             (
                 "hand-written transaction",
@@ -841,6 +844,31 @@ macro_rules! transactional {
                     Box::pin(async move {
                         let key = fresh.next();
                         let mut tx = pool.begin_with($begin).await.expect("begin");
+                        sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                            .bind(&key)
+                            .bind("500")
+                            .execute(&mut *tx)
+                            .await
+                            .expect("the effect");
+                        sqlx::query(AssertSqlSafe(record))
+                            .bind(&key)
+                            .bind(value)
+                            .execute(&mut *tx)
+                            .await
+                            .expect("the record");
+                        tx.commit().await.expect("commit");
+                    })
+                }),
+            ),
+            (
+                "hand-written transaction, one held connection",
+                Box::new(move || {
+                    Box::pin(async move {
+                        let key = fresh.next();
+                        let mut conn = held.lock().await;
+                        let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
+                            .await
+                            .expect("begin");
                         sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
                             .bind(&key)
                             .bind("500")
@@ -1432,6 +1460,10 @@ fn main() {
         "redis" | "cluster" => rt.block_on(async {
             redis(false, what == "cluster").await;
             redis_miss(what == "cluster").await;
+        }),
+        "transactional" => rt.block_on(async {
+            sqlite_transactional().await;
+            postgres_transactional().await;
         }),
         "cached" => rt.block_on(redis(true, false)),
         "storm" => rt.block_on(storms(&std::env::args().nth(2).unwrap_or_default())),

@@ -700,7 +700,7 @@ impl Job {
                             let (steps, key, run) = (steps.clone(), key.clone(), run.clone());
                             let mut first = true;
                             move || {
-                                // Once: the hook stays on the pooled connection.
+                                // Once: the hook stays on the connection.
                                 if std::mem::take(&mut first) {
                                     steps.append_noted(&key, attempt, &format!("{run} committing"));
                                     let ms = rand::random_range(0..=commit_pause_ms);

@@ -56,7 +56,7 @@ pub use crate::durable::{
 };
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::durable::{SqlConnection, SqlStore, TxDurable};
+pub use crate::durable::{OnConnection, SqlConnection, SqlStore, TxDurable};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::key::{DefaultKey, KeyScope, KeyStrategy};
 #[cfg(feature = "local")]

@@ -16,8 +16,8 @@ use sqlx::postgres::{
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
 use stent_core::store::{check_key_len, check_value_len, redact};
 use stent_core::{
-    Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
-    Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
+    Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
+    OnConnection, Page, Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
 };
 
 use crate::broadcast::{self, Listener};
@@ -113,8 +113,9 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
-    /// The connection pool transactional calls run on, for running your own queries against
-    /// the tables (the store's one-statement operations run on connections of their own).
+    /// The connection pool `migrate` and the broadcast listener use, for running your own
+    /// queries against the tables (the store's operations and transactional calls run on
+    /// connections of their own).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
@@ -723,13 +724,18 @@ impl ResultStore for PostgresStore {
 
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
 /// `BEGIN; SET LOCAL lock_timeout = …`, then the claim and the completion above, on the
-/// transaction's connection.
+/// transaction's connection: one of the store's own for `call`, the caller's for `call_in`.
 #[async_trait]
 impl SqlStore for PostgresStore {
     type Db = Postgres;
 
     fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// On one of the store's own connections, as every other operation (see the crate docs).
+    async fn on_own_connection(&self, job: &mut dyn OnConnection<PgConnection>) -> Result<()> {
+        self.on_conn(async |conn| job.run(conn).await).await
     }
 
     fn begin_statement(&self, lock_wait: Duration) -> String {

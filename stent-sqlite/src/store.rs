@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Sqlite, SqliteConnection};
 use stent_core::store::check_value_len;
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Clock, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
-    Page, Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
+    OnConnection, Page, Record, RecordMeta, RecordState, Result, ResultStore, SqlStore, Timestamp,
 };
 use tokio::sync::Mutex;
 
@@ -115,9 +115,9 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// The connection pool transactional calls run on, for running your own queries against
-    /// the tables. The store's reads and writes run on connections of their own (see the
-    /// crate docs).
+    /// The connection pool for running your own queries against the tables. The store's
+    /// reads, writes and transactional calls run on connections of their own (see the crate
+    /// docs).
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
@@ -228,16 +228,31 @@ impl SqliteStore {
         &self,
         op: impl AsyncFnOnce(&mut SqliteConnection) -> sqlx::Result<T>,
     ) -> sqlx::Result<T> {
+        let mut writer = self.writer().await?;
+        let result = op(writer.as_mut().expect("opened")).await;
+        if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed) = &result {
+            *writer = None;
+        }
+        result
+    }
+
+    /// The writer, once the write before has finished, opened if it is not. Inside a
+    /// transactional call's function, which runs on the writer, waiting would never end:
+    /// there a write through the store is refused at once.
+    async fn writer(&self) -> sqlx::Result<tokio::sync::MutexGuard<'_, Option<SqliteConnection>>> {
+        let id = Arc::as_ptr(&self.inner) as usize;
+        if HOLDING_WRITER.try_with(|held| *held == id).unwrap_or(false) {
+            let why = "a write through the store from inside a transactional call's function \
+                       would wait for the transaction it is part of: write through the \
+                       connection the function is given";
+            return Err(sqlx::Error::Protocol(why.into()));
+        }
         let mut writer = self.inner.writer.lock().await;
         if writer.is_none() {
             let options = self.inner.pool.connect_options();
             *writer = Some(SqliteConnection::connect_with(&options).await?);
         }
-        let result = op(writer.as_mut().expect("opened above")).await;
-        if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed) = &result {
-            *writer = None;
-        }
-        result
+        Ok(writer)
     }
 
     /// Runs one statement on the [writer](Self::write); returns how many rows it changed.
@@ -370,6 +385,11 @@ impl SqliteStore {
     }
 }
 
+tokio::task_local! {
+    /// The store (its `Inner`'s address) whose writer the task holds for a transactional call.
+    static HOLDING_WRITER: usize;
+}
+
 /// Reports a statement a read connection runs, as sqlx reports the writer's.
 fn trace(event: rusqlite::trace::TraceEvent<'_>) {
     if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event {
@@ -398,6 +418,25 @@ impl SqlStore for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.inner.pool
+    }
+
+    /// On the connection the store writes on, which would wait for the transaction's write
+    /// lock anyway (see the crate docs).
+    async fn on_own_connection(&self, job: &mut dyn OnConnection<SqliteConnection>) -> Result<()> {
+        let mut writer = self
+            .writer()
+            .await
+            .map_err(|e| convert(e, "connect", None))?;
+        let id = Arc::as_ptr(&self.inner) as usize;
+        let done = HOLDING_WRITER.scope(id, job.run(writer.as_mut().expect("opened")));
+        let done = done.await;
+        if done
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Unavailable)
+        {
+            *writer = None;
+        }
+        done
     }
 
     /// `BEGIN IMMEDIATE`: the wait for the write lock is the store's

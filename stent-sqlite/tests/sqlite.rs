@@ -445,3 +445,43 @@ async fn concurrent_first_calls_on_distinct_keys_queue_in_the_store_not_in_sqlit
         .unwrap();
     assert_eq!(n, 128);
 }
+
+#[tokio::test]
+async fn a_write_through_the_store_inside_a_transactional_function_is_refused_not_awaited() {
+    let dir = tmp();
+    let store = SqliteStore::open(dir.path().join("tx.db")).await.unwrap();
+    let inner = store.clone();
+    let post =
+        Stent::new(store.clone())
+            .durable("ledger::post")
+            .wrap_tx(&store, move |_tx, n: u32| {
+                let inner = inner.clone();
+                Box::pin(async move {
+                    // The transaction holds the store's writer: this write would wait for ever.
+                    let meta = RecordMeta::default();
+                    inner.put(Namespace::Cache, "k", b"v", None, meta).await?;
+                    Ok::<_, stent_core::Error>(n)
+                })
+            });
+    let call = tokio::time::timeout(Duration::from_secs(30), post.call(1));
+    let err = call.await.expect("refused, not waited for").unwrap_err();
+    let err = err.into_function_error().expect("the function's error");
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        source.is_some_and(|s| s.contains("inside a transactional call")),
+        "{err}"
+    );
+    // Nothing was recorded, and the writer is free again.
+    let key = post.key_for(&1).unwrap();
+    assert!(
+        store
+            .get(Namespace::Idempotency, &key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .put(Namespace::Cache, "k", b"v", None, RecordMeta::default())
+        .await
+        .unwrap();
+}

@@ -15,7 +15,7 @@ use flights::{Flight, Flights, Landed};
 pub use crate::outcome::{Outcome, Status, Traced};
 pub use lease::HeldClaim;
 #[cfg(feature = "sqlx")]
-pub use transactional::{SqlConnection, SqlStore, TxDurable};
+pub use transactional::{OnConnection, SqlConnection, SqlStore, TxDurable};
 
 use std::fmt;
 use std::future::Future;

@@ -19,8 +19,16 @@ pub trait SqlStore: ResultStore + Clone {
     /// The database: `sqlx::Postgres` or `sqlx::Sqlite`.
     type Db: Database;
 
-    /// The pool the records live in; [`TxDurable::call`] begins its transactions here.
+    /// The pool the records live in, for the caller's own queries.
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// Runs `job`, one try of a [`TxDurable::call`] with its transactions, on a connection
+    /// of the store's own that nothing else uses until `job` is done: not on the
+    /// [pool](Self::pool), whose acquire and release cost more than a statement.
+    async fn on_own_connection(
+        &self,
+        job: &mut dyn OnConnection<SqlConnection<Self>>,
+    ) -> Result<()>;
 
     /// The statement that begins [`TxDurable::call`]'s transactions, in which a statement
     /// waits at most `lock_wait` for a lock another transaction holds.
@@ -48,6 +56,12 @@ pub trait SqlStore: ResultStore + Clone {
 
     /// A driver error met while `what` ran on `key`, as stent's.
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error;
+}
+
+/// Work that runs on a connection lent to it: see [`SqlStore::on_own_connection`].
+pub trait OnConnection<C>: Send {
+    /// Runs on `conn`, which nothing else uses until the returned future is done.
+    fn run<'c>(&'c mut self, conn: &'c mut C) -> BoxFuture<'c, Result<()>>;
 }
 
 /// The function a [`TxDurable`] runs: it writes through the connection it is given, which is
@@ -118,11 +132,16 @@ enum Tried<R, E, A> {
 /// An idempotent function whose claim, database writes and result commit in one SQL
 /// transaction ([`DurableBuilder::wrap_tx`]): exactly once inside the database.
 ///
-/// - [`call`](Self::call) begins a transaction on the store's pool with
-///   [`SqlStore::begin_statement`], claims the key in it, runs the function on it, records
+/// - [`call`](Self::call) begins a transaction with [`SqlStore::begin_statement`] on a
+///   connection of the store's own ([`SqlStore::on_own_connection`]), claims the key in it, runs the function on it, records
 ///   the result in it and commits. A replay is the transaction's claim, then its rollback.
 /// - [`call_in`](Self::call_in) does the same inside a transaction the caller holds, under a
 ///   savepoint, and leaves the commit to the caller.
+///
+/// On SQLite the store's own connection is its writer, which the store's other writes in the
+/// process wait for while the transaction runs (they would wait for its write lock anyway);
+/// one made through the store from inside the function is refused at once, since it would
+/// wait for the transaction it is part of: the function writes through its connection.
 ///
 /// The transaction is the lease: there is no renewal, and a process that dies mid-call
 /// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
@@ -212,25 +231,19 @@ where
         let begin = self.store.begin_statement(lock_wait);
         let mut joined = false;
         loop {
-            let tx = self
-                .store
-                .pool()
-                .begin_with(AssertSqlSafe(begin.clone()))
-                .await;
-            let tx = tx.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
-            match self.try_in(tx, &key, fingerprint, args, joined).await? {
+            let mut job = Try {
+                call: self,
+                begin: &begin,
+                key: &key,
+                fingerprint,
+                args: Some(args),
+                joined,
+                tried: None,
+            };
+            self.store.on_own_connection(&mut job).await?;
+            match job.tried.expect("set by a job that succeeded") {
                 Tried::Served(served) => return Ok(served),
-                Tried::Failed(e) => {
-                    if let Some(bytes) = d.stored_error(&e) {
-                        // In a transaction of its own, now that the function's is gone.
-                        let own = self.store.pool().begin().await;
-                        let mut own = own.map_err(|e| self.store.error(e, "begin", Some(&key)))?;
-                        self.record_error(&mut own, &key, fingerprint, bytes?)
-                            .await?;
-                        self.commit(own, &key).await?;
-                    }
-                    return Ok(Err(e));
-                }
+                Tried::Failed(e) => return Ok(Err(e)),
                 Tried::InFlight(record, back) => {
                     args = back;
                     let nap = d.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
@@ -340,6 +353,33 @@ where
             .await
     }
 
+    /// One try of [`call`](Self::call) on `conn`: [`try_in`](Self::try_in) in a transaction
+    /// begun with `begin`, then, when the function failed with an error to keep, its record
+    /// in a transaction of its own.
+    async fn try_on(
+        &self,
+        conn: &mut SqlConnection<S>,
+        begin: &str,
+        key: &str,
+        fingerprint: Option<&str>,
+        args: A,
+        joined: bool,
+    ) -> Result<Tried<R, E, A>> {
+        let tx = conn.begin_with(AssertSqlSafe(begin.to_owned())).await;
+        let tx = tx.map_err(|e| self.store.error(e, "begin", Some(key)))?;
+        let tried = self.try_in(tx, key, fingerprint, args, joined).await?;
+        if let Tried::Failed(e) = &tried
+            && let Some(bytes) = self.durable.stored_error(e)
+        {
+            let own = conn.begin().await;
+            let mut own = own.map_err(|e| self.store.error(e, "begin", Some(key)))?;
+            self.record_error(&mut own, key, fingerprint, bytes?)
+                .await?;
+            self.commit(own, key).await?;
+        }
+        Ok(tried)
+    }
+
     async fn commit(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
         tx.commit().await.map_err(|e| {
             let e = self.store.error(e, "commit", Some(key));
@@ -356,5 +396,34 @@ where
     async fn rollback(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
         let rolled_back = tx.rollback().await;
         rolled_back.map_err(|e| self.store.error(e, "rollback", Some(key)))
+    }
+}
+
+/// One try of a [`TxDurable::call`], as the job the store runs on its own connection.
+struct Try<'a, S: SqlStore, A, R, E> {
+    call: &'a TxDurable<S, A, R, E>,
+    begin: &'a str,
+    key: &'a str,
+    fingerprint: Option<&'a str>,
+    args: Option<A>,
+    joined: bool,
+    tried: Option<Tried<R, E, A>>,
+}
+
+impl<S, A, R, E> OnConnection<SqlConnection<S>> for Try<'_, S, A, R, E>
+where
+    S: SqlStore,
+    A: Serialize + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqlConnection<S>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            let args = self.args.take().expect("run once");
+            let (key, fingerprint) = (self.key, self.fingerprint);
+            let tried = (self.call).try_on(conn, self.begin, key, fingerprint, args, self.joined);
+            self.tried = Some(tried.await?);
+            Ok(())
+        })
     }
 }
