@@ -353,33 +353,6 @@ where
             .await
     }
 
-    /// One try of [`call`](Self::call) on `conn`: [`try_in`](Self::try_in) in a transaction
-    /// begun with `begin`, then, when the function failed with an error to keep, its record
-    /// in a transaction of its own.
-    async fn try_on(
-        &self,
-        conn: &mut SqlConnection<S>,
-        begin: &str,
-        key: &str,
-        fingerprint: Option<&str>,
-        args: A,
-        joined: bool,
-    ) -> Result<Tried<R, E, A>> {
-        let tx = conn.begin_with(AssertSqlSafe(begin.to_owned())).await;
-        let tx = tx.map_err(|e| self.store.error(e, "begin", Some(key)))?;
-        let tried = self.try_in(tx, key, fingerprint, args, joined).await?;
-        if let Tried::Failed(e) = &tried
-            && let Some(bytes) = self.durable.stored_error(e)
-        {
-            let own = conn.begin().await;
-            let mut own = own.map_err(|e| self.store.error(e, "begin", Some(key)))?;
-            self.record_error(&mut own, key, fingerprint, bytes?)
-                .await?;
-            self.commit(own, key).await?;
-        }
-        Ok(tried)
-    }
-
     async fn commit(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
         tx.commit().await.map_err(|e| {
             let e = self.store.error(e, "commit", Some(key));
@@ -399,7 +372,9 @@ where
     }
 }
 
-/// One try of a [`TxDurable::call`], as the job the store runs on its own connection.
+/// One try of a [`TxDurable::call`], the job the store runs on its own connection:
+/// [`TxDurable::try_in`] in a transaction begun with `begin`, then, when the function failed
+/// with an error to keep, its record in a transaction of its own.
 struct Try<'a, S: SqlStore, A, R, E> {
     call: &'a TxDurable<S, A, R, E>,
     begin: &'a str,
@@ -419,10 +394,20 @@ where
 {
     fn run<'c>(&'c mut self, conn: &'c mut SqlConnection<S>) -> BoxFuture<'c, Result<()>> {
         Box::pin(async move {
+            let (call, key, fingerprint) = (self.call, self.key, self.fingerprint);
+            let fail = |e| call.store.error(e, "begin", Some(key));
+            let tx = conn.begin_with(AssertSqlSafe(self.begin.to_owned())).await;
             let args = self.args.take().expect("run once");
-            let (key, fingerprint) = (self.key, self.fingerprint);
-            let tried = (self.call).try_on(conn, self.begin, key, fingerprint, args, self.joined);
-            self.tried = Some(tried.await?);
+            let tried = call.try_in(tx.map_err(fail)?, key, fingerprint, args, self.joined);
+            let tried = self.tried.insert(tried.await?);
+            if let Tried::Failed(e) = tried
+                && let Some(bytes) = call.durable.stored_error(e)
+            {
+                let mut own = conn.begin().await.map_err(fail)?;
+                call.record_error(&mut own, key, fingerprint, bytes?)
+                    .await?;
+                call.commit(own, key).await?;
+            }
             Ok(())
         })
     }
