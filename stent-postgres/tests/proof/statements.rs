@@ -133,6 +133,10 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
 fn operation(sql: &str) -> &'static str {
     match sql.split_whitespace().next().unwrap_or_default() {
         "(SELECT" if sql.contains("UNION ALL") => "claim",
+        "BEGIN;" => "begin",
+        "COMMIT" => "commit",
+        "ROLLBACK" => "rollback",
+        "INSERT" if sql.contains("sends_effects") => "effect",
         "SELECT" => "get",
         "UPDATE" if sql.contains("state = 'completed'") => "complete",
         "UPDATE" => "renew",
@@ -162,9 +166,10 @@ async fn sends<F: std::future::Future<Output = ()>>(
 
 /// Each call sends what the README's table of statements says, counted on the wire, the
 /// same on every call: a first idempotent call a claim and a completion, a replay a claim,
-/// a cache hit a read, a cache miss a read and a write, each in a round trip of its own and
-/// nothing else (no ping, no prepare once each statement has been prepared). Repeated, so
-/// that no earlier call changes a later one's statements.
+/// a cache hit a read, a cache miss a read and a write, a transactional call its `BEGIN`,
+/// claim, function, completion and `COMMIT`, each in a round trip of its own and nothing
+/// else (no ping, no prepare once each statement has been prepared). Repeated, so that no
+/// earlier call changes a later one's statements.
 #[tokio::test]
 async fn each_call_sends_what_the_readme_says() {
     let Some((_, schema)) = store("each_call_sends_what_the_readme_says", "sends").await else {
@@ -196,6 +201,21 @@ async fn each_call_sends_what_the_readme_says() {
         .durable("sends::cached")
         .cached()
         .wrap(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    let effects = format!("CREATE TABLE {schema}.sends_effects (n INTEGER PRIMARY KEY)");
+    sqlx::query(AssertSqlSafe(effects))
+        .execute(single.pool())
+        .await
+        .unwrap();
+    let insert: &'static str = format!("INSERT INTO {schema}.sends_effects (n) VALUES ($1)").leak();
+    let transactional =
+        stent
+            .durable("sends::transactional")
+            .wrap_tx(&single, move |tx, n: i32| {
+                Box::pin(async move {
+                    let q = sqlx::query(AssertSqlSafe(insert)).bind(n);
+                    q.execute(&mut *tx).await.map(|_| n)
+                })
+            });
     for n in 0..12 {
         let first = sends(&wire, async {
             assert_eq!(idempotent.call(n).await.unwrap(), n);
@@ -213,6 +233,14 @@ async fn each_call_sends_what_the_readme_says() {
             assert_eq!(cached.call(n).await.unwrap(), n);
         });
         let hit = hit.await;
+        let tx_first = sends(&wire, async {
+            assert_eq!(transactional.call(n as i32).await.unwrap(), n as i32);
+        });
+        let tx_first = tx_first.await;
+        let tx_replay = sends(&wire, async {
+            assert_eq!(transactional.call(n as i32).await.unwrap(), n as i32);
+        });
+        let tx_replay = tx_replay.await;
         if n == 0 {
             continue; // each statement's first run on the connection prepares it first
         }
@@ -220,6 +248,10 @@ async fn each_call_sends_what_the_readme_says() {
         assert_eq!(replay, [["claim"]], "replay {n}");
         assert_eq!(miss, [["get"], ["put"]], "cache miss {n}");
         assert_eq!(hit, [["get"]], "cache hit {n}");
+        let tx_sent = [["begin"], ["claim"], ["effect"], ["complete"], ["commit"]];
+        assert_eq!(tx_first, tx_sent, "transactional first call {n}");
+        let tx_sent = [["begin"], ["claim"], ["rollback"]];
+        assert_eq!(tx_replay, tx_sent, "transactional replay {n}");
     }
 }
 
