@@ -805,9 +805,10 @@ async fn sqlite_miss() {
 
 /// A transactional first call ([`stent::DurableBuilder::wrap_tx`]) whose function inserts one
 /// effect row, next to the same transaction written by hand with sqlx: `$begin`, the effect's
-/// `INSERT`, `$record` (the completed record's `INSERT` into table `{t}`), `COMMIT`.
+/// `INSERT`, `$record` (the completed record's `INSERT` into table `{t}`), `COMMIT`, on the
+/// store's pool of `$db` connections and on one connection held for the run.
 macro_rules! transactional {
-    ($store:expr, $begin:literal, $record:literal) => {{
+    ($store:expr, $db:ty, $begin:literal, $record:literal) => {{
         let store = $store;
         let create =
             "CREATE TABLE IF NOT EXISTS bench_effects (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
@@ -837,26 +838,31 @@ macro_rules! transactional {
         let held = tokio::sync::Mutex::new(held);
         let (post, record, fresh, value) = (&post, record.as_str(), &fresh, value.as_slice());
         let held = &held;
+        // The hand-written transaction's statements in `tx`: the effect, the record, `COMMIT`.
+        let by_hand = async move |mut tx: sqlx::Transaction<'_, $db>| {
+            let key = fresh.next();
+            sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                .bind(&key)
+                .bind("500")
+                .execute(&mut *tx)
+                .await
+                .expect("the effect");
+            sqlx::query(AssertSqlSafe(record))
+                .bind(&key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .expect("the record");
+            tx.commit().await.expect("commit");
+        };
+        let by_hand = &by_hand;
         compare(vec![
             (
                 "hand-written transaction",
                 Box::new(move || {
                     Box::pin(async move {
-                        let key = fresh.next();
-                        let mut tx = pool.begin_with($begin).await.expect("begin");
-                        sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
-                            .bind(&key)
-                            .bind("500")
-                            .execute(&mut *tx)
-                            .await
-                            .expect("the effect");
-                        sqlx::query(AssertSqlSafe(record))
-                            .bind(&key)
-                            .bind(value)
-                            .execute(&mut *tx)
-                            .await
-                            .expect("the record");
-                        tx.commit().await.expect("commit");
+                        let tx = pool.begin_with($begin).await.expect("begin");
+                        by_hand(tx).await;
                     })
                 }),
             ),
@@ -864,24 +870,9 @@ macro_rules! transactional {
                 "hand-written transaction, one held connection",
                 Box::new(move || {
                     Box::pin(async move {
-                        let key = fresh.next();
                         let mut conn = held.lock().await;
-                        let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
-                            .await
-                            .expect("begin");
-                        sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
-                            .bind(&key)
-                            .bind("500")
-                            .execute(&mut *tx)
-                            .await
-                            .expect("the effect");
-                        sqlx::query(AssertSqlSafe(record))
-                            .bind(&key)
-                            .bind(value)
-                            .execute(&mut *tx)
-                            .await
-                            .expect("the record");
-                        tx.commit().await.expect("commit");
+                        let tx = sqlx::Connection::begin_with(&mut *conn, $begin).await;
+                        by_hand(tx.expect("begin")).await;
                     })
                 }),
             ),
@@ -907,6 +898,7 @@ async fn sqlite_transactional() {
     let (_dir, store) = temp_sqlite().await;
     transactional!(
         store,
+        sqlx::Sqlite,
         "BEGIN IMMEDIATE",
         "INSERT INTO \"{t}\" (key, state, value, attempt, created_ms, completed_ms) \
          VALUES ($1, 'completed', $2, 1, 0, 0)"
@@ -916,6 +908,7 @@ async fn sqlite_transactional() {
 async fn postgres_transactional() {
     transactional!(
         postgres_store().await,
+        sqlx::Postgres,
         "BEGIN",
         "INSERT INTO {t} (key, state, value, attempt, completed_at) \
          VALUES ($1, 'completed', $2, 1, now())"
