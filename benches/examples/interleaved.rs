@@ -15,7 +15,8 @@
 //! same comparisons on STENT_VALKEY_URL, STENT_REDIS8_URL and their clusters), `dynamodb`
 //! (STENT_DYNAMODB_URL) or `cached` (stent's cache hit next to the `cached` crate's, on
 //! STENT_REDIS_URL). Each mode compares hits and replays, then first calls; `sqlite` and
-//! `postgres` then a transactional first call next to the same transaction by hand.
+//! `postgres` then a transactional first call next to the same transaction by hand, which
+//! MODE `transactional` runs alone on both.
 //!
 //! MODE `limits` (or `limits sqlite`, `limits postgres`) measures the distance to each SQL
 //! server's own limit: see [`limits`].
