@@ -141,7 +141,10 @@ enum Tried<R, E, A> {
 /// On SQLite the store's own connection is its writer, which the store's other writes in the
 /// process wait for while the transaction runs (they would wait for its write lock anyway);
 /// one made through the store from inside the function is refused at once, since it would
-/// wait for the transaction it is part of: the function writes through its connection.
+/// wait for the transaction it is part of: the function writes through its connection. On
+/// PostgreSQL it is one of the connections the store's operations run on, held until the
+/// commit: an operation of the store made from inside the function takes another, so size
+/// the store's `max_connections` for both.
 ///
 /// The transaction is the lease: there is no renewal, and a process that dies mid-call
 /// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
