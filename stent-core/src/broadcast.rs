@@ -25,6 +25,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
 
@@ -60,6 +61,58 @@ impl Invalidations {
             events: Box::pin(events),
         }
     }
+}
+
+impl Invalidations {
+    /// The stream of a store that subscribes through `subscriber`: it subscribes when first
+    /// polled, yields [`Invalidation::Subscribed`] once it is live and
+    /// [`Invalidation::Lost`] when the subscription is lost, then subscribes again, waiting
+    /// between failed attempts from 20 ms, doubled after each, up to a second.
+    pub fn reconnecting(subscriber: impl Subscriber) -> Self {
+        const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+        let state = (subscriber, None, FIRST_BACKOFF);
+        Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
+            let (subscriber, session, backoff) = &mut s;
+            let event = loop {
+                if let Some(live) = session {
+                    match subscriber.receive(live).await {
+                        Some(event) => break event,
+                        None => {
+                            *session = None;
+                            break Invalidation::Lost;
+                        }
+                    }
+                }
+                match subscriber.subscribe().await {
+                    Some(live) => {
+                        (*session, *backoff) = (Some(live), FIRST_BACKOFF);
+                        break Invalidation::Subscribed;
+                    }
+                    None => {
+                        tokio::time::sleep(*backoff).await;
+                        *backoff = (*backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            };
+            Some((event, s))
+        }))
+    }
+}
+
+/// How a store subscribes to its announcements, for [`Invalidations::reconnecting`].
+pub trait Subscriber: Send + 'static {
+    /// A live subscription.
+    type Session: Send;
+
+    /// Subscribes; `None` when it cannot now.
+    fn subscribe(&mut self) -> impl Future<Output = Option<Self::Session>> + Send;
+
+    /// The next invalidation `session` tells; `None` once it is lost (closed, or silent past
+    /// the store's heartbeat).
+    fn receive(
+        &mut self,
+        session: &mut Self::Session,
+    ) -> impl Future<Output = Option<Invalidation>> + Send;
 }
 
 impl fmt::Debug for Invalidations {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use stent_core::broadcast::{Invalidation, Invalidations};
+use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, LeaseToken, ListQuery, LocalTier, MemoryStore, Namespace,
     Page, Record, RecordMeta, Result, ResultStore, Timestamp, async_trait,
@@ -251,4 +251,48 @@ async fn a_read_overtaken_by_an_announcement_of_its_key_is_not_kept() {
         "kept a value the announcement outdated"
     );
     assert_eq!(value(&tier, IDEM, "k").await.as_deref(), Some(&b"v2"[..]));
+}
+
+/// A subscriber whose first two subscriptions fail, whose sessions each tell one key and are
+/// then lost, and which counts its attempts.
+struct Flaky {
+    attempts: u32,
+}
+
+impl Subscriber for Flaky {
+    type Session = Option<String>;
+
+    async fn subscribe(&mut self) -> Option<Self::Session> {
+        self.attempts += 1;
+        (self.attempts > 2).then(|| Some(format!("k{}", self.attempts)))
+    }
+
+    async fn receive(&mut self, session: &mut Self::Session) -> Option<Invalidation> {
+        let key = session.take()?;
+        Some(Invalidation::Key(Namespace::Cache, key))
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_stream_tells_each_subscription_and_each_loss_and_backs_off() {
+    use futures_util::StreamExt as _;
+    let started = Instant::now();
+    let events: Vec<_> = Invalidations::reconnecting(Flaky { attempts: 0 })
+        .take(6)
+        .collect()
+        .await;
+    let key = |k: &str| Invalidation::Key(Namespace::Cache, k.to_owned());
+    assert_eq!(
+        events,
+        [
+            Invalidation::Subscribed,
+            key("k3"),
+            Invalidation::Lost,
+            Invalidation::Subscribed,
+            key("k4"),
+            Invalidation::Lost,
+        ]
+    );
+    // Two failed attempts before the first subscription: waits of 20 ms, then 40 ms.
+    assert!(started.elapsed() >= Duration::from_millis(60));
 }

@@ -6,14 +6,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 use stent_core::Namespace;
-use stent_core::broadcast::{Invalidation, Invalidations};
+use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
 
 /// How often an idle subscription is checked with a `SELECT 1`, and how long its answer may
 /// take before the subscription is taken as lost.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// The longest wait between two attempts to listen again.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The `application_name` the listening session sets, so that it can be told apart in
 /// `pg_stat_activity`: this, then the channel.
@@ -45,27 +42,10 @@ pub(crate) struct Listener {
     pub(crate) channel: String,
 }
 
-/// The listener's state between two events.
-struct Listening {
-    listener: Listener,
-    session: Option<PgListener>,
-    live: bool,
-    backoff: Duration,
-}
-
 impl Listener {
     /// The stream of invalidations: listens when first polled, and again after a loss.
     pub(crate) fn invalidations(&self) -> Invalidations {
-        let state = Listening {
-            listener: self.clone(),
-            session: None,
-            live: false,
-            backoff: Duration::from_millis(20),
-        };
-        Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
-            let event = s.next().await;
-            Some((event, s))
-        }))
+        Invalidations::reconnecting(self.clone())
     }
 }
 
@@ -77,64 +57,42 @@ fn decode(payload: &str) -> Option<Invalidation> {
     }
 }
 
-impl Listening {
-    async fn next(&mut self) -> Invalidation {
-        loop {
-            let Some(session) = &mut self.session else {
-                match self.listen().await {
-                    Some(session) => {
-                        self.session = Some(session);
-                        self.live = true;
-                        self.backoff = Duration::from_millis(20);
-                        return Invalidation::Subscribed;
-                    }
-                    None if self.live => {
-                        self.live = false;
-                        return Invalidation::Lost;
-                    }
-                    None => {
-                        tokio::time::sleep(self.backoff).await;
-                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        continue;
-                    }
-                }
-            };
-            // `try_recv` answers `None` when the connection is lost (`recv` would reconnect
-            // silently, losing what was announced meanwhile).
-            let alive = match tokio::time::timeout(HEARTBEAT, session.try_recv()).await {
-                Ok(Ok(Some(notification))) => match decode(notification.payload()) {
-                    Some(event) => return event,
-                    None => true,
-                },
-                Ok(Ok(None) | Err(_)) => false,
-                Err(_) => {
-                    let ping = sqlx::query("SELECT 1").execute(&mut *session);
-                    matches!(tokio::time::timeout(HEARTBEAT, ping).await, Ok(Ok(_)))
-                }
-            };
-            if !alive {
-                self.session = None;
-                self.live = false;
-                return Invalidation::Lost;
-            }
-        }
-    }
+impl Subscriber for Listener {
+    type Session = PgListener;
 
     /// A session listening on the channel; `None` when there cannot be one now.
-    async fn listen(&mut self) -> Option<PgListener> {
-        let listener = &self.listener;
+    async fn subscribe(&mut self) -> Option<PgListener> {
         let listening = async {
-            let mut session = PgListener::connect_with(&listener.pool).await?;
+            let mut session = PgListener::connect_with(&self.pool).await?;
             // Only a closed connection should end the stream: never a reconnection inside.
             session.eager_reconnect(false);
-            let name = format!("{APPLICATION_NAME}{}", listener.channel);
+            let name = format!("{APPLICATION_NAME}{}", self.channel);
             let set = sqlx::query("SELECT set_config('application_name', $1, false)").bind(name);
             set.execute(&mut session).await?;
-            session.listen(&listener.channel).await?;
+            session.listen(&self.channel).await?;
             Ok::<_, sqlx::Error>(session)
         };
-        let timeout = listener.pool.options().get_acquire_timeout();
+        let timeout = self.pool.options().get_acquire_timeout();
         tokio::time::timeout(timeout, listening).await.ok()?.ok()
+    }
+
+    async fn receive(&mut self, session: &mut PgListener) -> Option<Invalidation> {
+        loop {
+            // `try_recv` answers `None` when the connection is lost (`recv` would reconnect
+            // silently, losing what was announced meanwhile).
+            match tokio::time::timeout(HEARTBEAT, session.try_recv()).await {
+                Ok(Ok(Some(notification))) => {
+                    if let Some(event) = decode(notification.payload()) {
+                        return Some(event);
+                    }
+                }
+                Ok(Ok(None) | Err(_)) => return None,
+                Err(_) => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut *session);
+                    tokio::time::timeout(HEARTBEAT, ping).await.ok()?.ok()?;
+                }
+            }
+        }
     }
 }
 

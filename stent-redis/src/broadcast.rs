@@ -7,15 +7,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use stent_core::Namespace;
-use stent_core::broadcast::{Invalidation, Invalidations};
+use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
 
 /// How often an idle subscription is checked with a `PING`, and how long its answer may take
 /// before the subscription is taken as lost: a connection that died without closing (a
 /// network partition) is noticed within twice this.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// The longest wait between two attempts to subscribe again.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The channel of the store of this escaped prefix (the start of [`key_base`](crate::layout::key_base)
 /// up to its first `:`): `{escaped prefix}:invalidations`.
@@ -40,31 +37,17 @@ pub(crate) struct Listener {
 /// A live subscription: its sink (for `PING`) and its messages.
 type Subscription = (PubSubSink, PubSubStream);
 
-/// The listener's state between two events.
+/// The listener and the client to subscribe through next.
 struct Listening {
     listener: Listener,
-    subscription: Option<Subscription>,
-    /// Whether the last event told of a live subscription: a loss is told once.
-    live: bool,
-    /// The client to try next.
     next: usize,
-    backoff: Duration,
 }
 
 impl Listener {
     /// The stream of invalidations: subscribes when first polled, and again after a loss.
     pub(crate) fn invalidations(&self) -> Invalidations {
-        let state = Listening {
-            listener: self.clone(),
-            subscription: None,
-            live: false,
-            next: 0,
-            backoff: Duration::from_millis(20),
-        };
-        Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
-            let event = s.next().await;
-            Some((event, s))
-        }))
+        let listener = self.clone();
+        Invalidations::reconnecting(Listening { listener, next: 0 })
     }
 
     /// The invalidation a message tells: the record whose Redis key it carries.
@@ -77,47 +60,8 @@ impl Listener {
     }
 }
 
-impl Listening {
-    async fn next(&mut self) -> Invalidation {
-        loop {
-            let Some((sink, messages)) = &mut self.subscription else {
-                match self.subscribe().await {
-                    Some(subscription) => {
-                        self.subscription = Some(subscription);
-                        self.live = true;
-                        return Invalidation::Subscribed;
-                    }
-                    None if self.live => {
-                        self.live = false;
-                        return Invalidation::Lost;
-                    }
-                    None => {
-                        tokio::time::sleep(self.backoff).await;
-                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        continue;
-                    }
-                }
-            };
-            let alive = tokio::select! {
-                message = messages.next() => match message {
-                    Some(message) => match self.listener.decode(message.get_payload_bytes()) {
-                        Some(event) => return event,
-                        None => true,
-                    },
-                    None => false,
-                },
-                () = tokio::time::sleep(HEARTBEAT) => {
-                    let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>());
-                    matches!(ping.await, Ok(Ok(_)))
-                }
-            };
-            if !alive {
-                self.subscription = None;
-                self.live = false;
-                return Invalidation::Lost;
-            }
-        }
-    }
+impl Subscriber for Listening {
+    type Session = Subscription;
 
     /// Subscribes through the next client; `None` when it cannot now.
     async fn subscribe(&mut self) -> Option<Subscription> {
@@ -131,12 +75,22 @@ impl Listening {
             pubsub.subscribe(&listener.channel).await?;
             redis::RedisResult::Ok(pubsub.split())
         });
-        match subscribed.await {
-            Ok(Ok(subscription)) => {
-                self.backoff = Duration::from_millis(20);
-                Some(subscription)
+        subscribed.await.ok()?.ok()
+    }
+
+    async fn receive(&mut self, (sink, messages): &mut Subscription) -> Option<Invalidation> {
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    if let Some(event) = self.listener.decode(message?.get_payload_bytes()) {
+                        return Some(event);
+                    }
+                }
+                () = tokio::time::sleep(HEARTBEAT) => {
+                    let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>());
+                    ping.await.ok()?.ok()?;
+                }
             }
-            Ok(Err(_)) | Err(_) => None,
         }
     }
 }
