@@ -240,8 +240,10 @@ impl SqliteStore {
     /// transactional call's function, which runs on the writer, waiting would never end:
     /// there a write through the store is refused at once.
     async fn writer(&self) -> sqlx::Result<tokio::sync::MutexGuard<'_, Option<SqliteConnection>>> {
-        let id = Arc::as_ptr(&self.inner) as usize;
-        if HOLDING_WRITER.try_with(|held| *held == id).unwrap_or(false) {
+        if HOLDING_WRITER
+            .try_with(|held| *held == self.id())
+            .unwrap_or(false)
+        {
             let why = "a write through the store from inside a transactional call's function \
                        would wait for the transaction it is part of: write through the \
                        connection the function is given";
@@ -253,6 +255,11 @@ impl SqliteStore {
             *writer = Some(SqliteConnection::connect_with(&options).await?);
         }
         Ok(writer)
+    }
+
+    /// What tells this store apart in [`HOLDING_WRITER`]: the address its clones share.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// Runs one statement on the [writer](Self::write); returns how many rows it changed.
@@ -386,7 +393,7 @@ impl SqliteStore {
 }
 
 tokio::task_local! {
-    /// The store (its `Inner`'s address) whose writer the task holds for a transactional call.
+    /// The store ([`SqliteStore::id`]) whose writer the task holds for a transactional call.
     static HOLDING_WRITER: usize;
 }
 
@@ -427,8 +434,8 @@ impl SqlStore for SqliteStore {
             .writer()
             .await
             .map_err(|e| convert(e, "connect", None))?;
-        let id = Arc::as_ptr(&self.inner) as usize;
-        let done = HOLDING_WRITER.scope(id, job.run(writer.as_mut().expect("opened")));
+        let job = job.run(writer.as_mut().expect("opened"));
+        let done = HOLDING_WRITER.scope(self.id(), job);
         let done = done.await;
         if done
             .as_ref()

@@ -133,8 +133,9 @@ enum Tried<R, E, A> {
 /// transaction ([`DurableBuilder::wrap_tx`]): exactly once inside the database.
 ///
 /// - [`call`](Self::call) begins a transaction with [`SqlStore::begin_statement`] on a
-///   connection of the store's own ([`SqlStore::on_own_connection`]), claims the key in it, runs the function on it, records
-///   the result in it and commits. A replay is the transaction's claim, then its rollback.
+///   connection of the store's own ([`SqlStore::on_own_connection`]), claims the key in it,
+///   runs the function on it, records the result in it and commits. A replay is the
+///   transaction's claim, then its rollback.
 /// - [`call_in`](Self::call_in) does the same inside a transaction the caller holds, under a
 ///   savepoint, and leaves the commit to the caller.
 ///
