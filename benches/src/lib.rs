@@ -27,8 +27,21 @@ pub type Args = (String, u64);
 pub type Fun = Durable<Args, String, Infallible>;
 
 /// The URL in environment variable `var`; panics naming it when it is unset or empty.
+///
+/// A PostgreSQL URL that does not choose `sslmode` gets `sslmode=disable`: every client in
+/// the benches then speaks plaintext, as tokio-postgres (the leanest client, `NoTls`) does.
+/// Under sqlx's default (`prefer`) the store would encrypt each round trip against a server
+/// with TLS on, and a ratio would compare TLS with plaintext.
 pub fn env_url(var: &str) -> String {
     match std::env::var(var) {
+        Ok(url)
+            if var == "STENT_POSTGRES_URL"
+                && !url.trim().is_empty()
+                && !url.contains("sslmode=") =>
+        {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}sslmode=disable", url.trim())
+        }
         Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
         _ => panic!(
             "{var} is not set: run scripts/bench (it starts the servers and sets {var}), \

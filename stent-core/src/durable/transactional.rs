@@ -34,7 +34,8 @@ pub trait SqlStore: ResultStore + Clone {
     /// waits at most `lock_wait` for a lock another transaction holds.
     fn begin_statement(&self, lock_wait: Duration) -> String;
 
-    /// [`ResultStore::claim`], sent on `conn` inside its transaction.
+    /// Claims `key` inside the transaction on `conn`, as [`ResultStore::claim`] decides: a
+    /// concurrent call of the key waits for this transaction to end.
     async fn claim_in(
         &self,
         conn: &mut SqlConnection<Self>,
@@ -43,13 +44,14 @@ pub trait SqlStore: ResultStore + Clone {
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome>;
 
-    /// [`ResultStore::complete`], sent on `conn` inside its transaction.
+    /// Records `value` as the result of the call that `claim_in` acquired the key for with
+    /// `claim`, on `conn` inside the same transaction.
     async fn complete_in(
         &self,
         conn: &mut SqlConnection<Self>,
         ns: Namespace,
         key: &str,
-        token: &LeaseToken,
+        claim: &Claim<'_>,
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()>;
@@ -327,7 +329,7 @@ where
         let bytes = codec::encode_value(&value)?;
         let retention = d.inner.config.retention;
         (self.store)
-            .complete_in(&mut tx, ns, key, &token, &bytes, retention)
+            .complete_in(&mut tx, ns, key, &claim, &bytes, retention)
             .await?;
         self.commit(tx, key).await?;
         let traced = Traced::new(value, Status::Executed, attempt, key.to_owned());
@@ -353,7 +355,7 @@ where
         };
         let retention = self.durable.inner.config.retention;
         (self.store)
-            .complete_in(conn, ns, key, &token, &bytes, retention)
+            .complete_in(conn, ns, key, &claim, &bytes, retention)
             .await
     }
 
