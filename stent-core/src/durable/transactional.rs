@@ -151,7 +151,7 @@ enum Tried<R, E, A> {
 ///
 /// The transaction is the lease: there is no renewal, and a process that dies mid-call
 /// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
-/// key waits on the claim's row lock (at most the in-flight policy's wait, then
+/// key waits on the key's lock (at most the in-flight policy's wait, then
 /// [`ErrorKind::Busy`]) and replays once the first commits, or executes if it rolled back.
 /// A key held by a lease-mode caller is in flight as usual: `call` waits per the in-flight
 /// policy, with its transaction rolled back while it waits; `call_in` fails at once with
