@@ -3,7 +3,7 @@
 use super::*;
 
 /// How a call through the store ends: stent's own error outside, the function's inside.
-pub(super) type Served<T, E> = Result<std::result::Result<T, E>>;
+pub(super) type Served<T, E> = Result<Result<T, E>>;
 
 impl<A, R, E> Durable<A, R, E>
 where

@@ -451,7 +451,7 @@ impl<K> DurableBuilder<K> {
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
         F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
         self.wrap_with_context(move |args, _ctx| f(args))
     }
@@ -465,7 +465,7 @@ impl<K> DurableBuilder<K> {
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
         F: Fn(A, Execution) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
         let mut config = self.config;
         config.idempotent |= !config.cached;
@@ -489,7 +489,7 @@ impl<K> DurableBuilder<K> {
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type FingerprintFn<A> = Box<dyn Fn(&A) -> Result<String> + Send + Sync>;
-type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<std::result::Result<R, E>> + Send + Sync>;
+type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<Result<R, E>> + Send + Sync>;
 
 struct ErrorStorage<E> {
     pred: Box<dyn Fn(&E) -> bool + Send + Sync>,

@@ -68,11 +68,8 @@ pub trait OnConnection<C>: Send {
 
 /// The function a [`TxDurable`] runs: it writes through the connection it is given, which is
 /// inside the transaction that also records its result.
-type TxFunc<S, A, R, E> = Box<
-    dyn for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, std::result::Result<R, E>>
-        + Send
-        + Sync,
->;
+type TxFunc<S, A, R, E> =
+    Box<dyn for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>> + Send + Sync>;
 
 impl<K> DurableBuilder<K> {
     /// Wraps a function whose effects are writes to the database `store` keeps its records
@@ -92,7 +89,7 @@ impl<K> DurableBuilder<K> {
         A: Serialize + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
-        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, std::result::Result<R, E>>
+        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>>
             + Send
             + Sync
             + 'static,
@@ -124,7 +121,7 @@ impl<K> DurableBuilder<K> {
 /// What one try of a transactional call came to.
 enum Tried<R, E, A> {
     /// Executed, or a recorded result replayed.
-    Served(std::result::Result<Traced<R>, E>),
+    Served(Result<Traced<R>, E>),
     /// The function failed; its transaction was rolled back.
     Failed(E),
     /// Another caller holds the key; the arguments come back for the next try.
@@ -201,12 +198,12 @@ where
     }
 
     /// Runs the function in a transaction of its own, or returns the recorded result.
-    pub async fn call(&self, args: A) -> std::result::Result<R, Error<E>> {
+    pub async fn call(&self, args: A) -> Result<R, Error<E>> {
         self.call_traced(args).await.map(|t| t.value)
     }
 
     /// Like [`call`](Self::call), and also says how the call was served.
-    pub async fn call_traced(&self, args: A) -> std::result::Result<Traced<R>, Error<E>> {
+    pub async fn call_traced(&self, args: A) -> Result<Traced<R>, Error<E>> {
         let run = |key, args| self.run(key, args);
         self.durable.observed(args, run).await
     }
@@ -215,11 +212,7 @@ where
     /// under a savepoint, or returns the recorded result; the result commits when the
     /// caller commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`]
     /// error.
-    pub async fn call_in(
-        &self,
-        tx: &mut SqlConnection<S>,
-        args: A,
-    ) -> std::result::Result<R, Error<E>> {
+    pub async fn call_in(&self, tx: &mut SqlConnection<S>, args: A) -> Result<R, Error<E>> {
         let run = self
             .durable
             .observed(args, |key, args| self.run_in(tx, key, args));
