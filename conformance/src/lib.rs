@@ -195,6 +195,7 @@ macro_rules! transactional_tests {
     ($backend:ty, $factory:path) => {
         $crate::transactional_tests!(@cases $backend, $factory;
             transactional::transactional_call_commits_the_effect_and_the_record_together,
+            transactional::transactional_keys_with_quotes_and_backslashes_replay,
             transactional::transactional_function_error_rolls_back_its_writes_and_its_claim,
             transactional::transactional_terminal_error_is_recorded_without_the_writes,
             transactional::transactional_duplicates_wait_for_the_first_and_replay,

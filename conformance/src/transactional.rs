@@ -142,6 +142,26 @@ pub async fn transactional_call_commits_the_effect_and_the_record_together<X: Sq
     assert_eq!((ledger.runs(), ledger.effects().await), (1, vec![effect]));
 }
 
+/// Keys holding quotes, backslashes and what SQL quoting is made of run once and replay,
+/// each its own record.
+pub async fn transactional_keys_with_quotes_and_backslashes_replay<X: SqlBackend>(
+    store: X::Store,
+) {
+    let ledger = Ledger::<X>::new(store).await;
+    let post = ledger.post(WAIT, Duration::ZERO, None);
+    let accounts = ["it's", "back\\slash\\", "E'\\'", "$$'); --", "\\'\\''", "é\u{1F600}"];
+    for account in accounts {
+        let args = (account.to_owned(), 500);
+        let first = post.call_traced(args.clone()).await.expect("first call");
+        assert_eq!(first.outcome.status, Status::Executed, "{account}");
+        let again = post.call_traced(args).await.expect("replay");
+        assert_eq!(again.outcome.status, Status::Replayed, "{account}");
+        assert_eq!(again.value, first.value, "{account}");
+    }
+    assert_eq!(ledger.runs(), accounts.len() as u32);
+    assert_eq!(ledger.effects().await.len(), accounts.len());
+}
+
 /// A function error rolls back its writes and its claim: nothing is recorded and the next
 /// call runs as attempt 1.
 pub async fn transactional_function_error_rolls_back_its_writes_and_its_claim<X: SqlBackend>(
