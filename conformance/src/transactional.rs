@@ -144,12 +144,17 @@ pub async fn transactional_call_commits_the_effect_and_the_record_together<X: Sq
 
 /// Keys holding quotes, backslashes and what SQL quoting is made of run once and replay,
 /// each its own record.
-pub async fn transactional_keys_with_quotes_and_backslashes_replay<X: SqlBackend>(
-    store: X::Store,
-) {
+pub async fn transactional_keys_with_quotes_and_backslashes_replay<X: SqlBackend>(store: X::Store) {
     let ledger = Ledger::<X>::new(store).await;
     let post = ledger.post(WAIT, Duration::ZERO, None);
-    let accounts = ["it's", "back\\slash\\", "E'\\'", "$$'); --", "\\'\\''", "é\u{1F600}"];
+    let accounts = [
+        "it's",
+        "back\\slash\\",
+        "E'\\'",
+        "$$'); --",
+        "\\'\\''",
+        "é\u{1F600}",
+    ];
     for account in accounts {
         let args = (account.to_owned(), 500);
         let first = post.call_traced(args.clone()).await.expect("first call");

@@ -29,8 +29,6 @@ pub(crate) struct Table {
     pub(crate) sql: String,
     /// The claim function, quoted: the write half of a claim.
     pub(crate) claim: String,
-    /// The hold function, quoted: a transactional call's claim (see [`key_lock`]).
-    pub(crate) hold: String,
     /// Creates the table, its index and its claim function, where they are missing.
     create: String,
     /// An SQL expression, true when the table, its index and its claim function all exist.
@@ -48,9 +46,7 @@ impl Table {
         let t = qualify(&name);
         // The layout version is part of the name: a database holding an older function of
         // another shape gets the current one created beside it instead of a failing claim.
-        let f = qualify(&format!("{name}_claim_v3"));
-        let hold = qualify(&format!("{name}_hold_v3"));
-        let lock = key_lock(&format!("{}.{name}", schema.unwrap_or_default()));
+        let f = qualify(&format!("{name}_claim_v2"));
         let create = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
@@ -73,10 +69,9 @@ impl Table {
                  WHERE expires_at IS NOT NULL"
             ),
             // Absent, expired or lapsed → taken, decided again on the row it locks (ON
-            // CONFLICT's WHERE sees the latest committed version), after waiting for a
-            // transactional call that holds the key. Returns the new attempt number, or
-            // NULL when another claim got there first. PL/pgSQL keeps its plan for the
-            // session.
+            // CONFLICT's WHERE sees the latest committed version). Returns the new attempt
+            // number, or NULL when another claim got there first. PL/pgSQL keeps its plan
+            // for the session.
             format!(
                 "CREATE OR REPLACE FUNCTION {f}(
     k text, tok text, lease_ms bigint, fp text, fname text, ver text
@@ -84,7 +79,6 @@ impl Table {
 DECLARE
     taken integer;
 BEGIN
-    PERFORM {lock};
     INSERT INTO {t} AS r (key, state, lease_token, lease_expires_at, attempt,
                          fingerprint, function, version, created_at)
     VALUES (k, 'in_progress', tok, now() + lease_ms::int8 * interval '1 millisecond', 1, fp,
@@ -103,56 +97,20 @@ BEGIN
 END
 $claim$"
             ),
-            // A transactional call's claim: the key's lock, then the record as the claim's
-            // first branch reads it (a fresh snapshot, taken after the lock), or else a row
-            // of NULLs but for the lease and the attempt the call runs as.
-            format!(
-                "CREATE OR REPLACE FUNCTION {hold}(k text, lease_ms bigint)
-RETURNS SETOF {t} LANGUAGE plpgsql VOLATILE AS $hold$
-DECLARE
-    r {t}%ROWTYPE;
-BEGIN
-    PERFORM {lock};
-    SELECT * INTO r FROM {t} WHERE key = k;
-    IF FOUND AND (r.expires_at IS NULL OR r.expires_at > now())
-       AND (r.state = 'completed' OR r.lease_expires_at > now()) THEN
-        RETURN NEXT r;
-    ELSE
-        RETURN NEXT ROW(NULL, NULL, NULL, NULL,
-            now() + lease_ms::int8 * interval '1 millisecond',
-            CASE WHEN r.key IS NULL OR r.expires_at <= now() THEN 1 ELSE r.attempt + 1 END,
-            NULL, NULL, NULL, NULL, NULL, NULL)::{t};
-    END IF;
-END
-$hold$"
-            ),
         ]
         .join(";\n");
         Table {
             shown: schema.map_or_else(|| name.clone(), |s| format!("{s}.{name}")),
             exists: format!(
                 "to_regclass('{t}') IS NOT NULL AND to_regclass('{}') IS NOT NULL \
-                 AND to_regprocedure('{f}(text, text, bigint, text, text, text)') IS NOT NULL \
-                 AND to_regprocedure('{hold}(text, bigint)') IS NOT NULL",
+                 AND to_regprocedure('{f}(text, text, bigint, text, text, text)') IS NOT NULL",
                 qualify(&index)
             ),
             sql: t,
             claim: f,
-            hold,
             create,
         }
     }
-}
-
-/// The lock a transactional call holds on a key until its transaction ends, and that a
-/// lease-mode claim takes before writing: `pg_advisory_xact_lock` on a 64-bit hash of the key,
-/// seeded with the table's name so that the same key in two tables is two locks. A
-/// transactional call writes its record only at the end, in one `INSERT`; this lock is what
-/// makes a concurrent caller of the key wait for it meanwhile.
-fn key_lock(table: &str) -> String {
-    let seed = i64::from_str_radix(&stent_core::key::sha256_hex(table.as_bytes())[..15], 16);
-    let seed = seed.expect("hex digits");
-    format!("pg_advisory_xact_lock(hashtextextended(k, {seed}))")
 }
 
 /// What `migrate` runs, in one transaction, when something is missing: an advisory lock that

@@ -288,8 +288,19 @@ impl PostgresStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(fail)?;
-            if let Some(outcome) = claimed(&row, fail)? {
-                return Ok(outcome);
+            if !row.try_get_raw("state").map_err(fail)?.is_null() {
+                let record = decode(&row)?;
+                return Ok(match record.state {
+                    RecordState::Completed => ClaimOutcome::Completed(record),
+                    RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
+            }
+            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
+                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                    lease_expires_at: until.0,
+                });
             }
         }
         Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
@@ -500,27 +511,6 @@ where
 }
 
 /// The record in a row of [`COLUMNS`].
-/// What a claim's row says (the claim's and the hold function's alike): a record that stands
-/// (its `state` set), the attempt this claim took (`state` NULL), or nothing: another claim
-/// got there first.
-fn claimed(row: &PgRow, fail: impl Fn(sqlx::Error) -> Error) -> Result<Option<ClaimOutcome>> {
-    if !row.try_get_raw("state").map_err(&fail)?.is_null() {
-        let record = decode(row)?;
-        return Ok(Some(match record.state {
-            RecordState::Completed => ClaimOutcome::Completed(record),
-            RecordState::InProgress => ClaimOutcome::InFlight(record),
-        }));
-    }
-    let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(&fail)? else {
-        return Ok(None);
-    };
-    let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
-    Ok(Some(ClaimOutcome::Acquired {
-        attempt: u32::try_from(attempt).unwrap_or(1),
-        lease_expires_at: until.0,
-    }))
-}
-
 fn decode(row: &PgRow) -> Result<Record> {
     let key: &str = row.try_get("key").map_err(|e| {
         let message = format!("stored record's column `key` has the wrong type: {e}");
@@ -753,9 +743,6 @@ impl SqlStore for PostgresStore {
         format!("BEGIN; SET LOCAL lock_timeout = {ms}")
     }
 
-    /// `SELECT * FROM {table}_hold_v3($1, $2)`: the key's lock (a concurrent call of the key
-    /// waits for this transaction), then the record, read as a claim's first branch reads
-    /// it. Nothing is written until [`complete_in`](SqlStore::complete_in).
     async fn claim_in(
         &self,
         conn: &mut PgConnection,
@@ -763,59 +750,19 @@ impl SqlStore for PostgresStore {
         key: &str,
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome> {
-        check_key(key)?;
-        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
-        let hold = AssertSqlSafe(format!("SELECT * FROM {}($1, $2)", self.t(ns).hold));
-        let row = sqlx::query(hold)
-            .bind(key)
-            .bind(millis(claim.lease))
-            .fetch_one(conn)
-            .await
-            .map_err(fail)?;
-        let outcome = claimed(&row, fail)?;
-        Ok(outcome.expect("the hold function returns an attempt when no record stands"))
+        self.claim_on(conn, ns, key, claim).await
     }
 
-    /// The record, written whole in one `INSERT … ON CONFLICT (key) DO UPDATE … WHERE <expired
-    /// or lapsed>`: the claim wrote nothing, and a record another caller completed meanwhile
-    /// (a lapsed lease's owner finishing) is lost to this call, which rolls back.
     async fn complete_in(
         &self,
         conn: &mut PgConnection,
         ns: Namespace,
         key: &str,
-        claim: &Claim<'_>,
+        token: &LeaseToken,
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_key(key)?;
-        check_value_len(&CAPABILITIES, key, value)?;
-        let done = sqlx::query(sql!(self.t(ns) =>
-            "INSERT INTO {t} AS r (key, state, value, attempt, fingerprint, function, version, \
-                 created_at, completed_at, expires_at) \
-             VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
-                 now() + $6::int8 * interval '1 millisecond') \
-             ON CONFLICT (key) DO UPDATE SET \
-                 attempt = CASE WHEN r.expires_at <= now() THEN 1 ELSE r.attempt + 1 END, \
-                 created_at = CASE WHEN r.expires_at <= now() THEN now() ELSE r.created_at END, \
-                 state = 'completed', value = $2, lease_token = NULL, lease_expires_at = NULL, \
-                 fingerprint = $3, function = $4, version = $5, completed_at = now(), \
-                 expires_at = excluded.expires_at \
-             WHERE r.expires_at <= now() OR (r.state = 'in_progress' \
-                 AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))"))
-        .bind(key)
-        .bind(value)
-        .bind(claim.meta.fingerprint)
-        .bind(claim.meta.function)
-        .bind(claim.meta.version)
-        .bind(ttl.map(millis))
-        .execute(conn)
-        .await
-        .map_err(self.fail("complete", Some(key)))?;
-        match done.rows_affected() {
-            1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
+        self.complete_on(conn, ns, key, token, value, ttl).await
     }
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {

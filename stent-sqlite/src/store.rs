@@ -484,11 +484,11 @@ impl SqlStore for SqliteStore {
         conn: &mut SqliteConnection,
         ns: Namespace,
         key: &str,
-        claim: &Claim<'_>,
+        token: &LeaseToken,
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let q = self.complete_stmt(ns, key, claim.token, value, ttl)?;
+        let q = self.complete_stmt(ns, key, token, value, ttl)?;
         match q
             .execute(conn)
             .await

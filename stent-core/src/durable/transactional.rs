@@ -34,8 +34,7 @@ pub trait SqlStore: ResultStore + Clone {
     /// waits at most `lock_wait` for a lock another transaction holds.
     fn begin_statement(&self, lock_wait: Duration) -> String;
 
-    /// Claims `key` inside the transaction on `conn`, as [`ResultStore::claim`] decides: a
-    /// concurrent call of the key waits for this transaction to end.
+    /// [`ResultStore::claim`], sent on `conn` inside its transaction.
     async fn claim_in(
         &self,
         conn: &mut SqlConnection<Self>,
@@ -44,14 +43,13 @@ pub trait SqlStore: ResultStore + Clone {
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome>;
 
-    /// Records `value` as the result of the call that `claim_in` acquired the key for with
-    /// `claim`, on `conn` inside the same transaction.
+    /// [`ResultStore::complete`], sent on `conn` inside its transaction.
     async fn complete_in(
         &self,
         conn: &mut SqlConnection<Self>,
         ns: Namespace,
         key: &str,
-        claim: &Claim<'_>,
+        token: &LeaseToken,
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()>;
@@ -148,7 +146,7 @@ enum Tried<R, E, A> {
 ///
 /// The transaction is the lease: there is no renewal, and a process that dies mid-call
 /// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
-/// key waits on the key's lock (at most the in-flight policy's wait, then
+/// key waits on the claim's row lock (at most the in-flight policy's wait, then
 /// [`ErrorKind::Busy`]) and replays once the first commits, or executes if it rolled back.
 /// A key held by a lease-mode caller is in flight as usual: `call` waits per the in-flight
 /// policy, with its transaction rolled back while it waits; `call_in` fails at once with
@@ -322,7 +320,7 @@ where
         let bytes = codec::encode_value(&value)?;
         let retention = d.inner.config.retention;
         (self.store)
-            .complete_in(&mut tx, ns, key, &claim, &bytes, retention)
+            .complete_in(&mut tx, ns, key, &token, &bytes, retention)
             .await?;
         self.commit(tx, key).await?;
         let traced = Traced::new(value, Status::Executed, attempt, key.to_owned());
@@ -348,7 +346,7 @@ where
         };
         let retention = self.durable.inner.config.retention;
         (self.store)
-            .complete_in(conn, ns, key, &claim, &bytes, retention)
+            .complete_in(conn, ns, key, &token, &bytes, retention)
             .await
     }
 

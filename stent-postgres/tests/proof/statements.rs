@@ -133,14 +133,12 @@ async fn claim_on_a_completed_or_in_flight_key_takes_no_row_lock() {
 fn operation(sql: &str) -> &'static str {
     match sql.split_whitespace().next().unwrap_or_default() {
         "(SELECT" if sql.contains("UNION ALL") => "claim",
-        "SELECT" if sql.contains("_hold_v3") => "claim",
         "BEGIN;" => "begin",
         "COMMIT" => "commit",
         "ROLLBACK" => "rollback",
         "INSERT" if sql.contains("sends_effects") => "effect",
         "SELECT" => "get",
         "UPDATE" if sql.contains("state = 'completed'") => "complete",
-        "INSERT" if sql.contains("r.attempt + 1") => "complete",
         "UPDATE" => "renew",
         "INSERT" => "put",
         "DELETE" => "delete",
@@ -561,8 +559,8 @@ async fn every_namespace_has_its_own_table_and_clearing_one_leaves_the_others() 
     }
 }
 
-/// A transactional call of a key another transactional call holds waits on the key's lock at
-/// most its in-flight wait (`SET LOCAL lock_timeout`), then fails with `Busy`; a
+/// A transactional call of a key another transactional call holds waits on the claim's row
+/// lock at most its in-flight wait (`SET LOCAL lock_timeout`), then fails with `Busy`; a
 /// replay of the same key afterwards gets the first call's result.
 #[tokio::test]
 async fn a_transactional_duplicate_waits_at_most_its_lock_timeout() {
