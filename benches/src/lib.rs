@@ -33,21 +33,18 @@ pub type Fun = Durable<Args, String, Infallible>;
 /// Under sqlx's default (`prefer`) the store would encrypt each round trip against a server
 /// with TLS on, and a ratio would compare TLS with plaintext.
 pub fn env_url(var: &str) -> String {
-    match std::env::var(var) {
-        Ok(url)
-            if var == "STENT_POSTGRES_URL"
-                && !url.trim().is_empty()
-                && !url.contains("sslmode=") =>
-        {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{}{sep}sslmode=disable", url.trim())
-        }
+    let url = match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
         _ => panic!(
             "{var} is not set: run scripts/bench (it starts the servers and sets {var}), \
              or set it to the server to benchmark"
         ),
+    };
+    if var != "STENT_POSTGRES_URL" || url.contains("sslmode=") {
+        return url;
     }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=disable")
 }
 
 /// The runtime every bench runs on: two workers, as many as the benchmark machine's cores;
