@@ -62,7 +62,7 @@ enum Source {
 
 /// What `Debug` does not show: credentials, and what may hold them.
 #[derive(Clone)]
-struct Hidden<T>(T);
+pub(crate) struct Hidden<T>(pub(crate) T);
 
 impl<T> fmt::Debug for Hidden<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,8 +222,6 @@ impl DynamoDbStoreBuilder {
     /// [Configuration](crate#configuration). Sends no request unless told to
     /// [create the table](Self::create_tables).
     pub async fn build(self) -> Result<DynamoDbStore> {
-        // `credentials`: those the client signs with, to resolve now (`None`: a client
-        // given as is keeps its own, unchecked).
         let (client, endpoint, credentials) = match &self.source {
             Source::Client(client) => (client.0.clone(), None, None),
             Source::SdkConfig(sdk) => self.configure(&sdk.0),
