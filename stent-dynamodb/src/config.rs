@@ -253,11 +253,9 @@ impl DynamoDbStoreBuilder {
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         } else if self.endpoint_url.is_some() {
-            loader = loader.region(
-                RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                    .or_else(ProfileFileRegionProvider::new())
-                    .or_else(Region::from_static(LOCAL_REGION)),
-            );
+            let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new());
+            let region = region.or_else(ProfileFileRegionProvider::new());
+            loader = loader.region(region.or_else(Region::from_static(LOCAL_REGION)));
         }
         loader.load().await
     }
