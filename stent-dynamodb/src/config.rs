@@ -62,7 +62,7 @@ enum Source {
 
 /// What `Debug` does not show: credentials, and what may hold them.
 #[derive(Clone)]
-struct Hidden<T>(T);
+pub(crate) struct Hidden<T>(pub(crate) T);
 
 impl<T> fmt::Debug for Hidden<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,8 +222,6 @@ impl DynamoDbStoreBuilder {
     /// [Configuration](crate#configuration). Sends no request unless told to
     /// [create the table](Self::create_tables).
     pub async fn build(self) -> Result<DynamoDbStore> {
-        // `credentials`: those the client signs with, to resolve now (`None`: a client
-        // given as is keeps its own, unchecked).
         let (client, endpoint, credentials) = match &self.source {
             Source::Client(client) => (client.0.clone(), None, None),
             Source::SdkConfig(sdk) => self.configure(&sdk.0),
@@ -255,11 +253,9 @@ impl DynamoDbStoreBuilder {
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         } else if self.endpoint_url.is_some() {
-            loader = loader.region(
-                RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                    .or_else(ProfileFileRegionProvider::new())
-                    .or_else(Region::from_static(LOCAL_REGION)),
-            );
+            let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new());
+            let region = region.or_else(ProfileFileRegionProvider::new());
+            loader = loader.region(region.or_else(Region::from_static(LOCAL_REGION)));
         }
         loader.load().await
     }

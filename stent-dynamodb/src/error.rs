@@ -66,14 +66,8 @@ pub(crate) fn convert<E: OpError>(
         SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() || f.as_other().is_some() => {
             (Unavailable, "cannot reach the endpoint")
         }
-        SdkError::DispatchFailure(_) => (
-            Config,
-            "could not send the request (credentials, region or endpoint?)",
-        ),
-        SdkError::ResponseError(_) => (
-            Unavailable,
-            "unreadable answer (is it a DynamoDB endpoint?)",
-        ),
+        SdkError::DispatchFailure(_) => (Config, "cannot send (credentials, region or endpoint?)"),
+        SdkError::ResponseError(_) => (Unavailable, "unreadable answer (not a DynamoDB endpoint?)"),
         SdkError::ConstructionFailure(_) => (Config, "could not build the request"),
         _ => (Store, "failed"),
     };

@@ -26,12 +26,10 @@ pub const ENV_URL: &str = "STENT_DYNAMODB_URL";
 /// The environment variable [`DynamoDbStore::from_env`] reads the table name from.
 pub const ENV_TABLE: &str = "STENT_DYNAMODB_TABLE";
 
-/// The largest value stored: DynamoDB's 400 KB item limit, less 8 KiB for the key and the
-/// other attributes of the item.
+/// The largest value stored: DynamoDB's 400 KB item limit less 8 KiB for the other attributes.
 pub const MAX_VALUE_LEN: usize = 400 * 1024 - 8 * 1024;
 
-/// DynamoDB's limit on a partition key value, in bytes: a store's key limit is this less its
-/// key prefix and namespace.
+/// DynamoDB's partition key limit (bytes): a store's key limit is this less prefix and namespace.
 pub const MAX_PARTITION_KEY_LEN: usize = 2048;
 
 /// The attribute (epoch seconds) [`DynamoDbStore::migrate`] enables DynamoDB's TTL on.

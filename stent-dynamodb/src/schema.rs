@@ -27,28 +27,22 @@ pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub(crate) fn b(v: &[u8]) -> AttributeValue {
-    AttributeValue::B(Blob::new(v))
-}
+/// Attributes or `:placeholders` with their values.
+pub(crate) trait Pairs: IntoIterator<Item = (&'static str, AttributeValue)> {}
+
+impl<T: IntoIterator<Item = (&'static str, AttributeValue)>> Pairs for T {}
 
 /// A map of these attributes or values.
-pub(crate) fn map<'a>(pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>) -> Item {
+pub(crate) fn map(pairs: impl Pairs) -> Item {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// An item of `pairs` and of the metadata `meta` carries.
-fn item<'a>(
-    pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>,
-    meta: &RecordMeta<'_>,
-) -> Item {
-    let meta = [
-        ("function", meta.function),
-        ("version", meta.version),
-        ("fingerprint", meta.fingerprint),
-    ];
-    map(pairs
-        .into_iter()
-        .chain(meta.into_iter().filter_map(|(k, v)| Some((k, s(v?))))))
+/// An item of `pairs` and of the metadata `m` carries.
+fn item(pairs: impl Pairs, m: &RecordMeta<'_>) -> Item {
+    let names = ["function", "version", "fingerprint"];
+    let meta = names.iter().zip([m.function, m.version, m.fingerprint]);
+    let meta = meta.filter_map(|(k, v)| Some((*k, s(v?))));
+    map(pairs.into_iter().chain(meta))
 }
 
 /// Epoch seconds for the `ttl` attribute, rounded up so that DynamoDB never deletes a record
@@ -109,14 +103,9 @@ pub(crate) fn claim_condition(lapsed: Option<&Record>, now: Timestamp) -> (Strin
 }
 
 /// The values of [`OWNED_CONDITION`] for `token`, and `more`.
-pub(crate) fn owned<'a>(
-    token: &LeaseToken,
-    more: impl IntoIterator<Item = (&'a str, AttributeValue)>,
-) -> Item {
-    let owner = [
-        (":token", s(token.as_str())),
-        (":in_progress", s("in_progress")),
-    ];
+pub(crate) fn owned(token: &LeaseToken, more: impl Pairs) -> Item {
+    let token = (":token", s(token.as_str()));
+    let owner = [token, (":in_progress", s("in_progress"))];
     map(owner.into_iter().chain(more))
 }
 
@@ -129,7 +118,7 @@ pub(crate) fn complete_update(
     expires: Option<Timestamp>,
 ) -> (String, Item) {
     let mut set = "#state = :completed, #value = :value, #completed_ms = :now".to_owned();
-    let mut values = owned(token, [(":value", b(value))]);
+    let mut values = owned(token, [(":value", AttributeValue::B(Blob::new(value)))]);
     values.insert(":completed".to_owned(), s("completed"));
     values.insert(":now".to_owned(), n(now.as_millis()));
     if let Some(expires) = expires {
@@ -151,7 +140,7 @@ pub(crate) fn put_item(
     let pairs = [
         ("pk", pk),
         ("state", s("completed")),
-        ("value", b(value)),
+        ("value", AttributeValue::B(Blob::new(value))),
         ("attempt", n(1)),
         ("created_ms", n(now.as_millis())),
         ("completed_ms", n(now.as_millis())),

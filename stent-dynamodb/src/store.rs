@@ -1,16 +1,15 @@
 //! [`ResultStore`] for DynamoDB: each operation sends what the crate docs' table lists.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata as _};
-use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder as DeleteItem;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
     ReturnValuesOnConditionCheckFailure::AllOld, ScalarAttributeType, TableStatus,
@@ -23,7 +22,7 @@ use stent_core::{
     Page, Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
 
-use crate::config::{self, DynamoDbStoreBuilder};
+use crate::config::{self, DynamoDbStoreBuilder, Hidden};
 use crate::error::{applied, convert};
 use crate::schema::{self, Item, OWNED_CONDITION, map, n, names, s};
 
@@ -38,13 +37,14 @@ const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A [`ResultStore`] in one DynamoDB table, one item per record (the crate docs show the item
 /// and what each operation sends). Cheap to clone: clones share the SDK client.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoDbStore {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
-    client: Client,
+    client: Hidden<Client>,
     table: String,
     key_prefix: String,
     /// The endpoint override, or a description of the AWS endpoint, for error messages.
@@ -52,17 +52,6 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Each namespace's partition-key prefix, by [`Namespace`] order.
     ns_prefixes: [String; Namespace::ALL.len()],
-}
-
-impl fmt::Debug for DynamoDbStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DynamoDbStore")
-            .field("table", &self.inner.table)
-            .field("key_prefix", &self.inner.key_prefix)
-            .field("endpoint", &self.inner.endpoint)
-            .field("clock", &self.inner.clock)
-            .finish()
-    }
 }
 
 impl DynamoDbStore {
@@ -76,7 +65,7 @@ impl DynamoDbStore {
             prefix => format!("{prefix}#{ns}#"),
         });
         let inner = Arc::new(Inner {
-            client,
+            client: Hidden(client),
             table: b.table,
             key_prefix: b.key_prefix,
             endpoint,
@@ -112,7 +101,7 @@ impl DynamoDbStore {
 
     /// The SDK client, for your own requests against the table.
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        &self.inner.client.0
     }
 
     /// The table.
@@ -141,16 +130,15 @@ impl DynamoDbStore {
     pub async fn migrate(&self) -> Result<()> {
         let (client, table, endpoint) = (self.client(), self.table(), self.endpoint());
         let pk = AttributeDefinition::builder().attribute_name("pk");
+        let pk = built(pk.attribute_type(ScalarAttributeType::S).build())?;
         let hash = KeySchemaElement::builder().attribute_name("pk");
-        let created = client
+        let hash = built(hash.key_type(KeyType::Hash).build())?;
+        let create = client
             .create_table()
             .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(built(pk.attribute_type(ScalarAttributeType::S).build())?)
-            .key_schema(built(hash.key_type(KeyType::Hash).build())?)
-            .send()
-            .await;
-        match created {
+            .key_schema(hash.clone());
+        let create = create.attribute_definitions(pk.clone());
+        match create.billing_mode(BillingMode::PayPerRequest).send().await {
             Ok(_) => tracing::info!(%table, %endpoint, "created DynamoDB table"),
             // It exists already, or another process created it first.
             Err(e) if e.code() == Some("ResourceInUseException") => {}
@@ -164,14 +152,11 @@ impl DynamoDbStore {
                 Err(e) if e.code() == Some("ResourceNotFoundException") => None,
                 Err(e) => return Err(convert(e, self, "describe_table", None)),
             };
-            if let Some(described) = described {
-                let key: Vec<String> = (described.key_schema().iter())
-                    .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
-                    .collect();
-                let pk_is_string = (described.attribute_definitions().iter()).any(|d| {
-                    d.attribute_name() == "pk" && d.attribute_type() == &ScalarAttributeType::S
-                });
-                if key != ["pk (HASH)"] || !pk_is_string {
+            if let Some(t) = described {
+                if t.key_schema() != [hash.clone()] || !t.attribute_definitions().contains(&pk) {
+                    let key =
+                        |k: &KeySchemaElement| format!("{} ({})", k.attribute_name(), k.key_type());
+                    let key: Vec<_> = t.key_schema().iter().map(key).collect();
                     return Err(Error::config(format!(
                         "DynamoDB table {table:?} at {endpoint} has key schema [{}]; stent needs \
                          a table whose only key is the partition key \"pk\" of type string \
@@ -179,7 +164,7 @@ impl DynamoDbStore {
                         key.join(", ")
                     )));
                 }
-                if described.table_status() != Some(&TableStatus::Creating) {
+                if t.table_status() != Some(&TableStatus::Creating) {
                     break;
                 }
             }
@@ -200,9 +185,7 @@ impl DynamoDbStore {
         let on = [TimeToLiveStatus::Enabled, TimeToLiveStatus::Enabling];
         if let Some(ttl) = ttl.time_to_live_description()
             && let Some(attribute) = ttl.attribute_name()
-            && ttl
-                .time_to_live_status()
-                .is_some_and(|status| on.contains(status))
+            && ttl.time_to_live_status().is_some_and(|s| on.contains(s))
         {
             if attribute != crate::TTL_ATTRIBUTE {
                 tracing::warn!(
@@ -215,13 +198,9 @@ impl DynamoDbStore {
             return Ok(());
         }
         let spec = TimeToLiveSpecification::builder().attribute_name(crate::TTL_ATTRIBUTE);
-        let out = client
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(built(spec.enabled(true).build())?)
-            .send()
-            .await;
-        match out {
+        let spec = built(spec.enabled(true).build())?;
+        let update = client.update_time_to_live().table_name(table);
+        match update.time_to_live_specification(spec).send().await {
             Ok(_) => Ok(()),
             // A concurrent migrate enabled it first.
             Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
@@ -240,12 +219,7 @@ impl DynamoDbStore {
     }
 
     /// A `DeleteItem` of partition key `pk` under `condition`, whose placeholders `values` fill.
-    fn delete_if(
-        &self,
-        pk: AttributeValue,
-        condition: &str,
-        values: Option<Item>,
-    ) -> DeleteItemFluentBuilder {
+    fn delete_if(&self, pk: AttributeValue, condition: &str, values: Option<Item>) -> DeleteItem {
         self.client()
             .delete_item()
             .table_name(self.table())
@@ -255,23 +229,16 @@ impl DynamoDbStore {
             .set_expression_attribute_values(values)
     }
 
-    /// An `UpdateItem` of `key` under [`OWNED_CONDITION`], whose placeholders `values` fill.
-    fn update_owned(
-        &self,
-        ns: Namespace,
-        key: &str,
-        update: &str,
-        values: Item,
-    ) -> Result<UpdateItemFluentBuilder> {
-        Ok(self
-            .client()
+    /// An `UpdateItem` of `pk` under [`OWNED_CONDITION`], whose placeholders `values` fill.
+    fn update_owned(&self, pk: AttributeValue, update: &str, values: Item) -> UpdateItem {
+        self.client()
             .update_item()
             .table_name(self.table())
-            .key("pk", self.pk(ns, key)?)
+            .key("pk", pk)
             .update_expression(update)
             .condition_expression(OWNED_CONDITION)
             .set_expression_attribute_names(Some(names(&[update, OWNED_CONDITION])))
-            .set_expression_attribute_values(Some(values)))
+            .set_expression_attribute_values(Some(values))
     }
 
     /// Every item matching `filter`, across all pages of a consistent `Scan`.
@@ -325,22 +292,17 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        let Inner { client, table, .. } = &*self.inner;
         let now = self.inner.clock.now();
-        let out = client
-            .get_item()
-            .table_name(table)
-            .key("pk", self.pk(ns, key)?)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| convert(e, self, "get_item", Some(key)))?;
+        let get = self.client().get_item().table_name(self.table());
+        let get = get.key("pk", self.pk(ns, key)?).consistent_read(true);
+        let out = get.send().await;
+        let out = out.map_err(|e| convert(e, self, "get_item", Some(key)))?;
         let record = out.item.as_ref().map(|item| schema::decode(item, key));
         Ok(record.transpose()?.filter(|r| !r.is_expired(now)))
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        let Inner { client, table, .. } = &*self.inner;
+        let (client, table) = (self.client(), self.table());
         let pk = self.pk(ns, key)?;
         // The lapsed lease the next write takes over; `None`: a fresh claim.
         let mut lapsed: Option<Record> = None;
@@ -402,7 +364,7 @@ impl ResultStore for DynamoDbStore {
     ) -> Result<Timestamp> {
         let until = self.inner.clock.now().add(lease);
         let values = schema::owned(token, [(":until", n(until.as_millis()))]);
-        let update = self.update_owned(ns, key, "SET #lease_expires_ms = :until", values)?;
+        let update = self.update_owned(self.pk(ns, key)?, "SET #lease_expires_ms = :until", values);
         let renewed = applied(update.send().await, self, "renew (update_item)", Some(key))?;
         let lost = || Error::lease_lost(key);
         renewed.then_some(until).ok_or_else(lost)
@@ -419,12 +381,9 @@ impl ResultStore for DynamoDbStore {
         check_value_len(&self.capabilities(), key, value)?;
         let now = self.inner.clock.now();
         let (update, values) = schema::complete_update(token, value, now, ttl.map(|t| now.add(t)));
-        let update = self.update_owned(ns, key, &update, values)?;
-        let out = update
-            .return_values_on_condition_check_failure(AllOld)
-            .send()
-            .await;
-        let standing = match out {
+        let req = self.update_owned(self.pk(ns, key)?, &update, values);
+        let out = req.return_values_on_condition_check_failure(AllOld).send();
+        let standing = match out.await {
             Ok(_) => return Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
@@ -457,18 +416,13 @@ impl ResultStore for DynamoDbStore {
         ttl: Option<Duration>,
         meta: RecordMeta<'_>,
     ) -> Result<()> {
-        let Inner { client, table, .. } = &*self.inner;
         check_value_len(&self.capabilities(), key, value)?;
         let now = self.inner.clock.now();
         let expires = ttl.map(|t| now.add(t));
         let item = schema::put_item(self.pk(ns, key)?, value, now, expires, &meta);
-        client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| convert(e, self, "put (put_item)", Some(key)))?;
+        let put = self.client().put_item().table_name(self.table());
+        let out = put.set_item(Some(item)).send().await;
+        out.map_err(|e| convert(e, self, "put (put_item)", Some(key)))?;
         Ok(())
     }
 
@@ -501,7 +455,7 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let Inner { client, table, .. } = &*self.inner;
+        let (client, table) = (self.client(), self.table());
         let pks = self.scan_keys(ns, None).await?;
         let fail = |e| convert(e, self, "clear (batch_write_item)", None);
         for chunk in pks.chunks(BATCH_LEN) {
