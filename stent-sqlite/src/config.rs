@@ -135,10 +135,10 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Size of the connection pool that transactional calls and your own queries run on
-    /// (default 8). The store's writes run on one more connection of its own, one at a time
-    /// (SQLite serializes writes anyway), and its reads on connections of their own, one
-    /// per thread reading at once.
+    /// Size of the connection pool your own queries run on (default 8). The store's writes
+    /// and transactional calls run on one more connection of its own, one at a time (SQLite
+    /// serializes writes anyway), and its reads on connections of their own, one per thread
+    /// reading at once.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self
