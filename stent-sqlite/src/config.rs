@@ -138,11 +138,8 @@ impl SqliteStoreBuilder {
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_';
-        let valid = prefix.is_empty()
-            || (prefix.len() <= MAX_PREFIX_LEN
-                && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-                && prefix.chars().all(allowed));
-        if !valid {
+        let non_letter_first = prefix.starts_with(|c: char| !c.is_ascii_alphabetic());
+        if non_letter_first || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
             return Err(Error::config(format!(
                 "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, \
                  digits or '_', at most {MAX_PREFIX_LEN} characters"

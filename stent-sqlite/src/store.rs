@@ -324,11 +324,11 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `read` on one of the store's read connections, on the calling task, opening
-    /// one when none is idle: a point read by primary key takes SQLite about a microsecond
-    /// and in WAL mode never waits for a writer (only for a crashed writer's recovery,
-    /// bounded by the busy timeout), while handing it to a connection's thread and back, as
-    /// sqlx does, cost 18–36 × the read itself (the benches' `interleaved limits`).
+    /// Runs `read` on the calling task, on one of the store's read connections (opened when
+    /// none is idle): a point read takes SQLite about a microsecond and in WAL mode never
+    /// waits for a writer (bar a crashed one's recovery, within the busy timeout), while
+    /// handing it to a connection's thread and back, as sqlx does, cost 18–36 × the read
+    /// itself (the benches' `interleaved limits`).
     fn on_reader<T>(
         &self,
         what: &str,
