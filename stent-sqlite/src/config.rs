@@ -64,11 +64,42 @@ impl Default for SqliteStoreBuilder {
     }
 }
 
+/// Setters that take any value: `name(arg: type) => field = value;`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $field:ident = $value:expr;)+) => {
+        $($(#[$doc])* pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = $value;
+            self
+        })+
+    };
+}
+
 impl SqliteStoreBuilder {
-    /// The database file (created if missing). Default `stent.db`.
-    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
-        self.path = path.as_ref().to_path_buf();
-        self
+    setters! {
+        /// The database file (created if missing). Default `stent.db`.
+        path(path: impl AsRef<Path>) => path = path.as_ref().to_path_buf();
+
+        /// How durable each commit is (default [`Durability::Normal`]).
+        durability(durability: Durability) => durability = durability;
+
+        /// How long a statement waits for a write lock held by another process, or by a
+        /// connection of your own on the [pool](SqliteStore::pool) (default 5 s). The store's
+        /// own writes never wait for each other here: they queue in the store.
+        busy_timeout(timeout: Duration) => busy_timeout = timeout;
+
+        /// Size of the connection pool your own queries run on (default 8). The store's
+        /// writes and transactional calls run on one more connection of its own, one at a
+        /// time (SQLite serializes writes anyway), and its reads on connections of their own,
+        /// one per thread reading at once.
+        max_connections(n: u32) => max_connections = n.max(1);
+
+        /// The clock leases and expiry are decided by (default: the system clock).
+        clock(clock: impl Clock) => clock = Arc::new(clock);
+
+        /// Whether [`build`](Self::build) creates missing tables and checks existing ones
+        /// (default `true`). Turn it off when the tables are created elsewhere, e.g. by
+        /// [`SqliteStore::migrate`]; an operation on a missing table then fails with an error.
+        create_tables(yes: bool) => create_tables = yes;
     }
 
     /// The database file and table prefix a URL names: `sqlite://path/to/file.db`
@@ -107,11 +138,8 @@ impl SqliteStoreBuilder {
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_';
-        let valid = prefix.is_empty()
-            || (prefix.len() <= MAX_PREFIX_LEN
-                && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-                && prefix.chars().all(allowed));
-        if !valid {
+        let non_letter_first = prefix.starts_with(|c: char| !c.is_ascii_alphabetic());
+        if non_letter_first || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
             return Err(Error::config(format!(
                 "invalid table prefix {prefix:?}: use an ASCII letter followed by letters, \
                  digits or '_', at most {MAX_PREFIX_LEN} characters"
@@ -119,43 +147,6 @@ impl SqliteStoreBuilder {
         }
         self.table_prefix = prefix;
         Ok(self)
-    }
-
-    /// How durable each commit is (default [`Durability::Normal`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// How long a statement waits for a write lock held by another process, or by a
-    /// connection of your own on the [pool](SqliteStore::pool) (default 5 s). The store's own
-    /// writes never wait for each other here: they queue in the store.
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
-        self
-    }
-
-    /// Size of the connection pool that transactional calls and your own queries run on
-    /// (default 8). The store's writes run on one more connection of its own, one at a time
-    /// (SQLite serializes writes anyway), and its reads on connections of their own, one
-    /// per thread reading at once.
-    pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = n.max(1);
-        self
-    }
-
-    /// The clock leases and expiry are decided by (default: the system clock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Whether [`build`](Self::build) creates missing tables and checks existing ones
-    /// (default `true`). Turn it off when the tables are created elsewhere, e.g. by
-    /// [`SqliteStore::migrate`]; an operation on a missing table then fails with an error.
-    pub fn create_tables(mut self, yes: bool) -> Self {
-        self.create_tables = yes;
-        self
     }
 
     /// Opens the database, switches it to WAL, and creates the tables if they are missing

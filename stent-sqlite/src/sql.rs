@@ -30,15 +30,12 @@ pub(crate) type Columns = (
 /// The record in a row of [`COLUMNS`].
 pub(crate) fn record(row: Columns) -> Result<Record> {
     let (key, state, value, token, lease_ms, attempt, fingerprint, function, version, ..) = row;
-    let (created_ms, completed_ms, expires_ms) = (row.9, row.10, row.11);
     let time = |ms: Option<i64>| ms.map(Timestamp::from_millis);
     let Some(state) = RecordState::parse(&state) else {
-        return Err(Error::decode(
-            &key,
-            format!("stored record has unknown state {state:?}"),
-        ));
+        let message = format!("stored record has unknown state {state:?}");
+        return Err(Error::decode(&key, message));
     };
-    let mut r = Record::new(key, state, time(created_ms).unwrap_or_default());
+    let mut r = Record::new(key, state, time(row.9).unwrap_or_default());
     r.value = value;
     r.lease_token = token.map(LeaseToken::from_string);
     r.lease_expires_at = time(lease_ms);
@@ -46,8 +43,8 @@ pub(crate) fn record(row: Columns) -> Result<Record> {
     r.fingerprint = fingerprint;
     r.function = function;
     r.version = version;
-    r.completed_at = time(completed_ms);
-    r.expires_at = time(expires_ms);
+    r.completed_at = time(row.10);
+    r.expires_at = time(row.11);
     Ok(r)
 }
 
@@ -55,25 +52,17 @@ pub(crate) fn record(row: Columns) -> Result<Record> {
 /// readable time columns as `…T…Z` (version 1 wrote `2026-11-28 15:54:30.123`).
 const SCHEMA_VERSION: i64 = 2;
 
-/// The generated columns that show a time in readable form, and the column each shows:
+/// The times also shown in readable form: generated column `{time}_at` shows `{time}_ms` as
 /// RFC 3339 in UTC with milliseconds (`2026-11-28T15:54:30.123Z`), as stent shows times
 /// everywhere.
-const READABLE: [(&str, &str); 3] = [
-    ("created_at", "created_ms"),
-    ("completed_at", "completed_ms"),
-    ("expires_at", "expires_ms"),
-];
+const READABLE: [&str; 3] = ["created", "completed", "expires"];
 
-fn readable_column(col: &str, ms: &str) -> String {
+fn readable_column(time: &str) -> String {
+    let (col, ms) = (format!("{time}_at"), format!("{time}_ms"));
     format!(
         "{col:<16} TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%S', {ms} / 1000, \
          'unixepoch') || printf('.%03dZ', {ms} % 1000)) VIRTUAL"
     )
-}
-
-/// The layout's version as recorded, if it is.
-pub(crate) fn version(prefix: &str) -> String {
-    format!("SELECT version FROM \"{prefix}stent_schema\" WHERE component = 'sqlite'")
 }
 
 /// Creates the version table and `tables`, where they are missing.
@@ -99,9 +88,7 @@ pub(crate) fn create_tables(prefix: &str, tables: &[String]) -> String {
     expires_ms       INTEGER,
     {}
 );",
-            READABLE
-                .map(|(col, ms)| readable_column(col, ms))
-                .join(",\n    ")
+            READABLE.map(readable_column).join(",\n    ")
         );
     }
     script
@@ -116,11 +103,11 @@ pub(crate) fn finish_tables(prefix: &str, tables: &[String], from_v1: bool) -> S
             "CREATE INDEX IF NOT EXISTS \"{t}_expires_ms\" ON \"{t}\" (expires_ms) \
              WHERE expires_ms IS NOT NULL;"
         );
-        for (col, ms) in READABLE.into_iter().filter(|_| from_v1) {
+        for time in READABLE.into_iter().filter(|_| from_v1) {
             script += &format!(
-                "ALTER TABLE \"{t}\" DROP COLUMN {col};\
+                "ALTER TABLE \"{t}\" DROP COLUMN {time}_at;\
                  ALTER TABLE \"{t}\" ADD COLUMN {};",
-                readable_column(col, ms)
+                readable_column(time)
             );
         }
     }

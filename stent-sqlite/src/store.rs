@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::query::Query;
+use rusqlite::OptionalExtension as _;
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Sqlite, SqliteConnection};
 use stent_core::store::check_value_len;
@@ -23,13 +23,10 @@ use crate::config::{Durability, SqliteStoreBuilder};
 use crate::error::{convert, convert_read, open_error};
 use crate::sql::{self, COLUMNS, Columns};
 
-/// SQLite's own limit on a BLOB or TEXT value (`SQLITE_MAX_LENGTH`), in bytes.
-const MAX_VALUE_LEN: usize = 1_000_000_000;
-
 const CAPABILITIES: Capabilities = Capabilities::new()
     .shared(true)
     .durable(true)
-    .max_value_len(Some(MAX_VALUE_LEN));
+    .max_value_len(Some(1_000_000_000)); // SQLite's own limit (`SQLITE_MAX_LENGTH`)
 
 /// How often a claim reads and runs the claim statement before calling the key contended
 /// (a second round only when a record came to stand between the two).
@@ -46,11 +43,9 @@ pub struct SqliteStore {
 
 struct Inner {
     pool: SqlitePool,
-    /// The connection writes run on (see `SqliteStore::write`); `None` once it broke, until
-    /// the next write opens another.
+    /// Where writes run (see `SqliteStore::write`); `None` once broken, until the next write.
     writer: Mutex<Option<SqliteConnection>>,
-    /// The idle connections reads run on (see `SqliteStore::read`): at most one per thread
-    /// that read at once, since a read never awaits.
+    /// The idle connections reads run on (see `SqliteStore::on_reader`).
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     busy_timeout: Duration,
     path: PathBuf,
@@ -69,12 +64,16 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-type Stmt<'q> = Query<'q, Sqlite, SqliteArguments>;
+type Stmt<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Statement `$sql` on table `$table`, which it names `{t}`.
+/// Statement `$sql` on table `$table`, which it names `{t}`; with a query function `$q`
+/// (`query`, `query_as`, `query_scalar`), that sqlx query with each `$arg` bound in turn.
 macro_rules! sql {
     ($table:expr => $sql:literal) => {
-        AssertSqlSafe(format!($sql, t = format_args!("\"{}\"", $table)))
+        format!($sql, t = format_args!("\"{}\"", $table))
+    };
+    ($q:ident, $table:expr => $sql:literal $(, $arg:expr)*) => {
+        sqlx::$q(AssertSqlSafe(sql!($table => $sql)))$(.bind($arg))*
     };
 }
 
@@ -115,9 +114,8 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// The connection pool for running your own queries against the tables. The store's
-    /// reads, writes and transactional calls run on connections of their own (see the crate
-    /// docs).
+    /// The connection pool, for your own queries against the tables: the store's reads,
+    /// writes and transactional calls run on connections of their own (see the crate docs).
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
@@ -185,13 +183,14 @@ impl SqliteStore {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             let create = sqlx::raw_sql(AssertSqlSafe(sql::create_tables(prefix, tables)));
             create.execute(&mut *tx).await?;
-            let version = sqlx::query_scalar(AssertSqlSafe(sql::version(prefix)));
+            let version = sql!(query_scalar, format!("{prefix}stent_schema") =>
+                "SELECT version FROM {t} WHERE component = 'sqlite'");
             let version: Option<i64> = version.fetch_optional(&mut *tx).await?;
             // A table of the same name may be someone else's: check before indexing it.
             for t in tables {
                 foreign = Some(t);
-                let probe = format!("SELECT {COLUMNS} FROM \"{t}\" LIMIT 0");
-                sqlx::query(AssertSqlSafe(probe)).execute(&mut *tx).await?;
+                let probe = sql!(query, t => "SELECT {COLUMNS} FROM {t} LIMIT 0");
+                probe.execute(&mut *tx).await?;
             }
             foreign = None;
             let from_v1 = version == Some(1);
@@ -213,17 +212,12 @@ impl SqliteStore {
         self.inner.clock.now()
     }
 
-    /// Runs `op` on the connection the store writes on, once the write before it has
-    /// finished, and reopens that connection if it broke (an I/O error or a crashed
-    /// connection thread; the pool does the same for its own).
-    ///
-    /// Why a connection of its own beside the pool: one process's writes queue here instead
-    /// of meeting in SQLite's write lock, where each collision sleeps a millisecond or more
-    /// in the busy handler, and no write pays the pool's acquire and release. Measured with
-    /// the benches' `interleaved sqlite-miss`, three runs of each build alternating on one
-    /// machine: a first call took 1.05–1.27 × the raw driver's two writes through the pool
-    /// with this connection, and 1.38–1.48 × with every write on the pool (1.36–1.47 × with
-    /// the pool's writes queued behind a lock), past the 1.25 × target.
+    /// Runs `op` on the store's own write connection once the write before it has finished,
+    /// and reopens that connection if it broke (an I/O error or a crashed connection thread).
+    /// Beside the pool, so that one process's writes queue here, not in SQLite's write lock
+    /// (each collision sleeps a millisecond or more there), and pay no acquire and release:
+    /// a first call took 1.05–1.27 × two raw writes with it, 1.38–1.48 × with every write on
+    /// the pool, past the 1.25 × target (the benches' `interleaved sqlite-miss`).
     async fn write<T>(
         &self,
         op: impl AsyncFnOnce(&mut SqliteConnection) -> sqlx::Result<T>,
@@ -240,10 +234,7 @@ impl SqliteStore {
     /// transactional call's function, which runs on the writer, waiting would never end:
     /// there a write through the store is refused at once.
     async fn writer(&self) -> sqlx::Result<tokio::sync::MutexGuard<'_, Option<SqliteConnection>>> {
-        if HOLDING_WRITER
-            .try_with(|held| *held == self.id())
-            .unwrap_or(false)
-        {
+        if HOLDING_WRITER.try_with(|&held| held == self.id()) == Ok(true) {
             let why = "a write through the store from inside a transactional call's function \
                        would wait for the transaction it is part of: write through the \
                        connection the function is given";
@@ -281,7 +272,7 @@ impl SqliteStore {
         // The lease starts when the claim runs, not before the wait for the writer.
         let now = self.now();
         let until = now.add(claim.lease);
-        let attempt: Option<i64> = sqlx::query_scalar(sql!(self.table(ns) =>
+        let attempt: Option<i64> = sql!(query_scalar, self.table(ns) =>
             "INSERT INTO {t} (key, state, lease_token, lease_expires_ms, attempt, \
                  fingerprint, function, version, created_ms) \
              VALUES (?1, 'in_progress', ?2, ?3, 1, ?4, ?5, ?6, ?7) \
@@ -293,14 +284,9 @@ impl SqliteStore {
                  expires_ms = NULL \
              WHERE expires_ms <= ?7 OR (state = 'in_progress' \
                  AND (lease_expires_ms IS NULL OR lease_expires_ms <= ?7)) \
-             RETURNING attempt"))
-        .bind(key)
-        .bind(claim.token.as_str())
-        .bind(until.as_millis())
-        .bind(claim.meta.fingerprint)
-        .bind(claim.meta.function)
-        .bind(claim.meta.version)
-        .bind(now.as_millis())
+             RETURNING attempt",
+            key, claim.token.as_str(), until.as_millis(), claim.meta.fingerprint,
+            claim.meta.function, claim.meta.version, now.as_millis())
         .fetch_optional(conn)
         .await?;
         Ok(attempt.map(|attempt| ClaimOutcome::Acquired {
@@ -309,84 +295,76 @@ impl SqliteStore {
         }))
     }
 
-    /// What [`ResultStore::complete`] sends.
-    fn complete_stmt<'q>(
+    /// What [`ResultStore::complete`] sends, on `conn` (a transaction's) or else on the
+    /// [writer](Self::write).
+    async fn complete_on(
         &self,
+        conn: Option<&mut SqliteConnection>,
         ns: Namespace,
-        key: &'q str,
-        token: &'q LeaseToken,
-        value: &'q [u8],
+        key: &str,
+        token: &LeaseToken,
+        value: &[u8],
         ttl: Option<Duration>,
-    ) -> Result<Stmt<'q>> {
+    ) -> Result<()> {
         check_value_len(&CAPABILITIES, key, value)?;
         let now = self.now();
-        Ok(sqlx::query(sql!(self.table(ns) =>
+        let q = sql!(query, self.table(ns) =>
             "UPDATE {t} SET state = 'completed', value = ?3, lease_token = NULL, \
                  lease_expires_ms = NULL, completed_ms = ?4, expires_ms = ?5 \
-             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(value)
-        .bind(now.as_millis())
-        .bind(ttl.map(|t| now.add(t).as_millis())))
+             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'",
+            key, token.as_str(), value, now.as_millis(), ttl.map(|t| now.add(t).as_millis()));
+        let done = match conn {
+            Some(conn) => q.execute(conn).await,
+            None => self.write(async |conn| q.execute(conn).await).await,
+        };
+        let done = done.map_err(|e| convert(e, "complete", Some(key)))?;
+        match done.rows_affected() {
+            1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
+        }
     }
 
-    /// Runs `read` on one of the store's read connections, on the calling task, opening
-    /// one when none is idle.
-    ///
-    /// Why on the calling task, when writes go to a connection's thread: a point read by
-    /// primary key takes SQLite about a microsecond, and in WAL mode it never waits for a
-    /// writer (only for a crashed writer's recovery, bounded by the busy timeout). Handing it
-    /// to a connection's thread and back, as sqlx does, cost 18–36 × the read itself.
-    /// Measured with the benches' `interleaved limits`: see BENCHMARKS.md.
+    /// Runs `read` on the calling task, on one of the store's read connections (opened when
+    /// none is idle): a point read takes SQLite about a microsecond and in WAL mode never
+    /// waits for a writer (bar a crashed one's recovery, within the busy timeout), while
+    /// handing it to a connection's thread and back, as sqlx does, cost 18–36 × the read
+    /// itself (the benches' `interleaved limits`).
     fn on_reader<T>(
         &self,
         what: &str,
         key: Option<&str>,
         read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let idle = self
-            .inner
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.open_reader().map_err(|e| convert_read(e, what, key))?,
+        let fail = |e| convert_read(e, what, key);
+        // A new one has the file's WAL mode (a file setting), the store's busy timeout, and
+        // reports each statement as a `tracing` event (target `stent_sqlite::sql`, TRACE).
+        let open = || {
+            let conn = rusqlite::Connection::open(&self.inner.path)?;
+            conn.busy_timeout(self.inner.busy_timeout)?;
+            conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(trace));
+            Ok(conn)
         };
-        let result = read(&conn).map_err(|e| convert_read(e, what, key));
-        self.inner
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
+        let idle = self.readers().pop();
+        let conn = idle.map_or_else(open, Ok).map_err(fail)?;
+        let result = read(&conn).map_err(fail);
+        self.readers().push(conn);
         result
     }
 
-    /// A read connection: the file's WAL mode is the writer's (a file setting); the busy
-    /// timeout is the store's. Every statement SQLite runs on it is a `tracing` event
-    /// (target `stent_sqlite::sql`, level TRACE).
-    fn open_reader(&self) -> rusqlite::Result<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open(&self.inner.path)?;
-        conn.busy_timeout(self.inner.busy_timeout)?;
-        conn.trace_v2(
-            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
-            Some(trace),
-        );
-        Ok(conn)
+    /// The idle read connections: at most one per thread reading at once (reads never await).
+    fn readers(&self) -> MutexGuard<'_, Vec<rusqlite::Connection>> {
+        let readers = self.inner.readers.lock();
+        readers.unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The live record of `key` at `now`, read on the calling task (see [`Self::on_reader`]).
     fn read(&self, ns: Namespace, key: &str, now: Timestamp) -> Result<Option<Record>> {
         let row = self.on_reader("get", Some(key), |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM \"{}\" WHERE key = ?1 \
-                     AND (expires_ms IS NULL OR expires_ms > ?2)",
-                self.table(ns)
-            ))?;
-            let mut rows = stmt.query((key, now.as_millis()))?;
-            rows.next()?.map(Columns::try_from).transpose()
+            let mut stmt = conn.prepare_cached(&sql!(self.table(ns) =>
+                "SELECT {COLUMNS} FROM {t} WHERE key = ?1 \
+                     AND (expires_ms IS NULL OR expires_ms > ?2)"))?;
+            stmt.query_row((key, now.as_millis()), |row| Columns::try_from(row))
+                .optional()
         });
         row?.map(sql::record).transpose()
     }
@@ -398,8 +376,8 @@ tokio::task_local! {
 }
 
 /// Reports a statement a read connection runs, as sqlx reports the writer's.
-fn trace(event: rusqlite::trace::TraceEvent<'_>) {
-    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event {
+fn trace(event: TraceEvent<'_>) {
+    if let TraceEvent::Stmt(_, sql) = event {
         tracing::event!(target: "stent_sqlite::sql", tracing::Level::TRACE, db.statement = sql);
     }
 }
@@ -415,10 +393,8 @@ fn settled(record: Option<Record>, now: Timestamp) -> Option<ClaimOutcome> {
 }
 
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
-/// `BEGIN IMMEDIATE`, which takes the database's write lock at once (waiting at most the
-/// store's busy timeout), then, on the transaction's connection, the claim's `INSERT … ON
-/// CONFLICT DO UPDATE … RETURNING` (and, when it takes nothing, the `SELECT` of the record
-/// that stopped it) and the completion's `UPDATE`.
+/// `BEGIN IMMEDIATE`, which takes the write lock at once (waiting at most the busy timeout),
+/// then on its connection the claim's statements and the completion's (see the crate docs).
 #[async_trait]
 impl SqlStore for SqliteStore {
     type Db = Sqlite;
@@ -430,17 +406,11 @@ impl SqlStore for SqliteStore {
     /// On the connection the store writes on, which would wait for the transaction's write
     /// lock anyway (see the crate docs).
     async fn on_own_connection(&self, job: &mut dyn OnConnection<SqliteConnection>) -> Result<()> {
-        let mut writer = self
-            .writer()
-            .await
-            .map_err(|e| convert(e, "connect", None))?;
+        let writer = self.writer().await;
+        let mut writer = writer.map_err(|e| convert(e, "connect", None))?;
         let job = job.run(writer.as_mut().expect("opened"));
-        let done = HOLDING_WRITER.scope(self.id(), job);
-        let done = done.await;
-        if done
-            .as_ref()
-            .is_err_and(|e| e.kind() == ErrorKind::Unavailable)
-        {
+        let done = HOLDING_WRITER.scope(self.id(), job).await;
+        if matches!(&done, Err(e) if e.kind() == ErrorKind::Unavailable) {
             *writer = None;
         }
         done
@@ -460,20 +430,19 @@ impl SqlStore for SqliteStore {
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome> {
         // Holding the write lock from here on, the write first: a first call needs nothing
-        // else; a replay or a key in flight reads the record that stopped it.
-        let taken = self.take(&mut *conn, ns, key, claim).await;
-        if let Some(acquired) = taken.map_err(|e| convert(e, "claim", Some(key)))? {
+        // else; a replay or a key in flight reads the record that stopped it, on the
+        // transaction's connection, which sees what this transaction wrote before.
+        let fail = |e| convert(e, "claim", Some(key));
+        if let Some(acquired) = self.take(&mut *conn, ns, key, claim).await.map_err(fail)? {
             return Ok(acquired);
         }
-        // On the transaction's connection, which sees what this transaction wrote before.
         let now = self.now();
-        let row: Option<Columns> = sqlx::query_as(sql!(self.table(ns) =>
-            "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)"))
-        .bind(key)
-        .bind(now.as_millis())
+        let row: Option<Columns> = sql!(query_as, self.table(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)",
+            key, now.as_millis())
         .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| convert(e, "claim", Some(key)))?;
+        .map_err(fail)?;
         settled(row.map(sql::record).transpose()?, now).ok_or_else(|| {
             Error::new(ErrorKind::Busy, "the key was neither free nor held").with_key(key)
         })
@@ -488,15 +457,8 @@ impl SqlStore for SqliteStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let q = self.complete_stmt(ns, key, token, value, ttl)?;
-        match q
-            .execute(conn)
+        self.complete_on(Some(conn), ns, key, token, value, ttl)
             .await
-            .map_err(|e| convert(e, "complete", Some(key)))?
-        {
-            done if done.rows_affected() == 1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
     }
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
@@ -537,12 +499,10 @@ impl ResultStore for SqliteStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         let until = self.now().add(lease);
-        let q = sqlx::query(sql!(self.table(ns) =>
+        let q = sql!(query, self.table(ns) =>
             "UPDATE {t} SET lease_expires_ms = ?3 \
-             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(until.as_millis());
+             WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'",
+            key, token.as_str(), until.as_millis());
         match self.execute(q, "renew", Some(key)).await? {
             1 => Ok(until),
             _ => Err(Error::lease_lost(key)),
@@ -557,18 +517,13 @@ impl ResultStore for SqliteStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let q = self.complete_stmt(ns, key, token, value, ttl)?;
-        match self.execute(q, "complete", Some(key)).await? {
-            1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
+        self.complete_on(None, ns, key, token, value, ttl).await
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let q = sqlx::query(sql!(self.table(ns) =>
-            "DELETE FROM {t} WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str());
+        let q = sql!(query, self.table(ns) =>
+            "DELETE FROM {t} WHERE key = ?1 AND lease_token = ?2 AND state = 'in_progress'",
+            key, token.as_str());
         Ok(self.execute(q, "release", Some(key)).await? == 1)
     }
 
@@ -582,64 +537,51 @@ impl ResultStore for SqliteStore {
     ) -> Result<()> {
         check_value_len(&CAPABILITIES, key, value)?;
         let now = self.now();
-        let q = sqlx::query(sql!(self.table(ns) =>
+        let q = sql!(query, self.table(ns) =>
             "INSERT INTO {t} (key, state, value, attempt, fingerprint, function, version, \
                  created_ms, completed_ms, expires_ms) \
              VALUES (?1, 'completed', ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7) \
              ON CONFLICT (key) DO UPDATE SET state = 'completed', value = ?2, \
                  lease_token = NULL, lease_expires_ms = NULL, attempt = 1, fingerprint = ?3, \
                  function = ?4, version = ?5, created_ms = ?6, completed_ms = ?6, \
-                 expires_ms = ?7"))
-        .bind(key)
-        .bind(value)
-        .bind(meta.fingerprint)
-        .bind(meta.function)
-        .bind(meta.version)
-        .bind(now.as_millis())
-        .bind(ttl.map(|t| now.add(t).as_millis()));
+                 expires_ms = ?7",
+            key, value, meta.fingerprint, meta.function, meta.version, now.as_millis(),
+            ttl.map(|t| now.add(t).as_millis()));
         self.execute(q, "put", Some(key)).await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        let q = sqlx::query(sql!(self.table(ns) => "DELETE FROM {t} WHERE key = ?1")).bind(key);
+        let q = sql!(query, self.table(ns) => "DELETE FROM {t} WHERE key = ?1", key);
         Ok(self.execute(q, "delete", Some(key)).await? > 0)
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let limit = query.limit.max(1);
-        let rows = self.on_reader("list", None, |conn| {
+        let rows: Vec<Columns> = self.on_reader("list", None, |conn| {
             // A prefix match on bytes (not LIKE, whose wildcards and case folding would leak in).
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM \"{}\" WHERE key >= ?1 \
+            let mut stmt = conn.prepare_cached(&sql!(self.table(ns) =>
+                "SELECT {COLUMNS} FROM {t} WHERE key >= ?1 \
                      AND substr(CAST(key AS BLOB), 1, length(CAST(?1 AS BLOB))) = CAST(?1 AS BLOB) \
                      AND (?2 IS NULL OR key > ?2) AND (?3 OR expires_ms IS NULL OR expires_ms > ?4) \
-                 ORDER BY key LIMIT ?5",
-                self.table(ns)
-            ))?;
-            let params = (
-                query.prefix.as_str(),
-                query.cursor.as_deref(),
-                query.include_expired,
-                self.now().as_millis(),
-                i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
-            );
-            let rows = stmt.query_map(params, |row| Columns::try_from(row))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+                 ORDER BY key LIMIT ?5"))?;
+            let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+            let (prefix, cursor) = (query.prefix.as_str(), query.cursor.as_deref());
+            let params = (prefix, cursor, query.include_expired, self.now().as_millis(), fetch);
+            stmt.query_map(params, |row| Columns::try_from(row))?.collect()
         })?;
         let records = rows.into_iter().map(sql::record).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let q = sqlx::query(sql!(self.table(ns) => "DELETE FROM {t}"));
+        let q = sql!(query, self.table(ns) => "DELETE FROM {t}");
         self.execute(q, "clear", None).await
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let q = sqlx::query(sql!(self.table(ns) =>
-            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_ms <= ?1 LIMIT ?2)"))
-        .bind(self.now().as_millis())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let q = sql!(query, self.table(ns) =>
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_ms <= ?1 LIMIT ?2)",
+            self.now().as_millis(), i64::try_from(limit).unwrap_or(i64::MAX));
         self.execute(q, "purge_expired", None).await
     }
 }
