@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 use stent_core::Namespace;
-use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
+use stent_core::broadcast::{Invalidation, Subscriber};
 
 /// How often an idle subscription is checked with a `SELECT 1`, and how long its answer may
 /// take before the subscription is taken as lost.
@@ -36,17 +36,9 @@ pub(crate) fn key_payload_start(ns: Namespace) -> String {
 
 /// Where to listen: the store's pool (the listening session holds one of its connections)
 /// and the channel.
-#[derive(Clone, Debug)]
 pub(crate) struct Listener {
     pub(crate) pool: PgPool,
     pub(crate) channel: String,
-}
-
-impl Listener {
-    /// The stream of invalidations: listens when first polled, and again after a loss.
-    pub(crate) fn invalidations(&self) -> Invalidations {
-        Invalidations::reconnecting(self.clone())
-    }
 }
 
 /// The invalidation a notification's payload tells.
