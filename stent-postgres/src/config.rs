@@ -4,11 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use stent_core::store::take_url_params;
+use stent_core::store::{redact, take_url_params};
 use stent_core::{Error, Result};
 
 use crate::store::PostgresStore;
-use stent_core::store::redact;
 
 /// Longest table prefix accepted: the longest name stent derives from it
 /// (`{prefix}idempotency_expires_at`) must fit PostgreSQL's 63-byte identifiers.

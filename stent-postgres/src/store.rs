@@ -43,15 +43,13 @@ const CAPABILITIES: Capabilities = Capabilities::new()
 /// Durations past this are stored as this (a thousand years): `timestamptz` has an end.
 const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 
-/// The error of a store told to connect to the server in `STENT_POSTGRES_URL` when it is unset.
 const NO_URL: &str =
     "STENT_POSTGRES_URL is not set: give a URL such as postgres://user:password@localhost:5432/db";
 
 /// A connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// How often a claim runs its statement before calling the key contended (the crate docs'
-/// [Statements](crate#statements) tell the one race that makes it run again).
+/// How often a claim runs its statement before calling the key contended (see the crate docs).
 const CLAIM_ROUNDS: usize = 8;
 
 /// A [`ResultStore`] in a PostgreSQL database, shared by any number of processes and
@@ -70,7 +68,6 @@ struct Inner {
     schema: Option<String>,
     /// Each namespace's table, by [`Namespace`] order.
     tables: [Table; Namespace::ALL.len()],
-    /// Where deletes and overwrites are announced.
     channel: String,
 }
 
@@ -83,11 +80,12 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// Statement `$sql` on table `$table`, which it names `{t}`; `$name = $value` fill in
-/// other names it uses.
+/// `sqlx::$query` of statement `$sql` on table `$table`, which it names `{t}` (`$name =
+/// $value` fill in other names it uses), with the `$arg`s bound to `$1`, `$2`, … in order.
 macro_rules! sql {
-    ($table:expr => $sql:literal $(, $name:ident = $value:expr)*) => {
-        AssertSqlSafe(format!($sql, t = $table.sql $(, $name = $value)*))
+    ($query:ident, $table:expr => $sql:literal $(, $name:ident = $value:expr)*; $($arg:expr),*) => {
+        sqlx::$query(AssertSqlSafe(format!($sql, t = $table.sql $(, $name = $value)*)))
+            $(.bind($arg))*
     };
 }
 
@@ -114,9 +112,8 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
-    /// The connection pool `migrate` and the broadcast listener use, for running your own
-    /// queries against the tables (the store's operations and transactional calls run on
-    /// connections of their own).
+    /// The connection pool `migrate` and the broadcast listener use, for your own queries on
+    /// the tables (the store's operations and transactional calls run on connections of its own).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
@@ -197,8 +194,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Creates whatever is missing (see `sql::migration`), then checks that every table
-    /// exists and has stent's columns.
+    /// Creates whatever is missing, then checks that every table has stent's columns.
     async fn migrate_on(&self, conn: &mut PgConnection) -> Result<()> {
         let (target, tables) = (&self.inner.target, &self.inner.tables);
         let fail = |what: &'static str| move |e| migrate_error(e, target, what);
@@ -226,15 +222,13 @@ impl PostgresStore {
         for t in tables {
             let probe = format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.sql);
             if let Err(e) = sqlx::query(AssertSqlSafe(probe)).execute(&mut *conn).await {
+                let (missing, foreign) = (
+                    "does not exist (run PostgresStore::migrate with a role that may create it)",
+                    "is not a stent table (its columns differ); choose a schema or table prefix",
+                );
                 let what = match sqlstate(&e).as_deref() {
-                    Some("42P01" | "3F000") => format!(
-                        "table {} does not exist (run PostgresStore::migrate with a role that may create it)",
-                        t.shown
-                    ),
-                    Some("42703") => format!(
-                        "table {} is not a stent table (its columns differ); choose a schema or table prefix",
-                        t.shown
-                    ),
+                    Some("42P01" | "3F000") => format!("table {} {missing}", t.shown),
+                    Some("42703") => format!("table {} {foreign}", t.shown),
                     _ => format!("checking table {}", t.shown),
                 };
                 return Err(migrate_error(e, target, &what));
@@ -247,8 +241,7 @@ impl PostgresStore {
         move |e| convert(e, &self.inner.target, what, key)
     }
 
-    /// Runs one statement on one of the store's own connections ([`Self::on_conn`]), as
-    /// operation `what` on `key`.
+    /// Runs one statement on one of the store's own connections, as operation `what` on `key`.
     async fn run<T>(
         &self,
         what: &str,
@@ -259,16 +252,11 @@ impl PostgresStore {
             .await
     }
 
-    /// Runs `op` on one of the store's own connections, which goes back to the others when
-    /// `op` is done; one whose state is unknown (`op` cancelled midway, or the server gone:
-    /// an `Unavailable` error) is closed instead.
-    ///
-    /// Why connections of the store's own, beside the pool that transactional calls and your
-    /// queries use: sqlx's pool pings every connection given back to it, one more round trip
-    /// after every statement. Measured with the benches' `interleaved limits postgres`: a
-    /// read on the pool took 1.48 × tokio-postgres' read on a held connection, the same read
-    /// on a held sqlx connection 1.00 ×. These are pinged only after sitting idle
-    /// ([`PING_AFTER_IDLE`]).
+    /// Runs `op` on one of the store's own connections, closed afterwards if its state is
+    /// unknown (`op` cancelled midway, or an `Unavailable` error). They exist because sqlx's
+    /// pool pings every connection given back to it: in the benches' `interleaved limits
+    /// postgres`, a read on the pool took 1.48 × tokio-postgres' read on a held connection,
+    /// on a held sqlx connection 1.00 ×. These are pinged only after sitting idle.
     async fn on_conn<T>(&self, op: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
         let conn = self.inner.conns.get().await.map_err(|e| match e {
             PoolError::Backend(e) => e,
@@ -303,8 +291,7 @@ impl deadpool::managed::Manager for Connector {
     }
 }
 
-/// A connection lent to one operation: closed when dropped still lent (see
-/// `PostgresStore::on_conn`).
+/// A connection lent to one operation: closed when dropped still lent.
 struct Lent(Option<Object<Connector>>);
 
 impl Drop for Lent {
@@ -376,15 +363,10 @@ struct Instant(Timestamp);
 /// 2000-01-01T00:00:00Z in Unix milliseconds.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
 
-const TIMESTAMPTZ: Oid = Oid(1184);
-
+/// `timestamptz`, matched by OID.
 impl sqlx::Type<Postgres> for Instant {
     fn type_info() -> PgTypeInfo {
-        PgTypeInfo::with_oid(TIMESTAMPTZ)
-    }
-
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        ty.oid() == Some(TIMESTAMPTZ)
+        PgTypeInfo::with_oid(Oid(1184))
     }
 }
 
@@ -450,9 +432,8 @@ impl ResultStore for PostgresStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
-            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"))
-        .bind(key);
+        let q = sql!(query, self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"; key);
         let row = self.run("get", Some(key), async |c| q.fetch_optional(c).await);
         row.await?.as_ref().map(decode).transpose()
     }
@@ -470,13 +451,11 @@ impl ResultStore for PostgresStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         check_key(key)?;
-        let q = sqlx::query_scalar(sql!(self.t(ns) =>
+        let q = sql!(query_scalar, self.t(ns) =>
             "UPDATE {t} SET lease_expires_at = now() + $3::int8 * interval '1 millisecond' \
              WHERE key = $1 AND lease_token = $2 AND state = 'in_progress' \
-             RETURNING lease_expires_at"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(millis(lease));
+             RETURNING lease_expires_at";
+            key, token.as_str(), millis(lease));
         let until = self.run("renew", Some(key), async |c| q.fetch_optional(c).await);
         let until: Option<Instant> = until.await?;
         until.map(|t| t.0).ok_or_else(|| Error::lease_lost(key))
@@ -496,10 +475,9 @@ impl ResultStore for PostgresStore {
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
-            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str());
+        let q = sql!(query, self.t(ns) =>
+            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'";
+            key, token.as_str());
         let done = self.run("release", Some(key), async |c| q.execute(c).await);
         Ok(done.await?.rows_affected() == 1)
     }
@@ -515,7 +493,7 @@ impl ResultStore for PostgresStore {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
         // A replaced row (its `xmax` set by the update) is announced (see `broadcast.rs`).
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH w AS (INSERT INTO {t} (key, state, value, attempt, fingerprint, function, \
                  version, created_at, completed_at, expires_at) \
              VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
@@ -525,27 +503,19 @@ impl ResultStore for PostgresStore {
                  function = $4, version = $5, created_at = now(), completed_at = now(), \
                  expires_at = excluded.expires_at \
              RETURNING xmax::text <> '0' AS replaced) \
-             SELECT pg_notify($7, $8 || $1) FROM w WHERE replaced"))
-        .bind(key)
-        .bind(value)
-        .bind(meta.fingerprint)
-        .bind(meta.function)
-        .bind(meta.version)
-        .bind(ttl.map(millis))
-        .bind(&self.inner.channel)
-        .bind(broadcast::key_payload_start(ns));
+             SELECT pg_notify($7, $8 || $1) FROM w WHERE replaced";
+            key, value, meta.fingerprint, meta.function, meta.version, ttl.map(millis),
+            &self.inner.channel, broadcast::key_payload_start(ns));
         let done = self.run("put", Some(key), async |c| q.execute(c).await);
         done.await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH d AS (DELETE FROM {t} WHERE key = $1 RETURNING key) \
-             SELECT pg_notify($2, $3 || key) FROM d"))
-        .bind(key)
-        .bind(&self.inner.channel)
-        .bind(broadcast::key_payload_start(ns));
+             SELECT pg_notify($2, $3 || key) FROM d";
+            key, &self.inner.channel, broadcast::key_payload_start(ns));
         let done = self.run("delete", Some(key), async |c| q.execute(c).await);
         Ok(done.await?.rows_affected() > 0)
     }
@@ -566,52 +536,45 @@ impl ResultStore for PostgresStore {
         };
         let upper = prefix_end(prefix);
         // The key range is `> $1` or `>= $1`, with or without `< $2`: one btree range scan.
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "SELECT {COLUMNS} FROM {t} \
              WHERE key {from} $1 {to} AND starts_with(key, $3) AND ($4 OR {LIVE}) \
              ORDER BY key LIMIT $5",
             from = if after { ">" } else { ">=" },
-            to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" }))
-        .bind(lower)
-        .bind(upper.as_deref())
-        .bind(prefix)
-        .bind(query.include_expired)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+            to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" };
+            lower, upper.as_deref(), prefix, query.include_expired,
+            i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
         let rows = self.run("list", None, async |c| q.fetch_all(c).await);
         let records = rows.await?.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH d AS (DELETE FROM {t} RETURNING 1) \
-             SELECT count(*), pg_notify($1, $2) FROM d"))
-        .bind(&self.inner.channel)
-        .bind(ns.as_str());
+             SELECT count(*), pg_notify($1, $2) FROM d";
+            &self.inner.channel, ns.as_str());
         let row = self.run("clear", None, async |c| q.fetch_one(c).await);
         let deleted: i64 = row.await?.get(0);
         Ok(deleted.unsigned_abs())
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        // Oldest first, through the partial index on expires_at, then straight to each row by
-        // its address: the cost follows `limit`, not the number of expired rows. The lock
-        // keeps every picked row as it was checked (still expired, same address); rows
-        // another session holds are skipped rather than waited for.
-        let q = sqlx::query(sql!(self.t(ns) =>
+        // Oldest first through the partial index, then to each row by its address: the cost
+        // follows `limit`. The lock keeps every picked row as checked (still expired, same
+        // address); rows another session holds are skipped rather than waited for.
+        let q = sql!(query, self.t(ns) =>
             "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} \
-             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))";
+            i64::try_from(limit).unwrap_or(i64::MAX));
         let done = self.run("purge_expired", None, async |c| q.execute(c).await);
         Ok(done.await?.rows_affected())
     }
 }
 
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
-/// `BEGIN; SET LOCAL lock_timeout = …`, then the claim and the completion, on the
-/// transaction's connection: one of the store's own for `call`, the caller's for `call_in`.
-/// [`ResultStore::claim`] and [`ResultStore::complete`] run the same two on a connection of
-/// the store's own.
+/// `BEGIN; SET LOCAL lock_timeout = …`, then the statements of `claim` and `complete`, on
+/// the transaction's connection: one of the store's own for `call`, the caller's for `call_in`.
 #[async_trait]
 impl SqlStore for PostgresStore {
     type Db = Postgres;
@@ -640,25 +603,20 @@ impl SqlStore for PostgresStore {
         check_key(key)?;
         let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
-            // The first branch (see the crate docs' Statements) selects every column in the
-            // table's order, so the scan hands its tuples on without a projection. The second
-            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
-            // another claim got there first) and the lease it wrote (`now()` is the
-            // transaction's start).
-            let row = sqlx::query(sql!(self.t(ns) =>
+            // The first branch selects every column in the table's order, so the scan hands
+            // its tuples on without a projection. The second is the claim's own row, told by
+            // its NULL `state`: the new attempt (NULL when another claim got there first) and
+            // the lease it wrote (`now()` is the transaction's start).
+            let row = sql!(query, self.t(ns) =>
                 "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
                      AND (state = 'completed' OR lease_expires_at > now())) \
                  UNION ALL (SELECT NULL, NULL, NULL, NULL, \
                      now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
                      NULL, NULL, NULL, NULL, NULL, NULL) \
                  LIMIT 1",
-                f = self.t(ns).claim))
-            .bind(key)
-            .bind(claim.token.as_str())
-            .bind(millis(claim.lease))
-            .bind(claim.meta.fingerprint)
-            .bind(claim.meta.function)
-            .bind(claim.meta.version)
+                f = self.t(ns).claim;
+                key, claim.token.as_str(), millis(claim.lease), claim.meta.fingerprint,
+                claim.meta.function, claim.meta.version)
             .fetch_one(&mut *conn)
             .await
             .map_err(fail)?;
@@ -691,15 +649,12 @@ impl SqlStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        let done = sqlx::query(sql!(self.t(ns) =>
+        let done = sql!(query, self.t(ns) =>
             "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
                  lease_expires_at = NULL, completed_at = now(), \
                  expires_at = now() + $4::int8 * interval '1 millisecond' \
-             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(value)
-        .bind(ttl.map(millis))
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'";
+            key, token.as_str(), value, ttl.map(millis))
         .execute(conn)
         .await
         .map_err(self.fail("complete", Some(key)))?;
@@ -714,9 +669,8 @@ impl SqlStore for PostgresStore {
     }
 }
 
-/// Every `delete` (so every `invalidate` and the CLI's `rm`), every `clear` and every `put`
-/// that replaces a row calls `pg_notify` in its own statement, delivered when it commits; the
-/// stream `LISTEN`s on a session of its own, taken from the pool (the crate docs say more).
+/// `delete`, `clear` and a `put` that replaces a row call `pg_notify` in their own statement;
+/// the stream `LISTEN`s on a session of its own, taken from the pool (see the crate docs).
 impl Broadcast for PostgresStore {
     fn invalidations(&self) -> Invalidations {
         let (pool, channel) = (self.inner.pool.clone(), self.inner.channel.clone());
