@@ -122,9 +122,6 @@ pub(crate) fn migration(schema: Option<&str>, tables: &[Table]) -> String {
 END $schema$;\n"
         );
     }
-    for t in tables {
-        script += &t.create;
-        script += ";\n";
-    }
+    script.extend(tables.iter().map(|t| format!("{};\n", t.create)));
     script
 }

@@ -118,10 +118,9 @@ impl PostgresStore {
         &self.inner.pool
     }
 
-    /// The channel this store's deletes and overwrites are announced on (`pg_notify`), and
-    /// its [`invalidations`](stent_core::broadcast::Broadcast::invalidations) listen on:
-    /// `stent_` and a hash of the schema and table prefix. Its listening session is named
-    /// `stent listener {channel}` in `pg_stat_activity`.
+    /// The channel this store's deletes and overwrites are announced on (`pg_notify`) and its
+    /// [`invalidations`](Broadcast::invalidations) listen on: `stent_` and a hash of the schema
+    /// and table prefix. The listening session is `stent listener {channel}` in `pg_stat_activity`.
     pub fn channel(&self) -> &str {
         &self.inner.channel
     }
@@ -167,16 +166,15 @@ impl PostgresStore {
             .build()
             .map_err(|e| Error::config(format!("PostgreSQL connections: {e}")))?;
         let (schema, prefix) = (b.schema.as_deref(), b.table_prefix.as_str());
-        let inner = Inner {
-            channel: broadcast::channel(schema, prefix),
-            tables: Namespace::ALL.map(|ns| Table::new(schema, prefix, ns)),
-            schema: b.schema.clone(),
-            pool,
-            conns,
-            target,
-        };
         let store = PostgresStore {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                channel: broadcast::channel(schema, prefix),
+                tables: Namespace::ALL.map(|ns| Table::new(schema, prefix, ns)),
+                schema: b.schema.clone(),
+                pool,
+                conns,
+                target,
+            }),
         };
         match first {
             Some(mut conn) => {
