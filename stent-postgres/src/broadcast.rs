@@ -1,19 +1,17 @@
-//! The store's announcements of deleted and replaced records: `delete`, `clear` and a `put`
-//! that replaces a row call `pg_notify` in their own statement, and [`Listener`] turns a
-//! `LISTEN` on that channel into [`Invalidation`]s.
+//! The store's announcements of deleted and replaced records (`pg_notify` in `delete`, `clear`
+//! and a replacing `put`), and [`Listener`], which turns a `LISTEN` into [`Invalidation`]s.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 use stent_core::Namespace;
-use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
+use stent_core::broadcast::{Invalidation, Subscriber};
 
 /// How often an idle subscription is checked with a `SELECT 1`, and how long its answer may
 /// take before the subscription is taken as lost.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// The `application_name` the listening session sets, so that it can be told apart in
-/// `pg_stat_activity`: this, then the channel.
+/// The listening session's `application_name` (then the channel), for `pg_stat_activity`.
 pub(crate) const APPLICATION_NAME: &str = "stent listener ";
 
 /// The channel of the tables of this schema and prefix: `stent_` and a 64-bit FNV-1a hash of
@@ -28,25 +26,15 @@ pub(crate) fn channel(schema: Option<&str>, prefix: &str) -> String {
     format!("stent_{hash:016x}")
 }
 
-/// The payload announcing `key` of `ns` (`{namespace}:{key}`) is `$3 || key`; this is `$3`.
-/// The payload announcing a whole namespace (a `clear`) is the namespace's name alone.
+/// The payload announcing `key` of `ns` is this and the key; a `clear`'s, the namespace alone.
 pub(crate) fn key_payload_start(ns: Namespace) -> String {
     format!("{}:", ns.as_str())
 }
 
-/// Where to listen: the store's pool (the listening session holds one of its connections)
-/// and the channel.
-#[derive(Clone, Debug)]
+/// Where to listen: the store's pool (the session holds one of its connections), the channel.
 pub(crate) struct Listener {
     pub(crate) pool: PgPool,
     pub(crate) channel: String,
-}
-
-impl Listener {
-    /// The stream of invalidations: listens when first polled, and again after a loss.
-    pub(crate) fn invalidations(&self) -> Invalidations {
-        Invalidations::reconnecting(self.clone())
-    }
 }
 
 /// The invalidation a notification's payload tells.
@@ -60,7 +48,6 @@ fn decode(payload: &str) -> Option<Invalidation> {
 impl Subscriber for Listener {
     type Session = PgListener;
 
-    /// A session listening on the channel; `None` when there cannot be one now.
     async fn subscribe(&mut self) -> Option<PgListener> {
         let listening = async {
             let mut session = PgListener::connect_with(&self.pool).await?;

@@ -4,11 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use stent_core::store::take_url_params;
+use stent_core::store::{redact, take_url_params};
 use stent_core::{Error, Result};
 
 use crate::store::PostgresStore;
-use stent_core::store::redact;
 
 /// Longest table prefix accepted: the longest name stent derives from it
 /// (`{prefix}idempotency_expires_at`) must fit PostgreSQL's 63-byte identifiers.
@@ -196,11 +195,9 @@ const DRIVER_PARAMS: &str = "sslmode, ssl-mode, sslrootcert, ssl-root-cert, ssl-
      password, application_name, options";
 
 /// Checks that `url` is a PostgreSQL URL, and what the driver would let pass silently: a
-/// query parameter it does not know (it would ignore it), and a URL that names no user (it
-/// would use the operating system's user name, or a placeholder where there is none). The
-/// user comes from the URL (`postgres://USER@host/db` or `?user=USER`) or from `PGUSER`, as
-/// for `psql`; `pguser` is the `PGUSER` variable, read by the caller. `shown` is the URL
-/// without its password.
+/// query parameter it does not know (ignored), and no user (it would use the system's user
+/// name or a placeholder). As for `psql`, the user comes from the URL or from `pguser`, the
+/// `PGUSER` variable. `shown` is the URL without its password.
 pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<()> {
     let scheme = |s: &str| url.strip_prefix(s);
     let Some(rest) = scheme("postgres://").or_else(|| scheme("postgresql://")) else {
@@ -216,14 +213,10 @@ pub(crate) fn check_url(url: &str, shown: &str, pguser: Option<&str>) -> Result<
     let mut unknown = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "user" && !value.is_empty() {
-            user = true;
-        }
+        user |= name == "user" && !value.is_empty();
         let known = DRIVER_PARAMS.split(", ").any(|p| p == name)
             || (name.starts_with("options[") && name.ends_with(']'));
-        if !known {
-            unknown.push(format!("{name:?}"));
-        }
+        unknown.extend((!known).then(|| format!("{name:?}")));
     }
     if !unknown.is_empty() {
         return Err(Error::config(format!(

@@ -27,19 +27,16 @@ impl Target {
 
 /// The SQLSTATE of a server's error.
 pub(crate) fn sqlstate(err: &sqlx::Error) -> Option<String> {
-    match err {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
-    }
+    err.as_database_error()?.code().map(|c| c.into_owned())
 }
 
 /// The error's text with its whole chain of causes and the SQLSTATE, passwords scrubbed: the
 /// stent error's `source`.
 fn describe(err: &sqlx::Error, target: &Target) -> String {
-    let mut text = match (err, sqlstate(err)) {
-        (sqlx::Error::Database(db), Some(code)) => format!("{} [SQLSTATE {code}]", db.message()),
-        (sqlx::Error::Database(db), None) => db.message().to_owned(),
-        (other, _) => other.to_string(),
+    let mut text = match (err.as_database_error(), sqlstate(err)) {
+        (Some(db), Some(code)) => format!("{} [SQLSTATE {code}]", db.message()),
+        (Some(db), None) => db.message().to_owned(),
+        (None, _) => err.to_string(),
     };
     let causes = std::iter::successors(std::error::Error::source(err), |c| (*c).source());
     for more in causes.map(|c| c.to_string()) {
@@ -97,11 +94,10 @@ pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option
 /// Converts an error met while creating or checking the tables: a retryable one as any
 /// operation's, any other as a `Config` error saying what was being done.
 pub(crate) fn migrate_error(err: sqlx::Error, target: &Target, what: &str) -> Error {
+    let source = describe(&err, target);
     match classify(&err).0 {
         ErrorKind::Unavailable | ErrorKind::Busy => convert(err, target, "migration", None),
-        _ => {
-            Error::config(format!("{what} on {}", target.name)).with_source(describe(&err, target))
-        }
+        _ => Error::config(format!("{what} on {}", target.name)).with_source(source),
     }
 }
 

@@ -1,27 +1,21 @@
-//! The tables' layout: a namespace's table and claim function, their DDL, and the columns a
-//! record is read from. Each operation's statement is written in its method, in `store.rs`.
-//!
-//! Table and schema names are validated identifiers (see `config.rs`); every value is a
-//! bound parameter. Every time is the server's: `now()`, the start of the statement's own
-//! transaction, so one statement decides with one instant.
+//! The tables' layout: each namespace's table and claim function, their DDL, and the columns
+//! a record is read from (each operation's statement is in its method, in `store.rs`). Names
+//! are validated identifiers; every time is the server's `now()`: one instant per statement.
 
 use stent_core::Namespace;
 
 /// The `pg_advisory_xact_lock` key of migrations: "stent_mg".
 const MIGRATION_LOCK: i64 = 0x7374_656e_745f_6d67;
 
-/// A record's columns, in the table's order: what every record-returning statement selects.
-/// Times are `timestamptz`, decoded on the client (see `store.rs`), so the server spends
-/// nothing converting them.
+/// A record's columns, in the table's order. Times are `timestamptz`, decoded on the client,
+/// so the server spends nothing converting them.
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_at, attempt, \
      fingerprint, function, version, created_at, completed_at, expires_at";
 
 /// A record that has not expired.
 pub(crate) const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
-/// A namespace's table and what belongs to it, named for SQL (quoted, in the schema if there
-/// is one) and for people.
-#[derive(Debug)]
+/// A namespace's table and what belongs to it, named for SQL (quoted) and for people.
 pub(crate) struct Table {
     /// `schema.table` or `table`.
     pub(crate) shown: String,
@@ -128,9 +122,6 @@ pub(crate) fn migration(schema: Option<&str>, tables: &[Table]) -> String {
 END $schema$;\n"
         );
     }
-    for t in tables {
-        script += &t.create;
-        script += ";\n";
-    }
+    script.extend(tables.iter().map(|t| format!("{};\n", t.create)));
     script
 }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool::managed::{Metrics, Object, RecycleResult};
+use deadpool::managed::{Metrics, Object, PoolError, RecycleResult};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow, PgTypeInfo,
-    PgValueFormat, PgValueRef, Postgres,
+    PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgTypeInfo, PgValueFormat,
+    PgValueRef, Postgres,
 };
 use sqlx::{AssertSqlSafe, Connection as _, Row as _, ValueRef as _};
+use stent_core::broadcast::{Broadcast, Invalidations};
 use stent_core::store::{check_key_len, check_value_len, redact};
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace,
@@ -42,15 +43,13 @@ const CAPABILITIES: Capabilities = Capabilities::new()
 /// Durations past this are stored as this (a thousand years): `timestamptz` has an end.
 const MAX_DURATION_MS: i64 = 1000 * 366 * 24 * 3600 * 1000;
 
-/// The error of a store told to connect to the server in `STENT_POSTGRES_URL` when it is unset.
 const NO_URL: &str =
     "STENT_POSTGRES_URL is not set: give a URL such as postgres://user:password@localhost:5432/db";
 
 /// A connection idle this long is pinged before it is used again.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// How often a claim runs its statement before calling the key contended (the crate docs'
-/// [Statements](crate#statements) tell the one race that makes it run again).
+/// How often a claim runs its statement before calling the key contended (see the crate docs).
 const CLAIM_ROUNDS: usize = 8;
 
 /// A [`ResultStore`] in a PostgreSQL database, shared by any number of processes and
@@ -69,8 +68,7 @@ struct Inner {
     schema: Option<String>,
     /// Each namespace's table, by [`Namespace`] order.
     tables: [Table; Namespace::ALL.len()],
-    /// Where deletes and overwrites are announced, and how to listen to them.
-    listener: Listener,
+    channel: String,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -82,11 +80,12 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// Statement `$sql` on table `$table`, which it names `{t}`; `$name = $value` fill in
-/// other names it uses.
+/// `sqlx::$query` of statement `$sql` on table `$table`, which it names `{t}` (`$name =
+/// $value` fill in other names it uses), with the `$arg`s bound to `$1`, `$2`, … in order.
 macro_rules! sql {
-    ($table:expr => $sql:literal $(, $name:ident = $value:expr)*) => {
-        AssertSqlSafe(format!($sql, t = $table.sql $(, $name = $value)*))
+    ($query:ident, $table:expr => $sql:literal $(, $name:ident = $value:expr)*; $($arg:expr),*) => {
+        sqlx::$query(AssertSqlSafe(format!($sql, t = $table.sql $(, $name = $value)*)))
+            $(.bind($arg))*
     };
 }
 
@@ -113,19 +112,17 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
-    /// The connection pool `migrate` and the broadcast listener use, for running your own
-    /// queries against the tables (the store's operations and transactional calls run on
-    /// connections of their own).
+    /// The connection pool `migrate` and the broadcast listener use, for your own queries on
+    /// the tables (the store's operations and transactional calls run on connections of its own).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
 
-    /// The channel this store's deletes and overwrites are announced on (`pg_notify`), and
-    /// its [`invalidations`](stent_core::broadcast::Broadcast::invalidations) listen on:
-    /// `stent_` and a hash of the schema and table prefix. Its listening session is named
-    /// `stent listener {channel}` in `pg_stat_activity`.
+    /// The channel this store's deletes and overwrites are announced on (`pg_notify`) and its
+    /// [`invalidations`](Broadcast::invalidations) listen on: `stent_` and a hash of the schema
+    /// and table prefix. The listening session is `stent listener {channel}` in `pg_stat_activity`.
     pub fn channel(&self) -> &str {
-        &self.inner.listener.channel
+        &self.inner.channel
     }
 
     /// The table a namespace is stored in, as `schema.table` or `table`.
@@ -155,10 +152,7 @@ impl PostgresStore {
             // `build` made a URL of a set `STENT_POSTGRES_URL`.
             Source::Env => return Err(Error::config(NO_URL)),
             Source::Url(ref url) => connect_url(url, &b).await?,
-            Source::Pool(ref pool) => {
-                let target = target_of(&pool.connect_options(), "");
-                (pool.clone(), target, None)
-            }
+            Source::Pool(ref pool) => (pool.clone(), target_of(&pool.connect_options(), ""), None),
         };
         let conns = deadpool::managed::Pool::builder(Connector(pool.connect_options()))
             .max_size(usize::try_from(pool.options().get_max_connections()).unwrap_or(1))
@@ -171,19 +165,15 @@ impl PostgresStore {
             .recycle_timeout(Some(b.acquire_timeout))
             .build()
             .map_err(|e| Error::config(format!("PostgreSQL connections: {e}")))?;
-        let channel = broadcast::channel(b.schema.as_deref(), &b.table_prefix);
+        let (schema, prefix) = (b.schema.as_deref(), b.table_prefix.as_str());
         let store = PostgresStore {
             inner: Arc::new(Inner {
-                listener: Listener {
-                    pool: pool.clone(),
-                    channel,
-                },
+                channel: broadcast::channel(schema, prefix),
+                tables: Namespace::ALL.map(|ns| Table::new(schema, prefix, ns)),
+                schema: b.schema.clone(),
                 pool,
                 conns,
                 target,
-                tables: Namespace::ALL
-                    .map(|ns| Table::new(b.schema.as_deref(), &b.table_prefix, ns)),
-                schema: b.schema,
             }),
         };
         match first {
@@ -202,19 +192,15 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Creates whatever is missing (see `sql::migration`), then checks that every table
-    /// exists and has stent's columns.
+    /// Creates whatever is missing, then checks that every table has stent's columns.
     async fn migrate_on(&self, conn: &mut PgConnection) -> Result<()> {
         let (target, tables) = (&self.inner.target, &self.inner.tables);
         let fail = |what: &'static str| move |e| migrate_error(e, target, what);
         // With everything there already, no DDL, and no privilege to run it, is needed.
         let exists = tables.each_ref().map(|t| t.exists.as_str()).join(" AND ");
-        let (encoding, exists): (String, bool) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT current_setting('server_encoding'), {exists}"
-        )))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(fail("looking up the tables"))?;
+        let q = format!("SELECT current_setting('server_encoding'), {exists}");
+        let found = sqlx::query_as(AssertSqlSafe(q)).fetch_one(&mut *conn).await;
+        let (encoding, exists): (String, bool) = found.map_err(fail("looking up the tables"))?;
         if encoding != "UTF8" && encoding != "SQL_ASCII" {
             return Err(Error::config(format!(
                 "the database on {} is encoded in {encoding}, which cannot hold every UTF-8 key; \
@@ -225,27 +211,22 @@ impl PostgresStore {
         if !exists {
             let mut tx = conn.begin().await.map_err(fail("starting the migration"))?;
             let script = sql::migration(self.inner.schema.as_deref(), tables);
-            sqlx::raw_sql(AssertSqlSafe(script))
-                .execute(&mut *tx)
-                .await
-                .map_err(fail(
-                    "creating the schema, tables, indexes and claim functions",
-                ))?;
+            let created = sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await;
+            let creating = fail("creating the schema, tables, indexes and claim functions");
+            created.map_err(creating)?;
             let committing = fail("committing the migration");
             tx.commit().await.map_err(committing)?;
         }
         for t in tables {
             let probe = format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.sql);
             if let Err(e) = sqlx::query(AssertSqlSafe(probe)).execute(&mut *conn).await {
+                let (missing, foreign) = (
+                    "does not exist (run PostgresStore::migrate with a role that may create it)",
+                    "is not a stent table (its columns differ); choose a schema or table prefix",
+                );
                 let what = match sqlstate(&e).as_deref() {
-                    Some("42P01" | "3F000") => format!(
-                        "table {} does not exist (run PostgresStore::migrate with a role that may create it)",
-                        t.shown
-                    ),
-                    Some("42703") => format!(
-                        "table {} is not a stent table (its columns differ); choose a schema or table prefix",
-                        t.shown
-                    ),
+                    Some("42P01" | "3F000") => format!("table {} {missing}", t.shown),
+                    Some("42703") => format!("table {} {foreign}", t.shown),
                     _ => format!("checking table {}", t.shown),
                 };
                 return Err(migrate_error(e, target, &what));
@@ -254,125 +235,36 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// [`ResultStore::claim`] on `conn`: the pool's connection, or one inside a caller's
-    /// transaction ([`SqlStore::claim_in`]).
-    async fn claim_on(
-        &self,
-        conn: &mut PgConnection,
-        ns: Namespace,
-        key: &str,
-        claim: &Claim<'_>,
-    ) -> Result<ClaimOutcome> {
-        check_key(key)?;
-        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
-        for _ in 0..CLAIM_ROUNDS {
-            // The first branch (see the crate docs' Statements) selects every column in the
-            // table's order, so the scan hands its tuples on without a projection. The second
-            // is the claim's own row, told by its NULL `state`: the new attempt (NULL when
-            // another claim got there first) and the lease it wrote (`now()` is the
-            // transaction's start).
-            let row = sqlx::query(sql!(self.t(ns) =>
-                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
-                     AND (state = 'completed' OR lease_expires_at > now())) \
-                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
-                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
-                     NULL, NULL, NULL, NULL, NULL, NULL) \
-                 LIMIT 1",
-                f = self.t(ns).claim))
-            .bind(key)
-            .bind(claim.token.as_str())
-            .bind(millis(claim.lease))
-            .bind(claim.meta.fingerprint)
-            .bind(claim.meta.function)
-            .bind(claim.meta.version)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(fail)?;
-            if !row.try_get_raw("state").map_err(fail)?.is_null() {
-                let record = decode(&row)?;
-                return Ok(match record.state {
-                    RecordState::Completed => ClaimOutcome::Completed(record),
-                    RecordState::InProgress => ClaimOutcome::InFlight(record),
-                });
-            }
-            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
-                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
-                return Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(attempt).unwrap_or(1),
-                    lease_expires_at: until.0,
-                });
-            }
-        }
-        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
-    }
-
-    /// [`ResultStore::complete`] on `conn`: the pool, or a caller's transaction
-    /// ([`SqlStore::complete_in`]).
-    async fn complete_on<'c>(
-        &self,
-        conn: impl PgExecutor<'c>,
-        ns: Namespace,
-        key: &str,
-        token: &LeaseToken,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        check_key(key)?;
-        check_value_len(&CAPABILITIES, key, value)?;
-        let done = sqlx::query(sql!(self.t(ns) =>
-            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
-                 lease_expires_at = NULL, completed_at = now(), \
-                 expires_at = now() + $4::int8 * interval '1 millisecond' \
-             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(value)
-        .bind(ttl.map(millis))
-        .execute(conn)
-        .await
-        .map_err(self.fail("complete", Some(key)))?;
-        match done.rows_affected() {
-            1 => Ok(()),
-            _ => Err(Error::lease_lost(key)),
-        }
-    }
-
     fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
         move |e| convert(e, &self.inner.target, what, key)
     }
 
-    /// Runs one statement (see [`Self::on_conn`]); returns how many rows it changed.
-    async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
-        let done = self.on_conn(async |conn| q.execute(conn).await.map_err(self.fail(what, key)));
-        Ok(done.await?.rows_affected())
+    /// Runs one statement on one of the store's own connections, as operation `what` on `key`.
+    async fn run<T>(
+        &self,
+        what: &str,
+        key: Option<&str>,
+        op: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+    ) -> Result<T> {
+        self.on_conn(async |conn| op(conn).await.map_err(self.fail(what, key)))
+            .await
     }
 
-    /// Runs `op` on one of the store's own connections, which goes back to the others when
-    /// `op` is done; one whose state is unknown (`op` cancelled midway, or the server gone:
-    /// an `Unavailable` error) is closed instead.
-    ///
-    /// Why connections of the store's own, beside the pool that transactional calls and your
-    /// queries use: sqlx's pool pings every connection given back to it, one more round trip
-    /// after every statement. Measured with the benches' `interleaved limits postgres`: a
-    /// read on the pool took 1.48 × tokio-postgres' read on a held connection, the same read
-    /// on a held sqlx connection 1.00 ×. These are pinged only after sitting idle
-    /// ([`PING_AFTER_IDLE`]).
+    /// Runs `op` on one of the store's own connections, closed afterwards if its state is
+    /// unknown (`op` cancelled midway, or an `Unavailable` error). They exist because sqlx's
+    /// pool pings every connection given back to it: in the benches' `interleaved limits
+    /// postgres`, a read on the pool took 1.48 × tokio-postgres' read on a held connection,
+    /// on a held sqlx connection 1.00 ×. These are pinged only after sitting idle.
     async fn on_conn<T>(&self, op: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
-        let conn = self.inner.conns.get().await.map_err(|e| {
-            let e = match e {
-                deadpool::managed::PoolError::Backend(e) => e,
-                deadpool::managed::PoolError::Closed => sqlx::Error::PoolClosed,
-                _ => sqlx::Error::PoolTimedOut,
-            };
-            convert(e, &self.inner.target, "connection", None)
-        })?;
-        let mut lent = Lent(Some(conn));
+        let conn = self.inner.conns.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => e,
+            PoolError::Closed => sqlx::Error::PoolClosed,
+            _ => sqlx::Error::PoolTimedOut,
+        });
+        let mut lent = Lent(Some(conn.map_err(self.fail("connection", None))?));
         let done = op(lent.0.as_mut().expect("lent until dropped")).await;
-        if !done
-            .as_ref()
-            .is_err_and(|e| e.kind() == ErrorKind::Unavailable)
-        {
-            drop(lent.0.take()); // back to the others
+        if done.as_ref().err().map(Error::kind) != Some(ErrorKind::Unavailable) {
+            lent.0 = None; // back to the others
         }
         done
     }
@@ -397,19 +289,14 @@ impl deadpool::managed::Manager for Connector {
     }
 }
 
-/// A connection lent to one operation: closed when dropped still lent (see
-/// `PostgresStore::on_conn`).
+/// A connection lent to one operation: closed when dropped still lent.
 struct Lent(Option<Object<Connector>>);
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(Object::take(conn));
-        }
+        self.0.take().map(Object::take);
     }
 }
-
-type Stmt<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// The server `opts` name, as `user@host:port/database`.
 fn target_of(opts: &PgConnectOptions, url: &str) -> Target {
@@ -427,16 +314,14 @@ async fn connect_url(
 ) -> Result<(PgPool, Target, Option<PgConnection>)> {
     let shown = redact(url);
     crate::config::check_url(url, &shown, std::env::var("PGUSER").ok().as_deref())?;
-    let unparsed = Target::new(shown.clone(), url);
-    let opts =
-        PgConnectOptions::from_str(url).map_err(|e| convert(e, &unparsed, "connection", None))?;
+    let unparsed = Target::new(shown, url);
+    let opts = PgConnectOptions::from_str(url);
+    let opts = opts.map_err(|e| convert(e, &unparsed, "connection", None))?;
     let target = target_of(&opts, url);
     let (name, timeout) = (&target.name, b.acquire_timeout);
+    let late = format!("PostgreSQL at {name} did not answer within {timeout:?}");
     let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&opts)).await;
-    let conn = conn.map_err(|_| {
-        let message = format!("PostgreSQL at {name} did not answer within {timeout:?}");
-        Error::new(ErrorKind::Unavailable, message)
-    })?;
+    let conn = conn.map_err(|_| Error::new(ErrorKind::Unavailable, late))?;
     let conn = conn.map_err(|e| convert(e, &target, "connection", None))?;
     let pool = PgPoolOptions::new()
         .max_connections(b.max_connections)
@@ -476,28 +361,21 @@ struct Instant(Timestamp);
 /// 2000-01-01T00:00:00Z in Unix milliseconds.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
 
-const TIMESTAMPTZ: Oid = Oid(1184);
-
+/// `timestamptz`, matched by OID.
 impl sqlx::Type<Postgres> for Instant {
     fn type_info() -> PgTypeInfo {
-        PgTypeInfo::with_oid(TIMESTAMPTZ)
-    }
-
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        ty.oid() == Some(TIMESTAMPTZ)
+        PgTypeInfo::with_oid(Oid(1184))
     }
 }
 
 impl sqlx::Decode<'_, Postgres> for Instant {
     fn decode(value: PgValueRef<'_>) -> std::result::Result<Self, BoxDynError> {
-        match value.format() {
-            PgValueFormat::Binary => {
-                let micros = i64::from_be_bytes(value.as_bytes()?.try_into()?);
-                let ms = micros.div_euclid(1000).saturating_add(PG_EPOCH_MS);
-                Ok(Instant(Timestamp::from_millis(ms)))
-            }
-            PgValueFormat::Text => Err("timestamptz in text format (expected binary)".into()),
+        if value.format() == PgValueFormat::Text {
+            return Err("timestamptz in text format (expected binary)".into());
         }
+        let micros = i64::from_be_bytes(value.as_bytes()?.try_into()?);
+        let ms = micros.div_euclid(1000).saturating_add(PG_EPOCH_MS);
+        Ok(Instant(Timestamp::from_millis(ms)))
     }
 }
 
@@ -536,18 +414,12 @@ fn decode(row: &PgRow) -> Result<Record> {
 /// The smallest string greater than every string that starts with `prefix`, if any:
 /// the prefix with its last character incremented (trailing `char::MAX`es dropped).
 fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last as u32 + 1 {
-            0xD800 => Some('\u{E000}'),
-            n => char::from_u32(n),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
+    let mut chars = prefix.chars();
+    let last = chars.next_back()?;
+    match (last..=char::MAX).nth(1) {
+        Some(next) => Some(format!("{}{next}", chars.as_str())),
+        None => prefix_end(chars.as_str()),
     }
-    None
 }
 
 #[async_trait]
@@ -558,19 +430,14 @@ impl ResultStore for PostgresStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
-            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"))
-        .bind(key);
-        let row = self.on_conn(async |conn| {
-            q.fetch_optional(conn)
-                .await
-                .map_err(self.fail("get", Some(key)))
-        });
+        let q = sql!(query, self.t(ns) =>
+            "SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE}"; key);
+        let row = self.run("get", Some(key), async |c| q.fetch_optional(c).await);
         row.await?.as_ref().map(decode).transpose()
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        self.on_conn(async |conn| self.claim_on(conn, ns, key, claim).await)
+        self.on_conn(async |conn| self.claim_in(conn, ns, key, claim).await)
             .await
     }
 
@@ -582,20 +449,13 @@ impl ResultStore for PostgresStore {
         lease: Duration,
     ) -> Result<Timestamp> {
         check_key(key)?;
-        let q = sqlx::query_scalar(sql!(self.t(ns) =>
+        let q = sql!(query_scalar, self.t(ns) =>
             "UPDATE {t} SET lease_expires_at = now() + $3::int8 * interval '1 millisecond' \
              WHERE key = $1 AND lease_token = $2 AND state = 'in_progress' \
-             RETURNING lease_expires_at"))
-        .bind(key)
-        .bind(token.as_str())
-        .bind(millis(lease));
-        let until: Option<Instant> = self
-            .on_conn(async |conn| {
-                q.fetch_optional(conn)
-                    .await
-                    .map_err(self.fail("renew", Some(key)))
-            })
-            .await?;
+             RETURNING lease_expires_at";
+            key, token.as_str(), millis(lease));
+        let until = self.run("renew", Some(key), async |c| q.fetch_optional(c).await);
+        let until: Option<Instant> = until.await?;
         until.map(|t| t.0).ok_or_else(|| Error::lease_lost(key))
     }
 
@@ -607,17 +467,17 @@ impl ResultStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        self.on_conn(async |conn| self.complete_on(conn, ns, key, token, value, ttl).await)
+        self.on_conn(async |conn| self.complete_in(conn, ns, key, token, value, ttl).await)
             .await
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
-            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'"))
-        .bind(key)
-        .bind(token.as_str());
-        Ok(self.execute(q, "release", Some(key)).await? == 1)
+        let q = sql!(query, self.t(ns) =>
+            "DELETE FROM {t} WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'";
+            key, token.as_str());
+        let done = self.run("release", Some(key), async |c| q.execute(c).await);
+        Ok(done.await?.rows_affected() == 1)
     }
 
     async fn put(
@@ -631,7 +491,7 @@ impl ResultStore for PostgresStore {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
         // A replaced row (its `xmax` set by the update) is announced (see `broadcast.rs`).
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH w AS (INSERT INTO {t} (key, state, value, attempt, fingerprint, function, \
                  version, created_at, completed_at, expires_at) \
              VALUES ($1, 'completed', $2, 1, $3, $4, $5, now(), now(), \
@@ -641,27 +501,21 @@ impl ResultStore for PostgresStore {
                  function = $4, version = $5, created_at = now(), completed_at = now(), \
                  expires_at = excluded.expires_at \
              RETURNING xmax::text <> '0' AS replaced) \
-             SELECT pg_notify($7, $8 || $1) FROM w WHERE replaced"))
-        .bind(key)
-        .bind(value)
-        .bind(meta.fingerprint)
-        .bind(meta.function)
-        .bind(meta.version)
-        .bind(ttl.map(millis))
-        .bind(&self.inner.listener.channel)
-        .bind(broadcast::key_payload_start(ns));
-        self.execute(q, "put", Some(key)).await.map(drop)
+             SELECT pg_notify($7, $8 || $1) FROM w WHERE replaced";
+            key, value, meta.fingerprint, meta.function, meta.version, ttl.map(millis),
+            &self.inner.channel, broadcast::key_payload_start(ns));
+        let done = self.run("put", Some(key), async |c| q.execute(c).await);
+        done.await.map(drop)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         check_key(key)?;
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH d AS (DELETE FROM {t} WHERE key = $1 RETURNING key) \
-             SELECT pg_notify($2, $3 || key) FROM d"))
-        .bind(key)
-        .bind(&self.inner.listener.channel)
-        .bind(broadcast::key_payload_start(ns));
-        Ok(self.execute(q, "delete", Some(key)).await? > 0)
+             SELECT pg_notify($2, $3 || key) FROM d";
+            key, &self.inner.channel, broadcast::key_payload_start(ns));
+        let done = self.run("delete", Some(key), async |c| q.execute(c).await);
+        Ok(done.await?.rows_affected() > 0)
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -680,51 +534,45 @@ impl ResultStore for PostgresStore {
         };
         let upper = prefix_end(prefix);
         // The key range is `> $1` or `>= $1`, with or without `< $2`: one btree range scan.
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "SELECT {COLUMNS} FROM {t} \
              WHERE key {from} $1 {to} AND starts_with(key, $3) AND ($4 OR {LIVE}) \
              ORDER BY key LIMIT $5",
             from = if after { ">" } else { ">=" },
-            to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" }))
-        .bind(lower)
-        .bind(upper.as_deref())
-        .bind(prefix)
-        .bind(query.include_expired)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
-        let rows =
-            self.on_conn(async |conn| q.fetch_all(conn).await.map_err(self.fail("list", None)));
+            to = if upper.is_some() { "AND key < $2" } else { "AND $2::text IS NULL" };
+            lower, upper.as_deref(), prefix, query.include_expired,
+            i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+        let rows = self.run("list", None, async |c| q.fetch_all(c).await);
         let records = rows.await?.iter().map(decode).collect::<Result<_>>()?;
         Ok(Page::from_fetched(records, limit))
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let q = sqlx::query(sql!(self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "WITH d AS (DELETE FROM {t} RETURNING 1) \
-             SELECT count(*), pg_notify($1, $2) FROM d"))
-        .bind(&self.inner.listener.channel)
-        .bind(ns.as_str());
-        let row =
-            self.on_conn(async |conn| q.fetch_one(conn).await.map_err(self.fail("clear", None)));
+             SELECT count(*), pg_notify($1, $2) FROM d";
+            &self.inner.channel, ns.as_str());
+        let row = self.run("clear", None, async |c| q.fetch_one(c).await);
         let deleted: i64 = row.await?.get(0);
         Ok(deleted.unsigned_abs())
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        // Oldest first, through the partial index on expires_at, then straight to each row by
-        // its address: the cost follows `limit`, not the number of expired rows. The lock
-        // keeps every picked row as it was checked (still expired, same address); rows
-        // another session holds are skipped rather than waited for.
-        let q = sqlx::query(sql!(self.t(ns) =>
+        // Oldest first through the partial index, then to each row by its address: the cost
+        // follows `limit`. The lock keeps every picked row as checked (still expired, same
+        // address); rows another session holds are skipped rather than waited for.
+        let q = sql!(query, self.t(ns) =>
             "DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} \
-             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        self.execute(q, "purge_expired", None).await
+             WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))";
+            i64::try_from(limit).unwrap_or(i64::MAX));
+        let done = self.run("purge_expired", None, async |c| q.execute(c).await);
+        Ok(done.await?.rows_affected())
     }
 }
 
 /// Transactional calls ([`DurableBuilder::wrap_tx`](stent_core::DurableBuilder::wrap_tx)):
-/// `BEGIN; SET LOCAL lock_timeout = …`, then the claim and the completion above, on the
-/// transaction's connection: one of the store's own for `call`, the caller's for `call_in`.
+/// `BEGIN; SET LOCAL lock_timeout = …`, then the statements of `claim` and `complete`, on
+/// the transaction's connection: one of the store's own for `call`, the caller's for `call_in`.
 #[async_trait]
 impl SqlStore for PostgresStore {
     type Db = Postgres;
@@ -750,7 +598,42 @@ impl SqlStore for PostgresStore {
         key: &str,
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome> {
-        self.claim_on(conn, ns, key, claim).await
+        check_key(key)?;
+        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
+        for _ in 0..CLAIM_ROUNDS {
+            // The first branch selects every column in the table's order, so the scan hands
+            // its tuples on without a projection. The second is the claim's own row, told by
+            // its NULL `state`: the new attempt (NULL when another claim got there first) and
+            // the lease it wrote (`now()` is the transaction's start).
+            let row = sql!(query, self.t(ns) =>
+                "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
+                     AND (state = 'completed' OR lease_expires_at > now())) \
+                 UNION ALL (SELECT NULL, NULL, NULL, NULL, \
+                     now() + $3::int8 * interval '1 millisecond', {f}($1, $2, $3, $4, $5, $6), \
+                     NULL, NULL, NULL, NULL, NULL, NULL) \
+                 LIMIT 1",
+                f = self.t(ns).claim;
+                key, claim.token.as_str(), millis(claim.lease), claim.meta.fingerprint,
+                claim.meta.function, claim.meta.version)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(fail)?;
+            if !row.try_get_raw("state").map_err(fail)?.is_null() {
+                let record = decode(&row)?;
+                return Ok(match record.state {
+                    RecordState::Completed => ClaimOutcome::Completed(record),
+                    RecordState::InProgress => ClaimOutcome::InFlight(record),
+                });
+            }
+            if let Some(attempt) = row.try_get::<Option<i32>, _>("attempt").map_err(fail)? {
+                let until: Instant = row.try_get("lease_expires_at").map_err(fail)?;
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                    lease_expires_at: until.0,
+                });
+            }
+        }
+        Err(Error::new(ErrorKind::Busy, "claim kept racing with other writers").with_key(key))
     }
 
     async fn complete_in(
@@ -762,7 +645,21 @@ impl SqlStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        self.complete_on(conn, ns, key, token, value, ttl).await
+        check_key(key)?;
+        check_value_len(&CAPABILITIES, key, value)?;
+        let done = sql!(query, self.t(ns) =>
+            "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
+                 lease_expires_at = NULL, completed_at = now(), \
+                 expires_at = now() + $4::int8 * interval '1 millisecond' \
+             WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'";
+            key, token.as_str(), value, ttl.map(millis))
+        .execute(conn)
+        .await
+        .map_err(self.fail("complete", Some(key)))?;
+        match done.rows_affected() {
+            1 => Ok(()),
+            _ => Err(Error::lease_lost(key)),
+        }
     }
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
@@ -770,12 +667,12 @@ impl SqlStore for PostgresStore {
     }
 }
 
-/// Every `delete` (so every `invalidate` and the CLI's `rm`), every `clear` and every `put`
-/// that replaces a row calls `pg_notify` in its own statement, delivered when it commits; the
-/// stream `LISTEN`s on a session of its own, taken from the pool (the crate docs say more).
-impl stent_core::broadcast::Broadcast for PostgresStore {
-    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
-        self.inner.listener.invalidations()
+/// `delete`, `clear` and a `put` that replaces a row call `pg_notify` in their own statement;
+/// the stream `LISTEN`s on a session of its own, taken from the pool (see the crate docs).
+impl Broadcast for PostgresStore {
+    fn invalidations(&self) -> Invalidations {
+        let (pool, channel) = (self.inner.pool.clone(), self.inner.channel.clone());
+        Invalidations::reconnecting(Listener { pool, channel })
     }
 }
 
