@@ -15,35 +15,27 @@ pub use stent_core::{
 pub use stent_core::store::redact;
 
 #[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
 /// Transactional calls, on the SQL stores: see [`DurableBuilder::wrap_tx`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use stent_core::{OnConnection, SqlConnection, SqlStore, TxDurable, sqlx};
 
 #[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use stent_core::testkit;
 #[cfg(feature = "local")]
-#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use stent_core::{LocalTier, local};
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stent_redis::{RedisStore, RedisStoreBuilder};
 
 #[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 
 #[cfg(feature = "dynamodb")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
 /// An `Idempotency-Key` layer for tower and axum, on any store (the `stent-http` crate).
 #[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use stent_http as http;
 
 /// Opens the store a URL names, with whichever backends are compiled in.
