@@ -33,9 +33,7 @@ struct Session<'a> {
 pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
     // A SQLite file that does not exist is an error rather than created empty.
     #[cfg(feature = "sqlite")]
-    if let Some(path) = sqlite_path(&args.store)
-        && !std::path::Path::new(path).exists()
-    {
+    if let Some(path) = sqlite_path(&args.store).filter(|p| !std::path::Path::new(p).exists()) {
         let message = format!("no SQLite database at {path}: nothing is stored there yet");
         return Err(Failure(message));
     }
@@ -194,10 +192,8 @@ impl Session<'_> {
         };
         self.confirm(format!("delete every {ns} record of {of}"))?;
         let bar = spinner(format!("deleting {ns} records of {of}"));
-        let deleted = delete_prefix(self.store.as_ref(), ns, &prefix, BATCH, |n| {
-            bar.set_message(format!("deleting {ns} records of {of}: {n} deleted"));
-        });
-        let deleted = deleted.await?;
+        let progress = |n| bar.set_message(format!("deleting {ns} records of {of}: {n} deleted"));
+        let deleted = delete_prefix(self.store.as_ref(), ns, &prefix, BATCH, progress).await?;
         let text = format!("deleted {deleted} {ns} {} of {of}\n", records(deleted));
         let json = json!({ "namespace": ns.as_str(), "function": name, "version": version, "deleted": deleted });
         Ok((json, text))
