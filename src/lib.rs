@@ -110,8 +110,7 @@ fn memory(url: &str) -> Result<Arc<dyn ResultStore>> {
     }
     let query = rest.split_once('?').map_or("", |(_, query)| query);
     let pairs = query.split('&').filter(|pair| !pair.is_empty());
-    let names =
-        Vec::from_iter(pairs.map(|pair| format!("{:?}", pair.split('=').next().unwrap_or(pair))));
+    let names = Vec::from_iter(pairs.map(|p| format!("{:?}", p.split('=').next().unwrap_or(p))));
     let shown = redact(url);
     Err(Error::config(match names.len() {
         0 => format!(
