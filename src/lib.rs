@@ -15,35 +15,27 @@ pub use stent_core::{
 pub use stent_core::store::redact;
 
 #[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use stent_sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 
 /// Transactional calls, on the SQL stores: see [`DurableBuilder::wrap_tx`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use stent_core::{OnConnection, SqlConnection, SqlStore, TxDurable, sqlx};
 
 #[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use stent_core::testkit;
 #[cfg(feature = "local")]
-#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use stent_core::{LocalTier, local};
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stent_redis::{RedisStore, RedisStoreBuilder};
 
 #[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use stent_postgres::{PostgresStore, PostgresStoreBuilder};
 
 #[cfg(feature = "dynamodb")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use stent_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
 /// An `Idempotency-Key` layer for tower and axum, on any store (the `stent-http` crate).
 #[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use stent_http as http;
 
 /// Opens the store a URL names, with whichever backends are compiled in.
@@ -66,62 +58,47 @@ pub use stent_http as http;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent::Result<()> {
 /// let store = stent::connect("memory://").await?;
 /// let stent = stent::Stent::from_arc(store);
-/// # let _ = stent;
 /// let err = stent::connect("mongodb://localhost").await.unwrap_err();
 /// assert_eq!(err.kind(), stent::ErrorKind::Config);
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn ResultStore>> {
-    let scheme = scheme_of(url).unwrap_or_default();
-    if scheme == "memory" {
-        return memory(url);
-    }
-    #[cfg(feature = "sqlite")]
-    if stent_sqlite::SCHEMES.contains(&scheme) {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
-    }
-    #[cfg(feature = "postgres")]
-    if stent_postgres::SCHEMES.contains(&scheme) {
-        return Ok(Arc::new(PostgresStore::connect(url).await?));
-    }
-    #[cfg(feature = "redis")]
-    if stent_redis::SCHEMES.contains(&scheme) {
-        return Ok(Arc::new(RedisStore::connect(url).await?));
-    }
-    #[cfg(feature = "dynamodb")]
-    if stent_dynamodb::SCHEMES.contains(&scheme) {
-        return Ok(Arc::new(DynamoDbStore::connect(url).await?));
-    }
+    // RFC 3986's scheme: a letter, then letters, digits, `+`, `-` and `.`, before the first `:`.
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    let rest = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && scheme.chars().all(rest);
+    let scheme = if valid { scheme } else { "" };
+    let backend = BACKENDS.iter().find(|b| b.1.contains(&scheme));
     let all = BACKENDS.iter().flat_map(|(_, schemes)| *schemes);
     let expected = all.fold("memory://".to_owned(), |list, s| format!("{list}, {s}://"));
-    let (shown, backend) = (redact(url), BACKENDS.iter().find(|b| b.1.contains(&scheme)));
-    Err(Error::config(match backend {
+    let shown = redact(url);
+    let message = match backend.map(|&(feature, _)| feature) {
+        _ if scheme == "memory" => return memory(url),
+        #[cfg(feature = "sqlite")]
+        Some("sqlite") => return Ok(Arc::new(SqliteStore::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        Some("postgres") => return Ok(Arc::new(PostgresStore::connect(url).await?)),
+        #[cfg(feature = "redis")]
+        Some("redis") => return Ok(Arc::new(RedisStore::connect(url).await?)),
+        #[cfg(feature = "dynamodb")]
+        Some("dynamodb") => return Ok(Arc::new(DynamoDbStore::connect(url).await?)),
         _ if scheme.is_empty() => format!("{shown:?} is not a store URL: expected {expected}"),
-        Some((feature, _)) => format!(
+        Some(feature) => format!(
             "{scheme}:// stores need stent's `{feature}` cargo feature, which this build does not enable"
         ),
         None => format!("unknown store URL scheme {scheme:?} in {shown:?}: expected {expected}"),
-    }))
+    };
+    Err(Error::config(message))
 }
 
-/// Each backend's cargo feature and the URL schemes its crate's `SCHEMES` lists, spelled out
-/// here so that the schemes of a backend not compiled in are still known.
+/// Each backend's cargo feature and URL schemes (its crate's `SCHEMES`, as a test checks),
+/// spelled out here so that the schemes of a backend not compiled in are still known.
 const BACKENDS: [(&str, &[&str]); 4] = [
     ("sqlite", &["sqlite"]),
     ("postgres", &["postgres", "postgresql"]),
     ("redis", &["redis", "rediss", "redis+unix", "redis+cluster"]),
     ("dynamodb", &["dynamodb"]),
 ];
-
-/// The scheme of `url`: RFC 3986's letter, then letters, digits, `+`, `-` and `.`, before
-/// the first `:`. `None` when there is none.
-fn scheme_of(url: &str) -> Option<&str> {
-    let (scheme, _) = url.split_once(':')?;
-    let mut chars = scheme.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    valid.then_some(scheme)
-}
 
 /// A memory store for `memory://` (or `memory:`); anything after the scheme is refused,
 /// since a memory store has no location and no options.
@@ -133,9 +110,7 @@ fn memory(url: &str) -> Result<Arc<dyn ResultStore>> {
     }
     let query = rest.split_once('?').map_or("", |(_, query)| query);
     let pairs = query.split('&').filter(|pair| !pair.is_empty());
-    let names: Vec<String> = pairs
-        .map(|pair| format!("{:?}", pair.split_once('=').map_or(pair, |(name, _)| name)))
-        .collect();
+    let names = Vec::from_iter(pairs.map(|p| format!("{:?}", p.split('=').next().unwrap_or(p))));
     let shown = redact(url);
     Err(Error::config(match names.len() {
         0 => format!(

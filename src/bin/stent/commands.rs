@@ -1,44 +1,25 @@
 //! What each command does against the store: each returns its JSON document and its text.
 
+use std::io::{self, IsTerminal as _, Write as _};
 use std::sync::Arc;
+use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use stent::key::function_prefix;
 use stent::store::delete_prefix;
 use stent::{ListQuery, Namespace, Record, RecordState, ResultStore, Stent, Timestamp};
 
 use crate::output::{self, Condition, duration, table};
-use crate::term::{self, Failure};
-use crate::{Args, Command, IdempotencyCommand, LsArgs, RecordCommand};
+use crate::{Args, Command, Failure, IdempotencyCommand, LsArgs, RecordCommand, RmArgs};
 
 /// Records per `list` page when walking a namespace, and expired records deleted per
 /// `purge_expired` call on the SQL stores (so that progress shows between calls).
 const BATCH: usize = 1000;
 
-/// Expired records deleted per `purge_expired` call on `store`. A store that removes expired
-/// records by itself ([`native_ttl`](stent::Capabilities::native_ttl): Redis, DynamoDB) has no
-/// index of them: a call sweeps the keys from the first, so a purge is one call with no limit
-/// (batches would each sweep again from the first key). The others find them by their expiry
-/// index and delete a batch in one transaction, which [`BATCH`] keeps short.
-fn purge_batch(store: &dyn ResultStore) -> usize {
-    if store.capabilities().native_ttl {
-        usize::MAX
-    } else {
-        BATCH
-    }
-}
-
 /// What `stats` counts in a namespace, as its JSON names them: every record, one count per
 /// [`Condition`] in its order, then the bytes of the values.
-const COUNTS: [&str; 7] = [
-    "records",
-    "completed",
-    "stored_errors",
-    "in_progress",
-    "lease_lapsed",
-    "expired",
-    "value_bytes",
-];
+const COUNTS: &str = "records completed stored_errors in_progress lease_lapsed expired value_bytes";
 
 /// A command's output: the document `--json` prints, and the text printed otherwise.
 type Output = Result<(Value, String), Failure>;
@@ -50,11 +31,15 @@ struct Session<'a> {
 }
 
 pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
-    let s = Session {
-        args,
-        store: open(&args.store).await?,
-    };
-    let output = match &args.command {
+    // A SQLite file that does not exist is an error rather than created empty.
+    #[cfg(feature = "sqlite")]
+    if let Some(path) = sqlite_path(&args.store).filter(|p| !std::path::Path::new(p).exists()) {
+        let message = format!("no SQLite database at {path}: nothing is stored there yet");
+        return Err(Failure(message));
+    }
+    let store = stent::connect(&args.store).await?;
+    let s = Session { args, store };
+    let (doc, mut text) = match &args.command {
         Command::Cache(command) => s.on(Namespace::Cache, command).await?,
         Command::Idempotency(IdempotencyCommand::Record(command)) => {
             s.on(Namespace::Idempotency, command).await?
@@ -63,19 +48,17 @@ pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
         Command::Stats => s.stats().await?,
         Command::Progress { execution } => s.progress(execution).await?,
     };
-    term::print(output, args.json)
-}
-
-/// Opens the store; a SQLite file that does not exist is an error rather than created empty.
-async fn open(url: &str) -> Result<Arc<dyn ResultStore>, Failure> {
-    #[cfg(feature = "sqlite")]
-    if let Some(path) = sqlite_path(url)
-        && !std::path::Path::new(path).exists()
-    {
-        let message = format!("no SQLite database at {path}: nothing is stored there yet");
-        return Err(Failure(message));
+    if args.json {
+        text = format!("{doc:#}\n");
     }
-    Ok(stent::connect(url).await?)
+    // A reader that went away (`stent cache ls | head`) is not an error.
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Failure(format!("cannot write the output: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The file a `sqlite:` URL names, as `SqliteStore::connect` reads it.
@@ -86,28 +69,48 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
 }
 
+/// A spinner with a message and the time elapsed on stderr, drawn only when stderr is a
+/// terminal, and erased when dropped.
+fn spinner(message: String) -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a template");
+    let bar = ProgressBar::new_spinner().with_style(style);
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
 impl Session<'_> {
     /// Runs a command that both namespaces offer on `ns`.
     async fn on(&self, ns: Namespace, command: &RecordCommand) -> Output {
         match command {
             RecordCommand::Ls(args) => self.ls(ns, args).await,
             RecordCommand::Show(arg) => self.show(ns, &arg.key).await,
-            RecordCommand::Rm(arg) => match (&arg.key, &arg.function) {
-                (Some(key), _) => self.rm(ns, key).await,
-                (None, function) => {
-                    let name = function.as_deref().unwrap_or_default();
-                    self.rm_function(ns, name, arg.version.as_deref()).await
-                }
-            },
+            RecordCommand::Rm(RmArgs { key: Some(key), .. }) => self.rm(ns, key).await,
+            RecordCommand::Rm(args) => self.rm_function(ns, args).await,
             RecordCommand::Clear => self.clear(ns).await,
             RecordCommand::Purge => self.purge(ns).await,
         }
     }
 
-    /// Asks to `{action} in {store}`, unless `--yes`.
+    /// Asks `{action} in {store}? [y/N]` on a terminal; refuses without one. `--yes` skips both.
     fn confirm(&self, action: String) -> Result<(), Failure> {
-        let store = stent::redact(&self.args.store);
-        term::confirm(&format!("{action} in {store}"), self.args.yes)
+        let action = format!("{action} in {}", stent::redact(&self.args.store));
+        if self.args.yes {
+            return Ok(());
+        } else if !io::stdin().is_terminal() {
+            return Err(Failure(format!(
+                "refusing to {action} without confirmation: stdin is not a terminal (pass --yes)"
+            )));
+        }
+        eprint!("{}{}? [y/N] ", action[..1].to_uppercase(), &action[1..]);
+        let mut answer = String::new();
+        io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Failure(format!("cannot read the answer: {e}")))?;
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Ok(()),
+            _ => Err(Failure("not confirmed; nothing was changed".into())),
+        }
     }
 
     /// Hands `each` the records of `ns` that `query` selects, page by page, until there are
@@ -119,7 +122,7 @@ impl Session<'_> {
         max: usize,
         mut each: impl FnMut(Record),
     ) -> Result<(), Failure> {
-        let bar = term::spinner(format!("reading {ns}"));
+        let bar = spinner(format!("reading {ns}"));
         let mut seen = 0;
         while seen < max {
             query.limit = (max - seen).min(BATCH);
@@ -179,19 +182,18 @@ impl Session<'_> {
         Ok((json, format!("deleted {ns} record {key:?}\n")))
     }
 
-    /// Deletes every record of function `name` (of one `version`), page by page.
-    async fn rm_function(&self, ns: Namespace, name: &str, version: Option<&str>) -> Output {
-        let prefix = function_prefix(name, version)?;
+    /// Deletes every record of function `--function` (of one `--version`), page by page.
+    async fn rm_function(&self, ns: Namespace, args: &RmArgs) -> Output {
+        let (name, version) = (args.function.as_deref().unwrap_or_default(), &args.version);
+        let prefix = function_prefix(name, version.as_deref())?;
         let of = match version {
             Some(v) => format!("function {name:?} version {v:?}"),
             None => format!("function {name:?}"),
         };
         self.confirm(format!("delete every {ns} record of {of}"))?;
-        let bar = term::spinner(format!("deleting {ns} records of {of}"));
-        let deleted = delete_prefix(self.store.as_ref(), ns, &prefix, BATCH, |n| {
-            bar.set_message(format!("deleting {ns} records of {of}: {n} deleted"));
-        });
-        let deleted = deleted.await?;
+        let bar = spinner(format!("deleting {ns} records of {of}"));
+        let progress = |n| bar.set_message(format!("deleting {ns} records of {of}: {n} deleted"));
+        let deleted = delete_prefix(self.store.as_ref(), ns, &prefix, BATCH, progress).await?;
         let text = format!("deleted {deleted} {ns} {} of {of}\n", records(deleted));
         let json = json!({ "namespace": ns.as_str(), "function": name, "version": version, "deleted": deleted });
         Ok((json, text))
@@ -199,7 +201,7 @@ impl Session<'_> {
 
     async fn clear(&self, ns: Namespace) -> Output {
         self.confirm(format!("delete every {ns} record"))?;
-        let _bar = term::spinner(format!("clearing {ns}"));
+        let _bar = spinner(format!("clearing {ns}"));
         let deleted = self.store.clear(ns).await?;
         let text = format!("deleted {deleted} {ns} {}\n", records(deleted));
         let json = json!({ "namespace": ns.as_str(), "deleted": deleted });
@@ -208,8 +210,12 @@ impl Session<'_> {
 
     async fn purge(&self, ns: Namespace) -> Output {
         self.confirm(format!("delete the expired {ns} records"))?;
-        let bar = term::spinner(format!("purging expired {ns} records"));
-        let (mut purged, limit) = (0, purge_batch(self.store.as_ref()));
+        let bar = spinner(format!("purging expired {ns} records"));
+        // A store that removes expired records by itself (Redis, DynamoDB) has no index of
+        // them: each call sweeps the keys from the first, so one call takes them all. The
+        // others find them by their expiry index and delete a batch per transaction.
+        let native = self.store.capabilities().native_ttl;
+        let (mut purged, limit) = (0, if native { usize::MAX } else { BATCH });
         loop {
             let batch = self.store.purge_expired(ns, limit).await?;
             purged += batch;
@@ -218,9 +224,8 @@ impl Session<'_> {
                 break;
             }
         }
-        let json = json!({ "namespace": ns.as_str(), "purged": purged });
         let text = format!("purged {purged} expired {ns} {}\n", records(purged));
-        Ok((json, text))
+        Ok((json!({ "namespace": ns.as_str(), "purged": purged }), text))
     }
 
     async fn release(&self, key: &str) -> Output {
@@ -286,9 +291,9 @@ impl Session<'_> {
     }
 
     async fn stats(&self) -> Output {
-        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; COUNTS.len()]);
+        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; 7]);
         for ns in Namespace::ALL {
-            let mut counts = [0_u64; COUNTS.len()];
+            let mut counts = [0_u64; 7];
             let query = ListQuery::new().include_expired(true);
             self.walk(ns, query, usize::MAX, |record| {
                 counts[0] += 1;
@@ -299,12 +304,12 @@ impl Session<'_> {
             total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
             rows.push((ns.as_str(), counts));
         }
-        let doc = |c: [u64; 7]| Value::from_iter(COUNTS.iter().map(|n| n.to_string()).zip(c));
+        let doc = |c: [u64; 7]| Value::from_iter(COUNTS.split(' ').map(String::from).zip(c));
         let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns, doc(c))));
         let store = stent::redact(&self.args.store);
         let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
         rows.push(("total", total));
-        let columns = ["namespace"].iter().chain(&COUNTS);
+        let columns = ["namespace"].into_iter().chain(COUNTS.split(' '));
         let header = Vec::from_iter(columns.map(|c| c.to_uppercase().replace('_', " ")));
         let rows = rows.iter().map(|(name, c)| {
             let counts = c[..6].iter().map(u64::to_string);
@@ -336,12 +341,13 @@ fn records(n: u64) -> &'static str {
     if n == 1 { "record" } else { "records" }
 }
 
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 mod tests {
-    use super::sqlite_path;
-
     #[test]
+    #[cfg(feature = "sqlite")]
     fn sqlite_paths_are_read_like_the_store_reads_them() {
+        use super::sqlite_path;
+
         assert_eq!(sqlite_path("sqlite://stent.db"), Some("stent.db"));
         assert_eq!(
             sqlite_path("sqlite:///tmp/a.db?table_prefix=x_"),

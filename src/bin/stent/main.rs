@@ -3,7 +3,6 @@
 
 mod commands;
 mod output;
-mod term;
 
 use std::process::ExitCode;
 
@@ -119,12 +118,50 @@ async fn main() -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// An error for the user: printed as `error: {message}`, exit status 1.
+#[derive(Debug)]
+struct Failure(String);
+
+impl Failure {
+    /// The message as one line, with every form of the store URL's password masked.
+    fn to_line(&self, store_url: &str) -> String {
+        let line = self.0.replace(char::is_control, " ");
+        stent::store::url_secrets(store_url)
+            .iter()
+            .fold(line, |line, secret| line.replace(secret.as_str(), "***"))
+    }
+}
+
+impl From<stent::Error> for Failure {
+    /// The error's sentence, then each cause in its chain that the line does not say yet.
+    fn from(e: stent::Error) -> Self {
+        let mut line = e.to_string();
+        let causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+        for text in causes.map(|c| c.to_string()) {
+            if !line.contains(&text) {
+                line = format!("{line}: {text}");
+            }
+        }
+        Failure(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
 
+    use super::*;
+
     #[test]
     fn the_command_line_is_consistent() {
-        super::Args::command().debug_assert();
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn passwords_are_masked_in_every_form() {
+        let url = "postgres://u:p%40ss@host/db?password=other";
+        let f = Failure("p%40ss p@ss other\nsecond line".into());
+        assert_eq!(f.to_line(url), "*** *** *** second line");
+        assert_eq!(Failure("fine".into()).to_line("sqlite://x.db"), "fine");
     }
 }
