@@ -168,13 +168,9 @@ pub(crate) async fn run<F: Future>(
     let logged = read(&**store, &id)
         .await
         .map_or(0, |state| state.progress.len());
-    let next = u32::try_from(logged).unwrap_or(u32::MAX);
-    let scope = Arc::new(Scope {
-        id,
-        store: Arc::clone(store),
-        next: AtomicU32::new(next),
-    });
-    SCOPE.scope(scope, fut).await
+    let next = AtomicU32::new(u32::try_from(logged).unwrap_or(u32::MAX));
+    let store = Arc::clone(store);
+    SCOPE.scope(Arc::new(Scope { id, store, next }), fut).await
 }
 
 /// The progress log of execution `id` in `store` (see [`Stent::state_of`](crate::Stent::state_of)).
@@ -195,8 +191,6 @@ pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionS
             break;
         }
     }
-    Ok(ExecutionState {
-        id: id.to_owned(),
-        progress,
-    })
+    let id = id.to_owned();
+    Ok(ExecutionState { id, progress })
 }

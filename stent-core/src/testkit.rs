@@ -79,11 +79,8 @@ named_enum! {
 /// What a [`Fault`] does to the calls it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
-    /// Return an error; the inner store is not called.
     Fail,
-    /// Wait, then call the inner store.
     Delay(Duration),
-    /// Call the inner store, drop its answer and return an error.
     LoseReply,
 }
 
