@@ -124,37 +124,31 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn new(op: Op, action: Action) -> Self {
-        let what = match action {
-            Action::LoseReply => "took effect, but its reply was lost",
-            Action::Fail | Action::Delay(_) => "failed",
-        };
-        let unavailable =
-            move |op, n| Error::new(ErrorKind::Unavailable, fault_message(op, n, what));
+    fn new(op: Op, action: Action, what: &'static str) -> Self {
         Fault {
             op,
             calls: (Bound::Unbounded, Bound::Unbounded),
             action,
-            error: MakeError(Arc::new(unavailable)),
+            error: injected(ErrorKind::Unavailable, what),
         }
     }
 
     /// Fails calls of `op` with an error, without calling the inner store.
     pub fn fail(op: Op) -> Self {
-        Self::new(op, Action::Fail)
+        Self::new(op, Action::Fail, "failed")
     }
 
     /// Delays calls of `op` by `by` before they reach the inner store. A caller that
     /// gives up during the delay (its future is dropped) leaves the store untouched.
     pub fn delay(op: Op, by: Duration) -> Self {
-        Self::new(op, Action::Delay(by))
+        Self::new(op, Action::Delay(by), "failed")
     }
 
     /// Lets calls of `op` take effect in the inner store, then replaces the answer with an
     /// error, as when a connection drops after the server applied a write but before its
     /// reply arrived.
     pub fn lose_reply(op: Op) -> Self {
-        Self::new(op, Action::LoseReply)
+        Self::new(op, Action::LoseReply, "took effect, but its reply was lost")
     }
 
     /// Only the `n`th call (counting from 1).
@@ -175,8 +169,9 @@ impl Fault {
 
     /// Fails with an error of `kind` (retryable when the kind usually is) instead of
     /// [`ErrorKind::Unavailable`].
-    pub fn error(self, kind: ErrorKind) -> Self {
-        self.error_with(move |op, n| Error::new(kind, fault_message(op, n, "failed")))
+    pub fn error(mut self, kind: ErrorKind) -> Self {
+        self.error = injected(kind, "failed");
+        self
     }
 
     /// Fails with the error `make(op, call_number)` returns.
@@ -186,8 +181,11 @@ impl Fault {
     }
 }
 
-fn fault_message(op: Op, n: u64, what: &str) -> String {
-    format!("injected fault: {op} call #{n} {what}")
+/// An error of `kind` saying that the call of `op` numbered `n` `what` ("failed", …).
+fn injected(kind: ErrorKind, what: &'static str) -> MakeError {
+    MakeError(Arc::new(move |op, n| {
+        Error::new(kind, format!("injected fault: {op} call #{n} {what}"))
+    }))
 }
 
 #[derive(Debug, Default)]
@@ -297,14 +295,10 @@ impl<S> FaultStore<S> {
         if !matching.is_empty() {
             self.shared.injected[op as usize].fetch_add(1, Ordering::SeqCst);
         }
-        let delay = matching
-            .iter()
-            .fold(Duration::ZERO, |sum, f| match f.action {
-                Action::Delay(d) => sum.saturating_add(d),
-                Action::Fail | Action::LoseReply => sum,
-            });
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        for fault in &matching {
+            if let Action::Delay(by) = fault.action {
+                tokio::time::sleep(by).await;
+            }
         }
         let error = |action| {
             matching
