@@ -120,9 +120,8 @@ impl quick_cache::Weighter<Name, Arc<Kept>> for Weight {
         let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let text = len(&r.fingerprint) + len(&r.function) + len(&r.version);
         let bytes = 2 * r.key.len() + r.value.as_ref().map_or(0, Vec::len) + text;
-        u64::try_from(bytes + OVERHEAD)
-            .unwrap_or(u64::MAX)
-            .max(self.0)
+        let weight = u64::try_from(bytes + OVERHEAD).unwrap_or(u64::MAX);
+        weight.max(self.0)
     }
 }
 
@@ -293,7 +292,6 @@ fn fresh(kept: &Kept) -> bool {
 }
 
 impl State {
-    /// The epoch of the stripe of `key`.
     fn epoch(&self, ns: Namespace, key: &str) -> u64 {
         self.epochs[stripe(ns, key)].load(Ordering::SeqCst)
     }
@@ -346,7 +344,6 @@ impl State {
     }
 }
 
-/// The stripe of [`State::epochs`] that `key` of `ns` belongs to.
 fn stripe(ns: Namespace, key: &str) -> usize {
     let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((ns, key));
     usize::try_from(hash % STRIPES as u64).unwrap_or(0)

@@ -36,8 +36,10 @@ pub struct MemoryStore {
     caps: Capabilities,
     clock: Arc<dyn Clock>,
     /// One map per namespace, in [`Namespace::ALL`] order.
-    maps: Arc<[Mutex<BTreeMap<String, Record>>; Namespace::ALL.len()]>,
+    maps: Arc<[Mutex<Map>; Namespace::ALL.len()]>,
 }
+
+type Map = BTreeMap<String, Record>;
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,7 +80,7 @@ impl MemoryStore {
         self
     }
 
-    fn map(&self, ns: Namespace) -> MutexGuard<'_, BTreeMap<String, Record>> {
+    fn map(&self, ns: Namespace) -> MutexGuard<'_, Map> {
         // A panic while holding the lock cannot leave a record half-written (every
         // update is a single assignment), so a poisoned map is still consistent.
         let map = &self.maps[ns as usize];
@@ -90,11 +92,7 @@ impl MemoryStore {
     }
 
     /// The in-progress record of `key` that `token` owns.
-    fn owned<'m>(
-        map: &'m mut BTreeMap<String, Record>,
-        key: &str,
-        token: &LeaseToken,
-    ) -> Option<&'m mut Record> {
+    fn owned<'m>(map: &'m mut Map, key: &str, token: &LeaseToken) -> Option<&'m mut Record> {
         map.get_mut(key)
             .filter(|r| r.state == RecordState::InProgress && r.lease_token.as_ref() == Some(token))
     }

@@ -186,10 +186,8 @@ pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionS
             };
             progress.push(entry);
         }
-        query.cursor = page.next_cursor;
-        if query.cursor.is_none() {
-            break;
-        }
+        let Some(next) = page.next_cursor else { break };
+        query.cursor = Some(next);
     }
     let id = id.to_owned();
     Ok(ExecutionState { id, progress })
