@@ -175,14 +175,12 @@ impl<S: ResultStore> LocalTier<S> {
     /// and stops when the tier is dropped.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
-    /// # use stent_core::{LocalTier, Stent, broadcast::Broadcast};
-    /// # async fn connect() -> stent_core::Result<stent_core::MemoryStore> { Ok(stent_core::MemoryStore::new()) }
-    /// # fn announcements<S>(_: &S) -> stent_core::broadcast::Invalidations { stent_core::broadcast::Invalidations::new(futures_util::stream::pending()) }
-    /// let store = connect().await?; // a RedisStore or a PostgresStore
-    /// let invalidations = announcements(&store); // store.invalidations()
+    /// # use stent_core::{LocalTier, ResultStore, Stent, broadcast::Broadcast};
+    /// # fn example(store: impl ResultStore + Broadcast) {
+    /// // `store`: a RedisStore or a PostgresStore
+    /// let invalidations = store.invalidations();
     /// let stent = Stent::new(LocalTier::new(store, 100_000, 64 << 20).broadcast(invalidations));
-    /// # let _ = stent; Ok(()) }
+    /// # let _ = stent; }
     /// ```
     ///
     /// # Panics
