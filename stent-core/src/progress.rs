@@ -147,11 +147,8 @@ pub(crate) async fn record<R, E>(
     };
     let written = async {
         let bytes = codec::encode_value(&entry)?;
-        let ttl = Some(PROGRESS_RETENTION);
-        scope
-            .store
-            .put(Namespace::Progress, &entry_key, &bytes, ttl, meta)
-            .await
+        let (ns, ttl) = (Namespace::Progress, Some(PROGRESS_RETENTION));
+        scope.store.put(ns, &entry_key, &bytes, ttl, meta).await
     };
     if let Err(e) = written.await {
         tracing::warn!(error = %e, execution = %scope.id, "recording progress failed");
@@ -165,9 +162,7 @@ pub(crate) async fn run<F: Future>(
     fut: F,
 ) -> F::Output {
     // Continue numbering after entries an earlier run of this id left.
-    let logged = read(&**store, &id)
-        .await
-        .map_or(0, |state| state.progress.len());
+    let logged = read(&**store, &id).await.map_or(0, |s| s.progress.len());
     let next = AtomicU32::new(u32::try_from(logged).unwrap_or(u32::MAX));
     let store = Arc::clone(store);
     SCOPE.scope(Arc::new(Scope { id, store, next }), fut).await

@@ -286,12 +286,8 @@ impl<S> FaultStore<S> {
     /// failing rule's error, or the call and then the first reply-losing rule's error.
     async fn run<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
         let n = self.shared.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        let matching: Vec<Fault> = self
-            .faults()
-            .iter()
-            .filter(|f| f.op == op && f.calls.contains(&n))
-            .cloned()
-            .collect();
+        let applies = |f: &&Fault| f.op == op && f.calls.contains(&n);
+        let matching: Vec<Fault> = self.faults().iter().filter(applies).cloned().collect();
         if !matching.is_empty() {
             self.shared.injected[op as usize].fetch_add(1, Ordering::SeqCst);
         }
@@ -301,10 +297,8 @@ impl<S> FaultStore<S> {
             }
         }
         let error = |action| {
-            matching
-                .iter()
-                .find(|f| f.action == action)
-                .map(|f| (f.error.0)(op, n))
+            let fault = matching.iter().find(|f| f.action == action);
+            fault.map(|f| (f.error.0)(op, n))
         };
         if let Some(e) = error(Action::Fail) {
             return Err(e);
