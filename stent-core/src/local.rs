@@ -1,10 +1,8 @@
-//! [`LocalTier`]: completed records kept in the process, in front of any store (cargo
-//! feature `local`).
+//! [`LocalTier`]: completed records kept in the process, in front of any store (feature `local`).
 //!
 //! A completed idempotency record never changes until its retention ends or an operator
-//! deletes it, so a process that has read it once can answer the next replay itself, in about
-//! a microsecond instead of a round trip. Cached values can be kept too, for at most a local
-//! TTL that bounds how stale they may get.
+//! deletes it, so a process that has read it once can replay it itself in about a microsecond
+//! instead of a round trip. Cached values can be kept too, for at most a local TTL.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -320,21 +318,16 @@ impl State {
 
     /// Applies one event of the store's broadcast.
     fn apply(&self, event: Invalidation) {
+        observe::local(match &event {
+            Invalidation::Key(..) | Invalidation::Namespace(_) => "broadcast",
+            Invalidation::Lost => "subscription_lost",
+            Invalidation::Subscribed => "subscribed",
+        });
         match event {
-            Invalidation::Key(ns, key) => {
-                observe::local("broadcast");
-                self.forget(ns, &key);
-            }
-            Invalidation::Namespace(ns) => {
-                observe::local("broadcast");
-                self.forget_all(Some(ns));
-            }
-            Invalidation::Lost => {
-                observe::local("subscription_lost");
-                self.lose();
-            }
+            Invalidation::Key(ns, key) => _ = self.forget(ns, &key),
+            Invalidation::Namespace(ns) => self.forget_all(Some(ns)),
+            Invalidation::Lost => self.lose(),
             Invalidation::Subscribed => {
-                observe::local("subscribed");
                 self.forget_all(None);
                 self.serving.store(true, Ordering::SeqCst);
             }
