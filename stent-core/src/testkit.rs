@@ -144,9 +144,8 @@ impl Fault {
         Self::new(op, Action::Delay(by), "failed")
     }
 
-    /// Lets calls of `op` take effect in the inner store, then replaces the answer with an
-    /// error, as when a connection drops after the server applied a write but before its
-    /// reply arrived.
+    /// Lets calls of `op` take effect in the inner store, then answers with an error, as when
+    /// a connection drops after the server applied a write but before its reply arrived.
     pub fn lose_reply(op: Op) -> Self {
         Self::new(op, Action::LoseReply, "took effect, but its reply was lost")
     }
