@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::stream::{BoxStream, Stream, StreamExt};
 
 use crate::record::Namespace;
 
@@ -50,20 +50,14 @@ pub enum Invalidation {
 /// A store's stream of [`Invalidation`]s: it starts by subscribing, reconnects by itself
 /// after a loss, and never ends while it is polled. Dropping it unsubscribes.
 #[must_use = "a stream does nothing unless polled (give it to `LocalTier::broadcast`)"]
-pub struct Invalidations {
-    events: Pin<Box<dyn Stream<Item = Invalidation> + Send>>,
-}
+pub struct Invalidations(BoxStream<'static, Invalidation>);
 
 impl Invalidations {
     /// Wraps a store's stream of events.
     pub fn new(events: impl Stream<Item = Invalidation> + Send + 'static) -> Self {
-        Invalidations {
-            events: Box::pin(events),
-        }
+        Invalidations(events.boxed())
     }
-}
 
-impl Invalidations {
     /// The stream of a store that subscribes through `subscriber`: it subscribes when first
     /// polled, yields [`Invalidation::Subscribed`] once it is live and
     /// [`Invalidation::Lost`] when the subscription is lost, then subscribes again, waiting
@@ -73,28 +67,22 @@ impl Invalidations {
         let state = (subscriber, None, FIRST_BACKOFF);
         Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
             let (subscriber, session, backoff) = &mut s;
-            let event = loop {
-                if let Some(live) = session {
-                    match subscriber.receive(live).await {
-                        Some(event) => break event,
-                        None => {
-                            *session = None;
-                            break Invalidation::Lost;
-                        }
-                    }
+            if let Some(live) = session {
+                let event = subscriber.receive(live).await;
+                if event.is_none() {
+                    *session = None;
                 }
-                match subscriber.subscribe().await {
-                    Some(live) => {
-                        (*session, *backoff) = (Some(live), FIRST_BACKOFF);
-                        break Invalidation::Subscribed;
-                    }
-                    None => {
-                        tokio::time::sleep(*backoff).await;
-                        *backoff = (*backoff * 2).min(Duration::from_secs(1));
-                    }
+                return Some((event.unwrap_or(Invalidation::Lost), s));
+            }
+            loop {
+                *session = subscriber.subscribe().await;
+                if session.is_some() {
+                    *backoff = FIRST_BACKOFF;
+                    return Some((Invalidation::Subscribed, s));
                 }
-            };
-            Some((event, s))
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(Duration::from_secs(1));
+            }
         }))
     }
 }
@@ -125,7 +113,7 @@ impl Stream for Invalidations {
     type Item = Invalidation;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Invalidation>> {
-        self.events.as_mut().poll_next(cx)
+        self.0.poll_next_unpin(cx)
     }
 }
 

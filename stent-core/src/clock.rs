@@ -43,9 +43,8 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: Timestamp) -> Self {
-        ManualClock {
-            now: Arc::new(AtomicI64::new(start.as_millis())),
-        }
+        let now = Arc::new(AtomicI64::new(start.as_millis()));
+        ManualClock { now }
     }
 
     /// Moves the clock forward by `by`.

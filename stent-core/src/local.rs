@@ -1,10 +1,8 @@
-//! [`LocalTier`]: completed records kept in the process, in front of any store (cargo
-//! feature `local`).
+//! [`LocalTier`]: completed records kept in the process, in front of any store (feature `local`).
 //!
 //! A completed idempotency record never changes until its retention ends or an operator
-//! deletes it, so a process that has read it once can answer the next replay itself, in about
-//! a microsecond instead of a round trip. Cached values can be kept too, for at most a local
-//! TTL that bounds how stale they may get.
+//! deletes it, so a process that has read it once can replay it itself in about a microsecond
+//! instead of a round trip. Cached values can be kept too, for at most a local TTL.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use quick_cache::sync::Cache;
+use tokio::sync::oneshot;
 
 use crate::broadcast::{Invalidation, Invalidations};
 use crate::error::Result;
@@ -77,8 +76,8 @@ pub struct LocalTier<S> {
     inner: S,
     state: Arc<State>,
     local_ttl: Option<Duration>,
-    /// The task applying the store's broadcast, stopped when the tier is dropped.
-    listener: Option<Listener>,
+    /// Dropped with the tier, which stops the task applying the store's broadcast.
+    listener: Option<oneshot::Sender<()>>,
 }
 
 /// What the tier and its broadcast listener share.
@@ -93,21 +92,10 @@ struct State {
     serving: AtomicBool,
 }
 
-/// Stripes of [`State::epochs`].
 const STRIPES: usize = 64;
 
-/// Aborts the listener task when dropped.
-struct Listener(tokio::task::JoinHandle<()>);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A kept record's name: its namespace and key.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Name(Namespace, String);
+/// A kept record's namespace and key.
+type Name = (Namespace, String);
 
 /// A [`Name`] to look one up by, without building one: hashes as the `Name` does.
 #[derive(Hash)]
@@ -122,22 +110,16 @@ impl quick_cache::Equivalent<Name> for NameRef<'_> {
 /// What a kept record weighs: its strings and a fixed overhead, and at least the floor that
 /// bounds the number of records.
 #[derive(Clone)]
-struct Weight {
-    floor: u64,
-}
+struct Weight(u64);
 
 impl quick_cache::Weighter<Name, Arc<Kept>> for Weight {
     fn weight(&self, _: &Name, kept: &Arc<Kept>) -> u64 {
         let r = &kept.record;
-        let strings = [&r.fingerprint, &r.function, &r.version];
-        let text: usize = strings
-            .iter()
-            .map(|s| s.as_ref().map_or(0, String::len))
-            .sum();
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let text = len(&r.fingerprint) + len(&r.function) + len(&r.version);
         let bytes = 2 * r.key.len() + r.value.as_ref().map_or(0, Vec::len) + text;
-        u64::try_from(bytes + OVERHEAD)
-            .unwrap_or(u64::MAX)
-            .max(self.floor)
+        let weight = u64::try_from(bytes + OVERHEAD).unwrap_or(u64::MAX);
+        weight.max(self.0)
     }
 }
 
@@ -159,13 +141,6 @@ struct Kept {
     until: Option<Timestamp>,
 }
 
-impl Kept {
-    /// Whether it is still to be answered from the tier.
-    fn fresh(&self) -> bool {
-        self.until.is_none_or(|until| Timestamp::now() < until)
-    }
-}
-
 /// What each kept record costs beyond its strings: the record, the entry and the cache's own
 /// bookkeeping, rounded up.
 const OVERHEAD: usize = 256;
@@ -175,19 +150,13 @@ impl<S: ResultStore> LocalTier<S> {
     /// keeping completed idempotency records (add [`local_ttl`](Self::local_ttl) to keep
     /// cached values too).
     pub fn new(inner: S, max_entries: u64, max_bytes: u64) -> Self {
-        let floor = max_bytes.div_ceil(max_entries.max(1));
+        let weight = Weight(max_bytes.div_ceil(max_entries.max(1)));
         let estimated = usize::try_from(max_entries.min(1 << 20)).unwrap_or(1 << 20);
-        let entries = Cache::with(
-            estimated,
-            max_bytes,
-            Weight { floor },
-            quick_cache::DefaultHashBuilder::default(),
-            Evictions,
-        );
+        let hasher = quick_cache::DefaultHashBuilder::default();
         LocalTier {
             inner,
             state: Arc::new(State {
-                entries,
+                entries: Cache::with(estimated, max_bytes, weight, hasher, Evictions),
                 epochs: [const { AtomicU64::new(0) }; STRIPES],
                 serving: AtomicBool::new(true),
             }),
@@ -204,14 +173,12 @@ impl<S: ResultStore> LocalTier<S> {
     /// and stops when the tier is dropped.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> stent_core::Result<()> {
-    /// # use stent_core::{LocalTier, Stent, broadcast::Broadcast};
-    /// # async fn connect() -> stent_core::Result<stent_core::MemoryStore> { Ok(stent_core::MemoryStore::new()) }
-    /// # fn announcements<S>(_: &S) -> stent_core::broadcast::Invalidations { stent_core::broadcast::Invalidations::new(futures_util::stream::pending()) }
-    /// let store = connect().await?; // a RedisStore or a PostgresStore
-    /// let invalidations = announcements(&store); // store.invalidations()
+    /// # use stent_core::{LocalTier, ResultStore, Stent, broadcast::Broadcast};
+    /// # fn example(store: impl ResultStore + Broadcast) {
+    /// // `store`: a RedisStore or a PostgresStore
+    /// let invalidations = store.invalidations();
     /// let stent = Stent::new(LocalTier::new(store, 100_000, 64 << 20).broadcast(invalidations));
-    /// # let _ = stent; Ok(()) }
+    /// # let _ = stent; }
     /// ```
     ///
     /// # Panics
@@ -219,18 +186,17 @@ impl<S: ResultStore> LocalTier<S> {
     /// Outside a Tokio runtime.
     pub fn broadcast(mut self, invalidations: Invalidations) -> Self {
         let state = Arc::clone(&self.state);
-        state.serving.store(false, Ordering::SeqCst);
-        state.invalidate_all();
-        let mut events = invalidations;
-        let task = tokio::spawn(async move {
+        state.lose();
+        let (stop, stopped) = oneshot::channel();
+        let mut events = invalidations.take_until(stopped);
+        tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 state.apply(event);
             }
             // A stream that ends announces nothing more: answer nothing from now on.
-            state.serving.store(false, Ordering::SeqCst);
-            state.invalidate_all();
+            state.lose();
         });
-        self.listener = Some(Listener(task));
+        self.listener = Some(stop);
         self
     }
 
@@ -254,13 +220,9 @@ impl<S: ResultStore> LocalTier<S> {
 
     /// Whether the tier would answer a read of `key` in `ns` now, without asking the store.
     pub fn contains(&self, ns: Namespace, key: &str) -> bool {
-        let state = &self.state;
-        self.kept(ns)
-            && state.serving.load(Ordering::SeqCst)
-            && state
-                .entries
-                .peek(&NameRef(ns, key))
-                .is_some_and(|kept| kept.fresh())
+        let (state, name) = (&self.state, NameRef(ns, key));
+        let serving = self.kept(ns) && state.serving.load(Ordering::SeqCst);
+        serving && state.entries.peek(&name).is_some_and(|kept| fresh(&kept))
     }
 
     fn kept(&self, ns: Namespace) -> bool {
@@ -278,20 +240,15 @@ impl<S: ResultStore> LocalTier<S> {
         }
         let name = NameRef(ns, key);
         match self.state.entries.get(&name) {
-            Some(kept) if kept.fresh() => {
+            Some(kept) if fresh(&kept) => {
                 observe::local("hit");
-                Some(kept.record.clone())
+                return Some(kept.record.clone());
             }
-            Some(_) => {
-                self.state.entries.remove(&name);
-                observe::local("miss");
-                None
-            }
-            None => {
-                observe::local("miss");
-                None
-            }
+            Some(_) => _ = self.state.entries.remove(&name),
+            None => {}
         }
+        observe::local("miss");
+        None
     }
 
     /// Keeps `record`, read from the store, when it is a completed record the tier keeps and
@@ -306,30 +263,31 @@ impl<S: ResultStore> LocalTier<S> {
             return;
         }
         let local_until = self.local_ttl.map(|ttl| now + ttl);
-        let until = match (record.expires_at, local_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let kept = Arc::new(Kept {
-            record: record.clone(),
-            until,
-        });
-        state.entries.insert(Name(ns, record.key.clone()), kept);
+        let until = [record.expires_at, local_until].into_iter().flatten().min();
+        let (key, record) = (&record.key, record.clone());
+        let kept = Arc::new(Kept { record, until });
+        state.entries.insert((ns, key.clone()), kept);
         // An invalidation that came while it was being inserted may have missed it.
-        if state.epoch(ns, &record.key) != epoch {
-            state.entries.remove(&NameRef(ns, &record.key));
+        if state.epoch(ns, key) != epoch {
+            state.entries.remove(&NameRef(ns, key));
         }
     }
 
-    fn forget(&self, ns: Namespace, key: &str) {
+    /// Drops `key` from the tier after a write through it, and passes on the write's result.
+    fn forget<T>(&self, ns: Namespace, key: &str, written: Result<T>) -> Result<T> {
         if self.state.forget(ns, key) {
             observe::local("invalidation");
         }
+        written
     }
 }
 
+/// Whether a kept record is still to be answered from the tier.
+fn fresh(kept: &Kept) -> bool {
+    kept.until.is_none_or(|until| Timestamp::now() < until)
+}
+
 impl State {
-    /// The epoch of the stripe of `key`.
     fn epoch(&self, ns: Namespace, key: &str) -> u64 {
         self.epochs[stripe(ns, key)].load(Ordering::SeqCst)
     }
@@ -340,51 +298,43 @@ impl State {
         self.entries.remove(&NameRef(ns, key)).is_some()
     }
 
-    /// Drops every record, after bumping every epoch.
-    fn invalidate_all(&self) {
-        self.bump_all();
-        self.entries.clear();
-    }
-
-    /// Drops every record of `ns`, after bumping every epoch (a stripe holds keys of every
-    /// namespace).
-    fn forget_namespace(&self, ns: Namespace) {
-        self.bump_all();
-        self.entries.retain(|name, _| name.0 != ns);
-    }
-
-    fn bump_all(&self) {
+    /// Drops every record of `ns`, or every record, after bumping every epoch (a stripe
+    /// holds keys of every namespace).
+    fn forget_all(&self, ns: Option<Namespace>) {
         for epoch in &self.epochs {
             epoch.fetch_add(1, Ordering::SeqCst);
         }
+        match ns {
+            Some(ns) => self.entries.retain(|name, _| name.0 != ns),
+            None => self.entries.clear(),
+        }
+    }
+
+    /// Stops answering and drops every record: the broadcast may miss writes from now on.
+    fn lose(&self) {
+        self.serving.store(false, Ordering::SeqCst);
+        self.forget_all(None);
     }
 
     /// Applies one event of the store's broadcast.
     fn apply(&self, event: Invalidation) {
+        observe::local(match &event {
+            Invalidation::Key(..) | Invalidation::Namespace(_) => "broadcast",
+            Invalidation::Lost => "subscription_lost",
+            Invalidation::Subscribed => "subscribed",
+        });
         match event {
-            Invalidation::Key(ns, key) => {
-                observe::local("broadcast");
-                self.forget(ns, &key);
-            }
-            Invalidation::Namespace(ns) => {
-                observe::local("broadcast");
-                self.forget_namespace(ns);
-            }
-            Invalidation::Lost => {
-                observe::local("subscription_lost");
-                self.serving.store(false, Ordering::SeqCst);
-                self.invalidate_all();
-            }
+            Invalidation::Key(ns, key) => _ = self.forget(ns, &key),
+            Invalidation::Namespace(ns) => self.forget_all(Some(ns)),
+            Invalidation::Lost => self.lose(),
             Invalidation::Subscribed => {
-                observe::local("subscribed");
-                self.invalidate_all();
+                self.forget_all(None);
                 self.serving.store(true, Ordering::SeqCst);
             }
         }
     }
 }
 
-/// The stripe of [`State::epochs`] that `key` of `ns` belongs to.
 fn stripe(ns: Namespace, key: &str) -> usize {
     let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((ns, key));
     usize::try_from(hash % STRIPES as u64).unwrap_or(0)
@@ -413,10 +363,7 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
         }
         let epoch = self.state.epoch(ns, key);
         let found = self.inner.get(ns, key).await?;
-        if let Some(record) = &found {
-            self.keep(ns, record, epoch);
-        }
-        Ok(found)
+        Ok(found.inspect(|record| self.keep(ns, record, epoch)))
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
@@ -450,14 +397,11 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let done = self.inner.complete(ns, key, token, value, ttl).await;
-        self.forget(ns, key);
-        done
+        self.forget(ns, key, done)
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let done = self.inner.release(ns, key, token).await;
-        self.forget(ns, key);
-        done
+        self.forget(ns, key, self.inner.release(ns, key, token).await)
     }
 
     async fn put(
@@ -468,15 +412,11 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
         ttl: Option<Duration>,
         meta: RecordMeta<'_>,
     ) -> Result<()> {
-        let done = self.inner.put(ns, key, value, ttl, meta).await;
-        self.forget(ns, key);
-        done
+        self.forget(ns, key, self.inner.put(ns, key, value, ttl, meta).await)
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        let done = self.inner.delete(ns, key).await;
-        self.forget(ns, key);
-        done
+        self.forget(ns, key, self.inner.delete(ns, key).await)
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
@@ -485,7 +425,7 @@ impl<S: ResultStore> ResultStore for LocalTier<S> {
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
         let done = self.inner.clear(ns).await;
-        self.state.forget_namespace(ns);
+        self.state.forget_all(Some(ns));
         done
     }
 

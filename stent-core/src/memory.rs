@@ -34,19 +34,17 @@ use crate::store::{ResultStore, check_value_len};
 #[derive(Clone)]
 pub struct MemoryStore {
     caps: Capabilities,
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     clock: Arc<dyn Clock>,
     /// One map per namespace, in [`Namespace::ALL`] order.
-    maps: [Mutex<BTreeMap<String, Record>>; Namespace::ALL.len()],
+    maps: Arc<[Mutex<Map>; Namespace::ALL.len()]>,
 }
+
+type Map = BTreeMap<String, Record>;
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("MemoryStore");
-        s.field("clock", &self.inner.clock);
+        s.field("clock", &self.clock);
         for ns in Namespace::ALL {
             s.field(ns.as_str(), &self.map(ns).len());
         }
@@ -70,10 +68,8 @@ impl MemoryStore {
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryStore {
             caps: Capabilities::new(),
-            inner: Arc::new(Inner {
-                clock: Arc::new(clock),
-                maps: Default::default(),
-            }),
+            clock: Arc::new(clock),
+            maps: Arc::default(),
         }
     }
 
@@ -84,23 +80,19 @@ impl MemoryStore {
         self
     }
 
-    fn map(&self, ns: Namespace) -> MutexGuard<'_, BTreeMap<String, Record>> {
+    fn map(&self, ns: Namespace) -> MutexGuard<'_, Map> {
         // A panic while holding the lock cannot leave a record half-written (every
         // update is a single assignment), so a poisoned map is still consistent.
-        let map = &self.inner.maps[ns as usize];
+        let map = &self.maps[ns as usize];
         map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn now(&self) -> Timestamp {
-        self.inner.clock.now()
+        self.clock.now()
     }
 
     /// The in-progress record of `key` that `token` owns.
-    fn owned<'m>(
-        map: &'m mut BTreeMap<String, Record>,
-        key: &str,
-        token: &LeaseToken,
-    ) -> Option<&'m mut Record> {
+    fn owned<'m>(map: &'m mut Map, key: &str, token: &LeaseToken) -> Option<&'m mut Record> {
         map.get_mut(key)
             .filter(|r| r.state == RecordState::InProgress && r.lease_token.as_ref() == Some(token))
     }
@@ -120,19 +112,15 @@ impl ResultStore for MemoryStore {
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
         let now = self.now();
-        Ok(self
-            .map(ns)
-            .get(key)
-            .filter(|r| !r.is_expired(now))
-            .cloned())
+        let map = self.map(ns);
+        Ok(map.get(key).filter(|r| !r.is_expired(now)).cloned())
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         let now = self.now();
         let lease_expires_at = now.add(claim.lease);
         let mut map = self.map(ns);
-        let attempt = match map.get(key) {
-            Some(r) if r.is_expired(now) => 1,
+        let attempt = match map.get(key).filter(|r| !r.is_expired(now)) {
             None => 1,
             Some(r) if r.state == RecordState::Completed => {
                 return Ok(ClaimOutcome::Completed(r.clone()));
@@ -239,16 +227,12 @@ impl ResultStore for MemoryStore {
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
         let now = self.now();
-        let mut map = self.map(ns);
-        let expired: Vec<String> = map
-            .iter()
-            .filter(|(_, r)| r.is_expired(now))
-            .take(limit)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &expired {
-            map.remove(k);
-        }
-        Ok(expired.len() as u64)
+        let mut purged = 0;
+        self.map(ns).retain(|_, r| {
+            let purge = purged < limit && r.is_expired(now);
+            purged += usize::from(purge);
+            !purge
+        });
+        Ok(purged as u64)
     }
 }

@@ -16,6 +16,7 @@
 //! | `stent_local_total` | counter | `event` | [`LocalTier`](crate::local) lookups and removals: `hit`, `miss`, `bypass` (not answered: the broadcast subscription is down), `eviction` (for room), `invalidation` (a write dropped a kept record), `broadcast` (an announcement of another process's write received), `subscription_lost`, `subscribed` |
 //!
 //! Without the feature every function here compiles to nothing.
+#![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 
 use std::time::Duration;
 
@@ -32,7 +33,6 @@ use metrics::{counter, histogram};
 pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
 
 /// A call of `function` finished with `result` after `elapsed`.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, elapsed: Duration) {
     #[cfg(feature = "metrics")]
     {
@@ -66,7 +66,6 @@ pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, e
 }
 
 /// The wrapped function is about to run, as attempt `attempt`.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn execution(function: &str, attempt: u32) {
     #[cfg(feature = "metrics")]
     {
@@ -78,7 +77,6 @@ pub(crate) fn execution(function: &str, attempt: u32) {
 }
 
 /// A call found its key in flight elsewhere and starts waiting.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn in_flight_wait(function: &str) {
     #[cfg(feature = "metrics")]
     counter!("stent_in_flight_waits_total", "function" => function.to_owned()).increment(1);
@@ -86,7 +84,6 @@ pub(crate) fn in_flight_wait(function: &str) {
 
 /// The local tier answered a lookup (`hit`) or passed it on (`miss`), evicted a record for
 /// room (`eviction`), or dropped one a write changed (`invalidation`).
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 #[cfg(feature = "local")]
 pub(crate) fn local(event: &'static str) {
     #[cfg(feature = "metrics")]

@@ -147,11 +147,8 @@ pub(crate) async fn record<R, E>(
     };
     let written = async {
         let bytes = codec::encode_value(&entry)?;
-        let ttl = Some(PROGRESS_RETENTION);
-        scope
-            .store
-            .put(Namespace::Progress, &entry_key, &bytes, ttl, meta)
-            .await
+        let (ns, ttl) = (Namespace::Progress, Some(PROGRESS_RETENTION));
+        scope.store.put(ns, &entry_key, &bytes, ttl, meta).await
     };
     if let Err(e) = written.await {
         tracing::warn!(error = %e, execution = %scope.id, "recording progress failed");
@@ -165,16 +162,10 @@ pub(crate) async fn run<F: Future>(
     fut: F,
 ) -> F::Output {
     // Continue numbering after entries an earlier run of this id left.
-    let logged = read(&**store, &id)
-        .await
-        .map_or(0, |state| state.progress.len());
-    let next = u32::try_from(logged).unwrap_or(u32::MAX);
-    let scope = Arc::new(Scope {
-        id,
-        store: Arc::clone(store),
-        next: AtomicU32::new(next),
-    });
-    SCOPE.scope(scope, fut).await
+    let logged = read(&**store, &id).await.map_or(0, |s| s.progress.len());
+    let next = AtomicU32::new(u32::try_from(logged).unwrap_or(u32::MAX));
+    let store = Arc::clone(store);
+    SCOPE.scope(Arc::new(Scope { id, store, next }), fut).await
 }
 
 /// The progress log of execution `id` in `store` (see [`Stent::state_of`](crate::Stent::state_of)).
@@ -190,13 +181,9 @@ pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionS
             };
             progress.push(entry);
         }
-        query.cursor = page.next_cursor;
-        if query.cursor.is_none() {
-            break;
-        }
+        let Some(next) = page.next_cursor else { break };
+        query.cursor = Some(next);
     }
-    Ok(ExecutionState {
-        id: id.to_owned(),
-        progress,
-    })
+    let id = id.to_owned();
+    Ok(ExecutionState { id, progress })
 }

@@ -79,11 +79,8 @@ named_enum! {
 /// What a [`Fault`] does to the calls it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
-    /// Return an error; the inner store is not called.
     Fail,
-    /// Wait, then call the inner store.
     Delay(Duration),
-    /// Call the inner store, drop its answer and return an error.
     LoseReply,
 }
 
@@ -127,37 +124,30 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn new(op: Op, action: Action) -> Self {
-        let what = match action {
-            Action::LoseReply => "took effect, but its reply was lost",
-            Action::Fail | Action::Delay(_) => "failed",
-        };
-        let unavailable =
-            move |op, n| Error::new(ErrorKind::Unavailable, fault_message(op, n, what));
+    fn new(op: Op, action: Action, what: &'static str) -> Self {
         Fault {
             op,
             calls: (Bound::Unbounded, Bound::Unbounded),
             action,
-            error: MakeError(Arc::new(unavailable)),
+            error: injected(ErrorKind::Unavailable, what),
         }
     }
 
     /// Fails calls of `op` with an error, without calling the inner store.
     pub fn fail(op: Op) -> Self {
-        Self::new(op, Action::Fail)
+        Self::new(op, Action::Fail, "failed")
     }
 
     /// Delays calls of `op` by `by` before they reach the inner store. A caller that
     /// gives up during the delay (its future is dropped) leaves the store untouched.
     pub fn delay(op: Op, by: Duration) -> Self {
-        Self::new(op, Action::Delay(by))
+        Self::new(op, Action::Delay(by), "failed")
     }
 
-    /// Lets calls of `op` take effect in the inner store, then replaces the answer with an
-    /// error, as when a connection drops after the server applied a write but before its
-    /// reply arrived.
+    /// Lets calls of `op` take effect in the inner store, then answers with an error, as when
+    /// a connection drops after the server applied a write but before its reply arrived.
     pub fn lose_reply(op: Op) -> Self {
-        Self::new(op, Action::LoseReply)
+        Self::new(op, Action::LoseReply, "took effect, but its reply was lost")
     }
 
     /// Only the `n`th call (counting from 1).
@@ -178,8 +168,9 @@ impl Fault {
 
     /// Fails with an error of `kind` (retryable when the kind usually is) instead of
     /// [`ErrorKind::Unavailable`].
-    pub fn error(self, kind: ErrorKind) -> Self {
-        self.error_with(move |op, n| Error::new(kind, fault_message(op, n, "failed")))
+    pub fn error(mut self, kind: ErrorKind) -> Self {
+        self.error = injected(kind, "failed");
+        self
     }
 
     /// Fails with the error `make(op, call_number)` returns.
@@ -189,8 +180,11 @@ impl Fault {
     }
 }
 
-fn fault_message(op: Op, n: u64, what: &str) -> String {
-    format!("injected fault: {op} call #{n} {what}")
+/// An error of `kind` saying that the call of `op` numbered `n` `what` ("failed", …).
+fn injected(kind: ErrorKind, what: &'static str) -> MakeError {
+    MakeError(Arc::new(move |op, n| {
+        Error::new(kind, format!("injected fault: {op} call #{n} {what}"))
+    }))
 }
 
 #[derive(Debug, Default)]
@@ -291,29 +285,19 @@ impl<S> FaultStore<S> {
     /// failing rule's error, or the call and then the first reply-losing rule's error.
     async fn run<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
         let n = self.shared.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        let matching: Vec<Fault> = self
-            .faults()
-            .iter()
-            .filter(|f| f.op == op && f.calls.contains(&n))
-            .cloned()
-            .collect();
+        let applies = |f: &&Fault| f.op == op && f.calls.contains(&n);
+        let matching: Vec<Fault> = self.faults().iter().filter(applies).cloned().collect();
         if !matching.is_empty() {
             self.shared.injected[op as usize].fetch_add(1, Ordering::SeqCst);
         }
-        let delay = matching
-            .iter()
-            .fold(Duration::ZERO, |sum, f| match f.action {
-                Action::Delay(d) => sum.saturating_add(d),
-                Action::Fail | Action::LoseReply => sum,
-            });
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        for fault in &matching {
+            if let Action::Delay(by) = fault.action {
+                tokio::time::sleep(by).await;
+            }
         }
         let error = |action| {
-            matching
-                .iter()
-                .find(|f| f.action == action)
-                .map(|f| (f.error.0)(op, n))
+            let fault = matching.iter().find(|f| f.action == action);
+            fault.map(|f| (f.error.0)(op, n))
         };
         if let Some(e) = error(Action::Fail) {
             return Err(e);
