@@ -292,12 +292,8 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
             None => kept.push(pair),
         }
     }
-    let query = if kept.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", kept.join("&"))
-    };
-    (format!("{base}{query}{fragment}"), taken)
+    let sep = if kept.is_empty() { "" } else { "?" };
+    (format!("{base}{sep}{}{fragment}", kept.join("&")), taken)
 }
 
 /// The bytes `s` stands for with its `%XX` escapes decoded; a `%` not followed by two hex
@@ -362,10 +358,9 @@ fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
         let mut pos = end + q + 1;
         let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
         for pair in url[pos..query_end].split('&') {
-            if let Some((k, _)) = pair.split_once('=')
-                && k.eq_ignore_ascii_case("password")
-            {
-                spans.push(pos + k.len() + 1..pos + pair.len());
+            let name = pair.get(..9).unwrap_or("");
+            if name.eq_ignore_ascii_case("password=") {
+                spans.push(pos + 9..pos + pair.len());
             }
             pos += pair.len() + 1;
         }
