@@ -10,10 +10,9 @@
 //! | `0x03` | how long the function took to compute the value, in milliseconds as 4 bytes big-endian, then JSON of its `Ok` value (cached values of functions with `early_refresh`) |
 //!
 //! JSON cannot tell `Some(None)` from `None` in a nested `Option<Option<T>>`: both replay as
-//! `None`. JSON has no form for NaN or the infinities: a result holding one fails to encode
-//! with [`ErrorKind::Encode`] (nothing is stored, the call returns the error) instead of being
-//! stored as `null`. Every other value (including `()`, `None`, `0`, `false`, empty
-//! collections and every finite float, to the bit) replays exactly.
+//! `None`. A result holding a NaN or an infinity fails to encode with [`ErrorKind::Encode`]
+//! (nothing is stored) instead of being stored as `null`. Every other value (including `()`,
+//! `None`, `0`, `false`, empty collections and every finite float, to the bit) replays exactly.
 //!
 //! ```
 //! use stent_core::codec::{self, Stored};
@@ -57,9 +56,8 @@ fn encode_tagged<T: Serialize + ?Sized>(header: &[u8], value: &T) -> Result<Vec<
     // serde_json writes NaN and the infinities as `null`, which would replay as something
     // else (or fail to decode, forever). Only output holding a `null` can hide one. (The
     // scan is memchr's: a byte-by-byte one took milliseconds on a result of megabytes.)
-    if memchr::memmem::find(&out[header.len()..], b"null").is_some()
-        && crate::key::has_non_finite_float(value)
-    {
+    let null = memchr::memmem::find(&out[header.len()..], b"null");
+    if null.is_some() && crate::key::has_non_finite_float(value) {
         return Err(Error::new(
             ErrorKind::Encode,
             "result cannot be encoded as JSON: it holds a NaN or an infinite float, \

@@ -96,14 +96,12 @@ impl Error {
     /// condition ([`Unavailable`](ErrorKind::Unavailable), [`Busy`](ErrorKind::Busy),
     /// [`InFlight`](ErrorKind::InFlight), [`Timeout`](ErrorKind::Timeout)).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        use ErrorKind::{Busy, InFlight, Timeout, Unavailable};
         Error(Repr::Stent(Box::new(Details {
             kind,
             message: message.into(),
             key: None,
-            retryable: matches!(
-                kind,
-                ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight | ErrorKind::Timeout
-            ),
+            retryable: matches!(kind, Unavailable | Busy | InFlight | Timeout),
             retry_after: None,
             source: None,
         })))
@@ -154,10 +152,8 @@ impl Error {
 
     /// The same error, as the error of a call whose function fails with `E`.
     pub fn into_call_error<E>(self) -> Error<E> {
-        match self.0 {
-            Repr::Stent(d) => Error(Repr::Stent(d)),
-            Repr::Function(never) => match never {},
-        }
+        let Repr::Stent(d) = self.0;
+        Error(Repr::Stent(d))
     }
 }
 

@@ -11,9 +11,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// Longest key the default strategy writes out in full; longer ones hash the arguments.
 pub const DEFAULT_MAX_KEY_LEN: usize = 200;
 
-/// Longest key a durable function stores as given: every store holds keys of this length,
-/// so a key that works on one store works on all of them. Longer keys are stored in their
-/// hashed form (see [`KeyScope::custom`]).
+/// Longest key a durable function stores as given, which every store holds; longer keys are
+/// stored in their hashed form (see [`KeyScope::custom`]).
 pub const PORTABLE_KEY_LEN: usize = 1024;
 
 /// Longest function name [`Stent::durable`](crate::Stent::durable) accepts, in bytes.
@@ -45,17 +44,9 @@ pub struct KeyScope<'a> {
 
 impl KeyScope<'_> {
     /// Checks that the scope reads back unambiguously from a key: the name and the version
-    /// hold no `|` (which ends each of them in `{name}|{version}|…`), no control character
-    /// (a NUL cannot be stored everywhere), are not empty and not longer than
-    /// [`MAX_NAME_LEN`] / [`MAX_VERSION_LEN`] bytes, and the version is not `None` (the word
-    /// that stands for "no version").
-    ///
-    /// ```
-    /// use stent_core::KeyScope;
-    ///
-    /// let bad = KeyScope { name: "f|x", version: None, shared: false };
-    /// assert!(bad.check().unwrap_err().to_string().contains("'|'"));
-    /// ```
+    /// are not empty, not longer than [`MAX_NAME_LEN`] / [`MAX_VERSION_LEN`] bytes, and hold
+    /// no `|` (which ends each of them in `{name}|{version}|…`) and no control character (a
+    /// NUL cannot be stored everywhere); the version is not `None` ("no version" in a key).
     pub fn check(&self) -> Result<()> {
         check_part("function name", self.name, MAX_NAME_LEN)?;
         match self.version {
@@ -81,12 +72,10 @@ impl KeyScope<'_> {
         key
     }
 
-    /// A custom key part as stored: scoped, unless the function opted into shared keys.
-    ///
-    /// The part is stored as given when the whole key is at most [`PORTABLE_KEY_LEN`]
-    /// bytes, holds no NUL and the part does not start with `sha256:`; otherwise the part
-    /// becomes `sha256:<hex>` of its bytes, so every store holds the key and two different
-    /// parts never share one.
+    /// A custom key part as stored: scoped, unless the function opted into shared keys. The
+    /// part is kept as given when the whole key is at most [`PORTABLE_KEY_LEN`] bytes, holds
+    /// no NUL and the part does not start with `sha256:`; otherwise it becomes `sha256:<hex>`
+    /// of its bytes, so every store holds the key and two different parts never share one.
     ///
     /// ```
     /// use stent_core::KeyScope;
@@ -109,10 +98,6 @@ impl KeyScope<'_> {
 
 /// What every scoped key of function `name` starts with, `{name}|`, or, of one version,
 /// `{name}|{version}|`; a [`KeyScope::check`] error for a name or version no key can hold.
-///
-/// ```
-/// assert_eq!(stent_core::key::function_prefix("fx::rates", Some("v2")).unwrap(), "fx::rates|v2|");
-/// ```
 pub fn function_prefix(name: &str, version: Option<&str>) -> Result<String> {
     let scope = KeyScope {
         name,
@@ -170,14 +155,11 @@ impl<A: ?Sized, S: Into<String>, F: Fn(&A) -> S + Send + Sync + 'static> KeyStra
 
 /// The default key: `{name}|{version or None}|{canonical JSON of the arguments}`.
 ///
-/// The arguments are written as a JSON array of positional arguments (see
-/// [`canonical_args`]); arguments without [canonical JSON](canonical_json) are an
-/// [`ErrorKind::Key`] error.
-///
-/// When the whole key would be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`]
-/// bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes
-/// `sha256:<hex>` of the canonical JSON. [`DefaultKey::hashed`] always hashes, which keeps
-/// personal data out of keys and logs.
+/// The arguments are a positional JSON array ([`canonical_args`]); arguments without
+/// [canonical JSON](canonical_json) are an [`ErrorKind::Key`] error. When the whole key would
+/// be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`] bytes, never more than
+/// [`PORTABLE_KEY_LEN`]), the arguments part becomes `sha256:<hex>` of the canonical JSON.
+/// [`DefaultKey::hashed`] always hashes, which keeps personal data out of keys and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DefaultKey {
     max_len: usize,
@@ -234,10 +216,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// [`ErrorKind::Key`] error, never a silent fallback.
 ///
 /// ```
-/// use std::collections::HashMap;
-/// let m = HashMap::from([("b", 1.5), ("a", 2.0)]);
+/// let m = std::collections::HashMap::from([("b", 1.5), ("a", 2.0)]);
 /// assert_eq!(stent_core::key::canonical_json(&m).unwrap(), r#"{"a":2.0,"b":1.5}"#);
-/// assert!(stent_core::key::canonical_json(&f64::NAN).is_err());
 /// ```
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(&tree(value, false)?).map_err(KeyErr::custom)?)
@@ -592,6 +572,16 @@ mod tests {
             ..scope()
         };
         assert!(ok.check().is_ok());
+        let bar = KeyScope {
+            name: "f|x",
+            ..scope()
+        };
+        assert!(bar.check().unwrap_err().to_string().contains("'|'"));
+        assert_eq!(
+            function_prefix("fx::rates", Some("v2")).unwrap(),
+            "fx::rates|v2|"
+        );
+        assert!(canonical_json(&f64::NAN).is_err());
         let none = KeyScope {
             version: Some("None"),
             ..scope()

@@ -142,22 +142,17 @@ impl fmt::Display for Timestamp {
         let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
         let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
         let mp = (5 * doy + 2) / 153;
-        let (m, d) = (
-            if mp < 10 { mp + 3 } else { mp - 9 },
-            doy - (153 * mp + 2) / 5 + 1,
-        );
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let d = doy - (153 * mp + 2) / 5 + 1;
         let y = yoe + era * 400 + i64::from(m <= 2);
         write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
     }
 }
 
-/// A fencing token: proof that the holder owns an in-progress record.
-///
-/// Every successful [`claim`](crate::ResultStore::claim) installs a fresh token;
-/// [`complete`](crate::ResultStore::complete), [`renew`](crate::ResultStore::renew) and
-/// [`release`](crate::ResultStore::release) only act while the token still matches, so a
-/// caller whose lease lapsed and was taken over can never overwrite the new owner's work.
-/// `Debug` shows only its first 8 characters.
+/// A fencing token: proof that the holder owns an in-progress record. Every successful
+/// [`claim`](crate::ResultStore::claim) installs a fresh token; `complete`, `renew` and
+/// `release` only act while it still matches, so a caller whose lease lapsed and was taken
+/// over can never overwrite the new owner's work. `Debug` shows only its first 8 characters.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LeaseToken(String);
 
