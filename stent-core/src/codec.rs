@@ -58,11 +58,8 @@ fn encode_tagged<T: Serialize + ?Sized>(header: &[u8], value: &T) -> Result<Vec<
     // scan is memchr's: a byte-by-byte one took milliseconds on a result of megabytes.)
     let null = memchr::memmem::find(&out[header.len()..], b"null");
     if null.is_some() && crate::key::has_non_finite_float(value) {
-        return Err(Error::new(
-            ErrorKind::Encode,
-            "result cannot be encoded as JSON: it holds a NaN or an infinite float, \
-             which JSON has no form for",
-        ));
+        let message = "result cannot be encoded as JSON: it holds a NaN or an infinite float";
+        return Err(Error::new(ErrorKind::Encode, message));
     }
     Ok(out)
 }

@@ -31,19 +31,17 @@ named_enum! {
         ValueTooLarge = "value_too_large",
         /// Another caller holds the lease on this key and the in-flight policy gave up waiting.
         InFlight = "in_flight",
-        /// The function ran longer than its [`timeout`](crate::DurableBuilder::timeout) and
-        /// was cancelled; nothing was recorded.
+        /// The function hit its [`timeout`](crate::DurableBuilder::timeout) and was cancelled;
+        /// nothing was recorded.
         Timeout = "timeout",
-        /// The lease token no longer owns the record: another caller took over, so the
-        /// result was **not** recorded.
+        /// Another caller took over from the lease token: the result was **not** recorded.
         LeaseLost = "lease_lost",
         /// The same key was called with different arguments (payload validation).
         PayloadMismatch = "payload_mismatch",
         /// The operation is not supported by this store.
         Unsupported = "unsupported",
     }
-    /// The kind's stable snake_case name (`"function"`, …, `"key_too_large"`, …), as logs and
-    /// metrics labels show it.
+    /// The kind's stable snake_case name (`"key_too_large"`), as logs and metrics labels show it.
     fn as_str;
 }
 

@@ -339,13 +339,14 @@ impl ser::Serializer for Canon {
         serialize_some<T>(value: &T) -> Json = value.serialize(Canon);
         serialize_unit() -> Json = Ok(Json::Unit);
         serialize_unit_struct(_: &str) -> Json = Ok(Json::Null);
-        serialize_unit_variant(_: &str, _: u32, variant: &str) -> Json = Canon.serialize_str(variant);
+        serialize_unit_variant(_: &str, _: u32, v: &str) -> Json = Ok(Json::Str(v.into()));
         serialize_newtype_struct<T>(_: &str, value: &T) -> Json = value.serialize(Canon);
         serialize_newtype_variant<T>(_: &str, _: u32, variant: &str, value: &T) -> Json =
             Ok(tagged(Some(variant), value.serialize(Canon)?));
         serialize_seq(_: Option<usize>) -> Compound = Compound::open(Some(Json::Array), None);
         serialize_tuple(_: usize) -> Compound = Compound::open(Some(Json::Tuple), None);
-        serialize_tuple_struct(_: &str, _: usize) -> Compound = Compound::open(Some(Json::Array), None);
+        serialize_tuple_struct(_: &str, _: usize) -> Compound =
+            Compound::open(Some(Json::Array), None);
         serialize_tuple_variant(_: &str, _: u32, v: &'static str, _: usize) -> Compound =
             Compound::open(Some(Json::Array), Some(v));
         serialize_map(_: Option<usize>) -> Compound = Compound::open(None, None);

@@ -324,9 +324,7 @@ pub fn url_secrets(url: &str) -> Vec<String> {
 /// option of its query.
 fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['?', '#'])
-        .map_or(url.len(), |i| start + i);
+    let end = start + url[start..].find(['?', '#']).unwrap_or(url.len() - start);
     let mut spans = Vec::new();
     if let Some(at) = url[start..end].rfind('@')
         && let Some(colon) = url[start..start + at].find(':')
