@@ -10,10 +10,9 @@
 //! | `0x03` | how long the function took to compute the value, in milliseconds as 4 bytes big-endian, then JSON of its `Ok` value (cached values of functions with `early_refresh`) |
 //!
 //! JSON cannot tell `Some(None)` from `None` in a nested `Option<Option<T>>`: both replay as
-//! `None`. JSON has no form for NaN or the infinities: a result holding one fails to encode
-//! with [`ErrorKind::Encode`] (nothing is stored, the call returns the error) instead of being
-//! stored as `null`. Every other value (including `()`, `None`, `0`, `false`, empty
-//! collections and every finite float, to the bit) replays exactly.
+//! `None`. A result holding a NaN or an infinity fails to encode with [`ErrorKind::Encode`]
+//! (nothing is stored) instead of being stored as `null`. Every other value (including `()`,
+//! `None`, `0`, `false`, empty collections and every finite float, to the bit) replays exactly.
 //!
 //! ```
 //! use stent_core::codec::{self, Stored};
@@ -57,14 +56,10 @@ fn encode_tagged<T: Serialize + ?Sized>(header: &[u8], value: &T) -> Result<Vec<
     // serde_json writes NaN and the infinities as `null`, which would replay as something
     // else (or fail to decode, forever). Only output holding a `null` can hide one. (The
     // scan is memchr's: a byte-by-byte one took milliseconds on a result of megabytes.)
-    if memchr::memmem::find(&out[header.len()..], b"null").is_some()
-        && crate::key::has_non_finite_float(value)
-    {
-        return Err(Error::new(
-            ErrorKind::Encode,
-            "result cannot be encoded as JSON: it holds a NaN or an infinite float, \
-             which JSON has no form for",
-        ));
+    let null = memchr::memmem::find(&out[header.len()..], b"null");
+    if null.is_some() && crate::key::has_non_finite_float(value) {
+        let message = "result cannot be encoded as JSON: it holds a NaN or an infinite float";
+        return Err(Error::new(ErrorKind::Encode, message));
     }
     Ok(out)
 }
@@ -79,21 +74,19 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// ([`TAG_TIMED_VALUE`], whole milliseconds saturating at `u32::MAX`, then its JSON); fails as
 /// [`encode_value`] does.
 pub fn encode_timed_value<T: Serialize + ?Sized>(value: &T, took: Duration) -> Result<Vec<u8>> {
-    let ms = u32::try_from(took.as_millis())
-        .unwrap_or(u32::MAX)
-        .to_be_bytes();
-    encode_tagged(&[TAG_TIMED_VALUE, ms[0], ms[1], ms[2], ms[3]], value)
+    let ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+    let [a, b, c, d] = ms.to_be_bytes();
+    encode_tagged(&[TAG_TIMED_VALUE, a, b, c, d], value)
 }
 
 /// How long the function took to compute the value in `bytes`, when they say
 /// ([`TAG_TIMED_VALUE`]).
 pub fn computed_in(bytes: &[u8]) -> Option<Duration> {
-    match bytes {
-        [TAG_TIMED_VALUE, a, b, c, d, ..] => Some(Duration::from_millis(
-            u32::from_be_bytes([*a, *b, *c, *d]).into(),
-        )),
-        _ => None,
-    }
+    let [TAG_TIMED_VALUE, a, b, c, d, ..] = *bytes else {
+        return None;
+    };
+    let ms = u32::from_be_bytes([a, b, c, d]);
+    Some(Duration::from_millis(ms.into()))
 }
 
 /// Encodes a terminal error to replay: [`TAG_JSON_ERROR`], then its JSON; fails as
@@ -108,35 +101,26 @@ pub fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     key: &str,
     bytes: &[u8],
 ) -> Result<Stored<T, E>> {
-    let (tag, body) = bytes
-        .split_first()
-        .ok_or_else(|| Error::decode(key, "stored value is empty (no format tag)"))?;
-    match *tag {
-        TAG_JSON_VALUE => decode_json(key, body, "value").map(Stored::Value),
-        TAG_JSON_ERROR => decode_json(key, body, "stored error").map(Stored::Error),
-        TAG_TIMED_VALUE => match body.get(4..) {
-            Some(json) => decode_json(key, json, "value").map(Stored::Value),
-            None => Err(Error::decode(
-                key,
-                "stored value is cut short in its duration",
-            )),
-        },
-        other => Err(Error::decode(
-            key,
-            format!("stored value has unknown format tag 0x{other:02x}"),
-        )),
-    }
+    let message = match bytes {
+        [TAG_JSON_VALUE, json @ ..] | [TAG_TIMED_VALUE, _, _, _, _, json @ ..] => {
+            return decode_json(key, json, "value").map(Stored::Value);
+        }
+        [TAG_JSON_ERROR, json @ ..] => {
+            return decode_json(key, json, "stored error").map(Stored::Error);
+        }
+        [] => "stored value is empty (no format tag)".to_owned(),
+        [TAG_TIMED_VALUE, ..] => "stored value is cut short in its duration".to_owned(),
+        [other, ..] => format!("stored value has unknown format tag 0x{other:02x}"),
+    };
+    Err(Error::decode(key, message))
 }
 
 /// Decodes the JSON body of a stored value (after its tag) as `T`; otherwise an
 /// [`ErrorKind::Decode`] error naming `key`, `what` the body is and `T`.
 pub fn decode_json<T: DeserializeOwned>(key: &str, body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        let message = format!(
-            "stored {what} does not decode as {}",
-            short_type_name::<T>()
-        );
-        Error::decode(key, message).with_source(e)
+        let ty = short_type_name::<T>();
+        Error::decode(key, format!("stored {what} does not decode as {ty}")).with_source(e)
     })
 }
 

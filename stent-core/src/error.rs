@@ -31,19 +31,17 @@ named_enum! {
         ValueTooLarge = "value_too_large",
         /// Another caller holds the lease on this key and the in-flight policy gave up waiting.
         InFlight = "in_flight",
-        /// The function ran longer than its [`timeout`](crate::DurableBuilder::timeout) and
-        /// was cancelled; nothing was recorded.
+        /// The function hit its [`timeout`](crate::DurableBuilder::timeout) and was cancelled;
+        /// nothing was recorded.
         Timeout = "timeout",
-        /// The lease token no longer owns the record: another caller took over, so the
-        /// result was **not** recorded.
+        /// Another caller took over from the lease token: the result was **not** recorded.
         LeaseLost = "lease_lost",
         /// The same key was called with different arguments (payload validation).
         PayloadMismatch = "payload_mismatch",
         /// The operation is not supported by this store.
         Unsupported = "unsupported",
     }
-    /// The kind's stable snake_case name (`"function"`, …, `"key_too_large"`, …), as logs and
-    /// metrics labels show it.
+    /// The kind's stable snake_case name (`"key_too_large"`), as logs and metrics labels show it.
     fn as_str;
 }
 
@@ -96,14 +94,12 @@ impl Error {
     /// condition ([`Unavailable`](ErrorKind::Unavailable), [`Busy`](ErrorKind::Busy),
     /// [`InFlight`](ErrorKind::InFlight), [`Timeout`](ErrorKind::Timeout)).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        use ErrorKind::{Busy, InFlight, Timeout, Unavailable};
         Error(Repr::Stent(Box::new(Details {
             kind,
             message: message.into(),
             key: None,
-            retryable: matches!(
-                kind,
-                ErrorKind::Unavailable | ErrorKind::Busy | ErrorKind::InFlight | ErrorKind::Timeout
-            ),
+            retryable: matches!(kind, Unavailable | Busy | InFlight | Timeout),
             retry_after: None,
             source: None,
         })))
@@ -154,10 +150,8 @@ impl Error {
 
     /// The same error, as the error of a call whose function fails with `E`.
     pub fn into_call_error<E>(self) -> Error<E> {
-        match self.0 {
-            Repr::Stent(d) => Error(Repr::Stent(d)),
-            Repr::Function(never) => match never {},
-        }
+        let Repr::Stent(d) = self.0;
+        Error(Repr::Stent(d))
     }
 }
 

@@ -11,9 +11,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// Longest key the default strategy writes out in full; longer ones hash the arguments.
 pub const DEFAULT_MAX_KEY_LEN: usize = 200;
 
-/// Longest key a durable function stores as given: every store holds keys of this length,
-/// so a key that works on one store works on all of them. Longer keys are stored in their
-/// hashed form (see [`KeyScope::custom`]).
+/// Longest key a durable function stores as given, which every store holds; longer keys are
+/// stored in their hashed form (see [`KeyScope::custom`]).
 pub const PORTABLE_KEY_LEN: usize = 1024;
 
 /// Longest function name [`Stent::durable`](crate::Stent::durable) accepts, in bytes.
@@ -28,7 +27,6 @@ const HASHED: &str = "sha256:";
 /// How a key spells "no version".
 const NO_VERSION: &str = "None";
 
-/// The hashed form of a key part, `sha256:<hex>` of `part`.
 fn hashed(part: &[u8]) -> String {
     format!("{HASHED}{}", sha256_hex(part))
 }
@@ -46,33 +44,19 @@ pub struct KeyScope<'a> {
 
 impl KeyScope<'_> {
     /// Checks that the scope reads back unambiguously from a key: the name and the version
-    /// hold no `|` (which ends each of them in `{name}|{version}|…`), no control character
-    /// (a NUL cannot be stored everywhere), are not empty and not longer than
-    /// [`MAX_NAME_LEN`] / [`MAX_VERSION_LEN`] bytes, and the version is not `None` (the word
-    /// that stands for "no version").
-    ///
-    /// ```
-    /// use stent_core::KeyScope;
-    ///
-    /// let ok = KeyScope { name: "billing::charge", version: Some("v2"), shared: false };
-    /// assert!(ok.check().is_ok());
-    /// let bad = KeyScope { name: "f|x", version: None, shared: false };
-    /// assert!(bad.check().unwrap_err().to_string().contains("'|'"));
-    /// let bad = KeyScope { name: "f", version: Some("None"), shared: false };
-    /// assert!(bad.check().is_err());
-    /// ```
+    /// are not empty, not longer than [`MAX_NAME_LEN`] / [`MAX_VERSION_LEN`] bytes, and hold
+    /// no `|` (which ends each of them in `{name}|{version}|…`) and no control character (a
+    /// NUL cannot be stored everywhere); the version is not `None` ("no version" in a key).
     pub fn check(&self) -> Result<()> {
         check_part("function name", self.name, MAX_NAME_LEN)?;
-        if let Some(version) = self.version {
-            check_part("version", version, MAX_VERSION_LEN)?;
-            if version == NO_VERSION {
-                return Err(Error::config(
-                    "version \"None\" is refused: it is how keys spell \"no version\", so it \
-                     would share keys with the unversioned function",
-                ));
-            }
+        match self.version {
+            Some(NO_VERSION) => Err(Error::config(
+                "version \"None\" is refused: it is how keys spell \"no version\", so it \
+                 would share keys with the unversioned function",
+            )),
+            Some(version) => check_part("version", version, MAX_VERSION_LEN),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `{name}|{version or None}|{part}`, the shape of every scoped key.
@@ -84,18 +68,14 @@ impl KeyScope<'_> {
     fn prefix(&self, spare: usize) -> String {
         let version = self.version.unwrap_or(NO_VERSION);
         let mut key = String::with_capacity(self.name.len() + version.len() + 2 + spare);
-        for part in [self.name, "|", version, "|"] {
-            key.push_str(part);
-        }
+        key.extend([self.name, "|", version, "|"]);
         key
     }
 
-    /// A custom key part as stored: scoped, unless the function opted into shared keys.
-    ///
-    /// The part is stored as given when the whole key is at most [`PORTABLE_KEY_LEN`]
-    /// bytes, holds no NUL and the part does not start with `sha256:`; otherwise the part
-    /// becomes `sha256:<hex>` of its bytes, so every store holds the key and two different
-    /// parts never share one.
+    /// A custom key part as stored: scoped, unless the function opted into shared keys. The
+    /// part is kept as given when the whole key is at most [`PORTABLE_KEY_LEN`] bytes, holds
+    /// no NUL and the part does not start with `sha256:`; otherwise it becomes `sha256:<hex>`
+    /// of its bytes, so every store holds the key and two different parts never share one.
     ///
     /// ```
     /// use stent_core::KeyScope;
@@ -103,34 +83,21 @@ impl KeyScope<'_> {
     /// let scope = KeyScope { name: "f", version: None, shared: false };
     /// assert_eq!(scope.custom("order:1".into()), "f|None|order:1");
     /// assert!(scope.custom("x".repeat(2000)).starts_with("f|None|sha256:"));
-    /// assert!(scope.custom("nul\0byte".into()).starts_with("f|None|sha256:"));
     /// ```
     pub fn custom(&self, part: String) -> String {
-        let scope = if self.shared {
-            String::new()
-        } else {
-            self.prefix(part.len())
-        };
-        if scope.len() + part.len() > PORTABLE_KEY_LEN
-            || part.contains('\0')
-            || part.starts_with(HASHED)
-        {
-            scope + &hashed(part.as_bytes())
-        } else if self.shared {
-            part
-        } else {
+        let scope = (!self.shared).then(|| self.prefix(part.len()));
+        let scope = scope.unwrap_or_default();
+        let fits = scope.len() + part.len() <= PORTABLE_KEY_LEN;
+        if fits && !part.contains('\0') && !part.starts_with(HASHED) {
             scope + &part
+        } else {
+            scope + &hashed(part.as_bytes())
         }
     }
 }
 
 /// What every scoped key of function `name` starts with, `{name}|`, or, of one version,
 /// `{name}|{version}|`; a [`KeyScope::check`] error for a name or version no key can hold.
-///
-/// ```
-/// assert_eq!(stent_core::key::function_prefix("fx::rates", None).unwrap(), "fx::rates|");
-/// assert_eq!(stent_core::key::function_prefix("fx::rates", Some("v2")).unwrap(), "fx::rates|v2|");
-/// ```
 pub fn function_prefix(name: &str, version: Option<&str>) -> Result<String> {
     let scope = KeyScope {
         name,
@@ -138,29 +105,23 @@ pub fn function_prefix(name: &str, version: Option<&str>) -> Result<String> {
         shared: false,
     };
     scope.check()?;
-    Ok(match version {
-        Some(_) => scope.scoped(""),
-        None => format!("{name}|"),
-    })
+    Ok(version.map_or_else(|| format!("{name}|"), |_| scope.prefix(0)))
 }
 
 fn check_part(what: &str, value: &str, max: usize) -> Result<()> {
-    if value.len() > max {
-        return Err(Error::config(format!(
-            "{what} is {} bytes long (at most {max})",
-            value.len()
-        )));
-    }
-    let problem = if value.is_empty() {
-        "is empty".to_owned()
+    let len = value.len();
+    let message = if len > max {
+        format!("{what} is {len} bytes long (at most {max})")
+    } else if value.is_empty() {
+        format!("{what} {value:?} is empty")
     } else if value.contains('|') {
-        "contains '|', which separates the parts of a key".to_owned()
+        format!("{what} {value:?} contains '|', which separates the parts of a key")
     } else if let Some(c) = value.chars().find(|c| c.is_control()) {
-        format!("contains the control character {c:?}")
+        format!("{what} {value:?} contains the control character {c:?}")
     } else {
         return Ok(());
     };
-    Err(Error::config(format!("{what} {value:?} {problem}")))
+    Err(Error::config(message))
 }
 
 /// Turns a call's arguments into the key its result is stored under.
@@ -186,12 +147,7 @@ pub trait KeyStrategy<A: ?Sized>: Send + Sync + 'static {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String>;
 }
 
-impl<A, F, S> KeyStrategy<A> for F
-where
-    A: ?Sized,
-    F: Fn(&A) -> S + Send + Sync + 'static,
-    S: Into<String>,
-{
+impl<A: ?Sized, S: Into<String>, F: Fn(&A) -> S + Send + Sync + 'static> KeyStrategy<A> for F {
     fn key(&self, scope: &KeyScope<'_>, args: &A) -> Result<String> {
         Ok(scope.custom(self(args).into()))
     }
@@ -199,14 +155,11 @@ where
 
 /// The default key: `{name}|{version or None}|{canonical JSON of the arguments}`.
 ///
-/// The arguments are written as a JSON array of positional arguments: a tuple gives its
-/// elements, `()` gives `[]`, any other value `v` gives `[v]` (see [`canonical_args`]);
-/// arguments without [canonical JSON](canonical_json) are an [`ErrorKind::Key`] error.
-///
-/// When the whole key would be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`]
-/// bytes, never more than [`PORTABLE_KEY_LEN`]), the arguments part becomes
-/// `sha256:<hex>` of the canonical JSON. [`DefaultKey::hashed`] always hashes, which keeps
-/// personal data out of keys and logs.
+/// The arguments are a positional JSON array ([`canonical_args`]); arguments without
+/// [canonical JSON](canonical_json) are an [`ErrorKind::Key`] error. When the whole key would
+/// be longer than the bound (default [`DEFAULT_MAX_KEY_LEN`] bytes, never more than
+/// [`PORTABLE_KEY_LEN`]), the arguments part becomes `sha256:<hex>` of the canonical JSON.
+/// [`DefaultKey::hashed`] always hashes, which keeps personal data out of keys and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DefaultKey {
     max_len: usize,
@@ -214,9 +167,7 @@ pub struct DefaultKey {
 
 impl Default for DefaultKey {
     fn default() -> Self {
-        DefaultKey {
-            max_len: DEFAULT_MAX_KEY_LEN,
-        }
+        Self::max_len(DEFAULT_MAX_KEY_LEN)
     }
 }
 
@@ -228,7 +179,7 @@ impl DefaultKey {
 
     /// Always hash the arguments: `{name}|{version}|sha256:<hex>`.
     pub fn hashed() -> Self {
-        DefaultKey { max_len: 0 }
+        Self::max_len(0)
     }
 
     /// Hash the arguments when the key would be longer than `max_len` bytes (or
@@ -246,8 +197,7 @@ impl<A: Serialize + ?Sized> KeyStrategy<A> for DefaultKey {
         serde_json::to_writer(&mut key, &tree(args, true)?).map_err(KeyErr::custom)?;
         if key.len() > self.max_len.min(PORTABLE_KEY_LEN) {
             let part = hashed(&key[prefix..]);
-            key.truncate(prefix);
-            key.extend_from_slice(part.as_bytes());
+            key.splice(prefix.., part.into_bytes());
         }
         Ok(String::from_utf8(key).map_err(KeyErr::custom)?)
     }
@@ -266,31 +216,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// [`ErrorKind::Key`] error, never a silent fallback.
 ///
 /// ```
-/// use std::collections::HashMap;
-/// let mut m = HashMap::new();
-/// m.insert("b", 1.5);
-/// m.insert("a", 2.0);
+/// let m = std::collections::HashMap::from([("b", 1.5), ("a", 2.0)]);
 /// assert_eq!(stent_core::key::canonical_json(&m).unwrap(), r#"{"a":2.0,"b":1.5}"#);
-/// assert!(stent_core::key::canonical_json(&f64::NAN).is_err());
 /// ```
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    Ok(canonical(value, false)?)
+    Ok(serde_json::to_string(&tree(value, false)?).map_err(KeyErr::custom)?)
 }
 
 /// The [canonical JSON](canonical_json) of a call's arguments, as a positional array: a
 /// tuple gives its elements, `()` gives `[]`, any other value `v` gives `[v]`.
 pub fn canonical_args<T: Serialize + ?Sized>(args: &T) -> Result<String> {
-    Ok(canonical(args, true)?)
+    Ok(serde_json::to_string(&tree(args, true)?).map_err(KeyErr::custom)?)
 }
 
 /// Whether `value` holds a NaN or an infinite float, which JSON cannot represent.
 pub(crate) fn has_non_finite_float<T: Serialize + ?Sized>(value: &T) -> bool {
     matches!(value.serialize(Canon), Err(KeyErr::NonFinite(_)))
-}
-
-/// The canonical JSON of `value`; `args` writes it as a positional array.
-fn canonical<T: Serialize + ?Sized>(value: &T, args: bool) -> Res<String> {
-    serde_json::to_string(&tree(value, args)?).map_err(KeyErr::custom)
 }
 
 /// The [`Json`] of `value`; `args` makes it a positional array.
@@ -357,12 +298,20 @@ fn tagged(variant: Option<&str>, json: Json) -> Json {
 /// The serializer of a value's [`Json`], which refuses what JSON cannot hold.
 struct Canon;
 
-macro_rules! scalars {
-    ($($method:ident($ty:ty) => $json:ident),*) => {$(
-        fn $method(self, v: $ty) -> Res {
-            Ok(Json::$json(v.into()))
+/// Serializer methods, one a line: `name(arguments) -> output = body`.
+macro_rules! methods {
+    ($($method:ident $(<$t:ident>)? ($($arg:tt: $ty:ty),*) -> $out:ty = $body:expr;)*) => {$(
+        fn $method$(<$t: Serialize + ?Sized>)?(self, $($arg: $ty),*) -> Res<$out> {
+            $body
         }
     )*};
+}
+
+/// Serializer methods that make `Json::$json` of their argument.
+macro_rules! scalars {
+    ($($method:ident($ty:ty) => $json:ident),*) => {
+        methods! { $($method(v: $ty) -> Json = Ok(Json::$json(v.into()));)* }
+    };
 }
 
 impl ser::Serializer for Canon {
@@ -381,102 +330,61 @@ impl ser::Serializer for Canon {
         serialize_u8(u8) => Uint, serialize_u16(u16) => Uint, serialize_u32(u32) => Uint,
         serialize_u64(u64) => Uint, serialize_u128(u128) => Uint, serialize_char(char) => Str,
         serialize_str(&str) => Str);
-
-    fn serialize_f32(self, v: f32) -> Res {
-        self.serialize_f64(v.into())
+    methods! {
+        serialize_f32(v: f32) -> Json = Canon.serialize_f64(v.into());
+        serialize_f64(v: f64) -> Json =
+            if v.is_finite() { Ok(Json::Float(v)) } else { Err(KeyErr::NonFinite(v)) };
+        serialize_bytes(v: &[u8]) -> Json = Canon.collect_seq(v);
+        serialize_none() -> Json = Ok(Json::Null);
+        serialize_some<T>(value: &T) -> Json = value.serialize(Canon);
+        serialize_unit() -> Json = Ok(Json::Unit);
+        serialize_unit_struct(_: &str) -> Json = Ok(Json::Null);
+        serialize_unit_variant(_: &str, _: u32, v: &str) -> Json = Ok(Json::Str(v.into()));
+        serialize_newtype_struct<T>(_: &str, value: &T) -> Json = value.serialize(Canon);
+        serialize_newtype_variant<T>(_: &str, _: u32, variant: &str, value: &T) -> Json =
+            Ok(tagged(Some(variant), value.serialize(Canon)?));
+        serialize_seq(_: Option<usize>) -> Compound = Compound::open(Some(Json::Array), None);
+        serialize_tuple(_: usize) -> Compound = Compound::open(Some(Json::Tuple), None);
+        serialize_tuple_struct(_: &str, _: usize) -> Compound =
+            Compound::open(Some(Json::Array), None);
+        serialize_tuple_variant(_: &str, _: u32, v: &'static str, _: usize) -> Compound =
+            Compound::open(Some(Json::Array), Some(v));
+        serialize_map(_: Option<usize>) -> Compound = Compound::open(None, None);
+        serialize_struct(_: &str, _: usize) -> Compound = Compound::open(None, None);
+        serialize_struct_variant(_: &str, _: u32, v: &'static str, _: usize) -> Compound =
+            Compound::open(None, Some(v));
     }
-    fn serialize_f64(self, v: f64) -> Res {
-        if !v.is_finite() {
-            return Err(KeyErr::NonFinite(v));
-        }
-        Ok(Json::Float(v))
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Res {
-        self.collect_seq(v)
-    }
-    fn serialize_none(self) -> Res {
-        Ok(Json::Null)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Res {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Res {
-        Ok(Json::Unit)
-    }
-    fn serialize_unit_struct(self, _: &str) -> Res {
-        Ok(Json::Null)
-    }
-    fn serialize_unit_variant(self, _: &str, _: u32, variant: &str) -> Res {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &str, value: &T) -> Res {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T>(self, _: &str, _: u32, variant: &str, value: &T) -> Res
-    where
-        T: Serialize + ?Sized,
-    {
-        Ok(tagged(Some(variant), value.serialize(self)?))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Res<Compound> {
-        Ok(Compound::new(Shape::Array, None))
-    }
-    fn serialize_tuple(self, _: usize) -> Res<Compound> {
-        Ok(Compound::new(Shape::Tuple, None))
-    }
-    fn serialize_tuple_struct(self, _: &str, _: usize) -> Res<Compound> {
-        Ok(Compound::new(Shape::Array, None))
-    }
-    fn serialize_tuple_variant(self, _: &str, _: u32, v: &'static str, _: usize) -> Res<Compound> {
-        Ok(Compound::new(Shape::Array, Some(v)))
-    }
-    fn serialize_map(self, _: Option<usize>) -> Res<Compound> {
-        Ok(Compound::new(Shape::Object, None))
-    }
-    fn serialize_struct(self, _: &str, _: usize) -> Res<Compound> {
-        Ok(Compound::new(Shape::Object, None))
-    }
-    fn serialize_struct_variant(self, _: &str, _: u32, v: &'static str, _: usize) -> Res<Compound> {
-        Ok(Compound::new(Shape::Object, Some(v)))
-    }
-}
-
-/// What a [`Compound`] becomes.
-enum Shape {
-    Array,
-    Tuple,
-    Object,
 }
 
 /// An array, tuple or object being filled, inside `{"variant":…}` for an enum variant's
 /// content. An object's keys are checked and its entries sorted once all have come, so
 /// that a non-finite float in any of them is the error.
 struct Compound {
-    shape: Shape,
+    /// Makes the array (`Json::Array` or `Json::Tuple`) of the values; `None` for an object.
+    seq: Option<fn(Vec<Json>) -> Json>,
     variant: Option<&'static str>,
     keys: Vec<Json>,
     values: Vec<Json>,
 }
 
 impl Compound {
-    fn new(shape: Shape, variant: Option<&'static str>) -> Self {
+    fn open(seq: Option<fn(Vec<Json>) -> Json>, variant: Option<&'static str>) -> Res<Self> {
         let (keys, values) = (Vec::new(), Vec::new());
-        Compound {
-            shape,
+        Ok(Compound {
+            seq,
             variant,
             keys,
             values,
-        }
+        })
     }
 
     fn finish(self) -> Res {
-        let json = match self.shape {
-            Shape::Array => Json::Array(self.values),
-            Shape::Tuple => Json::Tuple(self.values),
-            Shape::Object if self.keys.len() != self.values.len() => {
+        let json = match self.seq {
+            Some(seq) => seq(self.values),
+            None if self.keys.len() != self.values.len() => {
                 return Err(KeyErr::custom("a map entry lacks its key or its value"));
             }
-            Shape::Object => {
+            None => {
                 let mut entries = BTreeMap::new();
                 for (key, value) in self.keys.into_iter().zip(self.values) {
                     // As JSON writes a key: a string, or an integer or bool spelled as one.
@@ -656,6 +564,33 @@ mod tests {
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn scopes_are_checked_and_prefixed() {
+        let ok = KeyScope {
+            version: Some("v2"),
+            ..scope()
+        };
+        assert!(ok.check().is_ok());
+        let bar = KeyScope {
+            name: "f|x",
+            ..scope()
+        };
+        assert!(bar.check().unwrap_err().to_string().contains("'|'"));
+        assert_eq!(
+            function_prefix("fx::rates", Some("v2")).unwrap(),
+            "fx::rates|v2|"
+        );
+        assert!(canonical_json(&f64::NAN).is_err());
+        let none = KeyScope {
+            version: Some("None"),
+            ..scope()
+        };
+        assert!(none.check().is_err());
+        assert_eq!(function_prefix("fx::rates", None).unwrap(), "fx::rates|");
+        let nul = scope().custom("nul\0byte".into());
+        assert!(nul.starts_with("f|None|sha256:"), "{nul}");
     }
 
     #[test]

@@ -31,14 +31,10 @@ impl std::str::FromStr for Namespace {
     /// Parses [`as_str`](Self::as_str)'s form; anything else is an
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) error.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|ns| ns.as_str() == s)
-            .ok_or_else(|| {
-                crate::Error::config(format!(
-                    "unknown namespace {s:?} (expected \"idempotency\", \"cache\" or \"progress\")"
-                ))
-            })
+        let expected = "expected \"idempotency\", \"cache\" or \"progress\"";
+        let unknown = || crate::Error::config(format!("unknown namespace {s:?} ({expected})"));
+        let found = Self::ALL.into_iter().find(|ns| ns.as_str() == s);
+        found.ok_or_else(unknown)
     }
 }
 
@@ -137,36 +133,26 @@ impl From<Timestamp> for SystemTime {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T15:54:30.123Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(1000);
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let (secs, ms) = (self.0.div_euclid(1000), self.0.rem_euclid(1000));
         let sod = secs.rem_euclid(86_400);
-        let (hh, mm, ss, ms) = (sod / 3600, sod / 60 % 60, sod % 60, self.0.rem_euclid(1000));
+        let (hh, mm, ss) = (sod / 3600, sod / 60 % 60, sod % 60);
+        // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days).
+        let z = secs.div_euclid(86_400) + 719_468;
+        let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let y = yoe + era * 400 + i64::from(m <= 2);
         write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
     }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        yoe + era * 400 + i64::from(m <= 2),
-        m,
-        doy - (153 * mp + 2) / 5 + 1,
-    )
-}
-
-/// A fencing token: proof that the holder owns an in-progress record.
-///
-/// Every successful [`claim`](crate::ResultStore::claim) installs a fresh token;
-/// [`complete`](crate::ResultStore::complete), [`renew`](crate::ResultStore::renew) and
-/// [`release`](crate::ResultStore::release) only act while the token still matches, so a
-/// caller whose lease lapsed and was taken over can never overwrite the new owner's work.
-/// `Debug` shows only its first 8 characters.
+/// A fencing token: proof that the holder owns an in-progress record. Every successful
+/// [`claim`](crate::ResultStore::claim) installs a fresh token; `complete`, `renew` and
+/// `release` only act while it still matches, so a caller whose lease lapsed and was taken
+/// over can never overwrite the new owner's work. `Debug` shows only its first 8 characters.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LeaseToken(String);
 
@@ -432,35 +418,26 @@ pub struct Capabilities {
     pub max_value_len: Option<usize>,
 }
 
-impl Capabilities {
-    /// All `false`, no limits.
-    pub const fn new() -> Self {
-        Capabilities {
-            native_ttl: false,
-            server_clock: false,
-            shared: false,
-            durable: false,
-            max_key_len: None,
-            max_value_len: None,
-        }
-    }
-}
-
-/// One `const` builder setter per listed field, named after it: `.shared(true)` sets `shared`.
-macro_rules! setters {
-    ($($field:ident: $ty:ty),+) => {
-        impl Capabilities {$(
-            #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+/// `Capabilities::new()`, every field at the value given, and one `const` builder setter
+/// per field, named after it: `.shared(true)` sets `shared`.
+macro_rules! capabilities {
+    ($($field:ident: $ty:ty = $none:expr),+) => {
+        impl Capabilities {
+            /// All `false`, no limits.
+            pub const fn new() -> Self {
+                Capabilities { $($field: $none),+ }
+            }
+            $(#[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
             pub const fn $field(mut self, $field: $ty) -> Self {
                 self.$field = $field;
                 self
-            }
-        )+}
+            })+
+        }
     };
 }
 
-setters!(native_ttl: bool, server_clock: bool, shared: bool, durable: bool);
-setters!(max_key_len: Option<usize>, max_value_len: Option<usize>);
+capabilities!(native_ttl: bool = false, server_clock: bool = false, shared: bool = false,
+    durable: bool = false, max_key_len: Option<usize> = None, max_value_len: Option<usize> = None);
 
 #[cfg(test)]
 mod tests {

@@ -154,12 +154,10 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes up to `limit` expired records (admin).
     ///
-    /// What `limit` bounds depends on how the store finds expired records. SQLite and
-    /// PostgreSQL read them from an index of expiry, so a call costs what `limit` records
-    /// cost, and a small limit keeps each transaction short. Stores that remove expired
-    /// records by themselves ([`Capabilities::native_ttl`]: Redis, DynamoDB) have no such
-    /// index: each call sweeps the namespace from its first key, so to purge everything, make
-    /// one call with `usize::MAX` (as the CLI's `purge` does) rather than one per batch.
+    /// SQLite and PostgreSQL read expired records from an index of expiry: a call costs what
+    /// `limit` records cost, and a small limit keeps each transaction short. Stores with
+    /// [`Capabilities::native_ttl`] (Redis, DynamoDB) sweep the namespace from its first key
+    /// on each call: to purge everything, make one call with `usize::MAX` (as the CLI does).
     ///
     /// # Behavior
     ///
@@ -169,8 +167,7 @@ pub trait ResultStore: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Implements [`ResultStore`] for `$ty` by calling each method on `$target` (an expression of
-/// `self`), every call's future handed to `$via!(self, Op, future)`: the `Arc` and `Box`
-/// impls below, and the test kit's `FaultStore`.
+/// `self`), every call's future handed to `$via!(self, Op, future)` (`Arc`, `Box`, `FaultStore`).
 macro_rules! delegate_store {
     ([$($generics:tt)*] $ty:ty, |$this:ident| $target:expr, $via:ident) => {
         $crate::store::delegate_store!(@impl [$($generics)*] $ty, $this, $target, $via,
@@ -213,9 +210,9 @@ delegate_store!([T: ResultStore + ?Sized] Arc<T>, |self| (**self), directly);
 delegate_store!([T: ResultStore + ?Sized] Box<T>, |self| (**self), directly);
 
 /// Deletes every record of `ns` whose key starts with `prefix`, expired ones included, in
-/// pages of `batch` keys: one [`list`](ResultStore::list) of the next page, then one
-/// [`delete`](ResultStore::delete) per key. `progress` hears the running count after each
-/// page. Returns how many records were deleted.
+/// pages of `batch` keys (one [`list`](ResultStore::list), then one
+/// [`delete`](ResultStore::delete) per key); returns how many. `progress` hears the running
+/// count after each page.
 pub async fn delete_prefix(
     store: &dyn ResultStore,
     ns: Namespace,
@@ -264,10 +261,8 @@ fn check_len(kind: ErrorKind, what: &str, len: usize, max: Option<usize>, key: &
 }
 
 /// Takes the parameters named `names` out of a connection URL's query, for a backend whose
-/// URL carries options of its own next to the driver's (a key prefix, a schema): the URL
-/// without them, the driver's parameters and any fragment as written, and each taken
-/// parameter as `(name, value)` in the order they appear, values as written (a backend
-/// decodes and checks them).
+/// URL carries options of its own (a key prefix, a schema): the URL without them (the rest
+/// as written), and each taken `(name, value)` in order, values as written.
 ///
 /// ```
 /// use stent_core::store::take_url_params;
@@ -275,7 +270,6 @@ fn check_len(kind: ErrorKind, what: &str, len: usize, max: Option<usize>, key: &
 /// let (url, taken) = take_url_params("redis://h:6379/0?protocol=resp3&prefix=app#x", &["prefix"]);
 /// assert_eq!(url, "redis://h:6379/0?protocol=resp3#x");
 /// assert_eq!(taken, [("prefix", "app".to_owned())]);
-/// assert_eq!(take_url_params("redis://h?prefix=a", &["prefix"]).0, "redis://h");
 /// ```
 pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n str, String)>) {
     let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
@@ -292,38 +286,19 @@ pub fn take_url_params<'n>(url: &str, names: &[&'n str]) -> (String, Vec<(&'n st
             None => kept.push(pair),
         }
     }
-    let query = if kept.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", kept.join("&"))
-    };
-    (format!("{base}{query}{fragment}"), taken)
+    let sep = if kept.is_empty() { "" } else { "?" };
+    (format!("{base}{sep}{}{fragment}", kept.join("&")), taken)
 }
 
-/// The bytes `s` stands for with its `%XX` escapes decoded; a `%` not followed by two hex
-/// digits is kept as written. What to make of bytes that are not UTF-8 is the caller's
-/// choice.
-///
-/// ```
-/// use stent_core::store::percent_decode;
-///
-/// assert_eq!(percent_decode("a%20b%3a"), b"a b:");
-/// assert_eq!(percent_decode("50%zz%"), b"50%zz%");
-/// ```
+/// The bytes `s` stands for with its `%XX` escapes decoded (UTF-8 or not); a `%` not
+/// followed by two hex digits is kept as written: `a%20b%3a` is `a b:`, `50%zz%` stays.
 pub fn percent_decode(s: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(s).collect()
 }
 
-/// `url` with every password it spells replaced by `***`: the one in its user info
-/// (`scheme://user:PASSWORD@host`) and any `password=` option of its query. For messages
-/// and `Debug`.
-///
-/// ```
-/// use stent_core::store::redact;
-///
-/// assert_eq!(redact("postgres://u:pw@h/db?password=x"), "postgres://u:***@h/db?password=***");
-/// assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
-/// ```
+/// `url` with every password it spells replaced by `***`, for messages and `Debug`: the one
+/// in its user info and any `password=` option of its query, so
+/// `postgres://u:pw@h/db?password=x` shows as `postgres://u:***@h/db?password=***`.
 pub fn redact(url: &str) -> String {
     let mut shown = url.to_owned();
     for span in password_spans(url).into_iter().rev() {
@@ -349,9 +324,7 @@ pub fn url_secrets(url: &str) -> Vec<String> {
 /// option of its query.
 fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['?', '#'])
-        .map_or(url.len(), |i| start + i);
+    let end = start + url[start..].find(['?', '#']).unwrap_or(url.len() - start);
     let mut spans = Vec::new();
     if let Some(at) = url[start..end].rfind('@')
         && let Some(colon) = url[start..start + at].find(':')
@@ -362,10 +335,9 @@ fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
         let mut pos = end + q + 1;
         let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
         for pair in url[pos..query_end].split('&') {
-            if let Some((k, _)) = pair.split_once('=')
-                && k.eq_ignore_ascii_case("password")
-            {
-                spans.push(pos + k.len() + 1..pos + pair.len());
+            let name = pair.get(..9).unwrap_or("");
+            if name.eq_ignore_ascii_case("password=") {
+                spans.push(pos + 9..pos + pair.len());
             }
             pos += pair.len() + 1;
         }
@@ -409,6 +381,21 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(redact(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn url_params_are_taken_and_percent_escapes_decoded() {
+        assert_eq!(
+            take_url_params("redis://h?prefix=a", &["prefix"]).0,
+            "redis://h"
+        );
+        assert_eq!(percent_decode("a%20b%3a"), b"a b:");
+        assert_eq!(percent_decode("50%zz%"), b"50%zz%");
+        assert_eq!(redact("redis://user@h/0"), "redis://user@h/0");
+        assert_eq!(
+            redact("postgres://u:pw@h/db?password=x"),
+            "postgres://u:***@h/db?password=***"
+        );
     }
 
     #[test]
