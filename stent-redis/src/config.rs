@@ -18,20 +18,6 @@ pub(crate) enum Target {
     Cluster(Vec<String>),
 }
 
-impl Target {
-    /// The clients a broadcast subscription connects through, tried in turn.
-    pub(crate) fn subscribers(&self) -> Vec<redis::Client> {
-        match self {
-            Target::Standalone(url) => redis::Client::open(url.as_str()).into_iter().collect(),
-            Target::Client(client) => vec![client.clone()],
-            Target::Cluster(nodes) => nodes
-                .iter()
-                .filter_map(|n| redis::Client::open(n.as_str()).ok())
-                .collect(),
-        }
-    }
-}
-
 /// Connection settings shared by both targets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {
@@ -44,7 +30,7 @@ pub(crate) struct Timeouts {
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct RedisStoreBuilder {
-    target: Option<Target>,
+    pub(crate) target: Option<Target>,
     /// The target as given, with any password masked: what `Debug` and errors show.
     pub(crate) shown: String,
     pub(crate) prefix: String,
@@ -168,7 +154,7 @@ impl RedisStoreBuilder {
     }
 
     /// Checks the settings and connects: the crate's README lists the errors.
-    pub async fn build(mut self) -> Result<RedisStore> {
+    pub async fn build(self) -> Result<RedisStore> {
         validate_prefix(&self.prefix)?;
         if self.max_value_len > MAX_VALUE_LEN_LIMIT {
             return Err(Error::config(format!(
@@ -176,36 +162,37 @@ impl RedisStoreBuilder {
                 self.max_value_len
             )));
         }
-        let Some(target) = self.target.take() else {
-            return Err(Error::config(
-                "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
-            ));
-        };
-        let urls = match &target {
-            Target::Cluster(nodes) if nodes.is_empty() => {
+        let urls = match &self.target {
+            None => {
+                return Err(Error::config(
+                    "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
+                ));
+            }
+            Some(Target::Client(client)) => {
+                return RedisStore::open(vec![client.clone()], self).await;
+            }
+            Some(Target::Standalone(url)) => std::slice::from_ref(url),
+            Some(Target::Cluster(nodes)) if nodes.is_empty() => {
                 return Err(Error::config(format!(
                     "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
                     self.shown
                 )));
             }
-            Target::Cluster(nodes) => nodes.as_slice(),
-            Target::Standalone(url) => std::slice::from_ref(url),
-            Target::Client(_) => &[],
+            Some(Target::Cluster(nodes)) => nodes,
         };
-        for url in urls {
-            // Parsed as the driver will, to refuse a malformed URL before connecting. The
-            // driver's messages name the problem, never the URL.
-            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-                let why = e.to_string();
-                return Err(Error::config(format!(
+        // Parsed before connecting, to refuse a malformed URL as such. The driver's messages
+        // name the problem, never the URL.
+        let clients = urls.iter().map(|url| {
+            redis::Client::open(url.as_str()).map_err(|e| {
+                Error::config(format!(
                     "invalid Redis URL {:?} ({}): expected redis://[[user]:password@]host[:port][/db], \
                      redis+unix:///path/to/socket or redis+cluster://host:port,host:port",
                     self.shown,
-                    why.split(" - ").next().unwrap_or_default()
-                )));
-            }
-        }
-        RedisStore::open(&target, self).await
+                    e.to_string().split(" - ").next().unwrap_or_default()
+                ))
+            })
+        });
+        RedisStore::open(clients.collect::<Result<_>>()?, self).await
     }
 }
 
@@ -231,20 +218,20 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
             prefix.len()
         )));
     }
-    for (i, c) in prefix.chars().enumerate() {
-        let problem = match c {
-            ' ' => "a space",
-            c if c.is_whitespace() => "whitespace",
-            c if c.is_control() => "a control character",
-            _ => continue,
-        };
-        return Err(Error::config(format!(
-            "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; a prefix \
-             may not contain whitespace or control characters",
-            i + 1
-        )));
-    }
-    Ok(())
+    let bad = |c: &char| c.is_whitespace() || c.is_control();
+    let Some((i, c)) = prefix.chars().enumerate().find(|(_, c)| bad(c)) else {
+        return Ok(());
+    };
+    let problem = match c {
+        ' ' => "a space",
+        c if c.is_whitespace() => "whitespace",
+        _ => "a control character",
+    };
+    Err(Error::config(format!(
+        "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; a prefix \
+         may not contain whitespace or control characters",
+        i + 1
+    )))
 }
 
 #[cfg(test)]
