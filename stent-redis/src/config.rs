@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use stent_core::store::redact;
+use stent_core::store::{percent_decode, redact, take_url_params};
 use stent_core::{Error, Result};
 
 use crate::store::RedisStore;
@@ -41,13 +41,14 @@ pub struct RedisStoreBuilder {
 
 impl Default for RedisStoreBuilder {
     fn default() -> Self {
+        let (connect, response) = (Duration::from_secs(5), Some(Duration::from_secs(10)));
         RedisStoreBuilder {
             target: None,
             shown: String::from("<no URL>"),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeouts: Timeouts {
-                connect: Duration::from_secs(5),
-                response: Some(Duration::from_secs(10)),
+                connect,
+                response,
                 retries: 3,
             },
             max_value_len: DEFAULT_MAX_VALUE_LEN,
@@ -87,10 +88,10 @@ impl RedisStoreBuilder {
     /// Connects to the server or cluster at `url`, in a form of the crate's README; its
     /// `prefix=` sets the key prefix as [`prefix`](Self::prefix) does, whichever is called last.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let (url, taken) = stent_core::store::take_url_params(&url.into(), &["prefix"]);
+        let (url, taken) = take_url_params(&url.into(), &["prefix"]);
         if let Some((_, prefix)) = taken.last() {
             // Percent-decoded; what does not decode to UTF-8 is kept as written.
-            let decoded = String::from_utf8(stent_core::store::percent_decode(prefix));
+            let decoded = String::from_utf8(percent_decode(prefix));
             self.prefix = decoded.unwrap_or_else(|_| prefix.clone());
         }
         self.shown = redact(&url);
@@ -180,19 +181,21 @@ impl RedisStoreBuilder {
             }
             Some(Target::Cluster(nodes)) => nodes,
         };
-        // Parsed before connecting, to refuse a malformed URL as such. The driver's messages
-        // name the problem, never the URL.
-        let clients = urls.iter().map(|url| {
+        // Parsed as the driver will, to refuse a malformed URL before connecting. The
+        // driver's messages name the problem, never the URL.
+        let client = |url: &String| {
             redis::Client::open(url.as_str()).map_err(|e| {
+                let why = e.to_string();
                 Error::config(format!(
                     "invalid Redis URL {:?} ({}): expected redis://[[user]:password@]host[:port][/db], \
                      redis+unix:///path/to/socket or redis+cluster://host:port,host:port",
                     self.shown,
-                    e.to_string().split(" - ").next().unwrap_or_default()
+                    why.split(" - ").next().unwrap_or_default()
                 ))
             })
-        });
-        RedisStore::open(clients.collect::<Result<_>>()?, self).await
+        };
+        let clients = urls.iter().map(client).collect::<Result<_>>()?;
+        RedisStore::open(clients, self).await
     }
 }
 
@@ -200,10 +203,7 @@ impl RedisStoreBuilder {
 /// each carrying the credentials and the query of the whole URL.
 fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
     let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(i) => authority.split_at(i + 1),
-        None => ("", authority),
-    };
+    let (userinfo, hosts) = authority.split_at(authority.rfind('@').map_or(0, |i| i + 1));
     let hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
     hosts
         .map(|h| format!("{scheme}://{userinfo}{h}{tail}"))

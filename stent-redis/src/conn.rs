@@ -8,7 +8,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use stent_core::Result;
 
 use crate::config::Timeouts;
@@ -50,38 +50,35 @@ impl Conn {
             .max_retry_wait(1000)
             .overall_response_timeout(None)
             .build()?;
-        Ok(Conn::Cluster(
-            client.get_async_connection().await?,
-            t.response,
-        ))
+        let conn = client.get_async_connection().await?;
+        Ok(Conn::Cluster(conn, t.response))
     }
 
-    /// Starts a `SCAN` for strings matching `pattern`, whose keys all start with `base`, over
-    /// the one server or each master of a cluster (the addresses that answer a `PING` sent
-    /// to all of them).
+    /// Starts a `SCAN` for strings matching `pattern`, keys that all start with `base`, on
+    /// the one server or on each master of a cluster (the addresses that answer a `PING`
+    /// sent to all of them).
     pub(crate) async fn scan(&self, pattern: Vec<u8>, base: &str) -> Result<Scan> {
         let mut nodes = vec![None];
         if let Conn::Cluster(c, timeout) = self {
             let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
             let masters = timed(*timeout, c.clone().route_command(redis::cmd("PING"), all)).await;
-            let masters = masters.and_then(|m| Ok(redis::from_redis_value(m)?));
-            let masters: HashMap<String, Value> = masters.map_err(scan_failed)?;
-            nodes = (masters.keys())
-                .filter_map(|addr| {
-                    let (host, port) = addr.rsplit_once(':')?;
-                    let (host, port) = (host.to_owned(), port.parse().ok()?);
-                    let node = SingleNodeRoutingInfo::ByAddress { host, port };
-                    Some(Some(RoutingInfo::SingleNode(node)))
-                })
-                .collect();
+            let masters: HashMap<String, Value> = parsed(masters).map_err(scan_failed)?;
+            let node = |addr: &String| {
+                let (host, port) = addr.rsplit_once(':')?;
+                let (host, port) = (host.to_owned(), port.parse().ok()?);
+                Some(Some(RoutingInfo::SingleNode(
+                    SingleNodeRoutingInfo::ByAddress { host, port },
+                )))
+            };
+            nodes = masters.keys().filter_map(node).collect();
         }
-        let (conn, base, cursor) = (self.clone(), base.as_bytes().to_vec(), 0);
+        let (conn, base) = (self.clone(), base.as_bytes().to_vec());
         Ok(Scan {
             conn,
             pattern,
             base,
             nodes,
-            cursor,
+            cursor: 0,
         })
     }
 }
@@ -97,8 +94,7 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
-    /// The stent keys of the next page (the keys less their `base`); `None` once every node
-    /// has been scanned.
+    /// The stent keys (less `base`) of the next page; `None` once every node is scanned.
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<String>>> {
         let Some(node) = self.nodes.last().cloned() else {
             return Ok(None);
@@ -107,10 +103,8 @@ impl Scan {
         cmd.arg(self.cursor).arg("MATCH").arg(&self.pattern);
         cmd.arg("COUNT").arg(SCAN_COUNT).arg("TYPE").arg("string");
         let page = match (&mut self.conn, node) {
-            (Conn::Cluster(c, timeout), Some(route)) => {
-                timed(*timeout, c.route_command(cmd, route))
-                    .await
-                    .and_then(|v| Ok(redis::from_redis_value(v)?))
+            (Conn::Cluster(c, t), Some(route)) => {
+                parsed(timed(*t, c.route_command(cmd, route)).await)
             }
             (conn, _) => cmd.query_async(conn).await,
         };
@@ -154,10 +148,6 @@ impl ConnectionLike for Conn {
     }
 }
 
-fn scan_failed(e: redis::RedisError) -> stent_core::Error {
-    from_redis(e, "scan", None)
-}
-
 /// `call`, failing with a timeout error (`Unavailable`, retryable) after `t`, if set.
 async fn timed<T>(
     t: Option<Duration>,
@@ -166,4 +156,13 @@ async fn timed<T>(
     let Some(t) = t else { return call.await };
     let out = tokio::time::timeout(t, call).await;
     out.unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}
+
+/// A routed command's reply, read as a `T`.
+fn parsed<T: redis::FromRedisValue>(reply: RedisResult<Value>) -> RedisResult<T> {
+    Ok(redis::from_redis_value(reply?)?)
+}
+
+fn scan_failed(e: RedisError) -> stent_core::Error {
+    from_redis(e, "scan", None)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{RedisResult, Script, Value};
+use redis::{FromRedisValue, RedisResult, Script, Value};
 use stent_core::broadcast::{Broadcast, Invalidations};
 use stent_core::store::check_value_len;
 use stent_core::{
@@ -20,13 +20,13 @@ use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
 use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, owner};
-use crate::scripts;
+use crate::scripts::{CLAIM, COMPLETE, DELETE, PUT, RELEASE, RENEW};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
 const MAX_MS: i64 = 10_000_000_000_000;
 
-/// Records read per round of a `list`, or deleted per round of a `purge_expired`.
+/// Records read per round of a `list`, or deleted per round of a `clear` or `purge_expired`.
 const BATCH: usize = 64;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster, on the server's clock: one string
@@ -116,11 +116,8 @@ impl RedisStore {
 
     /// The operation `op` on the record of `key` in `ns`.
     fn call<'a>(&self, op: &'a str, ns: Namespace, key: &'a str) -> Call<'a> {
-        let rk = [
-            self.inner.listener.bases[ns as usize].as_bytes(),
-            key.as_bytes(),
-        ]
-        .concat();
+        let base = self.inner.listener.bases[ns as usize].as_bytes();
+        let rk = [base, key.as_bytes()].concat();
         let conn = self.inner.conn.clone();
         Call { op, key, rk, conn }
     }
@@ -131,10 +128,7 @@ impl RedisStore {
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let mut call = self.call("get", ns, key);
         if self.inner.grace == 0 || include_expired {
-            let reply = redis::cmd("GET")
-                .arg(&call.rk)
-                .query_async(&mut call.conn)
-                .await;
+            let reply = call.send("GET", &[]).await;
             match call.found(reply).await? {
                 Ok(Some(s))
                     if s.unsettled.is_some() || !(include_expired || s.live_while_present()) => {}
@@ -165,9 +159,9 @@ impl RedisStore {
         self.inner.conn.scan(pattern, base).await
     }
 
-    /// Deletes the keys of `ns` (only the expired ones when `expired_only`), passing over
-    /// what is not a record, until `limit` went: as many at once as are left of `limit`, at
-    /// most [`BATCH`], so that a call that ends short of `limit` has examined every key.
+    /// Deletes the records of `ns` (only the expired ones when `expired_only`), passing over
+    /// what is not a record, no more than `limit` and [`BATCH`] at once: a call that ends
+    /// short of `limit` has examined every key.
     async fn sweep(&self, ns: Namespace, expired_only: bool, limit: usize) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
         let channel = self.inner.listener.channel.as_bytes();
@@ -178,14 +172,11 @@ impl RedisStore {
                 if room == 0 {
                     return Ok(deleted);
                 }
-                let deletes = keys
-                    .drain(..keys.len().min(room).min(BATCH))
-                    .map(|key| async move {
-                        match self.call("delete", ns, &key).delete(flag, channel).await {
-                            Err(e) if e.kind() == ErrorKind::Decode => Ok(0),
-                            done => done,
-                        }
-                    });
+                let n = keys.len().min(room).min(BATCH);
+                let deletes = keys.drain(..n).map(|key| async move {
+                    let call = self.call("delete", ns, &key);
+                    call.delete(flag, channel, true).await
+                });
                 deleted += try_join_all(deletes).await?.into_iter().sum::<u64>();
             }
         }
@@ -193,9 +184,8 @@ impl RedisStore {
     }
 }
 
-/// What a read found at a record's key: `None` for nothing, the inner error for a key that
-/// holds something other than a record (never touched), for the caller to fail with or
-/// pass over.
+/// What a read found: `None` for no key; the inner error for a key that holds something other
+/// than a record (never touched), for the caller to fail with or to pass over.
 type Found = std::result::Result<Option<Stored>, Error>;
 
 /// One operation on the record of one key: what its commands need and its errors name.
@@ -208,48 +198,52 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Sends `command` with the record's key, then `args`.
+    async fn send<T: FromRedisValue>(&mut self, command: &str, args: &[&[u8]]) -> RedisResult<T> {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(&self.rk).arg(args);
+        cmd.query_async(&mut self.conn).await
+    }
+
     /// Runs `script` on the record; a key of another type is the error naming it.
     async fn run(&mut self, script: &Script, args: &[&[u8]]) -> Result<Value> {
-        let reply = script
-            .key(&self.rk)
-            .arg(args)
-            .invoke_async(&mut self.conn)
-            .await;
+        let mut invocation = script.key(&self.rk);
+        let reply = invocation.arg(args).invoke_async(&mut self.conn).await;
         self.typed(reply).await?
     }
 
     /// Runs the script of a token (`renew`, `complete`, `release`, whose first argument is
     /// [`owner`]): its number when the token owns the record, else `None` (someone else's
     /// record, or nothing). A key holding no record, or a broken one, is an error.
-    async fn owned(&mut self, script: &Script, args: &[&[u8]]) -> Result<Option<i64>> {
+    async fn owned(mut self, script: &Script, args: &[&[u8]]) -> Result<Option<i64>> {
         match self.run(script, args).await? {
             Value::Int(n) => Ok(Some(n)),
             Value::Nil => Ok(None),
-            Value::BulkString(bytes) => self.stored(&bytes).map(|_| None),
+            Value::BulkString(bytes) => self.stored(&bytes)?.map(|_| None),
             other => Err(unexpected(self.op, self.key, other)),
         }
     }
 
-    /// Deletes the record with `delete.lua` (`flag` `1`: only if expired) and announces it on
-    /// the store's channel: how many went. A key holding no record is an error.
-    async fn delete(&mut self, flag: &[u8], channel: &[u8]) -> Result<u64> {
-        match self.run(&scripts::DELETE, &[flag, channel]).await? {
-            Value::Int(n) if n >= 0 => Ok(n.unsigned_abs()),
-            Value::Int(_) => Err(wrong_type(self.key, &self.rk, "string")),
-            other => Err(unexpected(self.op, self.key, other)),
+    /// Deletes the record with `delete.lua` (`flag` `1`: only if expired), announced on
+    /// `channel`: how many went. A key holding something other than a record is an error,
+    /// unless `sweep` (`clear` and `purge_expired` pass over what is not theirs).
+    async fn delete(mut self, flag: &[u8], channel: &[u8], sweep: bool) -> Result<u64> {
+        match self.run(&DELETE, &[flag, channel]).await {
+            Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
+            Ok(Value::Int(_)) if !sweep => Err(wrong_type(self.key, &self.rk, "string")),
+            Err(e) if !sweep || e.kind() != ErrorKind::Decode => Err(e),
+            Ok(Value::Int(_)) | Err(_) => Ok(0),
+            Ok(other) => Err(unexpected(self.op, self.key, other)),
         }
     }
 
-    /// `reply`, or, for a key of a type the command cannot work on (`WRONGTYPE`), the inner
-    /// error naming that type, which `TYPE` tells.
+    /// `reply`; for a key of a type the command cannot work on (`WRONGTYPE`), the inner error
+    /// naming that type, which `TYPE` tells.
     async fn typed(&mut self, reply: RedisResult<Value>) -> Result<Result<Value>> {
         let (op, key) = (self.op, self.key);
         match reply {
             Err(e) if e.code() == Some("WRONGTYPE") => {
-                let found = redis::cmd("TYPE")
-                    .arg(&self.rk)
-                    .query_async(&mut self.conn)
-                    .await;
+                let found = self.send("TYPE", &[]).await;
                 let found: String = found.map_err(|e| from_redis(e, op, Some(key)))?;
                 Ok(Err(wrong_type(key, &self.rk, &found)))
             }
@@ -259,22 +253,20 @@ impl Call<'_> {
 
     /// Reads the reply of a `GET` (or `SET … GET`) of the record's key.
     async fn found(&mut self, reply: RedisResult<Value>) -> Result<Found> {
-        Ok(match self.typed(reply).await? {
-            Ok(Value::Nil) => Ok(None),
-            Ok(Value::BulkString(b)) if is_record(&b) => Ok(Some(decode(self.key, &b)?)),
-            Ok(Value::BulkString(_)) => Err(wrong_type(self.key, &self.rk, "string")),
-            Ok(other) => return Err(unexpected(self.op, self.key, other)),
-            Err(foreign) => Err(foreign),
-        })
+        match self.typed(reply).await? {
+            Ok(Value::Nil) => Ok(Ok(None)),
+            Ok(Value::BulkString(bytes)) => Ok(self.stored(&bytes)?.map(Some)),
+            Ok(other) => Err(unexpected(self.op, self.key, other)),
+            Err(foreign) => Ok(Err(foreign)),
+        }
     }
 
-    /// The record in `bytes`; a string that is not a record is an error.
-    fn stored(&self, bytes: &[u8]) -> Result<Stored> {
-        if is_record(bytes) {
-            decode(self.key, bytes)
-        } else {
-            Err(wrong_type(self.key, &self.rk, "string"))
+    /// The record in `bytes`; the inner error for a string that is not one.
+    fn stored(&self, bytes: &[u8]) -> Result<Result<Stored>> {
+        if !is_record(bytes) {
+            return Ok(Err(wrong_type(self.key, &self.rk, "string")));
         }
+        decode(self.key, bytes).map(Ok)
     }
 }
 
@@ -290,8 +282,8 @@ fn ttl_arg(ttl: Option<Duration>) -> String {
 /// `s` with the glob characters of `SCAN MATCH` escaped, so it matches literally.
 fn glob_escape(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 2);
-    for &b in s.as_bytes() {
-        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+    for b in s.bytes() {
+        if b"*?[]\\".contains(&b) {
             out.push(b'\\');
         }
         out.push(b);
@@ -320,17 +312,12 @@ impl ResultStore for RedisStore {
         let mut call = self.call("claim", ns, key);
         let lease = clamp_ms(claim.lease);
         let claimed = claim_record(claim.token, lease, &encode_meta(&claim.meta));
+        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
         // First one native command, `SET key claimed NX GET PX {lease + horizon}`, whose reply
         // alone decides most claims (the crate's README says how and why).
         let sent = Timestamp::now();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&call.rk)
-            .arg(&claimed)
-            .arg(&["NX", "GET", "PX"][..]);
-        let reply = cmd
-            .arg(lease + HORIZON_MS)
-            .query_async(&mut call.conn)
-            .await;
+        let set: [&[u8]; 5] = [&claimed, b"NX", b"GET", b"PX", px.as_bytes()];
+        let reply = call.send("SET", &set).await;
         match call.found(reply).await?? {
             None => {
                 let lease_expires_at = sent.add(claim.lease);
@@ -345,21 +332,16 @@ impl ResultStore for RedisStore {
             Some(_) => {}
         }
         let n = owner(claim.token).len();
-        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
-        let args: [&[u8]; 4] = [
-            &claimed[..n],
-            &claimed[n + 1..],
-            px.as_bytes(),
-            lease.as_bytes(),
-        ];
-        let reply = call.run(&scripts::CLAIM, &args).await?;
+        let (head, tail) = (&claimed[..n], &claimed[n + 1..]);
+        let args: [&[u8]; 4] = [head, tail, px.as_bytes(), lease.as_bytes()];
+        let reply = call.run(&CLAIM, &args).await?;
         match reply.as_sequence() {
             Some([Value::Int(attempt), Value::Int(until)]) => Ok(ClaimOutcome::Acquired {
                 attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
                 lease_expires_at: Timestamp::from_millis(*until),
             }),
             Some([Value::BulkString(bytes), Value::Int(at)]) => {
-                let mut found = call.stored(bytes)?;
+                let mut found = call.stored(bytes)??;
                 found.settle(*at);
                 Ok(match found.record.state {
                     RecordState::InProgress => ClaimOutcome::InFlight(found.record),
@@ -379,13 +361,10 @@ impl ResultStore for RedisStore {
     ) -> Result<Timestamp> {
         let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
         let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
-        let renewed = self
-            .call("renew", ns, key)
-            .owned(&scripts::RENEW, &args)
-            .await?;
-        renewed
-            .map(Timestamp::from_millis)
-            .ok_or_else(|| Error::lease_lost(key))
+        let until = self.call("renew", ns, key).owned(&RENEW, &args).await?;
+        Ok(Timestamp::from_millis(
+            until.ok_or_else(|| Error::lease_lost(key))?,
+        ))
     }
 
     async fn complete(
@@ -401,16 +380,16 @@ impl ResultStore for RedisStore {
         let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
         let done = self
             .call("complete", ns, key)
-            .owned(&scripts::COMPLETE, &args)
+            .owned(&COMPLETE, &args)
             .await?;
         done.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let args: [&[u8]; 1] = [&owner(token)];
+        let owner = owner(token);
         let released = self
             .call("release", ns, key)
-            .owned(&scripts::RELEASE, &args)
+            .owned(&RELEASE, &[&owner])
             .await?;
         Ok(released.is_some())
     }
@@ -429,7 +408,7 @@ impl ResultStore for RedisStore {
         let channel = self.inner.listener.channel.as_bytes();
         let args: [&[u8]; 5] = [value, ttl.as_bytes(), purge, &meta, channel];
         let mut call = self.call("put", ns, key);
-        match call.run(&scripts::PUT, &args).await? {
+        match call.run(&PUT, &args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(_) => Err(wrong_type(key, &call.rk, "string")),
             other => Err(unexpected("put", key, other)),
@@ -438,7 +417,8 @@ impl ResultStore for RedisStore {
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
         let channel = self.inner.listener.channel.as_bytes();
-        Ok(self.call("delete", ns, key).delete(b"0", channel).await? == 1)
+        let deleted = self.call("delete", ns, key).delete(b"0", channel, false);
+        Ok(deleted.await? == 1)
     }
 
     /// Collects the matching keys with `SCAN`, sorts them, then reads records from the cursor
