@@ -9,6 +9,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use stent_core::Namespace;
 use stent_core::broadcast::{Invalidation, Subscriber};
 
+use crate::config::RedisStoreBuilder;
 use crate::layout::key_base;
 
 /// How often an idle subscription is checked with a `PING`, and how long its answer may take
@@ -31,16 +32,12 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub(crate) fn new(
-        clients: Vec<redis::Client>,
-        prefix: &str,
-        connect_timeout: Duration,
-    ) -> Self {
-        let bases = Namespace::ALL.map(|ns| key_base(prefix, ns));
+    pub(crate) fn new(clients: Vec<redis::Client>, b: &RedisStoreBuilder) -> Self {
+        let bases = Namespace::ALL.map(|ns| key_base(&b.prefix, ns));
         // The escaped prefix is a key base up to its first `:`.
         let escaped = bases[0].split(':').next().unwrap_or_default();
         let channel = format!("{escaped}:invalidations");
-        let next = 0;
+        let (next, connect_timeout) = (0, b.timeouts.connect);
         Listener {
             clients,
             next,

@@ -43,7 +43,7 @@ struct Inner {
     prefix: String,
     caps: Capabilities,
     /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
-    /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
+    /// record, as the scripts take it (`-1` without a grace: see `common.lua`).
     grace: i64,
     purge_offset: String,
     /// The key bases, and where deletes and overwrites are announced.
@@ -104,7 +104,7 @@ impl RedisStore {
         let caps = caps.native_ttl(true).server_clock(true).shared(true);
         let inner = Arc::new(Inner {
             conn,
-            listener: Listener::new(clients, &b.prefix, b.timeouts.connect),
+            listener: Listener::new(clients, &b),
             shown: b.shown,
             prefix: b.prefix,
             caps: caps.durable(true).max_value_len(max),
@@ -122,9 +122,8 @@ impl RedisStore {
         Call { op, key, rk, conn }
     }
 
-    /// Reads one record; `include_expired` keeps records past their expiry. A lone `GET`
-    /// without a grace; with one (or for a record that `GET` finds in progress, or with an
-    /// expiry but no `purge_ms`), `GET`, `PEXPIRETIME` and `TIME` in one transaction.
+    /// Reads one record (`include_expired` keeps expired ones): a lone `GET`, or, with a grace
+    /// or for times `GET` cannot tell, `GET`, `PEXPIRETIME` and `TIME` in one transaction.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
         let mut call = self.call("get", ns, key);
         if self.inner.grace == 0 || include_expired {
@@ -159,9 +158,8 @@ impl RedisStore {
         self.inner.conn.scan(pattern, base).await
     }
 
-    /// Deletes the records of `ns` (only the expired ones when `expired_only`), passing over
-    /// what is not a record, no more than `limit` and [`BATCH`] at once: a call that ends
-    /// short of `limit` has examined every key.
+    /// Deletes up to `limit` records of `ns` (only expired ones if `expired_only`), [`BATCH`]
+    /// at most at once: a call that ends short of `limit` has examined every key.
     async fn sweep(&self, ns: Namespace, expired_only: bool, limit: usize) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
         let channel = self.inner.listener.channel.as_bytes();
@@ -184,8 +182,8 @@ impl RedisStore {
     }
 }
 
-/// What a read found: `None` for no key; the inner error for a key that holds something other
-/// than a record (never touched), for the caller to fail with or to pass over.
+/// What a read found: `None` for no key; the inner error for a key holding something other
+/// than a record, for the caller to fail with or to pass over.
 type Found = std::result::Result<Option<Stored>, Error>;
 
 /// One operation on the record of one key: what its commands need and its errors name.
@@ -212,9 +210,8 @@ impl Call<'_> {
         self.typed(reply).await?
     }
 
-    /// Runs the script of a token (`renew`, `complete`, `release`, whose first argument is
-    /// [`owner`]): its number when the token owns the record, else `None` (someone else's
-    /// record, or nothing). A key holding no record, or a broken one, is an error.
+    /// Runs a script whose first argument is [`owner`]: its number when the token owns the
+    /// record, else `None`. A key holding no record, or a broken one, is an error.
     async fn owned(mut self, script: &Script, args: &[&[u8]]) -> Result<Option<i64>> {
         match self.run(script, args).await? {
             Value::Int(n) => Ok(Some(n)),
@@ -224,9 +221,8 @@ impl Call<'_> {
         }
     }
 
-    /// Deletes the record with `delete.lua` (`flag` `1`: only if expired), announced on
-    /// `channel`: how many went. A key holding something other than a record is an error,
-    /// unless `sweep` (`clear` and `purge_expired` pass over what is not theirs).
+    /// Deletes the record (`flag` `1`: only if expired), announced on `channel`: how many went.
+    /// A key holding no record is an error, unless `sweep` passes over what is not its own.
     async fn delete(mut self, flag: &[u8], channel: &[u8], sweep: bool) -> Result<u64> {
         match self.run(&DELETE, &[flag, channel]).await {
             Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
@@ -301,9 +297,8 @@ impl ResultStore for RedisStore {
         Ok(self.fetch(ns, key, false).await??.map(|s| s.record))
     }
 
-    /// The lease of a key claimed by the native `SET` (see the crate's README) is reported
-    /// as ending `lease` after the client sent the claim, by the client's clock: the server
-    /// decides when it lapses, by its own.
+    /// A claim by the native `SET` reports its lease as ending `lease` after the client sent
+    /// it, by the client's clock; the server decides when it lapses (the crate's README).
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         if claim.token.as_str().contains('|') {
             let message = "a lease token containing `|` cannot be stored in a Redis record";
@@ -421,8 +416,8 @@ impl ResultStore for RedisStore {
         Ok(deleted.await? == 1)
     }
 
-    /// Collects the matching keys with `SCAN`, sorts them, then reads records from the cursor
-    /// on: an admin operation whose cost grows with the number of matching keys.
+    /// Collects and sorts the matching keys, then reads records from the cursor on: an admin
+    /// operation whose cost grows with the number of matching keys.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let mut scan = self.scan(ns, &query.prefix).await?;
         let mut keys = Vec::new();
@@ -453,15 +448,9 @@ impl ResultStore for RedisStore {
     }
 }
 
-/// Every delete (so every `clear` and the CLI's `rm`) and every `put` that replaces a record
-/// is announced by the script that makes it, in the same round trip: `PUBLISH` of the
-/// record's Redis key on `{escaped prefix}:invalidations`.
-///
-/// The stream subscribes with a connection of its own (on a cluster, through one seed node
-/// at a time: Redis Cluster forwards every `PUBLISH` to every node), `PING`s it after each
-/// second without a message, and takes it as lost when it closes or a `PING` goes a second
-/// unanswered; it then yields [`Invalidation::Lost`](stent_core::broadcast::Invalidation::Lost)
-/// and subscribes again (after 20 ms, doubling up to 1 s between failed attempts).
+/// Every delete and every `put` that replaces a record is announced by its script: `PUBLISH`
+/// of the record's Redis key on `{escaped prefix}:invalidations`. The crate's README says how
+/// the stream subscribes, tells a lost subscription and subscribes again.
 impl Broadcast for RedisStore {
     fn invalidations(&self) -> Invalidations {
         Invalidations::reconnecting(self.inner.listener.clone())
