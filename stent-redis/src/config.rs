@@ -123,34 +123,29 @@ impl RedisStoreBuilder {
     }
 
     setters! {
-        /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
-        /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
-        /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace
-        /// or control characters.
+        /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]; `%` and `:` written `%25`
+        /// and `%3A`, so that no two prefixes share a key). [`build`](Self::build) checks it:
+        /// 1 to 256 bytes, without whitespace or control characters.
         prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
         /// How long one connection attempt may take (default 5 s).
         connect_timeout(timeout: Duration) => timeouts.connect = timeout;
 
-        /// How long one command may wait for its reply (default 10 s; `None` waits forever).
-        /// A timed-out call fails with the retryable
-        /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+        /// How long one command may wait for its reply (default 10 s; `None` waits forever), then
+        /// fails with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
         response_timeout(timeout: Option<Duration>) => timeouts.response = timeout;
 
-        /// How many times a call retries a lost connection, with a short exponential backoff,
-        /// before it fails with [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable)
-        /// (default 3). The store keeps reconnecting on later calls either way.
+        /// How many times a call retries a lost connection, backing off, before it fails with
+        /// `ErrorKind::Unavailable` (default 3); later calls reconnect either way.
         retries(retries: usize) => timeouts.retries = retries;
 
-        /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`],
-        /// at most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with
-        /// [`ErrorKind::ValueTooLarge`](stent_core::ErrorKind::ValueTooLarge) before anything
-        /// is sent.
+        /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`], at
+        /// most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with `ErrorKind::ValueTooLarge`
+        /// before anything is sent.
         max_value_len(max: usize) => max_value_len = max;
 
-        /// How long an expired record stays in Redis, invisible, before Redis deletes it by
-        /// itself (default [`DEFAULT_EXPIRY_GRACE`]); the crate's README says what reads and
-        /// replays then cost.
+        /// How long an expired record stays in Redis, invisible, before Redis deletes it (default
+        /// [`DEFAULT_EXPIRY_GRACE`]); the crate's README says what reads and replays then cost.
         expiry_grace(grace: Duration) => expiry_grace = grace;
     }
 

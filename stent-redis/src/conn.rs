@@ -54,9 +54,8 @@ impl Conn {
         Ok(Conn::Cluster(conn, t.response))
     }
 
-    /// Starts a `SCAN` for strings matching `pattern`, keys that all start with `base`, on
-    /// the one server or on each master of a cluster (the addresses that answer a `PING`
-    /// sent to all of them).
+    /// Starts a `SCAN` for strings matching `pattern` (keys that start with `base`) on the one
+    /// server, or on each master of a cluster: the addresses that answer a `PING` to all.
     pub(crate) async fn scan(&self, pattern: Vec<u8>, base: &str) -> Result<Scan> {
         let mut nodes = vec![None];
         if let Conn::Cluster(c, timeout) = self {
@@ -148,13 +147,10 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// `call`, failing with a timeout error (`Unavailable`, retryable) after `t`, if set.
-async fn timed<T>(
-    t: Option<Duration>,
-    call: impl Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
-    let Some(t) = t else { return call.await };
-    let out = tokio::time::timeout(t, call).await;
+/// The call `f`, failing with a timeout error (`Unavailable`, retryable) after `t`, if set.
+async fn timed<T>(t: Option<Duration>, f: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    let Some(t) = t else { return f.await };
+    let out = tokio::time::timeout(t, f).await;
     out.unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
 }
 
