@@ -12,9 +12,8 @@ use stent_core::broadcast::{Invalidation, Subscriber};
 use crate::config::RedisStoreBuilder;
 use crate::layout::key_base;
 
-/// How often an idle subscription is checked with a `PING`, and how long its answer may take
-/// before the subscription is taken as lost: a connection that died without closing (a
-/// network partition) is noticed within twice this.
+/// How often an idle subscription is checked with a `PING`, and how long its answer may take:
+/// a connection that died without closing (a network partition) is noticed within twice this.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Where a subscriber subscribes, to what, and how it reads the messages.
@@ -37,13 +36,12 @@ impl Listener {
         // The escaped prefix is a key base up to its first `:`.
         let escaped = bases[0].split(':').next().unwrap_or_default();
         let channel = format!("{escaped}:invalidations");
-        let (next, connect_timeout) = (0, b.timeouts.connect);
         Listener {
             clients,
-            next,
+            next: 0,
             channel,
             bases,
-            connect_timeout,
+            connect_timeout: b.timeouts.connect,
         }
     }
 }

@@ -45,9 +45,8 @@ impl Stored {
         }
     }
 
-    /// Sets the claim time and lease end of a record claimed natively from its key's
-    /// `PEXPIRETIME` (`at`): its lease ends `horizon_ms` before, and it began `lease_ms`
-    /// before that. A key someone stripped of its expiry (-1) leaves a lease long lapsed.
+    /// Sets the times of a native claim from its key's `PEXPIRETIME` (`at`): the lease ends
+    /// `horizon_ms` before and began `lease_ms` before that; no expiry (-1) leaves it lapsed.
     pub(crate) fn settle(&mut self, at: i64) {
         if let Some((lease_ms, horizon_ms)) = self.unsettled.take() {
             let until = at - horizon_ms;
@@ -99,19 +98,19 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let state = field("state")?;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
+    let mut record = Record::new(key, state, Timestamp::default());
     let token = field("lease_token")?;
     let attempt: u64 = number(key, "attempt", field("attempt")?)?;
     let (created, lease) = (field("created_ms")?, field("lease_expires_ms")?);
-    let completed = optional(key, "completed_ms", field("completed_ms")?)?;
-    let expires = optional(key, "expires_ms", field("expires_ms")?)?;
-    let purge_ms = optional(key, "purge_ms", field("purge_ms")?)?;
+    record.completed_at = optional(key, "completed_ms", field("completed_ms")?)?;
+    record.expires_at = optional(key, "expires_ms", field("expires_ms")?)?;
+    let purge_ms = optional(key, "purge_ms", field("purge_ms")?)?.map(Timestamp::as_millis);
     let (lease_ms, horizon_ms) = (field("lease_ms")?, field("horizon_ms")?);
     let meta_len = number(key, "meta_len", field("meta_len")?)?;
     let rest = parts.next();
     let rest = rest.ok_or_else(|| corrupt("the header ends before the metadata"))?;
     let split = rest.split_at_checked(meta_len);
     let (meta, value) = split.ok_or_else(|| corrupt("the metadata is cut short"))?;
-    let mut record = Record::new(key, state, Timestamp::default());
     decode_meta(key, meta, &mut record)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let mut unsettled = None;
@@ -121,13 +120,10 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     } else {
         record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
     }
-    record.completed_at = completed.map(Timestamp::from_millis);
-    record.expires_at = expires.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
             record.lease_token = (!token.is_empty()).then(|| LeaseToken::from_string(token));
-            record.lease_expires_at =
-                optional(key, "lease_expires_ms", lease)?.map(Timestamp::from_millis);
+            record.lease_expires_at = optional(key, "lease_expires_ms", lease)?;
         }
         RecordState::Completed => record.value = Some(value.to_vec()),
     }
@@ -164,10 +160,9 @@ fn number<T: std::str::FromStr>(key: &str, field: &str, value: &str) -> Result<T
     value.parse().map_err(|_| Error::decode(key, message()))
 }
 
-fn optional(key: &str, field: &str, value: &str) -> Result<Option<i64>> {
-    (!value.is_empty())
-        .then(|| number(key, field, value))
-        .transpose()
+fn optional(key: &str, field: &str, value: &str) -> Result<Option<Timestamp>> {
+    let ms = (!value.is_empty()).then(|| number(key, field, value));
+    Ok(ms.transpose()?.map(Timestamp::from_millis))
 }
 
 #[cfg(test)]
