@@ -26,7 +26,7 @@ use crate::scripts::{CLAIM, COMPLETE, DELETE, PUT, RELEASE, RENEW};
 /// stay exact in Lua's double-precision numbers.
 const MAX_MS: i64 = 10_000_000_000_000;
 
-/// Records read per round of a `list`, or deleted per round of a `clear` or `purge_expired`.
+/// Records read per round of a `list`, or deleted per round of a `purge_expired`.
 const BATCH: usize = 64;
 
 /// A [`ResultStore`] in Redis, standalone or Redis Cluster, on the server's clock: one string
@@ -158,10 +158,11 @@ impl RedisStore {
         self.inner.conn.scan(pattern, base).await
     }
 
-    /// Deletes up to `limit` records of `ns` (only expired ones if `expired_only`), [`BATCH`]
-    /// at most at once: a call that ends short of `limit` has examined every key.
+    /// Deletes up to `limit` records of `ns`: every one a page at once, or only expired ones,
+    /// [`BATCH`] at most at once, so that a call that ends short of `limit` saw every key.
     async fn sweep(&self, ns: Namespace, expired_only: bool, limit: usize) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
+        let batch = if expired_only { BATCH } else { usize::MAX };
         let channel = self.inner.listener.channel.as_bytes();
         let (mut scan, mut deleted) = (self.scan(ns, "").await?, 0);
         while let Some(mut keys) = scan.next_page().await? {
@@ -170,7 +171,7 @@ impl RedisStore {
                 if room == 0 {
                     return Ok(deleted);
                 }
-                let n = keys.len().min(room).min(BATCH);
+                let n = keys.len().min(room).min(batch);
                 let deletes = keys.drain(..n).map(|key| async move {
                     let call = self.call("delete", ns, &key);
                     call.delete(flag, channel, true).await
