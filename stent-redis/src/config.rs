@@ -41,14 +41,13 @@ pub struct RedisStoreBuilder {
 
 impl Default for RedisStoreBuilder {
     fn default() -> Self {
-        let (connect, response) = (Duration::from_secs(5), Some(Duration::from_secs(10)));
         RedisStoreBuilder {
             target: None,
             shown: String::from("<no URL>"),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeouts: Timeouts {
-                connect,
-                response,
+                connect: Duration::from_secs(5),
+                response: Some(Duration::from_secs(10)),
                 retries: 3,
             },
             max_value_len: DEFAULT_MAX_VALUE_LEN,
