@@ -7,83 +7,74 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use stent_core::Namespace;
-use stent_core::broadcast::{Invalidation, Invalidations, Subscriber};
+use stent_core::broadcast::{Invalidation, Subscriber};
 
-/// How often an idle subscription is checked with a `PING`, and how long its answer may take
-/// before the subscription is taken as lost: a connection that died without closing (a
-/// network partition) is noticed within twice this.
-pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+use crate::config::RedisStoreBuilder;
+use crate::layout::key_base;
 
-/// The channel of the store of this escaped prefix (the start of [`key_base`](crate::layout::key_base)
-/// up to its first `:`): `{escaped prefix}:invalidations`.
-pub(crate) fn channel(bases: &[String]) -> String {
-    let base = bases.first().map_or("", String::as_str);
-    let escaped = base.split(':').next().unwrap_or_default();
-    format!("{escaped}:invalidations")
-}
+/// How often an idle subscription is checked with a `PING`, and how long its answer may take:
+/// a connection that died without closing (a network partition) is noticed within twice this.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// What a subscriber needs: where to subscribe, to what, and how to read the messages.
+/// Where a subscriber subscribes, to what, and how it reads the messages.
 #[derive(Clone)]
 pub(crate) struct Listener {
-    /// Servers to subscribe through, tried in turn: the one server, or a cluster's seed
-    /// nodes (Redis Cluster forwards every `PUBLISH` to every node).
-    pub(crate) clients: Vec<redis::Client>,
-    pub(crate) channel: String,
-    /// [`key_base`](crate::layout::key_base) of each namespace, by [`Namespace`] order.
-    pub(crate) bases: [String; Namespace::ALL.len()],
-    pub(crate) connect_timeout: Duration,
-}
-
-/// A live subscription: its sink (for `PING`) and its messages.
-type Subscription = (PubSubSink, PubSubStream);
-
-/// The listener and the client to subscribe through next.
-struct Listening {
-    listener: Listener,
+    /// Servers to subscribe through, tried in turn from `next`: the one server, or a
+    /// cluster's seed nodes (Redis Cluster forwards every `PUBLISH` to every node).
+    clients: Vec<redis::Client>,
     next: usize,
+    /// `{escaped prefix}:invalidations`.
+    pub(crate) channel: String,
+    /// [`key_base`] of each namespace, by [`Namespace`] order.
+    pub(crate) bases: [String; Namespace::ALL.len()],
+    connect_timeout: Duration,
 }
 
 impl Listener {
-    /// The stream of invalidations: subscribes when first polled, and again after a loss.
-    pub(crate) fn invalidations(&self) -> Invalidations {
-        let listener = self.clone();
-        Invalidations::reconnecting(Listening { listener, next: 0 })
-    }
-
-    /// The invalidation a message tells: the record whose Redis key it carries.
-    fn decode(&self, payload: &[u8]) -> Option<Invalidation> {
-        Namespace::ALL.iter().find_map(|&ns| {
-            let key = payload.strip_prefix(self.bases[ns as usize].as_bytes())?;
-            let key = String::from_utf8(key.to_vec()).ok()?;
-            Some(Invalidation::Key(ns, key))
-        })
+    pub(crate) fn new(clients: Vec<redis::Client>, b: &RedisStoreBuilder) -> Self {
+        let bases = Namespace::ALL.map(|ns| key_base(&b.prefix, ns));
+        // The escaped prefix is a key base up to its first `:`.
+        let escaped = bases[0].split(':').next().unwrap_or_default();
+        let channel = format!("{escaped}:invalidations");
+        Listener {
+            clients,
+            next: 0,
+            channel,
+            bases,
+            connect_timeout: b.timeouts.connect,
+        }
     }
 }
 
-impl Subscriber for Listening {
-    type Session = Subscription;
+impl Subscriber for Listener {
+    /// A live subscription: its sink (for `PING`) and its messages.
+    type Session = (PubSubSink, PubSubStream);
 
     /// Subscribes through the next client; `None` when it cannot now.
-    async fn subscribe(&mut self) -> Option<Subscription> {
-        let listener = &self.listener;
-        let client = listener
-            .clients
-            .get(self.next % listener.clients.len().max(1))?;
+    async fn subscribe(&mut self) -> Option<Self::Session> {
+        let client = self.clients.get(self.next % self.clients.len().max(1))?;
         self.next = self.next.wrapping_add(1);
-        let subscribed = tokio::time::timeout(listener.connect_timeout, async {
+        let subscribed = tokio::time::timeout(self.connect_timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&listener.channel).await?;
+            pubsub.subscribe(&self.channel).await?;
             redis::RedisResult::Ok(pubsub.split())
         });
         subscribed.await.ok()?.ok()
     }
 
-    async fn receive(&mut self, (sink, messages): &mut Subscription) -> Option<Invalidation> {
+    /// The next message that carries the Redis key of a record of the store.
+    async fn receive(&mut self, (sink, messages): &mut Self::Session) -> Option<Invalidation> {
         loop {
             tokio::select! {
                 message = messages.next() => {
-                    if let Some(event) = self.listener.decode(message?.get_payload_bytes()) {
-                        return Some(event);
+                    let message = message?;
+                    let payload = message.get_payload_bytes();
+                    let event = Namespace::ALL.iter().find_map(|&ns| {
+                        let key = payload.strip_prefix(self.bases[ns as usize].as_bytes())?;
+                        Some(Invalidation::Key(ns, String::from_utf8(key.to_vec()).ok()?))
+                    });
+                    if event.is_some() {
+                        return event;
                     }
                 }
                 () = tokio::time::sleep(HEARTBEAT) => {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use stent_core::store::redact;
+use stent_core::store::{percent_decode, redact, take_url_params};
 use stent_core::{Error, Result};
 
 use crate::store::RedisStore;
@@ -18,20 +18,6 @@ pub(crate) enum Target {
     Cluster(Vec<String>),
 }
 
-impl Target {
-    /// The clients a broadcast subscription connects through, tried in turn.
-    pub(crate) fn subscribers(&self) -> Vec<redis::Client> {
-        match self {
-            Target::Standalone(url) => redis::Client::open(url.as_str()).into_iter().collect(),
-            Target::Client(client) => vec![client.clone()],
-            Target::Cluster(nodes) => nodes
-                .iter()
-                .filter_map(|n| redis::Client::open(n.as_str()).ok())
-                .collect(),
-        }
-    }
-}
-
 /// Connection settings shared by both targets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {
@@ -44,7 +30,7 @@ pub(crate) struct Timeouts {
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct RedisStoreBuilder {
-    target: Option<Target>,
+    pub(crate) target: Option<Target>,
     /// The target as given, with any password masked: what `Debug` and errors show.
     pub(crate) shown: String,
     pub(crate) prefix: String,
@@ -101,10 +87,10 @@ impl RedisStoreBuilder {
     /// Connects to the server or cluster at `url`, in a form of the crate's README; its
     /// `prefix=` sets the key prefix as [`prefix`](Self::prefix) does, whichever is called last.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        let (url, taken) = stent_core::store::take_url_params(&url.into(), &["prefix"]);
+        let (url, taken) = take_url_params(&url.into(), &["prefix"]);
         if let Some((_, prefix)) = taken.last() {
             // Percent-decoded; what does not decode to UTF-8 is kept as written.
-            let decoded = String::from_utf8(stent_core::store::percent_decode(prefix));
+            let decoded = String::from_utf8(percent_decode(prefix));
             self.prefix = decoded.unwrap_or_else(|_| prefix.clone());
         }
         self.shown = redact(&url);
@@ -136,39 +122,34 @@ impl RedisStoreBuilder {
     }
 
     setters! {
-        /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]), with `%` and `:`
-        /// written `%25` and `%3A`, so that no two prefixes share a key (the crate's README
-        /// says why). Checked by [`build`](Self::build): 1 to 256 bytes, without whitespace
-        /// or control characters.
+        /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]; `%` and `:` written `%25`
+        /// and `%3A`, so that no two prefixes share a key). [`build`](Self::build) checks it:
+        /// 1 to 256 bytes, without whitespace or control characters.
         prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
         /// How long one connection attempt may take (default 5 s).
         connect_timeout(timeout: Duration) => timeouts.connect = timeout;
 
-        /// How long one command may wait for its reply (default 10 s; `None` waits forever).
-        /// A timed-out call fails with the retryable
-        /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
+        /// How long one command may wait for its reply (default 10 s; `None` waits forever), then
+        /// fails with the retryable [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable).
         response_timeout(timeout: Option<Duration>) => timeouts.response = timeout;
 
-        /// How many times a call retries a lost connection, with a short exponential backoff,
-        /// before it fails with [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable)
-        /// (default 3). The store keeps reconnecting on later calls either way.
+        /// How many times a call retries a lost connection, backing off, before it fails with
+        /// `ErrorKind::Unavailable` (default 3); later calls reconnect either way.
         retries(retries: usize) => timeouts.retries = retries;
 
-        /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`],
-        /// at most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with
-        /// [`ErrorKind::ValueTooLarge`](stent_core::ErrorKind::ValueTooLarge) before anything
-        /// is sent.
+        /// The largest value `complete` and `put` accept (default [`DEFAULT_MAX_VALUE_LEN`], at
+        /// most [`MAX_VALUE_LEN_LIMIT`]); larger ones fail with `ErrorKind::ValueTooLarge`
+        /// before anything is sent.
         max_value_len(max: usize) => max_value_len = max;
 
-        /// How long an expired record stays in Redis, invisible, before Redis deletes it by
-        /// itself (default [`DEFAULT_EXPIRY_GRACE`]); the crate's README says what reads and
-        /// replays then cost.
+        /// How long an expired record stays in Redis, invisible, before Redis deletes it (default
+        /// [`DEFAULT_EXPIRY_GRACE`]); the crate's README says what reads and replays then cost.
         expiry_grace(grace: Duration) => expiry_grace = grace;
     }
 
     /// Checks the settings and connects: the crate's README lists the errors.
-    pub async fn build(mut self) -> Result<RedisStore> {
+    pub async fn build(self) -> Result<RedisStore> {
         validate_prefix(&self.prefix)?;
         if self.max_value_len > MAX_VALUE_LEN_LIMIT {
             return Err(Error::config(format!(
@@ -176,36 +157,39 @@ impl RedisStoreBuilder {
                 self.max_value_len
             )));
         }
-        let Some(target) = self.target.take() else {
-            return Err(Error::config(
-                "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
-            ));
-        };
-        let urls = match &target {
-            Target::Cluster(nodes) if nodes.is_empty() => {
+        let urls = match &self.target {
+            None => {
+                return Err(Error::config(
+                    "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
+                ));
+            }
+            Some(Target::Client(client)) => {
+                return RedisStore::open(vec![client.clone()], self).await;
+            }
+            Some(Target::Standalone(url)) => std::slice::from_ref(url),
+            Some(Target::Cluster(nodes)) if nodes.is_empty() => {
                 return Err(Error::config(format!(
                     "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
                     self.shown
                 )));
             }
-            Target::Cluster(nodes) => nodes.as_slice(),
-            Target::Standalone(url) => std::slice::from_ref(url),
-            Target::Client(_) => &[],
+            Some(Target::Cluster(nodes)) => nodes,
         };
-        for url in urls {
-            // Parsed as the driver will, to refuse a malformed URL before connecting. The
-            // driver's messages name the problem, never the URL.
-            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+        // Parsed as the driver will, to refuse a malformed URL before connecting. The
+        // driver's messages name the problem, never the URL.
+        let client = |url: &String| {
+            redis::Client::open(url.as_str()).map_err(|e| {
                 let why = e.to_string();
-                return Err(Error::config(format!(
+                Error::config(format!(
                     "invalid Redis URL {:?} ({}): expected redis://[[user]:password@]host[:port][/db], \
                      redis+unix:///path/to/socket or redis+cluster://host:port,host:port",
                     self.shown,
                     why.split(" - ").next().unwrap_or_default()
-                )));
-            }
-        }
-        RedisStore::open(&target, self).await
+                ))
+            })
+        };
+        let clients = urls.iter().map(client).collect::<Result<_>>()?;
+        RedisStore::open(clients, self).await
     }
 }
 
@@ -213,10 +197,7 @@ impl RedisStoreBuilder {
 /// each carrying the credentials and the query of the whole URL.
 fn cluster_nodes(scheme: &str, rest: &str) -> Vec<String> {
     let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(i) => authority.split_at(i + 1),
-        None => ("", authority),
-    };
+    let (userinfo, hosts) = authority.split_at(authority.rfind('@').map_or(0, |i| i + 1));
     let hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
     hosts
         .map(|h| format!("{scheme}://{userinfo}{h}{tail}"))
@@ -231,20 +212,20 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
             prefix.len()
         )));
     }
-    for (i, c) in prefix.chars().enumerate() {
-        let problem = match c {
-            ' ' => "a space",
-            c if c.is_whitespace() => "whitespace",
-            c if c.is_control() => "a control character",
-            _ => continue,
-        };
-        return Err(Error::config(format!(
-            "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; a prefix \
-             may not contain whitespace or control characters",
-            i + 1
-        )));
-    }
-    Ok(())
+    let bad = |c: &char| c.is_whitespace() || c.is_control();
+    let Some((i, c)) = prefix.chars().enumerate().find(|(_, c)| bad(c)) else {
+        return Ok(());
+    };
+    let problem = match c {
+        ' ' => "a space",
+        c if c.is_whitespace() => "whitespace",
+        _ => "a control character",
+    };
+    Err(Error::config(format!(
+        "invalid Redis key prefix {prefix:?}: {problem} ({c:?}) at character {}; a prefix \
+         may not contain whitespace or control characters",
+        i + 1
+    )))
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! One connection type over a standalone server and a Redis Cluster, and `SCAN` over
 //! every master.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use std::collections::HashMap;
-use std::time::Duration;
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use stent_core::Result;
 
-use crate::config::{Target, Timeouts};
+use crate::config::Timeouts;
+use crate::error::from_redis;
 
 /// Keys per `SCAN` page.
 const SCAN_COUNT: usize = 1000;
@@ -25,64 +28,54 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    pub(crate) async fn open(target: &Target, t: Timeouts) -> RedisResult<Conn> {
-        match target {
-            Target::Standalone(url) => {
-                Self::standalone(redis::Client::open(url.as_str())?, t).await
-            }
-            Target::Client(client) => Self::standalone(client.clone(), t).await,
-            Target::Cluster(nodes) => {
-                // Redirections during resharding use retries too: keep a few. Each call is
-                // timed by `Conn` itself (see the variant's docs), redirections included.
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(t.connect)
-                    .retries(u32::try_from(t.retries).unwrap_or(u32::MAX).max(2))
-                    .min_retry_wait(20)
-                    .max_retry_wait(1000)
-                    .overall_response_timeout(None)
-                    .build()?;
-                let conn = client.get_async_connection().await?;
-                Ok(Conn::Cluster(conn, t.response))
-            }
+    /// Connects to the one server of `clients`, or to the cluster they are seed nodes of.
+    pub(crate) async fn open(clients: &[Client], cluster: bool, t: Timeouts) -> RedisResult<Conn> {
+        if let (false, [client]) = (cluster, clients) {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(t.connect))
+                .set_response_timeout(t.response)
+                .set_number_of_retries(t.retries)
+                .set_min_delay(Duration::from_millis(50))
+                .set_max_delay(Duration::from_secs(1));
+            let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
+            return Ok(Conn::Standalone(manager));
         }
+        // Redirections during resharding use retries too: keep a few. Each call is timed by
+        // `Conn` itself (see the variant's docs), redirections included.
+        let nodes = clients.iter().map(|c| c.get_connection_info().clone());
+        let client = ClusterClientBuilder::new(nodes)
+            .connection_timeout(t.connect)
+            .retries(u32::try_from(t.retries).unwrap_or(u32::MAX).max(2))
+            .min_retry_wait(20)
+            .max_retry_wait(1000)
+            .overall_response_timeout(None)
+            .build()?;
+        let conn = client.get_async_connection().await?;
+        Ok(Conn::Cluster(conn, t.response))
     }
 
-    async fn standalone(client: redis::Client, t: Timeouts) -> RedisResult<Conn> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(t.connect))
-            .set_response_timeout(t.response)
-            .set_number_of_retries(t.retries)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Conn::Standalone(manager))
-    }
-
-    /// Where a full `SCAN` must look: the one server, or each master of a cluster (the
-    /// addresses that answer a `PING` sent to all of them).
-    async fn scan_nodes(&mut self) -> RedisResult<Vec<Option<RoutingInfo>>> {
-        let Conn::Cluster(c, timeout) = self else {
-            return Ok(vec![None]);
-        };
-        let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let masters = timed(*timeout, c.route_command(redis::cmd("PING"), all)).await?;
-        let masters: HashMap<String, Value> = redis::from_redis_value(masters)?;
-        let node = |addr: &str| {
-            let (host, port) = addr.rsplit_once(':')?;
-            let (host, port) = (host.to_owned(), port.parse().ok()?);
-            let node = SingleNodeRoutingInfo::ByAddress { host, port };
-            Some(RoutingInfo::SingleNode(node))
-        };
-        Ok(masters.keys().filter_map(|a| node(a)).map(Some).collect())
-    }
-
-    /// Starts a `SCAN` for strings matching `pattern` over every master.
-    pub(crate) async fn scan(&self, pattern: Vec<u8>) -> RedisResult<Scan> {
-        let mut conn = self.clone();
-        let nodes = conn.scan_nodes().await?;
+    /// Starts a `SCAN` for strings matching `pattern` (keys that start with `base`) on the one
+    /// server, or on each master of a cluster: the addresses that answer a `PING` to all.
+    pub(crate) async fn scan(&self, pattern: Vec<u8>, base: &str) -> Result<Scan> {
+        let mut nodes = vec![None];
+        if let Conn::Cluster(c, timeout) = self {
+            let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+            let masters = timed(*timeout, c.clone().route_command(redis::cmd("PING"), all)).await;
+            let masters: HashMap<String, Value> = parsed(masters).map_err(scan_failed)?;
+            let node = |addr: &String| {
+                let (host, port) = addr.rsplit_once(':')?;
+                let (host, port) = (host.to_owned(), port.parse().ok()?);
+                Some(Some(RoutingInfo::SingleNode(
+                    SingleNodeRoutingInfo::ByAddress { host, port },
+                )))
+            };
+            nodes = masters.keys().filter_map(node).collect();
+        }
+        let (conn, base) = (self.clone(), base.as_bytes().to_vec());
         Ok(Scan {
             conn,
             pattern,
+            base,
             nodes,
             cursor: 0,
         })
@@ -94,31 +87,33 @@ impl Conn {
 pub(crate) struct Scan {
     conn: Conn,
     pattern: Vec<u8>,
+    base: Vec<u8>,
     nodes: Vec<Option<RoutingInfo>>,
     cursor: u64,
 }
 
 impl Scan {
-    /// The next page of keys; `None` once every node has been scanned.
-    pub(crate) async fn next_page(&mut self) -> RedisResult<Option<Vec<Vec<u8>>>> {
+    /// The stent keys (less `base`) of the next page; `None` once every node is scanned.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<String>>> {
         let Some(node) = self.nodes.last().cloned() else {
             return Ok(None);
         };
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(self.cursor).arg("MATCH").arg(&self.pattern);
         cmd.arg("COUNT").arg(SCAN_COUNT).arg("TYPE").arg("string");
-        let (cursor, keys): (u64, Vec<Vec<u8>>) = match (&mut self.conn, node) {
-            (Conn::Cluster(c, timeout), Some(route)) => {
-                let v = timed(*timeout, c.route_command(cmd, route)).await?;
-                redis::from_redis_value(v)?
+        let page = match (&mut self.conn, node) {
+            (Conn::Cluster(c, t), Some(route)) => {
+                parsed(timed(*t, c.route_command(cmd, route)).await)
             }
-            (conn, _) => cmd.query_async(conn).await?,
+            (conn, _) => cmd.query_async(conn).await,
         };
+        let (cursor, keys): (u64, Vec<Vec<u8>>) = page.map_err(scan_failed)?;
         self.cursor = cursor;
         if cursor == 0 {
             self.nodes.pop();
         }
-        Ok(Some(keys))
+        let key = |k: Vec<u8>| String::from_utf8(k.strip_prefix(&self.base[..])?.to_vec()).ok();
+        Ok(Some(keys.into_iter().filter_map(key).collect()))
     }
 }
 
@@ -152,12 +147,18 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// `call`, failing with a timeout error (`Unavailable`, retryable) after `t`, if set.
-async fn timed<T>(
-    t: Option<Duration>,
-    call: impl Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
-    let Some(t) = t else { return call.await };
-    let out = tokio::time::timeout(t, call).await;
+/// The call `f`, failing with a timeout error (`Unavailable`, retryable) after `t`, if set.
+async fn timed<T>(t: Option<Duration>, f: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    let Some(t) = t else { return f.await };
+    let out = tokio::time::timeout(t, f).await;
     out.unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}
+
+/// A routed command's reply, read as a `T`.
+fn parsed<T: redis::FromRedisValue>(reply: RedisResult<Value>) -> RedisResult<T> {
+    Ok(redis::from_redis_value(reply?)?)
+}
+
+fn scan_failed(e: RedisError) -> stent_core::Error {
+    from_redis(e, "scan", None)
 }

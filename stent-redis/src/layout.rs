@@ -13,9 +13,6 @@ use stent_core::{
 /// The first header field of every record.
 pub(crate) const MARK: &[u8] = b"stent1|";
 
-/// Header fields after the mark.
-const FIELDS: usize = 11;
-
 /// `{escaped prefix}:{namespace}:`, the start of every key of the namespace. The escaped
 /// prefix holds no `:` (`%` and `:` are written `%25` and `%3A`), so a Redis key names one
 /// prefix and one namespace, and no store's `SCAN` can match another store's key.
@@ -48,9 +45,8 @@ impl Stored {
         }
     }
 
-    /// Sets the claim time and lease end of a record claimed natively from its key's
-    /// `PEXPIRETIME` (`at`): its lease ends `horizon_ms` before, and it began `lease_ms`
-    /// before that. A key someone stripped of its expiry (-1) leaves a lease long lapsed.
+    /// Sets the times of a native claim from its key's `PEXPIRETIME` (`at`): the lease ends
+    /// `horizon_ms` before and began `lease_ms` before that; no expiry (-1) leaves it lapsed.
     pub(crate) fn settle(&mut self, at: i64) {
         if let Some((lease_ms, horizon_ms)) = self.unsettled.take() {
             let until = at - horizon_ms;
@@ -66,36 +62,23 @@ pub(crate) fn owner(token: &LeaseToken) -> Vec<u8> {
     [MARK, b"in_progress|", token.as_str().as_bytes(), b"|"].concat()
 }
 
-/// The record a claim writes natively: in progress, attempt 1, no times (its key's `PX`,
-/// `lease_ms` + [`HORIZON_MS`], tells them: see [`Stored::settle`]). `meta` is the metadata
-/// block ([`encode_meta`]). The attempt is the one byte after [`owner`].
+/// The record a claim writes natively: in progress, attempt 1 (the byte after [`owner`]), no
+/// times (its key's expiry tells them: see [`Stored::settle`]), then the metadata block.
 pub(crate) fn claim_record(token: &LeaseToken, lease_ms: i64, meta: &[u8]) -> Vec<u8> {
-    let mut out = owner(token);
     let fields = format!("1||||||{lease_ms}|{HORIZON_MS}|{}|", meta.len());
-    out.extend_from_slice(fields.as_bytes());
-    out.extend_from_slice(meta);
-    out
+    [&owner(token)[..], fields.as_bytes(), meta].concat()
 }
 
-/// The metadata block: `f`, `v`, `p` for function, version and fingerprint, each followed
-/// by its length, `:` and its bytes; absent fields are left out, so `None` and `Some("")`
-/// stay distinct.
+/// The metadata block: `f`, `v`, `p` (function, version, fingerprint), each followed by its
+/// length, `:` and its bytes; absent ones are left out, so `None` and `Some("")` differ.
 pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (tag, value) in [
-        ('f', meta.function),
-        ('v', meta.version),
-        ('p', meta.fingerprint),
-    ] {
-        if let Some(value) = value {
-            out.extend_from_slice(format!("{tag}{}:{value}", value.len()).as_bytes());
-        }
-    }
-    out
+    let (f, v, p) = (meta.function, meta.version, meta.fingerprint);
+    let fields = [('f', f), ('v', v), ('p', p)].into_iter();
+    let field = |(tag, v): (char, Option<&str>)| Some(format!("{tag}{}:{}", v?.len(), v?));
+    fields.filter_map(field).collect::<String>().into_bytes()
 }
 
-/// Whether `bytes` are in this layout at all (they start with the mark); a string that
-/// is not is someone else's.
+/// Whether `bytes` start with the mark; a string that does not is someone else's.
 pub(crate) fn is_record(bytes: &[u8]) -> bool {
     bytes.starts_with(MARK)
 }
@@ -103,11 +86,10 @@ pub(crate) fn is_record(bytes: &[u8]) -> bool {
 /// Reads a record; `bytes` must start with [`MARK`].
 pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let corrupt = |what: &str| Error::decode(key, format!("stored record: {what}"));
-    let body = bytes
-        .strip_prefix(MARK)
-        .ok_or_else(|| corrupt("it does not start with `stent1|`"))?;
-    // The header's fields in order, then the metadata and the value.
-    let mut parts = body.splitn(FIELDS + 1, |&b| b == b'|');
+    let body = bytes.strip_prefix(MARK);
+    let body = body.ok_or_else(|| corrupt("it does not start with `stent1|`"))?;
+    // The header's 11 fields in order, then the metadata and the value.
+    let mut parts = body.splitn(12, |&b| b == b'|');
     let mut field = |name: &str| match parts.next().map(std::str::from_utf8) {
         Some(Ok(text)) => Ok(text),
         Some(Err(_)) => Err(corrupt("the header is not UTF-8")),
@@ -116,20 +98,19 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     let state = field("state")?;
     let state = RecordState::parse(state)
         .ok_or_else(|| corrupt(&format!("field `state` is {state:?}, not a known state")))?;
+    let mut record = Record::new(key, state, Timestamp::default());
     let token = field("lease_token")?;
     let attempt: u64 = number(key, "attempt", field("attempt")?)?;
     let (created, lease) = (field("created_ms")?, field("lease_expires_ms")?);
-    let completed = optional(key, "completed_ms", field("completed_ms")?)?;
-    let expires = optional(key, "expires_ms", field("expires_ms")?)?;
-    let purge_ms = optional(key, "purge_ms", field("purge_ms")?)?;
+    record.completed_at = optional(key, "completed_ms", field("completed_ms")?)?;
+    record.expires_at = optional(key, "expires_ms", field("expires_ms")?)?;
+    let purge_ms = optional(key, "purge_ms", field("purge_ms")?)?.map(Timestamp::as_millis);
     let (lease_ms, horizon_ms) = (field("lease_ms")?, field("horizon_ms")?);
     let meta_len = number(key, "meta_len", field("meta_len")?)?;
-    let rest = parts
-        .next()
-        .ok_or_else(|| corrupt("the header ends before the metadata"))?;
+    let rest = parts.next();
+    let rest = rest.ok_or_else(|| corrupt("the header ends before the metadata"))?;
     let split = rest.split_at_checked(meta_len);
     let (meta, value) = split.ok_or_else(|| corrupt("the metadata is cut short"))?;
-    let mut record = Record::new(key, state, Timestamp::default());
     decode_meta(key, meta, &mut record)?;
     record.attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let mut unsettled = None;
@@ -139,13 +120,10 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
     } else {
         record.created_at = Timestamp::from_millis(number(key, "created_ms", created)?);
     }
-    record.completed_at = completed.map(Timestamp::from_millis);
-    record.expires_at = expires.map(Timestamp::from_millis);
     match state {
         RecordState::InProgress => {
             record.lease_token = (!token.is_empty()).then(|| LeaseToken::from_string(token));
-            record.lease_expires_at =
-                optional(key, "lease_expires_ms", lease)?.map(Timestamp::from_millis);
+            record.lease_expires_at = optional(key, "lease_expires_ms", lease)?;
         }
         RecordState::Completed => record.value = Some(value.to_vec()),
     }
@@ -160,12 +138,10 @@ fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
     let corrupt = || Error::decode(key, "stored record: the metadata is malformed");
     while let Some((&tag, rest)) = meta.split_first() {
         let colon = rest.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
-        let len: usize = std::str::from_utf8(&rest[..colon])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(corrupt)?;
-        let rest = &rest[colon + 1..];
-        let (value, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+        let (len, rest) = rest.split_at(colon);
+        let len = String::from_utf8_lossy(len);
+        let len: usize = len.parse().map_err(|_| corrupt())?;
+        let (value, rest) = rest[1..].split_at_checked(len).ok_or_else(corrupt)?;
         let value = String::from_utf8(value.to_vec())
             .map_err(|_| Error::decode(key, "stored record: the metadata is not UTF-8"))?;
         match tag {
@@ -184,10 +160,9 @@ fn number<T: std::str::FromStr>(key: &str, field: &str, value: &str) -> Result<T
     value.parse().map_err(|_| Error::decode(key, message()))
 }
 
-fn optional(key: &str, field: &str, value: &str) -> Result<Option<i64>> {
-    (!value.is_empty())
-        .then(|| number(key, field, value))
-        .transpose()
+fn optional(key: &str, field: &str, value: &str) -> Result<Option<Timestamp>> {
+    let ms = (!value.is_empty()).then(|| number(key, field, value));
+    Ok(ms.transpose()?.map(Timestamp::from_millis))
 }
 
 #[cfg(test)]

@@ -20,9 +20,8 @@ pub const DEFAULT_PREFIX: &str = "stent";
 /// The main URL scheme of a Redis store: `redis://host:port/db`.
 pub const SCHEME: &str = "redis";
 
-/// Every URL scheme that names a Redis store (see [`RedisStoreBuilder::url`]): [`SCHEME`],
-/// `redis+unix` (a Unix socket), `redis+cluster` (a Redis Cluster) and `rediss` (TLS, which
-/// this build refuses with an error saying so: TLS is not compiled in).
+/// Every URL scheme that names a Redis store ([`RedisStoreBuilder::url`]): [`SCHEME`],
+/// `redis+unix`, `redis+cluster` and `rediss` (TLS, refused: it is not compiled in).
 pub const SCHEMES: &[&str] = &[SCHEME, "rediss", "redis+unix", "redis+cluster"];
 
 /// The environment variable [`RedisStore::from_env`] reads the URL from.
@@ -35,7 +34,6 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 64 << 20;
 /// string (`proto-max-bulk-len`, 512 MB), less room for the rest of the request.
 pub const MAX_VALUE_LEN_LIMIT: usize = 512_000_000 - 64 * 1024;
 
-/// How long an expired record stays in Redis, invisible, before Redis deletes it by
-/// itself, unless [`RedisStoreBuilder::expiry_grace`] sets another: none, so Redis deletes
-/// a record the moment it expires, and a read is a lone `GET`.
+/// How long an expired record stays in Redis unless [`RedisStoreBuilder::expiry_grace`] sets
+/// another: none, so Redis deletes a record the moment it expires and a read is a lone `GET`.
 pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::ZERO;

@@ -6,22 +6,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{RedisResult, Script, Value};
-use stent_core::store::{check_key_len, check_value_len};
+use redis::{FromRedisValue, RedisResult, Script, Value};
+use stent_core::broadcast::{Broadcast, Invalidations};
+use stent_core::store::check_value_len;
 use stent_core::{
     Capabilities, Claim, ClaimOutcome, Error, ErrorKind, LeaseToken, ListQuery, Namespace, Page,
     Record, RecordMeta, RecordState, Result, ResultStore, Timestamp,
 };
 
 use crate::ENV_URL;
-use crate::broadcast::{self, Listener};
+use crate::broadcast::Listener;
 use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{
-    HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, key_base, owner,
-};
-use crate::scripts;
+use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, owner};
+use crate::scripts::{CLAIM, COMPLETE, DELETE, PUT, RELEASE, RENEW};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
 /// stay exact in Lua's double-precision numbers.
@@ -42,24 +41,21 @@ struct Inner {
     conn: Conn,
     shown: String,
     prefix: String,
-    /// `{escaped prefix}:{namespace}:` of each namespace ([`key_base`]), by [`Namespace`] order.
-    bases: [String; Namespace::ALL.len()],
     caps: Capabilities,
     /// The expiry grace in milliseconds, and how long after its expiry Redis deletes a
-    /// record, as the text the scripts take (`-1` without a grace: see `common.lua`).
+    /// record, as the scripts take it (`-1` without a grace: see `common.lua`).
     grace: i64,
     purge_offset: String,
-    /// Where deletes and overwrites are announced, and how to subscribe to them.
+    /// The key bases, and where deletes and overwrites are announced.
     listener: Listener,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cluster = matches!(self.inner.conn, Conn::Cluster(..));
-        let mode = if cluster { "cluster" } else { "standalone" };
         f.debug_struct("RedisStore")
             .field("target", &self.inner.shown)
-            .field("mode", &mode)
+            .field("mode", &if cluster { "cluster" } else { "standalone" })
             .field("prefix", &self.inner.prefix)
             .finish_non_exhaustive()
     }
@@ -99,217 +95,175 @@ impl RedisStore {
         &self.inner.prefix
     }
 
-    pub(crate) async fn open(target: &Target, b: RedisStoreBuilder) -> Result<Self> {
-        let conn = Conn::open(target, b.timeouts).await;
+    pub(crate) async fn open(clients: Vec<redis::Client>, b: RedisStoreBuilder) -> Result<Self> {
+        let cluster = matches!(b.target, Some(Target::Cluster(_)));
+        let conn = Conn::open(&clients, cluster, b.timeouts).await;
         let conn = conn.map_err(|e| from_redis(e, &format!("connecting to {}", b.shown), None))?;
         let grace = clamp_ms(b.expiry_grace);
-        let bases = Namespace::ALL.map(|ns| key_base(&b.prefix, ns));
-        let listener = Listener {
-            clients: target.subscribers(),
-            channel: broadcast::channel(&bases),
-            bases: bases.clone(),
-            connect_timeout: b.timeouts.connect,
-        };
+        let (caps, max) = (Capabilities::new(), Some(b.max_value_len));
+        let caps = caps.native_ttl(true).server_clock(true).shared(true);
         let inner = Arc::new(Inner {
             conn,
+            listener: Listener::new(clients, &b),
             shown: b.shown,
-            listener,
-            bases,
             prefix: b.prefix,
-            caps: Capabilities::new()
-                .native_ttl(true)
-                .server_clock(true)
-                .shared(true)
-                .durable(true)
-                .max_value_len(Some(b.max_value_len)),
+            caps: caps.durable(true).max_value_len(max),
             grace,
             purge_offset: (if grace == 0 { -1 } else { grace }).to_string(),
         });
         Ok(RedisStore { inner })
     }
 
-    fn base(&self, ns: Namespace) -> &str {
-        &self.inner.bases[ns as usize]
+    /// The operation `op` on the record of `key` in `ns`.
+    fn call<'a>(&self, op: &'a str, ns: Namespace, key: &'a str) -> Call<'a> {
+        let base = self.inner.listener.bases[ns as usize].as_bytes();
+        let rk = [base, key.as_bytes()].concat();
+        let conn = self.inner.conn.clone();
+        Call { op, key, rk, conn }
     }
 
-    fn redis_key(&self, ns: Namespace, key: &str) -> Vec<u8> {
-        [self.base(ns).as_bytes(), key.as_bytes()].concat()
-    }
-
-    /// Runs `script` on the record of `key`; a key of another type is the error naming it.
-    async fn run(
-        &self,
-        op: &str,
-        script: &Script,
-        rk: &[u8],
-        key: &str,
-        args: &[&[u8]],
-    ) -> Result<Value> {
-        let mut conn = self.inner.conn.clone();
-        let reply = script.key(rk).arg(args).invoke_async(&mut conn).await;
-        typed(&mut conn, reply, rk, op, key)
-            .await?
-            .map_err(|found| wrong_type(key, rk, &found))
-    }
-
-    /// Runs the script of a token (`renew`, `complete`, `release`, whose first argument is
-    /// [`owner`]): its number when the token owns the record, else `None` (someone else's
-    /// record, or nothing). A key holding no record, or a broken one, is an error.
-    async fn run_owned(
-        &self,
-        op: &str,
-        script: &Script,
-        ns: Namespace,
-        key: &str,
-        args: &[&[u8]],
-    ) -> Result<Option<i64>> {
-        let rk = self.redis_key(ns, key);
-        match self.run(op, script, &rk, key, args).await? {
-            Value::Int(n) => Ok(Some(n)),
-            Value::Nil => Ok(None),
-            Value::BulkString(bytes) => stored(key, &rk, &bytes).map(|_| None),
-            other => Err(unexpected(op, key, other)),
-        }
-    }
-
-    /// Reads one record; `include_expired` keeps records past their expiry. A lone `GET`
-    /// without a grace; with one (or for a record that `GET` finds in progress, or with an
-    /// expiry but no `purge_ms`), `GET`, `PEXPIRETIME` and `TIME` in one transaction.
+    /// Reads one record (`include_expired` keeps expired ones): a lone `GET`, or, with a grace
+    /// or for times `GET` cannot tell, `GET`, `PEXPIRETIME` and `TIME` in one transaction.
     async fn fetch(&self, ns: Namespace, key: &str, include_expired: bool) -> Result<Found> {
-        let rk = self.redis_key(ns, key);
-        let mut conn = self.inner.conn.clone();
+        let mut call = self.call("get", ns, key);
         if self.inner.grace == 0 || include_expired {
-            let reply = redis::cmd("GET").arg(&rk).query_async(&mut conn).await;
-            match found(&mut conn, reply, &rk, "get", key).await? {
-                Found::Record(s)
+            let reply = call.send("GET", &[]).await;
+            match call.found(reply).await? {
+                Ok(Some(s))
                     if s.unsettled.is_some() || !(include_expired || s.live_while_present()) => {}
                 found => return Ok(found),
             }
         }
         let mut pipe = redis::pipe();
-        pipe.atomic().get(&rk);
-        pipe.cmd("PEXPIRETIME").arg(&rk).cmd("TIME");
-        let read: RedisResult<(Value, i64, (i64, i64))> = pipe.query_async(&mut conn).await;
+        pipe.atomic().get(&call.rk);
+        pipe.cmd("PEXPIRETIME").arg(&call.rk).cmd("TIME");
+        let read: RedisResult<(Value, i64, (i64, i64))> = pipe.query_async(&mut call.conn).await;
         let (reply, at, now) = match read {
             Ok((reply, at, (secs, micros))) => (Ok(reply), at, secs * 1000 + micros / 1000),
             Err(e) => (Err(e), 0, 0),
         };
-        let mut stored = match found(&mut conn, reply, &rk, "get", key).await? {
-            Found::Record(stored) => stored,
-            found => return Ok(found),
+        let found = call.found(reply).await?;
+        let Ok(Some(mut stored)) = found else {
+            return Ok(found);
         };
         stored.settle(at);
-        if !include_expired && stored.record.is_expired(Timestamp::from_millis(now)) {
-            return Ok(Found::Absent);
-        }
-        Ok(Found::Record(stored))
+        let expired = stored.record.is_expired(Timestamp::from_millis(now));
+        Ok(Ok((include_expired || !expired).then_some(stored)))
     }
 
     /// A `SCAN` of the keys of `ns` that start with `prefix` (on every master of a cluster).
     async fn scan(&self, ns: Namespace, prefix: &str) -> Result<Scan> {
-        let mut pattern = glob_escape(self.base(ns));
-        pattern.extend(glob_escape(prefix));
-        pattern.push(b'*');
-        let scan = self.inner.conn.scan(pattern).await;
-        scan.map_err(|e| from_redis(e, "scan", None))
+        let base = &self.inner.listener.bases[ns as usize];
+        let pattern = [glob_escape(base), glob_escape(prefix), b"*".to_vec()].concat();
+        self.inner.conn.scan(pattern, base).await
     }
 
-    /// The stent keys of the next page of `scan`, a scan of `ns`; `None` once it is done.
-    /// Like `SCAN` itself, it may return a key twice.
-    async fn next_keys(&self, ns: Namespace, scan: &mut Scan) -> Result<Option<Vec<String>>> {
-        let page = scan.next_page().await;
-        let page = page.map_err(|e| from_redis(e, "scan", None))?;
-        let base = self.base(ns).as_bytes();
-        Ok(page.map(|keys| {
-            keys.into_iter()
-                .filter_map(|k| String::from_utf8(k.strip_prefix(base)?.to_vec()).ok())
-                .collect()
-        }))
-    }
-
-    /// Deletes `keys` (only the expired ones when `expired_only`); returns how many went.
-    /// A key that holds something other than a record is an error, unless `skip_foreign`
-    /// (`clear` and `purge` pass over what is not theirs).
-    async fn delete_many(
-        &self,
-        ns: Namespace,
-        keys: &[String],
-        expired_only: bool,
-        skip_foreign: bool,
-    ) -> Result<u64> {
+    /// Deletes up to `limit` records of `ns`: every one a page at once, or only expired ones,
+    /// [`BATCH`] at most at once, so that a call that ends short of `limit` saw every key.
+    async fn sweep(&self, ns: Namespace, expired_only: bool, limit: usize) -> Result<u64> {
         let flag: &[u8] = if expired_only { b"1" } else { b"0" };
+        let batch = if expired_only { BATCH } else { usize::MAX };
         let channel = self.inner.listener.channel.as_bytes();
-        let deleted = try_join_all(keys.iter().map(|key| async move {
-            let rk = self.redis_key(ns, key);
-            match self
-                .run("delete", &scripts::DELETE, &rk, key, &[flag, channel])
-                .await
-            {
-                Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
-                Ok(Value::Int(_)) if !skip_foreign => Err(wrong_type(key, &rk, "string")),
-                Err(e) if !skip_foreign || e.kind() != ErrorKind::Decode => Err(e),
-                Ok(Value::Int(_)) | Err(_) => Ok(0),
-                Ok(other) => Err(unexpected("delete", key, other)),
+        let (mut scan, mut deleted) = (self.scan(ns, "").await?, 0);
+        while let Some(mut keys) = scan.next_page().await? {
+            while !keys.is_empty() {
+                let room = limit.saturating_sub(usize::try_from(deleted).unwrap_or(usize::MAX));
+                if room == 0 {
+                    return Ok(deleted);
+                }
+                let n = keys.len().min(room).min(batch);
+                let deletes = keys.drain(..n).map(|key| async move {
+                    let call = self.call("delete", ns, &key);
+                    call.delete(flag, channel, true).await
+                });
+                deleted += try_join_all(deletes).await?.into_iter().sum::<u64>();
             }
-        }))
-        .await?;
-        Ok(deleted.into_iter().sum())
-    }
-}
-
-/// What a read found at a record's key.
-#[allow(clippy::large_enum_variant)] // moved once per read; boxing would allocate on every hit
-enum Found {
-    Absent,
-    /// Something that is not a record: a value of this type (a string without the mark
-    /// is `string`), never touched.
-    Foreign(String),
-    Record(Stored),
-}
-
-/// `reply`, or the type the key holds when the command met a key of a type it cannot work
-/// on (`WRONGTYPE`).
-async fn typed(
-    conn: &mut Conn,
-    reply: RedisResult<Value>,
-    rk: &[u8],
-    op: &str,
-    key: &str,
-) -> Result<std::result::Result<Value, String>> {
-    match reply {
-        Err(e) if e.code() == Some("WRONGTYPE") => {
-            let found = redis::cmd("TYPE").arg(rk).query_async(conn).await;
-            Ok(Err(found.map_err(|e| from_redis(e, op, Some(key)))?))
         }
-        reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
+        Ok(deleted)
     }
 }
 
-/// Reads the reply of a `GET` (or `SET … GET`) of a record's key.
-async fn found(
-    conn: &mut Conn,
-    reply: RedisResult<Value>,
-    rk: &[u8],
-    op: &str,
-    key: &str,
-) -> Result<Found> {
-    match typed(conn, reply, rk, op, key).await? {
-        Ok(Value::Nil) => Ok(Found::Absent),
-        Ok(Value::BulkString(bytes)) if is_record(&bytes) => {
-            Ok(Found::Record(decode(key, &bytes)?))
+/// What a read found: `None` for no key; the inner error for a key holding something other
+/// than a record, for the caller to fail with or to pass over.
+type Found = std::result::Result<Option<Stored>, Error>;
+
+/// One operation on the record of one key: what its commands need and its errors name.
+struct Call<'a> {
+    op: &'a str,
+    key: &'a str,
+    /// The Redis key: the namespace's key base, then `key`.
+    rk: Vec<u8>,
+    conn: Conn,
+}
+
+impl Call<'_> {
+    /// Sends `command` with the record's key, then `args`.
+    async fn send<T: FromRedisValue>(&mut self, command: &str, args: &[&[u8]]) -> RedisResult<T> {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(&self.rk).arg(args);
+        cmd.query_async(&mut self.conn).await
+    }
+
+    /// Runs `script` on the record; a key of another type is the error naming it.
+    async fn run(&mut self, script: &Script, args: &[&[u8]]) -> Result<Value> {
+        let mut invocation = script.key(&self.rk);
+        let reply = invocation.arg(args).invoke_async(&mut self.conn).await;
+        self.typed(reply).await?
+    }
+
+    /// Runs a script whose first argument is [`owner`]: its number when the token owns the
+    /// record, else `None`. A key holding no record, or a broken one, is an error.
+    async fn owned(mut self, script: &Script, args: &[&[u8]]) -> Result<Option<i64>> {
+        match self.run(script, args).await? {
+            Value::Int(n) => Ok(Some(n)),
+            Value::Nil => Ok(None),
+            Value::BulkString(bytes) => self.stored(&bytes)?.map(|_| None),
+            other => Err(unexpected(self.op, self.key, other)),
         }
-        Ok(Value::BulkString(_)) => Ok(Found::Foreign("string".to_owned())),
-        Ok(other) => Err(unexpected(op, key, other)),
-        Err(found) => Ok(Found::Foreign(found)),
     }
-}
 
-/// The record in `bytes`, read from `rk`; a string that is not a record is an error.
-fn stored(key: &str, rk: &[u8], bytes: &[u8]) -> Result<Stored> {
-    if is_record(bytes) {
-        decode(key, bytes)
-    } else {
-        Err(wrong_type(key, rk, "string"))
+    /// Deletes the record (`flag` `1`: only if expired), announced on `channel`: how many went.
+    /// A key holding no record is an error, unless `sweep` passes over what is not its own.
+    async fn delete(mut self, flag: &[u8], channel: &[u8], sweep: bool) -> Result<u64> {
+        match self.run(&DELETE, &[flag, channel]).await {
+            Ok(Value::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
+            Ok(Value::Int(_)) if !sweep => Err(wrong_type(self.key, &self.rk, "string")),
+            Err(e) if !sweep || e.kind() != ErrorKind::Decode => Err(e),
+            Ok(Value::Int(_)) | Err(_) => Ok(0),
+            Ok(other) => Err(unexpected(self.op, self.key, other)),
+        }
+    }
+
+    /// `reply`; for a key of a type the command cannot work on (`WRONGTYPE`), the inner error
+    /// naming that type, which `TYPE` tells.
+    async fn typed(&mut self, reply: RedisResult<Value>) -> Result<Result<Value>> {
+        let (op, key) = (self.op, self.key);
+        match reply {
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                let found = self.send("TYPE", &[]).await;
+                let found: String = found.map_err(|e| from_redis(e, op, Some(key)))?;
+                Ok(Err(wrong_type(key, &self.rk, &found)))
+            }
+            reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
+        }
+    }
+
+    /// Reads the reply of a `GET` (or `SET … GET`) of the record's key.
+    async fn found(&mut self, reply: RedisResult<Value>) -> Result<Found> {
+        match self.typed(reply).await? {
+            Ok(Value::Nil) => Ok(Ok(None)),
+            Ok(Value::BulkString(bytes)) => Ok(self.stored(&bytes)?.map(Some)),
+            Ok(other) => Err(unexpected(self.op, self.key, other)),
+            Err(foreign) => Ok(Err(foreign)),
+        }
+    }
+
+    /// The record in `bytes`; the inner error for a string that is not one.
+    fn stored(&self, bytes: &[u8]) -> Result<Result<Stored>> {
+        if !is_record(bytes) {
+            return Ok(Err(wrong_type(self.key, &self.rk, "string")));
+        }
+        decode(self.key, bytes).map(Ok)
     }
 }
 
@@ -325,8 +279,8 @@ fn ttl_arg(ttl: Option<Duration>) -> String {
 /// `s` with the glob characters of `SCAN MATCH` escaped, so it matches literally.
 fn glob_escape(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 2);
-    for &b in s.as_bytes() {
-        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+    for b in s.bytes() {
+        if b"*?[]\\".contains(&b) {
             out.push(b'\\');
         }
         out.push(b);
@@ -341,71 +295,56 @@ impl ResultStore for RedisStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        match self.fetch(ns, key, false).await? {
-            Found::Absent => Ok(None),
-            Found::Record(stored) => Ok(Some(stored.record)),
-            Found::Foreign(found) => Err(wrong_type(key, &self.redis_key(ns, key), &found)),
-        }
+        Ok(self.fetch(ns, key, false).await??.map(|s| s.record))
     }
 
-    /// The lease of a key claimed by the native `SET` (see the crate's README) is reported
-    /// as ending `lease` after the client sent the claim, by the client's clock: the server
-    /// decides when it lapses, by its own.
+    /// A claim by the native `SET` reports its lease as ending `lease` after the client sent
+    /// it, by the client's clock; the server decides when it lapses (the crate's README).
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        check_key_len(&self.inner.caps, key)?;
         if claim.token.as_str().contains('|') {
             let message = "a lease token containing `|` cannot be stored in a Redis record";
             return Err(Error::new(ErrorKind::Unsupported, message).with_key(key));
         }
-        let rk = self.redis_key(ns, key);
+        let mut call = self.call("claim", ns, key);
         let lease = clamp_ms(claim.lease);
         let claimed = claim_record(claim.token, lease, &encode_meta(&claim.meta));
+        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
         // First one native command, `SET key claimed NX GET PX {lease + horizon}`, whose reply
         // alone decides most claims (the crate's README says how and why).
         let sent = Timestamp::now();
-        let mut conn = self.inner.conn.clone();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&rk).arg(&claimed).arg(&["NX", "GET", "PX"][..]);
-        let reply = cmd.arg(lease + HORIZON_MS).query_async(&mut conn).await;
-        let acquired = ClaimOutcome::Acquired {
-            attempt: 1,
-            lease_expires_at: sent.add(claim.lease),
-        };
-        match found(&mut conn, reply, &rk, "claim", key).await? {
-            Found::Absent => return Ok(acquired),
-            Found::Foreign(found) => return Err(wrong_type(key, &rk, &found)),
-            Found::Record(s)
-                if s.record.state == RecordState::Completed && s.live_while_present() =>
-            {
+        let set: [&[u8]; 5] = [&claimed, b"NX", b"GET", b"PX", px.as_bytes()];
+        let reply = call.send("SET", &set).await;
+        match call.found(reply).await?? {
+            None => {
+                let lease_expires_at = sent.add(claim.lease);
+                return Ok(ClaimOutcome::Acquired {
+                    attempt: 1,
+                    lease_expires_at,
+                });
+            }
+            Some(s) if s.record.state == RecordState::Completed && s.live_while_present() => {
                 return Ok(ClaimOutcome::Completed(s.record));
             }
-            Found::Record(_) => {}
+            Some(_) => {}
         }
         let n = owner(claim.token).len();
-        let (px, lease) = ((lease + HORIZON_MS).to_string(), lease.to_string());
-        let args: [&[u8]; 4] = [
-            &claimed[..n],
-            &claimed[n + 1..],
-            px.as_bytes(),
-            lease.as_bytes(),
-        ];
-        match self.run("claim", &scripts::CLAIM, &rk, key, &args).await? {
-            Value::Array(reply) => match reply.as_slice() {
-                [Value::Int(attempt), Value::Int(until)] => Ok(ClaimOutcome::Acquired {
-                    attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
-                    lease_expires_at: Timestamp::from_millis(*until),
-                }),
-                [Value::BulkString(bytes), Value::Int(at)] => {
-                    let mut found = stored(key, &rk, bytes)?;
-                    found.settle(*at);
-                    Ok(match found.record.state {
-                        RecordState::InProgress => ClaimOutcome::InFlight(found.record),
-                        RecordState::Completed => ClaimOutcome::Completed(found.record),
-                    })
-                }
-                _ => Err(unexpected("claim", key, reply)),
-            },
-            other => Err(unexpected("claim", key, other)),
+        let (head, tail) = (&claimed[..n], &claimed[n + 1..]);
+        let args: [&[u8]; 4] = [head, tail, px.as_bytes(), lease.as_bytes()];
+        let reply = call.run(&CLAIM, &args).await?;
+        match reply.as_sequence() {
+            Some([Value::Int(attempt), Value::Int(until)]) => Ok(ClaimOutcome::Acquired {
+                attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
+                lease_expires_at: Timestamp::from_millis(*until),
+            }),
+            Some([Value::BulkString(bytes), Value::Int(at)]) => {
+                let mut found = call.stored(bytes)??;
+                found.settle(*at);
+                Ok(match found.record.state {
+                    RecordState::InProgress => ClaimOutcome::InFlight(found.record),
+                    RecordState::Completed => ClaimOutcome::Completed(found.record),
+                })
+            }
+            _ => Err(unexpected("claim", key, &reply)),
         }
     }
 
@@ -418,9 +357,10 @@ impl ResultStore for RedisStore {
     ) -> Result<Timestamp> {
         let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
         let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
-        let renewed = self.run_owned("renew", &scripts::RENEW, ns, key, &args);
-        let until = renewed.await?.map(Timestamp::from_millis);
-        until.ok_or_else(|| Error::lease_lost(key))
+        let until = self.call("renew", ns, key).owned(&RENEW, &args).await?;
+        Ok(Timestamp::from_millis(
+            until.ok_or_else(|| Error::lease_lost(key))?,
+        ))
     }
 
     async fn complete(
@@ -434,14 +374,20 @@ impl ResultStore for RedisStore {
         check_value_len(&self.inner.caps, key, value)?;
         let (ttl, purge) = (ttl_arg(ttl), self.inner.purge_offset.as_bytes());
         let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
-        let done = self.run_owned("complete", &scripts::COMPLETE, ns, key, &args);
-        done.await?.map(drop).ok_or_else(|| Error::lease_lost(key))
+        let done = self
+            .call("complete", ns, key)
+            .owned(&COMPLETE, &args)
+            .await?;
+        done.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let args: [&[u8]; 1] = [&owner(token)];
-        let released = self.run_owned("release", &scripts::RELEASE, ns, key, &args);
-        Ok(released.await?.is_some())
+        let owner = owner(token);
+        let released = self
+            .call("release", ns, key)
+            .owned(&RELEASE, &[&owner])
+            .await?;
+        Ok(released.is_some())
     }
 
     async fn put(
@@ -452,31 +398,31 @@ impl ResultStore for RedisStore {
         ttl: Option<Duration>,
         meta: RecordMeta<'_>,
     ) -> Result<()> {
-        check_key_len(&self.inner.caps, key)?;
         check_value_len(&self.inner.caps, key, value)?;
-        let rk = self.redis_key(ns, key);
         let (ttl, meta) = (ttl_arg(ttl), encode_meta(&meta));
         let purge = self.inner.purge_offset.as_bytes();
         let channel = self.inner.listener.channel.as_bytes();
         let args: [&[u8]; 5] = [value, ttl.as_bytes(), purge, &meta, channel];
-        match self.run("put", &scripts::PUT, &rk, key, &args).await? {
+        let mut call = self.call("put", ns, key);
+        match call.run(&PUT, &args).await? {
             Value::Int(1) => Ok(()),
-            Value::Int(_) => Err(wrong_type(key, &rk, "string")),
+            Value::Int(_) => Err(wrong_type(key, &call.rk, "string")),
             other => Err(unexpected("put", key, other)),
         }
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
-        let keys = [key.to_owned()];
-        Ok(self.delete_many(ns, &keys, false, false).await? == 1)
+        let channel = self.inner.listener.channel.as_bytes();
+        let deleted = self.call("delete", ns, key).delete(b"0", channel, false);
+        Ok(deleted.await? == 1)
     }
 
-    /// Collects the matching keys with `SCAN`, sorts them, then reads records from the cursor
-    /// on: an admin operation whose cost grows with the number of matching keys.
+    /// Collects and sorts the matching keys, then reads records from the cursor on: an admin
+    /// operation whose cost grows with the number of matching keys.
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
         let mut scan = self.scan(ns, &query.prefix).await?;
         let mut keys = Vec::new();
-        while let Some(page) = self.next_keys(ns, &mut scan).await? {
+        while let Some(page) = scan.next_page().await? {
             keys.extend(page.into_iter().filter(|k| query.matches(k)));
         }
         keys.sort_unstable();
@@ -485,11 +431,8 @@ impl ResultStore for RedisStore {
         let mut records = Vec::with_capacity(limit + 1);
         for batch in keys.chunks(BATCH) {
             let reads = batch.iter().map(|k| self.fetch(ns, k, include_expired));
-            for found in try_join_all(reads).await? {
-                if let Found::Record(stored) = found {
-                    records.push(stored.record);
-                }
-            }
+            let found = try_join_all(reads).await?.into_iter();
+            records.extend(found.filter_map(|found| Some(found.ok()??.record)));
             if records.len() > limit {
                 break;
             }
@@ -498,48 +441,20 @@ impl ResultStore for RedisStore {
     }
 
     async fn clear(&self, ns: Namespace) -> Result<u64> {
-        let mut scan = self.scan(ns, "").await?;
-        let mut deleted = 0;
-        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
-            deleted += self.delete_many(ns, &keys, false, true).await?;
-        }
-        Ok(deleted)
+        self.sweep(ns, false, usize::MAX).await
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let mut scan = self.scan(ns, "").await?;
-        let mut purged = 0;
-        while let Some(keys) = self.next_keys(ns, &mut scan).await? {
-            // Every key of the page in turn, no more at once than may still be deleted: a
-            // call that ends short of `limit` has examined every key of the sweep.
-            let mut rest = &keys[..];
-            while !rest.is_empty() {
-                let room = limit.saturating_sub(usize::try_from(purged).unwrap_or(usize::MAX));
-                if room == 0 {
-                    return Ok(purged);
-                }
-                let (chunk, after) = rest.split_at(rest.len().min(room).min(BATCH));
-                purged += self.delete_many(ns, chunk, true, true).await?;
-                rest = after;
-            }
-        }
-        Ok(purged)
+        self.sweep(ns, true, limit).await
     }
 }
 
-/// Every delete (so every `clear` and the CLI's `rm`) and every `put` that replaces a record
-/// is announced on the channel `{escaped prefix}:invalidations` by the script that makes it,
-/// in the same round trip: `PUBLISH` of the record's Redis key.
-///
-/// The stream subscribes with a connection of its own (`SUBSCRIBE`; on a cluster, through
-/// one seed node at a time, as Redis Cluster forwards every `PUBLISH` to every node), checks
-/// it with a `PING` after each second without a message, and takes it as lost when the
-/// connection closes or a `PING` goes unanswered for a second; it then yields
-/// [`Invalidation::Lost`](stent_core::broadcast::Invalidation::Lost) and subscribes again
-/// (after 20 ms, doubling up to 1 s between failed attempts).
-impl stent_core::broadcast::Broadcast for RedisStore {
-    fn invalidations(&self) -> stent_core::broadcast::Invalidations {
-        self.inner.listener.invalidations()
+/// Every delete and every `put` that replaces a record is announced by its script: `PUBLISH`
+/// of the record's Redis key on `{escaped prefix}:invalidations`. The crate's README says how
+/// the stream subscribes, tells a lost subscription and subscribes again.
+impl Broadcast for RedisStore {
+    fn invalidations(&self) -> Invalidations {
+        Invalidations::reconnecting(self.inner.listener.clone())
     }
 }
 
