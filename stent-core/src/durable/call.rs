@@ -47,22 +47,15 @@ where
             Ok(key) => {
                 // The progress log needs the key after the call; otherwise it moves in.
                 let kept = started_at.map(|_| key.clone()).unwrap_or_default();
-                let span = tracing::debug_span!(
-                    "stent.call",
-                    function = %name,
-                    key = %key,
-                    status = tracing::field::Empty,
-                    attempt = tracing::field::Empty,
-                );
+                let span = tracing::debug_span!("stent.call", function = %name, key = %key,
+                    status = tracing::field::Empty, attempt = tracing::field::Empty);
                 let run = async {
-                    match run(key, args).await {
-                        Ok(served) => served.map_err(Error::function),
-                        Err(e) => Err(e.into_call_error()),
-                    }
+                    let served = run(key, args).await.map_err(Error::into_call_error);
+                    served?.map_err(Error::function)
                 };
-                let result = if span.is_disabled() {
+                if span.is_disabled() {
                     // No subscriber wants the span: skip entering it on every poll.
-                    run.await
+                    (kept, run.await)
                 } else {
                     let result = run.instrument(span.clone()).await;
                     match &result {
@@ -74,9 +67,8 @@ where
                             tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed")
                         }
                     }
-                    result
-                };
-                (kept, result)
+                    (kept, result)
+                }
             }
         };
         if let Some(started) = started {
@@ -105,27 +97,25 @@ where
             Flight::Leader(leader) => leader,
             Flight::Follower(mut slot) => {
                 // A follower that waited its whole timeout goes to the store with no time
-                // left: it gets the error a caller in another process would.
-                let landed =
-                    match tokio::time::timeout(timeout, slot.wait_for(Option::is_some)).await {
-                        Ok(Ok(landed)) => landed
-                            .as_ref()
-                            .map(|l| (decode_value(&key, &l.bytes), l.attempt)),
-                        _ => None,
-                    };
-                if let Some((Ok(value), attempt)) = landed {
-                    return Ok(Ok(Traced::new(value, Status::Joined, attempt, key)));
+                // left: it gets the error a caller in another process would. So does one
+                // whose leader failed or was cancelled.
+                let landed = slot.wait_for(Option::is_some);
+                if let Ok(Ok(landed)) = tokio::time::timeout(timeout, landed).await
+                    && let Some(Landed { bytes, attempt }) = &*landed
+                    && let Ok(value) = decode_value(&key, bytes)
+                {
+                    return Ok(Ok(Traced::new(value, Status::Joined, *attempt, key)));
                 }
-                // The leader failed or was cancelled: go to the store like anyone else.
                 return self.run_alone(key, fingerprint, args, started).await;
             }
         };
         let served = self.run_alone(key, fingerprint, args, started).await;
-        leader.finish(|| {
-            let Ok(Ok(t)) = &served else { return None };
-            let bytes = codec::encode_value(&t.value).ok()?;
-            let attempt = t.outcome.attempt;
-            Some(Landed { bytes, attempt })
+        leader.finish(|| match &served {
+            Ok(Ok(t)) => Some(Landed {
+                bytes: codec::encode_value(&t.value).ok()?,
+                attempt: t.outcome.attempt,
+            }),
+            _ => None,
         });
         served
     }
@@ -139,82 +129,61 @@ where
         args: A,
         started: Instant,
     ) -> Served<Traced<R>, E> {
-        let c = &self.inner.config;
-        let fingerprint = fingerprint.as_deref();
+        let (c, fingerprint) = (&self.inner.config, fingerprint.as_deref());
         let found = match c.cached {
             true => self.cache_lookup(&key, fingerprint).await?,
             false => None,
         };
-        let mut stale = None;
-        if let Some(found) = found {
-            let (seen, attempt) = (found.completed_at, found.attempt);
-            match found.past_ttl {
-                None => {
-                    if found.refresh_early {
-                        self.refresh_in_background(key.clone(), fingerprint, args, seen);
-                    }
-                    return Ok(Ok(Traced::new(found.value, Status::CacheHit, attempt, key)));
+        let found = match found {
+            // Fresh, or stale within the stale-while-revalidate window: served, and refreshed
+            // in the background when stale or drawn for an early refresh (failures are
+            // logged, and the value stays).
+            Some(found)
+                if (found.past_ttl)
+                    .is_none_or(|past| c.stale_while_revalidate.is_some_and(|w| past < w)) =>
+            {
+                if found.past_ttl.is_some() || found.refresh_early {
+                    let (this, fp) = (self.clone(), fingerprint.map(str::to_owned));
+                    let (refresh_key, seen) = (key.clone(), found.completed_at);
+                    tokio::spawn(async move {
+                        match this.refresh(refresh_key, fp.as_deref(), args, seen).await {
+                            None | Some(Ok(Ok(_))) => {}
+                            Some(Ok(Err(_))) => tracing::warn!("refresh: the function failed"),
+                            Some(Err(e)) => tracing::warn!(error = %e, "refresh: not done"),
+                        }
+                    });
                 }
-                Some(past) if c.stale_while_revalidate.is_some_and(|w| past < w) => {
-                    self.refresh_in_background(key.clone(), fingerprint, args, seen);
-                    return Ok(Ok(Traced::new(found.value, Status::Stale, attempt, key)));
-                }
-                Some(_) if c.stale_if_error.is_some() => stale = Some((found, key.clone())),
-                Some(_) => {}
+                let status = match found.past_ttl {
+                    None => Status::CacheHit,
+                    Some(_) => Status::Stale,
+                };
+                return Ok(Ok(Traced::new(found.value, status, found.attempt, key)));
             }
-        }
-        let served = match &stale {
-            // Under single flight the record of the key is the stale value itself, which a
-            // claim would replay: the refresh lock chooses who runs the function instead.
-            Some((found, _)) if c.single_flight => {
-                self.refresh(key, fingerprint, args, found.completed_at)
-                    .await
-            }
+            Some(found) if c.stale_if_error.is_some() => found,
             _ if c.idempotent || c.single_flight => {
                 return self.idempotent(key, fingerprint, args, started).await;
             }
-            _ => Some(self.execute_and_cache(key, fingerprint, args).await),
+            _ => return self.execute_and_cache(key, fingerprint, args).await,
         };
-        match (served, stale) {
-            (Some(served), None) => served,
-            (Some(Ok(Ok(fresh))), _) => Ok(Ok(fresh)),
-            (Some(Err(e)), Some(_)) if e.kind() != ErrorKind::Timeout => Err(e),
-            (served, Some((found, key))) => {
-                match served {
-                    None => tracing::debug!("a refresh is running; returning the stale value"),
-                    Some(_) => tracing::warn!(
-                        "the function failed or timed out; returning the stale value \
-                         (stale_if_error)"
-                    ),
-                }
-                Ok(Ok(Traced::new(
-                    found.value,
-                    Status::Stale,
-                    found.attempt,
-                    key,
-                )))
+        let stale = Traced::new(found.value, Status::Stale, found.attempt, key.clone());
+        let served = match c.single_flight {
+            // Under single flight the record of the key is the stale value itself, which a
+            // claim would replay: the refresh lock chooses who runs the function instead.
+            true => {
+                self.refresh(key, fingerprint, args, found.completed_at)
+                    .await
             }
-            (None, None) => unreachable!("only a stale value sends a call to the refresh lock"),
+            false => Some(self.execute_and_cache(key, fingerprint, args).await),
+        };
+        match served {
+            Some(Ok(Ok(fresh))) => return Ok(Ok(fresh)),
+            Some(Err(e)) if e.kind() != ErrorKind::Timeout => return Err(e),
+            None => tracing::debug!("a refresh is running; returning the stale value"),
+            Some(_) => tracing::warn!(
+                "the function failed or timed out; returning the stale value (stale_if_error)"
+            ),
         }
-    }
-
-    /// Refreshes a value on the runtime (see [`refresh`](Self::refresh)); failures are
-    /// logged, and the value stays.
-    fn refresh_in_background(
-        &self,
-        key: String,
-        fingerprint: Option<&str>,
-        args: A,
-        seen: Option<Timestamp>,
-    ) {
-        let (this, fingerprint) = (self.clone(), fingerprint.map(str::to_owned));
-        tokio::spawn(async move {
-            match this.refresh(key, fingerprint.as_deref(), args, seen).await {
-                None | Some(Ok(Ok(_))) => {}
-                Some(Ok(Err(_))) => tracing::warn!("refresh: the function failed"),
-                Some(Err(e)) => tracing::warn!(error = %e, "refresh: not done"),
-            }
-        });
+        Ok(Ok(stale))
     }
 
     /// Runs the function and stores its value, unless a caller in any process already is:
@@ -236,14 +205,12 @@ where
         let claim = self.claim(&token, fingerprint);
         match store.claim(Namespace::Cache, &lock, &claim).await {
             Ok(ClaimOutcome::Acquired { .. }) => {}
-            Ok(_) => return None,
-            Err(e) => return Some(Err(e)),
+            claimed => return claimed.err().map(Err),
         }
         let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
         let served = match self.cache_lookup(&key, fingerprint).await {
-            Ok(Some(found)) if found.past_ttl.is_none() && found.completed_at != seen => {
-                let status = Status::CacheHit;
-                Ok(Ok(Traced::new(found.value, status, found.attempt, key)))
+            Ok(Some(f)) if f.past_ttl.is_none() && f.completed_at != seen => {
+                Ok(Ok(Traced::new(f.value, Status::CacheHit, f.attempt, key)))
             }
             _ => {
                 let refresh = self.execute_and_cache(key, fingerprint, args);
@@ -332,11 +299,8 @@ where
         token: &'a LeaseToken,
         fingerprint: Option<&'a str>,
     ) -> Claim<'a> {
-        Claim {
-            token,
-            lease: self.inner.config.lease(),
-            meta: self.meta(fingerprint),
-        }
+        let (lease, meta) = (self.inner.config.lease(), self.meta(fingerprint));
+        Claim { token, lease, meta }
     }
 
     pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
@@ -356,20 +320,17 @@ where
     async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<Found<R>>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Ok(None),
             Err(e) if c.fail_open && !c.idempotent => {
                 tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
-                return Ok(None);
+                None
             }
-            Err(e) => return Err(e),
+            read => read?,
         };
-        if fingerprint.is_some() {
-            if record.fingerprint.is_none() {
-                return Ok(None);
-            }
-            check_fingerprint(key, fingerprint, &record)?;
-        }
+        let Some(record) = record.filter(|r| fingerprint.is_none() || r.fingerprint.is_some())
+        else {
+            return Ok(None);
+        };
+        check_fingerprint(key, fingerprint, &record)?;
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
@@ -409,21 +370,22 @@ where
         bytes: &[u8],
         fingerprint: Option<&str>,
     ) -> Result<()> {
-        let c = &self.inner.config;
-        let meta = self.meta(fingerprint);
-        let store = self.inner.store.as_ref();
-        match store
-            .put(Namespace::Cache, key, bytes, c.cache_kept_for(), meta)
+        let (c, meta) = (&self.inner.config, self.meta(fingerprint));
+        let kept = c.cache_kept_for();
+        match self
+            .inner
+            .store
+            .as_ref()
+            .put(Namespace::Cache, key, bytes, kept, meta)
             .await
         {
-            Ok(()) => Ok(()),
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.
             Err(e) if c.fail_open || c.idempotent => {
                 tracing::warn!(error = %e, "cache write failed; result returned uncached");
                 Ok(())
             }
-            Err(e) => Err(e),
+            put => put,
         }
     }
 

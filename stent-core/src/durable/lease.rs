@@ -17,15 +17,16 @@ where
         args: A,
         started: Instant,
     ) -> Served<Traced<R>, E> {
-        let c = &self.inner.config;
-        let mut backoff = Duration::from_millis(5);
-        let mut joined = false;
+        let (c, store, ns) = (
+            &self.inner.config,
+            self.inner.store.as_ref(),
+            self.claim_ns(),
+        );
+        let (mut backoff, mut joined) = (Duration::from_millis(5), false);
         loop {
-            let token = LeaseToken::generate();
+            let (token, sent) = (LeaseToken::generate(), Instant::now());
             let claim = self.claim(&token, fingerprint);
-            let store = self.inner.store.as_ref();
-            let sent = Instant::now();
-            let claimed = match store.claim(self.claim_ns(), &key, &claim).await {
+            let claimed = match store.claim(ns, &key, &claim).await {
                 // Single flight is protection, not a result: fail_open runs without it.
                 Err(e) if c.fail_open && !c.idempotent => {
                     tracing::warn!(error = %e, "single-flight claim failed; running the function (fail_open)");
@@ -33,7 +34,7 @@ where
                 }
                 claimed => claimed?,
             };
-            let record = match claimed {
+            let nap = match claimed {
                 // The answer took as long as the lease it asked for (a slow network), so the
                 // lease may have lapsed and another caller may hold the key by now: run
                 // nothing, claim again. Measured here, not against the store's clock.
@@ -49,9 +50,7 @@ where
                     tracing::warn!(
                         "the claim's answer came back after its lease lapsed; claiming again"
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
-                    continue;
+                    backoff
                 }
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
@@ -60,13 +59,13 @@ where
                     return Ok(served.map(|v| Traced::new(v, Status::Executed, attempt, key)));
                 }
                 ClaimOutcome::Completed(record) => {
-                    return self
-                        .replay_completed(key, fingerprint, &record, joined)
-                        .await;
+                    let replayed = self.replay_completed(key, fingerprint, &record, joined);
+                    return replayed.await;
                 }
-                ClaimOutcome::InFlight(record) => record,
+                ClaimOutcome::InFlight(record) => {
+                    self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?
+                }
             };
-            let nap = self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
             tokio::time::sleep(nap.min(backoff)).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
@@ -74,7 +73,7 @@ where
 
     /// How long a call may wait for a key: the in-flight policy's timeout, none when it
     /// rejects.
-    fn in_flight_wait(&self) -> Duration {
+    pub(super) fn in_flight_wait(&self) -> Duration {
         match self.inner.config.in_flight {
             InFlight::Reject => Duration::ZERO,
             InFlight::Wait { timeout } => timeout,
@@ -84,20 +83,9 @@ where
     /// Where the claims of this function live: the idempotency namespace, or, for a cached
     /// function with [single flight](DurableBuilder::single_flight), the cache's.
     fn claim_ns(&self) -> Namespace {
-        if self.inner.config.idempotent {
-            Namespace::Idempotency
-        } else {
-            Namespace::Cache
-        }
-    }
-
-    /// How long a completed record is kept: the retention, or as long as a cached value.
-    fn kept_for(&self) -> Option<Duration> {
-        let c = &self.inner.config;
-        if c.idempotent {
-            c.retention
-        } else {
-            c.cache_kept_for()
+        match self.inner.config.idempotent {
+            true => Namespace::Idempotency,
+            false => Namespace::Cache,
         }
     }
 
@@ -139,21 +127,15 @@ where
         started: Instant,
         joined: &mut bool,
     ) -> Result<Duration> {
-        let c = &self.inner.config;
         check_fingerprint(key, fingerprint, record)?;
-        let timeout = self.in_flight_wait();
-        let waited = started.elapsed();
+        let (timeout, waited) = (self.in_flight_wait(), started.elapsed());
         if waited >= timeout {
-            return Err(in_flight(
-                key,
-                record,
-                (!timeout.is_zero()).then_some(waited),
-            ));
+            let waited = (!timeout.is_zero()).then_some(waited);
+            return Err(in_flight(key, record, waited));
         }
-        if !*joined {
-            observe::in_flight_wait(&c.name);
+        if !std::mem::replace(joined, true) {
+            observe::in_flight_wait(&self.inner.config.name);
         }
-        *joined = true;
         // Wake up no later than the holder's lease lapses, to take over promptly.
         Ok((until_lapse(record) + Duration::from_millis(2)).min(timeout - waited))
     }
@@ -170,13 +152,8 @@ where
     ) -> Served<R, E> {
         let c = &self.inner.config;
         // One copy of the key, shared by the guard and the execution.
-        let shared_key: Arc<str> = key.into();
-        let guard = HeldClaim::new(
-            Arc::clone(&self.inner.store),
-            self.claim_ns(),
-            Arc::clone(&shared_key),
-            token,
-        );
+        let (shared_key, store) = (Arc::<str>::from(key), Arc::clone(&self.inner.store));
+        let guard = HeldClaim::new(store, self.claim_ns(), Arc::clone(&shared_key), token);
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
@@ -194,24 +171,26 @@ where
             }
         };
         let bytes = match &result {
-            Ok(value) => self.encode(value, started.elapsed()),
-            Err(e) => match self.stored_error(e) {
-                Some(bytes) => bytes,
-                None => {
-                    guard.release().await;
-                    return Ok(result);
-                }
-            },
+            Ok(value) => Some(self.encode(value, started.elapsed())),
+            Err(e) => self.stored_error(e),
+        };
+        let Some(bytes) = bytes else {
+            guard.release().await;
+            return Ok(result);
         };
         let recorded = match bytes {
             Ok(bytes) => self
                 .complete(key, guard.token(), &bytes)
                 .await
                 .map(|()| bytes),
-            Err(e) => Err(e),
+            unencoded => unencoded,
         };
-        let bytes = match recorded {
-            Ok(bytes) => bytes,
+        match recorded {
+            Ok(bytes) if c.cached && c.idempotent => {
+                guard.keep(());
+                self.cache_store(key, &bytes, fingerprint).await?;
+            }
+            Ok(_) => guard.keep(()),
             // Nothing was written: the key is free for the next caller at once.
             Err(e) if matches!(e.kind(), ErrorKind::ValueTooLarge | ErrorKind::Encode) => {
                 guard.release().await;
@@ -221,15 +200,11 @@ where
             // stored meanwhile: the cache holds a value, and this one is as fresh.
             Err(e) if e.kind() == ErrorKind::LeaseLost && !c.idempotent => {
                 tracing::debug!("a refresh stored a value over the single-flight claim");
-                return Ok(guard.keep(result));
+                guard.keep(());
             }
             // Leave the claim: a lost lease belongs to someone else now, and after
             // a store outage the lease lapses and the next caller takes over.
             Err(e) => return Err(guard.keep(e)),
-        };
-        guard.keep(());
-        if c.cached && c.idempotent {
-            self.cache_store(key, &bytes, fingerprint).await?;
         }
         Ok(result)
     }
@@ -237,16 +212,21 @@ where
     /// Records the result, retrying transient store errors for up to one lease: the work
     /// is done, so recording it is worth some patience.
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
-        let c = &self.inner.config;
-        let store = self.inner.store.as_ref();
+        let (c, store, ns) = (
+            &self.inner.config,
+            self.inner.store.as_ref(),
+            self.claim_ns(),
+        );
+        // Completed records are kept for the retention, or as long as a cached value.
+        let kept = if c.idempotent {
+            c.retention
+        } else {
+            c.cache_kept_for()
+        };
         let deadline = Instant::now() + c.lease();
-        let mut backoff = Duration::from_millis(10);
-        let mut retried = false;
+        let (mut backoff, mut retried) = (Duration::from_millis(10), false);
         loop {
-            match store
-                .complete(self.claim_ns(), key, token, bytes, self.kept_for())
-                .await
-            {
+            match store.complete(ns, key, token, bytes, kept).await {
                 Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
                     tracing::warn!(error = %e, "recording the result failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -256,7 +236,7 @@ where
                 // An attempt whose reply was lost may have been applied: if the record now
                 // holds exactly this result, it was ours.
                 Err(e) if retried && e.kind() == ErrorKind::LeaseLost => {
-                    return match store.get(self.claim_ns(), key).await {
+                    return match store.get(ns, key).await {
                         Ok(Some(r))
                             if r.state == RecordState::Completed
                                 && r.value.as_deref() == Some(bytes) =>
@@ -352,11 +332,8 @@ impl HeldClaim {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
-                match self
-                    .store
-                    .renew(self.ns, &self.key, &self.token, lease)
-                    .await
-                {
+                let renewed = self.store.renew(self.ns, &self.key, &self.token, lease);
+                match renewed.await {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::LeaseLost => {
                         tracing::warn!("lease lost while running; the result will not be recorded");
@@ -392,10 +369,9 @@ impl HeldClaim {
 
 impl Drop for HeldClaim {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        if self.armed
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
             let (store, ns, key) = (Arc::clone(&self.store), self.ns, Arc::clone(&self.key));
             let token = self.token.clone();
             handle.spawn(async move {
