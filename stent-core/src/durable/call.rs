@@ -110,12 +110,11 @@ where
             }
         };
         let served = self.run_alone(key, fingerprint, args, started).await;
-        leader.finish(|| match &served {
-            Ok(Ok(t)) => Some(Landed {
-                bytes: codec::encode_value(&t.value).ok()?,
-                attempt: t.outcome.attempt,
-            }),
-            _ => None,
+        leader.finish(|| {
+            let Ok(Ok(t)) = &served else { return None };
+            let bytes = codec::encode_value(&t.value).ok()?;
+            let attempt = t.outcome.attempt;
+            Some(Landed { bytes, attempt })
         });
         served
     }
@@ -134,14 +133,12 @@ where
             true => self.cache_lookup(&key, fingerprint).await?,
             false => None,
         };
+        let revalidate = |past: Duration| c.stale_while_revalidate.is_some_and(|w| past < w);
         let found = match found {
             // Fresh, or stale within the stale-while-revalidate window: served, and refreshed
             // in the background when stale or drawn for an early refresh (failures are
             // logged, and the value stays).
-            Some(found)
-                if (found.past_ttl)
-                    .is_none_or(|past| c.stale_while_revalidate.is_some_and(|w| past < w)) =>
-            {
+            Some(found) if found.past_ttl.is_none_or(revalidate) => {
                 if found.past_ttl.is_some() || found.refresh_early {
                     let (this, fp) = (self.clone(), fingerprint.map(str::to_owned));
                     let (refresh_key, seen) = (key.clone(), found.completed_at);
@@ -165,14 +162,12 @@ where
             }
             _ => return self.execute_and_cache(key, fingerprint, args).await,
         };
+        let seen = found.completed_at;
         let stale = Traced::new(found.value, Status::Stale, found.attempt, key.clone());
         let served = match c.single_flight {
             // Under single flight the record of the key is the stale value itself, which a
             // claim would replay: the refresh lock chooses who runs the function instead.
-            true => {
-                self.refresh(key, fingerprint, args, found.completed_at)
-                    .await
-            }
+            true => self.refresh(key, fingerprint, args, seen).await,
             false => Some(self.execute_and_cache(key, fingerprint, args).await),
         };
         match served {
@@ -386,24 +381,6 @@ where
                 Ok(())
             }
             put => put,
-        }
-    }
-
-    /// The result a completed record holds: a value, or a stored error to replay.
-    pub(super) fn replay(&self, key: &str, record: &Record) -> Served<R, E> {
-        if record.state != RecordState::Completed {
-            return Err(Error::decode(key, "record is not completed"));
-        }
-        let bytes = record.value.as_deref().unwrap_or_default();
-        if bytes.first() != Some(&TAG_JSON_ERROR) {
-            return decode_value(key, bytes).map(Ok);
-        }
-        match &self.inner.store_errors {
-            Some(s) => (s.decode)(key, &bytes[1..]).map(Err),
-            None => Err(Error::decode(
-                key,
-                "the stored result is an error, but this function does not replay stored errors",
-            )),
         }
     }
 }

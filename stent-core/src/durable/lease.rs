@@ -1,7 +1,7 @@
 //! Everything that touches a lease: the claim loop, renewal while the function runs,
 //! fencing, the completion retry, and release on error, panic or cancellation.
 
-use super::call::{Served, check_fingerprint};
+use super::call::{Served, check_fingerprint, decode_value};
 use super::*;
 
 impl<A, R, E> Durable<A, R, E>
@@ -17,11 +17,8 @@ where
         args: A,
         started: Instant,
     ) -> Served<Traced<R>, E> {
-        let (c, store, ns) = (
-            &self.inner.config,
-            self.inner.store.as_ref(),
-            self.claim_ns(),
-        );
+        let (c, ns) = (&self.inner.config, self.claim_ns());
+        let store = self.inner.store.as_ref();
         let (mut backoff, mut joined) = (Duration::from_millis(5), false);
         loop {
             let (token, sent) = (LeaseToken::generate(), Instant::now());
@@ -98,15 +95,22 @@ where
         joined: bool,
     ) -> Served<Traced<R>, E> {
         check_fingerprint(&key, fingerprint, record)?;
-        let value = match self.replay(&key, record)? {
-            Ok(value) => value,
-            Err(e) => return Ok(Err(e)),
+        if record.state != RecordState::Completed {
+            return Err(Error::decode(&key, "record is not completed"));
+        }
+        // A value, or a stored error to replay.
+        let bytes = record.value.as_deref().unwrap_or_default();
+        let value = match (bytes.first(), &self.inner.store_errors) {
+            (Some(&TAG_JSON_ERROR), Some(s)) => return Ok(Err((s.decode)(&key, &bytes[1..])?)),
+            (Some(&TAG_JSON_ERROR), None) => {
+                let why = "the stored result is an error, but this function does not replay \
+                           stored errors";
+                return Err(Error::decode(&key, why));
+            }
+            _ => decode_value(&key, bytes)?,
         };
         let c = &self.inner.config;
-        if c.cached
-            && c.idempotent
-            && let Some(bytes) = &record.value
-        {
+        if c.cached && c.idempotent {
             self.cache_store(&key, bytes, fingerprint).await?;
         }
         let status = match (joined, c.idempotent) {
@@ -212,16 +216,12 @@ where
     /// Records the result, retrying transient store errors for up to one lease: the work
     /// is done, so recording it is worth some patience.
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
-        let (c, store, ns) = (
-            &self.inner.config,
-            self.inner.store.as_ref(),
-            self.claim_ns(),
-        );
+        let (c, ns) = (&self.inner.config, self.claim_ns());
+        let store = self.inner.store.as_ref();
         // Completed records are kept for the retention, or as long as a cached value.
-        let kept = if c.idempotent {
-            c.retention
-        } else {
-            c.cache_kept_for()
+        let kept = match c.idempotent {
+            true => c.retention,
+            false => c.cache_kept_for(),
         };
         let deadline = Instant::now() + c.lease();
         let (mut backoff, mut retried) = (Duration::from_millis(10), false);

@@ -130,9 +130,8 @@ pub enum InFlight {
         timeout: Duration,
     },
     /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] the time until
-    /// the running call's lease lapses. Identical calls in one process are not coalesced
-    /// under this policy: they meet at the store, as calls from other processes do, so
-    /// both get the same error.
+    /// the running call's lease lapses. Identical calls in one process are not coalesced:
+    /// they meet at the store, like calls from other processes, and get the same error.
     Reject,
 }
 
@@ -196,7 +195,7 @@ impl Config {
     /// nothing in the chosen mode (a reader would expect them to).
     fn check(&self) -> Result<()> {
         self.scope().check()?;
-        let (idempotent, cached) = (self.idempotent, self.cached);
+        let (idempotent, cached, name) = (self.idempotent, self.cached, &*self.name);
         // Values kept past or refreshed before their TTL: only a cached function that is not
         // idempotent, with a TTL, has them.
         let refresh_fits = cached && !idempotent && self.ttl.is_some();
@@ -204,9 +203,8 @@ impl Config {
             && !(beta.is_finite() && beta > 0.0)
         {
             return Err(Error::config(format!(
-                ".early_refresh({beta}) on function {:?}: beta must be finite and above 0 \
-                 (1.0 is the usual choice)",
-                &*self.name
+                ".early_refresh({beta}) on function {name:?}: beta must be finite and above 0 \
+                 (1.0 is the usual choice)"
             )));
         }
         let useless = [
@@ -259,8 +257,7 @@ impl Config {
         ];
         match useless.into_iter().find(|(useless, ..)| *useless) {
             Some((_, setting, why)) => Err(Error::config(format!(
-                "{setting} has no effect on function {:?}: {why}",
-                &*self.name
+                "{setting} has no effect on function {name:?}: {why}"
             ))),
             None => Ok(()),
         }
@@ -558,12 +555,7 @@ impl Execution {
     }
 }
 
-impl<A, R, E> Durable<A, R, E>
-where
-    A: Serialize + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-    E: Send + 'static,
-{
+impl<A: 'static, R, E> Durable<A, R, E> {
     fn configure(mut self, f: impl FnOnce(&mut Inner<A, R, E>)) -> Self {
         f(Arc::get_mut(&mut self.inner)
             .expect("configure a Durable right after `wrap`, before cloning it"));
