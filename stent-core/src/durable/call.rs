@@ -224,7 +224,8 @@ where
         args: A,
     ) -> Served<Traced<R>, E> {
         let started = Instant::now();
-        let value = match self.execute(key.as_str().into(), 1, args).await? {
+        let ran = self.execute(key.as_str().into(), 1, |x| (self.inner.func)(args, x));
+        let value = match ran.await? {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
         };
@@ -242,39 +243,31 @@ where
         }
     }
 
-    /// Runs the function as attempt `attempt` of `key`, inside the [`Execution`] it reads,
-    /// within its timeout.
-    pub(super) async fn execute(&self, key: Arc<str>, attempt: u32, args: A) -> Served<R, E> {
-        let exec = self.execution(Arc::clone(&key), attempt);
-        let run = CURRENT.scope(exec.clone(), (self.inner.func)(args, exec));
-        self.within_timeout(&key, run).await
-    }
-
-    /// `work`'s output, or [`ErrorKind::Timeout`] when it runs past the function's timeout.
-    pub(super) async fn within_timeout<T>(
+    /// Runs `work` as attempt `attempt` of `key`, counted as an execution: inside the
+    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the function's
+    /// timeout.
+    pub(super) async fn execute<F: Future>(
         &self,
-        key: &str,
-        work: impl Future<Output = T>,
-    ) -> Result<T> {
+        key: Arc<str>,
+        attempt: u32,
+        work: impl FnOnce(Execution) -> F,
+    ) -> Result<F::Output> {
+        let function = Arc::clone(&self.inner.config.name);
+        observe::execution(&function, attempt);
+        let exec = Execution {
+            function,
+            key: Arc::clone(&key),
+            attempt,
+        };
+        let work = CURRENT.scope(exec.clone(), work(exec));
         let Some(limit) = self.inner.config.timeout else {
             return Ok(work.await);
         };
         tokio::time::timeout(limit, work).await.map_err(|_| {
             let message =
                 format!("the function ran longer than its timeout ({limit:?}) and was cancelled");
-            Error::new(ErrorKind::Timeout, message).with_key(key)
+            Error::new(ErrorKind::Timeout, message).with_key(&*key)
         })
-    }
-
-    /// Attempt `attempt` of `key`, counted as an execution.
-    pub(super) fn execution(&self, key: Arc<str>, attempt: u32) -> Execution {
-        let name = &self.inner.config.name;
-        observe::execution(name, attempt);
-        Execution {
-            function: Arc::clone(name),
-            key,
-            attempt,
-        }
     }
 
     /// The fingerprint of `args`, when payloads are validated.

@@ -162,7 +162,8 @@ where
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
         let started = Instant::now();
-        let work = AssertUnwindSafe(self.execute(shared_key, attempt, args)).catch_unwind();
+        let work = self.execute(shared_key, attempt, |x| (self.inner.func)(args, x));
+        let work = AssertUnwindSafe(work).catch_unwind();
         let result = match guard.renewing(c.lease(), work).await {
             Ok(Ok(result)) => result,
             Ok(Err(timed_out)) => {

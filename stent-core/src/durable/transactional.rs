@@ -86,16 +86,12 @@ impl<K> DurableBuilder<K> {
         A: Serialize + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
-        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>>
-            + Send
-            + Sync
-            + 'static,
+        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>>,
+        F: Send + Sync + 'static,
     {
         let (cached, store) = (self.config.cached, store.clone());
-        let builder = DurableBuilder {
-            store: Arc::new(store.clone()),
-            ..self.idempotent()
-        };
+        let mut builder = self.idempotent();
+        builder.store = Arc::new(store.clone());
         // The plain call path is never taken: a `TxDurable` runs `f` in its transaction.
         let durable = builder.wrap(|_: A| std::future::pending());
         let durable = durable.configure(|inner| {
@@ -299,9 +295,8 @@ where
                 return Ok(Tried::InFlight(record, args));
             }
         };
-        let exec = d.execution(key.into(), attempt);
-        let run = CURRENT.scope(exec, (self.func)(&mut tx, args));
-        let value = match d.within_timeout(key, run).await? {
+        let ran = d.execute(key.into(), attempt, |_| (self.func)(&mut tx, args));
+        let value = match ran.await? {
             Ok(value) => value,
             Err(e) => {
                 self.rollback(tx, key).await?;
