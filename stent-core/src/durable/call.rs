@@ -281,13 +281,9 @@ where
         (storage.pred)(err).then(|| (storage.encode)(err))
     }
 
-    /// A claim of this function's by `token`, for its lease.
-    pub(super) fn claim<'a>(
-        &'a self,
-        token: &'a LeaseToken,
-        fingerprint: Option<&'a str>,
-    ) -> Claim<'a> {
-        let (lease, meta) = (self.inner.config.lease(), self.meta(fingerprint));
+    /// A claim of this function's by `token`, for its lease, with fingerprint `fp`.
+    pub(super) fn claim<'a>(&'a self, token: &'a LeaseToken, fp: Option<&'a str>) -> Claim<'a> {
+        let (lease, meta) = (self.inner.config.lease(), self.meta(fp));
         Claim { token, lease, meta }
     }
 

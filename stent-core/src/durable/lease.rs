@@ -37,12 +37,9 @@ where
                 // nothing, claim again. Measured here, not against the store's clock.
                 ClaimOutcome::Acquired { .. } if sent.elapsed() >= claim.lease => {
                     if started.elapsed() >= self.in_flight_wait() {
-                        return Err(Error::new(
-                            ErrorKind::Unavailable,
-                            "the store's answers to claims take as long as the leases they \
-                             grant: the lease is too short for this network",
-                        )
-                        .with_key(&key));
+                        let why = "the store's answers to claims take as long as the leases \
+                                   they grant: the lease is too short for this network";
+                        return Err(Error::new(ErrorKind::Unavailable, why).with_key(&key));
                     }
                     tracing::warn!(
                         "the claim's answer came back after its lease lapsed; claiming again"

@@ -17,9 +17,9 @@ pub use transactional::{OnConnection, SqlConnection, SqlStore, TxDurable};
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, sync::Arc};
 
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, future::BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument as _;
 
@@ -455,9 +455,8 @@ impl<K> DurableBuilder<K> {
     }
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type FingerprintFn<A> = Box<dyn Fn(&A) -> Result<String> + Send + Sync>;
-type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<Result<R, E>> + Send + Sync>;
+type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFuture<'static, Result<R, E>> + Send + Sync>;
 
 struct ErrorStorage<E> {
     pred: Box<dyn Fn(&E) -> bool + Send + Sync>,

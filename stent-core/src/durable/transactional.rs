@@ -1,7 +1,6 @@
 //! Transactional calls: the claim, the function's writes and the result commit together in
 //! one SQL transaction, on stores whose records live in that database.
 
-use futures_util::future::BoxFuture;
 use sqlx::{AssertSqlSafe, Connection as _, Database};
 
 use super::call::{Served, check_fingerprint};
@@ -244,9 +243,8 @@ where
         args: A,
     ) -> Served<Traced<R>, E> {
         if !conn.is_in_transaction() {
-            return Err(Error::config(
-                "call_in needs a connection inside a transaction: begin one, or use call",
-            ));
+            let why = "call_in needs a connection inside a transaction: begin one, or use call";
+            return Err(Error::config(why));
         }
         let fingerprint = self.durable.fingerprint_of(&args)?;
         let fingerprint = fingerprint.as_deref();
