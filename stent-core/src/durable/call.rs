@@ -325,26 +325,23 @@ where
                 return Ok(None);
             }
         };
+        let (mut past_ttl, mut early) = (None, false);
         // Only the settings that look at a value's age read the clock.
-        let expiry = match (c.ttl, record.completed_at) {
-            (Some(ttl), Some(at)) if c.stale_window().is_some() || c.early_refresh.is_some() => {
-                Some((at.add(ttl), Timestamp::now()))
+        if let (Some(ttl), Some(at)) = (c.ttl, record.completed_at)
+            && (c.stale_window().is_some() || c.early_refresh.is_some())
+        {
+            let (expiry, now) = (at.add(ttl), Timestamp::now());
+            past_ttl = Some(now.since(expiry)).filter(|d| !d.is_zero());
+            if let (Some(beta), Some(took)) = (c.early_refresh, codec::computed_in(bytes)) {
+                early = refresh_early(took, beta, expiry.since(now));
             }
-            _ => None,
-        };
-        let past_ttl = expiry
-            .map(|(at, now)| now.since(at))
-            .filter(|d| !d.is_zero());
-        let refresh_early = match (expiry, c.early_refresh, codec::computed_in(bytes)) {
-            (Some((at, now)), Some(beta), Some(took)) => refresh_early(took, beta, at.since(now)),
-            _ => false,
-        };
+        }
         Ok(Some(Found {
             value,
             attempt: record.attempt,
             completed_at: record.completed_at,
             past_ttl,
-            refresh_early,
+            refresh_early: early,
         }))
     }
 
@@ -355,14 +352,8 @@ where
         fingerprint: Option<&str>,
     ) -> Result<()> {
         let (c, meta) = (&self.inner.config, self.meta(fingerprint));
-        let kept = c.cache_kept_for();
-        match self
-            .inner
-            .store
-            .as_ref()
-            .put(Namespace::Cache, key, bytes, kept, meta)
-            .await
-        {
+        let (kept, store) = (c.cache_kept_for(), self.inner.store.as_ref());
+        match store.put(Namespace::Cache, key, bytes, kept, meta).await {
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.
             Err(e) if c.fail_open || c.idempotent => {

@@ -54,11 +54,8 @@ impl LeaderGuard<'_> {
     /// makes (called only if someone did), or nothing, to go to the store.
     pub(super) fn finish(mut self, landed: impl FnOnce() -> Option<Landed>) {
         // The entry is this leader's: a key has one leader until its entry is removed.
-        let slot = self
-            .0
-            .map()
-            .remove(&self.1.take().expect("finished once"))
-            .flatten();
+        let key = self.1.take().expect("finished once");
+        let slot = self.0.map().remove(&key).flatten();
         if let Some(slot) = slot
             && let Some(landed) = landed()
         {

@@ -181,10 +181,7 @@ where
             return Ok(result);
         };
         let recorded = match bytes {
-            Ok(bytes) => self
-                .complete(key, guard.token(), &bytes)
-                .await
-                .map(|()| bytes),
+            Ok(bytes) => (self.complete(key, guard.token(), &bytes).await).map(|()| bytes),
             unencoded => unencoded,
         };
         match recorded {

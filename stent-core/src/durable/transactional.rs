@@ -201,9 +201,7 @@ where
     /// caller commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`]
     /// error.
     pub async fn call_in(&self, tx: &mut SqlConnection<S>, args: A) -> Result<R, Error<E>> {
-        let run = self
-            .durable
-            .observed(args, |key, args| self.run_in(tx, key, args));
+        let run = self.durable.observed(args, |k, a| self.run_in(tx, k, a));
         run.await.map(|t| t.value)
     }
 
@@ -303,9 +301,8 @@ where
         };
         let bytes = codec::encode_value(&value)?;
         let retention = d.inner.config.retention;
-        (self.store)
-            .complete_in(&mut tx, ns, key, &token, &bytes, retention)
-            .await?;
+        let completed = (self.store).complete_in(&mut tx, ns, key, &token, &bytes, retention);
+        completed.await?;
         self.commit(tx, key).await?;
         let traced = Traced::new(value, Status::Executed, attempt, key.to_owned());
         Ok(Tried::Served(Ok(traced)))
@@ -329,9 +326,8 @@ where
             return Ok(());
         };
         let retention = self.durable.inner.config.retention;
-        (self.store)
-            .complete_in(conn, ns, key, &token, &bytes, retention)
-            .await
+        let completed = (self.store).complete_in(conn, ns, key, &token, &bytes, retention);
+        completed.await
     }
 
     async fn commit(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
@@ -384,10 +380,9 @@ where
             if let Tried::Failed(e) = tried
                 && let Some(bytes) = call.durable.stored_error(e)
             {
-                let mut own = conn.begin().await.map_err(fail)?;
-                call.record_error(&mut own, key, fingerprint, bytes?)
-                    .await?;
-                call.commit(own, key).await?;
+                let mut tx = conn.begin().await.map_err(fail)?;
+                call.record_error(&mut tx, key, fingerprint, bytes?).await?;
+                call.commit(tx, key).await?;
             }
             Ok(())
         })
