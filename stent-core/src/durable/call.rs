@@ -88,7 +88,6 @@ where
         let InFlight::Wait { timeout } = self.inner.config.in_flight else {
             return self.run_alone(key, fingerprint, args, started).await;
         };
-        // Identical concurrent calls in this process share one trip to the store.
         let flight = match &fingerprint {
             Some(fp) => self.inner.flights.join(&format!("{key}\0{fp}")),
             None => self.inner.flights.join(&key),
@@ -181,12 +180,10 @@ where
         Ok(Ok(stale))
     }
 
-    /// Runs the function and stores its value, unless a caller in any process already is:
-    /// holds a claim on a lock key of its own in the cache namespace (the hashed form,
-    /// `sha256:` of `refresh\0{key}`, in the function's scope), renewed while the function
-    /// runs and released after. Under the lock it reads the value again: one stored since
-    /// this caller saw the value it `seen` (completed then) is returned, not refreshed.
-    /// `None` when another caller holds the lock.
+    /// Runs the function and stores its value under a lock key in the cache namespace
+    /// (`sha256:` of `refresh\0{key}`, in the function's scope), claimed and renewed while it
+    /// runs; `None` when a caller in any process holds it. Under the lock it reads the value
+    /// again: one stored since the caller `seen` its value is returned, not refreshed.
     async fn refresh(
         &self,
         key: String,

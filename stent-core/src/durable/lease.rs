@@ -152,7 +152,6 @@ where
         args: A,
     ) -> Served<R, E> {
         let c = &self.inner.config;
-        // One copy of the key, shared by the guard and the execution.
         let (shared_key, store) = (Arc::<str>::from(key), Arc::clone(&self.inner.store));
         let guard = HeldClaim::new(store, self.claim_ns(), Arc::clone(&shared_key), token);
         if attempt > 1 {
@@ -274,11 +273,10 @@ pub(super) fn in_flight(key: &str, record: &Record, waited: Option<Duration>) ->
 }
 
 /// A claim this process holds on a key: [`renewing`](Self::renewing) runs work while renewing
-/// the lease, and the claim is released when it ends without a recorded result — by
-/// [`release`](Self::release) on error or panic, and, when it is dropped (the caller's future
-/// was cancelled), by a release spawned on the runtime. [`keep`](Self::keep) leaves it as
-/// it stands: completed, or to lapse with its lease. The wrapper holds its claims through
-/// it, and so can other layers over a [`ResultStore`] (an HTTP layer, a queue consumer).
+/// the lease; the claim is released by [`release`](Self::release) on error or panic, or, if
+/// dropped (the caller's future was cancelled), by a release spawned on the runtime;
+/// [`keep`](Self::keep) leaves it completed, or to lapse with its lease. The wrapper holds its
+/// claims through it, as can other layers over a [`ResultStore`] (HTTP, a queue consumer).
 #[derive(Debug)]
 pub struct HeldClaim {
     store: Arc<dyn ResultStore>,
@@ -354,8 +352,7 @@ impl HeldClaim {
         }
     }
 
-    /// Leaves the claim as it stands (completed, or to lapse with its lease); passes
-    /// `through` on.
+    /// Leaves the claim as it stands (completed, or to lapse with its lease); returns `through`.
     pub fn keep<T>(mut self, through: T) -> T {
         self.armed = false;
         through
