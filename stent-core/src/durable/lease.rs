@@ -151,13 +151,12 @@ where
         attempt: u32,
         args: A,
     ) -> Served<R, E> {
-        let c = &self.inner.config;
+        let (c, started) = (&self.inner.config, Instant::now());
         let (shared_key, store) = (Arc::<str>::from(key), Arc::clone(&self.inner.store));
         let guard = HeldClaim::new(store, self.claim_ns(), Arc::clone(&shared_key), token);
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
-        let started = Instant::now();
         let work = self.execute(shared_key, attempt, |x| (self.inner.func)(args, x));
         let work = AssertUnwindSafe(work).catch_unwind();
         let result = match guard.renewing(c.lease(), work).await {

@@ -529,9 +529,7 @@ impl Execution {
 
     /// Stable across attempts of the same key: pass it to downstream APIs as their
     /// idempotency key. 32 hex characters, the first half of the SHA-256 of the key, so the
-    /// same key gives the same id in every process and every release.
-    ///
-    /// Computed when asked for: a function that does not need it does not pay for it.
+    /// same key gives the same id in every process and every release; computed when asked.
     ///
     /// ```
     /// # use stent_core::{Execution, MemoryStore, Stent};
@@ -562,9 +560,8 @@ impl<A: 'static, R, E> Durable<A, R, E> {
     }
 
     /// Store errors for which `pred` is true and replay them like results: for terminal
-    /// failures (a card declined) that must not be retried. Other errors are not stored.
-    /// Only for idempotent functions (a cache never stores errors): on a cache-only
-    /// function, every call fails with [`ErrorKind::Config`].
+    /// failures (a card declined) that must not be retried; others are not stored. Only for
+    /// idempotent functions: on a cache-only one, every call fails with [`ErrorKind::Config`].
     pub fn store_errors_if(self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
     where
         E: Serialize + DeserializeOwned,
@@ -594,9 +591,8 @@ impl<A: 'static, R, E> Durable<A, R, E> {
         &self.inner.config.name
     }
 
-    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error
-    /// every call returns (an invalid name or version, or a setting that does nothing in
-    /// the function's mode; see [`DurableBuilder::wrap`]). Nothing is sent to the store.
+    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error every
+    /// call returns, without reaching the store (see [`DurableBuilder::wrap`]).
     pub fn check(&self) -> Result<()> {
         (self.inner.invalid)
             .as_ref()

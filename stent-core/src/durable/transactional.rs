@@ -275,10 +275,9 @@ where
         args: A,
         joined: bool,
     ) -> Result<Tried<R, E, A>> {
-        let d = &self.durable;
+        let (d, ns) = (&self.durable, Namespace::Idempotency);
         let token = LeaseToken::generate();
-        let claim = self.durable.claim(&token, fingerprint);
-        let ns = Namespace::Idempotency;
+        let claim = d.claim(&token, fingerprint);
         let attempt = match self.store.claim_in(&mut tx, ns, key, &claim).await? {
             ClaimOutcome::Acquired { attempt, .. } => attempt,
             ClaimOutcome::Completed(record) => {
@@ -317,9 +316,8 @@ where
         fingerprint: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let token = LeaseToken::generate();
+        let (token, ns) = (LeaseToken::generate(), Namespace::Idempotency);
         let claim = self.durable.claim(&token, fingerprint);
-        let ns = Namespace::Idempotency;
         // Someone else may have claimed the key since the rollback: then theirs stands.
         let ClaimOutcome::Acquired { .. } = self.store.claim_in(conn, ns, key, &claim).await?
         else {
