@@ -180,9 +180,9 @@ where
     }
 
     /// Runs the function and stores its value under a lock key in the cache namespace
-    /// (`sha256:` of `refresh\0{key}`, in the function's scope), claimed and renewed while it
-    /// runs; `None` when a caller in any process holds it. Under the lock it reads the value
-    /// again: one stored since the caller `seen` its value is returned, not refreshed.
+    /// (`sha256:` of `refresh\0{key}`, in the function's scope), claimed, renewed while it
+    /// runs and released after; `None` when a caller in any process holds it. Under the lock
+    /// it reads the value again: one stored since the caller `seen` its value is returned.
     async fn refresh(
         &self,
         key: String,
