@@ -47,22 +47,15 @@ where
             Ok(key) => {
                 // The progress log needs the key after the call; otherwise it moves in.
                 let kept = started_at.map(|_| key.clone()).unwrap_or_default();
-                let span = tracing::debug_span!(
-                    "stent.call",
-                    function = %name,
-                    key = %key,
-                    status = tracing::field::Empty,
-                    attempt = tracing::field::Empty,
-                );
+                let span = tracing::debug_span!("stent.call", function = %name, key = %key,
+                    status = tracing::field::Empty, attempt = tracing::field::Empty);
                 let run = async {
-                    match run(key, args).await {
-                        Ok(served) => served.map_err(Error::function),
-                        Err(e) => Err(e.into_call_error()),
-                    }
+                    let served = run(key, args).await.map_err(Error::into_call_error);
+                    served?.map_err(Error::function)
                 };
-                let result = if span.is_disabled() {
+                if span.is_disabled() {
                     // No subscriber wants the span: skip entering it on every poll.
-                    run.await
+                    (kept, run.await)
                 } else {
                     let result = run.instrument(span.clone()).await;
                     match &result {
@@ -74,9 +67,8 @@ where
                             tracing::debug!(parent: &span, error.kind = %e.kind(), "call failed")
                         }
                     }
-                    result
-                };
-                (kept, result)
+                    (kept, result)
+                }
             }
         };
         if let Some(started) = started {
@@ -89,14 +81,12 @@ where
     }
 
     async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
-        let started = Instant::now();
-        let fingerprint = self.fingerprint_of(&args)?;
+        let (started, fingerprint) = (Instant::now(), self.fingerprint_of(&args)?);
         // Rejecting: an identical call in this process is a conflict like one in another
         // process, met at the store, so both get the same error.
         let InFlight::Wait { timeout } = self.inner.config.in_flight else {
             return self.run_alone(key, fingerprint, args, started).await;
         };
-        // Identical concurrent calls in this process share one trip to the store.
         let flight = match &fingerprint {
             Some(fp) => self.inner.flights.join(&format!("{key}\0{fp}")),
             None => self.inner.flights.join(&key),
@@ -105,18 +95,15 @@ where
             Flight::Leader(leader) => leader,
             Flight::Follower(mut slot) => {
                 // A follower that waited its whole timeout goes to the store with no time
-                // left: it gets the error a caller in another process would.
-                let landed =
-                    match tokio::time::timeout(timeout, slot.wait_for(Option::is_some)).await {
-                        Ok(Ok(landed)) => landed
-                            .as_ref()
-                            .map(|l| (decode_value(&key, &l.bytes), l.attempt)),
-                        _ => None,
-                    };
-                if let Some((Ok(value), attempt)) = landed {
-                    return Ok(Ok(Traced::new(value, Status::Joined, attempt, key)));
+                // left: it gets the error a caller in another process would. So does one
+                // whose leader failed or was cancelled.
+                let landed = slot.wait_for(Option::is_some);
+                if let Ok(Ok(landed)) = tokio::time::timeout(timeout, landed).await
+                    && let Some(Landed { bytes, attempt }) = &*landed
+                    && let Ok(value) = decode_value(&key, bytes)
+                {
+                    return Ok(Ok(Traced::new(value, Status::Joined, *attempt, key)));
                 }
-                // The leader failed or was cancelled: go to the store like anyone else.
                 return self.run_alone(key, fingerprint, args, started).await;
             }
         };
@@ -139,90 +126,63 @@ where
         args: A,
         started: Instant,
     ) -> Served<Traced<R>, E> {
-        let c = &self.inner.config;
-        let fingerprint = fingerprint.as_deref();
+        let (c, fingerprint) = (&self.inner.config, fingerprint.as_deref());
         let found = match c.cached {
             true => self.cache_lookup(&key, fingerprint).await?,
             false => None,
         };
-        let mut stale = None;
-        if let Some(found) = found {
-            let (seen, attempt) = (found.completed_at, found.attempt);
-            match found.past_ttl {
-                None => {
-                    if found.refresh_early {
-                        self.refresh_in_background(key.clone(), fingerprint, args, seen);
-                    }
-                    return Ok(Ok(Traced::new(found.value, Status::CacheHit, attempt, key)));
+        let revalidate = |past: Duration| c.stale_while_revalidate.is_some_and(|w| past < w);
+        let found = match found {
+            // Fresh, or stale within the stale-while-revalidate window: served, and refreshed
+            // in the background when stale or drawn for an early refresh (failures are
+            // logged, and the value stays).
+            Some(found) if found.past_ttl.is_none_or(revalidate) => {
+                if found.past_ttl.is_some() || found.refresh_early {
+                    let (this, fp) = (self.clone(), fingerprint.map(str::to_owned));
+                    let (refresh_key, seen) = (key.clone(), found.completed_at);
+                    tokio::spawn(async move {
+                        match this.refresh(refresh_key, fp.as_deref(), args, seen).await {
+                            None | Some(Ok(Ok(_))) => {}
+                            Some(Ok(Err(_))) => tracing::warn!("refresh: the function failed"),
+                            Some(Err(e)) => tracing::warn!(error = %e, "refresh: not done"),
+                        }
+                    });
                 }
-                Some(past) if c.stale_while_revalidate.is_some_and(|w| past < w) => {
-                    self.refresh_in_background(key.clone(), fingerprint, args, seen);
-                    return Ok(Ok(Traced::new(found.value, Status::Stale, attempt, key)));
-                }
-                Some(_) if c.stale_if_error.is_some() => stale = Some((found, key.clone())),
-                Some(_) => {}
+                let status = match found.past_ttl {
+                    None => Status::CacheHit,
+                    Some(_) => Status::Stale,
+                };
+                return Ok(Ok(Traced::new(found.value, status, found.attempt, key)));
             }
-        }
-        let served = match &stale {
-            // Under single flight the record of the key is the stale value itself, which a
-            // claim would replay: the refresh lock chooses who runs the function instead.
-            Some((found, _)) if c.single_flight => {
-                self.refresh(key, fingerprint, args, found.completed_at)
-                    .await
-            }
+            Some(found) if c.stale_if_error.is_some() => found,
             _ if c.idempotent || c.single_flight => {
                 return self.idempotent(key, fingerprint, args, started).await;
             }
-            _ => Some(self.execute_and_cache(key, fingerprint, args).await),
+            _ => return self.execute_and_cache(key, fingerprint, args).await,
         };
-        match (served, stale) {
-            (Some(served), None) => served,
-            (Some(Ok(Ok(fresh))), _) => Ok(Ok(fresh)),
-            (Some(Err(e)), Some(_)) if e.kind() != ErrorKind::Timeout => Err(e),
-            (served, Some((found, key))) => {
-                match served {
-                    None => tracing::debug!("a refresh is running; returning the stale value"),
-                    Some(_) => tracing::warn!(
-                        "the function failed or timed out; returning the stale value \
-                         (stale_if_error)"
-                    ),
-                }
-                Ok(Ok(Traced::new(
-                    found.value,
-                    Status::Stale,
-                    found.attempt,
-                    key,
-                )))
-            }
-            (None, None) => unreachable!("only a stale value sends a call to the refresh lock"),
+        let seen = found.completed_at;
+        let stale = Traced::new(found.value, Status::Stale, found.attempt, key.clone());
+        let served = match c.single_flight {
+            // Under single flight the record of the key is the stale value itself, which a
+            // claim would replay: the refresh lock chooses who runs the function instead.
+            true => self.refresh(key, fingerprint, args, seen).await,
+            false => Some(self.execute_and_cache(key, fingerprint, args).await),
+        };
+        match served {
+            Some(Ok(Ok(fresh))) => return Ok(Ok(fresh)),
+            Some(Err(e)) if e.kind() != ErrorKind::Timeout => return Err(e),
+            None => tracing::debug!("a refresh is running; returning the stale value"),
+            Some(_) => tracing::warn!(
+                "the function failed or timed out; returning the stale value (stale_if_error)"
+            ),
         }
+        Ok(Ok(stale))
     }
 
-    /// Refreshes a value on the runtime (see [`refresh`](Self::refresh)); failures are
-    /// logged, and the value stays.
-    fn refresh_in_background(
-        &self,
-        key: String,
-        fingerprint: Option<&str>,
-        args: A,
-        seen: Option<Timestamp>,
-    ) {
-        let (this, fingerprint) = (self.clone(), fingerprint.map(str::to_owned));
-        tokio::spawn(async move {
-            match this.refresh(key, fingerprint.as_deref(), args, seen).await {
-                None | Some(Ok(Ok(_))) => {}
-                Some(Ok(Err(_))) => tracing::warn!("refresh: the function failed"),
-                Some(Err(e)) => tracing::warn!(error = %e, "refresh: not done"),
-            }
-        });
-    }
-
-    /// Runs the function and stores its value, unless a caller in any process already is:
-    /// holds a claim on a lock key of its own in the cache namespace (the hashed form,
-    /// `sha256:` of `refresh\0{key}`, in the function's scope), renewed while the function
-    /// runs and released after. Under the lock it reads the value again: one stored since
-    /// this caller saw the value it `seen` (completed then) is returned, not refreshed.
-    /// `None` when another caller holds the lock.
+    /// Runs the function and stores its value under a lock key in the cache namespace
+    /// (`sha256:` of `refresh\0{key}`, in the function's scope), claimed, renewed while it
+    /// runs and released after; `None` when a caller in any process holds it. Under the lock
+    /// it reads the value again: one stored since the caller `seen` its value is returned.
     async fn refresh(
         &self,
         key: String,
@@ -236,14 +196,12 @@ where
         let claim = self.claim(&token, fingerprint);
         match store.claim(Namespace::Cache, &lock, &claim).await {
             Ok(ClaimOutcome::Acquired { .. }) => {}
-            Ok(_) => return None,
-            Err(e) => return Some(Err(e)),
+            claimed => return claimed.err().map(Err),
         }
         let guard = HeldClaim::new(store, Namespace::Cache, lock.into(), token);
         let served = match self.cache_lookup(&key, fingerprint).await {
-            Ok(Some(found)) if found.past_ttl.is_none() && found.completed_at != seen => {
-                let status = Status::CacheHit;
-                Ok(Ok(Traced::new(found.value, status, found.attempt, key)))
+            Ok(Some(f)) if f.past_ttl.is_none() && f.completed_at != seen => {
+                Ok(Ok(Traced::new(f.value, Status::CacheHit, f.attempt, key)))
             }
             _ => {
                 let refresh = self.execute_and_cache(key, fingerprint, args);
@@ -262,7 +220,8 @@ where
         args: A,
     ) -> Served<Traced<R>, E> {
         let started = Instant::now();
-        let value = match self.execute(key.as_str().into(), 1, args).await? {
+        let ran = self.execute(key.as_str().into(), 1, |x| (self.inner.func)(args, x));
+        let value = match ran.await? {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
         };
@@ -280,39 +239,31 @@ where
         }
     }
 
-    /// Runs the function as attempt `attempt` of `key`, inside the [`Execution`] it reads,
-    /// within its timeout.
-    pub(super) async fn execute(&self, key: Arc<str>, attempt: u32, args: A) -> Served<R, E> {
-        let exec = self.execution(Arc::clone(&key), attempt);
-        let run = CURRENT.scope(exec.clone(), (self.inner.func)(args, exec));
-        self.within_timeout(&key, run).await
-    }
-
-    /// `work`'s output, or [`ErrorKind::Timeout`] when it runs past the function's timeout.
-    pub(super) async fn within_timeout<T>(
+    /// Runs `work` as attempt `attempt` of `key`, counted as an execution: inside the
+    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the function's
+    /// timeout.
+    pub(super) async fn execute<F: Future>(
         &self,
-        key: &str,
-        work: impl Future<Output = T>,
-    ) -> Result<T> {
+        key: Arc<str>,
+        attempt: u32,
+        work: impl FnOnce(Execution) -> F,
+    ) -> Result<F::Output> {
+        let function = Arc::clone(&self.inner.config.name);
+        observe::execution(&function, attempt);
+        let exec = Execution {
+            function,
+            key: Arc::clone(&key),
+            attempt,
+        };
+        let work = CURRENT.scope(exec.clone(), work(exec));
         let Some(limit) = self.inner.config.timeout else {
             return Ok(work.await);
         };
         tokio::time::timeout(limit, work).await.map_err(|_| {
             let message =
                 format!("the function ran longer than its timeout ({limit:?}) and was cancelled");
-            Error::new(ErrorKind::Timeout, message).with_key(key)
+            Error::new(ErrorKind::Timeout, message).with_key(&*key)
         })
-    }
-
-    /// Attempt `attempt` of `key`, counted as an execution.
-    pub(super) fn execution(&self, key: Arc<str>, attempt: u32) -> Execution {
-        let name = &self.inner.config.name;
-        observe::execution(name, attempt);
-        Execution {
-            function: Arc::clone(name),
-            key,
-            attempt,
-        }
     }
 
     /// The fingerprint of `args`, when payloads are validated.
@@ -326,17 +277,10 @@ where
         (storage.pred)(err).then(|| (storage.encode)(err))
     }
 
-    /// A claim of this function's by `token`, for its lease.
-    pub(super) fn claim<'a>(
-        &'a self,
-        token: &'a LeaseToken,
-        fingerprint: Option<&'a str>,
-    ) -> Claim<'a> {
-        Claim {
-            token,
-            lease: self.inner.config.lease(),
-            meta: self.meta(fingerprint),
-        }
+    /// A claim of this function's by `token`, for its lease, with fingerprint `fp`.
+    pub(super) fn claim<'a>(&'a self, token: &'a LeaseToken, fp: Option<&'a str>) -> Claim<'a> {
+        let (lease, meta) = (self.inner.config.lease(), self.meta(fp));
+        Claim { token, lease, meta }
     }
 
     pub(super) fn meta<'a>(&'a self, fingerprint: Option<&'a str>) -> RecordMeta<'a> {
@@ -356,20 +300,17 @@ where
     async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<Found<R>>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Ok(None),
             Err(e) if c.fail_open && !c.idempotent => {
                 tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
-                return Ok(None);
+                None
             }
-            Err(e) => return Err(e),
+            read => read?,
         };
-        if fingerprint.is_some() {
-            if record.fingerprint.is_none() {
-                return Ok(None);
-            }
-            check_fingerprint(key, fingerprint, &record)?;
-        }
+        let Some(record) = record.filter(|r| fingerprint.is_none() || r.fingerprint.is_some())
+        else {
+            return Ok(None);
+        };
+        check_fingerprint(key, fingerprint, &record)?;
         let Some(bytes) = record.value.as_deref() else {
             return Ok(None);
         };
@@ -380,26 +321,23 @@ where
                 return Ok(None);
             }
         };
+        let (mut past_ttl, mut early) = (None, false);
         // Only the settings that look at a value's age read the clock.
-        let expiry = match (c.ttl, record.completed_at) {
-            (Some(ttl), Some(at)) if c.stale_window().is_some() || c.early_refresh.is_some() => {
-                Some((at.add(ttl), Timestamp::now()))
+        if let (Some(ttl), Some(at)) = (c.ttl, record.completed_at)
+            && (c.stale_window().is_some() || c.early_refresh.is_some())
+        {
+            let (expiry, now) = (at.add(ttl), Timestamp::now());
+            past_ttl = Some(now.since(expiry)).filter(|d| !d.is_zero());
+            if let (Some(beta), Some(took)) = (c.early_refresh, codec::computed_in(bytes)) {
+                early = refresh_early(took, beta, expiry.since(now));
             }
-            _ => None,
-        };
-        let past_ttl = expiry
-            .map(|(at, now)| now.since(at))
-            .filter(|d| !d.is_zero());
-        let refresh_early = match (expiry, c.early_refresh, codec::computed_in(bytes)) {
-            (Some((at, now)), Some(beta), Some(took)) => refresh_early(took, beta, at.since(now)),
-            _ => false,
-        };
+        }
         Ok(Some(Found {
             value,
             attempt: record.attempt,
             completed_at: record.completed_at,
             past_ttl,
-            refresh_early,
+            refresh_early: early,
         }))
     }
 
@@ -409,39 +347,16 @@ where
         bytes: &[u8],
         fingerprint: Option<&str>,
     ) -> Result<()> {
-        let c = &self.inner.config;
-        let meta = self.meta(fingerprint);
-        let store = self.inner.store.as_ref();
-        match store
-            .put(Namespace::Cache, key, bytes, c.cache_kept_for(), meta)
-            .await
-        {
-            Ok(()) => Ok(()),
+        let (c, meta) = (&self.inner.config, self.meta(fingerprint));
+        let (kept, store) = (c.cache_kept_for(), self.inner.store.as_ref());
+        match store.put(Namespace::Cache, key, bytes, kept, meta).await {
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.
             Err(e) if c.fail_open || c.idempotent => {
                 tracing::warn!(error = %e, "cache write failed; result returned uncached");
                 Ok(())
             }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The result a completed record holds: a value, or a stored error to replay.
-    pub(super) fn replay(&self, key: &str, record: &Record) -> Served<R, E> {
-        if record.state != RecordState::Completed {
-            return Err(Error::decode(key, "record is not completed"));
-        }
-        let bytes = record.value.as_deref().unwrap_or_default();
-        if bytes.first() != Some(&TAG_JSON_ERROR) {
-            return decode_value(key, bytes).map(Ok);
-        }
-        match &self.inner.store_errors {
-            Some(s) => (s.decode)(key, &bytes[1..]).map(Err),
-            None => Err(Error::decode(
-                key,
-                "the stored result is an error, but this function does not replay stored errors",
-            )),
+            put => put,
         }
     }
 }

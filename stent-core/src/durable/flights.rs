@@ -41,28 +41,21 @@ impl Flights {
         }
         let key: Arc<str> = Arc::from(key);
         map.insert(Arc::clone(&key), None);
-        Flight::Leader(LeaderGuard {
-            flights: self,
-            key,
-            finished: false,
-        })
+        Flight::Leader(LeaderGuard(self, Some(key)))
     }
 }
 
-/// Removes the flight when the leader's call ends, however it ends.
-pub(super) struct LeaderGuard<'a> {
-    flights: &'a Flights,
-    key: Arc<str>,
-    finished: bool,
-}
+/// A leader's hold on its flight (the flights, and its key until the flight ends): removes
+/// the flight when the leader's call ends, however it ends.
+pub(super) struct LeaderGuard<'a>(&'a Flights, Option<Arc<str>>);
 
 impl LeaderGuard<'_> {
     /// Ends the flight: no one joins it from now on, and whoever joined gets what `landed`
     /// makes (called only if someone did), or nothing, to go to the store.
     pub(super) fn finish(mut self, landed: impl FnOnce() -> Option<Landed>) {
-        self.finished = true;
         // The entry is this leader's: a key has one leader until its entry is removed.
-        let slot = self.flights.map().remove(&self.key).flatten();
+        let key = self.1.take().expect("finished once");
+        let slot = self.0.map().remove(&key).flatten();
         if let Some(slot) = slot
             && let Some(landed) = landed()
         {
@@ -73,8 +66,8 @@ impl LeaderGuard<'_> {
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            self.flights.map().remove(&self.key);
+        if let Some(key) = self.1.take() {
+            self.0.map().remove(&key);
         }
     }
 }

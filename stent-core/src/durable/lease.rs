@@ -1,7 +1,7 @@
 //! Everything that touches a lease: the claim loop, renewal while the function runs,
 //! fencing, the completion retry, and release on error, panic or cancellation.
 
-use super::call::{Served, check_fingerprint};
+use super::call::{Served, check_fingerprint, decode_value};
 use super::*;
 
 impl<A, R, E> Durable<A, R, E>
@@ -17,15 +17,13 @@ where
         args: A,
         started: Instant,
     ) -> Served<Traced<R>, E> {
-        let c = &self.inner.config;
-        let mut backoff = Duration::from_millis(5);
-        let mut joined = false;
+        let (c, ns) = (&self.inner.config, self.claim_ns());
+        let store = self.inner.store.as_ref();
+        let (mut backoff, mut joined) = (Duration::from_millis(5), false);
         loop {
-            let token = LeaseToken::generate();
+            let (token, sent) = (LeaseToken::generate(), Instant::now());
             let claim = self.claim(&token, fingerprint);
-            let store = self.inner.store.as_ref();
-            let sent = Instant::now();
-            let claimed = match store.claim(self.claim_ns(), &key, &claim).await {
+            let claimed = match store.claim(ns, &key, &claim).await {
                 // Single flight is protection, not a result: fail_open runs without it.
                 Err(e) if c.fail_open && !c.idempotent => {
                     tracing::warn!(error = %e, "single-flight claim failed; running the function (fail_open)");
@@ -33,25 +31,20 @@ where
                 }
                 claimed => claimed?,
             };
-            let record = match claimed {
+            let nap = match claimed {
                 // The answer took as long as the lease it asked for (a slow network), so the
                 // lease may have lapsed and another caller may hold the key by now: run
                 // nothing, claim again. Measured here, not against the store's clock.
                 ClaimOutcome::Acquired { .. } if sent.elapsed() >= claim.lease => {
                     if started.elapsed() >= self.in_flight_wait() {
-                        return Err(Error::new(
-                            ErrorKind::Unavailable,
-                            "the store's answers to claims take as long as the leases they \
-                             grant: the lease is too short for this network",
-                        )
-                        .with_key(&key));
+                        let why = "the store's answers to claims take as long as the leases \
+                                   they grant: the lease is too short for this network";
+                        return Err(Error::new(ErrorKind::Unavailable, why).with_key(&key));
                     }
                     tracing::warn!(
                         "the claim's answer came back after its lease lapsed; claiming again"
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
-                    continue;
+                    backoff
                 }
                 ClaimOutcome::Acquired { attempt, .. } => {
                     // Boxed: a replay's future need not carry the execution's state.
@@ -60,13 +53,13 @@ where
                     return Ok(served.map(|v| Traced::new(v, Status::Executed, attempt, key)));
                 }
                 ClaimOutcome::Completed(record) => {
-                    return self
-                        .replay_completed(key, fingerprint, &record, joined)
-                        .await;
+                    let replayed = self.replay_completed(key, fingerprint, &record, joined);
+                    return replayed.await;
                 }
-                ClaimOutcome::InFlight(record) => record,
+                ClaimOutcome::InFlight(record) => {
+                    self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?
+                }
             };
-            let nap = self.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
             tokio::time::sleep(nap.min(backoff)).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
@@ -74,7 +67,7 @@ where
 
     /// How long a call may wait for a key: the in-flight policy's timeout, none when it
     /// rejects.
-    fn in_flight_wait(&self) -> Duration {
+    pub(super) fn in_flight_wait(&self) -> Duration {
         match self.inner.config.in_flight {
             InFlight::Reject => Duration::ZERO,
             InFlight::Wait { timeout } => timeout,
@@ -84,20 +77,9 @@ where
     /// Where the claims of this function live: the idempotency namespace, or, for a cached
     /// function with [single flight](DurableBuilder::single_flight), the cache's.
     fn claim_ns(&self) -> Namespace {
-        if self.inner.config.idempotent {
-            Namespace::Idempotency
-        } else {
-            Namespace::Cache
-        }
-    }
-
-    /// How long a completed record is kept: the retention, or as long as a cached value.
-    fn kept_for(&self) -> Option<Duration> {
-        let c = &self.inner.config;
-        if c.idempotent {
-            c.retention
-        } else {
-            c.cache_kept_for()
+        match self.inner.config.idempotent {
+            true => Namespace::Idempotency,
+            false => Namespace::Cache,
         }
     }
 
@@ -110,15 +92,22 @@ where
         joined: bool,
     ) -> Served<Traced<R>, E> {
         check_fingerprint(&key, fingerprint, record)?;
-        let value = match self.replay(&key, record)? {
-            Ok(value) => value,
-            Err(e) => return Ok(Err(e)),
+        if record.state != RecordState::Completed {
+            return Err(Error::decode(&key, "record is not completed"));
+        }
+        // A value, or a stored error to replay.
+        let bytes = record.value.as_deref().unwrap_or_default();
+        let value = match (bytes.first(), &self.inner.store_errors) {
+            (Some(&TAG_JSON_ERROR), Some(s)) => return Ok(Err((s.decode)(&key, &bytes[1..])?)),
+            (Some(&TAG_JSON_ERROR), None) => {
+                let why = "the stored result is an error, but this function does not replay \
+                           stored errors";
+                return Err(Error::decode(&key, why));
+            }
+            _ => decode_value(&key, bytes)?,
         };
         let c = &self.inner.config;
-        if c.cached
-            && c.idempotent
-            && let Some(bytes) = &record.value
-        {
+        if c.cached && c.idempotent {
             self.cache_store(&key, bytes, fingerprint).await?;
         }
         let status = match (joined, c.idempotent) {
@@ -139,21 +128,15 @@ where
         started: Instant,
         joined: &mut bool,
     ) -> Result<Duration> {
-        let c = &self.inner.config;
         check_fingerprint(key, fingerprint, record)?;
-        let timeout = self.in_flight_wait();
-        let waited = started.elapsed();
+        let (timeout, waited) = (self.in_flight_wait(), started.elapsed());
         if waited >= timeout {
-            return Err(in_flight(
-                key,
-                record,
-                (!timeout.is_zero()).then_some(waited),
-            ));
+            let waited = (!timeout.is_zero()).then_some(waited);
+            return Err(in_flight(key, record, waited));
         }
-        if !*joined {
-            observe::in_flight_wait(&c.name);
+        if !std::mem::replace(joined, true) {
+            observe::in_flight_wait(&self.inner.config.name);
         }
-        *joined = true;
         // Wake up no later than the holder's lease lapses, to take over promptly.
         Ok((until_lapse(record) + Duration::from_millis(2)).min(timeout - waited))
     }
@@ -168,20 +151,14 @@ where
         attempt: u32,
         args: A,
     ) -> Served<R, E> {
-        let c = &self.inner.config;
-        // One copy of the key, shared by the guard and the execution.
-        let shared_key: Arc<str> = key.into();
-        let guard = HeldClaim::new(
-            Arc::clone(&self.inner.store),
-            self.claim_ns(),
-            Arc::clone(&shared_key),
-            token,
-        );
+        let (c, started) = (&self.inner.config, Instant::now());
+        let (shared_key, store) = (Arc::<str>::from(key), Arc::clone(&self.inner.store));
+        let guard = HeldClaim::new(store, self.claim_ns(), Arc::clone(&shared_key), token);
         if attempt > 1 {
             tracing::info!(attempt, "taking over after a lapsed lease");
         }
-        let started = Instant::now();
-        let work = AssertUnwindSafe(self.execute(shared_key, attempt, args)).catch_unwind();
+        let work = self.execute(shared_key, attempt, |x| (self.inner.func)(args, x));
+        let work = AssertUnwindSafe(work).catch_unwind();
         let result = match guard.renewing(c.lease(), work).await {
             Ok(Ok(result)) => result,
             Ok(Err(timed_out)) => {
@@ -194,24 +171,23 @@ where
             }
         };
         let bytes = match &result {
-            Ok(value) => self.encode(value, started.elapsed()),
-            Err(e) => match self.stored_error(e) {
-                Some(bytes) => bytes,
-                None => {
-                    guard.release().await;
-                    return Ok(result);
-                }
-            },
+            Ok(value) => Some(self.encode(value, started.elapsed())),
+            Err(e) => self.stored_error(e),
+        };
+        let Some(bytes) = bytes else {
+            guard.release().await;
+            return Ok(result);
         };
         let recorded = match bytes {
-            Ok(bytes) => self
-                .complete(key, guard.token(), &bytes)
-                .await
-                .map(|()| bytes),
-            Err(e) => Err(e),
+            Ok(bytes) => (self.complete(key, guard.token(), &bytes).await).map(|()| bytes),
+            unencoded => unencoded,
         };
-        let bytes = match recorded {
-            Ok(bytes) => bytes,
+        match recorded {
+            Ok(bytes) if c.cached && c.idempotent => {
+                guard.keep(());
+                self.cache_store(key, &bytes, fingerprint).await?;
+            }
+            Ok(_) => guard.keep(()),
             // Nothing was written: the key is free for the next caller at once.
             Err(e) if matches!(e.kind(), ErrorKind::ValueTooLarge | ErrorKind::Encode) => {
                 guard.release().await;
@@ -221,15 +197,11 @@ where
             // stored meanwhile: the cache holds a value, and this one is as fresh.
             Err(e) if e.kind() == ErrorKind::LeaseLost && !c.idempotent => {
                 tracing::debug!("a refresh stored a value over the single-flight claim");
-                return Ok(guard.keep(result));
+                guard.keep(());
             }
             // Leave the claim: a lost lease belongs to someone else now, and after
             // a store outage the lease lapses and the next caller takes over.
             Err(e) => return Err(guard.keep(e)),
-        };
-        guard.keep(());
-        if c.cached && c.idempotent {
-            self.cache_store(key, &bytes, fingerprint).await?;
         }
         Ok(result)
     }
@@ -237,16 +209,17 @@ where
     /// Records the result, retrying transient store errors for up to one lease: the work
     /// is done, so recording it is worth some patience.
     async fn complete(&self, key: &str, token: &LeaseToken, bytes: &[u8]) -> Result<()> {
-        let c = &self.inner.config;
+        let (c, ns) = (&self.inner.config, self.claim_ns());
         let store = self.inner.store.as_ref();
+        // Completed records are kept for the retention, or as long as a cached value.
+        let kept = match c.idempotent {
+            true => c.retention,
+            false => c.cache_kept_for(),
+        };
         let deadline = Instant::now() + c.lease();
-        let mut backoff = Duration::from_millis(10);
-        let mut retried = false;
+        let (mut backoff, mut retried) = (Duration::from_millis(10), false);
         loop {
-            match store
-                .complete(self.claim_ns(), key, token, bytes, self.kept_for())
-                .await
-            {
+            match store.complete(ns, key, token, bytes, kept).await {
                 Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
                     tracing::warn!(error = %e, "recording the result failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -256,7 +229,7 @@ where
                 // An attempt whose reply was lost may have been applied: if the record now
                 // holds exactly this result, it was ours.
                 Err(e) if retried && e.kind() == ErrorKind::LeaseLost => {
-                    return match store.get(self.claim_ns(), key).await {
+                    return match store.get(ns, key).await {
                         Ok(Some(r))
                             if r.state == RecordState::Completed
                                 && r.value.as_deref() == Some(bytes) =>
@@ -299,11 +272,10 @@ pub(super) fn in_flight(key: &str, record: &Record, waited: Option<Duration>) ->
 }
 
 /// A claim this process holds on a key: [`renewing`](Self::renewing) runs work while renewing
-/// the lease, and the claim is released when it ends without a recorded result — by
-/// [`release`](Self::release) on error or panic, and, when it is dropped (the caller's future
-/// was cancelled), by a release spawned on the runtime. [`keep`](Self::keep) leaves it as
-/// it stands: completed, or to lapse with its lease. The wrapper holds its claims through
-/// it, and so can other layers over a [`ResultStore`] (an HTTP layer, a queue consumer).
+/// the lease; the claim is released by [`release`](Self::release) on error or panic, or, if
+/// dropped (the caller's future was cancelled), by a release spawned on the runtime;
+/// [`keep`](Self::keep) leaves it completed, or to lapse with its lease. The wrapper holds its
+/// claims through it, as can other layers over a [`ResultStore`] (HTTP, a queue consumer).
 #[derive(Debug)]
 pub struct HeldClaim {
     store: Arc<dyn ResultStore>,
@@ -352,11 +324,8 @@ impl HeldClaim {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
-                match self
-                    .store
-                    .renew(self.ns, &self.key, &self.token, lease)
-                    .await
-                {
+                let renewed = self.store.renew(self.ns, &self.key, &self.token, lease);
+                match renewed.await {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::LeaseLost => {
                         tracing::warn!("lease lost while running; the result will not be recorded");
@@ -382,8 +351,7 @@ impl HeldClaim {
         }
     }
 
-    /// Leaves the claim as it stands (completed, or to lapse with its lease); passes
-    /// `through` on.
+    /// Leaves the claim as it stands (completed, or to lapse with its lease); returns `through`.
     pub fn keep<T>(mut self, through: T) -> T {
         self.armed = false;
         through
@@ -392,10 +360,9 @@ impl HeldClaim {
 
 impl Drop for HeldClaim {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        if self.armed
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
             let (store, ns, key) = (Arc::clone(&self.store), self.ns, Arc::clone(&self.key));
             let token = self.token.clone();
             handle.spawn(async move {

@@ -1,8 +1,6 @@
-//! The wrapper API: [`Stent`], [`DurableBuilder`] and [`Durable`].
-//!
-//! This file holds the builder, its configuration and the types a call returns; the call
-//! path is in `call.rs`, everything that touches a lease in `lease.rs`, and the coalescing
-//! of identical calls in one process in `flights.rs`.
+//! The wrapper API: [`Stent`], [`DurableBuilder`] and [`Durable`]. The call path is in
+//! `call.rs`, leases in `lease.rs`, transactional calls in `transactional.rs`, and the
+//! coalescing of identical calls in one process in `flights.rs`.
 
 mod call;
 mod flights;
@@ -17,16 +15,12 @@ pub use lease::HeldClaim;
 #[cfg(feature = "sqlx")]
 pub use transactional::{OnConnection, SqlConnection, SqlStore, TxDurable};
 
-use std::fmt;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::{fmt, future::Future, sync::Arc};
 
-use futures_util::FutureExt as _;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use futures_util::{FutureExt as _, future::BoxFuture};
+use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument as _;
 
 use crate::codec::{self, TAG_JSON_ERROR};
@@ -78,9 +72,7 @@ pub struct Stent {
 impl Stent {
     /// Wraps a store.
     pub fn new(store: impl ResultStore) -> Self {
-        Stent {
-            store: Arc::new(store),
-        }
+        Self::from_arc(Arc::new(store))
     }
 
     /// Wraps a store that is already shared (as `stent::connect` returns it).
@@ -106,29 +98,23 @@ impl Stent {
         progress::read(&*self.store, id).await
     }
 
-    /// Deletes every cached result of function `name` (of its `version` only, when one is
-    /// given), so the next calls run it again; idempotency records stay. Keys are scanned by
-    /// their `{name}|` or `{name}|{version}|` prefix in pages of 1,000 (see
-    /// [`store::delete_prefix`](crate::store::delete_prefix)); results stored under
-    /// [shared keys](DurableBuilder::shared_key) carry no name and are not reached. Returns
-    /// how many results were deleted.
+    /// Deletes every cached result of function `name` (of its `version` only, when given),
+    /// so the next calls run it again; idempotency records stay. Keys are scanned by their
+    /// `{name}|` or `{name}|{version}|` prefix in pages of 1,000
+    /// ([`store::delete_prefix`](crate::store::delete_prefix)); results under [shared
+    /// keys](DurableBuilder::shared_key) carry no name and stay. Returns how many went.
     pub async fn invalidate_function(&self, name: &str, version: Option<&str>) -> Result<u64> {
         let prefix = crate::key::function_prefix(name, version)?;
-        let store = self.store.as_ref();
-        crate::store::delete_prefix(store, Namespace::Cache, &prefix, 1000, |_| {}).await
+        crate::store::delete_prefix(&*self.store, Namespace::Cache, &prefix, 1000, |_| {}).await
     }
 
     /// Starts describing a durable function. `name` must be stable across deploys and
     /// processes (it is part of every key): write it out, never derive it from a type path.
     pub fn durable(&self, name: impl Into<String>) -> DurableBuilder {
-        DurableBuilder {
-            store: Arc::clone(&self.store),
-            config: Config {
-                name: Arc::from(name.into()),
-                ..Config::default()
-            },
-            key: DefaultKey::new(),
-        }
+        let (store, mut config) = (Arc::clone(&self.store), Config::default());
+        config.name = name.into().into();
+        let key = DefaultKey::new();
+        DurableBuilder { store, config, key }
     }
 }
 
@@ -144,9 +130,8 @@ pub enum InFlight {
         timeout: Duration,
     },
     /// Return [`ErrorKind::InFlight`] at once, with [`Error::retry_after`] the time until
-    /// the running call's lease lapses. Identical calls in one process are not coalesced
-    /// under this policy: they meet at the store, as calls from other processes do, so
-    /// both get the same error.
+    /// the running call's lease lapses. Identical calls in one process are not coalesced:
+    /// they meet at the store, like calls from other processes, and get the same error.
     Reject,
 }
 
@@ -195,8 +180,7 @@ impl Config {
 
     /// How long a cached value is kept: its TTL and the stale window after it.
     fn cache_kept_for(&self) -> Option<Duration> {
-        let ttl = self.ttl?;
-        Some(ttl + self.stale_window().unwrap_or_default())
+        (self.ttl).map(|ttl| ttl + self.stale_window().unwrap_or_default())
     }
 
     fn scope(&self) -> KeyScope<'_> {
@@ -211,7 +195,7 @@ impl Config {
     /// nothing in the chosen mode (a reader would expect them to).
     fn check(&self) -> Result<()> {
         self.scope().check()?;
-        let (idempotent, cached) = (self.idempotent, self.cached);
+        let (idempotent, cached, name) = (self.idempotent, self.cached, &*self.name);
         // Values kept past or refreshed before their TTL: only a cached function that is not
         // idempotent, with a TTL, has them.
         let refresh_fits = cached && !idempotent && self.ttl.is_some();
@@ -219,9 +203,8 @@ impl Config {
             && !(beta.is_finite() && beta > 0.0)
         {
             return Err(Error::config(format!(
-                ".early_refresh({beta}) on function {:?}: beta must be finite and above 0 \
-                 (1.0 is the usual choice)",
-                &*self.name
+                ".early_refresh({beta}) on function {name:?}: beta must be finite and above 0 \
+                 (1.0 is the usual choice)"
             )));
         }
         let useless = [
@@ -274,8 +257,7 @@ impl Config {
         ];
         match useless.into_iter().find(|(useless, ..)| *useless) {
             Some((_, setting, why)) => Err(Error::config(format!(
-                "{setting} has no effect on function {:?}: {why}",
-                &*self.name
+                "{setting} has no effect on function {name:?}: {why}"
             ))),
             None => Ok(()),
         }
@@ -331,9 +313,9 @@ impl<K> DurableBuilder<K> {
         /// functions: idempotency records are kept for the [`retention`](Self::retention).
         ttl(ttl: Duration) => ttl = Some(ttl);
 
-        /// How long idempotency records are kept after completion (default: forever, as an
-        /// idempotency guarantee should be). After it, the same call executes again. Only for
-        /// idempotent functions: cached results live for the [`ttl`](Self::ttl).
+        /// How long idempotency records are kept after completion (default: forever); after it,
+        /// the same call executes again. Only for idempotent functions: cached results live for
+        /// the [`ttl`](Self::ttl).
         retention(retention: Duration) => retention = Some(retention);
 
         /// How long a claim lasts without renewal (default 30 s). While the function runs the
@@ -355,51 +337,43 @@ impl<K> DurableBuilder<K> {
         fail_open() => fail_open = true;
 
         /// For cached functions: concurrent misses of one key, in any number of processes,
-        /// run the function once. The first claims the key in the cache namespace, with a
-        /// lease renewed while it runs; the others wait (per [`in_flight`](Self::in_flight))
-        /// and read its value (`Joined`); if it fails or its process dies, the claim is
-        /// released or lapses and one of them runs instead. Not the default: it costs a
-        /// claim on every miss (one round trip more than a plain miss's write), and plain
-        /// caching tolerates an occasional duplicate computation. When the claim fails, the
-        /// call fails, or, with [`fail_open`](Self::fail_open), runs the function unprotected.
+        /// run the function once. The first claims the key in the cache namespace (lease
+        /// renewed while it runs); the others wait (per [`in_flight`](Self::in_flight)) and
+        /// read its value (`Joined`), or, if it fails or dies, one of them runs instead. It
+        /// costs a claim on every miss (one round trip more), so it is not the default. When
+        /// the claim fails, the call fails, or runs unprotected with [`fail_open`](Self::fail_open).
         single_flight() => single_flight = true;
 
-        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
-        /// their TTL. A call that finds one there runs the function, and when the function
-        /// fails or runs past its [`timeout`](Self::timeout), returns that value
-        /// (`Status::Stale`; the error is logged and counted) instead of the error. A value's
-        /// age is the caller's clock against the time the store recorded it (the server's,
-        /// on PostgreSQL and Redis). With [single flight](Self::single_flight), one caller
-        /// across every process runs the function, holding the key's refresh lock (see
-        /// [`stale_while_revalidate`](Self::stale_while_revalidate)), and the others get the
-        /// stale value at once.
+        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past their
+        /// TTL. A call that finds one there runs the function and, if it fails or passes its
+        /// [`timeout`](Self::timeout), returns that value (`Status::Stale`; the error is logged
+        /// and counted). Age is the caller's clock against the store's record time (the
+        /// server's, on PostgreSQL and Redis). With [single flight](Self::single_flight), one
+        /// caller in every process runs the function under the key's refresh lock (see
+        /// [`stale_while_revalidate`](Self::stale_while_revalidate)); the others get the stale
+        /// value at once.
         stale_if_error(window: Duration) => stale_if_error = Some(window);
 
-        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past
-        /// their TTL, and a call that finds one there gets it at once (`Status::Stale`)
-        /// while one refresh runs in the background: one across every process, which holds a
-        /// claim (renewed while it runs) on the key's refresh lock, a key of its own in the
-        /// cache namespace, and reads the value again under it, so a refresh that just ended
-        /// is not repeated (see `stale_if_error` for how age is measured).
+        /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past their
+        /// TTL, and a call that finds one there gets it at once (`Status::Stale`) while one
+        /// refresh across every process runs in the background, holding a renewed claim on the
+        /// key's refresh lock (a key of its own in the cache namespace) and reading the value
+        /// again under it, so a refresh that just ended is not repeated.
         stale_while_revalidate(window: Duration) => stale_while_revalidate = Some(window);
 
         /// For cached functions with a [`ttl`](Self::ttl): refresh hot values before they
-        /// expire, so that callers of a busy key never meet its expiry, and never all at once.
-        /// Each hit refreshes in the background (as
-        /// [`stale_while_revalidate`](Self::stale_while_revalidate) does, once across every
-        /// process) with a probability that rises as expiry nears and with how long the
-        /// function took: when `took × beta × −ln(u) ≥ time left`, `u` uniform in (0, 1]
-        /// (the XFetch rule of Vattani, Chierichetti and Lowenstein, 2015). `beta` 1.0 is the
-        /// usual choice; above 1 refreshes earlier. How long the function took is stored with
-        /// the value (see [`codec`](crate::codec)); a value stored without it is refreshed
-        /// only at expiry.
+        /// expire, so callers of a busy key never meet its expiry, and never all at once. Each
+        /// hit refreshes in the background (once across every process, as
+        /// [`stale_while_revalidate`](Self::stale_while_revalidate)) when `took × beta × −ln(u)
+        /// ≥ time left`, `u` uniform in (0, 1] (XFetch: Vattani, Chierichetti and Lowenstein,
+        /// 2015). `beta` 1.0 is usual; above 1 refreshes earlier. `took` is stored with the
+        /// value (see [`codec`](crate::codec)); a value without it refreshes only at expiry.
         early_refresh(beta: f64) => early_refresh = Some(beta);
 
         /// Cancels the function when it runs longer than `limit`: the call fails with
         /// [`ErrorKind::Timeout`] (retryable), nothing is recorded, and a claim it held is
-        /// released, so the next caller runs at once. With
-        /// [`stale_if_error`](Self::stale_if_error), a value kept past its TTL is returned
-        /// instead.
+        /// released. With [`stale_if_error`](Self::stale_if_error), a value kept past its TTL
+        /// is returned instead.
         timeout(limit: Duration) => timeout = Some(limit);
 
         /// Custom keys are used as given, not scoped by function name and version: for a
@@ -407,14 +381,11 @@ impl<K> DurableBuilder<K> {
         shared_key() => shared_key = true;
     }
 
-    /// Derive keys with `strategy`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
+    /// Derive keys with `key`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
     /// `{name}|{version}|{custom}`) or any [`KeyStrategy`].
-    pub fn key<K2>(self, strategy: K2) -> DurableBuilder<K2> {
-        DurableBuilder {
-            store: self.store,
-            config: self.config,
-            key: strategy,
-        }
+    pub fn key<K2>(self, key: K2) -> DurableBuilder<K2> {
+        let Self { store, config, .. } = self;
+        DurableBuilder { store, config, key }
     }
 
     /// Always hash the arguments in the key (keeps personal data out of keys and logs).
@@ -425,13 +396,10 @@ impl<K> DurableBuilder<K> {
     /// Wraps an async function of one argument value (a tuple for several).
     ///
     /// The function returns `Result<R, E>`; `R` is stored as JSON, `E` is returned to the
-    /// caller and not stored (see [`Durable::store_errors_if`]).
-    ///
-    /// A function described with an invalid name or version (see [`KeyScope::check`]), or
-    /// with a setting that does nothing in its mode (a [`ttl`](Self::ttl) on a function that
-    /// is not cached, say), is still wrapped, and every call of it fails with
-    /// [`ErrorKind::Config`] before anything is sent to the store; [`Durable::check`] reports
-    /// the same error at start-up.
+    /// caller and not stored (see [`Durable::store_errors_if`]). A function with an invalid
+    /// name or version ([`KeyScope::check`]), or a setting that does nothing in its mode (a
+    /// [`ttl`](Self::ttl) on one not cached, say), is still wrapped: every call fails with
+    /// [`ErrorKind::Config`] before reaching the store, and [`Durable::check`] reports it.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -487,9 +455,8 @@ impl<K> DurableBuilder<K> {
     }
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type FingerprintFn<A> = Box<dyn Fn(&A) -> Result<String> + Send + Sync>;
-type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFut<Result<R, E>> + Send + Sync>;
+type Func<A, R, E> = Box<dyn Fn(A, Execution) -> BoxFuture<'static, Result<R, E>> + Send + Sync>;
 
 struct ErrorStorage<E> {
     pred: Box<dyn Fn(&E) -> bool + Send + Sync>,
@@ -562,9 +529,7 @@ impl Execution {
 
     /// Stable across attempts of the same key: pass it to downstream APIs as their
     /// idempotency key. 32 hex characters, the first half of the SHA-256 of the key, so the
-    /// same key gives the same id in every process and every release.
-    ///
-    /// Computed when asked for: a function that does not need it does not pay for it.
+    /// same key gives the same id in every process and every release; computed when asked.
     ///
     /// ```
     /// # use stent_core::{Execution, MemoryStore, Stent};
@@ -587,24 +552,16 @@ impl Execution {
     }
 }
 
-impl<A, R, E> Durable<A, R, E>
-where
-    A: Serialize + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-    E: Send + 'static,
-{
+impl<A: 'static, R, E> Durable<A, R, E> {
     fn configure(mut self, f: impl FnOnce(&mut Inner<A, R, E>)) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => f(inner),
-            None => panic!("configure a Durable right after `wrap`, before cloning it"),
-        }
+        f(Arc::get_mut(&mut self.inner)
+            .expect("configure a Durable right after `wrap`, before cloning it"));
         self
     }
 
     /// Store errors for which `pred` is true and replay them like results: for terminal
-    /// failures (a card declined) that must not be retried. Other errors are not stored.
-    /// Only for idempotent functions (a cache never stores errors): on a cache-only
-    /// function, every call fails with [`ErrorKind::Config`].
+    /// failures (a card declined) that must not be retried; others are not stored. Only for
+    /// idempotent functions: on a cache-only one, every call fails with [`ErrorKind::Config`].
     pub fn store_errors_if(self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
     where
         E: Serialize + DeserializeOwned,
@@ -634,14 +591,12 @@ where
         &self.inner.config.name
     }
 
-    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error
-    /// every call returns (an invalid name or version, or a setting that does nothing in
-    /// the function's mode; see [`DurableBuilder::wrap`]). Nothing is sent to the store.
+    /// `Ok` when the function can be called; otherwise the [`ErrorKind::Config`] error every
+    /// call returns, without reaching the store (see [`DurableBuilder::wrap`]).
     pub fn check(&self) -> Result<()> {
-        match &self.inner.invalid {
-            Some(why) => Err(Error::config(why.clone())),
-            None => Ok(()),
-        }
+        (self.inner.invalid)
+            .as_ref()
+            .map_or(Ok(()), |why| Err(Error::config(why.clone())))
     }
 
     /// The key a call with `args` is stored under.

@@ -1,7 +1,6 @@
 //! Transactional calls: the claim, the function's writes and the result commit together in
 //! one SQL transaction, on stores whose records live in that database.
 
-use futures_util::future::BoxFuture;
 use sqlx::{AssertSqlSafe, Connection as _, Database};
 
 use super::call::{Served, check_fingerprint};
@@ -12,8 +11,8 @@ use super::*;
 pub type SqlConnection<S> = <<S as SqlStore>::Db as Database>::Connection;
 
 /// A store whose records live in an SQL database, so that a claim and its result can be
-/// written inside a transaction that also holds the function's own writes: the store side
-/// of [`DurableBuilder::wrap_tx`]. Implemented by the PostgreSQL and SQLite stores.
+/// written in a transaction with the function's own writes: the store side of
+/// [`DurableBuilder::wrap_tx`], implemented by the PostgreSQL and SQLite stores.
 #[async_trait::async_trait]
 pub trait SqlStore: ResultStore + Clone {
     /// The database: `sqlx::Postgres` or `sqlx::Sqlite`.
@@ -31,7 +30,7 @@ pub trait SqlStore: ResultStore + Clone {
     ) -> Result<()>;
 
     /// The statement that begins [`TxDurable::call`]'s transactions, in which a statement
-    /// waits at most `lock_wait` for a lock another transaction holds.
+    /// waits at most `lock_wait` (at least 1 ms) for a lock another transaction holds.
     fn begin_statement(&self, lock_wait: Duration) -> String;
 
     /// [`ResultStore::claim`], sent on `conn` inside its transaction.
@@ -71,15 +70,14 @@ type TxFunc<S, A, R, E> =
 
 impl<K> DurableBuilder<K> {
     /// Wraps a function whose effects are writes to the database `store` keeps its records
-    /// in: its claim, its writes and its result commit in one transaction, or none of them
-    /// does. Always idempotent; see [`TxDurable`] for what each call sends and how
-    /// concurrent callers meet.
+    /// in: its claim, its writes and its result commit in one transaction, or none does.
+    /// Always idempotent; see [`TxDurable`] for what each call sends and how callers meet.
     ///
-    /// The function gets the transaction's connection (`&mut PgConnection` or
-    /// `&mut SqliteConnection`, which `&mut *tx` gives), writes through it with the
-    /// re-exported [`sqlx`](crate::sqlx), and returns a boxed future, as the closures of
-    /// sqlx's own `Connection::transaction` do. The `stent` crate's README, section "Exactly
-    /// once inside your database", and its `examples/transactional.rs` show it on SQLite.
+    /// The function gets the transaction's connection (`&mut PgConnection` or `&mut
+    /// SqliteConnection`, which `&mut *tx` gives), writes through it with the re-exported
+    /// [`sqlx`](crate::sqlx), and returns a boxed future, as the closures of sqlx's
+    /// `Connection::transaction` do. The `stent` README ("Exactly once inside your
+    /// database") and `examples/transactional.rs` show it on SQLite.
     pub fn wrap_tx<S, A, R, E, F>(self, store: &S, f: F) -> TxDurable<S, A, R, E>
     where
         S: SqlStore,
@@ -87,16 +85,12 @@ impl<K> DurableBuilder<K> {
         A: Serialize + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Send + 'static,
-        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>>
-            + Send
-            + Sync
-            + 'static,
+        F: for<'c> Fn(&'c mut SqlConnection<S>, A) -> BoxFuture<'c, Result<R, E>>,
+        F: Send + Sync + 'static,
     {
-        let cached = self.config.cached;
-        let builder = DurableBuilder {
-            store: Arc::new(store.clone()),
-            ..self.idempotent()
-        };
+        let (cached, store) = (self.config.cached, store.clone());
+        let mut builder = self.idempotent();
+        builder.store = Arc::new(store.clone());
         // The plain call path is never taken: a `TxDurable` runs `f` in its transaction.
         let durable = builder.wrap(|_: A| std::future::pending());
         let durable = durable.configure(|inner| {
@@ -110,7 +104,7 @@ impl<K> DurableBuilder<K> {
         });
         TxDurable {
             durable,
-            store: store.clone(),
+            store,
             func: Box::new(f),
         }
     }
@@ -130,34 +124,30 @@ enum Tried<R, E, A> {
 /// transaction ([`DurableBuilder::wrap_tx`]): exactly once inside the database.
 ///
 /// - [`call`](Self::call) begins a transaction with [`SqlStore::begin_statement`] on a
-///   connection of the store's own ([`SqlStore::on_own_connection`]), claims the key in it,
-///   runs the function on it, records the result in it and commits. A replay is the
-///   transaction's claim, then its rollback.
-/// - [`call_in`](Self::call_in) does the same inside a transaction the caller holds, under a
-///   savepoint, and leaves the commit to the caller.
+///   connection of the store's own ([`SqlStore::on_own_connection`]), and in it claims the
+///   key, runs the function, records the result and commits; a replay is the claim, then a
+///   rollback.
+/// - [`call_in`](Self::call_in) does the same under a savepoint of a transaction the caller
+///   holds, and leaves the commit to the caller.
 ///
-/// On SQLite the store's own connection is its writer, which the store's other writes in the
-/// process wait for while the transaction runs (they would wait for its write lock anyway);
-/// one made through the store from inside the function is refused at once, since it would
-/// wait for the transaction it is part of: the function writes through its connection. On
-/// PostgreSQL it is one of the connections the store's operations run on, held until the
-/// commit: an operation of the store made from inside the function takes another, so size
-/// the store's `max_connections` for both.
+/// On SQLite the store's own connection is its writer: the store's other writes in the
+/// process wait for the transaction (as they would for its write lock), and one made through
+/// the store from inside the function is refused at once, since it would wait for its own
+/// transaction. On PostgreSQL it is one of the store's connections, held until the commit:
+/// a store operation from inside the function takes another, so size `max_connections` for
+/// both.
 ///
-/// The transaction is the lease: there is no renewal, and a process that dies mid-call
-/// leaves nothing behind, since its transaction rolls back. A concurrent call of the same
-/// key waits on the claim's row lock (at most the in-flight policy's wait, then
-/// [`ErrorKind::Busy`]) and replays once the first commits, or executes if it rolled back.
-/// A key held by a lease-mode caller is in flight as usual: `call` waits per the in-flight
-/// policy, with its transaction rolled back while it waits; `call_in` fails at once with
-/// [`ErrorKind::InFlight`], since waiting would hold the caller's transaction open.
+/// The transaction is the lease: no renewal, and a process that dies mid-call leaves nothing
+/// behind. A concurrent call of the same key waits on the claim's row lock (at most the
+/// in-flight policy's wait, then [`ErrorKind::Busy`]), then replays if the first commits or
+/// executes if it rolled back. A key held by a lease-mode caller is in flight as usual:
+/// `call` waits per the policy, its transaction rolled back meanwhile; `call_in` fails at
+/// once with [`ErrorKind::InFlight`] rather than hold the caller's transaction open.
 ///
-/// A function error rolls back everything it wrote, and the claim with it. With
+/// A function error rolls back everything it wrote, the claim with it. With
 /// [`store_errors_if`](Self::store_errors_if), an error to keep is then recorded: by `call`
-/// in a transaction of its own, by `call_in` in the caller's transaction.
-///
-/// The records are the lease mode's: a key recorded here replays through a [`Durable`] of
-/// the same name, and the reverse.
+/// in a transaction of its own, by `call_in` in the caller's. The records are the lease
+/// mode's: a key recorded here replays through a [`Durable`] of the same name, and the reverse.
 pub struct TxDurable<S: SqlStore, A, R, E> {
     durable: Durable<A, R, E>,
     store: S,
@@ -211,39 +201,33 @@ where
     /// caller commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`]
     /// error.
     pub async fn call_in(&self, tx: &mut SqlConnection<S>, args: A) -> Result<R, Error<E>> {
-        let run = self
-            .durable
-            .observed(args, |key, args| self.run_in(tx, key, args));
+        let run = self.durable.observed(args, |k, a| self.run_in(tx, k, a));
         run.await.map(|t| t.value)
     }
 
-    async fn run(&self, key: String, mut args: A) -> Served<Traced<R>, E> {
+    async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
         let (d, started) = (&self.durable, Instant::now());
         let fingerprint = d.fingerprint_of(&args)?;
+        let begin = (self.store).begin_statement(d.in_flight_wait().max(Duration::from_millis(1)));
         let fingerprint = fingerprint.as_deref();
-        let lock_wait = match d.inner.config.in_flight {
-            InFlight::Wait { timeout } => timeout,
-            InFlight::Reject => Duration::from_millis(1),
+        let mut job = Try {
+            call: self,
+            begin: &begin,
+            key: &key,
+            fingerprint,
+            args: Some(args),
+            joined: false,
+            tried: None,
         };
-        let begin = self.store.begin_statement(lock_wait);
-        let mut joined = false;
         loop {
-            let mut job = Try {
-                call: self,
-                begin: &begin,
-                key: &key,
-                fingerprint,
-                args: Some(args),
-                joined,
-                tried: None,
-            };
             self.store.on_own_connection(&mut job).await?;
-            match job.tried.expect("set by a job that succeeded") {
+            match job.tried.take().expect("set by a job that succeeded") {
                 Tried::Served(served) => return Ok(served),
                 Tried::Failed(e) => return Ok(Err(e)),
                 Tried::InFlight(record, back) => {
-                    args = back;
-                    let nap = d.wait_or_reject(&key, fingerprint, &record, started, &mut joined)?;
+                    job.args = Some(back);
+                    let joined = &mut job.joined;
+                    let nap = d.wait_or_reject(&key, fingerprint, &record, started, joined)?;
                     tokio::time::sleep(nap.min(Duration::from_millis(50))).await;
                 }
             }
@@ -257,9 +241,8 @@ where
         args: A,
     ) -> Served<Traced<R>, E> {
         if !conn.is_in_transaction() {
-            return Err(Error::config(
-                "call_in needs a connection inside a transaction: begin one, or use call",
-            ));
+            let why = "call_in needs a connection inside a transaction: begin one, or use call";
+            return Err(Error::config(why));
         }
         let fingerprint = self.durable.fingerprint_of(&args)?;
         let fingerprint = fingerprint.as_deref();
@@ -292,10 +275,9 @@ where
         args: A,
         joined: bool,
     ) -> Result<Tried<R, E, A>> {
-        let d = &self.durable;
+        let (d, ns) = (&self.durable, Namespace::Idempotency);
         let token = LeaseToken::generate();
-        let claim = self.durable.claim(&token, fingerprint);
-        let ns = Namespace::Idempotency;
+        let claim = d.claim(&token, fingerprint);
         let attempt = match self.store.claim_in(&mut tx, ns, key, &claim).await? {
             ClaimOutcome::Acquired { attempt, .. } => attempt,
             ClaimOutcome::Completed(record) => {
@@ -308,9 +290,8 @@ where
                 return Ok(Tried::InFlight(record, args));
             }
         };
-        let exec = d.execution(key.into(), attempt);
-        let run = CURRENT.scope(exec, (self.func)(&mut tx, args));
-        let value = match d.within_timeout(key, run).await? {
+        let ran = d.execute(key.into(), attempt, |_| (self.func)(&mut tx, args));
+        let value = match ran.await? {
             Ok(value) => value,
             Err(e) => {
                 self.rollback(tx, key).await?;
@@ -319,9 +300,8 @@ where
         };
         let bytes = codec::encode_value(&value)?;
         let retention = d.inner.config.retention;
-        (self.store)
-            .complete_in(&mut tx, ns, key, &token, &bytes, retention)
-            .await?;
+        let completed = (self.store).complete_in(&mut tx, ns, key, &token, &bytes, retention);
+        completed.await?;
         self.commit(tx, key).await?;
         let traced = Traced::new(value, Status::Executed, attempt, key.to_owned());
         Ok(Tried::Served(Ok(traced)))
@@ -336,18 +316,16 @@ where
         fingerprint: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let token = LeaseToken::generate();
+        let (token, ns) = (LeaseToken::generate(), Namespace::Idempotency);
         let claim = self.durable.claim(&token, fingerprint);
-        let ns = Namespace::Idempotency;
         // Someone else may have claimed the key since the rollback: then theirs stands.
         let ClaimOutcome::Acquired { .. } = self.store.claim_in(conn, ns, key, &claim).await?
         else {
             return Ok(());
         };
         let retention = self.durable.inner.config.retention;
-        (self.store)
-            .complete_in(conn, ns, key, &token, &bytes, retention)
-            .await
+        let completed = (self.store).complete_in(conn, ns, key, &token, &bytes, retention);
+        completed.await
     }
 
     async fn commit(&self, tx: sqlx::Transaction<'_, S::Db>, key: &str) -> Result<()> {
@@ -400,10 +378,9 @@ where
             if let Tried::Failed(e) = tried
                 && let Some(bytes) = call.durable.stored_error(e)
             {
-                let mut own = conn.begin().await.map_err(fail)?;
-                call.record_error(&mut own, key, fingerprint, bytes?)
-                    .await?;
-                call.commit(own, key).await?;
+                let mut tx = conn.begin().await.map_err(fail)?;
+                call.record_error(&mut tx, key, fingerprint, bytes?).await?;
+                call.commit(tx, key).await?;
             }
             Ok(())
         })
