@@ -193,8 +193,11 @@ impl<S: ResultStore> LocalTier<S> {
             while let Some(event) = events.next().await {
                 state.apply(event);
             }
-            // A stream that ends announces nothing more: answer nothing from now on.
-            state.lose();
+            // A stream that ends announces nothing more: answer nothing from now on. One
+            // stopped by the tier (dropped, or given another stream) leaves the state alone.
+            if events.take_result().is_none() {
+                state.lose();
+            }
         });
         self.listener = Some(stop);
         self

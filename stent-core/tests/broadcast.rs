@@ -132,6 +132,26 @@ async fn a_stream_that_ends_leaves_the_tier_bypassed() {
 }
 
 #[tokio::test]
+async fn a_second_broadcast_replaces_the_first_and_its_end_bypasses_nothing() {
+    let store = MemoryStore::new();
+    let (tier, _first) = tier(store.clone());
+    put(&store, IDEM, "k", b"v1").await;
+    // The first stream's task is waiting for an event when it is stopped.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The second stream's subscription is there before the first stream is stopped.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tx.send(Invalidation::Subscribed).unwrap();
+    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let tier = tier.broadcast(Invalidations::new(events));
+    kept(&tier, IDEM, "k").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        tier.contains(IDEM, "k"),
+        "the first stream's end emptied the tier"
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_tier_stops_its_listener() {
     let (tier, tx) = tier(MemoryStore::new());
     tx.send(Invalidation::Subscribed).unwrap();
