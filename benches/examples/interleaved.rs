@@ -388,6 +388,13 @@ where
              redis.call('SET', KEYS[1], r .. ARGV[2]) return {'completed'}"
                 .to_owned(),
         ),
+        (
+            "bare SET NX GET + a script of GET, PEXPIRETIME, TIME, SET PXAT",
+            "local r = redis.call('GET', KEYS[1]) local at = redis.call('PEXPIRETIME', KEYS[1]) \
+             local t = redis.call('TIME') \
+             redis.call('SET', KEYS[1], r .. ARGV[2], 'PXAT', at + 60000) return {'completed'}"
+                .to_owned(),
+        ),
     ] {
         let sha: String = redis::cmd("SCRIPT")
             .arg("LOAD")
