@@ -136,15 +136,15 @@ async fn a_second_broadcast_replaces_the_first_and_its_end_bypasses_nothing() {
     let store = MemoryStore::new();
     let (tier, _first) = tier(store.clone());
     put(&store, IDEM, "k", b"v1").await;
-    // The first stream's task is waiting for an event when it is stopped.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The first stream's task runs until it waits for an event, and is stopped there.
+    tokio::task::yield_now().await;
     // The second stream's subscription is there before the first stream is stopped.
     let (tx, mut rx) = mpsc::unbounded_channel();
     tx.send(Invalidation::Subscribed).unwrap();
     let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let tier = tier.broadcast(Invalidations::new(events));
     kept(&tier, IDEM, "k").await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::task::yield_now().await;
     assert!(
         tier.contains(IDEM, "k"),
         "the first stream's end emptied the tier"
