@@ -89,7 +89,8 @@ impl KeyScope<'_> {
         let scope = scope.unwrap_or_default();
         let fits = scope.len() + part.len() <= PORTABLE_KEY_LEN;
         if fits && !part.contains('\0') && !part.starts_with(HASHED) {
-            scope + &part
+            // A shared key is the part itself, not a copy of it.
+            if self.shared { part } else { scope + &part }
         } else {
             scope + &hashed(part.as_bytes())
         }

@@ -77,3 +77,16 @@ pub use async_trait::async_trait;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub use sqlx;
+
+/// Builder methods that each set one field: `name(args) => field.path = value;` gives
+/// `pub fn name(mut self, args) -> Self`. Shared by the builders of stent and its backends.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) => $($field:ident).+ = $value:expr;)+) => {
+        $($(#[$doc])* pub fn $name(mut self, $($arg: $ty),*) -> Self {
+            self.$($field).+ = $value;
+            self
+        })+
+    };
+}

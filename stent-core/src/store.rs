@@ -334,10 +334,11 @@ fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
     if let Some(q) = url[end..].find('?') {
         let mut pos = end + q + 1;
         let query_end = url[pos..].find('#').map_or(url.len(), |i| pos + i);
+        const PASSWORD: &str = "password=";
         for pair in url[pos..query_end].split('&') {
-            let name = pair.get(..9).unwrap_or("");
-            if name.eq_ignore_ascii_case("password=") {
-                spans.push(pos + 9..pos + pair.len());
+            let name = pair.get(..PASSWORD.len()).unwrap_or("");
+            if name.eq_ignore_ascii_case(PASSWORD) {
+                spans.push(pos + PASSWORD.len()..pos + pair.len());
             }
             pos += pair.len() + 1;
         }

@@ -93,16 +93,6 @@ fn charset(name: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bo
     len.contains(&name.len()) && name.bytes().all(allowed)
 }
 
-/// Setters that take any value: `name(args) => field = value;`.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),+) => $field:ident = $value:expr;)+) => {
-        $($(#[$doc])* pub fn $name(mut self, $($arg: $ty),+) -> Self {
-            self.$field = $value;
-            self
-        })+
-    };
-}
-
 impl DynamoDbStoreBuilder {
     /// The table (default [`DEFAULT_TABLE`](crate::DEFAULT_TABLE)): 3 to 255 characters of
     /// `A-Z a-z 0-9 _ - .`, as DynamoDB requires.
@@ -179,7 +169,7 @@ impl DynamoDbStoreBuilder {
         Ok(self)
     }
 
-    setters! {
+    stent_core::builder_setters! {
         /// The AWS region, overriding `AWS_REGION` and the profile.
         region(region: impl Into<String>) => region = Some(region.into());
 

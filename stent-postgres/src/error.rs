@@ -94,10 +94,11 @@ pub(crate) fn convert(err: sqlx::Error, target: &Target, what: &str, key: Option
 /// Converts an error met while creating or checking the tables: a retryable one as any
 /// operation's, any other as a `Config` error saying what was being done.
 pub(crate) fn migrate_error(err: sqlx::Error, target: &Target, what: &str) -> Error {
-    let source = describe(&err, target);
     match classify(&err).0 {
         ErrorKind::Unavailable | ErrorKind::Busy => convert(err, target, "migration", None),
-        _ => Error::config(format!("{what} on {}", target.name)).with_source(source),
+        _ => {
+            Error::config(format!("{what} on {}", target.name)).with_source(describe(&err, target))
+        }
     }
 }
 

@@ -235,7 +235,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn fail(&self, what: &str, key: Option<&str>) -> impl FnOnce(sqlx::Error) -> Error {
+    fn fail(&self, what: &str, key: Option<&str>) -> impl Fn(sqlx::Error) -> Error + Copy {
         move |e| convert(e, &self.inner.target, what, key)
     }
 
@@ -599,7 +599,7 @@ impl SqlStore for PostgresStore {
         claim: &Claim<'_>,
     ) -> Result<ClaimOutcome> {
         check_key(key)?;
-        let fail = |e| convert(e, &self.inner.target, "claim", Some(key));
+        let fail = self.fail("claim", Some(key));
         for _ in 0..CLAIM_ROUNDS {
             // The first branch selects every column in the table's order, so the scan hands
             // its tuples on without a projection. The second is the claim's own row, told by
@@ -663,7 +663,7 @@ impl SqlStore for PostgresStore {
     }
 
     fn error(&self, err: sqlx::Error, what: &str, key: Option<&str>) -> Error {
-        convert(err, &self.inner.target, what, key)
+        self.fail(what, key)(err)
     }
 }
 

@@ -68,16 +68,6 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
-/// Setters that take any value: `name(arg) => field = value;`.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)+) => {
-        $($(#[$doc])* pub fn $name(mut self, $arg: $ty) -> Self {
-            self.$($field).+ = $value;
-            self
-        })+
-    };
-}
-
 impl RedisStoreBuilder {
     /// A builder with the defaults each setter states.
     pub fn new() -> Self {
@@ -121,7 +111,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    setters! {
+    stent_core::builder_setters! {
         /// Puts every key under `{prefix}:` (default [`DEFAULT_PREFIX`]; `%` and `:` written `%25`
         /// and `%3A`, so that no two prefixes share a key). [`build`](Self::build) checks it:
         /// 1 to 256 bytes, without whitespace or control characters.

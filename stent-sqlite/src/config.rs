@@ -64,18 +64,8 @@ impl Default for SqliteStoreBuilder {
     }
 }
 
-/// Setters that take any value: `name(arg: type) => field = value;`.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $field:ident = $value:expr;)+) => {
-        $($(#[$doc])* pub fn $name(mut self, $arg: $ty) -> Self {
-            self.$field = $value;
-            self
-        })+
-    };
-}
-
 impl SqliteStoreBuilder {
-    setters! {
+    stent_core::builder_setters! {
         /// The database file (created if missing). Default `stent.db`.
         path(path: impl AsRef<Path>) => path = path.as_ref().to_path_buf();
 

@@ -49,7 +49,7 @@ pub(crate) fn convert_read(err: rusqlite::Error, what: &str, key: Option<&str>) 
 /// What operation `what` on `key` (if any) failed with.
 fn failed(kind: ErrorKind, what: &str, key: Option<&str>) -> Error {
     let e = Error::new(kind, format!("SQLite {what} failed"));
-    key.into_iter().fold(e, Error::with_key)
+    if let Some(k) = key { e.with_key(k) } else { e }
 }
 
 /// Converts an error met while opening `path`, naming the file and what is wrong with it.

@@ -19,7 +19,15 @@ const BATCH: usize = 1000;
 
 /// What `stats` counts in a namespace, as its JSON names them: every record, one count per
 /// [`Condition`] in its order, then the bytes of the values.
-const COUNTS: &str = "records completed stored_errors in_progress lease_lapsed expired value_bytes";
+const COUNTS: [&str; 7] = [
+    "records",
+    "completed",
+    "stored_errors",
+    "in_progress",
+    "lease_lapsed",
+    "expired",
+    "value_bytes",
+];
 
 /// A command's output: the document `--json` prints, and the text printed otherwise.
 type Output = Result<(Value, String), Failure>;
@@ -291,25 +299,26 @@ impl Session<'_> {
     }
 
     async fn stats(&self) -> Output {
-        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; 7]);
+        let (now, mut rows, mut total) = (Timestamp::now(), Vec::new(), [0; COUNTS.len()]);
         for ns in Namespace::ALL {
-            let mut counts = [0_u64; 7];
+            let mut counts = [0_u64; COUNTS.len()];
             let query = ListQuery::new().include_expired(true);
             self.walk(ns, query, usize::MAX, |record| {
                 counts[0] += 1;
                 counts[1 + Condition::of(&record, now) as usize] += 1;
-                counts[6] += record.value.map_or(0, |v| v.len() as u64);
+                counts[COUNTS.len() - 1] += record.value.map_or(0, |v| v.len() as u64);
             })
             .await?;
             total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
             rows.push((ns.as_str(), counts));
         }
-        let doc = |c: [u64; 7]| Value::from_iter(COUNTS.split(' ').map(String::from).zip(c));
+        let doc =
+            |c: [u64; COUNTS.len()]| Value::from_iter(COUNTS.map(String::from).into_iter().zip(c));
         let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns, doc(c))));
         let store = stent::redact(&self.args.store);
         let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
         rows.push(("total", total));
-        let columns = ["namespace"].into_iter().chain(COUNTS.split(' '));
+        let columns = ["namespace"].into_iter().chain(COUNTS);
         let header = Vec::from_iter(columns.map(|c| c.to_uppercase().replace('_', " ")));
         let rows = rows.iter().map(|(name, c)| {
             let counts = c[..6].iter().map(u64::to_string);

@@ -284,57 +284,46 @@ impl<K> fmt::Debug for DurableBuilder<K> {
     }
 }
 
-/// Builder methods that each set one field of the configuration.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $field:ident = $value:expr;)+) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, $($arg: $ty)?) -> Self {
-            self.config.$field = $value;
-            self
-        }
-    )+};
-}
-
 /// A setting that does nothing in the function's mode makes every call fail with
 /// [`ErrorKind::Config`] (see [`wrap`](DurableBuilder::wrap)).
 impl<K> DurableBuilder<K> {
-    setters! {
+    crate::builder_setters! {
         /// Run at most once per key; replay the stored result forever after (or for the
         /// [`retention`](Self::retention)). Errors are not stored: a failed call can be retried.
-        idempotent() => idempotent = true;
+        idempotent() => config.idempotent = true;
 
         /// Reuse results; recompute after the [`ttl`](Self::ttl), if one is set.
-        cached() => cached = true;
+        cached() => config.cached = true;
 
         /// Part of every key: bumping it starts a new keyspace (old results are ignored).
-        version(version: impl Into<String>) => version = Some(version.into());
+        version(version: impl Into<String>) => config.version = Some(version.into());
 
         /// How long cached results live (default: forever). Only for [cached](Self::cached)
         /// functions: idempotency records are kept for the [`retention`](Self::retention).
-        ttl(ttl: Duration) => ttl = Some(ttl);
+        ttl(ttl: Duration) => config.ttl = Some(ttl);
 
         /// How long idempotency records are kept after completion (default: forever); after it,
         /// the same call executes again. Only for idempotent functions: cached results live for
         /// the [`ttl`](Self::ttl).
-        retention(retention: Duration) => retention = Some(retention);
+        retention(retention: Duration) => config.retention = Some(retention);
 
         /// How long a claim lasts without renewal (default 30 s). While the function runs the
         /// lease is renewed every third of it, so only a crashed owner lets it lapse; then the
         /// next caller takes over with `attempt + 1`. Only for idempotent functions (a
         /// cache-only function holds no lease).
-        lease(lease: Duration) => lease = Some(lease.max(Duration::from_millis(3)));
+        lease(lease: Duration) => config.lease = Some(lease.max(Duration::from_millis(3)));
 
         /// What to do when another caller is executing the same key (default: wait up to 60 s).
-        in_flight(policy: InFlight) => in_flight = policy;
+        in_flight(policy: InFlight) => config.in_flight = policy;
 
         /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
         /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
         /// result is never revealed to it. Useful with custom keys.
-        validate_payload() => validate_payload = true;
+        validate_payload() => config.validate_payload = true;
 
         /// For cached functions: when the store fails, run the function anyway instead of
         /// failing the call. Never applies to idempotency, which always fails closed.
-        fail_open() => fail_open = true;
+        fail_open() => config.fail_open = true;
 
         /// For cached functions: concurrent misses of one key, in any number of processes,
         /// run the function once. The first claims the key in the cache namespace (lease
@@ -342,7 +331,7 @@ impl<K> DurableBuilder<K> {
         /// read its value (`Joined`), or, if it fails or dies, one of them runs instead. It
         /// costs a claim on every miss (one round trip more), so it is not the default. When
         /// the claim fails, the call fails, or runs unprotected with [`fail_open`](Self::fail_open).
-        single_flight() => single_flight = true;
+        single_flight() => config.single_flight = true;
 
         /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past their
         /// TTL. A call that finds one there runs the function and, if it fails or passes its
@@ -352,14 +341,14 @@ impl<K> DurableBuilder<K> {
         /// caller in every process runs the function under the key's refresh lock (see
         /// [`stale_while_revalidate`](Self::stale_while_revalidate)); the others get the stale
         /// value at once.
-        stale_if_error(window: Duration) => stale_if_error = Some(window);
+        stale_if_error(window: Duration) => config.stale_if_error = Some(window);
 
         /// For cached functions with a [`ttl`](Self::ttl): values are kept `window` past their
         /// TTL, and a call that finds one there gets it at once (`Status::Stale`) while one
         /// refresh across every process runs in the background, holding a renewed claim on the
         /// key's refresh lock (a key of its own in the cache namespace) and reading the value
         /// again under it, so a refresh that just ended is not repeated.
-        stale_while_revalidate(window: Duration) => stale_while_revalidate = Some(window);
+        stale_while_revalidate(window: Duration) => config.stale_while_revalidate = Some(window);
 
         /// For cached functions with a [`ttl`](Self::ttl): refresh hot values before they
         /// expire, so callers of a busy key never meet its expiry, and never all at once. Each
@@ -368,17 +357,17 @@ impl<K> DurableBuilder<K> {
         /// ≥ time left`, `u` uniform in (0, 1] (XFetch: Vattani, Chierichetti and Lowenstein,
         /// 2015). `beta` 1.0 is usual; above 1 refreshes earlier. `took` is stored with the
         /// value (see [`codec`](crate::codec)); a value without it refreshes only at expiry.
-        early_refresh(beta: f64) => early_refresh = Some(beta);
+        early_refresh(beta: f64) => config.early_refresh = Some(beta);
 
         /// Cancels the function when it runs longer than `limit`: the call fails with
         /// [`ErrorKind::Timeout`] (retryable), nothing is recorded, and a claim it held is
         /// released. With [`stale_if_error`](Self::stale_if_error), a value kept past its TTL
         /// is returned instead.
-        timeout(limit: Duration) => timeout = Some(limit);
+        timeout(limit: Duration) => config.timeout = Some(limit);
 
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.
-        shared_key() => shared_key = true;
+        shared_key() => config.shared_key = true;
     }
 
     /// Derive keys with `key`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
