@@ -294,6 +294,13 @@ async fn records(backend: &str) {
     let calls = if backend == "dynamodb" { 200 } else { 2_000 };
     let (store, dir) = store(backend).await;
     let f = growth_function(Arc::clone(&store)).await;
+    // The leanest client beside stent, on the same tables and keys: what the table's size
+    // costs the driver itself (moto has none).
+    let lean = match backend {
+        "dynamodb" => None,
+        _ => Some(lean(backend, dir.as_ref().map(|d| d.path())).await),
+    };
+    let value = stored_value("growth");
     let mut csv = String::from("backend,records,call,p50_us,p99_us\n");
     let mut filled = 0;
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
@@ -309,23 +316,46 @@ async fn records(backend: &str) {
         .await;
         filled = n;
         eprintln!("{backend}: {n} records in {:.1?}", started.elapsed());
-        let mut replays = Vec::with_capacity(calls);
+        let (mut replays, mut reads) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
         for _ in 0..calls {
             let i = pick.below(n);
             let t = Instant::now();
             let v = f.call((format!("g-{i}"), 500)).await.expect("replay");
             replays.push(t.elapsed());
             assert_eq!(v, "receipt-growth-500", "a replay of a bulk record");
+            // Another record at random, so that neither side reads a page the other loaded.
+            if let Some(lean) = &lean {
+                let i = pick.below(n);
+                let t = Instant::now();
+                assert!(
+                    lean.read(&key(i)).await,
+                    "the leanest client reads a bulk record"
+                );
+                reads.push(t.elapsed());
+            }
         }
-        let mut firsts = Vec::with_capacity(calls / 2);
+        let (mut firsts, mut writes) = (Vec::with_capacity(calls / 2), Vec::new());
         for j in 0..calls / 2 {
             let t = Instant::now();
             f.call((format!("fresh-{n}-{j}"), 500))
                 .await
                 .expect("first call");
             firsts.push(t.elapsed());
+            if let Some(lean) = &lean {
+                let t = Instant::now();
+                lean.two_writes(&format!("raw-{n}-{j}"), &value).await;
+                writes.push(t.elapsed());
+            }
         }
-        for (call, v) in [("replay", &mut replays), ("first call", &mut firsts)] {
+        for (call, v) in [
+            ("replay", &mut replays),
+            ("first call", &mut firsts),
+            ("raw read", &mut reads),
+            ("raw two writes", &mut writes),
+        ] {
+            if v.is_empty() {
+                continue;
+            }
             let (p50, p99) = percentiles(v);
             println!("{backend:>9} {n:>9} records {call:>10}: p50 {p50:8.1} µs  p99 {p99:8.1} µs");
             csv += &format!("{backend},{n},{call},{p50:.1},{p99:.1}\n");
