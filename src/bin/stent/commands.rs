@@ -138,10 +138,8 @@ impl Session<'_> {
             seen += page.records.len();
             page.records.into_iter().for_each(&mut each);
             bar.set_message(format!("reading {ns}: {seen} records"));
-            match page.next_cursor {
-                Some(next) => query.cursor = Some(next),
-                None => break,
-            }
+            let Some(next) = page.next_cursor else { break };
+            query.cursor = Some(next);
         }
         Ok(())
     }
@@ -312,8 +310,7 @@ impl Session<'_> {
             total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
             rows.push((ns.as_str(), counts));
         }
-        let doc =
-            |c: [u64; COUNTS.len()]| Value::from_iter(COUNTS.map(String::from).into_iter().zip(c));
+        let doc = |counts: [u64; COUNTS.len()]| Value::from_iter(COUNTS.into_iter().zip(counts));
         let namespaces = Value::from_iter(rows.iter().map(|&(ns, c)| (ns, doc(c))));
         let store = stent::redact(&self.args.store);
         let json = json!({ "store": store, "namespaces": namespaces, "total": doc(total) });
