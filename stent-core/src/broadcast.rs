@@ -63,25 +63,22 @@ impl Invalidations {
     /// [`Invalidation::Lost`] when the subscription is lost, then subscribes again, waiting
     /// between failed attempts from 20 ms, doubled after each, up to a second.
     pub fn reconnecting(subscriber: impl Subscriber) -> Self {
-        const FIRST_BACKOFF: Duration = Duration::from_millis(20);
-        let state = (subscriber, None, FIRST_BACKOFF);
+        let state = (subscriber, None);
         Invalidations::new(futures_util::stream::unfold(state, |mut s| async move {
-            let (subscriber, session, backoff) = &mut s;
-            if let Some(live) = session {
-                let event = subscriber.receive(live).await;
-                if event.is_none() {
-                    *session = None;
-                }
+            let (subscriber, session) = &mut s;
+            if let Some(mut live) = session.take() {
+                let event = subscriber.receive(&mut live).await;
+                *session = event.is_some().then_some(live);
                 return Some((event.unwrap_or(Invalidation::Lost), s));
             }
+            let mut backoff = Duration::from_millis(20);
             loop {
                 *session = subscriber.subscribe().await;
                 if session.is_some() {
-                    *backoff = FIRST_BACKOFF;
                     return Some((Invalidation::Subscribed, s));
                 }
-                tokio::time::sleep(*backoff).await;
-                *backoff = (*backoff * 2).min(Duration::from_secs(1));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }))
     }

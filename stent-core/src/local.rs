@@ -152,11 +152,10 @@ impl<S: ResultStore> LocalTier<S> {
     pub fn new(inner: S, max_entries: u64, max_bytes: u64) -> Self {
         let weight = Weight(max_bytes.div_ceil(max_entries.max(1)));
         let estimated = usize::try_from(max_entries.min(1 << 20)).unwrap_or(1 << 20);
-        let hasher = quick_cache::DefaultHashBuilder::default();
         LocalTier {
             inner,
             state: Arc::new(State {
-                entries: Cache::with(estimated, max_bytes, weight, hasher, Evictions),
+                entries: Cache::with(estimated, max_bytes, weight, Default::default(), Evictions),
                 epochs: [const { AtomicU64::new(0) }; STRIPES],
                 serving: AtomicBool::new(true),
             }),

@@ -87,10 +87,6 @@ impl MemoryStore {
         map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
     /// The in-progress record of `key` that `token` owns.
     fn owned<'m>(map: &'m mut Map, key: &str, token: &LeaseToken) -> Option<&'m mut Record> {
         map.get_mut(key)
@@ -111,13 +107,13 @@ impl ResultStore for MemoryStore {
     }
 
     async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Record>> {
-        let now = self.now();
+        let now = self.clock.now();
         let map = self.map(ns);
         Ok(map.get(key).filter(|r| !r.is_expired(now)).cloned())
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        let now = self.now();
+        let now = self.clock.now();
         let lease_expires_at = now.add(claim.lease);
         let mut map = self.map(ns);
         let attempt = match map.get(key).filter(|r| !r.is_expired(now)) {
@@ -147,7 +143,7 @@ impl ResultStore for MemoryStore {
         token: &LeaseToken,
         lease: Duration,
     ) -> Result<Timestamp> {
-        let until = self.now().add(lease);
+        let until = self.clock.now().add(lease);
         let mut map = self.map(ns);
         let record = Self::owned(&mut map, key, token).ok_or_else(|| Error::lease_lost(key))?;
         record.lease_expires_at = Some(until);
@@ -163,7 +159,7 @@ impl ResultStore for MemoryStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         check_value_len(&self.caps, key, value)?;
-        let now = self.now();
+        let now = self.clock.now();
         let mut map = self.map(ns);
         let record = Self::owned(&mut map, key, token).ok_or_else(|| Error::lease_lost(key))?;
         record.state = RecordState::Completed;
@@ -190,7 +186,7 @@ impl ResultStore for MemoryStore {
         meta: RecordMeta<'_>,
     ) -> Result<()> {
         check_value_len(&self.caps, key, value)?;
-        let now = self.now();
+        let now = self.clock.now();
         let mut record = Record::new(key, RecordState::Completed, now);
         record.value = Some(value.to_vec());
         record.completed_at = Some(now);
@@ -205,7 +201,7 @@ impl ResultStore for MemoryStore {
     }
 
     async fn list(&self, ns: Namespace, query: &ListQuery) -> Result<Page> {
-        let now = self.now();
+        let now = self.clock.now();
         let start = match &query.cursor {
             Some(c) if *c >= query.prefix => Bound::Excluded(c.as_str()),
             _ => Bound::Included(query.prefix.as_str()),
@@ -226,7 +222,7 @@ impl ResultStore for MemoryStore {
     }
 
     async fn purge_expired(&self, ns: Namespace, limit: usize) -> Result<u64> {
-        let now = self.now();
+        let now = self.clock.now();
         let mut purged = 0;
         self.map(ns).retain(|_, r| {
             let purge = purged < limit && r.is_expired(now);

@@ -40,7 +40,6 @@
 //! The scope is a task-local: calls made in tasks spawned from inside the execution are
 //! not recorded unless those tasks run their own `run_execution` with the same id.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -160,23 +160,18 @@ impl Fault {
         self.calls(n..)
     }
 
-    /// The calls whose numbers (counting from 1) fall in `range`.
-    pub fn calls(mut self, range: impl RangeBounds<u64>) -> Self {
-        self.calls = (range.start_bound().cloned(), range.end_bound().cloned());
-        self
-    }
+    crate::builder_setters! {
+        /// The calls whose numbers (counting from 1) fall in `range`.
+        calls(range: impl RangeBounds<u64>) =>
+            calls = (range.start_bound().cloned(), range.end_bound().cloned());
 
-    /// Fails with an error of `kind` (retryable when the kind usually is) instead of
-    /// [`ErrorKind::Unavailable`].
-    pub fn error(mut self, kind: ErrorKind) -> Self {
-        self.error = injected(kind, "failed");
-        self
-    }
+        /// Fails with an error of `kind` (retryable when the kind usually is) instead of
+        /// [`ErrorKind::Unavailable`].
+        error(kind: ErrorKind) => error = injected(kind, "failed");
 
-    /// Fails with the error `make(op, call_number)` returns.
-    pub fn error_with(mut self, make: impl Fn(Op, u64) -> Error + Send + Sync + 'static) -> Self {
-        self.error = MakeError(Arc::new(make));
-        self
+        /// Fails with the error `make(op, call_number)` returns.
+        error_with(make: impl Fn(Op, u64) -> Error + Send + Sync + 'static) =>
+            error = MakeError(Arc::new(make));
     }
 }
 
