@@ -65,19 +65,15 @@ impl Subscriber for Listener {
 
     async fn receive(&mut self, session: &mut PgListener) -> Option<Invalidation> {
         loop {
+            let Ok(received) = tokio::time::timeout(HEARTBEAT, session.try_recv()).await else {
+                let ping = sqlx::query("SELECT 1").execute(&mut *session);
+                tokio::time::timeout(HEARTBEAT, ping).await.ok()?.ok()?;
+                continue;
+            };
             // `try_recv` answers `None` when the connection is lost (`recv` would reconnect
             // silently, losing what was announced meanwhile).
-            match tokio::time::timeout(HEARTBEAT, session.try_recv()).await {
-                Ok(Ok(Some(notification))) => {
-                    if let Some(event) = decode(notification.payload()) {
-                        return Some(event);
-                    }
-                }
-                Ok(Ok(None) | Err(_)) => return None,
-                Err(_) => {
-                    let ping = sqlx::query("SELECT 1").execute(&mut *session);
-                    tokio::time::timeout(HEARTBEAT, ping).await.ok()?.ok()?;
-                }
+            if let Some(event) = decode(received.ok().flatten()?.payload()) {
+                return Some(event);
             }
         }
     }

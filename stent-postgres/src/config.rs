@@ -106,15 +106,6 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Uses a pool the caller owns instead of opening one, for transactional calls and
-    /// [`migrate`](crate::PostgresStore::migrate); the store's one-statement operations run
-    /// on connections of its own, opened with the pool's connect options (not its
-    /// `after_connect` hook), as many as the pool's maximum.
-    pub fn pool(mut self, pool: PgPool) -> Self {
-        self.source = Source::Pool(pool);
-        self
-    }
-
     /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): a
     /// lower-case ASCII letter, then lower-case letters, digits and `_`, at most
     /// [`MAX_PREFIX_LEN`] bytes.
@@ -141,28 +132,27 @@ impl PostgresStoreBuilder {
         Ok(self)
     }
 
-    /// Size of the connection pool stent opens (default 10), and of the set of connections
-    /// its one-statement operations run on (see the crate docs' Statements): up to twice this
-    /// many connections in all.
-    pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = n.max(1);
-        self
-    }
+    stent_core::builder_setters! {
+        /// Uses a pool the caller owns instead of opening one, for transactional calls and
+        /// [`migrate`](crate::PostgresStore::migrate); the store's one-statement operations run
+        /// on connections of its own, opened with the pool's connect options (not its
+        /// `after_connect` hook), as many as the pool's maximum.
+        pool(pool: PgPool) => source = Source::Pool(pool);
 
-    /// How long an operation waits for a connection, including connecting to a server
-    /// that refuses, before failing with a retryable
-    /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (default 5 s).
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
+        /// Size of the connection pool stent opens (default 10), and of the set of connections
+        /// its one-statement operations run on (see the crate docs' Statements): up to twice
+        /// this many connections in all.
+        max_connections(n: u32) => max_connections = n.max(1);
 
-    /// Whether [`build`](Self::build) creates missing tables and checks existing ones
-    /// (default `true`). Turn it off when the application's role may not run DDL: run
-    /// [`PostgresStore::migrate`] from a role that may.
-    pub fn create_tables(mut self, yes: bool) -> Self {
-        self.create_tables = yes;
-        self
+        /// How long an operation waits for a connection, including connecting to a server
+        /// that refuses, before failing with a retryable
+        /// [`ErrorKind::Unavailable`](stent_core::ErrorKind::Unavailable) (default 5 s).
+        acquire_timeout(timeout: Duration) => acquire_timeout = timeout;
+
+        /// Whether [`build`](Self::build) creates missing tables and checks existing ones
+        /// (default `true`). Turn it off when the application's role may not run DDL: run
+        /// [`PostgresStore::migrate`] from a role that may.
+        create_tables(yes: bool) => create_tables = yes;
     }
 
     /// Connects, creates the schema and tables if they are missing, and checks that

@@ -139,9 +139,7 @@ impl PostgresStore {
     /// [`build`](PostgresStoreBuilder::build) runs it unless told
     /// [not to](PostgresStoreBuilder::create_tables).
     pub async fn migrate(&self) -> Result<()> {
-        let conn = self.inner.pool.acquire().await;
-        self.migrate_on(&mut *conn.map_err(self.fail("connection", None))?)
-            .await
+        self.migrate_on(&mut *self.acquire().await?).await
     }
 
     pub(crate) async fn open_with(b: PostgresStoreBuilder) -> Result<Self> {
@@ -184,10 +182,7 @@ impl PostgresStore {
                 let _ = conn.close().await;
             }
             None if b.create_tables => store.migrate().await?,
-            None => {
-                let conn = store.inner.pool.acquire().await;
-                drop(conn.map_err(store.fail("connection", None))?);
-            }
+            None => drop(store.acquire().await?),
         }
         Ok(store)
     }
@@ -233,6 +228,12 @@ impl PostgresStore {
             }
         }
         Ok(())
+    }
+
+    /// A connection of the pool.
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        let conn = self.inner.pool.acquire().await;
+        conn.map_err(self.fail("connection", None))
     }
 
     fn fail(&self, what: &str, key: Option<&str>) -> impl Fn(sqlx::Error) -> Error + Copy {
@@ -282,11 +283,16 @@ impl deadpool::managed::Manager for Connector {
     }
 
     async fn recycle(&self, conn: &mut PgConnection, m: &Metrics) -> RecycleResult<sqlx::Error> {
-        if m.last_used() >= PING_AFTER_IDLE {
-            conn.ping().await?;
-        }
-        Ok(())
+        Ok(ping_if_idle(conn, m.last_used()).await?)
     }
+}
+
+/// Pings a connection that sat idle for `idle`, if that is [`PING_AFTER_IDLE`] or longer.
+async fn ping_if_idle(conn: &mut PgConnection, idle: Duration) -> sqlx::Result<()> {
+    if idle >= PING_AFTER_IDLE {
+        conn.ping().await?;
+    }
+    Ok(())
 }
 
 /// A connection lent to one operation: closed when dropped still lent.
@@ -329,12 +335,7 @@ async fn connect_url(
         // Only a connection that sat idle is pinged (see the crate docs' Statements).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_AFTER_IDLE {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
+            Box::pin(async move { ping_if_idle(conn, meta.idle_for).await.map(|()| true) })
         })
         .connect_lazy_with(opts);
     Ok((pool, target, Some(conn)))
@@ -525,8 +526,7 @@ impl ResultStore for PostgresStore {
         if query.prefix.contains('\0') {
             return Ok(Page::new(Vec::new(), None));
         }
-        let cursor = query.cursor.as_deref().map(|c| c.split('\0').next());
-        let cursor = cursor.map(Option::unwrap_or_default);
+        let cursor = query.cursor.as_deref().and_then(|c| c.split('\0').next());
         let prefix = query.prefix.as_str();
         let (lower, after) = match cursor {
             Some(c) if c >= prefix => (c, true),
@@ -581,7 +581,6 @@ impl SqlStore for PostgresStore {
         &self.inner.pool
     }
 
-    /// On one of the store's own connections, as every other operation (see the crate docs).
     async fn on_own_connection(&self, job: &mut dyn OnConnection<PgConnection>) -> Result<()> {
         self.on_conn(async |conn| job.run(conn).await).await
     }
@@ -605,7 +604,7 @@ impl SqlStore for PostgresStore {
             // its tuples on without a projection. The second is the claim's own row, told by
             // its NULL `state`: the new attempt (NULL when another claim got there first) and
             // the lease it wrote (`now()` is the transaction's start).
-            let row = sql!(query, self.t(ns) =>
+            let q = sql!(query, self.t(ns) =>
                 "(SELECT {COLUMNS} FROM {t} WHERE key = $1 AND {LIVE} \
                      AND (state = 'completed' OR lease_expires_at > now())) \
                  UNION ALL (SELECT NULL, NULL, NULL, NULL, \
@@ -614,10 +613,8 @@ impl SqlStore for PostgresStore {
                  LIMIT 1",
                 f = self.t(ns).claim;
                 key, claim.token.as_str(), millis(claim.lease), claim.meta.fingerprint,
-                claim.meta.function, claim.meta.version)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(fail)?;
+                claim.meta.function, claim.meta.version);
+            let row = q.fetch_one(&mut *conn).await.map_err(fail)?;
             if !row.try_get_raw("state").map_err(fail)?.is_null() {
                 let record = decode(&row)?;
                 return Ok(match record.state {
@@ -647,15 +644,14 @@ impl SqlStore for PostgresStore {
     ) -> Result<()> {
         check_key(key)?;
         check_value_len(&CAPABILITIES, key, value)?;
-        let done = sql!(query, self.t(ns) =>
+        let q = sql!(query, self.t(ns) =>
             "UPDATE {t} SET state = 'completed', value = $3, lease_token = NULL, \
                  lease_expires_at = NULL, completed_at = now(), \
                  expires_at = now() + $4::int8 * interval '1 millisecond' \
              WHERE key = $1 AND lease_token = $2 AND state = 'in_progress'";
-            key, token.as_str(), value, ttl.map(millis))
-        .execute(conn)
-        .await
-        .map_err(self.fail("complete", Some(key)))?;
+            key, token.as_str(), value, ttl.map(millis));
+        let fail = self.fail("complete", Some(key));
+        let done = q.execute(conn).await.map_err(fail)?;
         match done.rows_affected() {
             1 => Ok(()),
             _ => Err(Error::lease_lost(key)),
