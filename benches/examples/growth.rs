@@ -421,7 +421,9 @@ async fn values(backend: &str) {
         .durable("bench::values")
         .idempotent()
         .wrap(|(n, _): (usize, u64)| async move { Ok::<_, Infallible>("x".repeat(n)) });
-    let mut csv = String::from("backend,bytes,call,stent_p50_us,raw_p50_us,ratio\n");
+    let mut csv = String::from(
+        "backend,bytes,call,stent_p50_us,raw_p50_us,ratio,raw_json_p50_us,ratio_to_raw_json\n",
+    );
     for n in [64, 4 << 10, 256 << 10, 1 << 20, 4 << 20] {
         let calls = if n >= 1 << 20 { 40 } else { 200 };
         // The bytes stent stores for the result: the same go through the leanest client.
@@ -430,6 +432,10 @@ async fn values(backend: &str) {
         let raw_key = format!("raw-{n}");
         lean.two_writes(&raw_key, &bytes).await;
         let (mut replays, mut reads, mut firsts, mut writes) = (vec![], vec![], vec![], vec![]);
+        // The leanest client with the JSON stent's codec reads and writes: the same string
+        // decoded after the read, encoded before the writes.
+        let (mut json_reads, mut json_writes) = (vec![], vec![]);
+        let result = "x".repeat(n);
         // Reads, then writes: a write between two reads would empty a SQLite connection's
         // cache for the next read, on one side only.
         for _ in 0..calls {
@@ -439,6 +445,11 @@ async fn values(backend: &str) {
             let t = Instant::now();
             assert!(lean.read(&raw_key).await);
             reads.push(t.elapsed());
+            let t = Instant::now();
+            assert!(lean.read(&raw_key).await);
+            let decoded = stent::codec::decode::<String, ()>(&raw_key, &bytes);
+            assert!(matches!(decoded, Ok(stent::codec::Stored::Value(v)) if v.len() == n));
+            json_reads.push(t.elapsed());
         }
         for j in 1..=calls {
             let t = Instant::now();
@@ -447,18 +458,27 @@ async fn values(backend: &str) {
             let t = Instant::now();
             lean.two_writes(&format!("raw-{n}-{j}"), &bytes).await;
             writes.push(t.elapsed());
+            let t = Instant::now();
+            let encoded = stent::codec::encode_value(&result).expect("a string encodes");
+            lean.two_writes(&format!("raw-json-{n}-{j}"), &encoded)
+                .await;
+            json_writes.push(t.elapsed());
         }
-        for (call, s, r) in [
-            ("replay", &mut replays, &mut reads),
-            ("first call", &mut firsts, &mut writes),
+        for (call, s, r, j) in [
+            ("replay", &mut replays, &mut reads, &mut json_reads),
+            ("first call", &mut firsts, &mut writes, &mut json_writes),
         ] {
             let (sp, _) = percentiles(s);
             let (rp, _) = percentiles(r);
-            let ratio = sp / rp;
+            let (jp, _) = percentiles(j);
+            let (ratio, json_ratio) = (sp / rp, sp / jp);
             println!(
-                "{backend:>9} {n:>8} B {call:>10}: stent {sp:9.1} µs  raw {rp:9.1} µs  {ratio:.2} ×"
+                "{backend:>9} {n:>8} B {call:>10}: stent {sp:9.1} µs  raw {rp:9.1} µs  {ratio:.2} ×  \
+                 raw + JSON {jp:9.1} µs  {json_ratio:.2} ×"
             );
-            csv += &format!("{backend},{n},{call},{sp:.1},{rp:.1},{ratio:.3}\n");
+            csv += &format!(
+                "{backend},{n},{call},{sp:.1},{rp:.1},{ratio:.3},{jp:.1},{json_ratio:.3}\n"
+            );
         }
     }
     std::fs::write(out_dir().join(format!("values-{backend}.csv")), csv).expect("CSV");
