@@ -95,7 +95,6 @@ where
         if record.state != RecordState::Completed {
             return Err(Error::decode(&key, "record is not completed"));
         }
-        // A value, or a stored error to replay.
         let bytes = record.value.as_deref().unwrap_or_default();
         let value = match (bytes.first(), &self.inner.store_errors) {
             (Some(&TAG_JSON_ERROR), Some(s)) => return Ok(Err((s.decode)(&key, &bytes[1..])?)),

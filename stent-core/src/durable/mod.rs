@@ -15,9 +15,8 @@ pub use lease::HeldClaim;
 #[cfg(feature = "sqlx")]
 pub use transactional::{OnConnection, SqlConnection, SqlStore, TxDurable};
 
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-use std::{fmt, future::Future, sync::Arc};
+use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc};
 
 use futures_util::{FutureExt as _, future::BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
