@@ -239,8 +239,7 @@ where
     }
 
     /// Runs `work` as attempt `attempt` of `key`, counted as an execution: inside the
-    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the function's
-    /// timeout.
+    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the timeout.
     pub(super) async fn execute<F: Future>(
         &self,
         key: Arc<str>,

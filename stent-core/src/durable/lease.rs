@@ -65,8 +65,7 @@ where
         }
     }
 
-    /// How long a call may wait for a key: the in-flight policy's timeout, none when it
-    /// rejects.
+    /// How long a call may wait for a key: the in-flight policy's timeout, none when it rejects.
     pub(super) fn in_flight_wait(&self) -> Duration {
         match self.inner.config.in_flight {
             InFlight::Reject => Duration::ZERO,

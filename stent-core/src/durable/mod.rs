@@ -565,8 +565,7 @@ impl<A: 'static, R, E> Durable<A, R, E> {
         })
     }
 
-    /// Validate payloads with a custom fingerprint of the arguments (see
-    /// [`DurableBuilder::validate_payload`]).
+    /// Like [`DurableBuilder::validate_payload`], with a custom fingerprint of the arguments.
     pub fn fingerprint<S: Into<String>>(self, f: impl Fn(&A) -> S + Send + Sync + 'static) -> Self {
         self.configure(|inner| {
             inner.config.validate_payload = true;
