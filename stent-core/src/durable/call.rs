@@ -82,8 +82,7 @@ where
 
     async fn run(&self, key: String, args: A) -> Served<Traced<R>, E> {
         let (started, fingerprint) = (Instant::now(), self.fingerprint_of(&args)?);
-        // Rejecting: an identical call in this process is a conflict like one in another
-        // process, met at the store, so both get the same error.
+        // A rejecting call is not coalesced (see `InFlight::Reject`).
         let InFlight::Wait { timeout } = self.inner.config.in_flight else {
             return self.run_alone(key, fingerprint, args, started).await;
         };
@@ -240,8 +239,7 @@ where
     }
 
     /// Runs `work` as attempt `attempt` of `key`, counted as an execution: inside the
-    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the function's
-    /// timeout.
+    /// [`Execution`] it reads, and cancelled with [`ErrorKind::Timeout`] past the timeout.
     pub(super) async fn execute<F: Future>(
         &self,
         key: Arc<str>,

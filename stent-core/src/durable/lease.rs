@@ -65,8 +65,7 @@ where
         }
     }
 
-    /// How long a call may wait for a key: the in-flight policy's timeout, none when it
-    /// rejects.
+    /// How long a call may wait for a key: the in-flight policy's timeout, none when it rejects.
     pub(super) fn in_flight_wait(&self) -> Duration {
         match self.inner.config.in_flight {
             InFlight::Reject => Duration::ZERO,
@@ -95,7 +94,6 @@ where
         if record.state != RecordState::Completed {
             return Err(Error::decode(&key, "record is not completed"));
         }
-        // A value, or a stored error to replay.
         let bytes = record.value.as_deref().unwrap_or_default();
         let value = match (bytes.first(), &self.inner.store_errors) {
             (Some(&TAG_JSON_ERROR), Some(s)) => return Ok(Err((s.decode)(&key, &bytes[1..])?)),

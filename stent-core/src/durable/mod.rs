@@ -15,9 +15,8 @@ pub use lease::HeldClaim;
 #[cfg(feature = "sqlx")]
 pub use transactional::{OnConnection, SqlConnection, SqlStore, TxDurable};
 
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-use std::{fmt, future::Future, sync::Arc};
+use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc};
 
 use futures_util::{FutureExt as _, future::BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
@@ -566,8 +565,7 @@ impl<A: 'static, R, E> Durable<A, R, E> {
         })
     }
 
-    /// Validate payloads with a custom fingerprint of the arguments (see
-    /// [`DurableBuilder::validate_payload`]).
+    /// Like [`DurableBuilder::validate_payload`], with a custom fingerprint of the arguments.
     pub fn fingerprint<S: Into<String>>(self, f: impl Fn(&A) -> S + Send + Sync + 'static) -> Self {
         self.configure(|inner| {
             inner.config.validate_payload = true;

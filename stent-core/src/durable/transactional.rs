@@ -125,17 +125,15 @@ enum Tried<R, E, A> {
 ///
 /// - [`call`](Self::call) begins a transaction with [`SqlStore::begin_statement`] on a
 ///   connection of the store's own ([`SqlStore::on_own_connection`]), and in it claims the
-///   key, runs the function, records the result and commits; a replay is the claim, then a
-///   rollback.
+///   key, runs the function, records the result and commits; a replay claims, then rolls back.
 /// - [`call_in`](Self::call_in) does the same under a savepoint of a transaction the caller
 ///   holds, and leaves the commit to the caller.
 ///
 /// On SQLite the store's own connection is its writer: the store's other writes in the
-/// process wait for the transaction (as they would for its write lock), and one made through
-/// the store from inside the function is refused at once, since it would wait for its own
-/// transaction. On PostgreSQL it is one of the store's connections, held until the commit:
-/// a store operation from inside the function takes another, so size `max_connections` for
-/// both.
+/// process wait for the transaction (as for its write lock), and one made through the store
+/// from inside the function is refused at once, since it would wait for its own transaction.
+/// On PostgreSQL it is one of the store's connections, held until the commit: a store
+/// operation from inside the function takes another, so size `max_connections` for both.
 ///
 /// The transaction is the lease: no renewal, and a process that dies mid-call leaves nothing
 /// behind. A concurrent call of the same key waits on the claim's row lock (at most the
@@ -170,8 +168,7 @@ where
     R: Serialize + DeserializeOwned + Send + 'static,
     E: Send + 'static,
 {
-    /// Store errors for which `pred` is true and replay them like results (see
-    /// [`Durable::store_errors_if`]).
+    /// Store errors for which `pred` is true and replay them: see [`Durable::store_errors_if`].
     pub fn store_errors_if(mut self, pred: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self
     where
         E: Serialize + DeserializeOwned,
@@ -197,9 +194,8 @@ where
     }
 
     /// Runs the function inside the transaction `tx` (a `sqlx::Transaction` derefs to it),
-    /// under a savepoint, or returns the recorded result; the result commits when the
-    /// caller commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`]
-    /// error.
+    /// under a savepoint, or returns the recorded result; the result commits when the caller
+    /// commits `tx`. A connection outside a transaction is an [`ErrorKind::Config`] error.
     pub async fn call_in(&self, tx: &mut SqlConnection<S>, args: A) -> Result<R, Error<E>> {
         let run = self.durable.observed(args, |k, a| self.run_in(tx, k, a));
         run.await.map(|t| t.value)
