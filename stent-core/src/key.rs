@@ -370,12 +370,11 @@ struct Compound {
 
 impl Compound {
     fn open(seq: Option<fn(Vec<Json>) -> Json>, variant: Option<&'static str>) -> Res<Self> {
-        let (keys, values) = (Vec::new(), Vec::new());
         Ok(Compound {
             seq,
             variant,
-            keys,
-            values,
+            keys: Vec::new(),
+            values: Vec::new(),
         })
     }
 

@@ -43,19 +43,18 @@ pub(crate) fn call<R, E>(function: &str, result: &Result<Traced<R>, Error<E>>, e
             Err(_) => "error",
         };
         counter!("stent_calls_total", "function" => f.clone(), "outcome" => outcome).increment(1);
+        let count = |name: &'static str| counter!(name, "function" => f.clone()).increment(1);
         match result {
             Ok(t) => match t.outcome.status {
-                Status::CacheHit => counter!("stent_cache_hits_total", "function" => f.clone()).increment(1),
-                Status::Replayed => counter!("stent_replays_total", "function" => f.clone()).increment(1),
-                Status::Stale => counter!("stent_stale_total", "function" => f.clone()).increment(1),
+                Status::CacheHit => count("stent_cache_hits_total"),
+                Status::Replayed => count("stent_replays_total"),
+                Status::Stale => count("stent_stale_total"),
                 Status::Executed | Status::Joined => {}
             },
             Err(e) => match e.kind() {
                 ErrorKind::Function | ErrorKind::Key | ErrorKind::Encode | ErrorKind::InFlight => {}
-                ErrorKind::LeaseLost => counter!("stent_lease_lost_total", "function" => f.clone()).increment(1),
-                ErrorKind::PayloadMismatch => {
-                    counter!("stent_payload_mismatches_total", "function" => f.clone()).increment(1)
-                }
+                ErrorKind::LeaseLost => count("stent_lease_lost_total"),
+                ErrorKind::PayloadMismatch => count("stent_payload_mismatches_total"),
                 kind => counter!("stent_store_errors_total", "function" => f.clone(), "kind" => kind.as_str())
                     .increment(1),
             },
@@ -82,8 +81,7 @@ pub(crate) fn in_flight_wait(function: &str) {
     counter!("stent_in_flight_waits_total", "function" => function.to_owned()).increment(1);
 }
 
-/// The local tier answered a lookup (`hit`) or passed it on (`miss`), evicted a record for
-/// room (`eviction`), or dropped one a write changed (`invalidation`).
+/// Counts a [`LocalTier`](crate::local) `event` in `stent_local_total` (see the table above).
 #[cfg(feature = "local")]
 pub(crate) fn local(event: &'static str) {
     #[cfg(feature = "metrics")]

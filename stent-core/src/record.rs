@@ -369,28 +369,18 @@ impl ListQuery {
         Self::default()
     }
 
-    /// Only keys starting with `prefix`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+    crate::builder_setters! {
+        /// Only keys starting with `prefix`.
+        prefix(prefix: impl Into<String>) => prefix = prefix.into();
 
-    /// Continue after `cursor`.
-    pub fn cursor(mut self, cursor: Option<String>) -> Self {
-        self.cursor = cursor;
-        self
-    }
+        /// Continue after `cursor`.
+        cursor(cursor: Option<String>) => cursor = cursor;
 
-    /// At most `limit` records per page (a `limit` of 0 counts as 1).
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit.max(1);
-        self
-    }
+        /// At most `limit` records per page (a `limit` of 0 counts as 1).
+        limit(limit: usize) => limit = limit.max(1);
 
-    /// Include expired, not yet purged records.
-    pub fn include_expired(mut self, yes: bool) -> Self {
-        self.include_expired = yes;
-        self
+        /// Include expired, not yet purged records.
+        include_expired(yes: bool) => include_expired = yes;
     }
 
     /// Whether `key` belongs in this query's range (prefix and cursor).

@@ -320,8 +320,7 @@ pub fn url_secrets(url: &str) -> Vec<String> {
     secrets
 }
 
-/// Where `url` spells a password: after the user in its user info, and in every `password=`
-/// option of its query.
+/// Where `url` spells each password that [`redact`] hides.
 fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = start + url[start..].find(['?', '#']).unwrap_or(url.len() - start);
