@@ -10,9 +10,8 @@ use stent_core::{Error, LeaseToken, Record, RecordState, Result, Timestamp};
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_ms, attempt, \
      fingerprint, function, version, created_ms, completed_ms, expires_ms";
 
-/// A row of [`COLUMNS`], as both drivers decode it (sqlx in a transaction, rusqlite for
-/// reads): key, state, value, lease token, lease expiry, attempt, fingerprint, function,
-/// version, then the created, completed and expiry times in epoch milliseconds.
+/// A row of [`COLUMNS`], times in epoch milliseconds, as both drivers decode it (sqlx in a
+/// transaction, rusqlite for reads).
 pub(crate) type Columns = (
     String,
     String,

@@ -79,12 +79,6 @@ macro_rules! sql {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default settings.
-    ///
-    /// ```no_run
-    /// # async fn f() -> stent_core::Result<()> {
-    /// let store = stent_sqlite::SqliteStore::open("stent.db").await?;
-    /// # Ok(()) }
-    /// ```
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder().path(path).build().await
     }
