@@ -77,10 +77,9 @@ impl SqliteStoreBuilder {
         /// own writes never wait for each other here: they queue in the store.
         busy_timeout(timeout: Duration) => busy_timeout = timeout;
 
-        /// Size of the connection pool your own queries run on (default 8). The store's
-        /// writes and transactional calls run on one more connection of its own, one at a
-        /// time (SQLite serializes writes anyway), and its reads on connections of their own,
-        /// one per thread reading at once.
+        /// Size of the connection pool your own queries run on (default 8): the store's
+        /// reads, writes and transactional calls run on connections of their own (see the
+        /// crate docs).
         max_connections(n: u32) => max_connections = n.max(1);
 
         /// The clock leases and expiry are decided by (default: the system clock).

@@ -9,8 +9,7 @@ mod store;
 pub use crate::config::{Durability, MAX_PREFIX_LEN, SqliteStoreBuilder};
 pub use crate::store::SqliteStore;
 
-/// The URL scheme of a SQLite store: `sqlite://path/to/file.db`, `sqlite:///abs/path.db`
-/// or `sqlite:file.db` (see [`SqliteStoreBuilder::url`]).
+/// The URL scheme of a SQLite store: `sqlite://path/to/file.db` (see [`SqliteStoreBuilder::url`]).
 pub const SCHEME: &str = "sqlite";
 
 /// Every URL scheme [`SqliteStore::connect`] accepts: [`SCHEME`] alone.

@@ -3,15 +3,15 @@
 //!
 //! Table names are validated identifiers (see `config.rs`); every value is a bound parameter.
 
+use sqlx::{AssertSqlSafe, RawSql};
 use stent_core::{Error, LeaseToken, Record, RecordState, Result, Timestamp};
 
 /// A record's columns, in the table's order: what every record-returning statement selects.
 pub(crate) const COLUMNS: &str = "key, state, value, lease_token, lease_expires_ms, attempt, \
      fingerprint, function, version, created_ms, completed_ms, expires_ms";
 
-/// A row of [`COLUMNS`], as both drivers decode it (sqlx in a transaction, rusqlite for
-/// reads): key, state, value, lease token, lease expiry, attempt, fingerprint, function,
-/// version, then the created, completed and expiry times in epoch milliseconds.
+/// A row of [`COLUMNS`], times in epoch milliseconds, as both drivers decode it (sqlx in a
+/// transaction, rusqlite for reads).
 pub(crate) type Columns = (
     String,
     String,
@@ -66,7 +66,7 @@ fn readable_column(time: &str) -> String {
 }
 
 /// Creates the version table and `tables`, where they are missing.
-pub(crate) fn create_tables(prefix: &str, tables: &[String]) -> String {
+pub(crate) fn create_tables(prefix: &str, tables: &[String]) -> RawSql {
     let mut script = format!(
         "CREATE TABLE IF NOT EXISTS \"{prefix}stent_schema\" \
          (component TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL);"
@@ -91,12 +91,12 @@ pub(crate) fn create_tables(prefix: &str, tables: &[String]) -> String {
             READABLE.map(readable_column).join(",\n    ")
         );
     }
-    script
+    sqlx::raw_sql(AssertSqlSafe(script))
 }
 
 /// Creates each table's index on `expires_ms` where missing, rewrites version-1 readable
 /// columns in today's format when `from_v1`, and records the layout's version.
-pub(crate) fn finish_tables(prefix: &str, tables: &[String], from_v1: bool) -> String {
+pub(crate) fn finish_tables(prefix: &str, tables: &[String], from_v1: bool) -> RawSql {
     let mut script = String::new();
     for t in tables {
         script += &format!(
@@ -111,10 +111,10 @@ pub(crate) fn finish_tables(prefix: &str, tables: &[String], from_v1: bool) -> S
             );
         }
     }
-    script
-        + &format!(
-            "INSERT INTO \"{prefix}stent_schema\" (component, version) \
-             VALUES ('sqlite', {SCHEMA_VERSION}) \
-             ON CONFLICT (component) DO UPDATE SET version = excluded.version"
-        )
+    script += &format!(
+        "INSERT INTO \"{prefix}stent_schema\" (component, version) \
+         VALUES ('sqlite', {SCHEMA_VERSION}) \
+         ON CONFLICT (component) DO UPDATE SET version = excluded.version"
+    );
+    sqlx::raw_sql(AssertSqlSafe(script))
 }

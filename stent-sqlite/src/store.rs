@@ -79,12 +79,6 @@ macro_rules! sql {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default settings.
-    ///
-    /// ```no_run
-    /// # async fn f() -> stent_core::Result<()> {
-    /// let store = stent_sqlite::SqliteStore::open("stent.db").await?;
-    /// # Ok(()) }
-    /// ```
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder().path(path).build().await
     }
@@ -181,8 +175,7 @@ impl SqliteStore {
             // IMMEDIATE takes the write lock: a read-only file (which SQLite opens without
             // complaint) fails here, before anything else is attempted.
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let create = sqlx::raw_sql(AssertSqlSafe(sql::create_tables(prefix, tables)));
-            create.execute(&mut *tx).await?;
+            sql::create_tables(prefix, tables).execute(&mut *tx).await?;
             let version = sql!(query_scalar, format!("{prefix}stent_schema") =>
                 "SELECT version FROM {t} WHERE component = 'sqlite'");
             let version: Option<i64> = version.fetch_optional(&mut *tx).await?;
@@ -193,8 +186,7 @@ impl SqliteStore {
                 probe.execute(&mut *tx).await?;
             }
             foreign = None;
-            let from_v1 = version == Some(1);
-            let finish = sqlx::raw_sql(AssertSqlSafe(sql::finish_tables(prefix, tables, from_v1)));
+            let finish = sql::finish_tables(prefix, tables, version == Some(1));
             finish.execute(&mut *tx).await?;
             tx.commit().await
         });
@@ -256,8 +248,7 @@ impl SqliteStore {
     /// Runs one statement on the [writer](Self::write); returns how many rows it changed.
     async fn execute(&self, q: Stmt<'_>, what: &str, key: Option<&str>) -> Result<u64> {
         let done = self.write(async |conn| q.execute(conn).await).await;
-        done.map(|d| d.rows_affected())
-            .map_err(|e| convert(e, what, key))
+        Ok(done.map_err(|e| convert(e, what, key))?.rows_affected())
     }
 
     /// The write half of a claim, on `conn`: takes an absent, expired or lapsed key and
