@@ -147,27 +147,9 @@ impl RedisStoreBuilder {
                 self.max_value_len
             )));
         }
-        let urls = match &self.target {
-            None => {
-                return Err(Error::config(
-                    "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
-                ));
-            }
-            Some(Target::Client(client)) => {
-                return RedisStore::open(vec![client.clone()], self).await;
-            }
-            Some(Target::Standalone(url)) => std::slice::from_ref(url),
-            Some(Target::Cluster(nodes)) if nodes.is_empty() => {
-                return Err(Error::config(format!(
-                    "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
-                    self.shown
-                )));
-            }
-            Some(Target::Cluster(nodes)) => nodes,
-        };
         // Parsed as the driver will, to refuse a malformed URL before connecting. The
         // driver's messages name the problem, never the URL.
-        let client = |url: &String| {
+        let parse = |url: &String| {
             redis::Client::open(url.as_str()).map_err(|e| {
                 let why = e.to_string();
                 Error::config(format!(
@@ -178,7 +160,22 @@ impl RedisStoreBuilder {
                 ))
             })
         };
-        let clients = urls.iter().map(client).collect::<Result<_>>()?;
+        let clients = match &self.target {
+            None => {
+                return Err(Error::config(
+                    "no Redis URL: call `url(...)`, `client(...)` or `cluster(...)` on the builder",
+                ));
+            }
+            Some(Target::Client(client)) => vec![client.clone()],
+            Some(Target::Standalone(url)) => vec![parse(url)?],
+            Some(Target::Cluster(nodes)) if nodes.is_empty() => {
+                return Err(Error::config(format!(
+                    "no cluster nodes in {}: expected redis+cluster://host:port,host:port",
+                    self.shown
+                )));
+            }
+            Some(Target::Cluster(nodes)) => nodes.iter().map(parse).collect::<Result<_>>()?,
+        };
         RedisStore::open(clients, self).await
     }
 }

@@ -78,16 +78,12 @@ pub(crate) fn encode_meta(meta: &RecordMeta<'_>) -> Vec<u8> {
     fields.filter_map(field).collect::<String>().into_bytes()
 }
 
-/// Whether `bytes` start with the mark; a string that does not is someone else's.
-pub(crate) fn is_record(bytes: &[u8]) -> bool {
-    bytes.starts_with(MARK)
-}
-
-/// Reads a record; `bytes` must start with [`MARK`].
-pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
+/// Reads a record; `None` for a string without the [`MARK`], which is someone else's.
+pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Option<Stored>> {
+    let Some(body) = bytes.strip_prefix(MARK) else {
+        return Ok(None);
+    };
     let corrupt = |what: &str| Error::decode(key, format!("stored record: {what}"));
-    let body = bytes.strip_prefix(MARK);
-    let body = body.ok_or_else(|| corrupt("it does not start with `stent1|`"))?;
     // The header's 11 fields in order, then the metadata and the value.
     let mut parts = body.splitn(12, |&b| b == b'|');
     let mut field = |name: &str| match parts.next().map(std::str::from_utf8) {
@@ -127,11 +123,11 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Stored> {
         }
         RecordState::Completed => record.value = Some(value.to_vec()),
     }
-    Ok(Stored {
+    Ok(Some(Stored {
         record,
         purge_ms,
         unsettled,
-    })
+    }))
 }
 
 fn decode_meta(key: &str, mut meta: &[u8], record: &mut Record) -> Result<()> {
@@ -212,8 +208,7 @@ mod tests {
     #[test]
     fn an_in_progress_record_shows_its_lease_and_metadata() {
         let bytes = b"stent1|in_progress|0123456789abcdef|1|1000|31000||||||9|f3:f|np0:";
-        assert!(is_record(bytes));
-        let r = decode("k", bytes).unwrap().record;
+        let r = decode("k", bytes).unwrap().unwrap().record;
         assert_eq!(r.state, RecordState::InProgress);
         assert_eq!(
             r.lease_token,
@@ -236,7 +231,7 @@ mod tests {
     #[test]
     fn a_completed_record_shows_its_value_and_no_lease() {
         let bytes = b"stent1|completed||2|1000||1500|9000|8999|||4|f1:xv|a|ue";
-        let s = decode("k", bytes).unwrap();
+        let s = decode("k", bytes).unwrap().unwrap();
         assert!(s.live_while_present());
         let r = s.record;
         assert_eq!(r.state, RecordState::Completed);
@@ -261,7 +256,7 @@ mod tests {
             b"stent1|in_progress|t0|1||||||30000|10000000000000|4|f1:f"
         );
         assert!(bytes.starts_with(&owner(&token)));
-        let mut s = decode("k", &bytes).unwrap();
+        let mut s = decode("k", &bytes).unwrap().unwrap();
         s.settle(1_000 + 30_000 + HORIZON_MS);
         let r = s.record;
         assert_eq!((r.attempt, r.lease_token), (1, Some(token)));
@@ -272,7 +267,8 @@ mod tests {
 
     #[test]
     fn a_grace_makes_presence_no_proof_of_life() {
-        let s = decode("k", b"stent1|completed||1|1000||1000|9000|39000|||0|v").unwrap();
+        let bytes = b"stent1|completed||1|1000||1000|9000|39000|||0|v";
+        let s = decode("k", bytes).unwrap().unwrap();
         assert!(!s.live_while_present());
     }
 
@@ -291,11 +287,22 @@ mod tests {
             b"stent1|completed||1||||~60000||12|59999|0|",
             b"stent1|completed||1|1||||||||4|f9:x",
             b"stent1|\xff||1|1||||||||0|",
-            b"hand-written",
         ] {
             let e = decode("k", broken).unwrap_err();
             assert_eq!(e.kind(), stent_core::ErrorKind::Decode);
             assert_eq!(e.key(), Some("k"));
+        }
+    }
+
+    #[test]
+    fn a_string_without_the_mark_is_no_record() {
+        for foreign in [
+            &b"hand-written"[..],
+            b"",
+            b"stent1",
+            b"stent2|completed||1|1||||||||0|",
+        ] {
+            assert!(decode("k", foreign).unwrap().is_none());
         }
     }
 

@@ -19,7 +19,7 @@ use crate::broadcast::Listener;
 use crate::config::{RedisStoreBuilder, Target};
 use crate::conn::{Conn, Scan};
 use crate::error::{from_redis, unexpected, wrong_type};
-use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, is_record, owner};
+use crate::layout::{HORIZON_MS, Stored, claim_record, decode, encode_meta, owner};
 use crate::scripts::{CLAIM, COMPLETE, DELETE, PUT, RELEASE, RENEW};
 
 /// Durations are clamped to this many milliseconds (about 317 years), so that timestamps
@@ -237,15 +237,14 @@ impl Call<'_> {
     /// `reply`; for a key of a type the command cannot work on (`WRONGTYPE`), the inner error
     /// naming that type, which `TYPE` tells.
     async fn typed(&mut self, reply: RedisResult<Value>) -> Result<Result<Value>> {
-        let (op, key) = (self.op, self.key);
-        match reply {
+        let reply = match reply {
             Err(e) if e.code() == Some("WRONGTYPE") => {
-                let found = self.send("TYPE", &[]).await;
-                let found: String = found.map_err(|e| from_redis(e, op, Some(key)))?;
-                Ok(Err(wrong_type(key, &self.rk, &found)))
+                let found: RedisResult<String> = self.send("TYPE", &[]).await;
+                found.map(|found| Err(wrong_type(self.key, &self.rk, &found)))
             }
-            reply => reply.map(Ok).map_err(|e| from_redis(e, op, Some(key))),
-        }
+            reply => reply.map(Ok),
+        };
+        reply.map_err(|e| from_redis(e, self.op, Some(self.key)))
     }
 
     /// Reads the reply of a `GET` (or `SET … GET`) of the record's key.
@@ -260,10 +259,8 @@ impl Call<'_> {
 
     /// The record in `bytes`; the inner error for a string that is not one.
     fn stored(&self, bytes: &[u8]) -> Result<Result<Stored>> {
-        if !is_record(bytes) {
-            return Ok(Err(wrong_type(self.key, &self.rk, "string")));
-        }
-        decode(self.key, bytes).map(Ok)
+        let stored = decode(self.key, bytes)?;
+        Ok(stored.ok_or_else(|| wrong_type(self.key, &self.rk, "string")))
     }
 }
 
@@ -316,10 +313,9 @@ impl ResultStore for RedisStore {
         let reply = call.send("SET", &set).await;
         match call.found(reply).await?? {
             None => {
-                let lease_expires_at = sent.add(claim.lease);
                 return Ok(ClaimOutcome::Acquired {
                     attempt: 1,
-                    lease_expires_at,
+                    lease_expires_at: sent + claim.lease,
                 });
             }
             Some(s) if s.record.state == RecordState::Completed && s.live_while_present() => {
@@ -358,9 +354,8 @@ impl ResultStore for RedisStore {
         let (lease, horizon) = (clamp_ms(lease).to_string(), HORIZON_MS.to_string());
         let args: [&[u8]; 3] = [&owner(token), lease.as_bytes(), horizon.as_bytes()];
         let until = self.call("renew", ns, key).owned(&RENEW, &args).await?;
-        Ok(Timestamp::from_millis(
-            until.ok_or_else(|| Error::lease_lost(key))?,
-        ))
+        let until = until.ok_or_else(|| Error::lease_lost(key))?;
+        Ok(Timestamp::from_millis(until))
     }
 
     async fn complete(
@@ -374,20 +369,14 @@ impl ResultStore for RedisStore {
         check_value_len(&self.inner.caps, key, value)?;
         let (ttl, purge) = (ttl_arg(ttl), self.inner.purge_offset.as_bytes());
         let args: [&[u8]; 4] = [&owner(token), value, ttl.as_bytes(), purge];
-        let done = self
-            .call("complete", ns, key)
-            .owned(&COMPLETE, &args)
-            .await?;
-        done.map(drop).ok_or_else(|| Error::lease_lost(key))
+        let done = self.call("complete", ns, key).owned(&COMPLETE, &args);
+        done.await?.map(drop).ok_or_else(|| Error::lease_lost(key))
     }
 
     async fn release(&self, ns: Namespace, key: &str, token: &LeaseToken) -> Result<bool> {
-        let owner = owner(token);
-        let released = self
-            .call("release", ns, key)
-            .owned(&RELEASE, &[&owner])
-            .await?;
-        Ok(released.is_some())
+        let args: [&[u8]; 1] = [&owner(token)];
+        let released = self.call("release", ns, key).owned(&RELEASE, &args);
+        Ok(released.await?.is_some())
     }
 
     async fn put(
