@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use stent_core::ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
 use stent_core::{Error, ErrorKind, Result};
 
 use crate::DynamoDbStore;
@@ -15,7 +16,6 @@ impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> OpError for E {
 
 /// The kind of a service error answer, by its code, message and HTTP status, and what to say.
 fn classify(code: &str, message: &str, status: Option<u16>) -> (ErrorKind, &'static str) {
-    use ErrorKind::{Busy, Config, KeyTooLarge, Store, Unavailable, ValueTooLarge};
     const MISSING: &str = "the table does not exist; create it with DynamoDbStore::migrate() \
          (development) or your infrastructure tooling";
     const REFUSED: &str = "credentials refused; check the AWS credentials and IAM permissions";
@@ -55,7 +55,6 @@ pub(crate) fn convert<E: OpError>(
     op: &str,
     key: Option<&str>,
 ) -> Error {
-    use ErrorKind::{Config, Store, Unavailable};
     let (kind, what) = match &err {
         SdkError::ServiceError(_) => {
             let status = err.raw_response().map(|r| r.status().as_u16());

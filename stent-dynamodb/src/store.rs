@@ -133,11 +133,8 @@ impl DynamoDbStore {
         let pk = built(pk.attribute_type(ScalarAttributeType::S).build())?;
         let hash = KeySchemaElement::builder().attribute_name("pk");
         let hash = built(hash.key_type(KeyType::Hash).build())?;
-        let create = client
-            .create_table()
-            .table_name(table)
-            .key_schema(hash.clone());
-        let create = create.attribute_definitions(pk.clone());
+        let create = client.create_table().key_schema(hash.clone());
+        let create = create.table_name(table).attribute_definitions(pk.clone());
         match create.billing_mode(BillingMode::PayPerRequest).send().await {
             Ok(_) => tracing::info!(%table, %endpoint, "created DynamoDB table"),
             // It exists already, or another process created it first.
@@ -176,11 +173,8 @@ impl DynamoDbStore {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let ttl = client
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await;
+        let describe = client.describe_time_to_live().table_name(table);
+        let ttl = describe.send().await;
         let ttl = ttl.map_err(|e| convert(e, self, "describe_time_to_live", None))?;
         let on = [TimeToLiveStatus::Enabled, TimeToLiveStatus::Enabling];
         if let Some(ttl) = ttl.time_to_live_description()
@@ -302,7 +296,6 @@ impl ResultStore for DynamoDbStore {
     }
 
     async fn claim(&self, ns: Namespace, key: &str, claim: &Claim<'_>) -> Result<ClaimOutcome> {
-        let (client, table) = (self.client(), self.table());
         let pk = self.pk(ns, key)?;
         // The lapsed lease the next write takes over; `None`: a fresh claim.
         let mut lapsed: Option<Record> = None;
@@ -312,9 +305,8 @@ impl ResultStore for DynamoDbStore {
             let attempt = lapsed.as_ref().map_or(1, |r| r.attempt.saturating_add(1));
             let (condition, values) = schema::claim_condition(lapsed.as_ref(), now);
             let item = schema::claim_item(pk.clone(), claim, now, lease_until, attempt);
-            let out = client
-                .put_item()
-                .table_name(table)
+            let put = self.client().put_item().table_name(self.table());
+            let out = put
                 .set_item(Some(item))
                 .condition_expression(&condition)
                 .set_expression_attribute_names(Some(names(&[&condition])))
@@ -498,10 +490,8 @@ impl ResultStore for DynamoDbStore {
             async move { done(request.send().await) }
         };
         let deletes = futures_util::stream::iter(pks.into_iter().take(limit).map(delete));
-        let deleted: Vec<bool> = deletes
-            .buffer_unordered(PURGE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(deleted.into_iter().filter(|d| *d).count() as u64)
+        let deleted = deletes.buffer_unordered(PURGE_CONCURRENCY);
+        let count = |n: u64, deleted: bool| async move { Ok(n + u64::from(deleted)) };
+        deleted.try_fold(0, count).await
     }
 }
