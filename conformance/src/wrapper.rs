@@ -1163,17 +1163,24 @@ pub async fn early_refresh_refreshes_a_hot_value_before_it_expires(store: Arc<dy
         assert_eq!(t.outcome.status, Status::CacheHit, "no caller waits");
         seen.insert(t.value);
     }
-    // Each value a caller saw was refreshed exactly once, whichever callers drew a refresh:
-    // under the lock, a refresh of a value already replaced is dropped.
-    let runs_expected = 1 + u32::try_from(seen.len()).unwrap();
-    let latest = stent_core::codec::Stored::Value(format!("ois v{runs_expected}").into());
-    eventually("every early refresh lands", || async {
+    // Each value a caller saw was refreshed at most once, whichever callers drew a refresh:
+    // under the lock, a refresh of a value already replaced is dropped, and so is one drawn
+    // while another refresh holds the lock (a caller that saw the first refresh's value
+    // before that refresh let go). At least the first refresh runs, and the last one lands.
+    eventually("the last early refresh lands", || async {
+        let runs = count(&runs);
         let record = store.get(CACHE, &key).await.unwrap()?;
         let stored = stent_core::codec::to_json(&key, record.value.as_deref()?).ok()?;
-        (stored == latest).then_some(())
+        let latest = stent_core::codec::Stored::Value(format!("ois v{runs}").into());
+        (runs >= 2 && stored == latest).then_some(())
     })
     .await;
-    assert_eq!(count(&runs), runs_expected, "one refresh per value seen");
+    let at_most = 1 + u32::try_from(seen.len()).unwrap();
+    assert!(
+        count(&runs) <= at_most,
+        "at most one refresh per value seen: {} runs for {seen:?}",
+        count(&runs)
+    );
 
     let old = f.key_for(&"libor".to_owned()).unwrap();
     let bytes = stent_core::codec::encode_value("libor v0").unwrap();
