@@ -432,8 +432,8 @@ async fn values(backend: &str) {
         let raw_key = format!("raw-{n}");
         lean.two_writes(&raw_key, &bytes).await;
         let (mut replays, mut reads, mut firsts, mut writes) = (vec![], vec![], vec![], vec![]);
-        // The leanest client with the JSON stent's codec reads and writes: the same string
-        // decoded after the read, encoded before the writes.
+        // The leanest client with the JSON of stent's codec: the same string decoded after
+        // the read, encoded before the writes.
         let (mut json_reads, mut json_writes) = (vec![], vec![]);
         let result = "x".repeat(n);
         // Reads, then writes: a write between two reads would empty a SQLite connection's
