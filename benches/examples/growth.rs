@@ -4,7 +4,8 @@
 //!   with 10³ to 10⁷ completed records in the table (10⁶ on Redis, 10⁴ on moto);
 //! - `values`: a replay and a first call of a function whose result is 64 B to 4 MiB, each
 //!   call next to the leanest client moving the same bytes (rusqlite, tokio-postgres,
-//!   redis-rs), alternating call by call.
+//!   redis-rs), alternating call by call; on PostgreSQL also next to sqlx, the store's
+//!   driver, on its pool.
 //!
 //! - `concurrency`: calls a second at 1 to 256 tasks, first calls on distinct keys and
 //!   replays of one hot key, next to the raw driver's same round trips;
@@ -39,7 +40,7 @@ use stent::{
 };
 use stent_benches::lean::{PostgresLean, SqliteLean};
 use stent_benches::raw::dynamodb_store;
-use stent_benches::{Raw, RedisRaw, env_url, now_ms, runtime, stored_value};
+use stent_benches::{PostgresRaw, Raw, RedisRaw, env_url, now_ms, runtime, stored_value};
 
 /// The benchmarked function's name: every record written here is one of its keys.
 const FUNCTION: &str = "bench::growth";
@@ -416,13 +417,20 @@ impl<R: Raw> LeanRaw for R {
 async fn values(backend: &str) {
     let (store, dir) = store(backend).await;
     let lean = lean(backend, dir.as_ref().map(|d| d.path())).await;
+    // The driver the store is built on, where it is not the leanest client: sqlx, on the
+    // pool of a PostgreSQL store of the same tables, with stent's JSON.
+    let driver: Option<Box<dyn LeanRaw>> = match backend {
+        "postgres" => Some(Box::new(PostgresRaw::new(&growth_postgres().await))),
+        _ => None,
+    };
     let stent = Stent::new(Arc::clone(&store));
     let f = stent
         .durable("bench::values")
         .idempotent()
         .wrap(|(n, _): (usize, u64)| async move { Ok::<_, Infallible>("x".repeat(n)) });
     let mut csv = String::from(
-        "backend,bytes,call,stent_p50_us,raw_p50_us,ratio,raw_json_p50_us,ratio_to_raw_json\n",
+        "backend,bytes,call,stent_p50_us,raw_p50_us,ratio,raw_json_p50_us,ratio_to_raw_json,\
+         driver_json_p50_us,ratio_to_driver_json\n",
     );
     for n in [64, 4 << 10, 256 << 10, 1 << 20, 4 << 20] {
         let calls = if n >= 1 << 20 { 40 } else { 200 };
@@ -435,6 +443,7 @@ async fn values(backend: &str) {
         // The leanest client with the JSON of stent's codec: the same string decoded after
         // the read, encoded before the writes.
         let (mut json_reads, mut json_writes) = (vec![], vec![]);
+        let (mut driver_reads, mut driver_writes) = (vec![], vec![]);
         let result = "x".repeat(n);
         // Reads, then writes: a write between two reads would empty a SQLite connection's
         // cache for the next read, on one side only.
@@ -450,6 +459,13 @@ async fn values(backend: &str) {
             let decoded = stent::codec::decode::<String, ()>(&raw_key, &bytes);
             assert!(matches!(decoded, Ok(stent::codec::Stored::Value(v)) if v.len() == n));
             json_reads.push(t.elapsed());
+            if let Some(driver) = &driver {
+                let t = Instant::now();
+                assert!(driver.read(&raw_key).await);
+                let decoded = stent::codec::decode::<String, ()>(&raw_key, &bytes);
+                assert!(matches!(decoded, Ok(stent::codec::Stored::Value(v)) if v.len() == n));
+                driver_reads.push(t.elapsed());
+            }
         }
         for j in 1..=calls {
             let t = Instant::now();
@@ -463,22 +479,50 @@ async fn values(backend: &str) {
             lean.two_writes(&format!("raw-json-{n}-{j}"), &encoded)
                 .await;
             json_writes.push(t.elapsed());
+            if let Some(driver) = &driver {
+                let t = Instant::now();
+                let encoded = stent::codec::encode_value(&result).expect("a string encodes");
+                driver
+                    .two_writes(&format!("raw-driver-{n}-{j}"), &encoded)
+                    .await;
+                driver_writes.push(t.elapsed());
+            }
         }
-        for (call, s, r, j) in [
-            ("replay", &mut replays, &mut reads, &mut json_reads),
-            ("first call", &mut firsts, &mut writes, &mut json_writes),
+        for (call, s, r, j, d) in [
+            (
+                "replay",
+                &mut replays,
+                &mut reads,
+                &mut json_reads,
+                &mut driver_reads,
+            ),
+            (
+                "first call",
+                &mut firsts,
+                &mut writes,
+                &mut json_writes,
+                &mut driver_writes,
+            ),
         ] {
             let (sp, _) = percentiles(s);
             let (rp, _) = percentiles(r);
             let (jp, _) = percentiles(j);
             let (ratio, json_ratio) = (sp / rp, sp / jp);
-            println!(
+            print!(
                 "{backend:>9} {n:>8} B {call:>10}: stent {sp:9.1} µs  raw {rp:9.1} µs  {ratio:.2} ×  \
                  raw + JSON {jp:9.1} µs  {json_ratio:.2} ×"
             );
             csv += &format!(
-                "{backend},{n},{call},{sp:.1},{rp:.1},{ratio:.3},{jp:.1},{json_ratio:.3}\n"
+                "{backend},{n},{call},{sp:.1},{rp:.1},{ratio:.3},{jp:.1},{json_ratio:.3},"
             );
+            if d.is_empty() {
+                csv += ",\n";
+                println!();
+            } else {
+                let (dp, _) = percentiles(d);
+                println!("  driver + JSON {dp:9.1} µs  {:.2} ×", sp / dp);
+                csv += &format!("{dp:.1},{:.3}\n", sp / dp);
+            }
         }
     }
     std::fs::write(out_dir().join(format!("values-{backend}.csv")), csv).expect("CSV");
