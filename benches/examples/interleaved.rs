@@ -814,9 +814,12 @@ async fn sqlite_miss() {
 /// A transactional first call ([`stent::DurableBuilder::wrap_tx`]) whose function inserts one
 /// effect row, next to the same transaction written by hand with sqlx: `$begin`, the effect's
 /// `INSERT`, `$record` (the completed record's `INSERT` into table `{t}`), `COMMIT`, on the
-/// store's pool of `$db` connections and on one connection held for the run.
+/// store's pool of `$db` connections and on one connection held for the run. Also by hand on
+/// the pool, the same transaction made idempotent as stent's is: `$claim` (the key's row, in
+/// progress, which a duplicate would wait on) before the effect, and `$complete` (the result
+/// into that row) after it.
 macro_rules! transactional {
-    ($store:expr, $db:ty, $begin:literal, $record:literal) => {{
+    ($store:expr, $db:ty, $begin:literal, $record:literal, $claim:literal, $complete:literal) => {{
         let store = $store;
         let create =
             "CREATE TABLE IF NOT EXISTS bench_effects (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
@@ -839,7 +842,10 @@ macro_rules! transactional {
                         Ok::<_, sqlx::Error>(cents)
                     })
                 });
-        let record = format!($record, t = store.table(Namespace::Idempotency));
+        let t = store.table(Namespace::Idempotency);
+        let (record, claim) = (format!($record, t = t), format!($claim, t = t));
+        let complete = format!($complete, t = t);
+        let (claim, complete) = (claim.as_str(), complete.as_str());
         let value = stored_value("ord-000042");
         let fresh = Fresh::new("tx");
         let held = pool.acquire().await.expect("a held connection").detach();
@@ -864,6 +870,30 @@ macro_rules! transactional {
             tx.commit().await.expect("commit");
         };
         let by_hand = &by_hand;
+        // The same, idempotent: the claim's row first, the result into it after the effect.
+        let idempotent_by_hand = async move |mut tx: sqlx::Transaction<'_, $db>| {
+            let key = fresh.next();
+            let claimed = sqlx::query(AssertSqlSafe(claim))
+                .bind(&key)
+                .execute(&mut *tx)
+                .await
+                .expect("the claim");
+            assert_eq!(claimed.rows_affected(), 1, "a fresh key is claimed");
+            sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                .bind(&key)
+                .bind("500")
+                .execute(&mut *tx)
+                .await
+                .expect("the effect");
+            sqlx::query(AssertSqlSafe(complete))
+                .bind(&key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .expect("the result");
+            tx.commit().await.expect("commit");
+        };
+        let idempotent_by_hand = &idempotent_by_hand;
         compare(vec![
             (
                 "hand-written transaction",
@@ -881,6 +911,15 @@ macro_rules! transactional {
                         let mut conn = held.lock().await;
                         let tx = sqlx::Connection::begin_with(&mut *conn, $begin).await;
                         by_hand(tx.expect("begin")).await;
+                    })
+                }),
+            ),
+            (
+                "hand-written idempotent transaction",
+                Box::new(move || {
+                    Box::pin(async move {
+                        let tx = pool.begin_with($begin).await.expect("begin");
+                        idempotent_by_hand(tx).await;
                     })
                 }),
             ),
@@ -909,7 +948,11 @@ async fn sqlite_transactional() {
         sqlx::Sqlite,
         "BEGIN IMMEDIATE",
         "INSERT INTO \"{t}\" (key, state, value, attempt, created_ms, completed_ms) \
-         VALUES ($1, 'completed', $2, 1, 0, 0)"
+         VALUES ($1, 'completed', $2, 1, 0, 0)",
+        "INSERT INTO \"{t}\" (key, state, lease_token, lease_expires_ms, attempt, created_ms) \
+         VALUES ($1, 'in_progress', 'token', 0, 1, 0) ON CONFLICT (key) DO NOTHING",
+        "UPDATE \"{t}\" SET state = 'completed', value = $2, lease_token = NULL, \
+         lease_expires_ms = NULL, completed_ms = 0 WHERE key = $1"
     );
 }
 
@@ -919,7 +962,12 @@ async fn postgres_transactional() {
         sqlx::Postgres,
         "BEGIN",
         "INSERT INTO {t} (key, state, value, attempt, completed_at) \
-         VALUES ($1, 'completed', $2, 1, now())"
+         VALUES ($1, 'completed', $2, 1, now())",
+        "INSERT INTO {t} (key, state, lease_token, lease_expires_at) \
+         VALUES ($1, 'in_progress', 'token', now() + interval '30 seconds') \
+         ON CONFLICT (key) DO NOTHING",
+        "UPDATE {t} SET state = 'completed', value = $2, lease_token = NULL, \
+         lease_expires_at = NULL, completed_at = now() WHERE key = $1"
     );
 }
 
