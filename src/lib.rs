@@ -45,7 +45,7 @@ pub use stent_http as http;
 /// | `memory://` | [`MemoryStore`], this process only (always) | none |
 /// | `sqlite://path/to/file.db`, `sqlite:///abs/file.db`, `sqlite:file.db` | `SqliteStore` (`sqlite`, default) | `table_prefix` |
 /// | `postgres://user:pass@host:5432/db`, `postgresql://…` | `PostgresStore` (`postgres`) | `schema`, `table_prefix`, the driver's (`sslmode`, `options`, `application_name`, …) |
-/// | `redis://host:6379`, `rediss://…` (TLS), `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` | `RedisStore` (`redis`) | `prefix`; any other goes to the Redis driver |
+/// | `redis://host:6379`, `redis+unix:///path.sock`, `redis+cluster://h1:p1,h2:p2` (`rediss://`, TLS, is refused: it is not compiled in) | `RedisStore` (`redis`) | `prefix`; any other goes to the Redis driver |
 /// | `dynamodb://TABLE?endpoint=http://127.0.0.1:8000&region=us-east-1` | `DynamoDbStore` (`dynamodb`) | `endpoint`, `region`, `prefix` |
 ///
 /// Anything else is an [`ErrorKind::Config`] error that says what to change, without the

@@ -573,6 +573,60 @@ pub async fn retention_expires_idempotency_records(store: Arc<dyn ResultStore>) 
     assert_eq!((t.value, t.outcome.attempt), (1, 1));
 }
 
+/// A function both idempotent and cached executes again after its retention: its cached copy is kept no longer than its idempotency record.
+pub async fn both_modes_execute_again_after_the_retention(store: Arc<dyn ResultStore>) {
+    let runs = counter();
+    let f = Stent::from_arc(store)
+        .durable("weekly_digest")
+        .idempotent()
+        .cached()
+        .retention(Duration::from_millis(400))
+        .wrap({
+            let runs = Arc::clone(&runs);
+            move |_: ()| {
+                let runs = Arc::clone(&runs);
+                async move { Ok::<_, Infallible>(runs.fetch_add(1, Ordering::SeqCst)) }
+            }
+        });
+    assert_eq!(f.call(()).await.unwrap(), 0);
+    let t = eventually("the retention ends", || async {
+        let t = f.call_traced(()).await.unwrap();
+        (t.outcome.status == Status::Executed).then_some(t)
+    })
+    .await;
+    assert_eq!((t.value, t.outcome.attempt), (1, 1));
+}
+
+/// A replay of a function both idempotent and cached caches its value again until the idempotency record expires, not a full TTL past it.
+pub async fn both_modes_recache_a_replay_until_the_record_expires(store: Arc<dyn ResultStore>) {
+    let f = Stent::from_arc(store.clone())
+        .durable("monthly_invoice")
+        .idempotent()
+        .cached()
+        .ttl(Duration::from_secs(1))
+        .retention(Duration::from_secs(3))
+        .wrap(|n: u32| async move { Ok::<_, Infallible>(n) });
+    let key = f.call_traced(7).await.unwrap().outcome.key;
+    // Past the TTL, 0.7 s before the retention ends: the cached copy is gone, the record not.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let t = f.call_traced(7).await.unwrap();
+    assert_eq!(t.outcome.status, Status::Replayed);
+    let expiry = |ns| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            let r = store.get(ns, &key).await.unwrap().expect("a record");
+            r.expires_at.expect("an expiry").as_millis()
+        }
+    };
+    let (cached, recorded) = (expiry(CACHE).await, expiry(IDEM).await);
+    assert!(
+        cached <= recorded + 100,
+        "the cached copy expires at {cached}, {} ms after its record",
+        cached - recorded
+    );
+}
+
 /// A function both idempotent and cached writes both namespaces, and serves later calls from the cache.
 pub async fn both_modes_write_cache_and_idempotency(store: Arc<dyn ResultStore>) {
     let runs = counter();

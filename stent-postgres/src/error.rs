@@ -61,11 +61,10 @@ fn classify(err: &sqlx::Error) -> (ErrorKind, Option<&str>) {
         // insufficient_resources: too many connections, out of memory or disk
         (Some("40001" | "40P01" | "55P03" | "57014"), _) => (Busy, ""),
         (Some(c), _) if c.starts_with("53") => (Busy, ""),
-        // invalid password, invalid authorization (pg_hba), missing database (the server's
-        // message names it)
+        // invalid password; invalid authorization (a missing role, or pg_hba.conf) and a
+        // missing database, which the server's message names
         (Some("28P01"), _) => (Config, "wrong password (check the URL's user and password)"),
-        (Some("28000"), _) => (Config, "the user may not connect (check pg_hba.conf)"),
-        (Some("3D000"), E::Database(db)) => (Config, db.message()),
+        (Some("28000" | "3D000"), E::Database(db)) => (Config, db.message()),
         // undefined_table, undefined_function
         (Some("42P01" | "42883"), _) => (Store, "a table is missing (run PostgresStore::migrate)"),
         (Some(_), _) => (Store, ""),

@@ -225,7 +225,7 @@ where
             Err(e) => return Ok(Err(e)),
         };
         let bytes = self.encode(&value, started.elapsed())?;
-        self.cache_store(&key, &bytes, fingerprint).await?;
+        self.cache_store(&key, &bytes, fingerprint, None).await?;
         Ok(Ok(Traced::new(value, Status::Executed, 1, key)))
     }
 
@@ -339,14 +339,21 @@ where
         }))
     }
 
+    /// Caches `bytes`; a copy of an idempotency record that expires `until` is kept no
+    /// longer than the record.
     pub(super) async fn cache_store(
         &self,
         key: &str,
         bytes: &[u8],
         fingerprint: Option<&str>,
+        until: Option<Timestamp>,
     ) -> Result<()> {
         let (c, meta) = (&self.inner.config, self.meta(fingerprint));
-        let (kept, store) = (c.cache_kept_for(), self.inner.store.as_ref());
+        let left = until.map(|t| t.since(Timestamp::now()));
+        if left.is_some_and(|d| d.is_zero()) {
+            return Ok(());
+        }
+        let (kept, store) = (shorter(c.cache_kept_for(), left), self.inner.store.as_ref());
         match store.put(Namespace::Cache, key, bytes, kept, meta).await {
             // With idempotency on, the idempotency record is the source of truth: a failed
             // cache write only costs a later lookup.

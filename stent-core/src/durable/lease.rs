@@ -106,7 +106,8 @@ where
         };
         let c = &self.inner.config;
         if c.cached && c.idempotent {
-            self.cache_store(&key, bytes, fingerprint).await?;
+            self.cache_store(&key, bytes, fingerprint, record.expires_at)
+                .await?;
         }
         let status = match (joined, c.idempotent) {
             (true, _) => Status::Joined,
@@ -183,7 +184,7 @@ where
         match recorded {
             Ok(bytes) if c.cached && c.idempotent => {
                 guard.keep(());
-                self.cache_store(key, &bytes, fingerprint).await?;
+                self.cache_store(key, &bytes, fingerprint, None).await?;
             }
             Ok(_) => guard.keep(()),
             // Nothing was written: the key is free for the next caller at once.

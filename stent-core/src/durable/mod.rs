@@ -177,9 +177,11 @@ impl Config {
         self.stale_if_error.max(self.stale_while_revalidate)
     }
 
-    /// How long a cached value is kept: its TTL and the stale window after it.
+    /// How long a cached value is kept: its TTL and the stale window after it, and, on a
+    /// function also idempotent, no longer than its idempotency record (the retention).
     fn cache_kept_for(&self) -> Option<Duration> {
-        (self.ttl).map(|ttl| ttl + self.stale_window().unwrap_or_default())
+        let cached = (self.ttl).map(|ttl| ttl + self.stale_window().unwrap_or_default());
+        shorter(cached, self.retention.filter(|_| self.idempotent))
     }
 
     fn scope(&self) -> KeyScope<'_> {
@@ -263,6 +265,14 @@ impl Config {
     }
 }
 
+/// The shorter of two lifetimes, `None` being forever.
+fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Describes a durable function before it is [wrapped](Self::wrap).
 ///
 /// Choose [`idempotent`](Self::idempotent), [`cached`](Self::cached) or both; with neither,
@@ -299,11 +309,14 @@ impl<K> DurableBuilder<K> {
 
         /// How long cached results live (default: forever). Only for [cached](Self::cached)
         /// functions: idempotency records are kept for the [`retention`](Self::retention).
+        /// On a function also idempotent, a call past the TTL replays the idempotency record
+        /// (and caches it again): the function runs again only after the retention.
         ttl(ttl: Duration) => config.ttl = Some(ttl);
 
         /// How long idempotency records are kept after completion (default: forever); after it,
         /// the same call executes again. Only for idempotent functions: cached results live for
-        /// the [`ttl`](Self::ttl).
+        /// the [`ttl`](Self::ttl). On a function also cached, the cached copy of a result
+        /// lasts no longer than its idempotency record.
         retention(retention: Duration) => config.retention = Some(retention);
 
         /// How long a claim lasts without renewal (default 30 s). While the function runs the

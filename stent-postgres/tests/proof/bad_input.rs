@@ -72,6 +72,24 @@ async fn a_missing_database_is_a_config_error_naming_it() {
 }
 
 #[tokio::test]
+async fn a_missing_role_is_a_config_error_naming_it() {
+    let Some(url) = support::url_or_skip("a_missing_role_is_a_config_error_naming_it") else {
+        return;
+    };
+    // Same server and database, a role that does not exist (SQLSTATE 28000, as for a
+    // connection pg_hba.conf refuses: the server's message tells them apart).
+    let (base, db) = url.rsplit_once('/').expect("URL with a database");
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let url = format!("postgres://stent_no_such_role:hunter2-pw@{host}/{db}");
+    assert_config(
+        &connect(&url).await,
+        "role \"stent_no_such_role\" does not exist",
+        "hunter2",
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_a_config_error_that_never_shows_it() {
     let Some(server) = own_server("a_wrong_password_is_a_config_error_that_never_shows_it") else {
         return;
