@@ -32,10 +32,15 @@
 //! # Where it lives
 //!
 //! Each entry is a JSON record in the store's [`Namespace::Progress`] (a `progress` table in
-//! SQL stores), under the key `stent:progress|{execution id}|{8-digit sequence}`, expiring after
-//! [`PROGRESS_RETENTION`] (7 days). It is debugging history, not a cache: clearing the cache
-//! (`stent cache clear`) leaves it. Recording costs one write per call made inside an
-//! execution, and never fails the call: a failed write is logged.
+//! SQL stores), under the key `stent:progress|{execution id}|{8-digit sequence}.{run token}`,
+//! expiring after [`PROGRESS_RETENTION`] (7 days). A run numbers its entries after the last
+//! one logged; its random token keeps apart the entries of concurrent runs of one id, which
+//! share sequence numbers. Nothing after the id holds a `|`, so the id ends at the key's last
+//! `|`: the log of `order-1` holds none of `order-1|retry`'s entries.
+//!
+//! The log is debugging history, not a cache: clearing the cache (`stent cache clear`) leaves
+//! it. Recording costs one write per call made inside an execution, and never fails the call:
+//! a failed write is logged.
 //!
 //! The scope is a task-local: calls made in tasks spawned from inside the execution are
 //! not recorded unless those tasks run their own `run_execution` with the same id.
@@ -85,12 +90,14 @@ pub struct ProgressEntry {
 pub struct ExecutionState {
     /// The execution id.
     pub id: String,
-    /// One entry per call, in call order.
+    /// One entry per call, in call order (concurrent runs of the id side by side).
     pub progress: Vec<ProgressEntry>,
 }
 
 pub(crate) struct Scope {
     id: Arc<str>,
+    /// Ends every entry key of this run.
+    token: String,
     store: Arc<dyn ResultStore>,
     next: AtomicU32,
 }
@@ -139,7 +146,7 @@ pub(crate) async fn record<R, E>(
         finished_at: Timestamp::now(),
     };
     let seq = scope.next.fetch_add(1, Ordering::SeqCst);
-    let entry_key = format!("{}{seq:08}", entry_prefix(&scope.id));
+    let entry_key = format!("{}{seq:08}.{}", entry_prefix(&scope.id), scope.token);
     let meta = RecordMeta {
         function: Some(step),
         ..RecordMeta::default()
@@ -160,29 +167,50 @@ pub(crate) async fn run<F: Future>(
     id: Arc<str>,
     fut: F,
 ) -> F::Output {
-    // Continue numbering after entries an earlier run of this id left.
-    let logged = read(&**store, &id).await.map_or(0, |s| s.progress.len());
-    let next = AtomicU32::new(u32::try_from(logged).unwrap_or(u32::MAX));
-    let store = Arc::clone(store);
-    SCOPE.scope(Arc::new(Scope { id, store, next }), fut).await
+    // Continue numbering after the last entry logged (its digits before `.{token}`, or all of
+    // an entry logged before runs had tokens).
+    let logged = entries(&**store, &id).await.unwrap_or_default();
+    let last = logged
+        .last()
+        .and_then(|(key, _)| key.rsplit('|').next()?.get(..8)?.parse().ok());
+    let next = AtomicU32::new(last.map_or(0, |seq: u32| seq.saturating_add(1)));
+    let (token, store) = (format!("{:016x}", rand::random::<u64>()), Arc::clone(store));
+    let scope = Scope {
+        id,
+        token,
+        store,
+        next,
+    };
+    SCOPE.scope(Arc::new(scope), fut).await
 }
 
 /// The progress log of execution `id` in `store` (see [`Stent::state_of`](crate::Stent::state_of)).
 pub(crate) async fn read(store: &dyn ResultStore, id: &str) -> Result<ExecutionState> {
+    let entries = entries(store, id).await?;
+    let progress = entries.into_iter().map(|(_, entry)| entry).collect();
+    let id = id.to_owned();
+    Ok(ExecutionState { id, progress })
+}
+
+/// The entries of execution `id` in `store` with their keys, in key order.
+async fn entries(store: &dyn ResultStore, id: &str) -> Result<Vec<(String, ProgressEntry)>> {
     let mut query = ListQuery::new().prefix(entry_prefix(id)).limit(500);
     let mut progress = Vec::new();
     loop {
         let page = store.list(Namespace::Progress, &query).await?;
         for record in page.records {
+            // Ids that extend this one (`{id}|…`) share the prefix; their keys have a `|` after it.
+            if record.key.rfind('|') != Some(query.prefix.len() - 1) {
+                continue;
+            }
             let bytes = record.value.unwrap_or_default();
             let Stored::Value(entry) = codec::decode::<_, IgnoredAny>(&record.key, &bytes)? else {
                 return Err(Error::decode(&record.key, "progress entry holds an error"));
             };
-            progress.push(entry);
+            progress.push((record.key, entry));
         }
         let Some(next) = page.next_cursor else { break };
         query.cursor = Some(next);
     }
-    let id = id.to_owned();
-    Ok(ExecutionState { id, progress })
+    Ok(progress)
 }

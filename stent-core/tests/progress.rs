@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 
-use stent_core::{MemoryStore, Namespace, ResultStore, Stent};
+use stent_core::{ExecutionState, ListQuery, MemoryStore, Namespace, ResultStore, Stent};
 
 #[tokio::test]
 async fn executions_record_each_call_with_its_status() {
@@ -54,13 +54,133 @@ async fn executions_record_each_call_with_its_status() {
     assert_eq!(state.progress[5].status, "cache_hit");
     assert!(stent.state_of("unknown").await.unwrap().progress.is_empty());
     // Entries live in their own namespace and expire.
-    let r = store
-        .get(Namespace::Progress, "stent:progress|wf-1|00000000")
-        .await
-        .unwrap()
-        .expect("entry");
-    assert!(r.expires_at.is_some());
+    let query = ListQuery::new().prefix("stent:progress|wf-1|");
+    let page = store.list(Namespace::Progress, &query).await.unwrap();
+    assert_eq!(page.records.len(), 6);
+    assert!(page.records.iter().all(|r| r.expires_at.is_some()));
     // Clearing the cache keeps the debugging history.
     assert!(store.clear(Namespace::Cache).await.unwrap() > 0);
     assert_eq!(stent.state_of("wf-1").await.unwrap().progress.len(), 6);
+}
+
+/// The log of an id holds only its own calls, even when another id starts with `{id}|`.
+#[tokio::test]
+async fn progress_of_an_id_holds_none_of_another_ids_steps() {
+    let stent = Stent::new(MemoryStore::new());
+    let step = stent
+        .durable("workflow::step")
+        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    stent
+        .run_execution("order-1|retry", async { step.call(9).await.unwrap() })
+        .await;
+    stent
+        .run_execution("order-1", async {
+            step.call(1).await.unwrap();
+            step.call(2).await.unwrap();
+        })
+        .await;
+    let keys =
+        |s: ExecutionState| -> Vec<String> { s.progress.into_iter().map(|p| p.key).collect() };
+    let own = keys(stent.state_of("order-1").await.unwrap());
+    assert_eq!(own, ["workflow::step|None|[1]", "workflow::step|None|[2]"]);
+    let other = keys(stent.state_of("order-1|retry").await.unwrap());
+    assert_eq!(other, ["workflow::step|None|[9]"]);
+}
+
+/// Concurrent runs of one id (two workers retrying the same job) each append every call.
+#[tokio::test]
+async fn concurrent_runs_of_an_id_keep_every_call() {
+    let stent = Stent::new(MemoryStore::new());
+    let step = stent
+        .durable("workflow::step")
+        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    // Both runs start before either records a call.
+    let both_started = &tokio::sync::Barrier::new(2);
+    let step = &step;
+    let run = |base: u32| {
+        stent.run_execution("job-1", async move {
+            both_started.wait().await;
+            step.call(base).await.unwrap();
+            step.call(base + 1).await.unwrap();
+        })
+    };
+    tokio::join!(run(10), run(20));
+    let state = stent.state_of("job-1").await.unwrap();
+    let mut args: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
+    args.sort_unstable();
+    let expected = ["|[10]", "|[11]", "|[20]", "|[21]"].map(|a| format!("workflow::step|None{a}"));
+    assert_eq!(args, expected);
+}
+
+/// A run after the oldest entries of its id expired overwrites none of the others.
+#[tokio::test]
+async fn a_run_after_earlier_entries_expired_keeps_the_rest() {
+    let store = MemoryStore::new();
+    let stent = Stent::new(store.clone());
+    let step = stent
+        .durable("workflow::step")
+        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    stent
+        .run_execution("job-2", async {
+            step.call(1).await.unwrap();
+            step.call(2).await.unwrap();
+        })
+        .await;
+    let query = ListQuery::new().prefix("stent:progress|job-2|");
+    let first = store
+        .list(Namespace::Progress, &query)
+        .await
+        .unwrap()
+        .records[0]
+        .key
+        .clone();
+    assert!(store.delete(Namespace::Progress, &first).await.unwrap());
+    stent
+        .run_execution("job-2", async { step.call(3).await.unwrap() })
+        .await;
+    let state = stent.state_of("job-2").await.unwrap();
+    let keys: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["workflow::step|None|[2]", "workflow::step|None|[3]"]);
+}
+
+/// Entries logged before runs had a token (`…|{id}|{8-digit sequence}`) still read, before
+/// newer runs' entries, and only under their own id.
+#[tokio::test]
+async fn entries_logged_before_run_tokens_still_read_first() {
+    let store = MemoryStore::new();
+    let stent = Stent::new(store.clone());
+    let step = stent
+        .durable("workflow::step")
+        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    stent
+        .run_execution("scratch", async { step.call(1).await.unwrap() })
+        .await;
+    let query = ListQuery::new().prefix("stent:progress|scratch|");
+    let old = store
+        .list(Namespace::Progress, &query)
+        .await
+        .unwrap()
+        .records[0]
+        .clone();
+    let value = old.value.unwrap();
+    for key in [
+        "stent:progress|job-3|00000000",
+        "stent:progress|job-3|retry|00000000",
+    ] {
+        let meta = Default::default();
+        store
+            .put(Namespace::Progress, key, &value, None, meta)
+            .await
+            .unwrap();
+    }
+    stent
+        .run_execution("job-3", async { step.call(2).await.unwrap() })
+        .await;
+    let state = stent.state_of("job-3").await.unwrap();
+    let keys: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["workflow::step|None|[1]", "workflow::step|None|[2]"]);
+    assert_eq!(
+        stent.state_of("job-3|retry").await.unwrap().progress.len(),
+        1
+    );
 }

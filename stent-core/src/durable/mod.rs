@@ -87,7 +87,8 @@ impl Stent {
     /// Runs `fut` as execution `id`: every durable call made inside it (in this task) is
     /// recorded in the progress log, readable with [`state_of`](Self::state_of).
     ///
-    /// Running the same id again appends to its log.
+    /// Running the same id again appends to its log; concurrent runs of one id each log
+    /// every call.
     pub async fn run_execution<F: Future>(&self, id: impl Into<String>, fut: F) -> F::Output {
         progress::run(&self.store, id.into().into(), fut).await
     }
