@@ -11,12 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
+use stent_core::ResultStore;
 use stent_http::IdempotencyLayer;
 use stent_sqlite::SqliteStore;
 
@@ -51,31 +53,50 @@ async fn create_payment(
     )
 }
 
-/// The client a request comes from: here the bearer token, in a real API the
-/// authenticated principal.
-fn client(headers: &HeaderMap) -> String {
-    headers
+/// The account a request is from, which `authenticate` puts in the request.
+#[derive(Clone, Copy)]
+struct Account(&'static str);
+
+/// Finds the account of the request's bearer token (here in a fixed table; in a real API,
+/// the API keys' table or a JWT's subject), or answers 401.
+async fn authenticate(mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned()
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let account = match token {
+        Some("sk_alice") => "acct_alice",
+        Some("sk_bob") => "acct_bob",
+        _ => return StatusCode::UNAUTHORIZED.into_response(),
+    };
+    req.extensions_mut().insert(Account(account));
+    next.run(req).await
+}
+
+/// The API (the tests serve it too): authentication first, then the idempotency layer, whose scope is the account
+/// (never the token itself, which every stored key would then hold in clear).
+pub(crate) fn app(store: impl ResultStore) -> Router {
+    let idempotency = IdempotencyLayer::new(store)
+        .name("payments")
+        .require_key(true)
+        .scope(|req| {
+            let account = req.extensions.get::<Account>();
+            account.map_or("", |a| a.0).to_owned()
+        });
+    Router::new()
+        .route("/payments", post(create_payment))
+        .with_state(Arc::new(AtomicU64::new(0)))
+        .layer(idempotency)
+        .layer(middleware::from_fn(authenticate))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = SqliteStore::open("http_payments.db").await?;
-    let idempotency = IdempotencyLayer::new(store)
-        .name("payments")
-        .require_key(true)
-        .scope(|req| client(&req.headers));
-    let app = Router::new()
-        .route("/payments", post(create_payment))
-        .with_state(Arc::new(AtomicU64::new(0)))
-        .layer(idempotency);
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("payments API on http://{addr}");
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app(store)).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::ops::RangeInclusive;
 
 use http::HeaderMap;
 use http::header::HeaderName;
+use stent_core::KeyScope;
 
 /// The rules a key must follow.
 #[derive(Clone, Debug)]
@@ -85,6 +86,11 @@ fn sf_string(raw: &[u8]) -> Result<String, String> {
 /// The stored key: the layer's name, the caller's scope, the method, the path and the
 /// client's key. Every part but the last is length-prefixed, so no two different
 /// requests' parts can run together into one key, whatever characters they hold.
+///
+/// A key longer than [`PORTABLE_KEY_LEN`](stent_core::key::PORTABLE_KEY_LEN) bytes (a long
+/// path, a scope made from a token) or holding a NUL is stored as `sha256:<hex>` of it, as
+/// the core stores long custom keys ([`KeyScope::custom`]): every store takes it, and it
+/// never equals a key stored as it reads, which starts with a digit.
 pub(crate) fn scoped(name: &str, scope: &str, method: &str, path: &str, key: &str) -> String {
     let mut out = String::with_capacity(name.len() + scope.len() + path.len() + key.len() + 24);
     for part in [name, scope, method, path] {
@@ -94,11 +100,19 @@ pub(crate) fn scoped(name: &str, scope: &str, method: &str, path: &str, key: &st
         out.push('|');
     }
     out.push_str(key);
-    out
+    // Shared: the key is the whole of it, with no `{name}|{version}|` in front.
+    let whole = KeyScope {
+        name,
+        version: None,
+        shared: true,
+    };
+    whole.custom(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use stent_core::key::{PORTABLE_KEY_LEN, sha256_hex};
+
     use super::*;
 
     fn key(value: &str, strict: bool) -> Result<Option<String>, String> {
@@ -159,5 +173,22 @@ mod tests {
             scoped("h", "a", "1:b|POST", "/p", "k")
         );
         assert_eq!(scoped("h", "", "POST", "/p", "k"), "1:h|0:|4:POST|2:/p|k");
+    }
+
+    #[test]
+    fn keys_up_to_the_portable_length_read_as_they_are_longer_ones_are_hashed() {
+        // `4:http|` `992:` scope `|` `4:POST|` `9:/payments|` `k`: 1024 bytes.
+        let longest = scoped("http", &"s".repeat(992), "POST", "/payments", "k");
+        assert_eq!(longest.len(), PORTABLE_KEY_LEN);
+        assert!(longest.starts_with("4:http|992:sss"), "{longest}");
+        let scope = "s".repeat(993);
+        let long = scoped("http", &scope, "POST", "/payments", "k");
+        let whole = format!("4:http|993:{scope}|4:POST|9:/payments|k");
+        assert_eq!(long, format!("sha256:{}", sha256_hex(whole.as_bytes())));
+        let path = format!("/payments/{}", "p".repeat(2100));
+        let other = scoped("http", "", "POST", &path, "k");
+        assert_eq!(other.len(), "sha256:".len() + 64);
+        assert_ne!(other, long);
+        assert!(scoped("http", "a\0b", "POST", "/p", "k").starts_with("sha256:"));
     }
 }

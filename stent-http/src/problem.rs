@@ -29,8 +29,11 @@ pub enum Problem {
     /// 409: a request with this key is still being processed; `Retry-After` says when to
     /// try again.
     InFlight,
-    /// 503: the store could not be reached to claim the key; nothing ran.
+    /// 503: the store could not be reached to claim the key, or was busy; nothing ran.
     StoreUnavailable,
+    /// 500: the store refused to claim the key with an error a retry will not fix (a key
+    /// longer than it takes, a schema or configuration error); nothing ran.
+    StoreFailed,
     /// 500: the stored response of this key cannot be read back; nothing ran again.
     StoredResponseUnreadable,
     /// 502: the handler's response body failed while it was read; nothing was stored.
@@ -48,7 +51,9 @@ impl Problem {
             Problem::PayloadMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::InFlight => StatusCode::CONFLICT,
             Problem::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Problem::StoredResponseUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
+            Problem::StoreFailed | Problem::StoredResponseUnreadable => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Problem::ResponseBodyFailed => StatusCode::BAD_GATEWAY,
         }
     }
@@ -63,6 +68,7 @@ impl Problem {
             Problem::PayloadMismatch => "PayloadMismatch",
             Problem::InFlight => "InFlight",
             Problem::StoreUnavailable => "StoreUnavailable",
+            Problem::StoreFailed => "StoreFailed",
             Problem::StoredResponseUnreadable => "StoredResponseUnreadable",
             Problem::ResponseBodyFailed => "ResponseBodyFailed",
         }
@@ -78,6 +84,7 @@ impl Problem {
             Problem::PayloadMismatch => "Idempotency-Key was used with another request",
             Problem::InFlight => "A request with this Idempotency-Key is being processed",
             Problem::StoreUnavailable => "Idempotency store is unavailable",
+            Problem::StoreFailed => "Idempotency store failed",
             Problem::StoredResponseUnreadable => "Stored response cannot be read",
             Problem::ResponseBodyFailed => "Response body failed",
         }

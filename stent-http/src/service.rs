@@ -165,16 +165,7 @@ where
         };
         let outcome = match c.store.claim(NS, &stored_key, &claim).await {
             Ok(outcome) => outcome,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming the idempotency key failed");
-                let detail = "the idempotency store could not be reached; nothing was done";
-                return Ok(refuse(
-                    &c,
-                    Problem::StoreUnavailable,
-                    detail,
-                    e.retry_after(),
-                ));
-            }
+            Err(e) => return Ok(unclaimed(&c, &e)),
         };
         match outcome {
             ClaimOutcome::Completed(record) => {
@@ -215,6 +206,23 @@ where
             }
         }
     }
+}
+
+/// The answer when the key could not be claimed, so nothing ran: `503` with the store's
+/// `Retry-After` when a retry may succeed (the store unreachable or busy), else `500`, since
+/// no retry of the request would get another answer.
+fn unclaimed<B: From<Bytes>>(c: &Config, e: &stent_core::Error) -> Response<B> {
+    if e.is_retryable() {
+        tracing::warn!(error = %e, "claiming the idempotency key failed");
+        let detail = "the idempotency store could not be reached; nothing was done";
+        return refuse(c, Problem::StoreUnavailable, detail, e.retry_after());
+    }
+    tracing::error!(error = %e, "the idempotency store refused to claim the key");
+    let detail = format!(
+        "the idempotency store refused to claim the key ({}); nothing was done",
+        e.kind().as_str()
+    );
+    refuse(c, Problem::StoreFailed, &detail, None)
 }
 
 /// What the handler's run came to, before the claim is settled.

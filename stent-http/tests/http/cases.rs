@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use stent_core::{InFlight, ResultStore};
+use stent_core::key::PORTABLE_KEY_LEN;
+use stent_core::{InFlight, ListQuery, Namespace, ResultStore};
 use stent_http::IdempotencyLayer;
 
 use crate::support::{App, Req, eventually, layer, post, serve};
@@ -151,6 +152,34 @@ pub(crate) async fn one_key_from_two_scopes_never_crosses(store: Arc<dyn ResultS
     assert_eq!(app.send(req.clone().client("alice")).await.body, alice.body);
     assert_eq!(app.send(req.client("bob")).await.body, bob.body);
     assert_eq!(app.runs(), 2);
+}
+
+/// A request whose stored key would pass every store's limit (a 2,100-byte path, a
+/// 1,500-byte scope, as a scope made from a token can be) runs once and replays, and two
+/// such scopes still never cross: the key is stored hashed, as every store takes it.
+pub(crate) async fn long_path_and_scope_are_served_and_replayed(store: Arc<dyn ResultStore>) {
+    let app = serve(layer(Arc::clone(&store))).await;
+    let path = format!("/payments/{}", "p".repeat(2090));
+    assert_eq!(path.len(), 2100);
+    let (alice, bob) = ("a".repeat(1500), format!("{}b", "a".repeat(1499)));
+    let req = post(&path, "long", "{}").method("PATCH");
+    let first = app.send(req.clone().client(&alice)).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let replay = app.send(req.clone().client(&alice)).await;
+    assert!(replay.replayed(), "{replay:?}");
+    assert_eq!(replay.body, first.body);
+    let other = app.send(req.client(&bob)).await;
+    assert_eq!(other.status, 201, "{other:?}");
+    assert!(!other.replayed(), "bob got alice's response: {other:?}");
+    assert_eq!(app.runs(), 2);
+    let page = store
+        .list(Namespace::Idempotency, &ListQuery::new())
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 2);
+    for record in &page.records {
+        assert!(record.key.len() <= PORTABLE_KEY_LEN, "{}", record.key);
+    }
 }
 
 /// 2xx to 4xx responses are stored and replayed, except 408, 409, 425 and 429; those and

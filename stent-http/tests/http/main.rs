@@ -1,7 +1,10 @@
 //! The layer behind a real axum server on 127.0.0.1, driven by a real HTTP client: the
-//! store-dependent rules on every backend (`cases`), the others on memory (`rules`).
+//! store-dependent rules on every backend (`cases`), the others on memory (`rules`), the
+//! store's failures (`failures`) and the example program (`example`).
 
 mod cases;
+mod example;
+mod failures;
 mod rules;
 mod support;
 

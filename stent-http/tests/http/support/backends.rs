@@ -37,6 +37,16 @@ pub(crate) async fn sqlite(case: String) -> Factory {
 /// A schema per case, named as stent-postgres's own tests name theirs
 /// (`stent_test_<unix secs>_<id>`), so their sweep drops it after ten minutes.
 pub(crate) async fn postgres(case: String) -> Factory {
+    postgres_store(case, true).await
+}
+
+/// As [`postgres`], but the schema's tables are never created: every claim fails with an
+/// error no retry fixes.
+pub(crate) async fn postgres_without_tables(case: String) -> Factory {
+    postgres_store(case, false).await
+}
+
+async fn postgres_store(case: String, create_tables: bool) -> Factory {
     let url = servers::url(Server::Postgres).await?;
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -47,6 +57,7 @@ pub(crate) async fn postgres(case: String) -> Factory {
         .schema(format!("stent_test_{secs}_{case}"))
         .map_err(|e| e.to_string())?
         .max_connections(8)
+        .create_tables(create_tables)
         .build()
         .await
         .map_err(|e| e.to_string())?;

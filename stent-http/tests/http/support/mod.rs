@@ -172,13 +172,24 @@ pub(crate) async fn serve(layer: IdempotencyLayer) -> App {
         .route("/big", routing::post(big))
         .with_state(Arc::clone(&runs))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(5))
-        .build_http();
-    App { addr, runs, client }
+    App::on(router, runs).await
+}
+
+/// Serves another API on a free port of 127.0.0.1 (its runs are not counted).
+pub(crate) async fn serve_router(router: Router) -> App {
+    App::on(router, Arc::default()).await
+}
+
+impl App {
+    async fn on(router: Router, runs: Arc<AtomicUsize>) -> App {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build_http();
+        App { addr, runs, client }
+    }
 }
 
 /// Counts the run, sleeps for `x-delay-ms`, then answers 201 with the payment.
@@ -268,6 +279,7 @@ macro_rules! http_cases {
             concurrent_identical_requests_run_once_rejecting,
             concurrent_identical_requests_run_once_waiting,
             one_key_from_two_scopes_never_crosses,
+            long_path_and_scope_are_served_and_replayed,
             only_policy_statuses_are_stored,
             handler_panic_releases_the_claim,
             cancelled_request_releases_the_claim,
