@@ -898,6 +898,144 @@ fn a_missing_sqlite_file_is_reported_not_created() {
     assert!(!path.exists());
 }
 
+/// Commands of every kind, reading and deleting, run against stores whose tables are not there.
+const EVERY_COMMAND: [&[&str]; 9] = [
+    &["cache", "ls"],
+    &["idempotency", "ls", "--json"],
+    &["cache", "show", "k"],
+    &["stats"],
+    &["progress", "exec-1"],
+    &["cache", "rm", "k", "--yes"],
+    &["idempotency", "release", "k", "--yes"],
+    &["cache", "purge", "--yes"],
+    &["idempotency", "clear", "--yes"],
+];
+
+/// The tables of a SQLite file and its journal mode, read on a connection of its own.
+async fn sqlite_layout(path: &std::path::Path) -> (Vec<String>, String) {
+    use sqlx::Connection as _;
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let tables = sqlx::query_scalar("SELECT name FROM sqlite_master ORDER BY name")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let mode = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    (tables, mode)
+}
+
+/// An application's own database (rollback journal, no stent tables) read with a table
+/// prefix: every command fails, and the file keeps its tables and its journal mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_without_the_prefixed_tables_is_an_error_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let before = sqlite_layout(&path).await;
+    assert_eq!(before, (vec!["orders".to_owned()], "delete".to_owned()));
+
+    let url = format!("sqlite://{}?table_prefix=clifix_typo_", path.display());
+    for args in EVERY_COMMAND {
+        stent(&url, args).error(&format!(
+            "no stent tables clifix_typo_idempotency, clifix_typo_cache, clifix_typo_progress in {}",
+            path.display()
+        ));
+    }
+    assert_eq!(sqlite_layout(&path).await, before);
+}
+
+/// A stent store's file read with a mistyped table prefix: an error that names the tables
+/// looked for, and no table created beside the store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_sqlite_table_prefix_is_an_error_that_creates_nothing() {
+    let t = sqlite_target("clifix_app_").await;
+    let path = t._dir.as_ref().unwrap().path().join("stent.db");
+    let before = sqlite_layout(&path).await;
+    let url = t.url.replace("clifix_app_", "clifix_apq_");
+    for args in EVERY_COMMAND {
+        stent(&url, args).error(&format!(
+            "no stent tables clifix_apq_idempotency, clifix_apq_cache, clifix_apq_progress in {}",
+            path.display()
+        ));
+    }
+    assert_eq!(sqlite_layout(&path).await, before);
+    t.cli(&["cache", "ls"]).ok();
+}
+
+/// A mistyped schema, and a mistyped table prefix in an existing schema: errors, and no
+/// schema or table created.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_postgres_schema_or_table_prefix_is_an_error_that_creates_nothing() {
+    let Some(base) = url_from_env("STENT_POSTGRES_URL") else {
+        return;
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let schema = format!("clifix_{}", unique("pg"));
+    let typo = format!("{schema}_typo");
+    // The schema of a store, made by the library as an application makes it.
+    let store = stent::PostgresStore::connect(&format!("{base}{sep}schema={schema}"))
+        .await
+        .unwrap();
+    let pool = store.pool();
+
+    let mistyped_schema = format!("{base}{sep}schema={typo}");
+    let mistyped_prefix = format!("{base}{sep}schema={schema}&table_prefix=clifix_typo_");
+    let mut runs = Vec::new();
+    for args in EVERY_COMMAND {
+        runs.push((
+            stent(&mistyped_schema, args),
+            format!("no stent tables {typo}.idempotency, {typo}.cache, {typo}.progress in "),
+        ));
+        runs.push((
+            stent(&mistyped_prefix, args),
+            format!("no stent tables {schema}.clifix_typo_idempotency, "),
+        ));
+    }
+    let schema_made: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&typo)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let tables_made: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name LIKE 'clifix_typo_%')",
+    )
+    .bind(&schema)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    for name in [&schema, &typo] {
+        // The names are `unique`'s: letters, digits and underscores.
+        let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    for (run, needle) in runs {
+        run.error(&needle);
+    }
+    assert!(!schema_made, "the CLI created schema {typo}");
+    assert!(!tables_made, "the CLI created tables in schema {schema}");
+}
+
 /// `stent progress ID` shows an execution's steps as `Stent::state_of` reads them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_shows_each_step_of_an_execution() {

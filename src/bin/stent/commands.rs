@@ -39,13 +39,7 @@ struct Session<'a> {
 }
 
 pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
-    // A SQLite file that does not exist is an error rather than created empty.
-    #[cfg(feature = "sqlite")]
-    if let Some(path) = sqlite_path(&args.store).filter(|p| !std::path::Path::new(p).exists()) {
-        let message = format!("no SQLite database at {path}: nothing is stored there yet");
-        return Err(Failure(message));
-    }
-    let store = stent::connect(&args.store).await?;
+    let store = crate::open::open(&args.store).await?;
     let s = Session { args, store };
     let (doc, mut text) = match &args.command {
         Command::Cache(command) => s.on(Namespace::Cache, command).await?,
@@ -67,14 +61,6 @@ pub(crate) async fn run(args: &Args) -> Result<(), Failure> {
         }
         _ => Ok(()),
     }
-}
-
-/// The file a `sqlite:` URL names, as `SqliteStore::connect` reads it.
-#[cfg(feature = "sqlite")]
-fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix(stent_sqlite::SCHEME)?.strip_prefix(':')?;
-    let path = rest.strip_prefix("//").unwrap_or(rest).split('?').next()?;
-    (!path.is_empty()).then_some(path)
 }
 
 /// A spinner with a message and the time elapsed on stderr, drawn only when stderr is a
@@ -345,22 +331,4 @@ fn missing(ns: Namespace, key: &str) -> Failure {
 
 fn records(n: u64) -> &'static str {
     if n == 1 { "record" } else { "records" }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    #[cfg(feature = "sqlite")]
-    fn sqlite_paths_are_read_like_the_store_reads_them() {
-        use super::sqlite_path;
-
-        assert_eq!(sqlite_path("sqlite://stent.db"), Some("stent.db"));
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/a.db?table_prefix=x_"),
-            Some("/tmp/a.db")
-        );
-        assert_eq!(sqlite_path("sqlite:b.db"), Some("b.db"));
-        assert_eq!(sqlite_path("sqlite://"), None);
-        assert_eq!(sqlite_path("postgres://h/db"), None);
-    }
 }

@@ -2,6 +2,7 @@
 //! (`stent --store sqlite://stent.db cache ls --prefix 'fx::'`; see the README).
 
 mod commands;
+mod open;
 mod output;
 
 use std::process::ExitCode;
