@@ -72,6 +72,20 @@ impl KeyScope<'_> {
         key
     }
 
+    /// `key` with its part after `{name}|{version}|` (all of a key without that scope) as
+    /// `sha256:<hex>` of it, unless it is already hashed: the same key as
+    /// [`DefaultKey::hashed`] makes from the same arguments.
+    pub(crate) fn hashed(&self, mut key: String) -> String {
+        let at = Some(self.prefix(0))
+            .filter(|p| key.starts_with(p))
+            .map_or(0, |p| p.len());
+        if !key[at..].starts_with(HASHED) {
+            let part = hashed(&key.as_bytes()[at..]);
+            key.replace_range(at.., &part);
+        }
+        key
+    }
+
     /// A custom key part as stored: scoped, unless the function opted into shared keys. The
     /// part is kept as given when the whole key is at most [`PORTABLE_KEY_LEN`] bytes, holds
     /// no NUL and the part does not start with `sha256:`; otherwise it becomes `sha256:<hex>`

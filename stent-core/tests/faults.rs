@@ -621,6 +621,31 @@ async fn cache_write_failure_with_fail_open_returns_the_value_uncached() {
     );
 }
 
+#[tokio::test]
+async fn single_flight_write_failure_with_fail_open_returns_the_value_at_once() {
+    let (store, _clock) = store();
+    let store = store.fail_nth(Op::Complete, 1);
+    let runs = runs();
+    let f = counted(cached(&store).single_flight().fail_open(), &runs);
+
+    let started = Instant::now();
+    let t = f.call_traced(1).await.unwrap();
+    assert_eq!(
+        (t.outcome.status, t.value.as_str()),
+        (Status::Executed, "1:run1")
+    );
+    assert_eq!(
+        store.calls(Op::Complete),
+        1,
+        "no retry: the value is returned"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 fn both(store: &Store) -> DurableBuilder {
     Stent::new(store.clone())
         .durable("faults::both")

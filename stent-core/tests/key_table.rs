@@ -1029,3 +1029,23 @@ fn custom_keys() {
     );
     pin_key(Ok(SCOPE.custom("raw".to_owned())), "pin::f|None|raw");
 }
+
+/// `.hashed_key()` hashes the key part of any strategy, set before or after `.key(…)`: a
+/// custom key is hashed, never dropped for the arguments. With the default strategy it
+/// writes the keys `DefaultKey::hashed` writes.
+#[test]
+fn hashed_key_hashes_a_custom_key_set_before_or_after_it() {
+    let stent = stent_core::Stent::new(stent_core::MemoryStore::new());
+    let order = |o: &(u32, u32)| format!("order:{}", o.0);
+    let f = |_: (u32, u32)| async { Ok::<_, std::convert::Infallible>(()) };
+    let after = stent.durable("pin::f").key(order).hashed_key().wrap(f);
+    let before = stent.durable("pin::f").hashed_key().key(order).wrap(f);
+    let want = format!("pin::f|None|sha256:{}", sha256_hex(b"order:1"));
+    for args in [(1, 0), (1, 7)] {
+        assert_eq!(after.key_for(&args).unwrap(), want);
+        assert_eq!(before.key_for(&args).unwrap(), want);
+    }
+    let default = stent.durable("pin::f").hashed_key().wrap(f);
+    let pinned = DefaultKey::hashed().key(&SCOPE, &(1u32, 0u32)).unwrap();
+    assert_eq!(default.key_for(&(1, 0)).unwrap(), pinned);
+}

@@ -198,6 +198,12 @@ where
                 tracing::debug!("a refresh stored a value over the single-flight claim");
                 guard.keep(());
             }
+            // A cache that fails open returns the value it could not store, and frees the
+            // key for the callers waiting on it.
+            Err(e) if c.fail_open && !c.idempotent => {
+                tracing::warn!(error = %e, "cache write failed; result returned uncached");
+                guard.release().await;
+            }
             // Leave the claim: a lost lease belongs to someone else now, and after
             // a store outage the lease lapses and the next caller takes over.
             Err(e) => return Err(guard.keep(e)),
@@ -215,7 +221,13 @@ where
             true => c.retention,
             false => c.cache_kept_for(),
         };
-        let deadline = Instant::now() + c.lease();
+        // A cache that fails open does not wait for the store: the value is returned anyway.
+        let patience = if c.fail_open && !c.idempotent {
+            Duration::ZERO
+        } else {
+            c.lease()
+        };
+        let deadline = Instant::now() + patience;
         let (mut backoff, mut retried) = (Duration::from_millis(10), false);
         loop {
             match store.complete(ns, key, token, bytes, kept).await {

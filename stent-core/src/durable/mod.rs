@@ -157,6 +157,7 @@ struct Config {
     lease: Option<Duration>,
     in_flight: InFlight,
     shared_key: bool,
+    hashed_key: bool,
     validate_payload: bool,
     fail_open: bool,
     /// [`Durable::store_errors_if`] was called.
@@ -331,7 +332,8 @@ impl<K> DurableBuilder<K> {
 
         /// Store a fingerprint of the arguments and refuse a call whose key matches a stored
         /// record but whose arguments differ ([`ErrorKind::PayloadMismatch`]); the stored
-        /// result is never revealed to it. Useful with custom keys.
+        /// result is never revealed to it. Useful with custom keys. A record stored before
+        /// this was set holds no fingerprint to compare: it replays to any call of its key.
         validate_payload() => config.validate_payload = true;
 
         /// For cached functions: when the store fails, run the function anyway instead of
@@ -381,6 +383,10 @@ impl<K> DurableBuilder<K> {
         /// Custom keys are used as given, not scoped by function name and version: for a
         /// correlation id that several functions deliberately share.
         shared_key() => config.shared_key = true;
+
+        /// Always hash the key's part after `{name}|{version}|` (all of a shared key), whichever
+        /// way keys are derived: keeps personal data out of keys and logs.
+        hashed_key() => config.hashed_key = true;
     }
 
     /// Derive keys with `key`: a closure `Fn(&Args) -> impl Into<String>` (scoped as
@@ -388,11 +394,6 @@ impl<K> DurableBuilder<K> {
     pub fn key<K2>(self, key: K2) -> DurableBuilder<K2> {
         let Self { store, config, .. } = self;
         DurableBuilder { store, config, key }
-    }
-
-    /// Always hash the arguments in the key (keeps personal data out of keys and logs).
-    pub fn hashed_key(self) -> DurableBuilder<DefaultKey> {
-        self.key(DefaultKey::hashed())
     }
 
     /// Wraps an async function of one argument value (a tuple for several).
@@ -603,6 +604,8 @@ impl<A: 'static, R, E> Durable<A, R, E> {
     /// The key a call with `args` is stored under.
     pub fn key_for(&self, args: &A) -> Result<String> {
         self.check()?;
-        self.inner.key.key(&self.inner.config.scope(), args)
+        let (scope, hashed) = (self.inner.config.scope(), self.inner.config.hashed_key);
+        let key = self.inner.key.key(&scope, args)?;
+        Ok(if hashed { scope.hashed(key) } else { key })
     }
 }

@@ -138,7 +138,8 @@ enum Tried<R, E, A> {
 /// The transaction is the lease: no renewal, and a process that dies mid-call leaves nothing
 /// behind. A concurrent call of the same key waits on the claim's row lock (at most the
 /// in-flight policy's wait, then [`ErrorKind::Busy`]), then replays if the first commits or
-/// executes if it rolled back. A key held by a lease-mode caller is in flight as usual:
+/// executes if it rolled back. On PostgreSQL that wait is the transaction's `lock_timeout`,
+/// so the function's own statements also wait at most that long for a row lock. A key held by a lease-mode caller is in flight as usual:
 /// `call` waits per the policy, its transaction rolled back meanwhile; `call_in` fails at
 /// once with [`ErrorKind::InFlight`] rather than hold the caller's transaction open.
 ///
