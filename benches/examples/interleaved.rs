@@ -852,55 +852,41 @@ macro_rules! transactional {
         let held = tokio::sync::Mutex::new(held);
         let (post, record, fresh, value) = (&post, record.as_str(), &fresh, value.as_slice());
         let held = &held;
-        // The hand-written transaction's statements in `tx`: the effect, the record, `COMMIT`.
-        let by_hand = async move |mut tx: sqlx::Transaction<'_, $db>| {
-            let key = fresh.next();
-            sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
-                .bind(&key)
-                .bind("500")
-                .execute(&mut *tx)
-                .await
-                .expect("the effect");
-            sqlx::query(AssertSqlSafe(record))
-                .bind(&key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await
-                .expect("the record");
-            tx.commit().await.expect("commit");
-        };
+        // The hand-written transaction's statements in `tx`: the claim if there is one, the
+        // effect, then `write` (the record, or the result into the claimed row), `COMMIT`.
+        let by_hand =
+            async move |mut tx: sqlx::Transaction<'_, $db>, claim: Option<&str>, write| {
+                let key = fresh.next();
+                if let Some(claim) = claim {
+                    let claimed = sqlx::query(AssertSqlSafe(claim))
+                        .bind(&key)
+                        .execute(&mut *tx)
+                        .await
+                        .expect("the claim");
+                    assert_eq!(claimed.rows_affected(), 1, "a fresh key is claimed");
+                }
+                sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
+                    .bind(&key)
+                    .bind("500")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("the effect");
+                sqlx::query(AssertSqlSafe(write))
+                    .bind(&key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("the record");
+                tx.commit().await.expect("commit");
+            };
         let by_hand = &by_hand;
-        // The same, idempotent: the claim's row first, the result into it after the effect.
-        let idempotent_by_hand = async move |mut tx: sqlx::Transaction<'_, $db>| {
-            let key = fresh.next();
-            let claimed = sqlx::query(AssertSqlSafe(claim))
-                .bind(&key)
-                .execute(&mut *tx)
-                .await
-                .expect("the claim");
-            assert_eq!(claimed.rows_affected(), 1, "a fresh key is claimed");
-            sqlx::query("INSERT INTO bench_effects (key, value) VALUES ($1, $2)")
-                .bind(&key)
-                .bind("500")
-                .execute(&mut *tx)
-                .await
-                .expect("the effect");
-            sqlx::query(AssertSqlSafe(complete))
-                .bind(&key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await
-                .expect("the result");
-            tx.commit().await.expect("commit");
-        };
-        let idempotent_by_hand = &idempotent_by_hand;
         compare(vec![
             (
                 "hand-written transaction",
                 Box::new(move || {
                     Box::pin(async move {
                         let tx = pool.begin_with($begin).await.expect("begin");
-                        by_hand(tx).await;
+                        by_hand(tx, None, record).await;
                     })
                 }),
             ),
@@ -910,7 +896,7 @@ macro_rules! transactional {
                     Box::pin(async move {
                         let mut conn = held.lock().await;
                         let tx = sqlx::Connection::begin_with(&mut *conn, $begin).await;
-                        by_hand(tx.expect("begin")).await;
+                        by_hand(tx.expect("begin"), None, record).await;
                     })
                 }),
             ),
@@ -919,7 +905,7 @@ macro_rules! transactional {
                 Box::new(move || {
                     Box::pin(async move {
                         let tx = pool.begin_with($begin).await.expect("begin");
-                        idempotent_by_hand(tx).await;
+                        by_hand(tx, Some(claim), complete).await;
                     })
                 }),
             ),

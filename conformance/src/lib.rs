@@ -144,7 +144,6 @@ macro_rules! conformance_tests {
             wrapper::cached_call_expires_after_ttl,
             wrapper::retention_expires_idempotency_records,
             wrapper::both_modes_write_cache_and_idempotency,
-            wrapper::both_modes_execute_again_after_the_retention,
             wrapper::both_modes_recache_a_replay_until_the_record_expires,
             wrapper::payload_validation_guards_cache_hits,
             wrapper::payload_validation_guards_joins,

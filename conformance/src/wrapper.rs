@@ -550,51 +550,27 @@ pub async fn cached_call_expires_after_ttl(store: Arc<dyn ResultStore>) {
     assert_eq!(recomputed, "2026-01-01:1");
 }
 
-/// An idempotency record with a retention expires, and the same call then executes again as attempt 1.
+/// An idempotency record with a retention expires, and the same call then executes again as attempt 1, also on a function cached too (its cached copy is kept no longer than the record).
 pub async fn retention_expires_idempotency_records(store: Arc<dyn ResultStore>) {
-    let runs = counter();
-    let f = Stent::from_arc(store)
-        .durable("daily_task")
-        .idempotent()
-        .retention(Duration::from_millis(400))
-        .wrap({
+    for (name, cached) in [("daily_task", false), ("weekly_digest", true)] {
+        let runs = counter();
+        let b = Stent::from_arc(store.clone()).durable(name).idempotent();
+        let b = if cached { b.cached() } else { b };
+        let f = b.retention(Duration::from_millis(400)).wrap({
             let runs = Arc::clone(&runs);
             move |_: ()| {
                 let runs = Arc::clone(&runs);
                 async move { Ok::<_, Infallible>(runs.fetch_add(1, Ordering::SeqCst)) }
             }
         });
-    assert_eq!(f.call(()).await.unwrap(), 0);
-    let t = eventually("the idempotency record expires", || async {
-        let t = f.call_traced(()).await.unwrap();
-        (t.outcome.status == Status::Executed).then_some(t)
-    })
-    .await;
-    assert_eq!((t.value, t.outcome.attempt), (1, 1));
-}
-
-/// A function both idempotent and cached executes again after its retention: its cached copy is kept no longer than its idempotency record.
-pub async fn both_modes_execute_again_after_the_retention(store: Arc<dyn ResultStore>) {
-    let runs = counter();
-    let f = Stent::from_arc(store)
-        .durable("weekly_digest")
-        .idempotent()
-        .cached()
-        .retention(Duration::from_millis(400))
-        .wrap({
-            let runs = Arc::clone(&runs);
-            move |_: ()| {
-                let runs = Arc::clone(&runs);
-                async move { Ok::<_, Infallible>(runs.fetch_add(1, Ordering::SeqCst)) }
-            }
-        });
-    assert_eq!(f.call(()).await.unwrap(), 0);
-    let t = eventually("the retention ends", || async {
-        let t = f.call_traced(()).await.unwrap();
-        (t.outcome.status == Status::Executed).then_some(t)
-    })
-    .await;
-    assert_eq!((t.value, t.outcome.attempt), (1, 1));
+        assert_eq!(f.call(()).await.unwrap(), 0);
+        let t = eventually("the idempotency record expires", || async {
+            let t = f.call_traced(()).await.unwrap();
+            (t.outcome.status == Status::Executed).then_some(t)
+        })
+        .await;
+        assert_eq!((t.value, t.outcome.attempt), (1, 1), "{name}");
+    }
 }
 
 /// A replay of a function both idempotent and cached caches its value again until the idempotency record expires, not a full TTL past it.

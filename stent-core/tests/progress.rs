@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 
-use stent_core::{ExecutionState, ListQuery, MemoryStore, Namespace, ResultStore, Stent};
+use stent_core::{Durable, ListQuery, MemoryStore, Namespace, Record, ResultStore, Stent};
 
 #[tokio::test]
 async fn executions_record_each_call_with_its_status() {
@@ -63,13 +63,36 @@ async fn executions_record_each_call_with_its_status() {
     assert_eq!(stent.state_of("wf-1").await.unwrap().progress.len(), 6);
 }
 
-/// The log of an id holds only its own calls, even when another id starts with `{id}|`.
-#[tokio::test]
-async fn progress_of_an_id_holds_none_of_another_ids_steps() {
-    let stent = Stent::new(MemoryStore::new());
+/// A step that returns its argument.
+type Echo = Durable<u32, u32, Infallible>;
+
+/// A store, a `Stent` on it and an [`Echo`] step.
+fn echo() -> (MemoryStore, Stent, Echo) {
+    let store = MemoryStore::new();
+    let stent = Stent::new(store.clone());
     let step = stent
         .durable("workflow::step")
         .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    (store, stent, step)
+}
+
+/// The keys of the calls in the log of execution `id`, in its order.
+async fn logged(stent: &Stent, id: &str) -> Vec<String> {
+    let state = stent.state_of(id).await.unwrap();
+    state.progress.into_iter().map(|p| p.key).collect()
+}
+
+/// The first progress record stored for execution `id`.
+async fn first_entry(store: &MemoryStore, id: &str) -> Record {
+    let query = ListQuery::new().prefix(format!("stent:progress|{id}|"));
+    let page = store.list(Namespace::Progress, &query).await.unwrap();
+    page.records.into_iter().next().expect("an entry")
+}
+
+/// The log of an id holds only its own calls, even when another id starts with `{id}|`.
+#[tokio::test]
+async fn progress_of_an_id_holds_none_of_another_ids_steps() {
+    let (_, stent, step) = echo();
     stent
         .run_execution("order-1|retry", async { step.call(9).await.unwrap() })
         .await;
@@ -79,21 +102,16 @@ async fn progress_of_an_id_holds_none_of_another_ids_steps() {
             step.call(2).await.unwrap();
         })
         .await;
-    let keys =
-        |s: ExecutionState| -> Vec<String> { s.progress.into_iter().map(|p| p.key).collect() };
-    let own = keys(stent.state_of("order-1").await.unwrap());
+    let own = logged(&stent, "order-1").await;
     assert_eq!(own, ["workflow::step|None|[1]", "workflow::step|None|[2]"]);
-    let other = keys(stent.state_of("order-1|retry").await.unwrap());
+    let other = logged(&stent, "order-1|retry").await;
     assert_eq!(other, ["workflow::step|None|[9]"]);
 }
 
 /// Concurrent runs of one id (two workers retrying the same job) each append every call.
 #[tokio::test]
 async fn concurrent_runs_of_an_id_keep_every_call() {
-    let stent = Stent::new(MemoryStore::new());
-    let step = stent
-        .durable("workflow::step")
-        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    let (_, stent, step) = echo();
     // Both runs start before either records a call.
     let both_started = &tokio::sync::Barrier::new(2);
     let step = &step;
@@ -105,41 +123,28 @@ async fn concurrent_runs_of_an_id_keep_every_call() {
         })
     };
     tokio::join!(run(10), run(20));
-    let state = stent.state_of("job-1").await.unwrap();
-    let mut args: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
-    args.sort_unstable();
+    let mut keys = logged(&stent, "job-1").await;
+    keys.sort_unstable();
     let expected = ["|[10]", "|[11]", "|[20]", "|[21]"].map(|a| format!("workflow::step|None{a}"));
-    assert_eq!(args, expected);
+    assert_eq!(keys, expected);
 }
 
 /// A run after the oldest entries of its id expired overwrites none of the others.
 #[tokio::test]
 async fn a_run_after_earlier_entries_expired_keeps_the_rest() {
-    let store = MemoryStore::new();
-    let stent = Stent::new(store.clone());
-    let step = stent
-        .durable("workflow::step")
-        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    let (store, stent, step) = echo();
     stent
         .run_execution("job-2", async {
             step.call(1).await.unwrap();
             step.call(2).await.unwrap();
         })
         .await;
-    let query = ListQuery::new().prefix("stent:progress|job-2|");
-    let first = store
-        .list(Namespace::Progress, &query)
-        .await
-        .unwrap()
-        .records[0]
-        .key
-        .clone();
-    assert!(store.delete(Namespace::Progress, &first).await.unwrap());
+    let first = first_entry(&store, "job-2").await;
+    assert!(store.delete(Namespace::Progress, &first.key).await.unwrap());
     stent
         .run_execution("job-2", async { step.call(3).await.unwrap() })
         .await;
-    let state = stent.state_of("job-2").await.unwrap();
-    let keys: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
+    let keys = logged(&stent, "job-2").await;
     assert_eq!(keys, ["workflow::step|None|[2]", "workflow::step|None|[3]"]);
 }
 
@@ -147,22 +152,11 @@ async fn a_run_after_earlier_entries_expired_keeps_the_rest() {
 /// newer runs' entries, and only under their own id.
 #[tokio::test]
 async fn entries_logged_before_run_tokens_still_read_first() {
-    let store = MemoryStore::new();
-    let stent = Stent::new(store.clone());
-    let step = stent
-        .durable("workflow::step")
-        .wrap(|x: u32| async move { Ok::<_, Infallible>(x) });
+    let (store, stent, step) = echo();
     stent
         .run_execution("scratch", async { step.call(1).await.unwrap() })
         .await;
-    let query = ListQuery::new().prefix("stent:progress|scratch|");
-    let old = store
-        .list(Namespace::Progress, &query)
-        .await
-        .unwrap()
-        .records[0]
-        .clone();
-    let value = old.value.unwrap();
+    let value = first_entry(&store, "scratch").await.value.unwrap();
     for key in [
         "stent:progress|job-3|00000000",
         "stent:progress|job-3|retry|00000000",
@@ -176,11 +170,7 @@ async fn entries_logged_before_run_tokens_still_read_first() {
     stent
         .run_execution("job-3", async { step.call(2).await.unwrap() })
         .await;
-    let state = stent.state_of("job-3").await.unwrap();
-    let keys: Vec<_> = state.progress.iter().map(|p| p.key.as_str()).collect();
+    let keys = logged(&stent, "job-3").await;
     assert_eq!(keys, ["workflow::step|None|[1]", "workflow::step|None|[2]"]);
-    assert_eq!(
-        stent.state_of("job-3|retry").await.unwrap().progress.len(),
-        1
-    );
+    assert_eq!(logged(&stent, "job-3|retry").await.len(), 1);
 }

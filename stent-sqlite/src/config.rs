@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use stent_core::{Clock, Error, Result, SystemClock};
+use stent_core::{Clock, Error, Namespace, Result, SystemClock};
 
 use crate::store::SqliteStore;
 
@@ -120,6 +120,16 @@ impl SqliteStoreBuilder {
             builder = builder.table_prefix(prefix)?;
         }
         Ok(builder)
+    }
+
+    /// The database file the store opens, as set so far.
+    pub fn file(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store's tables, one per [`Namespace`] in [`Namespace::ALL`]'s order, as named so far.
+    pub fn table_names(&self) -> [String; Namespace::ALL.len()] {
+        Namespace::ALL.map(|ns| format!("{}{}", self.table_prefix, ns.as_str()))
     }
 
     /// Prepended to each table's name (`app_` gives `app_idempotency`, `app_cache`, …): empty,

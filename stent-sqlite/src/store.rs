@@ -148,7 +148,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(writer)),
                 readers: std::sync::Mutex::new(Vec::new()),
                 busy_timeout: b.busy_timeout,
-                tables: Namespace::ALL.map(|ns| format!("{}{}", b.table_prefix, ns.as_str())),
+                tables: b.table_names(),
                 prefix: b.table_prefix,
                 path: b.path,
                 clock: b.clock,

@@ -24,18 +24,6 @@ pub(crate) async fn open(url: &str) -> Result<Arc<dyn ResultStore>, Failure> {
     Ok(stent::connect(url).await?)
 }
 
-/// The file and table prefix a `sqlite:` URL names, as `SqliteStoreBuilder::url` reads them.
-#[cfg(feature = "sqlite")]
-fn sqlite_location(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix(stent_sqlite::SCHEME)?.strip_prefix(':')?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut prefixes = query
-        .split('&')
-        .filter_map(|p| p.strip_prefix("table_prefix="));
-    (!path.is_empty()).then(|| (path, prefixes.next_back().unwrap_or_default()))
-}
-
 /// Looks the tables up on a read-only connection first: opening the store switches the file
 /// to WAL, as a store that created its tables left it, but a file without them must not change.
 #[cfg(feature = "sqlite")]
@@ -43,24 +31,23 @@ async fn sqlite(url: &str) -> Result<Arc<dyn ResultStore>, Failure> {
     use sqlx::Connection as _;
 
     let builder = stent::SqliteStore::builder().url(url)?;
-    let (path, prefix) = sqlite_location(url).unwrap_or_default();
-    if !std::path::Path::new(path).exists() {
+    let (path, tables) = (builder.file().display().to_string(), builder.table_names());
+    if !builder.file().exists() {
         let message = format!("no SQLite database at {path}: nothing is stored there yet");
         return Err(Failure(message));
     }
     let unreadable = |e| Failure(format!("cannot read {path} as a SQLite database: {e}"));
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
+        .filename(builder.file())
         .read_only(true);
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
         .await
         .map_err(unreadable)?;
-    let tables = Namespace::ALL.map(|ns| format!("{prefix}{}", ns.as_str()));
     let q = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name COLLATE NOCASE IN (?, ?, ?)";
     let q = tables.iter().fold(sqlx::query_scalar(q), |q, t| q.bind(t));
     let found: i64 = q.fetch_one(&mut conn).await.map_err(unreadable)?;
     let _ = conn.close().await;
-    require(found, &tables, path)?;
+    require(found, &tables, &path)?;
     Ok(Arc::new(builder.create_tables(false).build().await?))
 }
 
@@ -95,25 +82,4 @@ fn require(found: i64, tables: &[String], place: &str) -> Result<(), Failure> {
          tool never creates tables)",
         tables.join(", ")
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    #[cfg(feature = "sqlite")]
-    fn sqlite_urls_are_read_like_the_store_reads_them() {
-        use super::sqlite_location;
-
-        assert_eq!(sqlite_location("sqlite://stent.db"), Some(("stent.db", "")));
-        assert_eq!(
-            sqlite_location("sqlite:///tmp/a.db?table_prefix=x_"),
-            Some(("/tmp/a.db", "x_"))
-        );
-        assert_eq!(
-            sqlite_location("sqlite:b.db?table_prefix=a_&table_prefix=b_"),
-            Some(("b.db", "b_"))
-        );
-        assert_eq!(sqlite_location("sqlite://"), None);
-        assert_eq!(sqlite_location("postgres://h/db"), None);
-    }
 }

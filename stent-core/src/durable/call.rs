@@ -298,7 +298,7 @@ where
     async fn cache_lookup(&self, key: &str, fingerprint: Option<&str>) -> Result<Option<Found<R>>> {
         let c = &self.inner.config;
         let record = match self.inner.store.as_ref().get(Namespace::Cache, key).await {
-            Err(e) if c.fail_open && !c.idempotent => {
+            Err(e) if c.fails_open() => {
                 tracing::warn!(error = %e, "cache read failed; running the function (fail_open)");
                 None
             }

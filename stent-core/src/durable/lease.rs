@@ -25,7 +25,7 @@ where
             let claim = self.claim(&token, fingerprint);
             let claimed = match store.claim(ns, &key, &claim).await {
                 // Single flight is protection, not a result: fail_open runs without it.
-                Err(e) if c.fail_open && !c.idempotent => {
+                Err(e) if c.fails_open() => {
                     tracing::warn!(error = %e, "single-flight claim failed; running the function (fail_open)");
                     return self.execute_and_cache(key, fingerprint, args).await;
                 }
@@ -200,7 +200,7 @@ where
             }
             // A cache that fails open returns the value it could not store, and frees the
             // key for the callers waiting on it.
-            Err(e) if c.fail_open && !c.idempotent => {
+            Err(e) if c.fails_open() => {
                 tracing::warn!(error = %e, "cache write failed; result returned uncached");
                 guard.release().await;
             }
@@ -222,7 +222,7 @@ where
             false => c.cache_kept_for(),
         };
         // A cache that fails open does not wait for the store: the value is returned anyway.
-        let patience = if c.fail_open && !c.idempotent {
+        let patience = if c.fails_open() {
             Duration::ZERO
         } else {
             c.lease()

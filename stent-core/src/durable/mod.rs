@@ -179,6 +179,12 @@ impl Config {
         self.stale_if_error.max(self.stale_while_revalidate)
     }
 
+    /// Whether a store failure lets the call go on without the cache: `.fail_open()` on a
+    /// function that is not idempotent (idempotency always fails closed).
+    fn fails_open(&self) -> bool {
+        self.fail_open && !self.idempotent
+    }
+
     /// How long a cached value is kept: its TTL and the stale window after it, and, on a
     /// function also idempotent, no longer than its idempotency record (the retention).
     fn cache_kept_for(&self) -> Option<Duration> {

@@ -139,9 +139,10 @@ enum Tried<R, E, A> {
 /// behind. A concurrent call of the same key waits on the claim's row lock (at most the
 /// in-flight policy's wait, then [`ErrorKind::Busy`]), then replays if the first commits or
 /// executes if it rolled back. On PostgreSQL that wait is the transaction's `lock_timeout`,
-/// so the function's own statements also wait at most that long for a row lock. A key held by a lease-mode caller is in flight as usual:
-/// `call` waits per the policy, its transaction rolled back meanwhile; `call_in` fails at
-/// once with [`ErrorKind::InFlight`] rather than hold the caller's transaction open.
+/// so the function's own statements also wait at most that long for a row lock. A key held
+/// by a lease-mode caller is in flight as usual: `call` waits per the policy, its
+/// transaction rolled back meanwhile; `call_in` fails at once with [`ErrorKind::InFlight`]
+/// rather than hold the caller's transaction open.
 ///
 /// A function error rolls back everything it wrote, the claim with it. With
 /// [`store_errors_if`](Self::store_errors_if), an error to keep is then recorded: by `call`

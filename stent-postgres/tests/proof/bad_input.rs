@@ -54,16 +54,24 @@ async fn malformed_urls_are_config_errors_without_the_password() {
     }
 }
 
+/// `url`'s server as `user`, with a password (ignored by trust auth), on `database` or on
+/// `url`'s own.
+fn on_same_server(url: &str, user: &str, database: Option<&str>) -> String {
+    let (base, db) = url.rsplit_once('/').expect("URL with a database");
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!(
+        "postgres://{user}:hunter2-pw@{host}/{}",
+        database.unwrap_or(db)
+    )
+}
+
 #[tokio::test]
 async fn a_missing_database_is_a_config_error_naming_it() {
     let Some(url) = support::url_or_skip("a_missing_database_is_a_config_error_naming_it") else {
         return;
     };
-    // Same server, a database that does not exist, and a password (ignored by trust auth).
-    let (base, _) = url.rsplit_once('/').expect("URL with a database");
-    let rest = base.split_once("://").map_or(base, |(_, r)| r);
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let url = format!("postgres://postgres:hunter2-pw@{host}/stent_no_such_database");
+    let url = on_same_server(&url, "postgres", Some("stent_no_such_database"));
     assert_config(
         &connect(&url).await,
         "\"stent_no_such_database\" does not exist",
@@ -76,12 +84,9 @@ async fn a_missing_role_is_a_config_error_naming_it() {
     let Some(url) = support::url_or_skip("a_missing_role_is_a_config_error_naming_it") else {
         return;
     };
-    // Same server and database, a role that does not exist (SQLSTATE 28000, as for a
-    // connection pg_hba.conf refuses: the server's message tells them apart).
-    let (base, db) = url.rsplit_once('/').expect("URL with a database");
-    let rest = base.split_once("://").map_or(base, |(_, r)| r);
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let url = format!("postgres://stent_no_such_role:hunter2-pw@{host}/{db}");
+    // SQLSTATE 28000, as for a connection pg_hba.conf refuses: the server's message tells
+    // them apart.
+    let url = on_same_server(&url, "stent_no_such_role", None);
     assert_config(
         &connect(&url).await,
         "role \"stent_no_such_role\" does not exist",
